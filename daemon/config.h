@@ -1,0 +1,65 @@
+/*
+ * p2pd configuration: command line (SPEC section 3) over the JSON config
+ * file (section 6). Flags override the file.
+ */
+#ifndef P2PD_CONFIG_H
+#define P2PD_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "proto/addr.h"
+#include "proto/peerid.h"
+
+#define P2PD_DEFAULT_PORT 4242
+#define P2PD_MAX_LISTEN 8
+#define P2PD_MAX_BOOTSTRAP 32
+#define P2PD_MAX_SERVICES 64
+#define P2PD_MAX_ALLOW 64
+
+struct p2pd_service {
+	char name[64];
+	char target[256];  /* "HOST:PORT" as given */
+	struct p2p_addr target_addr; /* resolved when numeric, else family 0 */
+	bool allow_any;    /* no "allow" list */
+	size_t nallow;
+	struct p2p_peerid allow[P2PD_MAX_ALLOW];
+};
+
+struct p2pd_limits {
+	unsigned max_links;          /* overlay + direct links */
+	unsigned max_ctl_clients;    /* control connections */
+	unsigned handshake_timeout_ms;
+	unsigned keepalive_ms;       /* below common NAT timeouts */
+	unsigned idle_timeout_ms;    /* link considered dead without traffic */
+};
+
+struct p2pd_config {
+	char config_path[PATH_MAX]; /* "" when none */
+	size_t nlisten;
+	struct p2p_addr listen[P2PD_MAX_LISTEN];
+	size_t nbootstrap;
+	struct p2p_addr bootstrap[P2PD_MAX_BOOTSTRAP];
+	char control[108];          /* sun_path */
+	char state_dir[PATH_MAX];
+	int log_level;              /* LOG_LVL_* */
+	size_t nservices;
+	struct p2pd_service services[P2PD_MAX_SERVICES];
+	struct p2pd_limits limits;
+	bool check_only;            /* -n: check config and exit */
+};
+
+/*
+ * Fill c from defaults, then the config file (-c), then flags. Returns 0
+ * to run, 1 when --help/--version was printed (exit 0), or -EINVAL with a
+ * one-line message naming the problem in err.
+ */
+int p2pd_config_load(struct p2pd_config *c, int argc, char **argv, char *err,
+		     size_t errlen);
+
+/* Re-read only the services of the config file (SIGHUP). 0 or -errno. */
+int p2pd_config_reload_services(struct p2pd_config *c, char *err,
+				size_t errlen);
+
+#endif

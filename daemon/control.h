@@ -1,0 +1,57 @@
+/*
+ * Control socket server (SPEC section 5): a Unix stream socket, one JSON
+ * object per line each way. Requests are dispatched by "cmd" to a table of
+ * handlers; every request gets exactly one reply, possibly later (lookups,
+ * pings). "tag" is echoed on the reply. Lines over 64 KiB close the client.
+ */
+#ifndef P2PD_CONTROL_H
+#define P2PD_CONTROL_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <uv.h>
+
+#define CTL_LINE_MAX (64 * 1024)
+#define CTL_OUT_MAX (1024 * 1024) /* queued reply bytes before we drop a client */
+
+struct ctl_server;
+struct ctl_req;
+
+/* args is the whole request object (borrowed: incref to keep it). */
+typedef void (*ctl_handler_fn)(void *ctx, struct ctl_req *req, json_t *args);
+
+struct ctl_command {
+	const char *name;
+	ctl_handler_fn fn;
+};
+
+/*
+ * Listen on path (mode 0660). A stale socket file (nobody accepting) is
+ * replaced; a live one gives -EADDRINUSE and a message in err.
+ */
+int ctl_server_start(uv_loop_t *loop, const char *path,
+		     const struct ctl_command *cmds, size_t ncmds, void *ctx,
+		     unsigned max_clients, struct ctl_server **out, char *err,
+		     size_t errlen);
+/* Close the listener and every client; unlinks the socket file. */
+void ctl_server_close(struct ctl_server *s);
+
+/* Reply {"ok": true, ...fields}. fields is stolen (may be NULL). */
+void ctl_reply_ok(struct ctl_req *req, json_t *fields);
+/* Reply {"ok": false, "error": code, "message": ...}. */
+void ctl_reply_error(struct ctl_req *req, const char *code, const char *fmt,
+		     ...) __attribute__((format(printf, 3, 4)));
+
+/* True when the client has gone; the reply will be dropped. */
+int ctl_req_orphaned(const struct ctl_req *req);
+
+/*
+ * For "open": send the ok line, then hand the client's stream to the
+ * caller, who owns it from then on (the server forgets the client). Bytes
+ * the client sent after the request line are returned in *rest (malloc'd,
+ * caller frees) so none are lost. NULL if the client has gone.
+ */
+uv_stream_t *ctl_req_take_stream(struct ctl_req *req, json_t *fields,
+				 char **rest, size_t *restlen);
+
+#endif

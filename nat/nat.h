@@ -1,0 +1,59 @@
+/*
+ * NAT classification from observed addresses, sans-I/O.
+ *
+ * Every outgoing link tells us, in the peer's HELLO, the address the peer
+ * saw our connection come from. Fed with (local address of that link,
+ * observed address, observer), the classifier answers SPEC section 5's
+ * nat.type:
+ *   none                  observed == local address (no translation)
+ *   port-preserving       IP translated, port kept, by >= 2 observers
+ *   endpoint-independent  port changed, same external port for one local
+ *                         port seen by >= 2 observers
+ *   endpoint-dependent    port changed, different external ports for one
+ *                         local port towards different observers
+ *   unknown               not enough evidence yet
+ */
+#ifndef P2P_NAT_H
+#define P2P_NAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/addr.h"
+#include "proto/peerid.h"
+
+#define P2P_NAT_OBS_MAX 32 /* observations kept (newest replace oldest) */
+#define P2P_NAT_EXTERNAL_MAX 4
+
+enum p2p_nat_type {
+	P2P_NAT_UNKNOWN = 0,
+	P2P_NAT_NONE,
+	P2P_NAT_PORT_PRESERVING,
+	P2P_NAT_ENDPOINT_INDEPENDENT,
+	P2P_NAT_ENDPOINT_DEPENDENT,
+};
+
+struct p2p_nat;
+
+struct p2p_nat *p2p_nat_new(void);
+void p2p_nat_free(struct p2p_nat *n);
+
+/*
+ * One observation: our link bound to local was seen as observed by the
+ * peer observer. Observations with family 0 or mismatched families are
+ * ignored (-EINVAL). A repeat from the same observer replaces its last one.
+ */
+int p2p_nat_observe(struct p2p_nat *n, uint64_t now,
+		    const struct p2p_addr *local, const struct p2p_addr *observed,
+		    const struct p2p_peerid *observer);
+
+enum p2p_nat_type p2p_nat_type(const struct p2p_nat *n);
+
+/* Distinct external IPs seen (port = the latest observed port), newest first. */
+size_t p2p_nat_external(const struct p2p_nat *n, struct p2p_addr *out,
+			size_t max);
+
+/* "none", "port-preserving", ... as in SPEC section 5. */
+const char *p2p_nat_type_name(enum p2p_nat_type t);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * A daemon's long-term Ed25519 identity and its on-disk form.
+ *
+ * identity.key holds one line: "p2pd-ed25519-v1 " followed by the 64-byte
+ * libsodium secret key (seed || public key) in lowercase hex, then "\n".
+ * The file is mode 0600; a file readable or writable by group or others is
+ * refused, as is anything that does not parse or whose public half does not
+ * match its seed.
+ */
+#ifndef P2P_PROTO_IDENTITY_H
+#define P2P_PROTO_IDENTITY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peerid.h"
+
+struct p2p_identity {
+	uint8_t pk[32];
+	uint8_t sk[64];
+	struct p2p_peerid id;
+};
+
+/* New random identity. */
+void p2p_identity_generate(struct p2p_identity *ident);
+
+/* Derive from a 32-byte seed (tests, known answers). */
+void p2p_identity_from_seed(struct p2p_identity *ident, const uint8_t seed[32]);
+
+/*
+ * Load path into ident. Returns 0, -ENOENT when the file does not exist,
+ * -EPERM when group/other permission bits are set, -EPROTO when malformed,
+ * or another negative errno from the file system. On failure a one-line
+ * reason is written to err (errlen bytes) when err is not NULL.
+ */
+int p2p_identity_load(struct p2p_identity *ident, const char *path, char *err,
+		      size_t errlen) __attribute__((warn_unused_result));
+
+/*
+ * Create path with mode 0600 holding ident. Never overwrites: an existing
+ * file gives -EEXIST. Written to a temporary file and linked into place so
+ * a crash leaves no half-written key.
+ */
+int p2p_identity_save(const struct p2p_identity *ident, const char *path)
+	__attribute__((warn_unused_result));
+
+/* Wipe the secret key. */
+void p2p_identity_wipe(struct p2p_identity *ident);
+
+#endif

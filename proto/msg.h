@@ -1,0 +1,125 @@
+/*
+ * Messages carried inside session records. Every message starts with
+ * version u8 (P2P_PROTO_VERSION) and type u8; fields are big-endian;
+ * byte strings are u16 length + bytes unless they run to the end of the
+ * message (routed payload, stream data). Decoders check every length and
+ * count against limits.h and reject short input and trailing bytes.
+ *
+ * Address on the wire: family u8 (0, 4 or 6), then 0, 4 or 16 bytes of IP,
+ * then port u16 (family 0 has no IP and port 0).
+ */
+#ifndef P2P_PROTO_MSG_H
+#define P2P_PROTO_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "limits.h"
+#include "peerid.h"
+
+enum p2p_msg_type {
+	P2P_MSG_HELLO = 1,	 /* flags, observed addr, own addrs */
+	P2P_MSG_PING = 2,	 /* nonce */
+	P2P_MSG_PONG = 3,	 /* nonce */
+	P2P_MSG_FIND_NODE = 4,	 /* txid, target */
+	P2P_MSG_NODES = 5,	 /* txid, contacts */
+	P2P_MSG_ROUTED = 6,	 /* msgid, hops, src, dst, app, payload */
+	P2P_MSG_DIALBACK = 7,	 /* nonce, addr: "dial me back there" */
+	P2P_MSG_DIALBACK_OK = 8, /* nonce: sent on the dial-back link */
+	P2P_MSG_GOAWAY = 9,	 /* code, reason: sender closes after it */
+	P2P_MSG_STREAM_OPEN = 16,   /* stream, window, service */
+	P2P_MSG_STREAM_ACCEPT = 17, /* stream, window */
+	P2P_MSG_STREAM_DATA = 18,   /* stream, bytes */
+	P2P_MSG_STREAM_WINDOW = 19, /* stream, credit */
+	P2P_MSG_STREAM_FIN = 20,    /* stream */
+	P2P_MSG_STREAM_RESET = 21,  /* stream, code, reason */
+};
+
+/* HELLO flags */
+#define P2P_HELLO_SERVER 0x01 /* sender believes it is dialable (DHT server) */
+
+struct p2p_contact {
+	struct p2p_peerid id;
+	struct p2p_addr addr;
+};
+
+struct p2p_msg {
+	uint8_t type;
+	union {
+		struct {
+			uint8_t flags;
+			struct p2p_addr observed; /* how the sender sees us */
+			uint8_t naddrs;
+			struct p2p_addr addrs[P2P_MAX_ADDRS];
+		} hello;
+		struct {
+			uint64_t nonce;
+		} ping; /* PING and PONG */
+		struct {
+			uint32_t txid;
+			struct p2p_peerid target;
+		} find_node;
+		struct {
+			uint32_t txid;
+			uint8_t count;
+			struct p2p_contact nodes[P2P_MAX_NODES];
+		} nodes;
+		struct {
+			uint64_t msgid;
+			uint8_t hops; /* remaining, <= P2P_ROUTE_HOPS_MAX */
+			struct p2p_peerid src, dst;
+			uint8_t app;
+			const uint8_t *payload; /* points into the decoded buffer */
+			size_t len;
+		} routed;
+		struct {
+			uint64_t nonce;
+			struct p2p_addr addr; /* unused by DIALBACK_OK */
+		} dialback; /* DIALBACK and DIALBACK_OK */
+		struct {
+			uint8_t code;
+			const char *reason; /* not NUL terminated */
+			size_t len;	    /* <= P2P_REASON_MAX */
+		} goaway;
+		struct {
+			uint32_t stream;
+			uint32_t window; /* OPEN, ACCEPT: initial credit */
+			const char *service; /* OPEN: not NUL terminated */
+			size_t service_len;  /* 1..P2P_SERVICE_NAME_MAX */
+		} stream_open; /* STREAM_OPEN and STREAM_ACCEPT */
+		struct {
+			uint32_t stream;
+			const uint8_t *data; /* DATA: points into the buffer */
+			size_t len;
+			uint32_t credit; /* WINDOW */
+		} stream; /* STREAM_DATA, STREAM_WINDOW, STREAM_FIN */
+		struct {
+			uint32_t stream;
+			uint8_t code;
+			const char *reason;
+			size_t len;
+		} reset;
+	} u;
+};
+
+/*
+ * Encode m into out. Returns 0 and sets *outlen, -EMSGSIZE when out is too
+ * small or a field is over its limit, -EINVAL for an unknown type or bad
+ * field (family not 0/4/6, hops over the ceiling).
+ */
+int p2p_msg_encode(const struct p2p_msg *m, uint8_t *out, size_t cap,
+		   size_t *outlen) __attribute__((warn_unused_result));
+
+/*
+ * Decode buf into m; pointer fields point into buf. Returns 0, -EPROTO for
+ * malformed input (short, trailing bytes, bad family, count over limit),
+ * -EPROTONOSUPPORT for another version, -ENOTSUP for an unknown type.
+ */
+int p2p_msg_decode(struct p2p_msg *m, const uint8_t *buf, size_t len)
+	__attribute__((warn_unused_result));
+
+/* "hello", "ping", ... or "unknown" (for logs). */
+const char *p2p_msg_type_name(uint8_t type);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * Handshake and session crypto for one link. Sans-I/O: frame bodies in,
+ * frames out (each output already carries its 4-byte frame header).
+ *
+ * Handshake (three frames, libsodium primitives only):
+ *   1 I->R  "p2pd" ver | e_i (X25519 ephemeral)
+ *   2 R->I  e_r | seal_k(s_r.pk | sig_r)
+ *   3 I->R  seal_k(s_i.pk | sig_i)
+ * k and the two record keys come from crypto_kx over (e_i, e_r); h is the
+ * BLAKE2b transcript hash of the frames so far; sig_x is Ed25519 over a
+ * role label and h. The initiator states the peer ID it expects and fails
+ * with -EKEYREJECTED when s_r.pk does not hash to it.
+ * Records: ChaCha20-Poly1305 IETF, one key per direction, nonce = 64-bit
+ * counter. A tampered, replayed, reordered or truncated record fails with
+ * -EBADMSG and the session is dead afterwards.
+ */
+#ifndef P2P_PROTO_SESSION_H
+#define P2P_PROTO_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "identity.h"
+#include "limits.h"
+
+#define P2P_HS_MAX 256 /* upper bound of one handshake frame, header included */
+#define P2P_RECORD_OVERHEAD (P2P_FRAME_HDR + P2P_AEAD_TAG)
+
+struct p2p_session;
+
+/*
+ * New session. The identity is copied. Initiators pass the peer ID they
+ * dial (expect) or NULL to accept any peer (bootstrap by address);
+ * responders pass NULL. NULL on ENOMEM.
+ */
+struct p2p_session *p2p_session_new(const struct p2p_identity *self,
+				    bool initiator,
+				    const struct p2p_peerid *expect);
+/* Wipes keys and frees. */
+void p2p_session_free(struct p2p_session *s);
+
+/* Initiator only: write frame 1 into out (cap >= P2P_HS_MAX). */
+int p2p_session_start(struct p2p_session *s, uint8_t *out, size_t cap,
+		      size_t *outlen) __attribute__((warn_unused_result));
+
+/*
+ * Feed one handshake frame body. May write a reply frame into out
+ * (cap >= P2P_HS_MAX; *outlen 0 when there is none). Returns 1 once the
+ * session is established, 0 when more frames are needed, or a negative
+ * errno (-EPROTO, -EBADMSG, -EKEYREJECTED); on error the session is dead.
+ */
+int p2p_session_handshake(struct p2p_session *s, const uint8_t *body,
+			  size_t len, uint8_t *out, size_t cap, size_t *outlen)
+	__attribute__((warn_unused_result));
+
+bool p2p_session_established(const struct p2p_session *s);
+
+/* The authenticated remote ID and public key once established. */
+const struct p2p_peerid *p2p_session_peer(const struct p2p_session *s);
+const uint8_t *p2p_session_peer_pk(const struct p2p_session *s);
+
+/*
+ * Encrypt one message (len <= P2P_MSG_MAX) into a whole frame in out;
+ * cap >= len + P2P_RECORD_OVERHEAD. Returns 0 or -EMSGSIZE/-EINVAL/-EPIPE.
+ */
+int p2p_session_seal(struct p2p_session *s, const uint8_t *msg, size_t len,
+		     uint8_t *out, size_t cap, size_t *outlen)
+	__attribute__((warn_unused_result));
+
+/*
+ * Decrypt one record frame body into out (cap >= len - P2P_AEAD_TAG; out
+ * may equal body for in-place). Returns 0 or -EBADMSG/-EPROTO/-EPIPE.
+ */
+int p2p_session_open(struct p2p_session *s, const uint8_t *body, size_t len,
+		     uint8_t *out, size_t cap, size_t *outlen)
+	__attribute__((warn_unused_result));
+
+#endif
