@@ -13,6 +13,21 @@
  * Records: ChaCha20-Poly1305 IETF, one key per direction, nonce = 64-bit
  * counter. A tampered, replayed, reordered or truncated record fails with
  * -EBADMSG and the session is dead afterwards.
+ *
+ * Concrete layout (bodies; every output frame carries its 4-byte header):
+ *   frame1 (37)  "p2pd" | version u8 | e_i.pk[32]
+ *   frame2 (144) e_r.pk[32] | AEAD(k2, n=0, ad=h2a)(s_r.pk[32] | sig_r[64])
+ *   frame3 (112) AEAD(k3, n=0, ad=h2)(s_i.pk[32] | sig_i[64])
+ *   kx = crypto_kx session keys over (e_i, e_r); h1 = H(frame1),
+ *   h2a = H(h1 | e_r.pk), h2 = H(h2a | ct2), h3 = H(h2 | ct3);
+ *   sig_r = Ed25519(s_r, "p2pd-resp" | h2a), sig_i = Ed25519(s_i,
+ *   "p2pd-init" | h2); k(label, h) = BLAKE2b-256 keyed by kx of label | h;
+ *   k2 = k("p2pd hs2", h2a), k3 = k("p2pd hs3", h2), record keys
+ *   k("p2pd i2r", h3) and k("p2pd r2i", h3). Record nonce: 4 zero bytes |
+ *   u64 BE counter; counter exhaustion gives -EPIPE. Version mismatch in
+ *   frame 1 gives -EPROTONOSUPPORT. Caller mistakes in seal/open (NULL,
+ *   small cap, not yet established) return -EINVAL/-EMSGSIZE and leave the
+ *   session alive; everything the peer causes kills it.
  */
 #ifndef P2P_PROTO_SESSION_H
 #define P2P_PROTO_SESSION_H
