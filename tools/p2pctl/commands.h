@@ -1,0 +1,41 @@
+/*
+ * The p2pctl command table (SPEC section 4): per command its argument
+ * syntax, help text, how long to wait for the reply, how to turn argv into
+ * a request object and how to show the reply to people.
+ */
+#ifndef P2PCTL_COMMANDS_H
+#define P2PCTL_COMMANDS_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#define CMD_TIMEOUT_MS 30000	   /* local questions */
+#define CMD_TIMEOUT_NET_MS 60000   /* lookups, pings, bootstrap */
+#define CMD_TIMEOUT_LONG_MS 120000 /* connect may hole-punch and retry */
+
+struct ctl_cmd {
+	const char *name;
+	const char *args;    /* argument synopsis */
+	const char *summary; /* one line */
+	const char *help;    /* more lines, or NULL */
+	int min, max;	     /* argument count; max -1 means no limit */
+	int timeout_ms;
+	/*
+	 * Check argv and fill req (already holding "cmd"). 0, or -EINVAL with
+	 * a message in err (a usage error: exit 2).
+	 */
+	int (*build)(int argc, char **argv, json_t *req, char *err,
+		     size_t errlen);
+	void (*print)(json_t *reply); /* NULL: print nothing */
+};
+
+extern const struct ctl_cmd ctl_cmds[];
+extern const size_t ctl_ncmds;
+
+const struct ctl_cmd *ctl_cmd_find(const char *name);
+
+/* Syntax checks shared with main (no daemon needed). */
+int check_peer_id(const char *s);
+int check_port(const char *s);
+
+#endif

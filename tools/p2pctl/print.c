@@ -1,0 +1,212 @@
+/*
+ * Tables and lines for people. Fields a daemon leaves out print as "-"
+ * rather than failing: the JSON contract may grow, and --json is the
+ * format for programs.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "print.h"
+#include "table.h"
+
+#define CELL_MAX 128
+
+static const char *str(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	return s ? s : "-";
+}
+
+/* Any JSON scalar as text: integers plain, reals with 2 decimals. */
+static const char *scalar(json_t *v, char *buf, size_t len)
+{
+	if (json_is_integer(v))
+		snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+	else if (json_is_real(v))
+		snprintf(buf, len, "%.2f", json_real_value(v));
+	else if (json_is_string(v))
+		snprintf(buf, len, "%s", json_string_value(v));
+	else if (json_is_boolean(v))
+		snprintf(buf, len, "%s", json_is_true(v) ? "yes" : "no");
+	else
+		snprintf(buf, len, "-");
+	return buf;
+}
+
+/* Array of strings joined with ", " (or dflt when absent or empty). */
+static const char *joined(json_t *a, const char *dflt, char *buf, size_t len)
+{
+	size_t i, used = 0;
+	json_t *v;
+
+	buf[0] = '\0';
+	if (!json_is_array(a) || json_array_size(a) == 0)
+		return dflt;
+	json_array_foreach(a, i, v)
+	{
+		int n =
+		    snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
+			     json_is_string(v) ? json_string_value(v) : "?");
+		if (n < 0 || (size_t)n >= len - used)
+			break;
+		used += (size_t)n;
+	}
+	return buf;
+}
+
+void print_id(json_t *r)
+{
+	printf("%s\n", str(r, "id"));
+}
+
+void print_status(json_t *r)
+{
+	json_t *nat = json_object_get(r, "nat");
+	json_t *dht = json_object_get(r, "dht");
+	char a[1024], b[1024], n[CELL_MAX];
+
+	printf("id:        %s\n", str(r, "id"));
+	printf("version:   %s\n", str(r, "version"));
+	printf("uptime:    %s s\n",
+	       scalar(json_object_get(r, "uptime_s"), n, sizeof(n)));
+	printf("listen:    %s\n",
+	       joined(json_object_get(r, "listen"), "(none)", a, sizeof(a)));
+	printf(
+	    "nat:       %s (external: %s)\n", str(nat, "type"),
+	    joined(json_object_get(nat, "external"), "unknown", b, sizeof(b)));
+	printf("peers:     %s\n",
+	       scalar(json_object_get(r, "peers"), n, sizeof(n)));
+	printf("dht:       %s, table size %s\n", str(dht, "mode"),
+	       scalar(json_object_get(dht, "table_size"), a, sizeof(a)));
+}
+
+void print_peers(json_t *r)
+{
+	static const char *const hdr[] = {"ID", "ADDR", "DIR", "LINK", "RTT"};
+	struct table t;
+	size_t i;
+	json_t *p;
+
+	if (table_init(&t, 5, hdr) < 0)
+		return;
+	json_array_foreach(json_object_get(r, "peers"), i, p)
+	{
+		char rtt[CELL_MAX];
+		json_t *v = json_object_get(p, "rtt_ms");
+		const char *row[5] = {str(p, "id"), str(p, "addr"),
+				      str(p, "dir"), str(p, "link"), rtt};
+		if (json_is_number(v))
+			snprintf(rtt, sizeof(rtt), "%.2f ms",
+				 json_number_value(v));
+		else
+			snprintf(rtt, sizeof(rtt), "-");
+		table_add(&t, row);
+	}
+	table_print(&t, stdout);
+	table_free(&t);
+}
+
+void print_lookup(json_t *r)
+{
+	static const char *const hdr[] = {"ID", "ADDR"};
+	struct table t;
+	size_t i;
+	json_t *p;
+
+	printf("found: %s\n",
+	       json_is_true(json_object_get(r, "found")) ? "yes" : "no");
+	if (table_init(&t, 2, hdr) < 0)
+		return;
+	json_array_foreach(json_object_get(r, "closest"), i, p)
+	{
+		const char *row[2] = {str(p, "id"), str(p, "addr")};
+		table_add(&t, row);
+	}
+	printf("closest:\n");
+	table_print(&t, stdout);
+	table_free(&t);
+}
+
+void print_connect(json_t *r)
+{
+	char ms[CELL_MAX];
+
+	printf("%s: %s link (%s) in %s ms\n", str(r, "peer"), str(r, "path"),
+	       str(r, "method"),
+	       scalar(json_object_get(r, "ms"), ms, sizeof(ms)));
+}
+
+void print_ping(json_t *r)
+{
+	json_t *v = json_object_get(r, "rtt_ms");
+
+	printf("rtt %.3f ms via %s\n", json_number_value(v), str(r, "path"));
+}
+
+void print_bootstrap(json_t *r)
+{
+	printf("joined through %s\n", str(r, "peer"));
+}
+
+void print_expose(json_t *r)
+{
+	printf("exposed\n");
+}
+
+void print_unexpose(json_t *r)
+{
+	printf("unexposed\n");
+}
+
+void print_services(json_t *r)
+{
+	static const char *const hdr[] = {"SERVICE", "TARGET", "ALLOW"};
+	struct table t;
+	size_t i;
+	json_t *s;
+
+	if (table_init(&t, 3, hdr) < 0)
+		return;
+	json_array_foreach(json_object_get(r, "services"), i, s)
+	{
+		char allow[4096];
+		json_t *a = json_object_get(s, "allow");
+		/* absent or null: any peer; an empty list: nobody */
+		const char *row[3] = {
+		    str(s, "service"), str(s, "target"),
+		    json_is_array(a) ? joined(a, "none", allow, sizeof(allow))
+				     : "any"};
+		table_add(&t, row);
+	}
+	table_print(&t, stdout);
+	table_free(&t);
+}
+
+void print_forward(json_t *r)
+{
+	printf("listening on %s\n", str(r, "listen"));
+}
+
+void print_unforward(json_t *r)
+{
+	printf("forward removed\n");
+}
+
+void print_forwards(json_t *r)
+{
+	static const char *const hdr[] = {"LISTEN", "PEER", "SERVICE"};
+	struct table t;
+	size_t i;
+	json_t *f;
+
+	if (table_init(&t, 3, hdr) < 0)
+		return;
+	json_array_foreach(json_object_get(r, "forwards"), i, f)
+	{
+		const char *row[3] = {str(f, "listen"), str(f, "peer"),
+				      str(f, "service")};
+		table_add(&t, row);
+	}
+	table_print(&t, stdout);
+	table_free(&t);
+}
