@@ -1,0 +1,242 @@
+/*
+ * The one JSON object p2psim prints. Everything but wall_s and rss_mb
+ * follows from the seed, so two runs can be compared field by field.
+ */
+#include "sim.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_int(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of a sorted array; 0 when empty. */
+static int pct(const int *v, size_t n, double p)
+{
+	if (n == 0)
+		return 0;
+	size_t rank = (size_t)ceil(p * (double)n);
+
+	return v[rank > 0 ? rank - 1 : 0];
+}
+
+static json_t *dist(int *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_int);
+	return json_pack("{s:i, s:i, s:i}", "p50", pct(v, n, 0.5), "p95",
+			 pct(v, n, 0.95), "max", n ? v[n - 1] : 0);
+}
+
+static double ratio(double num, double den)
+{
+	return den > 0 ? num / den : 0;
+}
+
+static double rss_mb(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	double kb = 0;
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "VmHWM:", 6) == 0)
+			kb = strtod(line + 6, NULL);
+	fclose(f);
+	return kb / 1024;
+}
+
+struct lookup_sums {
+	uint32_t counted[2], ok[2], started, done, found, client_targets;
+	double precision;
+};
+
+static json_t *lookups_json(const struct sim *s, int *hops, int *ms,
+			    size_t *nhops)
+{
+	struct lookup_sums t = {0};
+
+	*nhops = 0;
+	for (uint32_t r = 0; r < s->nlk; r++) {
+		const struct sim_lookup_rec *rec = &s->lk[r];
+
+		t.started += rec->started_ok;
+		t.done += rec->done;
+		t.found += rec->found;
+		t.precision += rec->precision;
+		if (!s->nodes[rec->target].server) {
+			t.client_targets++;
+			continue;
+		}
+		t.counted[rec->phase]++;
+		if (!rec->target_in_results)
+			continue;
+		t.ok[rec->phase]++;
+		hops[*nhops] = rec->hops;
+		ms[(*nhops)++] = (int)(rec->finished - rec->started);
+	}
+	return json_pack(
+	    "{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f}", "started",
+	    t.started, "done", t.done, "server_targets",
+	    t.counted[0] + t.counted[1], "client_targets", t.client_targets,
+	    "found", t.found, "success_rate_before_churn",
+	    ratio(t.ok[0], t.counted[0]), "success_rate_after_churn",
+	    ratio(t.ok[1], t.counted[1]), "precision",
+	    ratio(t.precision, s->nlk), "msgs_per_lookup",
+	    ratio(s->lookup_msgs, s->nlk), "dials_per_lookup",
+	    ratio(s->lookup_dials, s->nlk));
+}
+
+static json_t *routed_json(const struct sim *s, int *hops)
+{
+	uint32_t started = 0, ok = 0, failed = 0, dup = 0, wrong = 0;
+	size_t n = 0;
+
+	for (uint32_t r = 0; r < s->nrt; r++) {
+		const struct sim_route_rec *rec = &s->rt[r];
+
+		started += rec->started_ok;
+		failed += rec->failed;
+		dup += rec->deliveries > 1;
+		wrong +=
+		    rec->wrong_src || (rec->deliveries > 0 && !rec->delivered);
+		if (rec->delivered)
+			hops[n++] = rec->hops;
+	}
+	ok = (uint32_t)n;
+	qsort(hops, n, sizeof(*hops), cmp_int);
+	return json_pack("{s:i, s:i, s:i, s:f, s:i, s:i, s:i, s:i, s:i, s:f}",
+			 "sent", s->nrt, "accepted", started, "delivered", ok,
+			 "delivered_rate", ratio(ok, s->nrt), "hops_p50",
+			 pct(hops, n, 0.5), "hops_p95", pct(hops, n, 0.95),
+			 "hops_max", n ? hops[n - 1] : 0, "failed_reported",
+			 failed, "duplicates", dup + wrong, "msgs_per_route",
+			 ratio(s->route_msgs, s->nrt));
+}
+
+static json_t *net_json(const struct sim *s)
+{
+	const struct sim_counters *c = &s->c;
+	json_t *o = json_object();
+
+#define PUT(f) json_object_set_new(o, #f, json_integer((json_int_t)c->f))
+	PUT(msgs_sent);
+	PUT(bytes_sent);
+	PUT(msgs_received);
+	PUT(msgs_lost);
+	PUT(msgs_to_dead);
+	PUT(send_no_link);
+	PUT(recv_no_link);
+	PUT(decode_errors);
+	PUT(recv_errors);
+	PUT(dials);
+	PUT(dials_ok);
+	PUT(dials_failed);
+	PUT(dials_existing);
+	PUT(dials_pending);
+	PUT(dials_unknown);
+	PUT(dials_self);
+	PUT(dials_wrong_addr);
+	PUT(closes);
+	PUT(close_no_link);
+	PUT(link_downs);
+	PUT(keepalive_downs);
+	PUT(events);
+	PUT(timers);
+#undef PUT
+	return o;
+}
+
+static json_t *tables_json(const struct sim *s)
+{
+	uint64_t table = 0, links = 0, bad = 0, live = 0, servers = 0;
+
+	for (uint32_t i = 0; i < s->n; i++) {
+		struct p2p_overlay_stats st;
+
+		if (!s->nodes[i].alive)
+			continue;
+		p2p_overlay_get_stats(s->nodes[i].ov, &st);
+		live++;
+		servers += s->nodes[i].server;
+		table += st.table_size;
+		links += st.links;
+		bad += st.bad_msgs;
+	}
+	return json_pack("{s:I, s:I, s:f, s:f, s:I}", "live", (json_int_t)live,
+			 "live_servers", (json_int_t)servers, "table_size_mean",
+			 ratio((double)table, (double)live), "links_mean",
+			 ratio((double)links, (double)live), "bad_msgs",
+			 (json_int_t)bad);
+}
+
+static json_t *params_json(const struct sim *s)
+{
+	uint32_t clients = 0;
+
+	for (uint32_t i = 0; i < s->n; i++)
+		clients += !s->nodes[i].server;
+	return json_pack("{s:i, s:i, s:f, s:f, s:I, s:f, s:i, s:i, s:i}",
+			 "nodes", s->n, "lookups", s->nlk, "churn", s->p.churn,
+			 "clients", s->p.clients, "seed", (json_int_t)s->p.seed,
+			 "loss", s->p.loss, "latency_ms", s->p.latency_ms,
+			 "client_nodes", clients, "keepalive_ms",
+			 s->p.keepalive_ms);
+}
+
+int sim_report(const struct sim *s, double wall_s)
+{
+	size_t cap = (s->nlk > s->nrt ? s->nlk : s->nrt) + 1;
+	int *hops = calloc(cap, sizeof(int)), *ms = calloc(cap, sizeof(int));
+	size_t nhops;
+	int err = -ENOMEM;
+
+	if (!hops || !ms)
+		goto out;
+	json_t *o = params_json(s);
+	json_t *lk = lookups_json(s, hops, ms, &nhops);
+	double ok =
+	    json_real_value(json_object_get(lk, "success_rate_before_churn"));
+
+	if (s->p.churn > 0) {
+		/* Over both phases, weighted by their server targets. */
+		uint32_t okn = 0;
+
+		for (uint32_t r = 0; r < s->nlk; r++)
+			okn += s->lk[r].target_in_results &&
+			       s->nodes[s->lk[r].target].server;
+		ok = ratio(okn, json_integer_value(
+				    json_object_get(lk, "server_targets")));
+	}
+	json_object_set_new(o, "success_rate", json_real(ok));
+	json_object_set_new(o, "hops", dist(hops, nhops));
+	json_object_set_new(o, "lookup_ms", dist(ms, nhops));
+	json_object_set(o, "msgs_per_lookup",
+			json_object_get(lk, "msgs_per_lookup"));
+	json_object_set_new(o, "lookup", lk);
+	json_object_set_new(o, "routed", routed_json(s, hops));
+	json_object_set_new(o, "overlay", tables_json(s));
+	json_object_set_new(o, "net", net_json(s));
+	json_object_set_new(o, "settled_s", json_real(s->t_settled / 1000.0));
+	json_object_set_new(o, "virtual_s", json_real(s->now / 1000.0));
+	json_object_set_new(o, "wall_s", json_real(wall_s));
+	json_object_set_new(o, "rss_mb", json_real(rss_mb()));
+	err = json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6))
+		  ? -EIO
+		  : 0;
+	putchar('\n');
+	json_decref(o);
+out:
+	free(hops);
+	free(ms);
+	return err;
+}
