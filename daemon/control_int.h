@@ -1,0 +1,72 @@
+/*
+ * Internal to the control server (control.c, control_req.c,
+ * control_listen.c): the server, client and request objects.
+ */
+#ifndef P2PD_CONTROL_INT_H
+#define P2PD_CONTROL_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/un.h>
+
+#include "control.h"
+
+struct ctl_client;
+
+struct ctl_server {
+	uv_loop_t *loop;
+	uv_pipe_t listener;
+	const struct ctl_command *cmds;
+	size_t ncmds;
+	void *ctx;
+	unsigned max_clients;
+	unsigned nclients; /* counted (not busy-rejected) clients */
+	unsigned refs;	   /* listener + clients still linked */
+	bool closing;
+	struct ctl_client *clients; /* every open client */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+struct ctl_client {
+	struct ctl_server *srv; /* NULL once closed or handed over */
+	struct ctl_client *next, **pprev;
+	uv_pipe_t *pipe;	 /* malloc'd: "open" hands it to the node */
+	char *in;		 /* CTL_LINE_MAX + 2 bytes */
+	size_t inlen, inoff;	 /* bytes held; start of the unread part */
+	size_t out_bytes;	 /* queued reply bytes */
+	unsigned nwrites;	 /* write/shutdown requests in flight */
+	struct ctl_req *pending; /* the request awaiting its reply */
+	bool counted;		 /* counts against max_clients */
+	bool in_process;
+	bool eof;
+	bool shutting_down; /* closing after the queued replies */
+	bool closing;	    /* uv_close called */
+	bool handle_gone;   /* pipe closed or no longer ours */
+	bool detached;	    /* pipe handed over by ctl_req_take_stream */
+};
+
+struct ctl_req {
+	struct ctl_client *client; /* NULL when orphaned */
+	json_t *tag;		   /* echoed; NULL when absent */
+};
+
+/* control.c */
+void ctl_client_send(struct ctl_client *c, json_t *obj);
+void ctl_client_close(struct ctl_client *c);
+void ctl_client_close_after_writes(struct ctl_client *c);
+void ctl_client_request_done(struct ctl_client *c);
+/* Forget the client and return its pipe, which the caller now owns. */
+uv_stream_t *ctl_client_detach(struct ctl_client *c);
+
+/* control_req.c */
+struct ctl_req *ctl_req_new(struct ctl_client *c, json_t *tag);
+void ctl_dispatch_line(struct ctl_client *c, const char *line, size_t len);
+
+/*
+ * control_listen.c: make path ready to bind: create its directory (0755),
+ * replace a stale socket, refuse a live one (-EADDRINUSE) or a file that
+ * is not a socket (-EEXIST). 0 or -errno with a message in err.
+ */
+int ctl_prepare_path(const char *path, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,263 @@
+/*
+ * p2pd: configuration, identity, then the node and the control socket on
+ * one libuv loop. Signals: TERM/INT stop cleanly (exit 0), HUP reloads the
+ * services from the config file.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+#include <uv.h>
+
+#include "config.h"
+#include "control.h"
+#include "log.h"
+#include "node.h"
+#include "proto/error.h"
+#include "proto/identity.h"
+#include "sdnotify.h"
+
+#define STATUS_INTERVAL_MS 5000
+
+struct daemon {
+	uv_loop_t loop;
+	struct p2pd_config *cfg;
+	struct p2p_identity ident;
+	struct p2pd_node *node;
+	struct ctl_server *ctl;
+	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_timer_t status_timer, watchdog_timer;
+	int stopping;
+};
+
+/* mkdir -p: parents 0755, the directory itself with mode. */
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int load_identity(struct daemon *d)
+{
+	char path[PATH_MAX + 16], err[256] = "", idtext[P2P_ID_TEXT_LEN + 1];
+	int r;
+
+	r = mkdir_p(d->cfg->state_dir, 0700);
+	if (r < 0) {
+		log_error("cannot create state directory %s: %s",
+			  d->cfg->state_dir, strerror(-r));
+		return r;
+	}
+	snprintf(path, sizeof(path), "%s/identity.key", d->cfg->state_dir);
+	r = p2p_identity_load(&d->ident, path, err, sizeof(err));
+	if (r == 0)
+		return 0;
+	if (r != -ENOENT) {
+		/* Never overwrite: a broken key needs a human. */
+		log_error("%s: %s", path, err[0] ? err : p2p_strerror(r));
+		return r;
+	}
+	p2p_identity_generate(&d->ident);
+	r = p2p_identity_save(&d->ident, path);
+	if (r < 0) {
+		log_error("cannot save identity %s: %s", path, p2p_strerror(r));
+		return r;
+	}
+	p2p_peerid_to_text(&d->ident.id, idtext);
+	log_info("created identity %s", idtext);
+	return 0;
+}
+
+static void close_if_open(uv_handle_t *h, void *arg)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void on_node_stopped(void *arg)
+{
+	struct daemon *d = arg;
+
+	d->node = NULL;
+	/* Our own signal and timer handles: then uv_run returns. */
+	uv_walk(&d->loop, close_if_open, NULL);
+}
+
+static void daemon_stop(struct daemon *d, const char *why)
+{
+	if (d->stopping) {
+		log_info("%s: already stopping", why);
+		return;
+	}
+	d->stopping = 1;
+	log_info("%s: stopping", why);
+	p2pd_notifyf("STOPPING=1");
+	ctl_server_close(d->ctl);
+	d->ctl = NULL;
+	if (d->node != NULL)
+		p2pd_node_stop(d->node, on_node_stopped, d);
+	else
+		on_node_stopped(d);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct daemon *d = h->data;
+	char err[512];
+
+	if (signum != SIGHUP) {
+		daemon_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+		return;
+	}
+	if (d->stopping)
+		return;
+	if (p2pd_config_reload_services(d->cfg, err, sizeof(err)) < 0) {
+		log_warnx("reload failed, services unchanged: %s", err);
+		return;
+	}
+	p2pd_node_set_services(d->node, d->cfg);
+	log_info("SIGHUP: %zu services", d->cfg->nservices);
+}
+
+static void on_status(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	size_t n = p2pd_node_peer_count(d->node);
+
+	p2pd_notifyf("STATUS=%zu peer%s", n, n == 1 ? "" : "s");
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	p2pd_notifyf("WATCHDOG=1");
+}
+
+static void start_signal(struct daemon *d, uv_signal_t *h, int signum)
+{
+	uv_signal_init(&d->loop, h);
+	h->data = d;
+	uv_signal_start(h, on_signal, signum);
+}
+
+static void start_timers(struct daemon *d)
+{
+	uint64_t wd = p2pd_watchdog_usec();
+
+	uv_timer_init(&d->loop, &d->status_timer);
+	d->status_timer.data = d;
+	uv_timer_start(&d->status_timer, on_status, STATUS_INTERVAL_MS,
+		       STATUS_INTERVAL_MS);
+	uv_unref((uv_handle_t *)&d->status_timer);
+	if (wd == 0)
+		return;
+	uv_timer_init(&d->loop, &d->watchdog_timer);
+	d->watchdog_timer.data = d;
+	/* Half the interval, as sd_watchdog_enabled(3) recommends. */
+	uv_timer_start(&d->watchdog_timer, on_watchdog, wd / 2000 + 1,
+		       wd / 2000 + 1);
+	uv_unref((uv_handle_t *)&d->watchdog_timer);
+}
+
+static void log_started(struct daemon *d)
+{
+	char listen[P2PD_MAX_LISTEN * P2P_ADDR_TEXT_MAX + 8] = "";
+	char addr[P2P_ADDR_TEXT_MAX], idtext[P2P_ID_TEXT_LEN + 1];
+
+	for (size_t i = 0; i < d->cfg->nlisten; i++) {
+		p2p_addr_format(&d->cfg->listen[i], addr, sizeof(addr));
+		if (i > 0)
+			strcat(listen, " ");
+		strcat(listen, addr);
+	}
+	p2p_peerid_to_text(&d->ident.id, idtext);
+	log_info("listening on %s, control on %s, peer id %s",
+		 d->cfg->nlisten ? listen : "(nothing: client only)",
+		 d->cfg->control, idtext);
+}
+
+static int daemon_start(struct daemon *d)
+{
+	char err[512] = "";
+	int r;
+
+	r = p2pd_node_start(&d->loop, d->cfg, &d->ident, &d->node, err,
+			    sizeof(err));
+	if (r < 0) {
+		log_error("%s", err[0] ? err : p2p_strerror(r));
+		return r;
+	}
+	r = ctl_server_start(
+	    &d->loop, d->cfg->control, p2pd_node_commands, p2pd_node_ncommands,
+	    d->node, d->cfg->limits.max_ctl_clients, &d->ctl, err, sizeof(err));
+	if (r < 0) {
+		log_error("%s", err);
+		d->stopping = 1;
+		p2pd_node_stop(d->node, on_node_stopped, d);
+		return r;
+	}
+	start_signal(d, &d->sig_term, SIGTERM);
+	start_signal(d, &d->sig_int, SIGINT);
+	start_signal(d, &d->sig_hup, SIGHUP);
+	start_timers(d);
+	log_started(d);
+	p2pd_notifyf("READY=1\nSTATUS=0 peers");
+	return 0;
+}
+
+static struct p2pd_config config; /* large: keep it off the stack */
+
+int main(int argc, char **argv)
+{
+	struct daemon d = {.cfg = &config};
+	char err[512];
+	int r, rc = 0;
+
+	signal(SIGPIPE, SIG_IGN);
+	log_init(LOG_LVL_INFO);
+	r = p2pd_config_load(&config, argc, argv, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "p2pd: %s\n", err);
+		return 1;
+	}
+	if (r == 1)
+		return 0;
+	log_set_level(config.log_level);
+	if (sodium_init() < 0)
+		fatalx("libsodium failed to initialise");
+	if (load_identity(&d) < 0)
+		return 1;
+	r = uv_loop_init(&d.loop);
+	if (r < 0)
+		fatalx("uv_loop_init: %s", uv_strerror(r));
+	if (daemon_start(&d) < 0)
+		rc = 1;
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+	/* Anything left (a failed start) is closed before the loop goes. */
+	uv_walk(&d.loop, close_if_open, NULL);
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&d.loop) != 0)
+		log_warnx("event loop closed with handles still open");
+	p2p_identity_wipe(&d.ident);
+	if (rc == 0)
+		log_info("stopped");
+	return rc;
+}
