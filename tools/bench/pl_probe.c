@@ -1,0 +1,189 @@
+/*
+ * Bad-input probes against the overlay port, and the raw TCP baseline.
+ * Each probe does one thing and says by its exit code what happened, so a
+ * test can assert on it.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "pl.h"
+
+#define PROBE_CONNECT_MS 5000
+#define PROBE_CLOSE_MS 10000 /* default wait for the daemon to close */
+#define GARBAGE_BYTES 65536
+#define GARBAGE_CHUNK 4096
+
+/* Connect within PROBE_CONNECT_MS; fd or -errno. */
+static int probe_connect(const char *text)
+{
+	struct p2p_addr a;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd, soerr = 0;
+	socklen_t el = sizeof(soerr);
+	struct pollfd p;
+
+	if (pl_sockaddr(text, &a, &ss, &sl) < 0)
+		return -EINVAL;
+	if ((fd = pl_tcp_connect(&ss, sl)) < 0)
+		return fd;
+	p = (struct pollfd){.fd = fd, .events = POLLOUT};
+	if (poll(&p, 1, PROBE_CONNECT_MS) != 1) {
+		close(fd);
+		return -ETIMEDOUT;
+	}
+	getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &el);
+	if (soerr) {
+		close(fd);
+		return -soerr;
+	}
+	return fd;
+}
+
+/* Milliseconds until the peer closed fd (EOF or reset), or -1 after max_ms. */
+static long wait_closed(int fd, long max_ms)
+{
+	long long t0 = pl_now_us(), end = t0 + max_ms * 1000LL;
+	char buf[4096];
+
+	for (;;) {
+		long long left = end - pl_now_us();
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (left <= 0)
+			return -1;
+		if (poll(&p, 1, (int)(left / 1000) + 1) <= 0)
+			continue;
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			return (long)((pl_now_us() - t0) / 1000);
+	}
+}
+
+static int report_close(const char *what, int fd, long max_ms)
+{
+	long ms = wait_closed(fd, max_ms);
+
+	close(fd);
+	if (ms < 0) {
+		printf("%s: daemon did not close within %ld ms\n", what,
+		       max_ms);
+		return PL_FAIL;
+	}
+	printf("%s: daemon closed after %ld ms\n", what, ms);
+	return PL_OK;
+}
+
+static int connect_or_report(const char *what, const char *addr)
+{
+	int fd = probe_connect(addr);
+
+	if (fd == -EINVAL)
+		return -PL_USAGE;
+	if (fd < 0) {
+		fprintf(stderr, "%s: cannot connect to %s: %s\n", what, addr,
+			strerror(-fd));
+		return -PL_IO;
+	}
+	return fd;
+}
+
+int pl_cmd_garbage(int argc, char **argv)
+{
+	long max_ms = pl_opt(argc, argv, "--max-ms", PROBE_CLOSE_MS);
+	uint8_t buf[GARBAGE_CHUNK];
+	int fd;
+
+	if (argc < 2 || max_ms <= 0)
+		return PL_USAGE;
+	if ((fd = connect_or_report("garbage", argv[1])) < 0)
+		return -fd;
+	for (size_t sent = 0; sent < GARBAGE_BYTES; sent += sizeof(buf)) {
+		randombytes_buf(buf, sizeof(buf));
+		if (send(fd, buf, sizeof(buf), MSG_NOSIGNAL) < 0)
+			break; /* already closed on us: fine */
+	}
+	return report_close("garbage", fd, max_ms);
+}
+
+int pl_cmd_oversize(int argc, char **argv)
+{
+	long max_ms = pl_opt(argc, argv, "--max-ms", PROBE_CLOSE_MS);
+	static const uint8_t hdr[4] = {0xff, 0xff, 0xff, 0xff};
+	int fd;
+
+	if (argc < 2 || max_ms <= 0)
+		return PL_USAGE;
+	if ((fd = connect_or_report("oversize", argv[1])) < 0)
+		return -fd;
+	if (send(fd, hdr, sizeof(hdr), MSG_NOSIGNAL) < 0) {
+		close(fd);
+		printf("oversize: daemon closed before the header was sent\n");
+		return PL_OK;
+	}
+	return report_close("oversize", fd, max_ms);
+}
+
+int pl_cmd_slowloris(int argc, char **argv)
+{
+	long max_ms = pl_opt(argc, argv, "--max-ms", 30000);
+	int fd;
+
+	if (argc < 2 || max_ms <= 0)
+		return PL_USAGE;
+	if ((fd = connect_or_report("slowloris", argv[1])) < 0)
+		return -fd;
+	/* One byte of a frame header, then nothing. */
+	if (send(fd, "\0", 1, MSG_NOSIGNAL) < 0) {
+		close(fd);
+		return PL_IO;
+	}
+	return report_close("slowloris", fd, max_ms);
+}
+
+int pl_cmd_wrongkey(int argc, char **argv)
+{
+	struct p2p_addr a;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct p2p_peerid expect;
+	struct pl_link l;
+	int rc;
+
+	if (argc < 3 || pl_sockaddr(argv[1], &a, &ss, &sl) < 0 ||
+	    p2p_peerid_from_text(&expect, argv[2], strlen(argv[2])) < 0)
+		return PL_USAGE;
+	if (pl_link_dial(&l, &a, &ss, sl, &expect) < 0) {
+		pl_link_free(&l);
+		return PL_IO;
+	}
+	while (l.state != PL_DEAD && l.state != PL_UP &&
+	       pl_now_us() - l.t0_us < PROBE_CLOSE_MS * 1000LL) {
+		struct pollfd p = {.fd = l.fd, .events = pl_link_events(&l)};
+		if (poll(&p, 1, 100) > 0)
+			pl_link_io(&l, p.revents);
+	}
+	if (l.state == PL_UP) {
+		printf("wrongkey: handshake accepted: the peer is %s\n",
+		       argv[2]);
+		rc = PL_FAIL;
+	} else if (l.err == -EKEYREJECTED) {
+		printf("wrongkey: rejected: the peer is not %s\n", argv[2]);
+		rc = PL_OK;
+	} else if (l.state == PL_CONNECTING || l.err == -ECONNREFUSED) {
+		printf("wrongkey: cannot connect: %s\n", strerror(-l.err));
+		rc = PL_IO;
+	} else {
+		printf("wrongkey: handshake failed otherwise: %s\n",
+		       l.err ? strerror(-l.err) : "closed by peer or timeout");
+		rc = PL_PROTO;
+	}
+	pl_link_free(&l);
+	return rc;
+}
