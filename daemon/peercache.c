@@ -1,0 +1,201 @@
+#include "peercache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void peercache_init(struct peercache *pc)
+{
+	memset(pc, 0, sizeof(*pc));
+}
+
+void peercache_add(struct peercache *pc, const struct p2p_peerid *id,
+		   const struct p2p_addr *addr)
+{
+	size_t i;
+
+	for (i = 0; i < pc->n; i++)
+		if (p2p_peerid_equal(&pc->e[i].id, id))
+			break;
+	if (i == 0 && pc->n > 0 && p2p_addr_equal(&pc->e[0].addr, addr))
+		return; /* already newest and unchanged */
+	if (i == pc->n) {
+		if (pc->n < PEERCACHE_MAX)
+			pc->n++;
+		i = pc->n - 1; /* the oldest (or the new slot) goes */
+	}
+	memmove(&pc->e[1], &pc->e[0], i * sizeof(pc->e[0]));
+	pc->e[0].id = *id;
+	pc->e[0].addr = *addr;
+	pc->dirty = true;
+}
+
+static int parse_entry(json_t *v, struct p2p_contact *c, size_t idx, char *err,
+		       size_t errlen)
+{
+	json_t *id = json_object_get(v, "id");
+	json_t *addr = json_object_get(v, "addr");
+
+	if (!json_is_object(v) || !json_is_string(id) ||
+	    !json_is_string(addr)) {
+		snprintf(err, errlen,
+			 "entry %zu: expected {\"id\": ..., \"addr\": ...}",
+			 idx);
+		return -EPROTO;
+	}
+	if (p2p_peerid_from_text(&c->id, json_string_value(id),
+				 json_string_length(id)) < 0) {
+		snprintf(err, errlen, "entry %zu: invalid peer ID", idx);
+		return -EPROTO;
+	}
+	if (p2p_addr_parse(&c->addr, json_string_value(addr), false) < 0 ||
+	    c->addr.port == 0) {
+		snprintf(err, errlen, "entry %zu: invalid address", idx);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+int peercache_parse(struct peercache *pc, const char *text, size_t len,
+		    char *err, size_t errlen)
+{
+	json_error_t je;
+	json_t *root, *v;
+	size_t i;
+	int rc = 0;
+
+	peercache_init(pc);
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	if (!root) {
+		snprintf(err, errlen, "line %d: %s", je.line, je.text);
+		return -EPROTO;
+	}
+	if (!json_is_array(root)) {
+		snprintf(err, errlen, "expected a JSON array");
+		json_decref(root);
+		return -EPROTO;
+	}
+	json_array_foreach(root, i, v)
+	{
+		struct p2p_contact c;
+		if (pc->n == PEERCACHE_MAX)
+			break; /* keep the newest; the rest is history */
+		rc = parse_entry(v, &c, i, err, errlen);
+		if (rc < 0)
+			break;
+		pc->e[pc->n++] = c;
+	}
+	json_decref(root);
+	if (rc < 0)
+		peercache_init(pc);
+	return rc;
+}
+
+int peercache_load(struct peercache *pc, const char *path, char *err,
+		   size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	char *buf;
+	ssize_t got;
+	size_t len = 0;
+	int rc;
+
+	peercache_init(pc);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s", strerror(errno));
+		return -errno;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size > PEERCACHE_FILE_MAX) {
+		snprintf(err, errlen, "not a regular file under %d bytes",
+			 PEERCACHE_FILE_MAX);
+		close(fd);
+		return -EPROTO;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (len < (size_t)st.st_size &&
+	       (got = read(fd, buf + len, (size_t)st.st_size - len)) > 0)
+		len += (size_t)got;
+	close(fd);
+	rc = peercache_parse(pc, buf, len, err, errlen);
+	free(buf);
+	return rc;
+}
+
+char *peercache_dump(const struct peercache *pc)
+{
+	json_t *root = json_array();
+	char id[P2P_ID_TEXT_LEN + 1], addr[P2P_ADDR_TEXT_MAX];
+	char *out;
+
+	if (!root)
+		return NULL;
+	for (size_t i = 0; i < pc->n; i++) {
+		p2p_peerid_to_text(&pc->e[i].id, id);
+		p2p_addr_format(&pc->e[i].addr, addr, sizeof(addr));
+		json_array_append_new(
+		    root, json_pack("{s:s, s:s}", "id", id, "addr", addr));
+	}
+	out = json_dumps(root, JSON_INDENT(1));
+	json_decref(root);
+	return out;
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+int peercache_save(struct peercache *pc, const char *path)
+{
+	char tmp[4096];
+	char *text = peercache_dump(pc);
+	int fd, rc;
+
+	if (!text)
+		return -ENOMEM;
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+		free(text);
+		return -ENAMETOOLONG;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		free(text);
+		return rc;
+	}
+	rc = write_all(fd, text, strlen(text));
+	if (rc == 0)
+		rc = write_all(fd, "\n", 1);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	free(text);
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0)
+		unlink(tmp);
+	else
+		pc->dirty = false;
+	return rc;
+}
