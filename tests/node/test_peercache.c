@@ -1,0 +1,160 @@
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "peercache.h"
+
+static struct p2p_peerid mkid(uint8_t b)
+{
+	struct p2p_peerid id;
+	memset(id.b, b, sizeof(id.b));
+	return id;
+}
+
+static struct p2p_addr mkaddr(uint8_t last, uint16_t port)
+{
+	struct p2p_addr a = {.family = 4, .ip = {10, 0, 0, last}, .port = port};
+	return a;
+}
+
+Test(peercache, add_newest_first_and_moves_up)
+{
+	struct peercache pc;
+	struct p2p_peerid a = mkid(1), b = mkid(2);
+	struct p2p_addr aa = mkaddr(1, 100), ab = mkaddr(2, 200);
+
+	peercache_init(&pc);
+	cr_assert(!pc.dirty);
+	peercache_add(&pc, &a, &aa);
+	peercache_add(&pc, &b, &ab);
+	cr_assert_eq(pc.n, 2);
+	cr_assert(p2p_peerid_equal(&pc.e[0].id, &b));
+	cr_assert(pc.dirty);
+	peercache_add(&pc, &a, &aa);
+	cr_assert_eq(pc.n, 2, "re-adding must not duplicate");
+	cr_assert(p2p_peerid_equal(&pc.e[0].id, &a));
+	cr_assert(p2p_peerid_equal(&pc.e[1].id, &b));
+	pc.dirty = false;
+	peercache_add(&pc, &a, &aa);
+	cr_assert(!pc.dirty, "no change, not dirty");
+	struct p2p_addr moved = mkaddr(9, 999);
+	peercache_add(&pc, &a, &moved);
+	cr_assert(pc.dirty);
+	cr_assert(p2p_addr_equal(&pc.e[0].addr, &moved));
+}
+
+Test(peercache, capped_oldest_drops)
+{
+	struct peercache pc;
+
+	peercache_init(&pc);
+	for (int i = 0; i < PEERCACHE_MAX + 5; i++) {
+		struct p2p_peerid id = mkid((uint8_t)(i + 1));
+		struct p2p_addr a = mkaddr((uint8_t)i, 1000);
+		peercache_add(&pc, &id, &a);
+	}
+	cr_assert_eq(pc.n, PEERCACHE_MAX);
+	struct p2p_peerid newest = mkid(PEERCACHE_MAX + 5);
+	struct p2p_peerid oldest_kept = mkid(6);
+	cr_assert(p2p_peerid_equal(&pc.e[0].id, &newest));
+	cr_assert(p2p_peerid_equal(&pc.e[PEERCACHE_MAX - 1].id, &oldest_kept));
+}
+
+Test(peercache, dump_parse_roundtrip)
+{
+	struct peercache pc, back;
+	char err[128];
+
+	peercache_init(&pc);
+	struct p2p_peerid a = mkid(7);
+	struct p2p_addr aa = {
+	    .family = 6, .ip = {0xfd, 0, [15] = 1}, .port = 4242};
+	peercache_add(&pc, &a, &aa);
+	struct p2p_peerid b = mkid(8);
+	struct p2p_addr ab = mkaddr(3, 1);
+	peercache_add(&pc, &b, &ab);
+	char *text = peercache_dump(&pc);
+	cr_assert_not_null(text);
+	cr_assert_eq(
+	    peercache_parse(&back, text, strlen(text), err, sizeof(err)), 0,
+	    "%s", err);
+	free(text);
+	cr_assert_eq(back.n, 2);
+	cr_assert(p2p_peerid_equal(&back.e[0].id, &b));
+	cr_assert(p2p_addr_equal(&back.e[0].addr, &ab));
+	cr_assert(p2p_peerid_equal(&back.e[1].id, &a));
+	cr_assert(p2p_addr_equal(&back.e[1].addr, &aa));
+}
+
+static void expect_malformed(const char *text)
+{
+	struct peercache pc;
+	char err[128] = "";
+
+	pc.n = 99;
+	cr_assert_eq(peercache_parse(&pc, text, strlen(text), err, sizeof(err)),
+		     -EPROTO, "accepted: %s", text);
+	cr_assert_eq(pc.n, 0);
+	cr_assert_neq(err[0], '\0', "no reason for: %s", text);
+}
+
+Test(peercache, malformed_rejected)
+{
+	char id[P2P_ID_TEXT_LEN + 1], buf[256];
+	struct p2p_peerid x = mkid(5);
+
+	p2p_peerid_to_text(&x, id);
+	expect_malformed("");
+	expect_malformed("{");
+	expect_malformed("{}");
+	expect_malformed("[1]");
+	expect_malformed("[{\"id\": \"abc\", \"addr\": \"1.2.3.4:5\"}]");
+	snprintf(buf, sizeof(buf), "[{\"id\": \"%s\", \"addr\": \"1.2.3.4\"}]",
+		 id);
+	expect_malformed(buf);
+	snprintf(buf, sizeof(buf), "[{\"id\": \"%s\", \"addr\": \"nope:5\"}]",
+		 id);
+	expect_malformed(buf);
+	snprintf(buf, sizeof(buf), "[{\"id\": \"%s\"}]", id);
+	expect_malformed(buf);
+	snprintf(buf, sizeof(buf),
+		 "[{\"id\": \"%s\", \"addr\": \"1.2.3.4:5\"}, {\"id\": 3}]",
+		 id);
+	expect_malformed(buf);
+}
+
+Test(peercache, save_load_file)
+{
+	char dir[] = "/tmp/pctestXXXXXX", path[256], tmp[300], err[128];
+	struct peercache pc, back;
+	struct stat st;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/peers.json", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	cr_assert_eq(peercache_load(&back, path, err, sizeof(err)), -ENOENT);
+
+	peercache_init(&pc);
+	struct p2p_peerid a = mkid(0x42);
+	struct p2p_addr aa = mkaddr(4, 4242);
+	peercache_add(&pc, &a, &aa);
+	cr_assert_eq(peercache_save(&pc, path), 0);
+	cr_assert(!pc.dirty);
+	cr_assert_eq(stat(tmp, &st), -1, "temporary file left behind");
+	cr_assert_eq(peercache_load(&back, path, err, sizeof(err)), 0, "%s",
+		     err);
+	cr_assert_eq(back.n, 1);
+	cr_assert(p2p_peerid_equal(&back.e[0].id, &a));
+
+	FILE *f = fopen(path, "w");
+	fputs("[{\"id\": garbage", f);
+	fclose(f);
+	cr_assert_eq(peercache_load(&back, path, err, sizeof(err)), -EPROTO);
+	cr_assert_eq(back.n, 0);
+	unlink(path);
+	rmdir(dir);
+}
