@@ -16,8 +16,6 @@
 #include "client.h"
 
 #define READ_CHUNK 65536
-#define PIPE_BUF_SIZE 65536
-#define STDOUT_CHUNK 4096 /* <= PIPE_BUF: never blocks after POLLOUT */
 
 void ctl_default_path(char *out, size_t outlen)
 {
@@ -116,8 +114,17 @@ int ctl_request(struct ctl_conn *c, const char *line, int timeout_ms)
 	size_t scanned = 0;
 	int err;
 
-	if ((err = write_all(c->fd, line, strlen(line))) < 0 ||
-	    (err = write_all(c->fd, "\n", 1)) < 0)
+	size_t len = strlen(line);
+	char *req = malloc(len + 2);
+
+	/* One write: the request goes out as one line, newline included. */
+	if (!req)
+		return -ENOMEM;
+	memcpy(req, line, len);
+	memcpy(req + len, "\n", 2);
+	err = write_all(c->fd, req, len + 1);
+	free(req);
+	if (err < 0)
 		return err;
 	for (;;) {
 		char *nl = c->len > scanned ? memchr(c->buf + scanned, '\n',

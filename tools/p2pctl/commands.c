@@ -146,6 +146,14 @@ static int build_none(int argc, char **argv, json_t *req, char *err,
 	return 0;
 }
 
+/* The control protocol has no "id": it is status's id field. */
+static int build_id(int argc, char **argv, json_t *req, char *err,
+		    size_t errlen)
+{
+	json_object_set_new(req, "cmd", json_string("status"));
+	return 0;
+}
+
 static int build_peer(int argc, char **argv, json_t *req, char *err,
 		      size_t errlen)
 {
@@ -241,7 +249,7 @@ static int build_pipe(int argc, char **argv, json_t *req, char *err,
 
 const struct ctl_cmd ctl_cmds[] = {
     {"id", "", "print this daemon's peer ID, alone on a line", NULL, 0, 0,
-     CMD_TIMEOUT_MS, build_none, print_id},
+     CMD_TIMEOUT_MS, build_id, print_id},
     {"status", "", "identity, listen addresses, NAT type, peers, DHT mode",
      NULL, 0, 0, CMD_TIMEOUT_MS, build_none, print_status},
     {"peers", "", "current links",
