@@ -1,0 +1,208 @@
+/*
+ * gen_seeds OUTDIR: write a few valid inputs for each fuzz target into
+ * OUTDIR/fuzz_frame, OUTDIR/fuzz_msg and OUTDIR/fuzz_handshake. The
+ * handshake seeds replay the fuzzer's deterministic randomness, so the
+ * genuine frames in them are accepted and fuzzing starts deep.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fuzz_common.h"
+#include "proto/frame.h"
+#include "proto/msg.h"
+#include "proto/session.h"
+
+struct seed {
+	uint8_t b[4096];
+	size_t n;
+};
+
+static const char *outdir;
+static int nwritten;
+
+static void put(struct seed *s, const void *p, size_t n)
+{
+	if (n > sizeof(s->b) - s->n)
+		exit(2);
+	memcpy(s->b + s->n, p, n);
+	s->n += n;
+}
+
+static void put_chunk(struct seed *s, const void *p, size_t n)
+{
+	uint8_t h[2] = {(uint8_t)(n >> 8), (uint8_t)n};
+
+	put(s, h, 2);
+	put(s, p, n);
+}
+
+static void save(const char *target, int k, const struct seed *s)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", outdir, target);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/%s/seed-%02d", outdir, target, k);
+	f = fopen(path, "wb");
+	if (f == NULL || fwrite(s->b, 1, s->n, f) != s->n) {
+		perror(path);
+		exit(1);
+	}
+	fclose(f);
+	nwritten++;
+}
+
+static void frame_seeds(void)
+{
+	struct seed s = {.n = 0};
+	uint8_t h[4], body[300];
+
+	memset(body, 0x41, sizeof(body));
+	put(&s, (uint8_t[]){0, 7}, 2);
+	for (uint32_t len = 1; len < 300; len += 37) {
+		p2p_frame_put_header(h, len);
+		put(&s, h, 4);
+		put(&s, body, len);
+	}
+	save("fuzz_frame", 0, &s);
+	s.b[0] = 3; /* max_body 48: later frames are too big */
+	save("fuzz_frame", 1, &s);
+	s.n = 0;
+	put(&s, (uint8_t[]){0, 1, 0, 0, 0, 0}, 6); /* zero length */
+	save("fuzz_frame", 2, &s);
+}
+
+static void msg_seed(int k, const struct p2p_msg *m)
+{
+	struct seed s;
+
+	if (p2p_msg_encode(m, s.b, sizeof(s.b), &s.n) != 0)
+		exit(3);
+	save("fuzz_msg", k, &s);
+}
+
+static void msg_seeds(void)
+{
+	struct p2p_msg m;
+	int k = 0;
+
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_HELLO;
+	m.u.hello.observed.family = 4;
+	m.u.hello.observed.port = 9;
+	m.u.hello.naddrs = 2;
+	m.u.hello.addrs[0].family = 6;
+	m.u.hello.addrs[1].family = 4;
+	msg_seed(k++, &m);
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_NODES;
+	m.u.nodes.count = 3;
+	m.u.nodes.nodes[1].addr.family = 6;
+	msg_seed(k++, &m);
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_ROUTED;
+	m.u.routed.hops = 8;
+	m.u.routed.payload = (const uint8_t *)"payload";
+	m.u.routed.len = 7;
+	msg_seed(k++, &m);
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_STREAM_OPEN;
+	m.u.stream_open.service = "ssh";
+	m.u.stream_open.service_len = 3;
+	msg_seed(k++, &m);
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_STREAM_RESET;
+	m.u.reset.reason = "no";
+	m.u.reset.len = 2;
+	msg_seed(k++, &m);
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_GOAWAY;
+	msg_seed(k++, &m);
+	static const uint8_t simple[] = {
+	    P2P_MSG_PING,	 P2P_MSG_PONG,		P2P_MSG_FIND_NODE,
+	    P2P_MSG_DIALBACK,	 P2P_MSG_DIALBACK_OK,	P2P_MSG_STREAM_ACCEPT,
+	    P2P_MSG_STREAM_DATA, P2P_MSG_STREAM_WINDOW, P2P_MSG_STREAM_FIN};
+	for (size_t i = 0; i < sizeof(simple); i++) {
+		memset(&m, 0, sizeof(m));
+		m.type = simple[i];
+		msg_seed(k++, &m);
+	}
+}
+
+/* Replays the fuzzer's setup: reset(0), sessions, start, frame 2, 3. */
+static void genuine(struct p2p_identity ids[2], uint8_t f[3][P2P_HS_MAX],
+		    size_t n[3])
+{
+	struct p2p_session *i, *r;
+	uint8_t reply[P2P_HS_MAX];
+	size_t none;
+
+	fuzz_rng_reset(0);
+	i = p2p_session_new(&ids[0], true, &ids[1].id);
+	r = p2p_session_new(&ids[1], false, NULL);
+	if (p2p_session_start(i, f[0], P2P_HS_MAX, &n[0]) != 0 ||
+	    p2p_session_handshake(r, f[0] + 4, n[0] - 4, f[1], P2P_HS_MAX,
+				  &n[1]) != 0 ||
+	    p2p_session_handshake(i, f[1] + 4, n[1] - 4, f[2], P2P_HS_MAX,
+				  &n[2]) != 1 ||
+	    p2p_session_handshake(r, f[2] + 4, n[2] - 4, reply, sizeof(reply),
+				  &none) != 1) {
+		fprintf(stderr, "gen_seeds: genuine handshake failed\n");
+		exit(4);
+	}
+	p2p_session_free(i);
+	p2p_session_free(r);
+}
+
+static void handshake_seeds(void)
+{
+	struct p2p_identity ids[2];
+	uint8_t f[3][P2P_HS_MAX], zeros[144] = {0};
+	size_t n[3];
+	struct seed s;
+
+	fuzz_identity(&ids[0], 0);
+	fuzz_identity(&ids[1], 1);
+	genuine(ids, f, n);
+	for (int mode = 0; mode < 5; mode++) {
+		s.n = 0;
+		put(&s, (uint8_t[]){(uint8_t)mode}, 1);
+		if (mode == 0)
+			put_chunk(&s, f[0] + 4, n[0] - 4);
+		else if (mode == 1)
+			put_chunk(&s, f[1] + 4, n[1] - 4);
+		else if (mode == 2)
+			put_chunk(&s, f[2] + 4, n[2] - 4);
+		else if (mode == 3)
+			put_chunk(&s, zeros, sizeof(zeros));
+		if (mode >= 3) {
+			put_chunk(&s, "\x01hello", 6);
+			put_chunk(&s, "\x03world", 6);
+			put_chunk(&s, zeros, 40);
+		}
+		save("fuzz_handshake", mode, &s);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: gen_seeds OUTDIR\n");
+		return 2;
+	}
+	outdir = argv[1];
+	if (mkdir(outdir, 0755) < 0 && errno != EEXIST) {
+		perror(outdir);
+		return 1;
+	}
+	fuzz_rng_install();
+	frame_seeds();
+	msg_seeds();
+	handshake_seeds();
+	printf("gen_seeds: wrote %d seeds under %s\n", nwritten, outdir);
+	return 0;
+}
