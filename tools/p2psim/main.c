@@ -17,7 +17,7 @@
 static const char usage[] =
     "usage: p2psim --nodes N --lookups L [--churn F] [--clients F]\n"
     "              [--seed S] [--loss P] [--latency-ms MEAN]\n"
-    "              [--join-ms MS] [--settle-s S] [--keepalive-ms MS]\n"
+    "              [--join-ms MS] [--settle-s S] [--link-timeout-ms MS]\n"
     "              [--dial-timeout-ms MS] [--interval-ms MS] [--log-level "
     "3..7]\n"
     "  --nodes N          nodes, 2..1000000 (required)\n"
@@ -31,8 +31,8 @@ static const char usage[] =
     "  --latency-ms MEAN  mean one-way latency, 1..10000 (default 80)\n"
     "  --join-ms MS       interval between joins (default 20)\n"
     "  --settle-s S       quiet time after the last join (default 60)\n"
-    "  --keepalive-ms MS  survivors notice a crashed peer after this,\n"
-    "                     0 = never (default 30000)\n"
+    "  --link-timeout-ms MS  survivors notice a crashed peer within the\n"
+    "                     last third of this, 0 = never (default 75000)\n"
     "  --dial-timeout-ms MS  dial to a NAT or dead host fails after this\n"
     "                     (default 2000)\n"
     "  --interval-ms MS   between lookups and routed messages (default 20)\n"
@@ -110,7 +110,7 @@ enum {
 	OPT_LATENCY,
 	OPT_JOIN,
 	OPT_SETTLE,
-	OPT_KEEPALIVE,
+	OPT_LINK_TIMEOUT,
 	OPT_DIAL_TIMEOUT,
 	OPT_INTERVAL,
 	OPT_LOG,
@@ -127,7 +127,7 @@ static const struct option opts[] = {
     {"latency-ms", required_argument, NULL, OPT_LATENCY},
     {"join-ms", required_argument, NULL, OPT_JOIN},
     {"settle-s", required_argument, NULL, OPT_SETTLE},
-    {"keepalive-ms", required_argument, NULL, OPT_KEEPALIVE},
+    {"link-timeout-ms", required_argument, NULL, OPT_LINK_TIMEOUT},
     {"dial-timeout-ms", required_argument, NULL, OPT_DIAL_TIMEOUT},
     {"interval-ms", required_argument, NULL, OPT_INTERVAL},
     {"log-level", required_argument, NULL, OPT_LOG},
@@ -160,20 +160,20 @@ static int parse_one(struct sim_params *p, int opt, const char *v)
 	case OPT_JOIN:
 		return parse_u32(f, v, 0, 60000, &p->join_ms);
 	case OPT_SETTLE: {
-		uint32_t sec;
+		uint32_t sec = 0;
 		int r = parse_u32(f, v, 0, 86400, &sec);
 
 		p->settle_ms = sec * 1000;
 		return r;
 	}
-	case OPT_KEEPALIVE:
-		return parse_u32(f, v, 0, 3600000, &p->keepalive_ms);
+	case OPT_LINK_TIMEOUT:
+		return parse_u32(f, v, 0, 3600000, &p->link_timeout_ms);
 	case OPT_DIAL_TIMEOUT:
 		return parse_u32(f, v, 1, 600000, &p->dial_timeout_ms);
 	case OPT_INTERVAL:
 		return parse_u32(f, v, 0, 60000, &p->interval_ms);
 	case OPT_LOG: {
-		uint32_t lvl;
+		uint32_t lvl = 0;
 		int r = parse_u32(f, v, 0, 7, &lvl);
 
 		p->log_level = (int)lvl;
@@ -194,7 +194,7 @@ static int parse_args(int argc, char **argv, struct sim_params *p)
 	    .latency_ms = SIM_LATENCY_MS,
 	    .join_ms = 20,
 	    .settle_ms = 60000,
-	    .keepalive_ms = SIM_KEEPALIVE_MS,
+	    .link_timeout_ms = SIM_LINK_TIMEOUT_MS,
 	    .dial_timeout_ms = SIM_DIAL_TIMEOUT_MS,
 	    .interval_ms = 20,
 	    .log_level = -1,

@@ -239,8 +239,14 @@ static void on_dial_done(struct sim *s, uint32_t i, uint32_t j)
 {
 	struct sim_link *l = sim_link_find(&s->nodes[i], j);
 
-	if (l == NULL || l->state != SIM_LINK_DIALING)
-		return; /* closed while dialling, or answered otherwise */
+	if (l == NULL) {
+		s->c.dials_cancelled++; /* the overlay closed it meanwhile */
+		return;
+	}
+	if (l->state != SIM_LINK_DIALING) {
+		s->c.dials_crossed++; /* the peer's own dial made the link */
+		return;
+	}
 	if (!s->nodes[j].alive) {
 		link_del(&s->nodes[i], l);
 		dial_failed(s, i, &s->nodes[j].id);
@@ -359,15 +365,18 @@ void sim_kill(struct sim *s, uint32_t i)
 		uint32_t j = nd->links[k].peer;
 		struct sim_link *r = sim_link_find(&s->nodes[j], i);
 
-		if (s->p.keepalive_ms == 0 || !s->nodes[j].alive || r == NULL ||
-		    r->state != SIM_LINK_UP)
+		if (s->p.link_timeout_ms == 0 || !s->nodes[j].alive ||
+		    r == NULL || r->state != SIM_LINK_UP)
 			continue;
-		/* Keepalive probes find the crash; each survivor in its time.
+		/*
+		 * The daemon drops a link after link_timeout_ms without
+		 * traffic, and keepalives flow every third of it or so: each
+		 * survivor notices within the last third of the timeout.
 		 */
-		uint64_t at = s->now + s->p.keepalive_ms +
-			      sim_rng_below(&s->rng, s->p.keepalive_ms / 2 + 1);
+		uint64_t t = s->p.link_timeout_ms;
+		uint64_t at = s->now + t - sim_rng_below(&s->rng, t / 3 + 1);
 
-		s->c.keepalive_downs++;
+		s->c.timeout_downs++;
 		sim_schedule(s, at, SIM_EV_LINK_DOWN, j, i, r->gen, NULL);
 	}
 	p2p_overlay_free(nd->ov);

@@ -146,10 +146,12 @@ static json_t *net_json(const struct sim *s)
 	PUT(dials_unknown);
 	PUT(dials_self);
 	PUT(dials_wrong_addr);
+	PUT(dials_crossed);
+	PUT(dials_cancelled);
 	PUT(closes);
 	PUT(close_no_link);
 	PUT(link_downs);
-	PUT(keepalive_downs);
+	PUT(timeout_downs);
 	PUT(events);
 	PUT(timers);
 #undef PUT
@@ -189,8 +191,8 @@ static json_t *params_json(const struct sim *s)
 			 "nodes", s->n, "lookups", s->nlk, "churn", s->p.churn,
 			 "clients", s->p.clients, "seed", (json_int_t)s->p.seed,
 			 "loss", s->p.loss, "latency_ms", s->p.latency_ms,
-			 "client_nodes", clients, "keepalive_ms",
-			 s->p.keepalive_ms);
+			 "client_nodes", clients, "link_timeout_ms",
+			 s->p.link_timeout_ms);
 }
 
 int sim_report(const struct sim *s, double wall_s)

@@ -248,6 +248,7 @@ static void churn(struct sim *s)
 
 	if (kill >= s->n)
 		kill = s->n - 2; /* lookups need a source and a target */
+	s->t_churn = s->now;
 	for (uint32_t k = 0; k < kill; k++)
 		sim_kill(s, pick_live(s, SIM_NO_REC));
 }
@@ -255,6 +256,14 @@ static void churn(struct sim *s)
 static void run_routes(struct sim *s)
 {
 	uint64_t t0 = s->now;
+
+	/*
+	 * Routed messages measure the network once survivors have noticed
+	 * the crashes; the lookups after churn measured the reaction.
+	 */
+	if (s->p.churn > 0 && s->p.link_timeout_ms > 0 &&
+	    t0 < s->t_churn + s->p.link_timeout_ms + 1000)
+		t0 = s->t_churn + s->p.link_timeout_ms + 1000;
 	uint64_t msgs = s->c.msgs_by_type[P2P_MSG_ROUTED];
 
 	for (uint32_t r = 0; r < s->nrt; r++) {

@@ -16,7 +16,8 @@
  * - CLOSE: the closer forgets the link at once, the other end gets
  *   link_down after the one-way latency (TCP FIN);
  * - crashed nodes (churn) tell nobody: survivors get link_down only after
- *   keepalive_ms (the daemon's keepalive timeout), never if it is 0.
+ *   2/3..1 x link_timeout_ms (the daemon's idle timeout, 75 s, with
+ *   keepalives every 25 s), never if it is 0.
  */
 #ifndef P2PSIM_SIM_H
 #define P2PSIM_SIM_H
@@ -32,11 +33,11 @@
 #include "rng.h"
 
 #define SIM_PORT 4242
-#define SIM_DIAL_TIMEOUT_MS 2000 /* SYN to a NAT or a dead host */
-#define SIM_KEEPALIVE_MS 30000	 /* link_down at survivors of a crash */
-#define SIM_LATENCY_MS 80	 /* mean one-way latency */
-#define SIM_JOIN_BOOTSTRAPS 3	 /* contacts given to a joining node */
-#define SIM_MSG_TYPES 32	 /* counters per message type */
+#define SIM_DIAL_TIMEOUT_MS 2000  /* SYN to a NAT or a dead host */
+#define SIM_LINK_TIMEOUT_MS 75000 /* daemon idle timeout: crash noticed */
+#define SIM_LATENCY_MS 80	  /* mean one-way latency */
+#define SIM_JOIN_BOOTSTRAPS 3	  /* contacts given to a joining node */
+#define SIM_MSG_TYPES 32	  /* counters per message type */
 #define SIM_NODES_MAX 1000000
 #define SIM_NO_REC UINT32_MAX
 
@@ -83,9 +84,9 @@ struct sim_params {
 	double churn, clients, loss;
 	uint64_t seed;
 	uint32_t latency_ms;
-	uint32_t join_ms;      /* interval between joins */
-	uint32_t settle_ms;    /* quiet time after the last join */
-	uint32_t keepalive_ms; /* 0: crashed peers are never noticed */
+	uint32_t join_ms;	  /* interval between joins */
+	uint32_t settle_ms;	  /* quiet time after the last join */
+	uint32_t link_timeout_ms; /* 0: crashed peers are never noticed */
 	uint32_t dial_timeout_ms;
 	uint32_t interval_ms; /* between lookups, between routed messages */
 	int log_level;	      /* overlay log lines to stderr up to this */
@@ -97,7 +98,8 @@ struct sim_counters {
 	uint64_t send_no_link, recv_no_link, decode_errors, recv_errors;
 	uint64_t dials, dials_ok, dials_failed, dials_existing, dials_pending;
 	uint64_t dials_unknown, dials_self, dials_wrong_addr;
-	uint64_t closes, close_no_link, link_downs, keepalive_downs;
+	uint64_t dials_crossed, dials_cancelled;
+	uint64_t closes, close_no_link, link_downs, timeout_downs;
 	uint64_t events, timers;
 };
 
@@ -145,6 +147,7 @@ struct sim {
 	/* What the lookup and route phases cost, all nodes together. */
 	uint64_t lookup_msgs, lookup_dials, route_msgs;
 	uint64_t t_settled; /* virtual time when the joins were done */
+	uint64_t t_churn;
 	bool oom;
 };
 
