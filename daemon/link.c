@@ -330,8 +330,10 @@ static void on_msg(struct link *l, const struct p2p_msg *m)
 	if (l->purpose == LP_DIALBACK)
 		return; /* we only came to say DIALBACK_OK */
 	if (m->type == P2P_MSG_GOAWAY) {
-		log_debug("peer %s: goaway: %.*s", l->n->id_text,
-			  (int)m->u.goaway.len, m->u.goaway.reason);
+		char id[P2P_ID_TEXT_LEN + 1];
+		p2p_peerid_to_text(&l->peer, id);
+		log_debug("peer %s: goaway: %.*s", id, (int)m->u.goaway.len,
+			  m->u.goaway.reason);
 		link_destroy(l);
 		return;
 	}

@@ -25,14 +25,15 @@ static void ov_random(void *ctx, void *buf, size_t len)
 
 static void ov_log(void *ctx, int level, const char *msg)
 {
+	/* The overlay's lines already say "overlay:". */
 	if (level <= LOG_LVL_ERROR)
-		log_error("overlay: %s", msg);
+		log_error("%s", msg);
 	else if (level == LOG_LVL_WARN)
-		log_warnx("overlay: %s", msg);
+		log_warnx("%s", msg);
 	else if (level <= LOG_LVL_INFO)
-		log_info("overlay: %s", msg);
+		log_info("%s", msg);
 	else
-		log_debug("overlay: %s", msg);
+		log_debug("%s", msg);
 }
 
 size_t node_count_links(const struct p2pd_node *n)
@@ -85,6 +86,9 @@ static void do_action(struct p2pd_node *n, const struct p2p_ov_action *a)
 		l = node_find_up(n, &a->peer);
 		if (l)
 			link_send_raw(l, a->data, a->len);
+		else
+			log_debug(
+			    "overlay message for an unlinked peer dropped");
 		break;
 	case P2P_OV_DIAL:
 		if (n->stopping || dialling(n, &a->peer))

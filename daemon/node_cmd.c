@@ -143,22 +143,31 @@ void node_pong(struct p2pd_node *n, struct link *l, uint64_t nonce)
 void node_deliver(struct p2pd_node *n, const struct p2p_ov_action *a)
 {
 	uint64_t nonce, msgid;
+	char id[P2P_ID_TEXT_LEN + 1];
 
+	p2p_peerid_to_text(&a->peer, id);
+	log_debug("routed app %u from %s, %d hops", a->app, id, a->hops);
+	if ((a->app != P2P_APP_PING && a->app != P2P_APP_PONG) ||
+	    a->len != sizeof(nonce))
+		return;
+	/* Copy out: a->data lives in the overlay, which we call next. */
+	memcpy(&nonce, a->data, sizeof(nonce));
 	if (a->app == P2P_APP_PING) {
+		struct p2p_peerid src = a->peer;
 		/* Answer the way it came: routed back to the source. */
-		p2p_overlay_route(n->ov, node_now(n), &a->peer, P2P_APP_PONG,
-				  a->data, a->len, &msgid);
+		p2p_overlay_route(n->ov, node_now(n), &src, P2P_APP_PONG,
+				  (const uint8_t *)&nonce, sizeof(nonce),
+				  &msgid);
 		return;
 	}
-	if (a->app != P2P_APP_PONG || a->len != sizeof(nonce))
-		return;
-	memcpy(&nonce, a->data, sizeof(nonce));
 	for (struct pending *p = n->pend; p; p = p->next) {
 		if (p->kind == PEND_PING_ROUTED && p->key == nonce) {
 			reply_ping(n, p, "relay");
 			return;
 		}
 	}
+	log_debug("routed pong %016llx matches no ping",
+		  (unsigned long long)nonce);
 }
 
 void node_route_failed(struct p2pd_node *n, uint64_t msgid)

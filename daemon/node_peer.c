@@ -162,12 +162,15 @@ void node_link_gone(struct p2pd_node *n, struct link *l, const char *why)
 				o->dialback_busy = false;
 		return;
 	}
+	o = l->hello_rx ? other_up(n, l) : NULL;
 	if (l->hello_rx) {
 		char id[P2P_ID_TEXT_LEN + 1];
 		p2p_peerid_to_text(&l->peer, id);
-		log_info("link down: %s (%s)", id, why);
+		if (o)
+			log_debug("extra link to %s closed (%s)", id, why);
+		else
+			log_info("link down: %s (%s)", id, why);
 	}
-	o = l->hello_rx ? other_up(n, l) : NULL;
 	if (l->ov_up) {
 		l->ov_up = false;
 		if (o)
