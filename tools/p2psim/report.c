@@ -99,6 +99,7 @@ static json_t *lookups_json(const struct sim *s, int *hops, int *ms,
 static json_t *routed_json(const struct sim *s, int *hops)
 {
 	uint32_t started = 0, ok = 0, failed = 0, dup = 0, wrong = 0;
+	uint32_t to_clients = 0, ok_clients = 0;
 	size_t n = 0;
 
 	for (uint32_t r = 0; r < s->nrt; r++) {
@@ -111,16 +112,23 @@ static json_t *routed_json(const struct sim *s, int *hops)
 		    rec->wrong_src || (rec->deliveries > 0 && !rec->delivered);
 		if (rec->delivered)
 			hops[n++] = rec->hops;
+		if (!s->nodes[rec->dst].server) {
+			to_clients++;
+			ok_clients += rec->delivered;
+		}
 	}
 	ok = (uint32_t)n;
 	qsort(hops, n, sizeof(*hops), cmp_int);
-	return json_pack("{s:i, s:i, s:i, s:f, s:i, s:i, s:i, s:i, s:i, s:f}",
-			 "sent", s->nrt, "accepted", started, "delivered", ok,
-			 "delivered_rate", ratio(ok, s->nrt), "hops_p50",
-			 pct(hops, n, 0.5), "hops_p95", pct(hops, n, 0.95),
-			 "hops_max", n ? hops[n - 1] : 0, "failed_reported",
-			 failed, "duplicates", dup + wrong, "msgs_per_route",
-			 ratio(s->route_msgs, s->nrt));
+	return json_pack(
+	    "{s:i, s:i, s:i, s:f, s:i, s:f, s:i, s:i, s:i, s:i, s:i, "
+	    "s:f}",
+	    "sent", s->nrt, "accepted", started, "delivered", ok,
+	    "delivered_rate", ratio(ok, s->nrt), "to_clients", to_clients,
+	    "delivered_rate_to_clients", ratio(ok_clients, to_clients),
+	    "hops_p50", pct(hops, n, 0.5), "hops_p95", pct(hops, n, 0.95),
+	    "hops_max", n ? hops[n - 1] : 0, "failed_reported", failed,
+	    "duplicates", dup + wrong, "msgs_per_route",
+	    ratio(s->route_msgs, s->nrt));
 }
 
 static json_t *net_json(const struct sim *s)
@@ -158,6 +166,46 @@ static json_t *net_json(const struct sim *s)
 	return o;
 }
 
+/* The live server nearest to id; SIM_NO_REC if none. */
+static uint32_t nearest_server(const struct sim *s, const struct p2p_peerid *id)
+{
+	uint32_t best = SIM_NO_REC;
+
+	for (uint32_t i = 0; i < s->n; i++) {
+		const struct sim_node *nd = &s->nodes[i];
+
+		if (!nd->alive || !nd->server)
+			continue;
+		if (best == SIM_NO_REC ||
+		    p2p_peerid_cmp_dist(id, &nd->id, &s->nodes[best].id) < 0)
+			best = i;
+	}
+	return best;
+}
+
+/*
+ * Greedy routing reaches a client only through the server nearest to its
+ * ID: share of (up to SIM_CLIENT_SAMPLE) live clients that server links.
+ */
+static double clients_held(const struct sim *s)
+{
+	uint32_t seen = 0, held = 0;
+
+	for (uint32_t i = 0; i < s->n && seen < SIM_CLIENT_SAMPLE; i++) {
+		struct sim_node *nd = &s->nodes[i];
+
+		if (!nd->alive || nd->server)
+			continue;
+		uint32_t b = nearest_server(s, &nd->id);
+		struct sim_link *l =
+		    b == SIM_NO_REC ? NULL : sim_link_find(nd, b);
+
+		seen++;
+		held += l != NULL && l->state == SIM_LINK_UP;
+	}
+	return ratio(held, seen);
+}
+
 static json_t *tables_json(const struct sim *s)
 {
 	uint64_t table = 0, links = 0, bad = 0, live = 0, servers = 0;
@@ -174,11 +222,12 @@ static json_t *tables_json(const struct sim *s)
 		links += st.links;
 		bad += st.bad_msgs;
 	}
-	return json_pack("{s:I, s:I, s:f, s:f, s:I}", "live", (json_int_t)live,
-			 "live_servers", (json_int_t)servers, "table_size_mean",
-			 ratio((double)table, (double)live), "links_mean",
-			 ratio((double)links, (double)live), "bad_msgs",
-			 (json_int_t)bad);
+	return json_pack("{s:I, s:I, s:f, s:f, s:I, s:f}", "live",
+			 (json_int_t)live, "live_servers", (json_int_t)servers,
+			 "table_size_mean", ratio((double)table, (double)live),
+			 "links_mean", ratio((double)links, (double)live),
+			 "bad_msgs", (json_int_t)bad, "clients_held_by_nearest",
+			 clients_held(s));
 }
 
 static json_t *params_json(const struct sim *s)

@@ -40,6 +40,7 @@
 #define SIM_MSG_TYPES 32	  /* counters per message type */
 #define SIM_NODES_MAX 1000000
 #define SIM_NO_REC UINT32_MAX
+#define SIM_CLIENT_SAMPLE 1000 /* clients checked by the report */
 
 enum sim_event_type {
 	SIM_EV_TIMER,	  /* a: node, aux: timer generation */
