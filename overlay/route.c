@@ -5,8 +5,8 @@
  * to dst, and only when that peer is strictly nearer than itself, so the
  * distance falls at every hop and a message cannot loop; the recent-ID
  * cache drops copies that come back anyway, and the hop limit bounds the
- * path. Only the origin of a message sent from a client may take a first
- * hop that is not nearer: a client links only to its own neighbourhood.
+ * path. Only a first hop may be no nearer than its sender: from a client
+ * (it links only to its own neighbourhood) and for a failure report.
  * What cannot go on is answered with a P2P_APP_ROUTE_FAIL message routed
  * back to its source, which reports ROUTE_FAILED for its msgid.
  */
@@ -155,17 +155,23 @@ static void deliver(struct p2p_overlay *o, const struct p2p_peerid *src,
 	o->st.routed_delivered++;
 }
 
-/* Send a message of ours on its first hop; strict: only to a nearer peer. */
+/*
+ * Send a message of ours on its first hop. A server sends only to a nearer
+ * peer (else it is itself the nearest node it knows of); a client, and a
+ * failure report (which must find its way back whatever our position),
+ * take the nearest link they have.
+ */
 static int originate(struct p2p_overlay *o, uint64_t now,
 		     const struct p2p_peerid *dst, uint8_t app,
 		     const uint8_t *payload, size_t len, uint64_t msgid)
 {
 	const struct ov_link *l = nearest_link(o, dst, NULL);
+	bool strict = o->server && app != P2P_APP_ROUTE_FAIL;
 
 	seen_check_add(o, msgid);
 	if (l == NULL)
 		return -EHOSTUNREACH;
-	if (o->server && !p2p_peerid_equal(&l->id, dst) &&
+	if (strict && !p2p_peerid_equal(&l->id, dst) &&
 	    p2p_peerid_cmp_dist(dst, &l->id, &o->cfg.self) >= 0)
 		return -ENETUNREACH; /* we are the nearest node we know */
 	return emit(o, now, &l->id, msgid, P2P_ROUTE_HOPS, &o->cfg.self, dst,
