@@ -24,6 +24,12 @@
 
 static void client_process(struct ctl_client *c);
 
+static void client_read_stop(struct ctl_client *c)
+{
+	uv_read_stop((uv_stream_t *)c->pipe);
+	c->reading = false;
+}
+
 static void srv_unref(struct ctl_server *s)
 {
 	if (--s->refs == 0)
@@ -33,7 +39,7 @@ static void srv_unref(struct ctl_server *s)
 /* A client's memory goes once its handle is closed and no write is out. */
 static void client_maybe_free(struct ctl_client *c)
 {
-	if (c->handle_gone && c->nwrites == 0) {
+	if (c->handle_gone && c->nwrites == 0 && !c->in_process) {
 		free(c->in);
 		free(c);
 	}
@@ -115,7 +121,7 @@ void ctl_client_close_after_writes(struct ctl_client *c)
 	if (c->closing || c->shutting_down)
 		return;
 	c->shutting_down = true;
-	uv_read_stop((uv_stream_t *)c->pipe);
+	client_read_stop(c);
 	req = malloc(sizeof(*req));
 	if (req == NULL) {
 		ctl_client_close(c);
@@ -197,7 +203,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 
 	if (n == UV_EOF) {
 		c->eof = true;
-		uv_read_stop(st);
+		client_read_stop(c);
 		client_process(c);
 		return;
 	}
@@ -213,6 +219,7 @@ static void client_reply_too_long(struct ctl_client *c)
 {
 	struct ctl_req *req = ctl_req_new(c, NULL);
 
+	c->inlen = c->inoff = 0; /* nothing more is read from this client */
 	if (req == NULL) {
 		ctl_client_close(c);
 		return;
@@ -252,6 +259,11 @@ static void client_compact(struct ctl_client *c)
 	c->inoff = 0;
 }
 
+static bool client_stopped(const struct ctl_client *c)
+{
+	return c->closing || c->shutting_down || c->detached;
+}
+
 static void client_process(struct ctl_client *c)
 {
 	char *line;
@@ -260,8 +272,13 @@ static void client_process(struct ctl_client *c)
 	if (c->in_process)
 		return; /* a synchronous reply inside a handler */
 	c->in_process = true;
-	while (!c->closing && !c->shutting_down && c->pending == NULL &&
-	       client_next_line(c, &line, &len)) {
+	while (!client_stopped(c) && c->pending == NULL) {
+		if (!client_next_line(c, &line, &len)) {
+			client_compact(c);
+			if (c->inlen > CTL_LINE_MAX)
+				client_reply_too_long(c);
+			break;
+		}
 		if (len > CTL_LINE_MAX) {
 			client_reply_too_long(c);
 			break;
@@ -269,18 +286,24 @@ static void client_process(struct ctl_client *c)
 		ctl_dispatch_line(c, line, len);
 	}
 	c->in_process = false;
-	if (c->closing || c->shutting_down || c->detached)
+	if (c->detached) {
+		client_maybe_free(c);
+		return;
+	}
+	if (client_stopped(c))
 		return;
 	client_compact(c);
 	if (c->pending != NULL) {
-		uv_read_stop((uv_stream_t *)c->pipe);
-	} else if (c->inlen > CTL_LINE_MAX) {
-		client_reply_too_long(c);
+		client_read_stop(c);
 	} else if (c->eof) {
 		ctl_client_close_after_writes(c);
-	} else if (uv_read_start((uv_stream_t *)c->pipe, on_alloc, on_read) <
-		   0) {
-		ctl_client_close(c);
+	} else if (!c->reading) {
+		/* uv_read_start refuses (EALREADY) when already reading. */
+		if (uv_read_start((uv_stream_t *)c->pipe, on_alloc, on_read) <
+		    0)
+			ctl_client_close(c);
+		else
+			c->reading = true;
 	}
 }
 

@@ -38,6 +38,7 @@ struct ctl_client {
 	struct ctl_req *pending; /* the request awaiting its reply */
 	bool counted;		 /* counts against max_clients */
 	bool in_process;
+	bool reading; /* uv_read_start in effect */
 	bool eof;
 	bool shutting_down; /* closing after the queued replies */
 	bool closing;	    /* uv_close called */
