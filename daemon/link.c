@@ -576,6 +576,19 @@ int link_accept(struct p2pd_node *n, uv_stream_t *server)
 	return rc;
 }
 
+/* Keepalive PING; its PONG also measures the link's rtt. */
+void link_ping(struct link *l)
+{
+	struct p2p_msg m = {.type = P2P_MSG_PING};
+
+	randombytes_buf(&m.u.ping.nonce, sizeof(m.u.ping.nonce));
+	m.u.ping.nonce |= 1; /* 0 means "none in flight" */
+	l->ping_nonce = m.u.ping.nonce;
+	l->ping_sent_hr = uv_hrtime();
+	l->last_ping = node_now(l->n);
+	link_send_msg(l, &m);
+}
+
 void link_tick(struct link *l, uint64_t now)
 {
 	struct p2pd_node *n = l->n;
@@ -599,13 +612,6 @@ void link_tick(struct link *l, uint64_t now)
 		link_close(l, 0, "idle timeout");
 		return;
 	}
-	if (now - l->last_ping >= n->limits.keepalive_ms) {
-		struct p2p_msg m = {.type = P2P_MSG_PING};
-		randombytes_buf(&m.u.ping.nonce, sizeof(m.u.ping.nonce));
-		m.u.ping.nonce |= 1; /* 0 means "none in flight" */
-		l->ping_nonce = m.u.ping.nonce;
-		l->ping_sent_hr = uv_hrtime();
-		l->last_ping = now;
-		link_send_msg(l, &m);
-	}
+	if (now - l->last_ping >= n->limits.keepalive_ms)
+		link_ping(l);
 }

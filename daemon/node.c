@@ -279,7 +279,11 @@ static void apply_limits(struct p2pd_node *n, const struct p2pd_limits *lim)
 		n->limits.idle_timeout_ms = NODE_DEF_IDLE_MS;
 }
 
-static void load_cache(struct p2pd_node *n)
+/*
+ * The cache is read even with bootstrap flags, so that what it holds is
+ * kept when it is written again; its contacts are used only without them.
+ */
+static void load_cache(struct p2pd_node *n, bool use)
 {
 	char path[PATH_MAX + 16], err[256];
 	int rc;
@@ -292,6 +296,8 @@ static void load_cache(struct p2pd_node *n)
 		log_warnx("ignoring peer cache %s: %s", path, err);
 		return;
 	}
+	if (!use || n->cache.n == 0)
+		return;
 	log_info("rejoining through %zu cached peers", n->cache.n);
 	/* Oldest first so that the newest end up most recently added. */
 	for (size_t i = n->cache.n; i-- > 0;)
@@ -304,10 +310,7 @@ static void join(struct p2pd_node *n, const struct p2pd_config *cfg)
 	char text[P2P_ADDR_TEXT_MAX];
 	int err;
 
-	if (cfg->nbootstrap == 0) {
-		load_cache(n);
-		return;
-	}
+	load_cache(n, cfg->nbootstrap == 0);
 	for (size_t i = 0; i < cfg->nbootstrap; i++) {
 		if (link_dial(n, &cfg->bootstrap[i], NULL, LP_OVERLAY, &err))
 			continue;

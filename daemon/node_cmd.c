@@ -134,6 +134,7 @@ void node_pong(struct p2pd_node *n, struct link *l, uint64_t nonce)
 	for (struct pending *p = n->pend; p; p = p->next) {
 		if (p->kind == PEND_PING_DIRECT && p->link == l &&
 		    p->key == nonce) {
+			l->rtt_ms = since_ms(p);
 			reply_ping(n, p, "direct");
 			return;
 		}
@@ -237,17 +238,26 @@ static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
 		json_array_append_new(listen, addr_json(&n->listeners[i].addr));
 	for (size_t i = 0; i < next; i++)
 		json_array_append_new(external, addr_json(&ext[i]));
+	json_t *counters =
+	    json_pack("{s:I, s:I, s:I, s:I, s:I}", "bad_frames",
+		      (json_int_t)n->stats.bad_frames, "bad_msgs",
+		      (json_int_t)n->stats.bad_msgs, "unknown_msgs",
+		      (json_int_t)n->stats.unknown_msgs, "handshakes_failed",
+		      (json_int_t)n->stats.hs_failed, "links_refused",
+		      (json_int_t)n->stats.links_refused);
+	const char *mode = p2p_overlay_is_server(n->ov) ? "server" : "client";
+
 	ctl_reply_ok(
 	    req,
-	    json_pack("{s:s, s:s, s:I, s:o, s:{s:s, s:o}, s:I, s:{s:s, s:I}}",
+	    json_pack("{s:s, s:s, s:I, s:o, s:{s:s, s:o}, s:I, "
+		      "s:{s:s, s:I}, s:o}",
 		      "id", n->id_text, "version", P2PD_VERSION, "uptime_s",
 		      (json_int_t)((node_now(n) - n->start_ms) / 1000),
 		      "listen", listen, "nat", "type",
 		      p2p_nat_type_name(p2p_nat_type(n->nat)), "external",
 		      external, "peers", (json_int_t)p2pd_node_peer_count(n),
-		      "dht", "mode",
-		      p2p_overlay_is_server(n->ov) ? "server" : "client",
-		      "table_size", (json_int_t)st.table_size));
+		      "dht", "mode", mode, "table_size",
+		      (json_int_t)st.table_size, "counters", counters));
 }
 
 static void cmd_peers(void *ctx, struct ctl_req *req, json_t *args)

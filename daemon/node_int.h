@@ -187,6 +187,7 @@ int link_send_raw(struct link *l, const uint8_t *msg, size_t len);
 void link_close(struct link *l, uint8_t code, const char *reason);
 void link_destroy(struct link *l);
 void link_tick(struct link *l, uint64_t now);
+void link_ping(struct link *l);
 const char *link_state_name(enum link_state s);
 
 #endif

@@ -125,6 +125,7 @@ void node_link_hello(struct p2pd_node *n, struct link *l,
 		node_pending_hello(n, l);
 		if (resolve_duplicate(n, l))
 			return;
+		link_ping(l); /* an rtt for `peers` from the start */
 	}
 	/* Repeated HELLO (the peer became a server): link_up updates. */
 	p2p_overlay_link_up(n->ov, now, &l->peer, dial_addr(l), l->peer_server,
