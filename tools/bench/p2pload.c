@@ -29,9 +29,11 @@ static const struct subcmd subcmds[] = {
      "ADDR:PORT [--count N]  hold N authenticated links (fresh identities) "
      "until killed"},
     {"status", pl_cmd_status,
-     "SOCKET [--clients C] [--seconds S]  control clients looping status"},
+     "SOCKET [--clients C] [--seconds S] [--reconnect]  control clients "
+     "looping status (--reconnect: one connection per request)"},
     {"echo-baseline", pl_cmd_echo_baseline,
-     "[--clients C] [--seconds S]  the same loop against an in-process "
+     "[--clients C] [--seconds S] [--reconnect]  the same loop against an "
+     "in-process "
      "Unix echo server"},
     {"tcp-baseline", pl_cmd_tcp_baseline,
      "[ADDR:PORT] [--count N] [--concurrency C]  raw TCP connect/accept "
@@ -65,6 +67,14 @@ long pl_opt(int argc, char **argv, const char *name, long dflt)
 			return (*end || v < 0) ? -1 : v;
 		}
 	return dflt;
+}
+
+bool pl_flag(int argc, char **argv, const char *name)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], name))
+			return true;
+	return false;
 }
 
 static volatile sig_atomic_t stop;

@@ -72,5 +72,7 @@ int pl_cmd_slowloris(int argc, char **argv);
 
 /* "--name VALUE" lookup in argv; dflt when absent; -1 when malformed. */
 long pl_opt(int argc, char **argv, const char *name, long dflt);
+/* Is the bare flag name in argv? */
+bool pl_flag(int argc, char **argv, const char *name);
 
 #endif

@@ -25,6 +25,8 @@ struct client {
 	pthread_t th;
 	const char *path;
 	bool check_ok;
+	bool reconnect;	  /* a new connection per request */
+	long interval_us; /* pause between requests (a latency probe) */
 	long long until_us;
 	long long *lat; /* microseconds per request */
 	size_t n, cap;
@@ -67,14 +69,14 @@ static void *client_main(void *arg)
 {
 	struct client *c = arg;
 	char *buf = malloc(CTL_LINE_BUF);
-	int fd = unix_connect(c->path);
+	int fd = -1;
 
-	if (fd < 0 || !buf) {
-		c->errors++;
-		goto out;
-	}
-	while (pl_now_us() < c->until_us) {
+	while (buf && pl_now_us() < c->until_us) {
 		long long t0 = pl_now_us();
+		if (fd < 0 && (fd = unix_connect(c->path)) < 0) {
+			c->errors++;
+			break;
+		}
 		if (write(fd, STATUS_REQ, strlen(STATUS_REQ)) < 0 ||
 		    read_line(fd, buf, CTL_LINE_BUF) < 0) {
 			c->errors++;
@@ -83,13 +85,18 @@ static void *client_main(void *arg)
 		if (c->check_ok && !strstr(buf, "\"ok\":true") &&
 		    !strstr(buf, "\"ok\": true"))
 			c->errors++;
+		if (c->reconnect) {
+			close(fd);
+			fd = -1;
+		}
 		if (c->n == c->cap) {
 			c->cap = c->cap ? c->cap * 2 : 4096;
 			c->lat = realloc(c->lat, c->cap * sizeof(*c->lat));
 		}
 		c->lat[c->n++] = pl_now_us() - t0;
+		if (c->interval_us)
+			usleep((useconds_t)c->interval_us);
 	}
-out:
 	if (fd >= 0)
 		close(fd);
 	free(buf);
@@ -104,7 +111,8 @@ static int cmp_ll(const void *a, const void *b)
 
 /* Run the clients against path and print one result line. */
 static int run_clients(const char *label, const char *path, long nclients,
-		       long seconds, bool check_ok)
+		       long seconds, bool check_ok, bool reconnect,
+		       long interval_ms)
 {
 	struct client *cs = calloc((size_t)nclients, sizeof(*cs));
 	long long *all, t0 = pl_now_us();
@@ -114,6 +122,8 @@ static int run_clients(const char *label, const char *path, long nclients,
 	for (long i = 0; i < nclients; i++) {
 		cs[i] = (struct client){.path = path,
 					.check_ok = check_ok,
+					.reconnect = reconnect,
+					.interval_us = interval_ms * 1000,
 					.until_us = t0 + seconds * 1000000LL};
 		pthread_create(&cs[i].th, NULL, client_main, &cs[i]);
 	}
@@ -130,10 +140,10 @@ static int run_clients(const char *label, const char *path, long nclients,
 		free(cs[i].lat);
 	}
 	qsort(all, total, sizeof(*all), cmp_ll);
-	printf("%s: clients=%ld seconds=%.2f requests=%zu errors=%ld "
+	printf("%s%s: clients=%ld seconds=%.2f requests=%zu errors=%ld "
 	       "rate=%.0f/s p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n",
-	       label, nclients, secs, total, errors, (double)total / secs,
-	       total ? all[total / 2] / 1e3 : 0.0,
+	       label, reconnect ? " (reconnect)" : "", nclients, secs, total,
+	       errors, (double)total / secs, total ? all[total / 2] / 1e3 : 0.0,
 	       total ? all[total * 99 / 100] / 1e3 : 0.0,
 	       total ? all[total - 1] / 1e3 : 0.0);
 	free(all);
@@ -155,7 +165,9 @@ int pl_cmd_status(int argc, char **argv)
 	if (argc < 2 || argv[1][0] == '-' ||
 	    !ctl_args(argc, &clients, &seconds, argv))
 		return PL_USAGE;
-	return run_clients("status", argv[1], clients, seconds, true);
+	return run_clients("status", argv[1], clients, seconds, true,
+			   pl_flag(argc, argv, "--reconnect"),
+			   pl_opt(argc, argv, "--interval-ms", 0));
 }
 
 struct echo_server {
@@ -224,7 +236,8 @@ int pl_cmd_echo_baseline(int argc, char **argv)
 	ev.data.fd = s.lfd;
 	epoll_ctl(s.ep, EPOLL_CTL_ADD, s.lfd, &ev);
 	pthread_create(&th, NULL, echo_main, &s);
-	rc = run_clients("echo-baseline", sa.sun_path, clients, seconds, false);
+	rc = run_clients("echo-baseline", sa.sun_path, clients, seconds, false,
+			 pl_flag(argc, argv, "--reconnect"), 0);
 	s.stop = 1;
 	pthread_join(th, NULL);
 	close(s.ep);
