@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "overlay.h"
 
@@ -49,7 +50,7 @@ struct ov_bucket {
 	struct ov_entry *e; /* oldest first: old nodes are the stable ones */
 	struct p2p_contact *repl; /* replacement cache, newest last */
 	uint8_t n, cap, nrepl, replcap;
-	uint32_t touched_s; /* last lookup into this bucket (seconds) */
+	uint32_t touched_s; /* last lookup into it (seconds); 0: refresh now */
 };
 
 enum ov_link_state { OV_LINK_DIALING = 1, OV_LINK_UP };
@@ -157,6 +158,17 @@ struct p2p_overlay {
 	struct p2p_overlay_stats st;
 };
 
+/*
+ * Peer IDs are public: compare them with plain memcmp, not the
+ * constant-time p2p_peerid_equal (sodium_memcmp), which dominated the
+ * profile of a simulated network.
+ */
+static inline bool ov_id_eq(const struct p2p_peerid *a,
+			    const struct p2p_peerid *b)
+{
+	return memcmp(a->b, b->b, sizeof(a->b)) == 0;
+}
+
 /* overlay.c */
 void ov_log(struct p2p_overlay *o, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -167,6 +179,7 @@ int ov_send(struct p2p_overlay *o, uint64_t now, const struct p2p_peerid *peer,
 	    const struct p2p_msg *m);
 void ov_set_dirty(struct p2p_overlay *o);
 uint32_t ov_now_s(uint64_t now);
+uint32_t ov_touch_stamp(uint64_t now);
 
 /* table.c */
 int ov_bucket_index(const struct p2p_overlay *o, const struct p2p_peerid *id);

@@ -34,8 +34,7 @@ static uint32_t slot_of(const struct p2p_overlay *o,
 {
 	uint32_t mask = o->lkidxcap - 1, s = link_hash(o, id);
 
-	while (o->lkidx[s] != 0 &&
-	       !p2p_peerid_equal(&o->lk[o->lkidx[s] - 1].id, id))
+	while (o->lkidx[s] != 0 && !ov_id_eq(&o->lk[o->lkidx[s] - 1].id, id))
 		s = (s + 1) & mask;
 	return s;
 }

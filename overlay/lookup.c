@@ -31,10 +31,10 @@ static void cand_add(struct p2p_overlay *o, struct ov_lookup *lk,
 	unsigned pos = lk->n;
 	int j;
 
-	if (ct->addr.family == 0 || p2p_peerid_equal(&ct->id, &o->cfg.self))
+	if (ct->addr.family == 0 || ov_id_eq(&ct->id, &o->cfg.self))
 		return;
 	for (unsigned i = 0; i < lk->n; i++) {
-		if (p2p_peerid_equal(&lk->c[i].c.id, &ct->id)) {
+		if (ov_id_eq(&lk->c[i].c.id, &ct->id)) {
 			if (depth < lk->c[i].depth)
 				lk->c[i].depth = depth;
 			return;
@@ -107,7 +107,7 @@ static void finish(struct p2p_overlay *o, uint64_t now, unsigned slot)
 			continue;
 		if (n == 0)
 			hops = lk->c[i].depth;
-		if (p2p_peerid_equal(&lk->c[i].c.id, &lk->target))
+		if (ov_id_eq(&lk->c[i].c.id, &lk->target))
 			found = true;
 		if (res != NULL)
 			res[n] = lk->c[i].c;
@@ -205,7 +205,7 @@ int ov_lookup_start(struct p2p_overlay *o, uint64_t now,
 		cand_add(o, lk, &seeds[i], 0);
 	b = ov_bucket_index(o, target);
 	if (b < o->nbk)
-		o->bk[b].touched_s = ov_now_s(now);
+		o->bk[b].touched_s = ov_touch_stamp(now);
 	if (id != NULL)
 		*id = lk->id;
 	o->lookups[o->nlookups++] = lk;
@@ -223,7 +223,7 @@ void ov_lookup_link_up(struct p2p_overlay *o, uint64_t now,
 
 		for (unsigned i = 0; i < lk->n; i++)
 			if (lk->c[i].state == OV_C_DIALING &&
-			    p2p_peerid_equal(&lk->c[i].c.id, peer))
+			    ov_id_eq(&lk->c[i].c.id, peer))
 				send_find(o, now, lk, &lk->c[i]);
 	}
 }
@@ -237,7 +237,7 @@ void ov_lookup_link_gone(struct p2p_overlay *o, uint64_t now,
 
 		for (unsigned i = 0; i < lk->n; i++) {
 			if (in_flight(&lk->c[i]) &&
-			    p2p_peerid_equal(&lk->c[i].c.id, peer)) {
+			    ov_id_eq(&lk->c[i].c.id, peer)) {
 				lk->c[i].state = OV_C_FAILED;
 				hit = true;
 			}
@@ -262,7 +262,7 @@ int ov_lookup_nodes(struct p2p_overlay *o, uint64_t now,
 			uint8_t depth;
 
 			if (c->state != OV_C_SENT || c->txid != txid ||
-			    !p2p_peerid_equal(&c->c.id, from))
+			    !ov_id_eq(&c->c.id, from))
 				continue;
 			c->state = OV_C_DONE;
 			depth = c->depth < UINT8_MAX ? c->depth + 1 : UINT8_MAX;
@@ -340,7 +340,9 @@ void ov_refresh_tick(struct p2p_overlay *o, uint64_t now)
 	busy = running(o, OV_LK_REFRESH);
 	for (unsigned i = 0; i < limit && i < o->nbk; i++) {
 		uint64_t due =
-		    (uint64_t)o->bk[i].touched_s * 1000 + P2P_REFRESH_MS;
+		    o->bk[i].touched_s == 0
+			? now
+			: (uint64_t)o->bk[i].touched_s * 1000 + P2P_REFRESH_MS;
 		struct p2p_peerid t;
 
 		if (due <= now) {

@@ -32,6 +32,14 @@ uint32_t ov_now_s(uint64_t now)
 	return (uint32_t)(now / 1000);
 }
 
+/* A bucket touch time; never 0, which asks for a refresh at once. */
+uint32_t ov_touch_stamp(uint64_t now)
+{
+	uint32_t s = ov_now_s(now);
+
+	return s ? s : 1;
+}
+
 void ov_set_dirty(struct p2p_overlay *o)
 {
 	o->dirty = true;
@@ -192,7 +200,7 @@ void p2p_overlay_link_up(struct p2p_overlay *o, uint64_t now,
 	struct ov_link *l;
 
 	begin(o);
-	if (p2p_peerid_equal(peer, &o->cfg.self))
+	if (ov_id_eq(peer, &o->cfg.self))
 		return;
 	l = ov_link_find(o, peer);
 	if (l == NULL && (l = ov_link_add(o, peer)) == NULL)
@@ -345,8 +353,7 @@ void p2p_overlay_add_contact(struct p2p_overlay *o, uint64_t now,
 			     const struct p2p_addr *addr)
 {
 	begin(o);
-	if (addr == NULL || addr->family == 0 ||
-	    p2p_peerid_equal(id, &o->cfg.self))
+	if (addr == NULL || addr->family == 0 || ov_id_eq(id, &o->cfg.self))
 		return;
 	/* Unverified until a link comes up; maintenance dials it. */
 	ov_table_insert(o, now, id, addr, false);

@@ -30,18 +30,19 @@
 #include "proto/peerid.h"
 
 /* Kademlia parameters and limits (SPEC section 7). */
-#define P2P_K 20		    /* bucket size, lookup result size */
-#define P2P_ALPHA 3		    /* lookup requests in flight */
-#define P2P_BUCKET_SUBNET_MAX 2	    /* entries per /24 or /48 per bucket */
-#define P2P_TABLE_SUBNET_MAX 10	    /* entries per /24 or /48 in the table */
-#define P2P_REPLACEMENTS 8	    /* replacement cache per bucket */
-#define P2P_ROUTE_HOPS 20	    /* initial hop limit of routed messages */
-#define P2P_ROUTE_RATE 50	    /* routed messages accepted per peer per s */
-#define P2P_LOOKUP_REQ_TIMEOUT_MS 3000 /* one FIND_NODE (dial included) */
-#define P2P_LOOKUP_TIMEOUT_MS 20000    /* a whole lookup */
+#define P2P_K 20		/* bucket size, lookup result size */
+#define P2P_ALPHA 3		/* lookup requests in flight */
+#define P2P_BUCKET_SUBNET_MAX 2 /* entries per /24 or /48 per bucket */
+#define P2P_TABLE_SUBNET_MAX 10 /* entries per /24 or /48 in the table */
+#define P2P_REPLACEMENTS 8	/* replacement cache per bucket */
+#define P2P_ROUTE_HOPS 20	/* initial hop limit of routed messages */
+#define P2P_ROUTE_RATE 50	/* routed messages accepted per peer per s */
+#define P2P_LOOKUP_REQ_TIMEOUT_MS 3000	/* one FIND_NODE (dial included) */
+#define P2P_LOOKUP_TIMEOUT_MS 20000	/* a whole lookup */
 #define P2P_REFRESH_MS (15 * 60 * 1000) /* bucket refresh period */
 
-/* Application numbers carried in routed messages (struct p2p_msg routed.app). */
+/* Application numbers carried in routed messages (struct p2p_msg routed.app).
+ */
 #define P2P_APP_ROUTE_FAIL 0 /* overlay internal: payload msgid u64 */
 #define P2P_APP_PING 1	     /* daemon: routed ping */
 #define P2P_APP_PONG 2
@@ -61,12 +62,14 @@ struct p2p_overlay_config {
 };
 
 enum p2p_ov_action_type {
-	P2P_OV_SEND,	     /* peer, data/len: encoded message for that link */
-	P2P_OV_DIAL,	     /* peer, addr: open a link; answer link_up/dial_failed */
-	P2P_OV_CLOSE,	     /* peer: the overlay no longer needs this link */
-	P2P_OV_LOOKUP_DONE,  /* id, found, contacts/ncontacts, hops */
-	P2P_OV_DELIVER,	     /* routed message for us: peer = src, app, data/len, id = msgid */
-	P2P_OV_ROUTE_FAILED, /* our message id to peer = dst was undeliverable */
+	P2P_OV_SEND,  /* peer, data/len: encoded message for that link */
+	P2P_OV_DIAL,  /* peer, addr: open a link; answer link_up/dial_failed */
+	P2P_OV_CLOSE, /* peer: the overlay no longer needs this link */
+	P2P_OV_LOOKUP_DONE, /* id, found, contacts/ncontacts, hops */
+	P2P_OV_DELIVER, /* routed message for us: peer = src, app, data/len, id
+			   = msgid */
+	P2P_OV_ROUTE_FAILED, /* our message id to peer = dst was undeliverable
+			      */
 };
 
 /* Valid until the next call into the overlay. */
@@ -78,17 +81,19 @@ struct p2p_ov_action {
 	size_t len;
 	uint64_t id;
 	uint8_t app;
-	bool found;	/* LOOKUP_DONE: the target itself answered / was seen */
-	int hops;	/* LOOKUP_DONE: rounds; DELIVER: hops travelled */
-	const struct p2p_contact *contacts; /* LOOKUP_DONE: k closest, nearest first */
+	bool found; /* LOOKUP_DONE: the target itself answered / was seen */
+	int hops;   /* LOOKUP_DONE: rounds; DELIVER: hops travelled */
+	const struct p2p_contact
+	    *contacts; /* LOOKUP_DONE: k closest, nearest first */
 	size_t ncontacts;
 };
 
 struct p2p_overlay_stats {
-	size_t table_size;	/* routing table entries */
-	size_t links;		/* links reported up */
+	size_t table_size; /* routing table entries */
+	size_t links;	   /* links reported up */
 	uint64_t lookups_started, lookups_done;
-	uint64_t routed_sent, routed_delivered, routed_forwarded, routed_dropped;
+	uint64_t routed_sent, routed_delivered, routed_forwarded,
+	    routed_dropped;
 	uint64_t msgs_sent, msgs_received, bad_msgs;
 };
 

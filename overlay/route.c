@@ -93,7 +93,7 @@ static const struct ov_link *nearest_link(const struct p2p_overlay *o,
 		const struct ov_link *l = &o->lk[i];
 
 		if (l->state != OV_LINK_UP ||
-		    (exclude != NULL && p2p_peerid_equal(&l->id, exclude)))
+		    (exclude != NULL && ov_id_eq(&l->id, exclude)))
 			continue;
 		if (best == NULL ||
 		    p2p_peerid_cmp_dist(dst, &l->id, &best->id) < 0)
@@ -171,7 +171,7 @@ static int originate(struct p2p_overlay *o, uint64_t now,
 	seen_check_add(o, msgid);
 	if (l == NULL)
 		return -EHOSTUNREACH;
-	if (strict && !p2p_peerid_equal(&l->id, dst) &&
+	if (strict && !ov_id_eq(&l->id, dst) &&
 	    p2p_peerid_cmp_dist(dst, &l->id, &o->cfg.self) >= 0)
 		return -ENETUNREACH; /* we are the nearest node we know */
 	return emit(o, now, &l->id, msgid, P2P_ROUTE_HOPS, &o->cfg.self, dst,
@@ -219,7 +219,7 @@ int ov_route_recv(struct p2p_overlay *o, uint64_t now,
 		return 0;
 	}
 	hops = m->u.routed.hops > 0 ? m->u.routed.hops - 1 : 0;
-	if (p2p_peerid_equal(dst, &o->cfg.self)) {
+	if (ov_id_eq(dst, &o->cfg.self)) {
 		int travelled = P2P_ROUTE_HOPS - m->u.routed.hops + 1;
 
 		deliver(o, &m->u.routed.src, m->u.routed.msgid, m->u.routed.app,
@@ -229,7 +229,7 @@ int ov_route_recv(struct p2p_overlay *o, uint64_t now,
 	}
 	next = nearest_link(o, dst, from);
 	if (next == NULL ||
-	    (!p2p_peerid_equal(&next->id, dst) &&
+	    (!ov_id_eq(&next->id, dst) &&
 	     (hops == 0 ||
 	      p2p_peerid_cmp_dist(dst, &next->id, &o->cfg.self) >= 0))) {
 		undeliverable(o, now, m);
@@ -253,7 +253,7 @@ int ov_route_origin(struct p2p_overlay *o, uint64_t now,
 	o->cfg.random(o->cfg.ctx, &id, sizeof(id));
 	if (msgid != NULL)
 		*msgid = id;
-	if (p2p_peerid_equal(dst, &o->cfg.self)) {
+	if (ov_id_eq(dst, &o->cfg.self)) {
 		o->st.routed_sent++;
 		deliver(o, &o->cfg.self, id, app, payload, len, 0);
 		return 0;

@@ -28,7 +28,7 @@ static struct ov_bucket *bucket_get(struct p2p_overlay *o, uint64_t now, int i)
 			return NULL;
 		memset(p + o->nbk, 0, (size_t)(i + 1 - o->nbk) * sizeof(*p));
 		for (int j = o->nbk; j <= i; j++)
-			p[j].touched_s = ov_now_s(now);
+			p[j].touched_s = ov_touch_stamp(now);
 		o->bk = p;
 		o->nbk = (uint16_t)(i + 1);
 	}
@@ -39,7 +39,7 @@ static struct ov_entry *bucket_find(struct ov_bucket *b,
 				    const struct p2p_peerid *id)
 {
 	for (unsigned j = 0; j < b->n; j++)
-		if (p2p_peerid_equal(&b->e[j].id, id))
+		if (ov_id_eq(&b->e[j].id, id))
 			return &b->e[j];
 	return NULL;
 }
@@ -98,7 +98,7 @@ static bool table_diverse(const struct p2p_overlay *o, const struct p2p_addr *a)
 static void repl_remove(struct ov_bucket *b, const struct p2p_peerid *id)
 {
 	for (unsigned j = 0; j < b->nrepl; j++) {
-		if (!p2p_peerid_equal(&b->repl[j].id, id))
+		if (!ov_id_eq(&b->repl[j].id, id))
 			continue;
 		memmove(&b->repl[j], &b->repl[j + 1],
 			(b->nrepl - j - 1) * sizeof(b->repl[0]));
@@ -233,7 +233,7 @@ void ov_table_remove(struct p2p_overlay *o, const struct p2p_peerid *id)
 	b = &o->bk[i];
 	repl_remove(b, id);
 	for (unsigned j = 0; j < b->n; j++) {
-		if (p2p_peerid_equal(&b->e[j].id, id)) {
+		if (ov_id_eq(&b->e[j].id, id)) {
 			bucket_del(o, b, j);
 			return;
 		}
@@ -316,7 +316,7 @@ static void scan_bucket(const struct p2p_overlay *o, unsigned i,
 
 		if (healthy && e->fails >= OV_ENTRY_FAILS_MAX)
 			continue;
-		if (exclude != NULL && p2p_peerid_equal(&e->id, exclude))
+		if (exclude != NULL && ov_id_eq(&e->id, exclude))
 			continue;
 		keep_closest(target, e, out, n, max);
 	}
