@@ -117,6 +117,7 @@ static void do_action(struct p2pd_node *n, const struct p2p_ov_action *a)
 }
 
 static void on_ov_timer(uv_timer_t *t);
+static void maybe_rejoin(struct p2pd_node *n, uint64_t now);
 
 static void rearm(struct p2pd_node *n)
 {
@@ -178,6 +179,7 @@ static void on_tick(uv_timer_t *t)
 	for (struct link *l = n->links; l; l = l->next)
 		link_tick(l, now);
 	node_pending_expire(n, now);
+	maybe_rejoin(n, now);
 	if (n->cache.dirty && now - n->cache_saved >= NODE_PEERCACHE_SAVE_MS)
 		save_cache(n);
 	node_drain(n);
@@ -305,18 +307,60 @@ static void load_cache(struct p2pd_node *n, bool use)
 					&n->cache.e[i].addr);
 }
 
-static void join(struct p2pd_node *n, const struct p2pd_config *cfg)
+static void dial_bootstrap(struct p2pd_node *n)
 {
 	char text[P2P_ADDR_TEXT_MAX];
+	struct link *l;
 	int err;
 
-	load_cache(n, cfg->nbootstrap == 0);
-	for (size_t i = 0; i < cfg->nbootstrap; i++) {
-		if (link_dial(n, &cfg->bootstrap[i], NULL, LP_OVERLAY, &err))
+	for (size_t i = 0; i < n->nboot; i++) {
+		l = link_dial(n, &n->boot[i], NULL, LP_OVERLAY, &err);
+		if (l) {
+			l->boot = true;
 			continue;
-		p2p_addr_format(&cfg->bootstrap[i], text, sizeof(text));
+		}
+		p2p_addr_format(&n->boot[i], text, sizeof(text));
 		log_warnx("bootstrap %s: %s", text, uv_strerror(err));
 	}
+}
+
+static void join(struct p2pd_node *n, const struct p2pd_config *cfg)
+{
+	n->nboot = cfg->nbootstrap;
+	memcpy(n->boot, cfg->bootstrap, cfg->nbootstrap * sizeof(n->boot[0]));
+	load_cache(n, cfg->nbootstrap == 0);
+	dial_bootstrap(n);
+	n->rejoin_ms = NODE_REJOIN_MIN_MS;
+	n->rejoin_at = node_now(n) + n->rejoin_ms;
+}
+
+/*
+ * Alone (no link at all, nothing being dialled): try the bootstrap
+ * addresses or the cached peers again, backing off, so that a node started
+ * before its bootstrap peer, or cut off for a while, joins by itself.
+ */
+static void maybe_rejoin(struct p2pd_node *n, uint64_t now)
+{
+	if (n->links) {
+		n->rejoin_ms = NODE_REJOIN_MIN_MS;
+		n->rejoin_at = now + n->rejoin_ms;
+		return;
+	}
+	if (now < n->rejoin_at || (n->nboot == 0 && n->cache.n == 0))
+		return;
+	n->rejoin_ms = n->rejoin_ms * 2 > NODE_REJOIN_MAX_MS
+			   ? NODE_REJOIN_MAX_MS
+			   : n->rejoin_ms * 2;
+	n->rejoin_at = now + n->rejoin_ms;
+	log_debug("no links: joining again");
+	n->bootstrapped = false; /* look ourselves up again once linked */
+	if (n->nboot > 0) {
+		dial_bootstrap(n);
+		return;
+	}
+	for (size_t i = n->cache.n; i-- > 0;)
+		p2p_overlay_add_contact(n->ov, now, &n->cache.e[i].id,
+					&n->cache.e[i].addr);
 }
 
 static int node_init(struct p2pd_node *n, uv_loop_t *loop,

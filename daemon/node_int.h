@@ -30,8 +30,9 @@
 #define NODE_LOOKUP_TIMEOUT_MS (P2P_LOOKUP_TIMEOUT_MS + 5000)
 #define NODE_BADLOG_MS 10000 /* one bad-input line per peer per this */
 #define NODE_BADLOG_SLOTS 64
-#define NODE_DIALBACK_PER_S 4	     /* dial-backs we make per second */
-#define NODE_DIALBACK_RETRY_MS 30000 /* between our own dial-back asks */
+#define NODE_DIALBACK_PER_S 4	 /* dial-backs we make per second */
+#define NODE_REJOIN_MIN_MS 2000	 /* no links: first retry of joining */
+#define NODE_REJOIN_MAX_MS 60000 /* ... backing off up to this */
 
 /* Defaults when the config leaves a limit at 0. */
 #define NODE_DEF_MAX_LINKS 256
@@ -78,6 +79,8 @@ struct link {
 	double rtt_ms;			   /* < 0 until measured */
 	uint64_t dialback_nonce;	   /* LP_DIALBACK: nonce to send */
 	bool dialback_busy;		   /* peer's DIALBACK being served */
+	bool dialback_asked;		   /* we asked this peer to dial us */
+	bool boot;			   /* dialled as a bootstrap address */
 	size_t wq;			   /* bytes queued for writing */
 	unsigned users;			   /* non-overlay users (tunnels) */
 	const char *why;		   /* static reason for the close */
@@ -136,9 +139,10 @@ struct p2pd_node {
 	bool stopping;
 	uint64_t start_ms;
 	uint64_t dialback_window, dialback_count;
-	uint64_t dialback_asked;   /* when we last asked for a dial-back */
-	uint64_t db_nonce;	   /* ... with this nonce */
-	struct p2p_peerid db_peer; /* ... of this peer */
+	uint64_t db_nonce; /* sent in our DIALBACK asks (0: none) */
+	size_t nboot;
+	struct p2p_addr boot[P2PD_MAX_BOOTSTRAP]; /* -b addresses */
+	uint64_t rejoin_at, rejoin_ms; /* no links: retry joining then */
 	unsigned open_handles;
 	void (*done)(void *);
 	void *done_arg;

@@ -63,21 +63,21 @@ static const struct listener *listener_for(struct p2pd_node *n, int family)
 static void ask_dialback(struct p2pd_node *n, struct link *l,
 			 const struct p2p_addr *observed)
 {
-	uint64_t now = node_now(n);
 	const struct listener *li;
 	struct p2p_msg m = {.type = P2P_MSG_DIALBACK};
 
 	if (n->server || !l->peer_server || observed->family == 0)
 		return;
-	if (n->dialback_asked &&
-	    now - n->dialback_asked < NODE_DIALBACK_RETRY_MS)
+	/* Each server link is asked once; peers that do not answer (or
+	 * cannot reach us) cost nothing more. */
+	if (l->dialback_asked)
 		return;
 	li = listener_for(n, observed->family);
 	if (!li)
 		return;
-	randombytes_buf(&n->db_nonce, sizeof(n->db_nonce));
-	n->db_peer = l->peer;
-	n->dialback_asked = now;
+	if (!n->db_nonce)
+		randombytes_buf(&n->db_nonce, sizeof(n->db_nonce));
+	l->dialback_asked = true;
 	m.u.dialback.nonce = n->db_nonce;
 	m.u.dialback.addr = *observed;
 	m.u.dialback.addr.port = li->addr.port;
@@ -178,6 +178,10 @@ void node_link_gone(struct p2pd_node *n, struct link *l, const char *why)
 			o->ov_up = true; /* the overlay keeps its link */
 		else
 			p2p_overlay_link_down(n->ov, now, &l->peer);
+	} else if (l->boot && !l->hello_rx) {
+		char a[P2P_ADDR_TEXT_MAX];
+		p2p_addr_format(&l->remote, a, sizeof(a));
+		log_warnx("bootstrap %s: %s", a, why);
 	} else if (l->ov_dial && !o && !l->hello_rx) {
 		p2p_overlay_dial_failed(n->ov, now, &l->expect);
 	}
@@ -215,8 +219,8 @@ void node_dialback_request(struct p2pd_node *n, struct link *l,
 
 void node_dialback_ok(struct p2pd_node *n, struct link *l, uint64_t nonce)
 {
-	if (l->outbound || !n->dialback_asked || nonce != n->db_nonce ||
-	    !p2p_peerid_equal(&l->peer, &n->db_peer))
+	/* The nonce went only to peers we asked, over their links. */
+	if (l->outbound || !n->db_nonce || nonce != n->db_nonce)
 		return;
 	node_set_server(n, "dial-back succeeded");
 }
