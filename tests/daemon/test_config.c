@@ -188,7 +188,6 @@ Test(config, every_flag_long)
 
 Test(config, check_only_prints_ok, .init = cr_redirect_stdout)
 {
-	setup();
 	write_file("{\"log_level\": \"warn\"}");
 	cr_expect_eq(load("-n", "-c", cfg_path, NULL), 1);
 	cr_expect(cfg->check_only);
@@ -199,7 +198,6 @@ Test(config, check_only_prints_ok, .init = cr_redirect_stdout)
 
 Test(config, check_only_fails_on_bad_file, .init = cr_redirect_stdout)
 {
-	setup();
 	write_file("{\"listne\": []}");
 	expect_err(load("-n", "-c", cfg_path, NULL), "unknown key");
 	fflush(stdout);
@@ -208,7 +206,6 @@ Test(config, check_only_fails_on_bad_file, .init = cr_redirect_stdout)
 
 Test(config, version_and_help, .init = cr_redirect_stdout)
 {
-	setup();
 	cr_expect_eq(load("--version", NULL), 1);
 	cr_expect_eq(load("--help", NULL), 1);
 	fflush(stdout);
