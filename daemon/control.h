@@ -50,6 +50,8 @@ int ctl_req_orphaned(const struct ctl_req *req);
  * caller, who owns it from then on (the server forgets the client). Bytes
  * the client sent after the request line are returned in *rest (malloc'd,
  * caller frees) so none are lost. NULL if the client has gone.
+ * The stream is a malloc'd uv_pipe_t with reading stopped and data NULL:
+ * close it with uv_close() and free() it in the close callback.
  */
 uv_stream_t *ctl_req_take_stream(struct ctl_req *req, json_t *fields,
 				 char **rest, size_t *restlen);

@@ -73,7 +73,10 @@ static int load_identity(struct daemon *d)
 		return 0;
 	if (r != -ENOENT) {
 		/* Never overwrite: a broken key needs a human. */
-		log_error("%s: %s", path, err[0] ? err : p2p_strerror(r));
+		if (err[0] != '\0')
+			log_error("%s", err); /* names the file already */
+		else
+			log_error("%s: %s", path, p2p_strerror(r));
 		return r;
 	}
 	p2p_identity_generate(&d->ident);
