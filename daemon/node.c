@@ -406,8 +406,11 @@ static void close_all(struct p2pd_node *n)
 		}
 	}
 	node_pending_fail_all(n);
-	for (struct link *l = n->links; l; l = l->next)
+	/* Links already waiting for a peer's EOF are not waited for. */
+	for (struct link *l = n->links; l; l = l->next) {
 		link_close(l, 0, "shutting down");
+		link_destroy(l);
+	}
 	if (!uv_is_closing((uv_handle_t *)&n->tick)) {
 		uv_close((uv_handle_t *)&n->ov_timer, on_handle_closed);
 		uv_close((uv_handle_t *)&n->tick, on_handle_closed);
