@@ -197,7 +197,30 @@ class Cluster:
     def __enter__(self):
         return self
 
+    SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+
+    def _stop_daemons(self):
+        """SIGTERM every live daemon; list problems (exit code, sanitizer)."""
+        problems = []
+        for d in self.daemons:
+            if d.alive():
+                try:
+                    rc = d.stop()
+                    if rc != 0:
+                        problems.append("%s exited %d after SIGTERM" % (d.name, rc))
+                except AssertionError as e:
+                    problems.append(str(e))
+            try:
+                with open(d.log, errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            if any(m in text for m in self.SANITIZER_MARKS):
+                problems.append("%s: sanitizer report in its log" % d.name)
+        return problems
+
     def __exit__(self, *exc):
+        problems = self._stop_daemons()
         for p in self.procs:
             if p.poll() is None:
                 try:
@@ -209,13 +232,15 @@ class Cluster:
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 pass
-        if exc[0] is not None:
+        if exc[0] is not None or problems:
             for d in self.daemons:
                 print("--- %s log tail (%s):\n%s" % (d.name, d.addr, d.log_tail()))
-        if exc[0] is not None and os.environ.get("P2PTEST_KEEP"):
+        if (exc[0] is not None or problems) and os.environ.get("P2PTEST_KEEP"):
             print("keeping %s" % self.tmp)
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        if problems and exc[0] is None:
+            raise AssertionError("; ".join(problems))
         return False
 
 
