@@ -28,6 +28,7 @@
 #define OV_LINK_IDLE_MS 10000	    /* transient link closed after this */
 #define OV_LOOKUPS_MAX 32	    /* concurrent lookups */
 #define OV_REFRESH_PARALLEL 3	    /* concurrent refresh lookups */
+#define OV_CLIENT_PROBE_MS 30000    /* a client asks its neighbours for news */
 #define OV_LOOKUP_CANDS (2 * P2P_K) /* shortlist of one lookup */
 #define OV_SEEN_MAX 256		    /* recent routed message IDs remembered */
 #define OV_SENT_MAX 64		    /* our own routed messages remembered */
@@ -85,7 +86,13 @@ struct ov_cand {
 	uint64_t deadline;
 };
 
-enum ov_lookup_kind { OV_LK_USER, OV_LK_SELF, OV_LK_REFRESH };
+/*
+ * PROBE: a client asks the P2P_ALPHA servers nearest to it, over the links
+ * it holds, for its own ID (one round, no dials) and adds what they answer
+ * to its table. Servers learn new neighbours when these look themselves up
+ * and dial them; clients are never dialled, so they must ask.
+ */
+enum ov_lookup_kind { OV_LK_USER, OV_LK_SELF, OV_LK_REFRESH, OV_LK_PROBE };
 
 struct ov_lookup {
 	uint64_t id;
@@ -127,9 +134,10 @@ struct p2p_overlay {
 	unsigned nlookups;
 	uint64_t next_lookup_id;
 	uint32_t next_txid;
-	bool booting;	  /* own-ID lookup of bootstrap in progress */
-	bool booted;	  /* bootstrap started refreshes */
-	uint64_t self_at; /* next own-ID lookup */
+	bool booting;	   /* own-ID lookup of bootstrap in progress */
+	bool booted;	   /* bootstrap started refreshes */
+	uint64_t self_at;  /* next own-ID lookup */
+	uint64_t probe_at; /* client: next probe of its neighbourhood */
 	uint64_t refresh_at;
 
 	/* routing */

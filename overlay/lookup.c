@@ -91,6 +91,21 @@ static void request(struct p2p_overlay *o, uint64_t now, struct ov_lookup *lk,
 		c->state = OV_C_FAILED;
 }
 
+/* Probe answers: the nearest new servers become (unverified) entries. */
+static void probe_learn(struct p2p_overlay *o, uint64_t now,
+			const struct ov_lookup *lk)
+{
+	unsigned added = 0;
+
+	for (unsigned i = 0; i < lk->n && added < P2P_K; i++) {
+		if (lk->c[i].depth == 0)
+			continue;
+		ov_table_insert(o, now, &lk->c[i].c.id, &lk->c[i].c.addr,
+				false);
+		added++;
+	}
+}
+
 static void finish(struct p2p_overlay *o, uint64_t now, unsigned slot)
 {
 	struct ov_lookup *lk = o->lookups[slot];
@@ -136,7 +151,11 @@ static void finish(struct p2p_overlay *o, uint64_t now, unsigned slot)
 		}
 		o->booting = false;
 		o->booted = true;
+		if (!o->server && o->probe_at == UINT64_MAX)
+			o->probe_at = now + OV_CLIENT_PROBE_MS;
 		o->refresh_at = now;
+	} else if (lk->kind == OV_LK_PROBE) {
+		probe_learn(o, now, lk);
 	} else {
 		o->refresh_at = now; /* start the next due refresh */
 	}
@@ -161,6 +180,8 @@ static bool step(struct p2p_overlay *o, uint64_t now, unsigned slot)
 	for (unsigned i = 0; i < lk->n && live < P2P_K; i++) {
 		struct ov_cand *c = &lk->c[i];
 
+		if (lk->kind == OV_LK_PROBE && c->depth > 0)
+			continue; /* one round only */
 		if (c->state == OV_C_NEW && inflight < P2P_ALPHA) {
 			request(o, now, lk, c);
 			inflight += in_flight(c);
@@ -182,6 +203,21 @@ static bool step(struct p2p_overlay *o, uint64_t now, unsigned slot)
 	return false;
 }
 
+/* Keep the first max contacts we hold a link to (or the first max). */
+static size_t linked_first(const struct p2p_overlay *o, struct p2p_contact *c,
+			   size_t n, size_t max)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n && k < max; i++) {
+		const struct ov_link *l = ov_link_find(o, &c[i].id);
+
+		if (l != NULL && l->state == OV_LINK_UP)
+			c[k++] = c[i];
+	}
+	return k > 0 ? k : (n < max ? n : max);
+}
+
 int ov_lookup_start(struct p2p_overlay *o, uint64_t now,
 		    const struct p2p_peerid *target, enum ov_lookup_kind kind,
 		    uint64_t *id)
@@ -201,6 +237,8 @@ int ov_lookup_start(struct p2p_overlay *o, uint64_t now,
 	lk->kind = (uint8_t)kind;
 	lk->deadline = now + P2P_LOOKUP_TIMEOUT_MS;
 	n = ov_table_closest(o, target, NULL, true, seeds, P2P_K);
+	if (kind == OV_LK_PROBE)
+		n = linked_first(o, seeds, n, P2P_ALPHA);
 	for (size_t i = 0; i < n; i++)
 		cand_add(o, lk, &seeds[i], 0);
 	b = ov_bucket_index(o, target);
@@ -337,6 +375,14 @@ void ov_refresh_tick(struct p2p_overlay *o, uint64_t now)
 	}
 	if (ov_table_closest(o, &o->cfg.self, NULL, false, &near, 1))
 		limit = (unsigned)ov_bucket_index(o, &near.id);
+	if (o->server) {
+		o->probe_at = UINT64_MAX;
+	} else if (now >= o->probe_at) {
+		o->probe_at = now + OV_CLIENT_PROBE_MS;
+		if (running(o, OV_LK_PROBE) == 0)
+			ov_lookup_start(o, now, &o->cfg.self, OV_LK_PROBE,
+					NULL);
+	}
 	busy = running(o, OV_LK_REFRESH);
 	for (unsigned i = 0; i < limit && i < o->nbk; i++) {
 		uint64_t due =

@@ -159,6 +159,7 @@ struct p2p_overlay *p2p_overlay_new(const struct p2p_overlay_config *cfg)
 	cfg->random(cfg->ctx, &o->next_txid, sizeof(o->next_txid));
 	o->next_lookup_id = 1;
 	o->idle_at = o->redial_at = o->refresh_at = o->self_at = UINT64_MAX;
+	o->probe_at = UINT64_MAX;
 	o->anon_tokens = P2P_ROUTE_RATE * 1000;
 	return o;
 }
@@ -183,6 +184,8 @@ void p2p_overlay_set_server(struct p2p_overlay *o, uint64_t now, bool server)
 		ov_log(o, 6, "overlay: now in %s mode",
 		       server ? "server" : "client");
 	o->server = server;
+	o->probe_at =
+	    server || !o->booted ? UINT64_MAX : now + OV_CLIENT_PROBE_MS;
 	ov_set_dirty(o);
 }
 
@@ -345,6 +348,8 @@ uint64_t p2p_overlay_next_timer(const struct p2p_overlay *o)
 		t = o->refresh_at;
 	if (o->self_at < t)
 		t = o->self_at;
+	if (o->probe_at < t)
+		t = o->probe_at;
 	return t;
 }
 
