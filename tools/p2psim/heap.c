@@ -4,6 +4,9 @@
 #include <stdlib.h>
 
 #define SIM_HEAP_INITIAL 1024
+/* Four children per node: half the depth of a binary heap, and the
+ * children of one node share cache lines. */
+#define SIM_HEAP_ARITY 4
 
 void sim_heap_init(struct sim_heap *h)
 {
@@ -43,7 +46,7 @@ int sim_heap_push(struct sim_heap *h, const struct sim_event *e)
 
 	x.seq = h->next_seq++;
 	while (i > 0) {
-		size_t parent = (i - 1) / 2;
+		size_t parent = (i - 1) / SIM_HEAP_ARITY;
 
 		if (!before(&x, &h->ev[parent]))
 			break;
@@ -64,12 +67,14 @@ bool sim_heap_pop(struct sim_heap *h, struct sim_event *e)
 
 	/* Sift down the last event from the root. */
 	for (;;) {
-		size_t c = 2 * i + 1;
+		size_t first = SIM_HEAP_ARITY * i + 1, c = first;
 
-		if (c >= n)
+		if (first >= n)
 			break;
-		if (c + 1 < n && before(&h->ev[c + 1], &h->ev[c]))
-			c++;
+		for (size_t k = first + 1; k < first + SIM_HEAP_ARITY && k < n;
+		     k++)
+			if (before(&h->ev[k], &h->ev[c]))
+				c = k;
 		if (!before(&h->ev[c], &last))
 			break;
 		h->ev[i] = h->ev[c];

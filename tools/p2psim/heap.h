@@ -1,5 +1,5 @@
 /*
- * The simulator's event queue: a binary min-heap of events kept inline in
+ * The simulator's event queue: a 4-ary min-heap of events kept inline in
  * one growing array (no allocation per event), ordered by virtual time and
  * then by insertion sequence, so that equal times pop in FIFO order and a
  * run is deterministic.
