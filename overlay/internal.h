@@ -177,6 +177,23 @@ static inline bool ov_id_eq(const struct p2p_peerid *a,
 	return memcmp(a->b, b->b, sizeof(a->b)) == 0;
 }
 
+/* p2p_peerid_cmp_dist, with the first 64 bits compared at once. */
+static inline int ov_cmp_dist(const struct p2p_peerid *t,
+			      const struct p2p_peerid *a,
+			      const struct p2p_peerid *b)
+{
+	uint64_t x, y, z;
+
+	memcpy(&x, t->b, 8);
+	memcpy(&y, a->b, 8);
+	memcpy(&z, b->b, 8);
+	y = __builtin_bswap64(y ^ x);
+	z = __builtin_bswap64(z ^ x);
+	if (y != z)
+		return y < z ? -1 : 1;
+	return p2p_peerid_cmp_dist(t, a, b);
+}
+
 /* overlay.c */
 void ov_log(struct p2p_overlay *o, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -16,7 +16,14 @@
 
 #include "internal.h"
 
-static uint32_t link_hash(const struct p2p_overlay *o,
+/*
+ * Index slots hold (tag << OV_IDX_BITS) | (record + 1), 0 when empty: the
+ * tag (12 more bits of the hash) spares most probes a visit to the record.
+ */
+#define OV_IDX_BITS 20
+#define OV_IDX_MASK ((1u << OV_IDX_BITS) - 1)
+
+static uint64_t link_hash(const struct p2p_overlay *o,
 			  const struct p2p_peerid *id)
 {
 	uint64_t x;
@@ -24,19 +31,38 @@ static uint32_t link_hash(const struct p2p_overlay *o,
 	memcpy(&x, id->b, sizeof(x));
 	x ^= o->hseed;
 	x *= 0x9E3779B97F4A7C15ULL;
-	x ^= x >> 32;
-	return (uint32_t)x & (o->lkidxcap - 1);
+	return x ^ (x >> 29);
+}
+
+static uint32_t home_of(const struct p2p_overlay *o, uint64_t h)
+{
+	return (uint32_t)h & (o->lkidxcap - 1);
+}
+
+static uint32_t tag_of(uint64_t h)
+{
+	return (uint32_t)(h >> 52) << OV_IDX_BITS;
 }
 
 /* Slot of the index that holds id, or of the empty slot where it goes. */
 static uint32_t slot_of(const struct p2p_overlay *o,
 			const struct p2p_peerid *id)
 {
-	uint32_t mask = o->lkidxcap - 1, s = link_hash(o, id);
+	uint64_t h = link_hash(o, id);
+	uint32_t mask = o->lkidxcap - 1, s = home_of(o, h), tag = tag_of(h);
 
-	while (o->lkidx[s] != 0 && !ov_id_eq(&o->lk[o->lkidx[s] - 1].id, id))
-		s = (s + 1) & mask;
-	return s;
+	for (;; s = (s + 1) & mask) {
+		uint32_t v = o->lkidx[s];
+
+		if (v == 0 || ((v & ~OV_IDX_MASK) == tag &&
+			       ov_id_eq(&o->lk[(v & OV_IDX_MASK) - 1].id, id)))
+			return s;
+	}
+}
+
+static uint32_t slot_value(const struct p2p_overlay *o, uint32_t i)
+{
+	return tag_of(link_hash(o, &o->lk[i].id)) | (i + 1);
 }
 
 struct ov_link *ov_link_find(const struct p2p_overlay *o,
@@ -47,7 +73,7 @@ struct ov_link *ov_link_find(const struct p2p_overlay *o,
 	if (o->lkidxcap == 0)
 		return NULL;
 	s = slot_of(o, id);
-	return o->lkidx[s] ? &o->lk[o->lkidx[s] - 1] : NULL;
+	return o->lkidx[s] ? &o->lk[(o->lkidx[s] & OV_IDX_MASK) - 1] : NULL;
 }
 
 static int rehash(struct p2p_overlay *o, uint32_t cap)
@@ -60,7 +86,7 @@ static int rehash(struct p2p_overlay *o, uint32_t cap)
 	o->lkidx = idx;
 	o->lkidxcap = cap;
 	for (uint32_t i = 0; i < o->nlk; i++)
-		o->lkidx[slot_of(o, &o->lk[i].id)] = i + 1;
+		o->lkidx[slot_of(o, &o->lk[i].id)] = slot_value(o, i);
 	return 0;
 }
 
@@ -69,6 +95,8 @@ struct ov_link *ov_link_add(struct p2p_overlay *o, const struct p2p_peerid *id)
 {
 	struct ov_link *l;
 
+	if (o->nlk + 1 >= OV_IDX_MASK)
+		return NULL;
 	if ((o->nlk + 1) * 2 > o->lkidxcap &&
 	    rehash(o, o->lkidxcap ? o->lkidxcap * 2 : 16) < 0)
 		return NULL;
@@ -84,7 +112,8 @@ struct ov_link *ov_link_add(struct p2p_overlay *o, const struct p2p_peerid *id)
 	l = &o->lk[o->nlk];
 	memset(l, 0, sizeof(*l));
 	l->id = *id;
-	o->lkidx[slot_of(o, id)] = ++o->nlk;
+	o->lkidx[slot_of(o, id)] = slot_value(o, o->nlk);
+	o->nlk++;
 	return l;
 }
 
@@ -100,7 +129,9 @@ static void idx_remove(struct p2p_overlay *o, uint32_t s)
 		j = (j + 1) & mask;
 		if (o->lkidx[j] == 0)
 			return;
-		k = link_hash(o, &o->lk[o->lkidx[j] - 1].id);
+		k = home_of(
+		    o,
+		    link_hash(o, &o->lk[(o->lkidx[j] & OV_IDX_MASK) - 1].id));
 		/* leave it when its home lies cyclically in (s, j] */
 		if (s <= j ? (s < k && k <= j) : (s < k || k <= j))
 			continue;
@@ -117,7 +148,7 @@ void ov_link_del(struct p2p_overlay *o, struct ov_link *l)
 	idx_remove(o, slot_of(o, &l->id));
 	if (i != last) {
 		o->lk[i] = o->lk[last];
-		o->lkidx[slot_of(o, &o->lk[i].id)] = i + 1;
+		o->lkidx[slot_of(o, &o->lk[i].id)] = slot_value(o, i);
 	}
 	o->nlk--;
 }

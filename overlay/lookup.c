@@ -40,8 +40,8 @@ static void cand_add(struct p2p_overlay *o, struct ov_lookup *lk,
 			return;
 		}
 	}
-	while (pos > 0 && p2p_peerid_cmp_dist(&lk->target, &ct->id,
-					      &lk->c[pos - 1].c.id) < 0)
+	while (pos > 0 &&
+	       ov_cmp_dist(&lk->target, &ct->id, &lk->c[pos - 1].c.id) < 0)
 		pos--;
 	if (lk->n == OV_LOOKUP_CANDS) {
 		/* evict the farthest candidate we are not waiting for */

@@ -95,8 +95,7 @@ static const struct ov_link *nearest_link(const struct p2p_overlay *o,
 		if (l->state != OV_LINK_UP ||
 		    (exclude != NULL && ov_id_eq(&l->id, exclude)))
 			continue;
-		if (best == NULL ||
-		    p2p_peerid_cmp_dist(dst, &l->id, &best->id) < 0)
+		if (best == NULL || ov_cmp_dist(dst, &l->id, &best->id) < 0)
 			best = l;
 	}
 	return best;
@@ -172,7 +171,7 @@ static int originate(struct p2p_overlay *o, uint64_t now,
 	if (l == NULL)
 		return -EHOSTUNREACH;
 	if (strict && !ov_id_eq(&l->id, dst) &&
-	    p2p_peerid_cmp_dist(dst, &l->id, &o->cfg.self) >= 0)
+	    ov_cmp_dist(dst, &l->id, &o->cfg.self) >= 0)
 		return -ENETUNREACH; /* we are the nearest node we know */
 	return emit(o, now, &l->id, msgid, P2P_ROUTE_HOPS, &o->cfg.self, dst,
 		    app, payload, len);
@@ -230,8 +229,7 @@ int ov_route_recv(struct p2p_overlay *o, uint64_t now,
 	next = nearest_link(o, dst, from);
 	if (next == NULL ||
 	    (!ov_id_eq(&next->id, dst) &&
-	     (hops == 0 ||
-	      p2p_peerid_cmp_dist(dst, &next->id, &o->cfg.self) >= 0))) {
+	     (hops == 0 || ov_cmp_dist(dst, &next->id, &o->cfg.self) >= 0))) {
 		undeliverable(o, now, m);
 		return 0;
 	}

@@ -95,6 +95,22 @@ static bool table_diverse(const struct p2p_overlay *o, const struct p2p_addr *a)
 	return n < P2P_TABLE_SUBNET_MAX;
 }
 
+/* One subnet may not fill the replacement cache either. */
+static bool repl_diverse(const struct ov_bucket *b, const struct p2p_peerid *id,
+			 const struct p2p_addr *a)
+{
+	uint64_t key = p2p_addr_subnet(a);
+	unsigned n = 0;
+
+	if (is_loopback(a))
+		return true;
+	for (unsigned j = 0; j < b->nrepl; j++)
+		if (!ov_id_eq(&b->repl[j].id, id) &&
+		    p2p_addr_subnet(&b->repl[j].addr) == key)
+			n++;
+	return n < P2P_BUCKET_SUBNET_MAX;
+}
+
 static void repl_remove(struct ov_bucket *b, const struct p2p_peerid *id)
 {
 	for (unsigned j = 0; j < b->nrepl; j++) {
@@ -210,17 +226,23 @@ bool ov_table_insert(struct p2p_overlay *o, uint64_t now,
 		}
 		return true;
 	}
-	if (!bucket_diverse(b, addr))
-		return false;
-	if (b->n < P2P_K)
-		return table_diverse(o, addr) && bucket_append(o, b, id, addr);
-	w = verified ? bucket_worst(b) : -1;
-	if (w >= 0 && table_diverse(o, addr)) {
-		bucket_del(o, b, (unsigned)w);
-		return bucket_append(o, b, id, addr);
+	w = -1;
+	if (b->n == P2P_K) {
+		w = verified ? bucket_worst(b) : -1;
+		if (w < 0) {
+			/* this runs for every server a lookup meets: check
+			 * only the small cache here, the rest on promotion */
+			if (repl_diverse(b, id, addr))
+				repl_push(b, id, addr);
+			return false;
+		}
 	}
-	repl_push(b, id, addr);
-	return false;
+	if (!bucket_diverse(b, addr) || !table_diverse(o, addr))
+		return false;
+	if (w < 0)
+		return bucket_append(o, b, id, addr);
+	bucket_del(o, b, (unsigned)w);
+	return bucket_append(o, b, id, addr);
 }
 
 void ov_table_remove(struct p2p_overlay *o, const struct p2p_peerid *id)
@@ -288,13 +310,11 @@ static void keep_closest(const struct p2p_peerid *target,
 {
 	size_t j = *n;
 
-	if (j == max &&
-	    p2p_peerid_cmp_dist(target, &e->id, &out[j - 1].id) >= 0)
+	if (j == max && ov_cmp_dist(target, &e->id, &out[j - 1].id) >= 0)
 		return;
 	if (j == max)
 		j--;
-	while (j > 0 &&
-	       p2p_peerid_cmp_dist(target, &e->id, &out[j - 1].id) < 0) {
+	while (j > 0 && ov_cmp_dist(target, &e->id, &out[j - 1].id) < 0) {
 		out[j] = out[j - 1];
 		j--;
 	}
