@@ -67,31 +67,40 @@ static bool is_loopback(const struct p2p_addr *a)
 	return a->family == 6 && memcmp(a->ip, v6lo, 16) == 0;
 }
 
-static unsigned subnet_count(const struct ov_bucket *b, uint64_t key)
+/* Same /24 (IPv4) or /48 (IPv6): p2p_addr_subnet equality, inlined. */
+static bool same_subnet(const struct p2p_addr *a, const struct p2p_addr *b)
+{
+	if (a->family != b->family)
+		return false;
+	if (a->family == 4)
+		return a->ip[0] == b->ip[0] && a->ip[1] == b->ip[1] &&
+		       a->ip[2] == b->ip[2];
+	return a->family == 6 && memcmp(a->ip, b->ip, 6) == 0;
+}
+
+static unsigned subnet_count(const struct ov_bucket *b,
+			     const struct p2p_addr *a)
 {
 	unsigned n = 0;
 
 	for (unsigned j = 0; j < b->n; j++)
-		if (p2p_addr_subnet(&b->e[j].addr) == key)
-			n++;
+		n += same_subnet(&b->e[j].addr, a);
 	return n;
 }
 
 static bool bucket_diverse(const struct ov_bucket *b, const struct p2p_addr *a)
 {
-	return is_loopback(a) ||
-	       subnet_count(b, p2p_addr_subnet(a)) < P2P_BUCKET_SUBNET_MAX;
+	return is_loopback(a) || subnet_count(b, a) < P2P_BUCKET_SUBNET_MAX;
 }
 
 static bool table_diverse(const struct p2p_overlay *o, const struct p2p_addr *a)
 {
-	uint64_t key = p2p_addr_subnet(a);
 	unsigned n = 0;
 
 	if (is_loopback(a))
 		return true;
-	for (unsigned i = 0; i < o->nbk; i++)
-		n += subnet_count(&o->bk[i], key);
+	for (unsigned i = 0; i < o->nbk && n < P2P_TABLE_SUBNET_MAX; i++)
+		n += subnet_count(&o->bk[i], a);
 	return n < P2P_TABLE_SUBNET_MAX;
 }
 
@@ -99,14 +108,13 @@ static bool table_diverse(const struct p2p_overlay *o, const struct p2p_addr *a)
 static bool repl_diverse(const struct ov_bucket *b, const struct p2p_peerid *id,
 			 const struct p2p_addr *a)
 {
-	uint64_t key = p2p_addr_subnet(a);
 	unsigned n = 0;
 
 	if (is_loopback(a))
 		return true;
 	for (unsigned j = 0; j < b->nrepl; j++)
 		if (!ov_id_eq(&b->repl[j].id, id) &&
-		    p2p_addr_subnet(&b->repl[j].addr) == key)
+		    same_subnet(&b->repl[j].addr, a))
 			n++;
 	return n < P2P_BUCKET_SUBNET_MAX;
 }
