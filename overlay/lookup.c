@@ -156,9 +156,9 @@ static void finish(struct p2p_overlay *o, uint64_t now, unsigned slot)
 		o->refresh_at = now;
 	} else if (lk->kind == OV_LK_PROBE) {
 		probe_learn(o, now, lk);
-	} else {
-		o->refresh_at = now; /* start the next due refresh */
 	}
+	if (o->booted)
+		o->refresh_at = now; /* a slot is free: start a due refresh */
 	o->st.lookups_done++;
 	o->lookups[slot] = o->lookups[--o->nlookups];
 	free(lk);

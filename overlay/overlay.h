@@ -29,6 +29,11 @@
 #include "proto/msg.h"
 #include "proto/peerid.h"
 
+/*
+ * Diversity limits: P2P_BUCKET_SUBNET_MAX per bucket and
+ * P2P_TABLE_SUBNET_MAX in the table per /24 (IPv4) or /48 (IPv6), loopback
+ * addresses exempt. A simulator must give its nodes distinct subnets.
+ */
 /* Kademlia parameters and limits (SPEC section 7). */
 #define P2P_K 20		/* bucket size, lookup result size */
 #define P2P_ALPHA 3		/* lookup requests in flight */
@@ -127,6 +132,7 @@ void p2p_overlay_dial_failed(struct p2p_overlay *o, uint64_t now,
  * peer. Returns 0, or -EPROTO / -EMSGSIZE / -EAGAIN (rate limited) when it
  * was dropped; the caller counts and may close the link on -EPROTO.
  */
+/* Other message types are refused with -EPROTO and counted in bad_msgs. */
 int p2p_overlay_recv(struct p2p_overlay *o, uint64_t now,
 		     const struct p2p_peerid *from, const struct p2p_msg *m);
 
@@ -145,6 +151,15 @@ void p2p_overlay_add_contact(struct p2p_overlay *o, uint64_t now,
 /* Join: look up our own ID, then refresh buckets. */
 void p2p_overlay_bootstrap(struct p2p_overlay *o, uint64_t now);
 
+/*
+ * Lookup results (LOOKUP_DONE): contacts are the P2P_K nearest servers
+ * that answered, nearest first; found says the target itself answered.
+ * hops: a contact from our own table has depth 0, one first learned from
+ * the NODES reply of a node of depth d has depth d + 1; hops is the depth
+ * of the nearest result, the rounds of replies it took to learn of it.
+ * -EBUSY when too many lookups run already (the overlay's own refreshes
+ * count too), -EINVAL for a NULL target.
+ */
 /* Iterative lookup of target; LOOKUP_DONE with *id later. 0 or -errno. */
 int p2p_overlay_lookup(struct p2p_overlay *o, uint64_t now,
 		       const struct p2p_peerid *target, uint64_t *id);
@@ -160,6 +175,10 @@ int p2p_overlay_route(struct p2p_overlay *o, uint64_t now,
 
 /* ---- output ---- */
 
+/*
+ * Next action; false when there is none. Once it returns false the
+ * overlay reuses (or frees) the memory of the actions handed out.
+ */
 /* Next action; false when there is none. */
 bool p2p_overlay_poll(struct p2p_overlay *o, struct p2p_ov_action *a);
 
