@@ -414,3 +414,66 @@ Test(lookup, too_many_lookups_is_ebusy)
 	h_clear(&h);
 	h_node_fini(&h);
 }
+
+Test(lookup, bootstrap_refreshes_buckets_farther_than_nearest)
+{
+	struct p2p_peerid self;
+	bool asked[8] = {false};
+	struct h_node h;
+	uint64_t now = 1;
+
+	memset(&self, 0x5a, sizeof(self));
+	h_node_init(&h, &self, true, 10);
+	/* we know servers only in buckets 6 and 7: our nearest is in 7 */
+	for (int i = 0; i < 4; i++) {
+		struct p2p_peerid id =
+		    h_id_in_bucket(&self, 6 + i % 2, (uint32_t)i + 1);
+		struct p2p_addr a = h_addr4(120, i, 0, 1, 4000);
+
+		h_link_server(&h, now, &id, &a);
+	}
+	h_clear(&h);
+	p2p_overlay_bootstrap(h.o, now);
+	for (int round = 0; round < 200; round++) {
+		h_drain(&h);
+		for (size_t i = 0; i < h.log.n; i++) {
+			const struct h_act *x = &h.log.v[i];
+			struct p2p_msg m;
+			int b;
+
+			if (x->a.type != P2P_OV_SEND ||
+			    x->msg.type != P2P_MSG_FIND_NODE)
+				continue;
+			b = p2p_peerid_common_bits(&self,
+						   &x->msg.u.find_node.target);
+			if (b < 8)
+				asked[b] = true;
+			memset(&m, 0, sizeof(m));
+			m.type = P2P_MSG_NODES;
+			m.u.nodes.txid = x->msg.u.find_node.txid;
+			cr_assert_eq(p2p_overlay_recv(h.o, now, &x->a.peer, &m),
+				     0);
+		}
+		h_clear(&h);
+		now = p2p_overlay_next_timer(h.o);
+		if (now > 60000)
+			break;
+		p2p_overlay_tick(h.o, now);
+	}
+	/* every bucket farther than bucket 7 was looked into */
+	for (int b = 0; b < 7; b++)
+		cr_assert(asked[b], "bucket %d not refreshed", b);
+	h_node_fini(&h);
+}
+
+Test(lookup, next_timer_is_none_when_idle)
+{
+	struct h_rng r = {11};
+	struct p2p_peerid self = h_id_random(&r);
+	struct h_node h;
+
+	h_node_init(&h, &self, true, 11);
+	cr_assert_eq(p2p_overlay_next_timer(h.o), UINT64_MAX);
+	cr_assert(!p2p_overlay_poll(h.o, &(struct p2p_ov_action){0}));
+	h_node_fini(&h);
+}
