@@ -18,22 +18,24 @@
 #include "overlay.h"
 
 /* Internal limits (the wire and Kademlia ones are in overlay.h). */
-#define OV_ENTRY_FAILS_MAX 3	    /* failures before an entry is replaced */
-#define OV_REDIAL_MIN_S 2	    /* first back-off after a failure */
-#define OV_REDIAL_MAX_S 300	    /* back-off ceiling */
-#define OV_BUCKET_LINKS 3	    /* links kept per bucket (greedy routing) */
-#define OV_LINKS_WANT_MAX 128	    /* links the overlay keeps at most */
-#define OV_MAINT_DIALS 8	    /* maintenance dials in flight at most */
-#define OV_MAINT_MIN_MS 1000	    /* maintenance runs at most this often */
-#define OV_LINK_IDLE_MS 10000	    /* transient link closed after this */
-#define OV_LOOKUPS_MAX 32	    /* concurrent lookups */
-#define OV_REFRESH_PARALLEL 3	    /* concurrent refresh lookups */
-#define OV_CLIENT_PROBE_MS 30000    /* a client asks its neighbours for news */
-#define OV_LOOKUP_CANDS (2 * P2P_K) /* shortlist of one lookup */
-#define OV_SEEN_MAX 128		    /* recent routed message IDs remembered */
-#define OV_SENT_MAX 32		    /* our own routed messages remembered */
-#define OV_ARENA_KEEP 0		    /* action bytes kept once drained */
-#define OV_ACTS_KEEP 0		    /* action slots kept once drained */
+#define OV_ENTRY_FAILS_MAX 3	 /* failures before an entry is replaced */
+#define OV_REDIAL_MIN_S 2	 /* first back-off after a failure */
+#define OV_REDIAL_MAX_S 300	 /* back-off ceiling */
+#define OV_BUCKET_LINKS 3	 /* links kept per bucket (greedy routing) */
+#define OV_LINKS_WANT_MAX 128	 /* links the overlay keeps at most */
+#define OV_MAINT_DIALS 8	 /* maintenance dials in flight at most */
+#define OV_MAINT_MIN_MS 1000	 /* maintenance runs at most this often */
+#define OV_LINK_IDLE_MS 10000	 /* transient link closed after this */
+#define OV_LOOKUPS_MAX 32	 /* concurrent lookups */
+#define OV_REFRESH_PARALLEL 3	 /* concurrent refresh lookups */
+#define OV_CLIENT_PROBE_MS 30000 /* a client asks its neighbours for news */
+#define OV_CLIENT_PROBE_MAX_MS 240000 /* ... less often while nothing changes  \
+				       */
+#define OV_LOOKUP_CANDS (2 * P2P_K)   /* shortlist of one lookup */
+#define OV_SEEN_MAX 128		      /* recent routed message IDs remembered */
+#define OV_SENT_MAX 32		      /* our own routed messages remembered */
+#define OV_ARENA_KEEP 0		      /* action bytes kept once drained */
+#define OV_ACTS_KEEP 0		      /* action slots kept once drained */
 #define OV_ROUTE_OVERHEAD 128	/* bytes of a ROUTED message besides payload */
 #define OV_NODES_MAX_BYTES 2048 /* an encoded NODES message fits in this */
 
@@ -134,10 +136,11 @@ struct p2p_overlay {
 	unsigned nlookups;
 	uint64_t next_lookup_id;
 	uint32_t next_txid;
-	bool booting;	   /* own-ID lookup of bootstrap in progress */
-	bool booted;	   /* bootstrap started refreshes */
-	uint64_t self_at;  /* next own-ID lookup */
-	uint64_t probe_at; /* client: next probe of its neighbourhood */
+	bool booting;	    /* own-ID lookup of bootstrap in progress */
+	bool booted;	    /* bootstrap started refreshes */
+	uint64_t self_at;   /* next own-ID lookup */
+	uint64_t probe_at;  /* client: next probe of its neighbourhood */
+	uint32_t probe_ivl; /* and its current interval */
 	uint64_t refresh_at;
 
 	/* routing */

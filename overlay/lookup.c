@@ -95,15 +95,24 @@ static void request(struct p2p_overlay *o, uint64_t now, struct ov_lookup *lk,
 static void probe_learn(struct p2p_overlay *o, uint64_t now,
 			const struct ov_lookup *lk)
 {
-	unsigned added = 0;
+	unsigned seen = 0, learnt = 0;
 
-	for (unsigned i = 0; i < lk->n && added < P2P_K; i++) {
+	for (unsigned i = 0; i < lk->n && seen < P2P_K; i++) {
 		if (lk->c[i].depth == 0)
 			continue;
-		ov_table_insert(o, now, &lk->c[i].c.id, &lk->c[i].c.addr,
-				false);
-		added++;
+		seen++;
+		if (ov_table_find(o, &lk->c[i].c.id) == NULL &&
+		    ov_table_insert(o, now, &lk->c[i].c.id, &lk->c[i].c.addr,
+				    false))
+			learnt++;
 	}
+	/* a quiet neighbourhood is asked less and less often */
+	if (learnt > 0 || o->probe_ivl < OV_CLIENT_PROBE_MS)
+		o->probe_ivl = OV_CLIENT_PROBE_MS;
+	else if (o->probe_ivl < OV_CLIENT_PROBE_MAX_MS)
+		o->probe_ivl *= 2;
+	if (!o->server)
+		o->probe_at = now + o->probe_ivl;
 }
 
 static void finish(struct p2p_overlay *o, uint64_t now, unsigned slot)
@@ -378,10 +387,12 @@ void ov_refresh_tick(struct p2p_overlay *o, uint64_t now)
 	if (o->server) {
 		o->probe_at = UINT64_MAX;
 	} else if (now >= o->probe_at) {
-		o->probe_at = now + OV_CLIENT_PROBE_MS;
-		if (running(o, OV_LK_PROBE) == 0)
-			ov_lookup_start(o, now, &o->cfg.self, OV_LK_PROBE,
-					NULL);
+		/* set again when the probe ends */
+		o->probe_at = UINT64_MAX;
+		if (running(o, OV_LK_PROBE) > 0 ||
+		    ov_lookup_start(o, now, &o->cfg.self, OV_LK_PROBE, NULL) <
+			0)
+			o->probe_at = now + OV_CLIENT_PROBE_MS;
 	}
 	busy = running(o, OV_LK_REFRESH);
 	for (unsigned i = 0; i < limit && i < o->nbk; i++) {

@@ -253,8 +253,14 @@ static void link_gone(struct p2p_overlay *o, uint64_t now,
 		o->maint_dials--;
 	if (failed || (l->flags & OV_L_WANT))
 		ov_table_fail(o, now, peer);
-	if (l->flags & OV_L_WANT)
+	if (l->flags & OV_L_WANT) {
 		ov_set_dirty(o);
+		/* a client lost a neighbour: ask the others who is next */
+		o->probe_ivl = OV_CLIENT_PROBE_MS;
+		if (!o->server && o->booted && o->probe_at != UINT64_MAX &&
+		    now + OV_MAINT_MIN_MS < o->probe_at)
+			o->probe_at = now + OV_MAINT_MIN_MS;
+	}
 	ov_link_del(o, l);
 	ov_lookup_link_gone(o, now, peer);
 }
