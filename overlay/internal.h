@@ -113,6 +113,8 @@ struct ov_act {
 	size_t coff; /* contacts offset in the arena */
 };
 
+#define OV_SUBNET_BINS 64
+
 struct p2p_overlay {
 	struct p2p_overlay_config cfg;
 	bool server;
@@ -121,6 +123,13 @@ struct p2p_overlay {
 	struct ov_bucket *bk;
 	uint16_t nbk; /* buckets 0..nbk-1 exist */
 	size_t table_size;
+	/*
+	 * Entries per hash of their subnet: an upper bound on any one
+	 * subnet's count, so the table-wide diversity check only scans the
+	 * table when a bin is near the limit (rare: ~200 entries over the
+	 * bins average 3 each).
+	 */
+	uint16_t subnet_bins[OV_SUBNET_BINS];
 
 	/* links: dense array plus an open-addressing index (slot = i + 1) */
 	struct ov_link *lk;

@@ -78,6 +78,17 @@ static bool same_subnet(const struct p2p_addr *a, const struct p2p_addr *b)
 	return a->family == 6 && memcmp(a->ip, b->ip, 6) == 0;
 }
 
+/* FNV-1a over the /24 or /48 prefix and the family. */
+static unsigned subnet_bin(const struct p2p_addr *a)
+{
+	size_t len = a->family == 4 ? 3 : 6;
+	uint32_t h = 2166136261u ^ a->family;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ a->ip[i]) * 16777619u;
+	return (h ^ (h >> 16)) % OV_SUBNET_BINS;
+}
+
 static unsigned subnet_count(const struct ov_bucket *b,
 			     const struct p2p_addr *a)
 {
@@ -97,7 +108,8 @@ static bool table_diverse(const struct p2p_overlay *o, const struct p2p_addr *a)
 {
 	unsigned n = 0;
 
-	if (is_loopback(a))
+	if (is_loopback(a) ||
+	    o->subnet_bins[subnet_bin(a)] < P2P_TABLE_SUBNET_MAX)
 		return true;
 	for (unsigned i = 0; i < o->nbk && n < P2P_TABLE_SUBNET_MAX; i++)
 		n += subnet_count(&o->bk[i], a);
@@ -181,12 +193,14 @@ static bool bucket_append(struct p2p_overlay *o, struct ov_bucket *b,
 	e->addr = *a;
 	repl_remove(b, id);
 	o->table_size++;
+	o->subnet_bins[subnet_bin(a)]++;
 	ov_set_dirty(o);
 	return true;
 }
 
 static void bucket_del(struct p2p_overlay *o, struct ov_bucket *b, unsigned j)
 {
+	o->subnet_bins[subnet_bin(&b->e[j].addr)]--;
 	memmove(&b->e[j], &b->e[j + 1], (b->n - j - 1) * sizeof(b->e[0]));
 	b->n--;
 	o->table_size--;
@@ -228,6 +242,8 @@ bool ov_table_insert(struct p2p_overlay *o, uint64_t now,
 	e = bucket_find(b, id);
 	if (e != NULL) {
 		if (verified) {
+			o->subnet_bins[subnet_bin(&e->addr)]--;
+			o->subnet_bins[subnet_bin(addr)]++;
 			e->addr = *addr;
 			e->fails = 0;
 			e->retry_s = 0;
@@ -390,4 +406,6 @@ void ov_table_free(struct p2p_overlay *o)
 	free(o->bk);
 	o->bk = NULL;
 	o->nbk = 0;
+	o->table_size = 0;
+	memset(o->subnet_bins, 0, sizeof(o->subnet_bins));
 }

@@ -271,3 +271,29 @@ Test(table, closest_matches_brute_force)
 	}
 	h_node_fini(&h);
 }
+
+/*
+ * The table-wide limit keeps per-bin counts of subnet hashes and scans the
+ * table only when a bin looks full. 33 buckets of 20 distinct /24s put
+ * more than P2P_TABLE_SUBNET_MAX entries in some bin (64 bins, 660
+ * entries), so this walks the slow path and must still admit them all.
+ */
+Test(table, many_subnets_sharing_a_bin_are_all_admitted)
+{
+	struct p2p_peerid self = zero_id();
+	struct h_node h;
+	uint32_t n = 0;
+
+	h_node_init(&h, &self, true, 7);
+	for (int b = 0; b < 33; b++) {
+		for (uint32_t i = 0; i < P2P_K; i++, n++) {
+			struct p2p_peerid id = h_id_in_bucket(&self, b, i + 1);
+			struct p2p_addr a =
+			    h_addr4(10, (int)(n >> 8), (int)(n & 255), 1, 4000);
+
+			h_link_server(&h, 1, &id, &a);
+		}
+	}
+	cr_assert_eq(table_size(&h), n);
+	h_node_fini(&h);
+}
