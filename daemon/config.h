@@ -20,19 +20,19 @@
 
 struct p2pd_service {
 	char name[64];
-	char target[256];  /* "HOST:PORT" as given */
+	char target[256];	     /* "HOST:PORT" as given */
 	struct p2p_addr target_addr; /* resolved when numeric, else family 0 */
-	bool allow_any;    /* no "allow" list */
+	bool allow_any;		     /* no "allow" list */
 	size_t nallow;
 	struct p2p_peerid allow[P2PD_MAX_ALLOW];
 };
 
 struct p2pd_limits {
-	unsigned max_links;          /* overlay + direct links */
-	unsigned max_ctl_clients;    /* control connections */
+	unsigned max_links;	  /* overlay + direct links */
+	unsigned max_ctl_clients; /* control connections */
 	unsigned handshake_timeout_ms;
-	unsigned keepalive_ms;       /* below common NAT timeouts */
-	unsigned idle_timeout_ms;    /* link considered dead without traffic */
+	unsigned keepalive_ms;	  /* below common NAT timeouts */
+	unsigned idle_timeout_ms; /* link considered dead without traffic */
 };
 
 struct p2pd_config {
@@ -41,13 +41,13 @@ struct p2pd_config {
 	struct p2p_addr listen[P2PD_MAX_LISTEN];
 	size_t nbootstrap;
 	struct p2p_addr bootstrap[P2PD_MAX_BOOTSTRAP];
-	char control[108];          /* sun_path */
+	char control[108]; /* sun_path */
 	char state_dir[PATH_MAX];
-	int log_level;              /* LOG_LVL_* */
+	int log_level; /* LOG_LVL_* */
 	size_t nservices;
 	struct p2pd_service services[P2PD_MAX_SERVICES];
 	struct p2pd_limits limits;
-	bool check_only;            /* -n: check config and exit */
+	bool check_only; /* -n: check config and exit */
 };
 
 /*

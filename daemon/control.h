@@ -12,7 +12,8 @@
 #include <uv.h>
 
 #define CTL_LINE_MAX (64 * 1024)
-#define CTL_OUT_MAX (1024 * 1024) /* queued reply bytes before we drop a client */
+#define CTL_OUT_MAX                                                            \
+	(1024 * 1024) /* queued reply bytes before we drop a client */
 
 struct ctl_server;
 struct ctl_req;

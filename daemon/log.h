@@ -7,7 +7,12 @@
 
 #include <stdint.h>
 
-enum { LOG_LVL_ERROR = 3, LOG_LVL_WARN = 4, LOG_LVL_INFO = 6, LOG_LVL_DEBUG = 7 };
+enum {
+	LOG_LVL_ERROR = 3,
+	LOG_LVL_WARN = 4,
+	LOG_LVL_INFO = 6,
+	LOG_LVL_DEBUG = 7
+};
 
 /* level: one of the above; detects JOURNAL_STREAM itself. */
 void log_init(int level);
@@ -15,12 +20,14 @@ void log_set_level(int level);
 /* "error" | "warn" | "info" | "debug" -> level, -EINVAL otherwise. */
 int log_level_parse(const char *s);
 
-void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));  /* appends strerror(errno) */
+void log_warn(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2))); /* appends strerror(errno) */
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void fatalx(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
 
 /*
  * Rate limit for lines a peer can trigger: returns 1 at most once per

@@ -23,7 +23,8 @@ int p2pd_node_start(uv_loop_t *loop, const struct p2pd_config *cfg,
 		    const struct p2p_identity *ident, struct p2pd_node **out,
 		    char *err, size_t errlen);
 
-/* Stop accepting, close links, write the peer cache; done() once all handles are closed. */
+/* Stop accepting, close links, write the peer cache; done() once all handles
+ * are closed. */
 void p2pd_node_stop(struct p2pd_node *n, void (*done)(void *arg), void *arg);
 
 /* Services changed (SIGHUP). */

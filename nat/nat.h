@@ -44,12 +44,14 @@ void p2p_nat_free(struct p2p_nat *n);
  * ignored (-EINVAL). A repeat from the same observer replaces its last one.
  */
 int p2p_nat_observe(struct p2p_nat *n, uint64_t now,
-		    const struct p2p_addr *local, const struct p2p_addr *observed,
+		    const struct p2p_addr *local,
+		    const struct p2p_addr *observed,
 		    const struct p2p_peerid *observer);
 
 enum p2p_nat_type p2p_nat_type(const struct p2p_nat *n);
 
-/* Distinct external IPs seen (port = the latest observed port), newest first. */
+/* Distinct external IPs seen (port = the latest observed port), newest first.
+ */
 size_t p2p_nat_external(const struct p2p_nat *n, struct p2p_addr *out,
 			size_t max);
 

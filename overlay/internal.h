@@ -29,13 +29,13 @@
 #define OV_LOOKUPS_MAX 32	 /* concurrent lookups */
 #define OV_REFRESH_PARALLEL 3	 /* concurrent refresh lookups */
 #define OV_CLIENT_PROBE_MS 30000 /* a client asks its neighbours for news */
-#define OV_CLIENT_PROBE_MAX_MS 240000 /* ... less often while nothing changes  \
-				       */
-#define OV_LOOKUP_CANDS (2 * P2P_K)   /* shortlist of one lookup */
-#define OV_SEEN_MAX 128		      /* recent routed message IDs remembered */
-#define OV_SENT_MAX 32		      /* our own routed messages remembered */
-#define OV_ARENA_KEEP 0		      /* action bytes kept once drained */
-#define OV_ACTS_KEEP 0		      /* action slots kept once drained */
+/* ... and less often, up to this, while nothing changes */
+#define OV_CLIENT_PROBE_MAX_MS 240000
+#define OV_LOOKUP_CANDS (2 * P2P_K) /* shortlist of one lookup */
+#define OV_SEEN_MAX 128		    /* recent routed message IDs remembered */
+#define OV_SENT_MAX 32		    /* our own routed messages remembered */
+#define OV_ARENA_KEEP 0		    /* action bytes kept once drained */
+#define OV_ACTS_KEEP 0		    /* action slots kept once drained */
 #define OV_ROUTE_OVERHEAD 128	/* bytes of a ROUTED message besides payload */
 #define OV_NODES_MAX_BYTES 2048 /* an encoded NODES message fits in this */
 

@@ -14,7 +14,7 @@
 struct p2p_addr {
 	uint8_t family; /* 4 or 6; 0 means "no address" */
 	uint8_t ip[16]; /* IPv4 in the first 4 bytes, rest zero */
-	uint16_t port;  /* host byte order */
+	uint16_t port;	/* host byte order */
 };
 
 /*

@@ -31,8 +31,7 @@ ssize_t p2p_framer_feed(struct p2p_framer *f, const uint8_t *data, size_t len);
  * If a whole frame is buffered, point *body at it (valid until the next
  * feed) and return true; the framer then starts on the next frame.
  */
-bool p2p_framer_frame(struct p2p_framer *f, const uint8_t **body,
-		      size_t *len);
+bool p2p_framer_frame(struct p2p_framer *f, const uint8_t **body, size_t *len);
 
 /* Bytes of a partial frame currently held (0 between frames). */
 size_t p2p_framer_pending(const struct p2p_framer *f);

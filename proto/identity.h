@@ -42,7 +42,7 @@ int p2p_identity_load(struct p2p_identity *ident, const char *path, char *err,
  * a crash leaves no half-written key.
  */
 int p2p_identity_save(const struct p2p_identity *ident, const char *path)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Wipe the secret key. */
 void p2p_identity_wipe(struct p2p_identity *ident);

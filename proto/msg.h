@@ -19,15 +19,15 @@
 #include "peerid.h"
 
 enum p2p_msg_type {
-	P2P_MSG_HELLO = 1,	 /* flags, observed addr, own addrs */
-	P2P_MSG_PING = 2,	 /* nonce */
-	P2P_MSG_PONG = 3,	 /* nonce */
-	P2P_MSG_FIND_NODE = 4,	 /* txid, target */
-	P2P_MSG_NODES = 5,	 /* txid, contacts */
-	P2P_MSG_ROUTED = 6,	 /* msgid, hops, src, dst, app, payload */
-	P2P_MSG_DIALBACK = 7,	 /* nonce, addr: "dial me back there" */
-	P2P_MSG_DIALBACK_OK = 8, /* nonce: sent on the dial-back link */
-	P2P_MSG_GOAWAY = 9,	 /* code, reason: sender closes after it */
+	P2P_MSG_HELLO = 1,	    /* flags, observed addr, own addrs */
+	P2P_MSG_PING = 2,	    /* nonce */
+	P2P_MSG_PONG = 3,	    /* nonce */
+	P2P_MSG_FIND_NODE = 4,	    /* txid, target */
+	P2P_MSG_NODES = 5,	    /* txid, contacts */
+	P2P_MSG_ROUTED = 6,	    /* msgid, hops, src, dst, app, payload */
+	P2P_MSG_DIALBACK = 7,	    /* nonce, addr: "dial me back there" */
+	P2P_MSG_DIALBACK_OK = 8,    /* nonce: sent on the dial-back link */
+	P2P_MSG_GOAWAY = 9,	    /* code, reason: sender closes after it */
 	P2P_MSG_STREAM_OPEN = 16,   /* stream, window, service */
 	P2P_MSG_STREAM_ACCEPT = 17, /* stream, window */
 	P2P_MSG_STREAM_DATA = 18,   /* stream, bytes */
@@ -37,7 +37,8 @@ enum p2p_msg_type {
 };
 
 /* HELLO flags */
-#define P2P_HELLO_SERVER 0x01 /* sender believes it is dialable (DHT server) */
+/* sender believes it is dialable (DHT server) */
+#define P2P_HELLO_SERVER 0x01
 
 struct p2p_contact {
 	struct p2p_peerid id;
@@ -70,13 +71,14 @@ struct p2p_msg {
 			uint8_t hops; /* remaining, <= P2P_ROUTE_HOPS_MAX */
 			struct p2p_peerid src, dst;
 			uint8_t app;
-			const uint8_t *payload; /* points into the decoded buffer */
+			const uint8_t
+			    *payload; /* points into the decoded buffer */
 			size_t len;
 		} routed;
 		struct {
 			uint64_t nonce;
 			struct p2p_addr addr; /* unused by DIALBACK_OK */
-		} dialback; /* DIALBACK and DIALBACK_OK */
+		} dialback;		      /* DIALBACK and DIALBACK_OK */
 		struct {
 			uint8_t code;
 			const char *reason; /* not NUL terminated */
@@ -84,10 +86,10 @@ struct p2p_msg {
 		} goaway;
 		struct {
 			uint32_t stream;
-			uint32_t window; /* OPEN, ACCEPT: initial credit */
+			uint32_t window;     /* OPEN, ACCEPT: initial credit */
 			const char *service; /* OPEN: not NUL terminated */
 			size_t service_len;  /* 1..P2P_SERVICE_NAME_MAX */
-		} stream_open; /* STREAM_OPEN and STREAM_ACCEPT */
+		} stream_open;		     /* STREAM_OPEN and STREAM_ACCEPT */
 		struct {
 			uint32_t stream;
 			const uint8_t *data; /* DATA: points into the buffer */
@@ -117,7 +119,7 @@ int p2p_msg_encode(const struct p2p_msg *m, uint8_t *out, size_t cap,
  * -EPROTONOSUPPORT for another version, -ENOTSUP for an unknown type.
  */
 int p2p_msg_decode(struct p2p_msg *m, const uint8_t *buf, size_t len)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* "hello", "ping", ... or "unknown" (for logs). */
 const char *p2p_msg_type_name(uint8_t type);

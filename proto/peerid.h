@@ -27,7 +27,7 @@ void p2p_peerid_to_text(const struct p2p_peerid *id, char *out);
  * else: -EINVAL, and *id is untouched.
  */
 int p2p_peerid_from_text(struct p2p_peerid *id, const char *text, size_t len)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 bool p2p_peerid_equal(const struct p2p_peerid *a, const struct p2p_peerid *b);
 

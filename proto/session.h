@@ -39,7 +39,8 @@
 #include "identity.h"
 #include "limits.h"
 
-#define P2P_HS_MAX 256 /* upper bound of one handshake frame, header included */
+/* upper bound of one handshake frame, header included */
+#define P2P_HS_MAX 256
 #define P2P_RECORD_OVERHEAD (P2P_FRAME_HDR + P2P_AEAD_TAG)
 
 struct p2p_session;
@@ -67,7 +68,7 @@ int p2p_session_start(struct p2p_session *s, uint8_t *out, size_t cap,
  */
 int p2p_session_handshake(struct p2p_session *s, const uint8_t *body,
 			  size_t len, uint8_t *out, size_t cap, size_t *outlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 bool p2p_session_established(const struct p2p_session *s);
 
@@ -81,7 +82,7 @@ const uint8_t *p2p_session_peer_pk(const struct p2p_session *s);
  */
 int p2p_session_seal(struct p2p_session *s, const uint8_t *msg, size_t len,
 		     uint8_t *out, size_t cap, size_t *outlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /*
  * Decrypt one record frame body into out (cap >= len - P2P_AEAD_TAG; out
@@ -89,7 +90,7 @@ int p2p_session_seal(struct p2p_session *s, const uint8_t *msg, size_t len,
  */
 int p2p_session_open(struct p2p_session *s, const uint8_t *body, size_t len,
 		     uint8_t *out, size_t cap, size_t *outlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /*
  * Tests only: jump the record counters (to reach nonce exhaustion without
