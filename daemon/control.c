@@ -159,7 +159,9 @@ static void on_write(uv_write_t *req, int status)
 /* Queue one reply line; a client that lets CTL_OUT_MAX pile up is dropped. */
 void ctl_client_send(struct ctl_client *c, json_t *obj)
 {
-	size_t flags = JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER;
+	/* 6 significant digits: rtt_ms to the microsecond, not 17 digits */
+	size_t flags = JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER |
+		       JSON_REAL_PRECISION(6);
 	size_t len = json_dumpb(obj, NULL, 0, flags);
 	struct ctl_write *w;
 	uv_buf_t buf;

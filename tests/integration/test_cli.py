@@ -72,6 +72,10 @@ def ping_prints_rtt():
         check(re.search(r"rtt [0-9.]+ ms", r.stdout), "ping output: %r", r.stdout)
         j = d1.req({"cmd": "ping", "peer": d0.id})
         check(j["ok"] and isinstance(j["rtt_ms"], (int, float)) and j["rtt_ms"] >= 0, "ping reply %r", j)
+        # the wire form is short: at most 6 significant digits, not 17
+        raw = d1.ctl("--json", "ping", d0.id).stdout
+        num = re.search(r'"rtt_ms":\s*([0-9.eE+-]+)', raw)
+        check(num and len(num.group(1).replace(".", "").lstrip("0")) <= 6, "rtt_ms on the wire: %r", raw)
 
 
 @T.test
