@@ -11,6 +11,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "node_int.h"
@@ -502,25 +503,41 @@ static void on_connect(uv_connect_t *req, int status)
 	link_write_frame(l, out, outlen);
 }
 
-struct link *link_dial(struct p2pd_node *n, const struct p2p_addr *addr,
-		       const struct p2p_peerid *expect, enum link_purpose p,
-		       int *err)
+/*
+ * The socket an overlay dial leaves from: the node's listen port of the
+ * remote's family (STUNT style, see nat.h), so that every peer observes
+ * the same local port and the classifier sees the NAT's mapping. Any IP:
+ * the route picks the source. A negative return means "ephemeral port".
+ */
+static int dial_socket(struct p2pd_node *n, int family)
 {
+	struct p2p_addr a = {.family = family};
 	struct sockaddr_storage ss;
 	socklen_t slen;
-	struct link *l;
-	int rc;
 
-	if (node_addr_to_sockaddr(addr, &ss, &slen) < 0 || addr->port == 0) {
-		*err = -EINVAL;
-		return NULL;
+	for (size_t i = 0; i < n->nlisten; i++) {
+		if (n->listeners[i].addr.family != family)
+			continue;
+		a.port = n->listeners[i].addr.port;
+		if (node_addr_to_sockaddr(&a, &ss, &slen) < 0)
+			return -EINVAL;
+		return p2p_nat_sock_bound((struct sockaddr *)&ss, slen);
 	}
-	if (node_count_links(n) >= n->limits.max_links) {
-		*err = -EMFILE;
-		return NULL;
-	}
+	return -ENOENT;
+}
+
+static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
+			      const struct sockaddr_storage *ss,
+			      const struct p2p_peerid *expect,
+			      enum link_purpose p, bool reuse, int *err)
+{
+	struct link *l;
+	int rc = 0, fd = reuse ? dial_socket(n, addr->family) : -ENOENT;
+
 	l = link_new(n, true);
 	if (!l) {
+		if (fd >= 0)
+			close(fd);
 		*err = -ENOMEM;
 		return NULL;
 	}
@@ -531,11 +548,17 @@ struct link *link_dial(struct p2pd_node *n, const struct p2p_addr *addr,
 		l->has_expect = true;
 		l->expect = *expect;
 	}
+	if (fd >= 0 && uv_tcp_open(&l->tcp, fd) < 0) {
+		close(fd);
+		rc = -EBADF;
+	}
 	l->sess = p2p_session_new(&n->ident, true, expect);
 	l->conn.data = l;
-	rc = l->sess ? uv_tcp_connect(&l->conn, &l->tcp,
-				      (const struct sockaddr *)&ss, on_connect)
-		     : -ENOMEM;
+	if (rc == 0)
+		rc = l->sess ? uv_tcp_connect(&l->conn, &l->tcp,
+					      (const struct sockaddr *)ss,
+					      on_connect)
+			     : -ENOMEM;
 	if (rc < 0) {
 		/* Not a failure of the peer: nobody hears about this link. */
 		l->state = LINK_CLOSING;
@@ -544,6 +567,30 @@ struct link *link_dial(struct p2pd_node *n, const struct p2p_addr *addr,
 		*err = rc;
 		return NULL;
 	}
+	return l;
+}
+
+struct link *link_dial(struct p2pd_node *n, const struct p2p_addr *addr,
+		       const struct p2p_peerid *expect, enum link_purpose p,
+		       int *err)
+{
+	struct sockaddr_storage ss;
+	socklen_t slen;
+	struct link *l;
+
+	if (node_addr_to_sockaddr(addr, &ss, &slen) < 0 || addr->port == 0) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	if (node_count_links(n) >= n->limits.max_links) {
+		*err = -EMFILE;
+		return NULL;
+	}
+	/* From the listen port first; where that four-tuple is taken (a
+	 * second link to the same address, TIME_WAIT), from a fresh port. */
+	l = dial_once(n, addr, &ss, expect, p, true, err);
+	if (!l && p2p_nat_sock_retry_unbound(*err))
+		l = dial_once(n, addr, &ss, expect, p, false, err);
 	return l;
 }
 

@@ -233,13 +233,17 @@ static int listen_one(struct p2pd_node *n, const struct p2p_addr *a, char *err,
 	socklen_t slen;
 	char text[P2P_ADDR_TEXT_MAX];
 	int len = sizeof(ss), rc;
+	uv_os_fd_t fd;
 
 	p2p_addr_format(a, text, sizeof(text));
 	if (node_addr_to_sockaddr(a, &ss, &slen) < 0) {
 		snprintf(err, errlen, "cannot listen on %s: bad address", text);
 		return -EINVAL;
 	}
-	rc = uv_tcp_init(n->loop, &li->tcp);
+	/* Created now (not at bind) so that SO_REUSEPORT goes on first:
+	 * outgoing links dial from this port too (see link_dial). */
+	rc = uv_tcp_init_ex(n->loop, &li->tcp,
+			    a->family == 6 ? AF_INET6 : AF_INET);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot listen on %s: %s", text,
 			 uv_strerror(rc));
@@ -250,9 +254,18 @@ static int listen_one(struct p2pd_node *n, const struct p2p_addr *a, char *err,
 	li->n = n;
 	li->tcp.data = li;
 	li->open = true;
+	/* SO_REUSEPORT would let a second daemon share a busy port: check
+	 * that nobody listens there first. */
+	if (a->port != 0)
+		rc = p2p_nat_sock_port_free((const struct sockaddr *)&ss, slen);
+	if (rc == 0)
+		rc = uv_fileno((uv_handle_t *)&li->tcp, &fd);
+	if (rc == 0)
+		rc = p2p_nat_sock_reuse(fd);
 	/* IPV6ONLY so that 0.0.0.0:P and [::]:P can coexist. */
-	rc = uv_tcp_bind(&li->tcp, (const struct sockaddr *)&ss,
-			 a->family == 6 ? UV_TCP_IPV6ONLY : 0);
+	if (rc == 0)
+		rc = uv_tcp_bind(&li->tcp, (const struct sockaddr *)&ss,
+				 a->family == 6 ? UV_TCP_IPV6ONLY : 0);
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)&li->tcp, 128, on_connection);
 	if (rc == 0)

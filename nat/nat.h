@@ -16,8 +16,10 @@
 #ifndef P2P_NAT_H
 #define P2P_NAT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "proto/addr.h"
 #include "proto/peerid.h"
@@ -57,5 +59,40 @@ size_t p2p_nat_external(const struct p2p_nat *n, struct p2p_addr *out,
 
 /* "none", "port-preserving", ... as in SPEC section 5. */
 const char *p2p_nat_type_name(enum p2p_nat_type t);
+
+/*
+ * Socket helpers (nat/sock.c, plain POSIX). STUNT-style traversal needs
+ * outgoing links to leave from the port the node listens on, so that one
+ * local port is seen by many peers and the NAT's mapping shows; the
+ * listener and every such dialling socket carry SO_REUSEADDR and
+ * SO_REUSEPORT.
+ */
+
+/* Set SO_REUSEADDR and SO_REUSEPORT on fd. 0 or -errno. */
+int p2p_nat_sock_reuse(int fd);
+
+/*
+ * A new non-blocking, close-on-exec TCP socket of local's family with
+ * both reuse options (and IPV6_V6ONLY for IPv6), bound to local. Returns
+ * the descriptor, or -errno (-EAFNOSUPPORT for a family other than IPv4
+ * or IPv6; -EADDRINUSE when the port is held by a socket without
+ * SO_REUSEPORT or of another user).
+ */
+int p2p_nat_sock_bound(const struct sockaddr *local, socklen_t len);
+
+/*
+ * Whether local could be bound by a socket with SO_REUSEADDR only, i.e.
+ * nobody listens there: a listener with SO_REUSEPORT would otherwise
+ * share its port with another daemon's listener without a word. 0 or
+ * -errno (-EADDRINUSE).
+ */
+int p2p_nat_sock_port_free(const struct sockaddr *local, socklen_t len);
+
+/*
+ * Whether a bind or connect of a reused port failed in a way that a
+ * fresh ephemeral port avoids: -EADDRINUSE, or -EADDRNOTAVAIL (the same
+ * four-tuple is already taken, e.g. a second link to one remote address).
+ */
+bool p2p_nat_sock_retry_unbound(int err);
 
 #endif

@@ -1,0 +1,152 @@
+/* Socket helpers of nat/: real sockets on 127.0.0.1, no event loop. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "nat/nat.h"
+
+static struct sockaddr_in lo(uint16_t port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return a;
+}
+
+static uint16_t port_of(int fd)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	return ntohs(a.sin_port);
+}
+
+/* A listener on 127.0.0.1 (any port), with or without the reuse options. */
+static int listener(bool reuse, uint16_t port)
+{
+	struct sockaddr_in a = lo(port);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(fd, 0);
+	if (reuse)
+		cr_assert_eq(p2p_nat_sock_reuse(fd), 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(fd, 8), 0);
+	return fd;
+}
+
+/* Non-blocking connect: 0 once connected, else -errno. */
+static int connect_wait(int fd, uint16_t port)
+{
+	struct sockaddr_in a = lo(port);
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 &&
+	    errno != EINPROGRESS)
+		return -errno;
+	cr_assert_eq(poll(&p, 1, 5000), 1);
+	cr_assert_eq(getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len), 0);
+	return -err;
+}
+
+Test(nat_sock, dial_from_the_listen_port)
+{
+	int srv = listener(true, 0), peer = listener(false, 0);
+	uint16_t p = port_of(srv);
+	struct sockaddr_in a = lo(p);
+	int fd = p2p_nat_sock_bound((struct sockaddr *)&a, sizeof(a));
+
+	cr_assert_geq(fd, 0, "bind next to a reuse listener: %s",
+		      strerror(-fd));
+	cr_assert_eq(connect_wait(fd, port_of(peer)), 0);
+	cr_expect_eq(port_of(fd), p, "the dial leaves from the listen port");
+	/* The listener still accepts on the shared port. */
+	int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	cr_assert_eq(connect_wait(c, p), 0);
+	int acc = accept(srv, NULL, NULL);
+	cr_expect_geq(acc, 0);
+	close(acc);
+	close(c);
+	close(fd);
+	close(peer);
+	close(srv);
+}
+
+Test(nat_sock, second_link_to_same_address_asks_for_a_fresh_port)
+{
+	int srv = listener(true, 0), peer = listener(false, 0);
+	uint16_t p = port_of(srv);
+	struct sockaddr_in a = lo(p);
+	int fd1 = p2p_nat_sock_bound((struct sockaddr *)&a, sizeof(a));
+	int fd2 = p2p_nat_sock_bound((struct sockaddr *)&a, sizeof(a));
+
+	cr_assert_geq(fd1, 0);
+	cr_assert_geq(fd2, 0, "two dialling sockets share the port");
+	cr_assert_eq(connect_wait(fd1, port_of(peer)), 0);
+	int rc = connect_wait(fd2, port_of(peer));
+	cr_expect_eq(rc, -EADDRNOTAVAIL, "same four-tuple: %s", strerror(-rc));
+	cr_expect(p2p_nat_sock_retry_unbound(rc));
+	close(fd1);
+	close(fd2);
+	close(peer);
+	close(srv);
+}
+
+Test(nat_sock, port_of_a_plain_listener_is_refused)
+{
+	int plain = listener(false, 0);
+	struct sockaddr_in a = lo(port_of(plain));
+	int fd = p2p_nat_sock_bound((struct sockaddr *)&a, sizeof(a));
+
+	cr_expect_eq(fd, -EADDRINUSE);
+	cr_expect(p2p_nat_sock_retry_unbound(fd));
+	cr_expect_eq(p2p_nat_sock_port_free((struct sockaddr *)&a, sizeof(a)),
+		     -EADDRINUSE);
+	close(plain);
+}
+
+Test(nat_sock, port_free_sees_a_reuse_listener)
+{
+	int srv = listener(true, 0);
+	uint16_t p = port_of(srv);
+	struct sockaddr_in a = lo(p);
+
+	cr_expect_eq(p2p_nat_sock_port_free((struct sockaddr *)&a, sizeof(a)),
+		     -EADDRINUSE, "a second daemon must not share a listener");
+	close(srv);
+	/* Closed: the port is free again (the probe itself holds nothing). */
+	cr_expect_eq(p2p_nat_sock_port_free((struct sockaddr *)&a, sizeof(a)),
+		     0);
+	cr_expect_eq(p2p_nat_sock_port_free((struct sockaddr *)&a, sizeof(a)),
+		     0);
+}
+
+Test(nat_sock, ipv6_socket_is_v6only)
+{
+	struct sockaddr_in6 a = {.sin6_family = AF_INET6};
+	int fd = p2p_nat_sock_bound((struct sockaddr *)&a, sizeof(a));
+	int v6only = 0;
+	socklen_t len = sizeof(v6only);
+
+	if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL)
+		cr_skip_test("no IPv6 here");
+	cr_assert_geq(fd, 0, "%s", strerror(-fd));
+	cr_expect_eq(getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len),
+		     0);
+	cr_expect_eq(v6only, 1);
+	close(fd);
+}
+
+Test(nat_sock, bad_family)
+{
+	struct sockaddr a = {.sa_family = AF_UNIX};
+	cr_expect_eq(p2p_nat_sock_bound(&a, sizeof(a)), -EAFNOSUPPORT);
+	cr_expect_eq(p2p_nat_sock_bound(NULL, 0), -EAFNOSUPPORT);
+	cr_expect_eq(p2p_nat_sock_port_free(&a, sizeof(a)), -EAFNOSUPPORT);
+	cr_expect_not(p2p_nat_sock_retry_unbound(-ECONNREFUSED));
+}
