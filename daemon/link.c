@@ -103,6 +103,8 @@ static void on_write(uv_write_t *req, int status)
 		log_debug("link %s: write: %s", l->n->id_text,
 			  uv_strerror(status));
 		link_destroy(l);
+	} else if (status == 0 && !l->handle_closed) {
+		tunnel_link_written(l); /* tunnels wait for the queue */
 	}
 }
 
@@ -371,8 +373,16 @@ static void on_msg(struct link *l, const struct p2p_msg *m)
 	case P2P_MSG_DIALBACK:
 		node_dialback_request(n, l, m);
 		break;
+	case P2P_MSG_STREAM_OPEN:
+	case P2P_MSG_STREAM_ACCEPT:
+	case P2P_MSG_STREAM_DATA:
+	case P2P_MSG_STREAM_WINDOW:
+	case P2P_MSG_STREAM_FIN:
+	case P2P_MSG_STREAM_RESET:
+		tunnel_on_msg(l, m);
+		break;
 	default:
-		n->stats.unknown_msgs++; /* tunnels: a later version */
+		n->stats.unknown_msgs++;
 		break;
 	}
 }

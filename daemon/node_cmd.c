@@ -94,6 +94,7 @@ void node_pending_hello(struct p2pd_node *n, struct link *l)
 		if (n->bootstrapped)
 			p2p_overlay_bootstrap(n->ov, node_now(n));
 	}
+	tunnel_link_hello(n, l);
 }
 
 void node_pending_fail_link(struct p2pd_node *n, struct link *l,
@@ -110,6 +111,7 @@ void node_pending_fail_link(struct p2pd_node *n, struct link *l,
 		else
 			pend_fail(n, p, "peer_unreachable", "link closed");
 	}
+	tunnel_link_gone(n, l, why);
 }
 
 void node_pending_expire(struct p2pd_node *n, uint64_t now)
@@ -121,12 +123,14 @@ void node_pending_expire(struct p2pd_node *n, uint64_t now)
 		if (now >= p->deadline)
 			pend_fail(n, p, "timeout", "no answer in time");
 	}
+	tunnel_expire(n, now);
 }
 
 void node_pending_fail_all(struct p2pd_node *n)
 {
 	while (n->pend)
 		pend_fail(n, n->pend, "internal", "daemon shutting down");
+	tunnel_stop_all(n);
 }
 
 void node_pong(struct p2pd_node *n, struct link *l, uint64_t nonce)
@@ -190,8 +194,10 @@ void node_lookup_done(struct p2pd_node *n, const struct p2p_ov_action *a)
 	for (p = n->pend; p; p = p->next)
 		if (p->kind == PEND_LOOKUP && p->key == a->id)
 			break;
-	if (!p)
+	if (!p) {
+		tunnel_lookup_done(n, a);
 		return;
+	}
 	closest = json_array();
 	for (size_t i = 0; i < a->ncontacts; i++)
 		json_array_append_new(
@@ -460,10 +466,19 @@ static void cmd_services(void *ctx, struct ctl_req *req, json_t *args)
 }
 
 const struct ctl_command p2pd_node_commands[] = {
-    {"status", cmd_status},	  {"peers", cmd_peers},
-    {"bootstrap", cmd_bootstrap}, {"ping", cmd_ping},
-    {"lookup", cmd_lookup},	  {"expose", cmd_expose},
-    {"unexpose", cmd_unexpose},	  {"services", cmd_services},
+    {"status", cmd_status},
+    {"peers", cmd_peers},
+    {"bootstrap", cmd_bootstrap},
+    {"ping", cmd_ping},
+    {"lookup", cmd_lookup},
+    {"expose", cmd_expose},
+    {"unexpose", cmd_unexpose},
+    {"services", cmd_services},
+    {"open", tunnel_cmd_open},
+    {"connect", tunnel_cmd_connect},
+    {"forward", tunnel_cmd_forward},
+    {"unforward", tunnel_cmd_unforward},
+    {"forwards", tunnel_cmd_forwards},
 };
 const size_t p2pd_node_ncommands =
     sizeof(p2pd_node_commands) / sizeof(p2pd_node_commands[0]);

@@ -20,6 +20,7 @@
 #include "proto/frame.h"
 #include "proto/msg.h"
 #include "proto/session.h"
+#include "tunnel.h"
 
 #define NODE_TICK_MS 250	    /* housekeeping period (deadlines) */
 #define NODE_CLOSE_GRACE_MS 2000    /* wait for the peer's EOF after GOAWAY */
@@ -147,6 +148,7 @@ struct p2pd_node {
 	void (*done)(void *);
 	void *done_arg;
 	struct badlog badlog[NODE_BADLOG_SLOTS];
+	struct tunnels tun; /* tunnel.h */
 	struct {
 		uint64_t bad_frames, bad_msgs, unknown_msgs, hs_failed;
 		uint64_t links_refused;

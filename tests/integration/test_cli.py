@@ -282,19 +282,35 @@ def invalid_peer_ids_rejected():
 
 
 @T.test
-def tunnel_commands_not_yet_offered():
-    """connect, forward, unforward, forwards and open arrive with the tunnel
-    and NAT work; until then the daemon names them unknown (SPEC section 5),
-    and pipe, which uses open, fails with exit 1 and says why."""
+def tunnel_commands_arguments():
+    """open, connect, forward, unforward and forwards exist (SPEC section
+    5) and check their arguments; p2pctl's syntax errors exit 2, the
+    daemon's answers exit 1. Tunnels themselves: test_tunnel.py."""
     with Cluster() as c:
         d0 = c.daemon().start()
-        for cmd in ("connect", "forward", "unforward", "forwards", "open"):
+        for cmd in ("connect", "forward", "unforward", "open"):
             r = d0.req({"cmd": cmd})
-            check_eq(r.get("ok"), False, "%s ok" % cmd)
-            check_eq(r.get("error"), "unknown_command", "%s error" % cmd)
+            check_eq((r.get("ok"), r.get("error")), (False, "bad_request"), "%s without arguments" % cmd)
+        for cmd in ("connect", "open", "forward"):
+            r = d0.req({"cmd": cmd, "peer": "x" * 52, "service": "s", "listen": "0"})
+            check_eq(r.get("error"), "invalid_peer_id", "%s with a bad ID" % cmd)
+        r = d0.req({"cmd": "forward", "listen": "nope", "peer": d0.id, "service": "s"})
+        check_eq(r.get("error"), "bad_request", "forward with a bad listen address")
+        r = d0.req({"cmd": "open", "peer": d0.id, "service": "bad name"})
+        check_eq(r.get("error"), "bad_request", "open with a bad service name")
+        check_eq(d0.req({"cmd": "forwards"}), {"ok": True, "forwards": []}, "no forwards")
+        check_eq(d0.ctl("forwards").stdout.split(), ["LISTEN", "PEER", "SERVICE"], "forwards table header")
+        check_eq(d0.ctl("forward", "not-a-port", d0.id, "web").returncode, 2, "p2pctl forward bad address")
+        check_eq(d0.ctl("forward", "8080", "bad", "web").returncode, 2, "p2pctl forward bad ID")
+        r = d0.ctl("unforward", "1")
+        check_eq(r.returncode, 1, "unforward of nothing")
+        check("no forward" in r.stderr, "unforward message %r", r.stderr)
+        # Our own ID: there is no link to ourselves; pipe exits 1 and says why.
         r = d0.ctl("pipe", d0.id, "echo", input="x")
         check_eq(r.returncode, 1, "pipe exit")
-        check("unknown_command" in r.stderr, "pipe stderr names the error: %r", r.stderr)
+        check("peer_unreachable" in r.stderr and "own peer ID" in r.stderr, "pipe stderr names the error: %r", r.stderr)
+        r = d0.ctl("connect", d0.id)
+        check_eq(r.returncode, 1, "connect to ourselves")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,206 @@
+/*
+ * Tunnel stream state machine and window accounting (see stream.h). Pure:
+ * no sockets, no clock, no allocation.
+ */
+#include <string.h>
+
+#include "stream.h"
+
+void stream_init(struct stream *s, uint32_t id)
+{
+	memset(s, 0, sizeof(*s));
+	s->id = id;
+	s->state = STREAM_OPENING;
+	s->recv_avail = STREAM_WINDOW;
+}
+
+uint32_t stream_id_make(uint32_t counter, bool we_dialled)
+{
+	return (counter << 1) | (we_dialled ? 1u : 0u);
+}
+
+bool stream_id_from_peer(uint32_t id, bool we_dialled)
+{
+	/* The peer dialled when we did not: its IDs are odd then. */
+	return (id & 1u) == (we_dialled ? 0u : 1u);
+}
+
+static int fail(struct stream *s, uint8_t code)
+{
+	if (s->state == STREAM_DONE)
+		return 0;
+	s->state = STREAM_DONE;
+	s->reset_code = code;
+	return STREAM_ACT_SEND_RESET | STREAM_ACT_ABORT;
+}
+
+/* Both directions closed: the stream is over. */
+static int maybe_done(struct stream *s)
+{
+	if (s->state == STREAM_OPEN && s->fin_sent && s->shut_done) {
+		s->state = STREAM_DONE;
+		return STREAM_ACT_CLOSE;
+	}
+	return 0;
+}
+
+/* Every byte before the peer's FIN is written: half-close locally. */
+static int maybe_shutdown(struct stream *s)
+{
+	if (s->fin_recv && s->queued == 0 && !s->shut) {
+		s->shut = true;
+		return STREAM_ACT_SHUTDOWN;
+	}
+	return 0;
+}
+
+int stream_on_open(struct stream *s, uint32_t window)
+{
+	if (s->state != STREAM_OPENING || window > STREAM_CREDIT_MAX)
+		return fail(s, STREAM_RST_PROTOCOL);
+	s->state = STREAM_OPEN;
+	s->send_credit = window;
+	return 0;
+}
+
+size_t stream_read_budget(const struct stream *s)
+{
+	if (s->state != STREAM_OPEN || s->fin_sent || s->link_blocked)
+		return 0;
+	return s->send_credit < STREAM_CHUNK ? (size_t)s->send_credit
+					     : STREAM_CHUNK;
+}
+
+int stream_on_local_read(struct stream *s, size_t len)
+{
+	if (len > stream_read_budget(s))
+		return fail(s, STREAM_RST_ABORT); /* the glue's bug */
+	s->send_credit -= len;
+	s->bytes_out += len;
+	return 0;
+}
+
+int stream_on_local_eof(struct stream *s)
+{
+	if (s->state != STREAM_OPEN || s->fin_sent)
+		return 0;
+	s->fin_sent = true;
+	return STREAM_ACT_SEND_FIN | maybe_done(s);
+}
+
+int stream_on_local_error(struct stream *s)
+{
+	return fail(s, STREAM_RST_ABORT);
+}
+
+int stream_on_local_written(struct stream *s, size_t len)
+{
+	int act = 0;
+
+	if (s->state != STREAM_OPEN)
+		return 0;
+	if (len > s->queued)
+		return fail(s, STREAM_RST_ABORT);
+	s->queued -= len;
+	s->consumed += len;
+	/* No credit after FIN: the peer will not send again. */
+	if (s->consumed >= STREAM_CREDIT_BATCH && !s->fin_recv) {
+		s->credit_out = (uint32_t)s->consumed;
+		s->recv_avail += s->consumed;
+		s->consumed = 0;
+		act |= STREAM_ACT_SEND_WINDOW;
+	}
+	return act | maybe_shutdown(s);
+}
+
+int stream_on_local_shutdown(struct stream *s)
+{
+	if (s->state != STREAM_OPEN)
+		return 0;
+	s->shut_done = true;
+	return maybe_done(s);
+}
+
+int stream_on_data(struct stream *s, size_t len)
+{
+	if (s->state != STREAM_OPEN || s->fin_recv || len > s->recv_avail)
+		return fail(s, STREAM_RST_PROTOCOL);
+	s->recv_avail -= len;
+	s->queued += len;
+	s->bytes_in += len;
+	return 0;
+}
+
+int stream_on_window(struct stream *s, uint32_t credit)
+{
+	if (s->state != STREAM_OPEN ||
+	    s->send_credit + credit > STREAM_CREDIT_MAX)
+		return fail(s, STREAM_RST_PROTOCOL);
+	s->send_credit += credit;
+	return 0;
+}
+
+int stream_on_fin(struct stream *s)
+{
+	if (s->state != STREAM_OPEN || s->fin_recv)
+		return fail(s, STREAM_RST_PROTOCOL);
+	s->fin_recv = true;
+	return maybe_shutdown(s);
+}
+
+int stream_on_reset(struct stream *s)
+{
+	if (s->state == STREAM_DONE)
+		return 0;
+	s->state = STREAM_DONE;
+	return STREAM_ACT_ABORT;
+}
+
+int stream_abort(struct stream *s, uint8_t code)
+{
+	return fail(s, code);
+}
+
+void stream_set_link_blocked(struct stream *s, bool blocked)
+{
+	s->link_blocked = blocked;
+}
+
+const char *stream_reset_error(uint8_t code)
+{
+	switch (code) {
+	case STREAM_RST_NO_SERVICE:
+		return "unknown_service";
+	case STREAM_RST_DENIED:
+		return "access_denied";
+	case STREAM_RST_BUSY:
+		return "busy";
+	case STREAM_RST_TIMEOUT:
+		return "timeout";
+	default:
+		return "peer_unreachable";
+	}
+}
+
+const char *stream_reset_name(uint8_t code)
+{
+	switch (code) {
+	case STREAM_RST_ABORT:
+		return "aborted";
+	case STREAM_RST_NO_SERVICE:
+		return "no such service";
+	case STREAM_RST_DENIED:
+		return "access denied";
+	case STREAM_RST_UNREACHABLE:
+		return "service target unreachable";
+	case STREAM_RST_PROTOCOL:
+		return "protocol error";
+	case STREAM_RST_BUSY:
+		return "too many streams";
+	case STREAM_RST_SHUTDOWN:
+		return "peer shutting down";
+	case STREAM_RST_TIMEOUT:
+		return "timed out";
+	}
+	return "reset";
+}

@@ -1,0 +1,124 @@
+/*
+ * One tunnel stream's state machine and flow control, without I/O: the
+ * daemon's glue (tunnel.c) reports events (bytes read from or written to
+ * the local socket, STREAM_* messages from the peer) and carries out the
+ * actions each event returns (a bit set of STREAM_ACT_*). Whether the
+ * local socket should be read is asked with stream_read_budget(), so the
+ * glue never needs a "start/stop reading" action of its own.
+ *
+ * Flow control is credit based, per stream and per direction. Each side
+ * grants the other STREAM_WINDOW bytes at OPEN/ACCEPT; the sender spends
+ * credit as it sends DATA and stops reading its local socket at zero; the
+ * receiver returns credit (STREAM_WINDOW messages) only for bytes its
+ * local socket has taken, so a stalled reader holds at most STREAM_WINDOW
+ * bytes in the receiving daemon and stalls only its own stream.
+ *
+ * Closing: EOF on the local socket sends FIN (one direction); a FIN from
+ * the peer half-closes the local socket once every byte before it is
+ * written. The stream is done when both directions are closed. A RESET
+ * either way aborts both directions at once.
+ */
+#ifndef P2PD_STREAM_H
+#define P2PD_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STREAM_WINDOW (256u * 1024)	 /* credit granted per stream */
+#define STREAM_CHUNK (32u * 1024)	 /* data bytes in one STREAM_DATA */
+#define STREAM_CREDIT_BATCH (64u * 1024) /* return credit in steps of */
+#define STREAM_CREDIT_MAX (64u * 1024 * 1024) /* more is a peer error */
+
+/* STREAM_RESET codes (u8 on the wire). */
+enum stream_reset_code {
+	STREAM_RST_ABORT = 1,	    /* a local socket failed or was reset */
+	STREAM_RST_NO_SERVICE = 2,  /* no such service exposed */
+	STREAM_RST_DENIED = 3,	    /* opener's ID not allowed */
+	STREAM_RST_UNREACHABLE = 4, /* the service's target refused or failed */
+	STREAM_RST_PROTOCOL = 5,    /* flow control or state violated */
+	STREAM_RST_BUSY = 6,	    /* too many streams */
+	STREAM_RST_SHUTDOWN = 7,    /* the daemon is stopping */
+	STREAM_RST_TIMEOUT = 8,	    /* the open took too long */
+};
+
+enum stream_state {
+	STREAM_OPENING, /* OPEN sent (opener) / target connecting (acceptor) */
+	STREAM_OPEN,	/* data flows */
+	STREAM_DONE,	/* both directions closed, or reset: forget it */
+};
+
+/* Actions, ORed together in an event's return value. */
+#define STREAM_ACT_SEND_WINDOW 0x01 /* send STREAM_WINDOW, credit_out bytes */
+#define STREAM_ACT_SEND_FIN 0x02    /* send STREAM_FIN */
+#define STREAM_ACT_SHUTDOWN 0x04    /* half-close the local socket */
+#define STREAM_ACT_SEND_RESET 0x08  /* send STREAM_RESET, reset_code */
+#define STREAM_ACT_CLOSE 0x10	    /* close the local socket gracefully */
+#define STREAM_ACT_ABORT 0x20	    /* close the local socket with a reset */
+
+struct stream {
+	uint32_t id;
+	enum stream_state state;
+	uint64_t send_credit; /* bytes we may still send */
+	uint64_t recv_avail;  /* bytes the peer may still send us */
+	uint64_t queued;      /* received, not yet taken by the local socket */
+	uint64_t consumed;    /* taken locally, credit not yet returned */
+	uint32_t credit_out;  /* SEND_WINDOW: the credit to send */
+	uint8_t reset_code;   /* SEND_RESET: the code to send */
+	bool link_blocked;    /* the link's write queue is full */
+	bool fin_sent;	      /* local EOF passed on */
+	bool fin_recv;	      /* peer's FIN arrived */
+	bool shut;	      /* SHUTDOWN asked for */
+	bool shut_done;	      /* local write side closed */
+	uint64_t bytes_in, bytes_out;
+};
+
+/* A new stream in STREAM_OPENING that grants the peer STREAM_WINDOW. */
+void stream_init(struct stream *s, uint32_t id);
+
+/*
+ * Stream IDs: the side that dialled the link opens odd IDs, the other side
+ * even ones, so both can open streams on one link without colliding.
+ * stream_id_make() turns a counter into an ID for our side;
+ * stream_id_from_peer() says whether the peer may open id.
+ */
+uint32_t stream_id_make(uint32_t counter, bool we_dialled);
+bool stream_id_from_peer(uint32_t id, bool we_dialled);
+
+/* ACCEPT in (opener) or target connected (acceptor): the peer granted
+ * window. 0, or STREAM_ACT_SEND_RESET|ABORT when window is too big or the
+ * stream is not opening. */
+int stream_on_open(struct stream *s, uint32_t window);
+
+/* How many bytes the local socket may be read for now (0: do not read). */
+size_t stream_read_budget(const struct stream *s);
+
+/* len bytes (<= budget) were read locally and go out as STREAM_DATA. */
+int stream_on_local_read(struct stream *s, size_t len);
+/* EOF on the local socket. */
+int stream_on_local_eof(struct stream *s);
+/* The local socket failed (read/write error, or reset by its peer). */
+int stream_on_local_error(struct stream *s);
+/* len bytes of queued data were written to the local socket. */
+int stream_on_local_written(struct stream *s, size_t len);
+/* The half-close asked for by STREAM_ACT_SHUTDOWN completed. */
+int stream_on_local_shutdown(struct stream *s);
+
+/* STREAM_DATA of len bytes in; on 0 the caller writes them locally. */
+int stream_on_data(struct stream *s, size_t len);
+int stream_on_window(struct stream *s, uint32_t credit);
+int stream_on_fin(struct stream *s);
+/* STREAM_RESET in: abort the local socket. */
+int stream_on_reset(struct stream *s);
+/* Our side gives up (timeout, shutdown, link lost): code goes out. */
+int stream_abort(struct stream *s, uint8_t code);
+
+/* The link's write queue filled up (true) or drained (false). */
+void stream_set_link_blocked(struct stream *s, bool blocked);
+
+/* Control-protocol error code for a reset code the opener received. */
+const char *stream_reset_error(uint8_t code);
+/* Text for logs and error messages. */
+const char *stream_reset_name(uint8_t code);
+
+#endif

@@ -1,0 +1,668 @@
+/*
+ * The libuv glue of tunnel streams: each tunnel pairs one local socket (a
+ * control client's pipe, a connection accepted by a forward, or our
+ * connection to an exposed service) with one stream on a link. Every event
+ * goes through the stream core (stream.h) and its actions are carried out
+ * by apply(); whether the local socket is read follows
+ * stream_read_budget() and the link's write queue (sync_read()).
+ *
+ * Memory rule (libuv): a tunnel with a local handle is freed in that
+ * handle's close callback; pending local writes hold at most the window we
+ * granted, so a tunnel holds at most STREAM_WINDOW bytes.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "nodeutil.h"
+#include "tunnel_int.h"
+
+struct twrite {
+	uv_write_t req;
+	struct tun *t;
+	size_t len;
+	uint8_t data[];
+};
+
+static void apply(struct tun *t, int act);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+struct tun *tun_new(struct p2pd_node *n, enum tun_kind kind)
+{
+	struct tun *t;
+
+	if (n->tun.count >= TUN_MAX)
+		return NULL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->n = n;
+	t->kind = kind;
+	t->t0_hr = uv_hrtime();
+	t->next = n->tun.list;
+	n->tun.list = t;
+	n->tun.count++;
+	return t;
+}
+
+static void unlist(struct tun *t)
+{
+	struct p2pd_node *n = t->n;
+
+	for (struct tun **pp = &n->tun.list; *pp; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			n->tun.count--;
+			return;
+		}
+	}
+}
+
+void tun_on_handle_closed(uv_handle_t *h)
+{
+	struct tun *t = h->data;
+	struct p2pd_node *n = t->n;
+
+	if (t->h_malloced)
+		free(h);
+	free(t);
+	node_handle_closed(n);
+}
+
+static bool link_full(const struct link *l)
+{
+	return l && l->wq >= TUN_LINK_WQ_HIGH;
+}
+
+static void set_blocked(struct tun *t, bool blocked)
+{
+	if (t->counted_blocked == blocked)
+		return;
+	t->counted_blocked = blocked;
+	if (blocked)
+		t->n->tun.blocked++;
+	else
+		t->n->tun.blocked--;
+	stream_set_link_blocked(&t->s, blocked);
+}
+
+/* Forget the tunnel: release its link and close its local socket. */
+void tun_close(struct tun *t, bool abort)
+{
+	struct p2pd_node *n = t->n;
+
+	if (t->closing)
+		return;
+	t->closing = true;
+	set_blocked(t, false);
+	tun_link_cancel(n, &t->w);
+	if (t->req) {
+		ctl_reply_error(t->req, "peer_unreachable", "tunnel closed");
+		t->req = NULL;
+	}
+	if (t->link) {
+		t->link->users--;
+		t->link = NULL;
+	}
+	unlist(t);
+	if (!t->h) {
+		free(t);
+		return;
+	}
+	t->reading = false;
+	if (abort && (t->kind == TUN_FWD || t->kind == TUN_TARGET) &&
+	    uv_tcp_close_reset(&t->tcp, tun_on_handle_closed) == 0)
+		return;
+	uv_close((uv_handle_t *)t->h, tun_on_handle_closed);
+}
+
+static void send_msg(struct tun *t, struct p2p_msg *m)
+{
+	if (t->link)
+		link_send_msg(t->link, m);
+}
+
+static void send_reset(struct tun *t, uint8_t code, const char *reason)
+{
+	struct p2p_msg m = {.type = P2P_MSG_STREAM_RESET};
+
+	m.u.reset.stream = t->s.id;
+	m.u.reset.code = code;
+	m.u.reset.reason = reason;
+	m.u.reset.len = strlen(reason);
+	send_msg(t, &m);
+}
+
+/* ---- the local socket ---- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct tun *t = h->data;
+	size_t budget = stream_read_budget(&t->s);
+
+	if (link_full(t->link)) {
+		set_blocked(t, true);
+		budget = 0;
+	}
+	/* One shared buffer: on_read sends it before the next read. */
+	*buf = uv_buf_init((char *)t->n->tun.rbuf, (unsigned)budget);
+}
+
+static void sync_read(struct tun *t)
+{
+	bool want;
+
+	if (t->closing || !t->h)
+		return;
+	if (link_full(t->link))
+		set_blocked(t, true);
+	want = stream_read_budget(&t->s) > 0;
+	if (want && !t->reading) {
+		if (uv_read_start(t->h, on_alloc, on_read) == 0)
+			t->reading = true;
+	} else if (!want && t->reading) {
+		uv_read_stop(t->h);
+		t->reading = false;
+	}
+}
+
+static void send_data(struct tun *t, const uint8_t *data, size_t len)
+{
+	struct p2p_msg m = {.type = P2P_MSG_STREAM_DATA};
+
+	m.u.stream.stream = t->s.id;
+	m.u.stream.data = data;
+	m.u.stream.len = len;
+	send_msg(t, &m);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct tun *t = s->data;
+	struct p2pd_node *n = t->n;
+	int act;
+
+	if (nread == 0 || nread == UV_ENOBUFS) {
+		sync_read(t);
+		return;
+	}
+	if (nread == UV_EOF) {
+		act = stream_on_local_eof(&t->s);
+	} else if (nread < 0) {
+		log_debug("tunnel %u: local read: %s", t->s.id,
+			  uv_strerror((int)nread));
+		act = stream_on_local_error(&t->s);
+	} else {
+		act = stream_on_local_read(&t->s, (size_t)nread);
+		if (!(act & STREAM_ACT_SEND_RESET))
+			send_data(t, (const uint8_t *)buf->base, (size_t)nread);
+	}
+	apply(t, act);
+	sync_read(t);
+	node_drain(n);
+}
+
+static void on_local_write(uv_write_t *req, int status)
+{
+	struct twrite *w = (struct twrite *)req;
+	struct tun *t = w->t;
+	size_t len = w->len;
+
+	free(w);
+	if (t->closing)
+		return;
+	if (status < 0)
+		apply(t, stream_on_local_error(&t->s));
+	else
+		apply(t, stream_on_local_written(&t->s, len));
+}
+
+static void on_local_shutdown(uv_shutdown_t *req, int status)
+{
+	struct tun *t = req->data;
+
+	if (t->closing)
+		return;
+	/* Failed or not, nothing more is written on that side. */
+	apply(t, stream_on_local_shutdown(&t->s));
+}
+
+static void local_write(struct tun *t, const uint8_t *data, size_t len)
+{
+	struct twrite *w = malloc(sizeof(*w) + len);
+	uv_buf_t b;
+
+	if (!w) {
+		apply(t, stream_on_local_error(&t->s));
+		return;
+	}
+	w->t = t;
+	w->len = len;
+	memcpy(w->data, data, len);
+	b = uv_buf_init((char *)w->data, (unsigned)len);
+	if (uv_write(&w->req, t->h, &b, 1, on_local_write) < 0) {
+		free(w);
+		apply(t, stream_on_local_error(&t->s));
+	}
+}
+
+/* Carry out what the stream core asked for, in this order. */
+static void apply(struct tun *t, int act)
+{
+	struct p2p_msg m = {0};
+
+	if (act & STREAM_ACT_SEND_WINDOW) {
+		m.type = P2P_MSG_STREAM_WINDOW;
+		m.u.stream.stream = t->s.id;
+		m.u.stream.credit = t->s.credit_out;
+		send_msg(t, &m);
+	}
+	if (act & STREAM_ACT_SEND_FIN) {
+		m.type = P2P_MSG_STREAM_FIN;
+		m.u.stream.stream = t->s.id;
+		send_msg(t, &m);
+	}
+	if (act & STREAM_ACT_SEND_RESET)
+		send_reset(t, t->s.reset_code,
+			   stream_reset_name(t->s.reset_code));
+	if ((act & STREAM_ACT_SHUTDOWN) && t->h && !t->closing) {
+		t->shut.data = t;
+		if (uv_shutdown(&t->shut, t->h, on_local_shutdown) < 0)
+			act |= stream_on_local_shutdown(&t->s);
+	}
+	if (act & STREAM_ACT_ABORT)
+		tun_close(t, true);
+	else if (act & STREAM_ACT_CLOSE)
+		tun_close(t, false);
+}
+
+/* ---- opening ---- */
+
+/* Our side of an opening tunnel failed before ACCEPT: reply, close. */
+void tun_fail_open(struct tun *t, const char *code, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (t->req) {
+		ctl_reply_error(t->req, code, "%s", msg);
+		t->req = NULL;
+	} else {
+		log_info("tunnel to service %s: %s: %s", t->service, code, msg);
+	}
+	tun_close(t, true);
+}
+
+static size_t link_streams(struct p2pd_node *n, const struct link *l)
+{
+	size_t c = 0;
+
+	for (struct tun *t = n->tun.list; t; t = t->next)
+		c += t->link == l;
+	return c;
+}
+
+/* We have a link: send STREAM_OPEN and wait for ACCEPT or RESET. */
+void tun_start_open(struct p2pd_node *n, struct tun *t, struct link *l)
+{
+	struct p2p_msg m = {.type = P2P_MSG_STREAM_OPEN};
+
+	if (link_streams(n, l) >= TUN_MAX_PER_LINK) {
+		tun_fail_open(t, "busy", "already %d tunnels on that link",
+			      TUN_MAX_PER_LINK);
+		return;
+	}
+	stream_init(&t->s, stream_id_make(++n->tun.next_id, l->outbound));
+	t->link = l;
+	l->users++;
+	t->deadline = node_now(n) + TUN_OPEN_TIMEOUT_MS;
+	m.u.stream_open.stream = t->s.id;
+	m.u.stream_open.window = STREAM_WINDOW;
+	m.u.stream_open.service = t->service;
+	m.u.stream_open.service_len = strlen(t->service);
+	if (link_send_msg(l, &m) < 0)
+		tun_fail_open(t, "peer_unreachable", "cannot send on the link");
+}
+
+static struct tun *find(struct p2pd_node *n, const struct link *l, uint32_t id)
+{
+	for (struct tun *t = n->tun.list; t; t = t->next)
+		if (t->link == l && t->s.id == id && !t->closing)
+			return t;
+	return NULL;
+}
+
+/* The stream is open both ways: take data from the local socket. */
+static void tun_opened(struct tun *t, uint32_t window, const char *rest,
+		       size_t restlen)
+{
+	int act = stream_on_open(&t->s, window);
+
+	t->deadline = 0;
+	/* Bytes a control client sent after its open line. */
+	while (!act && restlen > 0) {
+		size_t k = stream_read_budget(&t->s);
+		if (k == 0)
+			break; /* cannot happen: rest < STREAM_WINDOW */
+		if (k > restlen)
+			k = restlen;
+		act = stream_on_local_read(&t->s, k);
+		send_data(t, (const uint8_t *)rest, k);
+		rest += k;
+		restlen -= k;
+	}
+	apply(t, act);
+	sync_read(t);
+}
+
+static void on_accept_msg(struct p2pd_node *n, struct tun *t,
+			  const struct p2p_msg *m)
+{
+	uint32_t window = m->u.stream_open.window;
+	char *rest = NULL;
+	size_t restlen = 0;
+
+	if (t->kind == TUN_TARGET || t->s.state != STREAM_OPENING) {
+		apply(t, stream_abort(&t->s, STREAM_RST_PROTOCOL));
+		return;
+	}
+	if (t->kind == TUN_OPEN) {
+		uv_stream_t *h =
+		    ctl_req_take_stream(t->req, NULL, &rest, &restlen);
+		t->req = NULL;
+		if (!h) { /* the client has gone */
+			apply(t, stream_abort(&t->s, STREAM_RST_ABORT));
+			return;
+		}
+		t->h = h;
+		t->h_malloced = true;
+		h->data = t;
+		n->open_handles++;
+	}
+	tun_opened(t, window, rest, restlen);
+	free(rest);
+}
+
+static void on_reset_msg(struct tun *t, const struct p2p_msg *m)
+{
+	uint8_t code = m->u.reset.code;
+
+	if (t->s.state == STREAM_OPENING && t->kind != TUN_TARGET) {
+		if (m->u.reset.len == 0)
+			tun_fail_open(t, stream_reset_error(code),
+				      "service '%s': %s", t->service,
+				      stream_reset_name(code));
+		else
+			tun_fail_open(t, stream_reset_error(code),
+				      "service '%s': %.*s", t->service,
+				      (int)m->u.reset.len, m->u.reset.reason);
+		return;
+	}
+	log_debug("tunnel %u: reset by peer: %s", t->s.id,
+		  stream_reset_name(code));
+	apply(t, stream_on_reset(&t->s));
+}
+
+/* ---- the acceptor: a peer opens a stream to one of our services ---- */
+
+static void on_target_connect(uv_connect_t *req, int status)
+{
+	struct tun *t = req->data;
+	struct p2p_msg m = {.type = P2P_MSG_STREAM_ACCEPT};
+	char msg[128];
+
+	if (t->closing)
+		return;
+	if (status < 0) {
+		snprintf(msg, sizeof(msg), "service %s: %s", t->service,
+			 uv_strerror(status));
+		log_info("tunnel: %s", msg);
+		t->s.state = STREAM_DONE;
+		send_reset(t, STREAM_RST_UNREACHABLE, msg);
+		tun_close(t, false);
+		return;
+	}
+	uv_tcp_nodelay(&t->tcp, 1);
+	m.u.stream_open.stream = t->s.id;
+	m.u.stream_open.window = STREAM_WINDOW;
+	send_msg(t, &m);
+	tun_opened(t, t->peer_window, NULL, 0);
+	node_drain(t->n);
+}
+
+static const struct p2pd_service *find_service(struct p2pd_node *n,
+					       const char *name, size_t len)
+{
+	for (size_t i = 0; i < n->nservices; i++)
+		if (strlen(n->services[i].name) == len &&
+		    !memcmp(n->services[i].name, name, len))
+			return &n->services[i];
+	return NULL;
+}
+
+static bool allowed(const struct p2pd_service *svc, const struct p2p_peerid *id)
+{
+	if (svc->allow_any)
+		return true;
+	for (size_t i = 0; i < svc->nallow; i++)
+		if (p2p_peerid_equal(&svc->allow[i], id))
+			return true;
+	return false;
+}
+
+static void refuse(struct link *l, uint32_t id, uint8_t code,
+		   const char *reason)
+{
+	struct p2p_msg m = {.type = P2P_MSG_STREAM_RESET};
+
+	m.u.reset.stream = id;
+	m.u.reset.code = code;
+	m.u.reset.reason = reason;
+	m.u.reset.len = strlen(reason);
+	link_send_msg(l, &m);
+}
+
+static int start_target(struct tun *t, const struct p2pd_service *svc)
+{
+	struct sockaddr_storage ss;
+	socklen_t slen;
+	int rc;
+
+	if (node_addr_to_sockaddr(&svc->target_addr, &ss, &slen) < 0)
+		return -EINVAL;
+	rc = uv_tcp_init(t->n->loop, &t->tcp);
+	if (rc < 0)
+		return rc;
+	t->n->open_handles++;
+	t->tcp.data = t;
+	t->h = (uv_stream_t *)&t->tcp;
+	t->conn.data = t;
+	return uv_tcp_connect(&t->conn, &t->tcp, (struct sockaddr *)&ss,
+			      on_target_connect);
+}
+
+static void on_open_msg(struct p2pd_node *n, struct link *l,
+			const struct p2p_msg *m)
+{
+	uint32_t id = m->u.stream_open.stream;
+	const struct p2pd_service *svc;
+	char idt[P2P_ID_TEXT_LEN + 1];
+	struct tun *t;
+	int rc;
+
+	if (!stream_id_from_peer(id, l->outbound) || find(n, l, id)) {
+		refuse(l, id, STREAM_RST_PROTOCOL, "bad stream id");
+		return;
+	}
+	if (n->stopping) {
+		refuse(l, id, STREAM_RST_SHUTDOWN, "shutting down");
+		return;
+	}
+	p2p_peerid_to_text(&l->peer, idt);
+	svc = find_service(n, m->u.stream_open.service,
+			   m->u.stream_open.service_len);
+	if (!svc) {
+		log_info("tunnel from %s: no service '%.*s'", idt,
+			 (int)m->u.stream_open.service_len,
+			 m->u.stream_open.service);
+		refuse(l, id, STREAM_RST_NO_SERVICE, "no such service");
+		return;
+	}
+	if (!allowed(svc, &l->peer)) {
+		log_info("tunnel from %s to %s: not allowed", idt, svc->name);
+		refuse(l, id, STREAM_RST_DENIED,
+		       "access denied: this peer ID is not allowed");
+		return;
+	}
+	if (link_streams(n, l) >= TUN_MAX_PER_LINK ||
+	    !(t = tun_new(n, TUN_TARGET))) {
+		refuse(l, id, STREAM_RST_BUSY, "too many tunnels");
+		return;
+	}
+	stream_init(&t->s, id);
+	t->link = l;
+	l->users++;
+	t->peer = l->peer;
+	t->peer_window = m->u.stream_open.window;
+	snprintf(t->service, sizeof(t->service), "%s", svc->name);
+	t->deadline = node_now(n) + TUN_OPEN_TIMEOUT_MS;
+	rc = start_target(t, svc);
+	if (rc < 0) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "service %s: %s", svc->name,
+			 rc == -EINVAL ? "target is not a numeric address"
+				       : uv_strerror(rc));
+		t->s.state = STREAM_DONE;
+		send_reset(t, STREAM_RST_UNREACHABLE, msg);
+		tun_close(t, false);
+		return;
+	}
+	log_info("tunnel %u from %s to service %s", id, idt, svc->name);
+}
+
+/* ---- hooks ---- */
+
+void tunnel_on_msg(struct link *l, const struct p2p_msg *m)
+{
+	struct p2pd_node *n = l->n;
+	struct tun *t;
+
+	if (m->type == P2P_MSG_STREAM_OPEN) {
+		on_open_msg(n, l, m);
+		return;
+	}
+	/* Every other STREAM_* message has the stream ID first. */
+	t = find(n, l,
+		 m->type == P2P_MSG_STREAM_RESET    ? m->u.reset.stream
+		 : m->type == P2P_MSG_STREAM_ACCEPT ? m->u.stream_open.stream
+						    : m->u.stream.stream);
+	if (!t)
+		return; /* closed here already: late messages are normal */
+	switch (m->type) {
+	case P2P_MSG_STREAM_ACCEPT:
+		on_accept_msg(n, t, m);
+		break;
+	case P2P_MSG_STREAM_DATA: {
+		int act = stream_on_data(&t->s, m->u.stream.len);
+		if (!act && m->u.stream.len > 0)
+			local_write(t, m->u.stream.data, m->u.stream.len);
+		else
+			apply(t, act);
+		break;
+	}
+	case P2P_MSG_STREAM_WINDOW:
+		apply(t, stream_on_window(&t->s, m->u.stream.credit));
+		sync_read(t);
+		break;
+	case P2P_MSG_STREAM_FIN:
+		apply(t, stream_on_fin(&t->s));
+		break;
+	case P2P_MSG_STREAM_RESET:
+		on_reset_msg(t, m);
+		break;
+	default:
+		break;
+	}
+}
+
+void tunnel_link_written(struct link *l)
+{
+	struct p2pd_node *n = l->n;
+	struct tun *t, *next;
+
+	if (n->tun.blocked == 0 || l->wq > TUN_LINK_WQ_LOW)
+		return;
+	for (t = n->tun.list; t; t = next) {
+		next = t->next;
+		if (t->link == l && t->counted_blocked) {
+			set_blocked(t, false);
+			sync_read(t);
+		}
+	}
+}
+
+void tunnel_link_gone(struct p2pd_node *n, struct link *l, const char *why)
+{
+	struct tun *t, *next;
+
+	tun_dials_link_gone(n, l, why);
+	for (t = n->tun.list; t; t = next) {
+		next = t->next;
+		if (t->link != l)
+			continue;
+		t->link->users--;
+		t->link = NULL;
+		if (t->s.state == STREAM_OPENING && t->kind != TUN_TARGET)
+			tun_fail_open(t, "peer_unreachable",
+				      "the link to the peer closed (%s)", why);
+		else
+			apply(t, stream_abort(&t->s, STREAM_RST_ABORT));
+		next = n->tun.list; /* closing may change the list */
+	}
+}
+
+void tunnel_expire(struct p2pd_node *n, uint64_t now)
+{
+	struct tun *t, *next;
+
+	tun_dials_expire(n, now);
+	for (t = n->tun.list; t; t = next) {
+		next = t->next;
+		if (!t->deadline || now < t->deadline ||
+		    t->s.state != STREAM_OPENING || !t->link)
+			continue;
+		t->deadline = 0;
+		send_reset(t, STREAM_RST_TIMEOUT, "open timed out");
+		t->s.state = STREAM_DONE;
+		if (t->kind == TUN_TARGET) {
+			tun_close(t, true);
+		} else {
+			tun_fail_open(t, "timeout",
+				      "the peer did not answer the open in "
+				      "time");
+		}
+		next = n->tun.list;
+	}
+}
+
+void tunnel_stop_all(struct p2pd_node *n)
+{
+	tun_fwds_close_all(n);
+	tun_dials_fail_all(n, "internal", "daemon shutting down");
+	while (n->tun.list) {
+		struct tun *t = n->tun.list;
+		if (t->req) {
+			ctl_reply_error(t->req, "internal",
+					"daemon shutting down");
+			t->req = NULL;
+		}
+		apply(t, stream_abort(&t->s, STREAM_RST_SHUTDOWN));
+		if (!t->closing) /* already DONE in the core */
+			tun_close(t, true);
+	}
+}

@@ -1,0 +1,376 @@
+/*
+ * Tunnel control commands (SPEC section 5): open, connect, forward,
+ * unforward, forwards; and the forward listeners, whose every accepted
+ * connection becomes a tunnel.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "nodeutil.h"
+#include "tunnel_int.h"
+
+static int arg_peer(struct ctl_req *req, json_t *args, struct p2p_peerid *id)
+{
+	json_t *v = json_object_get(args, "peer");
+
+	if (!json_is_string(v)) {
+		ctl_reply_error(req, "bad_request",
+				"peer: expected a peer ID string");
+		return -EINVAL;
+	}
+	if (p2p_peerid_from_text(id, json_string_value(v),
+				 json_string_length(v)) < 0) {
+		ctl_reply_error(req, "invalid_peer_id",
+				"peer: not a peer ID (52 base32 characters)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int arg_service(struct ctl_req *req, json_t *args, char *out,
+		       size_t outlen)
+{
+	json_t *v = json_object_get(args, "service");
+
+	if (!json_is_string(v) || !node_service_name_ok(json_string_value(v))) {
+		ctl_reply_error(req, "bad_request",
+				"service: expected a name of 1 to %d "
+				"characters [A-Za-z0-9._-]",
+				P2P_SERVICE_NAME_MAX);
+		return -EINVAL;
+	}
+	snprintf(out, outlen, "%s", json_string_value(v));
+	return 0;
+}
+
+static struct tun *tun_of(struct tun_waiter *w)
+{
+	return (struct tun *)((char *)w - offsetof(struct tun, w));
+}
+
+/* open and forwarded connections: a link is there, or is not. */
+static void tun_link_ready(struct p2pd_node *n, struct tun_waiter *w,
+			   struct link *l, bool dialled, const char *code,
+			   const char *msg)
+{
+	struct tun *t = tun_of(w);
+
+	if (!l) {
+		tun_fail_open(t, code, "%s", msg);
+		return;
+	}
+	tun_start_open(n, t, l);
+}
+
+/* ---- open ---- */
+
+void tunnel_cmd_open(void *ctx, struct ctl_req *req, json_t *args)
+{
+	struct p2pd_node *n = ctx;
+	struct p2p_peerid id;
+	char service[P2P_SERVICE_NAME_MAX + 1];
+	struct tun *t;
+
+	if (arg_peer(req, args, &id) < 0 ||
+	    arg_service(req, args, service, sizeof(service)) < 0)
+		return;
+	t = tun_new(n, TUN_OPEN);
+	if (!t) {
+		ctl_reply_error(req, "busy", "already %d tunnels", TUN_MAX);
+		return;
+	}
+	t->req = req;
+	t->peer = id;
+	memcpy(t->service, service, sizeof(service));
+	t->w.done = tun_link_ready;
+	tun_link_get(n, &id, &t->w);
+	node_drain(n);
+}
+
+/* ---- connect ---- */
+
+struct connect_req {
+	struct tun_waiter w; /* first: the waiter is the request */
+	struct ctl_req *req;
+	struct p2p_peerid peer;
+	uint64_t t0_hr;
+};
+
+static void connect_done(struct p2pd_node *n, struct tun_waiter *w,
+			 struct link *l, bool dialled, const char *code,
+			 const char *msg)
+{
+	struct connect_req *c = (struct connect_req *)w;
+	char id[P2P_ID_TEXT_LEN + 1];
+
+	if (!l) {
+		ctl_reply_error(c->req, code, "%s", msg);
+	} else {
+		p2p_peerid_to_text(&c->peer, id);
+		ctl_reply_ok(c->req,
+			     json_pack("{s:s, s:s, s:s, s:f}", "peer", id,
+				       "path", "direct", "method",
+				       dialled ? "dial" : "existing", "ms",
+				       (double)(uv_hrtime() - c->t0_hr) / 1e6));
+	}
+	free(c);
+}
+
+/*
+ * The waiting connect requests are not listed anywhere else: the dial
+ * they wait on always finishes (HELLO, failure, deadline or shutdown).
+ */
+void tunnel_cmd_connect(void *ctx, struct ctl_req *req, json_t *args)
+{
+	struct p2pd_node *n = ctx;
+	struct connect_req *c;
+	struct p2p_peerid id;
+
+	if (arg_peer(req, args, &id) < 0)
+		return;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		ctl_reply_error(req, "internal", "out of memory");
+		return;
+	}
+	c->req = req;
+	c->peer = id;
+	c->t0_hr = uv_hrtime();
+	c->w.done = connect_done;
+	tun_link_get(n, &id, &c->w);
+	node_drain(n);
+}
+
+/* ---- forwards ---- */
+
+static void on_fwd_closed(uv_handle_t *h)
+{
+	struct fwd *f = h->data;
+	struct p2pd_node *n = f->n;
+
+	free(f);
+	node_handle_closed(n);
+}
+
+static void fwd_close(struct p2pd_node *n, struct fwd *f)
+{
+	for (struct fwd **pp = &n->tun.fwds; *pp; pp = &(*pp)->next) {
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	}
+	f->closing = true;
+	uv_close((uv_handle_t *)&f->tcp, on_fwd_closed);
+}
+
+void tun_fwds_close_all(struct p2pd_node *n)
+{
+	while (n->tun.fwds)
+		fwd_close(n, n->tun.fwds);
+}
+
+static void on_refused_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+/* Accept and drop a connection we cannot serve. */
+static void refuse_connection(uv_stream_t *s)
+{
+	uv_tcp_t *c = malloc(sizeof(*c));
+
+	if (!c || uv_tcp_init(s->loop, c) < 0) {
+		free(c);
+		return;
+	}
+	uv_accept(s, (uv_stream_t *)c);
+	uv_close((uv_handle_t *)c, on_refused_closed);
+}
+
+static void on_fwd_connection(uv_stream_t *s, int status)
+{
+	struct fwd *f = s->data;
+	struct p2pd_node *n = f->n;
+	struct tun *t;
+
+	if (status < 0 || f->closing || n->stopping)
+		return;
+	t = tun_new(n, TUN_FWD);
+	if (!t || uv_tcp_init(n->loop, &t->tcp) < 0) {
+		if (t)
+			tun_close(t, false);
+		log_warnx("forward: too many tunnels, connection refused");
+		refuse_connection(s);
+		return;
+	}
+	n->open_handles++;
+	t->tcp.data = t;
+	t->h = (uv_stream_t *)&t->tcp;
+	t->peer = f->peer;
+	memcpy(t->service, f->service, sizeof(t->service));
+	if (uv_accept(s, t->h) < 0) {
+		tun_close(t, false);
+		return;
+	}
+	uv_tcp_nodelay(&t->tcp, 1);
+	t->w.done = tun_link_ready;
+	tun_link_get(n, &t->peer, &t->w);
+	node_drain(n);
+}
+
+/* "[ADDR:]PORT": a bare port listens on 127.0.0.1; port 0 picks one. */
+static int parse_listen(const char *s, struct p2p_addr *a)
+{
+	char host[P2P_ADDR_TEXT_MAX];
+	const char *colon = strrchr(s, ':'), *port = colon ? colon + 1 : s;
+	size_t hl = colon ? (size_t)(colon - s) : 0;
+	unsigned long v = 0;
+
+	if (!*port || strlen(port) > 5 ||
+	    strspn(port, "0123456789") != strlen(port))
+		return -EINVAL;
+	v = strtoul(port, NULL, 10);
+	if (v > 65535 || hl >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, colon ? s : "127.0.0.1", colon ? hl : 10);
+	host[colon ? hl : 9] = '\0';
+	if (p2p_addr_parse(a, host, true) < 0)
+		return -EINVAL;
+	a->port = (uint16_t)v;
+	return 0;
+}
+
+static json_t *listen_arg(struct ctl_req *req, json_t *args, struct p2p_addr *a)
+{
+	json_t *v = json_object_get(args, "listen");
+
+	if (!json_is_string(v) || parse_listen(json_string_value(v), a) < 0) {
+		ctl_reply_error(req, "bad_request",
+				"listen: expected [ADDR:]PORT (IPv6 as "
+				"[ADDR]:PORT)");
+		return NULL;
+	}
+	return v;
+}
+
+static struct fwd *fwd_find(struct p2pd_node *n, const struct p2p_addr *a)
+{
+	for (struct fwd *f = n->tun.fwds; f; f = f->next)
+		if (p2p_addr_equal(&f->listen, a))
+			return f;
+	return NULL;
+}
+
+static int fwd_listen(struct p2pd_node *n, struct fwd *f,
+		      const struct p2p_addr *a)
+{
+	struct sockaddr_storage ss;
+	socklen_t slen;
+	int len = sizeof(ss), rc;
+
+	if (node_addr_to_sockaddr(a, &ss, &slen) < 0)
+		return -EINVAL;
+	rc = uv_tcp_bind(&f->tcp, (struct sockaddr *)&ss,
+			 a->family == 6 ? UV_TCP_IPV6ONLY : 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&f->tcp, 128, on_fwd_connection);
+	if (rc == 0)
+		rc = uv_tcp_getsockname(&f->tcp, (struct sockaddr *)&ss, &len);
+	if (rc == 0)
+		rc =
+		    node_addr_from_sockaddr(&f->listen, (struct sockaddr *)&ss);
+	return rc;
+}
+
+void tunnel_cmd_forward(void *ctx, struct ctl_req *req, json_t *args)
+{
+	struct p2pd_node *n = ctx;
+	struct p2p_addr a;
+	struct fwd *f;
+	size_t count = 0;
+	char text[P2P_ADDR_TEXT_MAX];
+	int rc;
+
+	if (!listen_arg(req, args, &a))
+		return;
+	struct p2p_peerid id;
+	char service[P2P_SERVICE_NAME_MAX + 1];
+	if (arg_peer(req, args, &id) < 0 ||
+	    arg_service(req, args, service, sizeof(service)) < 0)
+		return;
+	for (f = n->tun.fwds; f; f = f->next)
+		count++;
+	if (count >= TUN_MAX_FORWARDS) {
+		ctl_reply_error(req, "busy", "already %d forwards",
+				TUN_MAX_FORWARDS);
+		return;
+	}
+	if (a.port != 0 && fwd_find(n, &a)) {
+		ctl_reply_error(req, "bad_request", "already forwarding there");
+		return;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f || uv_tcp_init(n->loop, &f->tcp) < 0) {
+		free(f);
+		ctl_reply_error(req, "internal", "out of memory");
+		return;
+	}
+	n->open_handles++;
+	f->n = n;
+	f->tcp.data = f;
+	f->peer = id;
+	memcpy(f->service, service, sizeof(service));
+	f->next = n->tun.fwds;
+	n->tun.fwds = f;
+	rc = fwd_listen(n, f, &a);
+	p2p_addr_format(rc == 0 ? &f->listen : &a, text, sizeof(text));
+	if (rc < 0) {
+		fwd_close(n, f);
+		ctl_reply_error(req, "bad_request", "cannot listen on %s: %s",
+				text, uv_strerror(rc));
+		return;
+	}
+	log_info("forward %s to service %s of %.12s...", text, service,
+		 json_string_value(json_object_get(args, "peer")));
+	ctl_reply_ok(req, json_pack("{s:s}", "listen", text));
+}
+
+void tunnel_cmd_unforward(void *ctx, struct ctl_req *req, json_t *args)
+{
+	struct p2pd_node *n = ctx;
+	struct p2p_addr a;
+	struct fwd *f;
+	char text[P2P_ADDR_TEXT_MAX];
+
+	if (!listen_arg(req, args, &a))
+		return;
+	f = fwd_find(n, &a);
+	p2p_addr_format(&a, text, sizeof(text));
+	if (!f) {
+		ctl_reply_error(req, "bad_request", "no forward on %s", text);
+		return;
+	}
+	/* Tunnels it accepted go on until they close. */
+	fwd_close(n, f);
+	log_info("forward %s removed", text);
+	ctl_reply_ok(req, NULL);
+}
+
+void tunnel_cmd_forwards(void *ctx, struct ctl_req *req, json_t *args)
+{
+	struct p2pd_node *n = ctx;
+	json_t *arr = json_array();
+	char a[P2P_ADDR_TEXT_MAX], id[P2P_ID_TEXT_LEN + 1];
+
+	for (struct fwd *f = n->tun.fwds; f; f = f->next) {
+		p2p_addr_format(&f->listen, a, sizeof(a));
+		p2p_peerid_to_text(&f->peer, id);
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s}",
+						     "listen", a, "peer", id,
+						     "service", f->service));
+	}
+	ctl_reply_ok(req, json_pack("{s:o}", "forwards", arr));
+}

@@ -1,0 +1,246 @@
+/*
+ * A link to a peer for tunnels and `connect`: the one already up, else the
+ * peer's address from the routing table or an overlay lookup, then a dial
+ * that expects the peer's ID (the handshake proves it). Waiters for the
+ * same peer share one attempt. Hole punching and relays are not there yet:
+ * a peer that cannot be dialled is unreachable, and we say so.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "tunnel_int.h"
+
+#define NO_PUNCH "hole punching is not implemented yet"
+
+static struct tun_dial *dial_find(struct p2pd_node *n,
+				  const struct p2p_peerid *peer)
+{
+	for (struct tun_dial *d = n->tun.dials; d; d = d->next)
+		if (p2p_peerid_equal(&d->peer, peer))
+			return d;
+	return NULL;
+}
+
+static void dial_unlink(struct p2pd_node *n, struct tun_dial *d)
+{
+	for (struct tun_dial **pp = &n->tun.dials; *pp; pp = &(*pp)->next) {
+		if (*pp == d) {
+			*pp = d->next;
+			return;
+		}
+	}
+}
+
+/* Tell every waiter, then forget d. */
+static void dial_finish(struct p2pd_node *n, struct tun_dial *d, struct link *l,
+			const char *code, const char *msg)
+{
+	struct tun_waiter *w;
+
+	dial_unlink(n, d);
+	while ((w = d->waiters) != NULL) {
+		d->waiters = w->next;
+		w->d = NULL;
+		w->done(n, w, l, true, code, msg);
+	}
+	free(d);
+}
+
+static void dial_addr(struct p2pd_node *n, struct tun_dial *d,
+		      const struct p2p_addr *addr)
+{
+	char a[P2P_ADDR_TEXT_MAX], msg[128];
+	int err;
+
+	p2p_addr_format(addr, a, sizeof(a));
+	d->link = link_dial(n, addr, &d->peer, LP_OVERLAY, &err);
+	if (!d->link) {
+		snprintf(msg, sizeof(msg), "no direct link: dial %s: %s", a,
+			 uv_strerror(err));
+		dial_finish(n, d, NULL, "peer_unreachable", msg);
+		return;
+	}
+	log_debug("tunnel: dialling %s for a direct link", a);
+	d->state = DIAL_CONNECT;
+}
+
+/* The peer's address in our own table, if it is there. */
+static bool table_addr(struct p2pd_node *n, const struct p2p_peerid *peer,
+		       struct p2p_addr *out)
+{
+	struct p2p_contact c[1];
+
+	if (p2p_overlay_closest(n->ov, peer, c, 1) < 1 ||
+	    !p2p_peerid_equal(&c[0].id, peer) || c[0].addr.family == 0)
+		return false;
+	*out = c[0].addr;
+	return true;
+}
+
+static void dial_start(struct p2pd_node *n, struct tun_dial *d)
+{
+	struct p2p_addr addr;
+	int rc;
+
+	if (table_addr(n, &d->peer, &addr)) {
+		dial_addr(n, d, &addr);
+		return;
+	}
+	rc = p2p_overlay_lookup(n->ov, node_now(n), &d->peer, &d->lookup_id);
+	if (rc < 0) {
+		dial_finish(n, d, NULL, rc == -EBUSY ? "busy" : "internal",
+			    "lookup failed to start");
+		return;
+	}
+	d->state = DIAL_LOOKUP;
+	node_drain(n);
+}
+
+void tun_link_get(struct p2pd_node *n, const struct p2p_peerid *peer,
+		  struct tun_waiter *w)
+{
+	struct link *l = node_find_up(n, peer);
+	struct tun_dial *d;
+
+	w->d = NULL;
+	if (l) {
+		w->done(n, w, l, false, NULL, NULL);
+		return;
+	}
+	if (n->stopping) {
+		w->done(n, w, NULL, false, "internal", "daemon shutting down");
+		return;
+	}
+	if (p2p_peerid_equal(peer, &n->ident.id)) {
+		w->done(n, w, NULL, false, "peer_unreachable",
+			"that is this daemon's own peer ID");
+		return;
+	}
+	d = dial_find(n, peer);
+	if (!d) {
+		d = calloc(1, sizeof(*d));
+		if (!d) {
+			w->done(n, w, NULL, false, "internal", "out of memory");
+			return;
+		}
+		d->peer = *peer;
+		d->deadline = node_now(n) + TUN_DIAL_TIMEOUT_MS;
+		d->next = n->tun.dials;
+		n->tun.dials = d;
+		w->d = d;
+		w->next = NULL;
+		d->waiters = w;
+		dial_start(n, d);
+		return;
+	}
+	w->d = d;
+	w->next = d->waiters;
+	d->waiters = w;
+}
+
+void tun_link_cancel(struct p2pd_node *n, struct tun_waiter *w)
+{
+	struct tun_dial *d = w->d;
+
+	if (!d)
+		return;
+	for (struct tun_waiter **pp = &d->waiters; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	w->d = NULL;
+	/* Nobody waits: the dial, if any, goes on and is simply kept. */
+	if (!d->waiters) {
+		dial_unlink(n, d);
+		free(d);
+	}
+}
+
+bool tunnel_lookup_done(struct p2pd_node *n, const struct p2p_ov_action *a)
+{
+	struct tun_dial *d;
+	char msg[200];
+
+	for (d = n->tun.dials; d; d = d->next)
+		if (d->state == DIAL_LOOKUP && d->lookup_id == a->id)
+			break;
+	if (!d)
+		return false;
+	/* A link may have come up meanwhile (the peer dialled us). */
+	struct link *l = node_find_up(n, &d->peer);
+	if (l) {
+		dial_finish(n, d, l, NULL, NULL);
+		return true;
+	}
+	for (size_t i = 0; i < a->ncontacts; i++) {
+		if (p2p_peerid_equal(&a->contacts[i].id, &d->peer) &&
+		    a->contacts[i].addr.family != 0) {
+			struct p2p_addr addr = a->contacts[i].addr;
+			dial_addr(n, d, &addr);
+			return true;
+		}
+	}
+	snprintf(msg, sizeof(msg),
+		 "no direct link: the peer is %s, and " NO_PUNCH
+		 " (nor relays)",
+		 a->found ? "not dialable (no address it can be dialled at)"
+			  : "not found as a dialable node in the overlay");
+	dial_finish(n, d, NULL, "peer_unreachable", msg);
+	return true;
+}
+
+void tunnel_link_hello(struct p2pd_node *n, struct link *l)
+{
+	struct tun_dial *d = dial_find(n, &l->peer);
+
+	if (d)
+		dial_finish(n, d, l, NULL, NULL);
+}
+
+void tun_dials_link_gone(struct p2pd_node *n, struct link *l, const char *why)
+{
+	struct tun_dial *d, *next;
+	char a[P2P_ADDR_TEXT_MAX], msg[200];
+
+	for (d = n->tun.dials; d; d = next) {
+		next = d->next;
+		if (d->link != l)
+			continue;
+		struct link *o = node_find_up(n, &d->peer);
+		if (o && o != l) {
+			dial_finish(n, d, o, NULL, NULL);
+			next = n->tun.dials; /* waiters may change the list */
+			continue;
+		}
+		p2p_addr_format(&l->remote, a, sizeof(a));
+		snprintf(msg, sizeof(msg),
+			 "no direct link: dial %s failed (%s) and " NO_PUNCH, a,
+			 why);
+		dial_finish(n, d, NULL, "peer_unreachable", msg);
+		next = n->tun.dials;
+	}
+}
+
+void tun_dials_expire(struct p2pd_node *n, uint64_t now)
+{
+	struct tun_dial *d;
+
+	for (d = n->tun.dials; d; d = d->next) {
+		if (now >= d->deadline) {
+			dial_finish(n, d, NULL, "timeout",
+				    "no direct link in time: " NO_PUNCH);
+			tun_dials_expire(n, now); /* the list changed */
+			return;
+		}
+	}
+}
+
+void tun_dials_fail_all(struct p2pd_node *n, const char *code, const char *msg)
+{
+	while (n->tun.dials)
+		dial_finish(n, n->tun.dials, NULL, code, msg);
+}

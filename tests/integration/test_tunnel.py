@@ -1,0 +1,519 @@
+#!/usr/bin/env python3
+"""Tunnels (SPEC sections 4, 5 and 7 "Tunnels"): open/pipe, forward,
+connect, access control, half-close, resets, per-stream flow control and
+bounded memory, with real daemons on loopback and local TCP services run
+by this script."""
+import hashlib
+import os
+import socket
+import subprocess
+import threading
+import time
+
+from p2ptest import Cluster, Runner, check, check_eq, wait_for
+import p2ptest
+
+T = Runner("test_tunnel")
+
+
+# ---- local TCP services (threads; closed with the listener) ----
+
+class Service:
+    """A TCP listener on 127.0.0.1 that runs handler(conn) per connection."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.accepted = 0
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    @property
+    def target(self):
+        return "127.0.0.1:%d" % self.port
+
+    def _loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self.conns.append(c)
+            threading.Thread(target=self._run, args=(c,), daemon=True).start()
+
+    def _run(self, c):
+        try:
+            self.handler(c)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+def echo(c):
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        c.sendall(d)
+    c.shutdown(socket.SHUT_WR)
+
+
+def digest_at_eof(c):
+    """Reads to EOF, then answers 'LEN SHA256' and closes: it can only
+    answer once the client's EOF has travelled through the tunnel."""
+    h, n = hashlib.sha256(), 0
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        h.update(d)
+        n += len(d)
+    c.sendall(("%d %s\n" % (n, h.hexdigest())).encode())
+    c.shutdown(socket.SHUT_WR)
+
+
+def source(c):
+    """Sends forever (until the connection breaks)."""
+    block = os.urandom(65536)
+    while True:
+        c.sendall(block)
+
+
+def pair(c, **kw):
+    """Two linked daemons a (serves) and b (opens)."""
+    a = c.daemon("a", **kw).start()
+    b = c.daemon("b", bootstrap=[a]).start()
+    wait_for(lambda: a.id in b.peer_ids() and b.id in a.peer_ids(), 15,
+             what="a and b linked")
+    return a, b
+
+
+def pipe(d, peer, service, data, timeout=60):
+    return subprocess.run([p2ptest.P2PCTL, "-s", d.sock, "pipe", peer, service],
+                          input=data, capture_output=True, timeout=timeout)
+
+
+def open_tunnel(d, peer, service, timeout=15):
+    """The raw control protocol: one open line, the ok line, then bytes."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    s.connect(d.sock)
+    s.sendall(b'{"cmd":"open","peer":"%s","service":"%s"}\n' % (peer.encode(), service.encode()))
+    line = b""
+    while not line.endswith(b"\n"):
+        ch = s.recv(1)
+        if not ch:
+            raise AssertionError("control socket closed before the open reply")
+        line += ch
+    import json
+    r = json.loads(line)
+    check(r.get("ok") is True, "open refused: %r", r)
+    return s
+
+
+def recv_exact(s, n):
+    buf = bytearray()
+    while len(buf) < n:
+        d = s.recv(n - len(buf))
+        if not d:
+            raise AssertionError("EOF after %d of %d bytes" % (len(buf), n))
+        buf += d
+    return bytes(buf)
+
+
+def rss_kib(d):
+    with open("/proc/%d/status" % d.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+# ---- tests ----
+
+@T.test
+def pipe_200k_echo_identical():
+    with Cluster() as c:
+        a, b = pair(c)
+        svc = Service(echo)
+        try:
+            check_eq(a.ctl("expose", "echo", svc.target).returncode, 0, "expose")
+            data = os.urandom(200 * 1024)
+            r = pipe(b, a.id, "echo", data)
+            check_eq(r.returncode, 0, "pipe exit (stderr %r)" % r.stderr)
+            check_eq(len(r.stdout), len(data), "bytes back")
+            check(r.stdout == data, "200 KB came back different")
+            check_eq(svc.accepted, 1, "connections to the service")
+        finally:
+            svc.close()
+
+
+@T.test
+def pipe_half_close():
+    """stdin EOF reaches the service as EOF; its answer, sent only after
+    that EOF, still comes back through the half-closed tunnel."""
+    with Cluster() as c:
+        a, b = pair(c)
+        svc = Service(digest_at_eof)
+        try:
+            check_eq(a.ctl("expose", "dig", svc.target).returncode, 0, "expose")
+            data = os.urandom(300000)
+            r = pipe(b, a.id, "dig", data, timeout=30)
+            check_eq(r.returncode, 0, "pipe exit (stderr %r)" % r.stderr)
+            want = "%d %s\n" % (len(data), hashlib.sha256(data).hexdigest())
+            check_eq(r.stdout.decode(), want, "digest sent after EOF")
+            # The same over the raw control protocol, with shutdown(SHUT_WR).
+            s = open_tunnel(b, a.id, "dig")
+            s.sendall(b"hello")
+            s.shutdown(socket.SHUT_WR)
+            out = b""
+            while True:
+                d = s.recv(4096)
+                if not d:
+                    break
+                out += d
+            s.close()
+            check_eq(out.decode(), "5 %s\n" % hashlib.sha256(b"hello").hexdigest(), "raw open digest")
+        finally:
+            svc.close()
+
+
+@T.test
+def access_denied_and_unknown_service():
+    with Cluster() as c:
+        a, b = pair(c)
+        other = c.daemon("o").start()
+        svc = Service(echo)
+        try:
+            check_eq(a.ctl("expose", "priv", svc.target, "--allow", other.id).returncode, 0, "expose priv")
+            check_eq(a.ctl("expose", "mine", svc.target, "--allow", b.id).returncode, 0, "expose mine")
+            r = pipe(b, a.id, "priv", b"x")
+            check_eq(r.returncode, 1, "pipe to a service b is not allowed on")
+            check("access_denied" in r.stderr.decode(), "stderr says access_denied: %r", r.stderr)
+            check_eq(r.stdout, b"", "no output")
+            r = pipe(b, a.id, "nosuch", b"x")
+            check_eq(r.returncode, 1, "pipe to an unknown service")
+            check("unknown_service" in r.stderr.decode(), "stderr says unknown_service: %r", r.stderr)
+            j = b.req({"cmd": "open", "peer": a.id, "service": "priv"})
+            check_eq((j.get("ok"), j.get("error")), (False, "access_denied"), "open priv")
+            j = b.req({"cmd": "open", "peer": a.id, "service": "nosuch"})
+            check_eq((j.get("ok"), j.get("error")), (False, "unknown_service"), "open nosuch")
+            check_eq(svc.accepted, 0, "refused tunnels never reach the service")
+            # The allowed one works, on the same link.
+            r = pipe(b, a.id, "mine", b"ping\n")
+            check_eq((r.returncode, r.stdout), (0, b"ping\n"), "allowed service")
+            # Bad arguments are the client's error.
+            j = b.req({"cmd": "open", "peer": "nope", "service": "x"})
+            check_eq(j.get("error"), "invalid_peer_id", "open with a bad ID")
+            j = b.req({"cmd": "open", "peer": a.id})
+            check_eq(j.get("error"), "bad_request", "open without service")
+        finally:
+            svc.close()
+
+
+@T.test
+def target_down_is_peer_unreachable():
+    with Cluster() as c:
+        a, b = pair(c)
+        dead = p2ptest.free_port()
+        check_eq(a.ctl("expose", "dead", "127.0.0.1:%d" % dead).returncode, 0, "expose")
+        r = pipe(b, a.id, "dead", b"x")
+        check_eq(r.returncode, 1, "pipe exit")
+        err = r.stderr.decode()
+        check("peer_unreachable" in err and "refused" in err, "message names the failure: %r", err)
+
+
+@T.test
+def reset_travels_end_to_end():
+    """The service aborts its connection (RST): the opener's socket is
+    closed, not left hanging."""
+    def rst(c):
+        c.recv(10)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()
+    with Cluster() as c:
+        a, b = pair(c)
+        svc = Service(rst)
+        try:
+            check_eq(a.ctl("expose", "rst", svc.target).returncode, 0, "expose")
+            s = open_tunnel(b, a.id, "rst")
+            s.sendall(b"go")
+            s.settimeout(10)
+            try:
+                d = s.recv(10)
+                check_eq(d, b"", "after the reset")
+            except ConnectionResetError:
+                pass
+            s.close()
+        finally:
+            svc.close()
+
+
+@T.test
+def forward_concurrent_clients():
+    with Cluster() as c:
+        a, b = pair(c)
+        svc = Service(echo)
+        try:
+            check_eq(a.ctl("expose", "echo", svc.target).returncode, 0, "expose")
+            r = b.ctl("--json", "forward", "0", a.id, "echo")
+            check_eq(r.returncode, 0, "forward exit (stderr %r)" % r.stderr)
+            import json
+            listen = json.loads(r.stdout)["listen"]
+            host, port = listen.rsplit(":", 1)
+            check_eq(host, "127.0.0.1", "default forward address")
+            check(int(port) > 0, "port 0 picks a port: %r", listen)
+            fw = b.req({"cmd": "forwards"})["forwards"]
+            check_eq(fw, [{"listen": listen, "peer": a.id, "service": "echo"}], "forwards")
+            out = b.ctl("forwards").stdout
+            check(listen in out and a.id in out, "forwards table %r", out)
+            errors = []
+
+            def client(i):
+                try:
+                    data = os.urandom(100000 + i)
+                    s = socket.create_connection((host, int(port)), timeout=30)
+                    threading.Thread(target=lambda: (s.sendall(data), s.shutdown(socket.SHUT_WR)),
+                                     daemon=True).start()
+                    got = bytearray()
+                    while True:
+                        d = s.recv(65536)
+                        if not d:
+                            break
+                        got += d
+                    s.close()
+                    if bytes(got) != data:
+                        errors.append("client %d: %d of %d bytes, equal=%s" % (i, len(got), len(data), bytes(got) == data))
+                except Exception as e:
+                    errors.append("client %d: %r" % (i, e))
+            ts = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(60)
+            check_eq(errors, [], "client errors")
+            check_eq(svc.accepted, 8, "service connections")
+            check_eq(b.ctl("unforward", port).returncode, 0, "unforward by bare port")
+            check_eq(b.req({"cmd": "forwards"})["forwards"], [], "forwards after unforward")
+            try:
+                socket.create_connection((host, int(port)), timeout=5).close()
+                raise AssertionError("forward port still accepts after unforward")
+            except ConnectionRefusedError:
+                pass
+            r = b.ctl("unforward", port)
+            check_eq(r.returncode, 1, "second unforward")
+            # A busy port: the daemon says why.
+            busy = socket.socket()
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            j = b.req({"cmd": "forward", "listen": "127.0.0.1:%d" % busy.getsockname()[1],
+                       "peer": a.id, "service": "echo"})
+            busy.close()
+            check_eq((j.get("ok"), j.get("error")), (False, "bad_request"), "forward on a busy port")
+        finally:
+            svc.close()
+
+
+@T.test
+def stalled_reader_does_not_stall_other_tunnel():
+    """Tunnel 1 pulls from a service that sends without end, and nobody
+    reads it; tunnel 2 on the same link must still echo promptly."""
+    with Cluster() as c:
+        a, b = pair(c)
+        src, ech = Service(source), Service(echo)
+        try:
+            check_eq(a.ctl("expose", "src", src.target).returncode, 0, "expose src")
+            check_eq(a.ctl("expose", "echo", ech.target).returncode, 0, "expose echo")
+            stalled = open_tunnel(b, a.id, "src")
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            time.sleep(1.5)  # every buffer on the way fills up
+            s = open_tunnel(b, a.id, "echo")
+            for i in range(20):
+                msg = os.urandom(1000)
+                t0 = time.monotonic()
+                s.sendall(msg)
+                check_eq(recv_exact(s, len(msg)), msg, "echo %d" % i)
+                check(time.monotonic() - t0 < 2.0, "echo %d took %.2fs", i, time.monotonic() - t0)
+            # Bulk on tunnel 2 while tunnel 1 is still stalled.
+            big = os.urandom(2 * 1024 * 1024)
+            threading.Thread(target=s.sendall, args=(big,), daemon=True).start()
+            check(recv_exact(s, len(big)) == big, "2 MB echoed beside a stalled tunnel")
+            # The stalled tunnel still works once read.
+            got = recv_exact(stalled, 1 << 20)
+            check_eq(len(got), 1 << 20, "stalled tunnel drains")
+            s.close()
+            stalled.close()
+            check_eq(len(b.peer_ids() & {a.id}), 1, "link still up")
+        finally:
+            src.close()
+            ech.close()
+
+
+@T.test
+def rss_bounded_while_reader_stalls():
+    """A writer offers 50 MB to a service that does not read: the daemons
+    must hold back (flow control), not buffer it all; then the service
+    reads and every byte arrives intact."""
+    release = threading.Event()
+    result = {}
+
+    def slow_sink(c):
+        release.wait(60)
+        h, n = hashlib.sha256(), 0
+        while True:
+            d = c.recv(1 << 20)
+            if not d:
+                break
+            h.update(d)
+            n += len(d)
+        result["n"], result["sha"] = n, h.hexdigest()
+        c.sendall(b"done")
+    with Cluster() as c:
+        a, b = pair(c)
+        svc = Service(slow_sink)
+        try:
+            check_eq(a.ctl("expose", "sink", svc.target).returncode, 0, "expose")
+            r = b.req({"cmd": "forward", "listen": "127.0.0.1:0", "peer": a.id, "service": "sink"})
+            check(r.get("ok"), "forward: %r", r)
+            host, port = r["listen"].rsplit(":", 1)
+            rss0 = (rss_kib(a), rss_kib(b))
+            total = 50 * 1024 * 1024
+            block = os.urandom(1 << 20)
+            sent = [0]
+            w = socket.create_connection((host, int(port)), timeout=120)
+            w.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+
+            def writer():
+                for _ in range(total // len(block)):
+                    w.sendall(block)
+                    sent[0] += len(block)
+                w.shutdown(socket.SHUT_WR)
+            wt = threading.Thread(target=writer, daemon=True)
+            wt.start()
+            # Wait until the writer is blocked: nothing moves for 1 s.
+            last, still = -1, 0
+            while still < 10:
+                time.sleep(0.1)
+                still = still + 1 if sent[0] == last else 0
+                last = sent[0]
+            rss1 = (rss_kib(a), rss_kib(b))
+            grow = max(rss1[0] - rss0[0], rss1[1] - rss0[1])
+            print("  writer blocked after %.1f MB; RSS growth a %+d KiB, b %+d KiB"
+                  % (sent[0] / 1048576, rss1[0] - rss0[0], rss1[1] - rss0[1]))
+            check(sent[0] < 20 * 1024 * 1024, "writer got %d bytes in: nothing held back", sent[0])
+            check(grow < 16 * 1024, "RSS grew by %d KiB while the reader stalled", grow)
+            release.set()
+            wt.join(120)
+            check(not wt.is_alive(), "writer finished once the service read")
+            check_eq(recv_exact(w, 4), b"done", "service reply")
+            w.close()
+            want = hashlib.sha256(block * (total // len(block))).hexdigest()
+            check_eq((result.get("n"), result.get("sha")), (total, want), "bytes at the service")
+        finally:
+            release.set()
+            svc.close()
+
+
+@T.test
+def connect_and_open_dial_a_peer_without_a_link():
+    """b is an overlay client (no listener) that knows only a; d joins
+    later. connect and open must find d by lookup and dial it (method
+    "dial"); a second connect finds the link ("existing")."""
+    with Cluster() as c:
+        a = c.daemon("a").start()
+        b = c.daemon("b", bootstrap=[a], listen=False, config={"listen": []}).start()
+        wait_for(lambda: a.id in b.peer_ids(), 15, what="b linked to a")
+        d = c.daemon("d", bootstrap=[a]).start()
+        e = c.daemon("e", bootstrap=[a]).start()
+        wait_for(lambda: a.id in d.peer_ids() and a.id in e.peer_ids(), 15, what="d, e linked to a")
+        svc = Service(echo)
+        try:
+            check_eq(e.ctl("expose", "echo", svc.target).returncode, 0, "expose on e")
+            check(d.id not in b.peer_ids(), "b already linked to d")
+            check(e.id not in b.peer_ids(), "b already linked to e")
+            r = b.ctl("--json", "connect", d.id)
+            check_eq(r.returncode, 0, "connect exit (stderr %r)" % r.stderr)
+            import json
+            j = json.loads(r.stdout)
+            check_eq((j["peer"], j["path"], j["method"]), (d.id, "direct", "dial"), "first connect")
+            check(isinstance(j["ms"], (int, float)) and j["ms"] >= 0, "ms %r", j["ms"])
+            check(d.id in b.peer_ids(), "b now linked to d")
+            j = b.req({"cmd": "connect", "peer": d.id})
+            check_eq(j.get("method"), "existing", "second connect")
+            out = b.ctl("connect", d.id).stdout
+            check("direct" in out and "existing" in out, "connect output %r", out)
+            # open (pipe) to e: no link yet, lookup + dial, then the tunnel.
+            data = os.urandom(50000)
+            r = pipe(b, e.id, "echo", data)
+            check_eq(r.returncode, 0, "pipe via dial (stderr %r)" % r.stderr)
+            check(r.stdout == data, "echo through a dialled link")
+            check(e.id in b.peer_ids(), "b linked to e")
+            # A peer that is not dialable (b has no listener): plain words.
+            j = e.req({"cmd": "connect", "peer": b.id}, timeout=60)
+            if j.get("ok"):
+                check_eq(j.get("method"), "existing", "e reached b over a link b made")
+            else:
+                check_eq(j.get("error"), "peer_unreachable", "connect to an undialable peer")
+            # An ID nobody has.
+            ghost = "a" * 52
+            j = a.req({"cmd": "connect", "peer": ghost}, timeout=60)
+            check_eq(j.get("error"), "peer_unreachable", "connect to an unknown ID")
+            check("hole punching is not implemented" in j.get("message", ""), "message %r", j)
+            r = a.ctl("pipe", ghost, "echo", input="x")
+            check_eq(r.returncode, 1, "pipe to an unknown ID")
+            check("peer_unreachable" in r.stderr, "pipe stderr %r", r.stderr)
+        finally:
+            svc.close()
+
+
+@T.test
+def sigterm_closes_tunnels_and_forwards():
+    with Cluster() as c:
+        a, b = pair(c)
+        svc = Service(echo)
+        try:
+            check_eq(a.ctl("expose", "echo", svc.target).returncode, 0, "expose")
+            r = b.req({"cmd": "forward", "listen": "0", "peer": a.id, "service": "echo"})
+            host, port = r["listen"].rsplit(":", 1)
+            s1 = socket.create_connection((host, int(port)), timeout=10)
+            s1.sendall(b"abc")
+            check_eq(recv_exact(s1, 3), b"abc", "forwarded echo")
+            s2 = open_tunnel(b, a.id, "echo")
+            s2.sendall(b"xyz")
+            check_eq(recv_exact(s2, 3), b"xyz", "opened echo")
+            check_eq(b.stop(), 0, "b's exit status with tunnels open")
+            for s in (s1, s2):
+                s.settimeout(10)
+                try:
+                    check_eq(s.recv(10), b"", "tunnel closed at shutdown")
+                except ConnectionResetError:
+                    pass
+                s.close()
+            try:
+                socket.create_connection((host, int(port)), timeout=5).close()
+                raise AssertionError("forward port still open after SIGTERM")
+            except ConnectionRefusedError:
+                pass
+            # a saw the tunnels end and keeps serving.
+            check_eq(a.req({"cmd": "status"})["id"], a.id, "a still answers")
+            check_eq(a.stop(), 0, "a's exit status")
+        finally:
+            svc.close()
+
+
+if __name__ == "__main__":
+    T.run()
