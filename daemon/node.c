@@ -179,6 +179,7 @@ static void on_tick(uv_timer_t *t)
 	for (struct link *l = n->links; l; l = l->next)
 		link_tick(l, now);
 	node_pending_expire(n, now);
+	node_dialback_tick(n, now);
 	maybe_rejoin(n, now);
 	if (n->cache.dirty && now - n->cache_saved >= NODE_PEERCACHE_SAVE_MS)
 		save_cache(n);

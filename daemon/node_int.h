@@ -32,6 +32,8 @@
 #define NODE_BADLOG_MS 10000 /* one bad-input line per peer per this */
 #define NODE_BADLOG_SLOTS 64
 #define NODE_DIALBACK_PER_S 4	 /* dial-backs we make per second */
+#define NODE_DIALBACK_ASKS 3	 /* we ask a server link at most this */
+#define NODE_REASK_MS 5000	 /* ... again after this, doubling */
 #define NODE_REJOIN_MIN_MS 2000	 /* no links: first retry of joining */
 #define NODE_REJOIN_MAX_MS 60000 /* ... backing off up to this */
 
@@ -80,7 +82,8 @@ struct link {
 	double rtt_ms;			   /* < 0 until measured */
 	uint64_t dialback_nonce;	   /* LP_DIALBACK: nonce to send */
 	bool dialback_busy;		   /* peer's DIALBACK being served */
-	bool dialback_asked;		   /* we asked this peer to dial us */
+	uint8_t dialback_asks;		   /* DIALBACKs we sent this peer */
+	uint64_t dialback_next;		   /* ... the next not before */
 	bool boot;			   /* dialled as a bootstrap address */
 	size_t wq;			   /* bytes queued for writing */
 	unsigned users;			   /* non-overlay users (tunnels) */
@@ -173,6 +176,9 @@ bool node_bad_input_log(struct p2pd_node *n, const struct p2p_addr *from);
 void node_dialback_request(struct p2pd_node *n, struct link *l,
 			   const struct p2p_msg *m);
 void node_dialback_ok(struct p2pd_node *n, struct link *l, uint64_t nonce);
+/* Housekeeping: ask again where a dial-back request may have been
+ * dropped by a busy server (NODE_DIALBACK_PER_S). */
+void node_dialback_tick(struct p2pd_node *n, uint64_t now);
 void node_pending_fail_link(struct p2pd_node *n, struct link *l,
 			    const char *why);
 void node_pending_hello(struct p2pd_node *n, struct link *l);

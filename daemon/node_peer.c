@@ -68,20 +68,56 @@ static void ask_dialback(struct p2pd_node *n, struct link *l,
 
 	if (n->server || !l->peer_server || observed->family == 0)
 		return;
-	/* Each server link is asked once; peers that do not answer (or
-	 * cannot reach us) cost nothing more. */
-	if (l->dialback_asked)
+	/*
+	 * A server serves NODE_DIALBACK_PER_S requests and drops the rest
+	 * without a word, so a request made in a burst of joins may never
+	 * be tried: each server link is asked up to NODE_DIALBACK_ASKS
+	 * times, backing off; after that, a peer that cannot reach us costs
+	 * nothing more.
+	 */
+	if (l->dialback_asks >= NODE_DIALBACK_ASKS ||
+	    (l->dialback_asks > 0 && node_now(n) < l->dialback_next))
 		return;
 	li = listener_for(n, observed->family);
 	if (!li)
 		return;
 	if (!n->db_nonce)
 		randombytes_buf(&n->db_nonce, sizeof(n->db_nonce));
-	l->dialback_asked = true;
+	/* Jittered: requests dropped in one burst must not all come back
+	 * together, in the same order, and be dropped again. */
+	l->dialback_next = node_now(n) +
+			   ((uint64_t)NODE_REASK_MS << l->dialback_asks) +
+			   randombytes_uniform(NODE_REASK_MS);
+	l->dialback_asks++;
 	m.u.dialback.nonce = n->db_nonce;
 	m.u.dialback.addr = *observed;
 	m.u.dialback.addr.port = li->addr.port;
 	link_send_msg(l, &m);
+}
+
+void node_dialback_tick(struct p2pd_node *n, uint64_t now)
+{
+	struct p2p_addr ext[P2P_NAT_EXTERNAL_MAX];
+	size_t next;
+
+	if (n->server)
+		return;
+	next = p2p_nat_external(n->nat, ext, P2P_NAT_EXTERNAL_MAX);
+	for (struct link *l = n->links; l; l = l->next) {
+		if (l->state != LINK_UP || !l->hello_rx ||
+		    l->purpose != LP_OVERLAY || l->dialback_asks == 0 ||
+		    l->dialback_asks >= NODE_DIALBACK_ASKS ||
+		    now < l->dialback_next)
+			continue;
+		/* The peer dials the IP it sees us at; only the family and
+		 * the port of the address we send matter. */
+		for (size_t i = 0; i < next; i++) {
+			if (ext[i].family == l->local.family) {
+				ask_dialback(n, l, &ext[i]);
+				break;
+			}
+		}
+	}
 }
 
 /* Another link to the same peer that HELLO'd: the tie-break decides. */
