@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #define STREAM_WINDOW (256u * 1024)	 /* credit granted per stream */
-#define STREAM_CHUNK (32u * 1024)	 /* data bytes in one STREAM_DATA */
+#define STREAM_CHUNK (60u * 1024)	 /* data bytes in one STREAM_DATA */
 #define STREAM_CREDIT_BATCH (64u * 1024) /* return credit in steps of */
 #define STREAM_CREDIT_MAX (64u * 1024 * 1024) /* more is a peer error */
 

@@ -106,6 +106,11 @@ void tun_close(struct tun *t, bool abort)
 		t->link->users--;
 		t->link = NULL;
 	}
+	if (t->resolve) {
+		t->resolve->t = NULL;
+		uv_cancel((uv_req_t *)&t->resolve->req);
+		t->resolve = NULL;
+	}
 	unlist(t);
 	if (!t->h) {
 		free(t);
@@ -410,21 +415,26 @@ static void on_reset_msg(struct tun *t, const struct p2p_msg *m)
 
 /* ---- the acceptor: a peer opens a stream to one of our services ---- */
 
+static void target_failed(struct tun *t, const char *what)
+{
+	char msg[160];
+
+	snprintf(msg, sizeof(msg), "service %s: %s", t->service, what);
+	log_info("tunnel: %s", msg);
+	t->s.state = STREAM_DONE;
+	send_reset(t, STREAM_RST_UNREACHABLE, msg);
+	tun_close(t, false);
+}
+
 static void on_target_connect(uv_connect_t *req, int status)
 {
 	struct tun *t = req->data;
 	struct p2p_msg m = {.type = P2P_MSG_STREAM_ACCEPT};
-	char msg[128];
 
 	if (t->closing)
 		return;
 	if (status < 0) {
-		snprintf(msg, sizeof(msg), "service %s: %s", t->service,
-			 uv_strerror(status));
-		log_info("tunnel: %s", msg);
-		t->s.state = STREAM_DONE;
-		send_reset(t, STREAM_RST_UNREACHABLE, msg);
-		tun_close(t, false);
+		target_failed(t, uv_strerror(status));
 		return;
 	}
 	uv_tcp_nodelay(&t->tcp, 1);
@@ -467,23 +477,74 @@ static void refuse(struct link *l, uint32_t id, uint8_t code,
 	link_send_msg(l, &m);
 }
 
+static int connect_target(struct tun *t, const struct sockaddr *sa)
+{
+	t->conn.data = t;
+	return uv_tcp_connect(&t->conn, &t->tcp, sa, on_target_connect);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct tun_resolve *r = (struct tun_resolve *)req;
+	struct tun *t = r->t;
+	int rc = status;
+
+	free(r);
+	if (!t) { /* the tunnel closed meanwhile */
+		uv_freeaddrinfo(res);
+		return;
+	}
+	t->resolve = NULL;
+	if (rc == 0)
+		rc = res ? connect_target(t, res->ai_addr) : UV_EAI_NONAME;
+	uv_freeaddrinfo(res);
+	if (rc < 0)
+		target_failed(t, uv_strerror(rc));
+	node_drain(t->n);
+}
+
+/* "HOST:PORT" with a host name: resolve it first. */
+static int resolve_target(struct tun *t, const char *target)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+	const char *colon = strrchr(target, ':');
+	char host[256];
+	struct tun_resolve *r;
+	int rc;
+
+	if (!colon || (size_t)(colon - target) >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, target, (size_t)(colon - target));
+	host[colon - target] = '\0';
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->t = t;
+	rc = uv_getaddrinfo(t->n->loop, &r->req, on_resolved, host, colon + 1,
+			    &hints);
+	if (rc < 0) {
+		free(r);
+		return rc;
+	}
+	t->resolve = r;
+	return 0;
+}
+
 static int start_target(struct tun *t, const struct p2pd_service *svc)
 {
 	struct sockaddr_storage ss;
 	socklen_t slen;
 	int rc;
 
-	if (node_addr_to_sockaddr(&svc->target_addr, &ss, &slen) < 0)
-		return -EINVAL;
 	rc = uv_tcp_init(t->n->loop, &t->tcp);
 	if (rc < 0)
 		return rc;
 	t->n->open_handles++;
 	t->tcp.data = t;
 	t->h = (uv_stream_t *)&t->tcp;
-	t->conn.data = t;
-	return uv_tcp_connect(&t->conn, &t->tcp, (struct sockaddr *)&ss,
-			      on_target_connect);
+	if (node_addr_to_sockaddr(&svc->target_addr, &ss, &slen) < 0)
+		return resolve_target(t, svc->target);
+	return connect_target(t, (struct sockaddr *)&ss);
 }
 
 static void on_open_msg(struct p2pd_node *n, struct link *l,
@@ -533,13 +594,7 @@ static void on_open_msg(struct p2pd_node *n, struct link *l,
 	t->deadline = node_now(n) + TUN_OPEN_TIMEOUT_MS;
 	rc = start_target(t, svc);
 	if (rc < 0) {
-		char msg[128];
-		snprintf(msg, sizeof(msg), "service %s: %s", svc->name,
-			 rc == -EINVAL ? "target is not a numeric address"
-				       : uv_strerror(rc));
-		t->s.state = STREAM_DONE;
-		send_reset(t, STREAM_RST_UNREACHABLE, msg);
-		tun_close(t, false);
+		target_failed(t, uv_strerror(rc));
 		return;
 	}
 	log_info("tunnel %u from %s to service %s", id, idt, svc->name);

@@ -9,6 +9,13 @@
 
 struct tun_waiter;
 
+/* A host-name lookup for a service target; outlives its tunnel if need
+ * be (libuv calls back even when cancelled). */
+struct tun_resolve {
+	uv_getaddrinfo_t req;
+	struct tun *t; /* NULL once the tunnel is gone */
+};
+
 /*
  * Called once: l is an up link to the peer (code NULL), or l is NULL and
  * code/msg say why there is none. dialled: the link was made for this.
@@ -59,9 +66,10 @@ struct tun {
 	bool h_malloced;     /* the control pipe: freed in the close cb */
 	bool reading;
 	bool closing;
-	bool counted_blocked; /* counted in tunnels.blocked */
-	uv_tcp_t tcp;	      /* TUN_FWD, TUN_TARGET */
-	uv_connect_t conn;    /* TUN_TARGET */
+	bool counted_blocked;	     /* counted in tunnels.blocked */
+	uv_tcp_t tcp;		     /* TUN_FWD, TUN_TARGET */
+	uv_connect_t conn;	     /* TUN_TARGET */
+	struct tun_resolve *resolve; /* TUN_TARGET: host name lookup */
 	uv_shutdown_t shut;
 	uint64_t deadline; /* OPENING: give up then */
 	uint32_t peer_window;

@@ -238,6 +238,23 @@ def target_down_is_peer_unreachable():
 
 
 @T.test
+def service_target_by_host_name():
+    with Cluster() as c:
+        a, b = pair(c)
+        svc = Service(echo)
+        try:
+            check_eq(a.ctl("expose", "named", "localhost:%d" % svc.port).returncode, 0, "expose")
+            check_eq(a.ctl("expose", "nowhere", "no-such-host.invalid:80").returncode, 0, "expose")
+            r = pipe(b, a.id, "named", b"by name\n")
+            check_eq((r.returncode, r.stdout), (0, b"by name\n"), "echo via localhost (stderr %r)" % r.stderr)
+            r = pipe(b, a.id, "nowhere", b"x")
+            check_eq(r.returncode, 1, "unresolvable target")
+            check("peer_unreachable" in r.stderr.decode(), "stderr %r", r.stderr)
+        finally:
+            svc.close()
+
+
+@T.test
 def reset_travels_end_to_end():
     """The service aborts its connection (RST): the opener's socket is
     closed, not left hanging."""
