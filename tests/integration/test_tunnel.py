@@ -4,6 +4,7 @@ connect, access control, half-close, resets, per-stream flow control and
 bounded memory, with real daemons on loopback and local TCP services run
 by this script."""
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -119,7 +120,6 @@ def open_tunnel(d, peer, service, timeout=15):
         if not ch:
             raise AssertionError("control socket closed before the open reply")
         line += ch
-    import json
     r = json.loads(line)
     check(r.get("ok") is True, "open refused: %r", r)
     return s
@@ -188,6 +188,22 @@ def pipe_half_close():
                 out += d
             s.close()
             check_eq(out.decode(), "5 %s\n" % hashlib.sha256(b"hello").hexdigest(), "raw open digest")
+            # Bytes sent with the open line, before its answer, are kept.
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(15)
+            s.connect(b.sock)
+            s.sendall(b'{"cmd":"open","peer":"%s","service":"dig"}\nearly bytes' % a.id.encode())
+            s.shutdown(socket.SHUT_WR)
+            out = b""
+            while True:
+                d = s.recv(4096)
+                if not d:
+                    break
+                out += d
+            s.close()
+            line, rest = out.split(b"\n", 1)
+            check_eq(json.loads(line), {"ok": True}, "open reply")
+            check_eq(rest.decode(), "11 %s\n" % hashlib.sha256(b"early bytes").hexdigest(), "early bytes digest")
         finally:
             svc.close()
 
@@ -254,28 +270,48 @@ def service_target_by_host_name():
             svc.close()
 
 
+LINGER0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # struct linger {1, 0}: close sends RST
+
+
 @T.test
 def reset_travels_end_to_end():
-    """The service aborts its connection (RST): the opener's socket is
-    closed, not left hanging."""
-    def rst(c):
-        c.recv(10)
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        c.close()
+    """An RST on one side arrives as an RST on the other, both ways, and
+    not as a clean EOF."""
+    seen = {}
+
+    def service(c):
+        first = c.recv(10)
+        if first == b"rst-me":  # the service aborts
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
+            c.close()
+            return
+        c.sendall(b"ready")  # the client aborts: what do we see?
+        try:
+            seen["svc"] = c.recv(10)
+        except ConnectionResetError:
+            seen["svc"] = "reset"
     with Cluster() as c:
         a, b = pair(c)
-        svc = Service(rst)
+        svc = Service(service)
         try:
             check_eq(a.ctl("expose", "rst", svc.target).returncode, 0, "expose")
-            s = open_tunnel(b, a.id, "rst")
-            s.sendall(b"go")
-            s.settimeout(10)
+            r = b.req({"cmd": "forward", "listen": "0", "peer": a.id, "service": "rst"})
+            host, port = r["listen"].rsplit(":", 1)
+            s = socket.create_connection((host, int(port)), timeout=10)
+            s.sendall(b"rst-me")
             try:
-                d = s.recv(10)
-                check_eq(d, b"", "after the reset")
+                got = s.recv(10)
             except ConnectionResetError:
-                pass
+                got = "reset"
             s.close()
+            check_eq(got, "reset", "client side of a service reset")
+            s = socket.create_connection((host, int(port)), timeout=10)
+            s.sendall(b"hello")
+            check_eq(recv_exact(s, 5), b"ready", "service answer")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
+            s.close()
+            wait_for(lambda: "svc" in seen, 10, what="the service to see the end")
+            check_eq(seen["svc"], "reset", "service side of a client reset")
         finally:
             svc.close()
 
@@ -289,7 +325,6 @@ def forward_concurrent_clients():
             check_eq(a.ctl("expose", "echo", svc.target).returncode, 0, "expose")
             r = b.ctl("--json", "forward", "0", a.id, "echo")
             check_eq(r.returncode, 0, "forward exit (stderr %r)" % r.stderr)
-            import json
             listen = json.loads(r.stdout)["listen"]
             host, port = listen.rsplit(":", 1)
             check_eq(host, "127.0.0.1", "default forward address")
@@ -453,7 +488,8 @@ def connect_and_open_dial_a_peer_without_a_link():
     with Cluster() as c:
         a = c.daemon("a").start()
         b = c.daemon("b", bootstrap=[a], listen=False, config={"listen": []}).start()
-        wait_for(lambda: a.id in b.peer_ids(), 15, what="b linked to a")
+        f = c.daemon("f", bootstrap=[a], listen=False, config={"listen": []}).start()
+        wait_for(lambda: a.id in b.peer_ids() and a.id in f.peer_ids(), 15, what="b, f linked to a")
         d = c.daemon("d", bootstrap=[a]).start()
         e = c.daemon("e", bootstrap=[a]).start()
         wait_for(lambda: a.id in d.peer_ids() and a.id in e.peer_ids(), 15, what="d, e linked to a")
@@ -464,7 +500,6 @@ def connect_and_open_dial_a_peer_without_a_link():
             check(e.id not in b.peer_ids(), "b already linked to e")
             r = b.ctl("--json", "connect", d.id)
             check_eq(r.returncode, 0, "connect exit (stderr %r)" % r.stderr)
-            import json
             j = json.loads(r.stdout)
             check_eq((j["peer"], j["path"], j["method"]), (d.id, "direct", "dial"), "first connect")
             check(isinstance(j["ms"], (int, float)) and j["ms"] >= 0, "ms %r", j["ms"])
@@ -479,12 +514,15 @@ def connect_and_open_dial_a_peer_without_a_link():
             check_eq(r.returncode, 0, "pipe via dial (stderr %r)" % r.stderr)
             check(r.stdout == data, "echo through a dialled link")
             check(e.id in b.peer_ids(), "b linked to e")
-            # A peer that is not dialable (b has no listener): plain words.
-            j = e.req({"cmd": "connect", "peer": b.id}, timeout=60)
-            if j.get("ok"):
-                check_eq(j.get("method"), "existing", "e reached b over a link b made")
-            else:
-                check_eq(j.get("error"), "peer_unreachable", "connect to an undialable peer")
+            # A peer that cannot be dialled (f has no listener, and its
+            # only link is to a): plain words, no hang.
+            check(f.id not in e.peer_ids(), "e already linked to f")
+            j = e.req({"cmd": "connect", "peer": f.id}, timeout=60)
+            check_eq(j.get("error"), "peer_unreachable", "connect to an undialable peer: %r" % j)
+            check("hole punching is not implemented" in j.get("message", ""), "message %r", j)
+            r = e.ctl("pipe", f.id, "echo", input="x")
+            check_eq(r.returncode, 1, "pipe to an undialable peer")
+            check("peer_unreachable" in r.stderr and "hole punching" in r.stderr, "pipe stderr %r", r.stderr)
             # An ID nobody has.
             ghost = "a" * 52
             j = a.req({"cmd": "connect", "peer": ghost}, timeout=60)
