@@ -123,13 +123,13 @@ void tun_close(struct tun *t, bool abort)
 	uv_close((uv_handle_t *)t->h, tun_on_handle_closed);
 }
 
-static void send_msg(struct tun *t, struct p2p_msg *m)
+void tun_send_msg(struct tun *t, struct p2p_msg *m)
 {
 	if (t->link)
 		link_send_msg(t->link, m);
 }
 
-static void send_reset(struct tun *t, uint8_t code, const char *reason)
+void tun_send_reset(struct tun *t, uint8_t code, const char *reason)
 {
 	struct p2p_msg m = {.type = P2P_MSG_STREAM_RESET};
 
@@ -137,7 +137,7 @@ static void send_reset(struct tun *t, uint8_t code, const char *reason)
 	m.u.reset.code = code;
 	m.u.reset.reason = reason;
 	m.u.reset.len = strlen(reason);
-	send_msg(t, &m);
+	tun_send_msg(t, &m);
 }
 
 /* ---- the local socket ---- */
@@ -180,7 +180,7 @@ static void send_data(struct tun *t, const uint8_t *data, size_t len)
 	m.u.stream.stream = t->s.id;
 	m.u.stream.data = data;
 	m.u.stream.len = len;
-	send_msg(t, &m);
+	tun_send_msg(t, &m);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -262,16 +262,16 @@ static void apply(struct tun *t, int act)
 		m.type = P2P_MSG_STREAM_WINDOW;
 		m.u.stream.stream = t->s.id;
 		m.u.stream.credit = t->s.credit_out;
-		send_msg(t, &m);
+		tun_send_msg(t, &m);
 	}
 	if (act & STREAM_ACT_SEND_FIN) {
 		m.type = P2P_MSG_STREAM_FIN;
 		m.u.stream.stream = t->s.id;
-		send_msg(t, &m);
+		tun_send_msg(t, &m);
 	}
 	if (act & STREAM_ACT_SEND_RESET)
-		send_reset(t, t->s.reset_code,
-			   stream_reset_name(t->s.reset_code));
+		tun_send_reset(t, t->s.reset_code,
+			       stream_reset_name(t->s.reset_code));
 	if ((act & STREAM_ACT_SHUTDOWN) && t->h && !t->closing) {
 		t->shut.data = t;
 		if (uv_shutdown(&t->shut, t->h, on_local_shutdown) < 0)
@@ -303,7 +303,7 @@ void tun_fail_open(struct tun *t, const char *code, const char *fmt, ...)
 	tun_close(t, true);
 }
 
-static size_t link_streams(struct p2pd_node *n, const struct link *l)
+size_t tun_link_streams(struct p2pd_node *n, const struct link *l)
 {
 	size_t c = 0;
 
@@ -317,7 +317,7 @@ void tun_start_open(struct p2pd_node *n, struct tun *t, struct link *l)
 {
 	struct p2p_msg m = {.type = P2P_MSG_STREAM_OPEN};
 
-	if (link_streams(n, l) >= TUN_MAX_PER_LINK) {
+	if (tun_link_streams(n, l) >= TUN_MAX_PER_LINK) {
 		tun_fail_open(t, "busy", "already %d tunnels on that link",
 			      TUN_MAX_PER_LINK);
 		return;
@@ -334,7 +334,7 @@ void tun_start_open(struct p2pd_node *n, struct tun *t, struct link *l)
 		tun_fail_open(t, "peer_unreachable", "cannot send on the link");
 }
 
-static struct tun *find(struct p2pd_node *n, const struct link *l, uint32_t id)
+struct tun *tun_find(struct p2pd_node *n, const struct link *l, uint32_t id)
 {
 	for (struct tun *t = n->tun.list; t; t = t->next)
 		if (t->link == l && t->s.id == id && !t->closing)
@@ -343,8 +343,8 @@ static struct tun *find(struct p2pd_node *n, const struct link *l, uint32_t id)
 }
 
 /* The stream is open both ways: take data from the local socket. */
-static void tun_opened(struct tun *t, uint32_t window, const char *rest,
-		       size_t restlen)
+void tun_opened(struct tun *t, uint32_t window, const char *rest,
+		size_t restlen)
 {
 	int act = stream_on_open(&t->s, window);
 
@@ -413,193 +413,6 @@ static void on_reset_msg(struct tun *t, const struct p2p_msg *m)
 	apply(t, stream_on_reset(&t->s));
 }
 
-/* ---- the acceptor: a peer opens a stream to one of our services ---- */
-
-static void target_failed(struct tun *t, const char *what)
-{
-	char msg[160];
-
-	snprintf(msg, sizeof(msg), "service %s: %s", t->service, what);
-	log_info("tunnel: %s", msg);
-	t->s.state = STREAM_DONE;
-	send_reset(t, STREAM_RST_UNREACHABLE, msg);
-	tun_close(t, false);
-}
-
-static void on_target_connect(uv_connect_t *req, int status)
-{
-	struct tun *t = req->data;
-	struct p2p_msg m = {.type = P2P_MSG_STREAM_ACCEPT};
-
-	if (t->closing)
-		return;
-	if (status < 0) {
-		target_failed(t, uv_strerror(status));
-		return;
-	}
-	uv_tcp_nodelay(&t->tcp, 1);
-	m.u.stream_open.stream = t->s.id;
-	m.u.stream_open.window = STREAM_WINDOW;
-	send_msg(t, &m);
-	tun_opened(t, t->peer_window, NULL, 0);
-	node_drain(t->n);
-}
-
-static const struct p2pd_service *find_service(struct p2pd_node *n,
-					       const char *name, size_t len)
-{
-	for (size_t i = 0; i < n->nservices; i++)
-		if (strlen(n->services[i].name) == len &&
-		    !memcmp(n->services[i].name, name, len))
-			return &n->services[i];
-	return NULL;
-}
-
-static bool allowed(const struct p2pd_service *svc, const struct p2p_peerid *id)
-{
-	if (svc->allow_any)
-		return true;
-	for (size_t i = 0; i < svc->nallow; i++)
-		if (p2p_peerid_equal(&svc->allow[i], id))
-			return true;
-	return false;
-}
-
-static void refuse(struct link *l, uint32_t id, uint8_t code,
-		   const char *reason)
-{
-	struct p2p_msg m = {.type = P2P_MSG_STREAM_RESET};
-
-	m.u.reset.stream = id;
-	m.u.reset.code = code;
-	m.u.reset.reason = reason;
-	m.u.reset.len = strlen(reason);
-	link_send_msg(l, &m);
-}
-
-static int connect_target(struct tun *t, const struct sockaddr *sa)
-{
-	t->conn.data = t;
-	return uv_tcp_connect(&t->conn, &t->tcp, sa, on_target_connect);
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-	struct tun_resolve *r = (struct tun_resolve *)req;
-	struct tun *t = r->t;
-	int rc = status;
-
-	free(r);
-	if (!t) { /* the tunnel closed meanwhile */
-		uv_freeaddrinfo(res);
-		return;
-	}
-	t->resolve = NULL;
-	if (rc == 0)
-		rc = res ? connect_target(t, res->ai_addr) : UV_EAI_NONAME;
-	uv_freeaddrinfo(res);
-	if (rc < 0)
-		target_failed(t, uv_strerror(rc));
-	node_drain(t->n);
-}
-
-/* "HOST:PORT" with a host name: resolve it first. */
-static int resolve_target(struct tun *t, const char *target)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
-	const char *colon = strrchr(target, ':');
-	char host[256];
-	struct tun_resolve *r;
-	int rc;
-
-	if (!colon || (size_t)(colon - target) >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, target, (size_t)(colon - target));
-	host[colon - target] = '\0';
-	r = calloc(1, sizeof(*r));
-	if (!r)
-		return -ENOMEM;
-	r->t = t;
-	rc = uv_getaddrinfo(t->n->loop, &r->req, on_resolved, host, colon + 1,
-			    &hints);
-	if (rc < 0) {
-		free(r);
-		return rc;
-	}
-	t->resolve = r;
-	return 0;
-}
-
-static int start_target(struct tun *t, const struct p2pd_service *svc)
-{
-	struct sockaddr_storage ss;
-	socklen_t slen;
-	int rc;
-
-	rc = uv_tcp_init(t->n->loop, &t->tcp);
-	if (rc < 0)
-		return rc;
-	t->n->open_handles++;
-	t->tcp.data = t;
-	t->h = (uv_stream_t *)&t->tcp;
-	if (node_addr_to_sockaddr(&svc->target_addr, &ss, &slen) < 0)
-		return resolve_target(t, svc->target);
-	return connect_target(t, (struct sockaddr *)&ss);
-}
-
-static void on_open_msg(struct p2pd_node *n, struct link *l,
-			const struct p2p_msg *m)
-{
-	uint32_t id = m->u.stream_open.stream;
-	const struct p2pd_service *svc;
-	char idt[P2P_ID_TEXT_LEN + 1];
-	struct tun *t;
-	int rc;
-
-	if (!stream_id_from_peer(id, l->outbound) || find(n, l, id)) {
-		refuse(l, id, STREAM_RST_PROTOCOL, "bad stream id");
-		return;
-	}
-	if (n->stopping) {
-		refuse(l, id, STREAM_RST_SHUTDOWN, "shutting down");
-		return;
-	}
-	p2p_peerid_to_text(&l->peer, idt);
-	svc = find_service(n, m->u.stream_open.service,
-			   m->u.stream_open.service_len);
-	if (!svc) {
-		log_info("tunnel from %s: no service '%.*s'", idt,
-			 (int)m->u.stream_open.service_len,
-			 m->u.stream_open.service);
-		refuse(l, id, STREAM_RST_NO_SERVICE, "no such service");
-		return;
-	}
-	if (!allowed(svc, &l->peer)) {
-		log_info("tunnel from %s to %s: not allowed", idt, svc->name);
-		refuse(l, id, STREAM_RST_DENIED,
-		       "access denied: this peer ID is not allowed");
-		return;
-	}
-	if (link_streams(n, l) >= TUN_MAX_PER_LINK ||
-	    !(t = tun_new(n, TUN_TARGET))) {
-		refuse(l, id, STREAM_RST_BUSY, "too many tunnels");
-		return;
-	}
-	stream_init(&t->s, id);
-	t->link = l;
-	l->users++;
-	t->peer = l->peer;
-	t->peer_window = m->u.stream_open.window;
-	snprintf(t->service, sizeof(t->service), "%s", svc->name);
-	t->deadline = node_now(n) + TUN_OPEN_TIMEOUT_MS;
-	rc = start_target(t, svc);
-	if (rc < 0) {
-		target_failed(t, uv_strerror(rc));
-		return;
-	}
-	log_info("tunnel %u from %s to service %s", id, idt, svc->name);
-}
-
 /* ---- hooks ---- */
 
 void tunnel_on_msg(struct link *l, const struct p2p_msg *m)
@@ -608,14 +421,15 @@ void tunnel_on_msg(struct link *l, const struct p2p_msg *m)
 	struct tun *t;
 
 	if (m->type == P2P_MSG_STREAM_OPEN) {
-		on_open_msg(n, l, m);
+		tun_on_open_msg(n, l, m);
 		return;
 	}
 	/* Every other STREAM_* message has the stream ID first. */
-	t = find(n, l,
-		 m->type == P2P_MSG_STREAM_RESET    ? m->u.reset.stream
-		 : m->type == P2P_MSG_STREAM_ACCEPT ? m->u.stream_open.stream
-						    : m->u.stream.stream);
+	t = tun_find(n, l,
+		     m->type == P2P_MSG_STREAM_RESET ? m->u.reset.stream
+		     : m->type == P2P_MSG_STREAM_ACCEPT
+			 ? m->u.stream_open.stream
+			 : m->u.stream.stream);
 	if (!t)
 		return; /* closed here already: late messages are normal */
 	switch (m->type) {
@@ -692,7 +506,7 @@ void tunnel_expire(struct p2pd_node *n, uint64_t now)
 		    t->s.state != STREAM_OPENING || !t->link)
 			continue;
 		t->deadline = 0;
-		send_reset(t, STREAM_RST_TIMEOUT, "open timed out");
+		tun_send_reset(t, STREAM_RST_TIMEOUT, "open timed out");
 		t->s.state = STREAM_DONE;
 		if (t->kind == TUN_TARGET) {
 			tun_close(t, true);

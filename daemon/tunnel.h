@@ -3,8 +3,9 @@
  * and a peer's exposed service, multiplexed over the one authenticated
  * link to that peer with STREAM_* messages. tunnel.c is the libuv glue of
  * the stream core (stream.h); tunnel_link.c gets a link to a peer (an
- * existing one, else lookup + dial); tunnel_cmd.c holds the control
- * commands open, connect, forward, unforward and forwards.
+ * existing one, else lookup + dial); tunnel_target.c serves a peer's
+ * STREAM_OPEN (access checks, connecting to the service); tunnel_cmd.c
+ * holds the control commands open, connect, forward, unforward, forwards.
  *
  * The node calls the hooks below; struct tunnels lives inside the node.
  */

@@ -95,6 +95,17 @@ void tun_start_open(struct p2pd_node *n, struct tun *t, struct link *l);
 void tun_fail_open(struct tun *t, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void tun_on_handle_closed(uv_handle_t *h);
+void tun_send_msg(struct tun *t, struct p2p_msg *m);
+void tun_send_reset(struct tun *t, uint8_t code, const char *reason);
+size_t tun_link_streams(struct p2pd_node *n, const struct link *l);
+struct tun *tun_find(struct p2pd_node *n, const struct link *l, uint32_t id);
+/* The stream is open both ways (rest: bytes to send first). */
+void tun_opened(struct tun *t, uint32_t window, const char *rest,
+		size_t restlen);
+
+/* tunnel_target.c: STREAM_OPEN from the peer of l. */
+void tun_on_open_msg(struct p2pd_node *n, struct link *l,
+		     const struct p2p_msg *m);
 
 /* tunnel_link.c */
 /* Start getting a link to peer for w; w->done may run before this
