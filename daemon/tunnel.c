@@ -129,15 +129,17 @@ void tun_send_msg(struct tun *t, struct p2p_msg *m)
 		link_send_msg(t->link, m);
 }
 
-void tun_send_reset(struct tun *t, uint8_t code, const char *reason)
+void tun_send_reset_id(struct link *l, uint32_t id, uint8_t code,
+		       const char *reason)
 {
 	struct p2p_msg m = {.type = P2P_MSG_STREAM_RESET};
 
-	m.u.reset.stream = t->s.id;
+	m.u.reset.stream = id;
 	m.u.reset.code = code;
 	m.u.reset.reason = reason;
 	m.u.reset.len = strlen(reason);
-	tun_send_msg(t, &m);
+	if (l)
+		link_send_msg(l, &m);
 }
 
 /* ---- the local socket ---- */
@@ -253,25 +255,20 @@ static void local_write(struct tun *t, const uint8_t *data, size_t len)
 	}
 }
 
-/* Carry out what the stream core asked for, in this order. */
+/*
+ * Carry out what the stream core asked for. The local side is dealt with
+ * first and the messages go out last, on the link as it was: a send can
+ * fail and take the link down, and with it every tunnel on it, so nothing
+ * here touches t after sending. Callers do not touch t after apply() when
+ * act may close it (a tunnel without a local socket is freed at once).
+ */
 static void apply(struct tun *t, int act)
 {
+	struct link *l = t->link;
+	uint32_t id = t->s.id, credit = t->s.credit_out;
+	uint8_t code = t->s.reset_code;
 	struct p2p_msg m = {0};
 
-	if (act & STREAM_ACT_SEND_WINDOW) {
-		m.type = P2P_MSG_STREAM_WINDOW;
-		m.u.stream.stream = t->s.id;
-		m.u.stream.credit = t->s.credit_out;
-		tun_send_msg(t, &m);
-	}
-	if (act & STREAM_ACT_SEND_FIN) {
-		m.type = P2P_MSG_STREAM_FIN;
-		m.u.stream.stream = t->s.id;
-		tun_send_msg(t, &m);
-	}
-	if (act & STREAM_ACT_SEND_RESET)
-		tun_send_reset(t, t->s.reset_code,
-			       stream_reset_name(t->s.reset_code));
 	if ((act & STREAM_ACT_SHUTDOWN) && t->h && !t->closing) {
 		t->shut.data = t;
 		if (uv_shutdown(&t->shut, t->h, on_local_shutdown) < 0)
@@ -281,6 +278,21 @@ static void apply(struct tun *t, int act)
 		tun_close(t, true);
 	else if (act & STREAM_ACT_CLOSE)
 		tun_close(t, false);
+	if (!l)
+		return;
+	if (act & STREAM_ACT_SEND_WINDOW) {
+		m.type = P2P_MSG_STREAM_WINDOW;
+		m.u.stream.stream = id;
+		m.u.stream.credit = credit;
+		link_send_msg(l, &m);
+	}
+	if (act & STREAM_ACT_SEND_FIN) {
+		m.type = P2P_MSG_STREAM_FIN;
+		m.u.stream.stream = id;
+		link_send_msg(l, &m);
+	}
+	if (act & STREAM_ACT_SEND_RESET)
+		tun_send_reset_id(l, id, code, stream_reset_name(code));
 }
 
 /* ---- opening ---- */
@@ -330,8 +342,8 @@ void tun_start_open(struct p2pd_node *n, struct tun *t, struct link *l)
 	m.u.stream_open.window = STREAM_WINDOW;
 	m.u.stream_open.service = t->service;
 	m.u.stream_open.service_len = strlen(t->service);
-	if (link_send_msg(l, &m) < 0)
-		tun_fail_open(t, "peer_unreachable", "cannot send on the link");
+	/* A failed send takes the link down, and this tunnel with it. */
+	link_send_msg(l, &m);
 }
 
 struct tun *tun_find(struct p2pd_node *n, const struct link *l, uint32_t id)
@@ -352,8 +364,10 @@ void tun_opened(struct tun *t, uint32_t window, const char *rest,
 	/* Bytes a control client sent after its open line. */
 	while (!act && restlen > 0) {
 		size_t k = stream_read_budget(&t->s);
-		if (k == 0)
-			break; /* cannot happen: rest < STREAM_WINDOW */
+		if (k == 0) { /* a peer granting less than our line limit */
+			act = stream_abort(&t->s, STREAM_RST_ABORT);
+			break;
+		}
 		if (k > restlen)
 			k = restlen;
 		act = stream_on_local_read(&t->s, k);
@@ -444,10 +458,14 @@ void tunnel_on_msg(struct link *l, const struct p2p_msg *m)
 			apply(t, act);
 		break;
 	}
-	case P2P_MSG_STREAM_WINDOW:
-		apply(t, stream_on_window(&t->s, m->u.stream.credit));
-		sync_read(t);
+	case P2P_MSG_STREAM_WINDOW: {
+		int act = stream_on_window(&t->s, m->u.stream.credit);
+		if (act)
+			apply(t, act);
+		else
+			sync_read(t);
 		break;
+	}
 	case P2P_MSG_STREAM_FIN:
 		apply(t, stream_on_fin(&t->s));
 		break;
@@ -505,16 +523,16 @@ void tunnel_expire(struct p2pd_node *n, uint64_t now)
 		if (!t->deadline || now < t->deadline ||
 		    t->s.state != STREAM_OPENING || !t->link)
 			continue;
-		t->deadline = 0;
-		tun_send_reset(t, STREAM_RST_TIMEOUT, "open timed out");
+		struct link *l = t->link;
+		uint32_t id = t->s.id;
 		t->s.state = STREAM_DONE;
-		if (t->kind == TUN_TARGET) {
+		if (t->kind == TUN_TARGET)
 			tun_close(t, true);
-		} else {
+		else
 			tun_fail_open(t, "timeout",
 				      "the peer did not answer the open in "
 				      "time");
-		}
+		tun_send_reset_id(l, id, STREAM_RST_TIMEOUT, "open timed out");
 		next = n->tun.list;
 	}
 }
@@ -530,8 +548,8 @@ void tunnel_stop_all(struct p2pd_node *n)
 					"daemon shutting down");
 			t->req = NULL;
 		}
-		apply(t, stream_abort(&t->s, STREAM_RST_SHUTDOWN));
-		if (!t->closing) /* already DONE in the core */
-			tun_close(t, true);
+		/* Closed here either way, even when DONE in the core. */
+		apply(t, stream_abort(&t->s, STREAM_RST_SHUTDOWN) |
+			     STREAM_ACT_ABORT);
 	}
 }

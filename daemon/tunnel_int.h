@@ -96,7 +96,9 @@ void tun_fail_open(struct tun *t, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void tun_on_handle_closed(uv_handle_t *h);
 void tun_send_msg(struct tun *t, struct p2p_msg *m);
-void tun_send_reset(struct tun *t, uint8_t code, const char *reason);
+/* STREAM_RESET for stream id on l (NULL: nothing to do). */
+void tun_send_reset_id(struct link *l, uint32_t id, uint8_t code,
+		       const char *reason);
 size_t tun_link_streams(struct p2pd_node *n, const struct link *l);
 struct tun *tun_find(struct p2pd_node *n, const struct link *l, uint32_t id);
 /* The stream is open both ways (rest: bytes to send first). */

@@ -15,13 +15,15 @@
 
 static void target_failed(struct tun *t, const char *what)
 {
+	struct link *l = t->link;
+	uint32_t id = t->s.id;
 	char msg[160];
 
 	snprintf(msg, sizeof(msg), "service %s: %s", t->service, what);
 	log_info("tunnel: %s", msg);
 	t->s.state = STREAM_DONE;
-	tun_send_reset(t, STREAM_RST_UNREACHABLE, msg);
 	tun_close(t, false);
+	tun_send_reset_id(l, id, STREAM_RST_UNREACHABLE, msg);
 }
 
 static void on_target_connect(uv_connect_t *req, int status)
@@ -61,18 +63,6 @@ static bool allowed(const struct p2pd_service *svc, const struct p2p_peerid *id)
 		if (p2p_peerid_equal(&svc->allow[i], id))
 			return true;
 	return false;
-}
-
-static void refuse(struct link *l, uint32_t id, uint8_t code,
-		   const char *reason)
-{
-	struct p2p_msg m = {.type = P2P_MSG_STREAM_RESET};
-
-	m.u.reset.stream = id;
-	m.u.reset.code = code;
-	m.u.reset.reason = reason;
-	m.u.reset.len = strlen(reason);
-	link_send_msg(l, &m);
 }
 
 static int connect_target(struct tun *t, const struct sockaddr *sa)
@@ -155,11 +145,11 @@ void tun_on_open_msg(struct p2pd_node *n, struct link *l,
 	int rc;
 
 	if (!stream_id_from_peer(id, l->outbound) || tun_find(n, l, id)) {
-		refuse(l, id, STREAM_RST_PROTOCOL, "bad stream id");
+		tun_send_reset_id(l, id, STREAM_RST_PROTOCOL, "bad stream id");
 		return;
 	}
 	if (n->stopping) {
-		refuse(l, id, STREAM_RST_SHUTDOWN, "shutting down");
+		tun_send_reset_id(l, id, STREAM_RST_SHUTDOWN, "shutting down");
 		return;
 	}
 	p2p_peerid_to_text(&l->peer, idt);
@@ -169,18 +159,19 @@ void tun_on_open_msg(struct p2pd_node *n, struct link *l,
 		log_info("tunnel from %s: no service '%.*s'", idt,
 			 (int)m->u.stream_open.service_len,
 			 m->u.stream_open.service);
-		refuse(l, id, STREAM_RST_NO_SERVICE, "no such service");
+		tun_send_reset_id(l, id, STREAM_RST_NO_SERVICE,
+				  "no such service");
 		return;
 	}
 	if (!allowed(svc, &l->peer)) {
 		log_info("tunnel from %s to %s: not allowed", idt, svc->name);
-		refuse(l, id, STREAM_RST_DENIED,
-		       "access denied: this peer ID is not allowed");
+		tun_send_reset_id(l, id, STREAM_RST_DENIED,
+				  "access denied: this peer ID is not allowed");
 		return;
 	}
 	if (tun_link_streams(n, l) >= TUN_MAX_PER_LINK ||
 	    !(t = tun_new(n, TUN_TARGET))) {
-		refuse(l, id, STREAM_RST_BUSY, "too many tunnels");
+		tun_send_reset_id(l, id, STREAM_RST_BUSY, "too many tunnels");
 		return;
 	}
 	stream_init(&t->s, id);
