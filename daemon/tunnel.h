@@ -28,6 +28,7 @@
 #define TUN_LINK_WQ_HIGH (1u << 20)   /* stop reading local sockets */
 #define TUN_LINK_WQ_LOW (256u * 1024) /* ... resume below this */
 #define TUN_MAX_FORWARDS 64
+#define TUN_REFUSED_LOG_MS 1000 /* one line about refused opens per this */
 
 struct p2pd_node;
 struct link;
@@ -41,7 +42,8 @@ struct tunnels {
 	struct fwd *fwds;
 	struct tun_dial *dials;
 	uint32_t next_id;
-	unsigned blocked; /* tunnels waiting for a link's queue to drain */
+	unsigned blocked;     /* tunnels waiting for a link's queue to drain */
+	uint64_t refused_log; /* rate limit of refusal log lines */
 	uint8_t rbuf[STREAM_CHUNK];
 };
 

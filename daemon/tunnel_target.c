@@ -45,6 +45,19 @@ static void on_target_connect(uv_connect_t *req, int status)
 	node_drain(t->n);
 }
 
+/* A name a peer sent is logged only if it is a plain service name. */
+static bool printable(const char *name, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!strchr(
+			"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			"0123456789._-",
+			name[i]) ||
+		    name[i] == '\0')
+			return false;
+	return true;
+}
+
 static const struct p2pd_service *find_service(struct p2pd_node *n,
 					       const char *name, size_t len)
 {
@@ -156,15 +169,23 @@ void tun_on_open_msg(struct p2pd_node *n, struct link *l,
 	svc = find_service(n, m->u.stream_open.service,
 			   m->u.stream_open.service_len);
 	if (!svc) {
-		log_info("tunnel from %s: no service '%.*s'", idt,
-			 (int)m->u.stream_open.service_len,
-			 m->u.stream_open.service);
+		if (log_ratelimit(&n->tun.refused_log, node_now(n),
+				  TUN_REFUSED_LOG_MS))
+			log_info("tunnel from %s: no service '%.*s'", idt,
+				 printable(m->u.stream_open.service,
+					   m->u.stream_open.service_len)
+				     ? (int)m->u.stream_open.service_len
+				     : 0,
+				 m->u.stream_open.service);
 		tun_send_reset_id(l, id, STREAM_RST_NO_SERVICE,
 				  "no such service");
 		return;
 	}
 	if (!allowed(svc, &l->peer)) {
-		log_info("tunnel from %s to %s: not allowed", idt, svc->name);
+		if (log_ratelimit(&n->tun.refused_log, node_now(n),
+				  TUN_REFUSED_LOG_MS))
+			log_info("tunnel from %s to %s: not allowed", idt,
+				 svc->name);
 		tun_send_reset_id(l, id, STREAM_RST_DENIED,
 				  "access denied: this peer ID is not allowed");
 		return;
