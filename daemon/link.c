@@ -277,12 +277,56 @@ static void on_established(struct link *l)
 	send_hello(l);
 }
 
+static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
+			      const struct sockaddr_storage *ss,
+			      const struct p2p_peerid *expect,
+			      enum link_purpose p, bool reuse, int *err);
+
+/*
+ * Our dial and the peer's dial to us met on one TCP connection (a
+ * simultaneous open: both left from their listen ports, see link_dial, at
+ * the same moment), so both ends are initiators and each got the other's
+ * frame 1. Both ends see it, and each dials again from a fresh port, where
+ * the two dials cannot meet; the duplicate rule then keeps one link.
+ * Whoever waits on this link (a bootstrap, the overlay) waits on the new
+ * one.
+ */
+static void redial_fresh(struct link *l)
+{
+	struct p2pd_node *n = l->n;
+	struct sockaddr_storage ss;
+	socklen_t slen;
+	struct link *d = NULL;
+	int err;
+
+	log_debug("simultaneous open with a peer's dial: dialling again");
+	if (node_addr_to_sockaddr(&l->remote, &ss, &slen) == 0)
+		d = dial_once(n, &l->remote, &ss,
+			      l->has_expect ? &l->expect : NULL, l->purpose,
+			      false, &err);
+	if (d) {
+		d->boot = l->boot;
+		d->ov_dial = l->ov_dial;
+		d->dialback_nonce = l->dialback_nonce;
+		for (struct pending *p = n->pend; p; p = p->next)
+			if (p->link == l)
+				p->link = d;
+		l->boot = l->ov_dial = false;
+	}
+	l->why = "simultaneous open";
+	link_destroy(l);
+}
+
 static void on_hs_frame(struct link *l, const uint8_t *body, size_t len)
 {
 	uint8_t out[P2P_HS_MAX];
 	size_t outlen = 0;
 	int rc;
 
+	if (l->outbound && p2p_session_is_frame1(body, len)) {
+		redial_fresh(l);
+		return;
+	}
 	rc = p2p_session_handshake(l->sess, body, len, out, sizeof(out),
 				   &outlen);
 	if (outlen > 0 && link_write_frame(l, out, outlen) < 0)

@@ -206,6 +206,12 @@ int p2p_session_start(struct p2p_session *s, uint8_t *out, size_t cap,
 	return 0;
 }
 
+bool p2p_session_is_frame1(const uint8_t *body, size_t len)
+{
+	return body != NULL && len == HS1_LEN &&
+	       memcmp(body, HS_MAGIC, HS_MAGIC_LEN) == 0;
+}
+
 /* Responder: frame 1 in, frame 2 out. */
 static int on_frame1(struct p2p_session *s, const uint8_t *body, size_t len,
 		     uint8_t *out, size_t *outlen)

@@ -72,6 +72,14 @@ int p2p_session_handshake(struct p2p_session *s, const uint8_t *body,
 
 bool p2p_session_established(const struct p2p_session *s);
 
+/*
+ * Whether body looks like a frame 1 (length and magic). An initiator that
+ * receives one is in a TCP simultaneous open: the peer dialled us from
+ * the port we dialled, at the same moment, and both ended on one
+ * connection as initiators.
+ */
+bool p2p_session_is_frame1(const uint8_t *body, size_t len);
+
 /* The authenticated remote ID and public key once established. */
 const struct p2p_peerid *p2p_session_peer(const struct p2p_session *s);
 const uint8_t *p2p_session_peer_pk(const struct p2p_session *s);

@@ -560,3 +560,41 @@ Test(session, big_counter_nonce_layout)
 	    p2p_session_open(p.r, rec + 4, n - 4, plain, sizeof(plain), &m), 0);
 	free_sessions(&p);
 }
+
+Test(session, frame1_is_recognised)
+{
+	struct pair p;
+	identities(&p);
+	new_sessions(&p, NULL);
+	handshake(&p);
+	cr_expect(p2p_session_is_frame1(p.f1 + 4, p.n1 - 4));
+	cr_expect_not(p2p_session_is_frame1(p.f2 + 4, p.n2 - 4));
+	cr_expect_not(p2p_session_is_frame1(p.f3 + 4, p.n3 - 4));
+	cr_expect_not(p2p_session_is_frame1(p.f1 + 4, p.n1 - 5));
+	p.f1[4] ^= 1; /* the magic */
+	cr_expect_not(p2p_session_is_frame1(p.f1 + 4, p.n1 - 4));
+	cr_expect_not(p2p_session_is_frame1(NULL, 37));
+	free_sessions(&p);
+}
+
+Test(session, simultaneous_open_initiators_fail)
+{
+	/* Two initiators on one connection: each gets the other's frame 1,
+	 * which an initiator cannot take (the daemon re-dials instead). */
+	struct pair p;
+	struct p2p_session *i2;
+	uint8_t g1[P2P_HS_MAX], out[P2P_HS_MAX];
+	size_t m1, n;
+
+	identities(&p);
+	p.i = p2p_session_new(&p.a, true, NULL);
+	i2 = p2p_session_new(&p.b, true, NULL);
+	cr_assert_eq(p2p_session_start(p.i, p.f1, sizeof(p.f1), &p.n1), 0);
+	cr_assert_eq(p2p_session_start(i2, g1, sizeof(g1), &m1), 0);
+	cr_expect(p2p_session_is_frame1(g1 + 4, m1 - 4));
+	cr_expect_lt(
+	    p2p_session_handshake(p.i, g1 + 4, m1 - 4, out, sizeof(out), &n),
+	    0);
+	p2p_session_free(p.i);
+	p2p_session_free(i2);
+}
