@@ -235,6 +235,9 @@ static int parse_listen(const char *s, struct p2p_addr *a)
 	v = strtoul(port, NULL, 10);
 	if (v > 65535 || hl >= sizeof(host))
 		return -EINVAL;
+	/* IPv6 needs brackets: "::1:5" is not [::1]:5. */
+	if (colon && s[0] != '[' && memchr(s, ':', hl))
+		return -EINVAL;
 	memcpy(host, colon ? s : "127.0.0.1", colon ? hl : 10);
 	host[colon ? hl : 9] = '\0';
 	if (p2p_addr_parse(a, host, true) < 0)
@@ -301,6 +304,11 @@ void tunnel_cmd_forward(void *ctx, struct ctl_req *req, json_t *args)
 	if (arg_peer(req, args, &id) < 0 ||
 	    arg_service(req, args, service, sizeof(service)) < 0)
 		return;
+	if (p2p_peerid_equal(&id, &n->ident.id)) {
+		ctl_reply_error(req, "peer_unreachable",
+				"that is this daemon's own peer ID");
+		return;
+	}
 	for (f = n->tun.fwds; f; f = f->next)
 		count++;
 	if (count >= TUN_MAX_FORWARDS) {

@@ -299,6 +299,25 @@ def tunnel_commands_arguments():
         r = d0.req({"cmd": "open", "peer": d0.id, "service": "bad name"})
         check_eq(r.get("error"), "bad_request", "open with a bad service name")
         check_eq(d0.req({"cmd": "forwards"}), {"ok": True, "forwards": []}, "no forwards")
+        other = "a" * 52  # a valid ID nobody has: forwarding needs no link yet
+        r = d0.req({"cmd": "forward", "listen": "::1:5", "peer": other, "service": "s"})
+        check_eq(r.get("error"), "bad_request", "IPv6 without brackets")
+        r = d0.req({"cmd": "forward", "listen": "0", "peer": d0.id, "service": "s"})
+        check_eq(r.get("error"), "peer_unreachable", "forward to our own ID")
+        try:
+            t = socket.socket(socket.AF_INET6)
+            t.bind(("::1", 0))
+            t.close()
+            v6 = True
+        except OSError:
+            v6 = False
+        if v6:
+            r = d0.req({"cmd": "forward", "listen": "[::1]:0", "peer": other, "service": "s"})
+            check(r.get("ok") and re.fullmatch(r"\[::1\]:[1-9][0-9]*", r["listen"]), "IPv6 forward %r", r)
+            check_eq(d0.req({"cmd": "forwards"})["forwards"], [{"listen": r["listen"], "peer": other, "service": "s"}],
+                     "forwards with IPv6")
+            check_eq(d0.ctl("unforward", r["listen"]).returncode, 0, "unforward IPv6")
+            check_eq(d0.req({"cmd": "forwards"})["forwards"], [], "forwards after IPv6 unforward")
         check_eq(d0.ctl("forwards").stdout.split(), ["LISTEN", "PEER", "SERVICE"], "forwards table header")
         check_eq(d0.ctl("forward", "not-a-port", d0.id, "web").returncode, 2, "p2pctl forward bad address")
         check_eq(d0.ctl("forward", "8080", "bad", "web").returncode, 2, "p2pctl forward bad ID")
