@@ -19,8 +19,8 @@ static void target_failed(struct tun *t, const char *what)
 	uint32_t id = t->s.id;
 	char msg[160];
 
-	snprintf(msg, sizeof(msg), "service %s: %s", t->service, what);
-	log_info("tunnel: %s", msg);
+	snprintf(msg, sizeof(msg), "target unreachable: %s", what);
+	log_info("tunnel to service %s: %s", t->service, msg);
 	t->s.state = STREAM_DONE;
 	tun_close(t, false);
 	tun_send_reset_id(l, id, STREAM_RST_UNREACHABLE, msg);
