@@ -93,6 +93,40 @@ Test(route, greedy_forward_to_nearest_link)
 	h_node_fini(&s.h);
 }
 
+/* A client near dst is not a relay: it links only to its neighbourhood. */
+Test(route, clients_are_endpoints_not_relays)
+{
+	struct scene s;
+	struct p2p_msg m;
+	const struct h_act *x;
+	struct p2p_addr a = h_addr4(100, 9, 0, 1, 4000);
+
+	scene_init(&s, true);
+	link(&s, &s.near, 1);
+	/* nearer is a client (inbound, not a server) */
+	p2p_overlay_link_up(s.h.o, 1, &s.nearer, &a, false, false);
+	link(&s, &s.far, 3);
+	h_clear(&s.h);
+	m = routed(&s.src, &s.dst, 78, 10, P2P_APP_USER, (const uint8_t *)"x",
+		   1);
+	cr_assert_eq(p2p_overlay_recv(s.h.o, 10, &s.far, &m), 0);
+	h_drain(&s.h);
+	x = h_find(&s.h, P2P_OV_SEND, P2P_MSG_ROUTED, 0);
+	cr_assert_not_null(x);
+	cr_assert(p2p_peerid_equal(&x->a.peer, &s.near),
+		  "forwarded to the server, not the nearer client");
+	h_clear(&s.h);
+	/* but a message for the client itself goes to it */
+	m = routed(&s.src, &s.nearer, 79, 10, P2P_APP_USER,
+		   (const uint8_t *)"y", 1);
+	cr_assert_eq(p2p_overlay_recv(s.h.o, 11, &s.far, &m), 0);
+	h_drain(&s.h);
+	x = h_find(&s.h, P2P_OV_SEND, P2P_MSG_ROUTED, 0);
+	cr_assert_not_null(x);
+	cr_assert(p2p_peerid_equal(&x->a.peer, &s.nearer));
+	h_node_fini(&s.h);
+}
+
 Test(route, never_back_to_the_sender)
 {
 	struct scene s;
