@@ -31,7 +31,9 @@ class Service:
         self.port = self.sock.getsockname()[1]
         self.conns = []
         self.accepted = 0
-        threading.Thread(target=self._loop, daemon=True).start()
+        self.closed = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
 
     @property
     def target(self):
@@ -42,6 +44,9 @@ class Service:
             try:
                 c, _ = self.sock.accept()
             except OSError:
+                return
+            if self.closed:
+                c.close()
                 return
             self.accepted += 1
             self.conns.append(c)
@@ -56,6 +61,15 @@ class Service:
             c.close()
 
     def close(self):
+        # Wake the accept() first: a thread blocked in it on a closed fd
+        # would otherwise take the next service's connections when the
+        # fd number is reused.
+        self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.thread.join(5)
         self.sock.close()
         for c in self.conns:
             try:
