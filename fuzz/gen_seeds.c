@@ -1,6 +1,7 @@
 /*
  * gen_seeds OUTDIR: write a few valid inputs for each fuzz target into
- * OUTDIR/fuzz_frame, OUTDIR/fuzz_msg and OUTDIR/fuzz_handshake. The
+ * OUTDIR/fuzz_frame, OUTDIR/fuzz_msg, OUTDIR/fuzz_handshake and
+ * OUTDIR/fuzz_punch (signed by fuzz identity 0 for identity 1). The
  * handshake seeds replay the fuzzer's deterministic randomness, so the
  * genuine frames in them are accepted and fuzzing starts deep.
  */
@@ -11,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "fuzz_common.h"
+#include "nat/punch.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
 #include "proto/session.h"
@@ -188,6 +190,42 @@ static void handshake_seeds(void)
 	}
 }
 
+static void punch_seeds(void)
+{
+	struct p2p_identity ids[2];
+	struct p2p_punch_sig sig = {.type = P2P_PUNCH_REQUEST,
+				    .nonce = 42,
+				    .nat = P2P_NAT_PORT_PRESERVING,
+				    .offset_ms = P2P_PUNCH_OFFSET_MS};
+	struct seed s;
+
+	fuzz_identity(&ids[0], 0);
+	fuzz_identity(&ids[1], 1);
+	for (int k = 0; k < 4; k++) {
+		if (k == 1) {
+			sig.type = P2P_PUNCH_REPLY;
+			sig.nat = P2P_NAT_ENDPOINT_INDEPENDENT;
+			sig.ncand = 2;
+			sig.cand[0] = (struct p2p_addr){
+			    .family = 4, .ip = {198, 19, 1, 2}, .port = 20626};
+			sig.cand[1] = (struct p2p_addr){
+			    .family = 6, .ip = {0xfd, [15] = 1}, .port = 4242};
+		} else if (k == 2) {
+			sig.ncand = P2P_PUNCH_CAND_MAX;
+			for (size_t i = 2; i < sig.ncand; i++)
+				sig.cand[i] = sig.cand[i % 2];
+		} else if (k == 3) {
+			sig.type = P2P_PUNCH_FAIL;
+			sig.reason = P2P_PUNCH_R_BOTH_DEPENDENT;
+			sig.ncand = 0;
+		}
+		if (p2p_punch_encode(&sig, &ids[0], &ids[1].id, s.b,
+				     sizeof(s.b), &s.n) < 0)
+			exit(2);
+		save("fuzz_punch", k, &s);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -203,6 +241,7 @@ int main(int argc, char **argv)
 	frame_seeds();
 	msg_seeds();
 	handshake_seeds();
+	punch_seeds();
 	printf("gen_seeds: wrote %d seeds under %s\n", nwritten, outdir);
 	return 0;
 }

@@ -136,6 +136,21 @@ size_t p2p_nat_external(const struct p2p_nat *n, struct p2p_addr *out,
 	return cnt;
 }
 
+int p2p_nat_mapped(const struct p2p_nat *n, uint8_t family, uint16_t port,
+		   struct p2p_addr *out)
+{
+	for (size_t k = 0; k < n->n; k++) {
+		size_t i =
+		    (n->next + P2P_NAT_OBS_MAX - 1 - k) % P2P_NAT_OBS_MAX;
+		const struct obs *o = &n->obs[i];
+		if (o->local.family == family && o->local.port == port) {
+			*out = o->observed;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
 const char *p2p_nat_type_name(enum p2p_nat_type t)
 {
 	switch (t) {

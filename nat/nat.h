@@ -57,6 +57,14 @@ enum p2p_nat_type p2p_nat_type(const struct p2p_nat *n);
 size_t p2p_nat_external(const struct p2p_nat *n, struct p2p_addr *out,
 			size_t max);
 
+/*
+ * The external address observed, by the newest observation, for a link
+ * that left from local port port of family (4 or 6): what the NAT maps
+ * our listen port to (hole punching predicts from it). 0, or -ENOENT.
+ */
+int p2p_nat_mapped(const struct p2p_nat *n, uint8_t family, uint16_t port,
+		   struct p2p_addr *out);
+
 /* "none", "port-preserving", ... as in SPEC section 5. */
 const char *p2p_nat_type_name(enum p2p_nat_type t);
 

@@ -1,0 +1,208 @@
+/*
+ * TCP hole punching, sans-I/O (SPEC section 7 "NAT traversal").
+ *
+ * Three parts, none of which touches a socket or a clock:
+ *
+ *  - prediction: from our NAT type, what the overlay peers observed of our
+ *    listen port, our external and LAN addresses, the endpoints a peer
+ *    should connect to (p2p_punch_predict);
+ *  - signalling: PUNCH_REQUEST / PUNCH_REPLY / PUNCH_FAIL payloads carried
+ *    in routed P2P_APP_NAT messages, signed with the sender's Ed25519 key
+ *    (p2p_punch_encode / p2p_punch_decode). Routed messages pass through
+ *    other nodes: the signature covers the destination ID and everything
+ *    else, and hash(public key) must be the overlay source ID, so no node
+ *    on the way can forge or alter what we offer;
+ *  - scheduling: both sides connect from their listen port to every
+ *    candidate of the other at one agreed moment, retrying through resets
+ *    and timeouts for a bounded time (struct p2p_punch: events in, actions
+ *    out, one deadline).
+ *
+ * Wire layout of a payload, version 1, integers big-endian:
+ *
+ *   u8 version (1) | u8 type | u64 nonce | u8 sender nat type |
+ *   u8 reason | u16 offset_ms | u8 ncand (<= P2P_PUNCH_CAND_MAX) |
+ *   ncand x (u8 family 4|6, 16 bytes ip, u16 port) |
+ *   32 bytes Ed25519 public key | 64 bytes signature
+ *
+ * The signature is over "p2pd-punch-v1" || destination ID || every byte
+ * before it (public key included).
+ */
+#ifndef P2P_NAT_PUNCH_H
+#define P2P_NAT_PUNCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nat/nat.h"
+#include "proto/addr.h"
+#include "proto/identity.h"
+#include "proto/peerid.h"
+
+#define P2P_PUNCH_VERSION 1
+#define P2P_PUNCH_CAND_MAX 8  /* candidates in one payload */
+#define P2P_PUNCH_CAND_LEN 19 /* family, ip, port */
+#define P2P_PUNCH_HDR_LEN 15  /* up to and including ncand */
+#define P2P_PUNCH_PK_LEN 32   /* Ed25519 public key */
+#define P2P_PUNCH_SIG_LEN 64  /* Ed25519 signature */
+#define P2P_PUNCH_PAYLOAD_MAX                                                  \
+	(P2P_PUNCH_HDR_LEN + P2P_PUNCH_CAND_MAX * P2P_PUNCH_CAND_LEN +         \
+	 P2P_PUNCH_PK_LEN + P2P_PUNCH_SIG_LEN)
+#define P2P_PUNCH_PAYLOAD_MIN                                                  \
+	(P2P_PUNCH_HDR_LEN + P2P_PUNCH_PK_LEN + P2P_PUNCH_SIG_LEN)
+
+/* Timing (milliseconds). */
+#define P2P_PUNCH_RETRY_MS 150	    /* a refused connect is tried again */
+#define P2P_PUNCH_ATTEMPT_MS 1000   /* an unanswered SYN: start over */
+#define P2P_PUNCH_TOTAL_MS 8000	    /* the whole schedule, from its start */
+#define P2P_PUNCH_OFFSET_MS 300	    /* start offset a requester proposes */
+#define P2P_PUNCH_OFFSET_MIN_MS 150 /* ... that a replier accepts */
+#define P2P_PUNCH_OFFSET_MAX_MS 3000
+#define P2P_PUNCH_SIGNAL_MS 5000 /* REQUEST without REPLY: give up */
+
+enum p2p_punch_type {
+	P2P_PUNCH_REQUEST = 1, /* nonce, candidates, proposed offset */
+	P2P_PUNCH_REPLY = 2,   /* nonce, candidates, start offset */
+	P2P_PUNCH_FAIL = 3,    /* nonce, reason */
+};
+
+enum p2p_punch_reason {
+	P2P_PUNCH_R_NONE = 0,
+	P2P_PUNCH_R_BOTH_DEPENDENT, /* no prediction on either side */
+	P2P_PUNCH_R_BUSY,	    /* too many punches running */
+	P2P_PUNCH_R_TIMEOUT,	    /* schedule over, nothing connected */
+	P2P_PUNCH_R_NO_ANSWER,	    /* no REPLY to our REQUEST */
+	P2P_PUNCH_R_MAX,
+};
+
+/* One decoded (or to be encoded) signalling payload. */
+struct p2p_punch_sig {
+	enum p2p_punch_type type;
+	uint64_t nonce;
+	enum p2p_nat_type nat; /* the sender's NAT type */
+	enum p2p_punch_reason reason;
+	uint16_t offset_ms;
+	size_t ncand;
+	struct p2p_addr cand[P2P_PUNCH_CAND_MAX];
+};
+
+/*
+ * Encode and sign s as self, for the node dst. 0, -EINVAL (bad type,
+ * reason, family or too many candidates), -EMSGSIZE (cap too small).
+ */
+int p2p_punch_encode(const struct p2p_punch_sig *s,
+		     const struct p2p_identity *self,
+		     const struct p2p_peerid *dst, uint8_t *out, size_t cap,
+		     size_t *outlen) __attribute__((warn_unused_result));
+
+/*
+ * Decode a payload that the overlay delivered to us (dst) from src.
+ * 0; -EPROTO malformed (short, trailing bytes, bad count, type, family,
+ * reason); -EPROTONOSUPPORT another version; -EKEYREJECTED the public key
+ * is not src's; -EBADMSG the signature does not verify.
+ */
+int p2p_punch_decode(struct p2p_punch_sig *s, const uint8_t *in, size_t len,
+		     const struct p2p_peerid *src, const struct p2p_peerid *dst)
+    __attribute__((warn_unused_result));
+
+/* "both sides are behind endpoint-dependent NATs", ... */
+const char *p2p_punch_reason_text(enum p2p_punch_reason r);
+
+/* ---- prediction ---- */
+
+struct p2p_punch_local {
+	enum p2p_nat_type type;
+	uint16_t listen_port;
+	/* The external address overlay peers observed for a link that left
+	 * from our listen port (p2p_nat_mapped), family 0 when none. */
+	struct p2p_addr mapped;
+	const struct p2p_addr *external; /* p2p_nat_external, newest first */
+	size_t nexternal;
+	const struct p2p_addr *lan; /* our own addresses (port ignored) */
+	size_t nlan;
+};
+
+/*
+ * Candidates to offer, best first, at most max (distinct):
+ *   none / port-preserving: the mapped address, else external IP and our
+ *                listen port (dials leave from it, so the NAT keeps it);
+ *   endpoint-independent: the mapped address only (the port the NAT
+ *                gave our listen port is the same for every destination);
+ *   endpoint-dependent: no external candidate (nothing to predict);
+ *   unknown:     as port-preserving, a guess;
+ * then each LAN address with our listen port, for peers behind the same
+ * NAT. Returns the count.
+ */
+size_t p2p_punch_predict(const struct p2p_punch_local *in, struct p2p_addr *out,
+			 size_t max);
+
+/* Whether a NAT type lets the other side predict anything. */
+bool p2p_punch_predictable(enum p2p_nat_type t);
+
+/*
+ * The requester's start time: the REQUEST left at sent, the REPLY with
+ * offset_ms arrived at now; the replier started its clock about rtt/2
+ * before now. Never earlier than now.
+ */
+uint64_t p2p_punch_start_at(uint64_t sent, uint64_t now, uint16_t offset_ms);
+
+/* The offset a replier uses for a proposed one (clamped). */
+uint16_t p2p_punch_reply_offset(uint16_t proposed);
+
+/* ---- scheduling ---- */
+
+enum p2p_punch_action_type {
+	P2P_PUNCH_CONNECT, /* idx, addr: connect from the listen port */
+	P2P_PUNCH_ABORT,   /* idx: close that attempt's socket */
+	P2P_PUNCH_SUCCESS, /* idx (SIZE_MAX: the link came another way) */
+	P2P_PUNCH_FAILED,  /* reason */
+};
+
+struct p2p_punch_action {
+	enum p2p_punch_action_type type;
+	size_t idx;
+	struct p2p_addr addr;
+	enum p2p_punch_reason reason;
+};
+
+enum p2p_punch_cand_state {
+	P2P_PUNCH_C_WAIT,	/* next attempt at .at */
+	P2P_PUNCH_C_CONNECTING, /* SYN out; given up at .at */
+	P2P_PUNCH_C_VERIFYING,	/* TCP up, handshake running */
+};
+
+#define P2P_PUNCH_QUEUE 32 /* >= 2 * P2P_PUNCH_CAND_MAX + 2 */
+
+struct p2p_punch {
+	size_t n;
+	struct {
+		struct p2p_addr addr;
+		enum p2p_punch_cand_state state;
+		uint64_t at;
+	} c[P2P_PUNCH_CAND_MAX];
+	uint64_t start, end;
+	bool done;
+	unsigned attempts, refused, timeouts; /* for the log line */
+	struct p2p_punch_action q[P2P_PUNCH_QUEUE];
+	size_t qhead, qlen;
+};
+
+/* Connect to cand[0..n) from start on, give up at start +
+ * P2P_PUNCH_TOTAL_MS. n may be 0: we then only wait for the peer. */
+void p2p_punch_init(struct p2p_punch *p, const struct p2p_addr *cand, size_t n,
+		    uint64_t start);
+/* Call when now >= p2p_punch_next_timer(). */
+void p2p_punch_tick(struct p2p_punch *p, uint64_t now);
+/* The attempt idx got a TCP connection: its handshake runs. */
+void p2p_punch_connected(struct p2p_punch *p, uint64_t now, size_t idx);
+/* The attempt idx failed (refused, reset, handshake failed): again later. */
+void p2p_punch_conn_failed(struct p2p_punch *p, uint64_t now, size_t idx,
+			   bool refused);
+/* An authenticated link to the peer is up: through attempt idx, or
+ * SIZE_MAX when the peer's SYN reached our listener. */
+void p2p_punch_verified(struct p2p_punch *p, uint64_t now, size_t idx);
+bool p2p_punch_poll(struct p2p_punch *p, struct p2p_punch_action *a);
+/* Absolute time of the next tick wanted; UINT64_MAX when done. */
+uint64_t p2p_punch_next_timer(const struct p2p_punch *p);
+
+#endif

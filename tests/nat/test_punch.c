@@ -1,0 +1,521 @@
+/* Hole punching core: prediction, the signed codec, the schedule. */
+#include <criterion/criterion.h>
+#include <sodium.h>
+#include <string.h>
+
+#include "nat/punch.h"
+#include "proto/error.h"
+
+static struct p2p_addr v4(int a, int b, int c, int d, uint16_t port)
+{
+	struct p2p_addr x = {.family = 4, .port = port};
+	x.ip[0] = a, x.ip[1] = b, x.ip[2] = c, x.ip[3] = d;
+	return x;
+}
+
+static bool has(const struct p2p_addr *c, size_t n, struct p2p_addr a)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p2p_addr_equal(&c[i], &a))
+			return true;
+	return false;
+}
+
+/* ---- prediction ---- */
+
+static struct p2p_addr ext[1], lan[2];
+
+static struct p2p_punch_local local(enum p2p_nat_type t, uint16_t mapped)
+{
+	struct p2p_punch_local in = {.type = t, .listen_port = 4242};
+
+	ext[0] = v4(198, 19, 1, 2, 5555); /* the port of the latest link */
+	lan[0] = v4(10, 1, 0, 10, 0);
+	lan[1] = v4(10, 1, 0, 10, 0); /* a duplicate: offered once */
+	in.external = ext;
+	in.nexternal = 1;
+	in.lan = lan;
+	in.nlan = 2;
+	if (mapped)
+		in.mapped = v4(198, 19, 1, 2, mapped);
+	return in;
+}
+
+Test(predict, port_preserving_offers_listen_port_and_lan)
+{
+	struct p2p_punch_local in = local(P2P_NAT_PORT_PRESERVING, 4242);
+	struct p2p_addr c[8];
+	size_t n = p2p_punch_predict(&in, c, 8);
+
+	cr_assert_eq(n, 2);
+	cr_assert(p2p_addr_equal(&c[0], &(struct p2p_addr){0}) == false);
+	cr_assert(has(c, n, v4(198, 19, 1, 2, 4242)));
+	cr_assert(has(c, n, v4(10, 1, 0, 10, 4242)));
+	cr_assert(!has(c, n, v4(198, 19, 1, 2, 5555)));
+}
+
+Test(predict, port_preserving_without_mapping_uses_external_ip)
+{
+	struct p2p_punch_local in = local(P2P_NAT_PORT_PRESERVING, 0);
+	struct p2p_addr c[8];
+	size_t n = p2p_punch_predict(&in, c, 8);
+
+	cr_assert_eq(n, 2);
+	cr_assert(p2p_addr_equal(
+	    &c[0], &(struct p2p_addr){
+		       .family = 4, .port = 4242, .ip = {198, 19, 1, 2}}));
+}
+
+Test(predict, endpoint_independent_offers_the_mapped_port)
+{
+	/* The lab's ei NAT maps 4242 to 4242 ^ 0x4000 = 20626. */
+	struct p2p_punch_local in =
+	    local(P2P_NAT_ENDPOINT_INDEPENDENT, 4242 ^ 0x4000);
+	struct p2p_addr c[8];
+	size_t n = p2p_punch_predict(&in, c, 8);
+
+	cr_assert_eq(n, 2);
+	cr_assert(p2p_addr_equal(
+	    &c[0], &(struct p2p_addr){
+		       .family = 4, .port = 20626, .ip = {198, 19, 1, 2}}));
+	cr_assert(!has(c, n, v4(198, 19, 1, 2, 4242)));
+	cr_assert(has(c, n, v4(10, 1, 0, 10, 4242)));
+	/* Without an observation of the listen port: nothing external. */
+	in.mapped.family = 0;
+	n = p2p_punch_predict(&in, c, 8);
+	cr_assert_eq(n, 1);
+	cr_assert(has(c, n, v4(10, 1, 0, 10, 4242)));
+}
+
+Test(predict, endpoint_dependent_predicts_nothing_external)
+{
+	struct p2p_punch_local in = local(P2P_NAT_ENDPOINT_DEPENDENT, 31337);
+	struct p2p_addr c[8];
+	size_t n = p2p_punch_predict(&in, c, 8);
+
+	cr_assert_eq(n, 1);
+	cr_assert(has(c, n, v4(10, 1, 0, 10, 4242)));
+	cr_assert(!p2p_punch_predictable(P2P_NAT_ENDPOINT_DEPENDENT));
+	cr_assert(p2p_punch_predictable(P2P_NAT_ENDPOINT_INDEPENDENT));
+	cr_assert(p2p_punch_predictable(P2P_NAT_PORT_PRESERVING));
+}
+
+Test(predict, respects_max)
+{
+	struct p2p_punch_local in = local(P2P_NAT_PORT_PRESERVING, 4242);
+	struct p2p_addr c[1];
+
+	cr_assert_eq(p2p_punch_predict(&in, c, 1), 1);
+	cr_assert(p2p_addr_equal(
+	    &c[0], &(struct p2p_addr){
+		       .family = 4, .port = 4242, .ip = {198, 19, 1, 2}}));
+}
+
+Test(predict, mapped_port_from_observations)
+{
+	struct p2p_nat *nat = p2p_nat_new();
+	struct p2p_addr l1 = v4(10, 1, 0, 10, 4242), l2 = v4(10, 1, 0, 10, 999);
+	struct p2p_addr o1 = v4(198, 19, 1, 2, 20626),
+			o2 = v4(198, 19, 1, 2, 7);
+	struct p2p_peerid a, b;
+	struct p2p_addr m;
+
+	memset(a.b, 1, sizeof(a.b));
+	memset(b.b, 2, sizeof(b.b));
+	cr_assert_eq(p2p_nat_mapped(nat, 4, 4242, &m), -ENOENT);
+	cr_assert_eq(p2p_nat_observe(nat, 1, &l1, &o1, &a), 0);
+	cr_assert_eq(p2p_nat_observe(nat, 2, &l2, &o2, &b), 0);
+	cr_assert_eq(p2p_nat_mapped(nat, 4, 4242, &m), 0);
+	cr_assert(p2p_addr_equal(&m, &o1));
+	cr_assert_eq(p2p_nat_mapped(nat, 6, 4242, &m), -ENOENT);
+	p2p_nat_free(nat);
+}
+
+/* ---- codec ---- */
+
+static struct p2p_identity alice, bob, eve;
+static uint8_t buf[P2P_PUNCH_PAYLOAD_MAX + 16];
+
+static void ids(void)
+{
+	uint8_t seed[32];
+	memset(seed, 1, 32);
+	p2p_identity_from_seed(&alice, seed);
+	memset(seed, 2, 32);
+	p2p_identity_from_seed(&bob, seed);
+	memset(seed, 3, 32);
+	p2p_identity_from_seed(&eve, seed);
+}
+
+static struct p2p_punch_sig request(void)
+{
+	struct p2p_punch_sig s = {.type = P2P_PUNCH_REQUEST,
+				  .nonce = 0x0102030405060708ull,
+				  .nat = P2P_NAT_ENDPOINT_INDEPENDENT,
+				  .offset_ms = 300,
+				  .ncand = 2};
+	s.cand[0] = v4(198, 19, 1, 2, 20626);
+	s.cand[1].family = 6;
+	s.cand[1].ip[0] = 0xfd;
+	s.cand[1].ip[15] = 1;
+	s.cand[1].port = 4242;
+	return s;
+}
+
+static size_t encode(const struct p2p_punch_sig *s)
+{
+	size_t n = 0;
+	cr_assert_eq(p2p_punch_encode(s, &alice, &bob.id, buf, sizeof(buf), &n),
+		     0);
+	return n;
+}
+
+TestSuite(codec, .init = ids);
+
+Test(codec, roundtrip)
+{
+	struct p2p_punch_sig s = request(), d;
+	size_t n = encode(&s);
+
+	cr_assert_eq(n, P2P_PUNCH_PAYLOAD_MIN + 2 * P2P_PUNCH_CAND_LEN);
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id), 0);
+	cr_assert_eq(d.type, P2P_PUNCH_REQUEST);
+	cr_assert_eq(d.nonce, s.nonce);
+	cr_assert_eq(d.nat, P2P_NAT_ENDPOINT_INDEPENDENT);
+	cr_assert_eq(d.offset_ms, 300);
+	cr_assert_eq(d.ncand, 2);
+	cr_assert(p2p_addr_equal(&d.cand[0], &s.cand[0]));
+	cr_assert(p2p_addr_equal(&d.cand[1], &s.cand[1]));
+}
+
+Test(codec, fail_with_reason_and_no_candidates)
+{
+	struct p2p_punch_sig s = {.type = P2P_PUNCH_FAIL,
+				  .nonce = 9,
+				  .nat = P2P_NAT_ENDPOINT_DEPENDENT,
+				  .reason = P2P_PUNCH_R_BOTH_DEPENDENT},
+			     d;
+	size_t n = encode(&s);
+
+	cr_assert_eq(n, P2P_PUNCH_PAYLOAD_MIN);
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id), 0);
+	cr_assert_eq(d.type, P2P_PUNCH_FAIL);
+	cr_assert_eq(d.reason, P2P_PUNCH_R_BOTH_DEPENDENT);
+	cr_assert_eq(d.ncand, 0);
+	cr_assert(
+	    strstr(p2p_punch_reason_text(d.reason), "endpoint-dependent"));
+}
+
+Test(codec, truncated_at_every_length)
+{
+	struct p2p_punch_sig s = request(), d;
+	size_t n = encode(&s);
+
+	for (size_t k = 0; k < n; k++)
+		cr_assert_lt(p2p_punch_decode(&d, buf, k, &alice.id, &bob.id),
+			     0, "prefix of %zu bytes accepted", k);
+	/* Trailing bytes too. */
+	buf[n] = 0;
+	cr_assert_eq(p2p_punch_decode(&d, buf, n + 1, &alice.id, &bob.id),
+		     -EPROTO);
+}
+
+Test(codec, oversize_count)
+{
+	struct p2p_punch_sig s = request(), d;
+	size_t n = encode(&s);
+
+	buf[14] = P2P_PUNCH_CAND_MAX + 1;
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id), -EPROTO);
+	buf[14] = 255;
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id), -EPROTO);
+	s.ncand = P2P_PUNCH_CAND_MAX + 1;
+	cr_assert_eq(
+	    p2p_punch_encode(&s, &alice, &bob.id, buf, sizeof(buf), &n),
+	    -EINVAL);
+	s.ncand = 2;
+	cr_assert_eq(p2p_punch_encode(&s, &alice, &bob.id, buf, 20, &n),
+		     -EMSGSIZE);
+}
+
+Test(codec, other_version)
+{
+	struct p2p_punch_sig s = request(), d;
+	size_t n = encode(&s);
+
+	buf[0] = 2;
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id),
+		     -EPROTONOSUPPORT);
+}
+
+Test(codec, every_bit_flip_is_rejected)
+{
+	struct p2p_punch_sig s = request(), d;
+	size_t n = encode(&s);
+
+	for (size_t i = 0; i < n; i++) {
+		for (int bit = 0; bit < 8; bit++) {
+			buf[i] ^= (uint8_t)(1 << bit);
+			cr_assert_lt(
+			    p2p_punch_decode(&d, buf, n, &alice.id, &bob.id), 0,
+			    "flip of byte %zu bit %d accepted", i, bit);
+			buf[i] ^= (uint8_t)(1 << bit);
+		}
+	}
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id), 0);
+}
+
+Test(codec, bad_signature)
+{
+	struct p2p_punch_sig s = request(), d;
+	size_t n = encode(&s);
+
+	buf[n - 1] ^= 1;
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id),
+		     -EBADMSG);
+	buf[n - 1] ^= 1;
+	/* Altered in transit (an offset changed by a relay node). */
+	buf[13] ^= 1;
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id),
+		     -EBADMSG);
+}
+
+Test(codec, wrong_key_for_src)
+{
+	struct p2p_punch_sig s = request(), d;
+	size_t n = encode(&s);
+
+	/* Signed by alice but delivered as if from eve. */
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &eve.id, &bob.id),
+		     -EKEYREJECTED);
+	/* Eve signs with her key and claims alice's ID. */
+	cr_assert_eq(p2p_punch_encode(&s, &eve, &bob.id, buf, sizeof(buf), &n),
+		     0);
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id),
+		     -EKEYREJECTED);
+}
+
+Test(codec, meant_for_another_node)
+{
+	struct p2p_punch_sig s = request(), d;
+	size_t n = encode(&s);
+
+	/* Signed for bob, replayed to eve: the signature covers dst. */
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &eve.id),
+		     -EBADMSG);
+}
+
+Test(codec, bad_fields)
+{
+	struct p2p_punch_sig s = request(), d;
+	size_t n;
+
+	s.cand[0].family = 5;
+	cr_assert_eq(
+	    p2p_punch_encode(&s, &alice, &bob.id, buf, sizeof(buf), &n),
+	    -EINVAL);
+	s = request();
+	s.reason = P2P_PUNCH_R_MAX;
+	cr_assert_eq(
+	    p2p_punch_encode(&s, &alice, &bob.id, buf, sizeof(buf), &n),
+	    -EINVAL);
+	s = request();
+	s.type = 4;
+	cr_assert_eq(
+	    p2p_punch_encode(&s, &alice, &bob.id, buf, sizeof(buf), &n),
+	    -EINVAL);
+	/* Signed but malformed: a v4 candidate with bytes past its 4. */
+	s = request();
+	s.cand[0].ip[7] = 1;
+	n = encode(&s);
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id), 0);
+	cr_assert_eq(d.cand[0].ip[7], 0); /* encoder zeroes them */
+	s = request();
+	s.cand[0].port = 0;
+	n = encode(&s);
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id), -EPROTO);
+}
+
+/* ---- scheduling ---- */
+
+static struct p2p_punch P;
+
+static size_t drain(struct p2p_punch_action *out, size_t max)
+{
+	size_t n = 0;
+	struct p2p_punch_action a;
+
+	while (p2p_punch_poll(&P, &a))
+		if (n < max)
+			out[n++] = a;
+	return n;
+}
+
+static void two(uint64_t start)
+{
+	struct p2p_addr c[2] = {v4(198, 19, 2, 2, 4242),
+				v4(10, 2, 0, 10, 4242)};
+	p2p_punch_init(&P, c, 2, start);
+}
+
+Test(sched, nothing_before_start_then_connects_all)
+{
+	struct p2p_punch_action a[8];
+
+	two(1000);
+	cr_assert_eq(p2p_punch_next_timer(&P), 1000);
+	p2p_punch_tick(&P, 999);
+	cr_assert_eq(drain(a, 8), 0);
+	p2p_punch_tick(&P, 1000);
+	cr_assert_eq(drain(a, 8), 2);
+	cr_assert_eq(a[0].type, P2P_PUNCH_CONNECT);
+	cr_assert_eq(a[0].idx, 0);
+	cr_assert_eq(a[0].addr.port, 4242);
+	cr_assert_eq(a[1].type, P2P_PUNCH_CONNECT);
+	cr_assert_eq(a[1].idx, 1);
+	cr_assert_eq(p2p_punch_next_timer(&P), 1000 + P2P_PUNCH_ATTEMPT_MS);
+}
+
+Test(sched, retries_through_resets)
+{
+	struct p2p_punch_action a[8];
+
+	two(0);
+	p2p_punch_tick(&P, 0);
+	drain(a, 8);
+	p2p_punch_conn_failed(&P, 20, 0, true);
+	cr_assert_eq(p2p_punch_next_timer(&P), 20 + P2P_PUNCH_RETRY_MS);
+	p2p_punch_tick(&P, 20 + P2P_PUNCH_RETRY_MS);
+	cr_assert_eq(drain(a, 8), 1);
+	cr_assert_eq(a[0].type, P2P_PUNCH_CONNECT);
+	cr_assert_eq(a[0].idx, 0);
+	cr_assert_eq(P.refused, 1);
+	cr_assert_eq(P.attempts, 3);
+}
+
+Test(sched, unanswered_syn_aborted_and_retried)
+{
+	struct p2p_punch_action a[8];
+
+	two(0);
+	p2p_punch_tick(&P, 0);
+	drain(a, 8);
+	p2p_punch_tick(&P, P2P_PUNCH_ATTEMPT_MS);
+	cr_assert_eq(drain(a, 8), 2);
+	cr_assert_eq(a[0].type, P2P_PUNCH_ABORT);
+	cr_assert_eq(a[1].type, P2P_PUNCH_ABORT);
+	p2p_punch_tick(&P, P2P_PUNCH_ATTEMPT_MS + P2P_PUNCH_RETRY_MS);
+	cr_assert_eq(drain(a, 8), 2);
+	cr_assert_eq(a[0].type, P2P_PUNCH_CONNECT);
+	cr_assert_eq(P.timeouts, 2);
+}
+
+Test(sched, bounded_total_then_fails)
+{
+	struct p2p_punch_action a[8];
+	uint64_t now = 500, t;
+	size_t connects = 0;
+	bool failed = false;
+
+	two(500);
+	/* Every attempt refused at once: retried until the end, no longer. */
+	for (int guard = 0; guard < 10000 && !failed; guard++) {
+		t = p2p_punch_next_timer(&P);
+		cr_assert_neq(t, UINT64_MAX);
+		cr_assert_geq(t, now);
+		now = t;
+		p2p_punch_tick(&P, now);
+		size_t n = drain(a, 8);
+		for (size_t i = 0; i < n; i++) {
+			if (a[i].type == P2P_PUNCH_CONNECT) {
+				connects++;
+				p2p_punch_conn_failed(&P, now, a[i].idx, true);
+			} else if (a[i].type == P2P_PUNCH_FAILED) {
+				failed = true;
+				cr_assert_eq(a[i].reason, P2P_PUNCH_R_TIMEOUT);
+			}
+		}
+	}
+	cr_assert(failed);
+	cr_assert_eq(now, 500 + P2P_PUNCH_TOTAL_MS);
+	cr_assert_gt(connects, 20);
+	cr_assert_eq(p2p_punch_next_timer(&P), UINT64_MAX);
+	p2p_punch_tick(&P, now + 1);
+	cr_assert_eq(drain(a, 8), 0);
+}
+
+Test(sched, success_aborts_the_others)
+{
+	struct p2p_punch_action a[8];
+
+	two(0);
+	p2p_punch_tick(&P, 0);
+	drain(a, 8);
+	p2p_punch_connected(&P, 30, 1);
+	/* A verifying attempt is not timed out by the attempt timer. */
+	p2p_punch_tick(&P, P2P_PUNCH_ATTEMPT_MS);
+	cr_assert_eq(drain(a, 8), 1);
+	cr_assert_eq(a[0].idx, 0);
+	p2p_punch_verified(&P, P2P_PUNCH_ATTEMPT_MS + 5, 1);
+	cr_assert_eq(drain(a, 8), 1);
+	cr_assert_eq(a[0].type, P2P_PUNCH_SUCCESS);
+	cr_assert_eq(a[0].idx, 1);
+	cr_assert_eq(p2p_punch_next_timer(&P), UINT64_MAX);
+}
+
+Test(sched, success_aborts_connecting)
+{
+	struct p2p_punch_action a[8];
+
+	two(0);
+	p2p_punch_tick(&P, 0);
+	drain(a, 8);
+	p2p_punch_connected(&P, 30, 0);
+	p2p_punch_verified(&P, 40, 0);
+	cr_assert_eq(drain(a, 8), 2);
+	cr_assert_eq(a[0].type, P2P_PUNCH_ABORT);
+	cr_assert_eq(a[0].idx, 1);
+	cr_assert_eq(a[1].type, P2P_PUNCH_SUCCESS);
+}
+
+Test(sched, handshake_failure_retries_and_peer_link_succeeds)
+{
+	struct p2p_punch_action a[8];
+
+	two(0);
+	p2p_punch_tick(&P, 0);
+	drain(a, 8);
+	p2p_punch_connected(&P, 10, 1);
+	p2p_punch_conn_failed(&P, 50, 1, false); /* not the peer answered */
+	p2p_punch_tick(&P, 50 + P2P_PUNCH_RETRY_MS);
+	cr_assert_eq(drain(a, 8), 1);
+	cr_assert_eq(a[0].type, P2P_PUNCH_CONNECT);
+	/* The peer's SYN reached our listener instead. */
+	p2p_punch_verified(&P, 300, SIZE_MAX);
+	cr_assert_eq(drain(a, 8), 3);
+	cr_assert_eq(a[2].type, P2P_PUNCH_SUCCESS);
+	cr_assert_eq(a[2].idx, SIZE_MAX);
+}
+
+Test(sched, no_candidates_waits_for_the_peer)
+{
+	struct p2p_punch_action a[8];
+
+	p2p_punch_init(&P, NULL, 0, 100);
+	cr_assert_eq(p2p_punch_next_timer(&P), 100 + P2P_PUNCH_TOTAL_MS);
+	p2p_punch_tick(&P, 100 + P2P_PUNCH_TOTAL_MS);
+	cr_assert_eq(drain(a, 8), 1);
+	cr_assert_eq(a[0].type, P2P_PUNCH_FAILED);
+}
+
+Test(sched, start_time_from_rtt)
+{
+	/* REQUEST at 1000, REPLY at 1100 with offset 300: the replier
+	 * started counting ~50 ms ago, so we start 250 ms from now. */
+	cr_assert_eq(p2p_punch_start_at(1000, 1100, 300), 1350);
+	/* RTT longer than twice the offset: start now. */
+	cr_assert_eq(p2p_punch_start_at(1000, 2000, 300), 2000);
+	cr_assert_eq(p2p_punch_reply_offset(0), P2P_PUNCH_OFFSET_MIN_MS);
+	cr_assert_eq(p2p_punch_reply_offset(60000), P2P_PUNCH_OFFSET_MAX_MS);
+	cr_assert_eq(p2p_punch_reply_offset(400), 400);
+}
