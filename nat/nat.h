@@ -103,4 +103,18 @@ int p2p_nat_sock_port_free(const struct sockaddr *local, socklen_t len);
  */
 bool p2p_nat_sock_retry_unbound(int err);
 
+/*
+ * The IP TTL (IPv4) or unicast hop limit (IPv6) of fd's packets; -1 puts
+ * the system default back. family is 4 or 6. 0 or -errno.
+ */
+int p2p_nat_sock_ttl(int fd, int family, int ttl);
+
+/*
+ * The minimum TTL (hop limit) of what fd accepts, ICMP errors about its
+ * own packets included (those quote the TTL the packet had when it
+ * expired, 1): with min_ttl 2 a punching prime (nat/punch.h) survives
+ * the "time exceeded" its short TTL provokes. 0 turns it off.
+ */
+int p2p_nat_sock_min_ttl(int fd, int family, int min_ttl);
+
 #endif

@@ -154,6 +154,8 @@ const char *p2p_punch_reason_text(enum p2p_punch_reason r)
 		return "no connection through the NATs";
 	case P2P_PUNCH_R_NO_ANSWER:
 		return "the peer did not answer the punch request";
+	case P2P_PUNCH_R_NOT_LISTENING:
+		return "no listen port to punch from on the peer's side";
 	case P2P_PUNCH_R_MAX:
 		break;
 	}
@@ -233,13 +235,15 @@ uint16_t p2p_punch_reply_offset(uint16_t proposed)
 
 /* ---- scheduling ---- */
 
-static void push(struct p2p_punch *p, enum p2p_punch_action_type t, size_t idx,
-		 enum p2p_punch_reason r)
+static struct p2p_punch_action *push(struct p2p_punch *p,
+				     enum p2p_punch_action_type t, size_t idx,
+				     enum p2p_punch_reason r)
 {
+	static struct p2p_punch_action sink; /* written, never read */
 	struct p2p_punch_action *a;
 
 	if (p->qlen == P2P_PUNCH_QUEUE)
-		return; /* cannot happen: at most 2 per candidate + 2 queued */
+		return &sink; /* cannot happen: <= 2 per candidate + 2 */
 	a = &p->q[(p->qhead + p->qlen++) % P2P_PUNCH_QUEUE];
 	memset(a, 0, sizeof(*a));
 	a->type = t;
@@ -247,18 +251,28 @@ static void push(struct p2p_punch *p, enum p2p_punch_action_type t, size_t idx,
 	a->reason = r;
 	if (idx < p->n)
 		a->addr = p->c[idx].addr;
+	return a;
+}
+
+bool p2p_punch_primer(const struct p2p_peerid *self,
+		      const struct p2p_peerid *peer)
+{
+	return memcmp(self->b, peer->b, sizeof(self->b)) < 0;
 }
 
 void p2p_punch_init(struct p2p_punch *p, const struct p2p_addr *cand, size_t n,
-		    uint64_t start)
+		    uint64_t start, bool primer)
 {
+	uint64_t first = start + (primer ? 0 : P2P_PUNCH_SENDER_DELAY_MS);
+
 	memset(p, 0, sizeof(*p));
 	p->n = n > P2P_PUNCH_CAND_MAX ? P2P_PUNCH_CAND_MAX : n;
 	for (size_t i = 0; i < p->n; i++) {
 		p->c[i].addr = cand[i];
 		p->c[i].state = P2P_PUNCH_C_WAIT;
-		p->c[i].at = start;
+		p->c[i].at = first;
 	}
+	p->primer = primer;
 	p->start = start;
 	p->end = start + P2P_PUNCH_TOTAL_MS;
 }
@@ -294,9 +308,11 @@ void p2p_punch_tick(struct p2p_punch *p, uint64_t now)
 			p->c[i].at = now + P2P_PUNCH_RETRY_MS;
 		} else if (p->c[i].state == P2P_PUNCH_C_WAIT) {
 			p->attempts++;
-			push(p, P2P_PUNCH_CONNECT, i, P2P_PUNCH_R_NONE);
+			push(p, P2P_PUNCH_CONNECT, i, P2P_PUNCH_R_NONE)->ttl =
+			    p->primer ? P2P_PUNCH_PRIME_TTL : 0;
 			p->c[i].state = P2P_PUNCH_C_CONNECTING;
-			p->c[i].at = now + P2P_PUNCH_ATTEMPT_MS;
+			p->c[i].at = now + (p->primer ? P2P_PUNCH_PRIME_HOLD_MS
+						      : P2P_PUNCH_ATTEMPT_MS);
 		}
 	}
 }

@@ -51,12 +51,42 @@
 #define P2P_PUNCH_PAYLOAD_MIN                                                  \
 	(P2P_PUNCH_HDR_LEN + P2P_PUNCH_PK_LEN + P2P_PUNCH_SIG_LEN)
 
-/* Timing (milliseconds). */
-#define P2P_PUNCH_RETRY_MS 150	    /* a refused connect is tried again */
-#define P2P_PUNCH_ATTEMPT_MS 1000   /* an unanswered SYN: start over */
-#define P2P_PUNCH_TOTAL_MS 8000	    /* the whole schedule, from its start */
-#define P2P_PUNCH_OFFSET_MS 300	    /* start offset a requester proposes */
-#define P2P_PUNCH_OFFSET_MIN_MS 150 /* ... that a replier accepts */
+/*
+ * Timing (milliseconds) and roles. Two Linux NATs that reset unsolicited
+ * SYNs defeat two SYNs that merely cross: whichever arrives first is
+ * reset, the reset closes the conntrack entry of its sender's NAT, and
+ * that NAT then takes the peer's SYN, arriving on a closed entry, for
+ * invalid. A handshake must also be answered by the very socket whose
+ * SYN made the entry (a SYN-ACK with another sequence number is out of
+ * the entry's window, and leaves the NAT untranslated). So the sides
+ * play two parts, chosen by ID (p2p_punch_primer):
+ *
+ *  - the primer connects to each candidate with a small TTL (a "prime"):
+ *    the SYN passes its own NAT, which now expects the peer's endpoint,
+ *    and dies at the next router instead of being reset by the peer's
+ *    NAT. The socket ignores the ICMP error that comes back (the daemon
+ *    sets a minimum TTL on it), gets its normal TTL back, and waits;
+ *  - the sender, a moment later, connects with a full TTL again and
+ *    again (a reset is tried again after P2P_PUNCH_RETRY_MS). Its SYN
+ *    finds the primer's NAT expecting it and reaches the primer's
+ *    waiting socket: a simultaneous open whose SYN-ACK the primer's NAT
+ *    lets through.
+ *
+ * TTL 2: our router forwards the prime with TTL 1, the next hop drops
+ * it. Behind a NAT further away (double NAT) the prime dies before the
+ * outer NAT's mapping exists; the primer's own retransmissions (full
+ * TTL, after about 1 and 3 s) and the sender's retries then race as
+ * without a prime. A prime that reaches a peer on our own LAN is simply
+ * a connection.
+ */
+#define P2P_PUNCH_PRIME_TTL 2
+#define P2P_PUNCH_PRIME_HOLD_MS 3500  /* a prime waits (2 retransmissions) */
+#define P2P_PUNCH_SENDER_DELAY_MS 100 /* the sender starts after the primer */
+#define P2P_PUNCH_RETRY_MS 150	      /* a refused connect is tried again */
+#define P2P_PUNCH_ATTEMPT_MS 1000     /* an unanswered SYN: start over */
+#define P2P_PUNCH_TOTAL_MS 8000	      /* the whole schedule, from its start */
+#define P2P_PUNCH_OFFSET_MS 300	      /* start offset a requester proposes */
+#define P2P_PUNCH_OFFSET_MIN_MS 150   /* ... that a replier accepts */
 #define P2P_PUNCH_OFFSET_MAX_MS 3000
 #define P2P_PUNCH_SIGNAL_MS 5000 /* REQUEST without REPLY: give up */
 
@@ -72,6 +102,7 @@ enum p2p_punch_reason {
 	P2P_PUNCH_R_BUSY,	    /* too many punches running */
 	P2P_PUNCH_R_TIMEOUT,	    /* schedule over, nothing connected */
 	P2P_PUNCH_R_NO_ANSWER,	    /* no REPLY to our REQUEST */
+	P2P_PUNCH_R_NOT_LISTENING,  /* no listen port to punch from */
 	P2P_PUNCH_R_MAX,
 };
 
@@ -152,7 +183,7 @@ uint16_t p2p_punch_reply_offset(uint16_t proposed);
 /* ---- scheduling ---- */
 
 enum p2p_punch_action_type {
-	P2P_PUNCH_CONNECT, /* idx, addr: connect from the listen port */
+	P2P_PUNCH_CONNECT, /* idx, addr, ttl: connect from the listen port */
 	P2P_PUNCH_ABORT,   /* idx: close that attempt's socket */
 	P2P_PUNCH_SUCCESS, /* idx (SIZE_MAX: the link came another way) */
 	P2P_PUNCH_FAILED,  /* reason */
@@ -162,6 +193,7 @@ struct p2p_punch_action {
 	enum p2p_punch_action_type type;
 	size_t idx;
 	struct p2p_addr addr;
+	int ttl; /* CONNECT: IP TTL for the SYN, 0 for the default */
 	enum p2p_punch_reason reason;
 };
 
@@ -181,16 +213,22 @@ struct p2p_punch {
 		uint64_t at;
 	} c[P2P_PUNCH_CAND_MAX];
 	uint64_t start, end;
+	bool primer;
 	bool done;
 	unsigned attempts, refused, timeouts; /* for the log line */
 	struct p2p_punch_action q[P2P_PUNCH_QUEUE];
 	size_t qhead, qlen;
 };
 
-/* Connect to cand[0..n) from start on, give up at start +
- * P2P_PUNCH_TOTAL_MS. n may be 0: we then only wait for the peer. */
+/* The lower ID primes, the other sends (see the timing comment). */
+bool p2p_punch_primer(const struct p2p_peerid *self,
+		      const struct p2p_peerid *peer);
+
+/* Connect to cand[0..n) from start on (the sender a little later), give
+ * up at start + P2P_PUNCH_TOTAL_MS. n may be 0: we then only wait for
+ * the peer. */
 void p2p_punch_init(struct p2p_punch *p, const struct p2p_addr *cand, size_t n,
-		    uint64_t start);
+		    uint64_t start, bool primer);
 /* Call when now >= p2p_punch_next_timer(). */
 void p2p_punch_tick(struct p2p_punch *p, uint64_t now);
 /* The attempt idx got a TCP connection: its handshake runs. */

@@ -75,3 +75,32 @@ bool p2p_nat_sock_retry_unbound(int err)
 {
 	return err == -EADDRINUSE || err == -EADDRNOTAVAIL;
 }
+
+int p2p_nat_sock_ttl(int fd, int family, int ttl)
+{
+	int rc;
+
+	if (family == 4)
+		rc = setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl));
+	else if (family == 6)
+		rc = setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl,
+				sizeof(ttl));
+	else
+		return -EAFNOSUPPORT;
+	return rc < 0 ? -errno : 0;
+}
+
+int p2p_nat_sock_min_ttl(int fd, int family, int min_ttl)
+{
+	int rc;
+
+	if (family == 4)
+		rc = setsockopt(fd, IPPROTO_IP, IP_MINTTL, &min_ttl,
+				sizeof(min_ttl));
+	else if (family == 6)
+		rc = setsockopt(fd, IPPROTO_IPV6, IPV6_MINHOPCOUNT, &min_ttl,
+				sizeof(min_ttl));
+	else
+		return -EAFNOSUPPORT;
+	return rc < 0 ? -errno : 0;
+}

@@ -351,36 +351,76 @@ static size_t drain(struct p2p_punch_action *out, size_t max)
 	return n;
 }
 
-static void two(uint64_t start)
+static void two_as(uint64_t start, bool primer)
 {
 	struct p2p_addr c[2] = {v4(198, 19, 2, 2, 4242),
 				v4(10, 2, 0, 10, 4242)};
-	p2p_punch_init(&P, c, 2, start);
+	p2p_punch_init(&P, c, 2, start, primer);
 }
 
-Test(sched, nothing_before_start_then_connects_all)
+static void two(uint64_t start)
+{
+	two_as(start, false);
+}
+
+Test(sched, roles_by_id)
+{
+	struct p2p_peerid lo, hi;
+
+	memset(lo.b, 1, sizeof(lo.b));
+	memset(hi.b, 2, sizeof(hi.b));
+	cr_assert(p2p_punch_primer(&lo, &hi));
+	cr_assert(!p2p_punch_primer(&hi, &lo));
+}
+
+Test(sched, primer_primes_all_at_start_and_holds)
 {
 	struct p2p_punch_action a[8];
 
-	two(1000);
+	two_as(1000, true);
 	cr_assert_eq(p2p_punch_next_timer(&P), 1000);
 	p2p_punch_tick(&P, 999);
 	cr_assert_eq(drain(a, 8), 0);
 	p2p_punch_tick(&P, 1000);
 	cr_assert_eq(drain(a, 8), 2);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(a[i].type, P2P_PUNCH_CONNECT);
+		cr_assert_eq(a[i].idx, (size_t)i);
+		cr_assert_eq(a[i].addr.port, 4242);
+		cr_assert_eq(a[i].ttl, P2P_PUNCH_PRIME_TTL);
+	}
+	cr_assert_eq(p2p_punch_next_timer(&P), 1000 + P2P_PUNCH_PRIME_HOLD_MS);
+	/* A prime that dies (a reset after its retransmission): again. */
+	p2p_punch_conn_failed(&P, 2000, 1, true);
+	p2p_punch_tick(&P, 2000 + P2P_PUNCH_RETRY_MS);
+	cr_assert_eq(drain(a, 8), 1);
+	cr_assert_eq(a[0].idx, 1);
+	cr_assert_eq(a[0].ttl, P2P_PUNCH_PRIME_TTL);
+}
+
+Test(sched, sender_starts_a_little_later_with_full_ttl)
+{
+	struct p2p_punch_action a[8];
+
+	two(1000);
+	cr_assert_eq(p2p_punch_next_timer(&P),
+		     1000 + P2P_PUNCH_SENDER_DELAY_MS);
+	p2p_punch_tick(&P, 1000);
+	cr_assert_eq(drain(a, 8), 0);
+	p2p_punch_tick(&P, 1000 + P2P_PUNCH_SENDER_DELAY_MS);
+	cr_assert_eq(drain(a, 8), 2);
 	cr_assert_eq(a[0].type, P2P_PUNCH_CONNECT);
-	cr_assert_eq(a[0].idx, 0);
-	cr_assert_eq(a[0].addr.port, 4242);
-	cr_assert_eq(a[1].type, P2P_PUNCH_CONNECT);
-	cr_assert_eq(a[1].idx, 1);
-	cr_assert_eq(p2p_punch_next_timer(&P), 1000 + P2P_PUNCH_ATTEMPT_MS);
+	cr_assert_eq(a[0].ttl, 0);
+	cr_assert_eq(a[1].ttl, 0);
+	cr_assert_eq(p2p_punch_next_timer(&P),
+		     1000 + P2P_PUNCH_SENDER_DELAY_MS + P2P_PUNCH_ATTEMPT_MS);
 }
 
 Test(sched, retries_through_resets)
 {
 	struct p2p_punch_action a[8];
 
-	two(0);
+	two_as(0, true);
 	p2p_punch_tick(&P, 0);
 	drain(a, 8);
 	p2p_punch_conn_failed(&P, 20, 0, true);
@@ -396,18 +436,22 @@ Test(sched, retries_through_resets)
 Test(sched, unanswered_syn_aborted_and_retried)
 {
 	struct p2p_punch_action a[8];
+	uint64_t t = P2P_PUNCH_SENDER_DELAY_MS;
 
 	two(0);
-	p2p_punch_tick(&P, 0);
-	drain(a, 8);
-	p2p_punch_tick(&P, P2P_PUNCH_ATTEMPT_MS);
+	p2p_punch_tick(&P, t);
+	cr_assert_eq(drain(a, 8), 2);
+	t += P2P_PUNCH_ATTEMPT_MS;
+	cr_assert_eq(p2p_punch_next_timer(&P), t);
+	p2p_punch_tick(&P, t);
 	cr_assert_eq(drain(a, 8), 2);
 	cr_assert_eq(a[0].type, P2P_PUNCH_ABORT);
 	cr_assert_eq(a[1].type, P2P_PUNCH_ABORT);
-	p2p_punch_tick(&P, P2P_PUNCH_ATTEMPT_MS + P2P_PUNCH_RETRY_MS);
+	cr_assert_eq(P.timeouts, 2);
+	t += P2P_PUNCH_RETRY_MS;
+	p2p_punch_tick(&P, t);
 	cr_assert_eq(drain(a, 8), 2);
 	cr_assert_eq(a[0].type, P2P_PUNCH_CONNECT);
-	cr_assert_eq(P.timeouts, 2);
 }
 
 Test(sched, bounded_total_then_fails)
@@ -417,7 +461,7 @@ Test(sched, bounded_total_then_fails)
 	size_t connects = 0;
 	bool failed = false;
 
-	two(500);
+	two_as(500, true);
 	/* Every attempt refused at once: retried until the end, no longer. */
 	for (int guard = 0; guard < 10000 && !failed; guard++) {
 		t = p2p_punch_next_timer(&P);
@@ -448,15 +492,15 @@ Test(sched, success_aborts_the_others)
 {
 	struct p2p_punch_action a[8];
 
-	two(0);
+	two_as(0, true);
 	p2p_punch_tick(&P, 0);
 	drain(a, 8);
 	p2p_punch_connected(&P, 30, 1);
 	/* A verifying attempt is not timed out by the attempt timer. */
-	p2p_punch_tick(&P, P2P_PUNCH_ATTEMPT_MS);
+	p2p_punch_tick(&P, P2P_PUNCH_PRIME_HOLD_MS);
 	cr_assert_eq(drain(a, 8), 1);
 	cr_assert_eq(a[0].idx, 0);
-	p2p_punch_verified(&P, P2P_PUNCH_ATTEMPT_MS + 5, 1);
+	p2p_punch_verified(&P, P2P_PUNCH_PRIME_HOLD_MS + 5, 1);
 	cr_assert_eq(drain(a, 8), 1);
 	cr_assert_eq(a[0].type, P2P_PUNCH_SUCCESS);
 	cr_assert_eq(a[0].idx, 1);
@@ -467,7 +511,7 @@ Test(sched, success_aborts_connecting)
 {
 	struct p2p_punch_action a[8];
 
-	two(0);
+	two_as(0, true);
 	p2p_punch_tick(&P, 0);
 	drain(a, 8);
 	p2p_punch_connected(&P, 30, 0);
@@ -482,12 +526,12 @@ Test(sched, handshake_failure_retries_and_peer_link_succeeds)
 {
 	struct p2p_punch_action a[8];
 
-	two(0);
+	two_as(0, true);
 	p2p_punch_tick(&P, 0);
 	drain(a, 8);
 	p2p_punch_connected(&P, 10, 1);
-	p2p_punch_conn_failed(&P, 50, 1, false); /* not the peer answered */
-	p2p_punch_tick(&P, 50 + P2P_PUNCH_RETRY_MS);
+	p2p_punch_conn_failed(&P, 20, 1, false); /* not the peer answered */
+	p2p_punch_tick(&P, 20 + P2P_PUNCH_RETRY_MS);
 	cr_assert_eq(drain(a, 8), 1);
 	cr_assert_eq(a[0].type, P2P_PUNCH_CONNECT);
 	/* The peer's SYN reached our listener instead. */
@@ -501,7 +545,7 @@ Test(sched, no_candidates_waits_for_the_peer)
 {
 	struct p2p_punch_action a[8];
 
-	p2p_punch_init(&P, NULL, 0, 100);
+	p2p_punch_init(&P, NULL, 0, 100, false);
 	cr_assert_eq(p2p_punch_next_timer(&P), 100 + P2P_PUNCH_TOTAL_MS);
 	p2p_punch_tick(&P, 100 + P2P_PUNCH_TOTAL_MS);
 	cr_assert_eq(drain(a, 8), 1);

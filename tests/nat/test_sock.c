@@ -150,3 +150,33 @@ Test(nat_sock, bad_family)
 	cr_expect_eq(p2p_nat_sock_port_free(&a, sizeof(a)), -EAFNOSUPPORT);
 	cr_expect_not(p2p_nat_sock_retry_unbound(-ECONNREFUSED));
 }
+
+static int get_int(int fd, int level, int opt)
+{
+	int v = -1;
+	socklen_t len = sizeof(v);
+
+	cr_assert_eq(getsockopt(fd, level, opt, &v, &len), 0);
+	return v;
+}
+
+Test(nat_sock, prime_ttl_and_min_ttl)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0), def;
+
+	cr_assert_geq(fd, 0);
+	def = get_int(fd, IPPROTO_IP, IP_TTL);
+	cr_expect_eq(p2p_nat_sock_ttl(fd, 4, 2), 0);
+	cr_expect_eq(get_int(fd, IPPROTO_IP, IP_TTL), 2);
+	cr_expect_eq(p2p_nat_sock_min_ttl(fd, 4, 2), 0);
+	cr_expect_eq(get_int(fd, IPPROTO_IP, IP_MINTTL), 2);
+	/* -1: the system default again; 0: no minimum. */
+	cr_expect_eq(p2p_nat_sock_ttl(fd, 4, -1), 0);
+	cr_expect_eq(get_int(fd, IPPROTO_IP, IP_TTL), def);
+	cr_expect_eq(p2p_nat_sock_min_ttl(fd, 4, 0), 0);
+	cr_expect_eq(get_int(fd, IPPROTO_IP, IP_MINTTL), 0);
+	cr_expect_eq(p2p_nat_sock_ttl(fd, 5, 2), -EAFNOSUPPORT);
+	cr_expect_eq(p2p_nat_sock_min_ttl(fd, 5, 2), -EAFNOSUPPORT);
+	cr_expect_eq(p2p_nat_sock_ttl(fd, 4, 300), -EINVAL);
+	close(fd);
+}
