@@ -259,6 +259,13 @@ static void on_established(struct link *l)
 		link_close(l, 0, "self connection");
 		return;
 	}
+	/* A punched link that turned responder (see on_hs_frame) checks
+	 * the peer's ID here: the responder side of the handshake does not. */
+	if (l->has_expect && !p2p_peerid_equal(&l->peer, &l->expect)) {
+		l->why = "not the expected peer";
+		link_destroy(l);
+		return;
+	}
 	if (l->purpose == LP_DIALBACK) {
 		struct p2p_msg m = {.type = P2P_MSG_DIALBACK_OK};
 		m.u.dialback.nonce = l->dialback_nonce;
@@ -272,7 +279,7 @@ static void on_established(struct link *l)
 	 * a network (and on loopback), before any dial-back was asked for.
 	 * Decided before our HELLO goes out so that it already says server.
 	 */
-	if (!l->outbound)
+	if (!l->outbound && !punch_running(n, &l->peer))
 		node_set_server(n, "a peer dialled our listener");
 	send_hello(l);
 }
@@ -280,7 +287,8 @@ static void on_established(struct link *l)
 static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
 			      const struct sockaddr_storage *ss,
 			      const struct p2p_peerid *expect,
-			      enum link_purpose p, bool reuse, int *err);
+			      enum link_purpose p, bool reuse, int ttl,
+			      int *err);
 
 /*
  * Our dial and the peer's dial to us met on one TCP connection (a
@@ -303,7 +311,7 @@ static void redial_fresh(struct link *l)
 	if (node_addr_to_sockaddr(&l->remote, &ss, &slen) == 0)
 		d = dial_once(n, &l->remote, &ss,
 			      l->has_expect ? &l->expect : NULL, l->purpose,
-			      false, &err);
+			      false, 0, &err);
 	if (d) {
 		d->boot = l->boot;
 		d->ov_dial = l->ov_dial;
@@ -323,7 +331,28 @@ static void on_hs_frame(struct link *l, const uint8_t *body, size_t len)
 	size_t outlen = 0;
 	int rc;
 
-	if (l->outbound && p2p_session_is_frame1(body, len)) {
+	if (l->outbound && l->punched && p2p_session_is_frame1(body, len) &&
+	    !p2p_session_established(l->sess)) {
+		/*
+		 * A punch is a simultaneous open on purpose: both ends
+		 * connected and sent frame 1. The roles follow the IDs: the
+		 * lower ID stays initiator and ignores the peer's frame 1;
+		 * the higher one becomes the responder and answers it.
+		 */
+		struct p2p_session *r;
+		if (memcmp(l->n->ident.id.b, l->expect.b, P2P_ID_LEN) < 0)
+			return;
+		r = p2p_session_new(&l->n->ident, false, NULL);
+		if (!r) {
+			link_destroy(l);
+			return;
+		}
+		p2p_session_free(l->sess);
+		l->sess = r;
+		/* From here on the link is one the peer initiated, as far
+		 * as roles go: stream ID parity, the duplicate tie-break. */
+		l->outbound = false;
+	} else if (l->outbound && p2p_session_is_frame1(body, len)) {
 		redial_fresh(l);
 		return;
 	}
@@ -354,7 +383,9 @@ static void on_hello(struct link *l, const struct p2p_msg *m)
 	l->peer_server = server;
 	l->hello_rx = true;
 	l->deadline = 0;
-	if (first && l->outbound)
+	/* A punched link's peer is a NATed host, not an observer of our
+	 * overlay mapping (and may see our LAN address). */
+	if (first && l->outbound && !l->punched)
 		p2p_nat_observe(n->nat, node_now(n), &l->local,
 				&m->u.hello.observed, &l->peer);
 	node_link_hello(n, l, &m->u.hello.observed, first);
@@ -548,6 +579,14 @@ static void on_connect(uv_connect_t *req, int status)
 	record_addrs(l);
 	uv_tcp_nodelay(&l->tcp, 1);
 	l->state = LINK_HANDSHAKE;
+	if (l->punched) {
+		uv_os_fd_t fd;
+		/* A prime's minimum TTL is for its SYN only. */
+		if (uv_fileno((uv_handle_t *)&l->tcp, &fd) == 0)
+			p2p_nat_sock_min_ttl(fd, l->remote.family, 0);
+	}
+	if (l->punch)
+		punch_link_connected(l->n, l);
 	if (uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read) < 0 ||
 	    p2p_session_start(l->sess, out, sizeof(out), &outlen) < 0) {
 		link_destroy(l);
@@ -583,7 +622,8 @@ static int dial_socket(struct p2pd_node *n, int family)
 static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
 			      const struct sockaddr_storage *ss,
 			      const struct p2p_peerid *expect,
-			      enum link_purpose p, bool reuse, int *err)
+			      enum link_purpose p, bool reuse, int ttl,
+			      int *err)
 {
 	struct link *l;
 	int rc = 0, fd = reuse ? dial_socket(n, addr->family) : -ENOENT;
@@ -605,6 +645,12 @@ static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
 	if (fd >= 0 && uv_tcp_open(&l->tcp, fd) < 0) {
 		close(fd);
 		rc = -EBADF;
+	} else if (fd >= 0 && ttl > 0) {
+		/* A prime (nat/punch.h): a short TTL for the SYN, and the
+		 * "time exceeded" it provokes must not kill the socket. */
+		rc = p2p_nat_sock_ttl(fd, addr->family, ttl);
+		if (rc == 0)
+			rc = p2p_nat_sock_min_ttl(fd, addr->family, ttl);
 	}
 	l->sess = p2p_session_new(&n->ident, true, expect);
 	l->conn.data = l;
@@ -613,6 +659,10 @@ static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
 					      (const struct sockaddr *)ss,
 					      on_connect)
 			     : -ENOMEM;
+	/* The SYN is out: what follows (retransmissions, the SYN-ACK of a
+	 * simultaneous open) goes with the normal TTL. */
+	if (rc == 0 && fd >= 0 && ttl > 0)
+		rc = p2p_nat_sock_ttl(fd, addr->family, -1);
 	if (rc < 0) {
 		/* Not a failure of the peer: nobody hears about this link. */
 		l->state = LINK_CLOSING;
@@ -642,9 +692,30 @@ struct link *link_dial(struct p2pd_node *n, const struct p2p_addr *addr,
 	}
 	/* From the listen port first; where that four-tuple is taken (a
 	 * second link to the same address, TIME_WAIT), from a fresh port. */
-	l = dial_once(n, addr, &ss, expect, p, true, err);
+	l = dial_once(n, addr, &ss, expect, p, true, 0, err);
 	if (!l && p2p_nat_sock_retry_unbound(*err))
-		l = dial_once(n, addr, &ss, expect, p, false, err);
+		l = dial_once(n, addr, &ss, expect, p, false, 0, err);
+	return l;
+}
+
+struct link *link_punch(struct p2pd_node *n, const struct p2p_addr *addr,
+			const struct p2p_peerid *expect, int ttl, int *err)
+{
+	struct sockaddr_storage ss;
+	socklen_t slen;
+	struct link *l;
+
+	if (node_addr_to_sockaddr(addr, &ss, &slen) < 0 || addr->port == 0) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	if (node_count_links(n) >= n->limits.max_links) {
+		*err = -EMFILE;
+		return NULL;
+	}
+	l = dial_once(n, addr, &ss, expect, LP_OVERLAY, true, ttl, err);
+	if (l)
+		l->punched = true;
 	return l;
 }
 

@@ -68,7 +68,7 @@ static bool dialling(struct p2pd_node *n, const struct p2p_peerid *id)
 
 static bool link_in_use(struct p2pd_node *n, const struct link *l)
 {
-	if (l->users > 0)
+	if (l->users > 0 || l->punched)
 		return true;
 	for (struct pending *p = n->pend; p; p = p->next)
 		if (p->link == l)
@@ -405,6 +405,7 @@ static int node_init(struct p2pd_node *n, uv_loop_t *loop,
 	uv_timer_init(loop, &n->tick);
 	n->ov_timer.data = n->tick.data = n;
 	n->open_handles += 2;
+	punch_init(n);
 	n->start_ms = uv_now(loop);
 	return 0;
 }
@@ -420,6 +421,7 @@ static void close_all(struct p2pd_node *n)
 		}
 	}
 	node_pending_fail_all(n);
+	punch_close_all(n);
 	/* Links already waiting for a peer's EOF are not waited for. */
 	for (struct link *l = n->links; l; l = l->next) {
 		link_close(l, 0, "shutting down");

@@ -152,6 +152,10 @@ void node_deliver(struct p2pd_node *n, const struct p2p_ov_action *a)
 
 	p2p_peerid_to_text(&a->peer, id);
 	log_debug("routed app %u from %s, %d hops", a->app, id, a->hops);
+	if (a->app == P2P_APP_NAT) {
+		punch_deliver(n, a);
+		return;
+	}
 	if ((a->app != P2P_APP_PING && a->app != P2P_APP_PONG) ||
 	    a->len != sizeof(nonce))
 		return;
@@ -177,6 +181,8 @@ void node_deliver(struct p2pd_node *n, const struct p2p_ov_action *a)
 
 void node_route_failed(struct p2pd_node *n, uint64_t msgid)
 {
+	if (punch_route_failed(n, msgid))
+		return;
 	for (struct pending *p = n->pend; p; p = p->next) {
 		if (p->kind == PEND_PING_ROUTED && p->msgid == msgid) {
 			pend_fail(n, p, "peer_unreachable",
@@ -277,11 +283,12 @@ static void cmd_peers(void *ctx, struct ctl_req *req, json_t *args)
 			continue;
 		json_array_append_new(
 		    peers,
-		    json_pack(
-			"{s:o, s:o, s:s, s:s, s:o}", "id", id_json(&l->peer),
-			"addr", addr_json(&l->remote), "dir",
-			l->outbound ? "out" : "in", "link", "overlay", "rtt_ms",
-			l->rtt_ms < 0 ? json_null() : json_real(l->rtt_ms)));
+		    json_pack("{s:o, s:o, s:s, s:s, s:o}", "id",
+			      id_json(&l->peer), "addr", addr_json(&l->remote),
+			      "dir", l->outbound ? "out" : "in", "link",
+			      l->punched ? "direct" : "overlay", "rtt_ms",
+			      l->rtt_ms < 0 ? json_null()
+					    : json_real(l->rtt_ms)));
 	}
 	ctl_reply_ok(req, json_pack("{s:o}", "peers", peers));
 }

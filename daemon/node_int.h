@@ -88,6 +88,12 @@ struct link {
 	size_t wq;			   /* bytes queued for writing */
 	unsigned users;			   /* non-overlay users (tunnels) */
 	const char *why;		   /* static reason for the close */
+	/* Hole punching (punch.c): a link made by a punch, or accepted on
+	 * our listener from the peer of a running punch, is "punched": shown
+	 * as link "direct", kept when the overlay no longer needs it. */
+	bool punched;
+	struct punch *punch; /* the punch this attempt belongs to, or NULL */
+	size_t punch_idx;    /* ... its candidate index */
 };
 
 struct listener {
@@ -115,6 +121,8 @@ struct pending {
 	uint64_t t0_hr;
 	struct link *link; /* bootstrap, direct ping */
 };
+
+struct punch;
 
 struct badlog {
 	uint64_t last;
@@ -151,7 +159,9 @@ struct p2pd_node {
 	void (*done)(void *);
 	void *done_arg;
 	struct badlog badlog[NODE_BADLOG_SLOTS];
-	struct tunnels tun; /* tunnel.h */
+	struct tunnels tun;    /* tunnel.h */
+	struct punch *punches; /* punch.c */
+	uv_timer_t punch_timer;
 	struct {
 		uint64_t bad_frames, bad_msgs, unknown_msgs, hs_failed;
 		uint64_t links_refused;
@@ -201,5 +211,23 @@ void link_destroy(struct link *l);
 void link_tick(struct link *l, uint64_t now);
 void link_ping(struct link *l);
 const char *link_state_name(enum link_state s);
+/* A hole punching attempt: connect from the listen port of addr's family
+ * (never a fresh port: the NAT mapping is the point), expecting peer;
+ * ttl > 0: the SYN's IP TTL (a prime, see nat/punch.h). */
+struct link *link_punch(struct p2pd_node *n, const struct p2p_addr *addr,
+			const struct p2p_peerid *expect, int ttl, int *err);
+
+/* punch.c */
+void punch_init(struct p2pd_node *n);
+void punch_close_all(struct p2pd_node *n);
+/* Start punching towards peer (a tunnel dial needs it). 0 or -errno. */
+int punch_start(struct p2pd_node *n, const struct p2p_peerid *peer,
+		const char *context);
+bool punch_running(struct p2pd_node *n, const struct p2p_peerid *peer);
+void punch_deliver(struct p2pd_node *n, const struct p2p_ov_action *a);
+bool punch_route_failed(struct p2pd_node *n, uint64_t msgid);
+void punch_link_connected(struct p2pd_node *n, struct link *l);
+void punch_link_hello(struct p2pd_node *n, struct link *l);
+void punch_link_gone(struct p2pd_node *n, struct link *l, const char *why);
 
 #endif

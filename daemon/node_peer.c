@@ -158,6 +158,7 @@ void node_link_hello(struct p2pd_node *n, struct link *l,
 		log_info("link up: %s at %s (%s%s)", id, a,
 			 l->outbound ? "out" : "in",
 			 l->peer_server ? ", server" : "");
+		punch_link_hello(n, l); /* marks it punched before waiters */
 		node_pending_hello(n, l);
 		if (resolve_duplicate(n, l))
 			return;
@@ -191,6 +192,7 @@ void node_link_gone(struct p2pd_node *n, struct link *l, const char *why)
 	uint64_t now = node_now(n);
 	struct link *o;
 
+	punch_link_gone(n, l, why);
 	node_pending_fail_link(n, l, why);
 	if (l->purpose == LP_DIALBACK) {
 		/* The peer that asked may ask again. */

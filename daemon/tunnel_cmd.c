@@ -112,7 +112,10 @@ static void connect_done(struct p2pd_node *n, struct tun_waiter *w,
 		ctl_reply_ok(c->req,
 			     json_pack("{s:s, s:s, s:s, s:f}", "peer", id,
 				       "path", "direct", "method",
-				       dialled ? "dial" : "existing", "ms",
+				       !dialled	    ? "existing"
+				       : l->punched ? "punch"
+						    : "dial",
+				       "ms",
 				       (double)(uv_hrtime() - c->t0_hr) / 1e6));
 	}
 	free(c);

@@ -33,6 +33,7 @@ struct tun_waiter {
 enum dial_state {
 	DIAL_LOOKUP,  /* overlay lookup of the peer's address */
 	DIAL_CONNECT, /* link dialled, waiting for its HELLO */
+	DIAL_PUNCH,   /* hole punching (punch.c), waiting for its HELLO */
 };
 
 /* Getting a link to one peer; every waiter for that peer shares it. */
@@ -120,6 +121,9 @@ void tun_link_cancel(struct p2pd_node *n, struct tun_waiter *w);
 void tun_dials_link_gone(struct p2pd_node *n, struct link *l, const char *why);
 void tun_dials_expire(struct p2pd_node *n, uint64_t now);
 void tun_dials_fail_all(struct p2pd_node *n, const char *code, const char *msg);
+/* punch.c gave up on peer: its dial fails with msg. */
+void tun_dials_punch_failed(struct p2pd_node *n, const struct p2p_peerid *peer,
+			    const char *msg);
 
 /* tunnel_cmd.c */
 void tun_fwds_close_all(struct p2pd_node *n);

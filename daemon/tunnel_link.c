@@ -2,17 +2,23 @@
  * A link to a peer for tunnels and `connect`: the one already up, else the
  * peer's address from the routing table or an overlay lookup, then a dial
  * that expects the peer's ID (the handshake proves it). Waiters for the
- * same peer share one attempt. Hole punching and relays are not there yet:
- * a peer that cannot be dialled is unreachable, and we say so.
+ * same peer share one attempt. A peer that cannot be dialled (a client
+ * behind NAT, or the dial failed) is hole punched (punch.c); relays are
+ * not there yet, so when punching fails the peer is unreachable, and the
+ * message says why.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "nat/punch.h"
 #include "tunnel_int.h"
 
-#define NO_PUNCH "hole punching is not implemented yet"
+/* Signalling, the start offset, the schedule, and the handshake. */
+#define DIAL_PUNCH_MS                                                          \
+	(P2P_PUNCH_SIGNAL_MS + P2P_PUNCH_OFFSET_MAX_MS + P2P_PUNCH_TOTAL_MS +  \
+	 5000)
 
 static struct tun_dial *dial_find(struct p2pd_node *n,
 				  const struct p2p_peerid *peer)
@@ -46,6 +52,30 @@ static void dial_finish(struct p2pd_node *n, struct tun_dial *d, struct link *l,
 		w->done(n, w, l, true, code, msg);
 	}
 	free(d);
+}
+
+/* Not dialable: punch a hole; context says why we punch. */
+static void dial_punch(struct p2pd_node *n, struct tun_dial *d,
+		       const char *context)
+{
+	char msg[256];
+	int rc;
+
+	d->link = NULL;
+	d->state = DIAL_PUNCH;
+	d->deadline = node_now(n) + DIAL_PUNCH_MS;
+	rc = punch_start(n, &d->peer, context);
+	if (rc < 0) {
+		snprintf(msg, sizeof(msg),
+			 "no direct link: %s, and hole punching could not "
+			 "start: %s",
+			 context,
+			 rc == -EADDRNOTAVAIL
+			     ? "this daemon does not listen (no port to punch "
+			       "from)"
+			     : p2p_strerror(rc));
+		dial_finish(n, d, NULL, "peer_unreachable", msg);
+	}
 }
 
 static void dial_addr(struct p2pd_node *n, struct tun_dial *d,
@@ -184,12 +214,10 @@ bool tunnel_lookup_done(struct p2pd_node *n, const struct p2p_ov_action *a)
 			return true;
 		}
 	}
-	snprintf(msg, sizeof(msg),
-		 "no direct link: the peer is %s, and " NO_PUNCH
-		 " (nor relays)",
+	snprintf(msg, sizeof(msg), "the peer is %s",
 		 a->found ? "not dialable (no address it can be dialled at)"
 			  : "not found as a dialable node in the overlay");
-	dial_finish(n, d, NULL, "peer_unreachable", msg);
+	dial_punch(n, d, msg);
 	return true;
 }
 
@@ -217,10 +245,8 @@ void tun_dials_link_gone(struct p2pd_node *n, struct link *l, const char *why)
 			continue;
 		}
 		p2p_addr_format(&l->remote, a, sizeof(a));
-		snprintf(msg, sizeof(msg),
-			 "no direct link: dial %s failed (%s) and " NO_PUNCH, a,
-			 why);
-		dial_finish(n, d, NULL, "peer_unreachable", msg);
+		snprintf(msg, sizeof(msg), "dial %s failed (%s)", a, why);
+		dial_punch(n, d, msg);
 		next = n->tun.dials;
 	}
 }
@@ -232,7 +258,10 @@ void tun_dials_expire(struct p2pd_node *n, uint64_t now)
 	for (d = n->tun.dials; d; d = d->next) {
 		if (now >= d->deadline) {
 			dial_finish(n, d, NULL, "timeout",
-				    "no direct link in time: " NO_PUNCH);
+				    d->state == DIAL_PUNCH
+					? "no direct link in time (hole "
+					  "punching did not finish)"
+					: "no direct link in time");
 			tun_dials_expire(n, now); /* the list changed */
 			return;
 		}
@@ -243,4 +272,13 @@ void tun_dials_fail_all(struct p2pd_node *n, const char *code, const char *msg)
 {
 	while (n->tun.dials)
 		dial_finish(n, n->tun.dials, NULL, code, msg);
+}
+
+void tun_dials_punch_failed(struct p2pd_node *n, const struct p2p_peerid *peer,
+			    const char *msg)
+{
+	struct tun_dial *d = dial_find(n, peer);
+
+	if (d && d->state == DIAL_PUNCH)
+		dial_finish(n, d, NULL, "peer_unreachable", msg);
 }
