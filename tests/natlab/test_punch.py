@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""TCP hole punching between real daemons behind real NATs (tools/natlab).
+
+Three public bootstrap servers (s1-s3) and NATed DHT clients, each behind
+its own router unless said otherwise, all listening on 0.0.0.0:4242 and
+dialling from it:
+
+  h-pp1, h-pp2   port-preserving (masquerade)
+  h-ei1, h-ei2   endpoint-independent, external port = port ^ 0x4000
+  h-rnd1, h-rnd2 endpoint-dependent (masquerade fully-random)
+  h-a, h-b       two hosts behind one port-preserving NAT
+
+Every router answers unsolicited inbound SYNs with a reset. A client is not
+dialable, so `connect` from one client to another has to punch: the
+request and reply travel routed over the servers, then both sides connect
+from 4242 to each other's predicted endpoints at one moment.
+
+Asserted (over p2pctl and the control socket):
+  - pp<->pp, pp<->ei, ei<->ei and the two hosts behind one NAT (through
+    their LAN addresses): connect answers path "direct", method "punch";
+    `peers` on both sides lists the other as link "direct" at the other's
+    router address (LAN address for h-a/h-b), not via a server; a second
+    connect answers "existing"; 100 KB through a pipe to an echo service
+    exposed on the other side come back intact;
+  - random<->pp fails: the random side's SYNs leave from a port nobody can
+    predict, so the pp side cannot send the SYN that would open its own
+    router's conntrack for it, and its router resets the random side's
+    SYN as unsolicited; and the pp side's SYNs cannot aim at a mapping the
+    random router has not made. connect answers peer_unreachable within
+    the schedule's bound, and the message says punching failed and names
+    endpoint-dependent;
+  - random<->random fails at once (no schedule runs): peer_unreachable,
+    "both sides behind endpoint-dependent NATs".
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "natlab"))
+
+import natlab  # noqa: E402
+import p2ptest  # noqa: E402
+from p2ptest import Cluster, check, check_eq, wait_for  # noqa: E402
+from test_natlab import LabDaemon, World, nat_type  # noqa: E402
+
+ECHO_PORT = 7777
+ECHO = r"""
+import socket, threading
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", %d))
+s.listen(16)
+def serve(c):
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        c.sendall(d)
+    c.shutdown(socket.SHUT_WR)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+""" % ECHO_PORT
+
+HOSTS = {  # host -> (router, kind, expected nat.type)
+    "h-pp1": ("r-pp1", "pp", "port-preserving"),
+    "h-pp2": ("r-pp2", "pp", "port-preserving"),
+    "h-ei1": ("r-ei1", "ei", "endpoint-independent"),
+    "h-ei2": ("r-ei2", "ei", "endpoint-independent"),
+    "h-rnd1": ("r-rnd1", "random", "endpoint-dependent"),
+    "h-rnd2": ("r-rnd2", "random", "endpoint-dependent"),
+}
+# Bound for a failing punch: signalling, start offset, the 8 s schedule.
+FAIL_BOUND_S = 20
+FIGURES = []
+
+
+def build(c, lab):
+    w = World(c, lab)
+    pubs = [lab.public(n) for n in ("s1", "s2", "s3")]
+    for h, (r, kind, _) in HOSTS.items():
+        w.routers[h] = lab.nat(r, kind, "rst")
+        lab.host(h, w.routers[h])
+    shared = lab.nat("r-shared", "pp", "rst")
+    w.routers["h-a"] = w.routers["h-b"] = shared
+    lab.host("h-a", shared)
+    lab.host("h-b", shared)
+    s1 = w.daemon("s1", pubs[0]).start()
+    s2 = w.daemon("s2", pubs[1], [s1]).start()
+    s3 = w.daemon("s3", pubs[2], [s1, s2]).start()
+    wait_for(lambda: len(s1.peer_ids()) >= 2, 15, what="s1 to hear of s2 and s3")
+    servers = [s1, s2, s3]
+    for h in list(HOSTS) + ["h-a", "h-b"]:
+        w.daemon(h, lab.nodes[h], servers).start()
+    for h, (_, _, want) in HOSTS.items():
+        wait_for(lambda: nat_type(w.d[h]) == want, 30, what="%s nat.type %s" % (h, want))
+    for h in ("h-a", "h-b"):
+        wait_for(lambda: nat_type(w.d[h]) != "unknown", 30, what="%s classified" % h)
+    for h in list(HOSTS) + ["h-a", "h-b"]:
+        wait_for(lambda: w.d[h].status()["peers"] >= 3, 30, what="%s linked to the servers" % h)
+        check_eq(w.d[h].status()["dht"]["mode"], "client", "%s dht.mode" % h)
+        lab.popen(lab.nodes[h], ["python3", "-c", ECHO])
+    return w
+
+
+def peer_entry(d, peer_id):
+    for p in d.req({"cmd": "peers"})["peers"]:
+        if p["id"] == peer_id:
+            return p
+    return None
+
+
+def connect(a, b):
+    t0 = time.monotonic()
+    r = a.ctl("--json", "connect", b.id, timeout=60)
+    took = time.monotonic() - t0
+    try:
+        j = json.loads(r.stdout) if r.stdout.strip() else {}
+    except ValueError:
+        j = {}
+    return r, j, took
+
+
+def punched(w, x, y, via):
+    """x connects to y: a punch; then the link and a tunnel over it."""
+    a, b = w.d[x], w.d[y]
+    check(b.id not in a.peer_ids(), "%s already linked to %s" % (x, y))
+    r, j, took = connect(a, b)
+    print("  connect %s -> %s: exit %d %s (%.2fs) %s" % (x, y, r.returncode, r.stdout.strip(),
+                                                         took, r.stderr.strip()))
+    check_eq(r.returncode, 0, "connect %s -> %s exit (stderr %r)" % (x, y, r.stderr))
+    check_eq((j.get("peer"), j.get("path"), j.get("method")), (b.id, "direct", "punch"),
+             "connect %s -> %s" % (x, y))
+    # Both ends hold a direct link at the other's (router or LAN) address.
+    pa = peer_entry(a, b.id)
+    pb = wait_for(lambda: peer_entry(b, a.id), 5, what="%s to list %s" % (y, x))
+    check(pa is not None, "%s lists no link to %s" % (x, y))
+    check_eq(pa["link"], "direct", "%s's link to %s" % (x, y))
+    check_eq(pb["link"], "direct", "%s's link to %s" % (y, x))
+    want_b = via(w, y)
+    want_a = via(w, x)
+    check_eq(pa["addr"].rsplit(":", 1)[0], want_b, "%s sees %s at" % (x, y))
+    check_eq(pb["addr"].rsplit(":", 1)[0], want_a, "%s sees %s at" % (y, x))
+    j2 = a.req({"cmd": "connect", "peer": b.id})
+    check_eq(j2.get("method"), "existing", "second connect %s -> %s" % (x, y))
+    # A tunnel over the punched link.
+    check_eq(b.ctl("expose", "echo", "127.0.0.1:%d" % ECHO_PORT).returncode, 0, "expose on %s" % y)
+    data = os.urandom(100 * 1024)
+    t0 = time.monotonic()
+    p = subprocess.run([p2ptest.P2PCTL, "-s", a.sock, "pipe", b.id, "echo"], input=data,
+                       capture_output=True, timeout=60)
+    t_pipe = time.monotonic() - t0
+    check_eq(p.returncode, 0, "pipe %s -> %s (stderr %r)" % (x, y, p.stderr))
+    check_eq(len(p.stdout), len(data), "bytes back through %s -> %s" % (x, y))
+    check(p.stdout == data, "100 KB came back different")
+    # Still the same direct link: the tunnel did not take another way.
+    check_eq(peer_entry(a, b.id)["link"], "direct", "link after the tunnel")
+    FIGURES.append("%s -> %s: punch %.0f ms (daemon says %.0f ms), 100 KB echo %.0f ms" % (
+        x, y, took * 1000, j["ms"], t_pipe * 1000))
+
+
+def router_ip(w, h):
+    return w.routers[h].external_ip
+
+
+def lan_ip(w, h):
+    return w.lab.nodes[h].ip
+
+
+def test_pp_pp(w):
+    punched(w, "h-pp1", "h-pp2", router_ip)
+
+
+def test_pp_ei(w):
+    punched(w, "h-ei1", "h-pp1", router_ip)
+
+
+def test_ei_ei(w):
+    punched(w, "h-ei2", "h-ei1", router_ip)
+
+
+def test_same_nat_lan(w):
+    punched(w, "h-a", "h-b", lan_ip)
+
+
+def failed(w, x, y, bound, words):
+    a, b = w.d[x], w.d[y]
+    r, j, took = connect(a, b)
+    print("  connect %s -> %s: exit %d (%.2fs) %s" % (x, y, r.returncode, took, r.stderr.strip()))
+    check_eq(r.returncode, 1, "connect %s -> %s exit" % (x, y))
+    check("peer_unreachable" in r.stderr, "error code in %r" % r.stderr)
+    for word in words:
+        check(word in r.stderr, "%r not in %r" % (word, r.stderr))
+    check(took < bound, "%s -> %s took %.1fs, bound %ds" % (x, y, took, bound))
+    check(peer_entry(a, b.id) is None, "%s holds a link to %s" % (x, y))
+    FIGURES.append("%s -> %s: failed as expected in %.0f ms" % (x, y, took * 1000))
+
+
+def test_random_pp_fails(w):
+    failed(w, "h-rnd1", "h-pp2", FAIL_BOUND_S,
+           ["hole punching failed", "endpoint-dependent"])
+
+
+def test_random_random_fails_at_once(w):
+    failed(w, "h-rnd1", "h-rnd2", 8,
+           ["hole punching failed", "both sides behind endpoint-dependent NATs"])
+
+
+TESTS = [test_pp_pp, test_pp_ei, test_ei_ei, test_same_nat_lan, test_random_pp_fails,
+         test_random_random_fails_at_once]
+
+
+def main():
+    natlab.require_lab()
+    p2ptest.init()
+    only = os.environ.get("P2PTEST_ONLY")
+    passed = failed_n = 0
+    t_all = time.monotonic()
+    lab = natlab.Lab()
+    try:
+        with Cluster(prefix="p2ppunch-") as c:
+            t0 = time.monotonic()
+            w = build(c, lab)
+            print("lab and %d daemons up in %.1fs" % (len(w.d), time.monotonic() - t0), flush=True)
+            for fn in TESTS:
+                if only and only not in fn.__name__:
+                    continue
+                t0 = time.monotonic()
+                try:
+                    fn(w)
+                    passed += 1
+                    print("ok   %s (%.1fs)" % (fn.__name__, time.monotonic() - t0), flush=True)
+                except Exception:
+                    failed_n += 1
+                    print("FAIL %s (%.1fs)" % (fn.__name__, time.monotonic() - t0), flush=True)
+                    traceback.print_exc(file=sys.stdout)
+            for d in w.d.values():
+                check(d.alive(), "%s died", d.name)
+            if failed_n:
+                for d in c.daemons:
+                    print("--- %s log tail:\n%s" % (d.name, d.log_tail(25)))
+    finally:
+        lab.down()
+    for f in FIGURES:
+        print("  figure: " + f)
+    print("%d passed, %d failed (%.1fs)" % (passed, failed_n, time.monotonic() - t_all), flush=True)
+    sys.exit(1 if failed_n else 0)
+
+
+if __name__ == "__main__":
+    main()
