@@ -309,7 +309,10 @@ void p2p_punch_tick(struct p2p_punch *p, uint64_t now)
 		} else if (p->c[i].state == P2P_PUNCH_C_WAIT) {
 			p->attempts++;
 			push(p, P2P_PUNCH_CONNECT, i, P2P_PUNCH_R_NONE)->ttl =
-			    p->primer ? P2P_PUNCH_PRIME_TTL : 0;
+			    !p->primer		     ? 0
+			    : p->c[i].tries % 2 == 0 ? P2P_PUNCH_PRIME_TTL
+						     : P2P_PUNCH_PRIME_TTL_MAX;
+			p->c[i].tries++;
 			p->c[i].state = P2P_PUNCH_C_CONNECTING;
 			p->c[i].at = now + (p->primer ? P2P_PUNCH_PRIME_HOLD_MS
 						      : P2P_PUNCH_ATTEMPT_MS);

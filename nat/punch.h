@@ -73,14 +73,15 @@
  *    lets through.
  *
  * TTL 2: our router forwards the prime with TTL 1, the next hop drops
- * it. Behind a NAT further away (double NAT) the prime dies before the
- * outer NAT's mapping exists; the primer's own retransmissions (full
- * TTL, after about 1 and 3 s) and the sender's retries then race as
- * without a prime. A prime that reaches a peer on our own LAN is simply
- * a connection.
+ * it. Behind two NATs (double NAT) that prime dies before the outer
+ * NAT's mapping exists, so the primes to a candidate alternate between
+ * TTL 2 and 3 (3 passes two NATs; towards a peer behind one NAT it may
+ * be reset by the peer's router, and the next prime is a 2 again). A
+ * prime that reaches a peer on our own LAN is simply a connection.
  */
-#define P2P_PUNCH_PRIME_TTL 2
-#define P2P_PUNCH_PRIME_HOLD_MS 3500  /* a prime waits (2 retransmissions) */
+#define P2P_PUNCH_PRIME_TTL 2	      /* first prime; then +1, +0, +1, ... */
+#define P2P_PUNCH_PRIME_TTL_MAX 3     /* a second NAT in front of us */
+#define P2P_PUNCH_PRIME_HOLD_MS 1500  /* a prime waits (1 retransmission) */
 #define P2P_PUNCH_SENDER_DELAY_MS 100 /* the sender starts after the primer */
 #define P2P_PUNCH_RETRY_MS 150	      /* a refused connect is tried again */
 #define P2P_PUNCH_ATTEMPT_MS 1000     /* an unanswered SYN: start over */
@@ -211,6 +212,7 @@ struct p2p_punch {
 		struct p2p_addr addr;
 		enum p2p_punch_cand_state state;
 		uint64_t at;
+		unsigned tries;
 	} c[P2P_PUNCH_CAND_MAX];
 	uint64_t start, end;
 	bool primer;

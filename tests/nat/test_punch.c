@@ -390,11 +390,16 @@ Test(sched, primer_primes_all_at_start_and_holds)
 		cr_assert_eq(a[i].ttl, P2P_PUNCH_PRIME_TTL);
 	}
 	cr_assert_eq(p2p_punch_next_timer(&P), 1000 + P2P_PUNCH_PRIME_HOLD_MS);
-	/* A prime that dies (a reset after its retransmission): again. */
-	p2p_punch_conn_failed(&P, 2000, 1, true);
-	p2p_punch_tick(&P, 2000 + P2P_PUNCH_RETRY_MS);
+	/* A prime that dies (a reset after its retransmission): again,
+	 * one hop further (a second NAT), then back. */
+	p2p_punch_conn_failed(&P, 1200, 1, true);
+	p2p_punch_tick(&P, 1200 + P2P_PUNCH_RETRY_MS);
 	cr_assert_eq(drain(a, 8), 1);
 	cr_assert_eq(a[0].idx, 1);
+	cr_assert_eq(a[0].ttl, P2P_PUNCH_PRIME_TTL_MAX);
+	p2p_punch_conn_failed(&P, 1400, 1, true);
+	p2p_punch_tick(&P, 1400 + P2P_PUNCH_RETRY_MS);
+	cr_assert_eq(drain(a, 8), 1);
 	cr_assert_eq(a[0].ttl, P2P_PUNCH_PRIME_TTL);
 }
 

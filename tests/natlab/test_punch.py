@@ -9,15 +9,20 @@ dialling from it:
   h-ei1, h-ei2   endpoint-independent, external port = port ^ 0x4000
   h-rnd1, h-rnd2 endpoint-dependent (masquerade fully-random)
   h-a, h-b       two hosts behind one port-preserving NAT
+  h-drop         port-preserving, unsolicited SYNs dropped (not reset)
+  h-dbl          port-preserving behind port-preserving (double NAT)
 
-Every router answers unsolicited inbound SYNs with a reset. A client is not
+Every other router answers unsolicited inbound SYNs with a reset. A client is not
 dialable, so `connect` from one client to another has to punch: the
 request and reply travel routed over the servers, then both sides connect
 from 4242 to each other's predicted endpoints at one moment.
 
 Asserted (over p2pctl and the control socket):
-  - pp<->pp, pp<->ei, ei<->ei and the two hosts behind one NAT (through
-    their LAN addresses): connect answers path "direct", method "punch";
+  - pp<->pp, pp<->ei, ei<->ei, the two hosts behind one NAT (through
+    their LAN addresses), drop-filtering pp<->ei and double NAT<->pp
+    (which of the two primes is decided by the IDs; behind the double
+    NAT the first prime, TTL 2, dies before the outer NAT and the punch
+    takes a second one, TTL 3, about 1.5 s): connect answers path "direct", method "punch";
     `peers` on both sides lists the other as link "direct" at the other's
     router address (LAN address for h-a/h-b), not via a server; a second
     connect answers "existing"; 100 KB through a pipe to an echo service
@@ -88,6 +93,11 @@ def build(c, lab):
     for h, (r, kind, _) in HOSTS.items():
         w.routers[h] = lab.nat(r, kind, "rst")
         lab.host(h, w.routers[h])
+    w.routers["h-drop"] = lab.nat("r-drop", "pp", "drop")
+    lab.host("h-drop", w.routers["h-drop"])
+    outer = lab.nat("r-outer", "pp", "rst")
+    w.routers["h-dbl"] = lab.nat("r-inner", "pp", "rst", upstream=outer)
+    lab.host("h-dbl", w.routers["h-dbl"])
     shared = lab.nat("r-shared", "pp", "rst")
     w.routers["h-a"] = w.routers["h-b"] = shared
     lab.host("h-a", shared)
@@ -97,13 +107,13 @@ def build(c, lab):
     s3 = w.daemon("s3", pubs[2], [s1, s2]).start()
     wait_for(lambda: len(s1.peer_ids()) >= 2, 15, what="s1 to hear of s2 and s3")
     servers = [s1, s2, s3]
-    for h in list(HOSTS) + ["h-a", "h-b"]:
+    for h in list(HOSTS) + ["h-a", "h-b", "h-drop", "h-dbl"]:
         w.daemon(h, lab.nodes[h], servers).start()
     for h, (_, _, want) in HOSTS.items():
         wait_for(lambda: nat_type(w.d[h]) == want, 30, what="%s nat.type %s" % (h, want))
-    for h in ("h-a", "h-b"):
+    for h in ("h-a", "h-b", "h-drop", "h-dbl"):
         wait_for(lambda: nat_type(w.d[h]) != "unknown", 30, what="%s classified" % h)
-    for h in list(HOSTS) + ["h-a", "h-b"]:
+    for h in list(HOSTS) + ["h-a", "h-b", "h-drop", "h-dbl"]:
         wait_for(lambda: w.d[h].status()["peers"] >= 3, 30, what="%s linked to the servers" % h)
         check_eq(w.d[h].status()["dht"]["mode"], "client", "%s dht.mode" % h)
         lab.popen(lab.nodes[h], ["python3", "-c", ECHO])
@@ -190,6 +200,14 @@ def test_same_nat_lan(w):
     punched(w, "h-a", "h-b", lan_ip)
 
 
+def test_drop_filtering(w):
+    punched(w, "h-drop", "h-ei2", router_ip)
+
+
+def test_double_nat(w):
+    punched(w, "h-dbl", "h-pp2", router_ip)
+
+
 def failed(w, x, y, bound, words):
     a, b = w.d[x], w.d[y]
     r, j, took = connect(a, b)
@@ -213,8 +231,8 @@ def test_random_random_fails_at_once(w):
            ["hole punching failed", "both sides behind endpoint-dependent NATs"])
 
 
-TESTS = [test_pp_pp, test_pp_ei, test_ei_ei, test_same_nat_lan, test_random_pp_fails,
-         test_random_random_fails_at_once]
+TESTS = [test_pp_pp, test_pp_ei, test_ei_ei, test_same_nat_lan, test_drop_filtering,
+         test_double_nat, test_random_pp_fails, test_random_random_fails_at_once]
 
 
 def main():
