@@ -674,22 +674,29 @@ static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
 	return l;
 }
 
+/* What every outgoing connection checks first: a usable address, and
+ * room under limits.max_links. */
+static int dial_admit(struct p2pd_node *n, const struct p2p_addr *addr,
+		      struct sockaddr_storage *ss)
+{
+	socklen_t slen;
+
+	if (node_addr_to_sockaddr(addr, ss, &slen) < 0 || addr->port == 0)
+		return -EINVAL;
+	if (node_count_links(n) >= n->limits.max_links)
+		return -EMFILE;
+	return 0;
+}
+
 struct link *link_dial(struct p2pd_node *n, const struct p2p_addr *addr,
 		       const struct p2p_peerid *expect, enum link_purpose p,
 		       int *err)
 {
 	struct sockaddr_storage ss;
-	socklen_t slen;
 	struct link *l;
 
-	if (node_addr_to_sockaddr(addr, &ss, &slen) < 0 || addr->port == 0) {
-		*err = -EINVAL;
+	if ((*err = dial_admit(n, addr, &ss)) < 0)
 		return NULL;
-	}
-	if (node_count_links(n) >= n->limits.max_links) {
-		*err = -EMFILE;
-		return NULL;
-	}
 	/* From the listen port first; where that four-tuple is taken (a
 	 * second link to the same address, TIME_WAIT), from a fresh port. */
 	l = dial_once(n, addr, &ss, expect, p, true, 0, err);
@@ -702,17 +709,10 @@ struct link *link_punch(struct p2pd_node *n, const struct p2p_addr *addr,
 			const struct p2p_peerid *expect, int ttl, int *err)
 {
 	struct sockaddr_storage ss;
-	socklen_t slen;
 	struct link *l;
 
-	if (node_addr_to_sockaddr(addr, &ss, &slen) < 0 || addr->port == 0) {
-		*err = -EINVAL;
+	if ((*err = dial_admit(n, addr, &ss)) < 0)
 		return NULL;
-	}
-	if (node_count_links(n) >= n->limits.max_links) {
-		*err = -EMFILE;
-		return NULL;
-	}
 	l = dial_once(n, addr, &ss, expect, LP_OVERLAY, true, ttl, err);
 	if (l)
 		l->punched = true;

@@ -217,7 +217,7 @@ void node_lookup_done(struct p2pd_node *n, const struct p2p_ov_action *a)
 
 /* ---- argument helpers ---- */
 
-static int arg_peer(struct ctl_req *req, json_t *args, struct p2p_peerid *id)
+int node_arg_peer(struct ctl_req *req, json_t *args, struct p2p_peerid *id)
 {
 	json_t *v = json_object_get(args, "peer");
 
@@ -370,7 +370,7 @@ static void cmd_ping(void *ctx, struct ctl_req *req, json_t *args)
 	struct p2p_peerid id;
 	struct link *l;
 
-	if (arg_peer(req, args, &id) < 0)
+	if (node_arg_peer(req, args, &id) < 0)
 		return;
 	l = node_find_up(n, &id);
 	if (l) {
@@ -393,7 +393,7 @@ static void cmd_lookup(void *ctx, struct ctl_req *req, json_t *args)
 	uint64_t lid;
 	int rc;
 
-	if (arg_peer(req, args, &id) < 0)
+	if (node_arg_peer(req, args, &id) < 0)
 		return;
 	rc = p2p_overlay_lookup(n->ov, node_now(n), &id, &lid);
 	if (rc < 0) {

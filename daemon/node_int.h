@@ -198,6 +198,9 @@ void node_fill_hello(struct p2pd_node *n, const struct link *l,
 		     struct p2p_msg *m);
 void node_pending_expire(struct p2pd_node *n, uint64_t now);
 void node_pending_fail_all(struct p2pd_node *n);
+/* The "peer" argument of a control request; on error the request is
+ * answered (bad_request or invalid_peer_id) and -EINVAL returned. */
+int node_arg_peer(struct ctl_req *req, json_t *args, struct p2p_peerid *id);
 
 /* link.c */
 struct link *link_dial(struct p2pd_node *n, const struct p2p_addr *addr,

@@ -11,24 +11,6 @@
 #include "nodeutil.h"
 #include "tunnel_int.h"
 
-static int arg_peer(struct ctl_req *req, json_t *args, struct p2p_peerid *id)
-{
-	json_t *v = json_object_get(args, "peer");
-
-	if (!json_is_string(v)) {
-		ctl_reply_error(req, "bad_request",
-				"peer: expected a peer ID string");
-		return -EINVAL;
-	}
-	if (p2p_peerid_from_text(id, json_string_value(v),
-				 json_string_length(v)) < 0) {
-		ctl_reply_error(req, "invalid_peer_id",
-				"peer: not a peer ID (52 base32 characters)");
-		return -EINVAL;
-	}
-	return 0;
-}
-
 static int arg_service(struct ctl_req *req, json_t *args, char *out,
 		       size_t outlen)
 {
@@ -73,7 +55,7 @@ void tunnel_cmd_open(void *ctx, struct ctl_req *req, json_t *args)
 	char service[P2P_SERVICE_NAME_MAX + 1];
 	struct tun *t;
 
-	if (arg_peer(req, args, &id) < 0 ||
+	if (node_arg_peer(req, args, &id) < 0 ||
 	    arg_service(req, args, service, sizeof(service)) < 0)
 		return;
 	t = tun_new(n, TUN_OPEN);
@@ -131,7 +113,7 @@ void tunnel_cmd_connect(void *ctx, struct ctl_req *req, json_t *args)
 	struct connect_req *c;
 	struct p2p_peerid id;
 
-	if (arg_peer(req, args, &id) < 0)
+	if (node_arg_peer(req, args, &id) < 0)
 		return;
 	c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -304,7 +286,7 @@ void tunnel_cmd_forward(void *ctx, struct ctl_req *req, json_t *args)
 		return;
 	struct p2p_peerid id;
 	char service[P2P_SERVICE_NAME_MAX + 1];
-	if (arg_peer(req, args, &id) < 0 ||
+	if (node_arg_peer(req, args, &id) < 0 ||
 	    arg_service(req, args, service, sizeof(service)) < 0)
 		return;
 	if (p2p_peerid_equal(&id, &n->ident.id)) {
