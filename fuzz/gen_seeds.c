@@ -124,6 +124,21 @@ static void msg_seeds(void)
 	memset(&m, 0, sizeof(m));
 	m.type = P2P_MSG_GOAWAY;
 	msg_seed(k++, &m);
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_RELAY_OPEN;
+	m.u.relay.circ = 1;
+	msg_seed(k++, &m);
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_RELAY_DATA;
+	m.u.relay.circ = 1;
+	m.u.relay.data = (const uint8_t *)"frame";
+	m.u.relay.len = 5;
+	msg_seed(k++, &m);
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_RELAY_CLOSE;
+	m.u.relay.reason = "gone";
+	m.u.relay.len = 4;
+	msg_seed(k++, &m);
 	static const uint8_t simple[] = {
 	    P2P_MSG_PING,	 P2P_MSG_PONG,		P2P_MSG_FIND_NODE,
 	    P2P_MSG_DIALBACK,	 P2P_MSG_DIALBACK_OK,	P2P_MSG_STREAM_ACCEPT,

@@ -14,6 +14,9 @@
  *   STREAM_WINDOW  stream u32, credit u32
  *   STREAM_FIN     stream u32
  *   STREAM_RESET   stream u32, code u8, reason u16 len + bytes
+ *   RELAY_OPEN     circuit u32, peer id[32]
+ *   RELAY_DATA     circuit u32, data.. (at least one byte)
+ *   RELAY_CLOSE    circuit u32, code u8, reason u16 len + bytes
  * addr = family u8 (0/4/6), 0/4/16 bytes of IP, port u16 (0 for family 0).
  * Encoding is canonical: a decoded message re-encodes to the same bytes.
  */
@@ -242,6 +245,25 @@ static int enc_stream(struct wbuf *w, const struct p2p_msg *m)
 	}
 }
 
+static int enc_relay(struct wbuf *w, const struct p2p_msg *m)
+{
+	put_uint(w, m->u.relay.circ, 4);
+	switch (m->type) {
+	case P2P_MSG_RELAY_OPEN:
+		put(w, m->u.relay.peer.b, P2P_ID_LEN);
+		return 0;
+	case P2P_MSG_RELAY_DATA:
+		if (m->u.relay.len == 0 || m->u.relay.data == NULL)
+			return -EINVAL;
+		put(w, m->u.relay.data, m->u.relay.len);
+		return 0;
+	default: /* P2P_MSG_RELAY_CLOSE */
+		put_uint(w, m->u.relay.code, 1);
+		return put_str(w, m->u.relay.reason, m->u.relay.len,
+			       P2P_REASON_MAX);
+	}
+}
+
 static int enc_body(struct wbuf *w, const struct p2p_msg *m)
 {
 	switch (m->type) {
@@ -276,6 +298,10 @@ static int enc_body(struct wbuf *w, const struct p2p_msg *m)
 	case P2P_MSG_STREAM_FIN:
 	case P2P_MSG_STREAM_RESET:
 		return enc_stream(w, m);
+	case P2P_MSG_RELAY_OPEN:
+	case P2P_MSG_RELAY_DATA:
+	case P2P_MSG_RELAY_CLOSE:
+		return enc_relay(w, m);
 	default:
 		return -EINVAL;
 	}
@@ -372,6 +398,26 @@ static void dec_stream(struct rbuf *r, struct p2p_msg *m)
 	}
 }
 
+static void dec_relay(struct rbuf *r, struct p2p_msg *m)
+{
+	m->u.relay.circ = (uint32_t)get_uint(r, 4);
+	switch (m->type) {
+	case P2P_MSG_RELAY_OPEN:
+		get_copy(r, m->u.relay.peer.b, P2P_ID_LEN);
+		break;
+	case P2P_MSG_RELAY_DATA:
+		m->u.relay.data = get_rest(r, &m->u.relay.len);
+		if (m->u.relay.len == 0)
+			r->bad = true;
+		break;
+	default: /* P2P_MSG_RELAY_CLOSE */
+		m->u.relay.code = (uint8_t)get_uint(r, 1);
+		m->u.relay.reason =
+		    get_str(r, &m->u.relay.len, 0, P2P_REASON_MAX);
+		break;
+	}
+}
+
 static int dec_body(struct rbuf *r, struct p2p_msg *m)
 {
 	switch (m->type) {
@@ -411,6 +457,11 @@ static int dec_body(struct rbuf *r, struct p2p_msg *m)
 	case P2P_MSG_STREAM_FIN:
 	case P2P_MSG_STREAM_RESET:
 		dec_stream(r, m);
+		return 0;
+	case P2P_MSG_RELAY_OPEN:
+	case P2P_MSG_RELAY_DATA:
+	case P2P_MSG_RELAY_CLOSE:
+		dec_relay(r, m);
 		return 0;
 	default:
 		return -ENOTSUP;
@@ -457,6 +508,9 @@ const char *p2p_msg_type_name(uint8_t type)
 	    [P2P_MSG_STREAM_WINDOW] = "stream_window",
 	    [P2P_MSG_STREAM_FIN] = "stream_fin",
 	    [P2P_MSG_STREAM_RESET] = "stream_reset",
+	    [P2P_MSG_RELAY_OPEN] = "relay_open",
+	    [P2P_MSG_RELAY_DATA] = "relay_data",
+	    [P2P_MSG_RELAY_CLOSE] = "relay_close",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type] != NULL)

@@ -5,7 +5,7 @@
 
 #include "proto/msg.h"
 
-#define NSAMPLES 16
+#define NSAMPLES 19
 
 static const uint8_t payload[] = "routed payload bytes";
 static const uint8_t data[] = "stream data";
@@ -152,6 +152,24 @@ static void sample(int k, struct p2p_msg *m)
 		m->u.reset.reason = "refused";
 		m->u.reset.len = 7;
 		break;
+	case 15:
+		m->type = P2P_MSG_RELAY_OPEN;
+		m->u.relay.circ = 0x80000001u;
+		fill_id(&m->u.relay.peer, 0x42);
+		break;
+	case 16:
+		m->type = P2P_MSG_RELAY_DATA;
+		m->u.relay.circ = 3;
+		m->u.relay.data = data;
+		m->u.relay.len = sizeof(data);
+		break;
+	case 17:
+		m->type = P2P_MSG_RELAY_CLOSE;
+		m->u.relay.circ = 3;
+		m->u.relay.code = 1;
+		m->u.relay.reason = "no link to that peer";
+		m->u.relay.len = 20;
+		break;
 	default:
 		m->type = P2P_MSG_GOAWAY; /* empty reason */
 		m->u.goaway.code = 0;
@@ -174,6 +192,8 @@ static long tail_len(const struct p2p_msg *m)
 		return (long)m->u.routed.len;
 	if (m->type == P2P_MSG_STREAM_DATA)
 		return (long)m->u.stream.len;
+	if (m->type == P2P_MSG_RELAY_DATA) /* at least one byte */
+		return (long)m->u.relay.len - 1;
 	return -1;
 }
 
@@ -320,7 +340,8 @@ Test(msg, version_and_type)
 	buf[0] = P2P_PROTO_VERSION;
 	for (int t = 0; t < 256; t++) {
 		buf[1] = (uint8_t)t;
-		bool known = (t >= 1 && t <= 9) || (t >= 16 && t <= 21);
+		bool known = (t >= 1 && t <= 9) || (t >= 16 && t <= 21) ||
+			     (t >= 24 && t <= 26);
 		int rc = p2p_msg_decode(&d, buf, 10);
 
 		if (!known) {
@@ -439,6 +460,44 @@ Test(msg, string_limits)
 	m.u.reset.reason = longstr;
 	m.u.reset.len = P2P_REASON_MAX + 1;
 	cr_assert_eq(p2p_msg_encode(&m, buf, sizeof(buf), &n), -EMSGSIZE);
+}
+
+Test(msg, relay_fields_and_limits)
+{
+	static uint8_t big[P2P_MSG_MAX], buf[P2P_MSG_MAX + 16];
+	struct p2p_msg m, d;
+	size_t n;
+
+	sample(15, &m);
+	n = encode(&m, buf, sizeof(buf));
+	cr_assert_eq(n, 2 + 4 + P2P_ID_LEN);
+	cr_assert_eq(p2p_msg_decode(&d, buf, n), 0);
+	cr_assert_eq(d.u.relay.circ, 0x80000001u);
+	cr_assert(p2p_peerid_equal(&d.u.relay.peer, &m.u.relay.peer));
+
+	sample(17, &m);
+	n = encode(&m, buf, sizeof(buf));
+	cr_assert_eq(p2p_msg_decode(&d, buf, n), 0);
+	cr_assert_eq(d.u.relay.code, 1);
+	cr_assert_eq(d.u.relay.len, 20);
+	cr_assert_eq(memcmp(d.u.relay.reason, "no link to that peer", 20), 0);
+
+	/* DATA: never empty, at most P2P_RELAY_DATA_MAX bytes. */
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_RELAY_DATA;
+	m.u.relay.circ = 7;
+	m.u.relay.data = big;
+	cr_assert_eq(p2p_msg_encode(&m, buf, sizeof(buf), &n), -EINVAL);
+	m.u.relay.len = P2P_RELAY_DATA_MAX;
+	cr_assert_eq(p2p_msg_encode(&m, buf, sizeof(buf), &n), 0);
+	cr_assert_eq(n, P2P_MSG_MAX);
+	cr_assert_eq(p2p_msg_decode(&d, buf, n), 0);
+	cr_assert_eq(d.u.relay.len, P2P_RELAY_DATA_MAX);
+	cr_assert_eq(d.u.relay.data, buf + 6);
+	m.u.relay.len++;
+	cr_assert_eq(p2p_msg_encode(&m, buf, sizeof(buf), &n), -EMSGSIZE);
+	cr_assert_eq(p2p_msg_decode(&d, buf, 6), -EPROTO);
+	cr_assert_str_eq(p2p_msg_type_name(P2P_MSG_RELAY_DATA), "relay_data");
 }
 
 Test(msg, whole_message_limit)
