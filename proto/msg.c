@@ -14,7 +14,7 @@
  *   STREAM_WINDOW  stream u32, credit u32
  *   STREAM_FIN     stream u32
  *   STREAM_RESET   stream u32, code u8, reason u16 len + bytes
- *   RELAY_OPEN     circuit u32, peer id[32]
+ *   RELAY_OPEN     circuit u32, flags u8 (P2P_RELAY_F_*), peer id[32]
  *   RELAY_DATA     circuit u32, data.. (at least one byte)
  *   RELAY_CLOSE    circuit u32, code u8, reason u16 len + bytes
  * addr = family u8 (0/4/6), 0/4/16 bytes of IP, port u16 (0 for family 0).
@@ -250,6 +250,9 @@ static int enc_relay(struct wbuf *w, const struct p2p_msg *m)
 	put_uint(w, m->u.relay.circ, 4);
 	switch (m->type) {
 	case P2P_MSG_RELAY_OPEN:
+		if (m->u.relay.code & ~P2P_RELAY_F_INCOMING)
+			return -EINVAL;
+		put_uint(w, m->u.relay.code, 1);
 		put(w, m->u.relay.peer.b, P2P_ID_LEN);
 		return 0;
 	case P2P_MSG_RELAY_DATA:
@@ -403,6 +406,9 @@ static void dec_relay(struct rbuf *r, struct p2p_msg *m)
 	m->u.relay.circ = (uint32_t)get_uint(r, 4);
 	switch (m->type) {
 	case P2P_MSG_RELAY_OPEN:
+		m->u.relay.code = (uint8_t)get_uint(r, 1);
+		if (m->u.relay.code & ~P2P_RELAY_F_INCOMING)
+			r->bad = true;
 		get_copy(r, m->u.relay.peer.b, P2P_ID_LEN);
 		break;
 	case P2P_MSG_RELAY_DATA:

@@ -34,13 +34,16 @@ enum p2p_msg_type {
 	P2P_MSG_STREAM_WINDOW = 19, /* stream, credit */
 	P2P_MSG_STREAM_FIN = 20,    /* stream */
 	P2P_MSG_STREAM_RESET = 21,  /* stream, code, reason */
-	P2P_MSG_RELAY_OPEN = 24,    /* circuit, peer: relay me to / from peer */
+	P2P_MSG_RELAY_OPEN = 24,    /* circuit, flags, peer */
 	P2P_MSG_RELAY_DATA = 25,    /* circuit, bytes (1..) of the inner link */
 	P2P_MSG_RELAY_CLOSE = 26,   /* circuit, code, reason */
 };
 
 /* Relay circuit IDs: the side that opens a circuit on a link picks its ID;
  * the link's initiator picks odd IDs, the responder even ones. */
+/* RELAY_OPEN flags. 0: "relay me to peer" (to a relay); INCOMING: "peer
+ * reaches you through me" (from the relay to the target). */
+#define P2P_RELAY_F_INCOMING 0x01
 #define P2P_RELAY_DATA_MAX (P2P_MSG_MAX - P2P_MSG_HDR - 4)
 
 /* HELLO flags */
@@ -114,7 +117,7 @@ struct p2p_msg {
 			struct p2p_peerid peer; /* OPEN */
 			const uint8_t *data;	/* DATA: into the buffer */
 			size_t len;		/* DATA: 1..; CLOSE: reason */
-			uint8_t code;		/* CLOSE */
+			uint8_t code;		/* CLOSE; OPEN: flags */
 			const char *reason;	/* CLOSE: not NUL terminated */
 		} relay; /* RELAY_OPEN, RELAY_DATA, RELAY_CLOSE */
 	} u;

@@ -155,6 +155,7 @@ static void sample(int k, struct p2p_msg *m)
 	case 15:
 		m->type = P2P_MSG_RELAY_OPEN;
 		m->u.relay.circ = 0x80000001u;
+		m->u.relay.code = P2P_RELAY_F_INCOMING;
 		fill_id(&m->u.relay.peer, 0x42);
 		break;
 	case 16:
@@ -470,10 +471,16 @@ Test(msg, relay_fields_and_limits)
 
 	sample(15, &m);
 	n = encode(&m, buf, sizeof(buf));
-	cr_assert_eq(n, 2 + 4 + P2P_ID_LEN);
+	cr_assert_eq(n, 2 + 4 + 1 + P2P_ID_LEN);
 	cr_assert_eq(p2p_msg_decode(&d, buf, n), 0);
 	cr_assert_eq(d.u.relay.circ, 0x80000001u);
+	cr_assert_eq(d.u.relay.code, P2P_RELAY_F_INCOMING);
 	cr_assert(p2p_peerid_equal(&d.u.relay.peer, &m.u.relay.peer));
+	/* Unknown flag bits: refused both ways. */
+	buf[6] = 0x02;
+	cr_assert_eq(p2p_msg_decode(&d, buf, n), -EPROTO);
+	m.u.relay.code = 0x80;
+	cr_assert_eq(p2p_msg_encode(&m, buf, sizeof(buf), &n), -EINVAL);
 
 	sample(17, &m);
 	n = encode(&m, buf, sizeof(buf));
