@@ -124,12 +124,38 @@ static struct wreq *wreq_new(struct link *l, size_t cap)
 	return w;
 }
 
+/* A relayed link's transport: its bytes as RELAY_DATA on the via link. */
+static int relay_write(struct link *l, const uint8_t *data, size_t len)
+{
+	struct p2p_msg m = {.type = P2P_MSG_RELAY_DATA};
+	int rc = 0;
+
+	if (!l->via || l->relay_gone)
+		return -ENOTCONN;
+	m.u.relay.circ = l->circ;
+	for (size_t off = 0; off < len && rc == 0; off += m.u.relay.len) {
+		m.u.relay.data = data + off;
+		m.u.relay.len = len - off < P2P_RELAY_DATA_MAX
+				    ? len - off
+				    : P2P_RELAY_DATA_MAX;
+		rc = link_send_msg(l->via, &m);
+	}
+	return rc;
+}
+
 static int wreq_send(struct wreq *w, size_t len)
 {
 	struct link *l = w->l;
 	uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
 	int rc;
 
+	if (l->relayed) {
+		rc = relay_write(l, w->data, len);
+		free(w);
+		if (rc < 0)
+			link_destroy(l);
+		return rc;
+	}
 	w->len = len;
 	l->wq += len;
 	rc = uv_write(&w->req, (uv_stream_t *)&l->tcp, &b, 1, on_write);
@@ -279,7 +305,7 @@ static void on_established(struct link *l)
 	 * a network (and on loopback), before any dial-back was asked for.
 	 * Decided before our HELLO goes out so that it already says server.
 	 */
-	if (!l->outbound && !punch_running(n, &l->peer))
+	if (!l->outbound && !l->relayed && !punch_running(n, &l->peer))
 		node_set_server(n, "a peer dialled our listener");
 	send_hello(l);
 }
@@ -385,7 +411,7 @@ static void on_hello(struct link *l, const struct p2p_msg *m)
 	l->deadline = 0;
 	/* A punched link's peer is a NATed host, not an observer of our
 	 * overlay mapping (and may see our LAN address). */
-	if (first && l->outbound && !l->punched)
+	if (first && l->outbound && !l->punched && !l->relayed)
 		p2p_nat_observe(n->nat, node_now(n), &l->local,
 				&m->u.hello.observed, &l->peer);
 	node_link_hello(n, l, &m->u.hello.observed, first);
@@ -423,6 +449,13 @@ static void on_msg(struct link *l, const struct p2p_msg *m)
 		link_bad(l, "message before HELLO", -EPROTO);
 		return;
 	}
+	/* A relayed link carries tunnels and keepalive, not the overlay. */
+	if (l->relayed && m->type != P2P_MSG_HELLO && m->type != P2P_MSG_PING &&
+	    m->type != P2P_MSG_PONG &&
+	    (m->type < P2P_MSG_STREAM_OPEN || m->type > P2P_MSG_STREAM_RESET)) {
+		n->stats.unknown_msgs++;
+		return;
+	}
 	switch (m->type) {
 	case P2P_MSG_HELLO:
 		on_hello(l, m);
@@ -455,6 +488,11 @@ static void on_msg(struct link *l, const struct p2p_msg *m)
 	case P2P_MSG_STREAM_FIN:
 	case P2P_MSG_STREAM_RESET:
 		tunnel_on_msg(l, m);
+		break;
+	case P2P_MSG_RELAY_OPEN:
+	case P2P_MSG_RELAY_DATA:
+	case P2P_MSG_RELAY_CLOSE:
+		relay_on_msg(l, m);
 		break;
 	default:
 		n->stats.unknown_msgs++;
@@ -514,12 +552,30 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	*buf = uv_buf_init((char *)l->n->rbuf, sizeof(l->n->rbuf));
 }
 
+/* Bytes of the link's stream in: frames out to the state machine. */
+static void link_feed(struct link *l, const uint8_t *data, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len && l->state != LINK_CLOSING && !l->handle_closed) {
+		const uint8_t *body;
+		size_t blen;
+		ssize_t k = p2p_framer_feed(l->fr, data + off, len - off);
+		if (k < 0) {
+			l->n->stats.bad_frames++;
+			link_bad(l, "bad frame", (int)k);
+			break;
+		}
+		off += (size_t)k;
+		if (p2p_framer_frame(l->fr, &body, &blen))
+			link_on_frame(l, body, blen);
+	}
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct link *l = s->data;
 	struct p2pd_node *n = l->n;
-	const uint8_t *data = (const uint8_t *)buf->base;
-	size_t off = 0;
 
 	if (nread < 0) {
 		if (l->state != LINK_CLOSING)
@@ -530,21 +586,60 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		node_drain(n);
 		return;
 	}
-	while (off < (size_t)nread && l->state != LINK_CLOSING) {
-		const uint8_t *body;
-		size_t blen;
-		ssize_t k =
-		    p2p_framer_feed(l->fr, data + off, (size_t)nread - off);
-		if (k < 0) {
-			n->stats.bad_frames++;
-			link_bad(l, "bad frame", (int)k);
-			break;
-		}
-		off += (size_t)k;
-		if (p2p_framer_frame(l->fr, &body, &blen))
-			link_on_frame(l, body, blen);
-	}
+	link_feed(l, (const uint8_t *)buf->base, (size_t)nread);
 	node_drain(n);
+}
+
+/*
+ * RELAY_DATA for a relayed link. The bytes point into the node's message
+ * buffer, which the link's own records are decrypted into: copied first.
+ */
+void link_relay_input(struct link *l, const uint8_t *data, size_t len)
+{
+	struct p2pd_node *n = l->n;
+
+	if (len > sizeof(n->relay_buf))
+		return; /* the codec never gives more */
+	memcpy(n->relay_buf, data, len);
+	link_feed(l, n->relay_buf, len);
+}
+
+struct link *link_new_relayed(struct p2pd_node *n, struct link *via,
+			      uint32_t circ, bool initiator,
+			      const struct p2p_peerid *peer)
+{
+	/* The TCP handle is never opened: it only gives the relayed link
+	 * the same close path (and memory rule) as every other link. */
+	struct link *l = link_new(n, initiator);
+	uint8_t out[P2P_HS_MAX];
+	size_t outlen;
+
+	if (!l)
+		return NULL;
+	l->relayed = true;
+	l->via = via;
+	l->circ = circ;
+	l->remote = via->remote;
+	l->local = via->local;
+	l->has_expect = true; /* the responder checks it in on_established */
+	l->expect = *peer;
+	l->state = LINK_HANDSHAKE;
+	l->sess =
+	    p2p_session_new(&n->ident, initiator, initiator ? peer : NULL);
+	if (!l->sess) {
+		link_destroy(l);
+		return NULL;
+	}
+	if (initiator) {
+		if (p2p_session_start(l->sess, out, sizeof(out), &outlen) < 0) {
+			link_destroy(l);
+			return NULL;
+		}
+		link_write_frame(l, out, outlen);
+		if (l->handle_closed)
+			return NULL;
+	}
+	return l;
 }
 
 static void record_addrs(struct link *l)

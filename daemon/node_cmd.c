@@ -262,14 +262,18 @@ static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
 	ctl_reply_ok(
 	    req,
 	    json_pack("{s:s, s:s, s:I, s:o, s:{s:s, s:o}, s:I, "
-		      "s:{s:s, s:I}, s:o}",
+		      "s:{s:s, s:I}, s:o, s:{s:I, s:I, s:I, s:I}}",
 		      "id", n->id_text, "version", P2PD_VERSION, "uptime_s",
 		      (json_int_t)((node_now(n) - n->start_ms) / 1000),
 		      "listen", listen, "nat", "type",
 		      p2p_nat_type_name(p2p_nat_type(n->nat)), "external",
 		      external, "peers", (json_int_t)p2pd_node_peer_count(n),
 		      "dht", "mode", mode, "table_size",
-		      (json_int_t)st.table_size, "counters", counters));
+		      (json_int_t)st.table_size, "counters", counters, "relay",
+		      "circuits", (json_int_t)n->relay.ncircs, "opened",
+		      (json_int_t)n->relay.opened, "bytes",
+		      (json_int_t)n->relay.bytes, "unknown_circuit",
+		      (json_int_t)n->relay.unknown));
 }
 
 static void cmd_peers(void *ctx, struct ctl_req *req, json_t *args)
@@ -286,7 +290,10 @@ static void cmd_peers(void *ctx, struct ctl_req *req, json_t *args)
 		    json_pack("{s:o, s:o, s:s, s:s, s:o}", "id",
 			      id_json(&l->peer), "addr", addr_json(&l->remote),
 			      "dir", l->outbound ? "out" : "in", "link",
-			      l->punched ? "direct" : "overlay", "rtt_ms",
+			      l->relayed   ? "relay"
+			      : l->punched ? "direct"
+					   : "overlay",
+			      "rtt_ms",
 			      l->rtt_ms < 0 ? json_null()
 					    : json_real(l->rtt_ms)));
 	}

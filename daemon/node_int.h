@@ -36,6 +36,12 @@
 #define NODE_REASK_MS 5000	 /* ... again after this, doubling */
 #define NODE_REJOIN_MIN_MS 2000	 /* no links: first retry of joining */
 #define NODE_REJOIN_MAX_MS 60000 /* ... backing off up to this */
+#define RELAY_CIRC_MAX 256	 /* circuits this node relays */
+#define RELAY_CIRC_PER_LINK                                                    \
+	16			/* ... opened by one peer; relayed             \
+				 * links of ours over one link */
+#define RELAY_WQ_MAX (2u << 20) /* a circuit is cut beyond this */
+#define RELAY_TRIES 8		/* relays a dial asks in turn */
 
 /* Defaults when the config leaves a limit at 0. */
 #define NODE_DEF_MAX_LINKS 256
@@ -94,6 +100,12 @@ struct link {
 	bool punched;
 	struct punch *punch; /* the punch this attempt belongs to, or NULL */
 	size_t punch_idx;    /* ... its candidate index */
+	/* A relayed link (relay.c): its bytes travel as RELAY_DATA on via,
+	 * circuit circ; shown as link "relay". relay_gone: the circuit is
+	 * closed (or via is gone), nothing more to send on it. */
+	bool relayed, relay_gone;
+	struct link *via;
+	uint32_t circ;
 };
 
 struct listener {
@@ -161,6 +173,12 @@ struct p2pd_node {
 	struct badlog badlog[NODE_BADLOG_SLOTS];
 	struct tunnels tun;    /* tunnel.h */
 	struct punch *punches; /* punch.c */
+	struct {
+		struct relay_circ *circs;
+		unsigned ncircs;
+		uint32_t next_id;
+		uint64_t opened, bytes, unknown;
+	} relay; /* relay.c: circuits we carry for others */
 	uv_timer_t punch_timer;
 	struct {
 		uint64_t bad_frames, bad_msgs, unknown_msgs, hs_failed;
@@ -168,6 +186,7 @@ struct p2pd_node {
 	} stats;
 	uint8_t rbuf[64 * 1024];
 	uint8_t mbuf[P2P_MSG_MAX + P2P_RECORD_OVERHEAD];
+	uint8_t relay_buf[P2P_MSG_MAX]; /* link_relay_input */
 };
 
 /* node.c */
@@ -219,6 +238,22 @@ const char *link_state_name(enum link_state s);
  * ttl > 0: the SYN's IP TTL (a prime, see nat/punch.h). */
 struct link *link_punch(struct p2pd_node *n, const struct p2p_addr *addr,
 			const struct p2p_peerid *expect, int ttl, int *err);
+
+/* A relayed link over via (relay.c): the handshake's initiator expects
+ * peer; the responder checks it once the handshake is done. */
+struct link *link_new_relayed(struct p2pd_node *n, struct link *via,
+			      uint32_t circ, bool initiator,
+			      const struct p2p_peerid *peer);
+void link_relay_input(struct link *l, const uint8_t *data, size_t len);
+
+/* relay.c */
+struct relay_circ;
+void relay_on_msg(struct link *l, const struct p2p_msg *m);
+void relay_link_gone(struct p2pd_node *n, struct link *l);
+/* Ask the node at the other end of via to relay us to peer: *out is our
+ * end of the circuit, handshaking. 0 or -errno. */
+int relay_open(struct p2pd_node *n, struct link *via,
+	       const struct p2p_peerid *peer, struct link **out);
 
 /* punch.c */
 void punch_init(struct p2pd_node *n);

@@ -156,14 +156,26 @@ void node_link_hello(struct p2pd_node *n, struct link *l,
 		p2p_peerid_to_text(&l->peer, id);
 		p2p_addr_format(&l->remote, a, sizeof(a));
 		log_info("link up: %s at %s (%s%s)", id, a,
-			 l->outbound ? "out" : "in",
+			 l->relayed    ? "relayed"
+			 : l->outbound ? "out"
+				       : "in",
 			 l->peer_server ? ", server" : "");
+		if (l->relayed) {
+			/* Tunnels only: not the overlay's (the address is
+			 * the relay's), no dial-back. */
+			node_pending_hello(n, l);
+			if (!l->handle_closed)
+				link_ping(l);
+			return;
+		}
 		punch_link_hello(n, l); /* marks it punched before waiters */
 		node_pending_hello(n, l);
 		if (resolve_duplicate(n, l))
 			return;
 		link_ping(l); /* an rtt for `peers` from the start */
 	}
+	if (l->relayed)
+		return;
 	/* Repeated HELLO (the peer became a server): link_up updates. */
 	p2p_overlay_link_up(n->ov, now, &l->peer, dial_addr(l), l->peer_server,
 			    l->outbound);
@@ -192,6 +204,7 @@ void node_link_gone(struct p2pd_node *n, struct link *l, const char *why)
 	uint64_t now = node_now(n);
 	struct link *o;
 
+	relay_link_gone(n, l);
 	punch_link_gone(n, l, why);
 	node_pending_fail_link(n, l, why);
 	if (l->purpose == LP_DIALBACK) {

@@ -224,7 +224,7 @@ static void fail(struct p2pd_node *n, struct punch *p,
 			 p->core.refused, p->core.timeouts);
 	snprintf(msg, sizeof(msg),
 		 "no direct link: %s; hole punching failed after %.1f s: "
-		 "%s%s; relays are not implemented yet",
+		 "%s%s",
 		 p->context[0] ? p->context : "the peer is not dialable",
 		 secs(n, p), extra ? extra : p2p_punch_reason_text(why), types);
 	log_info("punch %s: failed after %.1f s: %s%s", p->id, secs(n, p),

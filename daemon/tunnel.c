@@ -73,6 +73,9 @@ void tun_on_handle_closed(uv_handle_t *h)
 
 static bool link_full(const struct link *l)
 {
+	/* A relayed link queues on the link to its relay. */
+	if (l && l->relayed)
+		return !l->via || l->via->wq >= TUN_LINK_WQ_HIGH;
 	return l && l->wq >= TUN_LINK_WQ_HIGH;
 }
 
@@ -486,7 +489,8 @@ void tunnel_link_written(struct link *l)
 		return;
 	for (t = n->tun.list; t; t = next) {
 		next = t->next;
-		if (t->link == l && t->counted_blocked) {
+		if (t->link && t->counted_blocked &&
+		    (t->link == l || (t->link->relayed && t->link->via == l))) {
 			set_blocked(t, false);
 			sync_read(t);
 		}

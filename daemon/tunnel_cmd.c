@@ -91,14 +91,15 @@ static void connect_done(struct p2pd_node *n, struct tun_waiter *w,
 		ctl_reply_error(c->req, code, "%s", msg);
 	} else {
 		p2p_peerid_to_text(&c->peer, id);
-		ctl_reply_ok(c->req,
-			     json_pack("{s:s, s:s, s:s, s:f}", "peer", id,
-				       "path", "direct", "method",
-				       !dialled	    ? "existing"
-				       : l->punched ? "punch"
-						    : "dial",
-				       "ms",
-				       (double)(uv_hrtime() - c->t0_hr) / 1e6));
+		ctl_reply_ok(
+		    c->req,
+		    json_pack("{s:s, s:s, s:s, s:f}", "peer", id, "path",
+			      l->relayed ? "relay" : "direct", "method",
+			      !dialled	   ? "existing"
+			      : l->relayed ? "relay"
+			      : l->punched ? "punch"
+					   : "dial",
+			      "ms", (double)(uv_hrtime() - c->t0_hr) / 1e6));
 	}
 	free(c);
 }

@@ -34,6 +34,7 @@ enum dial_state {
 	DIAL_LOOKUP,  /* overlay lookup of the peer's address */
 	DIAL_CONNECT, /* link dialled, waiting for its HELLO */
 	DIAL_PUNCH,   /* hole punching (punch.c), waiting for its HELLO */
+	DIAL_RELAY,   /* a relayed link (relay.c), waiting for its HELLO */
 };
 
 /* Getting a link to one peer; every waiter for that peer shares it. */
@@ -45,6 +46,9 @@ struct tun_dial {
 	struct link *link;
 	uint64_t deadline;
 	struct tun_waiter *waiters;
+	char why[200]; /* DIAL_RELAY: why there is no direct link */
+	unsigned ntried;
+	struct p2p_peerid tried[RELAY_TRIES]; /* relays asked */
 };
 
 enum tun_kind {

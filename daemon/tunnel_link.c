@@ -3,9 +3,10 @@
  * peer's address from the routing table or an overlay lookup, then a dial
  * that expects the peer's ID (the handshake proves it). Waiters for the
  * same peer share one attempt. A peer that cannot be dialled (a client
- * behind NAT, or the dial failed) is hole punched (punch.c); relays are
- * not there yet, so when punching fails the peer is unreachable, and the
- * message says why.
+ * behind NAT, or the dial failed) is hole punched (punch.c); when that
+ * cannot work or fails, the link is relayed (relay.c) through a node we
+ * hold a link to, asking up to RELAY_TRIES of them in turn. Only when no
+ * relay reaches the peer is it unreachable, and the message says why.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,67 @@ static void dial_finish(struct p2pd_node *n, struct tun_dial *d, struct link *l,
 	free(d);
 }
 
+static bool tried(const struct tun_dial *d, const struct p2p_peerid *id)
+{
+	for (unsigned i = 0; i < d->ntried; i++)
+		if (p2p_peerid_equal(&d->tried[i], id))
+			return true;
+	return false;
+}
+
+/* a nearer t than b (XOR metric)? */
+static bool nearer(const struct p2p_peerid *a, const struct p2p_peerid *b,
+		   const struct p2p_peerid *t)
+{
+	for (size_t i = 0; i < P2P_ID_LEN; i++) {
+		uint8_t x = a->b[i] ^ t->b[i], y = b->b[i] ^ t->b[i];
+		if (x != y)
+			return x < y;
+	}
+	return false;
+}
+
+/*
+ * No direct link (why says why; NULL: the last relay asked failed): ask
+ * the next relay. Candidates are the nodes we hold direct links to,
+ * nearest the peer first: a client keeps its links to the servers nearest
+ * its ID, so those are the likeliest to reach it.
+ */
+static void dial_relay(struct p2pd_node *n, struct tun_dial *d, const char *why)
+{
+	char msg[320];
+
+	if (why) {
+		snprintf(d->why, sizeof(d->why), "%s", why);
+		d->deadline = node_now(n) + TUN_DIAL_TIMEOUT_MS;
+	}
+	d->state = DIAL_RELAY;
+	d->link = NULL;
+	while (d->ntried < RELAY_TRIES) {
+		struct link *best = NULL, *rl;
+		for (struct link *l = n->links; l; l = l->next) {
+			if (l->state != LINK_UP || !l->hello_rx || l->relayed ||
+			    l->purpose != LP_OVERLAY ||
+			    p2p_peerid_equal(&l->peer, &d->peer) ||
+			    tried(d, &l->peer))
+				continue;
+			if (!best || nearer(&l->peer, &best->peer, &d->peer))
+				best = l;
+		}
+		if (!best)
+			break;
+		d->tried[d->ntried++] = best->peer;
+		if (relay_open(n, best, &d->peer, &rl) == 0) {
+			log_debug("tunnel: asking a relay");
+			d->link = rl;
+			return;
+		}
+	}
+	snprintf(msg, sizeof(msg), "%s; no relay reached the peer (%u asked)",
+		 d->why, d->ntried);
+	dial_finish(n, d, NULL, "peer_unreachable", msg);
+}
+
 /* Not dialable: punch a hole; context says why we punch. */
 static void dial_punch(struct p2pd_node *n, struct tun_dial *d,
 		       const char *context)
@@ -74,7 +136,7 @@ static void dial_punch(struct p2pd_node *n, struct tun_dial *d,
 			     ? "this daemon does not listen (no port to punch "
 			       "from)"
 			     : p2p_strerror(rc));
-		dial_finish(n, d, NULL, "peer_unreachable", msg);
+		dial_relay(n, d, msg);
 	}
 }
 
@@ -244,6 +306,12 @@ void tun_dials_link_gone(struct p2pd_node *n, struct link *l, const char *why)
 			next = n->tun.dials; /* waiters may change the list */
 			continue;
 		}
+		if (d->state == DIAL_RELAY) {
+			log_debug("tunnel: relay attempt failed (%s)", why);
+			dial_relay(n, d, NULL);
+			next = n->tun.dials;
+			continue;
+		}
 		p2p_addr_format(&l->remote, a, sizeof(a));
 		snprintf(msg, sizeof(msg), "dial %s failed (%s)", a, why);
 		dial_punch(n, d, msg);
@@ -261,6 +329,8 @@ void tun_dials_expire(struct p2pd_node *n, uint64_t now)
 				    d->state == DIAL_PUNCH
 					? "no direct link in time (hole "
 					  "punching did not finish)"
+				    : d->state == DIAL_RELAY
+					? "no relayed link in time"
 					: "no direct link in time");
 			tun_dials_expire(n, now); /* the list changed */
 			return;
@@ -280,5 +350,5 @@ void tun_dials_punch_failed(struct p2pd_node *n, const struct p2p_peerid *peer,
 	struct tun_dial *d = dial_find(n, peer);
 
 	if (d && d->state == DIAL_PUNCH)
-		dial_finish(n, d, NULL, "peer_unreachable", msg);
+		dial_relay(n, d, msg);
 }

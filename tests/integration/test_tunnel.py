@@ -529,23 +529,33 @@ def connect_and_open_dial_a_peer_without_a_link():
             check(r.stdout == data, "echo through a dialled link")
             check(e.id in b.peer_ids(), "b linked to e")
             # A peer that cannot be dialled (f has no listener, and its
-            # only link is to a): plain words, no hang.
+            # only link is to a): punching cannot work (f has no listen
+            # port), so e's link to f is relayed by a, end-to-end
+            # encrypted, and a tunnel runs over it.
             check(f.id not in e.peer_ids(), "e already linked to f")
             j = e.req({"cmd": "connect", "peer": f.id}, timeout=60)
-            check_eq(j.get("error"), "peer_unreachable", "connect to an undialable peer: %r" % j)
-            # Punching is tried and fails with its reason: f has no
-            # listen port (its answer), or the request finds no route.
-            m = j.get("message", "")
-            check("hole punching failed" in m and ("no listen port" in m or "no route" in m),
-                  "message %r", j)
-            r = e.ctl("pipe", f.id, "echo", input="x")
-            check_eq(r.returncode, 1, "pipe to an undialable peer")
-            check("peer_unreachable" in r.stderr and "hole punching" in r.stderr, "pipe stderr %r", r.stderr)
+            check_eq((j.get("peer"), j.get("path"), j.get("method")), (f.id, "relay", "relay"),
+                     "connect to an undialable peer: %r" % j)
+            check_eq(a.req({"cmd": "status"})["relay"]["circuits"], 1, "circuits on a")
+            links = {p["id"]: p["link"] for p in e.req({"cmd": "peers"})["peers"]}
+            check_eq(links.get(f.id), "relay", "e's link to f")
+            check_eq(f.ctl("expose", "echo", svc.target).returncode, 0, "expose on f")
+            relayed0 = a.req({"cmd": "status"})["relay"]["bytes"]
+            data = os.urandom(50000)
+            r = pipe(e, f.id, "echo", data)
+            check_eq(r.returncode, 0, "pipe over the relay (stderr %r)" % r.stderr)
+            check(r.stdout == data, "echo through a relayed link")
+            check(a.req({"cmd": "status"})["relay"]["bytes"] - relayed0 > 2 * len(data), "a relayed the data")
+            # f stops: a's circuit goes, e drops its relayed link.
+            f.stop()
+            wait_for(lambda: a.req({"cmd": "status"})["relay"]["circuits"] == 0, 10, what="a's circuit to go")
+            wait_for(lambda: f.id not in e.peer_ids(), 10, what="e to drop its link to f")
             # An ID nobody has.
             ghost = "a" * 52
             j = a.req({"cmd": "connect", "peer": ghost}, timeout=60)
             check_eq(j.get("error"), "peer_unreachable", "connect to an unknown ID")
-            check("hole punching failed" in j.get("message", ""), "message %r", j)
+            m = j.get("message", "")
+            check("hole punching failed" in m and "no relay reached the peer" in m, "message %r", j)
             r = a.ctl("pipe", ghost, "echo", input="x")
             check_eq(r.returncode, 1, "pipe to an unknown ID")
             check("peer_unreachable" in r.stderr, "pipe stderr %r", r.stderr)

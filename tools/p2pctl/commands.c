@@ -260,8 +260,8 @@ const struct ctl_cmd ctl_cmds[] = {
      "Runs an overlay lookup for ID and lists the closest peers found.", 1, 1,
      CMD_TIMEOUT_NET_MS, build_peer, print_lookup},
     {"connect", "ID",
-     "make a direct link; says how (direct/relay, "
-     "dial/punch)",
+     "make a link; says how (direct/relay, "
+     "existing/dial/punch/relay)",
      NULL, 1, 1, CMD_TIMEOUT_LONG_MS, build_peer, print_connect},
     {"ping", "ID", "round trip over the best link", NULL, 1, 1,
      CMD_TIMEOUT_NET_MS, build_peer, print_ping},
