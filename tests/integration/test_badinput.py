@@ -284,6 +284,28 @@ def overlay_slowloris_closed_in_bounded_time():
 
 
 @T.test
+def overlay_relay_flood():
+    """A peer opens 2000 circuits to us, asks 2000 relays to nobody, and
+    sends data and closes for 2000 unknown circuits each: the daemon stays
+    up, holds at most RELAY_CIRC_PER_LINK (16) relayed ends at a time,
+    refuses the rest, ignores unknown circuits, and closes the link on a
+    malformed (empty) RELAY_DATA."""
+    with Cluster() as c:
+        d = one_daemon(c)
+        r = p2pload("relayflood", d.addr, "--count", "2000", timeout=120)
+        check_eq(r.returncode, 0, "relayflood probe (%s%s)" % (r.stdout, r.stderr))
+        st = d.req({"cmd": "status"})
+        check(st["counters"]["links_refused"] >= 2000 - 16, "refused %r" % st["counters"])
+        check(st["counters"]["bad_msgs"] >= 1, "empty RELAY_DATA not counted: %r" % st["counters"])
+        check(st["relay"]["unknown_circuit"] >= 4000, "relay %r" % st["relay"])
+        check_eq(st["relay"]["circuits"], 0, "circuits relayed for nobody")
+        from p2ptest import wait_for
+        # The 16 relayed ends that were accepted time out unanswered.
+        wait_for(lambda: d.req({"cmd": "status"})["peers"] == 0, 10, what="no links left")
+        serving(d)
+
+
+@T.test
 def overlay_many_probes_then_real_peer():
     with Cluster() as c:
         d = one_daemon(c)

@@ -49,6 +49,11 @@ static const struct subcmd subcmds[] = {
     {"slowloris", pl_cmd_slowloris,
      "ADDR:PORT [--max-ms M]  send 1 byte and wait; report when the daemon "
      "closed (exit 0), exit 1 if not within M ms"},
+    {"relayflood", pl_cmd_relayflood,
+     "ADDR:PORT [--count N]  open N relay circuits to us, ask N relays to "
+     "nobody, send N RELAY_DATA and RELAY_CLOSE for unknown circuits, then "
+     "an empty RELAY_DATA: exit 0 once the daemon closes the link, 1 if "
+     "it does not, 3 I/O"},
 };
 
 static void usage(FILE *out)

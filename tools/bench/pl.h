@@ -54,6 +54,10 @@ int pl_tcp_connect(const struct sockaddr_storage *ss, socklen_t sslen);
 int pl_link_dial(struct pl_link *l, const struct p2p_addr *a,
 		 const struct sockaddr_storage *ss, socklen_t sslen,
 		 const struct p2p_peerid *expect);
+/* Queue one message (encoded, sealed); plain: bytes sealed as they are
+ * (at most 1024), for malformed messages. */
+void pl_link_send(struct pl_link *l, const struct p2p_msg *m);
+void pl_link_send_plain(struct pl_link *l, const uint8_t *plain, size_t len);
 short pl_link_events(const struct pl_link *l);
 /* Drive the link after poll(); afterwards check l->state. */
 void pl_link_io(struct pl_link *l, short revents);
@@ -69,6 +73,7 @@ int pl_cmd_garbage(int argc, char **argv);
 int pl_cmd_oversize(int argc, char **argv);
 int pl_cmd_wrongkey(int argc, char **argv);
 int pl_cmd_slowloris(int argc, char **argv);
+int pl_cmd_relayflood(int argc, char **argv);
 
 /* "--name VALUE" lookup in argv; dflt when absent; -1 when malformed. */
 long pl_opt(int argc, char **argv, const char *name, long dflt);

@@ -108,6 +108,25 @@ static void send_msg(struct pl_link *l, const struct p2p_msg *m)
 	queue(l, rec, rlen);
 }
 
+void pl_link_send(struct pl_link *l, const struct p2p_msg *m)
+{
+	send_msg(l, m);
+}
+
+void pl_link_send_plain(struct pl_link *l, const uint8_t *plain, size_t len)
+{
+	uint8_t rec[1024 + P2P_RECORD_OVERHEAD];
+	size_t rlen;
+	int err =
+	    p2p_session_seal(l->sess, plain, len, rec, sizeof(rec), &rlen);
+
+	if (err < 0) {
+		die(l, err);
+		return;
+	}
+	queue(l, rec, rlen);
+}
+
 int pl_link_dial(struct pl_link *l, const struct p2p_addr *a,
 		 const struct sockaddr_storage *ss, socklen_t sslen,
 		 const struct p2p_peerid *expect)

@@ -187,3 +187,104 @@ int pl_cmd_wrongkey(int argc, char **argv)
 	pl_link_free(&l);
 	return rc;
 }
+
+/* Drive l for ms (or until it dies); false when it died. */
+static bool pump(struct pl_link *l, long long ms)
+{
+	long long end = pl_now_us() + ms * 1000LL;
+
+	while (l->state != PL_DEAD && pl_now_us() < end) {
+		struct pollfd p = {.fd = l->fd, .events = pl_link_events(l)};
+		if (poll(&p, 1, 20) > 0)
+			pl_link_io(l, p.revents);
+	}
+	return l->state != PL_DEAD;
+}
+
+/* Keep the queue short: write (and read the daemon's answers) until it
+ * is empty. */
+static bool drain_out(struct pl_link *l)
+{
+	long long end = pl_now_us() + PROBE_CLOSE_MS * 1000LL;
+
+	while (l->state != PL_DEAD && l->outlen > 0 && pl_now_us() < end) {
+		struct pollfd p = {.fd = l->fd, .events = pl_link_events(l)};
+		if (poll(&p, 1, 20) > 0)
+			pl_link_io(l, p.revents);
+	}
+	return l->state != PL_DEAD;
+}
+
+int pl_cmd_relayflood(int argc, char **argv)
+{
+	static const uint8_t empty_data[] = {
+	    P2P_PROTO_VERSION, P2P_MSG_RELAY_DATA, 0, 0, 0, 1};
+	struct p2p_addr a;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct pl_link l;
+	long n = pl_opt(argc, argv, "--count", 1000);
+	int rc;
+
+	if (argc < 2 || n < 1 || pl_sockaddr(argv[1], &a, &ss, &sl) < 0)
+		return PL_USAGE;
+	if (pl_link_dial(&l, &a, &ss, sl, NULL) < 0) {
+		pl_link_free(&l);
+		return PL_IO;
+	}
+	while (l.state != PL_DEAD && !(l.state == PL_UP && l.got_hello) &&
+	       pl_now_us() - l.t0_us < PROBE_CLOSE_MS * 1000LL)
+		pump(&l, 100);
+	if (l.state != PL_UP || !l.got_hello) {
+		printf("relayflood: no link: %s\n",
+		       l.err ? strerror(-l.err) : "timeout");
+		pl_link_free(&l);
+		return PL_IO;
+	}
+	/* We are the initiator: our circuit IDs are odd. */
+	for (long i = 0; i < n && l.state != PL_DEAD; i++) {
+		struct p2p_msg m = {.type = P2P_MSG_RELAY_OPEN};
+		m.u.relay.circ = (uint32_t)(8 * i + 1);
+		m.u.relay.code = P2P_RELAY_F_INCOMING;
+		randombytes_buf(m.u.relay.peer.b, P2P_ID_LEN);
+		pl_link_send(&l, &m);
+		m.u.relay.circ = (uint32_t)(8 * i + 3);
+		m.u.relay.code = 0;
+		pl_link_send(&l, &m);
+		m.type = P2P_MSG_RELAY_DATA;
+		m.u.relay.circ = (uint32_t)(8 * i + 5);
+		m.u.relay.data = (const uint8_t *)"frame";
+		m.u.relay.len = 5;
+		pl_link_send(&l, &m);
+		m.type = P2P_MSG_RELAY_CLOSE;
+		m.u.relay.circ = (uint32_t)(8 * i + 7);
+		m.u.relay.reason = "x";
+		m.u.relay.len = 1;
+		pl_link_send(&l, &m);
+		if (l.outlen > PL_OUT_MAX / 2)
+			drain_out(&l);
+	}
+	drain_out(&l);
+	pump(&l, 1500); /* the daemon answers; its relayed ends time out */
+	if (l.state == PL_DEAD) {
+		printf("relayflood: the daemon closed the link during the "
+		       "flood: %s\n",
+		       l.err ? strerror(-l.err) : "closed");
+		pl_link_free(&l);
+		return PL_FAIL;
+	}
+	pl_link_send_plain(&l, empty_data, sizeof(empty_data));
+	pump(&l, PROBE_CLOSE_MS);
+	if (l.state == PL_DEAD) {
+		printf("relayflood: %ld x 4 relay messages taken; closed after "
+		       "an empty RELAY_DATA\n",
+		       n);
+		rc = PL_OK;
+	} else {
+		printf("relayflood: an empty RELAY_DATA did not close the "
+		       "link\n");
+		rc = PL_FAIL;
+	}
+	pl_link_free(&l);
+	return rc;
+}
