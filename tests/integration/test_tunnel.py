@@ -547,7 +547,7 @@ def connect_and_open_dial_a_peer_without_a_link():
             check(r.stdout == data, "echo through a relayed link")
             check(a.req({"cmd": "status"})["relay"]["bytes"] - relayed0 > 2 * len(data), "a relayed the data")
             # f stops: a's circuit goes, e drops its relayed link.
-            f.stop()
+            check_eq(f.stop(), 0, "f's exit code")
             wait_for(lambda: a.req({"cmd": "status"})["relay"]["circuits"] == 0, 10, what="a's circuit to go")
             wait_for(lambda: f.id not in e.peer_ids(), 10, what="e to drop its link to f")
             # An ID nobody has.

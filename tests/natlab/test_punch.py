@@ -269,9 +269,17 @@ def relayed(w, x, y, bound, words):
     for name in ("s1", "s2", "s3"):
         check(marker.decode() not in w.d[name].log_text(), "marker in %s's log" % name)
     check_eq(peer_entry(a, b.id)["link"], "relay", "link after the tunnel")
+    # Throughput, for the figures: 8 MB each way through the relay.
+    big = os.urandom(8 << 20)
+    t0 = time.monotonic()
+    p = subprocess.run([p2ptest.P2PCTL, "-s", a.sock, "pipe", b.id, "echo"], input=big,
+                       capture_output=True, timeout=120)
+    t_big = time.monotonic() - t0
+    check(p.returncode == 0 and p.stdout == big, "8 MB through the relay came back different")
     FIGURES.append("%s -> %s: relay %.0f ms (daemon says %.0f ms), 100 KB echo %.0f ms, "
-                   "%d bytes relayed" % (x, y, took * 1000, j["ms"], t_pipe * 1000,
-                                         bytes1 - bytes0))
+                   "%d bytes relayed; 8 MB echo %.0f ms (%.1f MB/s each way)" % (
+                       x, y, took * 1000, j["ms"], t_pipe * 1000, bytes1 - bytes0,
+                       t_big * 1000, 8 / t_big))
 
 
 def test_random_pp_relayed(w):
@@ -290,7 +298,7 @@ def test_relay_teardown(w):
     check(peer_entry(a, b.id) is not None, "h-rnd2 has no link to h-rnd1")
     circ0, _ = relay_status(w)
     check(circ0 >= 1, "no circuit on the servers")
-    b.stop()
+    check_eq(b.stop(), 0, "h-rnd1's exit code")
     # h-rnd1 held both circuits (from h-rnd2 and to h-pp2).
     wait_for(lambda: relay_status(w)[0] == 0, 10, what="the servers' circuits to go")
     wait_for(lambda: peer_entry(a, b.id) is None, 5, what="h-rnd2 to drop its relayed link")
