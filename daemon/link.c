@@ -378,7 +378,10 @@ static void on_hs_frame(struct link *l, const uint8_t *body, size_t len)
 		/* From here on the link is one the peer initiated, as far
 		 * as roles go: stream ID parity, the duplicate tie-break. */
 		l->outbound = false;
-	} else if (l->outbound && p2p_session_is_frame1(body, len)) {
+	} else if (l->outbound && !l->relayed &&
+		   p2p_session_is_frame1(body, len)) {
+		/* A relayed link has no peer address to dial again: there
+		 * a frame 1 fails the handshake below. */
 		redial_fresh(l);
 		return;
 	}

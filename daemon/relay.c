@@ -240,9 +240,11 @@ static void on_data(struct p2pd_node *n, struct link *l,
 		log_info("relay: a circuit's queue is over %u bytes; closing "
 			 "it",
 			 RELAY_WQ_MAX);
+		/* Forgotten before anything is sent: a send can close a
+		 * link, and that frees its circuits. */
+		circ_free(n, r);
 		send_close(l, m->u.relay.circ, "relay queue full");
 		send_close(o, oc, "relay queue full");
-		circ_free(n, r);
 		return;
 	}
 	struct p2p_msg f = *m;
@@ -272,8 +274,8 @@ static void on_close_msg(struct p2pd_node *n, struct link *l,
 		n->relay.unknown++;
 		return;
 	}
-	send_close(o, oc, "closed by the other end");
 	circ_free(n, r);
+	send_close(o, oc, "closed by the other end");
 }
 
 void relay_on_msg(struct link *l, const struct p2p_msg *m)
@@ -326,14 +328,16 @@ void relay_link_gone(struct p2pd_node *n, struct link *l)
 			e->via = NULL;
 		}
 	}
+	/* Restart after each: a send can close a link, which frees (and
+	 * tells) its own circuits. */
 	for (r = n->relay.circs; r; r = next) {
 		next = r->next;
-		if (r->a == l)
-			send_close(r->b, r->cb, "the other end's link is gone");
-		else if (r->b == l)
-			send_close(r->a, r->ca, "the other end's link is gone");
-		else
+		if (r->a != l && r->b != l)
 			continue;
+		struct link *o = r->a == l ? r->b : r->a;
+		uint32_t oc = r->a == l ? r->cb : r->ca;
 		circ_free(n, r);
+		send_close(o, oc, "the other end's link is gone");
+		next = n->relay.circs;
 	}
 }
