@@ -270,7 +270,7 @@ static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
 		      external, "peers", (json_int_t)p2pd_node_peer_count(n),
 		      "dht", "mode", mode, "table_size",
 		      (json_int_t)st.table_size, "counters", counters, "relay",
-		      "circuits", (json_int_t)n->relay.ncircs, "opened",
+		      "circuits", (json_int_t)n->relay.tab.n, "opened",
 		      (json_int_t)n->relay.opened, "bytes",
 		      (json_int_t)n->relay.bytes, "unknown_circuit",
 		      (json_int_t)n->relay.unknown));

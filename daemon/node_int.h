@@ -20,6 +20,7 @@
 #include "proto/frame.h"
 #include "proto/msg.h"
 #include "proto/session.h"
+#include "relaytab.h"
 #include "tunnel.h"
 
 #define NODE_TICK_MS 250	    /* housekeeping period (deadlines) */
@@ -36,12 +37,8 @@
 #define NODE_REASK_MS 5000	 /* ... again after this, doubling */
 #define NODE_REJOIN_MIN_MS 2000	 /* no links: first retry of joining */
 #define NODE_REJOIN_MAX_MS 60000 /* ... backing off up to this */
-#define RELAY_CIRC_MAX 256	 /* circuits this node relays */
-#define RELAY_CIRC_PER_LINK                                                    \
-	16			/* ... opened by one peer; relayed             \
-				 * links of ours over one link */
-#define RELAY_WQ_MAX (2u << 20) /* a circuit is cut beyond this */
-#define RELAY_TRIES 8		/* relays a dial asks in turn */
+#define RELAY_WQ_MAX (2u << 20)	 /* a circuit is cut beyond this */
+#define RELAY_TRIES 8		 /* relays a dial asks in turn */
 
 /* Defaults when the config leaves a limit at 0. */
 #define NODE_DEF_MAX_LINKS 256
@@ -174,8 +171,7 @@ struct p2pd_node {
 	struct tunnels tun;    /* tunnel.h */
 	struct punch *punches; /* punch.c */
 	struct {
-		struct relay_circ *circs;
-		unsigned ncircs;
+		struct relay_tab tab;
 		uint32_t next_id;
 		uint64_t opened, bytes, unknown;
 	} relay; /* relay.c: circuits we carry for others */
@@ -246,8 +242,8 @@ struct link *link_new_relayed(struct p2pd_node *n, struct link *via,
 			      const struct p2p_peerid *peer);
 void link_relay_input(struct link *l, const uint8_t *data, size_t len);
 
-/* relay.c */
-struct relay_circ;
+/* relay.c (RELAY_CIRC_PER_LINK also bounds our relayed links over one
+ * link) */
 void relay_on_msg(struct link *l, const struct p2p_msg *m);
 void relay_link_gone(struct p2pd_node *n, struct link *l);
 /* Ask the node at the other end of via to relay us to peer: *out is our

@@ -25,12 +25,6 @@
 #include "node_int.h"
 #include "nodeutil.h"
 
-struct relay_circ {
-	struct relay_circ *next;
-	struct link *a, *b; /* a: the requester's link, b: the target's */
-	uint32_t ca, cb;    /* the circuit's ID on a and on b */
-};
-
 static bool picked_by_us(const struct link *l, uint32_t circ)
 {
 	return (circ & 1) == (l->outbound ? 1u : 0u);
@@ -41,10 +35,7 @@ static bool id_in_use(struct p2pd_node *n, const struct link *l, uint32_t c)
 	for (struct link *e = n->links; e; e = e->next)
 		if (e->relayed && e->via == l && e->circ == c)
 			return true;
-	for (struct relay_circ *r = n->relay.circs; r; r = r->next)
-		if ((r->a == l && r->ca == c) || (r->b == l && r->cb == c))
-			return true;
-	return false;
+	return relay_tab_used(&n->relay.tab, l, c);
 }
 
 static int new_id(struct p2pd_node *n, const struct link *l, uint32_t *out)
@@ -92,56 +83,29 @@ static unsigned count_ends(struct p2pd_node *n, const struct link *via)
 	return c;
 }
 
-static void circ_free(struct p2pd_node *n, struct relay_circ *r)
-{
-	for (struct relay_circ **pp = &n->relay.circs; *pp; pp = &(*pp)->next) {
-		if (*pp == r) {
-			*pp = r->next;
-			break;
-		}
-	}
-	n->relay.ncircs--;
-	free(r);
-}
-
 /* We are the relay: A (on link a, circuit ca) asks for peer. */
 static void serve_open(struct p2pd_node *n, struct link *a, uint32_t ca,
 		       const struct p2p_peerid *peer)
 {
 	struct p2p_msg m = {.type = P2P_MSG_RELAY_OPEN};
-	struct relay_circ *r;
 	struct link *b = find_direct(n, peer);
-	unsigned mine = 0;
 	uint32_t cb;
+	int rc;
 
-	for (r = n->relay.circs; r; r = r->next)
-		if (r->a == a)
-			mine++;
 	if (!b || b == a) {
 		send_close(a, ca, "no link to that peer");
-		return;
-	}
-	if (n->relay.ncircs >= RELAY_CIRC_MAX || mine >= RELAY_CIRC_PER_LINK) {
-		send_close(a, ca, "relay busy");
 		return;
 	}
 	if (id_in_use(n, a, ca)) {
 		send_close(a, ca, "circuit ID in use");
 		return;
 	}
-	r = calloc(1, sizeof(*r));
-	if (!r || new_id(n, b, &cb) < 0) {
-		free(r);
-		send_close(a, ca, "relay busy");
+	if ((rc = new_id(n, b, &cb)) == 0)
+		rc = relay_tab_add(&n->relay.tab, a, ca, b, cb);
+	if (rc < 0) {
+		send_close(a, ca, rc == -EBUSY ? "relay busy" : "relay failed");
 		return;
 	}
-	r->a = a;
-	r->ca = ca;
-	r->b = b;
-	r->cb = cb;
-	r->next = n->relay.circs;
-	n->relay.circs = r;
-	n->relay.ncircs++;
 	n->relay.opened++;
 	m.u.relay.circ = cb;
 	m.u.relay.code = P2P_RELAY_F_INCOMING;
@@ -204,19 +168,12 @@ static struct relay_circ *find_circ(struct p2pd_node *n, const struct link *l,
 				    uint32_t circ, struct link **other,
 				    uint32_t *ocirc)
 {
-	for (struct relay_circ *r = n->relay.circs; r; r = r->next) {
-		if (r->a == l && r->ca == circ) {
-			*other = r->b;
-			*ocirc = r->cb;
-			return r;
-		}
-		if (r->b == l && r->cb == circ) {
-			*other = r->a;
-			*ocirc = r->ca;
-			return r;
-		}
-	}
-	return NULL;
+	const void *o = NULL;
+	struct relay_circ *r =
+	    relay_tab_find(&n->relay.tab, l, circ, &o, ocirc);
+
+	*other = (struct link *)o; /* the table holds our links */
+	return r;
 }
 
 static void on_data(struct p2pd_node *n, struct link *l,
@@ -242,7 +199,7 @@ static void on_data(struct p2pd_node *n, struct link *l,
 			 RELAY_WQ_MAX);
 		/* Forgotten before anything is sent: a send can close a
 		 * link, and that frees its circuits. */
-		circ_free(n, r);
+		relay_tab_del(&n->relay.tab, r);
 		send_close(l, m->u.relay.circ, "relay queue full");
 		send_close(o, oc, "relay queue full");
 		return;
@@ -274,7 +231,7 @@ static void on_close_msg(struct p2pd_node *n, struct link *l,
 		n->relay.unknown++;
 		return;
 	}
-	circ_free(n, r);
+	relay_tab_del(&n->relay.tab, r);
 	send_close(o, oc, "closed by the other end");
 }
 
@@ -311,7 +268,7 @@ void relay_on_msg(struct link *l, const struct p2p_msg *m)
 /* Link l is going away: its relayed links and the circuits over it go. */
 void relay_link_gone(struct p2pd_node *n, struct link *l)
 {
-	struct relay_circ *r, *next;
+	struct relay_circ *r;
 
 	if (l->relayed) {
 		if (!l->relay_gone) {
@@ -328,16 +285,12 @@ void relay_link_gone(struct p2pd_node *n, struct link *l)
 			e->via = NULL;
 		}
 	}
-	/* Restart after each: a send can close a link, which frees (and
-	 * tells) its own circuits. */
-	for (r = n->relay.circs; r; r = next) {
-		next = r->next;
-		if (r->a != l && r->b != l)
-			continue;
-		struct link *o = r->a == l ? r->b : r->a;
+	/* One at a time: a send can close a link, which frees (and tells)
+	 * its own circuits. */
+	while ((r = relay_tab_on(&n->relay.tab, l)) != NULL) {
+		struct link *o = (struct link *)(r->a == l ? r->b : r->a);
 		uint32_t oc = r->a == l ? r->cb : r->ca;
-		circ_free(n, r);
+		relay_tab_del(&n->relay.tab, r);
 		send_close(o, oc, "the other end's link is gone");
-		next = n->relay.circs;
 	}
 }
