@@ -294,7 +294,11 @@ TESTS = [test_public_nodes, test_nated_nodes, test_dialbacks_failed,
          test_lookup_of_a_server_from_a_client, test_public_burst_all_become_servers]
 
 
-def main():
+def run_lab(prefix, build, tests, stopped=(), tail=15, figures=()):
+    """Build one lab and its daemons with build(cluster, lab), run each test
+    on it (P2PTEST_ONLY=substring picks some), check that every daemon but
+    those named in stopped is still alive, tear everything down, print
+    figures and a summary, and exit 0 or 1. Shared by the natlab tests."""
     natlab.require_lab()
     p2ptest.init()
     only = os.environ.get("P2PTEST_ONLY")
@@ -302,11 +306,11 @@ def main():
     t_all = time.monotonic()
     lab = natlab.Lab()
     try:
-        with Cluster(prefix="p2pnat-") as c:
+        with Cluster(prefix=prefix) as c:
             t0 = time.monotonic()
             w = build(c, lab)
             print("lab and %d daemons up in %.1fs" % (len(w.d), time.monotonic() - t0), flush=True)
-            for fn in TESTS:
+            for fn in tests:
                 if only and only not in fn.__name__:
                     continue
                 t0 = time.monotonic()
@@ -319,14 +323,21 @@ def main():
                     print("FAIL %s (%.1fs)" % (fn.__name__, time.monotonic() - t0), flush=True)
                     traceback.print_exc(file=sys.stdout)
             for d in w.d.values():
-                check(d.alive(), "%s died", d.name)
+                if d.name not in stopped:
+                    check(d.alive(), "%s died", d.name)
             if failed:
                 for d in c.daemons:  # Cluster prints tails only on an exception
-                    print("--- %s log tail:\n%s" % (d.name, d.log_tail(15)))
+                    print("--- %s log tail:\n%s" % (d.name, d.log_tail(tail)))
     finally:
         lab.down()
+    for f in figures:
+        print("  figure: " + f)
     print("%d passed, %d failed (%.1fs)" % (passed, failed, time.monotonic() - t_all), flush=True)
     sys.exit(1 if failed else 0)
+
+
+def main():
+    run_lab("p2pnat-", build, TESTS)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,6 @@ import os
 import subprocess
 import sys
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -60,7 +59,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "natlab"))
 import natlab  # noqa: E402
 import p2ptest  # noqa: E402
 from p2ptest import Cluster, check, check_eq, wait_for  # noqa: E402
-from test_natlab import LabDaemon, World, nat_type  # noqa: E402
+from test_natlab import LabDaemon, World, nat_type, run_lab  # noqa: E402
 
 ECHO_PORT = 7777
 ECHO = r"""
@@ -312,41 +311,8 @@ TESTS = [test_pp_pp, test_pp_ei, test_ei_ei, test_same_nat_lan, test_drop_filter
 
 
 def main():
-    natlab.require_lab()
-    p2ptest.init()
-    only = os.environ.get("P2PTEST_ONLY")
-    passed = failed_n = 0
-    t_all = time.monotonic()
-    lab = natlab.Lab()
-    try:
-        with Cluster(prefix="p2ppunch-") as c:
-            t0 = time.monotonic()
-            w = build(c, lab)
-            print("lab and %d daemons up in %.1fs" % (len(w.d), time.monotonic() - t0), flush=True)
-            for fn in TESTS:
-                if only and only not in fn.__name__:
-                    continue
-                t0 = time.monotonic()
-                try:
-                    fn(w)
-                    passed += 1
-                    print("ok   %s (%.1fs)" % (fn.__name__, time.monotonic() - t0), flush=True)
-                except Exception:
-                    failed_n += 1
-                    print("FAIL %s (%.1fs)" % (fn.__name__, time.monotonic() - t0), flush=True)
-                    traceback.print_exc(file=sys.stdout)
-            for d in w.d.values():
-                if d.name != "h-rnd1":  # stopped by test_relay_teardown
-                    check(d.alive(), "%s died" % d.name)
-            if failed_n:
-                for d in c.daemons:
-                    print("--- %s log tail:\n%s" % (d.name, d.log_tail(25)))
-    finally:
-        lab.down()
-    for f in FIGURES:
-        print("  figure: " + f)
-    print("%d passed, %d failed (%.1fs)" % (passed, failed_n, time.monotonic() - t_all), flush=True)
-    sys.exit(1 if failed_n else 0)
+    # h-rnd1 is stopped on purpose by test_relay_teardown
+    run_lab("p2ppunch-", build, TESTS, stopped={"h-rnd1"}, tail=25, figures=FIGURES)
 
 
 if __name__ == "__main__":
