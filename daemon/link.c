@@ -1,21 +1,79 @@
 /*
- * One TCP link to a peer: connect or accept, the session handshake, HELLO,
- * keepalive, bounded reads and writes, teardown. The state machine is
- * link_on_frame() over enum link_state; deadlines are checked by
- * link_tick() from the node's housekeeping timer.
+ * Links (link.h): connect or accept, the session handshake, HELLO,
+ * keepalive, bounded reads and writes, deferred teardown. The state
+ * machine is link_on_frame() over enum link_state; deadlines are one of
+ * the hub's clocks (link_next/link_expire).
  *
  * Memory rule (libuv): a link is freed only in the close callback of its
- * handle; link_destroy() starts that, and the link stays in the node's
- * list, in state LINK_CLOSING, until then.
+ * handle. Teardown is two steps: link_fail()/link_close() mark the link,
+ * and link_after(), run by the hub after the current input, announces it
+ * (gone) and closes the handle. A relayed link has a TCP handle that is
+ * never opened, so that it shares that path.
  */
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "link.h"
 #include "log.h"
-#include "node_int.h"
+#include "nat/nat.h"
 #include "nodeutil.h"
+#include "proto/frame.h"
+#include "proto/session.h"
+
+enum link_state {
+	LINK_CONNECTING, /* outbound TCP connect in progress */
+	LINK_HANDSHAKE,	 /* session handshake frames */
+	LINK_UP,	 /* established: HELLO, then messages */
+	LINK_CLOSING,	 /* GOAWAY sent, waiting for the peer's EOF */
+	LINK_DEAD,	 /* to be closed by link_after */
+};
+
+struct link {
+	struct link *next;
+	struct p2pd_node *n;
+	uint32_t id;
+	uv_tcp_t tcp;
+	uv_connect_t conn;
+	uv_shutdown_t shut;
+	enum link_state state;
+	enum link_purpose purpose;
+	enum link_kind kind;
+	bool outbound;
+	bool has_expect;
+	bool hello_rx;	    /* peer's HELLO arrived: the link counts as up */
+	bool punch_attempt; /* link_punch: a simultaneous open on purpose */
+	bool gone_sent;	    /* observers told */
+	bool handle_closed;
+	bool peer_server;
+	struct p2p_peerid expect;
+	struct p2p_peerid peer; /* valid once the handshake is done */
+	struct p2p_framer *fr;
+	struct p2p_session *sess;
+	struct p2p_addr local, remote;
+	struct p2p_addr peer_dial; /* where the peer can be dialled (HELLO) */
+	struct p2p_addr observed;  /* where the peer sees us (HELLO) */
+	uint64_t deadline;	   /* handshake deadline, or close grace */
+	uint64_t last_rx, last_ping;
+	uint64_t ping_nonce, ping_sent_hr; /* keepalive PING in flight */
+	double rtt_ms;			   /* < 0 until measured */
+	uint64_t dialback_nonce;	   /* LP_DIALBACK: nonce to send */
+	size_t wq;			   /* bytes queued for writing */
+	unsigned users;
+	const char *why; /* static reason for the close */
+	const struct link_transport *tr;
+	void *tr_ctx;
+};
+
+struct links {
+	struct link *list;
+	uint32_t next_id;
+	bool dirty; /* a link was marked: link_after has work */
+	uint8_t rbuf[64 * 1024];
+	uint8_t mbuf[P2P_MSG_MAX + P2P_RECORD_OVERHEAD];
+	uint8_t tbuf[P2P_MSG_MAX]; /* link_input */
+};
 
 struct wreq {
 	uv_write_t req;
@@ -24,28 +82,199 @@ struct wreq {
 	uint8_t data[];
 };
 
-const char *link_state_name(enum link_state s)
+static bool usable(const struct link *l)
 {
-	switch (s) {
-	case LINK_CONNECTING:
-		return "connecting";
-	case LINK_HANDSHAKE:
-		return "handshake";
-	case LINK_UP:
-		return "up";
-	case LINK_CLOSING:
-		return "closing";
-	}
-	return "?";
+	return l->state < LINK_CLOSING;
 }
+
+int link_module_init(struct p2pd_node *n)
+{
+	n->links = calloc(1, sizeof(*n->links));
+	return n->links ? 0 : -ENOMEM;
+}
+
+/* ---- names and properties ---- */
+
+uint32_t link_id(const struct link *l)
+{
+	return l->id;
+}
+
+struct link *link_get(struct p2pd_node *n, uint32_t id)
+{
+	if (id == 0 || !n->links)
+		return NULL;
+	for (struct link *l = n->links->list; l; l = l->next)
+		if (l->id == id)
+			return usable(l) ? l : NULL;
+	return NULL;
+}
+
+static struct link *skip_unusable(struct link *l)
+{
+	while (l && !usable(l))
+		l = l->next;
+	return l;
+}
+
+struct link *link_first(struct p2pd_node *n)
+{
+	return skip_unusable(n->links->list);
+}
+
+struct link *link_next_of(struct link *l)
+{
+	return skip_unusable(l->next);
+}
+
+size_t link_count(struct p2pd_node *n)
+{
+	size_t c = 0;
+
+	for (struct link *l = link_first(n); l; l = link_next_of(l))
+		c++;
+	return c;
+}
+
+bool link_is_up(const struct link *l)
+{
+	return l->state == LINK_UP && l->hello_rx;
+}
+
+bool link_established(const struct link *l)
+{
+	return l->state == LINK_UP;
+}
+
+bool link_hello_rx(const struct link *l)
+{
+	return l->hello_rx;
+}
+
+const struct p2p_addr *link_observed(const struct link *l)
+{
+	return &l->observed;
+}
+
+size_t link_count_up(struct p2pd_node *n)
+{
+	size_t c = 0;
+
+	for (struct link *l = link_first(n); l; l = link_next_of(l))
+		c += link_is_up(l) && l->purpose == LP_OVERLAY;
+	return c;
+}
+
+struct link *link_find_up(struct p2pd_node *n, const struct p2p_peerid *peer,
+			  unsigned kinds)
+{
+	for (struct link *l = link_first(n); l; l = link_next_of(l))
+		if (link_is_up(l) && l->purpose == LP_OVERLAY &&
+		    (kinds & (1u << l->kind)) &&
+		    p2p_peerid_equal(&l->peer, peer))
+			return l;
+	return NULL;
+}
+
+bool link_dialling(struct p2pd_node *n, const struct p2p_peerid *id)
+{
+	for (struct link *l = link_first(n); l; l = link_next_of(l))
+		if (l->purpose == LP_OVERLAY &&
+		    ((l->has_expect && p2p_peerid_equal(&l->expect, id)) ||
+		     (l->state == LINK_UP && p2p_peerid_equal(&l->peer, id))))
+			return true;
+	return false;
+}
+
+bool link_outbound(const struct link *l)
+{
+	return l->outbound;
+}
+
+enum link_kind link_kind(const struct link *l)
+{
+	return l->kind;
+}
+
+void link_set_kind(struct link *l, enum link_kind k)
+{
+	l->kind = k;
+}
+
+enum link_purpose link_purpose(const struct link *l)
+{
+	return l->purpose;
+}
+
+const struct p2p_peerid *link_peer(const struct link *l)
+{
+	return &l->peer;
+}
+
+const struct p2p_peerid *link_expect(const struct link *l)
+{
+	return l->has_expect ? &l->expect : NULL;
+}
+
+const struct p2p_addr *link_remote(const struct link *l)
+{
+	return &l->remote;
+}
+
+const struct p2p_addr *link_local(const struct link *l)
+{
+	return &l->local;
+}
+
+const struct p2p_addr *link_dial_addr(const struct link *l)
+{
+	return l->peer_dial.family ? &l->peer_dial : &l->remote;
+}
+
+bool link_peer_server(const struct link *l)
+{
+	return l->peer_server;
+}
+
+double link_rtt(const struct link *l)
+{
+	return l->rtt_ms;
+}
+
+size_t link_queued(const struct link *l)
+{
+	return l->tr ? l->tr->queued(l->tr_ctx) : l->wq;
+}
+
+void link_hold(struct link *l)
+{
+	l->users++;
+}
+
+void link_release(struct link *l)
+{
+	if (l->users > 0)
+		l->users--;
+}
+
+unsigned link_users(const struct link *l)
+{
+	return l->users;
+}
+
+void link_set_dialback_nonce(struct link *l, uint64_t nonce)
+{
+	l->dialback_nonce = nonce;
+}
+
+/* ---- life ---- */
 
 static void on_close(uv_handle_t *h)
 {
 	struct link *l = h->data;
 	struct p2pd_node *n = l->n;
-	struct link **pp;
 
-	for (pp = &n->links; *pp; pp = &(*pp)->next) {
+	for (struct link **pp = &n->links->list; *pp; pp = &(*pp)->next) {
 		if (*pp == l) {
 			*pp = l->next;
 			break;
@@ -57,16 +286,57 @@ static void on_close(uv_handle_t *h)
 	node_handle_closed(n);
 }
 
-void link_destroy(struct link *l)
+void link_fail(struct link *l, const char *why)
 {
-	if (l->handle_closed)
+	if (l->state == LINK_DEAD)
 		return;
-	if (l->state != LINK_CLOSING) {
-		l->state = LINK_CLOSING;
-		node_link_gone(l->n, l, l->why ? l->why : "closed");
+	if (!l->why)
+		l->why = why;
+	l->state = LINK_DEAD;
+	l->n->links->dirty = true;
+}
+
+/*
+ * After the current input: announce what was marked (an observer may
+ * mark more, so until nothing changes), then close the dead handles.
+ */
+bool link_after(void *arg)
+{
+	struct p2pd_node *n = arg;
+	struct link *l;
+	bool did = false;
+
+	while (n->links->dirty) {
+		n->links->dirty = false;
+		for (l = n->links->list; l; l = l->next) {
+			if (l->state < LINK_CLOSING || l->gone_sent)
+				continue;
+			l->gone_sent = true;
+			did = true;
+			node_emit_gone(n, l, l->why ? l->why : "closed");
+			n->links->dirty = true;
+			break; /* observers may have added links */
+		}
 	}
-	l->handle_closed = true;
-	uv_close((uv_handle_t *)&l->tcp, on_close);
+	for (l = n->links->list; l; l = l->next) {
+		if (l->state != LINK_DEAD || l->handle_closed)
+			continue;
+		l->handle_closed = true;
+		did = true;
+		if (l->tr) {
+			l->tr->close(l->tr_ctx);
+			l->tr = NULL;
+		}
+		uv_close((uv_handle_t *)&l->tcp, on_close);
+	}
+	return did;
+}
+
+void link_close_all(struct p2pd_node *n)
+{
+	for (struct link *l = n->links->list; l; l = l->next)
+		link_fail(l, "shutting down");
+	link_after(n);
 }
 
 static struct link *link_new(struct p2pd_node *n, bool outbound)
@@ -81,15 +351,35 @@ static struct link *link_new(struct p2pd_node *n, bool outbound)
 		free(l);
 		return NULL;
 	}
-	n->open_handles++;
+	node_handle_opened(n);
 	l->n = n;
+	l->id = ++n->links->next_id;
+	if (l->id == 0) /* 2^32 links later: 0 means "none" */
+		l->id = ++n->links->next_id;
 	l->outbound = outbound;
 	l->rtt_ms = -1;
 	l->tcp.data = l;
 	l->deadline = node_now(n) + n->limits.handshake_timeout_ms;
-	l->next = n->links;
-	n->links = l;
+	l->next = n->links->list;
+	n->links->list = l;
 	return l;
+}
+
+/* A link nobody has heard of yet (a failed dial): closed silently. */
+static void link_drop_silent(struct link *l)
+{
+	l->state = LINK_DEAD;
+	l->gone_sent = true;
+	l->handle_closed = true;
+	uv_close((uv_handle_t *)&l->tcp, on_close);
+}
+
+/* ---- writing ---- */
+
+void link_writable(struct link *l)
+{
+	if (usable(l))
+		node_emit_writable(l->n, l);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -99,23 +389,23 @@ static void on_write(uv_write_t *req, int status)
 
 	l->wq -= w->len;
 	free(w);
-	if (status < 0 && status != UV_ECANCELED && !l->handle_closed) {
+	if (status < 0 && status != UV_ECANCELED) {
 		log_debug("link %s: write: %s", l->n->id_text,
 			  uv_strerror(status));
-		link_destroy(l);
-	} else if (status == 0 && !l->handle_closed) {
-		tunnel_link_written(l); /* tunnels wait for the queue */
+		link_fail(l, "write failed");
+	} else if (status == 0) {
+		link_writable(l); /* tunnels wait for the queue */
 	}
 }
 
 static struct wreq *wreq_new(struct link *l, size_t cap)
 {
-	if (l->handle_closed)
+	if (l->state == LINK_DEAD)
 		return NULL;
-	if (l->wq + cap > NODE_LINK_WQ_MAX) {
+	if (l->wq + cap > LINK_WQ_MAX) {
 		log_warnx("link to peer: write queue over %u bytes, closing",
-			  NODE_LINK_WQ_MAX);
-		link_destroy(l);
+			  LINK_WQ_MAX);
+		link_fail(l, "write queue full");
 		return NULL;
 	}
 	struct wreq *w = malloc(sizeof(*w) + cap);
@@ -124,36 +414,17 @@ static struct wreq *wreq_new(struct link *l, size_t cap)
 	return w;
 }
 
-/* A relayed link's transport: its bytes as RELAY_DATA on the via link. */
-static int relay_write(struct link *l, const uint8_t *data, size_t len)
-{
-	struct p2p_msg m = {.type = P2P_MSG_RELAY_DATA};
-	int rc = 0;
-
-	if (!l->via || l->relay_gone)
-		return -ENOTCONN;
-	m.u.relay.circ = l->circ;
-	for (size_t off = 0; off < len && rc == 0; off += m.u.relay.len) {
-		m.u.relay.data = data + off;
-		m.u.relay.len = len - off < P2P_RELAY_DATA_MAX
-				    ? len - off
-				    : P2P_RELAY_DATA_MAX;
-		rc = link_send_msg(l->via, &m);
-	}
-	return rc;
-}
-
 static int wreq_send(struct wreq *w, size_t len)
 {
 	struct link *l = w->l;
 	uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
 	int rc;
 
-	if (l->relayed) {
-		rc = relay_write(l, w->data, len);
+	if (l->tr) {
+		rc = l->tr->write(l->tr_ctx, w->data, len);
 		free(w);
 		if (rc < 0)
-			link_destroy(l);
+			link_fail(l, "relay circuit failed");
 		return rc;
 	}
 	w->len = len;
@@ -162,7 +433,7 @@ static int wreq_send(struct wreq *w, size_t len)
 	if (rc < 0) {
 		l->wq -= len;
 		free(w);
-		link_destroy(l);
+		link_fail(l, "write failed");
 	}
 	return rc;
 }
@@ -184,7 +455,8 @@ int link_send_raw(struct link *l, const uint8_t *msg, size_t len)
 	struct wreq *w;
 	int rc;
 
-	if (!l->sess || !p2p_session_established(l->sess))
+	if (l->state != LINK_UP || !l->sess ||
+	    !p2p_session_established(l->sess))
 		return -ENOTCONN;
 	w = wreq_new(l, cap);
 	if (!w)
@@ -215,42 +487,44 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 {
 	struct link *l = req->data;
 
-	if (status < 0 && !l->handle_closed)
-		link_destroy(l);
+	if (status < 0)
+		link_fail(l, l->why);
 }
 
 /*
  * Leave the link: say GOAWAY when the session is up, half-close, and wait
- * (bounded by NODE_CLOSE_GRACE_MS) for the peer's EOF so that what we sent
+ * (bounded by LINK_CLOSE_GRACE_MS) for the peer's EOF so that what we sent
  * last is read, not lost to a reset.
  */
 void link_close(struct link *l, uint8_t code, const char *reason)
 {
 	struct p2pd_node *n = l->n;
-	bool can_send;
+	struct p2p_msg m = {.type = P2P_MSG_GOAWAY};
 
-	if (l->state == LINK_CLOSING)
+	if (!usable(l))
 		return;
-	can_send = l->state == LINK_UP;
-	l->state = LINK_CLOSING;
-	node_link_gone(n, l, reason);
-	if (!can_send) {
-		link_destroy(l);
+	if (l->state != LINK_UP) {
+		link_fail(l, reason);
 		return;
 	}
-	struct p2p_msg m = {.type = P2P_MSG_GOAWAY};
 	m.u.goaway.code = code;
 	m.u.goaway.reason = reason;
 	m.u.goaway.len = strlen(reason);
 	l->shut.data = l;
-	/* Stopping: best effort, nobody waits for the peer's EOF. */
-	if (link_send_msg(l, &m) < 0 || l->handle_closed || n->stopping ||
+	/* Stopping: best effort, nobody waits for the peer's EOF. A relayed
+	 * link has no stream to half-close: its circuit is closed. */
+	if (link_send_msg(l, &m) < 0 || n->stopping || l->tr ||
 	    uv_shutdown(&l->shut, (uv_stream_t *)&l->tcp, on_shutdown) < 0) {
-		link_destroy(l);
+		link_fail(l, reason);
 		return;
 	}
-	l->deadline = node_now(n) + NODE_CLOSE_GRACE_MS;
+	l->why = reason;
+	l->state = LINK_CLOSING;
+	l->deadline = node_now(n) + LINK_CLOSE_GRACE_MS;
+	n->links->dirty = true;
 }
+
+/* ---- reading ---- */
 
 static void link_bad(struct link *l, const char *what, int err)
 {
@@ -261,8 +535,7 @@ static void link_bad(struct link *l, const char *what, int err)
 		log_warnx("link %s: %s: %s; closing", a, what,
 			  p2p_strerror(err));
 	}
-	l->why = what;
-	link_destroy(l);
+	link_fail(l, what);
 }
 
 static void send_hello(struct link *l)
@@ -285,11 +558,11 @@ static void on_established(struct link *l)
 		link_close(l, 0, "self connection");
 		return;
 	}
-	/* A punched link that turned responder (see on_hs_frame) checks
-	 * the peer's ID here: the responder side of the handshake does not. */
+	/* A punched link that turned responder (see on_hs_frame) and a
+	 * relayed responder check the peer's ID here: the responder side of
+	 * the handshake does not. */
 	if (l->has_expect && !p2p_peerid_equal(&l->peer, &l->expect)) {
-		l->why = "not the expected peer";
-		link_destroy(l);
+		link_fail(l, "not the expected peer");
 		return;
 	}
 	if (l->purpose == LP_DIALBACK) {
@@ -299,15 +572,11 @@ static void on_established(struct link *l)
 		link_close(l, 0, "dial-back done");
 		return;
 	}
-	/*
-	 * A peer completed a handshake on our listener: someone could dial
-	 * us, which is the reachability that matters for the first nodes of
-	 * a network (and on loopback), before any dial-back was asked for.
-	 * Decided before our HELLO goes out so that it already says server.
-	 */
-	if (!l->outbound && !l->relayed && !punch_running(n, &l->peer))
-		node_set_server(n, "a peer dialled our listener");
-	send_hello(l);
+	/* Observers first: what they learn (a punched link, reachability)
+	 * goes into the HELLO we send. */
+	node_emit_established(n, l);
+	if (usable(l))
+		send_hello(l);
 }
 
 static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
@@ -321,9 +590,8 @@ static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
  * simultaneous open: both left from their listen ports, see link_dial, at
  * the same moment), so both ends are initiators and each got the other's
  * frame 1. Both ends see it, and each dials again from a fresh port, where
- * the two dials cannot meet; the duplicate rule then keeps one link.
- * Whoever waits on this link (a bootstrap, the overlay) waits on the new
- * one.
+ * the two dials cannot meet; the duplicate rule then keeps one link. The
+ * new link takes this one's ID: whoever waits on it waits on the new one.
  */
 static void redial_fresh(struct link *l)
 {
@@ -339,16 +607,16 @@ static void redial_fresh(struct link *l)
 			      l->has_expect ? &l->expect : NULL, l->purpose,
 			      false, 0, &err);
 	if (d) {
-		d->boot = l->boot;
-		d->ov_dial = l->ov_dial;
+		uint32_t id = d->id;
+		d->id = l->id;
+		l->id = id;
 		d->dialback_nonce = l->dialback_nonce;
-		for (struct pending *p = n->pend; p; p = p->next)
-			if (p->link == l)
-				p->link = d;
-		l->boot = l->ov_dial = false;
+		d->users = l->users;
+		l->users = 0;
+		/* The old one goes silently: its ID lives on in d. */
+		l->gone_sent = true;
 	}
-	l->why = "simultaneous open";
-	link_destroy(l);
+	link_fail(l, "simultaneous open");
 }
 
 static void on_hs_frame(struct link *l, const uint8_t *body, size_t len)
@@ -357,7 +625,8 @@ static void on_hs_frame(struct link *l, const uint8_t *body, size_t len)
 	size_t outlen = 0;
 	int rc;
 
-	if (l->outbound && l->punched && p2p_session_is_frame1(body, len) &&
+	if (l->outbound && l->punch_attempt &&
+	    p2p_session_is_frame1(body, len) &&
 	    !p2p_session_established(l->sess)) {
 		/*
 		 * A punch is a simultaneous open on purpose: both ends
@@ -370,7 +639,7 @@ static void on_hs_frame(struct link *l, const uint8_t *body, size_t len)
 			return;
 		r = p2p_session_new(&l->n->ident, false, NULL);
 		if (!r) {
-			link_destroy(l);
+			link_fail(l, "out of memory");
 			return;
 		}
 		p2p_session_free(l->sess);
@@ -378,8 +647,7 @@ static void on_hs_frame(struct link *l, const uint8_t *body, size_t len)
 		/* From here on the link is one the peer initiated, as far
 		 * as roles go: stream ID parity, the duplicate tie-break. */
 		l->outbound = false;
-	} else if (l->outbound && !l->relayed &&
-		   p2p_session_is_frame1(body, len)) {
+	} else if (l->outbound && !l->tr && p2p_session_is_frame1(body, len)) {
 		/* A relayed link has no peer address to dial again: there
 		 * a frame 1 fails the handshake below. */
 		redial_fresh(l);
@@ -400,7 +668,6 @@ static void on_hs_frame(struct link *l, const uint8_t *body, size_t len)
 
 static void on_hello(struct link *l, const struct p2p_msg *m)
 {
-	struct p2pd_node *n = l->n;
 	bool server = m->u.hello.flags & P2P_HELLO_SERVER;
 	bool first = !l->hello_rx;
 
@@ -410,14 +677,10 @@ static void on_hello(struct link *l, const struct p2p_msg *m)
 	if (!first && server == l->peer_server)
 		return;
 	l->peer_server = server;
+	l->observed = m->u.hello.observed;
 	l->hello_rx = true;
 	l->deadline = 0;
-	/* A punched link's peer is a NATed host, not an observer of our
-	 * overlay mapping (and may see our LAN address). */
-	if (first && l->outbound && !l->punched && !l->relayed)
-		p2p_nat_observe(n->nat, node_now(n), &l->local,
-				&m->u.hello.observed, &l->peer);
-	node_link_hello(n, l, &m->u.hello.observed, first);
+	node_emit_up(l->n, l, first);
 }
 
 static void on_pong(struct link *l, uint64_t nonce)
@@ -426,13 +689,14 @@ static void on_pong(struct link *l, uint64_t nonce)
 		l->rtt_ms = (double)(uv_hrtime() - l->ping_sent_hr) / 1e6;
 		l->ping_nonce = 0;
 	}
-	node_pong(l->n, l, nonce);
 }
 
 static void on_msg(struct link *l, const struct p2p_msg *m)
 {
 	struct p2pd_node *n = l->n;
-	int rc;
+	const struct node_msg_handler *h = node_msg_handler(n, m->type);
+	bool own = m->type == P2P_MSG_HELLO || m->type == P2P_MSG_PING ||
+		   m->type == P2P_MSG_PONG;
 
 	if (l->purpose == LP_DIALBACK)
 		return; /* we only came to say DIALBACK_OK */
@@ -441,66 +705,40 @@ static void on_msg(struct link *l, const struct p2p_msg *m)
 		p2p_peerid_to_text(&l->peer, id);
 		log_debug("peer %s: goaway: %.*s", id, (int)m->u.goaway.len,
 			  m->u.goaway.reason);
-		link_destroy(l);
+		link_fail(l, "closed");
 		return;
 	}
-	if (m->type == P2P_MSG_DIALBACK_OK) {
-		node_dialback_ok(n, l, m->u.dialback.nonce);
-		return;
-	}
-	if (!l->hello_rx && m->type != P2P_MSG_HELLO) {
+	if (!l->hello_rx && m->type != P2P_MSG_HELLO &&
+	    !(h && (h->flags & NODE_MSG_BEFORE_HELLO))) {
 		link_bad(l, "message before HELLO", -EPROTO);
 		return;
 	}
 	/* A relayed link carries tunnels and keepalive, not the overlay. */
-	if (l->relayed && m->type != P2P_MSG_HELLO && m->type != P2P_MSG_PING &&
-	    m->type != P2P_MSG_PONG &&
-	    (m->type < P2P_MSG_STREAM_OPEN || m->type > P2P_MSG_STREAM_RESET)) {
+	if (l->kind == LINK_RELAY && !own &&
+	    !(h && (h->flags & NODE_MSG_ON_RELAYED))) {
 		n->stats.unknown_msgs++;
 		return;
 	}
 	switch (m->type) {
 	case P2P_MSG_HELLO:
 		on_hello(l, m);
-		break;
+		return;
 	case P2P_MSG_PING: {
 		struct p2p_msg r = {.type = P2P_MSG_PONG};
 		r.u.ping.nonce = m->u.ping.nonce;
 		link_send_msg(l, &r);
-		break;
+		return;
 	}
 	case P2P_MSG_PONG:
 		on_pong(l, m->u.ping.nonce);
-		break;
-	case P2P_MSG_FIND_NODE:
-	case P2P_MSG_NODES:
-	case P2P_MSG_ROUTED:
-		rc = p2p_overlay_recv(n->ov, node_now(n), &l->peer, m);
-		if (rc == -EPROTO) {
-			n->stats.bad_msgs++;
-			link_bad(l, "bad overlay message", rc);
-		}
-		break;
-	case P2P_MSG_DIALBACK:
-		node_dialback_request(n, l, m);
-		break;
-	case P2P_MSG_STREAM_OPEN:
-	case P2P_MSG_STREAM_ACCEPT:
-	case P2P_MSG_STREAM_DATA:
-	case P2P_MSG_STREAM_WINDOW:
-	case P2P_MSG_STREAM_FIN:
-	case P2P_MSG_STREAM_RESET:
-		tunnel_on_msg(l, m);
-		break;
-	case P2P_MSG_RELAY_OPEN:
-	case P2P_MSG_RELAY_DATA:
-	case P2P_MSG_RELAY_CLOSE:
-		relay_on_msg(l, m);
-		break;
+		break; /* a registered handler sees it too (ping) */
 	default:
-		n->stats.unknown_msgs++;
 		break;
 	}
+	if (h)
+		h->fn(h->arg, l, m);
+	else if (m->type != P2P_MSG_PONG)
+		n->stats.unknown_msgs++;
 }
 
 static void on_record(struct link *l, const uint8_t *body, size_t len)
@@ -510,15 +748,15 @@ static void on_record(struct link *l, const uint8_t *body, size_t len)
 	size_t mlen;
 	int rc;
 
-	rc = p2p_session_open(l->sess, body, len, n->mbuf, sizeof(n->mbuf),
-			      &mlen);
+	rc = p2p_session_open(l->sess, body, len, n->links->mbuf,
+			      sizeof(n->links->mbuf), &mlen);
 	if (rc < 0) {
 		n->stats.bad_frames++;
 		link_bad(l, "bad record", rc);
 		return;
 	}
 	l->last_rx = node_now(n);
-	rc = p2p_msg_decode(&m, n->mbuf, mlen);
+	rc = p2p_msg_decode(&m, n->links->mbuf, mlen);
 	if (rc == -ENOTSUP) {
 		n->stats.unknown_msgs++;
 		return;
@@ -543,6 +781,7 @@ static void link_on_frame(struct link *l, const uint8_t *body, size_t len)
 		break;
 	case LINK_CONNECTING:
 	case LINK_CLOSING:
+	case LINK_DEAD:
 		break; /* nothing is read in these states */
 	}
 }
@@ -552,7 +791,8 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	struct link *l = h->data;
 
 	/* One shared buffer: read_cb consumes it before the next read. */
-	*buf = uv_buf_init((char *)l->n->rbuf, sizeof(l->n->rbuf));
+	*buf =
+	    uv_buf_init((char *)l->n->links->rbuf, sizeof(l->n->links->rbuf));
 }
 
 /* Bytes of the link's stream in: frames out to the state machine. */
@@ -560,7 +800,7 @@ static void link_feed(struct link *l, const uint8_t *data, size_t len)
 {
 	size_t off = 0;
 
-	while (off < len && l->state != LINK_CLOSING && !l->handle_closed) {
+	while (off < len && usable(l)) {
 		const uint8_t *body;
 		size_t blen;
 		ssize_t k = p2p_framer_feed(l->fr, data + off, len - off);
@@ -578,70 +818,66 @@ static void link_feed(struct link *l, const uint8_t *data, size_t len)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct link *l = s->data;
-	struct p2pd_node *n = l->n;
 
 	if (nread < 0) {
-		if (l->state != LINK_CLOSING)
+		if (usable(l))
 			log_debug("link: %s", nread == UV_EOF
 						  ? "closed by peer"
 						  : uv_strerror((int)nread));
-		link_destroy(l);
-		node_drain(n);
+		uv_read_stop(s);
+		link_fail(l, "closed");
 		return;
 	}
 	link_feed(l, (const uint8_t *)buf->base, (size_t)nread);
-	node_drain(n);
 }
 
 /*
- * RELAY_DATA for a relayed link. The bytes point into the node's message
- * buffer, which the link's own records are decrypted into: copied first.
+ * Bytes from a transport (RELAY_DATA for a relayed link). They may point
+ * into the message buffer the via link's records are decrypted into,
+ * which this link's own records use too: copied first.
  */
-void link_relay_input(struct link *l, const uint8_t *data, size_t len)
+void link_input(struct link *l, const uint8_t *data, size_t len)
 {
-	struct p2pd_node *n = l->n;
+	struct links *ls = l->n->links;
 
-	if (len > sizeof(n->relay_buf))
+	if (len > sizeof(ls->tbuf))
 		return; /* the codec never gives more */
-	memcpy(n->relay_buf, data, len);
-	link_feed(l, n->relay_buf, len);
+	memcpy(ls->tbuf, data, len);
+	link_feed(l, ls->tbuf, len);
 }
 
-struct link *link_new_relayed(struct p2pd_node *n, struct link *via,
-			      uint32_t circ, bool initiator,
-			      const struct p2p_peerid *peer)
+struct link *link_open_on(struct p2pd_node *n, const struct link_transport *tr,
+			  void *ctx, bool initiator,
+			  const struct p2p_peerid *peer,
+			  const struct p2p_addr *remote,
+			  const struct p2p_addr *local)
 {
-	/* The TCP handle is never opened: it only gives the relayed link
-	 * the same close path (and memory rule) as every other link. */
+	/* The TCP handle is never opened: it only gives the link the same
+	 * close path (and memory rule) as every other link. */
 	struct link *l = link_new(n, initiator);
 	uint8_t out[P2P_HS_MAX];
 	size_t outlen;
 
 	if (!l)
 		return NULL;
-	l->relayed = true;
-	l->via = via;
-	l->circ = circ;
-	l->remote = via->remote;
-	l->local = via->local;
+	l->kind = LINK_RELAY;
+	l->remote = *remote;
+	l->local = *local;
 	l->has_expect = true; /* the responder checks it in on_established */
 	l->expect = *peer;
 	l->state = LINK_HANDSHAKE;
 	l->sess =
 	    p2p_session_new(&n->ident, initiator, initiator ? peer : NULL);
-	if (!l->sess) {
-		link_destroy(l);
+	if (!l->sess ||
+	    (initiator &&
+	     p2p_session_start(l->sess, out, sizeof(out), &outlen) < 0)) {
+		link_drop_silent(l);
 		return NULL;
 	}
-	if (initiator) {
-		if (p2p_session_start(l->sess, out, sizeof(out), &outlen) < 0) {
-			link_destroy(l);
-			return NULL;
-		}
+	l->tr = tr;
+	l->tr_ctx = ctx;
+	if (initiator)
 		link_write_frame(l, out, outlen);
-		if (l->handle_closed)
-			return NULL;
-	}
 	return l;
 }
 
@@ -663,32 +899,28 @@ static void on_connect(uv_connect_t *req, int status)
 	uint8_t out[P2P_HS_MAX];
 	size_t outlen;
 
-	if (status == UV_ECANCELED || l->state == LINK_CLOSING)
+	if (status == UV_ECANCELED || !usable(l))
 		return;
 	if (status < 0) {
 		char a[P2P_ADDR_TEXT_MAX];
 		p2p_addr_format(&l->remote, a, sizeof(a));
 		log_debug("dial %s: %s", a, uv_strerror(status));
-		l->why = uv_strerror(status);
-		link_destroy(l);
-		node_drain(l->n);
+		link_fail(l, uv_strerror(status));
 		return;
 	}
 	record_addrs(l);
 	uv_tcp_nodelay(&l->tcp, 1);
 	l->state = LINK_HANDSHAKE;
-	if (l->punched) {
+	if (l->punch_attempt) {
 		uv_os_fd_t fd;
 		/* A prime's minimum TTL is for its SYN only. */
 		if (uv_fileno((uv_handle_t *)&l->tcp, &fd) == 0)
 			p2p_nat_sock_min_ttl(fd, l->remote.family, 0);
 	}
-	if (l->punch)
-		punch_link_connected(l->n, l);
+	node_emit_connected(l->n, l);
 	if (uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read) < 0 ||
 	    p2p_session_start(l->sess, out, sizeof(out), &outlen) < 0) {
-		link_destroy(l);
-		node_drain(l->n);
+		link_fail(l, "cannot start the handshake");
 		return;
 	}
 	link_write_frame(l, out, outlen);
@@ -706,15 +938,12 @@ static int dial_socket(struct p2pd_node *n, int family)
 	struct sockaddr_storage ss;
 	socklen_t slen;
 
-	for (size_t i = 0; i < n->nlisten; i++) {
-		if (n->listeners[i].addr.family != family)
-			continue;
-		a.port = n->listeners[i].addr.port;
-		if (node_addr_to_sockaddr(&a, &ss, &slen) < 0)
-			return -EINVAL;
-		return p2p_nat_sock_bound((struct sockaddr *)&ss, slen);
-	}
-	return -ENOENT;
+	a.port = node_listen_port(n, family);
+	if (a.port == 0)
+		return -ENOENT;
+	if (node_addr_to_sockaddr(&a, &ss, &slen) < 0)
+		return -EINVAL;
+	return p2p_nat_sock_bound((struct sockaddr *)&ss, slen);
 }
 
 static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
@@ -763,9 +992,7 @@ static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
 		rc = p2p_nat_sock_ttl(fd, addr->family, -1);
 	if (rc < 0) {
 		/* Not a failure of the peer: nobody hears about this link. */
-		l->state = LINK_CLOSING;
-		l->handle_closed = true;
-		uv_close((uv_handle_t *)&l->tcp, on_close);
+		link_drop_silent(l);
 		*err = rc;
 		return NULL;
 	}
@@ -781,7 +1008,7 @@ static int dial_admit(struct p2pd_node *n, const struct p2p_addr *addr,
 
 	if (node_addr_to_sockaddr(addr, ss, &slen) < 0 || addr->port == 0)
 		return -EINVAL;
-	if (node_count_links(n) >= n->limits.max_links)
+	if (link_count(n) >= n->limits.max_links)
 		return -EMFILE;
 	return 0;
 }
@@ -812,8 +1039,10 @@ struct link *link_punch(struct p2pd_node *n, const struct p2p_addr *addr,
 	if ((*err = dial_admit(n, addr, &ss)) < 0)
 		return NULL;
 	l = dial_once(n, addr, &ss, expect, LP_OVERLAY, true, ttl, err);
-	if (l)
-		l->punched = true;
+	if (l) {
+		l->punch_attempt = true;
+		l->kind = LINK_DIRECT;
+	}
 	return l;
 }
 
@@ -826,7 +1055,7 @@ int link_accept(struct p2pd_node *n, uv_stream_t *server)
 		return -ENOMEM;
 	l->state = LINK_HANDSHAKE;
 	rc = uv_accept(server, (uv_stream_t *)&l->tcp);
-	if (rc == 0 && node_count_links(n) > n->limits.max_links) {
+	if (rc == 0 && link_count(n) > n->limits.max_links) {
 		n->stats.links_refused++;
 		rc = -EMFILE;
 	}
@@ -838,15 +1067,13 @@ int link_accept(struct p2pd_node *n, uv_stream_t *server)
 					     on_read)
 			     : -ENOMEM;
 	}
-	if (rc < 0) {
-		l->state = LINK_CLOSING;
-		l->handle_closed = true;
-		uv_close((uv_handle_t *)&l->tcp, on_close);
-	}
+	if (rc < 0)
+		link_drop_silent(l);
 	return rc;
 }
 
-/* Keepalive PING; its PONG also measures the link's rtt. */
+/* ---- time ---- */
+
 void link_ping(struct link *l)
 {
 	struct p2p_msg m = {.type = P2P_MSG_PING};
@@ -859,18 +1086,51 @@ void link_ping(struct link *l)
 	link_send_msg(l, &m);
 }
 
-void link_tick(struct link *l, uint64_t now)
+static uint64_t link_deadline(const struct link *l, const struct p2pd_node *n)
+{
+	uint64_t t = UINT64_MAX;
+
+	if (l->state == LINK_DEAD)
+		return t;
+	if (l->deadline)
+		t = l->deadline;
+	if (l->state == LINK_UP && l->hello_rx) {
+		uint64_t idle = l->last_rx + n->limits.idle_timeout_ms;
+		uint64_t ka = l->last_ping + n->limits.keepalive_ms;
+		if (idle < t)
+			t = idle;
+		if (ka < t)
+			t = ka;
+	}
+	return t;
+}
+
+uint64_t link_next(void *arg)
+{
+	struct p2pd_node *n = arg;
+	uint64_t t = UINT64_MAX;
+
+	for (struct link *l = n->links->list; l; l = l->next) {
+		uint64_t d = link_deadline(l, n);
+		if (d < t)
+			t = d;
+	}
+	return t;
+}
+
+static void link_tick(struct link *l, uint64_t now)
 {
 	struct p2pd_node *n = l->n;
 
-	if (l->handle_closed)
+	if (l->state == LINK_DEAD)
 		return;
 	if (l->state == LINK_CLOSING) {
 		if (now >= l->deadline)
-			link_destroy(l);
+			link_fail(l, l->why);
 		return;
 	}
 	if (l->deadline && now >= l->deadline) {
+		l->deadline = 0;
 		link_bad(l, "handshake timeout", -ETIMEDOUT);
 		return;
 	}
@@ -884,4 +1144,12 @@ void link_tick(struct link *l, uint64_t now)
 	}
 	if (now - l->last_ping >= n->limits.keepalive_ms)
 		link_ping(l);
+}
+
+void link_expire(void *arg, uint64_t now)
+{
+	struct p2pd_node *n = arg;
+
+	for (struct link *l = n->links->list; l; l = l->next)
+		link_tick(l, now);
 }

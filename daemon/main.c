@@ -16,7 +16,7 @@
 #include "config.h"
 #include "control.h"
 #include "log.h"
-#include "node.h"
+#include "daemon.h"
 #include "proto/error.h"
 #include "proto/identity.h"
 #include "sdnotify.h"

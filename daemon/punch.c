@@ -14,22 +14,21 @@
  * in the NATs as one TCP simultaneous open (both ends initiators: the
  * lower ID keeps that role, see link.c on_hs_frame), or one side's SYN
  * reaches the other's listener. The first link to HELLO wins and the
- * other attempts are closed. Punched links are shown as link "direct" and
- * `connect` answers method "punch".
+ * other attempts are closed. Punched links are kind LINK_DIRECT (shown as
+ * link "direct"; `connect` answers method "punch").
+ *
+ * Attempts are held by link ID: a session never points into a link.
  */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "link.h"
 #include "log.h"
 #include "nat/punch.h"
-#include "node_int.h"
-#include "nodeutil.h"
-#include "tunnel_int.h"
-
-#define PUNCH_MAX 8 /* punches at once (each sends SYNs to 8 addresses) */
-#define PUNCH_LAN_MAX 4
+#include "ovl.h"
+#include "punch.h"
 
 enum punch_state {
 	PS_SIGNAL, /* requester: REQUEST sent, waiting for REPLY */
@@ -38,7 +37,6 @@ enum punch_state {
 
 struct punch {
 	struct punch *next;
-	struct p2pd_node *n;
 	struct p2p_peerid peer;
 	char id[P2P_ID_TEXT_LEN + 1];
 	bool requester;
@@ -49,105 +47,91 @@ struct punch {
 	uint64_t deadline;
 	enum p2p_nat_type peer_nat;
 	char context[160]; /* why we punch (requester) */
+	punch_failed_fn failed;
+	void *failed_arg;
 	struct p2p_punch core;
-	struct link *att[P2P_PUNCH_CAND_MAX];
+	uint32_t att[P2P_PUNCH_CAND_MAX]; /* attempts' link IDs */
 };
 
-static void on_timer(uv_timer_t *t);
+struct punches {
+	struct punch *list;
+};
 
-static void on_timer_closed(uv_handle_t *h)
+int punch_module_init(struct p2pd_node *n)
 {
-	node_handle_closed(h->data);
-}
-
-void punch_init(struct p2pd_node *n)
-{
-	uv_timer_init(n->loop, &n->punch_timer);
-	n->punch_timer.data = n;
-	n->open_handles++;
+	n->punch = calloc(1, sizeof(*n->punch));
+	return n->punch ? 0 : -ENOMEM;
 }
 
 static struct punch *find(struct p2pd_node *n, const struct p2p_peerid *peer)
 {
-	for (struct punch *p = n->punches; p; p = p->next)
+	for (struct punch *p = n->punch->list; p; p = p->next)
 		if (p2p_peerid_equal(&p->peer, peer))
 			return p;
 	return NULL;
 }
 
-bool punch_running(struct p2pd_node *n, const struct p2p_peerid *peer)
+/* The session and index of attempt link id. */
+static struct punch *find_att(struct p2pd_node *n, uint32_t id, size_t *idx)
 {
-	return find(n, peer) != NULL;
+	for (struct punch *p = n->punch->list; p; p = p->next) {
+		for (size_t i = 0; i < P2P_PUNCH_CAND_MAX; i++) {
+			if (p->att[i] == id) {
+				*idx = i;
+				return p;
+			}
+		}
+	}
+	return NULL;
 }
 
 static size_t count(struct p2pd_node *n)
 {
 	size_t c = 0;
 
-	for (struct punch *p = n->punches; p; p = p->next)
+	for (struct punch *p = n->punch->list; p; p = p->next)
 		c++;
 	return c;
 }
 
-/* Forget p: its attempts are closed (they no longer report to it). */
-static void punch_free(struct p2pd_node *n, struct punch *p)
+/* Close attempt idx of p unless its handshake is done (a link that
+ * handshook is the peer's, whatever the punch thinks). */
+static void drop_attempt(struct p2pd_node *n, struct punch *p, size_t idx)
 {
-	for (struct punch **pp = &n->punches; *pp; pp = &(*pp)->next) {
+	struct link *l = link_get(n, p->att[idx]);
+
+	p->att[idx] = 0;
+	if (l && !link_established(l))
+		link_fail(l, "punch attempt closed");
+}
+
+/* Forget p: its attempts are closed (they no longer report to it). */
+static void session_free(struct p2pd_node *n, struct punch *p)
+{
+	for (struct punch **pp = &n->punch->list; *pp; pp = &(*pp)->next) {
 		if (*pp == p) {
 			*pp = p->next;
 			break;
 		}
 	}
-	for (size_t i = 0; i < P2P_PUNCH_CAND_MAX; i++) {
-		struct link *l = p->att[i];
-		if (l && l->punch == p) {
-			l->punch = NULL;
-			if (l->state != LINK_UP)
-				link_destroy(l);
-		}
-	}
+	for (size_t i = 0; i < P2P_PUNCH_CAND_MAX; i++)
+		drop_attempt(n, p, i);
 	free(p);
 }
 
-static void rearm(struct p2pd_node *n)
-{
-	uint64_t t = UINT64_MAX, now = node_now(n);
-
-	if (n->stopping)
-		return;
-	for (struct punch *p = n->punches; p; p = p->next) {
-		uint64_t d = p->state == PS_SIGNAL
-				 ? p->deadline
-				 : p2p_punch_next_timer(&p->core);
-		if (d < t)
-			t = d;
-	}
-	if (t == UINT64_MAX)
-		uv_timer_stop(&n->punch_timer);
-	else
-		uv_timer_start(&n->punch_timer, on_timer, t > now ? t - now : 0,
-			       0);
-}
-
 /* ---- our side of the signalling ---- */
-
-static uint16_t listen_port(struct p2pd_node *n, uint8_t family)
-{
-	for (size_t i = 0; i < n->nlisten; i++)
-		if (n->listeners[i].addr.family == family)
-			return n->listeners[i].addr.port;
-	return 0;
-}
 
 /* Our own addresses: the local side of our links (what the routes pick). */
 static size_t lan_addrs(struct p2pd_node *n, struct p2p_addr *out, size_t max)
 {
 	size_t c = 0;
 
-	for (struct link *l = n->links; l && c < max; l = l->next) {
-		struct p2p_addr a = l->local;
+	for (struct link *l = link_first(n); l && c < max;
+	     l = link_next_of(l)) {
+		struct p2p_addr a = *link_local(l);
 		bool seen = false;
-		if (l->state != LINK_UP || l->punched || a.family != 4)
+		if (!link_established(l) || link_kind(l) == LINK_DIRECT ||
+		    a.family != 4)
 			continue;
 		a.port = 0;
 		for (size_t i = 0; i < c; i++)
@@ -161,15 +145,16 @@ static size_t lan_addrs(struct p2pd_node *n, struct p2p_addr *out, size_t max)
 
 static size_t our_candidates(struct p2pd_node *n, struct p2p_addr *out)
 {
+	const struct p2p_nat *nat = ovl_nat(n);
 	struct p2p_addr ext[P2P_NAT_EXTERNAL_MAX], lan[PUNCH_LAN_MAX];
-	struct p2p_punch_local in = {.type = p2p_nat_type(n->nat),
-				     .listen_port = listen_port(n, 4)};
+	struct p2p_punch_local in = {.type = p2p_nat_type(nat),
+				     .listen_port = node_listen_port(n, 4)};
 
-	in.nexternal = p2p_nat_external(n->nat, ext, P2P_NAT_EXTERNAL_MAX);
+	in.nexternal = p2p_nat_external(nat, ext, P2P_NAT_EXTERNAL_MAX);
 	in.external = ext;
 	in.nlan = lan_addrs(n, lan, PUNCH_LAN_MAX);
 	in.lan = lan;
-	if (p2p_nat_mapped(n->nat, 4, in.listen_port, &in.mapped) < 0)
+	if (p2p_nat_mapped(nat, 4, in.listen_port, &in.mapped) < 0)
 		in.mapped.family = 0;
 	return p2p_punch_predict(&in, out, P2P_PUNCH_CAND_MAX);
 }
@@ -182,11 +167,10 @@ static int send_sig(struct p2pd_node *n, struct punch *p,
 	size_t len;
 	int rc;
 
-	s->nat = p2p_nat_type(n->nat);
+	s->nat = p2p_nat_type(ovl_nat(n));
 	rc = p2p_punch_encode(s, &n->ident, to, buf, sizeof(buf), &len);
 	if (rc == 0)
-		rc = p2p_overlay_route(n->ov, node_now(n), to, P2P_APP_NAT, buf,
-				       len, &msgid);
+		rc = ovl_route(n, to, P2P_APP_NAT, buf, len, &msgid);
 	if (p)
 		p->msgid = msgid;
 	return rc;
@@ -213,13 +197,14 @@ static void fail(struct p2pd_node *n, struct punch *p,
 {
 	char msg[512], types[128] = "";
 	struct p2p_peerid peer = p->peer;
-	bool requester = p->requester;
+	punch_failed_fn failed = p->requester ? p->failed : NULL;
+	void *arg = p->failed_arg;
 
 	if (why == P2P_PUNCH_R_TIMEOUT)
 		snprintf(types, sizeof(types),
 			 " (this side %s, the peer %s; %u attempts, %u reset, "
 			 "%u unanswered)",
-			 p2p_nat_type_name(p2p_nat_type(n->nat)),
+			 p2p_nat_type_name(p2p_nat_type(ovl_nat(n))),
 			 p2p_nat_type_name(p->peer_nat), p->core.attempts,
 			 p->core.refused, p->core.timeouts);
 	snprintf(msg, sizeof(msg),
@@ -229,9 +214,9 @@ static void fail(struct p2pd_node *n, struct punch *p,
 		 secs(n, p), extra ? extra : p2p_punch_reason_text(why), types);
 	log_info("punch %s: failed after %.1f s: %s%s", p->id, secs(n, p),
 		 extra ? extra : p2p_punch_reason_text(why), types);
-	punch_free(n, p);
-	if (requester)
-		tun_dials_punch_failed(n, &peer, msg);
+	session_free(n, p);
+	if (failed)
+		failed(arg, &peer, msg);
 }
 
 /* The core's actions. Returns false when p is gone. */
@@ -254,22 +239,14 @@ static bool run(struct p2pd_node *n, struct punch *p)
 						      a.idx, false);
 				break;
 			}
-			l->punch = p;
-			l->punch_idx = a.idx;
-			p->att[a.idx] = l;
+			p->att[a.idx] = link_id(l);
 			break;
 		case P2P_PUNCH_ABORT:
-			l = p->att[a.idx];
-			p->att[a.idx] = NULL;
-			if (l && l->punch == p) {
-				l->punch = NULL;
-				if (l->state != LINK_UP)
-					link_destroy(l);
-			}
+			drop_attempt(n, p, a.idx);
 			break;
 		case P2P_PUNCH_SUCCESS:
-			/* Logged by punch_link_hello, which knows the link. */
-			punch_free(n, p);
+			/* Logged by on_up, which knows the link. */
+			session_free(n, p);
 			return false;
 		case P2P_PUNCH_FAILED:
 			fail(n, p, a.reason, NULL);
@@ -291,11 +268,11 @@ static void schedule(struct p2pd_node *n, struct punch *p,
 		bool own = false;
 		/* Only what we can dial from a listen port, never ourselves
 		 * (two LANs may use the same private addresses). */
-		if (listen_port(n, s->cand[i].family) == 0)
+		if (node_listen_port(n, s->cand[i].family) == 0)
 			continue;
 		for (size_t j = 0; j < nmine; j++)
 			if (!memcmp(mine[j].ip, s->cand[i].ip, 16) &&
-			    s->cand[i].port == listen_port(n, 4))
+			    s->cand[i].port == node_listen_port(n, 4))
 				own = true;
 		if (own)
 			continue;
@@ -315,24 +292,23 @@ static void schedule(struct p2pd_node *n, struct punch *p,
 		 p->core.primer ? "primer" : "sender");
 }
 
-static struct punch *punch_new(struct p2pd_node *n,
-			       const struct p2p_peerid *peer)
+static struct punch *session_new(struct p2pd_node *n,
+				 const struct p2p_peerid *peer)
 {
 	struct punch *p = calloc(1, sizeof(*p));
 
 	if (!p)
 		return NULL;
-	p->n = n;
 	p->peer = *peer;
 	p2p_peerid_to_text(peer, p->id);
 	p->t0 = node_now(n);
-	p->next = n->punches;
-	n->punches = p;
+	p->next = n->punch->list;
+	n->punch->list = p;
 	return p;
 }
 
 int punch_start(struct p2pd_node *n, const struct p2p_peerid *peer,
-		const char *context)
+		const char *context, punch_failed_fn failed, void *arg)
 {
 	struct p2p_punch_sig s = {.type = P2P_PUNCH_REQUEST,
 				  .offset_ms = P2P_PUNCH_OFFSET_MS};
@@ -344,16 +320,20 @@ int punch_start(struct p2pd_node *n, const struct p2p_peerid *peer,
 		if (!p->context[0])
 			snprintf(p->context, sizeof(p->context), "%s", context);
 		p->requester = true;
+		p->failed = failed;
+		p->failed_arg = arg;
 		return 0;
 	}
-	if (listen_port(n, 4) == 0)
+	if (node_listen_port(n, 4) == 0)
 		return -EADDRNOTAVAIL;
 	if (count(n) >= PUNCH_MAX)
 		return -EBUSY;
-	p = punch_new(n, peer);
+	p = session_new(n, peer);
 	if (!p)
 		return -ENOMEM;
 	p->requester = true;
+	p->failed = failed;
+	p->failed_arg = arg;
 	p->state = PS_SIGNAL;
 	snprintf(p->context, sizeof(p->context), "%s", context);
 	randombytes_buf(&p->nonce, sizeof(p->nonce));
@@ -362,13 +342,11 @@ int punch_start(struct p2pd_node *n, const struct p2p_peerid *peer,
 	s.ncand = our_candidates(n, s.cand);
 	rc = send_sig(n, p, peer, &s);
 	if (rc < 0) {
-		punch_free(n, p);
+		session_free(n, p);
 		return rc;
 	}
 	log_info("punch %s: requested (we are %s, %zu candidates)", p->id,
-		 p2p_nat_type_name(p2p_nat_type(n->nat)), s.ncand);
-	rearm(n);
-	node_drain(n);
+		 p2p_nat_type_name(p2p_nat_type(ovl_nat(n))), s.ncand);
 	return 0;
 }
 
@@ -388,16 +366,16 @@ static void on_request(struct p2pd_node *n, const struct p2p_peerid *src,
 			return;
 		p->nonce = s->nonce;
 	} else {
-		if (listen_port(n, 4) == 0) {
+		if (node_listen_port(n, 4) == 0) {
 			send_fail(n, src, s->nonce, P2P_PUNCH_R_NOT_LISTENING);
 			return;
 		}
 		if (!p2p_punch_predictable(s->nat) &&
-		    !p2p_punch_predictable(p2p_nat_type(n->nat))) {
+		    !p2p_punch_predictable(p2p_nat_type(ovl_nat(n)))) {
 			send_fail(n, src, s->nonce, P2P_PUNCH_R_BOTH_DEPENDENT);
 			return;
 		}
-		if (count(n) >= PUNCH_MAX || !(p = punch_new(n, src))) {
+		if (count(n) >= PUNCH_MAX || !(p = session_new(n, src))) {
 			send_fail(n, src, s->nonce, P2P_PUNCH_R_BUSY);
 			return;
 		}
@@ -420,8 +398,9 @@ static void on_reply(struct p2pd_node *n, struct punch *p,
 	schedule(n, p, s, p2p_punch_start_at(p->t0, node_now(n), s->offset_ms));
 }
 
-void punch_deliver(struct p2pd_node *n, const struct p2p_ov_action *a)
+void punch_on_app(void *arg, const struct p2p_ov_action *a)
 {
+	struct p2pd_node *n = arg;
 	struct p2p_punch_sig s;
 	struct p2p_peerid src = a->peer;
 	struct punch *p;
@@ -441,111 +420,147 @@ void punch_deliver(struct p2pd_node *n, const struct p2p_ov_action *a)
 		return;
 	if (s.type == P2P_PUNCH_REQUEST) {
 		on_request(n, &src, &s);
-	} else {
-		p = find(n, &src);
-		if (!p || p->nonce != s.nonce)
-			return;
-		if (s.type == P2P_PUNCH_REPLY)
-			on_reply(n, p, &s);
-		else
-			fail(n, p, s.reason, NULL);
+		return;
 	}
-	rearm(n);
+	p = find(n, &src);
+	if (!p || p->nonce != s.nonce)
+		return;
+	if (s.type == P2P_PUNCH_REPLY)
+		on_reply(n, p, &s);
+	else
+		fail(n, p, s.reason, NULL);
 }
 
-bool punch_route_failed(struct p2pd_node *n, uint64_t msgid)
+void punch_on_route_failed(void *arg, uint64_t msgid)
 {
-	for (struct punch *p = n->punches; p; p = p->next) {
+	struct p2pd_node *n = arg;
+
+	for (struct punch *p = n->punch->list; p; p = p->next) {
 		if (p->msgid == msgid && msgid != 0) {
 			fail(n, p, P2P_PUNCH_R_NONE,
 			     "no route to the peer over the overlay");
-			rearm(n);
-			return true;
+			return;
 		}
 	}
-	return false;
 }
 
 /* ---- links ---- */
 
-void punch_link_connected(struct p2pd_node *n, struct link *l)
+static void on_connected(void *arg, struct link *l)
 {
-	struct punch *p = l->punch;
+	struct p2pd_node *n = arg;
+	size_t idx;
+	struct punch *p = find_att(n, link_id(l), &idx);
 
-	p2p_punch_connected(&p->core, node_now(n), l->punch_idx);
+	if (p)
+		p2p_punch_connected(&p->core, node_now(n), idx);
 }
 
-void punch_link_hello(struct p2pd_node *n, struct link *l)
+/* A link to the peer of a running punch is the punch's: through one of
+ * our attempts, or the peer's SYN reached our listener. Marked before the
+ * overlay decides what an inbound link proves (ovl.c on_established). */
+static void on_established(void *arg, struct link *l)
 {
-	struct punch *p = find(n, &l->peer);
-	char a[P2P_ADDR_TEXT_MAX];
-	size_t idx = SIZE_MAX;
+	struct p2pd_node *n = arg;
 
-	if (!p)
+	if (link_kind(l) != LINK_RELAY && find(n, link_peer(l)))
+		link_set_kind(l, LINK_DIRECT);
+}
+
+static void on_up(void *arg, struct link *l, bool first)
+{
+	struct p2pd_node *n = arg;
+	struct punch *p;
+	char a[P2P_ADDR_TEXT_MAX];
+	size_t idx = SIZE_MAX, i;
+
+	if (!first || link_kind(l) == LINK_RELAY ||
+	    !(p = find(n, link_peer(l))))
 		return;
-	/* Through one of our attempts, or the peer's SYN reached our
-	 * listener: either way the hole is punched. */
-	if (l->punch == p)
-		idx = l->punch_idx;
-	l->punched = true;
-	l->punch = NULL;
-	if (idx != SIZE_MAX)
-		p->att[idx] = NULL;
-	p2p_addr_format(&l->remote, a, sizeof(a));
+	link_set_kind(l, LINK_DIRECT);
+	if (find_att(n, link_id(l), &i) == p) {
+		idx = i;
+		p->att[i] = 0;
+	}
+	p2p_addr_format(link_remote(l), a, sizeof(a));
 	log_info("punch %s: connected %s %s in %llu ms (%s, %u attempts)",
-		 p->id, l->outbound ? "to" : "from", a,
+		 p->id, link_outbound(l) ? "to" : "from", a,
 		 (unsigned long long)(node_now(n) - p->t0),
 		 p->requester ? "requester" : "replier", p->core.attempts);
 	p2p_punch_verified(&p->core, node_now(n), idx);
 	run(n, p);
-	rearm(n);
 }
 
-void punch_link_gone(struct p2pd_node *n, struct link *l, const char *why)
+static void on_gone(void *arg, struct link *l, const char *why)
 {
-	struct punch *p = l->punch;
+	struct p2pd_node *n = arg;
+	size_t idx;
+	struct punch *p = find_att(n, link_id(l), &idx);
 	bool refused;
 
 	if (!p)
 		return;
-	l->punch = NULL;
-	if (p->att[l->punch_idx] == l)
-		p->att[l->punch_idx] = NULL;
+	p->att[idx] = 0;
 	refused = why && !strcmp(why, uv_strerror(UV_ECONNREFUSED));
-	p2p_punch_conn_failed(&p->core, node_now(n), l->punch_idx, refused);
-	if (run(n, p))
-		rearm(n);
+	p2p_punch_conn_failed(&p->core, node_now(n), idx, refused);
+	run(n, p);
 }
+
+const struct node_link_hooks punch_link_hooks = {
+    .connected = on_connected,
+    .established = on_established,
+    .up = on_up,
+    .gone = on_gone,
+};
 
 /* ---- time ---- */
 
-static void on_timer(uv_timer_t *t)
+static uint64_t session_next(const struct punch *p)
 {
-	struct p2pd_node *n = t->data;
-	uint64_t now = node_now(n);
+	return p->state == PS_SIGNAL ? p->deadline
+				     : p2p_punch_next_timer(&p->core);
+}
+
+uint64_t punch_next(void *arg)
+{
+	struct p2pd_node *n = arg;
+	uint64_t t = UINT64_MAX;
+
+	for (struct punch *p = n->punch->list; p; p = p->next)
+		if (session_next(p) < t)
+			t = session_next(p);
+	return t;
+}
+
+void punch_expire(void *arg, uint64_t now)
+{
+	struct p2pd_node *n = arg;
 	struct punch *p, *next;
 
-	for (p = n->punches; p; p = next) {
+	/* Each step changes only its own session (failure callbacks never
+	 * start a punch), so the next one is safe to keep. */
+	for (p = n->punch->list; p; p = next) {
 		next = p->next;
+		if (session_next(p) > now)
+			continue;
 		if (p->state == PS_SIGNAL) {
-			if (now >= p->deadline) {
-				fail(n, p, P2P_PUNCH_R_NO_ANSWER, NULL);
-				next = n->punches;
-			}
+			fail(n, p, P2P_PUNCH_R_NO_ANSWER, NULL);
 			continue;
 		}
 		p2p_punch_tick(&p->core, now);
-		if (!run(n, p))
-			next = n->punches; /* the list may have changed */
+		run(n, p);
 	}
-	rearm(n);
-	node_drain(n);
 }
 
-void punch_close_all(struct p2pd_node *n)
+void punch_stop(struct p2pd_node *n)
 {
-	while (n->punches)
-		punch_free(n, n->punches);
-	if (!uv_is_closing((uv_handle_t *)&n->punch_timer))
-		uv_close((uv_handle_t *)&n->punch_timer, on_timer_closed);
+	while (n->punch && n->punch->list)
+		session_free(n, n->punch->list);
+}
+
+void punch_free(struct p2pd_node *n)
+{
+	punch_stop(n);
+	free(n->punch);
+	n->punch = NULL;
 }

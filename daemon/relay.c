@@ -6,8 +6,9 @@
  * on forwards RELAY_DATA between the two links, unread. A and X run the
  * normal session handshake over the circuit (A as initiator expecting X's
  * ID, X checking A's), then HELLO, keepalive and tunnels: a relayed link
- * is an ordinary struct link whose bytes go out as RELAY_DATA on its via
- * link (link.c). R only ever sees handshake frames and AEAD records.
+ * is an ordinary link whose transport (struct relay_end here) sends its
+ * bytes as RELAY_DATA on the via link. R only ever sees handshake frames
+ * and AEAD records.
  *
  * A circuit ends with RELAY_CLOSE from either end or from R, and when
  * either underlying link goes away (R tells the other end). R's memory is
@@ -17,32 +18,97 @@
  *
  * Circuit IDs: whoever opens a circuit on a link picks its ID, odd when
  * it is the link's initiator, even otherwise, so both ends can open.
+ * Links are named by ID everywhere here, the circuit table included.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
-#include "node_int.h"
-#include "nodeutil.h"
+#include "relay.h"
+#include "relaytab.h"
+
+/* Our end of a circuit: the transport of a relayed link. */
+struct relay_end {
+	struct relay_end *next;
+	struct p2pd_node *n;
+	uint32_t via;  /* the link the circuit runs on */
+	uint32_t circ; /* its ID there */
+	uint32_t link; /* the relayed link */
+	bool closed;   /* the circuit is gone: nothing more to send */
+};
+
+struct relays {
+	struct relay_tab tab; /* circuits we carry, keyed by link ID */
+	struct relay_end *ends;
+	uint32_t next_id;
+	uint64_t opened, bytes, unknown;
+};
+
+/* The circuit table keys links by an opaque pointer: our link IDs. */
+static const void *key(uint32_t id)
+{
+	return (const void *)(uintptr_t)id;
+}
+
+static uint32_t unkey(const void *k)
+{
+	return (uint32_t)(uintptr_t)k;
+}
+
+int relay_module_init(struct p2pd_node *n)
+{
+	n->relay = calloc(1, sizeof(*n->relay));
+	return n->relay ? 0 : -ENOMEM;
+}
+
+void relay_free(struct p2pd_node *n)
+{
+	if (!n->relay)
+		return;
+	relay_tab_clear(&n->relay->tab);
+	while (n->relay->ends) {
+		struct relay_end *e = n->relay->ends;
+		n->relay->ends = e->next;
+		free(e);
+	}
+	free(n->relay);
+	n->relay = NULL;
+}
+
+void relay_get_stats(const struct p2pd_node *n, struct relay_stats *st)
+{
+	st->circuits = n->relay->tab.n;
+	st->opened = n->relay->opened;
+	st->bytes = n->relay->bytes;
+	st->unknown = n->relay->unknown;
+}
 
 static bool picked_by_us(const struct link *l, uint32_t circ)
 {
-	return (circ & 1) == (l->outbound ? 1u : 0u);
+	return (circ & 1) == (link_outbound(l) ? 1u : 0u);
 }
 
-static bool id_in_use(struct p2pd_node *n, const struct link *l, uint32_t c)
+static struct relay_end *find_end(struct p2pd_node *n, uint32_t via,
+				  uint32_t circ)
 {
-	for (struct link *e = n->links; e; e = e->next)
-		if (e->relayed && e->via == l && e->circ == c)
-			return true;
-	return relay_tab_used(&n->relay.tab, l, c);
+	for (struct relay_end *e = n->relay->ends; e; e = e->next)
+		if (e->via == via && e->circ == circ)
+			return e;
+	return NULL;
+}
+
+static bool id_in_use(struct p2pd_node *n, uint32_t l, uint32_t c)
+{
+	return find_end(n, l, c) || relay_tab_used(&n->relay->tab, key(l), c);
 }
 
 static int new_id(struct p2pd_node *n, const struct link *l, uint32_t *out)
 {
 	for (int i = 0; i < 8; i++) {
-		uint32_t c = (++n->relay.next_id << 1) | (l->outbound ? 1 : 0);
-		if (!id_in_use(n, l, c)) {
+		uint32_t c =
+		    (++n->relay->next_id << 1) | (link_outbound(l) ? 1 : 0);
+		if (!id_in_use(n, link_id(l), c)) {
 			*out = c;
 			return 0;
 		}
@@ -54,7 +120,7 @@ static void send_close(struct link *l, uint32_t circ, const char *why)
 {
 	struct p2p_msg m = {.type = P2P_MSG_RELAY_CLOSE};
 
-	if (!l || l->state != LINK_UP || l->handle_closed)
+	if (!l)
 		return;
 	m.u.relay.circ = circ;
 	m.u.relay.reason = why;
@@ -62,33 +128,102 @@ static void send_close(struct link *l, uint32_t circ, const char *why)
 	link_send_msg(l, &m);
 }
 
-/* A direct (not relayed) link to id that said HELLO. */
-static struct link *find_direct(struct p2pd_node *n,
-				const struct p2p_peerid *id)
-{
-	for (struct link *l = n->links; l; l = l->next)
-		if (l->state == LINK_UP && l->hello_rx && !l->relayed &&
-		    l->purpose == LP_OVERLAY && p2p_peerid_equal(&l->peer, id))
-			return l;
-	return NULL;
-}
-
-static unsigned count_ends(struct p2pd_node *n, const struct link *via)
+static unsigned count_ends(struct p2pd_node *n, uint32_t via)
 {
 	unsigned c = 0;
 
-	for (struct link *e = n->links; e; e = e->next)
-		if (e->relayed && e->via == via && e->state != LINK_CLOSING)
-			c++;
+	for (struct relay_end *e = n->relay->ends; e; e = e->next)
+		c += e->via == via && !e->closed;
 	return c;
 }
+
+/* ---- the transport of a relayed link ---- */
+
+static int end_write(void *ctx, const uint8_t *data, size_t len)
+{
+	struct relay_end *e = ctx;
+	struct link *via = e->closed ? NULL : link_get(e->n, e->via);
+	struct p2p_msg m = {.type = P2P_MSG_RELAY_DATA};
+	int rc = 0;
+
+	if (!via)
+		return -ENOTCONN;
+	m.u.relay.circ = e->circ;
+	for (size_t off = 0; off < len && rc == 0; off += m.u.relay.len) {
+		m.u.relay.data = data + off;
+		m.u.relay.len = len - off < P2P_RELAY_DATA_MAX
+				    ? len - off
+				    : P2P_RELAY_DATA_MAX;
+		rc = link_send_msg(via, &m);
+	}
+	return rc;
+}
+
+static size_t end_queued(void *ctx)
+{
+	struct relay_end *e = ctx;
+	struct link *via = link_get(e->n, e->via);
+
+	/* No link to the relay: as full as can be (it is going away). */
+	return via ? link_queued(via) : SIZE_MAX;
+}
+
+static void end_close(void *ctx)
+{
+	struct relay_end *e = ctx;
+	struct p2pd_node *n = e->n;
+
+	if (!e->closed)
+		send_close(link_get(n, e->via), e->circ, "closed");
+	for (struct relay_end **pp = &n->relay->ends; *pp; pp = &(*pp)->next) {
+		if (*pp == e) {
+			*pp = e->next;
+			break;
+		}
+	}
+	free(e);
+}
+
+static const struct link_transport end_ops = {
+    .write = end_write,
+    .queued = end_queued,
+    .close = end_close,
+};
+
+/* A new end on via, circuit circ, and its link. */
+static struct link *end_open(struct p2pd_node *n, struct link *via,
+			     uint32_t circ, bool initiator,
+			     const struct p2p_peerid *peer)
+{
+	struct relay_end *e = calloc(1, sizeof(*e));
+	struct link *l;
+
+	if (!e)
+		return NULL;
+	e->n = n;
+	e->via = link_id(via);
+	e->circ = circ;
+	e->next = n->relay->ends;
+	n->relay->ends = e;
+	l = link_open_on(n, &end_ops, e, initiator, peer, link_remote(via),
+			 link_local(via));
+	if (!l) {
+		e->closed = true;
+		end_close(e);
+		return NULL;
+	}
+	e->link = link_id(l);
+	return l;
+}
+
+/* ---- messages ---- */
 
 /* We are the relay: A (on link a, circuit ca) asks for peer. */
 static void serve_open(struct p2pd_node *n, struct link *a, uint32_t ca,
 		       const struct p2p_peerid *peer)
 {
 	struct p2p_msg m = {.type = P2P_MSG_RELAY_OPEN};
-	struct link *b = find_direct(n, peer);
+	struct link *b = link_find_up(n, peer, LINK_KINDS_TCP);
 	uint32_t cb;
 	int rc;
 
@@ -96,20 +231,21 @@ static void serve_open(struct p2pd_node *n, struct link *a, uint32_t ca,
 		send_close(a, ca, "no link to that peer");
 		return;
 	}
-	if (id_in_use(n, a, ca)) {
+	if (id_in_use(n, link_id(a), ca)) {
 		send_close(a, ca, "circuit ID in use");
 		return;
 	}
 	if ((rc = new_id(n, b, &cb)) == 0)
-		rc = relay_tab_add(&n->relay.tab, a, ca, b, cb);
+		rc = relay_tab_add(&n->relay->tab, key(link_id(a)), ca,
+				   key(link_id(b)), cb);
 	if (rc < 0) {
 		send_close(a, ca, rc == -EBUSY ? "relay busy" : "relay failed");
 		return;
 	}
-	n->relay.opened++;
+	n->relay->opened++;
 	m.u.relay.circ = cb;
 	m.u.relay.code = P2P_RELAY_F_INCOMING;
-	m.u.relay.peer = a->peer;
+	m.u.relay.peer = *link_peer(a);
 	link_send_msg(b, &m);
 }
 
@@ -117,20 +253,17 @@ static void serve_open(struct p2pd_node *n, struct link *a, uint32_t ca,
 static void accept_incoming(struct p2pd_node *n, struct link *via,
 			    uint32_t circ, const struct p2p_peerid *peer)
 {
-	struct link *l;
-
-	if (id_in_use(n, via, circ)) {
+	if (id_in_use(n, link_id(via), circ)) {
 		send_close(via, circ, "circuit ID in use");
 		return;
 	}
-	if (count_ends(n, via) >= RELAY_CIRC_PER_LINK ||
-	    node_count_links(n) >= n->limits.max_links) {
+	if (count_ends(n, link_id(via)) >= RELAY_CIRC_PER_LINK ||
+	    link_count(n) >= n->limits.max_links) {
 		n->stats.links_refused++;
 		send_close(via, circ, "too many links");
 		return;
 	}
-	l = link_new_relayed(n, via, circ, false, peer);
-	if (!l)
+	if (!end_open(n, via, circ, false, peer))
 		send_close(via, circ, "out of memory");
 }
 
@@ -141,9 +274,9 @@ int relay_open(struct p2pd_node *n, struct link *via,
 	uint32_t circ;
 	int rc;
 
-	if (count_ends(n, via) >= RELAY_CIRC_PER_LINK)
+	if (count_ends(n, link_id(via)) >= RELAY_CIRC_PER_LINK)
 		return -EBUSY;
-	if (node_count_links(n) >= n->limits.max_links)
+	if (link_count(n) >= n->limits.max_links)
 		return -EMFILE;
 	if ((rc = new_id(n, via, &circ)) < 0)
 		return rc;
@@ -151,95 +284,88 @@ int relay_open(struct p2pd_node *n, struct link *via,
 	m.u.relay.peer = *peer;
 	if ((rc = link_send_msg(via, &m)) < 0)
 		return rc;
-	*out = link_new_relayed(n, via, circ, true, peer);
+	*out = end_open(n, via, circ, true, peer);
 	return *out ? 0 : -ENOMEM;
 }
 
-static struct link *find_end(struct p2pd_node *n, const struct link *via,
-			     uint32_t circ)
-{
-	for (struct link *e = n->links; e; e = e->next)
-		if (e->relayed && e->via == via && e->circ == circ)
-			return e;
-	return NULL;
-}
-
-static struct relay_circ *find_circ(struct p2pd_node *n, const struct link *l,
-				    uint32_t circ, struct link **other,
+static struct relay_circ *find_circ(struct p2pd_node *n, uint32_t l,
+				    uint32_t circ, uint32_t *other,
 				    uint32_t *ocirc)
 {
 	const void *o = NULL;
 	struct relay_circ *r =
-	    relay_tab_find(&n->relay.tab, l, circ, &o, ocirc);
+	    relay_tab_find(&n->relay->tab, key(l), circ, &o, ocirc);
 
-	*other = (struct link *)o; /* the table holds our links */
+	*other = unkey(o);
 	return r;
 }
 
 static void on_data(struct p2pd_node *n, struct link *l,
 		    const struct p2p_msg *m)
 {
-	struct link *e = find_end(n, l, m->u.relay.circ), *o;
+	struct relay_end *e = find_end(n, link_id(l), m->u.relay.circ);
 	struct relay_circ *r;
-	uint32_t oc;
+	struct link *o, *end;
+	uint32_t oid, oc;
 
 	if (e) {
-		if (!e->handle_closed)
-			link_relay_input(e, m->u.relay.data, m->u.relay.len);
+		if (!e->closed && (end = link_get(n, e->link)))
+			link_input(end, m->u.relay.data, m->u.relay.len);
 		return;
 	}
-	r = find_circ(n, l, m->u.relay.circ, &o, &oc);
+	r = find_circ(n, link_id(l), m->u.relay.circ, &oid, &oc);
 	if (!r) {
-		n->relay.unknown++;
+		n->relay->unknown++;
 		return;
 	}
-	if (o->wq + m->u.relay.len > RELAY_WQ_MAX) {
+	o = link_get(n, oid);
+	if (!o || link_queued(o) + m->u.relay.len > RELAY_WQ_MAX) {
 		log_info("relay: a circuit's queue is over %u bytes; closing "
 			 "it",
 			 RELAY_WQ_MAX);
-		/* Forgotten before anything is sent: a send can close a
-		 * link, and that frees its circuits. */
-		relay_tab_del(&n->relay.tab, r);
+		relay_tab_del(&n->relay->tab, r);
 		send_close(l, m->u.relay.circ, "relay queue full");
 		send_close(o, oc, "relay queue full");
 		return;
 	}
 	struct p2p_msg f = *m;
 	f.u.relay.circ = oc;
-	n->relay.bytes += m->u.relay.len;
+	n->relay->bytes += m->u.relay.len;
 	link_send_msg(o, &f);
 }
 
 static void on_close_msg(struct p2pd_node *n, struct link *l,
 			 const struct p2p_msg *m)
 {
-	struct link *e = find_end(n, l, m->u.relay.circ), *o;
+	struct relay_end *e = find_end(n, link_id(l), m->u.relay.circ);
 	struct relay_circ *r;
-	uint32_t oc;
+	struct link *end;
+	uint32_t oid, oc;
 
 	if (e) {
-		e->relay_gone = true; /* nothing to tell the relay */
-		e->why = "relay circuit closed";
-		if (!e->hello_rx)
+		e->closed = true; /* nothing to tell the relay */
+		end = link_get(n, e->link);
+		if (end && !link_hello_rx(end))
 			log_info("relay: circuit refused: %.*s",
 				 (int)m->u.relay.len, m->u.relay.reason);
-		link_destroy(e);
+		if (end)
+			link_fail(end, "relay circuit closed");
 		return;
 	}
-	r = find_circ(n, l, m->u.relay.circ, &o, &oc);
+	r = find_circ(n, link_id(l), m->u.relay.circ, &oid, &oc);
 	if (!r) {
-		n->relay.unknown++;
+		n->relay->unknown++;
 		return;
 	}
-	relay_tab_del(&n->relay.tab, r);
-	send_close(o, oc, "closed by the other end");
+	relay_tab_del(&n->relay->tab, r);
+	send_close(link_get(n, oid), oc, "closed by the other end");
 }
 
-void relay_on_msg(struct link *l, const struct p2p_msg *m)
+void relay_on_msg(void *arg, struct link *l, const struct p2p_msg *m)
 {
-	struct p2pd_node *n = l->n;
+	struct p2pd_node *n = arg;
 
-	if (l->relayed) {
+	if (link_kind(l) == LINK_RELAY) {
 		/* No circuits inside circuits. */
 		n->stats.unknown_msgs++;
 		return;
@@ -265,32 +391,48 @@ void relay_on_msg(struct link *l, const struct p2p_msg *m)
 	}
 }
 
-/* Link l is going away: its relayed links and the circuits over it go. */
-void relay_link_gone(struct p2pd_node *n, struct link *l)
+/* ---- link events ---- */
+
+/* Link l is gone: its relayed links and the circuits over it go. */
+static void on_gone(void *arg, struct link *l, const char *why)
 {
+	struct p2pd_node *n = arg;
+	uint32_t id = link_id(l);
 	struct relay_circ *r;
 
-	if (l->relayed) {
-		if (!l->relay_gone) {
-			l->relay_gone = true;
-			send_close(l->via, l->circ, "closed");
-		}
-		return;
+	if (link_kind(l) == LINK_RELAY)
+		return; /* its transport closes the circuit (end_close) */
+	for (struct relay_end *e = n->relay->ends; e; e = e->next) {
+		struct link *end;
+		if (e->via != id || e->closed)
+			continue;
+		e->closed = true;
+		if ((end = link_get(n, e->link)))
+			link_fail(end, "relay link gone");
 	}
-	for (struct link *e = n->links; e; e = e->next) {
-		if (e->relayed && e->via == l && !e->relay_gone) {
-			e->relay_gone = true;
-			e->why = "relay link gone";
-			link_destroy(e);
-			e->via = NULL;
-		}
-	}
-	/* One at a time: a send can close a link, which frees (and tells)
-	 * its own circuits. */
-	while ((r = relay_tab_on(&n->relay.tab, l)) != NULL) {
-		struct link *o = (struct link *)(r->a == l ? r->b : r->a);
-		uint32_t oc = r->a == l ? r->cb : r->ca;
-		relay_tab_del(&n->relay.tab, r);
-		send_close(o, oc, "the other end's link is gone");
+	while ((r = relay_tab_on(&n->relay->tab, key(id))) != NULL) {
+		uint32_t o = unkey(r->a) == id ? unkey(r->b) : unkey(r->a);
+		uint32_t oc = unkey(r->a) == id ? r->cb : r->ca;
+		relay_tab_del(&n->relay->tab, r);
+		send_close(link_get(n, o), oc, "the other end's link is gone");
 	}
 }
+
+/* The link to a relay drained: so did every relayed link over it. */
+static void on_writable(void *arg, struct link *l)
+{
+	struct p2pd_node *n = arg;
+	struct link *end;
+
+	if (link_kind(l) == LINK_RELAY)
+		return;
+	for (struct relay_end *e = n->relay->ends; e; e = e->next)
+		if (e->via == link_id(l) && !e->closed &&
+		    (end = link_get(n, e->link)))
+			link_writable(end);
+}
+
+const struct node_link_hooks relay_link_hooks = {
+    .gone = on_gone,
+    .writable = on_writable,
+};

@@ -29,11 +29,23 @@ struct twrite {
 static void apply(struct tun *t, int act);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
+int tunnel_module_init(struct p2pd_node *n)
+{
+	n->tun = calloc(1, sizeof(*n->tun));
+	return n->tun ? 0 : -ENOMEM;
+}
+
+void tunnel_free(struct p2pd_node *n)
+{
+	free(n->tun);
+	n->tun = NULL;
+}
+
 struct tun *tun_new(struct p2pd_node *n, enum tun_kind kind)
 {
 	struct tun *t;
 
-	if (n->tun.count >= TUN_MAX)
+	if (n->tun->count >= TUN_MAX)
 		return NULL;
 	t = calloc(1, sizeof(*t));
 	if (!t)
@@ -41,9 +53,9 @@ struct tun *tun_new(struct p2pd_node *n, enum tun_kind kind)
 	t->n = n;
 	t->kind = kind;
 	t->t0_hr = uv_hrtime();
-	t->next = n->tun.list;
-	n->tun.list = t;
-	n->tun.count++;
+	t->next = n->tun->list;
+	n->tun->list = t;
+	n->tun->count++;
 	return t;
 }
 
@@ -51,13 +63,18 @@ static void unlist(struct tun *t)
 {
 	struct p2pd_node *n = t->n;
 
-	for (struct tun **pp = &n->tun.list; *pp; pp = &(*pp)->next) {
+	for (struct tun **pp = &n->tun->list; *pp; pp = &(*pp)->next) {
 		if (*pp == t) {
 			*pp = t->next;
-			n->tun.count--;
+			n->tun->count--;
 			return;
 		}
 	}
+}
+
+struct link *tun_link(const struct tun *t)
+{
+	return link_get(t->n, t->link);
 }
 
 void tun_on_handle_closed(uv_handle_t *h)
@@ -73,10 +90,8 @@ void tun_on_handle_closed(uv_handle_t *h)
 
 static bool link_full(const struct link *l)
 {
-	/* A relayed link queues on the link to its relay. */
-	if (l && l->relayed)
-		return !l->via || l->via->wq >= TUN_LINK_WQ_HIGH;
-	return l && l->wq >= TUN_LINK_WQ_HIGH;
+	/* A relayed link counts what its relay link has queued. */
+	return l && link_queued(l) >= TUN_LINK_WQ_HIGH;
 }
 
 static void set_blocked(struct tun *t, bool blocked)
@@ -85,9 +100,9 @@ static void set_blocked(struct tun *t, bool blocked)
 		return;
 	t->counted_blocked = blocked;
 	if (blocked)
-		t->n->tun.blocked++;
+		t->n->tun->blocked++;
 	else
-		t->n->tun.blocked--;
+		t->n->tun->blocked--;
 	stream_set_link_blocked(&t->s, blocked);
 }
 
@@ -100,15 +115,14 @@ void tun_close(struct tun *t, bool abort)
 		return;
 	t->closing = true;
 	set_blocked(t, false);
-	tun_link_cancel(n, &t->w);
+	reach_cancel(n, &t->w);
 	if (t->req) {
 		ctl_reply_error(t->req, "peer_unreachable", "tunnel closed");
 		t->req = NULL;
 	}
-	if (t->link) {
-		t->link->users--;
-		t->link = NULL;
-	}
+	if (tun_link(t))
+		link_release(tun_link(t));
+	t->link = 0;
 	if (t->resolve) {
 		t->resolve->t = NULL;
 		uv_cancel((uv_req_t *)&t->resolve->req);
@@ -128,8 +142,10 @@ void tun_close(struct tun *t, bool abort)
 
 void tun_send_msg(struct tun *t, struct p2p_msg *m)
 {
-	if (t->link)
-		link_send_msg(t->link, m);
+	struct link *l = tun_link(t);
+
+	if (l)
+		link_send_msg(l, m);
 }
 
 void tun_send_reset_id(struct link *l, uint32_t id, uint8_t code,
@@ -152,12 +168,12 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	struct tun *t = h->data;
 	size_t budget = stream_read_budget(&t->s);
 
-	if (link_full(t->link)) {
+	if (link_full(tun_link(t))) {
 		set_blocked(t, true);
 		budget = 0;
 	}
 	/* One shared buffer: on_read sends it before the next read. */
-	*buf = uv_buf_init((char *)t->n->tun.rbuf, (unsigned)budget);
+	*buf = uv_buf_init((char *)t->n->tun->rbuf, (unsigned)budget);
 }
 
 static void sync_read(struct tun *t)
@@ -166,7 +182,7 @@ static void sync_read(struct tun *t)
 
 	if (t->closing || !t->h)
 		return;
-	if (link_full(t->link))
+	if (link_full(tun_link(t)))
 		set_blocked(t, true);
 	want = stream_read_budget(&t->s) > 0;
 	if (want && !t->reading) {
@@ -191,7 +207,6 @@ static void send_data(struct tun *t, const uint8_t *data, size_t len)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct tun *t = s->data;
-	struct p2pd_node *n = t->n;
 	int act;
 
 	if (nread == 0 || nread == UV_ENOBUFS) {
@@ -211,7 +226,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	apply(t, act);
 	sync_read(t);
-	node_drain(n);
 }
 
 static void on_local_write(uv_write_t *req, int status)
@@ -260,14 +274,13 @@ static void local_write(struct tun *t, const uint8_t *data, size_t len)
 
 /*
  * Carry out what the stream core asked for. The local side is dealt with
- * first and the messages go out last, on the link as it was: a send can
- * fail and take the link down, and with it every tunnel on it, so nothing
- * here touches t after sending. Callers do not touch t after apply() when
- * act may close it (a tunnel without a local socket is freed at once).
+ * first and the messages go out last, from values copied before: closing
+ * frees a tunnel without a local socket at once. Callers do not touch t
+ * after apply() when act may close it.
  */
 static void apply(struct tun *t, int act)
 {
-	struct link *l = t->link;
+	struct link *l = tun_link(t);
 	uint32_t id = t->s.id, credit = t->s.credit_out;
 	uint8_t code = t->s.reset_code;
 	struct p2p_msg m = {0};
@@ -322,8 +335,8 @@ size_t tun_link_streams(struct p2pd_node *n, const struct link *l)
 {
 	size_t c = 0;
 
-	for (struct tun *t = n->tun.list; t; t = t->next)
-		c += t->link == l;
+	for (struct tun *t = n->tun->list; t; t = t->next)
+		c += t->link == link_id(l);
 	return c;
 }
 
@@ -337,22 +350,22 @@ void tun_start_open(struct p2pd_node *n, struct tun *t, struct link *l)
 			      TUN_MAX_PER_LINK);
 		return;
 	}
-	stream_init(&t->s, stream_id_make(++n->tun.next_id, l->outbound));
-	t->link = l;
-	l->users++;
+	stream_init(&t->s, stream_id_make(++n->tun->next_id, link_outbound(l)));
+	t->link = link_id(l);
+	link_hold(l);
 	t->deadline = node_now(n) + TUN_OPEN_TIMEOUT_MS;
 	m.u.stream_open.stream = t->s.id;
 	m.u.stream_open.window = STREAM_WINDOW;
 	m.u.stream_open.service = t->service;
 	m.u.stream_open.service_len = strlen(t->service);
-	/* A failed send takes the link down, and this tunnel with it. */
+	/* A failed send fails the link; its gone event closes this tunnel. */
 	link_send_msg(l, &m);
 }
 
 struct tun *tun_find(struct p2pd_node *n, const struct link *l, uint32_t id)
 {
-	for (struct tun *t = n->tun.list; t; t = t->next)
-		if (t->link == l && t->s.id == id && !t->closing)
+	for (struct tun *t = n->tun->list; t; t = t->next)
+		if (t->link == link_id(l) && t->s.id == id && !t->closing)
 			return t;
 	return NULL;
 }
@@ -404,7 +417,7 @@ static void on_accept_msg(struct p2pd_node *n, struct tun *t,
 		t->h = h;
 		t->h_malloced = true;
 		h->data = t;
-		n->open_handles++;
+		node_handle_opened(n);
 	}
 	tun_opened(t, window, rest, restlen);
 	free(rest);
@@ -432,9 +445,9 @@ static void on_reset_msg(struct tun *t, const struct p2p_msg *m)
 
 /* ---- hooks ---- */
 
-void tunnel_on_msg(struct link *l, const struct p2p_msg *m)
+void tunnel_on_msg(void *arg, struct link *l, const struct p2p_msg *m)
 {
-	struct p2pd_node *n = l->n;
+	struct p2pd_node *n = arg;
 	struct tun *t;
 
 	if (m->type == P2P_MSG_STREAM_OPEN) {
@@ -480,54 +493,71 @@ void tunnel_on_msg(struct link *l, const struct p2p_msg *m)
 	}
 }
 
-void tunnel_link_written(struct link *l)
+/* A link's queue shrank: tunnels waiting on it read again (a relayed
+ * link is told when the link to its relay drains, see relay.c). */
+static void on_writable(void *arg, struct link *l)
 {
-	struct p2pd_node *n = l->n;
+	struct p2pd_node *n = arg;
 	struct tun *t, *next;
 
-	if (n->tun.blocked == 0 || l->wq > TUN_LINK_WQ_LOW)
+	if (n->tun->blocked == 0 || link_queued(l) > TUN_LINK_WQ_LOW)
 		return;
-	for (t = n->tun.list; t; t = next) {
+	for (t = n->tun->list; t; t = next) {
 		next = t->next;
-		if (t->link && t->counted_blocked &&
-		    (t->link == l || (t->link->relayed && t->link->via == l))) {
+		if (t->link == link_id(l) && t->counted_blocked) {
 			set_blocked(t, false);
 			sync_read(t);
 		}
 	}
 }
 
-void tunnel_link_gone(struct p2pd_node *n, struct link *l, const char *why)
+/* Closing a tunnel changes nothing but that tunnel: next stays valid. */
+static void on_gone(void *arg, struct link *l, const char *why)
 {
+	struct p2pd_node *n = arg;
 	struct tun *t, *next;
 
-	tun_dials_link_gone(n, l, why);
-	for (t = n->tun.list; t; t = next) {
+	for (t = n->tun->list; t; t = next) {
 		next = t->next;
-		if (t->link != l)
+		if (t->link != link_id(l))
 			continue;
-		t->link->users--;
-		t->link = NULL;
+		t->link = 0;
 		if (t->s.state == STREAM_OPENING && t->kind != TUN_TARGET)
 			tun_fail_open(t, "peer_unreachable",
 				      "the link to the peer closed (%s)", why);
 		else
 			apply(t, stream_abort(&t->s, STREAM_RST_ABORT));
-		next = n->tun.list; /* closing may change the list */
 	}
 }
 
-void tunnel_expire(struct p2pd_node *n, uint64_t now)
+const struct node_link_hooks tunnel_link_hooks = {
+    .gone = on_gone,
+    .writable = on_writable,
+};
+
+uint64_t tunnel_next(void *arg)
 {
+	struct p2pd_node *n = arg;
+	uint64_t t = UINT64_MAX;
+
+	for (struct tun *u = n->tun->list; u; u = u->next)
+		if (u->deadline && u->s.state == STREAM_OPENING && u->link &&
+		    u->deadline < t)
+			t = u->deadline;
+	return t;
+}
+
+void tunnel_expire(void *arg, uint64_t now)
+{
+	struct p2pd_node *n = arg;
 	struct tun *t, *next;
 
-	tun_dials_expire(n, now);
-	for (t = n->tun.list; t; t = next) {
+	for (t = n->tun->list; t; t = next) {
 		next = t->next;
 		if (!t->deadline || now < t->deadline ||
 		    t->s.state != STREAM_OPENING || !t->link)
 			continue;
-		struct link *l = t->link;
+		struct link *l = tun_link(t);
 		uint32_t id = t->s.id;
 		t->s.state = STREAM_DONE;
 		if (t->kind == TUN_TARGET)
@@ -537,16 +567,14 @@ void tunnel_expire(struct p2pd_node *n, uint64_t now)
 				      "the peer did not answer the open in "
 				      "time");
 		tun_send_reset_id(l, id, STREAM_RST_TIMEOUT, "open timed out");
-		next = n->tun.list;
 	}
 }
 
-void tunnel_stop_all(struct p2pd_node *n)
+void tunnel_stop(struct p2pd_node *n)
 {
 	tun_fwds_close_all(n);
-	tun_dials_fail_all(n, "internal", "daemon shutting down");
-	while (n->tun.list) {
-		struct tun *t = n->tun.list;
+	while (n->tun->list) {
+		struct tun *t = n->tun->list;
 		if (t->req) {
 			ctl_reply_error(t->req, "internal",
 					"daemon shutting down");

@@ -2,12 +2,12 @@
  * Tunnels (SPEC section 7 "Tunnels"): byte streams between a local socket
  * and a peer's exposed service, multiplexed over the one authenticated
  * link to that peer with STREAM_* messages. tunnel.c is the libuv glue of
- * the stream core (stream.h); tunnel_link.c gets a link to a peer (an
- * existing one, else lookup + dial); tunnel_target.c serves a peer's
- * STREAM_OPEN (access checks, connecting to the service); tunnel_cmd.c
- * holds the control commands open, connect, forward, unforward, forwards.
+ * the stream core (stream.h); reach.h gets a link to a peer;
+ * tunnel_target.c serves a peer's STREAM_OPEN (access checks, connecting
+ * to the service); tunnel_cmd.c holds the control commands open, connect,
+ * forward, unforward, forwards, and the forward listeners.
  *
- * The node calls the hooks below; struct tunnels lives inside the node.
+ * The hub calls the hooks below, as daemon.c registered them.
  */
 #ifndef P2PD_TUNNEL_H
 #define P2PD_TUNNEL_H
@@ -17,7 +17,8 @@
 #include <stdint.h>
 
 #include "control.h"
-#include "overlay/overlay.h"
+#include "link.h"
+#include "node.h"
 #include "proto/msg.h"
 #include "stream.h"
 
@@ -30,42 +31,20 @@
 #define TUN_MAX_FORWARDS 64
 #define TUN_REFUSED_LOG_MS 1000 /* one line about refused opens per this */
 
-struct p2pd_node;
-struct link;
-struct tun;
-struct fwd;
-struct tun_dial;
-
-struct tunnels {
-	struct tun *list; /* every tunnel not yet closed */
-	size_t count;
-	struct fwd *fwds;
-	struct tun_dial *dials;
-	uint32_t next_id;
-	unsigned blocked;     /* tunnels waiting for a link's queue to drain */
-	uint64_t refused_log; /* rate limit of refusal log lines */
-	uint8_t rbuf[STREAM_CHUNK];
-};
-
-/* link.c: STREAM_* message in. */
-void tunnel_on_msg(struct link *l, const struct p2p_msg *m);
-/* link.c: a write on l completed (its queue shrank). */
-void tunnel_link_written(struct link *l);
-/* node_cmd.c hooks: a link said its first HELLO / is going away. */
-void tunnel_link_hello(struct p2pd_node *n, struct link *l);
-void tunnel_link_gone(struct p2pd_node *n, struct link *l, const char *why);
-/* An overlay lookup finished: true when it was one of ours. */
-bool tunnel_lookup_done(struct p2pd_node *n, const struct p2p_ov_action *a);
-/* Housekeeping: deadlines. */
-void tunnel_expire(struct p2pd_node *n, uint64_t now);
+int tunnel_module_init(struct p2pd_node *n);
 /* Shutdown: close every forward and tunnel, fail every waiting request. */
-void tunnel_stop_all(struct p2pd_node *n);
+void tunnel_stop(struct p2pd_node *n);
+void tunnel_free(struct p2pd_node *n);
 
-/* Control commands (tunnel_cmd.c). */
-void tunnel_cmd_open(void *ctx, struct ctl_req *req, json_t *args);
-void tunnel_cmd_connect(void *ctx, struct ctl_req *req, json_t *args);
-void tunnel_cmd_forward(void *ctx, struct ctl_req *req, json_t *args);
-void tunnel_cmd_unforward(void *ctx, struct ctl_req *req, json_t *args);
-void tunnel_cmd_forwards(void *ctx, struct ctl_req *req, json_t *args);
+/* Hub hooks (daemon.c registers them). */
+void tunnel_on_msg(void *n, struct link *l, const struct p2p_msg *m);
+uint64_t tunnel_next(void *n);
+void tunnel_expire(void *n, uint64_t now);
+extern const struct node_link_hooks tunnel_link_hooks;
+
+/* Control commands (tunnel_cmd.c): open, connect, forward, unforward,
+ * forwards; handlers take the node as ctx. */
+extern const struct ctl_command tunnel_commands[];
+extern const size_t tunnel_ncommands;
 
 #endif

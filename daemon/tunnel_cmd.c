@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "args.h"
 #include "nodeutil.h"
 #include "tunnel_int.h"
 
@@ -27,13 +28,13 @@ static int arg_service(struct ctl_req *req, json_t *args, char *out,
 	return 0;
 }
 
-static struct tun *tun_of(struct tun_waiter *w)
+static struct tun *tun_of(struct reach_waiter *w)
 {
 	return (struct tun *)((char *)w - offsetof(struct tun, w));
 }
 
 /* open and forwarded connections: a link is there, or is not. */
-static void tun_link_ready(struct p2pd_node *n, struct tun_waiter *w,
+static void tun_link_ready(struct p2pd_node *n, struct reach_waiter *w,
 			   struct link *l, bool dialled, const char *code,
 			   const char *msg)
 {
@@ -48,7 +49,7 @@ static void tun_link_ready(struct p2pd_node *n, struct tun_waiter *w,
 
 /* ---- open ---- */
 
-void tunnel_cmd_open(void *ctx, struct ctl_req *req, json_t *args)
+static void tunnel_cmd_open(void *ctx, struct ctl_req *req, json_t *args)
 {
 	struct p2pd_node *n = ctx;
 	struct p2p_peerid id;
@@ -67,20 +68,19 @@ void tunnel_cmd_open(void *ctx, struct ctl_req *req, json_t *args)
 	t->peer = id;
 	memcpy(t->service, service, sizeof(service));
 	t->w.done = tun_link_ready;
-	tun_link_get(n, &id, &t->w);
-	node_drain(n);
+	reach_get(n, &id, &t->w);
 }
 
 /* ---- connect ---- */
 
 struct connect_req {
-	struct tun_waiter w; /* first: the waiter is the request */
+	struct reach_waiter w; /* first: the waiter is the request */
 	struct ctl_req *req;
 	struct p2p_peerid peer;
 	uint64_t t0_hr;
 };
 
-static void connect_done(struct p2pd_node *n, struct tun_waiter *w,
+static void connect_done(struct p2pd_node *n, struct reach_waiter *w,
 			 struct link *l, bool dialled, const char *code,
 			 const char *msg)
 {
@@ -94,11 +94,12 @@ static void connect_done(struct p2pd_node *n, struct tun_waiter *w,
 		ctl_reply_ok(
 		    c->req,
 		    json_pack("{s:s, s:s, s:s, s:f}", "peer", id, "path",
-			      l->relayed ? "relay" : "direct", "method",
-			      !dialled	   ? "existing"
-			      : l->relayed ? "relay"
-			      : l->punched ? "punch"
-					   : "dial",
+			      link_kind(l) == LINK_RELAY ? "relay" : "direct",
+			      "method",
+			      !dialled			    ? "existing"
+			      : link_kind(l) == LINK_RELAY  ? "relay"
+			      : link_kind(l) == LINK_DIRECT ? "punch"
+							    : "dial",
 			      "ms", (double)(uv_hrtime() - c->t0_hr) / 1e6));
 	}
 	free(c);
@@ -108,7 +109,7 @@ static void connect_done(struct p2pd_node *n, struct tun_waiter *w,
  * The waiting connect requests are not listed anywhere else: the dial
  * they wait on always finishes (HELLO, failure, deadline or shutdown).
  */
-void tunnel_cmd_connect(void *ctx, struct ctl_req *req, json_t *args)
+static void tunnel_cmd_connect(void *ctx, struct ctl_req *req, json_t *args)
 {
 	struct p2pd_node *n = ctx;
 	struct connect_req *c;
@@ -125,8 +126,7 @@ void tunnel_cmd_connect(void *ctx, struct ctl_req *req, json_t *args)
 	c->peer = id;
 	c->t0_hr = uv_hrtime();
 	c->w.done = connect_done;
-	tun_link_get(n, &id, &c->w);
-	node_drain(n);
+	reach_get(n, &id, &c->w);
 }
 
 /* ---- forwards ---- */
@@ -142,7 +142,7 @@ static void on_fwd_closed(uv_handle_t *h)
 
 static void fwd_close(struct p2pd_node *n, struct fwd *f)
 {
-	for (struct fwd **pp = &n->tun.fwds; *pp; pp = &(*pp)->next) {
+	for (struct fwd **pp = &n->tun->fwds; *pp; pp = &(*pp)->next) {
 		if (*pp == f) {
 			*pp = f->next;
 			break;
@@ -154,8 +154,8 @@ static void fwd_close(struct p2pd_node *n, struct fwd *f)
 
 void tun_fwds_close_all(struct p2pd_node *n)
 {
-	while (n->tun.fwds)
-		fwd_close(n, n->tun.fwds);
+	while (n->tun->fwds)
+		fwd_close(n, n->tun->fwds);
 }
 
 static void on_refused_closed(uv_handle_t *h)
@@ -192,7 +192,7 @@ static void on_fwd_connection(uv_stream_t *s, int status)
 		refuse_connection(s);
 		return;
 	}
-	n->open_handles++;
+	node_handle_opened(n);
 	t->tcp.data = t;
 	t->h = (uv_stream_t *)&t->tcp;
 	t->peer = f->peer;
@@ -203,8 +203,7 @@ static void on_fwd_connection(uv_stream_t *s, int status)
 	}
 	uv_tcp_nodelay(&t->tcp, 1);
 	t->w.done = tun_link_ready;
-	tun_link_get(n, &t->peer, &t->w);
-	node_drain(n);
+	reach_get(n, &t->peer, &t->w);
 }
 
 /* "[ADDR:]PORT": a bare port listens on 127.0.0.1; port 0 picks one. */
@@ -247,7 +246,7 @@ static json_t *listen_arg(struct ctl_req *req, json_t *args, struct p2p_addr *a)
 
 static struct fwd *fwd_find(struct p2pd_node *n, const struct p2p_addr *a)
 {
-	for (struct fwd *f = n->tun.fwds; f; f = f->next)
+	for (struct fwd *f = n->tun->fwds; f; f = f->next)
 		if (p2p_addr_equal(&f->listen, a))
 			return f;
 	return NULL;
@@ -274,7 +273,7 @@ static int fwd_listen(struct p2pd_node *n, struct fwd *f,
 	return rc;
 }
 
-void tunnel_cmd_forward(void *ctx, struct ctl_req *req, json_t *args)
+static void tunnel_cmd_forward(void *ctx, struct ctl_req *req, json_t *args)
 {
 	struct p2pd_node *n = ctx;
 	struct p2p_addr a;
@@ -295,7 +294,7 @@ void tunnel_cmd_forward(void *ctx, struct ctl_req *req, json_t *args)
 				"that is this daemon's own peer ID");
 		return;
 	}
-	for (f = n->tun.fwds; f; f = f->next)
+	for (f = n->tun->fwds; f; f = f->next)
 		count++;
 	if (count >= TUN_MAX_FORWARDS) {
 		ctl_reply_error(req, "busy", "already %d forwards",
@@ -312,13 +311,13 @@ void tunnel_cmd_forward(void *ctx, struct ctl_req *req, json_t *args)
 		ctl_reply_error(req, "internal", "out of memory");
 		return;
 	}
-	n->open_handles++;
+	node_handle_opened(n);
 	f->n = n;
 	f->tcp.data = f;
 	f->peer = id;
 	memcpy(f->service, service, sizeof(service));
-	f->next = n->tun.fwds;
-	n->tun.fwds = f;
+	f->next = n->tun->fwds;
+	n->tun->fwds = f;
 	rc = fwd_listen(n, f, &a);
 	p2p_addr_format(rc == 0 ? &f->listen : &a, text, sizeof(text));
 	if (rc < 0) {
@@ -332,7 +331,7 @@ void tunnel_cmd_forward(void *ctx, struct ctl_req *req, json_t *args)
 	ctl_reply_ok(req, json_pack("{s:s}", "listen", text));
 }
 
-void tunnel_cmd_unforward(void *ctx, struct ctl_req *req, json_t *args)
+static void tunnel_cmd_unforward(void *ctx, struct ctl_req *req, json_t *args)
 {
 	struct p2pd_node *n = ctx;
 	struct p2p_addr a;
@@ -353,13 +352,13 @@ void tunnel_cmd_unforward(void *ctx, struct ctl_req *req, json_t *args)
 	ctl_reply_ok(req, NULL);
 }
 
-void tunnel_cmd_forwards(void *ctx, struct ctl_req *req, json_t *args)
+static void tunnel_cmd_forwards(void *ctx, struct ctl_req *req, json_t *args)
 {
 	struct p2pd_node *n = ctx;
 	json_t *arr = json_array();
 	char a[P2P_ADDR_TEXT_MAX], id[P2P_ID_TEXT_LEN + 1];
 
-	for (struct fwd *f = n->tun.fwds; f; f = f->next) {
+	for (struct fwd *f = n->tun->fwds; f; f = f->next) {
 		p2p_addr_format(&f->listen, a, sizeof(a));
 		p2p_peerid_to_text(&f->peer, id);
 		json_array_append_new(arr, json_pack("{s:s, s:s, s:s}",
@@ -368,3 +367,11 @@ void tunnel_cmd_forwards(void *ctx, struct ctl_req *req, json_t *args)
 	}
 	ctl_reply_ok(req, json_pack("{s:o}", "forwards", arr));
 }
+
+const struct ctl_command tunnel_commands[] = {
+    {"open", tunnel_cmd_open},	       {"connect", tunnel_cmd_connect},
+    {"forward", tunnel_cmd_forward},   {"unforward", tunnel_cmd_unforward},
+    {"forwards", tunnel_cmd_forwards},
+};
+const size_t tunnel_ncommands =
+    sizeof(tunnel_commands) / sizeof(tunnel_commands[0]);

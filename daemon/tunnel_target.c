@@ -15,7 +15,7 @@
 
 static void target_failed(struct tun *t, const char *what)
 {
-	struct link *l = t->link;
+	struct link *l = tun_link(t);
 	uint32_t id = t->s.id;
 	char msg[160];
 
@@ -42,7 +42,6 @@ static void on_target_connect(uv_connect_t *req, int status)
 	m.u.stream_open.window = STREAM_WINDOW;
 	tun_send_msg(t, &m);
 	tun_opened(t, t->peer_window, NULL, 0);
-	node_drain(t->n);
 }
 
 /* A name a peer sent is logged only if it is a plain service name. */
@@ -101,7 +100,6 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	uv_freeaddrinfo(res);
 	if (rc < 0)
 		target_failed(t, uv_strerror(rc));
-	node_drain(t->n);
 }
 
 /* "HOST:PORT" with a host name: resolve it first. */
@@ -140,7 +138,7 @@ static int start_target(struct tun *t, const struct p2pd_service *svc)
 	rc = uv_tcp_init(t->n->loop, &t->tcp);
 	if (rc < 0)
 		return rc;
-	t->n->open_handles++;
+	node_handle_opened(t->n);
 	t->tcp.data = t;
 	t->h = (uv_stream_t *)&t->tcp;
 	if (node_addr_to_sockaddr(&svc->target_addr, &ss, &slen) < 0)
@@ -157,7 +155,7 @@ void tun_on_open_msg(struct p2pd_node *n, struct link *l,
 	struct tun *t;
 	int rc;
 
-	if (!stream_id_from_peer(id, l->outbound) || tun_find(n, l, id)) {
+	if (!stream_id_from_peer(id, link_outbound(l)) || tun_find(n, l, id)) {
 		tun_send_reset_id(l, id, STREAM_RST_PROTOCOL, "bad stream id");
 		return;
 	}
@@ -165,11 +163,11 @@ void tun_on_open_msg(struct p2pd_node *n, struct link *l,
 		tun_send_reset_id(l, id, STREAM_RST_SHUTDOWN, "shutting down");
 		return;
 	}
-	p2p_peerid_to_text(&l->peer, idt);
+	p2p_peerid_to_text(link_peer(l), idt);
 	svc = find_service(n, m->u.stream_open.service,
 			   m->u.stream_open.service_len);
 	if (!svc) {
-		if (log_ratelimit(&n->tun.refused_log, node_now(n),
+		if (log_ratelimit(&n->tun->refused_log, node_now(n),
 				  TUN_REFUSED_LOG_MS))
 			log_info("tunnel from %s: no service '%.*s'", idt,
 				 printable(m->u.stream_open.service,
@@ -181,8 +179,8 @@ void tun_on_open_msg(struct p2pd_node *n, struct link *l,
 				  "no such service");
 		return;
 	}
-	if (!allowed(svc, &l->peer)) {
-		if (log_ratelimit(&n->tun.refused_log, node_now(n),
+	if (!allowed(svc, link_peer(l))) {
+		if (log_ratelimit(&n->tun->refused_log, node_now(n),
 				  TUN_REFUSED_LOG_MS))
 			log_info("tunnel from %s to %s: not allowed", idt,
 				 svc->name);
@@ -196,9 +194,9 @@ void tun_on_open_msg(struct p2pd_node *n, struct link *l,
 		return;
 	}
 	stream_init(&t->s, id);
-	t->link = l;
-	l->users++;
-	t->peer = l->peer;
+	t->link = link_id(l);
+	link_hold(l);
+	t->peer = *link_peer(l);
 	t->peer_window = m->u.stream_open.window;
 	snprintf(t->service, sizeof(t->service), "%s", svc->name);
 	t->deadline = node_now(n) + TUN_OPEN_TIMEOUT_MS;

@@ -1,16 +1,48 @@
 /*
  * Control commands of the node (SPEC section 5) and the requests that
  * wait for the network: bootstrap (HELLO), ping (PONG, direct or routed),
- * lookup (LOOKUP_DONE). Every request gets exactly one reply; the waiting
- * ones are in n->pend with a deadline.
+ * lookup (the overlay's answer). Every request gets exactly one reply; the
+ * waiting ones are in a list with a deadline, and hold the link they wait
+ * on (by ID, with link_hold) so that the overlay does not close it.
  */
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
+#include "cmd_node.h"
+#include "link.h"
 #include "log.h"
-#include "node_int.h"
 #include "nodeutil.h"
+#include "ovl.h"
+#include "relay.h"
+
+#define CMD_BOOTSTRAP_TIMEOUT_MS 10000 /* `bootstrap` command */
+#define CMD_PING_TIMEOUT_MS 5000       /* `ping` command */
+#define CMD_LOOKUP_TIMEOUT_MS (P2P_LOOKUP_TIMEOUT_MS + 5000)
+
+enum pend_kind {
+	PEND_BOOTSTRAP,
+	PEND_PING_DIRECT,
+	PEND_PING_ROUTED,
+	PEND_LOOKUP
+};
+
+/* A control request waiting for the network. */
+struct pending {
+	struct pending *next;
+	enum pend_kind kind;
+	struct ctl_req *req;
+	uint64_t deadline;
+	uint64_t key;	/* ping nonce, lookup id */
+	uint64_t msgid; /* routed ping */
+	uint64_t t0_hr;
+	uint32_t link; /* bootstrap, direct ping */
+};
+
+struct cmd_node {
+	struct pending *list;
+};
 
 static json_t *id_json(const struct p2p_peerid *id)
 {
@@ -30,6 +62,18 @@ static json_t *addr_json(const struct p2p_addr *a)
 
 /* ---- pending requests ---- */
 
+int cmd_node_init(struct p2pd_node *n)
+{
+	n->cmd = calloc(1, sizeof(*n->cmd));
+	return n->cmd ? 0 : -ENOMEM;
+}
+
+void cmd_node_free(struct p2pd_node *n)
+{
+	free(n->cmd);
+	n->cmd = NULL;
+}
+
 static struct pending *pend_new(struct p2pd_node *n, enum pend_kind kind,
 				struct ctl_req *req, uint64_t timeout_ms)
 {
@@ -43,20 +87,30 @@ static struct pending *pend_new(struct p2pd_node *n, enum pend_kind kind,
 	p->req = req;
 	p->deadline = node_now(n) + timeout_ms;
 	p->t0_hr = uv_hrtime();
-	p->next = n->pend;
-	n->pend = p;
+	p->next = n->cmd->list;
+	n->cmd->list = p;
 	return p;
 }
 
-/* Unlink p and free it; the caller has replied. */
+static void pend_hold(struct pending *p, struct link *l)
+{
+	p->link = link_id(l);
+	link_hold(l);
+}
+
+/* Unlink p, release its link, free it; the caller has replied. */
 static void pend_done(struct p2pd_node *n, struct pending *p)
 {
-	for (struct pending **pp = &n->pend; *pp; pp = &(*pp)->next) {
+	struct link *l = link_get(n, p->link);
+
+	for (struct pending **pp = &n->cmd->list; *pp; pp = &(*pp)->next) {
 		if (*pp == p) {
 			*pp = p->next;
 			break;
 		}
 	}
+	if (l)
+		link_release(l);
 	free(p);
 }
 
@@ -79,97 +133,107 @@ static void pend_fail(struct p2pd_node *n, struct pending *p, const char *code,
 	pend_done(n, p);
 }
 
-void node_pending_hello(struct p2pd_node *n, struct link *l)
+static void on_up(void *arg, struct link *l, bool first)
 {
+	struct p2pd_node *n = arg;
 	struct pending *p, *next;
 
-	for (p = n->pend; p; p = next) {
+	if (!first)
+		return;
+	for (p = n->cmd->list; p; p = next) {
 		next = p->next;
-		if (p->kind != PEND_BOOTSTRAP || p->link != l)
+		if (p->kind != PEND_BOOTSTRAP || p->link != link_id(l))
 			continue;
 		ctl_reply_ok(p->req,
-			     json_pack("{s:o}", "peer", id_json(&l->peer)));
+			     json_pack("{s:o}", "peer", id_json(link_peer(l))));
 		pend_done(n, p);
 		/* Joining through one more peer: look ourselves up again. */
-		if (n->bootstrapped)
-			p2p_overlay_bootstrap(n->ov, node_now(n));
+		ovl_rebootstrap(n);
 	}
-	tunnel_link_hello(n, l);
 }
 
-void node_pending_fail_link(struct p2pd_node *n, struct link *l,
-			    const char *why)
+static void on_gone(void *arg, struct link *l, const char *why)
 {
+	struct p2pd_node *n = arg;
 	struct pending *p, *next;
 
-	for (p = n->pend; p; p = next) {
+	for (p = n->cmd->list; p; p = next) {
 		next = p->next;
-		if (p->link != l)
+		if (p->link != link_id(l))
 			continue;
+		p->link = 0;
 		if (p->kind == PEND_BOOTSTRAP)
 			pend_fail(n, p, "peer_unreachable", why);
 		else
 			pend_fail(n, p, "peer_unreachable", "link closed");
 	}
-	tunnel_link_gone(n, l, why);
 }
 
-void node_pending_expire(struct p2pd_node *n, uint64_t now)
+const struct node_link_hooks cmd_node_link_hooks = {
+    .up = on_up,
+    .gone = on_gone,
+};
+
+uint64_t cmd_node_next(void *arg)
 {
+	struct p2pd_node *n = arg;
+	uint64_t t = UINT64_MAX;
+
+	for (struct pending *p = n->cmd->list; p; p = p->next)
+		if (p->deadline < t)
+			t = p->deadline;
+	return t;
+}
+
+void cmd_node_expire(void *arg, uint64_t now)
+{
+	struct p2pd_node *n = arg;
 	struct pending *p, *next;
 
-	for (p = n->pend; p; p = next) {
+	for (p = n->cmd->list; p; p = next) {
 		next = p->next;
 		if (now >= p->deadline)
 			pend_fail(n, p, "timeout", "no answer in time");
 	}
-	tunnel_expire(n, now);
 }
 
-void node_pending_fail_all(struct p2pd_node *n)
+void cmd_node_stop(struct p2pd_node *n)
 {
-	while (n->pend)
-		pend_fail(n, n->pend, "internal", "daemon shutting down");
-	tunnel_stop_all(n);
+	while (n->cmd && n->cmd->list)
+		pend_fail(n, n->cmd->list, "internal", "daemon shutting down");
 }
 
-void node_pong(struct p2pd_node *n, struct link *l, uint64_t nonce)
+void cmd_node_on_pong(void *arg, struct link *l, const struct p2p_msg *m)
 {
-	for (struct pending *p = n->pend; p; p = p->next) {
-		if (p->kind == PEND_PING_DIRECT && p->link == l &&
-		    p->key == nonce) {
-			l->rtt_ms = since_ms(p);
+	struct p2pd_node *n = arg;
+
+	for (struct pending *p = n->cmd->list; p; p = p->next) {
+		if (p->kind == PEND_PING_DIRECT && p->link == link_id(l) &&
+		    p->key == m->u.ping.nonce) {
 			reply_ping(n, p, "direct");
 			return;
 		}
 	}
 }
 
-void node_deliver(struct p2pd_node *n, const struct p2p_ov_action *a)
+/* Routed PING and PONG (overlay applications P2P_APP_PING/PONG). */
+void cmd_node_on_app(void *arg, const struct p2p_ov_action *a)
 {
+	struct p2pd_node *n = arg;
 	uint64_t nonce, msgid;
-	char id[P2P_ID_TEXT_LEN + 1];
 
-	p2p_peerid_to_text(&a->peer, id);
-	log_debug("routed app %u from %s, %d hops", a->app, id, a->hops);
-	if (a->app == P2P_APP_NAT) {
-		punch_deliver(n, a);
-		return;
-	}
-	if ((a->app != P2P_APP_PING && a->app != P2P_APP_PONG) ||
-	    a->len != sizeof(nonce))
+	if (a->len != sizeof(nonce))
 		return;
 	/* Copy out: a->data lives in the overlay, which we call next. */
 	memcpy(&nonce, a->data, sizeof(nonce));
 	if (a->app == P2P_APP_PING) {
 		struct p2p_peerid src = a->peer;
 		/* Answer the way it came: routed back to the source. */
-		p2p_overlay_route(n->ov, node_now(n), &src, P2P_APP_PONG,
-				  (const uint8_t *)&nonce, sizeof(nonce),
-				  &msgid);
+		ovl_route(n, &src, P2P_APP_PONG, (const uint8_t *)&nonce,
+			  sizeof(nonce), &msgid);
 		return;
 	}
-	for (struct pending *p = n->pend; p; p = p->next) {
+	for (struct pending *p = n->cmd->list; p; p = p->next) {
 		if (p->kind == PEND_PING_ROUTED && p->key == nonce) {
 			reply_ping(n, p, "relay");
 			return;
@@ -179,11 +243,11 @@ void node_deliver(struct p2pd_node *n, const struct p2p_ov_action *a)
 		  (unsigned long long)nonce);
 }
 
-void node_route_failed(struct p2pd_node *n, uint64_t msgid)
+void cmd_node_on_route_failed(void *arg, uint64_t msgid)
 {
-	if (punch_route_failed(n, msgid))
-		return;
-	for (struct pending *p = n->pend; p; p = p->next) {
+	struct p2pd_node *n = arg;
+
+	for (struct pending *p = n->cmd->list; p; p = p->next) {
 		if (p->kind == PEND_PING_ROUTED && p->msgid == msgid) {
 			pend_fail(n, p, "peer_unreachable",
 				  "no route to that peer");
@@ -192,18 +256,17 @@ void node_route_failed(struct p2pd_node *n, uint64_t msgid)
 	}
 }
 
-void node_lookup_done(struct p2pd_node *n, const struct p2p_ov_action *a)
+static void on_lookup(void *arg, const struct p2p_ov_action *a)
 {
+	struct p2pd_node *n = arg;
 	struct pending *p;
 	json_t *closest;
 
-	for (p = n->pend; p; p = p->next)
+	for (p = n->cmd->list; p; p = p->next)
 		if (p->kind == PEND_LOOKUP && p->key == a->id)
 			break;
-	if (!p) {
-		tunnel_lookup_done(n, a);
+	if (!p)
 		return;
-	}
 	closest = json_array();
 	for (size_t i = 0; i < a->ncontacts; i++)
 		json_array_append_new(
@@ -215,26 +278,6 @@ void node_lookup_done(struct p2pd_node *n, const struct p2p_ov_action *a)
 	pend_done(n, p);
 }
 
-/* ---- argument helpers ---- */
-
-int node_arg_peer(struct ctl_req *req, json_t *args, struct p2p_peerid *id)
-{
-	json_t *v = json_object_get(args, "peer");
-
-	if (!json_is_string(v)) {
-		ctl_reply_error(req, "bad_request",
-				"peer: expected a peer ID string");
-		return -EINVAL;
-	}
-	if (p2p_peerid_from_text(id, json_string_value(v),
-				 json_string_length(v)) < 0) {
-		ctl_reply_error(req, "invalid_peer_id",
-				"peer: not a peer ID (52 base32 characters)");
-		return -EINVAL;
-	}
-	return 0;
-}
-
 /* ---- commands ---- */
 
 static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
@@ -242,10 +285,12 @@ static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
 	struct p2pd_node *n = ctx;
 	struct p2p_overlay_stats st;
 	struct p2p_addr ext[P2P_NAT_EXTERNAL_MAX];
-	size_t next = p2p_nat_external(n->nat, ext, P2P_NAT_EXTERNAL_MAX);
+	size_t next = p2p_nat_external(ovl_nat(n), ext, P2P_NAT_EXTERNAL_MAX);
 	json_t *listen = json_array(), *external = json_array();
+	struct relay_stats rs;
 
-	p2p_overlay_get_stats(n->ov, &st);
+	relay_get_stats(n, &rs);
+	p2p_overlay_get_stats(ovl_overlay(n), &st);
 	for (size_t i = 0; i < n->nlisten; i++)
 		json_array_append_new(listen, addr_json(&n->listeners[i].addr));
 	for (size_t i = 0; i < next; i++)
@@ -257,7 +302,8 @@ static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
 		      (json_int_t)n->stats.unknown_msgs, "handshakes_failed",
 		      (json_int_t)n->stats.hs_failed, "links_refused",
 		      (json_int_t)n->stats.links_refused);
-	const char *mode = p2p_overlay_is_server(n->ov) ? "server" : "client";
+	const char *mode =
+	    p2p_overlay_is_server(ovl_overlay(n)) ? "server" : "client";
 
 	ctl_reply_ok(
 	    req,
@@ -266,14 +312,13 @@ static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
 		      "id", n->id_text, "version", P2PD_VERSION, "uptime_s",
 		      (json_int_t)((node_now(n) - n->start_ms) / 1000),
 		      "listen", listen, "nat", "type",
-		      p2p_nat_type_name(p2p_nat_type(n->nat)), "external",
-		      external, "peers", (json_int_t)p2pd_node_peer_count(n),
-		      "dht", "mode", mode, "table_size",
-		      (json_int_t)st.table_size, "counters", counters, "relay",
-		      "circuits", (json_int_t)n->relay.tab.n, "opened",
-		      (json_int_t)n->relay.opened, "bytes",
-		      (json_int_t)n->relay.bytes, "unknown_circuit",
-		      (json_int_t)n->relay.unknown));
+		      p2p_nat_type_name(p2p_nat_type(ovl_nat(n))), "external",
+		      external, "peers", (json_int_t)link_count_up(n), "dht",
+		      "mode", mode, "table_size", (json_int_t)st.table_size,
+		      "counters", counters, "relay", "circuits",
+		      (json_int_t)rs.circuits, "opened", (json_int_t)rs.opened,
+		      "bytes", (json_int_t)rs.bytes, "unknown_circuit",
+		      (json_int_t)rs.unknown));
 }
 
 static void cmd_peers(void *ctx, struct ctl_req *req, json_t *args)
@@ -281,21 +326,23 @@ static void cmd_peers(void *ctx, struct ctl_req *req, json_t *args)
 	struct p2pd_node *n = ctx;
 	json_t *peers = json_array();
 
-	for (struct link *l = n->links; l; l = l->next) {
-		if (l->state != LINK_UP || !l->hello_rx ||
-		    l->purpose != LP_OVERLAY)
+	static const char *const kinds[] = {
+	    [LINK_OVERLAY] = "overlay",
+	    [LINK_DIRECT] = "direct",
+	    [LINK_RELAY] = "relay",
+	};
+
+	for (struct link *l = link_first(n); l; l = link_next_of(l)) {
+		if (!link_is_up(l) || link_purpose(l) != LP_OVERLAY)
 			continue;
 		json_array_append_new(
-		    peers,
-		    json_pack("{s:o, s:o, s:s, s:s, s:o}", "id",
-			      id_json(&l->peer), "addr", addr_json(&l->remote),
-			      "dir", l->outbound ? "out" : "in", "link",
-			      l->relayed   ? "relay"
-			      : l->punched ? "direct"
-					   : "overlay",
-			      "rtt_ms",
-			      l->rtt_ms < 0 ? json_null()
-					    : json_real(l->rtt_ms)));
+		    peers, json_pack("{s:o, s:o, s:s, s:s, s:o}", "id",
+				     id_json(link_peer(l)), "addr",
+				     addr_json(link_remote(l)), "dir",
+				     link_outbound(l) ? "out" : "in", "link",
+				     kinds[link_kind(l)], "rtt_ms",
+				     link_rtt(l) < 0 ? json_null()
+						     : json_real(link_rtt(l))));
 	}
 	ctl_reply_ok(req, json_pack("{s:o}", "peers", peers));
 }
@@ -323,9 +370,9 @@ static void cmd_bootstrap(void *ctx, struct ctl_req *req, json_t *args)
 				uv_strerror(err));
 		return;
 	}
-	p = pend_new(n, PEND_BOOTSTRAP, req, NODE_BOOTSTRAP_TIMEOUT_MS);
+	p = pend_new(n, PEND_BOOTSTRAP, req, CMD_BOOTSTRAP_TIMEOUT_MS);
 	if (p)
-		p->link = l;
+		pend_hold(p, l);
 }
 
 static void ping_direct(struct p2pd_node *n, struct ctl_req *req,
@@ -343,10 +390,10 @@ static void ping_direct(struct p2pd_node *n, struct ctl_req *req,
 				"cannot send on the link");
 		return;
 	}
-	p = pend_new(n, PEND_PING_DIRECT, req, NODE_PING_TIMEOUT_MS);
+	p = pend_new(n, PEND_PING_DIRECT, req, CMD_PING_TIMEOUT_MS);
 	if (!p)
 		return;
-	p->link = l;
+	pend_hold(p, l);
 	p->key = m.u.ping.nonce;
 	p->t0_hr = t0;
 }
@@ -359,16 +406,14 @@ static void ping_routed(struct p2pd_node *n, struct ctl_req *req,
 	int rc;
 
 	randombytes_buf(&nonce, sizeof(nonce));
-	p = pend_new(n, PEND_PING_ROUTED, req, NODE_PING_TIMEOUT_MS);
+	p = pend_new(n, PEND_PING_ROUTED, req, CMD_PING_TIMEOUT_MS);
 	if (!p)
 		return;
 	p->key = nonce;
-	rc = p2p_overlay_route(n->ov, node_now(n), id, P2P_APP_PING,
-			       (const uint8_t *)&nonce, sizeof(nonce),
-			       &p->msgid);
+	rc = ovl_route(n, id, P2P_APP_PING, (const uint8_t *)&nonce,
+		       sizeof(nonce), &p->msgid);
 	if (rc < 0)
 		pend_fail(n, p, "peer_unreachable", "no route to that peer");
-	node_drain(n);
 }
 
 static void cmd_ping(void *ctx, struct ctl_req *req, json_t *args)
@@ -379,13 +424,12 @@ static void cmd_ping(void *ctx, struct ctl_req *req, json_t *args)
 
 	if (node_arg_peer(req, args, &id) < 0)
 		return;
-	l = node_find_up(n, &id);
+	l = link_find_up(n, &id, LINK_KINDS_ALL);
 	if (l) {
 		ping_direct(n, req, l);
 		return;
 	}
-	if (p2pd_node_peer_count(n) == 0 &&
-	    !p2p_peerid_equal(&id, &n->ident.id)) {
+	if (link_count_up(n) == 0 && !p2p_peerid_equal(&id, &n->ident.id)) {
 		ctl_reply_error(req, "peer_unreachable", "no links at all");
 		return;
 	}
@@ -402,16 +446,15 @@ static void cmd_lookup(void *ctx, struct ctl_req *req, json_t *args)
 
 	if (node_arg_peer(req, args, &id) < 0)
 		return;
-	rc = p2p_overlay_lookup(n->ov, node_now(n), &id, &lid);
+	rc = ovl_lookup(n, &id, on_lookup, n, &lid);
 	if (rc < 0) {
 		ctl_reply_error(req, rc == -EBUSY ? "busy" : "internal",
 				"lookup: %s", p2p_strerror(rc));
 		return;
 	}
-	p = pend_new(n, PEND_LOOKUP, req, NODE_LOOKUP_TIMEOUT_MS);
+	p = pend_new(n, PEND_LOOKUP, req, CMD_LOOKUP_TIMEOUT_MS);
 	if (p)
 		p->key = lid;
-	node_drain(n);
 }
 
 static void cmd_expose(void *ctx, struct ctl_req *req, json_t *args)
@@ -479,20 +522,11 @@ static void cmd_services(void *ctx, struct ctl_req *req, json_t *args)
 	ctl_reply_ok(req, json_pack("{s:o}", "services", arr));
 }
 
-const struct ctl_command p2pd_node_commands[] = {
-    {"status", cmd_status},
-    {"peers", cmd_peers},
-    {"bootstrap", cmd_bootstrap},
-    {"ping", cmd_ping},
-    {"lookup", cmd_lookup},
-    {"expose", cmd_expose},
-    {"unexpose", cmd_unexpose},
-    {"services", cmd_services},
-    {"open", tunnel_cmd_open},
-    {"connect", tunnel_cmd_connect},
-    {"forward", tunnel_cmd_forward},
-    {"unforward", tunnel_cmd_unforward},
-    {"forwards", tunnel_cmd_forwards},
+const struct ctl_command cmd_node_commands[] = {
+    {"status", cmd_status},	  {"peers", cmd_peers},
+    {"bootstrap", cmd_bootstrap}, {"ping", cmd_ping},
+    {"lookup", cmd_lookup},	  {"expose", cmd_expose},
+    {"unexpose", cmd_unexpose},	  {"services", cmd_services},
 };
-const size_t p2pd_node_ncommands =
-    sizeof(p2pd_node_commands) / sizeof(p2pd_node_commands[0]);
+const size_t cmd_node_ncommands =
+    sizeof(cmd_node_commands) / sizeof(cmd_node_commands[0]);

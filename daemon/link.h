@@ -1,0 +1,145 @@
+/*
+ * Links: one authenticated session to a peer over a transport, a TCP
+ * connection of its own or a relay circuit (link_open_on). The link owns
+ * the handshake, HELLO, PING/PONG keepalive, GOAWAY and the write queue;
+ * every other message goes to the handler registered for its type with
+ * the hub (node_on_msg), and its life to the link observers.
+ *
+ * Names: a link is named by its ID, a uint32_t that is never reused;
+ * modules keep IDs and find the link with link_get(), which returns NULL
+ * once the link is closing or gone. A struct link pointer handed to a
+ * callback is valid for that call only.
+ *
+ * Teardown is deferred: link_close() and link_fail() (and a failing send)
+ * only mark the link; after the current input the hub's after-input pass
+ * announces it to the observers (gone) and closes its handle. Nothing is
+ * freed inside a call, so callers never re-check after a send.
+ */
+#ifndef P2PD_LINK_H
+#define P2PD_LINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node.h"
+#include "proto/addr.h"
+#include "proto/msg.h"
+#include "proto/peerid.h"
+
+#define LINK_CLOSE_GRACE_MS 2000 /* wait for the peer's EOF after GOAWAY */
+#define LINK_WQ_MAX (4u << 20)	 /* queued bytes before a link is cut */
+
+enum link_purpose {
+	LP_OVERLAY,  /* overlay DIAL, inbound, or bootstrap by address */
+	LP_DIALBACK, /* we dial a peer back to prove its reachability */
+};
+
+/* How the link reaches its peer: "overlay" (a plain dial or accept),
+ * "direct" (made or met by hole punching), "relay" (over a circuit). */
+enum link_kind {
+	LINK_OVERLAY,
+	LINK_DIRECT,
+	LINK_RELAY,
+};
+
+/* The transport of a link that has no TCP connection of its own. */
+struct link_transport {
+	/* Bytes out; < 0 fails the link. */
+	int (*write)(void *ctx, const uint8_t *data, size_t len);
+	/* Bytes queued beneath (the tunnels' back-pressure). */
+	size_t (*queued)(void *ctx);
+	/* The link is gone: release ctx (called once, after gone). */
+	void (*close)(void *ctx);
+};
+
+struct link;
+
+/* Set up the link table; registered hooks are link_after/link_next/... */
+int link_module_init(struct p2pd_node *n);
+/* Close every link now (shutdown): gone is announced, handles close. */
+void link_close_all(struct p2pd_node *n);
+/* Hub hooks (daemon.c registers them). */
+bool link_after(void *n);
+uint64_t link_next(void *n);
+void link_expire(void *n, uint64_t now);
+
+/* Outbound links; NULL with *err set (-EMFILE over limits.max_links). */
+struct link *link_dial(struct p2pd_node *n, const struct p2p_addr *addr,
+		       const struct p2p_peerid *expect, enum link_purpose p,
+		       int *err);
+/* A hole punching attempt from the listen port of addr's family (the NAT
+ * mapping is the point); ttl > 0: the SYN's IP TTL (a prime). */
+struct link *link_punch(struct p2pd_node *n, const struct p2p_addr *addr,
+			const struct p2p_peerid *expect, int ttl, int *err);
+/* A link over a transport: the initiator expects peer; the responder
+ * checks it once the handshake is done. */
+struct link *link_open_on(struct p2pd_node *n, const struct link_transport *tr,
+			  void *ctx, bool initiator,
+			  const struct p2p_peerid *peer,
+			  const struct p2p_addr *remote,
+			  const struct p2p_addr *local);
+/* Bytes from the transport of l. */
+void link_input(struct link *l, const uint8_t *data, size_t len);
+/* A listener has a connection. */
+int link_accept(struct p2pd_node *n, uv_stream_t *server);
+
+uint32_t link_id(const struct link *l);
+/* The link with that ID while it is usable (not closing, not gone). */
+struct link *link_get(struct p2pd_node *n, uint32_t id);
+/* Iterate over usable links: for (l = link_first(n); l; l = link_next_of(l)) */
+struct link *link_first(struct p2pd_node *n);
+struct link *link_next_of(struct link *l);
+/* Links not closing (any state, dials included). */
+size_t link_count(struct p2pd_node *n);
+/* Links whose peer said HELLO on an overlay-purpose link. */
+size_t link_count_up(struct p2pd_node *n);
+/* The link to peer that said HELLO (the one "usable" test), of a kind in
+ * kinds (a mask of 1 << enum link_kind); NULL if none. */
+struct link *link_find_up(struct p2pd_node *n, const struct p2p_peerid *peer,
+			  unsigned kinds);
+#define LINK_KINDS_ALL                                                         \
+	((1u << LINK_OVERLAY) | (1u << LINK_DIRECT) | (1u << LINK_RELAY))
+#define LINK_KINDS_TCP ((1u << LINK_OVERLAY) | (1u << LINK_DIRECT))
+/* A link to id being dialled, handshaking or up (overlay purpose). */
+bool link_dialling(struct p2pd_node *n, const struct p2p_peerid *id);
+
+/* Properties. */
+bool link_is_up(const struct link *l);	     /* HELLO received, usable */
+bool link_established(const struct link *l); /* handshake done, usable */
+bool link_hello_rx(const struct link *l);    /* HELLO seen (even once gone) */
+/* The address the peer says it sees us at (its HELLO). */
+const struct p2p_addr *link_observed(const struct link *l);
+bool link_outbound(const struct link *l);
+enum link_kind link_kind(const struct link *l);
+void link_set_kind(struct link *l, enum link_kind k);
+enum link_purpose link_purpose(const struct link *l);
+const struct p2p_peerid *link_peer(const struct link *l);   /* once up */
+const struct p2p_peerid *link_expect(const struct link *l); /* or NULL */
+const struct p2p_addr *link_remote(const struct link *l);
+const struct p2p_addr *link_local(const struct link *l);
+/* Where the peer can be dialled (HELLO), else its remote address. */
+const struct p2p_addr *link_dial_addr(const struct link *l);
+bool link_peer_server(const struct link *l);
+double link_rtt(const struct link *l); /* < 0 until measured */
+size_t link_queued(const struct link *l);
+/* Users other than the overlay (tunnels, waiting requests). */
+void link_hold(struct link *l);
+void link_release(struct link *l);
+unsigned link_users(const struct link *l);
+/* LP_DIALBACK: the nonce our DIALBACK_OK carries. */
+void link_set_dialback_nonce(struct link *l, uint64_t nonce);
+
+/* Send; 0 or -errno. A failure marks the link dead (gone comes later). */
+int link_send_msg(struct link *l, const struct p2p_msg *m);
+int link_send_raw(struct link *l, const uint8_t *msg, size_t len);
+/* A keepalive PING now (its PONG measures the rtt). */
+void link_ping(struct link *l);
+/* Leave: GOAWAY when up, then wait for the peer's EOF (bounded). */
+void link_close(struct link *l, uint8_t code, const char *reason);
+/* Drop at once (why: a static string for the logs and observers). */
+void link_fail(struct link *l, const char *why);
+/* The transport's queue shrank: tell the observers. */
+void link_writable(struct link *l);
+
+#endif

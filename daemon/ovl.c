@@ -1,0 +1,781 @@
+/*
+ * The overlay glue (ovl.h). Per link it keeps a small record, by link ID,
+ * of what only the overlay cares about: whether the overlay was told the
+ * link is up, whether it was dialled for the overlay or as a bootstrap
+ * address, and the dial-back asks made over it.
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "nodeutil.h"
+#include "ovl.h"
+#include "peercache.h"
+
+struct ovl_link {
+	struct ovl_link *next;
+	uint32_t id;
+	bool up;	    /* reported to the overlay with link_up */
+	bool dial;	    /* opened for an overlay DIAL action */
+	bool boot;	    /* dialled as a bootstrap address */
+	bool dialback_busy; /* peer's DIALBACK being served */
+	uint8_t asks;	    /* DIALBACKs we sent this peer */
+	uint64_t next_ask;  /* ... the next not before */
+};
+
+struct ovl_lookup {
+	struct ovl_lookup *next;
+	uint64_t id;
+	ovl_lookup_fn done;
+	void *arg;
+};
+
+struct ovl {
+	struct p2p_overlay *ov;
+	struct p2p_nat *nat;
+	bool server;	   /* reachability learned */
+	bool bootstrapped; /* p2p_overlay_bootstrap called */
+	uint64_t dialback_window, dialback_count;
+	uint64_t db_nonce; /* sent in our DIALBACK asks (0: none) */
+	size_t nboot;
+	struct p2p_addr boot[P2PD_MAX_BOOTSTRAP]; /* -b addresses */
+	uint64_t rejoin_at, rejoin_ms; /* no links: retry joining then */
+	struct peercache cache;
+	uint64_t cache_saved;
+	struct ovl_link *links;
+	struct ovl_lookup *lookups;
+	struct {
+		uint64_t msgid;
+		uint8_t app;
+	} routes[OVL_ROUTES_MAX];
+	size_t route_next;
+};
+
+static struct ovl_link *rec(struct p2pd_node *n, uint32_t id, bool create)
+{
+	struct ovl_link *r;
+
+	for (r = n->ovl->links; r; r = r->next)
+		if (r->id == id)
+			return r;
+	if (!create || !(r = calloc(1, sizeof(*r))))
+		return NULL;
+	r->id = id;
+	r->next = n->ovl->links;
+	n->ovl->links = r;
+	return r;
+}
+
+static void rec_del(struct p2pd_node *n, uint32_t id)
+{
+	for (struct ovl_link **pp = &n->ovl->links; *pp; pp = &(*pp)->next) {
+		if ((*pp)->id == id) {
+			struct ovl_link *r = *pp;
+			*pp = r->next;
+			free(r);
+			return;
+		}
+	}
+}
+
+static void ov_random(void *ctx, void *buf, size_t len)
+{
+	randombytes_buf(buf, len);
+}
+
+static void ov_log(void *ctx, int level, const char *msg)
+{
+	/* The overlay's lines already say "overlay:". */
+	if (level <= LOG_LVL_ERROR)
+		log_error("%s", msg);
+	else if (level == LOG_LVL_WARN)
+		log_warnx("%s", msg);
+	else if (level <= LOG_LVL_INFO)
+		log_info("%s", msg);
+	else
+		log_debug("%s", msg);
+}
+
+/* ---- services for the layers above ---- */
+
+int ovl_route(struct p2pd_node *n, const struct p2p_peerid *to, uint8_t app,
+	      const uint8_t *data, size_t len, uint64_t *msgid)
+{
+	struct ovl *o = n->ovl;
+	int rc =
+	    p2p_overlay_route(o->ov, node_now(n), to, app, data, len, msgid);
+
+	if (rc == 0) {
+		o->routes[o->route_next].msgid = *msgid;
+		o->routes[o->route_next].app = app;
+		o->route_next = (o->route_next + 1) % OVL_ROUTES_MAX;
+	}
+	return rc;
+}
+
+int ovl_lookup(struct p2pd_node *n, const struct p2p_peerid *target,
+	       ovl_lookup_fn done, void *arg, uint64_t *id)
+{
+	struct ovl_lookup *w = calloc(1, sizeof(*w));
+	int rc;
+
+	if (!w)
+		return -ENOMEM;
+	rc = p2p_overlay_lookup(n->ovl->ov, node_now(n), target, id);
+	if (rc < 0) {
+		free(w);
+		return rc;
+	}
+	w->id = *id;
+	w->done = done;
+	w->arg = arg;
+	w->next = n->ovl->lookups;
+	n->ovl->lookups = w;
+	return 0;
+}
+
+bool ovl_table_addr(struct p2pd_node *n, const struct p2p_peerid *peer,
+		    struct p2p_addr *out)
+{
+	struct p2p_contact c[1];
+
+	if (p2p_overlay_closest(n->ovl->ov, peer, c, 1) < 1 ||
+	    !p2p_peerid_equal(&c[0].id, peer) || c[0].addr.family == 0)
+		return false;
+	*out = c[0].addr;
+	return true;
+}
+
+void ovl_rebootstrap(struct p2pd_node *n)
+{
+	if (n->ovl->bootstrapped)
+		p2p_overlay_bootstrap(n->ovl->ov, node_now(n));
+}
+
+const struct p2p_nat *ovl_nat(const struct p2pd_node *n)
+{
+	return n->ovl->nat;
+}
+
+const struct p2p_overlay *ovl_overlay(const struct p2pd_node *n)
+{
+	return n->ovl->ov;
+}
+
+/* ---- the overlay's actions ---- */
+
+static void lookup_done(struct p2pd_node *n, const struct p2p_ov_action *a)
+{
+	for (struct ovl_lookup **pp = &n->ovl->lookups; *pp;
+	     pp = &(*pp)->next) {
+		struct ovl_lookup *w = *pp;
+		if (w->id != a->id)
+			continue;
+		*pp = w->next;
+		w->done(w->arg, a);
+		free(w);
+		return;
+	}
+}
+
+static void route_failed(struct p2pd_node *n, uint64_t msgid)
+{
+	struct ovl *o = n->ovl;
+
+	for (size_t i = 0; i < OVL_ROUTES_MAX; i++) {
+		if (o->routes[i].msgid == msgid && msgid != 0) {
+			o->routes[i].msgid = 0;
+			node_app_failed(n, o->routes[i].app, msgid);
+			return;
+		}
+	}
+}
+
+static void deliver(struct p2pd_node *n, const struct p2p_ov_action *a)
+{
+	char id[P2P_ID_TEXT_LEN + 1];
+
+	p2p_peerid_to_text(&a->peer, id);
+	log_debug("routed app %u from %s, %d hops", a->app, id, a->hops);
+	node_app_deliver(n, a);
+}
+
+static void do_action(struct p2pd_node *n, const struct p2p_ov_action *a)
+{
+	struct link *l;
+	struct ovl_link *r;
+	int err;
+
+	switch (a->type) {
+	case P2P_OV_SEND:
+		l = link_find_up(n, &a->peer, LINK_KINDS_ALL);
+		if (l)
+			link_send_raw(l, a->data, a->len);
+		else
+			log_debug(
+			    "overlay message for an unlinked peer dropped");
+		break;
+	case P2P_OV_DIAL:
+		if (link_dialling(n, &a->peer))
+			break;
+		l = link_dial(n, &a->addr, &a->peer, LP_OVERLAY, &err);
+		if (l && (r = rec(n, link_id(l), true)))
+			r->dial = true;
+		else if (!l)
+			p2p_overlay_dial_failed(n->ovl->ov, node_now(n),
+						&a->peer);
+		break;
+	case P2P_OV_CLOSE:
+		/* Tunnels, waiting requests and punched links keep theirs. */
+		l = link_find_up(n, &a->peer, LINK_KINDS_ALL);
+		if (l && link_users(l) == 0 && link_kind(l) != LINK_DIRECT)
+			link_close(l, 0, "not needed");
+		break;
+	case P2P_OV_LOOKUP_DONE:
+		lookup_done(n, a);
+		break;
+	case P2P_OV_DELIVER:
+		deliver(n, a);
+		break;
+	case P2P_OV_ROUTE_FAILED:
+		route_failed(n, a->id);
+		break;
+	}
+}
+
+bool ovl_after(void *arg)
+{
+	struct p2pd_node *n = arg;
+	struct p2p_ov_action a;
+	bool did = false;
+
+	/* An action may give the overlay input (a handler routes a reply):
+	 * the loop picks up what that queues. */
+	while (p2p_overlay_poll(n->ovl->ov, &a)) {
+		did = true;
+		if (!n->stopping)
+			do_action(n, &a);
+	}
+	return did;
+}
+
+/* ---- HELLO and reachability ---- */
+
+void ovl_fill_hello(void *arg, const struct link *l, struct p2p_msg *m)
+{
+	struct p2pd_node *n = arg;
+
+	m->u.hello.flags = n->ovl->server ? P2P_HELLO_SERVER : 0;
+	m->u.hello.observed = *link_remote(l);
+	/* Wildcard listeners go out as they are (unspecified IP and the
+	 * port); the receiver puts in the IP it sees us at. */
+	for (size_t i = 0; i < n->nlisten && i < P2P_MAX_ADDRS; i++)
+		m->u.hello.addrs[m->u.hello.naddrs++] = n->listeners[i].addr;
+}
+
+/*
+ * Server mode is learned, never configured. Two proofs count:
+ * - a DIALBACK_OK arriving on a link a peer opened to the address we asked
+ *   it to dial (the general case, behind NAT or not);
+ * - any peer completing a handshake on our listener. That is also a dial
+ *   that worked, and it is what lets the first node of a network (which
+ *   has nobody to ask) and nodes on loopback serve their first joiners.
+ *   Punched links (NAT traversal) do not come through the listener, so
+ *   they do not count.
+ * A node without a listener never becomes a server.
+ */
+static void set_server(struct p2pd_node *n, const char *why)
+{
+	struct p2p_msg m;
+
+	if (n->ovl->server || n->nlisten == 0)
+		return;
+	n->ovl->server = true;
+	p2p_overlay_set_server(n->ovl->ov, node_now(n), true);
+	log_info("reachable (%s): DHT server mode", why);
+	/* Tell the peers we already have: HELLO again with the new flag. */
+	for (struct link *l = link_first(n); l; l = link_next_of(l)) {
+		if (!link_established(l) || link_purpose(l) != LP_OVERLAY)
+			continue;
+		node_fill_hello(n, l, &m);
+		link_send_msg(l, &m);
+	}
+}
+
+static void ask_dialback(struct p2pd_node *n, struct link *l,
+			 const struct p2p_addr *observed)
+{
+	struct ovl *o = n->ovl;
+	struct p2p_msg m = {.type = P2P_MSG_DIALBACK};
+	struct ovl_link *r;
+	uint16_t port;
+
+	if (o->server || !link_peer_server(l) || observed->family == 0)
+		return;
+	r = rec(n, link_id(l), true);
+	/*
+	 * A server serves OVL_DIALBACK_PER_S requests and drops the rest
+	 * without a word, so a request made in a burst of joins may never
+	 * be tried: each server link is asked up to OVL_DIALBACK_ASKS
+	 * times, backing off; after that, a peer that cannot reach us costs
+	 * nothing more.
+	 */
+	if (!r || r->asks >= OVL_DIALBACK_ASKS ||
+	    (r->asks > 0 && node_now(n) < r->next_ask))
+		return;
+	port = node_listen_port(n, observed->family);
+	if (port == 0)
+		return;
+	if (!o->db_nonce)
+		randombytes_buf(&o->db_nonce, sizeof(o->db_nonce));
+	/* Jittered: requests dropped in one burst must not all come back
+	 * together, in the same order, and be dropped again. */
+	r->next_ask = node_now(n) + ((uint64_t)OVL_REASK_MS << r->asks) +
+		      randombytes_uniform(OVL_REASK_MS);
+	r->asks++;
+	m.u.dialback.nonce = o->db_nonce;
+	m.u.dialback.addr = *observed;
+	m.u.dialback.addr.port = port;
+	link_send_msg(l, &m);
+}
+
+static bool reask_due(const struct ovl_link *r)
+{
+	return r->asks > 0 && r->asks < OVL_DIALBACK_ASKS;
+}
+
+static void dialback_tick(struct p2pd_node *n, uint64_t now)
+{
+	struct p2p_addr ext[P2P_NAT_EXTERNAL_MAX];
+	size_t next;
+
+	if (n->ovl->server)
+		return;
+	next = p2p_nat_external(n->ovl->nat, ext, P2P_NAT_EXTERNAL_MAX);
+	for (struct link *l = link_first(n); l; l = link_next_of(l)) {
+		struct ovl_link *r = rec(n, link_id(l), false);
+		if (!r || !link_is_up(l) || link_purpose(l) != LP_OVERLAY ||
+		    !reask_due(r) || now < r->next_ask)
+			continue;
+		/* The peer dials the IP it sees us at; only the family and
+		 * the port of the address we send matter. */
+		for (size_t i = 0; i < next; i++) {
+			if (ext[i].family == link_local(l)->family) {
+				ask_dialback(n, l, &ext[i]);
+				break;
+			}
+		}
+	}
+}
+
+/*
+ * A peer asks us to dial it back. We only ever dial the IP the request
+ * came from (never another host), one dial-back per peer at a time and
+ * OVL_DIALBACK_PER_S in all, so the request cannot make us a scanner.
+ */
+void ovl_on_dialback(void *arg, struct link *l, const struct p2p_msg *m)
+{
+	struct p2pd_node *n = arg;
+	struct ovl *o = n->ovl;
+	uint64_t now = node_now(n);
+	struct p2p_addr to = *link_remote(l);
+	struct ovl_link *r = rec(n, link_id(l), true);
+	struct link *d;
+	int err;
+
+	if (!r || r->dialback_busy || m->u.dialback.addr.port == 0)
+		return;
+	if (now - o->dialback_window >= 1000) {
+		o->dialback_window = now;
+		o->dialback_count = 0;
+	}
+	if (o->dialback_count >= OVL_DIALBACK_PER_S)
+		return;
+	o->dialback_count++;
+	to.port = m->u.dialback.addr.port;
+	d = link_dial(n, &to, link_peer(l), LP_DIALBACK, &err);
+	if (!d)
+		return;
+	link_set_dialback_nonce(d, m->u.dialback.nonce);
+	r->dialback_busy = true;
+}
+
+void ovl_on_dialback_ok(void *arg, struct link *l, const struct p2p_msg *m)
+{
+	struct p2pd_node *n = arg;
+
+	/* The nonce went only to peers we asked, over their links. */
+	if (link_outbound(l) || !n->ovl->db_nonce ||
+	    m->u.dialback.nonce != n->ovl->db_nonce)
+		return;
+	set_server(n, "dial-back succeeded");
+}
+
+void ovl_on_msg(void *arg, struct link *l, const struct p2p_msg *m)
+{
+	struct p2pd_node *n = arg;
+	int rc = p2p_overlay_recv(n->ovl->ov, node_now(n), link_peer(l), m);
+
+	if (rc == -EPROTO) {
+		char a[P2P_ADDR_TEXT_MAX];
+		n->stats.bad_msgs++;
+		if (node_bad_input_log(n, link_remote(l))) {
+			p2p_addr_format(link_remote(l), a, sizeof(a));
+			log_warnx("link %s: bad overlay message: %s; closing",
+				  a, p2p_strerror(rc));
+		}
+		link_fail(l, "bad overlay message");
+	}
+}
+
+/* ---- link events ---- */
+
+static void on_established(void *arg, struct link *l)
+{
+	struct p2pd_node *n = arg;
+
+	/*
+	 * A peer completed a handshake on our listener: someone could dial
+	 * us, which is the reachability that matters for the first nodes of
+	 * a network (and on loopback), before any dial-back was asked for.
+	 * Decided before our HELLO goes out so that it already says server.
+	 * Punched links were marked direct by the punch observer first.
+	 */
+	if (!link_outbound(l) && link_kind(l) == LINK_OVERLAY)
+		set_server(n, "a peer dialled our listener");
+}
+
+/* Another link to the same peer that HELLO'd: the tie-break decides.
+ * True when l itself goes. */
+static bool resolve_duplicate(struct p2pd_node *n, struct link *l)
+{
+	for (struct link *o = link_first(n); o; o = link_next_of(o)) {
+		if (o == l || !link_is_up(o) || link_purpose(o) != LP_OVERLAY ||
+		    !p2p_peerid_equal(link_peer(o), link_peer(l)))
+			continue;
+		if (node_dup_keep_new(&n->ident.id, link_peer(l),
+				      link_outbound(o), link_outbound(l))) {
+			struct ovl_link *ro = rec(n, link_id(o), false);
+			struct ovl_link *rl = rec(n, link_id(l), true);
+			if (rl && ro) {
+				rl->up = ro->up;
+				ro->up = false;
+			}
+			link_close(o, 0, "duplicate link");
+			return false;
+		}
+		link_close(l, 0, "duplicate link");
+		return true;
+	}
+	return false;
+}
+
+static void on_up(void *arg, struct link *l, bool first)
+{
+	struct p2pd_node *n = arg;
+	struct ovl *o = n->ovl;
+	uint64_t now = node_now(n);
+	char a[P2P_ADDR_TEXT_MAX], id[P2P_ID_TEXT_LEN + 1];
+	bool relayed = link_kind(l) == LINK_RELAY;
+	struct ovl_link *r;
+
+	if (first) {
+		/* A punched link's peer is a NATed host, not an observer of
+		 * our overlay mapping (and may see our LAN address). */
+		if (link_outbound(l) && link_kind(l) == LINK_OVERLAY)
+			p2p_nat_observe(o->nat, now, link_local(l),
+					link_observed(l), link_peer(l));
+		p2p_peerid_to_text(link_peer(l), id);
+		p2p_addr_format(link_remote(l), a, sizeof(a));
+		log_info("link up: %s at %s (%s%s)", id, a,
+			 relayed	    ? "relayed"
+			 : link_outbound(l) ? "out"
+					    : "in",
+			 link_peer_server(l) ? ", server" : "");
+		o->rejoin_ms = OVL_REJOIN_MIN_MS;
+		/* Relayed: tunnels only, not the overlay's (the address is
+		 * the relay's), no dial-back. */
+		if (!relayed && resolve_duplicate(n, l))
+			return;
+		link_ping(l); /* an rtt for `peers` from the start */
+	}
+	if (relayed)
+		return;
+	/* Repeated HELLO (the peer became a server): link_up updates. */
+	p2p_overlay_link_up(o->ov, now, link_peer(l), link_dial_addr(l),
+			    link_peer_server(l), link_outbound(l));
+	r = rec(n, link_id(l), true);
+	if (r)
+		r->up = true;
+	if (link_peer_server(l) && link_dial_addr(l) != link_remote(l))
+		peercache_add(&o->cache, link_peer(l), link_dial_addr(l));
+	if (!o->bootstrapped) {
+		o->bootstrapped = true;
+		p2p_overlay_bootstrap(o->ov, now);
+	}
+	ask_dialback(n, l, link_observed(l));
+}
+
+static void on_gone(void *arg, struct link *l, const char *why)
+{
+	struct p2pd_node *n = arg;
+	struct ovl *o = n->ovl;
+	uint64_t now = node_now(n);
+	struct ovl_link *r = rec(n, link_id(l), false);
+	struct ovl_link empty = {0};
+	struct link *other;
+
+	if (!r)
+		r = &empty;
+	if (link_purpose(l) == LP_DIALBACK) {
+		/* The peer that asked may ask again. */
+		for (struct ovl_link *e = o->links; e; e = e->next) {
+			struct link *x = link_get(n, e->id);
+			if (x && p2p_peerid_equal(link_peer(x), link_expect(l)))
+				e->dialback_busy = false;
+		}
+	} else {
+		other = link_hello_rx(l)
+			    ? link_find_up(n, link_peer(l), LINK_KINDS_ALL)
+			    : NULL;
+		if (link_hello_rx(l)) {
+			char id[P2P_ID_TEXT_LEN + 1];
+			p2p_peerid_to_text(link_peer(l), id);
+			if (other)
+				log_debug("extra link to %s closed (%s)", id,
+					  why);
+			else
+				log_info("link down: %s (%s)", id, why);
+		}
+		if (r->up) {
+			struct ovl_link *ro =
+			    other ? rec(n, link_id(other), true) : NULL;
+			if (ro)
+				ro->up = true; /* the overlay keeps its link */
+			else
+				p2p_overlay_link_down(o->ov, now, link_peer(l));
+		} else if (r->boot && !link_hello_rx(l)) {
+			char a[P2P_ADDR_TEXT_MAX];
+			p2p_addr_format(link_remote(l), a, sizeof(a));
+			log_warnx("bootstrap %s: %s", a, why);
+		} else if (r->dial && !other && !link_hello_rx(l)) {
+			p2p_overlay_dial_failed(o->ov, now, link_expect(l));
+		}
+	}
+	rec_del(n, link_id(l));
+	/* Alone now: join again later (ovl_expire). */
+	if (link_count(n) == 0)
+		o->rejoin_at = now + o->rejoin_ms;
+}
+
+const struct node_link_hooks ovl_link_hooks = {
+    .established = on_established,
+    .up = on_up,
+    .gone = on_gone,
+};
+
+/* ---- joining, the peer cache ---- */
+
+static void cache_path(struct p2pd_node *n, char *out, size_t len)
+{
+	snprintf(out, len, "%s/peers.json", n->state_dir);
+}
+
+static void save_cache(struct p2pd_node *n)
+{
+	char path[PATH_MAX + 16];
+	int rc;
+
+	cache_path(n, path, sizeof(path));
+	rc = peercache_save(&n->ovl->cache, path);
+	if (rc < 0)
+		log_warnx("cannot write %s: %s", path, strerror(-rc));
+	n->ovl->cache_saved = node_now(n);
+}
+
+static void add_cached(struct p2pd_node *n, uint64_t now)
+{
+	struct peercache *c = &n->ovl->cache;
+
+	/* Oldest first so that the newest end up most recently added. */
+	for (size_t i = c->n; i-- > 0;)
+		p2p_overlay_add_contact(n->ovl->ov, now, &c->e[i].id,
+					&c->e[i].addr);
+}
+
+/*
+ * The cache is read even with bootstrap flags, so that what it holds is
+ * kept when it is written again; its contacts are used only without them.
+ */
+static void load_cache(struct p2pd_node *n, bool use)
+{
+	char path[PATH_MAX + 16], err[256];
+	int rc;
+
+	cache_path(n, path, sizeof(path));
+	rc = peercache_load(&n->ovl->cache, path, err, sizeof(err));
+	if (rc == -ENOENT)
+		return;
+	if (rc < 0) {
+		log_warnx("ignoring peer cache %s: %s", path, err);
+		return;
+	}
+	if (!use || n->ovl->cache.n == 0)
+		return;
+	log_info("rejoining through %zu cached peers", n->ovl->cache.n);
+	add_cached(n, node_now(n));
+}
+
+static void dial_bootstrap(struct p2pd_node *n)
+{
+	char text[P2P_ADDR_TEXT_MAX];
+	struct ovl_link *r;
+	struct link *l;
+	int err;
+
+	for (size_t i = 0; i < n->ovl->nboot; i++) {
+		l = link_dial(n, &n->ovl->boot[i], NULL, LP_OVERLAY, &err);
+		if (l) {
+			if ((r = rec(n, link_id(l), true)))
+				r->boot = true;
+			continue;
+		}
+		p2p_addr_format(&n->ovl->boot[i], text, sizeof(text));
+		log_warnx("bootstrap %s: %s", text, uv_strerror(err));
+	}
+}
+
+void ovl_join(struct p2pd_node *n, const struct p2pd_config *cfg)
+{
+	struct ovl *o = n->ovl;
+
+	o->nboot = cfg->nbootstrap;
+	memcpy(o->boot, cfg->bootstrap, cfg->nbootstrap * sizeof(o->boot[0]));
+	load_cache(n, cfg->nbootstrap == 0);
+	dial_bootstrap(n);
+	o->rejoin_ms = OVL_REJOIN_MIN_MS;
+	o->rejoin_at = node_now(n) + o->rejoin_ms;
+}
+
+/*
+ * Alone (no link at all, nothing being dialled): try the bootstrap
+ * addresses or the cached peers again, backing off, so that a node started
+ * before its bootstrap peer, or cut off for a while, joins by itself.
+ */
+static bool rejoin_due(struct p2pd_node *n)
+{
+	return link_count(n) == 0 && (n->ovl->nboot > 0 || n->ovl->cache.n > 0);
+}
+
+static void rejoin(struct p2pd_node *n, uint64_t now)
+{
+	struct ovl *o = n->ovl;
+
+	o->rejoin_ms = o->rejoin_ms * 2 > OVL_REJOIN_MAX_MS ? OVL_REJOIN_MAX_MS
+							    : o->rejoin_ms * 2;
+	o->rejoin_at = now + o->rejoin_ms;
+	log_debug("no links: joining again");
+	o->bootstrapped = false; /* look ourselves up again once linked */
+	if (o->nboot > 0)
+		dial_bootstrap(n);
+	else
+		add_cached(n, now);
+}
+
+static uint64_t dialback_next(struct p2pd_node *n)
+{
+	uint64_t t = UINT64_MAX;
+
+	if (n->ovl->server)
+		return t;
+	for (struct ovl_link *r = n->ovl->links; r; r = r->next)
+		if (reask_due(r) && r->next_ask < t)
+			t = r->next_ask;
+	return t;
+}
+
+uint64_t ovl_next(void *arg)
+{
+	struct p2pd_node *n = arg;
+	struct ovl *o = n->ovl;
+	uint64_t t = p2p_overlay_next_timer(o->ov), d;
+
+	if (n->stopping)
+		return UINT64_MAX;
+	if (rejoin_due(n) && o->rejoin_at < t)
+		t = o->rejoin_at;
+	if (o->cache.dirty && (d = o->cache_saved + OVL_PEERCACHE_SAVE_MS) < t)
+		t = d;
+	if ((d = dialback_next(n)) < t)
+		t = d;
+	return t;
+}
+
+void ovl_expire(void *arg, uint64_t now)
+{
+	struct p2pd_node *n = arg;
+	struct ovl *o = n->ovl;
+
+	if (p2p_overlay_next_timer(o->ov) <= now)
+		p2p_overlay_tick(o->ov, now);
+	if (rejoin_due(n) && now >= o->rejoin_at)
+		rejoin(n, now);
+	if (o->cache.dirty && now - o->cache_saved >= OVL_PEERCACHE_SAVE_MS)
+		save_cache(n);
+	if (dialback_next(n) <= now)
+		dialback_tick(n, now);
+}
+
+int ovl_init(struct p2pd_node *n, const struct p2pd_config *cfg)
+{
+	struct p2p_overlay_config oc = {
+	    .self = n->ident.id,
+	    .server = false,
+	    .random = ov_random,
+	    .log = ov_log,
+	    .ctx = n,
+	};
+	struct ovl *o = calloc(1, sizeof(*o));
+
+	if (!o)
+		return -ENOMEM;
+	n->ovl = o;
+	o->ov = p2p_overlay_new(&oc);
+	o->nat = p2p_nat_new();
+	if (!o->ov || !o->nat)
+		return -ENOMEM;
+	peercache_init(&o->cache);
+	o->rejoin_ms = OVL_REJOIN_MIN_MS;
+	o->rejoin_at = UINT64_MAX;
+	return 0;
+}
+
+void ovl_stop(struct p2pd_node *n)
+{
+	if (n->ovl && n->ovl->cache.dirty)
+		save_cache(n);
+}
+
+void ovl_free(struct p2pd_node *n)
+{
+	struct ovl *o = n->ovl;
+
+	if (!o)
+		return;
+	while (o->links) {
+		struct ovl_link *r = o->links;
+		o->links = r->next;
+		free(r);
+	}
+	while (o->lookups) {
+		struct ovl_lookup *w = o->lookups;
+		o->lookups = w->next;
+		free(w);
+	}
+	p2p_overlay_free(o->ov);
+	p2p_nat_free(o->nat);
+	free(o);
+	n->ovl = NULL;
+}

@@ -1,0 +1,43 @@
+/*
+ * TCP hole punching, the daemon's side (SPEC section 7 "NAT traversal"):
+ * per-peer sessions of signalling over the overlay and the connect
+ * schedule of nat/punch.h, whose attempts are links (link_punch).
+ */
+#ifndef P2PD_PUNCH_H
+#define P2PD_PUNCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "node.h"
+#include "proto/peerid.h"
+
+#define PUNCH_MAX 8 /* punches at once (each sends SYNs to 8 addresses) */
+#define PUNCH_LAN_MAX 4
+
+/* A punch we asked for failed: msg says why, for the user. Success is
+ * seen by everyone as the peer's link coming up. */
+typedef void (*punch_failed_fn)(void *arg, const struct p2p_peerid *peer,
+				const char *msg);
+
+int punch_module_init(struct p2pd_node *n);
+/* Shutdown: forget every session. */
+void punch_stop(struct p2pd_node *n);
+void punch_free(struct p2pd_node *n);
+
+/*
+ * Start punching towards peer (context: why, for the failure message).
+ * failed(arg, ...) is called later if it fails, never inside this call.
+ * 0, -EADDRNOTAVAIL (we do not listen), -EBUSY (PUNCH_MAX), -errno.
+ */
+int punch_start(struct p2pd_node *n, const struct p2p_peerid *peer,
+		const char *context, punch_failed_fn failed, void *arg);
+
+/* Hub hooks (daemon.c registers them). */
+void punch_on_app(void *n, const struct p2p_ov_action *a);
+void punch_on_route_failed(void *n, uint64_t msgid);
+uint64_t punch_next(void *n);
+void punch_expire(void *n, uint64_t now);
+extern const struct node_link_hooks punch_link_hooks;
+
+#endif

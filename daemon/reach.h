@@ -1,0 +1,60 @@
+/*
+ * Reaching a peer for tunnels and `connect`: the link already up, else
+ * the peer's address from the routing table or an overlay lookup and a
+ * dial that expects the peer's ID; a peer that cannot be dialled is hole
+ * punched (punch.h); when that cannot work or fails, the link is relayed
+ * (relay.h) through a node we hold a link to, asking up to RELAY_TRIES of
+ * them in turn. Every waiter for one peer shares one attempt.
+ */
+#ifndef P2PD_REACH_H
+#define P2PD_REACH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "link.h"
+#include "nat/punch.h"
+#include "node.h"
+
+#define REACH_TIMEOUT_MS 20000 /* lookup + dial + handshake */
+/* Signalling, the start offset, the schedule, and the handshake. */
+#define REACH_PUNCH_MS                                                         \
+	(P2P_PUNCH_SIGNAL_MS + P2P_PUNCH_OFFSET_MAX_MS + P2P_PUNCH_TOTAL_MS +  \
+	 5000)
+
+struct reach_waiter;
+struct reach_dial;
+
+/*
+ * Called once, from the after-input pass (never inside reach_get): l is
+ * an up link to the peer (code NULL), or l is NULL and code/msg say why
+ * there is none. dialled: the link was made for this request.
+ */
+typedef void (*reach_fn)(struct p2pd_node *n, struct reach_waiter *w,
+			 struct link *l, bool dialled, const char *code,
+			 const char *msg);
+
+struct reach_waiter {
+	struct reach_waiter *next;
+	struct reach_dial *d; /* NULL when not waiting */
+	reach_fn done;
+};
+
+int reach_module_init(struct p2pd_node *n);
+/* Shutdown: every waiter is told ("internal", "daemon shutting down"). */
+void reach_stop(struct p2pd_node *n);
+void reach_free(struct p2pd_node *n);
+
+/* Start getting a link to peer for w (w->done set by the caller). */
+void reach_get(struct p2pd_node *n, const struct p2p_peerid *peer,
+	       struct reach_waiter *w);
+/* Stop waiting (w->done is not called). */
+void reach_cancel(struct p2pd_node *n, struct reach_waiter *w);
+
+/* Hub hooks (daemon.c registers them). */
+bool reach_after(void *n);
+uint64_t reach_next(void *n);
+void reach_expire(void *n, uint64_t now);
+extern const struct node_link_hooks reach_link_hooks;
+
+#endif

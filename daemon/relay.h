@@ -1,0 +1,36 @@
+/*
+ * Relays (SPEC 7): circuits between two peers through a node that holds
+ * links to both. Our end of a circuit is the transport of a relayed link
+ * (link_open_on); as the relay we forward RELAY_DATA between two links,
+ * unread.
+ */
+#ifndef P2PD_RELAY_H
+#define P2PD_RELAY_H
+
+#include <stdint.h>
+
+#include "link.h"
+#include "node.h"
+
+#define RELAY_WQ_MAX (2u << 20) /* a circuit is cut beyond this */
+#define RELAY_TRIES 8		/* relays a dial asks in turn */
+
+int relay_module_init(struct p2pd_node *n);
+void relay_free(struct p2pd_node *n);
+
+/* Ask the node at the other end of via to relay us to peer: *out is our
+ * end, handshaking. 0 or -errno (-EBUSY, -EMFILE). */
+int relay_open(struct p2pd_node *n, struct link *via,
+	       const struct p2p_peerid *peer, struct link **out);
+
+/* Hub hooks (daemon.c registers them). */
+void relay_on_msg(void *n, struct link *l, const struct p2p_msg *m);
+extern const struct node_link_hooks relay_link_hooks;
+
+struct relay_stats {
+	unsigned circuits;
+	uint64_t opened, bytes, unknown;
+};
+void relay_get_stats(const struct p2pd_node *n, struct relay_stats *st);
+
+#endif
