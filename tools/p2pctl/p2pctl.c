@@ -112,10 +112,15 @@ static int bad_option(int opt, char **argv)
 	const char *arg = argv[optind - 1];
 	char s[3] = {'-', (char)optopt, '\0'};
 
-	if (opt == ':')
-		return usage_error("option '%s' needs a value",
-				   optopt ? s : arg);
-	return usage_error("unknown option '%s'", optopt ? s : arg);
+	/* optopt holds the letter of a short option, and for a long one
+	 * its val, which is no help: name it as typed. */
+	if (!strncmp(arg, "--", 2) || !optopt)
+		return usage_error(opt == ':' ? "option '%s' needs a value"
+					      : "unknown option '%s'",
+				   arg);
+	return usage_error(opt == ':' ? "option '%s' needs a value"
+				      : "unknown option '%s'",
+			   s);
 }
 
 /* One global option. PARSE_GO, or PARSE_DONE after --help/--version. */
