@@ -4,6 +4,7 @@
  * services from the config file.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,11 @@
 #include "sdnotify.h"
 
 #define STATUS_INTERVAL_MS 5000
+#define MAX_ARGS 256
+
+#ifndef P2PD_SYSCONFDIR
+#define P2PD_SYSCONFDIR "/etc"
+#endif
 
 struct daemon {
 	uv_loop_t loop;
@@ -228,6 +234,78 @@ static int daemon_start(struct daemon *d)
 
 static struct p2pd_config config; /* large: keep it off the stack */
 
+/* config.c's own --help or --version text: one copy of the usage. */
+static void config_says(const char *flag)
+{
+	char *argv[] = {"p2pd", (char *)flag, NULL}, err[16];
+
+	p2pd_config_load(&config, 2, argv, err, sizeof(err));
+}
+
+/* --help goes on with the defaults this user would get, from config.c. */
+static void print_defaults(void)
+{
+	char *argv[] = {"p2pd", NULL}, err[512], addr[P2P_ADDR_TEXT_MAX];
+
+	printf("  -h, -V                     the same as --help, --version\n"
+	       "\ndefaults (for this user):\n");
+	if (p2pd_config_load(&config, 1, argv, err, sizeof(err)) < 0) {
+		printf("  (none: %s)\n", err);
+		return;
+	}
+	printf("  config file                none (the system service: "
+	       "%s/p2pd/p2pd.json)\n",
+	       P2PD_SYSCONFDIR);
+	printf("  control socket             %s\n", config.control);
+	printf("  state directory            %s\n", config.state_dir);
+	printf("  listen                    ");
+	for (size_t i = 0; i < config.nlisten; i++) {
+		p2p_addr_format(&config.listen[i], addr, sizeof(addr));
+		printf(" %s", addr);
+	}
+	printf("\n");
+}
+
+/*
+ * -h and -V, which config.c's option table lacks. Scanned on a copy of
+ * argv (getopt permutes it) with the same argument-taking options, so
+ * "-c -h" still names a file called "-h"; anything else is left to
+ * config.c. Returns 1 when it printed and p2pd should exit 0.
+ */
+static int help_or_version(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"bootstrap", required_argument, NULL, 'b'},
+	    {"control", required_argument, NULL, 's'},
+	    {"state-dir", required_argument, NULL, 'd'},
+	    {"log-level", required_argument, NULL, 'L'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
+	};
+	char *copy[MAX_ARGS + 1];
+	int n = argc < MAX_ARGS ? argc : MAX_ARGS, opt, found = 0;
+
+	memcpy(copy, argv, (size_t)n * sizeof(char *));
+	copy[n] = NULL;
+	optind = 0;
+	opterr = 0;
+	while (!found &&
+	       (opt = getopt_long(n, copy, ":c:l:b:s:d:nhV", opts, NULL)) != -1)
+		if (opt == 'h' || opt == 'V')
+			found = opt;
+	optind = 0;
+	if (found == 'V')
+		config_says("--version");
+	if (found == 'h') {
+		config_says("--help");
+		print_defaults();
+	}
+	return found != 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct daemon d = {.cfg = &config};
@@ -236,6 +314,8 @@ int main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	log_init(LOG_LVL_INFO);
+	if (help_or_version(argc, argv))
+		return 0;
 	r = p2pd_config_load(&config, argc, argv, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "p2pd: %s\n", err);

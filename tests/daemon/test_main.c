@@ -170,6 +170,36 @@ Test(p2pd, bad_flag_exits_1_writing_nothing)
 	cr_expect(access(state, F_OK) != 0, "no state directory created");
 }
 
+Test(p2pd, short_help_and_version_exit_0_writing_nothing)
+{
+	cr_expect_eq(wait_exit(spawn("-V", "-d", state, NULL)), 0);
+	cr_expect(strncmp(log_text(), "p2pd ", 5) == 0, "%s", log_text());
+	unlink(log_path);
+	cr_expect_eq(wait_exit(spawn("-d", state, "-h", NULL)), 0);
+	cr_expect(strstr(log_text(), "usage: p2pd") != NULL, "%s", log_text());
+	cr_expect(access(state, F_OK) != 0, "no state directory created");
+}
+
+/* --help ends with the defaults this user gets, from config.c itself. */
+Test(p2pd, help_shows_defaults)
+{
+	cr_expect_eq(wait_exit(spawn("--help", NULL)), 0);
+	cr_expect(strstr(log_text(), "defaults (for this user):") != NULL, "%s",
+		  log_text());
+	cr_expect(strstr(log_text(), "listen                     "
+				     "0.0.0.0:4242 [::]:4242") != NULL,
+		  "%s", log_text());
+	cr_expect(strstr(log_text(), "control socket") != NULL);
+	cr_expect(strstr(log_text(), "state directory") != NULL);
+}
+
+/* "-c -h": -h is the file's name there; it does not exist. */
+Test(p2pd, help_flag_as_an_option_argument_is_a_value)
+{
+	cr_expect_eq(wait_exit(spawn("-c", "-h", "-d", state, NULL)), 1);
+	cr_expect(strstr(log_text(), "usage") == NULL, "%s", log_text());
+}
+
 Test(p2pd, check_config)
 {
 	write_config("{\"listen\": []}");

@@ -3,9 +3,11 @@
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 
 from p2ptest import Cluster, Runner, check, check_eq, wait_for, ctl_request
@@ -330,6 +332,329 @@ def tunnel_commands_arguments():
         check("peer_unreachable" in r.stderr and "own peer ID" in r.stderr, "pipe stderr names the error: %r", r.stderr)
         r = d0.ctl("connect", d0.id)
         check_eq(r.returncode, 1, "connect to ourselves")
+
+
+# ---- p2pctl's command line conventions (issue 12 items 3 and 9) ----
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def p2pctl(*args, env=None, user=None, input=None, timeout=30):
+    argv = (user or []) + [p2ptest.P2PCTL] + [str(a) for a in args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, input=input)
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("P2PD_CONTROL", "XDG_RUNTIME_DIR")}
+    env.update(extra)
+    return env
+
+
+@T.test
+def p2pctl_option_forms():
+    with Cluster() as c:
+        d = c.daemon().start()
+        forms = (["-s", d.sock, "id"], ["-s" + d.sock, "id"], ["--socket=" + d.sock, "id"],
+                 ["--socket", d.sock, "id"], ["id", "-s", d.sock], ["id", "--socket=" + d.sock],
+                 ["-s/nonexistent", "-s", d.sock, "id"],  # the last one wins, as getopt goes
+                 ["-t", "5", "-s", d.sock, "id"], ["-t5", "--timeout=5", "-s", d.sock, "--", "id"])
+        for args in forms:
+            r = p2pctl(*args, env=clean_env())
+            check_eq((r.returncode, r.stdout, r.stderr), (0, d.id + "\n", ""), "p2pctl %r" % (args,))
+        for args in (["-js", d.sock, "status"], ["-s", d.sock, "status", "-j"], ["-s", d.sock, "status", "--json"]):
+            r = p2pctl(*args)
+            check(r.returncode == 0 and json.loads(r.stdout)["id"] == d.id, "p2pctl %r: %r", args, r)
+        # after "--" a dash is an argument: the ID check sees it, not getopt
+        r = p2pctl("-s", d.sock, "ping", "--", "-x")
+        check_eq(r.returncode, 2, "ping -- -x exit")
+        check("invalid_peer_id" in r.stderr, "ping -- -x: %r", r.stderr)
+        r = p2pctl("-s", d.sock, "ping", "-x")
+        check_eq((r.returncode, r.stderr.splitlines()[0]), (2, "p2pctl: unknown option '-x'"), "ping -x")
+        for args, msg in ((["-s"], "option '-s' needs a value"), (["status", "--socket"], "option '--socket' needs a value"),
+                          (["-t", "0", "status"], "bad timeout '0' (seconds)"), (["--bogus", "status"], "unknown option '--bogus'")):
+            r = p2pctl(*args)
+            check_eq((r.returncode, r.stderr.splitlines()[0]), (2, "p2pctl: " + msg), "p2pctl %r" % (args,))
+        # expose's own option in each form
+        for i, (args, n) in enumerate(((["--allow", d.id], 1), (["--allow=" + d.id], 1),
+                                       (["--allow", d.id, "--allow=" + d.id], 2))):
+            name = "svc%d" % i
+            r = p2pctl("-s", d.sock, "expose", name, "127.0.0.1:1", *args)
+            check_eq(r.returncode, 0, "expose %r (stderr %r)" % (args, r.stderr))
+            svc = [x for x in d.req({"cmd": "services"})["services"] if x["service"] == name]
+            check_eq(svc[0]["allow"], [d.id] * n, "allow of %r" % (args,))
+
+
+@T.test
+def versions_agree():
+    with Cluster() as c:
+        d = c.daemon().start()
+        version = d.req({"cmd": "status"})["version"]
+        for args in (["--version"], ["-V"], ["status", "--version"]):
+            r = p2pctl(*args)
+            check_eq((r.returncode, r.stdout, r.stderr), (0, "p2pctl %s\n" % version, ""), "p2pctl %r" % (args,))
+        for flag in ("--version", "-V"):
+            r = run_p2pd([flag])
+            check_eq((r.returncode, r.stdout), (0, "p2pd %s\n" % version), "p2pd %s" % flag)
+
+
+@T.test
+def help_shows_defaults():
+    xdg = "/run/user/4242"
+    r = p2pctl("--help", env=clean_env(XDG_RUNTIME_DIR=xdg), user=NOBODY)
+    check_eq(r.returncode, 0, "p2pctl --help exit")
+    lines = [l.strip() for l in r.stdout.splitlines()]
+    i = lines.index(xdg + "/p2pd/p2pd.sock")
+    check_eq(lines[i + 1], "/run/p2pd/p2pd.sock", "the system socket follows the user's in --help")
+    r = p2pctl("--help", env=clean_env(P2PD_CONTROL="/x/ctl.sock"))
+    check("$P2PD_CONTROL, now /x/ctl.sock" in r.stdout, "--help with $P2PD_CONTROL: %r", r.stdout)
+    r = p2pctl("-h")
+    check(r.returncode == 0 and r.stdout.startswith("usage: p2pctl"), "p2pctl -h: %r", r)
+    for flag in ("-h", "--help"):
+        r = run_p2pd([flag])
+        check_eq(r.returncode, 0, "p2pd %s exit" % flag)
+        out = r.stdout
+        for want in ("usage: p2pd", "-h, -V", "control socket             /run/p2pd/p2pd.sock",
+                     "state directory            /var/lib/p2pd", "listen                     0.0.0.0:4242 [::]:4242",
+                     "/p2pd/p2pd.json"):
+            check(want in out, "p2pd %s lacks %r:\n%s", flag, want, out)
+    # as a user the defaults are the user's own
+    env = clean_env(XDG_RUNTIME_DIR=xdg, XDG_STATE_HOME="/home/x/.state", HOME="/home/x")
+    r = subprocess.run(NOBODY + [p2ptest.P2PD, "-h"], capture_output=True, text=True, timeout=10, env=env)
+    check(xdg + "/p2pd/p2pd.sock" in r.stdout and "/home/x/.state/p2pd" in r.stdout, "p2pd -h as a user: %r", r.stdout)
+    # "-c -h": -h is the file's name there, not a flag
+    r = run_p2pd(["-c", "-h"])
+    check_eq(r.returncode, 1, "p2pd -c -h exit")
+
+
+def daemon_error(d, req):
+    j = d.req(req)
+    check(j.get("ok") is False, "daemon accepted %r: %r", req, j)
+    return "p2pctl: %s: %s" % (j["error"], j["message"])
+
+
+@T.test
+def validation_matches_the_daemon():
+    """p2pctl rejects exactly what the daemon rejects, in the daemon's words."""
+    with Cluster() as c:
+        d = c.daemon().start()
+        for bad in BAD_IDS + ["", "a" * 51 + "r"]:
+            r = d.ctl("lookup", bad)
+            check_eq((r.returncode, r.stderr.strip()), (2, daemon_error(d, {"cmd": "lookup", "peer": bad})),
+                     "lookup %r" % bad)
+        for good in ("a" * 52, "a" * 51 + "q", "7" * 51 + "q"):
+            check_eq(d.req({"cmd": "lookup", "peer": good})["ok"], True, "daemon lookup %r" % good)
+            r = d.ctl("lookup", good)
+            check_eq(r.returncode, 0, "p2pctl lookup %r (stderr %r)" % (good, r.stderr))
+        for bad in ("1.2.3.4", "1.2.3.4:0", "1.2.3.4:65536", "::1:5", "[::1]", "300.1.1.1:5", "1.2.3.4:5x", "[::1]:5]"):
+            r = d.ctl("bootstrap", bad)
+            check_eq((r.returncode, r.stderr.strip()), (2, daemon_error(d, {"cmd": "bootstrap", "addr": bad})),
+                     "bootstrap %r" % bad)
+        for bad in ("x", "::1:5", "1.2.3.4:65536", "300.1.1.1:5", "-1", "[::1:5", "1.2.3.4:"):
+            r = d.ctl("forward", "--", bad, d.id, "web")
+            want = daemon_error(d, {"cmd": "forward", "listen": bad, "peer": d.id, "service": "web"})
+            check_eq((r.returncode, r.stderr.strip()), (2, want), "forward %r" % bad)
+        r = d.ctl("expose", "x", "127.0.0.1:1", "--allow", "nope")
+        want = daemon_error(d, {"cmd": "expose", "service": "x", "target": "127.0.0.1:1", "allow": ["nope"]})
+        check_eq((r.returncode, r.stderr.strip()), (2, want), "expose --allow nope")
+
+
+class StubDaemon:
+    """A control socket that answers status with a fixed id: enough to see
+    which socket p2pctl chose."""
+
+    def __init__(self, path, ident, mode=0o666):
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        self.path, self.ident = path, ident
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(path)
+        os.chmod(path, mode)
+        self.srv.listen(8)
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(json.dumps({"ok": True, "id": self.ident}).encode() + b"\n")
+
+    def close(self, unlink=True):
+        # shutdown first: a close alone leaves accept() in the other thread
+        # holding the socket open, and it would go on answering
+        try:
+            self.srv.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.srv.close()
+        if unlink:
+            os.unlink(self.path)
+
+
+def user_tmp():
+    d = tempfile.mkdtemp(prefix="p2pctl-xdg-", dir="/tmp")
+    os.chmod(d, 0o755)
+    return d
+
+
+@T.test
+def socket_search_order():
+    """No -s: the user's own socket, then /run/p2pd/p2pd.sock (SPEC 9)."""
+    if os.geteuid() != 0 or os.path.exists("/run/p2pd"):
+        check(os.environ.get("CI") != "true", "socket_search_order needs root and no /run/p2pd")
+        print("skip socket_search_order: needs root and no /run/p2pd on this machine")
+        return
+    xdg = user_tmp()
+    env = clean_env(XDG_RUNTIME_DIR=xdg)
+    own, system = os.path.join(xdg, "p2pd", "p2pd.sock"), "/run/p2pd/p2pd.sock"
+    stubs = []
+    try:
+        stubs.append(StubDaemon(system, "system"))
+        stubs.append(StubDaemon(own, "own"))
+        r = p2pctl("id", env=env, user=NOBODY)
+        check_eq((r.returncode, r.stdout), (0, "own\n"), "the user's own daemon first (%r)" % r.stderr)
+        stubs.pop().close(unlink=False)  # a stale socket file: ECONNREFUSED
+        r = p2pctl("id", env=env, user=NOBODY)
+        check_eq((r.returncode, r.stdout), (0, "system\n"), "then the system daemon (%r)" % r.stderr)
+        os.unlink(own)
+        r = p2pctl("id", env=env, user=NOBODY)
+        check_eq((r.returncode, r.stdout), (0, "system\n"), "no own socket at all")
+        for args, e in ((["-s", own], env), ([], dict(env, P2PD_CONTROL=own))):
+            r = p2pctl(*(args + ["id"]), env=e, user=NOBODY)
+            check_eq(r.returncode, 3, "a named socket is the only one tried (%r)" % args)
+        stubs.pop().close()
+        r = p2pctl("id", env=env, user=NOBODY)
+        check_eq(r.returncode, 3, "exit with no daemon")
+        check_eq(r.stderr.splitlines(),
+                 ["p2pctl: cannot connect to %s: No such file or directory" % own,
+                  "p2pctl: cannot connect to %s: No such file or directory (is p2pd running?)" % system],
+                 "both paths, in order")
+        # as root the user's own socket is the system one: one path
+        r = p2pctl("id", env=env)
+        check_eq(len(r.stderr.splitlines()), 1, "root tries one path: %r" % r.stderr)
+    finally:
+        for st in stubs:
+            st.close()
+        shutil.rmtree(xdg, ignore_errors=True)
+        shutil.rmtree("/run/p2pd", ignore_errors=True)
+
+
+@T.test
+def permission_denied_names_the_group():
+    if os.geteuid() != 0:
+        check(os.environ.get("CI") != "true", "needs root")
+        print("skip permission_denied_names_the_group: needs root")
+        return
+    with Cluster() as c:
+        d = c.daemon().start()
+        # the daemon's real socket, in a directory nobody may not enter
+        r = p2pctl("-s", d.sock, "status", user=NOBODY)
+        check_eq(r.returncode, 3, "exit when permission is denied")
+        lines = r.stderr.splitlines()
+        check_eq(lines[0], "p2pctl: cannot connect to %s: Permission denied" % d.sock, "first line")
+        check("group p2pd" in r.stderr and "sudo usermod -aG p2pd $USER" in r.stderr and
+              "log in again" in r.stderr, "no group advice: %r", r.stderr)
+    tmp = user_tmp()
+    try:
+        # a socket we can see, group-owned by "daemon": that group is named
+        path = os.path.join(tmp, "ctl.sock")
+        st = StubDaemon(path, "x", mode=0o660)
+        os.chown(path, 0, 1)
+        r = p2pctl("-s", path, "id", user=NOBODY)
+        check(r.returncode == 3 and "sudo usermod -aG daemon $USER" in r.stderr, "group of the socket: %r", r)
+        r = p2pctl("-s", path, "id", user=["setpriv", "--reuid=65534", "--regid=65534", "--groups=1"])
+        check_eq((r.returncode, r.stdout), (0, "x\n"), "a member of the group gets in")
+        st.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stream_server():
+    """127.0.0.1:PORT that sends bytes to every client until it goes."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            def pour(conn=conn):
+                try:
+                    while True:
+                        conn.sendall(b"x" * 65536)
+                except OSError:
+                    conn.close()
+            threading.Thread(target=pour, daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
+
+
+@T.test
+def pipe_into_a_closed_pipe_exits_quietly():
+    with Cluster() as c:
+        d0 = c.daemon().start()
+        d1 = c.daemon(bootstrap=[d0]).start()
+        wait_for(lambda: d0.id in d1.peer_ids(), 15, what="link d1->d0")
+        srv = stream_server()
+        try:
+            check_eq(d0.ctl("expose", "pour", "127.0.0.1:%d" % srv.getsockname()[1]).returncode, 0, "expose")
+            # like "p2pctl pipe ... | head -c 100000": the reader stops, p2pctl must too
+            p = subprocess.Popen([p2ptest.P2PCTL, "-s", d1.sock, "pipe", d0.id, "pour"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            got = p.stdout.read(100000)
+            p.stdout.close()
+            try:
+                rc = p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                raise AssertionError("p2pctl pipe kept running after its reader went")
+            err = p.stderr.read().decode()
+            p.stdin.close()
+            p.stderr.close()
+            check_eq(len(got), 100000, "bytes read before closing")
+            check_eq((rc, err), (0, ""), "exit status and stderr")
+            check(d1.alive() and d0.alive(), "a daemon died")
+        finally:
+            srv.close()
+
+
+def complete(*words, env=None):
+    """What _p2pctl offers for the last of words (bash, no bash-completion)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "p2pctl", "p2pctl.bash")
+    prog = ('source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); '
+            'COMP_WORDBREAKS=$\' \\t\\n"\\\'><=;|&(:\'; _p2pctl; printf "%s\\n" "${COMPREPLY[@]}"')
+    r = subprocess.run(["bash", "--norc", "-c", prog, "bash", script, p2ptest.P2PCTL] + list(words),
+                       capture_output=True, text=True, timeout=30, env=env)
+    check_eq(r.stderr, "", "completion stderr")
+    return [w for w in r.stdout.splitlines() if w]
+
+
+@T.test
+def bash_completion():
+    with Cluster() as c:
+        d0 = c.daemon().start()
+        d1 = c.daemon(bootstrap=[d0]).start()
+        wait_for(lambda: d0.id in d1.peer_ids(), 15, what="link d1->d0")
+        check_eq(complete("st"), ["status"], "a command")
+        check_eq(complete("un"), ["unexpose", "unforward"], "commands")
+        check_eq(complete("help", "fo"), ["forward", "forwards"], "help's argument")
+        check_eq(complete("--so"), ["--socket="], "an option")
+        check_eq(d1.ctl("expose", "web", "127.0.0.1:80").returncode, 0, "expose web")
+        check_eq(d1.ctl("expose", "wiki", "127.0.0.1:81").returncode, 0, "expose wiki")
+        check_eq(complete("-s", d1.sock, "unexpose", "w"), ["web", "wiki"], "service names from the daemon")
+        check_eq(complete("--socket", "=", d1.sock, "unexpose", "we"), ["web"], "--socket=PATH in pieces")
+        check_eq(complete("-s", d1.sock, "ping", ""), [d0.id], "peer IDs from the daemon")
+        check_eq(complete("-s", d1.sock, "expose", "x", "127.0.0.1", ":", "1", "--allow", d0.id[:5]), [d0.id],
+                 "--allow's ID")
+        r = d1.ctl("--json", "forward", "0", d0.id, "web")
+        port = json.loads(r.stdout)["listen"].split(":")[1]
+        check_eq(complete("-s", d1.sock, "unforward", "127.0.0.1", ":", ""), [port], "forwards, after the ':'")
+        check_eq(complete("-s", os.path.join(c.tmp, "none.sock"), "ping", ""), [], "no daemon, nothing offered")
 
 
 if __name__ == "__main__":

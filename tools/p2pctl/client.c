@@ -17,19 +17,6 @@
 
 #define READ_CHUNK 65536
 
-void ctl_default_path(char *out, size_t outlen)
-{
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-
-	if (geteuid() == 0)
-		snprintf(out, outlen, "/run/p2pd/p2pd.sock");
-	else if (xdg && *xdg)
-		snprintf(out, outlen, "%s/p2pd/p2pd.sock", xdg);
-	else
-		snprintf(out, outlen, "/tmp/p2pd-%u/p2pd.sock",
-			 (unsigned)geteuid());
-}
-
 int ctl_connect(struct ctl_conn *c, const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};

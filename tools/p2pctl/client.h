@@ -18,9 +18,6 @@ struct ctl_conn {
 	size_t linelen; /* length of the reply line once read, '\n' excluded */
 };
 
-/* The daemon's default socket path (SPEC section 3) into out. */
-void ctl_default_path(char *out, size_t outlen);
-
 /* Connect to path. 0 or -errno (-ENAMETOOLONG for a path over sun_path). */
 int ctl_connect(struct ctl_conn *c, const char *path);
 

@@ -3,7 +3,6 @@
  * here are syntax only (the daemon decides the rest), so that a typo is a
  * usage error (exit 2) without a round trip.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,93 +10,56 @@
 
 #include "commands.h"
 #include "print.h"
+#include "proto/addr.h"
+#include "proto/peerid.h"
 
-#define PEER_ID_TEXT_LEN 52
-#define SERVICE_NAME_MAX 63
-#define ADDR_TEXT_MAX 64
+#define LISTEN_TEXT_MAX (P2P_ADDR_TEXT_MAX + 8)
+#define PORT_DIGITS_MAX 5
 
-static int usage_err(char *err, size_t errlen, const char *fmt, const char *arg)
+/*
+ * Messages are the daemon's own words for the same mistake ("CODE: text",
+ * as p2pctl prints a daemon error), so a user sees one story whichever side
+ * caught it; tests/integration/test_cli.py compares the two.
+ */
+static int usage_err(char *err, size_t errlen, const char *msg)
 {
-	snprintf(err, errlen, fmt, arg);
+	snprintf(err, errlen, "%s", msg);
 	return -EINVAL;
 }
 
-/*
- * 52 characters of RFC 4648 base32 (lowercase); 256 bits fill 51.2 of
- * them, so the last one carries 4 zero bits: only 'a' or 'q' fit there.
- */
+/* proto's decoder, the one the daemon uses: the two cannot disagree. */
 int check_peer_id(const char *s)
 {
-	size_t len = strlen(s);
+	struct p2p_peerid id;
 
-	if (len != PEER_ID_TEXT_LEN)
-		return -EINVAL;
-	for (size_t i = 0; i < len; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') ||
-		      (s[i] >= '2' && s[i] <= '7')))
-			return -EINVAL;
-	return (s[len - 1] == 'a' || s[len - 1] == 'q') ? 0 : -EINVAL;
-}
-
-int check_port(const char *s)
-{
-	char *end;
-	long v;
-
-	if (!*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 5)
-		return -EINVAL;
-	v = strtol(s, &end, 10);
-	return (v >= 0 && v <= 65535) ? (int)v : -EINVAL;
+	return p2p_peerid_from_text(&id, s, strlen(s));
 }
 
 /*
- * Split "HOST:PORT" or "[V6]:PORT" into host and port. With numeric, the
- * host must be an IPv4/IPv6 literal (or "localhost", sent as 127.0.0.1).
- * The canonical "host:port" text goes to out.
+ * "[ADDR:]PORT" for forward/unforward, checked as the daemon's
+ * parse_listen does (port 0..65535 in digits, host by p2p_addr_parse, IPv6
+ * only in brackets); a bare port or "localhost" mean 127.0.0.1. The
+ * canonical text goes to out.
  */
-static int check_hostport(const char *s, int numeric, char *out, size_t outlen)
+static int check_listen(const char *s, char *out, size_t outlen)
 {
-	char host[ADDR_TEXT_MAX];
-	const char *colon = strrchr(s, ':');
-	size_t hl;
-	int v6 = 0;
-	unsigned char tmp[16];
+	char host[P2P_ADDR_TEXT_MAX];
+	const char *colon = strrchr(s, ':'), *port = colon ? colon + 1 : s;
+	size_t hl = colon ? (size_t)(colon - s) : 0;
+	struct p2p_addr a;
 
-	if (!colon || colon == s || check_port(colon + 1) < 0)
+	if (!*port || strlen(port) > PORT_DIGITS_MAX ||
+	    strspn(port, "0123456789") != strlen(port) ||
+	    strtoul(port, NULL, 10) > 65535 || hl >= sizeof(host))
 		return -EINVAL;
-	hl = (size_t)(colon - s);
-	if (s[0] == '[') {
-		if (hl < 3 || s[hl - 1] != ']')
-			return -EINVAL;
-		s++;
-		hl -= 2;
-		v6 = 1;
-	}
-	if (hl >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, s, hl);
-	host[hl] = '\0';
-	if (v6 && inet_pton(AF_INET6, host, tmp) != 1)
-		return -EINVAL;
-	if (!v6 && strchr(host, ':'))
-		return -EINVAL; /* IPv6 needs brackets */
-	if (!v6 && !strcmp(host, "localhost") && numeric)
+	if (colon && s[0] != '[' && memchr(s, ':', hl))
+		return -EINVAL; /* "::1:5" is not [::1]:5 */
+	snprintf(host, sizeof(host), "%.*s", (int)hl, s);
+	if (!colon || !strcmp(host, "localhost"))
 		strcpy(host, "127.0.0.1");
-	if (!v6 && numeric && inet_pton(AF_INET, host, tmp) != 1)
+	if (p2p_addr_parse(&a, host, true) < 0)
 		return -EINVAL;
-	snprintf(out, outlen, v6 ? "[%s]:%s" : "%s:%s", host, colon + 1);
-	return 0;
-}
-
-static int check_service(const char *s)
-{
-	size_t len = strlen(s);
-
-	if (len == 0 || len > SERVICE_NAME_MAX)
-		return -EINVAL;
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f)
-			return -EINVAL;
+	snprintf(out, outlen, "%s:%s", host, port);
 	return 0;
 }
 
@@ -106,36 +68,28 @@ static int put_peer(json_t *req, const char *key, const char *id, char *err,
 {
 	if (check_peer_id(id) < 0)
 		return usage_err(err, errlen,
-				 "invalid_peer_id: '%s' is not a peer ID "
-				 "(52 base32 characters)",
-				 id);
+				 "invalid_peer_id: peer: not a peer ID (52 "
+				 "base32 characters)");
 	json_object_set_new(req, key, json_string(id));
 	return 0;
 }
 
+/* Service names and targets: the daemon alone judges them (host names
+ * allowed), so they go out as given. */
 static int put_service(json_t *req, const char *name, char *err, size_t errlen)
 {
-	if (check_service(name) < 0)
-		return usage_err(err, errlen,
-				 "invalid service name '%s' (1-63 bytes, no "
-				 "blanks)",
-				 name);
 	json_object_set_new(req, "service", json_string(name));
 	return 0;
 }
 
-/* "[ADDR:]PORT": a bare port listens on 127.0.0.1. */
 static int put_listen(json_t *req, const char *s, char *err, size_t errlen)
 {
-	char text[ADDR_TEXT_MAX + 8];
+	char text[LISTEN_TEXT_MAX];
 
-	if (check_port(s) >= 0)
-		snprintf(text, sizeof(text), "127.0.0.1:%s", s);
-	else if (check_hostport(s, 1, text, sizeof(text)) < 0)
+	if (check_listen(s, text, sizeof(text)) < 0)
 		return usage_err(err, errlen,
-				 "invalid listen address '%s' (want "
-				 "[ADDR:]PORT)",
-				 s);
+				 "bad_request: listen: expected [ADDR:]PORT "
+				 "(IPv6 as [ADDR]:PORT)");
 	json_object_set_new(req, "listen", json_string(text));
 	return 0;
 }
@@ -163,49 +117,37 @@ static int build_peer(int argc, char **argv, json_t *req, char *err,
 static int build_bootstrap(int argc, char **argv, json_t *req, char *err,
 			   size_t errlen)
 {
-	char text[ADDR_TEXT_MAX + 8];
+	struct p2p_addr a;
 
-	if (check_hostport(argv[0], 0, text, sizeof(text)) < 0)
+	if (p2p_addr_parse(&a, argv[0], false) < 0 || a.port == 0)
 		return usage_err(err, errlen,
-				 "invalid address '%s' (want ADDR:PORT)",
-				 argv[0]);
-	json_object_set_new(req, "addr", json_string(text));
+				 "bad_request: addr: expected ADDR:PORT (IPv6 "
+				 "as [ADDR]:PORT)");
+	json_object_set_new(req, "addr", json_string(argv[0]));
 	return 0;
 }
 
+/* argv: NAME HOST:PORT, then ("allow", ID) pairs from the options. */
 static int build_expose(int argc, char **argv, json_t *req, char *err,
 			size_t errlen)
 {
-	char text[ADDR_TEXT_MAX + 8];
 	json_t *allow = NULL;
-	int rc;
+	char msg[160];
 
-	if ((rc = put_service(req, argv[0], err, errlen)) < 0)
-		return rc;
-	if (check_hostport(argv[1], 0, text, sizeof(text)) < 0)
-		return usage_err(err, errlen,
-				 "invalid target '%s' (want HOST:PORT)",
-				 argv[1]);
-	json_object_set_new(req, "target", json_string(text));
-	for (int i = 2; i < argc; i++) {
-		const char *id = argv[i];
-		if (!strcmp(argv[i], "--allow") && i + 1 < argc)
-			id = argv[++i];
-		else if (!strncmp(argv[i], "--allow=", 8))
-			id = argv[i] + 8;
-		else
-			return usage_err(err, errlen,
-					 "unexpected argument '%s' (want "
-					 "--allow ID)",
-					 argv[i]);
-		if (check_peer_id(id) < 0)
-			return usage_err(err, errlen,
-					 "invalid_peer_id: '%s' is not a peer "
-					 "ID (52 base32 characters)",
-					 id);
+	put_service(req, argv[0], err, errlen);
+	json_object_set_new(req, "target", json_string(argv[1]));
+	for (int i = 2; i + 1 < argc; i += 2) {
+		if (check_peer_id(argv[i + 1]) < 0) {
+			json_decref(allow);
+			snprintf(msg, sizeof(msg),
+				 "invalid_peer_id: allow: invalid peer ID "
+				 "'%.60s'",
+				 argv[i + 1]);
+			return usage_err(err, errlen, msg);
+		}
 		if (!allow)
 			allow = json_array();
-		json_array_append_new(allow, json_string(id));
+		json_array_append_new(allow, json_string(argv[i + 1]));
 	}
 	if (allow)
 		json_object_set_new(req, "allow", allow);
@@ -247,48 +189,53 @@ static int build_pipe(int argc, char **argv, json_t *req, char *err,
 	return put_service(req, argv[1], err, errlen);
 }
 
+static const struct option expose_opts[] = {
+    {"allow", required_argument, NULL, 'a'},
+    {NULL, 0, NULL, 0},
+};
+
 const struct ctl_cmd ctl_cmds[] = {
     {"id", "", "print this daemon's peer ID, alone on a line", NULL, 0, 0,
-     CMD_TIMEOUT_MS, build_id, print_id},
+     CMD_TIMEOUT_MS, build_id, print_id, NULL, NULL},
     {"status", "", "identity, listen addresses, NAT type, peers, DHT mode",
-     NULL, 0, 0, CMD_TIMEOUT_MS, build_none, print_status},
+     NULL, 0, 0, CMD_TIMEOUT_MS, build_none, print_status, NULL, NULL},
     {"peers", "", "current links",
      "Columns: peer ID, address, direction (in/out), link kind\n"
      "(overlay/direct/relay) and round-trip time.",
-     0, 0, CMD_TIMEOUT_MS, build_none, print_peers},
+     0, 0, CMD_TIMEOUT_MS, build_none, print_peers, NULL, NULL},
     {"lookup", "ID", "closest known peers to ID",
      "Runs an overlay lookup for ID and lists the closest peers found.", 1, 1,
-     CMD_TIMEOUT_NET_MS, build_peer, print_lookup},
+     CMD_TIMEOUT_NET_MS, build_peer, print_lookup, NULL, NULL},
     {"connect", "ID",
      "make a link; says how (direct/relay, "
      "existing/dial/punch/relay)",
-     NULL, 1, 1, CMD_TIMEOUT_LONG_MS, build_peer, print_connect},
+     NULL, 1, 1, CMD_TIMEOUT_LONG_MS, build_peer, print_connect, NULL, NULL},
     {"ping", "ID", "round trip over the best link", NULL, 1, 1,
-     CMD_TIMEOUT_NET_MS, build_peer, print_ping},
+     CMD_TIMEOUT_NET_MS, build_peer, print_ping, NULL, NULL},
     {"bootstrap", "ADDR:PORT", "join through one more peer now", NULL, 1, 1,
-     CMD_TIMEOUT_NET_MS, build_bootstrap, print_bootstrap},
+     CMD_TIMEOUT_NET_MS, build_bootstrap, print_bootstrap, NULL, NULL},
     {"expose", "NAME HOST:PORT [--allow ID]...", "offer a local TCP service",
      "Peers reach HOST:PORT as service NAME. Without --allow any peer may;\n"
      "with it, only the listed peer IDs.",
-     2, -1, CMD_TIMEOUT_MS, build_expose, print_expose},
+     2, 2, CMD_TIMEOUT_MS, build_expose, print_expose, NULL, expose_opts},
     {"unexpose", "NAME", "stop offering a service", NULL, 1, 1, CMD_TIMEOUT_MS,
-     build_service, print_unexpose},
+     build_service, print_unexpose, NULL, NULL},
     {"services", "", "what this daemon offers", NULL, 0, 0, CMD_TIMEOUT_MS,
-     build_none, print_services},
+     build_none, print_services, NULL, NULL},
     {"forward", "[ADDR:]PORT ID NAME",
      "listen locally; each connection becomes a tunnel",
      "A bare PORT listens on 127.0.0.1; port 0 picks a free one.", 3, 3,
-     CMD_TIMEOUT_MS, build_forward, print_forward},
+     CMD_TIMEOUT_MS, build_forward, print_forward, NULL, NULL},
     {"unforward", "[ADDR:]PORT", "stop a forward", NULL, 1, 1, CMD_TIMEOUT_MS,
-     build_unforward, print_unforward},
+     build_unforward, print_unforward, NULL, NULL},
     {"forwards", "", "current forwards", NULL, 0, 0, CMD_TIMEOUT_MS, build_none,
-     print_forwards},
+     print_forwards, NULL, NULL},
     {"pipe", "ID NAME",
      "stdin/stdout to the remote service (ssh "
      "ProxyCommand)",
      "Example: ssh -o ProxyCommand='p2pctl pipe %h ssh' <peer-id>\n"
      "EOF on stdin half-closes; output continues until the remote closes.",
-     2, 2, CMD_TIMEOUT_LONG_MS, build_pipe, NULL},
+     2, 2, CMD_TIMEOUT_LONG_MS, build_pipe, NULL, NULL, NULL},
 };
 const size_t ctl_ncmds = sizeof(ctl_cmds) / sizeof(ctl_cmds[0]);
 

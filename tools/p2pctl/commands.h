@@ -6,6 +6,7 @@
 #ifndef P2PCTL_COMMANDS_H
 #define P2PCTL_COMMANDS_H
 
+#include <getopt.h>
 #include <jansson.h>
 #include <stddef.h>
 
@@ -18,15 +19,21 @@ struct ctl_cmd {
 	const char *args;    /* argument synopsis */
 	const char *summary; /* one line */
 	const char *help;    /* more lines, or NULL */
-	int min, max;	     /* argument count; max -1 means no limit */
+	int min, max;	     /* positional arguments; max -1: no limit */
 	int timeout_ms;
 	/*
-	 * Check argv and fill req (already holding "cmd"). 0, or -EINVAL with
-	 * a message in err (a usage error: exit 2).
+	 * Check argv and fill req (already holding "cmd"). argv holds the
+	 * positional arguments, then each of the command's options as
+	 * "--NAME" (or "-C" when it has no long name) and its value. 0, or
+	 * -EINVAL with "CODE: text" in err (a usage error: exit 2).
 	 */
 	int (*build)(int argc, char **argv, json_t *req, char *err,
 		     size_t errlen);
 	void (*print)(json_t *reply); /* NULL: print nothing */
+	/* The command's own options, after it on the line; their letters
+	 * must not be global ones (s j t h V). */
+	const char *shortopts;
+	const struct option *opts; /* NULL-terminated, or NULL */
 };
 
 extern const struct ctl_cmd ctl_cmds[];
@@ -34,8 +41,7 @@ extern const size_t ctl_ncmds;
 
 const struct ctl_cmd *ctl_cmd_find(const char *name);
 
-/* Syntax checks shared with main (no daemon needed). */
+/* 0 when s is a peer ID (proto's decoder), else -EINVAL. */
 int check_peer_id(const char *s);
-int check_port(const char *s);
 
 #endif

@@ -1,11 +1,12 @@
 /*
- * p2pctl: talk to p2pd over its control socket (SPEC sections 4 and 5).
+ * p2pctl: talk to p2pd over its control socket (SPEC sections 4, 5, 9).
  * One request line, one reply line; "pipe" then carries raw bytes.
  *
  * Exit status: 0 ok, 1 the daemon answered an error (or timed out),
  * 2 usage error, 3 the daemon cannot be reached.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,26 +15,71 @@
 
 #include "client.h"
 #include "commands.h"
+#include "sockpath.h"
+
+#ifndef P2PD_VERSION
+#define P2PD_VERSION "unknown"
+#endif
 
 enum { EXIT_OK = 0, EXIT_DAEMON = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+enum { PARSE_GO = 0, PARSE_DONE = 1, PARSE_USAGE = -1 };
+
+#define GLOBAL_SHORTOPTS "s:jt:hV"
+#define MAX_OPTS 32
+#define TIMEOUT_MAX_S 86400
 
 struct opts {
-	char path[PATH_MAX];
+	const char *socket; /* -s, or NULL: search (sockpath.h) */
 	int json;
 	int timeout_ms; /* 0: the command's own */
 };
 
+static const struct option global_opts[] = {
+    {"socket", required_argument, NULL, 's'},
+    {"control", required_argument, NULL, 's'}, /* p2pd's name for it */
+    {"json", no_argument, NULL, 'j'},
+    {"timeout", required_argument, NULL, 't'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+};
+#define NGLOBAL (sizeof(global_opts) / sizeof(global_opts[0]))
+
+static void usage_socket(FILE *out)
+{
+	const char *env = getenv("P2PD_CONTROL");
+	struct ctl_target t;
+
+	if (env && *env) {
+		fprintf(out,
+			"                       default: $P2PD_CONTROL, "
+			"now %s\n",
+			env);
+		return;
+	}
+	ctl_target_init(&t, NULL);
+	fprintf(out, "                       default: $P2PD_CONTROL if set, "
+		     "else the first that answers of\n");
+	for (size_t i = 0; i < t.n; i++)
+		fprintf(out, "                         %s\n", t.path[i]);
+}
+
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: p2pctl [-s PATH] [--json] [-t SECONDS] COMMAND "
-		     "[ARGS]\n\n"
-		     "  -s, --socket PATH  control socket (default: "
-		     "$P2PD_CONTROL, else p2pd's default)\n"
-		     "  -j, --json         print the daemon's JSON reply "
+	fprintf(out, "usage: p2pctl [OPTIONS] COMMAND [ARGS]\n\n"
+		     "options (before or after the command; '--' ends "
+		     "them):\n"
+		     "  -s, --socket=PATH    control socket\n");
+	usage_socket(out);
+	fprintf(out, "  -j, --json           print the daemon's JSON reply "
 		     "unchanged\n"
-		     "  -t, --timeout SEC  how long to wait for the reply\n"
-		     "  -h, --help         this text; 'p2pctl help COMMAND' "
-		     "for one command\n\ncommands:\n");
+		     "  -t, --timeout=SEC    how long to wait for the reply "
+		     "(default: 30 s,\n"
+		     "                       60 s for network questions, 120 "
+		     "s for connect/pipe)\n"
+		     "  -h, --help           this text; 'p2pctl help COMMAND' "
+		     "for one command\n"
+		     "  -V, --version        print the version\n\n"
+		     "commands:\n");
 	for (size_t i = 0; i < ctl_ncmds; i++) {
 		char syn[80];
 		snprintf(syn, sizeof(syn), "%s %s", ctl_cmds[i].name,
@@ -57,46 +103,122 @@ static int usage_error(const char *fmt, const char *arg)
 	fprintf(stderr, "p2pctl: ");
 	fprintf(stderr, fmt, arg);
 	fprintf(stderr, "\nTry 'p2pctl --help'.\n");
-	return EXIT_USAGE;
+	return PARSE_USAGE;
+}
+
+/* getopt's ':' and '?' answers as one message. */
+static int bad_option(int opt, char **argv)
+{
+	const char *arg = argv[optind - 1];
+	char s[3] = {'-', (char)optopt, '\0'};
+
+	/* optopt holds the letter of a short option, and for a long one
+	 * its val, which is no help: name it as typed. */
+	if (!strncmp(arg, "--", 2) || !optopt)
+		return usage_error(opt == ':' ? "option '%s' needs a value"
+					      : "unknown option '%s'",
+				   arg);
+	return usage_error(opt == ':' ? "option '%s' needs a value"
+				      : "unknown option '%s'",
+			   s);
+}
+
+/* One global option. PARSE_GO, or PARSE_DONE after --help/--version. */
+static int take_global(struct opts *o, int opt, const struct ctl_cmd *c)
+{
+	char *end;
+	long v;
+
+	switch (opt) {
+	case 's':
+		o->socket = optarg;
+		return PARSE_GO;
+	case 'j':
+		o->json = 1;
+		return PARSE_GO;
+	case 't':
+		v = strtol(optarg, &end, 10);
+		if (*end || end == optarg || v <= 0 || v > TIMEOUT_MAX_S)
+			return usage_error("bad timeout '%s' (seconds)",
+					   optarg);
+		o->timeout_ms = (int)v * 1000;
+		return PARSE_GO;
+	case 'h':
+		if (c)
+			cmd_help(c, stdout);
+		else
+			usage(stdout);
+		return PARSE_DONE;
+	case 'V':
+		printf("p2pctl %s\n", P2PD_VERSION);
+		return PARSE_DONE;
+	}
+	return PARSE_USAGE;
+}
+
+/* Options before the command; stops at the first non-option ("+"). */
+static int parse_head(struct opts *o, int argc, char **argv)
+{
+	int opt, r;
+
+	optind = 0; /* glibc: full re-initialisation */
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "+:" GLOBAL_SHORTOPTS,
+				  global_opts, NULL)) != -1) {
+		if (opt == '?' || opt == ':')
+			return bad_option(opt, argv);
+		if ((r = take_global(o, opt, NULL)) != PARSE_GO)
+			return r;
+	}
+	return PARSE_GO;
 }
 
 /*
- * Take one global option at argv[*i] if there is one. Returns 1 when
- * taken, 0 when argv[*i] is not ours, -1 on a usage error.
+ * Options and arguments after the command. The command's own options are
+ * handed to its builder after the positional arguments, as name and
+ * value; global ones may appear here too ("p2pctl peers --json").
  */
-static int take_option(struct opts *o, int argc, char **argv, int *i)
+static int parse_tail(struct opts *o, const struct ctl_cmd *c, int argc,
+		      char **argv, char **args, int *nargs, int *npos)
 {
-	const char *a = argv[*i];
+	struct option all[MAX_OPTS + 1] = {{0}};
+	char shortopts[64];
+	char *optv[MAX_OPTS * 2];
+	size_t n = NGLOBAL;
+	int opt, r, nopt = 0;
 
-	if (!strcmp(a, "-j") || !strcmp(a, "--json")) {
-		o->json = 1;
-		return 1;
-	}
-	if (!strcmp(a, "-s") || !strcmp(a, "--socket") ||
-	    !strcmp(a, "--control") || !strcmp(a, "-t") ||
-	    !strcmp(a, "--timeout")) {
-		if (*i + 1 >= argc) {
-			usage_error("option '%s' needs a value", a);
-			return -1;
+	memcpy(all, global_opts, sizeof(global_opts));
+	for (const struct option *lo = c->opts; lo && lo->name; lo++)
+		if (n < MAX_OPTS)
+			all[n++] = *lo;
+	snprintf(shortopts, sizeof(shortopts), ":" GLOBAL_SHORTOPTS "%s",
+		 c->shortopts ? c->shortopts : "");
+	optind = 0;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, shortopts, all, NULL)) != -1) {
+		const struct option *lo = c->opts;
+		if (opt == '?' || opt == ':')
+			return bad_option(opt, argv);
+		while (lo && lo->name && lo->val != opt)
+			lo++;
+		if (!lo || !lo->name) {
+			if ((r = take_global(o, opt, c)) != PARSE_GO)
+				return r;
+			continue;
 		}
-		(*i)++;
-		if (a[1] == 't' || !strcmp(a, "--timeout")) {
-			char *end;
-			long v = strtol(argv[*i], &end, 10);
-			if (*end || v <= 0 || v > 86400) {
-				usage_error("bad timeout '%s'", argv[*i]);
-				return -1;
-			}
-			o->timeout_ms = (int)v * 1000;
-		} else if (strlen(argv[*i]) >= sizeof(o->path)) {
-			usage_error("socket path too long: %s", argv[*i]);
-			return -1;
-		} else {
-			strcpy(o->path, argv[*i]);
-		}
-		return 1;
+		if (nopt + 2 > MAX_OPTS * 2)
+			return usage_error("too many options%s", "");
+		optv[nopt++] = (char *)lo->name;
+		if (lo->has_arg)
+			optv[nopt++] = optarg;
 	}
-	return 0;
+	*npos = 0;
+	for (int i = optind; i < argc; i++)
+		args[(*npos)++] = argv[i];
+	memcpy(args + *npos, optv, (size_t)nopt * sizeof(char *));
+	*nargs = *npos + nopt;
+	args[*nargs] = NULL;
+	return PARSE_GO;
 }
 
 /* Print the reply. Returns the exit status. */
@@ -130,100 +252,102 @@ static int show_reply(const struct ctl_cmd *c, const struct opts *o,
 	return rc;
 }
 
+static int exchange(const struct ctl_cmd *c, const struct opts *o,
+		    struct ctl_conn *conn, const char *path, const char *line)
+{
+	int timeout = o->timeout_ms ? o->timeout_ms : c->timeout_ms;
+	int err = ctl_request(conn, line, timeout), rc;
+
+	if (err == -ETIMEDOUT) {
+		fprintf(stderr, "p2pctl: timeout: no reply from %s in %d s\n",
+			path, timeout / 1000);
+		return EXIT_DAEMON;
+	}
+	if (err < 0) {
+		fprintf(stderr, "p2pctl: %s: %s\n", path,
+			err == -ECONNRESET ? "the daemon closed the connection"
+					   : strerror(-err));
+		return EXIT_DAEMON;
+	}
+	rc = show_reply(c, o, conn);
+	if (rc == EXIT_OK && !strcmp(c->name, "pipe") &&
+	    (err = ctl_pipe(conn)) < 0) {
+		fprintf(stderr, "p2pctl: pipe: %s\n", strerror(-err));
+		rc = EXIT_DAEMON;
+	}
+	return rc;
+}
+
 static int run(const struct ctl_cmd *c, const struct opts *o, json_t *req)
 {
+	struct ctl_target t;
 	struct ctl_conn conn;
 	char *line = json_dumps(req, JSON_COMPACT);
-	int timeout = o->timeout_ms ? o->timeout_ms : c->timeout_ms;
-	int err, rc;
+	int rc;
 
 	if (!line)
 		return EXIT_DAEMON;
-	if ((err = ctl_connect(&conn, o->path)) < 0) {
-		fprintf(stderr,
-			"p2pctl: cannot connect to %s: %s (is p2pd running?)\n",
-			o->path, strerror(-err));
+	ctl_target_init(&t, o->socket);
+	if (ctl_target_connect(&t, &conn) < 0) {
+		ctl_target_explain(&t);
 		free(line);
 		return EXIT_UNREACHABLE;
 	}
-	err = ctl_request(&conn, line, timeout);
+	rc = exchange(c, o, &conn, t.path[t.used], line);
 	free(line);
-	if (err == -ETIMEDOUT) {
-		fprintf(stderr, "p2pctl: timeout: no reply from %s in %d s\n",
-			o->path, timeout / 1000);
-		rc = EXIT_DAEMON;
-	} else if (err < 0) {
-		fprintf(stderr, "p2pctl: %s: %s\n", o->path,
-			err == -ECONNRESET ? "the daemon closed the connection"
-					   : strerror(-err));
-		rc = EXIT_DAEMON;
-	} else {
-		rc = show_reply(c, o, &conn);
-		if (rc == EXIT_OK && !strcmp(c->name, "pipe") &&
-		    (err = ctl_pipe(&conn)) < 0) {
-			fprintf(stderr, "p2pctl: pipe: %s\n", strerror(-err));
-			rc = EXIT_DAEMON;
-		}
-	}
 	ctl_close(&conn);
 	return rc;
+}
+
+/* "p2pctl help [COMMAND]" */
+static int help(int argc, char **argv)
+{
+	const struct ctl_cmd *c;
+
+	if (argc < 1) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (!(c = ctl_cmd_find(argv[0]))) {
+		usage_error("unknown command '%s'", argv[0]);
+		return EXIT_USAGE;
+	}
+	cmd_help(c, stdout);
+	return EXIT_OK;
+}
+
+static int parse_exit(int r)
+{
+	return r == PARSE_DONE ? EXIT_OK : EXIT_USAGE;
 }
 
 int main(int argc, char **argv)
 {
 	struct opts o = {0};
 	const struct ctl_cmd *c;
-	char *args[argc + 1], err[512];
-	int i, nargs = 0, r;
-	const char *env = getenv("P2PD_CONTROL");
+	char *args[argc + MAX_OPTS * 2 + 1], err[512];
+	int r, nargs = 0, npos = 0, cmdi;
 	json_t *req;
 
+	/* Writes to a reader that went away fail with EPIPE instead; pipe.c
+	 * treats that as the end, not an error. */
 	signal(SIGPIPE, SIG_IGN);
-	if (env && *env && strlen(env) < sizeof(o.path))
-		strcpy(o.path, env);
-	else
-		ctl_default_path(o.path, sizeof(o.path));
-
-	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			usage(stdout);
-			return EXIT_OK;
-		}
-		if ((r = take_option(&o, argc, argv, &i)) < 0)
-			return EXIT_USAGE;
-		if (r == 0)
-			return usage_error("unknown option '%s'", argv[i]);
-	}
-	if (i >= argc) {
+	if ((r = parse_head(&o, argc, argv)) != PARSE_GO)
+		return parse_exit(r);
+	if ((cmdi = optind) >= argc) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (!strcmp(argv[i], "help")) {
-		if (i + 1 >= argc) {
-			usage(stdout);
-			return EXIT_OK;
-		}
-		if (!(c = ctl_cmd_find(argv[i + 1])))
-			return usage_error("unknown command '%s'", argv[i + 1]);
-		cmd_help(c, stdout);
-		return EXIT_OK;
-	}
-	if (!(c = ctl_cmd_find(argv[i])))
-		return usage_error("unknown command '%s'", argv[i]);
-
-	/* Global options may follow the command too ("p2pctl peers --json"). */
-	for (i++; i < argc; i++) {
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			cmd_help(c, stdout);
-			return EXIT_OK;
-		}
-		if ((r = take_option(&o, argc, argv, &i)) < 0)
-			return EXIT_USAGE;
-		if (r == 0)
-			args[nargs++] = argv[i];
-	}
-	args[nargs] = NULL;
-	if (nargs < c->min || (c->max >= 0 && nargs > c->max)) {
+	if (!strcmp(argv[cmdi], "help"))
+		return help(argc - cmdi - 1, argv + cmdi + 1);
+	if (!(c = ctl_cmd_find(argv[cmdi])))
+		return parse_exit(
+		    usage_error("unknown command '%s'", argv[cmdi]));
+	/* The tail, with the command word standing in for argv[0]. */
+	r = parse_tail(&o, c, argc - cmdi, argv + cmdi, args, &nargs, &npos);
+	if (r != PARSE_GO)
+		return parse_exit(r);
+	if (npos < c->min || (c->max >= 0 && npos > c->max)) {
 		fprintf(stderr, "p2pctl: %s: wrong number of arguments\n",
 			c->name);
 		fprintf(stderr, "usage: p2pctl %s %s\n", c->name, c->args);
@@ -231,7 +355,7 @@ int main(int argc, char **argv)
 	}
 	req = json_pack("{ss}", "cmd", c->name);
 	if (c->build(nargs, args, req, err, sizeof(err)) < 0) {
-		fprintf(stderr, "p2pctl: %s: %s\n", c->name, err);
+		fprintf(stderr, "p2pctl: %s\n", err);
 		json_decref(req);
 		return EXIT_USAGE;
 	}

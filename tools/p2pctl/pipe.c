@@ -129,7 +129,12 @@ int ctl_pipe(struct ctl_conn *c)
 		} else if (err < 0) {
 			return err;
 		}
-		if ((err = pump_step(&down, &fds[1], &fds[2])) < 0)
+		/* Our reader went away (ssh exited, "| head" had enough):
+		 * that ends the pipe as EOF would, quietly; closing the
+		 * socket then closes the tunnel. */
+		if ((err = pump_step(&down, &fds[1], &fds[2])) == -EPIPE)
+			return 0;
+		if (err < 0)
 			return err;
 	}
 }
