@@ -386,6 +386,24 @@ Test(core, punch_failed_elsewhere_is_ignored)
 	cr_assert_eq(drain(), 0);
 }
 
+Test(core, late_punch_start_failure_after_the_punch_failed)
+{
+	dialling();
+	cr_assert_eq(p2p_reach_link_gone(R, T0, 7, "refused", NULL), 0);
+	one(P2P_REACH_PUNCH);
+	/* The punch failed before its start was answered ... */
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 1, &PEER, "first"), 0);
+	one(P2P_REACH_RELAYS);
+	/* ... so a late start failure changes nothing. */
+	cr_assert_eq(
+	    p2p_reach_punch_started(R, T0 + 2, &PEER, -EADDRNOTAVAIL, NULL), 0);
+	cr_assert_eq(drain(), 0);
+	cr_assert_eq(p2p_reach_next_timer(R), T0 + 1 + P2P_REACH_TIMEOUT_MS);
+	cr_assert_eq(p2p_reach_relays(R, T0 + 2, &PEER, NULL, 0), 0);
+	failed(one(P2P_REACH_DONE), 1, "peer_unreachable",
+	       "first; no relay reached the peer (0 asked)");
+}
+
 /* ---- relaying ---- */
 
 /* Relay candidates around PEER (0x00..01): distance is the first byte. */
