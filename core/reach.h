@@ -123,6 +123,10 @@ struct p2p_reach_config {
 	 * failed; the first link up wins (a relayed link first; the punch
 	 * goes on in the caller and its direct link serves later tunnels).
 	 * false (today's behaviour): relay only once punching has failed.
+	 * With it, relays that all fail wait for the punch's verdict, and a
+	 * punch that fails leaves the relay asked running (deadline re-armed
+	 * as when relaying starts); expiry while punching still says "hole
+	 * punching did not finish".
 	 */
 	bool relay_with_punch;
 };
