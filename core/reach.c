@@ -1,0 +1,737 @@
+/*
+ * Reaching a peer (reach.h): one attempt per peer, a small state machine
+ * over explicit states, deadlines kept as absolute times.
+ *
+ *   LOOKUP --addr--> DIAL --gone--> PUNCH --failed--> RELAY --gone--> RELAY
+ *      \--no addr-----------------/                     (next, up to 8)
+ *
+ * A link to the peer coming up ends the attempt in any state. Requests
+ * (LOOKUP, DIAL, PUNCH, RELAYS, RELAY) are bits in a->req until polled,
+ * then in a->wait until answered; completions wait in each waiter, queued
+ * on r->ready until polled. Nothing here calls out.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/reach.h"
+#include "proto/error.h"
+
+enum state {
+	S_LOOKUP, /* the overlay looks the peer up */
+	S_DIAL,	  /* its address is dialled, waiting for the HELLO */
+	S_PUNCH,  /* hole punching, waiting for the HELLO */
+	S_RELAY,  /* a relay is asked, waiting for the relayed HELLO */
+};
+
+#define REQ(t) (1u << (t)) /* t: a request's action type */
+
+struct waiter {
+	struct waiter *next;
+	uint64_t token;
+	struct attempt *at; /* NULL once the result is in */
+	struct p2p_peerid peer;
+	struct p2p_reach_link link;
+	enum p2p_reach_method method;
+	bool dialled;
+	const char *code;
+	char msg[P2P_REACH_TEXT_MAX];
+};
+
+struct attempt {
+	struct attempt *next;
+	struct p2p_peerid peer;
+	enum state state;
+	unsigned req;  /* requests to poll */
+	unsigned wait; /* requests polled, not yet answered */
+	uint64_t deadline;
+	uint64_t lookup_id;
+	uint32_t link; /* DIAL: the dial; PUNCH, RELAY: the relay asked */
+	struct p2p_addr addr;
+	struct p2p_peerid via;
+	bool relaying; /* relays are being asked (or all were) */
+	char context[P2P_REACH_WHY_MAX]; /* why we punch */
+	char why[P2P_REACH_WHY_MAX];	 /* why we relay */
+	unsigned ntried;
+	struct p2p_peerid tried[P2P_REACH_RELAY_TRIES];
+	struct waiter *wh, *wt; /* waiters, first come first */
+};
+
+struct p2p_reach {
+	struct p2p_reach_config cfg;
+	struct attempt *attempts;
+	struct waiter *rh, *rt; /* results ready, oldest first */
+	size_t nattempts, nwaiters;
+	bool stopping;
+};
+
+struct p2p_reach *p2p_reach_new(const struct p2p_reach_config *cfg)
+{
+	struct p2p_reach *r = calloc(1, sizeof(*r));
+
+	if (r)
+		r->cfg = *cfg;
+	return r;
+}
+
+void p2p_reach_free(struct p2p_reach *r)
+{
+	struct attempt *a;
+	struct waiter *w;
+
+	if (!r)
+		return;
+	while ((a = r->attempts) != NULL) {
+		r->attempts = a->next;
+		while ((w = a->wh) != NULL) {
+			a->wh = w->next;
+			free(w);
+		}
+		free(a);
+	}
+	while ((w = r->rh) != NULL) {
+		r->rh = w->next;
+		free(w);
+	}
+	free(r);
+}
+
+/* ---- bookkeeping ---- */
+
+/* src into dst[cap], cut short if need be (as the daemon always did). */
+static void copy(char *dst, size_t cap, const char *src)
+{
+	size_t n = 0;
+
+	for (; src && n + 1 < cap && src[n]; n++)
+		dst[n] = src[n];
+	dst[n] = '\0';
+}
+
+static struct attempt *find(struct p2p_reach *r, const struct p2p_peerid *peer)
+{
+	for (struct attempt *a = r->attempts; a; a = a->next)
+		if (p2p_peerid_equal(&a->peer, peer))
+			return a;
+	return NULL;
+}
+
+static void forget(struct p2p_reach *r, struct attempt *a)
+{
+	for (struct attempt **pp = &r->attempts; *pp; pp = &(*pp)->next) {
+		if (*pp == a) {
+			*pp = a->next;
+			break;
+		}
+	}
+	r->nattempts--;
+	free(a);
+}
+
+static void ready(struct p2p_reach *r, struct waiter *w)
+{
+	w->at = NULL;
+	w->next = NULL;
+	if (r->rt)
+		r->rt->next = w;
+	else
+		r->rh = w;
+	r->rt = w;
+}
+
+static enum p2p_reach_method method_of(const struct p2p_reach_link *l,
+				       bool dialled)
+{
+	if (!dialled)
+		return P2P_REACH_M_EXISTING;
+	switch (l->kind) {
+	case P2P_REACH_K_RELAYED:
+		return P2P_REACH_M_RELAY;
+	case P2P_REACH_K_PUNCHED:
+		return P2P_REACH_M_PUNCH;
+	default:
+		return P2P_REACH_M_DIAL;
+	}
+}
+
+/* The result for one waiter: l (code NULL), or code and msg. */
+static void result(struct waiter *w, const struct p2p_reach_link *l,
+		   bool dialled, const char *code, const char *msg)
+{
+	w->dialled = dialled;
+	w->code = code;
+	if (l) {
+		w->link = *l;
+		w->method = method_of(l, dialled);
+	}
+	copy(w->msg, sizeof(w->msg), msg);
+}
+
+/* Tell every waiter (through poll), then forget a. */
+static void finish(struct p2p_reach *r, struct attempt *a,
+		   const struct p2p_reach_link *l, const char *code,
+		   const char *msg)
+{
+	struct waiter *w;
+
+	while ((w = a->wh) != NULL) {
+		a->wh = w->next;
+		result(w, l, true, code, msg);
+		ready(r, w);
+	}
+	forget(r, a);
+}
+
+static void want(struct attempt *a, enum p2p_reach_action_type t)
+{
+	a->req |= REQ(t);
+}
+
+/* An answer of type t for peer is expected: the attempt, else NULL. */
+static struct attempt *answering(struct p2p_reach *r,
+				 const struct p2p_peerid *peer,
+				 enum p2p_reach_action_type t, int *rc)
+{
+	struct attempt *a = find(r, peer);
+
+	if (!a) {
+		*rc = -ENOENT;
+		return NULL;
+	}
+	if (!(a->wait & REQ(t))) {
+		*rc = -EINVAL;
+		return NULL;
+	}
+	a->wait &= ~REQ(t);
+	*rc = 0;
+	return a;
+}
+
+/* ---- relaying ---- */
+
+static bool tried(const struct attempt *a, const struct p2p_peerid *id)
+{
+	for (unsigned i = 0; i < a->ntried; i++)
+		if (p2p_peerid_equal(&a->tried[i], id))
+			return true;
+	return false;
+}
+
+/* Every relay was asked, in vain. While a punch still runs (relay_with_
+ * punch), its failure decides; else the peer is unreachable. */
+static void relays_exhausted(struct p2p_reach *r, struct attempt *a)
+{
+	char msg[P2P_REACH_TEXT_MAX];
+
+	if (a->state == S_PUNCH)
+		return;
+	snprintf(msg, sizeof(msg), "%s; no relay reached the peer (%u asked)",
+		 a->why, a->ntried);
+	finish(r, a, NULL, "peer_unreachable", msg);
+}
+
+/* Ask the next relay: first, which nodes could. */
+static void relay_next(struct p2p_reach *r, struct attempt *a)
+{
+	a->link = 0;
+	if (a->ntried < P2P_REACH_RELAY_TRIES)
+		want(a, P2P_REACH_RELAYS);
+	else
+		relays_exhausted(r, a);
+}
+
+/* A relay asked, its answer, or its link, is still to come. */
+static bool relay_busy(const struct attempt *a)
+{
+	return ((a->req | a->wait) &
+		(REQ(P2P_REACH_RELAYS) | REQ(P2P_REACH_RELAY))) ||
+	       a->link != 0;
+}
+
+/* No direct link, why says why: relay (a new deadline for it). */
+static void relay(struct p2p_reach *r, struct attempt *a, uint64_t now,
+		  const char *why)
+{
+	copy(a->why, sizeof(a->why), why);
+	a->deadline = now + P2P_REACH_TIMEOUT_MS;
+	a->state = S_RELAY;
+	if (!a->relaying) {
+		a->relaying = true;
+		relay_next(r, a);
+	} else if (!relay_busy(a)) {
+		relays_exhausted(r, a); /* asked while punching, all failed */
+	}
+}
+
+/* ---- punching, dialling ---- */
+
+/* Not dialable: punch a hole; context says why we punch. */
+static void punch(struct p2p_reach *r, struct attempt *a, uint64_t now,
+		  const char *context)
+{
+	copy(a->context, sizeof(a->context), context);
+	a->link = 0;
+	a->state = S_PUNCH;
+	a->deadline = now + P2P_REACH_PUNCH_MS;
+	want(a, P2P_REACH_PUNCH);
+	if (r->cfg.relay_with_punch && !a->relaying) {
+		a->relaying = true;
+		relay_next(r, a);
+	}
+}
+
+static void dial(struct attempt *a, const struct p2p_addr *addr)
+{
+	a->addr = *addr;
+	a->state = S_DIAL;
+	want(a, P2P_REACH_DIAL);
+}
+
+/* ---- inputs ---- */
+
+static struct waiter *find_waiter(struct p2p_reach *r, uint64_t token,
+				  struct waiter ***slot, struct waiter **prev)
+{
+	struct waiter **pp;
+
+	*prev = NULL;
+	for (pp = &r->rh; *pp; *prev = *pp, pp = &(*pp)->next) {
+		if ((*pp)->token == token) {
+			*slot = pp;
+			return *pp;
+		}
+	}
+	for (struct attempt *a = r->attempts; a; a = a->next) {
+		*prev = NULL;
+		for (pp = &a->wh; *pp; *prev = *pp, pp = &(*pp)->next) {
+			if ((*pp)->token == token) {
+				*slot = pp;
+				return *pp;
+			}
+		}
+	}
+	return NULL;
+}
+
+static int new_attempt(struct p2p_reach *r, uint64_t now,
+		       const struct p2p_peerid *peer,
+		       const struct p2p_addr *addr, struct attempt **out)
+{
+	struct attempt *a;
+
+	if (r->nattempts >= P2P_REACH_ATTEMPTS_MAX)
+		return -EBUSY;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->peer = *peer;
+	a->deadline = now + P2P_REACH_TIMEOUT_MS;
+	if (addr && addr->family != 0) {
+		dial(a, addr);
+	} else {
+		a->state = S_LOOKUP;
+		want(a, P2P_REACH_LOOKUP);
+	}
+	a->next = r->attempts;
+	r->attempts = a;
+	r->nattempts++;
+	*out = a;
+	return 0;
+}
+
+int p2p_reach_get(struct p2p_reach *r, uint64_t now,
+		  const struct p2p_peerid *peer, uint64_t token,
+		  const struct p2p_reach_link *up, const struct p2p_addr *addr)
+{
+	struct waiter *w, **slot, *prev;
+	struct attempt *a = NULL;
+	int rc;
+
+	if (r->nwaiters >= P2P_REACH_WAITERS_MAX)
+		return -EBUSY;
+	if (find_waiter(r, token, &slot, &prev))
+		return -EEXIST;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->token = token;
+	w->peer = *peer;
+	if (up) {
+		result(w, up, false, NULL, NULL);
+	} else if (r->stopping) {
+		result(w, NULL, false, "internal", "daemon shutting down");
+	} else if (p2p_peerid_equal(peer, &r->cfg.self)) {
+		result(w, NULL, false, "peer_unreachable",
+		       "that is this daemon's own peer ID");
+	} else {
+		a = find(r, peer);
+		if (!a && (rc = new_attempt(r, now, peer, addr, &a)) < 0) {
+			free(w);
+			return rc;
+		}
+	}
+	r->nwaiters++;
+	if (!a) {
+		ready(r, w);
+		return 0;
+	}
+	w->at = a;
+	if (a->wt)
+		a->wt->next = w;
+	else
+		a->wh = w;
+	a->wt = w;
+	return 0;
+}
+
+int p2p_reach_cancel(struct p2p_reach *r, uint64_t token)
+{
+	struct waiter *w, **slot, *prev;
+	struct attempt *a;
+
+	w = find_waiter(r, token, &slot, &prev);
+	if (!w)
+		return -ENOENT;
+	*slot = w->next;
+	a = w->at;
+	if (!a) {
+		if (r->rt == w)
+			r->rt = prev;
+	} else if (a->wt == w) {
+		a->wt = prev;
+	}
+	free(w);
+	r->nwaiters--;
+	/* Nobody waits: forgotten; what runs for it goes on unobserved. */
+	if (a && !a->wh)
+		forget(r, a);
+	return 0;
+}
+
+int p2p_reach_lookup_started(struct p2p_reach *r, uint64_t now,
+			     const struct p2p_peerid *peer, int rc,
+			     uint64_t lookup_id)
+{
+	int err;
+	struct attempt *a = answering(r, peer, P2P_REACH_LOOKUP, &err);
+
+	if (!a)
+		return err;
+	if (rc < 0) {
+		finish(r, a, NULL, rc == -EBUSY ? "busy" : "internal",
+		       "lookup failed to start");
+		return 0;
+	}
+	a->lookup_id = lookup_id;
+	return 0;
+}
+
+int p2p_reach_lookup_done(struct p2p_reach *r, uint64_t now, uint64_t lookup_id,
+			  bool found, const struct p2p_contact *contacts,
+			  size_t ncontacts, const struct p2p_reach_link *up)
+{
+	struct attempt *a;
+	char msg[P2P_REACH_TEXT_MAX];
+
+	for (a = r->attempts; a; a = a->next)
+		if (a->state == S_LOOKUP &&
+		    !(a->wait & REQ(P2P_REACH_LOOKUP)) &&
+		    !(a->req & REQ(P2P_REACH_LOOKUP)) &&
+		    a->lookup_id == lookup_id)
+			break;
+	if (!a)
+		return -ENOENT;
+	/* A link may have come up meanwhile (the peer dialled us). */
+	if (up) {
+		finish(r, a, up, NULL, NULL);
+		return 0;
+	}
+	for (size_t i = 0; i < ncontacts; i++) {
+		if (p2p_peerid_equal(&contacts[i].id, &a->peer) &&
+		    contacts[i].addr.family != 0) {
+			dial(a, &contacts[i].addr);
+			return 0;
+		}
+	}
+	snprintf(msg, sizeof(msg), "the peer is %s",
+		 found ? "not dialable (no address it can be dialled at)"
+		       : "not found as a dialable node in the overlay");
+	punch(r, a, now, msg);
+	return 0;
+}
+
+int p2p_reach_dial_started(struct p2p_reach *r, uint64_t now,
+			   const struct p2p_peerid *peer, int rc,
+			   uint32_t link_id, const char *errtext)
+{
+	char at[P2P_ADDR_TEXT_MAX], msg[P2P_REACH_TEXT_MAX];
+	int err;
+	struct attempt *a = answering(r, peer, P2P_REACH_DIAL, &err);
+
+	if (!a)
+		return err;
+	if (rc < 0 || link_id == 0) {
+		p2p_addr_format(&a->addr, at, sizeof(at));
+		snprintf(msg, sizeof(msg), "no direct link: dial %s: %s", at,
+			 errtext ? errtext : p2p_strerror(rc < 0 ? rc : -EIO));
+		finish(r, a, NULL, "peer_unreachable", msg);
+		return 0;
+	}
+	a->link = link_id;
+	return 0;
+}
+
+int p2p_reach_punch_started(struct p2p_reach *r, uint64_t now,
+			    const struct p2p_peerid *peer, int rc,
+			    const char *errtext)
+{
+	char msg[P2P_REACH_TEXT_MAX];
+	int err;
+	struct attempt *a = answering(r, peer, P2P_REACH_PUNCH, &err);
+
+	if (!a)
+		return err;
+	if (rc >= 0 || a->state != S_PUNCH)
+		return 0;
+	snprintf(msg, sizeof(msg),
+		 "no direct link: %s, and hole punching could not start: %s",
+		 a->context,
+		 rc == -EADDRNOTAVAIL
+		     ? "this daemon does not listen (no port to punch from)"
+		 : errtext ? errtext
+			   : p2p_strerror(rc));
+	relay(r, a, now, msg);
+	return 0;
+}
+
+int p2p_reach_punch_failed(struct p2p_reach *r, uint64_t now,
+			   const struct p2p_peerid *peer, const char *msg)
+{
+	struct attempt *a = find(r, peer);
+
+	if (!a || a->state != S_PUNCH)
+		return -ENOENT;
+	relay(r, a, now, msg);
+	return 0;
+}
+
+/* a nearer t than b (XOR metric)? */
+static bool nearer(const struct p2p_peerid *a, const struct p2p_peerid *b,
+		   const struct p2p_peerid *t)
+{
+	return p2p_peerid_cmp_dist(t, a, b) < 0;
+}
+
+int p2p_reach_relays(struct p2p_reach *r, uint64_t now,
+		     const struct p2p_peerid *peer,
+		     const struct p2p_peerid *ids, size_t n)
+{
+	const struct p2p_peerid *best = NULL;
+	int err;
+	struct attempt *a = answering(r, peer, P2P_REACH_RELAYS, &err);
+
+	if (!a)
+		return err;
+	/* A client keeps its links to the servers nearest its ID, so those
+	 * are the likeliest to reach it. */
+	for (size_t i = 0; i < n; i++) {
+		if (p2p_peerid_equal(&ids[i], &a->peer) ||
+		    p2p_peerid_equal(&ids[i], &r->cfg.self) ||
+		    tried(a, &ids[i]))
+			continue;
+		if (!best || nearer(&ids[i], best, &a->peer))
+			best = &ids[i];
+	}
+	if (!best) {
+		relays_exhausted(r, a);
+		return 0;
+	}
+	a->tried[a->ntried++] = *best;
+	a->via = *best;
+	want(a, P2P_REACH_RELAY);
+	return 0;
+}
+
+int p2p_reach_relay_started(struct p2p_reach *r, uint64_t now,
+			    const struct p2p_peerid *peer, int rc,
+			    uint32_t link_id)
+{
+	int err;
+	struct attempt *a = answering(r, peer, P2P_REACH_RELAY, &err);
+
+	if (!a)
+		return err;
+	if (rc < 0 || link_id == 0)
+		relay_next(r, a);
+	else
+		a->link = link_id;
+	return 0;
+}
+
+int p2p_reach_link_up(struct p2p_reach *r, uint64_t now,
+		      const struct p2p_peerid *peer,
+		      const struct p2p_reach_link *l)
+{
+	struct attempt *a = find(r, peer);
+
+	if (!a)
+		return -ENOENT;
+	finish(r, a, l, NULL, NULL);
+	return 0;
+}
+
+int p2p_reach_link_gone(struct p2p_reach *r, uint64_t now, uint32_t link_id,
+			const char *why, const struct p2p_reach_link *up)
+{
+	char at[P2P_ADDR_TEXT_MAX], msg[P2P_REACH_TEXT_MAX];
+	struct attempt *a;
+
+	if (link_id == 0)
+		return -ENOENT;
+	for (a = r->attempts; a; a = a->next)
+		if (a->link == link_id)
+			break;
+	if (!a)
+		return -ENOENT;
+	a->link = 0;
+	if (up && up->id != link_id) {
+		finish(r, a, up, NULL, NULL);
+	} else if (a->state != S_DIAL) {
+		relay_next(r, a); /* that relay failed */
+	} else {
+		p2p_addr_format(&a->addr, at, sizeof(at));
+		snprintf(msg, sizeof(msg), "dial %s failed (%s)", at,
+			 why ? why : "");
+		punch(r, a, now, msg);
+	}
+	return 0;
+}
+
+static const char *expired_text(enum state s)
+{
+	switch (s) {
+	case S_PUNCH:
+		return "no direct link in time (hole punching did not finish)";
+	case S_RELAY:
+		return "no relayed link in time";
+	default:
+		return "no direct link in time";
+	}
+}
+
+void p2p_reach_expire(struct p2p_reach *r, uint64_t now)
+{
+	struct attempt *a, *next;
+
+	for (a = r->attempts; a; a = next) {
+		next = a->next;
+		if (now >= a->deadline)
+			finish(r, a, NULL, "timeout", expired_text(a->state));
+	}
+}
+
+uint64_t p2p_reach_next_timer(const struct p2p_reach *r)
+{
+	uint64_t t = UINT64_MAX;
+
+	for (const struct attempt *a = r->attempts; a; a = a->next)
+		if (a->deadline < t)
+			t = a->deadline;
+	return t;
+}
+
+void p2p_reach_stop(struct p2p_reach *r)
+{
+	r->stopping = true;
+	while (r->attempts)
+		finish(r, r->attempts, NULL, "internal",
+		       "daemon shutting down");
+}
+
+/* ---- output ---- */
+
+static bool poll_done(struct p2p_reach *r, struct p2p_reach_action *a)
+{
+	struct waiter *w = r->rh;
+
+	if (!w)
+		return false;
+	r->rh = w->next;
+	if (!r->rh)
+		r->rt = NULL;
+	a->type = P2P_REACH_DONE;
+	a->peer = w->peer;
+	a->token = w->token;
+	a->link = w->link;
+	a->method = w->method;
+	a->dialled = w->dialled;
+	a->code = w->code;
+	memcpy(a->text, w->msg, sizeof(a->text));
+	free(w);
+	r->nwaiters--;
+	return true;
+}
+
+static bool poll_request(struct p2p_reach *r, struct p2p_reach_action *out)
+{
+	for (struct attempt *a = r->attempts; a; a = a->next) {
+		for (unsigned t = P2P_REACH_LOOKUP;
+		     a->req && t <= P2P_REACH_RELAY; t++) {
+			if (!(a->req & REQ(t)))
+				continue;
+			a->req &= ~REQ(t);
+			a->wait |= REQ(t);
+			out->type = (enum p2p_reach_action_type)t;
+			out->peer = a->peer;
+			out->addr = a->addr;
+			out->via = a->via;
+			if (t == P2P_REACH_PUNCH)
+				copy(out->text, sizeof(out->text), a->context);
+			return true;
+		}
+	}
+	return false;
+}
+
+bool p2p_reach_poll(struct p2p_reach *r, struct p2p_reach_action *a)
+{
+	memset(a, 0, sizeof(*a));
+	return poll_done(r, a) || poll_request(r, a);
+}
+
+size_t p2p_reach_attempts(const struct p2p_reach *r)
+{
+	return r->nattempts;
+}
+
+size_t p2p_reach_waiters(const struct p2p_reach *r)
+{
+	return r->nwaiters;
+}
+
+const char *p2p_reach_method_name(enum p2p_reach_method m)
+{
+	switch (m) {
+	case P2P_REACH_M_EXISTING:
+		return "existing";
+	case P2P_REACH_M_DIAL:
+		return "dial";
+	case P2P_REACH_M_PUNCH:
+		return "punch";
+	case P2P_REACH_M_RELAY:
+		return "relay";
+	default:
+		return "";
+	}
+}
+
+const char *p2p_reach_path_name(enum p2p_reach_kind k)
+{
+	return k == P2P_REACH_K_RELAYED ? "relay" : "direct";
+}
+
+/* The core is sans-I/O: libuv must not creep in, even through a header. */
+#ifdef UV_VERSION_MAJOR
+#error "core/ must not include libuv"
+#endif

@@ -1,0 +1,945 @@
+/* Reaching a peer (core/reach.h): every path, with fake time, no sockets. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/reach.h"
+#include "proto/error.h"
+
+#define T0 1000 /* fake time at the first get */
+#define QMAX 64
+
+static struct p2p_reach *R;
+static struct p2p_reach_action Q[QMAX]; /* the last drain */
+static size_t NQ;
+
+/* An ID whose first byte is b (the rest zero): XOR distances by hand. */
+static struct p2p_peerid id(uint8_t b)
+{
+	struct p2p_peerid x;
+
+	memset(&x, 0, sizeof(x));
+	x.b[0] = b;
+	return x;
+}
+
+static struct p2p_peerid SELF, PEER;
+
+static struct p2p_addr v4(int a, int b, int c, int d, uint16_t port)
+{
+	struct p2p_addr x = {.family = 4, .port = port};
+	x.ip[0] = a, x.ip[1] = b, x.ip[2] = c, x.ip[3] = d;
+	return x;
+}
+
+static void setup_as(bool relay_with_punch)
+{
+	struct p2p_reach_config cfg = {.relay_with_punch = relay_with_punch};
+
+	SELF = id(0xf0);
+	PEER = id(0x00);
+	PEER.b[31] = 1; /* not all zero, for the look of it */
+	cfg.self = SELF;
+	R = p2p_reach_new(&cfg);
+	cr_assert_not_null(R);
+	NQ = 0;
+}
+
+static void setup(void)
+{
+	setup_as(false);
+}
+
+static void setup_parallel(void)
+{
+	setup_as(true);
+}
+
+static void teardown(void)
+{
+	p2p_reach_free(R);
+	R = NULL;
+}
+
+TestSuite(core, .init = setup, .fini = teardown);
+
+static size_t drain(void)
+{
+	struct p2p_reach_action a;
+
+	NQ = 0;
+	while (p2p_reach_poll(R, &a)) {
+		cr_assert_lt(NQ, QMAX);
+		Q[NQ++] = a;
+	}
+	return NQ;
+}
+
+/* Exactly one action, of type t. */
+static struct p2p_reach_action *one(enum p2p_reach_action_type t)
+{
+	cr_assert_eq(drain(), 1, "want one action, got %zu", NQ);
+	cr_assert_eq(Q[0].type, t, "want type %d, got %d", t, Q[0].type);
+	return &Q[0];
+}
+
+static void get(uint64_t now, uint64_t token, const struct p2p_addr *addr)
+{
+	cr_assert_eq(p2p_reach_get(R, now, &PEER, token, NULL, addr), 0);
+}
+
+/* A failed DONE for token with code and exactly msg. */
+static void failed(const struct p2p_reach_action *a, uint64_t token,
+		   const char *code, const char *msg)
+{
+	cr_assert_eq(a->type, P2P_REACH_DONE);
+	cr_assert_eq(a->token, token);
+	cr_assert_eq(a->link.id, 0);
+	cr_assert_eq(a->method, P2P_REACH_M_NONE);
+	cr_assert_not_null(a->code);
+	cr_assert_str_eq(a->code, code);
+	cr_assert_str_eq(a->text, msg);
+}
+
+static const struct p2p_addr ADDR = {
+    .family = 4, .ip = {192, 0, 2, 1}, .port = 4242};
+
+/* get with the table's address, the dial started as link 7. */
+static void dialling(void)
+{
+	get(T0, 1, &ADDR);
+	cr_assert(p2p_addr_equal(&one(P2P_REACH_DIAL)->addr, &ADDR));
+	cr_assert_eq(p2p_reach_dial_started(R, T0, &PEER, 0, 7, NULL), 0);
+	cr_assert_eq(drain(), 0);
+}
+
+/* ... and the dial went away: now punching. */
+static void punching(uint64_t now)
+{
+	dialling();
+	cr_assert_eq(p2p_reach_link_gone(R, now, 7, "connection reset", NULL),
+		     0);
+	one(P2P_REACH_PUNCH);
+	cr_assert_eq(p2p_reach_punch_started(R, now, &PEER, 0, NULL), 0);
+	cr_assert_eq(drain(), 0);
+}
+
+/* ---- at once ---- */
+
+Test(core, existing_link_is_done_from_poll_not_inside_get)
+{
+	struct p2p_reach_link up = {.id = 42, .kind = P2P_REACH_K_DIRECT};
+
+	cr_assert_eq(p2p_reach_get(R, T0, &PEER, 1, &up, NULL), 0);
+	/* Nothing ran yet: the result waits for poll. */
+	cr_assert_eq(p2p_reach_waiters(R), 1);
+	cr_assert_eq(p2p_reach_attempts(R), 0);
+	struct p2p_reach_action *a = one(P2P_REACH_DONE);
+	cr_assert_eq(a->token, 1);
+	cr_assert_null(a->code);
+	cr_assert_eq(a->link.id, 42);
+	cr_assert_not(a->dialled);
+	cr_assert_str_eq(p2p_reach_method_name(a->method), "existing");
+	cr_assert_str_eq(p2p_reach_path_name(a->link.kind), "direct");
+	cr_assert_eq(p2p_reach_waiters(R), 0);
+	cr_assert_eq(p2p_reach_next_timer(R), UINT64_MAX);
+}
+
+Test(core, existing_relayed_link_says_path_relay)
+{
+	struct p2p_reach_link up = {.id = 3, .kind = P2P_REACH_K_RELAYED};
+
+	cr_assert_eq(p2p_reach_get(R, T0, &PEER, 1, &up, NULL), 0);
+	struct p2p_reach_action *a = one(P2P_REACH_DONE);
+	cr_assert_str_eq(p2p_reach_method_name(a->method), "existing");
+	cr_assert_str_eq(p2p_reach_path_name(a->link.kind), "relay");
+}
+
+Test(core, own_id_is_unreachable)
+{
+	cr_assert_eq(p2p_reach_get(R, T0, &SELF, 5, NULL, &ADDR), 0);
+	struct p2p_reach_action *a = one(P2P_REACH_DONE);
+	failed(a, 5, "peer_unreachable", "that is this daemon's own peer ID");
+	cr_assert_not(a->dialled);
+	cr_assert(p2p_peerid_equal(&a->peer, &SELF));
+	cr_assert_eq(p2p_reach_attempts(R), 0);
+}
+
+/* ---- dialling ---- */
+
+Test(core, table_address_is_dialled_then_up)
+{
+	dialling();
+	cr_assert_eq(p2p_reach_attempts(R), 1);
+	struct p2p_reach_link l = {.id = 7, .kind = P2P_REACH_K_DIRECT};
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 50, &PEER, &l), 0);
+	struct p2p_reach_action *a = one(P2P_REACH_DONE);
+	cr_assert_null(a->code);
+	cr_assert_eq(a->link.id, 7);
+	cr_assert(a->dialled);
+	cr_assert_eq(a->method, P2P_REACH_M_DIAL);
+	cr_assert_str_eq(p2p_reach_method_name(a->method), "dial");
+	cr_assert_eq(p2p_reach_attempts(R), 0);
+	cr_assert_eq(p2p_reach_waiters(R), 0);
+}
+
+Test(core, dial_immediate_failure_text)
+{
+	get(T0, 1, &ADDR);
+	one(P2P_REACH_DIAL);
+	cr_assert_eq(p2p_reach_dial_started(R, T0, &PEER, -ECONNREFUSED, 0,
+					    "connection refused"),
+		     0);
+	failed(one(P2P_REACH_DONE), 1, "peer_unreachable",
+	       "no direct link: dial 192.0.2.1:4242: connection refused");
+	cr_assert(Q[0].dialled);
+	cr_assert_eq(p2p_reach_attempts(R), 0);
+}
+
+Test(core, dial_gone_punches_with_its_context)
+{
+	dialling();
+	cr_assert_eq(p2p_reach_link_gone(R, T0 + 10, 99, "x", NULL), -ENOENT);
+	cr_assert_eq(drain(), 0);
+	cr_assert_eq(
+	    p2p_reach_link_gone(R, T0 + 10, 7, "connection reset", NULL), 0);
+	struct p2p_reach_action *a = one(P2P_REACH_PUNCH);
+	cr_assert(p2p_peerid_equal(&a->peer, &PEER));
+	cr_assert_str_eq(a->text,
+			 "dial 192.0.2.1:4242 failed (connection reset)");
+	cr_assert_eq(p2p_reach_next_timer(R), T0 + 10 + P2P_REACH_PUNCH_MS);
+}
+
+Test(core, dial_gone_with_another_link_up_uses_it)
+{
+	struct p2p_reach_link o = {.id = 8, .kind = P2P_REACH_K_DIRECT};
+
+	dialling();
+	cr_assert_eq(p2p_reach_link_gone(R, T0 + 10, 7, "duplicate", &o), 0);
+	struct p2p_reach_action *a = one(P2P_REACH_DONE);
+	cr_assert_null(a->code);
+	cr_assert_eq(a->link.id, 8);
+}
+
+/* ---- lookup ---- */
+
+static void looking_up(uint64_t lookup_id)
+{
+	get(T0, 1, NULL);
+	cr_assert(p2p_peerid_equal(&one(P2P_REACH_LOOKUP)->peer, &PEER));
+	cr_assert_eq(p2p_reach_lookup_started(R, T0, &PEER, 0, lookup_id), 0);
+	cr_assert_eq(drain(), 0);
+}
+
+Test(core, lookup_found_with_address_dials_it)
+{
+	struct p2p_contact c[3] = {
+	    {.id = id(0x11), .addr = v4(198, 51, 100, 1, 1)},
+	    {.id = PEER, .addr = v4(198, 51, 100, 2, 4242)},
+	    {.id = id(0x22), .addr = v4(198, 51, 100, 3, 3)},
+	};
+
+	looking_up(77);
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 5, 78, true, c, 3, NULL),
+		     -ENOENT);
+	cr_assert_eq(drain(), 0);
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 5, 77, true, c, 3, NULL), 0);
+	cr_assert(p2p_addr_equal(&one(P2P_REACH_DIAL)->addr, &c[1].addr));
+	/* The lookup's deadline still holds for the dial. */
+	cr_assert_eq(p2p_reach_next_timer(R), T0 + P2P_REACH_TIMEOUT_MS);
+}
+
+Test(core, lookup_found_without_address_punches)
+{
+	struct p2p_contact c[1] = {{.id = PEER}};
+
+	looking_up(1);
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 5, 1, true, c, 1, NULL), 0);
+	cr_assert_str_eq(
+	    one(P2P_REACH_PUNCH)->text,
+	    "the peer is not dialable (no address it can be dialled at)");
+}
+
+Test(core, lookup_not_found_punches)
+{
+	struct p2p_contact c[1] = {{.id = id(0x33), .addr = ADDR}};
+
+	looking_up(1);
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 5, 1, false, c, 1, NULL), 0);
+	cr_assert_str_eq(
+	    one(P2P_REACH_PUNCH)->text,
+	    "the peer is not found as a dialable node in the overlay");
+}
+
+Test(core, lookup_done_with_a_link_up_meanwhile)
+{
+	struct p2p_reach_link up = {.id = 9, .kind = P2P_REACH_K_DIRECT};
+
+	looking_up(1);
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 5, 1, false, NULL, 0, &up),
+		     0);
+	struct p2p_reach_action *a = one(P2P_REACH_DONE);
+	cr_assert_null(a->code);
+	cr_assert_eq(a->link.id, 9);
+	cr_assert(a->dialled);
+}
+
+Test(core, lookup_that_cannot_start)
+{
+	struct p2p_peerid other = id(0x44);
+
+	get(T0, 1, NULL);
+	one(P2P_REACH_LOOKUP);
+	cr_assert_eq(p2p_reach_lookup_started(R, T0, &PEER, -EBUSY, 0), 0);
+	failed(one(P2P_REACH_DONE), 1, "busy", "lookup failed to start");
+
+	cr_assert_eq(p2p_reach_get(R, T0, &other, 2, NULL, NULL), 0);
+	one(P2P_REACH_LOOKUP);
+	cr_assert_eq(p2p_reach_lookup_started(R, T0, &other, -ENOMEM, 0), 0);
+	failed(one(P2P_REACH_DONE), 2, "internal", "lookup failed to start");
+}
+
+Test(core, link_up_during_lookup_ends_it)
+{
+	struct p2p_reach_link l = {.id = 5, .kind = P2P_REACH_K_DIRECT};
+
+	looking_up(1);
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 1, &PEER, &l), 0);
+	cr_assert_eq(one(P2P_REACH_DONE)->link.id, 5);
+	/* The lookup's late result is no longer ours. */
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 5, 1, true, NULL, 0, NULL),
+		     -ENOENT);
+	cr_assert_eq(drain(), 0);
+}
+
+/* ---- punching ---- */
+
+Test(core, punch_success_says_punch)
+{
+	struct p2p_reach_link l = {.id = 12, .kind = P2P_REACH_K_PUNCHED};
+
+	punching(T0 + 10);
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 3000, &PEER, &l), 0);
+	struct p2p_reach_action *a = one(P2P_REACH_DONE);
+	cr_assert_str_eq(p2p_reach_method_name(a->method), "punch");
+	cr_assert_str_eq(p2p_reach_path_name(a->link.kind), "direct");
+}
+
+Test(core, punch_not_listening_relays_then_none_left)
+{
+	dialling();
+	cr_assert_eq(p2p_reach_link_gone(R, T0, 7, "refused", NULL), 0);
+	one(P2P_REACH_PUNCH);
+	cr_assert_eq(
+	    p2p_reach_punch_started(R, T0 + 1, &PEER, -EADDRNOTAVAIL, NULL), 0);
+	one(P2P_REACH_RELAYS);
+	cr_assert_eq(p2p_reach_next_timer(R), T0 + 1 + P2P_REACH_TIMEOUT_MS);
+	/* Only the peer itself and ourselves: nobody to ask. */
+	struct p2p_peerid ids[2] = {PEER, SELF};
+	cr_assert_eq(p2p_reach_relays(R, T0 + 1, &PEER, ids, 2), 0);
+	failed(one(P2P_REACH_DONE), 1, "peer_unreachable",
+	       "no direct link: dial 192.0.2.1:4242 failed (refused), and "
+	       "hole punching could not start: this daemon does not listen "
+	       "(no port to punch from); no relay reached the peer (0 "
+	       "asked)");
+}
+
+Test(core, punch_start_error_text)
+{
+	punching(T0); /* a first peer, punching */
+	struct p2p_peerid p2 = id(0x55), p3 = id(0x66);
+
+	cr_assert_eq(p2p_reach_get(R, T0, &p2, 2, NULL, NULL), 0);
+	one(P2P_REACH_LOOKUP);
+	cr_assert_eq(p2p_reach_lookup_started(R, T0, &p2, 0, 2), 0);
+	cr_assert_eq(p2p_reach_lookup_done(R, T0, 2, false, NULL, 0, NULL), 0);
+	one(P2P_REACH_PUNCH);
+	cr_assert_eq(p2p_reach_punch_started(R, T0, &p2, -EBUSY, NULL), 0);
+	one(P2P_REACH_RELAYS);
+	cr_assert_eq(p2p_reach_relays(R, T0, &p2, NULL, 0), 0);
+	char want[P2P_REACH_TEXT_MAX];
+	snprintf(want, sizeof(want),
+		 "no direct link: the peer is not found as a dialable node in "
+		 "the overlay, and hole punching could not start: %s; no "
+		 "relay reached the peer (0 asked)",
+		 p2p_strerror(-EBUSY));
+	failed(one(P2P_REACH_DONE), 2, "peer_unreachable", want);
+
+	/* The caller's own text, when it has one. */
+	cr_assert_eq(p2p_reach_get(R, T0, &p3, 3, NULL, NULL), 0);
+	one(P2P_REACH_LOOKUP);
+	cr_assert_eq(p2p_reach_lookup_started(R, T0, &p3, 0, 3), 0);
+	cr_assert_eq(p2p_reach_lookup_done(R, T0, 3, true, NULL, 0, NULL), 0);
+	one(P2P_REACH_PUNCH);
+	cr_assert_eq(p2p_reach_punch_started(R, T0, &p3, -EIO, "odd"), 0);
+	one(P2P_REACH_RELAYS);
+	cr_assert_eq(p2p_reach_relays(R, T0, &p3, NULL, 0), 0);
+	cr_assert(strstr(one(P2P_REACH_DONE)->text,
+			 "hole punching could not start: odd; no relay"));
+}
+
+Test(core, punch_failed_elsewhere_is_ignored)
+{
+	dialling();
+	/* Not punching: a punch failure for the peer is not ours. */
+	cr_assert_eq(p2p_reach_punch_failed(R, T0, &PEER, "x"), -ENOENT);
+	cr_assert_eq(drain(), 0);
+}
+
+Test(core, late_punch_start_failure_after_the_punch_failed)
+{
+	dialling();
+	cr_assert_eq(p2p_reach_link_gone(R, T0, 7, "refused", NULL), 0);
+	one(P2P_REACH_PUNCH);
+	/* The punch failed before its start was answered ... */
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 1, &PEER, "first"), 0);
+	one(P2P_REACH_RELAYS);
+	/* ... so a late start failure changes nothing. */
+	cr_assert_eq(
+	    p2p_reach_punch_started(R, T0 + 2, &PEER, -EADDRNOTAVAIL, NULL), 0);
+	cr_assert_eq(drain(), 0);
+	cr_assert_eq(p2p_reach_next_timer(R), T0 + 1 + P2P_REACH_TIMEOUT_MS);
+	cr_assert_eq(p2p_reach_relays(R, T0 + 2, &PEER, NULL, 0), 0);
+	failed(one(P2P_REACH_DONE), 1, "peer_unreachable",
+	       "first; no relay reached the peer (0 asked)");
+}
+
+/* ---- relaying ---- */
+
+/* Relay candidates around PEER (0x00..01): distance is the first byte. */
+static struct p2p_peerid CAND[6];
+
+static void candidates(void)
+{
+	const uint8_t b[6] = {0x40, 0x01, 0x80, 0x10, 0x02, 0x20};
+
+	for (int i = 0; i < 6; i++)
+		CAND[i] = id(b[i]);
+}
+
+/* Answer RELAYS with CAND (and the peer, and us); want RELAY via b. */
+static void expect_relay_via(uint64_t now, uint8_t b)
+{
+	struct p2p_peerid ids[8];
+
+	memcpy(ids, CAND, sizeof(CAND));
+	ids[6] = PEER;
+	ids[7] = SELF;
+	one(P2P_REACH_RELAYS);
+	cr_assert_eq(p2p_reach_relays(R, now, &PEER, ids, 8), 0);
+	struct p2p_reach_action *a = one(P2P_REACH_RELAY);
+	cr_assert(p2p_peerid_equal(&a->peer, &PEER));
+	cr_assert_eq(a->via.b[0], b, "want via %02x, got %02x", b, a->via.b[0]);
+}
+
+#define PUNCH_MSG "no direct link: x; hole punching failed after 8.0 s: y"
+
+Test(core, relays_nearest_first_then_exhausted)
+{
+	const uint8_t order[6] = {0x01, 0x02, 0x10, 0x20, 0x40, 0x80};
+
+	candidates();
+	punching(T0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	for (int i = 0; i < 6; i++) {
+		expect_relay_via(T0 + 9000, order[i]);
+		if (i % 2) { /* refused at once */
+			cr_assert_eq(p2p_reach_relay_started(R, T0 + 9000,
+							     &PEER, -EBUSY, 0),
+				     0);
+		} else { /* asked, then its link went away */
+			cr_assert_eq(p2p_reach_relay_started(R, T0 + 9000,
+							     &PEER, 0, 100 + i),
+				     0);
+			cr_assert_eq(drain(), 0);
+			cr_assert_eq(p2p_reach_link_gone(R, T0 + 9100, 100 + i,
+							 "relay: busy", NULL),
+				     0);
+		}
+	}
+	one(P2P_REACH_RELAYS);
+	cr_assert_eq(p2p_reach_relays(R, T0 + 9200, &PEER, CAND, 6), 0);
+	failed(one(P2P_REACH_DONE), 1, "peer_unreachable",
+	       PUNCH_MSG "; no relay reached the peer (6 asked)");
+}
+
+Test(core, relay_tries_are_capped)
+{
+	struct p2p_peerid many[12];
+
+	for (int i = 0; i < 12; i++)
+		many[i] = id((uint8_t)(i + 1));
+	punching(T0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	for (int i = 0; i < P2P_REACH_RELAY_TRIES; i++) {
+		one(P2P_REACH_RELAYS);
+		cr_assert_eq(p2p_reach_relays(R, T0 + 9000, &PEER, many, 12),
+			     0);
+		cr_assert_eq(one(P2P_REACH_RELAY)->via.b[0], i + 1);
+		cr_assert_eq(p2p_reach_relay_started(R, T0 + 9000, &PEER,
+						     -ECONNRESET, 0),
+			     0);
+	}
+	/* Four candidates are left, but eight were asked: no ninth. */
+	failed(one(P2P_REACH_DONE), 1, "peer_unreachable",
+	       PUNCH_MSG "; no relay reached the peer (8 asked)");
+}
+
+Test(core, relay_success_says_relay)
+{
+	struct p2p_reach_link l = {.id = 200, .kind = P2P_REACH_K_RELAYED};
+
+	candidates();
+	punching(T0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	expect_relay_via(T0 + 9000, 0x01);
+	cr_assert_eq(p2p_reach_relay_started(R, T0 + 9000, &PEER, 0, 200), 0);
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 9050, &PEER, &l), 0);
+	struct p2p_reach_action *a = one(P2P_REACH_DONE);
+	cr_assert_null(a->code);
+	cr_assert_eq(a->link.id, 200);
+	cr_assert_str_eq(p2p_reach_method_name(a->method), "relay");
+	cr_assert_str_eq(p2p_reach_path_name(a->link.kind), "relay");
+}
+
+/* ---- deadlines ---- */
+
+static void expires_at(uint64_t t, const char *msg)
+{
+	cr_assert_eq(p2p_reach_next_timer(R), t);
+	p2p_reach_expire(R, t - 1);
+	cr_assert_eq(drain(), 0);
+	p2p_reach_expire(R, t);
+	failed(one(P2P_REACH_DONE), 1, "timeout", msg);
+	cr_assert_eq(p2p_reach_next_timer(R), UINT64_MAX);
+	cr_assert_eq(p2p_reach_attempts(R), 0);
+}
+
+Test(core, deadline_lookup)
+{
+	looking_up(1);
+	expires_at(T0 + P2P_REACH_TIMEOUT_MS, "no direct link in time");
+}
+
+Test(core, deadline_dial)
+{
+	dialling();
+	expires_at(T0 + P2P_REACH_TIMEOUT_MS, "no direct link in time");
+}
+
+Test(core, deadline_punch)
+{
+	punching(T0 + 100);
+	expires_at(T0 + 100 + P2P_REACH_PUNCH_MS,
+		   "no direct link in time (hole punching did not finish)");
+}
+
+Test(core, deadline_relay_rearmed_once)
+{
+	candidates();
+	punching(T0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	expect_relay_via(T0 + 9000, 0x01);
+	cr_assert_eq(p2p_reach_relay_started(R, T0 + 9000, &PEER, 0, 50), 0);
+	/* The next relay keeps the deadline relaying started with. */
+	cr_assert_eq(p2p_reach_link_gone(R, T0 + 15000, 50, "gone", NULL), 0);
+	expect_relay_via(T0 + 15000, 0x02);
+	cr_assert_eq(p2p_reach_relay_started(R, T0 + 15000, &PEER, 0, 51), 0);
+	expires_at(T0 + 9000 + P2P_REACH_TIMEOUT_MS, "no relayed link in time");
+}
+
+/* ---- waiters ---- */
+
+Test(core, waiters_share_one_attempt)
+{
+	struct p2p_reach_link l = {.id = 7, .kind = P2P_REACH_K_DIRECT};
+
+	get(T0, 1, NULL);
+	get(T0 + 1, 2, &ADDR); /* joins: the address is not used */
+	get(T0 + 2, 3, NULL);
+	cr_assert_eq(p2p_reach_attempts(R), 1);
+	cr_assert_eq(p2p_reach_waiters(R), 3);
+	one(P2P_REACH_LOOKUP);
+	cr_assert_eq(p2p_reach_get(R, T0, &PEER, 2, NULL, NULL), -EEXIST);
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 5, &PEER, &l), 0);
+	cr_assert_eq(drain(), 3);
+	for (size_t i = 0; i < 3; i++) {
+		cr_assert_eq(Q[i].type, P2P_REACH_DONE);
+		cr_assert_eq(Q[i].token, i + 1); /* first come, first told */
+		cr_assert_eq(Q[i].link.id, 7);
+		cr_assert(Q[i].dialled);
+	}
+	cr_assert_eq(p2p_reach_waiters(R), 0);
+}
+
+Test(core, cancel_one_waiter)
+{
+	struct p2p_reach_link l = {.id = 7, .kind = P2P_REACH_K_DIRECT};
+
+	get(T0, 1, NULL);
+	get(T0, 2, NULL);
+	get(T0, 3, NULL);
+	cr_assert_eq(p2p_reach_cancel(R, 2), 0);
+	cr_assert_eq(p2p_reach_cancel(R, 2), -ENOENT);
+	cr_assert_eq(p2p_reach_attempts(R), 1);
+	get(T0, 4, NULL); /* after a cancel in the middle: still in order */
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 5, &PEER, &l), 0);
+	/* 1, 3, 4; the LOOKUP never polled is dropped with the attempt. */
+	cr_assert_eq(drain(), 3);
+	for (size_t i = 0; i < 3; i++)
+		cr_assert_eq(Q[i].type, P2P_REACH_DONE);
+	cr_assert_eq(Q[0].token, 1);
+	cr_assert_eq(Q[1].token, 3);
+	cr_assert_eq(Q[2].token, 4);
+}
+
+Test(core, cancel_all_forgets_the_attempt)
+{
+	dialling();
+	get(T0, 2, NULL);
+	cr_assert_eq(p2p_reach_cancel(R, 1), 0);
+	cr_assert_eq(p2p_reach_attempts(R), 1);
+	cr_assert_eq(p2p_reach_cancel(R, 2), 0);
+	cr_assert_eq(p2p_reach_attempts(R), 0);
+	cr_assert_eq(p2p_reach_waiters(R), 0);
+	cr_assert_eq(p2p_reach_next_timer(R), UINT64_MAX);
+	/* The dial goes on in the caller, unobserved. */
+	cr_assert_eq(p2p_reach_link_gone(R, T0, 7, "x", NULL), -ENOENT);
+	cr_assert_eq(drain(), 0);
+}
+
+Test(core, cancel_before_a_request_is_polled_drops_it)
+{
+	get(T0, 1, NULL);
+	cr_assert_eq(p2p_reach_cancel(R, 1), 0);
+	cr_assert_eq(drain(), 0);
+	cr_assert_eq(p2p_reach_lookup_started(R, T0, &PEER, 0, 1), -ENOENT);
+}
+
+Test(core, cancel_of_an_undelivered_result)
+{
+	struct p2p_reach_link up = {.id = 1, .kind = P2P_REACH_K_DIRECT};
+
+	cr_assert_eq(p2p_reach_get(R, T0, &PEER, 1, &up, NULL), 0);
+	cr_assert_eq(p2p_reach_get(R, T0, &SELF, 2, NULL, NULL), 0);
+	cr_assert_eq(p2p_reach_get(R, T0, &SELF, 3, NULL, NULL), 0);
+	cr_assert_eq(p2p_reach_cancel(R, 3), 0); /* the tail */
+	cr_assert_eq(p2p_reach_cancel(R, 1), 0); /* the head */
+	cr_assert_eq(p2p_reach_get(R, T0, &SELF, 4, NULL, NULL), 0);
+	cr_assert_eq(drain(), 2);
+	cr_assert_eq(Q[0].token, 2);
+	cr_assert_eq(Q[1].token, 4);
+	cr_assert_eq(p2p_reach_waiters(R), 0);
+}
+
+Test(core, stop_fails_everyone_and_every_later_get)
+{
+	struct p2p_peerid p2 = id(0x77);
+	struct p2p_reach_link up = {.id = 3, .kind = P2P_REACH_K_DIRECT};
+
+	punching(T0);
+	cr_assert_eq(p2p_reach_get(R, T0, &p2, 2, NULL, NULL), 0);
+	p2p_reach_stop(R);
+	cr_assert_eq(p2p_reach_attempts(R), 0);
+	cr_assert_eq(drain(), 2); /* the LOOKUP for p2 is dropped */
+	for (size_t i = 0; i < 2; i++)
+		failed(&Q[i], Q[i].token, "internal", "daemon shutting down");
+	cr_assert_eq(Q[0].token + Q[1].token, 3);
+	get(T0 + 1, 9, &ADDR);
+	failed(one(P2P_REACH_DONE), 9, "internal", "daemon shutting down");
+	cr_assert_not(Q[0].dialled);
+	/* A link already up is still handed out. */
+	cr_assert_eq(p2p_reach_get(R, T0, &PEER, 10, &up, NULL), 0);
+	cr_assert_null(one(P2P_REACH_DONE)->code);
+	cr_assert_eq(p2p_reach_next_timer(R), UINT64_MAX);
+}
+
+/* ---- limits and misuse ---- */
+
+Test(core, caps_answer_ebusy)
+{
+	struct p2p_peerid p;
+	uint64_t tok = 1;
+
+	for (int i = 0; i < P2P_REACH_ATTEMPTS_MAX; i++) {
+		p = id(0);
+		p.b[30] = (uint8_t)(i >> 8);
+		p.b[31] = (uint8_t)i;
+		p.b[29] = 1;
+		cr_assert_eq(p2p_reach_get(R, T0, &p, tok++, NULL, NULL), 0);
+	}
+	p = id(0x99);
+	cr_assert_eq(p2p_reach_get(R, T0, &p, tok++, NULL, NULL), -EBUSY);
+	cr_assert_eq(p2p_reach_attempts(R), P2P_REACH_ATTEMPTS_MAX);
+	/* More waiters for a peer already being reached are fine ... */
+	while (p2p_reach_waiters(R) < P2P_REACH_WAITERS_MAX)
+		cr_assert_eq(p2p_reach_get(R, T0, &SELF, tok++, NULL, NULL), 0);
+	/* ... up to their own cap, results not yet polled included. */
+	cr_assert_eq(p2p_reach_get(R, T0, &SELF, tok++, NULL, NULL), -EBUSY);
+	cr_assert_eq(p2p_reach_waiters(R), P2P_REACH_WAITERS_MAX);
+}
+
+Test(core, answers_nobody_asked_for)
+{
+	struct p2p_peerid nobody = id(0x12);
+
+	dialling(); /* the DIAL was answered already */
+	cr_assert_eq(p2p_reach_dial_started(R, T0, &PEER, 0, 8, NULL), -EINVAL);
+	cr_assert_eq(p2p_reach_punch_started(R, T0, &PEER, 0, NULL), -EINVAL);
+	cr_assert_eq(p2p_reach_relays(R, T0, &PEER, NULL, 0), -EINVAL);
+	cr_assert_eq(p2p_reach_relay_started(R, T0, &PEER, 0, 9), -EINVAL);
+	cr_assert_eq(p2p_reach_lookup_started(R, T0, &PEER, 0, 9), -EINVAL);
+	cr_assert_eq(p2p_reach_dial_started(R, T0, &nobody, 0, 8, NULL),
+		     -ENOENT);
+	cr_assert_eq(p2p_reach_link_up(R, T0, &nobody, NULL), -ENOENT);
+	cr_assert_eq(p2p_reach_link_gone(R, T0, 0, "x", NULL), -ENOENT);
+	cr_assert_eq(drain(), 0);
+	/* The attempt is untouched: its link still ends it. */
+	cr_assert_eq(p2p_reach_link_gone(R, T0, 7, "reset", NULL), 0);
+	one(P2P_REACH_PUNCH);
+}
+
+/*
+ * The caller's loop, as the daemon runs it: every request is answered from
+ * inside the poll loop. A dial that fails at once, a lookup that finds
+ * nothing, a punch that fails, two relays: the second one's link comes up.
+ */
+Test(core, answering_from_inside_the_poll_loop)
+{
+	struct p2p_reach_action a;
+	struct p2p_reach_link l = {.id = 301, .kind = P2P_REACH_K_RELAYED};
+	int dones = 0, relays = 0;
+
+	candidates();
+	get(T0, 1, NULL);
+	while (p2p_reach_poll(R, &a)) {
+		switch (a.type) {
+		case P2P_REACH_LOOKUP:
+			cr_assert_eq(
+			    p2p_reach_lookup_started(R, T0, &a.peer, 0, 5), 0);
+			cr_assert_eq(p2p_reach_lookup_done(R, T0, 5, false,
+							   NULL, 0, NULL),
+				     0);
+			break;
+		case P2P_REACH_PUNCH:
+			cr_assert_eq(
+			    p2p_reach_punch_started(R, T0, &a.peer, 0, NULL),
+			    0);
+			cr_assert_eq(
+			    p2p_reach_punch_failed(R, T0, &a.peer, PUNCH_MSG),
+			    0);
+			break;
+		case P2P_REACH_RELAYS:
+			cr_assert_eq(p2p_reach_relays(R, T0, &a.peer, CAND, 6),
+				     0);
+			break;
+		case P2P_REACH_RELAY:
+			relays++;
+			cr_assert_eq(p2p_reach_relay_started(
+					 R, T0, &a.peer, relays == 1 ? -EIO : 0,
+					 relays == 1 ? 0 : 301),
+				     0);
+			if (relays == 2)
+				cr_assert_eq(
+				    p2p_reach_link_up(R, T0, &a.peer, &l), 0);
+			break;
+		case P2P_REACH_DONE:
+			dones++;
+			cr_assert_eq(a.link.id, 301);
+			cr_assert_eq(a.method, P2P_REACH_M_RELAY);
+			break;
+		default:
+			cr_assert_fail("unexpected action %d", a.type);
+		}
+	}
+	cr_assert_eq(dones, 1);
+	cr_assert_eq(relays, 2);
+	cr_assert_eq(p2p_reach_attempts(R), 0);
+}
+
+/* ---- issue 8: relays asked while the punch runs ---- */
+
+Test(core, parallel_relay_first, .init = setup_parallel)
+{
+	struct p2p_reach_link rl = {.id = 60, .kind = P2P_REACH_K_RELAYED};
+
+	candidates();
+	dialling();
+	cr_assert_eq(p2p_reach_link_gone(R, T0, 7, "refused", NULL), 0);
+	cr_assert_eq(drain(), 2);
+	cr_assert_eq(Q[0].type, P2P_REACH_PUNCH);
+	cr_assert_eq(Q[1].type, P2P_REACH_RELAYS);
+	cr_assert_eq(p2p_reach_punch_started(R, T0, &PEER, 0, NULL), 0);
+	cr_assert_eq(p2p_reach_relays(R, T0, &PEER, CAND, 6), 0);
+	cr_assert_eq(one(P2P_REACH_RELAY)->via.b[0], 0x01);
+	cr_assert_eq(p2p_reach_relay_started(R, T0, &PEER, 0, 60), 0);
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 40, &PEER, &rl), 0);
+	struct p2p_reach_action *a = one(P2P_REACH_DONE);
+	cr_assert_eq(a->method, P2P_REACH_M_RELAY);
+	cr_assert_eq(a->link.id, 60);
+}
+
+Test(core, parallel_waits_for_the_punch_when_relays_fail,
+     .init = setup_parallel)
+{
+	dialling();
+	cr_assert_eq(p2p_reach_link_gone(R, T0, 7, "refused", NULL), 0);
+	cr_assert_eq(drain(), 2);
+	cr_assert_eq(p2p_reach_punch_started(R, T0, &PEER, 0, NULL), 0);
+	cr_assert_eq(p2p_reach_relays(R, T0, &PEER, NULL, 0), 0);
+	cr_assert_eq(drain(), 0); /* no relay, but the punch still runs */
+	cr_assert_eq(p2p_reach_attempts(R), 1);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	failed(one(P2P_REACH_DONE), 1, "peer_unreachable",
+	       PUNCH_MSG "; no relay reached the peer (0 asked)");
+}
+
+Test(core, parallel_relays_go_on_after_the_punch_fails, .init = setup_parallel)
+{
+	struct p2p_reach_link rl = {.id = 61, .kind = P2P_REACH_K_RELAYED};
+
+	candidates();
+	dialling();
+	cr_assert_eq(p2p_reach_link_gone(R, T0, 7, "refused", NULL), 0);
+	cr_assert_eq(drain(), 2);
+	cr_assert_eq(p2p_reach_punch_started(R, T0, &PEER, 0, NULL), 0);
+	cr_assert_eq(p2p_reach_relays(R, T0, &PEER, CAND, 6), 0);
+	one(P2P_REACH_RELAY);
+	cr_assert_eq(p2p_reach_relay_started(R, T0, &PEER, 0, 61), 0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	cr_assert_eq(drain(), 0); /* the relay asked is still on its way */
+	cr_assert_eq(p2p_reach_next_timer(R), T0 + 9000 + P2P_REACH_TIMEOUT_MS);
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 9001, &PEER, &rl), 0);
+	cr_assert_eq(one(P2P_REACH_DONE)->link.id, 61);
+}
+
+/* ---- robustness: random inputs never crash nor exceed the caps ---- */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static uint32_t rnd(uint32_t n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (uint32_t)(rng % n);
+}
+
+#define NPEERS 6
+#define NTOKENS 16
+
+static void random_inputs(bool parallel)
+{
+	struct p2p_peerid peers[NPEERS + 1];
+	uint8_t state[NTOKENS] = {0}; /* 0 idle, 1 waiting */
+	struct p2p_reach_action a;
+	uint64_t now = T0;
+	size_t dones = 0;
+
+	for (int i = 0; i < NPEERS; i++)
+		peers[i] = id((uint8_t)(0x10 * i + 1));
+	peers[NPEERS] = SELF;
+	for (int step = 0; step < 200000; step++) {
+		const struct p2p_peerid *p = &peers[rnd(NPEERS + 1)];
+		struct p2p_reach_link l = {.id = 1 + rnd(8), .kind = rnd(3)};
+		struct p2p_contact c = {.id = *p, .addr = ADDR};
+		uint64_t tok = rnd(NTOKENS);
+		int rc = 0;
+
+		now += rnd(3000);
+		switch (rnd(14)) {
+		case 0:
+		case 1:
+			rc = p2p_reach_get(R, now, p, tok, rnd(4) ? NULL : &l,
+					   rnd(2) ? &ADDR : NULL);
+			cr_assert(rc == 0 || rc == -EEXIST);
+			cr_assert_eq(rc == -EEXIST, state[tok] == 1);
+			state[tok] = 1;
+			break;
+		case 2:
+			rc = p2p_reach_cancel(R, tok);
+			cr_assert_eq(rc == 0, state[tok] == 1);
+			state[tok] = 0;
+			break;
+		case 3:
+			p2p_reach_lookup_started(R, now, p, -(int)rnd(2),
+						 rnd(4));
+			break;
+		case 4:
+			p2p_reach_lookup_done(R, now, rnd(4), rnd(2), &c,
+					      rnd(2), rnd(3) ? NULL : &l);
+			break;
+		case 5:
+			p2p_reach_dial_started(R, now, p, -(int)rnd(2), l.id,
+					       rnd(2) ? "refused" : NULL);
+			break;
+		case 6:
+			p2p_reach_punch_started(
+			    R, now, p, rnd(2) ? 0 : -EADDRNOTAVAIL, NULL);
+			break;
+		case 7:
+			p2p_reach_punch_failed(R, now, p, "punch failed");
+			break;
+		case 8:
+			p2p_reach_relays(R, now, p, peers, rnd(NPEERS + 2));
+			break;
+		case 9:
+			p2p_reach_relay_started(R, now, p, -(int)rnd(2), l.id);
+			break;
+		case 10:
+			p2p_reach_link_up(R, now, p, &l);
+			break;
+		case 11:
+			p2p_reach_link_gone(R, now, l.id, "gone",
+					    rnd(4) ? NULL : &l);
+			break;
+		case 12:
+			p2p_reach_expire(R, now);
+			break;
+		case 13:
+			if (rnd(200) == 0) { /* stop, and start afresh */
+				p2p_reach_stop(R);
+				while (p2p_reach_poll(R, &a)) {
+					if (a.type != P2P_REACH_DONE)
+						continue;
+					cr_assert_eq(state[a.token], 1);
+					state[a.token] = 0;
+				}
+				p2p_reach_free(R);
+				setup_as(parallel);
+				cr_assert_eq(p2p_reach_waiters(R), 0);
+			}
+			break;
+		}
+		/* Poll only sometimes: results may pile up unpolled. */
+		while (rnd(3) && p2p_reach_poll(R, &a)) {
+			if (a.type != P2P_REACH_DONE)
+				continue;
+			cr_assert_lt(a.token, NTOKENS);
+			cr_assert_eq(state[a.token], 1, "a DONE nobody awaits");
+			cr_assert((a.code == NULL) == (a.link.id != 0));
+			cr_assert_lt(strlen(a.text), P2P_REACH_TEXT_MAX);
+			state[a.token] = 0;
+			dones++;
+		}
+		size_t waiting = 0;
+		for (int i = 0; i < NTOKENS; i++)
+			waiting += state[i];
+		cr_assert_eq(p2p_reach_waiters(R), waiting);
+		cr_assert_leq(p2p_reach_attempts(R), waiting);
+		cr_assert_leq(p2p_reach_attempts(R), NPEERS);
+		if (p2p_reach_attempts(R) > 0)
+			cr_assert_neq(p2p_reach_next_timer(R), UINT64_MAX);
+	}
+	cr_assert_gt(dones, 1000);
+}
+
+Test(core, random_inputs_sequential)
+{
+	random_inputs(false);
+}
+
+Test(core, random_inputs_parallel, .init = setup_parallel)
+{
+	random_inputs(true);
+}
