@@ -1,10 +1,12 @@
 /*
- * Reaching a peer for tunnels and `connect`: the link already up, else
- * the peer's address from the routing table or an overlay lookup and a
- * dial that expects the peer's ID; a peer that cannot be dialled is hole
- * punched (punch.h); when that cannot work or fails, the link is relayed
- * (relay.h) through a node we hold a link to, asking up to RELAY_TRIES of
- * them in turn. Every waiter for one peer shares one attempt.
+ * Reaching a peer for tunnels and `connect`: the glue of the sans-I/O
+ * core core/reach.h, which decides (the link already up, else the peer's
+ * address from the routing table or an overlay lookup and a dial that
+ * expects the peer's ID; a peer that cannot be dialled is hole punched;
+ * when that cannot work or fails, the link is relayed through a node we
+ * hold a link to, nearest first). This file carries out its requests with
+ * ovl, link, punch and relay, and feeds it their events. Every waiter for
+ * one peer shares one attempt.
  */
 #ifndef P2PD_REACH_H
 #define P2PD_REACH_H
@@ -13,17 +15,9 @@
 #include <stdint.h>
 
 #include "link.h"
-#include "nat/punch.h"
 #include "node.h"
 
-#define REACH_TIMEOUT_MS 20000 /* lookup + dial + handshake */
-/* Signalling, the start offset, the schedule, and the handshake. */
-#define REACH_PUNCH_MS                                                         \
-	(P2P_PUNCH_SIGNAL_MS + P2P_PUNCH_OFFSET_MAX_MS + P2P_PUNCH_TOTAL_MS +  \
-	 5000)
-
 struct reach_waiter;
-struct reach_dial;
 
 /*
  * Called once, from the after-input pass (never inside reach_get): l is
@@ -35,9 +29,11 @@ typedef void (*reach_fn)(struct p2pd_node *n, struct reach_waiter *w,
 			 const char *msg);
 
 struct reach_waiter {
+	reach_fn done; /* set by the caller */
+	/* The glue's: an answer the core could not take (its caps), told
+	 * from the after-input pass like every other. */
 	struct reach_waiter *next;
-	struct reach_dial *d; /* NULL when not waiting */
-	reach_fn done;
+	const char *code, *msg;
 };
 
 int reach_module_init(struct p2pd_node *n);

@@ -124,7 +124,18 @@ def build(c, lab):
         wait_for(lambda: w.d[h].status()["peers"] >= 3, 30, what="%s linked to the servers" % h)
         check_eq(w.d[h].status()["dht"]["mode"], "client", "%s dht.mode" % h)
         lab.popen(lab.nodes[h], ["python3", "-c", ECHO])
+    for h in list(HOSTS) + ["h-a", "h-b", "h-drop", "h-dbl"]:
+        wait_for(lambda: echo_listening(lab, h), 15, what="%s echo service" % h)
     return w
+
+
+def echo_listening(lab, h):
+    """The echo service in h's namespace accepts connections (python
+    starts in tens of ms, more on a busy machine: tests must not race it)."""
+    r = subprocess.run(["ip", "netns", "exec", lab.nodes[h].ns, "python3", "-c",
+                        "import socket; socket.create_connection(('127.0.0.1', %d), 1)"
+                        % ECHO_PORT], capture_output=True, timeout=10)
+    return r.returncode == 0
 
 
 def peer_entry(d, peer_id):
