@@ -58,6 +58,15 @@ struct p2pd_config {
 int p2pd_config_load(struct p2pd_config *c, int argc, char **argv, char *err,
 		     size_t errlen);
 
+/*
+ * Refuse a state directory that another user could write into: it must
+ * be a directory (a symbolic link to one is fine) owned by the effective
+ * uid and not writable by group or others. 0, or -ENOTDIR/-EPERM/-errno
+ * with a one-line message naming the directory in err.
+ */
+int p2pd_state_dir_check(const char *dir, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
 /* Re-read only the services of the config file (SIGHUP). 0 or -errno. */
 int p2pd_config_reload_services(struct p2pd_config *c, char *err,
 				size_t errlen);

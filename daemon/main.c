@@ -67,6 +67,11 @@ static int load_identity(struct daemon *d)
 			  d->cfg->state_dir, strerror(-r));
 		return r;
 	}
+	r = p2pd_state_dir_check(d->cfg->state_dir, err, sizeof(err));
+	if (r < 0) {
+		log_error("%s", err);
+		return r;
+	}
 	snprintf(path, sizeof(path), "%s/identity.key", d->cfg->state_dir);
 	r = p2p_identity_load(&d->ident, path, err, sizeof(err));
 	if (r == 0)

@@ -109,6 +109,17 @@ static int open_checked(const char *path, char *err, size_t errlen)
 		    "remove %s or point the state directory elsewhere",
 		    path, (unsigned int)(st.st_mode & 07777));
 	}
+	/* Its owner could replace it with a key of their choosing. */
+	if (st.st_uid != geteuid()) {
+		close(fd);
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen,
+				 "identity file %s is owned by uid %u, not by "
+				 "uid %u that runs p2pd: refusing to use it",
+				 path, (unsigned int)st.st_uid,
+				 (unsigned int)geteuid());
+		return -EPERM;
+	}
 	if (st.st_mode & 077) {
 		close(fd);
 		return say(err, errlen, -EPERM,

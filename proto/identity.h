@@ -3,9 +3,9 @@
  *
  * identity.key holds one line: "p2pd-ed25519-v1 " followed by the 64-byte
  * libsodium secret key (seed || public key) in lowercase hex, then "\n".
- * The file is mode 0600; a file readable or writable by group or others is
- * refused, as is anything that does not parse or whose public half does not
- * match its seed.
+ * The file is mode 0600; a file readable or writable by group or others, or
+ * owned by another user, is refused, as is anything that does not parse or
+ * whose public half does not match its seed.
  */
 #ifndef P2P_PROTO_IDENTITY_H
 #define P2P_PROTO_IDENTITY_H
@@ -29,7 +29,8 @@ void p2p_identity_from_seed(struct p2p_identity *ident, const uint8_t seed[32]);
 
 /*
  * Load path into ident. Returns 0, -ENOENT when the file does not exist,
- * -EPERM when group/other permission bits are set, -EPROTO when malformed,
+ * -EPERM when group/other permission bits are set or the file belongs to
+ * another user than the effective uid, -EPROTO when malformed,
  * or another negative errno from the file system. On failure a one-line
  * reason is written to err (errlen bytes) when err is not NULL.
  */

@@ -258,6 +258,26 @@ Test(identity, wipe_clears_secret)
 	cr_assert_eq(memcmp(a.sk, zero, 64), 0);
 }
 
+/*
+ * issue 9: an identity.key owned by another user is refused even with
+ * mode 0600: whoever owns it can replace our key (needs root to set up).
+ */
+Test(identity, other_owner_refused)
+{
+	struct p2p_identity a, b;
+	char err[512];
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to chown the key file");
+	fixed_identity(&a, 3);
+	cr_assert_eq(p2p_identity_save(&a, path), 0);
+	cr_assert_eq(chown(path, 65534, 65534), 0);
+	cr_expect_eq(p2p_identity_load(&b, path, err, sizeof(err)), -EPERM);
+	cr_expect(strstr(err, path) != NULL && strstr(err, "owned by") != NULL,
+		  "%s", err);
+	p2p_identity_wipe(&a);
+}
+
 Test(identity, save_into_missing_dir_fails)
 {
 	struct p2p_identity a;
