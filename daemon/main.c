@@ -84,8 +84,9 @@ static int load_identity(struct daemon *d)
 			log_error("%s: %s", path, p2p_strerror(r));
 		return r;
 	}
-	p2p_identity_generate(&d->ident);
-	r = p2p_identity_save(&d->ident, path);
+	r = p2p_identity_generate(&d->ident);
+	if (r == 0)
+		r = p2p_identity_save(&d->ident, path);
 	if (r < 0) {
 		log_error("cannot save identity %s: %s", path, p2p_strerror(r));
 		return r;

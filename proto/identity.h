@@ -15,17 +15,28 @@
 
 #include "peerid.h"
 
+/*
+ * The secret key is the only copy in the process: 64 bytes of libsodium
+ * guarded memory (sodium_malloc: guard pages around it, locked out of
+ * swap where the limit allows) kept read-only, so a stray write or an
+ * overrun faults instead of leaking or changing it. Copying the struct
+ * copies the reference, not the key: sessions and the node refer to it,
+ * and exactly one p2p_identity_wipe releases it, after its last user.
+ */
 struct p2p_identity {
 	uint8_t pk[32];
-	uint8_t sk[64];
+	const uint8_t *sk; /* 64 bytes: seed | pk; NULL once wiped */
 	struct p2p_peerid id;
 };
 
-/* New random identity. */
-void p2p_identity_generate(struct p2p_identity *ident);
+/*
+ * New random identity. ident is overwritten (wipe it first if it held a
+ * key). 0, or -ENOMEM when no guarded memory is left (ident->sk NULL).
+ */
+int p2p_identity_generate(struct p2p_identity *ident);
 
-/* Derive from a 32-byte seed (tests, known answers). */
-void p2p_identity_from_seed(struct p2p_identity *ident, const uint8_t seed[32]);
+/* Derive from a 32-byte seed (tests, known answers). As generate. */
+int p2p_identity_from_seed(struct p2p_identity *ident, const uint8_t seed[32]);
 
 /*
  * Load path into ident. Returns 0, -ENOENT when the file does not exist,
@@ -45,7 +56,7 @@ int p2p_identity_load(struct p2p_identity *ident, const char *path, char *err,
 int p2p_identity_save(const struct p2p_identity *ident, const char *path)
     __attribute__((warn_unused_result));
 
-/* Wipe the secret key. */
+/* Wipe and release the secret key; sk becomes NULL. Idempotent. */
 void p2p_identity_wipe(struct p2p_identity *ident);
 
 #endif
