@@ -17,6 +17,7 @@
 #define P2PD_MAX_BOOTSTRAP 32
 #define P2PD_MAX_SERVICES 64
 #define P2PD_MAX_ALLOW 64
+#define P2PD_GROUP_NAME_MAX 64 /* control_group, with its NUL */
 
 struct p2pd_service {
 	char name[64];
@@ -31,8 +32,9 @@ struct p2pd_limits {
 	unsigned max_links;	  /* overlay + direct links */
 	unsigned max_ctl_clients; /* control connections */
 	unsigned handshake_timeout_ms;
-	unsigned keepalive_ms;	  /* below common NAT timeouts */
-	unsigned idle_timeout_ms; /* link considered dead without traffic */
+	unsigned keepalive_ms;	      /* below common NAT timeouts */
+	unsigned idle_timeout_ms;     /* link considered dead without traffic */
+	unsigned ctl_idle_timeout_ms; /* idle control client closed */
 };
 
 struct p2pd_config {
@@ -42,6 +44,8 @@ struct p2pd_config {
 	size_t nbootstrap;
 	struct p2p_addr bootstrap[P2PD_MAX_BOOTSTRAP];
 	char control[108]; /* sun_path */
+	/* its members may use the control socket; "" for none */
+	char control_group[P2PD_GROUP_NAME_MAX];
 	char state_dir[PATH_MAX];
 	int log_level; /* LOG_LVL_* */
 	size_t nservices;

@@ -205,6 +205,11 @@ static void log_started(struct daemon *d)
 
 static int daemon_start(struct daemon *d)
 {
+	struct ctl_options ctl_opt = {
+	    .max_clients = d->cfg->limits.max_ctl_clients,
+	    .idle_timeout_ms = d->cfg->limits.ctl_idle_timeout_ms,
+	    .group = d->cfg->control_group,
+	};
 	char err[512] = "";
 	int r;
 
@@ -214,9 +219,9 @@ static int daemon_start(struct daemon *d)
 		log_error("%s", err[0] ? err : p2p_strerror(r));
 		return r;
 	}
-	r = ctl_server_start(
-	    &d->loop, d->cfg->control, p2pd_node_commands, p2pd_node_ncommands,
-	    d->node, d->cfg->limits.max_ctl_clients, &d->ctl, err, sizeof(err));
+	r = ctl_server_start(&d->loop, d->cfg->control, p2pd_node_commands,
+			     p2pd_node_ncommands, d->node, &ctl_opt, &d->ctl,
+			     err, sizeof(err));
 	if (r < 0) {
 		log_error("%s", err);
 		d->stopping = 1;

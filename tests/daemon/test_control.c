@@ -49,6 +49,9 @@ static const struct ctl_command cmds[] = {
     {"big", cmd_big},	{"open", cmd_open},
 };
 
+/* The default idle timeout (10 s): long enough not to interfere. */
+static const struct ctl_options opt = {.max_clients = 4, .group = ""};
+
 static void setup(void)
 {
 	char err[256];
@@ -56,8 +59,8 @@ static void setup(void)
 	tc_setup();
 	held = NULL;
 	taken = NULL;
-	cr_assert_eq(ctl_server_start(&tc_loop, tc_path, cmds, 5, NULL, 4, &srv,
-				      err, sizeof(err)),
+	cr_assert_eq(ctl_server_start(&tc_loop, tc_path, cmds, 5, NULL, &opt,
+				      &srv, err, sizeof(err)),
 		     0, "%s", err);
 }
 

@@ -24,7 +24,9 @@ TestSuite(ctlsock, .init = tc_setup, .fini = tc_teardown);
 static int start(const char *path, struct ctl_server **s)
 {
 	err[0] = '\0';
-	return ctl_server_start(&tc_loop, path, cmds, 1, NULL, 8, s, err,
+	struct ctl_options opt = {.max_clients = 8, .group = ""};
+
+	return ctl_server_start(&tc_loop, path, cmds, 1, NULL, &opt, s, err,
 				sizeof(err));
 }
 
