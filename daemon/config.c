@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "config_file.h"
+#include "control.h"
 #include "log.h"
 
 #define DEFAULT_MAX_LINKS 256
@@ -114,6 +115,8 @@ static int set_defaults(struct p2pd_config *c, char *err, size_t errlen)
 	c->limits.handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS;
 	c->limits.keepalive_ms = DEFAULT_KEEPALIVE_MS;
 	c->limits.idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS;
+	c->limits.ctl_idle_timeout_ms = CTL_IDLE_TIMEOUT_MS;
+	strcpy(c->control_group, CTL_GROUP_DEFAULT);
 
 	/* Both families: a v6-only socket next to the v4 one (node's job). */
 	c->nlisten = 2;

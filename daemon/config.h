@@ -17,6 +17,7 @@
 #define P2PD_MAX_BOOTSTRAP 32
 #define P2PD_MAX_SERVICES 64
 #define P2PD_MAX_ALLOW 64
+#define P2PD_GROUP_NAME_MAX 64 /* control_group, with its NUL */
 
 struct p2pd_service {
 	char name[64];
@@ -31,8 +32,9 @@ struct p2pd_limits {
 	unsigned max_links;	  /* overlay + direct links */
 	unsigned max_ctl_clients; /* control connections */
 	unsigned handshake_timeout_ms;
-	unsigned keepalive_ms;	  /* below common NAT timeouts */
-	unsigned idle_timeout_ms; /* link considered dead without traffic */
+	unsigned keepalive_ms;	      /* below common NAT timeouts */
+	unsigned idle_timeout_ms;     /* link considered dead without traffic */
+	unsigned ctl_idle_timeout_ms; /* idle control client closed */
 };
 
 struct p2pd_config {
@@ -42,6 +44,8 @@ struct p2pd_config {
 	size_t nbootstrap;
 	struct p2p_addr bootstrap[P2PD_MAX_BOOTSTRAP];
 	char control[108]; /* sun_path */
+	/* its members may use the control socket; "" for none */
+	char control_group[P2PD_GROUP_NAME_MAX];
 	char state_dir[PATH_MAX];
 	int log_level; /* LOG_LVL_* */
 	size_t nservices;
@@ -57,6 +61,15 @@ struct p2pd_config {
  */
 int p2pd_config_load(struct p2pd_config *c, int argc, char **argv, char *err,
 		     size_t errlen);
+
+/*
+ * Refuse a state directory that another user could write into: it must
+ * be a directory (a symbolic link to one is fine) owned by the effective
+ * uid and not writable by group or others. 0, or -ENOTDIR/-EPERM/-errno
+ * with a one-line message naming the directory in err.
+ */
+int p2pd_state_dir_check(const char *dir, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* Re-read only the services of the config file (SIGHUP). 0 or -errno. */
 int p2pd_config_reload_services(struct p2pd_config *c, char *err,

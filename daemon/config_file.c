@@ -136,6 +136,8 @@ static int key_limits(const struct cfg_ctx *x, json_t *v)
 			r = key_limit(x, key, e, &l->keepalive_ms);
 		else if (strcmp(key, "idle_timeout_ms") == 0)
 			r = key_limit(x, key, e, &l->idle_timeout_ms);
+		else if (strcmp(key, "ctl_idle_timeout_ms") == 0)
+			r = key_limit(x, key, e, &l->ctl_idle_timeout_ms);
 		else
 			r = ferr(x, "unknown key \"limits.%s\"", key);
 		if (r < 0)
@@ -317,6 +319,20 @@ static int key_log_level(const struct cfg_ctx *x, json_t *v)
 	return 0;
 }
 
+/* A name to look up, never used in a path or a command: length only. */
+static int key_control_group(const struct cfg_ctx *x, json_t *v)
+{
+	const char *s = NULL;
+
+	if (want_string(x, "control_group", v, &s) < 0)
+		return -EINVAL;
+	if (strlen(s) >= sizeof(x->c->control_group))
+		return ferr(x, "\"control_group\" is longer than %zu bytes",
+			    sizeof(x->c->control_group) - 1);
+	strcpy(x->c->control_group, s);
+	return 0;
+}
+
 static int apply_key(const struct cfg_ctx *x, const char *key, json_t *v)
 {
 	struct p2pd_config *c = x->c;
@@ -329,6 +345,8 @@ static int apply_key(const struct cfg_ctx *x, const char *key, json_t *v)
 				 P2PD_MAX_BOOTSTRAP);
 	if (strcmp(key, "control") == 0)
 		return key_path(x, key, v, c->control, sizeof(c->control));
+	if (strcmp(key, "control_group") == 0)
+		return key_control_group(x, v);
 	if (strcmp(key, "state_dir") == 0)
 		return key_path(x, key, v, c->state_dir, sizeof(c->state_dir));
 	if (strcmp(key, "log_level") == 0)

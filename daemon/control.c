@@ -17,10 +17,22 @@
 
 #include "control.h"
 #include "control_int.h"
+#include "log.h"
 
 /* Room for one line of CTL_LINE_MAX bytes plus its "\r\n". */
 #define CTL_IN_CAP (CTL_LINE_MAX + 2)
 #define CTL_BACKLOG 64
+/*
+ * A newcomer takes an idle client's slot only once that client has had
+ * this long to send its first line: a burst of clients (a script running
+ * p2pctl in parallel) must not push each other out before they speak.
+ */
+#define CTL_EVICT_GRACE_MS 1000
+/* The idle sweep runs every timeout / 4, within these bounds. */
+#define CTL_SWEEP_MIN_MS 10
+#define CTL_SWEEP_MAX_MS 1000
+/* One "refused" line per interval: any local user can trigger it. */
+#define CTL_REFUSED_LOG_MS 10000
 
 static void client_process(struct ctl_client *c);
 
@@ -121,6 +133,9 @@ void ctl_client_close_after_writes(struct ctl_client *c)
 	if (c->closing || c->shutting_down)
 		return;
 	c->shutting_down = true;
+	/* The sweep closes it for good if the writes never drain. */
+	if (c->srv != NULL)
+		c->idle_since = uv_now(c->srv->loop);
 	client_read_stop(c);
 	req = malloc(sizeof(*req));
 	if (req == NULL) {
@@ -313,18 +328,111 @@ static void client_process(struct ctl_client *c)
 void ctl_client_request_done(struct ctl_client *c)
 {
 	c->pending = NULL;
+	if (c->srv != NULL)
+		c->idle_since = uv_now(c->srv->loop);
 	client_process(c);
 }
 
-static void reject_busy(struct ctl_client *c)
+/* One error line the client did not ask for, then close. */
+static void client_say_and_close(struct ctl_client *c, const char *code,
+				 const char *msg)
 {
-	json_t *o = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "busy",
-			      "message", "too many control clients");
+	json_t *o;
 
+	/* A client that has not read what we sent will not read this. */
+	if (c->shutting_down || c->out_bytes > 0) {
+		ctl_client_close(c);
+		return;
+	}
+	o = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", code, "message",
+		      msg);
 	if (o != NULL)
 		ctl_client_send(c, o);
 	json_decref(o);
 	ctl_client_close_after_writes(c);
+}
+
+/* The daemon owes it nothing: no request is being answered. */
+static bool client_idle(const struct ctl_client *c)
+{
+	return !c->closing && !c->detached && !c->in_process &&
+	       c->pending == NULL;
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+	struct ctl_server *s = t->data;
+	uint64_t now = uv_now(s->loop);
+	struct ctl_client *c, *next;
+
+	for (c = s->clients; c != NULL; c = next) {
+		next = c->next; /* closing c unlinks it */
+		if (client_idle(c) && now - c->idle_since >= s->idle_timeout_ms)
+			client_say_and_close(c, "timeout",
+					     "idle too long: closing");
+	}
+}
+
+/*
+ * Every slot is taken: free the one of the client idle the longest, if
+ * one has been idle for CTL_EVICT_GRACE_MS. True when a slot was freed.
+ */
+static bool evict_idlest(struct ctl_server *s)
+{
+	uint64_t now = uv_now(s->loop);
+	struct ctl_client *best = NULL;
+
+	for (struct ctl_client *c = s->clients; c != NULL; c = c->next)
+		if (c->counted && client_idle(c) &&
+		    (best == NULL || c->idle_since < best->idle_since))
+			best = c;
+	if (best == NULL || now - best->idle_since < CTL_EVICT_GRACE_MS)
+		return false;
+	/* Its slot is free now, not once its last line has drained. */
+	best->counted = false;
+	s->nclients--;
+	client_say_and_close(
+	    best, "timeout",
+	    "idle while every control slot was taken: closing");
+	return true;
+}
+
+static void reject_busy(struct ctl_client *c)
+{
+	client_say_and_close(c, "busy", "too many control clients");
+}
+
+/* SO_PEERCRED: false (and the client told, or closed) when refused. */
+static bool client_admit(struct ctl_server *s, struct ctl_client *c)
+{
+	char msg[160];
+	uid_t uid = 0;
+	uv_os_fd_t fd;
+	int r;
+
+	r = uv_fileno((uv_handle_t *)c->pipe, &fd);
+	if (r == 0)
+		r = ctl_peer_allowed(fd, s->uid, s->gid, &uid);
+	if (r < 0) {
+		log_warnx("control client: cannot tell who it is: %s",
+			  strerror(-r));
+		ctl_client_close(c);
+		return false;
+	}
+	if (r > 0)
+		return true;
+	if (log_ratelimit(&s->refused_logged, uv_now(s->loop),
+			  CTL_REFUSED_LOG_MS))
+		log_warnx("control client of uid %u refused: not root, uid %u "
+			  "or in gid %u",
+			  (unsigned int)uid, (unsigned int)s->uid,
+			  (unsigned int)s->gid);
+	snprintf(msg, sizeof(msg),
+		 "uid %u may not use this control socket: only root, uid %u "
+		 "and members of gid %u may",
+		 (unsigned int)uid, (unsigned int)s->uid, (unsigned int)s->gid);
+	client_say_and_close(c, "access_denied", msg);
+	return false;
 }
 
 static void on_connection(uv_stream_t *ls, int status)
@@ -360,7 +468,11 @@ static void on_connection(uv_stream_t *ls, int status)
 		ctl_client_close(c);
 		return;
 	}
-	if (s->nclients >= s->max_clients) {
+	c->idle_since = uv_now(s->loop);
+	/* Refused users never take a slot nor push anyone out. */
+	if (!client_admit(s, c))
+		return;
+	if (s->nclients >= s->max_clients && !evict_idlest(s)) {
 		reject_busy(c);
 		return;
 	}
@@ -374,6 +486,11 @@ static void on_listener_closed(uv_handle_t *h)
 	srv_unref(h->data);
 }
 
+static void on_sweep_closed(uv_handle_t *h)
+{
+	srv_unref(h->data);
+}
+
 void ctl_server_close(struct ctl_server *s)
 {
 	if (s == NULL || s->closing)
@@ -382,11 +499,16 @@ void ctl_server_close(struct ctl_server *s)
 	while (s->clients != NULL)
 		ctl_client_close(s->clients);
 	unlink(s->path);
+	uv_close((uv_handle_t *)&s->sweep, on_sweep_closed);
 	uv_close((uv_handle_t *)&s->listener, on_listener_closed);
 }
 
-/* Bind with a umask so the socket is never wider than 0660, then chmod. */
-static int ctl_bind_listen(struct ctl_server *s, char *err, size_t errlen)
+/*
+ * Bind with a umask so the socket is never wider than 0660, then give it
+ * its mode and group.
+ */
+static int ctl_bind_listen(struct ctl_server *s, const char *group, char *err,
+			   size_t errlen)
 {
 	mode_t old = umask(0117);
 	int r = uv_pipe_bind(&s->listener, s->path);
@@ -397,10 +519,8 @@ static int ctl_bind_listen(struct ctl_server *s, char *err, size_t errlen)
 			 s->path, uv_strerror(r));
 		return r;
 	}
-	if (chmod(s->path, 0660) < 0) {
-		r = -errno;
-		snprintf(err, errlen, "cannot chmod control socket %s: %s",
-			 s->path, strerror(errno));
+	r = ctl_socket_perms(s->path, group, &s->gid, err, errlen);
+	if (r < 0) {
 		unlink(s->path);
 		return r;
 	}
@@ -413,10 +533,24 @@ static int ctl_bind_listen(struct ctl_server *s, char *err, size_t errlen)
 	return r;
 }
 
+static void start_sweep(struct ctl_server *s)
+{
+	uint64_t every = s->idle_timeout_ms / 4;
+
+	if (every < CTL_SWEEP_MIN_MS)
+		every = CTL_SWEEP_MIN_MS;
+	if (every > CTL_SWEEP_MAX_MS)
+		every = CTL_SWEEP_MAX_MS;
+	uv_timer_init(s->loop, &s->sweep); /* cannot fail */
+	s->sweep.data = s;
+	s->refs++;
+	uv_timer_start(&s->sweep, on_sweep, every, every);
+}
+
 int ctl_server_start(uv_loop_t *loop, const char *path,
 		     const struct ctl_command *cmds, size_t ncmds, void *ctx,
-		     unsigned max_clients, struct ctl_server **out, char *err,
-		     size_t errlen)
+		     const struct ctl_options *opt, struct ctl_server **out,
+		     char *err, size_t errlen)
 {
 	struct ctl_server *s;
 	int r;
@@ -429,7 +563,10 @@ int ctl_server_start(uv_loop_t *loop, const char *path,
 	s->cmds = cmds;
 	s->ncmds = ncmds;
 	s->ctx = ctx;
-	s->max_clients = max_clients;
+	s->max_clients = opt->max_clients;
+	s->idle_timeout_ms =
+	    opt->idle_timeout_ms ? opt->idle_timeout_ms : CTL_IDLE_TIMEOUT_MS;
+	s->uid = geteuid();
 	s->refs = 1; /* the listener */
 	r = ctl_prepare_path(path, err, errlen);
 	if (r < 0) {
@@ -444,11 +581,14 @@ int ctl_server_start(uv_loop_t *loop, const char *path,
 		return r;
 	}
 	s->listener.data = s;
-	r = ctl_bind_listen(s, err, errlen);
+	r = ctl_bind_listen(s,
+			    opt->group != NULL ? opt->group : CTL_GROUP_DEFAULT,
+			    err, errlen);
 	if (r < 0) {
 		uv_close((uv_handle_t *)&s->listener, on_listener_closed);
 		return r;
 	}
+	start_sweep(s);
 	*out = s;
 	return 0;
 }

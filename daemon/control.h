@@ -14,6 +14,17 @@
 #define CTL_LINE_MAX (64 * 1024)
 #define CTL_OUT_MAX                                                            \
 	(1024 * 1024) /* queued reply bytes before we drop a client */
+/*
+ * A client with no request in progress that sends no complete line for
+ * this long is closed (bytes of an unfinished line do not count), so idle
+ * connections cannot hold the max_clients slots. A request the daemon is
+ * still answering (a lookup, a connect) does not count as idle, and an
+ * "open" stream (p2pctl pipe) is no longer a control client at all.
+ */
+#define CTL_IDLE_TIMEOUT_MS 10000
+/* Group whose members may use the socket (SPEC 5, issue 12 item 3). */
+#define CTL_GROUP_DEFAULT "p2pd"
+#define CTL_GROUP_NAME_MAX 64
 
 struct ctl_server;
 struct ctl_req;
@@ -26,14 +37,28 @@ struct ctl_command {
 	ctl_handler_fn fn;
 };
 
+struct ctl_options {
+	unsigned max_clients;	  /* control connections at once */
+	unsigned idle_timeout_ms; /* 0: CTL_IDLE_TIMEOUT_MS */
+	/*
+	 * Group given the socket when it exists: NULL means
+	 * CTL_GROUP_DEFAULT, "" none (the daemon's own group).
+	 */
+	const char *group;
+};
+
 /*
- * Listen on path (mode 0660). A stale socket file (nobody accepting) is
- * replaced; a live one gives -EADDRINUSE and a message in err.
+ * Listen on path (mode 0660, group opt->group when it exists). A stale
+ * socket file (nobody accepting) is replaced; a live one gives
+ * -EADDRINUSE and a message in err. Clients are checked with SO_PEERCRED:
+ * root, the daemon's uid and members of the socket's group are served,
+ * anyone else gets access_denied. When every slot is taken, a newcomer
+ * takes the slot of the client idle the longest, if any is idle.
  */
 int ctl_server_start(uv_loop_t *loop, const char *path,
 		     const struct ctl_command *cmds, size_t ncmds, void *ctx,
-		     unsigned max_clients, struct ctl_server **out, char *err,
-		     size_t errlen);
+		     const struct ctl_options *opt, struct ctl_server **out,
+		     char *err, size_t errlen);
 /* Close the listener and every client; unlinks the socket file. */
 void ctl_server_close(struct ctl_server *s);
 

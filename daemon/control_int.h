@@ -7,6 +7,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 #include <sys/un.h>
 
 #include "control.h"
@@ -16,12 +18,17 @@ struct ctl_client;
 struct ctl_server {
 	uv_loop_t *loop;
 	uv_pipe_t listener;
+	uv_timer_t sweep; /* closes idle clients */
 	const struct ctl_command *cmds;
 	size_t ncmds;
 	void *ctx;
 	unsigned max_clients;
+	unsigned idle_timeout_ms;
 	unsigned nclients; /* counted (not busy-rejected) clients */
-	unsigned refs;	   /* listener + clients still linked */
+	unsigned refs;	   /* listener, sweep timer, clients still linked */
+	uid_t uid;	   /* ours: always served, as is root */
+	gid_t gid;	   /* the socket file's group: its members are served */
+	uint64_t refused_logged; /* log_ratelimit state */
 	bool closing;
 	struct ctl_client *clients; /* every open client */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -36,6 +43,7 @@ struct ctl_client {
 	size_t out_bytes;	 /* queued reply bytes */
 	unsigned nwrites;	 /* write/shutdown requests in flight */
 	struct ctl_req *pending; /* the request awaiting its reply */
+	uint64_t idle_since;	 /* uv_now when it last had a request done */
 	bool counted;		 /* counts against max_clients */
 	bool in_process;
 	bool reading; /* uv_read_start in effect */
@@ -69,5 +77,21 @@ void ctl_dispatch_line(struct ctl_client *c, const char *line, size_t len);
  * is not a socket (-EEXIST). 0 or -errno with a message in err.
  */
 int ctl_prepare_path(const char *path, char *err, size_t errlen);
+
+/*
+ * control_listen.c: after bind, give the socket file mode 0660 and, when
+ * group names an existing group (and not ""), that group; *gid is the
+ * file's group afterwards. A group we cannot use is a warning, not an
+ * error: the socket is then the daemon's alone (and root's).
+ */
+int ctl_socket_perms(const char *path, const char *group, gid_t *gid, char *err,
+		     size_t errlen);
+
+/*
+ * control_listen.c: whether the peer on fd may use the socket (root, our
+ * uid, or a member of gid); logs its uid and pid at debug. 1 yes, 0 no
+ * (*uid says who), -errno when the kernel cannot tell.
+ */
+int ctl_peer_allowed(int fd, uid_t self, gid_t gid, uid_t *uid);
 
 #endif

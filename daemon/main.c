@@ -73,6 +73,11 @@ static int load_identity(struct daemon *d)
 			  d->cfg->state_dir, strerror(-r));
 		return r;
 	}
+	r = p2pd_state_dir_check(d->cfg->state_dir, err, sizeof(err));
+	if (r < 0) {
+		log_error("%s", err);
+		return r;
+	}
 	snprintf(path, sizeof(path), "%s/identity.key", d->cfg->state_dir);
 	r = p2p_identity_load(&d->ident, path, err, sizeof(err));
 	if (r == 0)
@@ -85,8 +90,9 @@ static int load_identity(struct daemon *d)
 			log_error("%s: %s", path, p2p_strerror(r));
 		return r;
 	}
-	p2p_identity_generate(&d->ident);
-	r = p2p_identity_save(&d->ident, path);
+	r = p2p_identity_generate(&d->ident);
+	if (r == 0)
+		r = p2p_identity_save(&d->ident, path);
 	if (r < 0) {
 		log_error("cannot save identity %s: %s", path, p2p_strerror(r));
 		return r;
@@ -205,6 +211,11 @@ static void log_started(struct daemon *d)
 
 static int daemon_start(struct daemon *d)
 {
+	struct ctl_options ctl_opt = {
+	    .max_clients = d->cfg->limits.max_ctl_clients,
+	    .idle_timeout_ms = d->cfg->limits.ctl_idle_timeout_ms,
+	    .group = d->cfg->control_group,
+	};
 	char err[512] = "";
 	int r;
 
@@ -214,9 +225,9 @@ static int daemon_start(struct daemon *d)
 		log_error("%s", err[0] ? err : p2p_strerror(r));
 		return r;
 	}
-	r = ctl_server_start(
-	    &d->loop, d->cfg->control, p2pd_node_commands, p2pd_node_ncommands,
-	    d->node, d->cfg->limits.max_ctl_clients, &d->ctl, err, sizeof(err));
+	r = ctl_server_start(&d->loop, d->cfg->control, p2pd_node_commands,
+			     p2pd_node_ncommands, d->node, &ctl_opt, &d->ctl,
+			     err, sizeof(err));
 	if (r < 0) {
 		log_error("%s", err);
 		d->stopping = 1;

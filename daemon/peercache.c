@@ -99,7 +99,11 @@ int peercache_parse(struct peercache *pc, const char *text, size_t len,
 int peercache_load(struct peercache *pc, const char *path, char *err,
 		   size_t errlen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/*
+	 * Never through a link, and never blocked on a FIFO someone put in
+	 * its place: both are refused as not a regular file.
+	 */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	struct stat st;
 	char *buf;
 	ssize_t got;
@@ -108,8 +112,10 @@ int peercache_load(struct peercache *pc, const char *path, char *err,
 
 	peercache_init(pc);
 	if (fd < 0) {
-		snprintf(err, errlen, "%s", strerror(errno));
-		return -errno;
+		rc = -errno;
+		snprintf(err, errlen, "%s",
+			 rc == -ELOOP ? "a symbolic link" : strerror(-rc));
+		return rc;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    st.st_size > PEERCACHE_FILE_MAX) {
@@ -165,19 +171,49 @@ static int write_all(int fd, const char *p, size_t len)
 	return 0;
 }
 
+/* Make a rename in path's directory durable. 0 or -errno. */
+static int sync_parent(const char *path)
+{
+	char dir[PEERCACHE_PATH_MAX];
+	char *slash;
+	int fd, rc = 0;
+
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	slash = strrchr(dir, '/');
+	if (slash == NULL)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/*
+ * The temporary file gets a fresh random name, created with O_EXCL by
+ * mkostemp: a name planted in advance (a link to another file) is never
+ * opened, so we cannot be made to write through it.
+ */
 int peercache_save(struct peercache *pc, const char *path)
 {
-	char tmp[4096];
-	char *text = peercache_dump(pc);
+	char tmp[PEERCACHE_PATH_MAX];
+	char *text;
 	int fd, rc;
 
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >=
+	    (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	text = peercache_dump(pc);
 	if (!text)
 		return -ENOMEM;
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
-		free(text);
-		return -ENAMETOOLONG;
-	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600 */
 	if (fd < 0) {
 		rc = -errno;
 		free(text);
@@ -193,9 +229,13 @@ int peercache_save(struct peercache *pc, const char *path)
 	free(text);
 	if (rc == 0 && rename(tmp, path) < 0)
 		rc = -errno;
-	if (rc < 0)
+	if (rc < 0) {
 		unlink(tmp);
-	else
+		return rc;
+	}
+	/* Without this a crash can lose the rename (and the old file). */
+	rc = sync_parent(path);
+	if (rc == 0)
 		pc->dirty = false;
 	return rc;
 }

@@ -15,6 +15,7 @@
 
 #define PEERCACHE_MAX 64
 #define PEERCACHE_FILE_MAX (256 * 1024) /* larger files are malformed */
+#define PEERCACHE_PATH_MAX 4096		/* path of peers.json */
 
 struct peercache {
 	size_t n;
@@ -38,14 +39,20 @@ void peercache_add(struct peercache *pc, const struct p2p_peerid *id,
 int peercache_parse(struct peercache *pc, const char *text, size_t len,
 		    char *err, size_t errlen);
 
-/* Read path: 0, -ENOENT when absent, -EPROTO (err set) or -errno. */
+/*
+ * Read path: 0, -ENOENT when absent, -EPROTO (err set) or -errno (-ELOOP
+ * for a symbolic link, which is never followed).
+ */
 int peercache_load(struct peercache *pc, const char *path, char *err,
 		   size_t errlen);
 
 /* Serialize; malloc'd NUL-terminated string, NULL on ENOMEM. */
 char *peercache_dump(const struct peercache *pc);
 
-/* Write atomically (path.tmp, fsync, rename); clears dirty. 0 or -errno. */
+/*
+ * Write atomically: a new path.tmp.XXXXXX (mkostemp, mode 0600), fsync,
+ * rename over path, fsync the directory; clears dirty. 0 or -errno.
+ */
 int peercache_save(struct peercache *pc, const char *path);
 
 #endif

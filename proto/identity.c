@@ -24,24 +24,41 @@
 #define ID_FILE_LEN (ID_MAGIC_LEN + ID_HEX_LEN + 1) /* with the "\n" */
 #define ID_PATH_MAX 4096
 
-void p2p_identity_from_seed(struct p2p_identity *ident, const uint8_t seed[32])
+int p2p_identity_from_seed(struct p2p_identity *ident, const uint8_t seed[32])
 {
-	crypto_sign_seed_keypair(ident->pk, ident->sk, seed);
+	uint8_t *sk = NULL;
+
+	/* sodium_malloc needs the page size that sodium_init looks up. */
+	if (sodium_init() >= 0)
+		sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
+	if (sk == NULL) {
+		memset(ident, 0, sizeof(*ident));
+		return -ENOMEM;
+	}
+	crypto_sign_seed_keypair(ident->pk, sk, seed);
 	p2p_peerid_from_pk(&ident->id, ident->pk);
+	/* Nothing writes the key again until sodium_free wipes it. */
+	sodium_mprotect_readonly(sk);
+	ident->sk = sk;
+	return 0;
 }
 
-void p2p_identity_generate(struct p2p_identity *ident)
+int p2p_identity_generate(struct p2p_identity *ident)
 {
 	uint8_t seed[crypto_sign_SEEDBYTES];
+	int rc;
 
 	randombytes_buf(seed, sizeof(seed));
-	p2p_identity_from_seed(ident, seed);
+	rc = p2p_identity_from_seed(ident, seed);
 	sodium_memzero(seed, sizeof(seed));
+	return rc;
 }
 
 void p2p_identity_wipe(struct p2p_identity *ident)
 {
-	sodium_memzero(ident->sk, sizeof(ident->sk));
+	/* sodium_free makes the pages writable, zeroes them, unmaps. */
+	sodium_free((void *)ident->sk);
+	ident->sk = NULL;
 }
 
 static int hex_nibble(char c)
@@ -109,6 +126,17 @@ static int open_checked(const char *path, char *err, size_t errlen)
 		    "remove %s or point the state directory elsewhere",
 		    path, (unsigned int)(st.st_mode & 07777));
 	}
+	/* Its owner could replace it with a key of their choosing. */
+	if (st.st_uid != geteuid()) {
+		close(fd);
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen,
+				 "identity file %s is owned by uid %u, not by "
+				 "uid %u that runs p2pd: refusing to use it",
+				 path, (unsigned int)st.st_uid,
+				 (unsigned int)geteuid());
+		return -EPERM;
+	}
 	if (st.st_mode & 077) {
 		close(fd);
 		return say(err, errlen, -EPERM,
@@ -143,13 +171,13 @@ static int check_pair(struct p2p_identity *ident, const uint8_t sk[64])
 	struct p2p_identity derived;
 
 	/* The public half must be what the seed gives, or the file lies. */
-	p2p_identity_from_seed(&derived, sk);
+	if (p2p_identity_from_seed(&derived, sk) < 0)
+		return -ENOMEM;
 	if (sodium_memcmp(derived.pk, sk + 32, 32) != 0) {
 		p2p_identity_wipe(&derived);
 		return -EPROTO;
 	}
-	*ident = derived;
-	sodium_memzero(&derived, sizeof(derived));
+	*ident = derived; /* moves the one reference to the key */
 	return 0;
 }
 
@@ -178,7 +206,9 @@ int p2p_identity_load(struct p2p_identity *ident, const char *path, char *err,
 	rc = parse_key(sk, buf, (size_t)n);
 	if (rc == 0)
 		rc = check_pair(ident, sk);
-	if (rc < 0 && err != NULL && errlen > 0)
+	if (rc == -ENOMEM && err != NULL && errlen > 0)
+		snprintf(err, errlen, "no memory for the key of %s", path);
+	else if (rc < 0 && err != NULL && errlen > 0)
 		snprintf(err, errlen,
 			 "identity file %s is malformed (expected one line "
 			 "\"%s<128 hex digits>\" with a matching key pair); "

@@ -58,7 +58,7 @@ struct p2p_session {
 	bool initiator;
 	bool has_expect;
 	struct p2p_peerid expect;
-	struct p2p_identity self;
+	struct p2p_identity self; /* self.sk refers to the identity's key */
 	uint8_t e_pk[crypto_kx_PUBLICKEYBYTES];
 	uint8_t e_sk[crypto_kx_SECRETKEYBYTES];
 	uint8_t kx[2 * crypto_kx_SESSIONKEYBYTES]; /* i2r | r2i */
@@ -75,7 +75,7 @@ struct p2p_session *p2p_session_new(const struct p2p_identity *self,
 {
 	struct p2p_session *s;
 
-	if (self == NULL || sodium_init() < 0)
+	if (self == NULL || self->sk == NULL || sodium_init() < 0)
 		return NULL;
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)

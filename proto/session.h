@@ -46,7 +46,10 @@
 struct p2p_session;
 
 /*
- * New session. The identity is copied. Initiators pass the peer ID they
+ * New session. Its public key and ID are copied; its secret key is not:
+ * the session signs with self's one guarded copy, which must therefore
+ * outlive the session (wipe the identity after freeing its sessions).
+ * Initiators pass the peer ID they
  * dial (expect) or NULL to accept any peer (bootstrap by address);
  * responders pass NULL. NULL on ENOMEM.
  */

@@ -267,7 +267,8 @@ Test(config, file_keys)
 	    "   \"web\": {\"target\": \"localhost:8080\"}},\n"
 	    " \"limits\": {\"max_links\": 10, \"max_ctl_clients\": 3,\n"
 	    "   \"handshake_timeout_ms\": 100, \"keepalive_ms\": 200,\n"
-	    "   \"idle_timeout_ms\": 900}}",
+	    "   \"idle_timeout_ms\": 900, \"ctl_idle_timeout_ms\": 1500},\n"
+	    " \"control_group\": \"ops\"}",
 	    a, b);
 	cr_assert_eq(load("-c", cfg_path, NULL), 0, "%s", err);
 	cr_assert_eq(cfg->nlisten, 1);
@@ -294,6 +295,27 @@ Test(config, file_keys)
 	cr_expect_eq(cfg->limits.handshake_timeout_ms, 100);
 	cr_expect_eq(cfg->limits.keepalive_ms, 200);
 	cr_expect_eq(cfg->limits.idle_timeout_ms, 900);
+	cr_expect_eq(cfg->limits.ctl_idle_timeout_ms, 1500);
+	cr_expect_str_eq(cfg->control_group, "ops");
+}
+
+/* issue 9 / issue 12 item 3: the control socket's idle timeout and group. */
+Test(config, control_defaults_and_bad_group)
+{
+	char big[200];
+
+	cr_assert_eq(load("-d", "/tmp/x", NULL), 0, "%s", err);
+	cr_expect_eq(cfg->limits.ctl_idle_timeout_ms, 10000);
+	cr_expect_str_eq(cfg->control_group, "p2pd");
+	memset(big, 'g', 100);
+	big[100] = '\0';
+	expect_err(load_file("{\"control_group\": 5}"),
+		   "\"control_group\" must be a string");
+	char json[300];
+	snprintf(json, sizeof(json), "{\"control_group\": \"%s\"}", big);
+	expect_err(load_file(json), "\"control_group\" is longer than 63");
+	expect_err(load_file("{\"limits\": {\"ctl_idle_timeout_ms\": 0}}"),
+		   "\"limits.ctl_idle_timeout_ms\" must be between");
 }
 
 Test(config, empty_listen_is_client_only)

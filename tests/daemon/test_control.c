@@ -1,7 +1,9 @@
 /* daemon/control.c: the line protocol, bounds and per-client isolation. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "ctl_harness.h"
 
@@ -49,6 +51,9 @@ static const struct ctl_command cmds[] = {
     {"big", cmd_big},	{"open", cmd_open},
 };
 
+/* The default idle timeout (10 s): long enough not to interfere. */
+static const struct ctl_options opt = {.max_clients = 4, .group = ""};
+
 static void setup(void)
 {
 	char err[256];
@@ -56,8 +61,8 @@ static void setup(void)
 	tc_setup();
 	held = NULL;
 	taken = NULL;
-	cr_assert_eq(ctl_server_start(&tc_loop, tc_path, cmds, 5, NULL, 4, &srv,
-				      err, sizeof(err)),
+	cr_assert_eq(ctl_server_start(&tc_loop, tc_path, cmds, 5, NULL, &opt,
+				      &srv, err, sizeof(err)),
 		     0, "%s", err);
 }
 
@@ -441,4 +446,150 @@ Test(control, async_open_keeps_later_bytes)
 	cr_expect(memcmp(taken_rx, "early bytes\n", 12) == 0);
 	uv_close((uv_handle_t *)taken, on_taken_closed);
 	tc_free(c);
+}
+
+/*
+ * issue 9: the idle timeout. A short one here (the daemon's is 10 s); the
+ * suite's own server replaces the one of the "control" suite.
+ */
+#define IDLE_MS 200
+
+static void setup_idle(void)
+{
+	static const struct ctl_options idle_opt = {
+	    .max_clients = 4, .idle_timeout_ms = IDLE_MS, .group = ""};
+	char err[256];
+
+	tc_setup();
+	held = NULL;
+	taken = NULL;
+	cr_assert_eq(ctl_server_start(&tc_loop, tc_path, cmds, 5, NULL,
+				      &idle_opt, &srv, err, sizeof(err)),
+		     0, "%s", err);
+}
+
+TestSuite(ctlidle, .init = setup_idle, .fini = teardown, .timeout = 30);
+
+/* Still open: nothing to read and no EOF, without blocking. */
+static bool still_open(struct tc_client *c)
+{
+	char b;
+	ssize_t n = recv(c->fd, &b, 1, MSG_DONTWAIT | MSG_PEEK);
+
+	return n < 0 && errno == EAGAIN;
+}
+
+Test(ctlidle, silent_and_half_line_clients_closed)
+{
+	struct tc_client *silent = tc_connect(NULL), *half = tc_connect(NULL);
+	json_t *r;
+
+	tc_send_str(half, "{\"cmd\":\"ec");
+	tc_pump_for(IDLE_MS / 2);
+	cr_expect(still_open(silent) && still_open(half), "closed too early");
+	r = tc_reply(silent);
+	cr_expect_str_eq(tc_error(r), "timeout");
+	json_decref(r);
+	cr_expect(tc_wait_eof(silent));
+	cr_expect(tc_wait_eof(half), "a half-sent request is idle too");
+	tc_free(silent);
+	tc_free(half);
+}
+
+/* Trickling bytes of a line never completed does not keep it open. */
+Test(ctlidle, trickle_does_not_extend)
+{
+	struct tc_client *c = tc_connect(NULL);
+	int sent = 0;
+
+	for (; sent < 4 * IDLE_MS / 20 && still_open(c); sent++) {
+		tc_send_str(c, " ");
+		tc_pump_for(20);
+	}
+	cr_expect_lt(sent, 2 * IDLE_MS / 20, "open after %d ms of trickle",
+		     sent * 20);
+	tc_free(c);
+}
+
+/* Each answered request starts the timeout again. */
+Test(ctlidle, active_client_kept)
+{
+	struct tc_client *c = tc_connect(NULL);
+	json_t *r;
+
+	for (int i = 0; i < 6; i++) {
+		tc_pump_for(IDLE_MS / 2);
+		tc_send_str(c, "{\"cmd\":\"echo\"}\n");
+		r = tc_reply(c);
+		cr_expect(tc_is_ok(r), "request %d", i);
+		json_decref(r);
+	}
+	tc_free(c);
+}
+
+/* A request the daemon is still answering is not the client idling. */
+Test(ctlidle, pending_request_not_idle)
+{
+	struct tc_client *c = tc_connect(NULL);
+	json_t *r;
+
+	tc_send_str(c, "{\"cmd\":\"later\"}\n");
+	tc_pump_for(3 * IDLE_MS);
+	cr_assert(held != NULL);
+	cr_expect(still_open(c), "closed while its reply was pending");
+	ctl_reply_ok(held, NULL);
+	held = NULL;
+	r = tc_reply(c);
+	cr_expect(tc_is_ok(r));
+	json_decref(r);
+	cr_expect(tc_wait_eof(c), "idle again after the reply");
+	tc_free(c);
+}
+
+/* An "open" stream (p2pctl pipe) is not a control client any more. */
+Test(ctlidle, open_stream_not_timed_out)
+{
+	struct tc_client *c = tc_connect(NULL);
+	json_t *r;
+
+	tc_send_str(c, "{\"cmd\":\"open\"}\n");
+	tc_pump_for(20);
+	cr_assert(taken != NULL);
+	r = tc_reply(c);
+	cr_expect(tc_is_ok(r));
+	json_decref(r);
+	tc_pump_for(3 * IDLE_MS);
+	cr_expect(still_open(c), "the stream was closed as idle");
+	uv_close((uv_handle_t *)taken, on_taken_closed);
+	tc_free(c);
+}
+
+/*
+ * With every slot held by idle clients a newcomer is served: the client
+ * idle the longest (past the grace second) gives up its slot.
+ */
+Test(control, full_server_evicts_longest_idle)
+{
+	struct tc_client *c[4], *extra;
+	json_t *r;
+
+	for (int i = 0; i < 4; i++) {
+		c[i] = tc_connect(NULL);
+		tc_pump_for(10);
+	}
+	tc_pump_for(1100);
+	extra = tc_connect(NULL);
+	tc_send_str(extra, "{\"cmd\":\"echo\"}\n");
+	r = tc_reply(extra);
+	cr_expect(tc_is_ok(r), "the newcomer is served");
+	json_decref(r);
+	r = tc_reply(c[0]);
+	cr_expect_str_eq(tc_error(r), "timeout", "the oldest idle one goes");
+	json_decref(r);
+	cr_expect(tc_wait_eof(c[0]));
+	for (int i = 1; i < 4; i++)
+		cr_expect(still_open(c[i]), "client %d kept", i);
+	tc_free(extra);
+	for (int i = 0; i < 4; i++)
+		tc_free(c[i]);
 }

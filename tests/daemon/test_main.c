@@ -284,6 +284,41 @@ Test(p2pd, bad_identity_refused_and_kept)
 		     1);
 }
 
+/*
+ * issue 9: a state dir others can write into lets them plant links and
+ * keys; one owned by another user lets that user do the same. Both are
+ * refused with one line naming the directory, and nothing is written.
+ */
+Test(p2pd, unsafe_state_dir_refused)
+{
+	static const mode_t modes[] = {0777, 0770, 0730, 0702, 01777};
+	char idpath[160], *line;
+
+	write_config("{\"listen\": []}");
+	snprintf(idpath, sizeof(idpath), "%s/identity.key", state);
+	cr_assert(mkdir(state, 0700) == 0);
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		cr_assert(chmod(state, modes[i]) == 0);
+		cr_expect_eq(
+		    wait_exit(spawn("-c", cfg, "-s", ctl, "-d", state, NULL)),
+		    1, "mode %o: %s", modes[i], log_text());
+		cr_expect(access(idpath, F_OK) != 0, "mode %o: key written",
+			  modes[i]);
+	}
+	line = strstr(log_text(), state);
+	cr_expect(line != NULL && strstr(line, "writable") != NULL, "%s",
+		  log_text());
+	if (geteuid() != 0)
+		return; /* chown needs root */
+	cr_assert(chmod(state, 0700) == 0);
+	cr_assert(chown(state, 65534, 65534) == 0);
+	cr_expect_eq(wait_exit(spawn("-c", cfg, "-s", ctl, "-d", state, NULL)),
+		     1, "%s", log_text());
+	cr_expect(strstr(log_text(), "owned by uid 65534") != NULL, "%s",
+		  log_text());
+	cr_expect(access(idpath, F_OK) != 0, "key written");
+}
+
 Test(p2pd, sighup_reloads_services)
 {
 	char reply[4096];

@@ -158,3 +158,70 @@ Test(peercache, save_load_file)
 	unlink(path);
 	rmdir(dir);
 }
+
+/*
+ * issue 9: whoever can write into the state directory plants
+ * peers.json.tmp -> some other file; the daemon (often root) must not
+ * write through the link.
+ */
+Test(peercache, save_ignores_planted_symlink)
+{
+	char dir[] = "/tmp/pctestXXXXXX", path[256], tmp[300], victim[300];
+	char buf[64] = "";
+	struct peercache pc;
+	struct stat st;
+	FILE *f;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/peers.json", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	f = fopen(victim, "w");
+	fputs("precious\n", f);
+	fclose(f);
+	cr_assert_eq(symlink(victim, tmp), 0);
+
+	peercache_init(&pc);
+	struct p2p_peerid a = mkid(0x42);
+	struct p2p_addr aa = mkaddr(4, 4242);
+	peercache_add(&pc, &a, &aa);
+	cr_assert_eq(peercache_save(&pc, path), 0);
+
+	f = fopen(victim, "r");
+	cr_assert_not_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	cr_expect_str_eq(buf, "precious\n", "the link target was written");
+	cr_assert_eq(lstat(path, &st), 0);
+	cr_expect(S_ISREG(st.st_mode), "peers.json is a regular file");
+	cr_expect_eq(st.st_mode & 0777, 0600);
+	unlink(tmp);
+	unlink(path);
+	unlink(victim);
+	rmdir(dir);
+}
+
+/* A peers.json that is a link (or a FIFO) is refused, never followed. */
+Test(peercache, load_refuses_symlink_and_fifo, .timeout = 10)
+{
+	char dir[] = "/tmp/pctestXXXXXX", path[256], target[300], err[128];
+	struct peercache pc;
+	struct p2p_peerid a = mkid(0x42);
+	struct p2p_addr aa = mkaddr(4, 4242);
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/peers.json", dir);
+	snprintf(target, sizeof(target), "%s/real.json", dir);
+	peercache_init(&pc);
+	peercache_add(&pc, &a, &aa);
+	cr_assert_eq(peercache_save(&pc, target), 0);
+	cr_assert_eq(symlink(target, path), 0);
+	cr_expect_lt(peercache_load(&pc, path, err, sizeof(err)), 0);
+	cr_expect_eq(pc.n, 0);
+	unlink(path);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	/* Opening a FIFO for reading would block until a writer comes. */
+	cr_expect_lt(peercache_load(&pc, path, err, sizeof(err)), 0);
+	unlink(path);
+	unlink(target);
+	rmdir(dir);
+}

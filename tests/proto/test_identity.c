@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,16 @@
 #include <sodium.h>
 
 #include "proto/identity.h"
+
+/*
+ * Some tests expect a fault on guarded memory; ASan would turn it into a
+ * report and exit(1) instead of the signal criterion waits for.
+ */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "handle_segv=0:handle_sigbus=0";
+}
 
 static char dir[64];
 static char path[128];
@@ -230,8 +241,10 @@ Test(identity, malformed_refused)
 	expect_malformed(bad, len);
 	/* Public half not matching the seed. */
 	fixed_identity(&other, 6);
-	memcpy(a.sk + 32, other.pk, 32);
-	sodium_bin2hex(hex, sizeof(hex), a.sk, 64);
+	uint8_t mixed[64];
+	memcpy(mixed, a.sk, 32);
+	memcpy(mixed + 32, other.pk, 32);
+	sodium_bin2hex(hex, sizeof(hex), mixed, 64);
 	len = (size_t)snprintf(bad, sizeof(bad), "p2pd-ed25519-v1 %s\n", hex);
 	expect_malformed(bad, len);
 	/* A big file is refused without reading it all. */
@@ -254,8 +267,70 @@ Test(identity, wipe_clears_secret)
 	static const uint8_t zero[64];
 
 	fixed_identity(&a, 9);
+	cr_assert_neq(memcmp(a.sk, zero, 64), 0);
 	p2p_identity_wipe(&a);
-	cr_assert_eq(memcmp(a.sk, zero, 64), 0);
+	/* sodium_free zeroes the key before unmapping it. */
+	cr_assert_null(a.sk);
+	p2p_identity_wipe(&a); /* twice is harmless */
+}
+
+/*
+ * issue 9: the secret key lives in libsodium guarded memory: read-only
+ * (a stray write faults instead of changing the key) with guard pages
+ * (an overrun faults instead of reading the key or what follows it).
+ */
+Test(identity, secret_key_is_read_only, .signal = SIGSEGV)
+{
+	struct p2p_identity a;
+	volatile uint8_t *k;
+
+	fixed_identity(&a, 9);
+	k = (volatile uint8_t *)a.sk;
+	k[0] ^= 1;
+}
+
+Test(identity, secret_key_is_followed_by_a_guard_page, .signal = SIGSEGV)
+{
+	struct p2p_identity a;
+	const volatile uint8_t *k;
+	uint8_t x = 0;
+
+	fixed_identity(&a, 9);
+	k = (const volatile uint8_t *)a.sk;
+	for (size_t i = 64; i < 64 + 4096; i++)
+		x ^= k[i];
+	cr_log_info("read past the key: %u", x);
+}
+
+/* A copy of the struct refers to the same key; there is one copy of it. */
+Test(identity, struct_copy_shares_the_key)
+{
+	struct p2p_identity a, b;
+
+	fixed_identity(&a, 9);
+	b = a;
+	cr_assert_eq(b.sk, a.sk);
+	p2p_identity_wipe(&a);
+}
+
+/*
+ * issue 9: an identity.key owned by another user is refused even with
+ * mode 0600: whoever owns it can replace our key (needs root to set up).
+ */
+Test(identity, other_owner_refused)
+{
+	struct p2p_identity a, b;
+	char err[512];
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to chown the key file");
+	fixed_identity(&a, 3);
+	cr_assert_eq(p2p_identity_save(&a, path), 0);
+	cr_assert_eq(chown(path, 65534, 65534), 0);
+	cr_expect_eq(p2p_identity_load(&b, path, err, sizeof(err)), -EPERM);
+	cr_expect(strstr(err, path) != NULL && strstr(err, "owned by") != NULL,
+		  "%s", err);
+	p2p_identity_wipe(&a);
 }
 
 Test(identity, save_into_missing_dir_fails)
