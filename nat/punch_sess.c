@@ -154,6 +154,10 @@ static void end(struct sess *s, uint64_t now, enum p2p_punch_reason why,
 		const char *extra, int err)
 {
 	s->state = S_ENDED;
+	/* Nothing more goes out for it: a schedule set by the REPLY that
+	 * could not be routed is not announced. */
+	s->send_pending = false;
+	s->sched_pending = false;
 	s->why = why;
 	s->extra = extra;
 	s->err = err;

@@ -105,7 +105,8 @@ struct p2p_psess_action {
 	int err; /* our REQUEST could not be routed: the route's error */
 	/* "no direct link: CONTEXT; hole punching failed after X.Y s:
 	 * REASON (this side T, the peer U; N attempts, R reset, T
-	 * unanswered)", the counts only for a schedule that ran out. */
+	 * unanswered)", the counts only for a schedule that ran out ("this
+	 * side": our NAT type in the latest local facts an input carried). */
 	char msg[P2P_PSESS_MSG_MAX];
 	/* The same without the context: "failed after X.Y s: REASON ..." */
 	char log[P2P_PSESS_LOG_MAX];

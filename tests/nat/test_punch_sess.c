@@ -388,6 +388,7 @@ Test(psess, reply_that_cannot_be_routed)
 	drain(t, 0);
 	send_rc = 0;
 	cr_assert_eq(count(P2P_PSESS_CONNECT), 0);
+	cr_assert_eq(count(P2P_PSESS_SCHEDULED), 0);
 	cr_assert_eq(count(P2P_PSESS_FAILED), 1);
 	cr_assert(!first(P2P_PSESS_FAILED)->requester);
 	cr_assert_eq(first(P2P_PSESS_FAILED)->err, 0);
