@@ -1,0 +1,207 @@
+/*
+ * Hole punching sessions, sans-I/O: the per-peer signalling state machine
+ * around the schedule of nat/punch.h (SPEC section 7 "NAT traversal").
+ *
+ * One table per node holds at most P2P_PSESS_MAX sessions, one per peer:
+ *
+ *   requester: start() -> SEND(REQUEST) -> [SIGNAL] --REPLY--> [RUN]
+ *              [SIGNAL] --FAIL / route failed / P2P_PUNCH_SIGNAL_MS--> FAILED
+ *   replier:   REQUEST -> SEND(REPLY) -> [RUN], or SEND(FAIL) and no
+ *              session (not listening, both endpoint-dependent, busy)
+ *   [RUN]:     the schedule (struct p2p_punch) emits CONNECT / ABORT per
+ *              candidate index; HELLO on a link to the peer -> SUCCESS;
+ *              its deadline, a FAIL or a route failure -> FAILED
+ *   glare:     both sent a REQUEST: the lower ID's request is answered;
+ *              the higher side adopts the peer's nonce and replies
+ *
+ * The table does no I/O and reads no clock: every input carries now (ms,
+ * any monotonic origin), the caller supplies the nonces and the local
+ * facts (struct p2p_psess_local), signs, routes and connects. After every
+ * input the caller polls until p2p_psess_poll() returns false, carries out
+ * each action, and arms one timer for p2p_psess_next_timer(); an ended
+ * session keeps its slot until its last action has been polled.
+ *
+ * Attempts are named by (peer, candidate index), never by link: the glue
+ * maps them to its own link IDs, forgets a mapping on ABORT, SUCCESS (the
+ * winning index) and FAILED (the core aborts every other attempt first).
+ *
+ * Why this shape (rather than callbacks): an action queue lets the caller
+ * finish the current input before it routes, dials or tears down, which is
+ * what the daemon's deferred teardown wants, and tests read the actions
+ * one by one. The SEND action carries the unsigned payload; signing stays
+ * with the identity in the glue, and the route's outcome comes back with
+ * p2p_psess_sent() (msgid for ROUTE_FAILED, or an error).
+ *
+ * Room for the hardening of issue 9: p2p_psess_plausible() filters
+ * received candidates (the glue applies it to a decoded payload before
+ * p2p_psess_on_sig(); it changes nothing on the wire). Per-source rate
+ * limits, replay refusal and a bound on total attempts belong in
+ * p2p_psess_on_sig() before a session is created (answered FAIL/BUSY) and
+ * in the translation of CONNECT actions, both in punch_sess.c.
+ */
+#ifndef P2P_NAT_PUNCH_SESS_H
+#define P2P_NAT_PUNCH_SESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nat/nat.h"
+#include "nat/punch.h"
+#include "proto/addr.h"
+#include "proto/peerid.h"
+
+#define P2P_PSESS_MAX 8		  /* sessions at once (8 x 8 candidates) */
+#define P2P_PSESS_CONTEXT_MAX 160 /* why we punch, in the failure text */
+#define P2P_PSESS_MSG_MAX 512	  /* FAILED: the user-facing text */
+#define P2P_PSESS_LOG_MAX 384	  /* FAILED: the log line's text */
+#define P2P_PSESS_FAILQ 8	  /* FAIL answers waiting to be polled */
+#define P2P_PSESS_NONE SIZE_MAX	  /* no attempt index (our listener) */
+
+/* What the glue knows about us at the time of an input. */
+struct p2p_psess_local {
+	enum p2p_nat_type nat;
+	uint16_t listen4, listen6; /* listen port per family, 0 none */
+	/* Our own (LAN) addresses, port ignored: a peer's candidate equal
+	 * to one of them with our IPv4 listen port is ourselves. */
+	const struct p2p_addr *lan;
+	size_t nlan;
+	/* What we offer (p2p_punch_predict), at most P2P_PUNCH_CAND_MAX. */
+	const struct p2p_addr *cand;
+	size_t ncand;
+};
+
+enum p2p_psess_action_type {
+	P2P_PSESS_SEND,	     /* sig: encode, sign, route to peer, then
+				p2p_psess_sent() */
+	P2P_PSESS_SCHEDULED, /* information: the schedule is set (log it) */
+	P2P_PSESS_CONNECT,   /* idx, addr, ttl: connect from the listen port */
+	P2P_PSESS_ABORT,     /* idx: close that attempt (unless it is up) */
+	P2P_PSESS_SUCCESS,   /* idx (P2P_PSESS_NONE: not one of ours) */
+	P2P_PSESS_FAILED,    /* reason, err, msg, log */
+};
+
+struct p2p_psess_action {
+	enum p2p_psess_action_type type;
+	struct p2p_peerid peer;
+	bool requester; /* SUCCESS, FAILED: someone waits for this punch */
+	/* SEND */
+	struct p2p_punch_sig sig;
+	/* SCHEDULED: the peer's NAT, the candidates kept, start - now */
+	enum p2p_nat_type peer_nat;
+	struct p2p_addr cand[P2P_PUNCH_CAND_MAX];
+	size_t ncand;
+	uint64_t start_in;
+	bool primer;
+	/* CONNECT, ABORT, SUCCESS */
+	size_t idx;
+	struct p2p_addr addr; /* CONNECT */
+	int ttl;	      /* CONNECT: 0 for the default */
+	/* SUCCESS, FAILED */
+	uint64_t ms; /* since the session began */
+	unsigned attempts;
+	/* FAILED */
+	enum p2p_punch_reason reason; /* R_NONE: a local cause (see msg) */
+	int err; /* our REQUEST could not be routed: the route's error */
+	/* "no direct link: CONTEXT; hole punching failed after X.Y s:
+	 * REASON (this side T, the peer U; N attempts, R reset, T
+	 * unanswered)", the counts only for a schedule that ran out ("this
+	 * side": our NAT type in the latest local facts an input carried). */
+	char msg[P2P_PSESS_MSG_MAX];
+	/* The same without the context: "failed after X.Y s: REASON ..." */
+	char log[P2P_PSESS_LOG_MAX];
+};
+
+struct p2p_psess_table;
+
+/* NULL when out of memory. self decides glare and the primer. */
+struct p2p_psess_table *p2p_psess_new(const struct p2p_peerid *self);
+void p2p_psess_free(struct p2p_psess_table *t);
+
+/*
+ * We want a link to peer: ask it to punch (context says why, for the
+ * failure text; nonce is random, from the caller). Queues SEND(REQUEST).
+ * 0 (also when a session with peer runs already: it becomes ours and its
+ * end is reported to us); -EADDRNOTAVAIL we have no IPv4 listen port;
+ * -EBUSY P2P_PSESS_MAX sessions run; -EAGAIN the session with peer has
+ * ended and waits to be polled; -ESHUTDOWN after stop; -ENOMEM.
+ */
+int p2p_psess_start(struct p2p_psess_table *t, uint64_t now,
+		    const struct p2p_peerid *peer, const char *context,
+		    uint64_t nonce, const struct p2p_psess_local *me)
+    __attribute__((warn_unused_result));
+
+/*
+ * A PUNCH_* payload from src that p2p_punch_decode() accepted (signed by
+ * src, for us). REQUEST: answered (SEND) or refused (SEND of a FAIL);
+ * REPLY and FAIL: matched by nonce to our session with src, else ignored.
+ */
+void p2p_psess_on_sig(struct p2p_psess_table *t, uint64_t now,
+		      const struct p2p_peerid *src,
+		      const struct p2p_punch_sig *sig,
+		      const struct p2p_psess_local *me);
+
+/*
+ * The glue carried out SEND action a: rc is the route's result (0 or a
+ * negative errno), msgid the routed message's ID (for route_failed).
+ * A REQUEST or REPLY that could not be routed fails its session.
+ */
+void p2p_psess_sent(struct p2p_psess_table *t, uint64_t now,
+		    const struct p2p_psess_action *a, int rc, uint64_t msgid);
+
+/* The overlay could not deliver msgid. true when it was one of ours (the
+ * session fails: "no route to the peer over the overlay"). */
+bool p2p_psess_route_failed(struct p2p_psess_table *t, uint64_t now,
+			    uint64_t msgid);
+
+/* Attempt idx to peer got a TCP connection; its handshake runs. */
+void p2p_psess_attempt_connected(struct p2p_psess_table *t, uint64_t now,
+				 const struct p2p_peerid *peer, size_t idx);
+/* Attempt idx failed (refused: a reset), or its link went away before
+ * HELLO: tried again later. */
+void p2p_psess_attempt_failed(struct p2p_psess_table *t, uint64_t now,
+			      const struct p2p_peerid *peer, size_t idx,
+			      bool refused);
+/* An authenticated link to peer said HELLO: through attempt idx, or
+ * P2P_PSESS_NONE (the peer's SYN reached our listener, or the link came
+ * another way). The session succeeds whatever its state. */
+void p2p_psess_link_hello(struct p2p_psess_table *t, uint64_t now,
+			  const struct p2p_peerid *peer, size_t idx);
+
+/* Call when now >= p2p_psess_next_timer(). */
+void p2p_psess_tick(struct p2p_psess_table *t, uint64_t now);
+
+/* The earliest deadline of all sessions: UINT64_MAX none, 0 when actions
+ * wait to be polled. */
+uint64_t p2p_psess_next_timer(const struct p2p_psess_table *t);
+
+/* The next action; false when none. */
+bool p2p_psess_poll(struct p2p_psess_table *t, struct p2p_psess_action *a);
+
+/* Whether a session with peer runs (not ended). */
+bool p2p_psess_running(const struct p2p_psess_table *t,
+		       const struct p2p_peerid *peer);
+size_t p2p_psess_count(const struct p2p_psess_table *t);
+
+/*
+ * Shutting down: every session ends without FAILED; poll then gives an
+ * ABORT per attempt in flight. Later inputs are ignored.
+ */
+void p2p_psess_stop(struct p2p_psess_table *t);
+
+/*
+ * Issue 9: keep the plausible ones of a peer's n candidates in out (at
+ * most n), return their count. Dropped: port 0, unspecified, loopback,
+ * multicast, broadcast and reserved (240/4), IPv4-mapped IPv6, repeats;
+ * private (LAN) candidates unless peer_seen (the address we observed for
+ * the peer, family 0 unknown) has the IP of one of ours[] (our public
+ * addresses): only then are we behind the same NAT; public candidates of
+ * peer_seen's family whose IP is not peer_seen's. Pure; not applied by the
+ * table (the glue calls it on the decoded payload).
+ */
+size_t p2p_psess_plausible(const struct p2p_addr *cand, size_t n,
+			   const struct p2p_addr *peer_seen,
+			   const struct p2p_addr *ours, size_t nours,
+			   struct p2p_addr *out);
+
+#endif

@@ -1,0 +1,725 @@
+/* Hole punching sessions: signalling, glare, deadlines, the end texts. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nat/punch_sess.h"
+
+static struct p2p_peerid lo, hi, other[P2P_PSESS_MAX + 1];
+
+static struct p2p_addr v4(int a, int b, int c, int d, uint16_t port)
+{
+	struct p2p_addr x = {.family = 4, .port = port};
+	x.ip[0] = a, x.ip[1] = b, x.ip[2] = c, x.ip[3] = d;
+	return x;
+}
+
+static struct p2p_addr my_lan[1], my_cand[2];
+
+/* Port-preserving, listening on 4242 (IPv4 only), LAN 10.1.0.10. */
+static struct p2p_psess_local facts(void)
+{
+	my_lan[0] = v4(10, 1, 0, 10, 0);
+	my_cand[0] = v4(198, 19, 1, 2, 4242);
+	my_cand[1] = v4(10, 1, 0, 10, 4242);
+	return (struct p2p_psess_local){.nat = P2P_NAT_PORT_PRESERVING,
+					.listen4 = 4242,
+					.lan = my_lan,
+					.nlan = 1,
+					.cand = my_cand,
+					.ncand = 2};
+}
+
+static void ids(void)
+{
+	memset(&lo, 0x01, sizeof(lo));
+	memset(&hi, 0xf0, sizeof(hi));
+	for (size_t i = 0; i < P2P_PSESS_MAX + 1; i++)
+		memset(&other[i], 0x20 + (int)i, sizeof(other[i]));
+}
+
+TestSuite(psess, .init = ids);
+
+/* ---- draining actions ---- */
+
+static struct p2p_psess_action acts[256];
+static size_t nacts;
+static int send_rc;		  /* what the "route" of a SEND returns */
+static uint64_t next_msgid = 100; /* msgid of the next routed SEND */
+
+/* Poll everything; SENDs are "routed" with send_rc and next_msgid++. */
+static size_t drain(struct p2p_psess_table *t, uint64_t now)
+{
+	struct p2p_psess_action a;
+
+	nacts = 0;
+	while (p2p_psess_poll(t, &a)) {
+		cr_assert_lt(nacts, sizeof(acts) / sizeof(acts[0]));
+		acts[nacts++] = a;
+		if (a.type == P2P_PSESS_SEND)
+			p2p_psess_sent(t, now, &a, send_rc, next_msgid++);
+	}
+	return nacts;
+}
+
+static size_t count(enum p2p_psess_action_type type)
+{
+	size_t c = 0;
+
+	for (size_t i = 0; i < nacts; i++)
+		c += acts[i].type == type;
+	return c;
+}
+
+static const struct p2p_psess_action *first(enum p2p_psess_action_type type)
+{
+	for (size_t i = 0; i < nacts; i++)
+		if (acts[i].type == type)
+			return &acts[i];
+	cr_assert_fail("no action of type %d among %zu", type, nacts);
+	return NULL;
+}
+
+static struct p2p_punch_sig sig(enum p2p_punch_type type, uint64_t nonce,
+				enum p2p_nat_type nat)
+{
+	return (struct p2p_punch_sig){.type = type,
+				      .nonce = nonce,
+				      .nat = nat,
+				      .offset_ms = P2P_PUNCH_OFFSET_MS};
+}
+
+static void add_cand(struct p2p_punch_sig *s, struct p2p_addr a)
+{
+	s->cand[s->ncand++] = a;
+}
+
+/* Tick at every deadline up to until, draining after each. Counts the
+ * CONNECT actions seen and answers the first `refuse` of them with a
+ * reset right away. Returns the number of ABORTs seen. */
+static unsigned connects, aborts_seen;
+static void run_until(struct p2p_psess_table *t, uint64_t until,
+		      const struct p2p_peerid *peer, unsigned refuse)
+{
+	uint64_t now;
+
+	while ((now = p2p_psess_next_timer(t)) <= until) {
+		p2p_psess_tick(t, now);
+		drain(t, now);
+		for (size_t i = 0; i < nacts; i++) {
+			if (acts[i].type == P2P_PSESS_ABORT)
+				aborts_seen++;
+			if (acts[i].type != P2P_PSESS_CONNECT)
+				continue;
+			if (connects++ < refuse)
+				p2p_psess_attempt_failed(t, now, peer,
+							 acts[i].idx, true);
+		}
+		if (count(P2P_PSESS_FAILED) || count(P2P_PSESS_SUCCESS))
+			return;
+		drain(t, now); /* nothing: attempt_failed acts on timers */
+		cr_assert_eq(nacts, 0);
+	}
+}
+
+/* ---- the requester ---- */
+
+Test(psess, request_reply_schedule_connect_success)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+	struct p2p_punch_sig r = sig(P2P_PUNCH_REPLY, 77, P2P_NAT_NONE);
+	const struct p2p_psess_action *a;
+
+	cr_assert_eq(p2p_psess_start(t, 1000, &hi, "tunnel to x", 77, &me), 0);
+	cr_assert(p2p_psess_running(t, &hi));
+	cr_assert_eq(drain(t, 1000), 1);
+	a = first(P2P_PSESS_SEND);
+	cr_assert(p2p_peerid_equal(&a->peer, &hi));
+	cr_assert_eq(a->sig.type, P2P_PUNCH_REQUEST);
+	cr_assert_eq(a->sig.nonce, 77);
+	cr_assert_eq(a->sig.nat, P2P_NAT_PORT_PRESERVING);
+	cr_assert_eq(a->sig.offset_ms, P2P_PUNCH_OFFSET_MS);
+	cr_assert_eq(a->sig.ncand, 2);
+	cr_assert(p2p_addr_equal(&a->sig.cand[1], &my_cand[1]));
+	cr_assert_eq(p2p_psess_next_timer(t), 1000 + P2P_PUNCH_SIGNAL_MS);
+
+	/* The REPLY after a round trip of 100 ms: start 300 - 50 later. */
+	add_cand(&r, v4(203, 0, 113, 5, 5000));
+	add_cand(&r, v4(203, 0, 113, 6, 5001));
+	p2p_psess_on_sig(t, 1100, &hi, &r, &me);
+	cr_assert_eq(drain(t, 1100), 1);
+	a = first(P2P_PSESS_SCHEDULED);
+	cr_assert_eq(a->start_in, 250);
+	cr_assert(a->primer); /* lo < hi */
+	cr_assert_eq(a->ncand, 2);
+	cr_assert_eq(a->peer_nat, P2P_NAT_NONE);
+	cr_assert_eq(p2p_psess_next_timer(t), 1350);
+
+	p2p_psess_tick(t, 1349);
+	cr_assert_eq(drain(t, 1349), 0);
+	p2p_psess_tick(t, 1350);
+	cr_assert_eq(drain(t, 1350), 2);
+	cr_assert_eq(count(P2P_PSESS_CONNECT), 2);
+	cr_assert_eq(acts[0].idx, 0);
+	cr_assert(p2p_addr_equal(&acts[0].addr, &r.cand[0]));
+	cr_assert_eq(acts[0].ttl, P2P_PUNCH_PRIME_TTL);
+	cr_assert_eq(acts[1].idx, 1);
+
+	p2p_psess_attempt_connected(t, 1380, &hi, 0);
+	p2p_psess_link_hello(t, 1400, &hi, 0);
+	cr_assert_eq(drain(t, 1400), 2);
+	cr_assert_eq(acts[0].type, P2P_PSESS_ABORT);
+	cr_assert_eq(acts[0].idx, 1);
+	cr_assert_eq(acts[1].type, P2P_PSESS_SUCCESS);
+	cr_assert_eq(acts[1].idx, 0);
+	cr_assert(acts[1].requester);
+	cr_assert_eq(acts[1].ms, 400);
+	cr_assert_eq(acts[1].attempts, 2);
+	cr_assert_eq(p2p_psess_count(t), 0);
+	cr_assert(!p2p_psess_running(t, &hi));
+	cr_assert_eq(p2p_psess_next_timer(t), UINT64_MAX);
+	p2p_psess_free(t);
+}
+
+Test(psess, start_refusals)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+
+	me.listen4 = 0;
+	cr_assert_eq(p2p_psess_start(t, 0, &hi, "x", 1, &me), -EADDRNOTAVAIL);
+	me = facts();
+	for (size_t i = 0; i < P2P_PSESS_MAX; i++)
+		cr_assert_eq(p2p_psess_start(t, 0, &other[i], "x", i + 1, &me),
+			     0);
+	cr_assert_eq(p2p_psess_start(t, 0, &hi, "x", 99, &me), -EBUSY);
+	cr_assert_eq(p2p_psess_count(t), P2P_PSESS_MAX);
+	/* Asking again for a running session joins it. */
+	cr_assert_eq(p2p_psess_start(t, 0, &other[0], "y", 98, &me), 0);
+	cr_assert_eq(drain(t, 0), P2P_PSESS_MAX);
+	p2p_psess_free(t);
+}
+
+Test(psess, signal_timeout)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+	const struct p2p_psess_action *a;
+
+	cr_assert_eq(p2p_psess_start(t, 0, &hi, "tunnel 3 to hi", 5, &me), 0);
+	drain(t, 0);
+	p2p_psess_tick(t, P2P_PUNCH_SIGNAL_MS - 1);
+	cr_assert_eq(drain(t, P2P_PUNCH_SIGNAL_MS - 1), 0);
+	p2p_psess_tick(t, P2P_PUNCH_SIGNAL_MS);
+	cr_assert_eq(drain(t, P2P_PUNCH_SIGNAL_MS), 1);
+	a = first(P2P_PSESS_FAILED);
+	cr_assert(a->requester);
+	cr_assert_eq(a->reason, P2P_PUNCH_R_NO_ANSWER);
+	cr_assert_str_eq(a->msg,
+			 "no direct link: tunnel 3 to hi; hole punching failed "
+			 "after 5.0 s: the peer did not answer the punch "
+			 "request");
+	cr_assert_str_eq(a->log, "failed after 5.0 s: the peer did not answer "
+				 "the punch request");
+	cr_assert_eq(p2p_psess_count(t), 0);
+	p2p_psess_free(t);
+}
+
+Test(psess, route_failure_of_our_request)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+
+	next_msgid = 42;
+	cr_assert_eq(p2p_psess_start(t, 0, &hi, "c", 5, &me), 0);
+	/* Not routed yet: its msgid is unknown, 0 matches nothing. */
+	cr_assert(!p2p_psess_route_failed(t, 0, 0));
+	drain(t, 0);
+	cr_assert(!p2p_psess_route_failed(t, 10, 43));
+	cr_assert(!p2p_psess_route_failed(t, 10, 0));
+	cr_assert_eq(drain(t, 10), 0);
+	cr_assert(p2p_psess_route_failed(t, 1200, 42));
+	cr_assert_eq(drain(t, 1200), 1);
+	cr_assert_str_eq(first(P2P_PSESS_FAILED)->msg,
+			 "no direct link: c; hole punching failed after 1.2 s: "
+			 "no route to the peer over the overlay");
+	cr_assert(!p2p_psess_route_failed(t, 1300, 42));
+	p2p_psess_free(t);
+}
+
+Test(psess, request_that_cannot_be_routed)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+
+	cr_assert_eq(p2p_psess_start(t, 0, &hi, "c", 5, &me), 0);
+	send_rc = -EHOSTUNREACH;
+	drain(t, 0);
+	send_rc = 0;
+	cr_assert_eq(nacts, 2);
+	cr_assert_eq(acts[1].type, P2P_PSESS_FAILED);
+	cr_assert_eq(acts[1].err, -EHOSTUNREACH);
+	cr_assert(strstr(acts[1].msg, "cannot route the request"));
+	cr_assert_eq(p2p_psess_count(t), 0);
+	p2p_psess_free(t);
+}
+
+Test(psess, fail_from_the_peer_and_nonce_mismatch)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+	struct p2p_punch_sig f = sig(P2P_PUNCH_FAIL, 6, P2P_NAT_NONE);
+	struct p2p_punch_sig r = sig(P2P_PUNCH_REPLY, 6, P2P_NAT_NONE);
+
+	cr_assert_eq(p2p_psess_start(t, 0, &hi, "c", 5, &me), 0);
+	drain(t, 0);
+	/* Wrong nonce: ignored, whatever the type; so is another sender. */
+	f.reason = P2P_PUNCH_R_BUSY;
+	p2p_psess_on_sig(t, 10, &hi, &f, &me);
+	add_cand(&r, v4(203, 0, 113, 5, 5000));
+	p2p_psess_on_sig(t, 10, &hi, &r, &me);
+	f.nonce = 5;
+	p2p_psess_on_sig(t, 10, &other[0], &f, &me);
+	cr_assert_eq(drain(t, 10), 0);
+	cr_assert(p2p_psess_running(t, &hi));
+	cr_assert_eq(p2p_psess_next_timer(t), P2P_PUNCH_SIGNAL_MS);
+
+	p2p_psess_on_sig(t, 300, &hi, &f, &me);
+	cr_assert_eq(drain(t, 300), 1);
+	cr_assert_eq(acts[0].reason, P2P_PUNCH_R_BUSY);
+	cr_assert_str_eq(acts[0].log, "failed after 0.3 s: the peer runs too "
+				      "many hole punches");
+	p2p_psess_free(t);
+}
+
+/* ---- the replier ---- */
+
+Test(psess, replier_answers_and_runs_as_sender)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_NONE);
+	const struct p2p_psess_action *a;
+
+	q.offset_ms = 50; /* clamped to P2P_PUNCH_OFFSET_MIN_MS */
+	add_cand(&q, v4(203, 0, 113, 5, 5000));
+	p2p_psess_on_sig(t, 2000, &lo, &q, &me);
+	cr_assert_eq(drain(t, 2000), 2);
+	cr_assert_eq(acts[0].type, P2P_PSESS_SEND);
+	a = &acts[0];
+	cr_assert_eq(a->sig.type, P2P_PUNCH_REPLY);
+	cr_assert_eq(a->sig.nonce, 9);
+	cr_assert_eq(a->sig.offset_ms, P2P_PUNCH_OFFSET_MIN_MS);
+	cr_assert_eq(a->sig.ncand, 2);
+	cr_assert_eq(acts[1].type, P2P_PSESS_SCHEDULED);
+	cr_assert(!acts[1].primer);
+	cr_assert_eq(acts[1].start_in, P2P_PUNCH_OFFSET_MIN_MS);
+	cr_assert(p2p_psess_running(t, &lo));
+	/* The sender starts a little after the primer. */
+	cr_assert_eq(p2p_psess_next_timer(t), 2000 + P2P_PUNCH_OFFSET_MIN_MS +
+						  P2P_PUNCH_SENDER_DELAY_MS);
+	p2p_psess_tick(t, p2p_psess_next_timer(t));
+	cr_assert_eq(drain(t, 0), 1);
+	cr_assert_eq(acts[0].type, P2P_PSESS_CONNECT);
+	cr_assert_eq(acts[0].ttl, 0);
+	/* The same REQUEST again (a duplicate): ignored. */
+	p2p_psess_on_sig(t, 2300, &lo, &q, &me);
+	cr_assert_eq(drain(t, 2300), 0);
+	p2p_psess_free(t);
+}
+
+static void expect_refusal(struct p2p_psess_table *t,
+			   const struct p2p_peerid *src,
+			   const struct p2p_punch_sig *q,
+			   const struct p2p_psess_local *me,
+			   enum p2p_punch_reason why)
+{
+	size_t before = p2p_psess_count(t);
+
+	p2p_psess_on_sig(t, 0, src, q, me);
+	cr_assert_eq(drain(t, 0), 1);
+	cr_assert_eq(acts[0].type, P2P_PSESS_SEND);
+	cr_assert(p2p_peerid_equal(&acts[0].peer, src));
+	cr_assert_eq(acts[0].sig.type, P2P_PUNCH_FAIL);
+	cr_assert_eq(acts[0].sig.nonce, q->nonce);
+	cr_assert_eq(acts[0].sig.reason, why);
+	cr_assert_eq(p2p_psess_count(t), before);
+}
+
+Test(psess, replier_refusals)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q =
+	    sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_ENDPOINT_DEPENDENT);
+
+	me.listen4 = 0;
+	expect_refusal(t, &lo, &q, &me, P2P_PUNCH_R_NOT_LISTENING);
+	me = facts();
+	me.nat = P2P_NAT_ENDPOINT_DEPENDENT;
+	expect_refusal(t, &lo, &q, &me, P2P_PUNCH_R_BOTH_DEPENDENT);
+	/* One dependent side is fine. */
+	me = facts();
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	cr_assert_eq(drain(t, 0), 2);
+	cr_assert_eq(acts[0].sig.type, P2P_PUNCH_REPLY);
+	for (size_t i = 1; i < P2P_PSESS_MAX; i++) {
+		q.nonce = 100 + i;
+		p2p_psess_on_sig(t, 0, &other[i], &q, &me);
+		cr_assert_eq(drain(t, 0), 2);
+	}
+	cr_assert_eq(p2p_psess_count(t), P2P_PSESS_MAX);
+	q.nonce = 555;
+	expect_refusal(t, &other[0], &q, &me, P2P_PUNCH_R_BUSY);
+	p2p_psess_free(t);
+}
+
+Test(psess, reply_that_cannot_be_routed)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_NONE);
+
+	add_cand(&q, v4(203, 0, 113, 5, 5000));
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	send_rc = -ENETUNREACH;
+	drain(t, 0);
+	send_rc = 0;
+	cr_assert_eq(count(P2P_PSESS_CONNECT), 0);
+	cr_assert_eq(count(P2P_PSESS_SCHEDULED), 0);
+	cr_assert_eq(count(P2P_PSESS_FAILED), 1);
+	cr_assert(!first(P2P_PSESS_FAILED)->requester);
+	cr_assert_eq(first(P2P_PSESS_FAILED)->err, 0);
+	cr_assert_str_eq(first(P2P_PSESS_FAILED)->msg,
+			 "no direct link: the peer is not dialable; hole "
+			 "punching failed after 0.0 s: cannot route the reply");
+	cr_assert_eq(p2p_psess_count(t), 0);
+	p2p_psess_free(t);
+}
+
+/* ---- glare ---- */
+
+Test(psess, glare_lower_id_keeps_its_request)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 200, P2P_NAT_NONE);
+	struct p2p_punch_sig r = sig(P2P_PUNCH_REPLY, 100, P2P_NAT_NONE);
+
+	cr_assert_eq(p2p_psess_start(t, 0, &hi, "c", 100, &me), 0);
+	drain(t, 0);
+	p2p_psess_on_sig(t, 40, &hi, &q, &me); /* hi's request: ignored */
+	cr_assert_eq(drain(t, 40), 0);
+	p2p_psess_on_sig(t, 80, &hi, &r, &me); /* hi answers ours */
+	cr_assert_eq(drain(t, 80), 1);
+	cr_assert_eq(acts[0].type, P2P_PSESS_SCHEDULED);
+	p2p_psess_free(t);
+}
+
+Test(psess, glare_higher_id_answers_the_lower)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 200, P2P_NAT_NONE);
+	struct p2p_punch_sig r = sig(P2P_PUNCH_REPLY, 100, P2P_NAT_NONE);
+
+	cr_assert_eq(p2p_psess_start(t, 0, &lo, "ctx", 100, &me), 0);
+	drain(t, 0);
+	p2p_psess_on_sig(t, 40, &lo, &q, &me);
+	cr_assert_eq(drain(t, 40), 2);
+	cr_assert_eq(acts[0].sig.type, P2P_PUNCH_REPLY);
+	cr_assert_eq(acts[0].sig.nonce, 200);
+	cr_assert_eq(acts[1].type, P2P_PSESS_SCHEDULED);
+	/* Our own request's answer, should lo send one: stale. */
+	p2p_psess_on_sig(t, 80, &lo, &r, &me);
+	cr_assert_eq(drain(t, 80), 0);
+	/* It is still our punch: its end is reported as the requester's. */
+	p2p_psess_link_hello(t, 500, &lo, P2P_PSESS_NONE);
+	cr_assert_eq(drain(t, 500), 1);
+	cr_assert_eq(acts[0].type, P2P_PSESS_SUCCESS);
+	cr_assert(acts[0].requester);
+	cr_assert_eq(acts[0].ms, 500);
+	p2p_psess_free(t);
+}
+
+Test(psess, start_joins_a_session_the_peer_began)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_NONE);
+	struct p2p_punch_sig f = sig(P2P_PUNCH_FAIL, 9, P2P_NAT_NONE);
+
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	cr_assert_eq(p2p_psess_start(t, 10, &lo, "joined", 1, &me), 0);
+	cr_assert_eq(drain(t, 10), 0); /* no second REQUEST */
+	f.reason = P2P_PUNCH_R_TIMEOUT;
+	p2p_psess_on_sig(t, 100, &lo, &f, &me);
+	/* ended, not yet polled: the slot is still held */
+	cr_assert_eq(p2p_psess_start(t, 100, &lo, "again", 2, &me), -EAGAIN);
+	cr_assert_eq(drain(t, 100), 1);
+	cr_assert(acts[0].requester);
+	cr_assert(strstr(acts[0].msg, "no direct link: joined; "));
+	p2p_psess_free(t);
+}
+
+/* ---- the schedule's end ---- */
+
+Test(psess, schedule_timeout_message_with_counts)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q =
+	    sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_ENDPOINT_INDEPENDENT);
+	const struct p2p_psess_action *a;
+	char want[512];
+
+	add_cand(&q, v4(203, 0, 113, 5, 5000));
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	connects = aborts_seen = 0;
+	run_until(t, UINT64_MAX - 1, &lo, 3);
+	a = first(P2P_PSESS_FAILED);
+	cr_assert_eq(a->reason, P2P_PUNCH_R_TIMEOUT);
+	cr_assert(!a->requester);
+	/* Every SYN after the three reset ones went unanswered and was
+	 * aborted after P2P_PUNCH_ATTEMPT_MS, except one still out at the
+	 * end, aborted then (that abort is not counted as unanswered). */
+	cr_assert_gt(connects, 3);
+	cr_assert_eq(count(P2P_PSESS_ABORT), 1);
+	snprintf(want, sizeof(want),
+		 "no direct link: the peer is not dialable; hole punching "
+		 "failed after 8.3 s: no connection through the NATs (this "
+		 "side port-preserving, the peer endpoint-independent; %u "
+		 "attempts, 3 reset, %u unanswered)",
+		 connects, aborts_seen - 1);
+	cr_assert_str_eq(a->msg, want);
+	cr_assert_eq(a->attempts, connects);
+	cr_assert_eq(p2p_psess_count(t), 0);
+	cr_assert_eq(p2p_psess_next_timer(t), UINT64_MAX);
+	p2p_psess_free(t);
+}
+
+Test(psess, success_through_our_listener_aborts_every_attempt)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+	struct p2p_punch_sig r = sig(P2P_PUNCH_REPLY, 1, P2P_NAT_NONE);
+
+	add_cand(&r, v4(203, 0, 113, 5, 5000));
+	add_cand(&r, v4(203, 0, 113, 5, 5001));
+	add_cand(&r, v4(203, 0, 113, 5, 5002));
+	cr_assert_eq(p2p_psess_start(t, 0, &hi, "c", 1, &me), 0);
+	drain(t, 0);
+	p2p_psess_on_sig(t, 0, &hi, &r, &me);
+	drain(t, 0);
+	p2p_psess_tick(t, P2P_PUNCH_OFFSET_MS);
+	cr_assert_eq(drain(t, P2P_PUNCH_OFFSET_MS), 3);
+	p2p_psess_attempt_connected(t, 350, &hi, 1);
+	p2p_psess_link_hello(t, 400, &hi, P2P_PSESS_NONE);
+	cr_assert_eq(drain(t, 400), 4);
+	for (size_t i = 0; i < 3; i++) {
+		cr_assert_eq(acts[i].type, P2P_PSESS_ABORT);
+		cr_assert_eq(acts[i].idx, i);
+	}
+	cr_assert_eq(acts[3].type, P2P_PSESS_SUCCESS);
+	cr_assert_eq(acts[3].idx, P2P_PSESS_NONE);
+	p2p_psess_free(t);
+}
+
+Test(psess, hello_before_the_reply_is_a_success)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+
+	cr_assert_eq(p2p_psess_start(t, 0, &hi, "c", 1, &me), 0);
+	drain(t, 0);
+	p2p_psess_link_hello(t, 30, &hi, 3);
+	cr_assert_eq(drain(t, 30), 1);
+	cr_assert_eq(acts[0].type, P2P_PSESS_SUCCESS);
+	cr_assert_eq(acts[0].idx, P2P_PSESS_NONE);
+	cr_assert_eq(acts[0].attempts, 0);
+	p2p_psess_free(t);
+}
+
+Test(psess, signalling_end_aborts_attempts_in_flight)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+	struct p2p_punch_sig r = sig(P2P_PUNCH_REPLY, 1, P2P_NAT_NONE);
+
+	add_cand(&r, v4(203, 0, 113, 5, 5000));
+	add_cand(&r, v4(203, 0, 113, 5, 5001));
+	next_msgid = 7;
+	cr_assert_eq(p2p_psess_start(t, 0, &hi, "c", 1, &me), 0);
+	drain(t, 0);
+	p2p_psess_on_sig(t, 0, &hi, &r, &me);
+	drain(t, 0);
+	p2p_psess_tick(t, P2P_PUNCH_OFFSET_MS);
+	drain(t, P2P_PUNCH_OFFSET_MS);
+	p2p_psess_attempt_failed(t, 320, &hi, 0, true); /* 0 waits */
+	cr_assert(p2p_psess_route_failed(t, 400, 7));
+	cr_assert_eq(drain(t, 400), 2);
+	cr_assert_eq(acts[0].type, P2P_PSESS_ABORT);
+	cr_assert_eq(acts[0].idx, 1);
+	cr_assert_eq(acts[1].type, P2P_PSESS_FAILED);
+	p2p_psess_free(t);
+}
+
+Test(psess, stop_clears_everything)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+	struct p2p_punch_sig r = sig(P2P_PUNCH_REPLY, 1, P2P_NAT_NONE);
+	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 3, P2P_NAT_NONE);
+
+	add_cand(&r, v4(203, 0, 113, 5, 5000));
+	cr_assert_eq(p2p_psess_start(t, 0, &hi, "c", 1, &me), 0);
+	cr_assert_eq(p2p_psess_start(t, 0, &other[0], "d", 2, &me), 0);
+	drain(t, 0);
+	p2p_psess_on_sig(t, 0, &hi, &r, &me);
+	drain(t, 0);
+	p2p_psess_tick(t, P2P_PUNCH_OFFSET_MS);
+	cr_assert_eq(drain(t, P2P_PUNCH_OFFSET_MS), 1); /* CONNECT 0 */
+	p2p_psess_stop(t);
+	cr_assert(!p2p_psess_running(t, &hi));
+	cr_assert_eq(drain(t, 400), 1);
+	cr_assert_eq(acts[0].type, P2P_PSESS_ABORT);
+	cr_assert(p2p_peerid_equal(&acts[0].peer, &hi));
+	cr_assert_eq(p2p_psess_count(t), 0);
+	cr_assert_eq(p2p_psess_next_timer(t), UINT64_MAX);
+	cr_assert_eq(p2p_psess_start(t, 500, &hi, "c", 1, &me), -ESHUTDOWN);
+	p2p_psess_on_sig(t, 500, &lo, &q, &me);
+	p2p_psess_tick(t, 100000);
+	cr_assert_eq(drain(t, 100000), 0);
+	p2p_psess_free(t);
+}
+
+Test(psess, stop_reports_no_end_not_yet_polled)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+
+	cr_assert_eq(p2p_psess_start(t, 0, &hi, "c", 1, &me), 0);
+	cr_assert_eq(p2p_psess_start(t, 0, &other[0], "d", 2, &me), 0);
+	drain(t, 0);
+	p2p_psess_link_hello(t, 10, &hi, P2P_PSESS_NONE);
+	p2p_psess_tick(t, P2P_PUNCH_SIGNAL_MS); /* other[0] gives up */
+	p2p_psess_stop(t);
+	cr_assert_eq(drain(t, P2P_PUNCH_SIGNAL_MS), 0);
+	cr_assert_eq(p2p_psess_count(t), 0);
+	p2p_psess_free(t);
+}
+
+/* ---- candidates and timers ---- */
+
+Test(psess, schedule_keeps_what_we_can_dial_and_not_ourselves)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_NONE);
+	struct p2p_addr six = {.family = 6, .port = 5000, .ip = {0x20, 0x01}};
+	const struct p2p_psess_action *a;
+
+	add_cand(&q, v4(10, 1, 0, 10, 4242)); /* us: our LAN, our port */
+	add_cand(&q, six);		      /* we listen on IPv4 only */
+	add_cand(&q, v4(10, 1, 0, 10, 4243)); /* same IP, other port */
+	add_cand(&q, v4(203, 0, 113, 5, 5000));
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	a = first(P2P_PSESS_SCHEDULED);
+	cr_assert_eq(a->ncand, 2);
+	cr_assert(p2p_addr_equal(&a->cand[0], &q.cand[2]));
+	cr_assert(p2p_addr_equal(&a->cand[1], &q.cand[3]));
+	p2p_psess_free(t);
+
+	/* Listening on IPv6 too: the IPv6 candidate is kept. */
+	t = p2p_psess_new(&hi);
+	me.listen6 = 4242;
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	cr_assert_eq(first(P2P_PSESS_SCHEDULED)->ncand, 3);
+	p2p_psess_free(t);
+}
+
+Test(psess, next_timer_is_the_earliest_of_all_sessions)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_NONE);
+	struct p2p_punch_sig f = sig(P2P_PUNCH_FAIL, 1, P2P_NAT_NONE);
+
+	cr_assert_eq(p2p_psess_next_timer(t), UINT64_MAX);
+	cr_assert_eq(p2p_psess_start(t, 0, &other[0], "a", 1, &me), 0);
+	cr_assert_eq(p2p_psess_next_timer(t), 0); /* a SEND waits */
+	drain(t, 0);
+	cr_assert_eq(p2p_psess_start(t, 1000, &other[1], "b", 2, &me), 0);
+	drain(t, 1000);
+	cr_assert_eq(p2p_psess_next_timer(t), P2P_PUNCH_SIGNAL_MS);
+	add_cand(&q, v4(203, 0, 113, 5, 5000));
+	p2p_psess_on_sig(t, 2000, &lo, &q, &me); /* we send: start + 100 */
+	drain(t, 2000);
+	cr_assert_eq(p2p_psess_next_timer(t), 2400);
+	p2p_psess_tick(t, 2400);
+	drain(t, 2400);
+	cr_assert_eq(p2p_psess_next_timer(t), 2400 + P2P_PUNCH_ATTEMPT_MS);
+	p2p_psess_attempt_connected(t, 2450, &lo, 0); /* waits for HELLO */
+	cr_assert_eq(p2p_psess_next_timer(t), P2P_PUNCH_SIGNAL_MS);
+	p2p_psess_on_sig(t, 2500, &other[0], &f, &me);
+	drain(t, 2500);
+	cr_assert_eq(p2p_psess_next_timer(t), 1000 + P2P_PUNCH_SIGNAL_MS);
+	p2p_psess_tick(t, 1000 + P2P_PUNCH_SIGNAL_MS);
+	drain(t, 1000 + P2P_PUNCH_SIGNAL_MS);
+	cr_assert_eq(p2p_psess_next_timer(t),
+		     2300 + P2P_PUNCH_TOTAL_MS); /* the schedule's end */
+	p2p_psess_free(t);
+}
+
+/* ---- issue 9: plausible candidates ---- */
+
+Test(psess, plausible_drops_what_no_peer_can_be)
+{
+	struct p2p_addr in[P2P_PUNCH_CAND_MAX] = {
+	    v4(127, 0, 0, 1, 4242),   v4(0, 0, 0, 0, 4242),
+	    v4(224, 0, 0, 251, 4242), v4(255, 255, 255, 255, 4242),
+	    v4(203, 0, 113, 5, 0),    v4(203, 0, 113, 5, 5000),
+	    v4(203, 0, 113, 5, 5000), {.family = 6, .port = 1, .ip[15] = 1},
+	};
+	struct p2p_addr out[P2P_PUNCH_CAND_MAX];
+	struct p2p_addr mapped = {.family = 6, .port = 9};
+
+	cr_assert_eq(p2p_psess_plausible(in, 8, NULL, NULL, 0, out), 1);
+	cr_assert(p2p_addr_equal(&out[0], &in[5]));
+	mapped.ip[10] = mapped.ip[11] = 0xff;
+	mapped.ip[12] = 203;
+	in[0] = mapped;
+	in[1] = (struct p2p_addr){.family = 6, .port = 9, .ip = {0xff, 0x02}};
+	in[2] = (struct p2p_addr){.family = 6, .port = 9, .ip = {0x20, 0x01}};
+	cr_assert_eq(p2p_psess_plausible(in, 3, NULL, NULL, 0, out), 1);
+	cr_assert(p2p_addr_equal(&out[0], &in[2]));
+}
+
+Test(psess, plausible_lan_only_behind_our_own_nat)
+{
+	struct p2p_addr in[3] = {v4(10, 1, 0, 20, 4242),
+				 v4(198, 19, 1, 2, 4242),
+				 v4(198, 51, 100, 7, 4242)};
+	struct p2p_addr ours[1] = {v4(198, 19, 1, 2, 0)};
+	struct p2p_addr seen = v4(198, 19, 1, 2, 33333);
+	struct p2p_addr out[3];
+
+	/* The peer's observed address is ours: same NAT, LAN kept; the
+	 * public candidate that is not the observed IP is dropped. */
+	cr_assert_eq(p2p_psess_plausible(in, 3, &seen, ours, 1, out), 2);
+	cr_assert(p2p_addr_equal(&out[0], &in[0]));
+	cr_assert(p2p_addr_equal(&out[1], &in[1]));
+	/* Another public address: no LAN candidate. */
+	seen = v4(198, 51, 100, 7, 1);
+	cr_assert_eq(p2p_psess_plausible(in, 3, &seen, ours, 1, out), 1);
+	cr_assert(p2p_addr_equal(&out[0], &in[2]));
+	/* Not observed: public ones only. */
+	cr_assert_eq(p2p_psess_plausible(in, 3, NULL, ours, 1, out), 2);
+	cr_assert(p2p_addr_equal(&out[0], &in[1]));
+}
