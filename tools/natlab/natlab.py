@@ -419,6 +419,7 @@ class Lab:
             node.parent = above
             if node is not r:
                 node.ip = net + ".2"
+            above.down_ip = net + ".1"  # the source of its ICMP errors towards r
             nets.append((above, net))
             above = node
         # Routes to every transit net for the nodes above it (the upstream
@@ -862,6 +863,200 @@ def syn(node, ip, port, timeout=2.0):
     import json
     r = node.run(sys.executable, "-c", SYN, ip, str(port), str(timeout))
     return json.loads(r.stdout)["result"]
+
+
+UDP_OBSERVER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    d, a = s.recvfrom(2048)
+    s.sendto(("%s %d" % a).encode(), a)
+"""
+
+UDP_PROBE = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(float(sys.argv[4]))
+s.sendto(b"?", (sys.argv[2], int(sys.argv[3])))
+try:
+    print(s.recv(100).decode())
+except socket.timeout:
+    print("timeout")
+"""
+
+CONNECT_TIMES = r"""
+import json, socket, sys, time
+out = []
+for _ in range(int(sys.argv[3])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(10)
+    t0 = time.monotonic()
+    try:
+        s.connect((sys.argv[1], int(sys.argv[2])))
+    except ConnectionRefusedError:
+        pass  # a reset is a round trip too
+    out.append((time.monotonic() - t0) * 1000)
+    s.close()
+    time.sleep(0.05)
+print(json.dumps(out))
+"""
+
+# A UDP traceroute: one socket per TTL, errors read from the error queue
+# (IP_RECVERR), the offender's address from the extended error. The target
+# port is closed, so the last hop answers port-unreachable.
+TRACE = r"""
+import json, select, socket, struct, sys
+IP_RECVERR, MSG_ERRQUEUE = 11, 0x2000
+ip, port, max_ttl = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out = []
+for ttl in range(1, max_ttl + 1):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_IP, IP_RECVERR, 1)
+    s.setsockopt(socket.SOL_IP, socket.IP_TTL, ttl)
+    s.sendto(b"ttl", (ip, port))
+    p = select.poll()
+    p.register(s, select.POLLERR | select.POLLIN)
+    hop = None
+    if p.poll(2000):
+        try:
+            _, anc, _, _ = s.recvmsg(512, 512, MSG_ERRQUEUE)
+            for lvl, typ, data in anc:
+                if lvl == socket.SOL_IP and typ == IP_RECVERR:
+                    errno_, origin, itype, code = struct.unpack("=IBBB", data[:7])
+                    who = socket.inet_ntoa(data[20:24])
+                    hop = {"ip": who, "type": itype, "code": code}
+        except BlockingIOError:
+            pass
+    out.append(hop)
+    s.close()
+    if hop is not None and hop["type"] == 3:
+        break
+print(json.dumps(out))
+"""
+
+# Connect from many namespaces to many addresses in one process (setns into
+# each namespace before making its sockets): a reset or an accept both prove
+# the round trip; only a timeout or an ICMP error means unreachable.
+REACH = r"""
+import ctypes, json, os, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+res = []
+for ns, targets in json.load(sys.stdin):
+    fd = os.open("/run/netns/" + ns, os.O_RDONLY)
+    if libc.setns(fd, %d) != 0:
+        sys.exit("setns %%s failed" %% ns)
+    os.close(fd)
+    for ip, port in targets:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(float(sys.argv[1]))
+        try:
+            s.connect((ip, port))
+            ok = True
+        except ConnectionRefusedError:
+            ok = True
+        except OSError:
+            ok = False
+        s.close()
+        if not ok:
+            res.append([ns, ip, port])
+print(json.dumps(res))
+""" % CLONE_NEWNET
+
+
+def start_udp_observer(lab, node, port):
+    """A UDP server on node answering each datagram with "IP PORT" seen."""
+    p = lab.popen(node, [sys.executable, "-c", UDP_OBSERVER, str(port)],
+                  stdout=subprocess.PIPE, text=True)
+    if p.stdout.readline().strip() != "ready":
+        raise RuntimeError("UDP observer on %s did not start" % node.name)
+    return p
+
+
+def udp_probe(node, local_port, ip, port, timeout=2.0):
+    """One datagram from node's local_port to a UDP observer: (ip, port) it
+    saw, or None on timeout. The same local port reuses the NAT mapping."""
+    r = node.run(sys.executable, "-c", UDP_PROBE, str(local_port), ip, str(port),
+                 str(timeout)).stdout.strip()
+    if r == "timeout":
+        return None
+    seen_ip, seen_port = r.split()
+    return seen_ip, int(seen_port)
+
+
+def connect_times(node, ip, port, count=5):
+    """count TCP connects from node to ip:port, each one's time in ms
+    (connect() returns after one round trip: SYN out, SYN-ACK or RST back)."""
+    return json.loads(node.run(sys.executable, "-c", CONNECT_TIMES, ip, str(port),
+                               str(count), timeout=60).stdout)
+
+
+def trace(node, ip, port=33434, max_ttl=12):
+    """UDP traceroute from node: per TTL from 1, {"ip": who answered,
+    "type": ICMP type (11 time exceeded, 3 unreachable: the end)} or None."""
+    return json.loads(node.run(sys.executable, "-c", TRACE, ip, str(port), str(max_ttl),
+                               timeout=60).stdout)
+
+
+def unreachable(pairs, timeout=3.0):
+    """pairs: [(node, [(ip, port), ...])]; the (ns, ip, port) that did not
+    answer a TCP connect (reset or accept), from one process."""
+    items = [(n.ns, [list(t) for t in targets]) for n, targets in pairs]
+    return json.loads(sh_input([sys.executable, "-c", REACH, str(timeout)], json.dumps(items),
+                               timeout=600).stdout)
+
+
+def raise_gc_thresh():
+    """Root-namespace neighbour table sizes up to GC_THRESH (never down):
+    the table is shared by every namespace (NOTES.md)."""
+    for i, v in enumerate(GC_THRESH, 1):
+        path = "/proc/sys/net/ipv4/neigh/default/gc_thresh%d" % i
+        with open(path) as f:
+            cur = int(f.read())
+        if cur < v:
+            with open(path, "w") as f:
+                f.write(str(v))
+
+
+def big(lab, servers=100, delay_ms=None, jitter_ms=0, loss=0.0, seed=1):
+    """An overlay-sized lab: servers public hosts s000, s001, ... (one
+    namespace and /24 each) and one NATed host of every kind: h-pp, h-ei,
+    h-random, h-drop (pp, drop filtering), h-double (pp behind pp), h-cgn
+    (pp behind a carrier pp NAT two routing hops away) and h-a, h-b behind
+    one pp NAT. delay_ms: None, an int, or (lo, hi) for a per-site one-way
+    delay drawn with seed, on every server and every WAN-facing router.
+    Returns {"servers": [...], "hosts": {name: node}}."""
+    raise_gc_thresh()
+    rng = random.Random(seed)
+
+    def d():
+        if delay_ms is None:
+            return 0
+        if isinstance(delay_ms, int):
+            return delay_ms
+        return rng.randint(*delay_ms)
+
+    pubs = lab.publics(["s%03d" % i for i in range(servers)])
+    if delay_ms is not None or jitter_ms or loss:
+        for n in pubs:
+            lab.path(n, d(), jitter_ms, loss)
+    hosts = {}
+    for kind in KINDS:
+        hosts["h-" + kind] = lab.host("h-" + kind, lab.nat("r-" + kind, kind, delay_ms=d(),
+                                                            jitter_ms=jitter_ms, loss=loss))
+    hosts["h-drop"] = lab.host("h-drop", lab.nat("r-drop", "pp", "drop", delay_ms=d(),
+                                                  jitter_ms=jitter_ms, loss=loss))
+    outer = lab.nat("r-outer", "pp", delay_ms=d(), jitter_ms=jitter_ms, loss=loss)
+    hosts["h-double"] = lab.host("h-double", lab.nat("r-inner", "pp", upstream=outer))
+    cgn = lab.nat("r-cgn", "pp", delay_ms=d(), jitter_ms=jitter_ms, loss=loss)
+    hosts["h-cgn"] = lab.host("h-cgn", lab.nat("r-home", "pp", upstream=cgn, hops=2))
+    shared = lab.nat("r-shared", "pp", delay_ms=d(), jitter_ms=jitter_ms, loss=loss)
+    hosts["h-a"] = lab.host("h-a", shared)
+    hosts["h-b"] = lab.host("h-b", shared)
+    return {"servers": pubs, "hosts": hosts}
 
 
 def demo(lab):
