@@ -386,6 +386,71 @@ except OSError as e:
 """
 
 
+@T.test
+def double_nat_several_hops_behind():
+    hops = 3
+    lab = Lab()
+    try:
+        s1 = lab.public("s1")
+        start_observer(lab, s1, OBS_PORT)
+        outer = lab.nat("outer", "pp")
+        far = lab.nat("far", "pp", upstream=outer, hops=hops)
+        near = lab.nat("near", "pp", upstream=outer)  # the usual double NAT
+        hf, hn = lab.host("hf", far), lab.host("hn", near)
+        check_eq(len(far.hops), hops, "routing namespaces between far and outer")
+        seen = probe(hf, PORT, [(s1.ip, OBS_PORT)])[0]
+        check_eq((seen["ip"], seen["port"]), (outer.public_ip, PORT), "seen through 2 NATs")
+        inet_gw = outer.public_ip.rsplit(".", 1)[0] + ".1"
+        got = [h and h["ip"] for h in natlab.trace(hf, s1.ip)]
+        want = ([far.lan_ip] + [h.down_ip for h in far.hops] +
+                [outer.lan_ip, inet_gw, s1.ip])
+        print("  far: %s" % got)
+        check_eq(got, want, "hops from a host behind the far inner NAT")
+        # A prime with TTL 2 (the NAT is the second hop) dies before the
+        # outer NAT; it takes hops + 2 to get through it.
+        check(got[1] != outer.lan_ip and got[hops + 1] == outer.lan_ip,
+              "outer NAT is hop %d: %r", hops + 2, got)
+        got = [h and h["ip"] for h in natlab.trace(hn, s1.ip)]
+        print("  near: %s" % got)
+        check_eq(got, [near.lan_ip, outer.lan_ip, inet_gw, s1.ip],
+                 "hops from a host behind the near inner NAT")
+    finally:
+        lab.down()
+
+
+# The big lab in CI: as many servers as the overlay tests use (issue 8).
+BIG_SERVERS = int(os.environ.get("NATLAB_BIG_SERVERS", "100"))
+
+
+@T.test
+def big_lab_every_pair_reaches():
+    lab = Lab()
+    try:
+        t0 = time.monotonic()
+        w = natlab.big(lab, servers=BIG_SERVERS)
+        built = time.monotonic() - t0
+        pubs, hosts = w["servers"], w["hosts"]
+        nets = {p.ip.rsplit(".", 1)[0] for p in pubs}
+        check_eq(len(nets), BIG_SERVERS, "distinct /24s")
+        names = natlab.list_labs().get(lab.prefix, [])
+        check(len(names) >= BIG_SERVERS + 20, "namespaces up: %d", len(names))
+        t0 = time.monotonic()
+        # Every server to every other (port 9 is closed: a reset proves the
+        # round trip) and every NATed host to every server.
+        pairs = [(a, [(b.ip, 9) for b in pubs if b is not a]) for a in pubs]
+        pairs += [(h, [(b.ip, 9) for b in pubs]) for h in hosts.values()]
+        bad = natlab.unreachable(pairs)
+        n = sum(len(t) for _, t in pairs)
+        print("  %d servers + %d NATed hosts (%d namespaces) built in %.1fs; %d connects in %.1fs"
+              % (len(pubs), len(hosts), len(names), built, n, time.monotonic() - t0))
+        check_eq(bad[:10], [], "unreachable pairs (of %d)" % n)
+    finally:
+        t0 = time.monotonic()
+        lab.down()
+        print("  torn down in %.1fs" % (time.monotonic() - t0))
+    check_eq(natlab.list_labs().get(lab.prefix), None, "namespaces left after down()")
+
+
 if __name__ == "__main__":
     natlab.require_lab()
     T.run()

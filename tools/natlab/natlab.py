@@ -940,29 +940,40 @@ print(json.dumps(out))
 
 # Connect from many namespaces to many addresses in one process (setns into
 # each namespace before making its sockets): a reset or an accept both prove
-# the round trip; only a timeout or an ICMP error means unreachable.
+# the round trip; only a timeout or an ICMP error means unreachable. A
+# namespace's connects run at once (non-blocking), so with path delays the
+# whole check takes one slow round trip per namespace, not one per pair.
 REACH = r"""
-import ctypes, json, os, socket, sys
+import ctypes, errno, json, os, select, socket, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
+timeout = float(sys.argv[1])
 res = []
 for ns, targets in json.load(sys.stdin):
     fd = os.open("/run/netns/" + ns, os.O_RDONLY)
     if libc.setns(fd, %d) != 0:
         sys.exit("setns %%s failed" %% ns)
     os.close(fd)
+    pending = {}
     for ip, port in targets:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.settimeout(float(sys.argv[1]))
-        try:
-            s.connect((ip, port))
-            ok = True
-        except ConnectionRefusedError:
-            ok = True
-        except OSError:
-            ok = False
+        s.setblocking(False)
+        s.connect_ex((ip, port))
+        pending[s.fileno()] = (s, ip, port)
+    p = select.poll()
+    for f in pending:
+        p.register(f, select.POLLOUT)
+    end = time.monotonic() + timeout
+    while pending and time.monotonic() < end:
+        for f, ev in p.poll(100):
+            s, ip, port = pending.pop(f)
+            p.unregister(f)
+            e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if e not in (0, errno.ECONNREFUSED):
+                res.append([ns, ip, port, os.strerror(e)])
+            s.close()
+    for s, ip, port in pending.values():
+        res.append([ns, ip, port, "timeout"])
         s.close()
-        if not ok:
-            res.append([ns, ip, port])
 print(json.dumps(res))
 """ % CLONE_NEWNET
 
@@ -1001,9 +1012,10 @@ def trace(node, ip, port=33434, max_ttl=12):
                                timeout=60).stdout)
 
 
-def unreachable(pairs, timeout=3.0):
-    """pairs: [(node, [(ip, port), ...])]; the (ns, ip, port) that did not
-    answer a TCP connect (reset or accept), from one process."""
+def unreachable(pairs, timeout=5.0):
+    """pairs: [(node, [(ip, port), ...])]; [ns, ip, port, why] for each
+    target that did not answer a TCP connect (reset or accept) within
+    timeout s, from one process."""
     items = [(n.ns, [list(t) for t in targets]) for n, targets in pairs]
     return json.loads(sh_input([sys.executable, "-c", REACH, str(timeout)], json.dumps(items),
                                timeout=600).stdout)
