@@ -275,7 +275,8 @@ def loss_drops_about_the_configured_share():
 LOSS_RECV_COUNT = r"""
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+# SO_RCVBUFFORCE (33; root): above rmem_max, so a burst is not dropped here.
+s.setsockopt(socket.SOL_SOCKET, 33, 1 << 24)
 s.bind(("0.0.0.0", int(sys.argv[1])))
 print("ready", flush=True)
 seen = set()
@@ -289,6 +290,52 @@ except socket.timeout:
     pass
 print(len(seen), flush=True)
 """
+
+
+PATHEMU_HELD_MAX = 4096  # tools/natlab/pathemu.c
+FLOOD = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+# Held packets count against the sender's buffer until their verdict:
+# SO_SNDBUFFORCE (32; root) so the flood does not block on it.
+s.setsockopt(socket.SOL_SOCKET, 32, 1 << 26)
+for i in range(int(sys.argv[3])):
+    s.sendto(b"%d" % i, (sys.argv[1], int(sys.argv[2])))
+"""
+
+
+@T.test
+def pathemu_caps_what_it_holds_and_lets_go_on_sigterm():
+    need_pathemu()
+    lab = Lab()
+    try:
+        s1 = lab.public("s1", delay_ms=8000)
+        s2 = lab.public("s2")
+        recv = lab.popen(s2, [sys.executable, "-c", LOSS_RECV_COUNT, str(OBS_PORT)],
+                         stdout=subprocess.PIPE, text=True)
+        check_eq(recv.stdout.readline().strip(), "ready", "receiver")
+        n = PATHEMU_HELD_MAX + 900
+        s1.run(sys.executable, "-c", FLOOD, s2.ip, str(OBS_PORT), str(n))
+        st = lab.path_stats(s1)[natlab.QUEUE_EGRESS]
+        print("  %d datagrams into an 8 s delay: %r" % (n, st))
+        check_eq(st["held"], PATHEMU_HELD_MAX, "held packets capped")
+        check_eq(st["overflow"], st["seen"] - PATHEMU_HELD_MAX, "the rest dropped")
+        check(st["seen"] >= n, "pathemu saw the flood: %r", st)
+        t0 = time.monotonic()
+        os.kill(s1.emu.pid, signal.SIGTERM)
+        check_eq(s1.emu.wait(5), 0, "pathemu exit status on SIGTERM")
+        got = int(recv.stdout.readline())
+        took = time.monotonic() - t0
+        print("  SIGTERM: %d delivered in %.1fs (the delay was 8 s)" % (got, took))
+        check_eq(got, PATHEMU_HELD_MAX, "held packets accepted at exit")
+        check(took < 6, "held packets waited for their delay: %.1fs", took)
+        try:
+            lab.check_paths()
+            raise AssertionError("check_paths() did not notice the dead pathemu")
+        except RuntimeError as e:
+            check("s1" in str(e), "check_paths names the link: %s", e)
+    finally:
+        lab.down()
 
 
 # -- routers -----------------------------------------------------------------
