@@ -29,6 +29,29 @@ Filtering of unsolicited inbound on the WAN (any kind): "rst" (a new TCP
 connection is answered with a reset, Linux's own behaviour made explicit)
 or "drop" (silently dropped: the dialler times out).
 
+Paths (delay, jitter, loss). This kernel has no netem, so a site's link
+gets a pathemu process (tools/natlab/pathemu.c, NFQUEUE) in the site's own
+namespace: mangle POSTROUTING -o <uplink> to queue 0 and PREROUTING -i
+<uplink> to queue 1 (queue numbers are per namespace). Both directions
+of the link carry the site's one-way delay, so between two sites
+one way = delay(a) + delay(b) and the round trip is twice that
+(lab.rtt_ms(a, b)). Jitter is uniform in +-jitter per packet but never
+reorders a direction (FIFO); loss drops that share of the packets in each
+direction. No --queue-bypass: a dead emulator black-holes its link, which
+fails tests loudly instead of silently removing the delay
+(lab.check_paths() says which one died).
+
+    s1 = lab.public("s1", delay_ms=40, jitter_ms=5, loss=0.01)
+    r = lab.nat("r1", "ei", delay_ms=60, timeouts={"udp_timeout": 10})
+    h = lab.host("h1", r)
+    lab.rtt_ms(h, s1)                   # 200
+    lab.reboot(r)                       # conntrack -F: mappings forgotten
+    inner = lab.nat("r2", "pp", upstream=r, hops=3)  # 3 routers between
+
+Bigger labs: lab.publics(names, ...) builds many public hosts with a few
+batched `ip -batch` calls; big(lab, servers=100) builds an overlay-sized
+lab (see there).
+
 Teardown: down() runs from finally, atexit and SIGTERM/SIGINT; it kills the
 lab's processes by PID, then every process still inside its namespaces
 (ip netns pids), and deletes the namespaces (their veths and bridges go
@@ -36,11 +59,15 @@ with them). Conntrack is flushed in every router namespace when it is
 created and by flush().
 """
 import atexit
+import json
 import os
+import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 KINDS = ("pp", "ei", "random")
@@ -48,6 +75,18 @@ FILTERS = ("rst", "drop")
 EI_XOR = 0x4000  # ei kind: external port = internal port ^ EI_XOR
 PREFIX_RE = re.compile(r"^natlab(\d+)([xu])(\d+)-")  # u: `natlab up`, kept
 PUBLIC_NETS = ("203.0.113", "198.51.100", "192.0.2")
+PUBLIC_MAX = 256  # public hosts: the 3 above, then 198.18.3-255
+HOPS_MAX = 8  # routing namespaces between an inner router and its upstream
+# pathemu's queues in a site's namespace (NFQUEUE numbers are per netns).
+QUEUE_EGRESS = 0
+QUEUE_INGRESS = 1
+DELAY_MAX_MS = 10000  # pathemu's own bound
+READY_TIMEOUT = 10  # s for a pathemu to bind its queues
+PARALLEL_IP = 8  # `ip -batch` processes run at once while building
+# Root-namespace neighbour table sizes for big labs (NOTES.md: the table is
+# shared by every namespace; the default 1024 overflows past ~100 hosts).
+GC_THRESH = (8192, 32768, 65536)
+CLONE_NEWNET = 0x40000000
 
 _labs = []
 _counter = [0]
@@ -61,6 +100,82 @@ def sh(*argv, check=True, capture=True, timeout=30):
         raise RuntimeError("%s: exit %d: %s" % (" ".join(map(str, argv)), r.returncode,
                                                  (r.stderr or "").strip()))
     return r
+
+
+def sh_input(argv, text, timeout=60):
+    """Run argv with text on stdin; raise with its stderr on failure."""
+    r = subprocess.run([str(a) for a in argv], input=text, capture_output=True, text=True,
+                       timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError("%s: exit %d: %s" % (" ".join(map(str, argv)), r.returncode,
+                                                 (r.stderr or "").strip()))
+    return r
+
+
+def ip_batch(ns, lines):
+    """One `ip [-n ns] -batch -` for many commands (ns None: the root)."""
+    if lines:
+        sh_input(["ip"] + (["-n", ns] if ns else []) + ["-batch", "-"], "\n".join(lines) + "\n")
+
+
+def ip_batches(jobs):
+    """Many (ns, lines) batches, PARALLEL_IP at a time."""
+    running = []
+
+    def reap(p, ns):
+        err = p.stderr.read()  # ip writes little: no deadlock on a full pipe
+        p.stderr.close()
+        p.wait(60)
+        if p.returncode != 0:
+            raise RuntimeError("ip -n %s -batch: exit %d: %s" % (ns, p.returncode, err.strip()))
+
+    for ns, lines in jobs:
+        if len(running) >= PARALLEL_IP:
+            reap(*running.pop(0))
+        p = subprocess.Popen(["ip", "-n", ns, "-batch", "-"], stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        p.stdin.write("\n".join(lines) + "\n")
+        p.stdin.close()
+        running.append((p, ns))
+    for p, ns in running:
+        reap(p, ns)
+
+
+# Writes sysctls in many namespaces from one process: setns(2) into each
+# (by its /run/netns file) and write /proc/sys, which follows the caller's
+# network namespace. One process instead of one `ip netns exec` per value.
+SYSCTL_HELPER = r"""
+import ctypes, json, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for ns, kv in json.load(sys.stdin):
+    fd = os.open("/run/netns/" + ns, os.O_RDONLY)
+    if libc.setns(fd, %d) != 0:
+        e = ctypes.get_errno()
+        sys.exit("setns %%s: %%s" %% (ns, os.strerror(e)))
+    os.close(fd)
+    for k, v in kv:
+        with open("/proc/sys/" + k.replace(".", "/"), "w") as f:
+            f.write(str(v))
+""" % CLONE_NEWNET
+
+
+def sysctls(items):
+    """items: [(ns, [(key, value), ...])]; written by one helper process."""
+    if items:
+        sh_input([sys.executable, "-c", SYSCTL_HELPER], json.dumps(items))
+
+
+def find_pathemu():
+    """NATLAB_PATHEMU, else build*/tools/natlab/pathemu in the tree, else PATH."""
+    p = os.environ.get("NATLAB_PATHEMU")
+    if p:
+        return p
+    top = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    for b in sorted(os.listdir(top)):
+        c = os.path.join(top, b, "tools", "natlab", "pathemu")
+        if b.startswith("build") and os.access(c, os.X_OK):
+            return os.path.abspath(c)
+    return shutil.which("pathemu")
 
 
 def have_root():
@@ -83,7 +198,7 @@ def can_create_netns():
 
 
 class Node:
-    """A namespace: a public host, a router or a LAN host."""
+    """A namespace: a public host, a router, a LAN host or a routing hop."""
 
     def __init__(self, lab, name, role):
         self.lab = lab
@@ -92,9 +207,23 @@ class Node:
         self.ns = "%s-%s" % (lab.prefix, name)
         self.ip = None  # the address others reach it at (public) or its LAN address
         self.gw = None
+        self.uplink = "eth0" if role == "host" else "wan0"  # the link path() shapes
+        self.parent = None  # the next node up towards inet (None: attached to inet)
+        self.delay_ms = 0
+        self.jitter_ms = 0
+        self.loss = 0.0
+        self.emu = None  # its pathemu process, if path() was called
 
     def run(self, *argv, **kw):
         return sh("ip", "netns", "exec", self.ns, *argv, **kw)
+
+    def chain(self):
+        """This node and every node above it whose uplink leads to inet."""
+        n, out = self, []
+        while n is not None:
+            out.append(n)
+            n = n.parent
+        return out
 
     def __repr__(self):
         return "<%s %s %s>" % (self.role, self.name, self.ip)
@@ -110,6 +239,7 @@ class Router(Node):
         self.lan_ip = self.lan_net + ".1"
         self.public_ip = None  # the WAN address (for double NAT: on the upstream LAN)
         self.upstream = None
+        self.hops = []  # routing namespaces between it and its upstream, inner first
         self.hosts = 0
 
     @property
@@ -122,7 +252,7 @@ class Router(Node):
 
 
 class Lab:
-    def __init__(self, keep=False):
+    def __init__(self, keep=False, pathemu=None):
         _counter[0] += 1
         self.prefix = "natlab%d%s%d" % (os.getpid(), "u" if keep else "x", _counter[0])
         self.keep = keep  # `natlab up`: leave it running when we exit
@@ -130,6 +260,9 @@ class Lab:
         self.procs = []
         self.npublic = 0
         self.nrouters = 0
+        self.nlinks = 0  # 172.16.N/24 transit nets between hops
+        self.pathemu = pathemu
+        self.logdir = None  # pathemu logs, made when the first starts
         self.closed = False
         _labs.append(self)
         _install_handlers()
@@ -137,15 +270,21 @@ class Lab:
         self.inet.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
 
     # -- building --------------------------------------------------------
+    def _add_namespaces(self, nodes):
+        """Create the namespaces of nodes (one `ip -batch`), rp_filter off."""
+        for n in nodes:
+            if n.name in self.nodes:
+                raise ValueError("duplicate lab name %r" % n.name)
+        ip_batch(None, ["netns add %s" % n.ns for n in nodes])
+        for n in nodes:
+            self.nodes[n.name] = n
+        sysctls([(n.ns, [("net.ipv4.conf.all.rp_filter", 0),
+                         ("net.ipv4.conf.default.rp_filter", 0)]) for n in nodes])
+
     def _ns(self, name, role, node=None):
-        if name in self.nodes:
-            raise ValueError("duplicate lab name %r" % name)
         node = node or Node(self, name, role)
-        sh("ip", "netns", "add", node.ns)
-        self.nodes[name] = node
-        node.run("ip", "link", "set", "lo", "up")
-        for k in ("all", "default"):
-            node.run("sysctl", "-qw", "net.ipv4.conf.%s.rp_filter=0" % k)
+        self._add_namespaces([node])
+        ip_batch(node.ns, ["link set lo up"])
         return node
 
     def _veth(self, a, a_if, b, b_if):
@@ -167,28 +306,67 @@ class Lab:
         router.hosts += 1
         ip = "%s.%d" % (router.lan_net, 9 + router.hosts)
         ifname = ("l-" + node.name)[:15]
-        self._veth(router, ifname, node, "wan0" if isinstance(node, Router) else "eth0")
+        dev = node.uplink
+        self._veth(router, ifname, node, dev)
         router.run("ip", "link", "set", ifname, "master", "lan")
-        dev = "wan0" if isinstance(node, Router) else "eth0"
         node.run("ip", "addr", "add", ip + "/24", "dev", dev)
         node.run("ip", "route", "add", "default", "via", router.lan_ip)
+        node.parent = router
         return ip
 
-    def public(self, name):
-        """A host on the internet with its own public /24."""
-        node = self._ns(name, "public")
-        k = self.npublic
-        self.npublic += 1
-        net = PUBLIC_NETS[k] if k < len(PUBLIC_NETS) else "198.18.%d" % k
-        node.ip = self._attach_inet(node, net)
-        return node
+    def publics(self, names, delay_ms=0, jitter_ms=0, loss=0.0):
+        """Many public hosts at once, each with its own /24 (batched: a few
+        processes for all of them, not a dozen each). delay_ms, jitter_ms
+        and loss: as path(), for every one of them."""
+        names = list(names)
+        if self.npublic + len(names) > PUBLIC_MAX:
+            raise ValueError("at most %d public hosts" % PUBLIC_MAX)
+        nodes = [Node(self, n, "public") for n in names]
+        ifnames = [("i-" + n.name)[:15] for n in nodes]
+        if len(set(ifnames)) != len(ifnames):
+            raise ValueError("public names must differ in their first 13 characters")
+        self._add_namespaces(nodes)
+        jobs, inet_lines = [], []
+        for node, ifname in zip(nodes, ifnames):
+            k = self.npublic
+            self.npublic += 1
+            net = PUBLIC_NETS[k] if k < len(PUBLIC_NETS) else "198.18.%d" % k
+            node.ip = net + ".2"
+            # The veth is made from the node's side with its peer put straight
+            # into inet; a default route on a link still down is accepted.
+            jobs.append((node.ns, ["link set lo up",
+                                   "link add wan0 type veth peer name %s netns %s"
+                                   % (ifname, self.inet.ns),
+                                   "addr add %s.2/24 dev wan0" % net,
+                                   "link set wan0 up",
+                                   "route add default via %s.1" % net]))
+            inet_lines += ["addr add %s.1/24 dev %s" % (net, ifname),
+                           "link set %s up" % ifname]
+        ip_batches(jobs)
+        ip_batch(self.inet.ns, inet_lines)
+        if delay_ms or jitter_ms or loss:
+            self.paths(nodes, delay_ms, jitter_ms, loss)
+        return nodes
 
-    def nat(self, name, kind="pp", filtering="rst", upstream=None):
-        """A NAT router with an empty LAN; upstream: another Router (double NAT)."""
+    def public(self, name, delay_ms=0, jitter_ms=0, loss=0.0):
+        """A host on the internet with its own public /24; delay_ms,
+        jitter_ms, loss: its link's path (see path())."""
+        return self.publics([name], delay_ms, jitter_ms, loss)[0]
+
+    def nat(self, name, kind="pp", filtering="rst", upstream=None, delay_ms=0, jitter_ms=0,
+            loss=0.0, hops=0, timeouts=None):
+        """A NAT router with an empty LAN; upstream: another Router (double
+        NAT), hops: that many routing namespaces between the two (a carrier
+        NAT several hops away). delay_ms, jitter_ms, loss: its WAN link's
+        path (see path()); timeouts: conntrack timeouts (see set_timeouts())."""
         if kind not in KINDS:
             raise ValueError("NAT kind %r not in %s" % (kind, KINDS))
         if filtering not in FILTERS:
             raise ValueError("filtering %r not in %s" % (filtering, FILTERS))
+        if hops and upstream is None:
+            raise ValueError("hops need an upstream router")
+        if not 0 <= hops <= HOPS_MAX:
+            raise ValueError("hops: 0 to %d" % HOPS_MAX)
         self.nrouters += 1
         r = self._ns(name, "router", Router(self, name, kind, filtering, self.nrouters))
         r.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
@@ -199,11 +377,60 @@ class Lab:
             r.public_ip = self._attach_inet(r, "198.19.%d" % r.index)
         else:
             r.upstream = upstream
-            r.public_ip = self._attach_lan(upstream, r)
+            if hops:
+                r.public_ip = self._hop_chain(r, upstream, hops)
+            else:
+                r.public_ip = self._attach_lan(upstream, r)
         r.ip = r.public_ip
         self._nft(r)
+        if timeouts:
+            self.set_timeouts(r, **timeouts)
         self.flush_router(r)
+        if delay_ms or jitter_ms or loss:
+            self.path(r, delay_ms, jitter_ms, loss)
         return r
+
+    def _hop_chain(self, r, upstream, hops):
+        """hops routing namespaces from upstream's LAN down to r's WAN:
+        upstream -lan- hop[n-1] -- ... -- hop[0] -- r, each link its own
+        172.16.N/24 (.1 the upper end, .2 the lower). Returns r's WAN IP.
+        Every node above a transit net routes it down the chain."""
+        chain = [Node(self, "%s-h%d" % (r.name, i + 1), "hop") for i in range(hops)]
+        for h in reversed(chain):  # the outermost first: it joins upstream's LAN
+            self._ns(h.name, "hop", h)
+            h.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        r.hops = chain
+        top = chain[-1]
+        top.ip = self._attach_lan(upstream, top)
+        # Walk down: each lower node hangs off the one above on a new net.
+        above, above_dev = top, "dn0"
+        lower = list(reversed(chain[:-1])) + [r]
+        nets = []
+        for node in lower:
+            self.nlinks += 1
+            if self.nlinks > 255:
+                raise ValueError("too many transit nets")
+            net = "172.16.%d" % self.nlinks
+            dev = "wan0"
+            self._veth(above, above_dev, node, dev)
+            above.run("ip", "addr", "add", net + ".1/24", "dev", above_dev)
+            node.run("ip", "addr", "add", net + ".2/24", "dev", dev)
+            node.run("ip", "route", "add", "default", "via", net + ".1")
+            node.parent = above
+            if node is not r:
+                node.ip = net + ".2"
+            above.down_ip = net + ".1"  # the source of its ICMP errors towards r
+            nets.append((above, net))
+            above = node
+        # Routes to every transit net for the nodes above it (the upstream
+        # router reaches them all through the top hop's LAN address).
+        for i, (owner, net) in enumerate(nets):
+            for j in range(i):
+                upper, upper_net = nets[j]
+                upper.run("ip", "route", "add", net + ".0/24", "via",
+                          "%s.2" % upper_net)
+            upstream.run("ip", "route", "add", net + ".0/24", "via", top.ip)
+        return nets[-1][1] + ".2"
 
     def _nft(self, r):
         if r.kind == "pp":
@@ -238,16 +465,144 @@ table ip natlab {
         if r2.returncode != 0:
             raise RuntimeError("nft in %s: %s" % (r.ns, r2.stderr.strip()))
 
-    def host(self, name, router):
-        """A host on router's LAN."""
+    def host(self, name, router, delay_ms=0, jitter_ms=0, loss=0.0):
+        """A host on router's LAN; delay_ms, jitter_ms, loss: its LAN link's
+        path (see path()), on top of its routers' WAN links."""
         node = self._ns(name, "host")
         node.router = router
         node.ip = self._attach_lan(router, node)
+        if delay_ms or jitter_ms or loss:
+            self.path(node, delay_ms, jitter_ms, loss)
         return node
+
+    # -- paths -----------------------------------------------------------
+    def path(self, node, delay_ms, jitter_ms=0, loss=0.0):
+        """Give node's uplink (wan0, or eth0 for a LAN host) a one-way delay
+        (ms) with +-jitter_ms per packet and a loss share (0 to 1), in both
+        directions: a pathemu process in node's namespace, NFQUEUE rules
+        on the uplink. Once per node."""
+        self.paths([node], delay_ms, jitter_ms, loss)
+
+    def paths(self, nodes, delay_ms, jitter_ms=0, loss=0.0):
+        """path() for many nodes: the emulators start together, then every
+        node's rules go in with one iptables-restore each."""
+        for v, what, top in ((delay_ms, "delay_ms", DELAY_MAX_MS),
+                             (jitter_ms, "jitter_ms", DELAY_MAX_MS)):
+            if not (isinstance(v, int) and 0 <= v <= top):
+                raise ValueError("%s: an int from 0 to %d, not %r" % (what, top, v))
+        if not 0 <= loss <= 1:
+            raise ValueError("loss is a share of packets, 0 to 1, not %r" % loss)
+        for n in nodes:
+            if n.emu is not None:
+                raise ValueError("%s already has a path" % n.name)
+        emu = self.pathemu or find_pathemu()
+        if not emu:
+            raise RuntimeError("pathemu not found: build it (meson; needs libnetfilter-queue-dev"
+                               " from tools/deps) or set NATLAB_PATHEMU")
+        if self.logdir is None:
+            self.logdir = tempfile.mkdtemp(prefix=self.prefix + "-")
+        started = []
+        for n in nodes:
+            log = open(os.path.join(self.logdir, "pathemu-%s.log" % n.name), "w")
+            p = self.popen(n, [emu, "-q", QUEUE_EGRESS, "-q", QUEUE_INGRESS, "-d", delay_ms,
+                               "-j", jitter_ms, "-l", "%.6f" % loss],
+                           stdout=subprocess.PIPE, stderr=log, text=True)
+            log.close()
+            started.append((n, p))
+        for n, p in started:
+            if p.stdout.readline().strip() != "ready":
+                p.wait(READY_TIMEOUT)
+                raise RuntimeError("pathemu in %s did not start: %s" % (n.name, self.emu_log(n, p)))
+            n.emu = p
+            n.delay_ms, n.jitter_ms, n.loss = delay_ms, jitter_ms, loss
+        for n in nodes:
+            rules = ("*mangle\n"
+                     "-A POSTROUTING -o %s -j NFQUEUE --queue-num %d\n"
+                     "-A PREROUTING -i %s -j NFQUEUE --queue-num %d\n"
+                     "COMMIT\n" % (n.uplink, QUEUE_EGRESS, n.uplink, QUEUE_INGRESS))
+            sh_input(["ip", "netns", "exec", n.ns, "iptables-restore", "--noflush"], rules)
+
+    def emu_log(self, node, p=None):
+        p = p or node.emu
+        try:
+            with open(os.path.join(self.logdir, "pathemu-%s.log" % node.name)) as f:
+                return f.read().strip()
+        except OSError as e:
+            return str(e)
+
+    def path_stats(self, node):
+        """pathemu's counters for node: {queue: {"seen", "passed", "lost",
+        "overflow", "held", ...}} (SIGUSR1 makes it print them)."""
+        os.kill(node.emu.pid, signal.SIGUSR1)
+        want = {QUEUE_EGRESS, QUEUE_INGRESS}
+        for _ in range(50):
+            time.sleep(0.05)
+            stats = {}
+            for line in self.emu_log(node).splitlines():
+                w = line.replace(":", "").split()
+                if len(w) > 2 and w[0] == "pathemu" and w[1] == "queue":
+                    stats[int(w[2])] = {w[i]: int(w[i + 1]) for i in range(3, len(w) - 1, 2)}
+            if set(stats) == want:
+                return stats
+        raise RuntimeError("no counters from pathemu in %s: %s" % (node.name, self.emu_log(node)))
+
+    def check_paths(self):
+        """Raise if any emulator has exited (its link would be black-holed)."""
+        dead = ["%s (exit %s: %s)" % (n.name, n.emu.returncode, self.emu_log(n))
+                for n in self.nodes.values() if n.emu is not None and n.emu.poll() is not None]
+        if dead:
+            raise RuntimeError("pathemu exited: " + "; ".join(dead))
+
+    def one_way_ms(self, a, b):
+        """The configured one-way delay from a to b (without jitter): the
+        delays of every link between them (links above where their chains
+        to inet meet are not crossed)."""
+        ca, cb = a.chain(), b.chain()
+        return sum(n.delay_ms for n in ca if n not in cb) + \
+            sum(n.delay_ms for n in cb if n not in ca)
+
+    def rtt_ms(self, a, b):
+        """The configured round trip between a and b (twice one_way_ms)."""
+        return 2 * self.one_way_ms(a, b)
 
     # -- using -----------------------------------------------------------
     def flush_router(self, r):
         r.run("conntrack", "-F", check=False)  # exit 1 when the table is empty
+
+    def reboot(self, r):
+        """The router forgets every mapping, as a NAT reboot does (conntrack
+        -F in its namespace; nft rules and addresses stay). Established flows
+        through it are re-mapped on their next packet: a port-changing NAT
+        gives them a new external port, so the far end resets them."""
+        self.flush_router(r)
+
+    def set_timeouts(self, r, **timeouts):
+        """Conntrack timeouts (s) in r's namespace, i.e. how long the NAT
+        keeps an idle mapping; keys are the sysctl names after
+        net.netfilter.nf_conntrack_ (per network namespace on this kernel),
+        e.g. udp_timeout=10, udp_timeout_stream=10,
+        tcp_timeout_established=30. An unknown key raises."""
+        items = []
+        for k, v in timeouts.items():
+            if not (isinstance(v, int) and v > 0):
+                raise ValueError("timeout %s: a positive int (s), not %r" % (k, v))
+            key = "net.netfilter.nf_conntrack_" + k
+            items.append((key, v))
+        known = set(self.timeouts(r))
+        bad = [k for k, _ in items if k not in known]
+        if bad:
+            raise ValueError("unknown conntrack sysctls %s" % bad)
+        sysctls([(r.ns, items)])
+
+    def timeouts(self, r):
+        """{sysctl name: seconds} for every conntrack timeout in r's namespace."""
+        out = r.run("sysctl", "-a", "-r", r"^net\.netfilter\.nf_conntrack_.*timeout").stdout
+        vals = {}
+        for line in out.splitlines():
+            k, _, v = line.partition(" = ")
+            if v.strip().isdigit():
+                vals[k.strip()] = int(v)
+        return vals
 
     def flush(self):
         """conntrack -F in every router namespace (before reusing a lab)."""
@@ -273,6 +628,10 @@ table ip natlab {
                     extra += " upstream=%s" % n.upstream.name
             elif n.role == "host":
                 extra = " behind=%s" % n.router.name
+            elif n.role == "hop":
+                extra = " above=%s" % (n.parent.name if n.parent else "inet")
+            if n.emu is not None:
+                extra += " delay=%dms jitter=%dms loss=%g" % (n.delay_ms, n.jitter_ms, n.loss)
             lines.append("  %-8s %-7s ns=%s ip=%s%s" % (n.name, n.role, n.ns, n.ip, extra))
         return "\n".join(lines)
 
@@ -292,21 +651,58 @@ table ip natlab {
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 pass
+        for p in self.procs:
+            for f in (p.stdout, p.stderr):
+                if f is not None:
+                    f.close()
         remove_namespaces([n.ns for n in self.nodes.values()])
+        if self.logdir is not None:
+            shutil.rmtree(self.logdir, ignore_errors=True)
         if self in _labs:
             _labs.remove(self)
 
 
+def netns_pids(names):
+    """{namespace: [pid, ...]} for the processes inside each of names: one
+    pass over /proc comparing network namespace inodes (what `ip netns pids`
+    does, once for all instead of once per namespace)."""
+    inode = {}
+    for ns in names:
+        try:
+            inode[os.stat("/run/netns/" + ns).st_ino] = ns
+        except OSError:
+            pass
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            ino = os.stat("/proc/%s/ns/net" % d).st_ino
+        except OSError:
+            continue
+        if ino in inode:
+            out.setdefault(inode[ino], []).append(int(d))
+    return out
+
+
 def remove_namespaces(names):
-    """Kill what still runs inside each namespace (by PID), then delete it."""
-    for ns in names:
-        r = sh("ip", "netns", "pids", ns, check=False)
-        for pid in (r.stdout or "").split():
+    """Kill what still runs inside each namespace (by PID), then delete them
+    (one `ip -force -batch` for all; the stragglers one by one)."""
+    for pids in netns_pids(names).values():
+        for pid in pids:
             try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
                 pass
+    if not names:
+        return
+    subprocess.run(["ip", "-force", "-batch", "-"], input="".join("netns del %s\n" % ns
+                                                                  for ns in names),
+                   capture_output=True, text=True, timeout=120)
+    left = set(netns_list())
     for ns in names:
+        if ns not in left:
+            continue
         for _ in range(50):
             r = sh("ip", "netns", "del", ns, check=False)
             if r.returncode == 0 or ns not in netns_list():
@@ -467,6 +863,212 @@ def syn(node, ip, port, timeout=2.0):
     import json
     r = node.run(sys.executable, "-c", SYN, ip, str(port), str(timeout))
     return json.loads(r.stdout)["result"]
+
+
+UDP_OBSERVER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    d, a = s.recvfrom(2048)
+    s.sendto(("%s %d" % a).encode(), a)
+"""
+
+UDP_PROBE = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(float(sys.argv[4]))
+s.sendto(b"?", (sys.argv[2], int(sys.argv[3])))
+try:
+    print(s.recv(100).decode())
+except socket.timeout:
+    print("timeout")
+"""
+
+CONNECT_TIMES = r"""
+import json, socket, sys, time
+out = []
+for _ in range(int(sys.argv[3])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(10)
+    t0 = time.monotonic()
+    try:
+        s.connect((sys.argv[1], int(sys.argv[2])))
+    except ConnectionRefusedError:
+        pass  # a reset is a round trip too
+    out.append((time.monotonic() - t0) * 1000)
+    s.close()
+    time.sleep(0.05)
+print(json.dumps(out))
+"""
+
+# A UDP traceroute: one socket per TTL, errors read from the error queue
+# (IP_RECVERR), the offender's address from the extended error. The target
+# port is closed, so the last hop answers port-unreachable.
+TRACE = r"""
+import json, select, socket, struct, sys
+IP_RECVERR, MSG_ERRQUEUE = 11, 0x2000
+ip, port, max_ttl = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out = []
+for ttl in range(1, max_ttl + 1):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_IP, IP_RECVERR, 1)
+    s.setsockopt(socket.SOL_IP, socket.IP_TTL, ttl)
+    s.sendto(b"ttl", (ip, port))
+    p = select.poll()
+    p.register(s, select.POLLERR | select.POLLIN)
+    hop = None
+    if p.poll(2000):
+        try:
+            _, anc, _, _ = s.recvmsg(512, 512, MSG_ERRQUEUE)
+            for lvl, typ, data in anc:
+                if lvl == socket.SOL_IP and typ == IP_RECVERR:
+                    errno_, origin, itype, code = struct.unpack("=IBBB", data[:7])
+                    who = socket.inet_ntoa(data[20:24])
+                    hop = {"ip": who, "type": itype, "code": code}
+        except BlockingIOError:
+            pass
+    out.append(hop)
+    s.close()
+    if hop is not None and hop["type"] == 3:
+        break
+print(json.dumps(out))
+"""
+
+# Connect from many namespaces to many addresses in one process (setns into
+# each namespace before making its sockets): a reset or an accept both prove
+# the round trip; only a timeout or an ICMP error means unreachable. A
+# namespace's connects run at once (non-blocking), so with path delays the
+# whole check takes one slow round trip per namespace, not one per pair.
+REACH = r"""
+import ctypes, errno, json, os, select, socket, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+timeout = float(sys.argv[1])
+res = []
+for ns, targets in json.load(sys.stdin):
+    fd = os.open("/run/netns/" + ns, os.O_RDONLY)
+    if libc.setns(fd, %d) != 0:
+        sys.exit("setns %%s failed" %% ns)
+    os.close(fd)
+    pending = {}
+    for ip, port in targets:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.connect_ex((ip, port))
+        pending[s.fileno()] = (s, ip, port)
+    p = select.poll()
+    for f in pending:
+        p.register(f, select.POLLOUT)
+    end = time.monotonic() + timeout
+    while pending and time.monotonic() < end:
+        for f, ev in p.poll(100):
+            s, ip, port = pending.pop(f)
+            p.unregister(f)
+            e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if e not in (0, errno.ECONNREFUSED):
+                res.append([ns, ip, port, os.strerror(e)])
+            s.close()
+    for s, ip, port in pending.values():
+        res.append([ns, ip, port, "timeout"])
+        s.close()
+print(json.dumps(res))
+""" % CLONE_NEWNET
+
+
+def start_udp_observer(lab, node, port):
+    """A UDP server on node answering each datagram with "IP PORT" seen."""
+    p = lab.popen(node, [sys.executable, "-c", UDP_OBSERVER, str(port)],
+                  stdout=subprocess.PIPE, text=True)
+    if p.stdout.readline().strip() != "ready":
+        raise RuntimeError("UDP observer on %s did not start" % node.name)
+    return p
+
+
+def udp_probe(node, local_port, ip, port, timeout=2.0):
+    """One datagram from node's local_port to a UDP observer: (ip, port) it
+    saw, or None on timeout. The same local port reuses the NAT mapping."""
+    r = node.run(sys.executable, "-c", UDP_PROBE, str(local_port), ip, str(port),
+                 str(timeout)).stdout.strip()
+    if r == "timeout":
+        return None
+    seen_ip, seen_port = r.split()
+    return seen_ip, int(seen_port)
+
+
+def connect_times(node, ip, port, count=5):
+    """count TCP connects from node to ip:port, each one's time in ms
+    (connect() returns after one round trip: SYN out, SYN-ACK or RST back)."""
+    return json.loads(node.run(sys.executable, "-c", CONNECT_TIMES, ip, str(port),
+                               str(count), timeout=60).stdout)
+
+
+def trace(node, ip, port=33434, max_ttl=12):
+    """UDP traceroute from node: per TTL from 1, {"ip": who answered,
+    "type": ICMP type (11 time exceeded, 3 unreachable: the end)} or None."""
+    return json.loads(node.run(sys.executable, "-c", TRACE, ip, str(port), str(max_ttl),
+                               timeout=60).stdout)
+
+
+def unreachable(pairs, timeout=5.0):
+    """pairs: [(node, [(ip, port), ...])]; [ns, ip, port, why] for each
+    target that did not answer a TCP connect (reset or accept) within
+    timeout s, from one process."""
+    items = [(n.ns, [list(t) for t in targets]) for n, targets in pairs]
+    return json.loads(sh_input([sys.executable, "-c", REACH, str(timeout)], json.dumps(items),
+                               timeout=600).stdout)
+
+
+def raise_gc_thresh():
+    """Root-namespace neighbour table sizes up to GC_THRESH (never down):
+    the table is shared by every namespace (NOTES.md)."""
+    for i, v in enumerate(GC_THRESH, 1):
+        path = "/proc/sys/net/ipv4/neigh/default/gc_thresh%d" % i
+        with open(path) as f:
+            cur = int(f.read())
+        if cur < v:
+            with open(path, "w") as f:
+                f.write(str(v))
+
+
+def big(lab, servers=100, delay_ms=None, jitter_ms=0, loss=0.0, seed=1):
+    """An overlay-sized lab: servers public hosts s000, s001, ... (one
+    namespace and /24 each) and one NATed host of every kind: h-pp, h-ei,
+    h-random, h-drop (pp, drop filtering), h-double (pp behind pp), h-cgn
+    (pp behind a carrier pp NAT two routing hops away) and h-a, h-b behind
+    one pp NAT. delay_ms: None, an int, or (lo, hi) for a per-site one-way
+    delay drawn with seed, on every server and every WAN-facing router.
+    Returns {"servers": [...], "hosts": {name: node}}."""
+    raise_gc_thresh()
+    rng = random.Random(seed)
+
+    def d():
+        if delay_ms is None:
+            return 0
+        if isinstance(delay_ms, int):
+            return delay_ms
+        return rng.randint(*delay_ms)
+
+    pubs = lab.publics(["s%03d" % i for i in range(servers)])
+    if delay_ms is not None or jitter_ms or loss:
+        for n in pubs:
+            lab.path(n, d(), jitter_ms, loss)
+    hosts = {}
+    for kind in KINDS:
+        hosts["h-" + kind] = lab.host("h-" + kind, lab.nat("r-" + kind, kind, delay_ms=d(),
+                                                            jitter_ms=jitter_ms, loss=loss))
+    hosts["h-drop"] = lab.host("h-drop", lab.nat("r-drop", "pp", "drop", delay_ms=d(),
+                                                  jitter_ms=jitter_ms, loss=loss))
+    outer = lab.nat("r-outer", "pp", delay_ms=d(), jitter_ms=jitter_ms, loss=loss)
+    hosts["h-double"] = lab.host("h-double", lab.nat("r-inner", "pp", upstream=outer))
+    cgn = lab.nat("r-cgn", "pp", delay_ms=d(), jitter_ms=jitter_ms, loss=loss)
+    hosts["h-cgn"] = lab.host("h-cgn", lab.nat("r-home", "pp", upstream=cgn, hops=2))
+    shared = lab.nat("r-shared", "pp", delay_ms=d(), jitter_ms=jitter_ms, loss=loss)
+    hosts["h-a"] = lab.host("h-a", shared)
+    hosts["h-b"] = lab.host("h-b", shared)
+    return {"servers": pubs, "hosts": hosts}
 
 
 def demo(lab):
