@@ -2,12 +2,13 @@
  * The link handshake and record layer. See session.h for the shape; the
  * concrete wire layout is:
  *
- *   frame1 (37)  "p2pd" | version u8 | e_i.pk[32]
- *   frame2 (144) e_r.pk[32] | AEAD(k2, n=0, ad=h2a)(s_r.pk[32] | sig_r[64])
+ *   frame1 (38)  "p2pd" | version u8 | suites u8 | e_i.pk[32]
+ *   frame2 (145) e_r.pk[32] | suite u8 |
+ *                AEAD(k2, n=0, ad=h2a)(s_r.pk[32] | sig_r[64])
  *   frame3 (112) AEAD(k3, n=0, ad=h2)(s_i.pk[32] | sig_i[64])
  *
  *   kx   = crypto_kx session keys over (e_i, e_r): (i2r, r2i), 64 bytes
- *   h1   = H(frame1)            h2a = H(h1 | e_r.pk)
+ *   h1   = H(frame1)            h2a = H(h1 | e_r.pk | suite)
  *   h2   = H(h2a | ct2)         h3  = H(h2 | ct3)
  *   sig_r = Ed25519(s_r, "p2pd-resp" | h2a)
  *   sig_i = Ed25519(s_i, "p2pd-init" | h2)
@@ -17,8 +18,14 @@
  *
  * Both signatures cover both fresh ephemerals, so neither can be replayed
  * into another session; the record keys depend on the whole transcript.
- * Records use ChaCha20-Poly1305 IETF with nonce 0^32 | u64 BE counter, one
- * counter per direction; a frame out of order or replayed fails to open.
+ * The record AEAD: the initiator offers suites (a bit each), the responder
+ * picks one; the offer is in h1 and the pick in h2a, so both signatures
+ * cover them and nobody on the path can force the weaker choice. Records
+ * use the suite with nonce 0^32 | u64 BE counter, one counter per
+ * direction; a frame out of order or replayed fails to open. Every
+ * P2P_REKEY_RECORDS records a direction's key becomes
+ * BLAKE2b-256(key = old key, "p2pd rekey"), at the same counter on both
+ * sides, so no key seals more than that many records.
  * Garbage never produces a reply: the responder answers only a well-formed
  * frame 1, which carries nothing to authenticate yet.
  */
@@ -38,10 +45,12 @@
 #define HASH_LEN 32
 #define KEY_LEN 32
 #define SIG_LEN crypto_sign_BYTES
-#define HS1_LEN (HS_MAGIC_LEN + 1 + crypto_kx_PUBLICKEYBYTES)
+#define HS1_LEN (HS_MAGIC_LEN + 2 + crypto_kx_PUBLICKEYBYTES)
+#define HS1_EPK (HS_MAGIC_LEN + 2) /* offset of e_i.pk */
 #define HS_PLAIN_LEN (crypto_sign_PUBLICKEYBYTES + SIG_LEN)
 #define HS_SEALED_LEN (HS_PLAIN_LEN + P2P_AEAD_TAG)
-#define HS2_LEN (crypto_kx_PUBLICKEYBYTES + HS_SEALED_LEN)
+#define HS2_SEALED (crypto_kx_PUBLICKEYBYTES + 1) /* after the suite */
+#define HS2_LEN (HS2_SEALED + HS_SEALED_LEN)
 #define HS3_LEN HS_SEALED_LEN
 #define NONCE_LEN crypto_aead_chacha20poly1305_ietf_NPUBBYTES
 
@@ -65,9 +74,22 @@ struct p2p_session {
 	uint8_t h[HASH_LEN];
 	uint8_t peer_pk[crypto_sign_PUBLICKEYBYTES];
 	struct p2p_peerid peer;
+	uint8_t suites; /* what we offer (initiator) or accept (responder) */
+	uint8_t suite;	/* the one in use once established */
 	uint8_t tx_key[KEY_LEN], rx_key[KEY_LEN];
 	uint64_t tx_ctr, rx_ctr;
 };
+
+/* The suites this machine can run: AES-256-GCM only with hardware AES
+ * (libsodium's check), where it is the faster of the two. */
+static uint8_t local_suites(void)
+{
+	uint8_t s = P2P_SUITE_CHACHA20_POLY1305;
+
+	if (crypto_aead_aes256gcm_is_available())
+		s |= P2P_SUITE_AES256_GCM;
+	return s;
+}
 
 struct p2p_session *p2p_session_new(const struct p2p_identity *self,
 				    bool initiator,
@@ -82,6 +104,7 @@ struct p2p_session *p2p_session_new(const struct p2p_identity *self,
 		return NULL;
 	s->initiator = initiator;
 	s->self = *self;
+	s->suites = local_suites();
 	if (initiator && expect != NULL) {
 		s->has_expect = true;
 		s->expect = *expect;
@@ -198,8 +221,9 @@ int p2p_session_start(struct p2p_session *s, uint8_t *out, size_t cap,
 		return die(s, -EINVAL);
 	crypto_kx_keypair(s->e_pk, s->e_sk);
 	memcpy(body, HS_MAGIC, HS_MAGIC_LEN);
-	body[HS_MAGIC_LEN] = P2P_PROTO_VERSION;
-	memcpy(body + HS_MAGIC_LEN + 1, s->e_pk, sizeof(s->e_pk));
+	body[HS_MAGIC_LEN] = P2P_HS_VERSION;
+	body[HS_MAGIC_LEN + 1] = s->suites;
+	memcpy(body + HS1_EPK, s->e_pk, sizeof(s->e_pk));
 	crypto_generichash(s->h, HASH_LEN, body, HS1_LEN, NULL, 0);
 	put_frame_header(out, HS1_LEN, outlen);
 	s->state = S_SENT1;
@@ -217,14 +241,21 @@ static int on_frame1(struct p2p_session *s, const uint8_t *body, size_t len,
 		     uint8_t *out, size_t *outlen)
 {
 	uint8_t e_sk[crypto_kx_SECRETKEYBYTES], k2[KEY_LEN];
-	uint8_t *ct = out + P2P_FRAME_HDR + crypto_kx_PUBLICKEYBYTES;
-	const uint8_t *e_i = body + HS_MAGIC_LEN + 1;
+	uint8_t *ct = out + P2P_FRAME_HDR + HS2_SEALED;
+	const uint8_t *e_i = body + HS1_EPK;
+	uint8_t common;
 	int rc = 0;
 
 	if (len != HS1_LEN || memcmp(body, HS_MAGIC, HS_MAGIC_LEN) != 0)
 		return -EPROTO;
-	if (body[HS_MAGIC_LEN] != P2P_PROTO_VERSION)
+	if (body[HS_MAGIC_LEN] != P2P_HS_VERSION)
 		return -EPROTONOSUPPORT;
+	common = body[HS_MAGIC_LEN + 1] & s->suites;
+	if (!(common & P2P_SUITE_ALL))
+		return -EPROTONOSUPPORT; /* no suite in common */
+	s->suite = (common & P2P_SUITE_AES256_GCM)
+		       ? P2P_SUITE_AES256_GCM
+		       : P2P_SUITE_CHACHA20_POLY1305;
 	crypto_kx_keypair(s->e_pk, e_sk);
 	/* Server rx is the initiator-to-responder key: kx = i2r | r2i. */
 	if (crypto_kx_server_session_keys(s->kx, s->kx + KEY_LEN, s->e_pk, e_sk,
@@ -233,9 +264,10 @@ static int on_frame1(struct p2p_session *s, const uint8_t *body, size_t len,
 		goto out;
 	}
 	crypto_generichash(s->h, HASH_LEN, body, len, NULL, 0);
-	hash2(s->h, s->h, HASH_LEN, s->e_pk, sizeof(s->e_pk));
-	kdf(k2, s->kx, "p2pd hs2", s->h);
 	memcpy(out + P2P_FRAME_HDR, s->e_pk, sizeof(s->e_pk));
+	out[P2P_FRAME_HDR + crypto_kx_PUBLICKEYBYTES] = s->suite;
+	hash2(s->h, s->h, HASH_LEN, out + P2P_FRAME_HDR, HS2_SEALED);
+	kdf(k2, s->kx, "p2pd hs2", s->h);
 	seal_static(ct, s, k2, "p2pd-resp");
 	hash2(s->h, s->h, HASH_LEN, ct, HS_SEALED_LEN);
 	put_frame_header(out, HS2_LEN, outlen);
@@ -266,19 +298,26 @@ static int on_frame2(struct p2p_session *s, const uint8_t *body, size_t len,
 	uint8_t k[KEY_LEN];
 	uint8_t *ct3 = out + P2P_FRAME_HDR;
 	const uint8_t *e_r = body;
+	uint8_t suite = body[crypto_kx_PUBLICKEYBYTES];
 	int rc;
 
 	if (len != HS2_LEN)
 		return -EPROTO;
+	/* One suite, and one we offered. */
+	if ((suite != P2P_SUITE_CHACHA20_POLY1305 &&
+	     suite != P2P_SUITE_AES256_GCM) ||
+	    !(suite & s->suites))
+		return -EPROTO;
+	s->suite = suite;
 	/* Client tx is the initiator-to-responder key: kx = i2r | r2i. */
 	if (crypto_kx_client_session_keys(s->kx + KEY_LEN, s->kx, s->e_pk,
 					  s->e_sk, e_r) != 0) {
 		rc = -EPROTO;
 		goto out;
 	}
-	hash2(s->h, s->h, HASH_LEN, e_r, crypto_kx_PUBLICKEYBYTES);
+	hash2(s->h, s->h, HASH_LEN, e_r, HS2_SEALED);
 	kdf(k, s->kx, "p2pd hs2", s->h);
-	rc = open_static(s, body + crypto_kx_PUBLICKEYBYTES, k, "p2pd-resp");
+	rc = open_static(s, body + HS2_SEALED, k, "p2pd-resp");
 	if (rc < 0)
 		goto out;
 	/* Check who answered before we reveal who we are. */
@@ -286,8 +325,7 @@ static int on_frame2(struct p2p_session *s, const uint8_t *body, size_t len,
 		rc = -EKEYREJECTED;
 		goto out;
 	}
-	hash2(s->h, s->h, HASH_LEN, body + crypto_kx_PUBLICKEYBYTES,
-	      HS_SEALED_LEN);
+	hash2(s->h, s->h, HASH_LEN, body + HS2_SEALED, HS_SEALED_LEN);
 	kdf(k, s->kx, "p2pd hs3", s->h);
 	seal_static(ct3, s, k, "p2pd-init");
 	put_frame_header(out, HS3_LEN, outlen);
@@ -363,6 +401,36 @@ static void make_nonce(uint8_t nonce[NONCE_LEN], uint64_t ctr)
 		nonce[4 + i] = (uint8_t)(ctr >> (56 - 8 * i));
 }
 
+/* Before record ctr: a fresh key every P2P_REKEY_RECORDS records. */
+static void maybe_rekey(uint8_t key[KEY_LEN], uint64_t ctr)
+{
+	if (ctr == 0 || ctr % P2P_REKEY_RECORDS != 0)
+		return;
+	crypto_generichash(key, KEY_LEN, (const uint8_t *)"p2pd rekey", 10, key,
+			   KEY_LEN);
+}
+
+int p2p_session_suite(const struct p2p_session *s)
+{
+	return s->state == S_ESTABLISHED ? s->suite : 0;
+}
+
+const char *p2p_suite_name(int suite)
+{
+	switch (suite) {
+	case P2P_SUITE_CHACHA20_POLY1305:
+		return "chacha20-poly1305";
+	case P2P_SUITE_AES256_GCM:
+		return "aes256-gcm";
+	}
+	return "none";
+}
+
+void p2p_session_test_set_suites(struct p2p_session *s, uint8_t suites)
+{
+	s->suites = suites;
+}
+
 int p2p_session_seal(struct p2p_session *s, const uint8_t *msg, size_t len,
 		     uint8_t *out, size_t cap, size_t *outlen)
 {
@@ -377,10 +445,16 @@ int p2p_session_seal(struct p2p_session *s, const uint8_t *msg, size_t len,
 		return -EMSGSIZE;
 	if (s->tx_ctr == UINT64_MAX)
 		return die(s, -EPIPE); /* never reuse a nonce */
+	maybe_rekey(s->tx_key, s->tx_ctr);
 	make_nonce(nonce, s->tx_ctr++);
-	crypto_aead_chacha20poly1305_ietf_encrypt(out + P2P_FRAME_HDR, NULL,
-						  msg, len, NULL, 0, NULL,
-						  nonce, s->tx_key);
+	if (s->suite == P2P_SUITE_AES256_GCM)
+		crypto_aead_aes256gcm_encrypt(out + P2P_FRAME_HDR, NULL, msg,
+					      len, NULL, 0, NULL, nonce,
+					      s->tx_key);
+	else
+		crypto_aead_chacha20poly1305_ietf_encrypt(
+		    out + P2P_FRAME_HDR, NULL, msg, len, NULL, 0, NULL, nonce,
+		    s->tx_key);
 	put_frame_header(out, len + P2P_AEAD_TAG, outlen);
 	return 0;
 }
@@ -402,9 +476,14 @@ int p2p_session_open(struct p2p_session *s, const uint8_t *body, size_t len,
 		return -EMSGSIZE;
 	if (s->rx_ctr == UINT64_MAX)
 		return die(s, -EPIPE);
+	maybe_rekey(s->rx_key, s->rx_ctr);
 	make_nonce(nonce, s->rx_ctr);
-	if (crypto_aead_chacha20poly1305_ietf_decrypt(
-		out, &mlen, NULL, body, len, NULL, 0, nonce, s->rx_key) != 0)
+	if ((s->suite == P2P_SUITE_AES256_GCM
+		 ? crypto_aead_aes256gcm_decrypt(out, &mlen, NULL, body, len,
+						 NULL, 0, nonce, s->rx_key)
+		 : crypto_aead_chacha20poly1305_ietf_decrypt(
+		       out, &mlen, NULL, body, len, NULL, 0, nonce,
+		       s->rx_key)) != 0)
 		return die(s, -EBADMSG);
 	s->rx_ctr++;
 	*outlen = (size_t)mlen;

@@ -10,16 +10,20 @@
  * BLAKE2b transcript hash of the frames so far; sig_x is Ed25519 over a
  * role label and h. The initiator states the peer ID it expects and fails
  * with -EKEYREJECTED when s_r.pk does not hash to it.
- * Records: ChaCha20-Poly1305 IETF, one key per direction, nonce = 64-bit
- * counter. A tampered, replayed, reordered or truncated record fails with
- * -EBADMSG and the session is dead afterwards.
+ * Records: the suite the responder picked from the initiator's offer
+ * (AES-256-GCM where both have hardware AES, else ChaCha20-Poly1305 IETF;
+ * both are in the signed transcript, so the choice cannot be downgraded),
+ * one key per direction, nonce = 64-bit counter, a new key derived from
+ * the old every P2P_REKEY_RECORDS records. A tampered, replayed, reordered or
+ * truncated record fails with -EBADMSG and the session is dead afterwards.
  *
  * Concrete layout (bodies; every output frame carries its 4-byte header):
- *   frame1 (37)  "p2pd" | version u8 | e_i.pk[32]
- *   frame2 (144) e_r.pk[32] | AEAD(k2, n=0, ad=h2a)(s_r.pk[32] | sig_r[64])
+ *   frame1 (38)  "p2pd" | version u8 | suites u8 | e_i.pk[32]
+ *   frame2 (145) e_r.pk[32] | suite u8 | AEAD(k2, n=0, ad=h2a)(s_r.pk[32] |
+ *                sig_r[64])
  *   frame3 (112) AEAD(k3, n=0, ad=h2)(s_i.pk[32] | sig_i[64])
  *   kx = crypto_kx session keys over (e_i, e_r); h1 = H(frame1),
- *   h2a = H(h1 | e_r.pk), h2 = H(h2a | ct2), h3 = H(h2 | ct3);
+ *   h2a = H(h1 | e_r.pk | suite), h2 = H(h2a | ct2), h3 = H(h2 | ct3);
  *   sig_r = Ed25519(s_r, "p2pd-resp" | h2a), sig_i = Ed25519(s_i,
  *   "p2pd-init" | h2); k(label, h) = BLAKE2b-256 keyed by kx of label | h;
  *   k2 = k("p2pd hs2", h2a), k3 = k("p2pd hs3", h2), record keys
@@ -41,6 +45,18 @@
 
 /* upper bound of one handshake frame, header included */
 #define P2P_HS_MAX 256
+
+/* The handshake's version, in frame 1 (2: the record AEAD is offered and
+ * picked; the messages inside keep P2P_PROTO_VERSION). */
+#define P2P_HS_VERSION 2
+
+/* Record AEADs, one bit each in frame 1's offer. */
+#define P2P_SUITE_CHACHA20_POLY1305 0x01
+#define P2P_SUITE_AES256_GCM 0x02
+#define P2P_SUITE_ALL (P2P_SUITE_CHACHA20_POLY1305 | P2P_SUITE_AES256_GCM)
+/* Records sealed with one key before the next is derived: far below the
+ * usage bounds of AES-GCM with counter nonces (and of ChaCha20). */
+#define P2P_REKEY_RECORDS (1ull << 20)
 #define P2P_RECORD_OVERHEAD (P2P_FRAME_HDR + P2P_AEAD_TAG)
 
 struct p2p_session;
@@ -102,6 +118,15 @@ int p2p_session_seal(struct p2p_session *s, const uint8_t *msg, size_t len,
 int p2p_session_open(struct p2p_session *s, const uint8_t *body, size_t len,
 		     uint8_t *out, size_t cap, size_t *outlen)
     __attribute__((warn_unused_result));
+
+/* The record suite in use (P2P_SUITE_*; 0 before established), and its
+ * name ("chacha20-poly1305", "aes256-gcm"). */
+int p2p_session_suite(const struct p2p_session *s);
+const char *p2p_suite_name(int suite);
+
+/* Tests only: the suites a new session offers or accepts (before start
+ * or frame 1), to test the negotiation on any machine. */
+void p2p_session_test_set_suites(struct p2p_session *s, uint8_t suites);
 
 /*
  * Tests only: jump the record counters (to reach nonce exhaustion without

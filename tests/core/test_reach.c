@@ -908,8 +908,7 @@ static void random_inputs(bool parallel)
 					cr_assert_eq(state[a.token], 1);
 					state[a.token] = 0;
 				}
-				p2p_reach_free(R);
-				setup_as(parallel);
+				setup_as(parallel); /* frees the old one */
 				cr_assert_eq(p2p_reach_waiters(R), 0);
 			}
 			break;

@@ -91,8 +91,8 @@ Test(session, handshake_and_records)
 	size_t n, m;
 
 	established_pair(&p);
-	cr_assert_eq(p.n1, 4 + 37);
-	cr_assert_eq(p.n2, 4 + 144);
+	cr_assert_eq(p.n1, 4 + 38);
+	cr_assert_eq(p.n2, 4 + 145);
 	cr_assert_eq(p.n3, 4 + 112);
 	cr_assert_eq(hdr_len(p.f1), p.n1 - 4);
 	cr_assert_eq(hdr_len(p.f2), p.n2 - 4);
@@ -205,7 +205,7 @@ out:
 Test(session, flipped_bit_in_every_handshake_byte_fails)
 {
 	static const uint8_t masks[] = {0x01, 0x80, 0x10};
-	static const size_t lens[] = {37, 144, 112};
+	static const size_t lens[] = {38, 145, 112};
 
 	for (int which = 1; which <= 3; which++)
 		for (size_t pos = 0; pos < lens[which - 1]; pos++)
@@ -215,7 +215,7 @@ Test(session, flipped_bit_in_every_handshake_byte_fails)
 
 Test(session, truncated_handshake_frames_fail)
 {
-	static const size_t lens[] = {37, 144, 112};
+	static const size_t lens[] = {38, 145, 112};
 
 	for (int which = 1; which <= 3; which++) {
 		for (size_t cut = 0; cut < lens[which - 1]; cut++) {
@@ -282,7 +282,7 @@ Test(session, oversize_handshake_frame_fails)
 Test(session, garbage_gets_no_reply)
 {
 	struct pair p;
-	uint8_t junk[37], out[P2P_HS_MAX];
+	uint8_t junk[38], out[P2P_HS_MAX];
 	size_t n = 5;
 
 	identities(&p);
@@ -304,7 +304,7 @@ Test(session, garbage_gets_no_reply)
 Test(session, low_order_ephemeral_rejected)
 {
 	struct pair p;
-	uint8_t f1[37] = {'p', '2', 'p', 'd', P2P_PROTO_VERSION},
+	uint8_t f1[38] = {'p', '2', 'p', 'd', P2P_HS_VERSION, P2P_SUITE_ALL},
 		out[P2P_HS_MAX];
 	size_t n = 5;
 
@@ -327,7 +327,7 @@ Test(session, other_version_refused)
 	identities(&p);
 	new_sessions(&p, NULL);
 	cr_assert_eq(p2p_session_start(p.i, p.f1, sizeof(p.f1), &p.n1), 0);
-	p.f1[4 + 4] = P2P_PROTO_VERSION + 1;
+	p.f1[4 + 4] = P2P_HS_VERSION + 1;
 	cr_assert_eq(p2p_session_handshake(p.r, p.f1 + 4, p.n1 - 4, out,
 					   sizeof(out), &n),
 		     -EPROTONOSUPPORT);
@@ -365,7 +365,7 @@ Test(session, misuse_is_refused)
 	new_sessions(&p, NULL);
 	/* Responders do not start; initiators need start() first. */
 	cr_assert_eq(p2p_session_start(p.r, out, sizeof(out), &n), -EINVAL);
-	cr_assert_eq(p2p_session_handshake(p.i, out, 37, out, sizeof(out), &n),
+	cr_assert_eq(p2p_session_handshake(p.i, out, 38, out, sizeof(out), &n),
 		     -EPROTO);
 	free_sessions(&p);
 
@@ -584,7 +584,7 @@ Test(session, frame1_is_recognised)
 	cr_expect_not(p2p_session_is_frame1(p.f1 + 4, p.n1 - 5));
 	p.f1[4] ^= 1; /* the magic */
 	cr_expect_not(p2p_session_is_frame1(p.f1 + 4, p.n1 - 4));
-	cr_expect_not(p2p_session_is_frame1(NULL, 37));
+	cr_expect_not(p2p_session_is_frame1(NULL, 38));
 	free_sessions(&p);
 }
 
@@ -641,4 +641,198 @@ Test(session, signs_while_the_identity_key_is_readable)
 	free_sessions(&p);
 	p2p_identity_wipe(&p.a);
 	p2p_identity_wipe(&p.b);
+}
+
+/* ---- the record AEAD: negotiated, bound to the transcript, rekeyed ---- */
+
+static void suites_pair(struct pair *p, uint8_t offer, uint8_t accept)
+{
+	identities(p);
+	new_sessions(p, &p->b.id);
+	p2p_session_test_set_suites(p->i, offer);
+	p2p_session_test_set_suites(p->r, accept);
+}
+
+/* One record each way opens, with the suite both ends agree on. */
+static void records_flow(struct pair *p, int suite)
+{
+	uint8_t rec[64], plain[64];
+	size_t n, m;
+
+	cr_assert_eq(p2p_session_suite(p->i), suite);
+	cr_assert_eq(p2p_session_suite(p->r), suite);
+	cr_assert_eq(p2p_session_seal(p->i, (const uint8_t *)"ping", 4, rec,
+				      sizeof(rec), &n),
+		     0);
+	cr_assert_eq(
+	    p2p_session_open(p->r, rec + 4, n - 4, plain, sizeof(plain), &m),
+	    0);
+	cr_assert_eq(m, 4);
+	cr_assert_eq(memcmp(plain, "ping", 4), 0);
+	cr_assert_eq(p2p_session_seal(p->r, (const uint8_t *)"pong", 4, rec,
+				      sizeof(rec), &n),
+		     0);
+	cr_assert_eq(
+	    p2p_session_open(p->i, rec + 4, n - 4, plain, sizeof(plain), &m),
+	    0);
+	cr_assert_eq(memcmp(plain, "pong", 4), 0);
+}
+
+Test(session, aes_gcm_when_both_have_it)
+{
+	struct pair p;
+
+	if (!crypto_aead_aes256gcm_is_available())
+		cr_skip_test("no hardware AES here");
+	established_pair(&p);
+	records_flow(&p, P2P_SUITE_AES256_GCM);
+	cr_assert_str_eq(p2p_suite_name(p2p_session_suite(p.i)), "aes256-gcm");
+	free_sessions(&p);
+}
+
+Test(session, chacha_when_either_side_lacks_aes)
+{
+	struct pair p;
+
+	suites_pair(&p, P2P_SUITE_CHACHA20_POLY1305, P2P_SUITE_ALL);
+	handshake(&p);
+	records_flow(&p, P2P_SUITE_CHACHA20_POLY1305);
+	free_sessions(&p);
+	suites_pair(&p, P2P_SUITE_ALL, P2P_SUITE_CHACHA20_POLY1305);
+	handshake(&p);
+	records_flow(&p, P2P_SUITE_CHACHA20_POLY1305);
+	cr_assert_str_eq(p2p_suite_name(p2p_session_suite(p.r)),
+			 "chacha20-poly1305");
+	free_sessions(&p);
+}
+
+Test(session, forced_aes_both_sides)
+{
+	struct pair p;
+
+	if (!crypto_aead_aes256gcm_is_available())
+		cr_skip_test("no hardware AES here");
+	suites_pair(&p, P2P_SUITE_AES256_GCM, P2P_SUITE_AES256_GCM);
+	handshake(&p);
+	records_flow(&p, P2P_SUITE_AES256_GCM);
+	free_sessions(&p);
+}
+
+Test(session, no_common_suite_refused)
+{
+	struct pair p;
+	uint8_t out[P2P_HS_MAX];
+	size_t n = 9;
+
+	suites_pair(&p, P2P_SUITE_AES256_GCM, P2P_SUITE_CHACHA20_POLY1305);
+	cr_assert_eq(p2p_session_start(p.i, p.f1, sizeof(p.f1), &p.n1), 0);
+	cr_assert_eq(p2p_session_handshake(p.r, p.f1 + 4, p.n1 - 4, out,
+					   sizeof(out), &n),
+		     -EPROTONOSUPPORT);
+	cr_assert_eq(n, 0);
+	free_sessions(&p);
+}
+
+/* A man in the middle strips AES from the offer (to force the suite he
+ * prefers): the transcripts differ and the initiator rejects frame 2. */
+Test(session, downgraded_offer_fails)
+{
+	struct pair p;
+	uint8_t none[P2P_HS_MAX];
+	size_t n;
+
+	suites_pair(&p, P2P_SUITE_ALL, P2P_SUITE_ALL);
+	cr_assert_eq(p2p_session_start(p.i, p.f1, sizeof(p.f1), &p.n1), 0);
+	p.f1[4 + 5] = P2P_SUITE_CHACHA20_POLY1305;
+	cr_assert_eq(p2p_session_handshake(p.r, p.f1 + 4, p.n1 - 4, p.f2,
+					   sizeof(p.f2), &p.n2),
+		     0);
+	cr_assert_eq(p.f2[4 + 32], P2P_SUITE_CHACHA20_POLY1305);
+	cr_assert_eq(p2p_session_handshake(p.i, p.f2 + 4, p.n2 - 4, none,
+					   sizeof(none), &n),
+		     -EBADMSG);
+	free_sessions(&p);
+}
+
+/* The responder's pick must be one suite, and one that was offered. */
+Test(session, pick_not_offered_fails)
+{
+	struct pair p;
+	uint8_t none[P2P_HS_MAX];
+	size_t n;
+
+	suites_pair(&p, P2P_SUITE_CHACHA20_POLY1305, P2P_SUITE_ALL);
+	cr_assert_eq(p2p_session_start(p.i, p.f1, sizeof(p.f1), &p.n1), 0);
+	cr_assert_eq(p2p_session_handshake(p.r, p.f1 + 4, p.n1 - 4, p.f2,
+					   sizeof(p.f2), &p.n2),
+		     0);
+	p.f2[4 + 32] = P2P_SUITE_AES256_GCM;
+	cr_assert_eq(p2p_session_handshake(p.i, p.f2 + 4, p.n2 - 4, none,
+					   sizeof(none), &n),
+		     -EPROTO);
+	free_sessions(&p);
+	suites_pair(&p, P2P_SUITE_ALL, P2P_SUITE_ALL);
+	cr_assert_eq(p2p_session_start(p.i, p.f1, sizeof(p.f1), &p.n1), 0);
+	cr_assert_eq(p2p_session_handshake(p.r, p.f1 + 4, p.n1 - 4, p.f2,
+					   sizeof(p.f2), &p.n2),
+		     0);
+	p.f2[4 + 32] = P2P_SUITE_ALL; /* two at once */
+	cr_assert_eq(p2p_session_handshake(p.i, p.f2 + 4, p.n2 - 4, none,
+					   sizeof(none), &n),
+		     -EPROTO);
+	free_sessions(&p);
+}
+
+/* Both ends derive the next key at the same record: records on both
+ * sides of the boundary open, in both suites. */
+Test(session, rekey_at_the_boundary)
+{
+	static const uint8_t suites[] = {P2P_SUITE_CHACHA20_POLY1305,
+					 P2P_SUITE_AES256_GCM};
+	uint8_t rec[64], plain[64];
+	size_t n, m;
+
+	for (size_t k = 0; k < sizeof(suites); k++) {
+		struct pair p;
+		if (suites[k] == P2P_SUITE_AES256_GCM &&
+		    !crypto_aead_aes256gcm_is_available())
+			continue;
+		suites_pair(&p, suites[k], P2P_SUITE_ALL);
+		handshake(&p);
+		p2p_session_test_set_counters(p.i, P2P_REKEY_RECORDS - 2, 0);
+		p2p_session_test_set_counters(p.r, 0, P2P_REKEY_RECORDS - 2);
+		for (int r = 0; r < 5; r++) {
+			cr_assert_eq(p2p_session_seal(p.i, (const uint8_t *)"x",
+						      1, rec, sizeof(rec), &n),
+				     0);
+			cr_assert_eq(p2p_session_open(p.r, rec + 4, n - 4,
+						      plain, sizeof(plain), &m),
+				     0, "record %d around the rekey", r);
+		}
+		free_sessions(&p);
+	}
+}
+
+/* A sender that crossed the boundary seals with a new key: a receiver
+ * that skipped it (still on the old key) cannot open what follows. */
+Test(session, rekey_changes_the_key)
+{
+	struct pair p;
+	uint8_t rec[64], plain[64];
+	size_t n, m;
+
+	established_pair(&p);
+	p2p_session_test_set_counters(p.i, P2P_REKEY_RECORDS, 0);
+	cr_assert_eq(p2p_session_seal(p.i, (const uint8_t *)"x", 1, rec,
+				      sizeof(rec), &n),
+		     0);
+	p2p_session_test_set_counters(p.i, P2P_REKEY_RECORDS + 5, 0);
+	p2p_session_test_set_counters(p.r, 0, P2P_REKEY_RECORDS + 5);
+	cr_assert_eq(p2p_session_seal(p.i, (const uint8_t *)"y", 1, rec,
+				      sizeof(rec), &n),
+		     0);
+	cr_assert_eq(
+	    p2p_session_open(p.r, rec + 4, n - 4, plain, sizeof(plain), &m),
+	    -EBADMSG);
+	free_sessions(&p);
 }
