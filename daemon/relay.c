@@ -168,6 +168,26 @@ static void send_close(struct link *l, uint32_t circ, const char *why,
 	link_send_msg(l, &m);
 }
 
+/* RELAY_OPEN or RELAY_DATA on link id (gone: nothing to send). */
+static void send_relay(struct p2pd_node *n, uint8_t type, uint32_t id,
+		       const struct p2p_circuit_action *a)
+{
+	struct link *l = link_get(n, id);
+	struct p2p_msg m = {.type = type};
+
+	if (!l)
+		return;
+	m.u.relay.circ = a->circ;
+	if (type == P2P_MSG_RELAY_OPEN) {
+		m.u.relay.code = P2P_RELAY_F_INCOMING;
+		m.u.relay.peer = a->peer;
+	} else {
+		m.u.relay.data = a->data;
+		m.u.relay.len = a->len;
+	}
+	link_send_msg(l, &m);
+}
+
 /* ---- the transport of a relayed link ---- */
 
 static int end_write(void *ctx, const uint8_t *data, size_t len)
@@ -205,7 +225,8 @@ static void end_close(void *ctx)
 	struct p2pd_node *n = e->n;
 
 	if (!e->closed)
-		send_close(link_get(n, e->via), e->circ, "closed", 6);
+		send_close(link_get(n, e->via), e->circ, "closed",
+			   strlen("closed"));
 	for (struct relay_end **pp = &n->relay->ends; *pp; pp = &(*pp)->next) {
 		if (*pp == e) {
 			*pp = e->next;
@@ -274,7 +295,8 @@ static void do_accept(struct p2pd_node *n, const struct p2p_circuit_action *a)
 	struct link *via = link_get(n, a->link);
 
 	if (!via || !end_open(n, via, a->circ, false, &a->peer))
-		send_close(via, a->circ, "out of memory", 13);
+		send_close(via, a->circ, "out of memory",
+			   strlen("out of memory"));
 }
 
 static void do_end_data(struct p2pd_node *n, const struct p2p_circuit_action *a)
@@ -306,30 +328,17 @@ static void do_end_closed(struct p2pd_node *n,
 static void run(struct p2pd_node *n)
 {
 	struct p2p_circuit_action a;
-	struct p2p_msg m;
 
 	while (p2p_circuit_poll(n->relay->core, &a)) {
 		switch (a.type) {
 		case P2P_CIRCUIT_SEND_OPEN:
-			memset(&m, 0, sizeof(m));
-			m.type = P2P_MSG_RELAY_OPEN;
-			m.u.relay.circ = a.circ;
-			m.u.relay.code = P2P_RELAY_F_INCOMING;
-			m.u.relay.peer = a.peer;
-			if (link_get(n, a.link))
-				link_send_msg(link_get(n, a.link), &m);
+			send_relay(n, P2P_MSG_RELAY_OPEN, a.link, &a);
 			break;
 		case P2P_CIRCUIT_SEND_CLOSE:
 			do_close(n, &a);
 			break;
 		case P2P_CIRCUIT_FORWARD:
-			memset(&m, 0, sizeof(m));
-			m.type = P2P_MSG_RELAY_DATA;
-			m.u.relay.circ = a.circ;
-			m.u.relay.data = a.data;
-			m.u.relay.len = a.len;
-			if (link_get(n, a.link))
-				link_send_msg(link_get(n, a.link), &m);
+			send_relay(n, P2P_MSG_RELAY_DATA, a.link, &a);
 			break;
 		case P2P_CIRCUIT_ACCEPT:
 			do_accept(n, &a);
@@ -389,7 +398,10 @@ void relay_on_msg(void *arg, struct link *l, const struct p2p_msg *m)
 					  m->u.relay.reason, m->u.relay.len);
 		break;
 	}
-	(void)rc; /* -ENOBUFS only if a drain was skipped: run() drains */
+	/* -ENOBUFS only when actions were left undrained: run() drains
+	 * after every event, so it cannot happen here. */
+	if (rc < 0)
+		log_warnx("relay: %s", p2p_strerror(rc));
 	run(n);
 }
 
