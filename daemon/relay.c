@@ -18,15 +18,20 @@
  *
  * Circuit IDs: whoever opens a circuit on a link picks its ID, odd when
  * it is the link's initiator, even otherwise, so both ends can open.
- * Links are named by ID everywhere here, the circuit table included.
+ * Links are named by ID everywhere here.
+ *
+ * The decisions (which circuit, which ID, which limit, which close
+ * reason) are core/circuit.c's, sans-I/O and unit tested; this file is
+ * its glue: our circuit ends as link transports, the core's queries over
+ * the link table, and its actions carried out as messages.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/circuit.h"
 #include "log.h"
 #include "relay.h"
-#include "relaytab.h"
 
 /* Our end of a circuit: the transport of a relayed link. */
 struct relay_end {
@@ -39,34 +44,97 @@ struct relay_end {
 };
 
 struct relays {
-	struct relay_tab tab; /* circuits we carry, keyed by link ID */
+	struct p2p_circuit *core; /* circuits we carry, the decisions */
 	struct relay_end *ends;
-	uint32_t next_id;
-	uint64_t opened, bytes, unknown;
 };
 
-/* The circuit table keys links by an opaque pointer: our link IDs. */
-static const void *key(uint32_t id)
+static struct relay_end *find_end(struct p2pd_node *n, uint32_t via,
+				  uint32_t circ)
 {
-	return (const void *)(uintptr_t)id;
+	for (struct relay_end *e = n->relay->ends; e; e = e->next)
+		if (e->via == via && e->circ == circ)
+			return e;
+	return NULL;
 }
 
-static uint32_t unkey(const void *k)
+static unsigned count_ends(struct p2pd_node *n, uint32_t via)
 {
-	return (uint32_t)(uintptr_t)k;
+	unsigned c = 0;
+
+	for (struct relay_end *e = n->relay->ends; e; e = e->next)
+		c += e->via == via && !e->closed;
+	return c;
+}
+
+/* ---- what the core asks ---- */
+
+static uint32_t q_link_to(void *arg, const struct p2p_peerid *peer)
+{
+	struct link *l = link_find_up(arg, peer, LINK_KINDS_TCP);
+
+	return l ? link_id(l) : 0;
+}
+
+static bool q_outbound(void *arg, uint32_t id)
+{
+	struct link *l = link_get(arg, id);
+
+	return l && link_outbound(l);
+}
+
+static size_t q_queued(void *arg, uint32_t id)
+{
+	struct link *l = link_get(arg, id);
+
+	return l ? link_queued(l) : SIZE_MAX;
+}
+
+static bool q_is_end(void *arg, uint32_t via, uint32_t circ)
+{
+	return find_end(arg, via, circ) != NULL;
+}
+
+static unsigned q_ends(void *arg, uint32_t via)
+{
+	return count_ends(arg, via);
+}
+
+static bool q_links_full(void *arg)
+{
+	struct p2pd_node *n = arg;
+
+	return link_count(n) >= n->limits.max_links;
 }
 
 int relay_module_init(struct p2pd_node *n)
 {
+	struct p2p_circuit_query q = {
+	    .link_to = q_link_to,
+	    .outbound = q_outbound,
+	    .queued = q_queued,
+	    .is_end = q_is_end,
+	    .ends = q_ends,
+	    .links_full = q_links_full,
+	    .arg = n,
+	};
+
 	n->relay = calloc(1, sizeof(*n->relay));
-	return n->relay ? 0 : -ENOMEM;
+	if (!n->relay)
+		return -ENOMEM;
+	n->relay->core = p2p_circuit_new(&q);
+	if (!n->relay->core) {
+		free(n->relay);
+		n->relay = NULL;
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void relay_free(struct p2pd_node *n)
 {
 	if (!n->relay)
 		return;
-	relay_tab_clear(&n->relay->tab);
+	p2p_circuit_free(n->relay->core);
 	while (n->relay->ends) {
 		struct relay_end *e = n->relay->ends;
 		n->relay->ends = e->next;
@@ -78,45 +146,17 @@ void relay_free(struct p2pd_node *n)
 
 void relay_get_stats(const struct p2pd_node *n, struct relay_stats *st)
 {
-	st->circuits = n->relay->tab.n;
-	st->opened = n->relay->opened;
-	st->bytes = n->relay->bytes;
-	st->unknown = n->relay->unknown;
+	struct p2p_circuit_stats cs;
+
+	p2p_circuit_get_stats(n->relay->core, &cs);
+	st->circuits = cs.circuits;
+	st->opened = cs.opened;
+	st->bytes = cs.bytes;
+	st->unknown = cs.unknown;
 }
 
-static bool picked_by_us(const struct link *l, uint32_t circ)
-{
-	return (circ & 1) == (link_outbound(l) ? 1u : 0u);
-}
-
-static struct relay_end *find_end(struct p2pd_node *n, uint32_t via,
-				  uint32_t circ)
-{
-	for (struct relay_end *e = n->relay->ends; e; e = e->next)
-		if (e->via == via && e->circ == circ)
-			return e;
-	return NULL;
-}
-
-static bool id_in_use(struct p2pd_node *n, uint32_t l, uint32_t c)
-{
-	return find_end(n, l, c) || relay_tab_used(&n->relay->tab, key(l), c);
-}
-
-static int new_id(struct p2pd_node *n, const struct link *l, uint32_t *out)
-{
-	for (int i = 0; i < 8; i++) {
-		uint32_t c =
-		    (++n->relay->next_id << 1) | (link_outbound(l) ? 1 : 0);
-		if (!id_in_use(n, link_id(l), c)) {
-			*out = c;
-			return 0;
-		}
-	}
-	return -EBUSY;
-}
-
-static void send_close(struct link *l, uint32_t circ, const char *why)
+static void send_close(struct link *l, uint32_t circ, const char *why,
+		       size_t len)
 {
 	struct p2p_msg m = {.type = P2P_MSG_RELAY_CLOSE};
 
@@ -124,17 +164,28 @@ static void send_close(struct link *l, uint32_t circ, const char *why)
 		return;
 	m.u.relay.circ = circ;
 	m.u.relay.reason = why;
-	m.u.relay.len = strlen(why);
+	m.u.relay.len = len;
 	link_send_msg(l, &m);
 }
 
-static unsigned count_ends(struct p2pd_node *n, uint32_t via)
+/* RELAY_OPEN or RELAY_DATA on link id (gone: nothing to send). */
+static void send_relay(struct p2pd_node *n, uint8_t type, uint32_t id,
+		       const struct p2p_circuit_action *a)
 {
-	unsigned c = 0;
+	struct link *l = link_get(n, id);
+	struct p2p_msg m = {.type = type};
 
-	for (struct relay_end *e = n->relay->ends; e; e = e->next)
-		c += e->via == via && !e->closed;
-	return c;
+	if (!l)
+		return;
+	m.u.relay.circ = a->circ;
+	if (type == P2P_MSG_RELAY_OPEN) {
+		m.u.relay.code = P2P_RELAY_F_INCOMING;
+		m.u.relay.peer = a->peer;
+	} else {
+		m.u.relay.data = a->data;
+		m.u.relay.len = a->len;
+	}
+	link_send_msg(l, &m);
 }
 
 /* ---- the transport of a relayed link ---- */
@@ -174,7 +225,8 @@ static void end_close(void *ctx)
 	struct p2pd_node *n = e->n;
 
 	if (!e->closed)
-		send_close(link_get(n, e->via), e->circ, "closed");
+		send_close(link_get(n, e->via), e->circ, "closed",
+			   strlen("closed"));
 	for (struct relay_end **pp = &n->relay->ends; *pp; pp = &(*pp)->next) {
 		if (*pp == e) {
 			*pp = e->next;
@@ -216,56 +268,92 @@ static struct link *end_open(struct p2pd_node *n, struct link *via,
 	return l;
 }
 
-/* ---- messages ---- */
+/* ---- the core's actions ---- */
 
-/* We are the relay: A (on link a, circuit ca) asks for peer. */
-static void serve_open(struct p2pd_node *n, struct link *a, uint32_t ca,
-		       const struct p2p_peerid *peer)
+static void do_close(struct p2pd_node *n, const struct p2p_circuit_action *a)
 {
-	struct p2p_msg m = {.type = P2P_MSG_RELAY_OPEN};
-	struct link *b = link_find_up(n, peer, LINK_KINDS_TCP);
-	uint32_t cb;
-	int rc;
-
-	if (!b || b == a) {
-		send_close(a, ca, "no link to that peer");
-		return;
-	}
-	if (id_in_use(n, link_id(a), ca)) {
-		send_close(a, ca, "circuit ID in use");
-		return;
-	}
-	if ((rc = new_id(n, b, &cb)) == 0)
-		rc = relay_tab_add(&n->relay->tab, key(link_id(a)), ca,
-				   key(link_id(b)), cb);
-	if (rc < 0) {
-		send_close(a, ca, rc == -EBUSY ? "relay busy" : "relay failed");
-		return;
-	}
-	n->relay->opened++;
-	m.u.relay.circ = cb;
-	m.u.relay.code = P2P_RELAY_F_INCOMING;
-	m.u.relay.peer = *link_peer(a);
-	link_send_msg(b, &m);
-}
-
-/* We are the target: peer reaches us through via, circuit circ. */
-static void accept_incoming(struct p2pd_node *n, struct link *via,
-			    uint32_t circ, const struct p2p_peerid *peer)
-{
-	if (id_in_use(n, link_id(via), circ)) {
-		send_close(via, circ, "circuit ID in use");
-		return;
-	}
-	if (count_ends(n, link_id(via)) >= RELAY_CIRC_PER_LINK ||
-	    link_count(n) >= n->limits.max_links) {
+	switch (a->note) {
+	case P2P_CIRCUIT_N_BAD_ID:
+		n->stats.bad_msgs++;
+		break;
+	case P2P_CIRCUIT_N_REFUSED:
 		n->stats.links_refused++;
-		send_close(via, circ, "too many links");
-		return;
+		break;
+	case P2P_CIRCUIT_N_QUEUE_FULL:
+		log_info("relay: a circuit's queue is over %u bytes; closing "
+			 "it",
+			 RELAY_WQ_MAX);
+		break;
+	default:
+		break;
 	}
-	if (!end_open(n, via, circ, false, peer))
-		send_close(via, circ, "out of memory");
+	send_close(link_get(n, a->link), a->circ, a->text, a->len);
 }
+
+static void do_accept(struct p2pd_node *n, const struct p2p_circuit_action *a)
+{
+	struct link *via = link_get(n, a->link);
+
+	if (!via || !end_open(n, via, a->circ, false, &a->peer))
+		send_close(via, a->circ, "out of memory",
+			   strlen("out of memory"));
+}
+
+static void do_end_data(struct p2pd_node *n, const struct p2p_circuit_action *a)
+{
+	struct relay_end *e = find_end(n, a->link, a->circ);
+	struct link *end;
+
+	if (e && !e->closed && (end = link_get(n, e->link)))
+		link_input(end, a->data, a->len);
+}
+
+static void do_end_closed(struct p2pd_node *n,
+			  const struct p2p_circuit_action *a)
+{
+	struct relay_end *e = find_end(n, a->link, a->circ);
+	struct link *end;
+
+	if (!e)
+		return;
+	e->closed = true; /* nothing to tell the relay */
+	end = link_get(n, e->link);
+	if (end && !link_hello_rx(end))
+		log_info("relay: circuit refused: %.*s", (int)a->len, a->text);
+	if (end)
+		link_fail(end, "relay circuit closed");
+}
+
+/* Carry out what the core decided (after every event). */
+static void run(struct p2pd_node *n)
+{
+	struct p2p_circuit_action a;
+
+	while (p2p_circuit_poll(n->relay->core, &a)) {
+		switch (a.type) {
+		case P2P_CIRCUIT_SEND_OPEN:
+			send_relay(n, P2P_MSG_RELAY_OPEN, a.link, &a);
+			break;
+		case P2P_CIRCUIT_SEND_CLOSE:
+			do_close(n, &a);
+			break;
+		case P2P_CIRCUIT_FORWARD:
+			send_relay(n, P2P_MSG_RELAY_DATA, a.link, &a);
+			break;
+		case P2P_CIRCUIT_ACCEPT:
+			do_accept(n, &a);
+			break;
+		case P2P_CIRCUIT_END_DATA:
+			do_end_data(n, &a);
+			break;
+		case P2P_CIRCUIT_END_CLOSED:
+			do_end_closed(n, &a);
+			break;
+		}
+	}
+}
+
+/* ---- messages ---- */
 
 int relay_open(struct p2pd_node *n, struct link *via,
 	       const struct p2p_peerid *peer, struct link **out)
@@ -274,11 +362,7 @@ int relay_open(struct p2pd_node *n, struct link *via,
 	uint32_t circ;
 	int rc;
 
-	if (count_ends(n, link_id(via)) >= RELAY_CIRC_PER_LINK)
-		return -EBUSY;
-	if (link_count(n) >= n->limits.max_links)
-		return -EMFILE;
-	if ((rc = new_id(n, via, &circ)) < 0)
+	if ((rc = p2p_circuit_pick(n->relay->core, link_id(via), &circ)) < 0)
 		return rc;
 	m.u.relay.circ = circ;
 	m.u.relay.peer = *peer;
@@ -288,82 +372,11 @@ int relay_open(struct p2pd_node *n, struct link *via,
 	return *out ? 0 : -ENOMEM;
 }
 
-static struct relay_circ *find_circ(struct p2pd_node *n, uint32_t l,
-				    uint32_t circ, uint32_t *other,
-				    uint32_t *ocirc)
-{
-	const void *o = NULL;
-	struct relay_circ *r =
-	    relay_tab_find(&n->relay->tab, key(l), circ, &o, ocirc);
-
-	*other = unkey(o);
-	return r;
-}
-
-static void on_data(struct p2pd_node *n, struct link *l,
-		    const struct p2p_msg *m)
-{
-	struct relay_end *e = find_end(n, link_id(l), m->u.relay.circ);
-	struct relay_circ *r;
-	struct link *o, *end;
-	uint32_t oid, oc;
-
-	if (e) {
-		if (!e->closed && (end = link_get(n, e->link)))
-			link_input(end, m->u.relay.data, m->u.relay.len);
-		return;
-	}
-	r = find_circ(n, link_id(l), m->u.relay.circ, &oid, &oc);
-	if (!r) {
-		n->relay->unknown++;
-		return;
-	}
-	o = link_get(n, oid);
-	if (!o || link_queued(o) + m->u.relay.len > RELAY_WQ_MAX) {
-		log_info("relay: a circuit's queue is over %u bytes; closing "
-			 "it",
-			 RELAY_WQ_MAX);
-		relay_tab_del(&n->relay->tab, r);
-		send_close(l, m->u.relay.circ, "relay queue full");
-		send_close(o, oc, "relay queue full");
-		return;
-	}
-	struct p2p_msg f = *m;
-	f.u.relay.circ = oc;
-	n->relay->bytes += m->u.relay.len;
-	link_send_msg(o, &f);
-}
-
-static void on_close_msg(struct p2pd_node *n, struct link *l,
-			 const struct p2p_msg *m)
-{
-	struct relay_end *e = find_end(n, link_id(l), m->u.relay.circ);
-	struct relay_circ *r;
-	struct link *end;
-	uint32_t oid, oc;
-
-	if (e) {
-		e->closed = true; /* nothing to tell the relay */
-		end = link_get(n, e->link);
-		if (end && !link_hello_rx(end))
-			log_info("relay: circuit refused: %.*s",
-				 (int)m->u.relay.len, m->u.relay.reason);
-		if (end)
-			link_fail(end, "relay circuit closed");
-		return;
-	}
-	r = find_circ(n, link_id(l), m->u.relay.circ, &oid, &oc);
-	if (!r) {
-		n->relay->unknown++;
-		return;
-	}
-	relay_tab_del(&n->relay->tab, r);
-	send_close(link_get(n, oid), oc, "closed by the other end");
-}
-
 void relay_on_msg(void *arg, struct link *l, const struct p2p_msg *m)
 {
 	struct p2pd_node *n = arg;
+	struct p2p_circuit *c = n->relay->core;
+	int rc;
 
 	if (link_kind(l) == LINK_RELAY) {
 		/* No circuits inside circuits. */
@@ -372,23 +385,24 @@ void relay_on_msg(void *arg, struct link *l, const struct p2p_msg *m)
 	}
 	switch (m->type) {
 	case P2P_MSG_RELAY_OPEN:
-		if (picked_by_us(l, m->u.relay.circ)) {
-			n->stats.bad_msgs++;
-			send_close(l, m->u.relay.circ, "bad circuit ID");
-		} else if (m->u.relay.code & P2P_RELAY_F_INCOMING) {
-			accept_incoming(n, l, m->u.relay.circ,
-					&m->u.relay.peer);
-		} else {
-			serve_open(n, l, m->u.relay.circ, &m->u.relay.peer);
-		}
+		rc = p2p_circuit_on_open(c, link_id(l), m->u.relay.circ,
+					 m->u.relay.code & P2P_RELAY_F_INCOMING,
+					 &m->u.relay.peer, link_peer(l));
 		break;
 	case P2P_MSG_RELAY_DATA:
-		on_data(n, l, m);
+		rc = p2p_circuit_on_data(c, link_id(l), m->u.relay.circ,
+					 m->u.relay.data, m->u.relay.len);
 		break;
 	default: /* P2P_MSG_RELAY_CLOSE */
-		on_close_msg(n, l, m);
+		rc = p2p_circuit_on_close(c, link_id(l), m->u.relay.circ,
+					  m->u.relay.reason, m->u.relay.len);
 		break;
 	}
+	/* -ENOBUFS only when actions were left undrained: run() drains
+	 * after every event, so it cannot happen here. */
+	if (rc < 0)
+		log_warnx("relay: %s", p2p_strerror(rc));
+	run(n);
 }
 
 /* ---- link events ---- */
@@ -398,7 +412,6 @@ static void on_gone(void *arg, struct link *l, const char *why)
 {
 	struct p2pd_node *n = arg;
 	uint32_t id = link_id(l);
-	struct relay_circ *r;
 
 	if (link_kind(l) == LINK_RELAY)
 		return; /* its transport closes the circuit (end_close) */
@@ -410,12 +423,8 @@ static void on_gone(void *arg, struct link *l, const char *why)
 		if ((end = link_get(n, e->link)))
 			link_fail(end, "relay link gone");
 	}
-	while ((r = relay_tab_on(&n->relay->tab, key(id))) != NULL) {
-		uint32_t o = unkey(r->a) == id ? unkey(r->b) : unkey(r->a);
-		uint32_t oc = unkey(r->a) == id ? r->cb : r->ca;
-		relay_tab_del(&n->relay->tab, r);
-		send_close(link_get(n, o), oc, "the other end's link is gone");
-	}
+	if (p2p_circuit_link_gone(n->relay->core, id) == 0)
+		run(n);
 }
 
 /* The link to a relay drained: so did every relayed link over it. */

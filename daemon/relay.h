@@ -12,8 +12,7 @@
 #include "link.h"
 #include "node.h"
 
-#define RELAY_WQ_MAX (2u << 20) /* a circuit is cut beyond this */
-#define RELAY_TRIES 8		/* relays a dial asks in turn */
+#define RELAY_TRIES 8 /* relays a dial asks in turn */
 
 int relay_module_init(struct p2pd_node *n);
 void relay_free(struct p2pd_node *n);

@@ -20,7 +20,7 @@
 #include "link.h"
 #include "node.h"
 #include "proto/msg.h"
-#include "stream.h"
+#include "core/stream.h"
 
 #define TUN_MAX 1024		      /* tunnels in one daemon */
 #define TUN_MAX_PER_LINK 256	      /* streams on one link */

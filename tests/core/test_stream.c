@@ -1,11 +1,11 @@
 /*
- * The tunnel stream core (daemon/stream.c): window accounting, half-close
+ * The tunnel stream core (core/stream.c): window accounting, half-close
  * in each direction, resets, and the peer's protocol violations. Events
  * are fed by hand; no sockets.
  */
 #include <criterion/criterion.h>
 
-#include "stream.h"
+#include "core/stream.h"
 
 static struct stream open_stream(void)
 {

@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "peercache.h"
+#include "daemon/peercache.h"
 
 static struct p2p_peerid mkid(uint8_t b)
 {

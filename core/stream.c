@@ -4,7 +4,7 @@
  */
 #include <string.h>
 
-#include "stream.h"
+#include "core/stream.h"
 
 void stream_init(struct stream *s, uint32_t id)
 {
@@ -204,3 +204,8 @@ const char *stream_reset_name(uint8_t code)
 	}
 	return "reset";
 }
+
+/* The core is sans-I/O: libuv must not creep in, even through a header. */
+#ifdef UV_VERSION_MAJOR
+#error "core/ must not include libuv"
+#endif

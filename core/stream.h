@@ -18,8 +18,8 @@
  * written. The stream is done when both directions are closed. A RESET
  * either way aborts both directions at once.
  */
-#ifndef P2PD_STREAM_H
-#define P2PD_STREAM_H
+#ifndef P2P_CORE_STREAM_H
+#define P2P_CORE_STREAM_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -4,7 +4,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#include "nodeutil.h"
+#include "daemon/nodeutil.h"
 
 static struct p2p_peerid mkid(uint8_t b)
 {
