@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admit.h" /* harden9 */
 #include "link.h"
 #include "log.h"
 #include "nat/nat.h"
@@ -280,6 +281,7 @@ static void on_close(uv_handle_t *h)
 			break;
 		}
 	}
+	admit_release(n->admit, l->id); /* harden9: pending slot, if any */
 	p2p_framer_free(l->fr);
 	p2p_session_free(l->sess);
 	free(l);
@@ -552,6 +554,7 @@ static void on_established(struct link *l)
 
 	l->peer = *p2p_session_peer(l->sess);
 	l->state = LINK_UP;
+	admit_release(n->admit, l->id); /* harden9: authenticated now */
 	l->last_rx = l->last_ping = node_now(n);
 	if (p2p_peerid_equal(&l->peer, &n->ident.id)) {
 		log_info("connected to ourselves; closing that link");
@@ -1008,8 +1011,8 @@ static int dial_admit(struct p2pd_node *n, const struct p2p_addr *addr,
 
 	if (node_addr_to_sockaddr(addr, ss, &slen) < 0 || addr->port == 0)
 		return -EINVAL;
-	if (link_count(n) >= n->limits.max_links)
-		return -EMFILE;
+	if (link_count(n) >= n->limits.max_links + admit_pending(n->admit))
+		return -EMFILE; /* harden9: pending inbound have their own */
 	return 0;
 }
 
@@ -1055,12 +1058,16 @@ int link_accept(struct p2pd_node *n, uv_stream_t *server)
 		return -ENOMEM;
 	l->state = LINK_HANDSHAKE;
 	rc = uv_accept(server, (uv_stream_t *)&l->tcp);
-	if (rc == 0 && link_count(n) > n->limits.max_links) {
+	if (rc == 0) /* harden9: admit.h; its own budget, a short deadline */
+		record_addrs(l), l->deadline = node_now(n) + ADMIT_HANDSHAKE_MS;
+	if (rc == 0 &&
+	    ((rc = admit_accept(n->admit, node_now(n), &l->remote, l->id)) <
+		 0 ||
+	     link_count(n) > n->limits.max_links + admit_pending(n->admit))) {
 		n->stats.links_refused++;
-		rc = -EMFILE;
+		rc = rc < 0 ? rc : -EMFILE;
 	}
 	if (rc == 0) {
-		record_addrs(l);
 		uv_tcp_nodelay(&l->tcp, 1);
 		l->sess = p2p_session_new(&n->ident, false, NULL);
 		rc = l->sess ? uv_read_start((uv_stream_t *)&l->tcp, on_alloc,
@@ -1152,4 +1159,10 @@ void link_expire(void *arg, uint64_t now)
 
 	for (struct link *l = n->links->list; l; l = l->next)
 		link_tick(l, now);
+}
+
+/* harden9: max_links is not the fd limit. */
+const char *link_strerror(int err)
+{
+	return err == -EMFILE ? "too many links" : uv_strerror(err);
 }

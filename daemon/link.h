@@ -85,6 +85,9 @@ void link_input(struct link *l, const uint8_t *data, size_t len);
 int link_accept(struct p2pd_node *n, uv_stream_t *server);
 
 uint32_t link_id(const struct link *l);
+/* A link_dial/link_punch error as text: -EMFILE (over limits.max_links)
+ * is "too many links", not "too many open files". (harden9) */
+const char *link_strerror(int err);
 /* The link with that ID while it is usable (not closing, not gone). */
 struct link *link_get(struct p2pd_node *n, uint32_t id);
 /* Iterate over usable links: for (l = link_first(n); l; l = link_next_of(l)) */

@@ -643,7 +643,7 @@ static void dial_bootstrap(struct p2pd_node *n)
 			continue;
 		}
 		p2p_addr_format(&n->ovl->boot[i], text, sizeof(text));
-		log_warnx("bootstrap %s: %s", text, uv_strerror(err));
+		log_warnx("bootstrap %s: %s", text, link_strerror(err));
 	}
 }
 

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Hardening against peers (issue 9), each attack run against real daemons.
+
+- Pre-authentication slot exhaustion: 300 idle TCP connections from one IP
+  (kept open, reopened when closed) leave `bootstrap` out of the victim and
+  a new peer's join into it working.
+- Handshake CPU: one IP asking for handshakes as fast as it can gets about
+  ADMIT_RATE_PER_S of them (plus a burst), not thousands.
+
+Attackers come from 127.9.9.x: honest daemons are on 127.0.0.1, and a
+different /24 keeps the per-subnet caps from touching them.
+"""
+import re
+import socket
+import threading
+import time
+
+from p2ptest import Cluster, Runner, check, check_eq, p2pload, wait_for
+
+T = Runner("test_harden_net")
+ATTACKER = "127.9.9.9"
+ADMIT_PER_IP = 8          # daemon/admit.h
+ADMIT_RATE_PER_S = 20     # daemon/admit.h
+ADMIT_BURST = 40
+
+
+class IdleFlood:
+    """n idle connections from src to addr, reopened as the victim closes
+    them; counts what the victim holds open at a time."""
+
+    def __init__(self, addr, n, src=ATTACKER):
+        host, port = addr.rsplit(":", 1)
+        self.to = (host, int(port))
+        self.n, self.src = n, src
+        self.socks = []
+        self.stop = threading.Event()
+        self.held_max = 0
+        self.opened = 0
+        self.t = threading.Thread(target=self.run, daemon=True)
+
+    def open_one(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((self.src, 0))
+        s.settimeout(2)
+        try:
+            s.connect(self.to)
+        except OSError:
+            s.close()
+            return None
+        s.setblocking(False)
+        self.opened += 1
+        return s
+
+    def alive(self, s):
+        try:
+            return s.recv(1) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+
+    def run(self):
+        while not self.stop.is_set():
+            keep = []
+            for s in self.socks:
+                if self.alive(s):
+                    keep.append(s)
+                else:
+                    s.close()
+            self.socks = keep
+            while len(self.socks) < self.n and not self.stop.is_set():
+                s = self.open_one()
+                if s is None:
+                    break
+                self.socks.append(s)
+            time.sleep(0.05)
+            # Open at the victim: still alive after the pause.
+            self.held_max = max(self.held_max,
+                                sum(1 for s in self.socks if self.alive(s)))
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.t.join(10)
+        for s in self.socks:
+            s.close()
+        return False
+
+
+@T.test
+def idle_connections_leave_links_working():
+    with Cluster() as c:
+        a = c.daemon("a").start()
+        other = c.daemon("other").start()
+        with IdleFlood(a.addr, 300) as f:
+            # The flood at its height, well before the first idle
+            # connections reach the handshake timeout.
+            time.sleep(1.5)
+            r = a.req({"cmd": "bootstrap", "addr": other.addr})
+            b = c.daemon("b", bootstrap=[a]).start()
+            joined = out = True
+            try:
+                wait_for(lambda: a.id in b.peer_ids(), 2.5, what="b joins a")
+            except AssertionError:
+                joined = False
+            try:
+                wait_for(lambda: other.id in a.peer_ids(), 2, what="a links to other")
+            except AssertionError:
+                out = False
+            held = f.held_max
+        print("  during the flood: bootstrap out %r, link out %s, join in %s; "
+              "idle connections held by the victim: %d (%d opened)"
+              % (r.get("ok") or r.get("message"), out, joined, held, f.opened))
+        check(r.get("ok") and out, "a bootstraps out during the flood: %r", r)
+        check(joined, "b joins a during the flood")
+        check(held <= ADMIT_PER_IP, "one IP holds %d pending slots (cap %d)", held, ADMIT_PER_IP)
+
+
+@T.test
+def handshake_rate_per_ip():
+    with Cluster() as c:
+        a = c.daemon("a").start()
+        r = p2pload("handshakes", a.addr, "--count", "3000", "--concurrency", "16",
+                    "--from", ATTACKER, timeout=120)
+        m = re.search(r"ok=(\d+) failed=(\d+) seconds=([\d.]+)", r.stdout)
+        check(m is not None, "p2pload handshakes: %r %r", r.stdout, r.stderr)
+        ok, failed, secs = int(m.group(1)), int(m.group(2)), float(m.group(3))
+        print("  %d handshakes completed of 3000 in %.2f s (%.0f/s)" % (ok, secs, ok / secs))
+        check(ok <= ADMIT_BURST + ADMIT_RATE_PER_S * (secs + 1),
+              "%d handshakes in %.2f s from one IP", ok, secs)
+        # Honest peers from another IP are not starved meanwhile.
+        b = c.daemon("b", bootstrap=[a]).start()
+        wait_for(lambda: a.id in b.peer_ids(), 15, what="b joins a after the flood")
+
+
+if __name__ == "__main__":
+    T.run()
