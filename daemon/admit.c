@@ -151,6 +151,14 @@ void admit_release(struct admit *a, uint32_t id)
 	}
 }
 
+uint64_t admit_deadline(uint64_t now, uint32_t handshake_timeout_ms)
+{
+	return now + (handshake_timeout_ms &&
+			      handshake_timeout_ms < ADMIT_HANDSHAKE_MS
+			  ? handshake_timeout_ms
+			  : ADMIT_HANDSHAKE_MS);
+}
+
 size_t admit_pending(const struct admit *a)
 {
 	return a ? a->npending : 0;

@@ -56,6 +56,9 @@ admit_accept(struct admit *a, uint64_t now, const struct p2p_addr *from,
 /* The handshake of id completed, or it is gone: its slot is free. Ids not
  * pending are ignored, so calling it twice is harmless. */
 void admit_release(struct admit *a, uint32_t id);
+/* When a connection accepted now must have said HELLO: ADMIT_HANDSHAKE_MS,
+ * or the configured handshake timeout if shorter. */
+uint64_t admit_deadline(uint64_t now, uint32_t handshake_timeout_ms);
 /* Pending connections now. */
 size_t admit_pending(const struct admit *a);
 const struct admit_stats *admit_stats(const struct admit *a);

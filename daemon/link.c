@@ -1058,8 +1058,11 @@ int link_accept(struct p2pd_node *n, uv_stream_t *server)
 		return -ENOMEM;
 	l->state = LINK_HANDSHAKE;
 	rc = uv_accept(server, (uv_stream_t *)&l->tcp);
-	if (rc == 0) /* harden9: admit.h; its own budget, a short deadline */
-		record_addrs(l), l->deadline = node_now(n) + ADMIT_HANDSHAKE_MS;
+	if (rc == 0) { /* harden9: admit.h: own budget, short deadline */
+		record_addrs(l);
+		l->deadline =
+		    admit_deadline(node_now(n), n->limits.handshake_timeout_ms);
+	}
 	if (rc == 0 &&
 	    ((rc = admit_accept(n->admit, node_now(n), &l->remote, l->id)) <
 		 0 ||

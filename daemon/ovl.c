@@ -402,13 +402,31 @@ void ovl_on_dialback(void *arg, struct link *l, const struct p2p_msg *m)
 	r->dialback_busy = true;
 }
 
+/* Did we send a DIALBACK to peer (over a link that is still there)? */
+static bool asked(struct p2pd_node *n, const struct p2p_peerid *peer)
+{
+	for (struct ovl_link *r = n->ovl->links; r; r = r->next) {
+		struct link *x = r->asks ? link_get(n, r->id) : NULL;
+		if (x && link_hello_rx(x) &&
+		    p2p_peerid_equal(link_peer(x), peer))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * DIALBACK_OK comes first (and alone: no HELLO) on the link the asked peer
+ * opened to our listener. It proves reachability only there: an inbound
+ * TCP link of our own listener (not relayed, not punched), from a peer we
+ * asked, with our nonce.
+ */
 void ovl_on_dialback_ok(void *arg, struct link *l, const struct p2p_msg *m)
 {
 	struct p2pd_node *n = arg;
 
-	/* The nonce went only to peers we asked, over their links. */
-	if (link_outbound(l) || !n->ovl->db_nonce ||
-	    m->u.dialback.nonce != n->ovl->db_nonce)
+	if (link_outbound(l) || link_kind(l) != LINK_OVERLAY ||
+	    link_hello_rx(l) || !n->ovl->db_nonce ||
+	    m->u.dialback.nonce != n->ovl->db_nonce || !asked(n, link_peer(l)))
 		return;
 	set_server(n, "dial-back succeeded");
 }
@@ -472,6 +490,22 @@ static bool resolve_duplicate(struct p2pd_node *n, struct link *l)
 	return false;
 }
 
+/*
+ * Where the overlay may dial the peer, store it and share it (NODES,
+ * peers.json): only an address we have seen, never one it claims. An
+ * outbound link's remote is the address we dialled; an inbound one's is
+ * its observed IP with the listen port it claims in HELLO (its dials leave
+ * from that port anyway). A claimed IP of its own is not used.
+ */
+static void table_addr(const struct link *l, struct p2p_addr *out)
+{
+	const struct p2p_addr *claim = link_dial_addr(l);
+
+	*out = *link_remote(l);
+	if (!link_outbound(l) && claim->family == out->family)
+		out->port = claim->port;
+}
+
 static void on_up(void *arg, struct link *l, bool first)
 {
 	struct p2pd_node *n = arg;
@@ -479,6 +513,7 @@ static void on_up(void *arg, struct link *l, bool first)
 	uint64_t now = node_now(n);
 	char a[P2P_ADDR_TEXT_MAX], id[P2P_ID_TEXT_LEN + 1];
 	bool relayed = link_kind(l) == LINK_RELAY;
+	struct p2p_addr at;
 	struct ovl_link *r;
 
 	if (first) {
@@ -504,13 +539,15 @@ static void on_up(void *arg, struct link *l, bool first)
 	if (relayed)
 		return;
 	/* Repeated HELLO (the peer became a server): link_up updates. */
-	p2p_overlay_link_up(o->ov, now, link_peer(l), link_dial_addr(l),
-			    link_peer_server(l), link_outbound(l));
+	table_addr(l, &at);
+	p2p_overlay_link_up(o->ov, now, link_peer(l), &at, link_peer_server(l),
+			    link_outbound(l));
 	r = rec(n, link_id(l), true);
 	if (r)
 		r->up = true;
+	/* A server's listen address: what its HELLO told, with its IP. */
 	if (link_peer_server(l) && link_dial_addr(l) != link_remote(l))
-		peercache_add(&o->cache, link_peer(l), link_dial_addr(l));
+		peercache_add(&o->cache, link_peer(l), &at);
 	if (!o->bootstrapped) {
 		o->bootstrapped = true;
 		p2p_overlay_bootstrap(o->ov, now);

@@ -56,6 +56,15 @@
 
 struct p2p_overlay;
 
+/*
+ * May we dial a (third-party) address told by a peer whose own address is
+ * via (NULL: unknown)? Never a port 0, an unspecified, multicast or
+ * broadcast address, nor 0.0.0.0/8; loopback (127/8, ::1) only when via
+ * is loopback too: only a peer on this host can mean this host.
+ */
+bool p2p_overlay_addr_dialable(const struct p2p_addr *a,
+			       const struct p2p_addr *via);
+
 struct p2p_overlay_config {
 	struct p2p_peerid self;
 	bool server; /* start in server mode (dialable); see set_server */

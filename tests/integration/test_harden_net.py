@@ -6,15 +6,24 @@
   a new peer's join into it working.
 - Handshake CPU: one IP asking for handshakes as fast as it can gets about
   ADMIT_RATE_PER_S of them (plus a burst), not thousands.
+- Self-claimed addresses: 32 Sybil identities from one host, each claiming
+  a /24 of its own in HELLO, take at most P2P_TABLE_SUBNET_MAX places in
+  the routing table, none of the claimed addresses is stored or shared
+  (lookup, peers.json), and peers.json keeps PEERCACHE_SUBNET_MAX of them.
 
 Attackers come from 127.9.9.x: honest daemons are on 127.0.0.1, and a
 different /24 keeps the per-subnet caps from touching them.
 """
+import base64
+import json
+import os
 import re
 import socket
+import subprocess
 import threading
 import time
 
+import p2ptest
 from p2ptest import Cluster, Runner, check, check_eq, p2pload, wait_for
 
 T = Runner("test_harden_net")
@@ -22,6 +31,8 @@ ATTACKER = "127.9.9.9"
 ADMIT_PER_IP = 8          # daemon/admit.h
 ADMIT_RATE_PER_S = 20     # daemon/admit.h
 ADMIT_BURST = 40
+P2P_TABLE_SUBNET_MAX = 10  # overlay/overlay.h
+PEERCACHE_SUBNET_MAX = 4   # daemon/peercache.h
 
 
 class IdleFlood:
@@ -134,6 +145,38 @@ def handshake_rate_per_ip():
         # Honest peers from another IP are not starved meanwhile.
         b = c.daemon("b", bootstrap=[a]).start()
         wait_for(lambda: a.id in b.peer_ids(), 15, what="b joins a after the flood")
+
+
+def random_id():
+    return base64.b32encode(os.urandom(32)).decode().lower().rstrip("=")
+
+
+@T.test
+def sybils_claiming_subnets():
+    with Cluster() as c:
+        a = c.daemon("a").start()
+        # In batches of ADMIT_PER_IP: what fits one IP's pending budget.
+        for i in range(1, 5):
+            c.popen([p2ptest.P2PLOAD, "hold", a.addr, "--count", str(ADMIT_PER_IP),
+                     "--from", ATTACKER, "--claim-subnets"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_for(lambda: a.req({"cmd": "status"})["peers"] >= i * ADMIT_PER_IP, 20,
+                     what="%d Sybil links" % (i * ADMIT_PER_IP))
+        time.sleep(1)
+        table = a.req({"cmd": "status"})["dht"]["table_size"]
+        r = a.req({"cmd": "lookup", "peer": random_id()}, timeout=40)
+        shared = [x["addr"] for x in r.get("closest", [])]
+        a.stop()
+        with open(os.path.join(a.state, "peers.json")) as f:
+            cached = [e["addr"] for e in json.load(f)]
+        claimed = lambda addrs: [x for x in addrs if x.startswith("10.")]
+        print("  32 Sybils from one host: table %d entries; lookup shares %d (%d claimed); "
+              "peers.json %d entries (%d claimed)"
+              % (table, len(shared), len(claimed(shared)), len(cached), len(claimed(cached))))
+        check(table <= P2P_TABLE_SUBNET_MAX, "table holds %d Sybils of one /24", table)
+        check(not claimed(shared), "claimed addresses shared: %r", claimed(shared))
+        check(not claimed(cached), "claimed addresses cached: %r", claimed(cached))
+        check(len(cached) <= PEERCACHE_SUBNET_MAX, "peers.json: %d entries of one /24", len(cached))
 
 
 if __name__ == "__main__":

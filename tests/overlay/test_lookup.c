@@ -477,3 +477,44 @@ Test(lookup, next_timer_is_none_when_idle)
 	cr_assert(!p2p_overlay_poll(h.o, &(struct p2p_ov_action){0}));
 	h_node_fini(&h);
 }
+
+/* issue 9: a NODES reply from a peer on the Internet cannot make us dial
+ * loopback, unspecified, multicast or port 0; a plausible contact is. */
+Test(lookup, implausible_contacts_from_nodes_are_not_dialled)
+{
+	struct h_rng r = {11};
+	struct p2p_peerid self = h_id_random(&r), seed = h_id_random(&r);
+	struct p2p_addr a = h_addr4(92, 0, 0, 1, 4000);
+	const struct p2p_addr bad[] = {
+	    h_addr4(127, 0, 0, 1, 22), h_addr4(0, 0, 0, 0, 4000),
+	    h_addr4(224, 0, 0, 5, 4000), h_addr4(93, 0, 0, 1, 0)};
+	const struct h_act *f;
+	struct p2p_msg m;
+	struct h_node h;
+	size_t k = 0;
+
+	h_node_init(&h, &self, true, 12);
+	h_link_server(&h, 1, &seed, &a);
+	h_clear(&h);
+	cr_assert_eq(p2p_overlay_lookup(h.o, 3, &self, NULL), 0);
+	h_drain(&h);
+	f = h_find(&h, P2P_OV_SEND, P2P_MSG_FIND_NODE, 0);
+	cr_assert_not_null(f);
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_NODES;
+	m.u.nodes.txid = f->msg.u.find_node.txid;
+	for (; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		m.u.nodes.nodes[k].id = h_id_random(&r);
+		m.u.nodes.nodes[k].addr = bad[k];
+	}
+	m.u.nodes.nodes[k].id = h_id_random(&r);
+	m.u.nodes.nodes[k++].addr = h_addr4(94, 0, 0, 1, 4000);
+	m.u.nodes.count = (uint8_t)k;
+	h_clear(&h);
+	cr_assert_eq(p2p_overlay_recv(h.o, 4, &seed, &m), 0);
+	h_drain(&h);
+	cr_assert_eq(h_count(&h, P2P_OV_DIAL, 0), 1);
+	f = h_find(&h, P2P_OV_DIAL, 0, 0);
+	cr_assert_eq(f->a.addr.ip[0], 94);
+	h_node_fini(&h);
+}

@@ -43,7 +43,7 @@ struct pl_link {
 /* harden9 (issue 9 attack tests): global options, any subcommand.
  * --from IP: connects leave from that source address; --claim-subnets:
  * each link's HELLO says "server" and claims an address in a /24 of its
- * own (10.x.y.1, the daemon's port), as a Sybil host would. */
+ * own (10.<pid>.<n>.1, the daemon's port), as a Sybil host would. */
 extern struct p2p_addr pl_from;
 extern bool pl_claim_subnets;
 

@@ -200,7 +200,7 @@ static void on_established(struct pl_link *l)
 		sybil++;
 		m.u.hello.flags = P2P_HELLO_SERVER;
 		c->family = 4;
-		c->ip[0] = 10, c->ip[1] = (uint8_t)(sybil >> 8);
+		c->ip[0] = 10, c->ip[1] = (uint8_t)getpid(); /* per process */
 		c->ip[2] = (uint8_t)sybil, c->ip[3] = 1;
 		c->port = l->remote.port;
 	}
