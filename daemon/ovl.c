@@ -51,6 +51,7 @@ struct ovl {
 		uint8_t app;
 	} routes[OVL_ROUTES_MAX];
 	size_t route_next;
+	uint64_t linklog[2][OVL_LINKLOG_SLOTS]; /* up, down */
 };
 
 static struct ovl_link *rec(struct p2pd_node *n, uint32_t id, bool create)
@@ -78,6 +79,18 @@ static void rec_del(struct p2pd_node *n, uint32_t id)
 			return;
 		}
 	}
+}
+
+/* May "link up" (down: 1) about peer be logged at info now? */
+static bool linklog(struct p2pd_node *n, const struct p2p_peerid *peer,
+		    int down)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < sizeof(peer->b); i++)
+		h = (h ^ peer->b[i]) * 16777619u;
+	return log_ratelimit(&n->ovl->linklog[down][h % OVL_LINKLOG_SLOTS],
+			     node_now(n), OVL_LINKLOG_MS);
 }
 
 static void ov_random(void *ctx, void *buf, size_t len)
@@ -513,6 +526,7 @@ static void on_up(void *arg, struct link *l, bool first)
 	uint64_t now = node_now(n);
 	char a[P2P_ADDR_TEXT_MAX], id[P2P_ID_TEXT_LEN + 1];
 	bool relayed = link_kind(l) == LINK_RELAY;
+	const char *how, *srv;
 	struct p2p_addr at;
 	struct ovl_link *r;
 
@@ -524,11 +538,12 @@ static void on_up(void *arg, struct link *l, bool first)
 					link_observed(l), link_peer(l));
 		p2p_peerid_to_text(link_peer(l), id);
 		p2p_addr_format(link_remote(l), a, sizeof(a));
-		log_info("link up: %s at %s (%s%s)", id, a,
-			 relayed	    ? "relayed"
-			 : link_outbound(l) ? "out"
-					    : "in",
-			 link_peer_server(l) ? ", server" : "");
+		how = relayed ? "relayed" : link_outbound(l) ? "out" : "in";
+		srv = link_peer_server(l) ? ", server" : "";
+		if (linklog(n, link_peer(l), 0))
+			log_info("link up: %s at %s (%s%s)", id, a, how, srv);
+		else
+			log_debug("link up: %s at %s (%s%s)", id, a, how, srv);
 		o->rejoin_ms = OVL_REJOIN_MIN_MS;
 		/* Relayed: tunnels only, not the overlay's (the address is
 		 * the relay's), no dial-back. */
@@ -583,8 +598,10 @@ static void on_gone(void *arg, struct link *l, const char *why)
 			if (other)
 				log_debug("extra link to %s closed (%s)", id,
 					  why);
-			else
+			else if (linklog(n, link_peer(l), 1))
 				log_info("link down: %s (%s)", id, why);
+			else
+				log_debug("link down: %s (%s)", id, why);
 		}
 		if (r->up) {
 			struct ovl_link *ro =
