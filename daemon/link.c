@@ -48,6 +48,7 @@ struct link {
 	bool gone_sent;	    /* observers told */
 	bool handle_closed;
 	bool peer_server;
+	bool read_paused; /* harden9: LINK_WQ_READ_STOP */
 	struct p2p_peerid expect;
 	struct p2p_peerid peer; /* valid once the handshake is done */
 	struct p2p_framer *fr;
@@ -384,6 +385,9 @@ void link_writable(struct link *l)
 		node_emit_writable(l->n, l);
 }
 
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
 static void on_write(uv_write_t *req, int status)
 {
 	struct wreq *w = (struct wreq *)req;
@@ -391,6 +395,9 @@ static void on_write(uv_write_t *req, int status)
 
 	l->wq -= w->len;
 	free(w);
+	if (l->read_paused && l->wq <= LINK_WQ_READ_RESUME && usable(l) &&
+	    uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read) == 0)
+		l->read_paused = false; /* harden9 */
 	if (status < 0 && status != UV_ECANCELED) {
 		log_debug("link %s: write: %s", l->n->id_text,
 			  uv_strerror(status));
@@ -400,11 +407,22 @@ static void on_write(uv_write_t *req, int status)
 	}
 }
 
+/* harden9: bytes queued by every link (LINK_WQ_TOTAL_MAX). */
+static size_t wq_total(struct p2pd_node *n)
+{
+	size_t t = 0;
+
+	for (struct link *l = n->links->list; l; l = l->next)
+		t += l->wq;
+	return t;
+}
+
 static struct wreq *wreq_new(struct link *l, size_t cap)
 {
 	if (l->state == LINK_DEAD)
 		return NULL;
-	if (l->wq + cap > LINK_WQ_MAX) {
+	if (l->wq + cap > LINK_WQ_MAX ||
+	    (l->wq > LINK_WQ_SHARE && wq_total(l->n) > LINK_WQ_TOTAL_MAX)) {
 		log_warnx("link to peer: write queue over %u bytes, closing",
 			  LINK_WQ_MAX);
 		link_fail(l, "write queue full");
@@ -832,6 +850,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	link_feed(l, (const uint8_t *)buf->base, (size_t)nread);
+	if (l->wq > LINK_WQ_READ_STOP && usable(l) && !l->tr) {
+		uv_read_stop(s); /* harden9: on_write reads again */
+		l->read_paused = true;
+	}
 }
 
 /*

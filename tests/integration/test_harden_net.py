@@ -6,6 +6,8 @@
   a new peer's join into it working.
 - Handshake CPU: one IP asking for handshakes as fast as it can gets about
   ADMIT_RATE_PER_S of them (plus a burst), not thousands.
+- FIND_NODE flood: one peer asking as fast as its link takes it gets
+  P2P_FIND_RATE NODES replies a second (after a burst of P2P_FIND_BURST).
 - Self-claimed addresses: 32 Sybil identities from one host, each claiming
   a /24 of its own in HELLO, take at most P2P_TABLE_SUBNET_MAX places in
   the routing table, none of the claimed addresses is stored or shared
@@ -33,6 +35,7 @@ ADMIT_RATE_PER_S = 20     # daemon/admit.h
 ADMIT_BURST = 40
 P2P_TABLE_SUBNET_MAX = 10  # overlay/overlay.h
 PEERCACHE_SUBNET_MAX = 4   # daemon/peercache.h
+P2P_FIND_RATE, P2P_FIND_BURST = 20, 50  # overlay/overlay.h
 
 
 class IdleFlood:
@@ -177,6 +180,21 @@ def sybils_claiming_subnets():
         check(not claimed(shared), "claimed addresses shared: %r", claimed(shared))
         check(not claimed(cached), "claimed addresses cached: %r", claimed(cached))
         check(len(cached) <= PEERCACHE_SUBNET_MAX, "peers.json: %d entries of one /24", len(cached))
+
+
+@T.test
+def find_node_flood():
+    with Cluster() as c:
+        a = c.daemon("a").start()
+        r = p2pload("findflood", a.addr, "--seconds", "3", "--from", ATTACKER, timeout=60)
+        m = re.search(r"sent=(\d+) nodes=(\d+) seconds=([\d.]+)", r.stdout)
+        check(m is not None, "p2pload findflood: %r %r", r.stdout, r.stderr)
+        sent, nodes, secs = int(m.group(1)), int(m.group(2)), float(m.group(3))
+        print("  %d FIND_NODE in %.1f s earned %d NODES replies (%.0f/s)%s"
+              % (sent, secs, nodes, nodes / secs, " closed" if "closed" in r.stdout else ""))
+        check(nodes <= P2P_FIND_BURST + P2P_FIND_RATE * (secs + 1),
+              "%d NODES replies in %.1f s", nodes, secs)
+        check(a.alive(), "a survived")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,9 @@ static const struct subcmd subcmds[] = {
      "nobody, send N RELAY_DATA and RELAY_CLOSE for unknown circuits, then "
      "an empty RELAY_DATA: exit 0 once the daemon closes the link, 1 if "
      "it does not, 3 I/O"},
+    {"findflood", pl_cmd_findflood,
+     "ADDR:PORT [--seconds S]  send FIND_NODE as fast as the link takes "
+     "them; print how many NODES came back"},
 };
 
 static void usage(FILE *out)

@@ -37,7 +37,8 @@ struct pl_link {
 	int err;	/* why it died: -errno, 0 = closed by the peer */
 	bool got_hello; /* the daemon's HELLO arrived */
 	long long t0_us;
-	unsigned pongs; /* PINGs we answered */
+	unsigned pongs;	   /* PINGs we answered */
+	unsigned nodes_rx; /* NODES received (harden9: findflood) */
 };
 
 /* harden9 (issue 9 attack tests): global options, any subcommand.
@@ -81,6 +82,7 @@ int pl_cmd_oversize(int argc, char **argv);
 int pl_cmd_wrongkey(int argc, char **argv);
 int pl_cmd_slowloris(int argc, char **argv);
 int pl_cmd_relayflood(int argc, char **argv);
+int pl_cmd_findflood(int argc, char **argv);
 
 /* "--name VALUE" lookup in argv; dflt when absent; -1 when malformed. */
 long pl_opt(int argc, char **argv, const char *name, long dflt);

@@ -230,6 +230,8 @@ static void on_record(struct pl_link *l, const uint8_t *body, size_t len)
 		r.type = P2P_MSG_NODES;
 		r.u.nodes.txid = m.u.find_node.txid;
 		send_msg(l, &r);
+	} else if (m.type == P2P_MSG_NODES) {
+		l->nodes_rx++;
 	} else if (m.type == P2P_MSG_GOAWAY) {
 		die(l, -ECONNABORTED);
 	}
