@@ -23,6 +23,9 @@ struct ovl_link {
 	bool dialback_busy; /* peer's DIALBACK being served */
 	uint8_t asks;	    /* DIALBACKs we sent this peer */
 	uint64_t next_ask;  /* ... the next not before */
+	bool verify;	    /* dialled to verify the peer's claimed address */
+	bool verify_sent;   /* ... such a dial was made for this link */
+	struct p2p_addr verified; /* the peer's claimed address, proven */
 };
 
 struct ovl_lookup {
@@ -38,6 +41,7 @@ struct ovl {
 	bool server;	   /* reachability learned */
 	bool bootstrapped; /* p2p_overlay_bootstrap called */
 	uint64_t dialback_window, dialback_count;
+	uint64_t verify_window, verify_count; /* OVL_VERIFY_PER_S */
 	uint64_t db_nonce; /* sent in our DIALBACK asks (0: none) */
 	size_t nboot;
 	struct p2p_addr boot[P2PD_MAX_BOOTSTRAP]; /* -b addresses */
@@ -505,18 +509,91 @@ static bool resolve_duplicate(struct p2pd_node *n, struct link *l)
 
 /*
  * Where the overlay may dial the peer, store it and share it (NODES,
- * peers.json): only an address we have seen, never one it claims. An
- * outbound link's remote is the address we dialled; an inbound one's is
+ * peers.json): only an address we have seen, never one it merely claims.
+ * An outbound link's remote is the address we dialled; an inbound one's is
  * its observed IP with the listen port it claims in HELLO (its dials leave
- * from that port anyway). A claimed IP of its own is not used.
+ * from that port), unless its claimed address was verified by our own dial
+ * (verify_claim).
  */
-static void table_addr(const struct link *l, struct p2p_addr *out)
+static void table_addr(struct p2pd_node *n, const struct link *l,
+		       struct p2p_addr *out)
 {
 	const struct p2p_addr *claim = link_dial_addr(l);
+	struct ovl_link *r = rec(n, link_id(l), false);
 
 	*out = *link_remote(l);
-	if (!link_outbound(l) && claim->family == out->family)
+	if (link_outbound(l))
+		return;
+	if (r && r->verified.family)
+		*out = r->verified;
+	else if (claim->family == out->family)
 		out->port = claim->port;
+}
+
+static bool same_ip(const struct p2p_addr *a, const struct p2p_addr *b)
+{
+	return a->family == b->family && !memcmp(a->ip, b->ip, sizeof(a->ip));
+}
+
+/*
+ * An inbound server link whose HELLO claims an IP other than the one it
+ * comes from (a multi-homed host): dial the claim once, expecting the
+ * peer's ID, at most OVL_VERIFY_PER_S in all; only plausible addresses
+ * (never loopback, nor a private address, claimed from afar). If that link
+ * comes up, note_verified.
+ */
+static void verify_claim(struct p2pd_node *n, struct link *l)
+{
+	struct ovl *o = n->ovl;
+	const struct p2p_addr *claim = link_dial_addr(l);
+	struct ovl_link *r = rec(n, link_id(l), true), *rd;
+	uint64_t now = node_now(n);
+	struct link *d;
+	int err;
+
+	if (!r || r->verify_sent || link_outbound(l) || !link_peer_server(l) ||
+	    claim == link_remote(l) || same_ip(claim, link_remote(l)) ||
+	    !p2p_overlay_addr_dialable(claim, link_remote(l)) ||
+	    (p2p_addr_is_private(claim) &&
+	     !p2p_addr_is_private(link_remote(l))))
+		return;
+	if (now - o->verify_window >= 1000) {
+		o->verify_window = now;
+		o->verify_count = 0;
+	}
+	if (o->verify_count >= OVL_VERIFY_PER_S)
+		return;
+	o->verify_count++;
+	r->verify_sent = true;
+	d = link_dial(n, claim, link_peer(l), LP_OVERLAY, &err);
+	if (d && (rd = rec(n, link_id(d), true)))
+		rd->verify = true;
+}
+
+/* Our verifying dial l reached the peer: its other links get l's remote
+ * as the peer's address, and the overlay and the cache learn it. */
+static void note_verified(struct p2pd_node *n, struct link *l)
+{
+	char a[P2P_ADDR_TEXT_MAX], id[P2P_ID_TEXT_LEN + 1];
+
+	p2p_addr_format(link_remote(l), a, sizeof(a));
+	p2p_peerid_to_text(link_peer(l), id);
+	log_debug("address of %s verified: %s", id, a);
+	for (struct link *x = link_first(n); x; x = link_next_of(x)) {
+		struct ovl_link *rx;
+		if (x == l || !link_is_up(x) ||
+		    !p2p_peerid_equal(link_peer(x), link_peer(l)) ||
+		    !(rx = rec(n, link_id(x), true)))
+			continue;
+		rx->verified = *link_remote(l);
+		if (rx->up)
+			p2p_overlay_link_up(n->ovl->ov, node_now(n),
+					    link_peer(x), &rx->verified,
+					    link_peer_server(x),
+					    link_outbound(x));
+	}
+	if (link_peer_server(l))
+		peercache_add(&n->ovl->cache, link_peer(l), link_remote(l));
 }
 
 static void on_up(void *arg, struct link *l, bool first)
@@ -547,6 +624,9 @@ static void on_up(void *arg, struct link *l, bool first)
 		o->rejoin_ms = OVL_REJOIN_MIN_MS;
 		/* Relayed: tunnels only, not the overlay's (the address is
 		 * the relay's), no dial-back. */
+		r = rec(n, link_id(l), false);
+		if (!relayed && r && r->verify)
+			note_verified(n, l);
 		if (!relayed && resolve_duplicate(n, l))
 			return;
 		link_ping(l); /* an rtt for `peers` from the start */
@@ -554,7 +634,7 @@ static void on_up(void *arg, struct link *l, bool first)
 	if (relayed)
 		return;
 	/* Repeated HELLO (the peer became a server): link_up updates. */
-	table_addr(l, &at);
+	table_addr(n, l, &at);
 	p2p_overlay_link_up(o->ov, now, link_peer(l), &at, link_peer_server(l),
 			    link_outbound(l));
 	r = rec(n, link_id(l), true);
@@ -568,6 +648,7 @@ static void on_up(void *arg, struct link *l, bool first)
 		p2p_overlay_bootstrap(o->ov, now);
 	}
 	ask_dialback(n, l, link_observed(l));
+	verify_claim(n, l);
 }
 
 static void on_gone(void *arg, struct link *l, const char *why)

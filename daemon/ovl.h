@@ -31,6 +31,7 @@
  * peer ID), the rest at debug: a flapping peer cannot flood the log. */
 #define OVL_LINKLOG_MS 10000
 #define OVL_LINKLOG_SLOTS 64
+#define OVL_VERIFY_PER_S 4 /* dials to verify claimed addresses, per second */
 
 /* Create the overlay and classifier, read the peer cache. 0 or -errno. */
 int ovl_init(struct p2pd_node *n, const struct p2pd_config *cfg);

@@ -12,6 +12,8 @@
   a /24 of its own in HELLO, take at most P2P_TABLE_SUBNET_MAX places in
   the routing table, none of the claimed addresses is stored or shared
   (lookup, peers.json), and peers.json keeps PEERCACHE_SUBNET_MAX of them.
+  A claimed address of another IP is used once our dial to it reached the
+  peer (a server listening on 127.0.0.5, dialling from 127.0.0.1).
 
 Attackers come from 127.9.9.x: honest daemons are on 127.0.0.1, and a
 different /24 keeps the per-subnet caps from touching them.
@@ -195,6 +197,29 @@ def find_node_flood():
         check(nodes <= P2P_FIND_BURST + P2P_FIND_RATE * (secs + 1),
               "%d NODES replies in %.1f s", nodes, secs)
         check(a.alive(), "a survived")
+
+
+@T.test
+def claimed_address_used_once_verified():
+    """A server that listens on another IP than the one it dials from
+    (b listens on 127.0.0.5, its dials leave from 127.0.0.1): its claimed
+    address reaches a's table only once a has dialled it back."""
+    with Cluster() as c:
+        a = c.daemon("a").start()
+        b = c.daemon("b", host="127.0.0.5", bootstrap=[a]).start()
+        wait_for(lambda: b.id in a.peer_ids(), 15, what="b joins a")
+        # c dials b's listener: b learns it is reachable (a server).
+        c.daemon("c", bootstrap=[b]).start()
+
+        def b_in_table():
+            r = a.req({"cmd": "lookup", "peer": b.id}, timeout=40)
+            for x in r.get("closest", []):
+                if x["id"] == b.id:
+                    return x["addr"]
+            return None
+        seen = wait_for(lambda: b_in_table() == b.addr and b.addr, 10,
+                        what="b's listen address (verified) in a's table")
+        print("  a's table has b at %s" % seen)
 
 
 if __name__ == "__main__":
