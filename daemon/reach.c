@@ -75,10 +75,14 @@ void reach_get(struct p2pd_node *n, const struct p2p_peerid *peer,
 	struct p2p_addr addr = {0};
 	int rc;
 
+	const struct p2p_reach_link *up = up_of(n, peer, &ub);
+
 	w->code = w->msg = NULL;
-	ovl_table_addr(n, peer, &addr);
-	rc = p2p_reach_get(n->reach->core, node_now(n), peer, token(w),
-			   up_of(n, peer, &ub), &addr);
+	/* The routing table is searched only when a dial may follow. */
+	if (!up)
+		ovl_table_addr(n, peer, &addr);
+	rc = p2p_reach_get(n->reach->core, node_now(n), peer, token(w), up,
+			   &addr);
 	if (rc == 0)
 		return;
 	w->code = rc == -EBUSY ? "busy" : "internal";

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs p2psim on a few hundred nodes and checks its JSON.
 # usage: sim_test.sh PATH/TO/p2psim CASE
-# CASE: basic | clients | churn | determinism | badflags
+# CASE: basic | clients | churn | determinism | badflags | reach
 set -u
 SIM=$1
 CASE=$2
@@ -49,6 +49,35 @@ basic)
 		'j["net"]["dials_wrong_addr"] == 0 and j["net"]["dials_unknown"] == 0' \
 		'j["net"]["dials_self"] == 0' \
 		'j["wall_s"] > 0 and j["rss_mb"] > 0 and j["virtual_s"] > 0'
+	;;
+reach)
+	# The daemon's reach core over the model: every pair gets a link
+	# (direct, punched or relayed) when some relay can reach both, and
+	# every way is used. Pairs with an endpoint-dependent end are relayed.
+	run "$TMP/o.json" --nodes 400 --lookups 10 --clients 0.5 --pairs 120 \
+		--dependent 0.3 --settle-s 30 --seed 13
+	check "$TMP/o.json" \
+		'j["reach"]["pairs"] == 120' \
+		'j["reach"]["failed_reachable"] == 0' \
+		'j["reach"]["linked"] == j["reach"]["reachable_pairs"]' \
+		'j["reach"]["method_share"]["dial"] > 0' \
+		'j["reach"]["method_share"]["punch"] > 0' \
+		'j["reach"]["method_share"]["relay"] > 0' \
+		'j["reach"]["dependent_linked"] == j["reach"]["dependent_pairs"] > 0' \
+		'j["reach"]["relay_asks"] >= j["reach"]["method_share"]["relay"] * j["reach"]["linked"] - 0.5' \
+		'j["reach"]["max_circuits_on_one_node"] >= 1'
+	# Relays asked while the punch runs: relayed pairs link sooner.
+	run "$TMP/p.json" --nodes 400 --lookups 10 --clients 0.5 --pairs 120 \
+		--dependent 0.3 --settle-s 30 --seed 13 --relay-with-punch
+	check "$TMP/p.json" \
+		'j["reach"]["failed_reachable"] == 0' \
+		'j["reach"]["relay_with_punch"]'
+	python3 - "$TMP/o.json" "$TMP/p.json" <<'PY' || fail "relays in parallel are not faster"
+import json, sys
+a, b = (json.load(open(f))["reach"]["ms"]["p95"] for f in sys.argv[1:])
+print("p95 ms: after the punch %d, in parallel %d" % (a, b))
+sys.exit(0 if b < a else 1)
+PY
 	;;
 clients)
 	run "$TMP/o.json" --nodes 400 --lookups 200 --clients 0.5 --seed 12

@@ -20,6 +20,8 @@ static const char usage[] =
     "              [--join-ms MS] [--settle-s S] [--link-timeout-ms MS]\n"
     "              [--dial-timeout-ms MS] [--interval-ms MS] [--log-level "
     "3..7]\n"
+    "              [--pairs P] [--dependent F] [--relays links|lookup]\n"
+    "              [--relay-with-punch]\n"
     "  --nodes N          nodes, 2..1000000 (required)\n"
     "  --lookups L        lookups, and as many routed messages (required)\n"
     "  --churn F          fraction of nodes crashed half-way through the\n"
@@ -36,7 +38,15 @@ static const char usage[] =
     "  --dial-timeout-ms MS  dial to a NAT or dead host fails after this\n"
     "                     (default 2000)\n"
     "  --interval-ms MS   between lookups and routed messages (default 20)\n"
-    "  --log-level N      overlay log lines to stderr up to syslog level N\n";
+    "  --log-level N      overlay log lines to stderr up to syslog level N\n"
+    "  --pairs P          then P random pairs ask for a link through the\n"
+    "                     daemon's reach core (default 0: no reach phase)\n"
+    "  --dependent F      share of clients behind endpoint-dependent NATs\n"
+    "                     (default 0.2)\n"
+    "  --relays links|lookup  relay candidates: the servers the requester\n"
+    "                     holds links to, or those plus the servers a\n"
+    "                     lookup of the target returned (default links)\n"
+    "  --relay-with-punch ask relays while the punch runs\n";
 
 static int bad(const char *flag, const char *val, const char *why)
 {
@@ -114,6 +124,10 @@ enum {
 	OPT_DIAL_TIMEOUT,
 	OPT_INTERVAL,
 	OPT_LOG,
+	OPT_PAIRS,
+	OPT_DEPENDENT,
+	OPT_RELAYS,
+	OPT_RELAY_WITH_PUNCH,
 	OPT_HELP,
 };
 
@@ -131,6 +145,10 @@ static const struct option opts[] = {
     {"dial-timeout-ms", required_argument, NULL, OPT_DIAL_TIMEOUT},
     {"interval-ms", required_argument, NULL, OPT_INTERVAL},
     {"log-level", required_argument, NULL, OPT_LOG},
+    {"pairs", required_argument, NULL, OPT_PAIRS},
+    {"dependent", required_argument, NULL, OPT_DEPENDENT},
+    {"relays", required_argument, NULL, OPT_RELAYS},
+    {"relay-with-punch", no_argument, NULL, OPT_RELAY_WITH_PUNCH},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -172,6 +190,18 @@ static int parse_one(struct sim_params *p, int opt, const char *v)
 		return parse_u32(f, v, 1, 600000, &p->dial_timeout_ms);
 	case OPT_INTERVAL:
 		return parse_u32(f, v, 0, 60000, &p->interval_ms);
+	case OPT_PAIRS:
+		return parse_u32(f, v, 0, 1000000, &p->pairs);
+	case OPT_DEPENDENT:
+		return parse_frac(f, v, 1.0, &p->dependent);
+	case OPT_RELAYS:
+		if (strcmp(v, "links") && strcmp(v, "lookup"))
+			return bad(f, v, "expected links or lookup");
+		p->relays_lookup = !strcmp(v, "lookup");
+		return 0;
+	case OPT_RELAY_WITH_PUNCH:
+		p->relay_with_punch = true;
+		return 0;
 	case OPT_LOG: {
 		uint32_t lvl = 0;
 		int r = parse_u32(f, v, 0, 7, &lvl);
@@ -198,6 +228,7 @@ static int parse_args(int argc, char **argv, struct sim_params *p)
 	    .dial_timeout_ms = SIM_DIAL_TIMEOUT_MS,
 	    .interval_ms = 20,
 	    .log_level = -1,
+	    .dependent = 0.2,
 	};
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {

@@ -4,6 +4,8 @@
  */
 #include "sim.h"
 
+#include "core/reach.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -231,6 +233,44 @@ static json_t *tables_json(const struct sim *s)
 			 clients_held(s));
 }
 
+/* The reach phase: how each pair got its link, or why not. */
+static json_t *reach_json(const struct sim *s, int *ms)
+{
+	uint32_t by[P2P_REACH_M_RELAY + 1] = {0}, ok = 0, possible = 0;
+	uint32_t failed_possible = 0, dep = 0, dep_ok = 0;
+	size_t nms = 0;
+
+	for (uint32_t r = 0; r < s->p.pairs; r++) {
+		const struct sim_pair_rec *p = &s->pairs[r];
+		possible += p->relay_possible;
+		dep += p->dependent;
+		if (p->done && p->ok) {
+			ok++;
+			dep_ok += p->dependent;
+			by[p->method <= P2P_REACH_M_RELAY ? p->method : 0]++;
+			ms[nms++] = (int)p->ms;
+		} else if (p->relay_possible) {
+			failed_possible++;
+		}
+	}
+	return json_pack(
+	    "{s:i, s:i, s:f, s:i, s:i, s:{s:f, s:f, s:f, s:f}, s:i, s:i, "
+	    "s:o, s:I, s:I, s:i, s:s, s:b}",
+	    "pairs", s->p.pairs, "linked", ok, "linked_rate",
+	    ratio(ok, s->p.pairs), "reachable_pairs", possible,
+	    "failed_reachable", failed_possible, "method_share", "existing",
+	    ratio(by[P2P_REACH_M_EXISTING], ok), "dial",
+	    ratio(by[P2P_REACH_M_DIAL], ok), "punch",
+	    ratio(by[P2P_REACH_M_PUNCH], ok), "relay",
+	    ratio(by[P2P_REACH_M_RELAY], ok), "dependent_pairs", dep,
+	    "dependent_linked", dep_ok, "ms", dist(ms, nms), "relay_asks",
+	    (json_int_t)s->reach_relay_asks, "lookups",
+	    (json_int_t)s->reach_lookups, "max_circuits_on_one_node",
+	    s->reach_max_circuits, "relay_candidates",
+	    s->p.relays_lookup ? "links+lookup" : "links", "relay_with_punch",
+	    s->p.relay_with_punch);
+}
+
 static json_t *params_json(const struct sim *s)
 {
 	uint32_t clients = 0;
@@ -288,6 +328,13 @@ int sim_report(const struct sim *s, double wall_s)
 	json_object_set_new(o, "lookup", lk);
 	json_object_set_new(o, "routed", routed_json(s, hops));
 	json_object_set_new(o, "overlay", tables_json(s));
+	if (s->p.pairs > 0) {
+		int *rms = calloc(s->p.pairs, sizeof(int));
+		if (!rms)
+			goto out;
+		json_object_set_new(o, "reach", reach_json(s, rms));
+		free(rms);
+	}
 	json_object_set_new(o, "net", net_json(s));
 	json_object_set_new(o, "settled_s", json_real(s->t_settled / 1000.0));
 	json_object_set_new(o, "virtual_s", json_real(s->now / 1000.0));

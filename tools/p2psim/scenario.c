@@ -157,6 +157,9 @@ static void lookup_done(struct sim *s, uint32_t i,
 	struct sim_node *nd = &s->nodes[i];
 	uint32_t *link = &nd->lookups;
 
+	if (sim_reach_lookup_done(s, i, a))
+		return;
+
 	while (*link != SIM_NO_REC && s->lk[*link].ovid != a->id)
 		link = &s->lk[*link].next;
 	if (*link == SIM_NO_REC)
@@ -302,5 +305,7 @@ int sim_scenario_run(struct sim *s)
 		run_lookups(s, half, s->nlk, 1);
 	}
 	run_routes(s);
+	if (!s->oom && sim_reach_run(s) < 0)
+		return -ENOMEM;
 	return s->oom ? -ENOMEM : 0;
 }

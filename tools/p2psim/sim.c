@@ -129,6 +129,7 @@ void sim_deinit(struct sim *s)
 {
 	struct sim_event e;
 
+	sim_reach_free(s);
 	while (sim_heap_pop(&s->heap, &e))
 		if (e.buf)
 			free(e.buf);
@@ -238,6 +239,11 @@ void sim_run_until(struct sim *s, uint64_t until)
 		case SIM_EV_LOOKUP:
 		case SIM_EV_ROUTE:
 			sim_app_event(s, &e);
+			break;
+		case SIM_EV_PAIR:
+		case SIM_EV_REACH_IN:
+		case SIM_EV_REACH_TIMER:
+			sim_reach_event(s, &e);
 			break;
 		default:
 			sim_net_event(s, &e);

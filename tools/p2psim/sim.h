@@ -43,15 +43,18 @@
 #define SIM_CLIENT_SAMPLE 1000 /* clients checked by the report */
 
 enum sim_event_type {
-	SIM_EV_TIMER,	  /* a: node, aux: timer generation */
-	SIM_EV_MSG,	  /* a: to, b: from, buf: bytes */
-	SIM_EV_DIAL_DONE, /* a: dialler, b: target */
-	SIM_EV_DIAL_FAIL, /* a: dialler, b: target (UINT32_MAX: unknown) */
-	SIM_EV_LINK_UP,	  /* a: node, b: peer; existing link redialled */
-	SIM_EV_LINK_DOWN, /* a: node, b: peer, aux: link generation */
-	SIM_EV_JOIN,	  /* a: node */
-	SIM_EV_LOOKUP,	  /* aux: lookup record */
-	SIM_EV_ROUTE,	  /* aux: route record */
+	SIM_EV_TIMER,	    /* a: node, aux: timer generation */
+	SIM_EV_MSG,	    /* a: to, b: from, buf: bytes */
+	SIM_EV_DIAL_DONE,   /* a: dialler, b: target */
+	SIM_EV_DIAL_FAIL,   /* a: dialler, b: target (UINT32_MAX: unknown) */
+	SIM_EV_LINK_UP,	    /* a: node, b: peer; existing link redialled */
+	SIM_EV_LINK_DOWN,   /* a: node, b: peer, aux: link generation */
+	SIM_EV_JOIN,	    /* a: node */
+	SIM_EV_LOOKUP,	    /* aux: lookup record */
+	SIM_EV_ROUTE,	    /* aux: route record */
+	SIM_EV_PAIR,	    /* aux: reach pair record (reach.c) */
+	SIM_EV_REACH_IN,    /* aux: reach input record */
+	SIM_EV_REACH_TIMER, /* a: node, aux: reach timer generation */
 };
 
 enum sim_link_state {
@@ -91,6 +94,18 @@ struct sim_params {
 	uint32_t dial_timeout_ms;
 	uint32_t interval_ms; /* between lookups, between routed messages */
 	int log_level;	      /* overlay log lines to stderr up to this */
+	uint32_t pairs;	      /* reach phase: random pairs (0: none) */
+	double dependent;     /* share of clients endpoint-dependent */
+	bool relays_lookup; /* relay candidates: links + the target's lookup */
+	bool relay_with_punch; /* core/reach: relays asked while punching */
+};
+
+/* A pair of the reach phase: src asks its reach core for a link to dst. */
+struct sim_pair_rec {
+	uint32_t src, dst;
+	uint64_t started, ms;
+	uint8_t method; /* enum p2p_reach_method */
+	bool done, ok, relay_possible, dependent;
 };
 
 struct sim_counters {
@@ -150,6 +165,11 @@ struct sim {
 	uint64_t t_settled; /* virtual time when the joins were done */
 	uint64_t t_churn;
 	bool oom;
+	/* The reach phase (reach.c). */
+	struct sim_reach *rc;
+	struct sim_pair_rec *pairs;
+	uint64_t reach_relay_asks, reach_lookups;
+	uint32_t reach_max_circuits;
 };
 
 /* sim.c */
@@ -175,6 +195,14 @@ void sim_buf_put(struct sim *s, struct sim_buf *b);
 void sim_app_event(struct sim *s, const struct sim_event *e);
 void sim_app_action(struct sim *s, uint32_t i, const struct p2p_ov_action *a);
 int sim_scenario_run(struct sim *s);
+
+/* reach.c */
+int sim_reach_run(struct sim *s);
+void sim_reach_event(struct sim *s, const struct sim_event *e);
+/* A lookup of a reach core's: true when it was one (then handled). */
+bool sim_reach_lookup_done(struct sim *s, uint32_t i,
+			   const struct p2p_ov_action *a);
+void sim_reach_free(struct sim *s);
 
 /* report.c */
 int sim_report(const struct sim *s, double wall_s);
