@@ -367,7 +367,7 @@ static void cmd_bootstrap(void *ctx, struct ctl_req *req, json_t *args)
 	l = link_dial(n, &a, NULL, LP_OVERLAY, &err);
 	if (!l) {
 		ctl_reply_error(req, "peer_unreachable", "cannot dial: %s",
-				uv_strerror(err));
+				link_strerror(err));
 		return;
 	}
 	p = pend_new(n, PEND_BOOTSTRAP, req, CMD_BOOTSTRAP_TIMEOUT_MS);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admit.h"
 #include "cmd_node.h"
 #include "daemon.h"
 #include "link.h"
@@ -48,8 +49,9 @@ static int wire_messages(struct p2pd_node *n)
 	rc |= node_on_msg(n, P2P_MSG_NODES, 0, ovl_on_msg, n);
 	rc |= node_on_msg(n, P2P_MSG_ROUTED, 0, ovl_on_msg, n);
 	rc |= node_on_msg(n, P2P_MSG_DIALBACK, 0, ovl_on_dialback, n);
-	rc |= node_on_msg(n, P2P_MSG_DIALBACK_OK,
-			  NODE_MSG_BEFORE_HELLO | NODE_MSG_ON_RELAYED,
+	/* Before HELLO: a dial-back link says DIALBACK_OK and no HELLO;
+	 * ovl_on_dialback_ok checks the link (not on relayed ones). */
+	rc |= node_on_msg(n, P2P_MSG_DIALBACK_OK, NODE_MSG_BEFORE_HELLO,
 			  ovl_on_dialback_ok, n);
 	rc |= node_on_msg(n, P2P_MSG_PONG, NODE_MSG_ON_RELAYED,
 			  cmd_node_on_pong, n);
@@ -122,6 +124,7 @@ static void free_services(struct p2pd_node *n)
 	punch_free(n);
 	ovl_free(n);
 	free(n->links);
+	admit_free(n->admit);
 	free(n->services);
 	sodium_memzero(&n->ident, sizeof(n->ident));
 	free(n);
@@ -133,6 +136,8 @@ static int init_services(struct p2pd_node *n, uv_loop_t *loop,
 {
 	int rc = node_init(n, loop, cfg, ident);
 
+	if (rc == 0) /* unauthenticated connections' budget (admit.h) */
+		rc = (n->admit = admit_new()) ? 0 : -ENOMEM;
 	if (rc == 0)
 		rc = link_module_init(n);
 	if (rc == 0)

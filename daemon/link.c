@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admit.h" /* harden9 */
 #include "link.h"
 #include "log.h"
 #include "nat/nat.h"
@@ -47,6 +48,7 @@ struct link {
 	bool gone_sent;	    /* observers told */
 	bool handle_closed;
 	bool peer_server;
+	bool read_paused; /* harden9: LINK_WQ_READ_STOP */
 	struct p2p_peerid expect;
 	struct p2p_peerid peer; /* valid once the handshake is done */
 	struct p2p_framer *fr;
@@ -280,6 +282,7 @@ static void on_close(uv_handle_t *h)
 			break;
 		}
 	}
+	admit_release(n->admit, l->id); /* harden9: pending slot, if any */
 	p2p_framer_free(l->fr);
 	p2p_session_free(l->sess);
 	free(l);
@@ -382,6 +385,9 @@ void link_writable(struct link *l)
 		node_emit_writable(l->n, l);
 }
 
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
 static void on_write(uv_write_t *req, int status)
 {
 	struct wreq *w = (struct wreq *)req;
@@ -389,6 +395,9 @@ static void on_write(uv_write_t *req, int status)
 
 	l->wq -= w->len;
 	free(w);
+	if (l->read_paused && l->wq <= LINK_WQ_READ_RESUME && usable(l) &&
+	    uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read) == 0)
+		l->read_paused = false; /* harden9 */
 	if (status < 0 && status != UV_ECANCELED) {
 		log_debug("link %s: write: %s", l->n->id_text,
 			  uv_strerror(status));
@@ -398,11 +407,22 @@ static void on_write(uv_write_t *req, int status)
 	}
 }
 
+/* harden9: bytes queued by every link (LINK_WQ_TOTAL_MAX). */
+static size_t wq_total(struct p2pd_node *n)
+{
+	size_t t = 0;
+
+	for (struct link *l = n->links->list; l; l = l->next)
+		t += l->wq;
+	return t;
+}
+
 static struct wreq *wreq_new(struct link *l, size_t cap)
 {
 	if (l->state == LINK_DEAD)
 		return NULL;
-	if (l->wq + cap > LINK_WQ_MAX) {
+	if (l->wq + cap > LINK_WQ_MAX ||
+	    (l->wq > LINK_WQ_SHARE && wq_total(l->n) > LINK_WQ_TOTAL_MAX)) {
 		log_warnx("link to peer: write queue over %u bytes, closing",
 			  LINK_WQ_MAX);
 		link_fail(l, "write queue full");
@@ -552,6 +572,7 @@ static void on_established(struct link *l)
 
 	l->peer = *p2p_session_peer(l->sess);
 	l->state = LINK_UP;
+	admit_release(n->admit, l->id); /* harden9: authenticated now */
 	l->last_rx = l->last_ping = node_now(n);
 	if (p2p_peerid_equal(&l->peer, &n->ident.id)) {
 		log_info("connected to ourselves; closing that link");
@@ -829,6 +850,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	link_feed(l, (const uint8_t *)buf->base, (size_t)nread);
+	if (l->wq > LINK_WQ_READ_STOP && usable(l) && !l->tr) {
+		uv_read_stop(s); /* harden9: on_write reads again */
+		l->read_paused = true;
+	}
 }
 
 /*
@@ -1008,8 +1033,8 @@ static int dial_admit(struct p2pd_node *n, const struct p2p_addr *addr,
 
 	if (node_addr_to_sockaddr(addr, ss, &slen) < 0 || addr->port == 0)
 		return -EINVAL;
-	if (link_count(n) >= n->limits.max_links)
-		return -EMFILE;
+	if (link_count(n) >= n->limits.max_links + admit_pending(n->admit))
+		return -EMFILE; /* harden9: pending inbound have their own */
 	return 0;
 }
 
@@ -1055,12 +1080,19 @@ int link_accept(struct p2pd_node *n, uv_stream_t *server)
 		return -ENOMEM;
 	l->state = LINK_HANDSHAKE;
 	rc = uv_accept(server, (uv_stream_t *)&l->tcp);
-	if (rc == 0 && link_count(n) > n->limits.max_links) {
+	if (rc == 0) { /* harden9: admit.h: own budget, short deadline */
+		record_addrs(l);
+		l->deadline =
+		    admit_deadline(node_now(n), n->limits.handshake_timeout_ms);
+	}
+	if (rc == 0 &&
+	    ((rc = admit_accept(n->admit, node_now(n), &l->remote, l->id)) <
+		 0 ||
+	     link_count(n) > n->limits.max_links + admit_pending(n->admit))) {
 		n->stats.links_refused++;
-		rc = -EMFILE;
+		rc = rc < 0 ? rc : -EMFILE;
 	}
 	if (rc == 0) {
-		record_addrs(l);
 		uv_tcp_nodelay(&l->tcp, 1);
 		l->sess = p2p_session_new(&n->ident, false, NULL);
 		rc = l->sess ? uv_read_start((uv_stream_t *)&l->tcp, on_alloc,
@@ -1152,4 +1184,10 @@ void link_expire(void *arg, uint64_t now)
 
 	for (struct link *l = n->links->list; l; l = l->next)
 		link_tick(l, now);
+}
+
+/* harden9: max_links is not the fd limit. */
+const char *link_strerror(int err)
+{
+	return err == -EMFILE ? "too many links" : uv_strerror(err);
 }

@@ -29,6 +29,15 @@
 
 #define LINK_CLOSE_GRACE_MS 2000 /* wait for the peer's EOF after GOAWAY */
 #define LINK_WQ_MAX (4u << 20)	 /* queued bytes before a link is cut */
+/* harden9: a peer that does not read what we queue is not read either
+ * (its requests would only queue more): reading stops over
+ * LINK_WQ_READ_STOP and resumes at LINK_WQ_READ_RESUME. Over
+ * LINK_WQ_TOTAL_MAX queued by all links, a link with more than
+ * LINK_WQ_SHARE queued is cut when it writes. */
+#define LINK_WQ_READ_STOP (2u << 20)
+#define LINK_WQ_READ_RESUME (256u * 1024)
+#define LINK_WQ_TOTAL_MAX (64u << 20)
+#define LINK_WQ_SHARE (256u * 1024)
 
 enum link_purpose {
 	LP_OVERLAY,  /* overlay DIAL, inbound, or bootstrap by address */
@@ -85,6 +94,9 @@ void link_input(struct link *l, const uint8_t *data, size_t len);
 int link_accept(struct p2pd_node *n, uv_stream_t *server);
 
 uint32_t link_id(const struct link *l);
+/* A link_dial/link_punch error as text: -EMFILE (over limits.max_links)
+ * is "too many links", not "too many open files". (harden9) */
+const char *link_strerror(int err);
 /* The link with that ID while it is usable (not closing, not gone). */
 struct link *link_get(struct p2pd_node *n, uint32_t id);
 /* Iterate over usable links: for (l = link_first(n); l; l = link_next_of(l)) */

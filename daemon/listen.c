@@ -22,7 +22,7 @@ static void on_connection(uv_stream_t *s, int status)
 	}
 	rc = link_accept(li->n, s);
 	if (rc < 0)
-		log_debug("inbound link refused: %s", uv_strerror(rc));
+		log_debug("inbound link refused: %s", link_strerror(rc));
 }
 
 static void on_listener_closed(uv_handle_t *h)

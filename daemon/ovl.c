@@ -23,6 +23,9 @@ struct ovl_link {
 	bool dialback_busy; /* peer's DIALBACK being served */
 	uint8_t asks;	    /* DIALBACKs we sent this peer */
 	uint64_t next_ask;  /* ... the next not before */
+	bool verify;	    /* dialled to verify the peer's claimed address */
+	bool verify_sent;   /* ... such a dial was made for this link */
+	struct p2p_addr verified; /* the peer's claimed address, proven */
 };
 
 struct ovl_lookup {
@@ -38,6 +41,7 @@ struct ovl {
 	bool server;	   /* reachability learned */
 	bool bootstrapped; /* p2p_overlay_bootstrap called */
 	uint64_t dialback_window, dialback_count;
+	uint64_t verify_window, verify_count; /* OVL_VERIFY_PER_S */
 	uint64_t db_nonce; /* sent in our DIALBACK asks (0: none) */
 	size_t nboot;
 	struct p2p_addr boot[P2PD_MAX_BOOTSTRAP]; /* -b addresses */
@@ -51,6 +55,7 @@ struct ovl {
 		uint8_t app;
 	} routes[OVL_ROUTES_MAX];
 	size_t route_next;
+	uint64_t linklog[2][OVL_LINKLOG_SLOTS]; /* up, down */
 };
 
 static struct ovl_link *rec(struct p2pd_node *n, uint32_t id, bool create)
@@ -78,6 +83,18 @@ static void rec_del(struct p2pd_node *n, uint32_t id)
 			return;
 		}
 	}
+}
+
+/* May "link up" (down: 1) about peer be logged at info now? */
+static bool linklog(struct p2pd_node *n, const struct p2p_peerid *peer,
+		    int down)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < sizeof(peer->b); i++)
+		h = (h ^ peer->b[i]) * 16777619u;
+	return log_ratelimit(&n->ovl->linklog[down][h % OVL_LINKLOG_SLOTS],
+			     node_now(n), OVL_LINKLOG_MS);
 }
 
 static void ov_random(void *ctx, void *buf, size_t len)
@@ -402,13 +419,31 @@ void ovl_on_dialback(void *arg, struct link *l, const struct p2p_msg *m)
 	r->dialback_busy = true;
 }
 
+/* Did we send a DIALBACK to peer (over a link that is still there)? */
+static bool asked(struct p2pd_node *n, const struct p2p_peerid *peer)
+{
+	for (struct ovl_link *r = n->ovl->links; r; r = r->next) {
+		struct link *x = r->asks ? link_get(n, r->id) : NULL;
+		if (x && link_hello_rx(x) &&
+		    p2p_peerid_equal(link_peer(x), peer))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * DIALBACK_OK comes first (and alone: no HELLO) on the link the asked peer
+ * opened to our listener. It proves reachability only there: an inbound
+ * TCP link of our own listener (not relayed, not punched), from a peer we
+ * asked, with our nonce.
+ */
 void ovl_on_dialback_ok(void *arg, struct link *l, const struct p2p_msg *m)
 {
 	struct p2pd_node *n = arg;
 
-	/* The nonce went only to peers we asked, over their links. */
-	if (link_outbound(l) || !n->ovl->db_nonce ||
-	    m->u.dialback.nonce != n->ovl->db_nonce)
+	if (link_outbound(l) || link_kind(l) != LINK_OVERLAY ||
+	    link_hello_rx(l) || !n->ovl->db_nonce ||
+	    m->u.dialback.nonce != n->ovl->db_nonce || !asked(n, link_peer(l)))
 		return;
 	set_server(n, "dial-back succeeded");
 }
@@ -472,6 +507,95 @@ static bool resolve_duplicate(struct p2pd_node *n, struct link *l)
 	return false;
 }
 
+/*
+ * Where the overlay may dial the peer, store it and share it (NODES,
+ * peers.json): only an address we have seen, never one it merely claims.
+ * An outbound link's remote is the address we dialled; an inbound one's is
+ * its observed IP with the listen port it claims in HELLO (its dials leave
+ * from that port), unless its claimed address was verified by our own dial
+ * (verify_claim).
+ */
+static void table_addr(struct p2pd_node *n, const struct link *l,
+		       struct p2p_addr *out)
+{
+	const struct p2p_addr *claim = link_dial_addr(l);
+	struct ovl_link *r = rec(n, link_id(l), false);
+
+	*out = *link_remote(l);
+	if (link_outbound(l))
+		return;
+	if (r && r->verified.family)
+		*out = r->verified;
+	else if (claim->family == out->family)
+		out->port = claim->port;
+}
+
+static bool same_ip(const struct p2p_addr *a, const struct p2p_addr *b)
+{
+	return a->family == b->family && !memcmp(a->ip, b->ip, sizeof(a->ip));
+}
+
+/*
+ * An inbound server link whose HELLO claims an IP other than the one it
+ * comes from (a multi-homed host): dial the claim once, expecting the
+ * peer's ID, at most OVL_VERIFY_PER_S in all; only plausible addresses
+ * (never loopback, nor a private address, claimed from afar). If that link
+ * comes up, note_verified.
+ */
+static void verify_claim(struct p2pd_node *n, struct link *l)
+{
+	struct ovl *o = n->ovl;
+	const struct p2p_addr *claim = link_dial_addr(l);
+	struct ovl_link *r = rec(n, link_id(l), true), *rd;
+	uint64_t now = node_now(n);
+	struct link *d;
+	int err;
+
+	if (!r || r->verify_sent || link_outbound(l) || !link_peer_server(l) ||
+	    claim == link_remote(l) || same_ip(claim, link_remote(l)) ||
+	    !p2p_overlay_addr_dialable(claim, link_remote(l)) ||
+	    (p2p_addr_is_private(claim) &&
+	     !p2p_addr_is_private(link_remote(l))))
+		return;
+	if (now - o->verify_window >= 1000) {
+		o->verify_window = now;
+		o->verify_count = 0;
+	}
+	if (o->verify_count >= OVL_VERIFY_PER_S)
+		return;
+	o->verify_count++;
+	r->verify_sent = true;
+	d = link_dial(n, claim, link_peer(l), LP_OVERLAY, &err);
+	if (d && (rd = rec(n, link_id(d), true)))
+		rd->verify = true;
+}
+
+/* Our verifying dial l reached the peer: its other links get l's remote
+ * as the peer's address, and the overlay and the cache learn it. */
+static void note_verified(struct p2pd_node *n, struct link *l)
+{
+	char a[P2P_ADDR_TEXT_MAX], id[P2P_ID_TEXT_LEN + 1];
+
+	p2p_addr_format(link_remote(l), a, sizeof(a));
+	p2p_peerid_to_text(link_peer(l), id);
+	log_debug("address of %s verified: %s", id, a);
+	for (struct link *x = link_first(n); x; x = link_next_of(x)) {
+		struct ovl_link *rx;
+		if (x == l || !link_is_up(x) ||
+		    !p2p_peerid_equal(link_peer(x), link_peer(l)) ||
+		    !(rx = rec(n, link_id(x), true)))
+			continue;
+		rx->verified = *link_remote(l);
+		if (rx->up)
+			p2p_overlay_link_up(n->ovl->ov, node_now(n),
+					    link_peer(x), &rx->verified,
+					    link_peer_server(x),
+					    link_outbound(x));
+	}
+	if (link_peer_server(l))
+		peercache_add(&n->ovl->cache, link_peer(l), link_remote(l));
+}
+
 static void on_up(void *arg, struct link *l, bool first)
 {
 	struct p2pd_node *n = arg;
@@ -479,6 +603,8 @@ static void on_up(void *arg, struct link *l, bool first)
 	uint64_t now = node_now(n);
 	char a[P2P_ADDR_TEXT_MAX], id[P2P_ID_TEXT_LEN + 1];
 	bool relayed = link_kind(l) == LINK_RELAY;
+	const char *how, *srv;
+	struct p2p_addr at;
 	struct ovl_link *r;
 
 	if (first) {
@@ -489,14 +615,18 @@ static void on_up(void *arg, struct link *l, bool first)
 					link_observed(l), link_peer(l));
 		p2p_peerid_to_text(link_peer(l), id);
 		p2p_addr_format(link_remote(l), a, sizeof(a));
-		log_info("link up: %s at %s (%s%s)", id, a,
-			 relayed	    ? "relayed"
-			 : link_outbound(l) ? "out"
-					    : "in",
-			 link_peer_server(l) ? ", server" : "");
+		how = relayed ? "relayed" : link_outbound(l) ? "out" : "in";
+		srv = link_peer_server(l) ? ", server" : "";
+		if (linklog(n, link_peer(l), 0))
+			log_info("link up: %s at %s (%s%s)", id, a, how, srv);
+		else
+			log_debug("link up: %s at %s (%s%s)", id, a, how, srv);
 		o->rejoin_ms = OVL_REJOIN_MIN_MS;
 		/* Relayed: tunnels only, not the overlay's (the address is
 		 * the relay's), no dial-back. */
+		r = rec(n, link_id(l), false);
+		if (!relayed && r && r->verify)
+			note_verified(n, l);
 		if (!relayed && resolve_duplicate(n, l))
 			return;
 		link_ping(l); /* an rtt for `peers` from the start */
@@ -504,18 +634,21 @@ static void on_up(void *arg, struct link *l, bool first)
 	if (relayed)
 		return;
 	/* Repeated HELLO (the peer became a server): link_up updates. */
-	p2p_overlay_link_up(o->ov, now, link_peer(l), link_dial_addr(l),
-			    link_peer_server(l), link_outbound(l));
+	table_addr(n, l, &at);
+	p2p_overlay_link_up(o->ov, now, link_peer(l), &at, link_peer_server(l),
+			    link_outbound(l));
 	r = rec(n, link_id(l), true);
 	if (r)
 		r->up = true;
+	/* A server's listen address: what its HELLO told, with its IP. */
 	if (link_peer_server(l) && link_dial_addr(l) != link_remote(l))
-		peercache_add(&o->cache, link_peer(l), link_dial_addr(l));
+		peercache_add(&o->cache, link_peer(l), &at);
 	if (!o->bootstrapped) {
 		o->bootstrapped = true;
 		p2p_overlay_bootstrap(o->ov, now);
 	}
 	ask_dialback(n, l, link_observed(l));
+	verify_claim(n, l);
 }
 
 static void on_gone(void *arg, struct link *l, const char *why)
@@ -546,8 +679,10 @@ static void on_gone(void *arg, struct link *l, const char *why)
 			if (other)
 				log_debug("extra link to %s closed (%s)", id,
 					  why);
-			else
+			else if (linklog(n, link_peer(l), 1))
 				log_info("link down: %s (%s)", id, why);
+			else
+				log_debug("link down: %s (%s)", id, why);
 		}
 		if (r->up) {
 			struct ovl_link *ro =
@@ -643,7 +778,7 @@ static void dial_bootstrap(struct p2pd_node *n)
 			continue;
 		}
 		p2p_addr_format(&n->ovl->boot[i], text, sizeof(text));
-		log_warnx("bootstrap %s: %s", text, uv_strerror(err));
+		log_warnx("bootstrap %s: %s", text, link_strerror(err));
 	}
 }
 

@@ -27,6 +27,11 @@
 #define OVL_REJOIN_MIN_MS 2000	   /* no links: first retry of joining */
 #define OVL_REJOIN_MAX_MS 60000	   /* ... backing off up to this */
 #define OVL_ROUTES_MAX 64	   /* routed messages remembered for failures */
+/* "link up"/"link down" at info once per peer per this (hash slots by
+ * peer ID), the rest at debug: a flapping peer cannot flood the log. */
+#define OVL_LINKLOG_MS 10000
+#define OVL_LINKLOG_SLOTS 64
+#define OVL_VERIFY_PER_S 4 /* dials to verify claimed addresses, per second */
 
 /* Create the overlay and classifier, read the peer cache. 0 or -errno. */
 int ovl_init(struct p2pd_node *n, const struct p2pd_config *cfg);

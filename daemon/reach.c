@@ -160,7 +160,7 @@ static void dial(struct p2pd_node *n, const struct p2p_reach_action *a)
 	}
 	p2p_reach_dial_started(n->reach->core, node_now(n), &a->peer,
 			       l ? 0 : err, l ? link_id(l) : 0,
-			       l ? NULL : uv_strerror(err));
+			       l ? NULL : link_strerror(err));
 }
 
 static void done(struct p2pd_node *n, const struct p2p_reach_action *a)

@@ -30,6 +30,18 @@
 #define TUN_LINK_WQ_LOW (256u * 1024) /* ... resume below this */
 #define TUN_MAX_FORWARDS 64
 #define TUN_REFUSED_LOG_MS 1000 /* one line about refused opens per this */
+/*
+ * Tunnels peers open to our services (issue 9): each peer ID has a memory
+ * budget, TUN_PEER_MEM, which is what its streams can pin (STREAM_WINDOW
+ * each, see stream.h), hence at most TUN_MAX_PER_PEER of them; and peers
+ * together leave TUN_LOCAL_RESERVE tunnels to our own clients (open,
+ * forward, connect).
+ */
+#define TUN_PEER_MEM (16u << 20)
+#define TUN_MAX_PER_PEER (TUN_PEER_MEM / STREAM_WINDOW) /* 64 */
+#define TUN_LOCAL_RESERVE 256
+#define TUN_PEER_LOG_MS 10000 /* one tunnel log line per peer per this */
+#define TUN_PEER_LOG_SLOTS 64
 
 int tunnel_module_init(struct p2pd_node *n);
 /* Shutdown: close every forward and tunnel, fail every waiting request. */

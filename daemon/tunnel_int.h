@@ -17,6 +17,7 @@ struct tunnels {
 	uint32_t next_id;
 	unsigned blocked;     /* tunnels waiting for a link's queue to drain */
 	uint64_t refused_log; /* rate limit of refusal log lines */
+	uint64_t peer_log[TUN_PEER_LOG_SLOTS]; /* by hash of the peer ID */
 	uint8_t rbuf[STREAM_CHUNK];
 };
 

@@ -13,6 +13,18 @@
 #include "nodeutil.h"
 #include "tunnel_int.h"
 
+/* One log line per peer per TUN_PEER_LOG_MS (a peer opening tunnels in a
+ * loop must not flood the log); the rest at debug. */
+static bool peer_log(struct p2pd_node *n, const struct p2p_peerid *peer)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < sizeof(peer->b); i++)
+		h = (h ^ peer->b[i]) * 16777619u;
+	return log_ratelimit(&n->tun->peer_log[h % TUN_PEER_LOG_SLOTS],
+			     node_now(n), TUN_PEER_LOG_MS);
+}
+
 static void target_failed(struct tun *t, const char *what)
 {
 	struct link *l = tun_link(t);
@@ -20,7 +32,10 @@ static void target_failed(struct tun *t, const char *what)
 	char msg[160];
 
 	snprintf(msg, sizeof(msg), "target unreachable: %s", what);
-	log_info("tunnel to service %s: %s", t->service, msg);
+	if (peer_log(t->n, &t->peer))
+		log_info("tunnel to service %s: %s", t->service, msg);
+	else
+		log_debug("tunnel to service %s: %s", t->service, msg);
 	t->s.state = STREAM_DONE;
 	tun_close(t, false);
 	tun_send_reset_id(l, id, STREAM_RST_UNREACHABLE, msg);
@@ -75,6 +90,28 @@ static bool allowed(const struct p2pd_service *svc, const struct p2p_peerid *id)
 		if (p2p_peerid_equal(&svc->allow[i], id))
 			return true;
 	return false;
+}
+
+/* Tunnels peers opened to our services: all of them, and peer's. */
+static void count_targets(struct p2pd_node *n, const struct p2p_peerid *peer,
+			  size_t *all, size_t *of_peer)
+{
+	*all = *of_peer = 0;
+	for (struct tun *t = n->tun->list; t; t = t->next) {
+		if (t->kind != TUN_TARGET)
+			continue;
+		(*all)++;
+		*of_peer += p2p_peerid_equal(&t->peer, peer);
+	}
+}
+
+/* Room for one more tunnel from peer (tunnel.h: budget, reserve). */
+static bool peer_has_room(struct p2pd_node *n, const struct p2p_peerid *peer)
+{
+	size_t all, mine;
+
+	count_targets(n, peer, &all, &mine);
+	return mine < TUN_MAX_PER_PEER && all < TUN_MAX - TUN_LOCAL_RESERVE;
 }
 
 static int connect_target(struct tun *t, const struct sockaddr *sa)
@@ -189,7 +226,11 @@ void tun_on_open_msg(struct p2pd_node *n, struct link *l,
 		return;
 	}
 	if (tun_link_streams(n, l) >= TUN_MAX_PER_LINK ||
-	    !(t = tun_new(n, TUN_TARGET))) {
+	    !peer_has_room(n, link_peer(l)) || !(t = tun_new(n, TUN_TARGET))) {
+		if (log_ratelimit(&n->tun->refused_log, node_now(n),
+				  TUN_REFUSED_LOG_MS))
+			log_info("tunnel from %s to %s: too many tunnels", idt,
+				 svc->name);
 		tun_send_reset_id(l, id, STREAM_RST_BUSY, "too many tunnels");
 		return;
 	}
@@ -205,5 +246,9 @@ void tun_on_open_msg(struct p2pd_node *n, struct link *l,
 		target_failed(t, uv_strerror(rc));
 		return;
 	}
-	log_info("tunnel %u from %s to service %s", id, idt, svc->name);
+	if (peer_log(n, &t->peer))
+		log_info("tunnel %u from %s to service %s", id, idt, svc->name);
+	else
+		log_debug("tunnel %u from %s to service %s", id, idt,
+			  svc->name);
 }

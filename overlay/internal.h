@@ -67,9 +67,11 @@ struct ov_link {
 	struct p2p_addr addr;
 	uint8_t state;
 	uint8_t flags;
-	uint32_t tokens; /* routed messages, in thousandths */
-	uint64_t refill; /* time tokens were last refilled */
-	uint64_t used;	 /* last overlay traffic, for the idle close */
+	uint32_t tokens;      /* routed messages, in thousandths */
+	uint64_t refill;      /* time tokens were last refilled */
+	uint64_t used;	      /* last overlay traffic, for the idle close */
+	uint32_t find_tokens; /* FIND_NODE answered, in thousandths */
+	uint64_t find_refill;
 };
 
 enum ov_cand_state {
@@ -162,6 +164,8 @@ struct p2p_overlay {
 	unsigned nsent, sentpos;
 	uint32_t anon_tokens; /* shared bucket for peers without a link */
 	uint64_t anon_refill;
+	uint32_t anon_find_tokens; /* FIND_NODE, peers without a link */
+	uint64_t anon_find_refill;
 
 	/* timers */
 	bool dirty; /* wanted links must be recomputed */

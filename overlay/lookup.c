@@ -298,6 +298,8 @@ int ov_lookup_nodes(struct p2p_overlay *o, uint64_t now,
 		    const struct p2p_peerid *from, const struct p2p_msg *m)
 {
 	uint32_t txid = m->u.nodes.txid;
+	const struct ov_link *from_l = ov_link_find(o, from);
+	const struct p2p_addr *via = from_l ? &from_l->addr : NULL;
 
 	if (m->u.nodes.count > P2P_MAX_NODES)
 		return -EPROTO;
@@ -314,7 +316,10 @@ int ov_lookup_nodes(struct p2p_overlay *o, uint64_t now,
 			c->state = OV_C_DONE;
 			depth = c->depth < UINT8_MAX ? c->depth + 1 : UINT8_MAX;
 			for (unsigned k = 0; k < m->u.nodes.count; k++)
-				cand_add(o, lk, &m->u.nodes.nodes[k], depth);
+				if (p2p_overlay_addr_dialable(
+					&m->u.nodes.nodes[k].addr, via))
+					cand_add(o, lk, &m->u.nodes.nodes[k],
+						 depth);
 			step(o, now, s);
 			return 0;
 		}

@@ -166,6 +166,7 @@ struct p2p_overlay *p2p_overlay_new(const struct p2p_overlay_config *cfg)
 	o->idle_at = o->redial_at = o->refresh_at = o->self_at = UINT64_MAX;
 	o->probe_at = UINT64_MAX;
 	o->anon_tokens = P2P_ROUTE_RATE * 1000;
+	o->anon_find_tokens = P2P_FIND_BURST * 1000;
 	return o;
 }
 
@@ -217,6 +218,8 @@ void p2p_overlay_link_up(struct p2p_overlay *o, uint64_t now,
 		o->links_up++;
 		l->tokens = P2P_ROUTE_RATE * 1000;
 		l->refill = now;
+		l->find_tokens = P2P_FIND_BURST * 1000;
+		l->find_refill = now;
 	}
 	if (l->flags & OV_L_MAINT)
 		o->maint_dials--;
@@ -284,12 +287,41 @@ void p2p_overlay_dial_failed(struct p2p_overlay *o, uint64_t now,
 	link_gone(o, now, peer, true);
 }
 
+/* P2P_FIND_RATE a second after a burst of P2P_FIND_BURST, in
+ * thousandths of a token. */
+static bool take_find_token(uint32_t *tokens, uint64_t *refill, uint64_t now)
+{
+	uint64_t t = *tokens;
+
+	if (now > *refill)
+		t += (now - *refill) * P2P_FIND_RATE;
+	if (t > P2P_FIND_BURST * 1000)
+		t = P2P_FIND_BURST * 1000;
+	*refill = now > *refill ? now : *refill;
+	*tokens = (uint32_t)(t < 1000 ? t : t - 1000);
+	return t >= 1000;
+}
+
+/*
+ * A FIND_NODE earns a NODES reply about 13 times its size: answered at
+ * P2P_FIND_RATE per peer (a shared bucket for peers without a link), the
+ * rest dropped without a word (the asker's request times out).
+ */
 static int recv_find_node(struct p2p_overlay *o, uint64_t now,
 			  const struct p2p_peerid *from,
 			  const struct p2p_msg *m)
 {
+	struct ov_link *l = ov_link_find(o, from);
 	struct p2p_msg r;
 	size_t n;
+
+	if (l != NULL && l->state == OV_LINK_UP
+		? !take_find_token(&l->find_tokens, &l->find_refill, now)
+		: !take_find_token(&o->anon_find_tokens, &o->anon_find_refill,
+				   now)) {
+		o->st.finds_dropped++;
+		return 0;
+	}
 
 	memset(&r, 0, sizeof(r));
 	r.type = P2P_MSG_NODES;

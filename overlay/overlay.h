@@ -42,6 +42,8 @@
 #define P2P_REPLACEMENTS 8	/* replacement cache per bucket */
 #define P2P_ROUTE_HOPS 20	/* initial hop limit of routed messages */
 #define P2P_ROUTE_RATE 50	/* routed messages accepted per peer per s */
+#define P2P_FIND_RATE 20	/* FIND_NODE answered per peer per s ... */
+#define P2P_FIND_BURST 50	/* ... after a burst of this many */
 #define P2P_LOOKUP_REQ_TIMEOUT_MS 3000	/* one FIND_NODE (dial included) */
 #define P2P_LOOKUP_TIMEOUT_MS 20000	/* a whole lookup */
 #define P2P_REFRESH_MS (15 * 60 * 1000) /* bucket refresh period */
@@ -55,6 +57,15 @@
 #define P2P_APP_USER 16
 
 struct p2p_overlay;
+
+/*
+ * May we dial a (third-party) address told by a peer whose own address is
+ * via (NULL: unknown)? Never a port 0, an unspecified, multicast or
+ * broadcast address, nor 0.0.0.0/8; loopback (127/8, ::1) only when via
+ * is loopback too: only a peer on this host can mean this host.
+ */
+bool p2p_overlay_addr_dialable(const struct p2p_addr *a,
+			       const struct p2p_addr *via);
 
 struct p2p_overlay_config {
 	struct p2p_peerid self;
@@ -100,6 +111,7 @@ struct p2p_overlay_stats {
 	uint64_t routed_sent, routed_delivered, routed_forwarded,
 	    routed_dropped;
 	uint64_t msgs_sent, msgs_received, bad_msgs;
+	uint64_t finds_dropped; /* FIND_NODE over P2P_FIND_RATE, unanswered */
 };
 
 /* NULL on ENOMEM or bad config. */

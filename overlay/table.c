@@ -57,13 +57,15 @@ struct ov_entry *ov_table_find(struct p2p_overlay *o,
  * one host all listen on 127.0.0.1, and a loopback peer can only be a
  * process on this very host, so it cannot be an outside subnet trying to
  * fill our table. Other private ranges stay limited: a LAN is a subnet.
+ * Only 127.0.0.0/24 and ::1 are exempt: the rest of 127/8 counts as
+ * subnets, so that tests on one host can play a foreign subnet.
  */
 static bool is_loopback(const struct p2p_addr *a)
 {
 	static const uint8_t v6lo[16] = {[15] = 1};
 
 	if (a->family == 4)
-		return a->ip[0] == 127;
+		return a->ip[0] == 127 && a->ip[1] == 0 && a->ip[2] == 0;
 	return a->family == 6 && memcmp(a->ip, v6lo, 16) == 0;
 }
 
@@ -408,4 +410,30 @@ void ov_table_free(struct p2p_overlay *o)
 	o->nbk = 0;
 	o->table_size = 0;
 	memset(o->subnet_bins, 0, sizeof(o->subnet_bins));
+}
+
+static bool any_loopback(const struct p2p_addr *a)
+{
+	static const uint8_t v6lo[16] = {[15] = 1};
+
+	return (a->family == 4 && a->ip[0] == 127) ||
+	       (a->family == 6 && memcmp(a->ip, v6lo, 16) == 0);
+}
+
+bool p2p_overlay_addr_dialable(const struct p2p_addr *a,
+			       const struct p2p_addr *via)
+{
+	static const uint8_t zero[16];
+
+	if ((a->family != 4 && a->family != 6) || a->port == 0)
+		return false;
+	if (a->family == 4 &&
+	    (a->ip[0] == 0 || a->ip[0] >= 224)) /* 0/8, multicast, 240/4 */
+		return false;
+	if (a->family == 6 &&
+	    (memcmp(a->ip, zero, 16) == 0 || a->ip[0] == 0xff))
+		return false;
+	if (any_loopback(a))
+		return via != NULL && any_loopback(via);
+	return true;
 }

@@ -54,7 +54,8 @@ Test(peercache, capped_oldest_drops)
 	peercache_init(&pc);
 	for (int i = 0; i < PEERCACHE_MAX + 5; i++) {
 		struct p2p_peerid id = mkid((uint8_t)(i + 1));
-		struct p2p_addr a = mkaddr((uint8_t)i, 1000);
+		struct p2p_addr a = mkaddr(1, 1000);
+		a.ip[2] = (uint8_t)i; /* a /24 each: under the subnet cap */
 		peercache_add(&pc, &id, &a);
 	}
 	cr_assert_eq(pc.n, PEERCACHE_MAX);
@@ -224,4 +225,73 @@ Test(peercache, load_refuses_symlink_and_fifo, .timeout = 10)
 	unlink(path);
 	unlink(target);
 	rmdir(dir);
+}
+
+/* issue 9: one host (one /24) cannot fill the cache, and peers seen again
+ * and again outlast a crowd of new identities. */
+Test(peercache, subnet_cap_and_long_lived_kept)
+{
+	struct peercache pc;
+
+	peercache_init(&pc);
+	/* An honest peer linked three times (restarts, relinks). */
+	struct p2p_peerid honest = mkid(200);
+	struct p2p_addr ha = {.family = 4, .ip = {192, 0, 2, 1}, .port = 7};
+	for (int i = 0; i < 3; i++) {
+		peercache_add(&pc, &honest, &ha);
+		pc.e[0].addr.port = (uint16_t)(7 + i + 1); /* force a change */
+	}
+	/* 60 Sybil identities, all of one /24. */
+	for (int i = 0; i < 60; i++) {
+		struct p2p_peerid id = mkid((uint8_t)(i + 1));
+		struct p2p_addr a = mkaddr((uint8_t)i, 1000);
+		peercache_add(&pc, &id, &a);
+	}
+	cr_assert_eq(pc.n, 1 + PEERCACHE_SUBNET_MAX);
+	/* 100 more from 100 /24s: the cache fills, the honest one stays. */
+	for (int i = 0; i < 100; i++) {
+		struct p2p_peerid id = mkid((uint8_t)(100 + i));
+		id.b[1] = 0x55;
+		struct p2p_addr a = mkaddr(1, 1000);
+		a.ip[1] = 1, a.ip[2] = (uint8_t)i;
+		peercache_add(&pc, &id, &a);
+	}
+	cr_assert_eq(pc.n, PEERCACHE_MAX);
+	bool kept = false;
+	for (size_t i = 0; i < pc.n; i++)
+		kept |=
+		    p2p_peerid_equal(&pc.e[i].id, &honest) && pc.seen[i] == 3;
+	cr_assert(kept, "the peer seen three times is kept");
+	/* Loopback 127.0.0.0/24 is exempt (tests on one host). */
+	peercache_init(&pc);
+	for (int i = 0; i < 10; i++) {
+		struct p2p_peerid id = mkid((uint8_t)(i + 1));
+		struct p2p_addr a = {.family = 4, .ip = {127, 0, 0, 1}};
+		a.port = (uint16_t)(1000 + i);
+		peercache_add(&pc, &id, &a);
+	}
+	cr_assert_eq(pc.n, 10);
+}
+
+Test(peercache, parse_keeps_diversity_and_seen)
+{
+	struct peercache pc;
+	char err[128], text[4096];
+	size_t off = 0;
+	char id[P2P_ID_TEXT_LEN + 1];
+
+	off += (size_t)snprintf(text + off, sizeof(text) - off, "[");
+	for (int i = 0; i < 10; i++) {
+		struct p2p_peerid p = mkid((uint8_t)(i + 1));
+		p2p_peerid_to_text(&p, id);
+		off += (size_t)snprintf(text + off, sizeof(text) - off,
+					"%s{\"id\": \"%s\", \"addr\": "
+					"\"10.9.9.%d:4000\", \"seen\": %d}",
+					i ? "," : "", id, i + 1, i + 1);
+	}
+	snprintf(text + off, sizeof(text) - off, "]");
+	cr_assert_eq(peercache_parse(&pc, text, strlen(text), err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(pc.n, PEERCACHE_SUBNET_MAX);
+	cr_assert_eq(pc.seen[1], 2);
 }

@@ -477,3 +477,86 @@ Test(lookup, next_timer_is_none_when_idle)
 	cr_assert(!p2p_overlay_poll(h.o, &(struct p2p_ov_action){0}));
 	h_node_fini(&h);
 }
+
+/* issue 9: a NODES reply from a peer on the Internet cannot make us dial
+ * loopback, unspecified, multicast or port 0; a plausible contact is. */
+Test(lookup, implausible_contacts_from_nodes_are_not_dialled)
+{
+	struct h_rng r = {11};
+	struct p2p_peerid self = h_id_random(&r), seed = h_id_random(&r);
+	struct p2p_addr a = h_addr4(92, 0, 0, 1, 4000);
+	const struct p2p_addr bad[] = {
+	    h_addr4(127, 0, 0, 1, 22), h_addr4(0, 0, 0, 0, 4000),
+	    h_addr4(224, 0, 0, 5, 4000), h_addr4(93, 0, 0, 1, 0)};
+	const struct h_act *f;
+	struct p2p_msg m;
+	struct h_node h;
+	size_t k = 0;
+
+	h_node_init(&h, &self, true, 12);
+	h_link_server(&h, 1, &seed, &a);
+	h_clear(&h);
+	cr_assert_eq(p2p_overlay_lookup(h.o, 3, &self, NULL), 0);
+	h_drain(&h);
+	f = h_find(&h, P2P_OV_SEND, P2P_MSG_FIND_NODE, 0);
+	cr_assert_not_null(f);
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_NODES;
+	m.u.nodes.txid = f->msg.u.find_node.txid;
+	for (; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		m.u.nodes.nodes[k].id = h_id_random(&r);
+		m.u.nodes.nodes[k].addr = bad[k];
+	}
+	m.u.nodes.nodes[k].id = h_id_random(&r);
+	m.u.nodes.nodes[k++].addr = h_addr4(94, 0, 0, 1, 4000);
+	m.u.nodes.count = (uint8_t)k;
+	h_clear(&h);
+	cr_assert_eq(p2p_overlay_recv(h.o, 4, &seed, &m), 0);
+	h_drain(&h);
+	cr_assert_eq(h_count(&h, P2P_OV_DIAL, 0), 1);
+	f = h_find(&h, P2P_OV_DIAL, 0, 0);
+	cr_assert_eq(f->a.addr.ip[0], 94);
+	h_node_fini(&h);
+}
+
+/* issue 9: FIND_NODE is answered at P2P_FIND_RATE per peer after a burst;
+ * another peer keeps its own budget. */
+Test(lookup, find_node_rate_limited_per_peer)
+{
+	struct h_rng r = {13};
+	struct p2p_peerid self = h_id_random(&r), p1 = h_id_random(&r),
+			  p2 = h_id_random(&r);
+	struct p2p_addr a1 = h_addr4(92, 0, 0, 1, 4000),
+			a2 = h_addr4(93, 0, 0, 1, 4000);
+	struct p2p_overlay_stats st;
+	struct p2p_msg m;
+	struct h_node h;
+
+	h_node_init(&h, &self, true, 14);
+	h_link_server(&h, 1, &p1, &a1);
+	h_link_server(&h, 1, &p2, &a2);
+	h_clear(&h);
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_FIND_NODE;
+	m.u.find_node.target = h_id_random(&r);
+	for (int i = 0; i < 1000; i++)
+		cr_assert_eq(p2p_overlay_recv(h.o, 2, &p1, &m), 0);
+	h_drain(&h);
+	cr_assert_eq(h_count(&h, P2P_OV_SEND, P2P_MSG_NODES), P2P_FIND_BURST);
+	/* ten seconds later: P2P_FIND_RATE a second, no more */
+	h_clear(&h);
+	for (uint64_t t = 3; t < 10003; t += 5)
+		cr_assert_eq(p2p_overlay_recv(h.o, t, &p1, &m), 0);
+	h_drain(&h);
+	cr_assert_leq(h_count(&h, P2P_OV_SEND, P2P_MSG_NODES),
+		      10 * P2P_FIND_RATE + 1);
+	cr_assert_geq(h_count(&h, P2P_OV_SEND, P2P_MSG_NODES),
+		      10 * P2P_FIND_RATE - 1);
+	h_clear(&h);
+	cr_assert_eq(p2p_overlay_recv(h.o, 10003, &p2, &m), 0);
+	h_drain(&h);
+	cr_assert_eq(h_count(&h, P2P_OV_SEND, P2P_MSG_NODES), 1);
+	p2p_overlay_get_stats(h.o, &st);
+	cr_assert_gt(st.finds_dropped, 900);
+	h_node_fini(&h);
+}

@@ -197,7 +197,49 @@ Test(table, loopback_is_exempt_from_subnet_limits)
 		h_link_server(&h, 1, &id, &a);
 	}
 	cr_assert_eq(table_size(&h), 12 + P2P_BUCKET_SUBNET_MAX);
+	/* issue 9: only 127.0.0.0/24 is exempt; 127.9.9.0/24 is a subnet
+	 * (tests on one host play a foreign host there) */
+	for (uint32_t i = 0; i < 3; i++) {
+		struct p2p_peerid id = h_id_in_bucket(&self, 6, i + 1);
+		struct p2p_addr a = h_addr4(127, 9, 9, 9, (uint16_t)(4000 + i));
+
+		h_link_server(&h, 1, &id, &a);
+	}
+	cr_assert_eq(table_size(&h), 12 + 2 * P2P_BUCKET_SUBNET_MAX);
 	h_node_fini(&h);
+}
+
+/* issue 9: third-party addresses told in NODES are dialled only when
+ * plausible; loopback only when the informant is on loopback too. */
+Test(table, dialable_addresses)
+{
+	struct p2p_addr lo = h_addr4(127, 0, 0, 1, 4000);
+	struct p2p_addr pub = h_addr4(198, 51, 100, 1, 4000);
+	struct p2p_addr a;
+
+	cr_assert(p2p_overlay_addr_dialable(&pub, &pub));
+	cr_assert(p2p_overlay_addr_dialable(&pub, NULL));
+	a = h_addr4(198, 51, 100, 1, 0);
+	cr_assert(!p2p_overlay_addr_dialable(&a, &pub), "port 0");
+	a = h_addr4(0, 0, 0, 0, 4000);
+	cr_assert(!p2p_overlay_addr_dialable(&a, &pub), "unspecified");
+	a = h_addr4(0, 1, 2, 3, 4000);
+	cr_assert(!p2p_overlay_addr_dialable(&a, &pub), "0/8");
+	a = h_addr4(224, 0, 0, 1, 4000);
+	cr_assert(!p2p_overlay_addr_dialable(&a, &pub), "multicast");
+	a = h_addr4(255, 255, 255, 255, 4000);
+	cr_assert(!p2p_overlay_addr_dialable(&a, &pub), "broadcast");
+	cr_assert(!p2p_overlay_addr_dialable(&lo, &pub), "loopback, told");
+	cr_assert(!p2p_overlay_addr_dialable(&lo, NULL));
+	cr_assert(p2p_overlay_addr_dialable(&lo, &lo), "loopback, local");
+	struct p2p_addr v6 = {.family = 6, .port = 4000};
+	cr_assert(!p2p_overlay_addr_dialable(&v6, &pub), "::");
+	v6.ip[15] = 1;
+	cr_assert(!p2p_overlay_addr_dialable(&v6, &pub), "::1");
+	v6.ip[0] = 0xff;
+	cr_assert(!p2p_overlay_addr_dialable(&v6, &pub), "ff00::/8");
+	struct p2p_addr none = {0};
+	cr_assert(!p2p_overlay_addr_dialable(&none, &pub));
 }
 
 Test(table, clients_and_addressless_servers_stay_out)

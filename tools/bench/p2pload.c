@@ -54,11 +54,15 @@ static const struct subcmd subcmds[] = {
      "nobody, send N RELAY_DATA and RELAY_CLOSE for unknown circuits, then "
      "an empty RELAY_DATA: exit 0 once the daemon closes the link, 1 if "
      "it does not, 3 I/O"},
+    {"findflood", pl_cmd_findflood,
+     "ADDR:PORT [--seconds S]  send FIND_NODE as fast as the link takes "
+     "them; print how many NODES came back"},
 };
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: p2pload COMMAND ARGS\n");
+	fprintf(out, "usage: p2pload COMMAND ARGS [--from IP] "
+		     "[--claim-subnets]\n");
 	for (size_t i = 0; i < sizeof(subcmds) / sizeof(subcmds[0]); i++)
 		fprintf(out, "  %s %s\n", subcmds[i].name, subcmds[i].usage);
 }
@@ -230,6 +234,17 @@ int main(int argc, char **argv)
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? PL_USAGE : PL_OK;
+	}
+	/* harden9: global options (pl.h), anywhere after the command. */
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--claim-subnets"))
+			pl_claim_subnets = true;
+		if (!strcmp(argv[i], "--from") &&
+		    (i + 1 >= argc ||
+		     p2p_addr_parse(&pl_from, argv[i + 1], true) < 0)) {
+			fprintf(stderr, "p2pload: --from: expected an IP\n");
+			return PL_USAGE;
+		}
 	}
 	for (size_t i = 0; i < sizeof(subcmds) / sizeof(subcmds[0]); i++)
 		if (!strcmp(argv[1], subcmds[i].name)) {

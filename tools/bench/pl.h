@@ -37,8 +37,16 @@ struct pl_link {
 	int err;	/* why it died: -errno, 0 = closed by the peer */
 	bool got_hello; /* the daemon's HELLO arrived */
 	long long t0_us;
-	unsigned pongs; /* PINGs we answered */
+	unsigned pongs;	   /* PINGs we answered */
+	unsigned nodes_rx; /* NODES received (harden9: findflood) */
 };
+
+/* harden9 (issue 9 attack tests): global options, any subcommand.
+ * --from IP: connects leave from that source address; --claim-subnets:
+ * each link's HELLO says "server" and claims an address in a /24 of its
+ * own (10.<pid>.<n>.1, the daemon's port), as a Sybil host would. */
+extern struct p2p_addr pl_from;
+extern bool pl_claim_subnets;
 
 long long pl_now_us(void);
 /* "ADDR:PORT" into a sockaddr; 0 or -EINVAL. */
@@ -74,6 +82,7 @@ int pl_cmd_oversize(int argc, char **argv);
 int pl_cmd_wrongkey(int argc, char **argv);
 int pl_cmd_slowloris(int argc, char **argv);
 int pl_cmd_relayflood(int argc, char **argv);
+int pl_cmd_findflood(int argc, char **argv);
 
 /* "--name VALUE" lookup in argv; dflt when absent; -1 when malformed. */
 long pl_opt(int argc, char **argv, const char *name, long dflt);

@@ -288,3 +288,50 @@ int pl_cmd_relayflood(int argc, char **argv)
 	pl_link_free(&l);
 	return rc;
 }
+
+/* harden9: FIND_NODE as fast as the link takes them for --seconds S,
+ * counting the NODES replies (issue 9: a 62-byte request earns an
+ * 800-byte reply). */
+int pl_cmd_findflood(int argc, char **argv)
+{
+	struct p2p_addr a;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct pl_link l;
+	long secs = pl_opt(argc, argv, "--seconds", 3);
+	long long t0, end;
+	long sent = 0;
+
+	if (argc < 2 || secs < 1 || pl_sockaddr(argv[1], &a, &ss, &sl) < 0)
+		return PL_USAGE;
+	if (pl_link_dial(&l, &a, &ss, sl, NULL) < 0) {
+		pl_link_free(&l);
+		return PL_IO;
+	}
+	while (l.state != PL_DEAD && !(l.state == PL_UP && l.got_hello) &&
+	       pl_now_us() - l.t0_us < PROBE_CLOSE_MS * 1000LL)
+		pump(&l, 100);
+	if (l.state != PL_UP || !l.got_hello) {
+		printf("findflood: no link: %s\n",
+		       l.err ? strerror(-l.err) : "timeout");
+		pl_link_free(&l);
+		return PL_IO;
+	}
+	t0 = pl_now_us();
+	end = t0 + secs * 1000000LL;
+	while (l.state != PL_DEAD && pl_now_us() < end) {
+		struct p2p_msg m = {.type = P2P_MSG_FIND_NODE};
+		for (int i = 0; i < 64 && l.outlen < PL_OUT_MAX / 2; i++) {
+			m.u.find_node.txid = (uint32_t)++sent;
+			randombytes_buf(m.u.find_node.target.b, P2P_ID_LEN);
+			pl_link_send(&l, &m);
+		}
+		pump(&l, 1);
+	}
+	pump(&l, 500); /* replies still on their way */
+	printf("findflood: sent=%ld nodes=%u seconds=%.3f%s\n", sent,
+	       l.nodes_rx, (double)(pl_now_us() - t0) / 1e6,
+	       l.state == PL_DEAD ? " (closed by the daemon)" : "");
+	pl_link_free(&l);
+	return PL_OK;
+}
