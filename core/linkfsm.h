@@ -41,8 +41,8 @@
 #include "proto/msg.h"
 #include "proto/peerid.h"
 
-#define P2P_LINKFSM_OUT_MAX 2048  /* the fsm's own output per call */
-#define P2P_LINKFSM_QUEUE_MAX 16  /* actions not yet polled */
+#define P2P_LINKFSM_OUT_MAX 1024  /* the fsm's own output per call */
+#define P2P_LINKFSM_QUEUE_MAX 8	  /* actions not yet polled */
 #define P2P_LINKFSM_GRACE_MS 2000 /* wait for the peer's EOF after GOAWAY */
 
 /* Per-type policy, a bitmap indexed by message type. */

@@ -786,3 +786,24 @@ Test(core, linkfsm_dialback_says_ok_and_closes)
 	/* B's HELLO reached A, which ignores everything. */
 	cr_assert_eq(A.hellos + A.msgs, 0);
 }
+
+Test(core, linkfsm_send_msg_is_for_small_messages)
+{
+	struct p2p_msg m = {.type = P2P_MSG_NODES};
+
+	up();
+	/* 20 contacts are over the fsm's own buffer: the caller seals
+	 * those into its own (p2p_linkfsm_seal). */
+	m.u.nodes.count = P2P_MAX_NODES;
+	for (size_t i = 0; i < P2P_MAX_NODES; i++)
+		m.u.nodes.nodes[i].addr = (struct p2p_addr){
+		    .family = 6, .ip = {0xfd, [15] = 1}, .port = 1};
+	cr_assert_eq(p2p_linkfsm_send_msg(A.f, &m), -EMSGSIZE);
+	drain(&A);
+	cr_assert_eq(A.wlen, 0);
+	cr_assert_eq(A.done, 0, "the link lives on");
+	m.u.nodes.count = 2;
+	cr_assert_eq(p2p_linkfsm_send_msg(A.f, &m), 0);
+	pump();
+	cr_assert_eq(B.last_type, P2P_MSG_NODES);
+}
