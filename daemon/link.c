@@ -1,8 +1,15 @@
 /*
- * Links (link.h): connect or accept, the session handshake, HELLO,
- * keepalive, bounded reads and writes, deferred teardown. The state
- * machine is link_on_frame() over enum link_state; deadlines are one of
- * the hub's clocks (link_next/link_expire).
+ * Links (link.h): the I/O glue of core/linkfsm. This file connects,
+ * accepts, reads, queues writes and tears down; the protocol (framing,
+ * the handshake and its roles, HELLO, keepalive, idle, GOAWAY, the
+ * per-type rules) is the link's p2p_linkfsm, fed with bytes and events
+ * and polled for actions after every call (link_run). Its deadlines are
+ * one of the hub's clocks (link_next/link_expire).
+ *
+ * The fsm's clock is uv_hrtime() in microseconds (the rtt keeps its
+ * sub-millisecond precision); the hub's is uv_now() in milliseconds, the
+ * same monotonic clock read coarser, so a deadline rounded up to the
+ * millisecond has passed for the fsm when the hub's timer fires.
  *
  * Memory rule (libuv): a link is freed only in the close callback of its
  * handle. Teardown is two steps: link_fail()/link_close() mark the link,
@@ -15,12 +22,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "admit.h" /* harden9 */
+#include "admit.h"
+#include "core/linkfsm.h"
 #include "link.h"
 #include "log.h"
 #include "nat/nat.h"
 #include "nodeutil.h"
-#include "proto/frame.h"
 #include "proto/session.h"
 
 enum link_state {
@@ -43,25 +50,19 @@ struct link {
 	enum link_kind kind;
 	bool outbound;
 	bool has_expect;
-	bool hello_rx;	    /* peer's HELLO arrived: the link counts as up */
 	bool punch_attempt; /* link_punch: a simultaneous open on purpose */
 	bool gone_sent;	    /* observers told */
 	bool handle_closed;
-	bool peer_server;
-	bool read_paused; /* harden9: LINK_WQ_READ_STOP */
+	bool read_paused; /* LINK_WQ_READ_STOP: reading stopped */
+	uint32_t hs_ms;	  /* handshake deadline if not the configured one */
 	struct p2p_peerid expect;
-	struct p2p_peerid peer; /* valid once the handshake is done */
-	struct p2p_framer *fr;
-	struct p2p_session *sess;
+	struct p2p_peerid peer;	 /* valid once the handshake is done */
+	struct p2p_linkfsm *fsm; /* the protocol; NULL only before start */
 	struct p2p_addr local, remote;
 	struct p2p_addr peer_dial; /* where the peer can be dialled (HELLO) */
 	struct p2p_addr observed;  /* where the peer sees us (HELLO) */
-	uint64_t deadline;	   /* handshake deadline, or close grace */
-	uint64_t last_rx, last_ping;
-	uint64_t ping_nonce, ping_sent_hr; /* keepalive PING in flight */
-	double rtt_ms;			   /* < 0 until measured */
-	uint64_t dialback_nonce;	   /* LP_DIALBACK: nonce to send */
-	size_t wq;			   /* bytes queued for writing */
+	uint64_t dialback_nonce;   /* LP_DIALBACK: nonce to send */
+	size_t wq;		   /* bytes queued for writing */
 	unsigned users;
 	const char *why; /* static reason for the close */
 	const struct link_transport *tr;
@@ -73,8 +74,6 @@ struct links {
 	uint32_t next_id;
 	bool dirty; /* a link was marked: link_after has work */
 	uint8_t rbuf[64 * 1024];
-	uint8_t mbuf[P2P_MSG_MAX + P2P_RECORD_OVERHEAD];
-	uint8_t tbuf[P2P_MSG_MAX]; /* link_input */
 };
 
 struct wreq {
@@ -138,9 +137,15 @@ size_t link_count(struct p2pd_node *n)
 	return c;
 }
 
+/* The fsm's clock (see the top of this file). */
+static uint64_t now_us(void)
+{
+	return uv_hrtime() / 1000;
+}
+
 bool link_is_up(const struct link *l)
 {
-	return l->state == LINK_UP && l->hello_rx;
+	return l->state == LINK_UP && link_hello_rx(l);
 }
 
 bool link_established(const struct link *l)
@@ -150,7 +155,7 @@ bool link_established(const struct link *l)
 
 bool link_hello_rx(const struct link *l)
 {
-	return l->hello_rx;
+	return l->fsm && p2p_linkfsm_hello_rx(l->fsm);
 }
 
 const struct p2p_addr *link_observed(const struct link *l)
@@ -235,12 +240,12 @@ const struct p2p_addr *link_dial_addr(const struct link *l)
 
 bool link_peer_server(const struct link *l)
 {
-	return l->peer_server;
+	return l->fsm && p2p_linkfsm_peer_server(l->fsm);
 }
 
 double link_rtt(const struct link *l)
 {
-	return l->rtt_ms;
+	return l->fsm ? p2p_linkfsm_rtt(l->fsm) : -1;
 }
 
 size_t link_queued(const struct link *l)
@@ -267,6 +272,8 @@ unsigned link_users(const struct link *l)
 void link_set_dialback_nonce(struct link *l, uint64_t nonce)
 {
 	l->dialback_nonce = nonce;
+	if (l->fsm)
+		p2p_linkfsm_set_dialback_nonce(l->fsm, nonce);
 }
 
 /* ---- life ---- */
@@ -282,9 +289,8 @@ static void on_close(uv_handle_t *h)
 			break;
 		}
 	}
-	admit_release(n->admit, l->id); /* harden9: pending slot, if any */
-	p2p_framer_free(l->fr);
-	p2p_session_free(l->sess);
+	admit_release(n->admit, l->id); /* a pending slot, if any */
+	p2p_linkfsm_free(l->fsm);
 	free(l);
 	node_handle_closed(n);
 }
@@ -348,9 +354,7 @@ static struct link *link_new(struct p2pd_node *n, bool outbound)
 
 	if (!l)
 		return NULL;
-	l->fr = p2p_framer_new(0);
-	if (!l->fr || uv_tcp_init(n->loop, &l->tcp) < 0) {
-		p2p_framer_free(l->fr);
+	if (uv_tcp_init(n->loop, &l->tcp) < 0) {
 		free(l);
 		return NULL;
 	}
@@ -360,9 +364,7 @@ static struct link *link_new(struct p2pd_node *n, bool outbound)
 	if (l->id == 0) /* 2^32 links later: 0 means "none" */
 		l->id = ++n->links->next_id;
 	l->outbound = outbound;
-	l->rtt_ms = -1;
 	l->tcp.data = l;
-	l->deadline = node_now(n) + n->limits.handshake_timeout_ms;
 	l->next = n->links->list;
 	n->links->list = l;
 	return l;
@@ -375,6 +377,37 @@ static void link_drop_silent(struct link *l)
 	l->gone_sent = true;
 	l->handle_closed = true;
 	uv_close((uv_handle_t *)&l->tcp, on_close);
+}
+
+static void fsm_random(void *arg, void *buf, size_t len)
+{
+	randombytes_buf(buf, len);
+}
+
+/* The link's protocol: its fsm, with the node's limits and the policy of
+ * the registered message handlers. 0 or -ENOMEM. */
+static int link_start(struct link *l, const struct p2p_linkfsm_role *role)
+{
+	struct p2pd_node *n = l->n;
+	struct p2p_linkfsm_config c = {
+	    .self = &n->ident,
+	    .handshake_ms =
+		l->hs_ms ? l->hs_ms : n->limits.handshake_timeout_ms,
+	    .keepalive_ms = n->limits.keepalive_ms,
+	    .idle_ms = n->limits.idle_timeout_ms,
+	    .grace_ms = LINK_CLOSE_GRACE_MS,
+	    .random = fsm_random,
+	};
+
+	for (unsigned t = 0; t < 256; t++) {
+		const struct node_msg_handler *h = node_msg_handler(n, t);
+		if (h && (h->flags & NODE_MSG_BEFORE_HELLO))
+			p2p_linkfsm_types_set(&c.before_hello, t);
+		if (h && (h->flags & NODE_MSG_ON_RELAYED))
+			p2p_linkfsm_types_set(&c.on_relayed, t);
+	}
+	l->fsm = p2p_linkfsm_new(&c, role, now_us());
+	return l->fsm ? 0 : -ENOMEM;
 }
 
 /* ---- writing ---- */
@@ -475,13 +508,13 @@ int link_send_raw(struct link *l, const uint8_t *msg, size_t len)
 	struct wreq *w;
 	int rc;
 
-	if (l->state != LINK_UP || !l->sess ||
-	    !p2p_session_established(l->sess))
+	if (l->state != LINK_UP)
 		return -ENOTCONN;
 	w = wreq_new(l, cap);
 	if (!w)
 		return -ENOBUFS;
-	rc = p2p_session_seal(l->sess, msg, len, w->data, cap, &out);
+	/* Sealed straight into the write request: no copy. */
+	rc = p2p_linkfsm_seal(l->fsm, msg, len, w->data, cap, &out);
 	if (rc < 0) {
 		free(w);
 		return rc;
@@ -511,40 +544,50 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 		link_fail(l, l->why);
 }
 
+static void link_run(struct link *l);
+
 /*
- * Leave the link: say GOAWAY when the session is up, half-close, and wait
- * (bounded by LINK_CLOSE_GRACE_MS) for the peer's EOF so that what we sent
- * last is read, not lost to a reset.
+ * Leave the link: the fsm says GOAWAY when the session is up (CLOSING,
+ * see on_closing), and the link waits (bounded by LINK_CLOSE_GRACE_MS)
+ * for the peer's EOF so that what we sent last is read, not lost to a
+ * reset.
  */
 void link_close(struct link *l, uint8_t code, const char *reason)
 {
-	struct p2pd_node *n = l->n;
-	struct p2p_msg m = {.type = P2P_MSG_GOAWAY};
-
 	if (!usable(l))
 		return;
 	if (l->state != LINK_UP) {
 		link_fail(l, reason);
 		return;
 	}
-	m.u.goaway.code = code;
-	m.u.goaway.reason = reason;
-	m.u.goaway.len = strlen(reason);
+	p2p_linkfsm_close(l->fsm, now_us(), code, reason);
+	link_run(l);
+}
+
+/* The fsm wrote GOAWAY: half-close and wait for the peer's EOF. */
+static void on_closing(struct link *l, const struct p2p_linkfsm_action *a)
+{
+	struct p2pd_node *n = l->n;
+
+	if (a->cause == P2P_LINKFSM_C_SELF)
+		log_info("connected to ourselves; closing that link");
+	else if (a->cause == P2P_LINKFSM_C_IDLE)
+		log_info("link: idle for %u ms, closing",
+			 n->limits.idle_timeout_ms);
 	l->shut.data = l;
 	/* Stopping: best effort, nobody waits for the peer's EOF. A relayed
 	 * link has no stream to half-close: its circuit is closed. */
-	if (link_send_msg(l, &m) < 0 || n->stopping || l->tr ||
+	if (n->stopping || l->tr ||
 	    uv_shutdown(&l->shut, (uv_stream_t *)&l->tcp, on_shutdown) < 0) {
-		link_fail(l, reason);
+		link_fail(l, a->why);
 		return;
 	}
-	l->why = reason;
+	l->why = a->why;
 	l->state = LINK_CLOSING;
-	l->deadline = node_now(n) + LINK_CLOSE_GRACE_MS;
 	n->links->dirty = true;
 }
 
-/* ---- reading ---- */
+/* ---- the fsm's actions ---- */
 
 static void link_bad(struct link *l, const char *what, int err)
 {
@@ -568,34 +611,11 @@ static void send_hello(struct link *l)
 
 static void on_established(struct link *l)
 {
-	struct p2pd_node *n = l->n;
-
-	l->peer = *p2p_session_peer(l->sess);
 	l->state = LINK_UP;
-	admit_release(n->admit, l->id); /* harden9: authenticated now */
-	l->last_rx = l->last_ping = node_now(n);
-	if (p2p_peerid_equal(&l->peer, &n->ident.id)) {
-		log_info("connected to ourselves; closing that link");
-		link_close(l, 0, "self connection");
-		return;
-	}
-	/* A punched link that turned responder (see on_hs_frame) and a
-	 * relayed responder check the peer's ID here: the responder side of
-	 * the handshake does not. */
-	if (l->has_expect && !p2p_peerid_equal(&l->peer, &l->expect)) {
-		link_fail(l, "not the expected peer");
-		return;
-	}
-	if (l->purpose == LP_DIALBACK) {
-		struct p2p_msg m = {.type = P2P_MSG_DIALBACK_OK};
-		m.u.dialback.nonce = l->dialback_nonce;
-		link_send_msg(l, &m);
-		link_close(l, 0, "dial-back done");
-		return;
-	}
+	admit_release(l->n->admit, l->id); /* authenticated now */
 	/* Observers first: what they learn (a punched link, reachability)
 	 * goes into the HELLO we send. */
-	node_emit_established(n, l);
+	node_emit_established(l->n, l);
 	if (usable(l))
 		send_hello(l);
 }
@@ -603,8 +623,8 @@ static void on_established(struct link *l)
 static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
 			      const struct sockaddr_storage *ss,
 			      const struct p2p_peerid *expect,
-			      enum link_purpose p, bool reuse, int ttl,
-			      int *err);
+			      enum link_purpose p, bool punch, int ttl,
+			      bool reuse, int *err);
 
 /*
  * Our dial and the peer's dial to us met on one TCP connection (a
@@ -626,12 +646,12 @@ static void redial_fresh(struct link *l)
 	if (node_addr_to_sockaddr(&l->remote, &ss, &slen) == 0)
 		d = dial_once(n, &l->remote, &ss,
 			      l->has_expect ? &l->expect : NULL, l->purpose,
-			      false, 0, &err);
+			      false, 0, false, &err);
 	if (d) {
 		uint32_t id = d->id;
 		d->id = l->id;
 		l->id = id;
-		d->dialback_nonce = l->dialback_nonce;
+		link_set_dialback_nonce(d, l->dialback_nonce);
 		d->users = l->users;
 		l->users = 0;
 		/* The old one goes silently: its ID lives on in d. */
@@ -640,171 +660,115 @@ static void redial_fresh(struct link *l)
 	link_fail(l, "simultaneous open");
 }
 
-static void on_hs_frame(struct link *l, const uint8_t *body, size_t len)
+static void on_hello(struct link *l, const struct p2p_linkfsm_action *a)
 {
-	uint8_t out[P2P_HS_MAX];
-	size_t outlen = 0;
-	int rc;
-
-	if (l->outbound && l->punch_attempt &&
-	    p2p_session_is_frame1(body, len) &&
-	    !p2p_session_established(l->sess)) {
-		/*
-		 * A punch is a simultaneous open on purpose: both ends
-		 * connected and sent frame 1. The roles follow the IDs: the
-		 * lower ID stays initiator and ignores the peer's frame 1;
-		 * the higher one becomes the responder and answers it.
-		 */
-		struct p2p_session *r;
-		if (memcmp(l->n->ident.id.b, l->expect.b, P2P_ID_LEN) < 0)
-			return;
-		r = p2p_session_new(&l->n->ident, false, NULL);
-		if (!r) {
-			link_fail(l, "out of memory");
-			return;
-		}
-		p2p_session_free(l->sess);
-		l->sess = r;
-		/* From here on the link is one the peer initiated, as far
-		 * as roles go: stream ID parity, the duplicate tie-break. */
-		l->outbound = false;
-	} else if (l->outbound && !l->tr && p2p_session_is_frame1(body, len)) {
-		/* A relayed link has no peer address to dial again: there
-		 * a frame 1 fails the handshake below. */
-		redial_fresh(l);
-		return;
-	}
-	rc = p2p_session_handshake(l->sess, body, len, out, sizeof(out),
-				   &outlen);
-	if (outlen > 0 && link_write_frame(l, out, outlen) < 0)
-		return;
-	if (rc < 0) {
-		l->n->stats.hs_failed++;
-		link_bad(l, "handshake failed", rc);
-		return;
-	}
-	if (rc == 1)
-		on_established(l);
-}
-
-static void on_hello(struct link *l, const struct p2p_msg *m)
-{
-	bool server = m->u.hello.flags & P2P_HELLO_SERVER;
-	bool first = !l->hello_rx;
+	const struct p2p_msg *m = a->msg;
 
 	if (node_hello_dial_addr(m->u.hello.addrs, m->u.hello.naddrs,
 				 &l->remote, &l->peer_dial) < 0)
 		memset(&l->peer_dial, 0, sizeof(l->peer_dial));
-	if (!first && server == l->peer_server)
+	if (!a->announce)
 		return;
-	l->peer_server = server;
 	l->observed = m->u.hello.observed;
-	l->hello_rx = true;
-	l->deadline = 0;
-	node_emit_up(l->n, l, first);
+	node_emit_up(l->n, l, a->first);
 }
 
-static void on_pong(struct link *l, uint64_t nonce)
-{
-	if (l->ping_nonce && nonce == l->ping_nonce) {
-		l->rtt_ms = (double)(uv_hrtime() - l->ping_sent_hr) / 1e6;
-		l->ping_nonce = 0;
-	}
-}
-
+/* A message the link does not own: to the handler of its type. */
 static void on_msg(struct link *l, const struct p2p_msg *m)
 {
 	struct p2pd_node *n = l->n;
 	const struct node_msg_handler *h = node_msg_handler(n, m->type);
-	bool own = m->type == P2P_MSG_HELLO || m->type == P2P_MSG_PING ||
-		   m->type == P2P_MSG_PONG;
 
-	if (l->purpose == LP_DIALBACK)
-		return; /* we only came to say DIALBACK_OK */
-	if (m->type == P2P_MSG_GOAWAY) {
-		char id[P2P_ID_TEXT_LEN + 1];
-		p2p_peerid_to_text(&l->peer, id);
-		log_debug("peer %s: goaway: %.*s", id, (int)m->u.goaway.len,
-			  m->u.goaway.reason);
-		link_fail(l, "closed");
-		return;
-	}
-	if (!l->hello_rx && m->type != P2P_MSG_HELLO &&
-	    !(h && (h->flags & NODE_MSG_BEFORE_HELLO))) {
-		link_bad(l, "message before HELLO", -EPROTO);
-		return;
-	}
-	/* A relayed link carries tunnels and keepalive, not the overlay. */
-	if (l->kind == LINK_RELAY && !own &&
-	    !(h && (h->flags & NODE_MSG_ON_RELAYED))) {
-		n->stats.unknown_msgs++;
-		return;
-	}
-	switch (m->type) {
-	case P2P_MSG_HELLO:
-		on_hello(l, m);
-		return;
-	case P2P_MSG_PING: {
-		struct p2p_msg r = {.type = P2P_MSG_PONG};
-		r.u.ping.nonce = m->u.ping.nonce;
-		link_send_msg(l, &r);
-		return;
-	}
-	case P2P_MSG_PONG:
-		on_pong(l, m->u.ping.nonce);
-		break; /* a registered handler sees it too (ping) */
-	default:
-		break;
-	}
 	if (h)
 		h->fn(h->arg, l, m);
 	else if (m->type != P2P_MSG_PONG)
 		n->stats.unknown_msgs++;
 }
 
-static void on_record(struct link *l, const uint8_t *body, size_t len)
+/* The link is over, in the fsm's words: counted, logged, marked. */
+static void on_done(struct link *l, const struct p2p_linkfsm_action *a)
 {
-	struct p2pd_node *n = l->n;
-	struct p2p_msg m;
-	size_t mlen;
-	int rc;
+	struct node_stats *st = &l->n->stats;
+	char id[P2P_ID_TEXT_LEN + 1];
 
-	rc = p2p_session_open(l->sess, body, len, n->links->mbuf,
-			      sizeof(n->links->mbuf), &mlen);
-	if (rc < 0) {
-		n->stats.bad_frames++;
-		link_bad(l, "bad record", rc);
+	switch (a->cause) {
+	case P2P_LINKFSM_C_GOAWAY:
+		p2p_peerid_to_text(&l->peer, id);
+		log_debug("peer %s: goaway: %.*s", id,
+			  (int)a->msg->u.goaway.len, a->msg->u.goaway.reason);
+		link_fail(l, a->why);
+		return;
+	case P2P_LINKFSM_C_BAD_FRAME:
+	case P2P_LINKFSM_C_BAD_RECORD:
+		st->bad_frames++;
+		break;
+	case P2P_LINKFSM_C_HANDSHAKE:
+		st->hs_failed++;
+		break;
+	case P2P_LINKFSM_C_BAD_MSG:
+		st->bad_msgs++;
+		break;
+	case P2P_LINKFSM_C_TIMEOUT:
+	case P2P_LINKFSM_C_BEFORE_HELLO:
+		break;
+	default: /* ours, or not the peer's fault to log */
+		link_fail(l, a->why);
 		return;
 	}
-	l->last_rx = node_now(n);
-	rc = p2p_msg_decode(&m, n->links->mbuf, mlen);
-	if (rc == -ENOTSUP) {
-		n->stats.unknown_msgs++;
-		return;
-	}
-	if (rc < 0) {
-		n->stats.bad_msgs++;
-		link_bad(l, "undecodable message", rc);
-		return;
-	}
-	on_msg(l, &m);
+	link_bad(l, a->why, a->err);
 }
 
-/* The link's state machine: one frame body in. */
-static void link_on_frame(struct link *l, const uint8_t *body, size_t len)
+static void link_act(struct link *l, const struct p2p_linkfsm_action *a)
 {
-	switch (l->state) {
-	case LINK_HANDSHAKE:
-		on_hs_frame(l, body, len);
+	const struct p2p_peerid *peer = p2p_linkfsm_peer(l->fsm);
+
+	if (peer)
+		l->peer = *peer;
+	/* A punch that turned responder: the peer initiated, as far as
+	 * roles go (stream ID parity, the duplicate tie-break). */
+	if (l->punch_attempt)
+		l->outbound = p2p_linkfsm_initiator(l->fsm);
+	switch (a->type) {
+	case P2P_LINKFSM_WRITE:
+		link_write_frame(l, a->data, a->len);
 		break;
-	case LINK_UP:
-		on_record(l, body, len);
+	case P2P_LINKFSM_ESTABLISHED:
+		on_established(l);
 		break;
-	case LINK_CONNECTING:
-	case LINK_CLOSING:
-	case LINK_DEAD:
-		break; /* nothing is read in these states */
+	case P2P_LINKFSM_HELLO:
+		on_hello(l, a);
+		break;
+	case P2P_LINKFSM_RTT:
+		break; /* link_rtt() reads it */
+	case P2P_LINKFSM_MSG:
+		on_msg(l, a->msg);
+		break;
+	case P2P_LINKFSM_UNKNOWN:
+		l->n->stats.unknown_msgs++;
+		break;
+	case P2P_LINKFSM_REDIAL:
+		redial_fresh(l);
+		break;
+	case P2P_LINKFSM_CLOSING:
+		on_closing(l, a);
+		break;
+	case P2P_LINKFSM_DONE:
+		on_done(l, a);
+		break;
 	}
+}
+
+/*
+ * Carry out what the fsm asks, after each call into it. A dead link only
+ * empties the queue: nothing more is written or dispatched.
+ */
+static void link_run(struct link *l)
+{
+	struct p2p_linkfsm_action a;
+
+	while (p2p_linkfsm_poll(l->fsm, &a))
+		if (l->state != LINK_DEAD)
+			link_act(l, &a);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -816,23 +780,17 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	    uv_buf_init((char *)l->n->links->rbuf, sizeof(l->n->links->rbuf));
 }
 
-/* Bytes of the link's stream in: frames out to the state machine. */
+/* Bytes of the link's stream in: the fsm takes a frame at a time, and
+ * what it asks is done before the next one (a message points into the
+ * fsm's frame buffer until then). */
 static void link_feed(struct link *l, const uint8_t *data, size_t len)
 {
 	size_t off = 0;
 
 	while (off < len && usable(l)) {
-		const uint8_t *body;
-		size_t blen;
-		ssize_t k = p2p_framer_feed(l->fr, data + off, len - off);
-		if (k < 0) {
-			l->n->stats.bad_frames++;
-			link_bad(l, "bad frame", (int)k);
-			break;
-		}
-		off += (size_t)k;
-		if (p2p_framer_frame(l->fr, &body, &blen))
-			link_on_frame(l, body, blen);
+		off +=
+		    p2p_linkfsm_input(l->fsm, now_us(), data + off, len - off);
+		link_run(l);
 	}
 }
 
@@ -857,18 +815,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 }
 
 /*
- * Bytes from a transport (RELAY_DATA for a relayed link). They may point
- * into the message buffer the via link's records are decrypted into,
- * which this link's own records use too: copied first.
+ * Bytes from a transport (RELAY_DATA for a relayed link). They point into
+ * the via link's frame buffer, where its record was opened; that buffer
+ * is the via link's fsm's alone and stays put until its next input, and
+ * this link's fsm copies what it takes into its own: no copy here.
  */
 void link_input(struct link *l, const uint8_t *data, size_t len)
 {
-	struct links *ls = l->n->links;
-
-	if (len > sizeof(ls->tbuf))
+	if (len > P2P_MSG_MAX)
 		return; /* the codec never gives more */
-	memcpy(ls->tbuf, data, len);
-	link_feed(l, ls->tbuf, len);
+	link_feed(l, data, len);
 }
 
 struct link *link_open_on(struct p2pd_node *n, const struct link_transport *tr,
@@ -880,29 +836,27 @@ struct link *link_open_on(struct p2pd_node *n, const struct link_transport *tr,
 	/* The TCP handle is never opened: it only gives the link the same
 	 * close path (and memory rule) as every other link. */
 	struct link *l = link_new(n, initiator);
-	uint8_t out[P2P_HS_MAX];
-	size_t outlen;
+	/* The responder's fsm checks the peer once established. */
+	struct p2p_linkfsm_role role = {
+	    .initiator = initiator, .expect = peer, .relayed = true};
 
 	if (!l)
 		return NULL;
 	l->kind = LINK_RELAY;
 	l->remote = *remote;
 	l->local = *local;
-	l->has_expect = true; /* the responder checks it in on_established */
+	l->has_expect = true;
 	l->expect = *peer;
 	l->state = LINK_HANDSHAKE;
-	l->sess =
-	    p2p_session_new(&n->ident, initiator, initiator ? peer : NULL);
-	if (!l->sess ||
-	    (initiator &&
-	     p2p_session_start(l->sess, out, sizeof(out), &outlen) < 0)) {
+	if (link_start(l, &role) < 0) {
 		link_drop_silent(l);
 		return NULL;
 	}
 	l->tr = tr;
 	l->tr_ctx = ctx;
-	if (initiator)
-		link_write_frame(l, out, outlen);
+	/* An initiator writes frame 1 (a failing write marks it dead). */
+	if (p2p_linkfsm_connected(l->fsm, now_us(), local, remote) == 0)
+		link_run(l);
 	return l;
 }
 
@@ -921,8 +875,6 @@ static void record_addrs(struct link *l)
 static void on_connect(uv_connect_t *req, int status)
 {
 	struct link *l = req->data;
-	uint8_t out[P2P_HS_MAX];
-	size_t outlen;
 
 	if (status == UV_ECANCELED || !usable(l))
 		return;
@@ -943,12 +895,13 @@ static void on_connect(uv_connect_t *req, int status)
 			p2p_nat_sock_min_ttl(fd, l->remote.family, 0);
 	}
 	node_emit_connected(l->n, l);
-	if (uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read) < 0 ||
-	    p2p_session_start(l->sess, out, sizeof(out), &outlen) < 0) {
+	if (uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read) < 0) {
 		link_fail(l, "cannot start the handshake");
 		return;
 	}
-	link_write_frame(l, out, outlen);
+	/* Frame 1 (or DONE, when the handshake cannot start). */
+	p2p_linkfsm_connected(l->fsm, now_us(), &l->local, &l->remote);
+	link_run(l);
 }
 
 /*
@@ -974,9 +927,13 @@ static int dial_socket(struct p2pd_node *n, int family)
 static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
 			      const struct sockaddr_storage *ss,
 			      const struct p2p_peerid *expect,
-			      enum link_purpose p, bool reuse, int ttl,
-			      int *err)
+			      enum link_purpose p, bool punch, int ttl,
+			      bool reuse, int *err)
 {
+	struct p2p_linkfsm_role role = {.initiator = true,
+					.expect = expect,
+					.punch = punch,
+					.dialback = p == LP_DIALBACK};
 	struct link *l;
 	int rc = 0, fd = reuse ? dial_socket(n, addr->family) : -ENOENT;
 
@@ -1004,13 +961,16 @@ static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
 		if (rc == 0)
 			rc = p2p_nat_sock_min_ttl(fd, addr->family, ttl);
 	}
-	l->sess = p2p_session_new(&n->ident, true, expect);
+	if (punch) {
+		l->punch_attempt = true;
+		l->kind = LINK_DIRECT;
+	}
 	l->conn.data = l;
 	if (rc == 0)
-		rc = l->sess ? uv_tcp_connect(&l->conn, &l->tcp,
-					      (const struct sockaddr *)ss,
-					      on_connect)
-			     : -ENOMEM;
+		rc = link_start(l, &role);
+	if (rc == 0)
+		rc = uv_tcp_connect(&l->conn, &l->tcp,
+				    (const struct sockaddr *)ss, on_connect);
 	/* The SYN is out: what follows (retransmissions, the SYN-ACK of a
 	 * simultaneous open) goes with the normal TTL. */
 	if (rc == 0 && fd >= 0 && ttl > 0)
@@ -1049,9 +1009,9 @@ struct link *link_dial(struct p2pd_node *n, const struct p2p_addr *addr,
 		return NULL;
 	/* From the listen port first; where that four-tuple is taken (a
 	 * second link to the same address, TIME_WAIT), from a fresh port. */
-	l = dial_once(n, addr, &ss, expect, p, true, 0, err);
+	l = dial_once(n, addr, &ss, expect, p, false, 0, true, err);
 	if (!l && p2p_nat_sock_retry_unbound(*err))
-		l = dial_once(n, addr, &ss, expect, p, false, 0, err);
+		l = dial_once(n, addr, &ss, expect, p, false, 0, false, err);
 	return l;
 }
 
@@ -1059,21 +1019,17 @@ struct link *link_punch(struct p2pd_node *n, const struct p2p_addr *addr,
 			const struct p2p_peerid *expect, int ttl, int *err)
 {
 	struct sockaddr_storage ss;
-	struct link *l;
 
 	if ((*err = dial_admit(n, addr, &ss)) < 0)
 		return NULL;
-	l = dial_once(n, addr, &ss, expect, LP_OVERLAY, true, ttl, err);
-	if (l) {
-		l->punch_attempt = true;
-		l->kind = LINK_DIRECT;
-	}
-	return l;
+	return dial_once(n, addr, &ss, expect, LP_OVERLAY, true, ttl, true,
+			 err);
 }
 
 int link_accept(struct p2pd_node *n, uv_stream_t *server)
 {
 	struct link *l = link_new(n, false);
+	struct p2p_linkfsm_role role = {.initiator = false};
 	int rc;
 
 	if (!l)
@@ -1082,8 +1038,10 @@ int link_accept(struct p2pd_node *n, uv_stream_t *server)
 	rc = uv_accept(server, (uv_stream_t *)&l->tcp);
 	if (rc == 0) { /* harden9: admit.h: own budget, short deadline */
 		record_addrs(l);
-		l->deadline =
-		    admit_deadline(node_now(n), n->limits.handshake_timeout_ms);
+		l->hs_ms =
+		    (uint32_t)(admit_deadline(node_now(n),
+					      n->limits.handshake_timeout_ms) -
+			       node_now(n));
 	}
 	if (rc == 0 &&
 	    ((rc = admit_accept(n->admit, node_now(n), &l->remote, l->id)) <
@@ -1094,10 +1052,10 @@ int link_accept(struct p2pd_node *n, uv_stream_t *server)
 	}
 	if (rc == 0) {
 		uv_tcp_nodelay(&l->tcp, 1);
-		l->sess = p2p_session_new(&n->ident, false, NULL);
-		rc = l->sess ? uv_read_start((uv_stream_t *)&l->tcp, on_alloc,
-					     on_read)
-			     : -ENOMEM;
+		rc = link_start(l, &role);
+		if (rc == 0)
+			rc = uv_read_start((uv_stream_t *)&l->tcp, on_alloc,
+					   on_read);
 	}
 	if (rc < 0)
 		link_drop_silent(l);
@@ -1108,33 +1066,21 @@ int link_accept(struct p2pd_node *n, uv_stream_t *server)
 
 void link_ping(struct link *l)
 {
-	struct p2p_msg m = {.type = P2P_MSG_PING};
-
-	randombytes_buf(&m.u.ping.nonce, sizeof(m.u.ping.nonce));
-	m.u.ping.nonce |= 1; /* 0 means "none in flight" */
-	l->ping_nonce = m.u.ping.nonce;
-	l->ping_sent_hr = uv_hrtime();
-	l->last_ping = node_now(l->n);
-	link_send_msg(l, &m);
+	if (l->state == LINK_DEAD || !l->fsm)
+		return;
+	(void)p2p_linkfsm_ping(l->fsm, now_us());
+	link_run(l);
 }
 
-static uint64_t link_deadline(const struct link *l, const struct p2pd_node *n)
+/* In the hub's milliseconds, rounded up (see the top of this file). */
+static uint64_t link_deadline(const struct link *l)
 {
-	uint64_t t = UINT64_MAX;
+	uint64_t t;
 
-	if (l->state == LINK_DEAD)
-		return t;
-	if (l->deadline)
-		t = l->deadline;
-	if (l->state == LINK_UP && l->hello_rx) {
-		uint64_t idle = l->last_rx + n->limits.idle_timeout_ms;
-		uint64_t ka = l->last_ping + n->limits.keepalive_ms;
-		if (idle < t)
-			t = idle;
-		if (ka < t)
-			t = ka;
-	}
-	return t;
+	if (l->state == LINK_DEAD || !l->fsm)
+		return UINT64_MAX;
+	t = p2p_linkfsm_next_timer(l->fsm);
+	return t == UINT64_MAX ? t : (t + 999) / 1000;
 }
 
 uint64_t link_next(void *arg)
@@ -1143,47 +1089,24 @@ uint64_t link_next(void *arg)
 	uint64_t t = UINT64_MAX;
 
 	for (struct link *l = n->links->list; l; l = l->next) {
-		uint64_t d = link_deadline(l, n);
+		uint64_t d = link_deadline(l);
 		if (d < t)
 			t = d;
 	}
 	return t;
 }
 
-static void link_tick(struct link *l, uint64_t now)
-{
-	struct p2pd_node *n = l->n;
-
-	if (l->state == LINK_DEAD)
-		return;
-	if (l->state == LINK_CLOSING) {
-		if (now >= l->deadline)
-			link_fail(l, l->why);
-		return;
-	}
-	if (l->deadline && now >= l->deadline) {
-		l->deadline = 0;
-		link_bad(l, "handshake timeout", -ETIMEDOUT);
-		return;
-	}
-	if (l->state != LINK_UP || !l->hello_rx)
-		return;
-	if (now - l->last_rx >= n->limits.idle_timeout_ms) {
-		log_info("link: idle for %u ms, closing",
-			 n->limits.idle_timeout_ms);
-		link_close(l, 0, "idle timeout");
-		return;
-	}
-	if (now - l->last_ping >= n->limits.keepalive_ms)
-		link_ping(l);
-}
-
 void link_expire(void *arg, uint64_t now)
 {
 	struct p2pd_node *n = arg;
+	uint64_t us = now_us();
 
-	for (struct link *l = n->links->list; l; l = l->next)
-		link_tick(l, now);
+	for (struct link *l = n->links->list; l; l = l->next) {
+		if (l->state == LINK_DEAD || !l->fsm)
+			continue;
+		p2p_linkfsm_tick(l->fsm, us);
+		link_run(l);
+	}
 }
 
 /* harden9: max_links is not the fd limit. */

@@ -1,7 +1,8 @@
 /*
  * gen_seeds OUTDIR: write a few valid inputs for each fuzz target into
  * OUTDIR/fuzz_frame, OUTDIR/fuzz_msg, OUTDIR/fuzz_handshake and
- * OUTDIR/fuzz_punch (signed by fuzz identity 0 for identity 1). The
+ * OUTDIR/fuzz_punch (signed by fuzz identity 0 for identity 1) and
+ * OUTDIR/fuzz_linkfsm (messages its established pair seals). The
  * handshake seeds replay the fuzzer's deterministic randomness, so the
  * genuine frames in them are accepted and fuzzing starts deep.
  */
@@ -241,6 +242,36 @@ static void punch_seeds(void)
 	}
 }
 
+/* fuzz_linkfsm mode 1: HELLO first, then one message of each kind the
+ * link owns or hands on, each behind an even byte ("seal this"). */
+static void linkfsm_seeds(void)
+{
+	struct p2p_msg m[4] = {{.type = P2P_MSG_HELLO},
+			       {.type = P2P_MSG_PING},
+			       {.type = P2P_MSG_FIND_NODE},
+			       {.type = P2P_MSG_GOAWAY}};
+	uint8_t buf[512];
+	struct seed s;
+	size_t n;
+
+	m[1].u.ping.nonce = 7;
+	m[3].u.goaway.reason = "bye";
+	m[3].u.goaway.len = 3;
+	for (int k = 0; k < 4; k++) {
+		s.n = 0;
+		put(&s, (uint8_t[]){1 | (k & 1) << 2}, 1);
+		for (int i = 0; i <= k; i++) {
+			buf[0] = 0;
+			if (p2p_msg_encode(&m[i], buf + 1, sizeof(buf) - 1,
+					   &n) < 0)
+				exit(2);
+			put_chunk(&s, buf, n + 1);
+		}
+		put_chunk(&s, (uint8_t[]){0x03}, 1); /* a tick */
+		save("fuzz_linkfsm", k, &s);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -257,6 +288,7 @@ int main(int argc, char **argv)
 	msg_seeds();
 	handshake_seeds();
 	punch_seeds();
+	linkfsm_seeds();
 	printf("gen_seeds: wrote %d seeds under %s\n", nwritten, outdir);
 	return 0;
 }

@@ -1,0 +1,206 @@
+/*
+ * One link's protocol state machine, sans-I/O: the framer and the session
+ * (proto/frame.h, proto/session.h), the handshake roles (simultaneous
+ * open), HELLO, PING/PONG keepalive and rtt, the idle timeout, GOAWAY and
+ * its grace, and the per-type rules "message before HELLO" and "not on a
+ * relayed link". No sockets, no clock, no libuv: the caller feeds bytes
+ * and events with the current time and carries out the actions it polls.
+ *
+ * Time: `now` is a monotonic clock in MICROseconds (the rtt keeps its
+ * sub-millisecond precision); the limits in the config are milliseconds.
+ *
+ * The rules for the caller:
+ *  - after every call, poll until p2p_linkfsm_poll() returns false, and
+ *    re-arm a timer at p2p_linkfsm_next_timer();
+ *  - a WRITE action points into a buffer the fsm owns, valid until the
+ *    next call into the fsm (poll included): copy or write it at once.
+ *    Pending WRITEs are always polled before any other action, so a
+ *    handler called for an action may send at once;
+ *  - p2p_linkfsm_input() handles at most one frame per call and returns
+ *    how many bytes it took: call it again with the rest after polling.
+ *    A decoded message (MSG, HELLO, GOAWAY) points into the fsm's frame
+ *    buffer and is valid until the next p2p_linkfsm_input();
+ *  - application data is sealed by p2p_linkfsm_seal() straight into a
+ *    buffer the caller owns (its write request), so the data path has no
+ *    copy and no allocation in the fsm; small control messages can go
+ *    through p2p_linkfsm_send_msg() and come out as WRITE.
+ *
+ * Memory: one allocation for the fsm, the framer (whose buffer grows to
+ * the largest frame seen) and the session; nothing per record. Records
+ * are decrypted in place in the framer's buffer.
+ */
+#ifndef P2P_CORE_LINKFSM_H
+#define P2P_CORE_LINKFSM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/addr.h"
+#include "proto/identity.h"
+#include "proto/msg.h"
+#include "proto/peerid.h"
+
+#define P2P_LINKFSM_OUT_MAX 1024  /* the fsm's own output per call */
+#define P2P_LINKFSM_QUEUE_MAX 8	  /* actions not yet polled */
+#define P2P_LINKFSM_GRACE_MS 2000 /* wait for the peer's EOF after GOAWAY */
+
+/* Per-type policy, a bitmap indexed by message type. */
+struct p2p_linkfsm_types {
+	uint8_t bits[32];
+};
+
+static inline void p2p_linkfsm_types_set(struct p2p_linkfsm_types *t,
+					 uint8_t type)
+{
+	t->bits[type >> 3] |= (uint8_t)(1u << (type & 7));
+}
+
+static inline bool p2p_linkfsm_types_has(const struct p2p_linkfsm_types *t,
+					 uint8_t type)
+{
+	return t->bits[type >> 3] & (1u << (type & 7));
+}
+
+struct p2p_linkfsm_config {
+	/* Signs the handshake; must outlive the fsm (see session.h). */
+	const struct p2p_identity *self;
+	uint32_t handshake_ms; /* from creation to the peer's HELLO */
+	uint32_t keepalive_ms; /* PING this long after the last one */
+	uint32_t idle_ms;      /* close after this long without a record */
+	uint32_t grace_ms;     /* after GOAWAY; 0: P2P_LINKFSM_GRACE_MS */
+	/* Types accepted before the peer's HELLO (HELLO always is). */
+	struct p2p_linkfsm_types before_hello;
+	/* Types carried on a relayed link besides HELLO/PING/PONG; the
+	 * rest is dropped (UNKNOWN). */
+	struct p2p_linkfsm_types on_relayed;
+	/* Randomness (PING nonces). */
+	void (*random)(void *arg, void *buf, size_t len);
+	void *random_arg;
+};
+
+struct p2p_linkfsm_role {
+	bool initiator;
+	/* The peer we expect, or NULL for any (bootstrap by address). An
+	 * initiator's session rejects another peer; a responder (or a punch
+	 * that turned responder) checks it once established. */
+	const struct p2p_peerid *expect;
+	/* A hole punching attempt, a simultaneous open on purpose: on the
+	 * peer's frame 1 the lower ID stays initiator and ignores it, the
+	 * higher becomes responder (needs expect). */
+	bool punch;
+	/* Over a relay circuit: a frame 1 to an initiator fails the
+	 * handshake (no address to dial again), and on_relayed applies. */
+	bool relayed;
+	/* A dial-back: once established, say DIALBACK_OK and close; every
+	 * message from the peer is ignored. */
+	bool dialback;
+};
+
+enum p2p_linkfsm_act {
+	P2P_LINKFSM_WRITE,	 /* data, len: send these bytes */
+	P2P_LINKFSM_ESTABLISHED, /* handshake done: peer known */
+	P2P_LINKFSM_HELLO,	 /* msg; first, announce */
+	P2P_LINKFSM_RTT,	 /* rtt_ms: our PING's PONG came back */
+	P2P_LINKFSM_MSG,	 /* msg: for the handler of its type */
+	P2P_LINKFSM_UNKNOWN,	 /* a message dropped (type, or relayed) */
+	P2P_LINKFSM_REDIAL,	 /* plain dial met a dial: dial again (end) */
+	P2P_LINKFSM_CLOSING,	 /* GOAWAY written: half-close, await EOF */
+	P2P_LINKFSM_DONE,	 /* the link is over: cause, why, err, msg */
+};
+
+/* Why a link closes (CLOSING, DONE), for the caller's logs and counters. */
+enum p2p_linkfsm_cause {
+	P2P_LINKFSM_C_CLOSED,	    /* our close (its reason) or grace over */
+	P2P_LINKFSM_C_GOAWAY,	    /* the peer said GOAWAY (msg) */
+	P2P_LINKFSM_C_SELF,	    /* we connected to ourselves */
+	P2P_LINKFSM_C_EXPECT,	    /* not the expected peer */
+	P2P_LINKFSM_C_DIALBACK,	    /* dial-back said */
+	P2P_LINKFSM_C_IDLE,	    /* nothing heard for idle_ms */
+	P2P_LINKFSM_C_TIMEOUT,	    /* no HELLO within handshake_ms */
+	P2P_LINKFSM_C_BAD_FRAME,    /* framing error */
+	P2P_LINKFSM_C_HANDSHAKE,    /* handshake failed */
+	P2P_LINKFSM_C_BAD_RECORD,   /* record did not authenticate */
+	P2P_LINKFSM_C_BAD_MSG,	    /* undecodable message */
+	P2P_LINKFSM_C_BEFORE_HELLO, /* message before HELLO */
+	P2P_LINKFSM_C_INTERNAL,	    /* out of memory, output overflow */
+};
+
+struct p2p_linkfsm_action {
+	enum p2p_linkfsm_act type;
+	const uint8_t *data; /* WRITE */
+	size_t len;
+	const struct p2p_msg *msg;    /* HELLO, MSG, DONE by GOAWAY */
+	bool first;		      /* HELLO: the peer's first */
+	bool announce;		      /* HELLO: first or server flag changed */
+	double rtt_ms;		      /* RTT */
+	enum p2p_linkfsm_cause cause; /* CLOSING, DONE */
+	const char *why;	      /* CLOSING, DONE: a static string */
+	int err;		      /* DONE: 0, or -errno the peer caused */
+};
+
+struct p2p_linkfsm;
+
+/* A new fsm at now; the handshake deadline starts here. A responder is
+ * ready for input; an initiator waits for p2p_linkfsm_connected(). The
+ * config is copied; role->expect too. NULL on ENOMEM. */
+struct p2p_linkfsm *p2p_linkfsm_new(const struct p2p_linkfsm_config *cfg,
+				    const struct p2p_linkfsm_role *role,
+				    uint64_t now);
+void p2p_linkfsm_free(struct p2p_linkfsm *f);
+
+/* The transport is connected (addresses: for the getters). An initiator
+ * writes frame 1. 0, or -errno (then DONE follows). */
+int p2p_linkfsm_connected(struct p2p_linkfsm *f, uint64_t now,
+			  const struct p2p_addr *local,
+			  const struct p2p_addr *remote);
+
+/* Bytes in: takes at most one frame; returns the bytes taken (all of them
+ * once the fsm is closing or done). */
+size_t p2p_linkfsm_input(struct p2p_linkfsm *f, uint64_t now,
+			 const uint8_t *data, size_t len);
+
+/* Deadlines: call at or after p2p_linkfsm_next_timer() (UINT64_MAX:
+ * none). */
+void p2p_linkfsm_tick(struct p2p_linkfsm *f, uint64_t now);
+uint64_t p2p_linkfsm_next_timer(const struct p2p_linkfsm *f);
+
+/* Leave: GOAWAY(code, reason) and CLOSING when established (DONE when
+ * grace_ms passes), else DONE at once. reason: a static string. */
+void p2p_linkfsm_close(struct p2p_linkfsm *f, uint64_t now, uint8_t code,
+		       const char *reason);
+
+/* A keepalive PING now (its PONG gives RTT). 0 or -ENOTCONN. */
+int p2p_linkfsm_ping(struct p2p_linkfsm *f, uint64_t now);
+
+/* The nonce a dial-back's DIALBACK_OK carries (set before it is up). */
+void p2p_linkfsm_set_dialback_nonce(struct p2p_linkfsm *f, uint64_t nonce);
+
+/*
+ * Seal one encoded message (<= P2P_MSG_MAX) into out, a whole frame;
+ * cap >= len + P2P_RECORD_OVERHEAD. 0, -ENOTCONN (not established or
+ * closing), -EAGAIN (a WRITE not yet polled: order would break), or the
+ * session's -EMSGSIZE/-EPIPE.
+ */
+int p2p_linkfsm_seal(struct p2p_linkfsm *f, const uint8_t *msg, size_t len,
+		     uint8_t *out, size_t cap, size_t *outlen)
+    __attribute__((warn_unused_result));
+
+/* Encode and seal m into the fsm's buffer (a WRITE action): for small
+ * control messages. 0, -ENOTCONN, -EMSGSIZE (no room), -EINVAL. */
+int p2p_linkfsm_send_msg(struct p2p_linkfsm *f, const struct p2p_msg *m);
+
+/* The next action; false when there is none. */
+bool p2p_linkfsm_poll(struct p2p_linkfsm *f, struct p2p_linkfsm_action *a);
+
+/* Properties. */
+bool p2p_linkfsm_initiator(const struct p2p_linkfsm *f); /* after a switch */
+bool p2p_linkfsm_established(const struct p2p_linkfsm *f);
+bool p2p_linkfsm_done(const struct p2p_linkfsm *f); /* closing or over */
+bool p2p_linkfsm_hello_rx(const struct p2p_linkfsm *f);
+bool p2p_linkfsm_peer_server(const struct p2p_linkfsm *f);
+/* The authenticated peer once established, else NULL. */
+const struct p2p_peerid *p2p_linkfsm_peer(const struct p2p_linkfsm *f);
+double p2p_linkfsm_rtt(const struct p2p_linkfsm *f); /* < 0 until measured */
+
+#endif
