@@ -179,7 +179,7 @@ static void genuine(struct p2p_identity ids[2], uint8_t f[3][P2P_HS_MAX],
 static void handshake_seeds(void)
 {
 	struct p2p_identity ids[2];
-	uint8_t f[3][P2P_HS_MAX], zeros[144] = {0};
+	uint8_t f[3][P2P_HS_MAX], zeros[145] = {0};
 	size_t n[3];
 	struct seed s;
 

@@ -272,7 +272,7 @@ static void handshake(const struct p2p_identity *ii,
 	/* A responder waits for frame 1; an initiator for connected(). */
 	cr_assert_eq(A.wlen, 0);
 	connect_both();
-	cr_assert_eq(A.wlen, 37 + P2P_FRAME_HDR, "frame 1");
+	cr_assert_eq(A.wlen, 38 + P2P_FRAME_HDR, "frame 1");
 	cr_assert_eq(B.wlen, 0, "a responder says nothing first");
 	pump();
 	cr_assert_eq(A.established, 1);
