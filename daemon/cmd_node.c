@@ -13,6 +13,7 @@
 #include "cmd_node.h"
 #include "link.h"
 #include "log.h"
+#include "names.h"
 #include "nodeutil.h"
 #include "ovl.h"
 #include "relay.h"
@@ -333,16 +334,20 @@ static void cmd_peers(void *ctx, struct ctl_req *req, json_t *args)
 	};
 
 	for (struct link *l = link_first(n); l; l = link_next_of(l)) {
+		const char *name;
+		json_t *p;
 		if (!link_is_up(l) || link_purpose(l) != LP_OVERLAY)
 			continue;
-		json_array_append_new(
-		    peers, json_pack("{s:o, s:o, s:s, s:s, s:o}", "id",
-				     id_json(link_peer(l)), "addr",
-				     addr_json(link_remote(l)), "dir",
-				     link_outbound(l) ? "out" : "in", "link",
-				     kinds[link_kind(l)], "rtt_ms",
-				     link_rtt(l) < 0 ? json_null()
-						     : json_real(link_rtt(l))));
+		p = json_pack(
+		    "{s:o, s:o, s:s, s:s, s:o}", "id", id_json(link_peer(l)),
+		    "addr", addr_json(link_remote(l)), "dir",
+		    link_outbound(l) ? "out" : "in", "link",
+		    kinds[link_kind(l)], "rtt_ms",
+		    link_rtt(l) < 0 ? json_null() : json_real(link_rtt(l)));
+		name = names_of(n->names, link_peer(l));
+		if (name)
+			json_object_set_new(p, "name", json_string(name));
+		json_array_append_new(peers, p);
 	}
 	ctl_reply_ok(req, json_pack("{s:o}", "peers", peers));
 }
@@ -422,7 +427,7 @@ static void cmd_ping(void *ctx, struct ctl_req *req, json_t *args)
 	struct p2p_peerid id;
 	struct link *l;
 
-	if (node_arg_peer(req, args, &id) < 0)
+	if (node_arg_peer(req, args, n->names, &id) < 0)
 		return;
 	l = link_find_up(n, &id, LINK_KINDS_ALL);
 	if (l) {
@@ -444,7 +449,7 @@ static void cmd_lookup(void *ctx, struct ctl_req *req, json_t *args)
 	uint64_t lid;
 	int rc;
 
-	if (node_arg_peer(req, args, &id) < 0)
+	if (node_arg_peer(req, args, n->names, &id) < 0)
 		return;
 	rc = ovl_lookup(n, &id, on_lookup, n, &lid);
 	if (rc < 0) {

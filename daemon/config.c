@@ -41,6 +41,8 @@ static const char usage_text[] =
     "  -d, --state-dir DIR        identity and peer cache\n"
     "      --log-level LEVEL      error, warn, info or debug\n"
     "  -n                         check the configuration and exit\n"
+    "      --show-id              print the state directory's peer ID and "
+    "exit\n"
     "      --version              print the version and exit\n"
     "      --help                 print this help and exit\n";
 
@@ -162,9 +164,10 @@ struct flags {
 	const char *state_dir;
 	const char *log_level;
 	bool check_only;
+	bool show_id;
 };
 
-enum { OPT_LOG_LEVEL = 256, OPT_VERSION, OPT_HELP };
+enum { OPT_LOG_LEVEL = 256, OPT_VERSION, OPT_HELP, OPT_SHOW_ID };
 
 static const struct option long_opts[] = {
     {"config", required_argument, NULL, 'c'},
@@ -175,6 +178,7 @@ static const struct option long_opts[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
+    {"show-id", no_argument, NULL, OPT_SHOW_ID},
     {NULL, 0, NULL, 0},
 };
 
@@ -236,6 +240,9 @@ static int parse_flags(struct flags *f, int argc, char **argv, char *err,
 		case OPT_LOG_LEVEL:
 			f->log_level = optarg;
 			break;
+		case OPT_SHOW_ID:
+			f->show_id = true;
+			break;
 		case OPT_VERSION:
 			printf("p2pd %s\n", P2PD_VERSION);
 			return 1;
@@ -286,6 +293,7 @@ static int apply_flags(struct p2pd_config *c, const struct flags *f, char *err,
 		c->log_level = lvl;
 	}
 	c->check_only = f->check_only;
+	c->show_id = f->show_id;
 	return 0;
 }
 

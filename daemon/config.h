@@ -52,6 +52,7 @@ struct p2pd_config {
 	struct p2pd_service services[P2PD_MAX_SERVICES];
 	struct p2pd_limits limits;
 	bool check_only; /* -n: check config and exit */
+	bool show_id;	 /* --show-id: print the state dir's ID, exit */
 };
 
 /*

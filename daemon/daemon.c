@@ -19,6 +19,7 @@
 #include "link.h"
 #include "listen.h"
 #include "log.h"
+#include "names.h"
 #include "node.h"
 #include "ovl.h"
 #include "punch.h"
@@ -113,8 +114,28 @@ static int wire_time(struct p2pd_node *n)
 	return rc;
 }
 
+/* Petnames from the state dir: a corrupt file is a warning, never a
+ * refusal to start (SPEC section 9). */
+static int names_start(struct p2pd_node *n)
+{
+	char path[PATH_MAX + 16], err[256] = "";
+	int rc;
+
+	n->names = names_new();
+	if (!n->names)
+		return -ENOMEM;
+	snprintf(path, sizeof(path), "%s/%s", n->state_dir, NAMES_FILE);
+	rc = names_load(n->names, path, err, sizeof(err));
+	if (rc < 0 && rc != -ENOENT)
+		log_warnx("%s: %s: no names until one is added (which "
+			  "rewrites the file)",
+			  path, err[0] ? err : strerror(-rc));
+	return 0;
+}
+
 static void free_services(struct p2pd_node *n)
 {
+	names_free(n->names);
 	cmd_node_free(n);
 	tunnel_free(n);
 	reach_free(n);
@@ -147,6 +168,8 @@ static int init_services(struct p2pd_node *n, uv_loop_t *loop,
 		rc = tunnel_module_init(n);
 	if (rc == 0)
 		rc = cmd_node_init(n);
+	if (rc == 0)
+		rc = names_start(n);
 	if (rc == 0 &&
 	    (wire_messages(n) || wire_apps(n) || wire_links(n) || wire_time(n)))
 		rc = -ENOSPC;
@@ -213,6 +236,7 @@ int p2pd_node_start(uv_loop_t *loop, const struct p2pd_config *cfg,
 	p2pd_node_ncommands = 0;
 	add_commands(cmd_node_commands, cmd_node_ncommands);
 	add_commands(tunnel_commands, tunnel_ncommands);
+	add_commands(cmd_names_commands, cmd_names_ncommands);
 	rc = init_services(n, loop, cfg, ident);
 	for (size_t i = 0; i < cfg->nlisten && rc == 0; i++)
 		rc = listen_start(n, &cfg->listen[i], err, errlen);

@@ -102,6 +102,32 @@ static int load_identity(struct daemon *d)
 	return 0;
 }
 
+/* --show-id: the ID of the state dir's identity; creates nothing. */
+static int show_id(const struct p2pd_config *c)
+{
+	char path[PATH_MAX + 16], err[256] = "", idtext[P2P_ID_TEXT_LEN + 1];
+	struct p2p_identity ident;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/identity.key", c->state_dir);
+	r = p2p_identity_load(&ident, path, err, sizeof(err));
+	if (r == -ENOENT) {
+		fprintf(stderr,
+			"p2pd: no identity in %s yet (p2pd makes one "
+			"when it first starts)\n",
+			c->state_dir);
+		return r;
+	}
+	if (r < 0) {
+		fprintf(stderr, "p2pd: %s\n", err[0] ? err : p2p_strerror(r));
+		return r;
+	}
+	p2p_peerid_to_text(&ident.id, idtext);
+	printf("%s\n", idtext);
+	p2p_identity_wipe(&ident);
+	return 0;
+}
+
 static void close_if_open(uv_handle_t *h, void *arg)
 {
 	if (!uv_is_closing(h))
@@ -337,6 +363,8 @@ int main(int argc, char **argv)
 	log_set_level(config.log_level);
 	if (sodium_init() < 0)
 		fatalx("libsodium failed to initialise");
+	if (config.show_id)
+		return show_id(&config) < 0 ? 1 : 0;
 	if (load_identity(&d) < 0)
 		return 1;
 	r = uv_loop_init(&d.loop);

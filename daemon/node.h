@@ -52,6 +52,7 @@ struct relays;
 struct reach;
 struct tunnels;
 struct cmd_node;
+struct names; /* petnames (names.h), kept by daemon.c */
 
 struct listener {
 	struct p2pd_node *n;
@@ -128,6 +129,7 @@ struct p2pd_node {
 	struct reach *reach;
 	struct tunnels *tun;
 	struct cmd_node *cmd;
+	struct names *names;
 
 	/* Registries. */
 	struct {

@@ -56,7 +56,7 @@ static void tunnel_cmd_open(void *ctx, struct ctl_req *req, json_t *args)
 	char service[P2P_SERVICE_NAME_MAX + 1];
 	struct tun *t;
 
-	if (node_arg_peer(req, args, &id) < 0 ||
+	if (node_arg_peer(req, args, n->names, &id) < 0 ||
 	    arg_service(req, args, service, sizeof(service)) < 0)
 		return;
 	t = tun_new(n, TUN_OPEN);
@@ -115,7 +115,7 @@ static void tunnel_cmd_connect(void *ctx, struct ctl_req *req, json_t *args)
 	struct connect_req *c;
 	struct p2p_peerid id;
 
-	if (node_arg_peer(req, args, &id) < 0)
+	if (node_arg_peer(req, args, n->names, &id) < 0)
 		return;
 	c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -286,7 +286,7 @@ static void tunnel_cmd_forward(void *ctx, struct ctl_req *req, json_t *args)
 		return;
 	struct p2p_peerid id;
 	char service[P2P_SERVICE_NAME_MAX + 1];
-	if (node_arg_peer(req, args, &id) < 0 ||
+	if (node_arg_peer(req, args, n->names, &id) < 0 ||
 	    arg_service(req, args, service, sizeof(service)) < 0)
 		return;
 	if (p2p_peerid_equal(&id, &n->ident.id)) {
@@ -361,9 +361,12 @@ static void tunnel_cmd_forwards(void *ctx, struct ctl_req *req, json_t *args)
 	for (struct fwd *f = n->tun->fwds; f; f = f->next) {
 		p2p_addr_format(&f->listen, a, sizeof(a));
 		p2p_peerid_to_text(&f->peer, id);
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:s}",
-						     "listen", a, "peer", id,
-						     "service", f->service));
+		json_t *o = json_pack("{s:s, s:s, s:s}", "listen", a, "peer",
+				      id, "service", f->service);
+		const char *name = names_of(n->names, &f->peer);
+		if (name)
+			json_object_set_new(o, "name", json_string(name));
+		json_array_append_new(arr, o);
 	}
 	ctl_reply_ok(req, json_pack("{s:o}", "forwards", arr));
 }

@@ -12,6 +12,7 @@
 #include "print.h"
 #include "proto/addr.h"
 #include "proto/peerid.h"
+#include "proto/petname.h"
 
 #define LISTEN_TEXT_MAX (P2P_ADDR_TEXT_MAX + 8)
 #define PORT_DIGITS_MAX 5
@@ -33,6 +34,15 @@ int check_peer_id(const char *s)
 	struct p2p_peerid id;
 
 	return p2p_peerid_from_text(&id, s, strlen(s));
+}
+
+/* An ID or a name, either may end in ".p2p" (the daemon knows names). */
+int check_peer_ref(const char *s)
+{
+	char name[P2P_NAME_MAX + 1];
+	struct p2p_peerid id;
+
+	return p2p_peer_ref_parse(s, strlen(s), &id, name) < 0 ? -EINVAL : 0;
 }
 
 /*
@@ -66,10 +76,10 @@ static int check_listen(const char *s, char *out, size_t outlen)
 static int put_peer(json_t *req, const char *key, const char *id, char *err,
 		    size_t errlen)
 {
-	if (check_peer_id(id) < 0)
+	if (check_peer_ref(id) < 0)
 		return usage_err(err, errlen,
 				 "invalid_peer_id: peer: not a peer ID (52 "
-				 "base32 characters)");
+				 "base32 characters) or a name");
 	json_object_set_new(req, key, json_string(id));
 	return 0;
 }
@@ -189,6 +199,33 @@ static int build_pipe(int argc, char **argv, json_t *req, char *err,
 	return put_service(req, argv[1], err, errlen);
 }
 
+/* name add NAME ID | name rm NAME */
+static int build_name(int argc, char **argv, json_t *req, char *err,
+		      size_t errlen)
+{
+	int add = !strcmp(argv[0], "add");
+
+	if ((!add && strcmp(argv[0], "rm")) || argc != (add ? 3 : 2))
+		return usage_err(err, errlen,
+				 "usage: p2pctl name add NAME ID | name rm "
+				 "NAME");
+	if (!p2p_name_valid(argv[1], strlen(argv[1])))
+		return usage_err(err, errlen,
+				 "bad_request: name: expected 1 to 32 of a-z "
+				 "0-9 -, starting with a letter");
+	json_object_set_new(req, "cmd",
+			    json_string(add ? "name_add" : "name_rm"));
+	json_object_set_new(req, "name", json_string(argv[1]));
+	if (!add)
+		return 0;
+	if (check_peer_id(argv[2]) < 0)
+		return usage_err(err, errlen,
+				 "invalid_peer_id: peer: not a peer ID (52 "
+				 "base32 characters)");
+	json_object_set_new(req, "peer", json_string(argv[2]));
+	return 0;
+}
+
 static const struct option expose_opts[] = {
     {"allow", required_argument, NULL, 'a'},
     {NULL, 0, NULL, 0},
@@ -200,8 +237,8 @@ const struct ctl_cmd ctl_cmds[] = {
     {"status", "", "identity, listen addresses, NAT type, peers, DHT mode",
      NULL, 0, 0, CMD_TIMEOUT_MS, build_none, print_status, NULL, NULL},
     {"peers", "", "current links",
-     "Columns: peer ID, address, direction (in/out), link kind\n"
-     "(overlay/direct/relay) and round-trip time.",
+     "Columns: peer ID (its name when it has one), address, direction\n"
+     "(in/out), link kind (overlay/direct/relay) and round-trip time.",
      0, 0, CMD_TIMEOUT_MS, build_none, print_peers, NULL, NULL},
     {"lookup", "ID", "closest known peers to ID",
      "Runs an overlay lookup for ID and lists the closest peers found.", 1, 1,
@@ -236,6 +273,14 @@ const struct ctl_cmd ctl_cmds[] = {
      "Example: ssh -o ProxyCommand='p2pctl pipe %h ssh' <peer-id>\n"
      "EOF on stdin half-closes; output continues until the remote closes.",
      2, 2, CMD_TIMEOUT_LONG_MS, build_pipe, NULL, NULL, NULL},
+    {"name", "add NAME ID | rm NAME", "give a peer ID a name, or take it away",
+     "NAME: 1 to 32 of a-z 0-9 -, starting with a letter. Wherever an ID\n"
+     "is taken, NAME and NAME.p2p are taken too (ssh alice.p2p with\n"
+     "ProxyCommand='p2pctl pipe %h ssh'). Kept by the daemon in its state "
+     "dir.",
+     2, 3, CMD_TIMEOUT_MS, build_name, NULL, NULL, NULL},
+    {"names", "", "the names this daemon knows", NULL, 0, 0, CMD_TIMEOUT_MS,
+     build_none, print_names, NULL, NULL},
 };
 const size_t ctl_ncmds = sizeof(ctl_cmds) / sizeof(ctl_cmds[0]);
 

@@ -43,5 +43,7 @@ const struct ctl_cmd *ctl_cmd_find(const char *name);
 
 /* 0 when s is a peer ID (proto's decoder), else -EINVAL. */
 int check_peer_id(const char *s);
+/* 0 when s is an ID or a name, either maybe ending in ".p2p". */
+int check_peer_ref(const char *s);
 
 #endif

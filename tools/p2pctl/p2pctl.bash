@@ -4,7 +4,7 @@
 # answers). Needs plain bash only, not the bash-completion helpers.
 
 _p2pctl_commands='id status peers lookup connect ping bootstrap expose
-unexpose services forward unforward forwards pipe help'
+unexpose services forward unforward forwards pipe name names help'
 _p2pctl_options='--socket= --json --timeout= --help --version'
 
 # COMP_WORDS split at ':' and '=' (COMP_WORDBREAKS), so "127.0.0.1:80"
@@ -108,6 +108,10 @@ _p2pctl_arg()
 	expose:*) [ "${words[cword - 1]}" = --allow ] && _p2pctl_peers ;;
 	unexpose:0) _p2pctl_offer "$(_p2pctl_ask services service)" ;;
 	unforward:0) _p2pctl_offer "$(_p2pctl_ask forwards listen)" ;;
+	name:0) _p2pctl_offer "add rm" ;;
+	name:1) [ "${words[cword - 1]}" = rm ] &&
+		_p2pctl_offer "$(_p2pctl_ask names name)" ;;
+	name:2) _p2pctl_offer "$(_p2pctl_ask peers id)" ;;
 	esac
 }
 

@@ -54,6 +54,14 @@ static const char *joined(json_t *a, const char *dflt, char *buf, size_t len)
 	return buf;
 }
 
+/* A peer as people know it: its name when the daemon has one. */
+static const char *peer_of(json_t *o, const char *idkey)
+{
+	const char *name = json_string_value(json_object_get(o, "name"));
+
+	return name ? name : str(o, idkey);
+}
+
 void print_id(json_t *r)
 {
 	printf("%s\n", str(r, "id"));
@@ -93,7 +101,7 @@ void print_peers(json_t *r)
 	{
 		char rtt[CELL_MAX];
 		json_t *v = json_object_get(p, "rtt_ms");
-		const char *row[5] = {str(p, "id"), str(p, "addr"),
+		const char *row[5] = {peer_of(p, "id"), str(p, "addr"),
 				      str(p, "dir"), str(p, "link"), rtt};
 		if (json_is_number(v))
 			snprintf(rtt, sizeof(rtt), "%.2f ms",
@@ -203,8 +211,26 @@ void print_forwards(json_t *r)
 		return;
 	json_array_foreach(json_object_get(r, "forwards"), i, f)
 	{
-		const char *row[3] = {str(f, "listen"), str(f, "peer"),
+		const char *row[3] = {str(f, "listen"), peer_of(f, "peer"),
 				      str(f, "service")};
+		table_add(&t, row);
+	}
+	table_print(&t, stdout);
+	table_free(&t);
+}
+
+void print_names(json_t *r)
+{
+	static const char *const hdr[] = {"NAME", "ID"};
+	struct table t;
+	size_t i;
+	json_t *e;
+
+	if (table_init(&t, 2, hdr) < 0)
+		return;
+	json_array_foreach(json_object_get(r, "names"), i, e)
+	{
+		const char *row[2] = {str(e, "name"), str(e, "peer")};
 		table_add(&t, row);
 	}
 	table_print(&t, stdout);

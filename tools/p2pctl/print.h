@@ -17,5 +17,6 @@ void print_services(json_t *r);
 void print_forward(json_t *r);
 void print_unforward(json_t *r);
 void print_forwards(json_t *r);
+void print_names(json_t *r);
 
 #endif
