@@ -17,6 +17,7 @@
 #include "nodeutil.h"
 #include "ovl.h"
 #include "relay.h"
+#include "tunnel.h"
 
 #define CMD_BOOTSTRAP_TIMEOUT_MS 10000 /* `bootstrap` command */
 #define CMD_PING_TIMEOUT_MS 5000       /* `ping` command */
@@ -485,10 +486,12 @@ static void cmd_expose(void *ctx, struct ctl_req *req, json_t *args)
 				P2PD_MAX_SERVICES);
 		return;
 	}
+	svc.runtime = true;
 	n->services[i] = svc;
 	if (i == n->nservices)
 		n->nservices++;
 	log_info("service %s exposed: %s", svc.name, svc.target);
+	tun_runtime_save(n);
 	ctl_reply_ok(req, NULL);
 }
 
@@ -503,12 +506,18 @@ static void cmd_unexpose(void *ctx, struct ctl_req *req, json_t *args)
 		return;
 	}
 	for (size_t i = 0; i < n->nservices; i++) {
+		bool runtime = n->services[i].runtime;
 		if (strcmp(n->services[i].name, json_string_value(v)))
 			continue;
 		memmove(&n->services[i], &n->services[i + 1],
 			(n->nservices - i - 1) * sizeof(n->services[0]));
 		n->nservices--;
-		log_info("service %s withdrawn", json_string_value(v));
+		if (runtime)
+			tun_runtime_save(n);
+		log_info("service %s withdrawn%s", json_string_value(v),
+			 runtime ? ""
+				 : " (the config file's: back at SIGHUP or "
+				   "the next start)");
 		ctl_reply_ok(req, NULL);
 		return;
 	}

@@ -18,6 +18,8 @@
 #define P2PD_MAX_SERVICES 64
 #define P2PD_MAX_ALLOW 64
 #define P2PD_GROUP_NAME_MAX 64 /* control_group, with its NUL */
+#define P2PD_MAX_FORWARDS 64
+#define P2PD_PEER_REF_MAX 64 /* an ID or a name, maybe with ".p2p" */
 
 struct p2pd_service {
 	char name[64];
@@ -26,6 +28,15 @@ struct p2pd_service {
 	bool allow_any;		     /* no "allow" list */
 	size_t nallow;
 	struct p2p_peerid allow[P2PD_MAX_ALLOW];
+	bool runtime; /* made by expose: kept in STATE_DIR/runtime.json */
+};
+
+/* A forward of the config file; the peer (ID or name) is resolved when
+ * the node starts, when names are known. */
+struct p2pd_forward {
+	struct p2p_addr listen;
+	char peer[P2PD_PEER_REF_MAX];
+	char service[P2P_SERVICE_NAME_MAX + 1];
 };
 
 struct p2pd_limits {
@@ -50,6 +61,8 @@ struct p2pd_config {
 	int log_level; /* LOG_LVL_* */
 	size_t nservices;
 	struct p2pd_service services[P2PD_MAX_SERVICES];
+	size_t nforwards;
+	struct p2pd_forward forwards[P2PD_MAX_FORWARDS];
 	struct p2pd_limits limits;
 	bool check_only; /* -n: check config and exit */
 	bool show_id;	 /* --show-id: print the state dir's ID, exit */

@@ -255,6 +255,7 @@ int p2pd_node_start(uv_loop_t *loop, const struct p2pd_config *cfg,
 		}
 		return rc;
 	}
+	tunnel_restore(n, cfg);
 	ovl_join(n, cfg);
 	node_settle(n);
 	*out = n;
@@ -267,11 +268,24 @@ void p2pd_node_stop(struct p2pd_node *n, void (*done)(void *arg), void *arg)
 	close_all(n, done, arg);
 }
 
+/* The config file's services anew; those made by expose stay (and win
+ * over a config service of the same name). */
 void p2pd_node_set_services(struct p2pd_node *n, const struct p2pd_config *cfg)
 {
-	n->nservices = cfg->nservices;
-	memcpy(n->services, cfg->services,
-	       cfg->nservices * sizeof(cfg->services[0]));
+	size_t k = 0;
+
+	for (size_t i = 0; i < n->nservices; i++)
+		if (n->services[i].runtime)
+			n->services[k++] = n->services[i];
+	for (size_t i = 0; i < cfg->nservices && k < P2PD_MAX_SERVICES; i++) {
+		size_t j;
+		for (j = 0; j < k; j++)
+			if (!strcmp(n->services[j].name, cfg->services[i].name))
+				break;
+		if (j == k)
+			n->services[k++] = cfg->services[i];
+	}
+	n->nservices = k;
 }
 
 size_t p2pd_node_peer_count(struct p2pd_node *n)

@@ -66,6 +66,7 @@ struct fwd {
 	struct p2p_peerid peer;
 	char service[P2P_SERVICE_NAME_MAX + 1];
 	bool closing;
+	bool runtime; /* made by the forward command: in runtime.json */
 };
 
 /* tunnel.c */
@@ -94,5 +95,13 @@ void tun_on_open_msg(struct p2pd_node *n, struct link *l,
 
 /* tunnel_cmd.c */
 void tun_fwds_close_all(struct p2pd_node *n);
+/*
+ * A forward listener: 0 with the actual address's text in err, or -errno
+ * with a message in err: -ELOOP (our own ID), -ENOSPC (too many), -EEXIST
+ * (already there), -ENOMEM, or libuv's bind/listen error.
+ */
+int tun_fwd_add(struct p2pd_node *n, const struct p2p_addr *a,
+		const struct p2p_peerid *id, const char *service, bool runtime,
+		char *err, size_t errlen);
 
 #endif

@@ -23,6 +23,13 @@ struct p2p_addr {
  */
 int p2p_addr_parse(struct p2p_addr *a, const char *text, bool allow_no_port);
 
+/*
+ * A local listen address "[ADDR:]PORT" (forwards): a bare port means
+ * 127.0.0.1, port 0 is allowed (the kernel picks one), IPv6 only in
+ * brackets ("::1:5" is not [::1]:5). 0 or -EINVAL.
+ */
+int p2p_addr_parse_listen(struct p2p_addr *a, const char *text);
+
 /* Write "1.2.3.4:567" or "[::1]:567" into out (P2P_ADDR_TEXT_MAX bytes). */
 void p2p_addr_format(const struct p2p_addr *a, char *out, size_t outlen);
 

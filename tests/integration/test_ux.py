@@ -4,6 +4,8 @@ persist, and what is going on (peers, tunnels, metrics)."""
 import json
 import os
 import re
+import signal
+import socket
 import stat
 import subprocess
 
@@ -105,6 +107,103 @@ def show_id():
         r = subprocess.run([p2ptest.P2PD, "-d", d.state, "--show-id"], capture_output=True, text=True)
         check_eq((r.returncode, r.stdout, r.stderr), (0, d.id + "\n", ""), "--show-id")
 
+
+
+def listens(port):
+    s = socket.socket()
+    try:
+        s.settimeout(2)
+        s.connect(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def forwards(d):
+    return sorted((f["listen"], f["peer"], f["service"]) for f in d.req({"cmd": "forwards"})["forwards"])
+
+
+def services(d):
+    return sorted((s["service"], s["target"]) for s in d.req({"cmd": "services"})["services"])
+
+
+@T.test
+def runtime_changes_persist():
+    with Cluster() as c:
+        d0 = c.daemon("d0").start()
+        p1, p2, p3 = p2ptest.free_port(), p2ptest.free_port(), p2ptest.free_port()
+        d1 = c.daemon("d1", bootstrap=[d0], config={
+            "services": {"conf": {"target": "127.0.0.1:7"}},
+            "forwards": [{"listen": "127.0.0.1:%d" % p1, "peer": d0.id, "service": "conf"}]}).start()
+        check_eq(forwards(d1), [("127.0.0.1:%d" % p1, d0.id, "conf")], "the config file's forward")
+        check(listens(p1), "config forward does not listen")
+        check_eq(d1.ctl("name", "add", "zed", d0.id).returncode, 0, "name add")
+        for args in (("expose", "web", "127.0.0.1:80"), ("expose", "ssh", "127.0.0.1:22", "--allow", d0.id),
+                     ("forward", str(p2), "zed.p2p", "web"), ("forward", str(p3), d0.id, "ssh")):
+            r = d1.ctl(*args)
+            check_eq((r.returncode, r.stderr), (0, ""), " ".join(args))
+        path = os.path.join(d1.state, "runtime.json")
+        check_eq(stat.S_IMODE(os.stat(path).st_mode), 0o600, "runtime.json mode")
+        want_s = [("conf", "127.0.0.1:7"), ("ssh", "127.0.0.1:22"), ("web", "127.0.0.1:80")]
+        want_f = sorted([("127.0.0.1:%d" % p, d0.id, s) for p, s in ((p1, "conf"), (p2, "web"), (p3, "ssh"))])
+        check_eq(d1.stop(), 0, "d1 exit")
+        d1.start()
+        check_eq(services(d1), want_s, "services after a restart")
+        allow = {s["service"]: s["allow"] for s in d1.req({"cmd": "services"})["services"]}
+        check_eq(allow["ssh"], [d0.id], "ssh's allow list after a restart")
+        check_eq(forwards(d1), want_f, "forwards after a restart")
+        check(listens(p2) and listens(p3), "restored forwards do not listen")
+        # SIGHUP: the config file's services anew, the runtime ones stay
+        d1.config["services"] = {"conf2": {"target": "127.0.0.1:9"}, "web": {"target": "127.0.0.1:1"}}
+        with open(os.path.join(d1.dir, "config.json"), "w") as f:
+            json.dump(d1.config, f)
+        d1.proc.send_signal(signal.SIGHUP)
+        want_s = [("conf2", "127.0.0.1:9"), ("ssh", "127.0.0.1:22"), ("web", "127.0.0.1:80")]
+        wait_for(lambda: services(d1) == want_s, 5, what="services after SIGHUP")
+        # unexpose and unforward are for good
+        for args in (("unexpose", "web"), ("unforward", str(p2))):
+            check_eq(d1.ctl(*args).returncode, 0, " ".join(args))
+        check_eq(d1.stop(), 0, "d1 exit")
+        d1.start()
+        # the runtime web is gone; the config file's web, which it hid, is back
+        check_eq(services(d1), [("conf2", "127.0.0.1:9"), ("ssh", "127.0.0.1:22"), ("web", "127.0.0.1:1")],
+                 "services after unexpose")
+        check_eq([f[0] for f in forwards(d1)], sorted("127.0.0.1:%d" % p for p in (p1, p3)), "forwards after unforward")
+        check(not listens(p2), "an unforwarded port listens after a restart")
+        j = json.load(open(path))
+        check_eq(sorted(s["service"] for s in j["services"]), ["ssh"], "runtime.json services")
+        check_eq([f["listen"] for f in j["forwards"]], ["127.0.0.1:%d" % p3], "runtime.json forwards")
+
+
+@T.test
+def corrupt_runtime_file_is_a_warning():
+    with Cluster() as c:
+        d = c.daemon()
+        os.makedirs(d.state, mode=0o700)
+        with open(os.path.join(d.state, "runtime.json"), "w") as f:
+            f.write('{"services": [')
+        d.start()
+        check_eq(d.req({"cmd": "services"})["services"], [], "services")
+        check("runtime.json" in open(d.log).read(), "the log names the file")
+
+
+@T.test
+def config_forwards_checked():
+    with Cluster() as c:
+        d = c.daemon()
+        for bad, words in (([{"listen": "x", "peer": "a", "service": "s"}], "forwards[0].listen"),
+                           ([{"listen": "1", "peer": "A!", "service": "s"}], "forwards[0].peer"),
+                           ([{"listen": "1", "peer": "a", "service": "s/"}], "forwards[0].service"),
+                           ([{"listen": "1", "peer": "a"}], "forwards[0]"),
+                           ({}, "forwards")):
+            cfg = os.path.join(c.tmp, "bad.json")
+            with open(cfg, "w") as f:
+                json.dump({"forwards": bad}, f)
+            r = subprocess.run([p2ptest.P2PD, "-c", cfg, "-d", d.state, "-n"], capture_output=True, text=True)
+            check_eq(r.returncode, 1, "p2pd -n with forwards %r" % bad)
+            check(words in r.stderr, "message for %r: %r", bad, r.stderr)
 
 if __name__ == "__main__":
     T.run()

@@ -15,7 +15,6 @@
 #include "proto/petname.h"
 
 #define LISTEN_TEXT_MAX (P2P_ADDR_TEXT_MAX + 8)
-#define PORT_DIGITS_MAX 5
 
 /*
  * Messages are the daemon's own words for the same mistake ("CODE: text",
@@ -46,30 +45,21 @@ int check_peer_ref(const char *s)
 }
 
 /*
- * "[ADDR:]PORT" for forward/unforward, checked as the daemon's
- * parse_listen does (port 0..65535 in digits, host by p2p_addr_parse, IPv6
- * only in brackets); a bare port or "localhost" mean 127.0.0.1. The
- * canonical text goes to out.
+ * "[ADDR:]PORT" for forward/unforward, by proto's parser, the daemon's
+ * own; "localhost" means 127.0.0.1 too. The text to send goes to out.
  */
 static int check_listen(const char *s, char *out, size_t outlen)
 {
-	char host[P2P_ADDR_TEXT_MAX];
-	const char *colon = strrchr(s, ':'), *port = colon ? colon + 1 : s;
-	size_t hl = colon ? (size_t)(colon - s) : 0;
+	char buf[LISTEN_TEXT_MAX];
 	struct p2p_addr a;
 
-	if (!*port || strlen(port) > PORT_DIGITS_MAX ||
-	    strspn(port, "0123456789") != strlen(port) ||
-	    strtoul(port, NULL, 10) > 65535 || hl >= sizeof(host))
+	if (!strncmp(s, "localhost:", 10)) {
+		snprintf(buf, sizeof(buf), "127.0.0.1:%s", s + 10);
+		s = buf;
+	}
+	if (strlen(s) >= LISTEN_TEXT_MAX || p2p_addr_parse_listen(&a, s) < 0)
 		return -EINVAL;
-	if (colon && s[0] != '[' && memchr(s, ':', hl))
-		return -EINVAL; /* "::1:5" is not [::1]:5 */
-	snprintf(host, sizeof(host), "%.*s", (int)hl, s);
-	if (!colon || !strcmp(host, "localhost"))
-		strcpy(host, "127.0.0.1");
-	if (p2p_addr_parse(&a, host, true) < 0)
-		return -EINVAL;
-	snprintf(out, outlen, "%s:%s", host, port);
+	snprintf(out, outlen, "%s%s", strchr(s, ':') ? "" : "127.0.0.1:", s);
 	return 0;
 }
 
