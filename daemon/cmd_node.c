@@ -323,33 +323,57 @@ static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
 		      (json_int_t)rs.unknown));
 }
 
+/*
+ * The relay a relayed link goes through: relay.c opens our end with the
+ * addresses of the link it rides on (link_open_on), and that pair of
+ * addresses names one TCP connection.
+ */
+static const struct p2p_peerid *relay_of(struct p2pd_node *n, struct link *rl)
+{
+	for (struct link *l = link_first(n); l; l = link_next_of(l))
+		if (link_kind(l) != LINK_RELAY && link_is_up(l) &&
+		    p2p_addr_equal(link_remote(l), link_remote(rl)) &&
+		    p2p_addr_equal(link_local(l), link_local(rl)))
+			return link_peer(l);
+	return NULL;
+}
+
+static const char *const link_kinds[] = {
+    [LINK_OVERLAY] = "overlay",
+    [LINK_DIRECT] = "direct",
+    [LINK_RELAY] = "relay",
+};
+
+static json_t *peer_json(struct p2pd_node *n, struct link *l)
+{
+	const struct p2p_peerid *via;
+	const char *name;
+	json_t *p = json_pack(
+	    "{s:o, s:o, s:s, s:s, s:o, s:I, s:I, s:I}", "id",
+	    id_json(link_peer(l)), "addr", addr_json(link_remote(l)), "dir",
+	    link_outbound(l) ? "out" : "in", "link", link_kinds[link_kind(l)],
+	    "rtt_ms", link_rtt(l) < 0 ? json_null() : json_real(link_rtt(l)),
+	    "bytes_in", (json_int_t)link_bytes_in(l), "bytes_out",
+	    (json_int_t)link_bytes_out(l), "age_s",
+	    (json_int_t)((node_now(n) - link_born(l)) / 1000));
+
+	name = names_of(n->names, link_peer(l));
+	if (name)
+		json_object_set_new(p, "name", json_string(name));
+	via = link_kind(l) == LINK_RELAY ? relay_of(n, l) : NULL;
+	if (via)
+		json_object_set_new(p, "via", id_json(via));
+	return p;
+}
+
 static void cmd_peers(void *ctx, struct ctl_req *req, json_t *args)
 {
 	struct p2pd_node *n = ctx;
 	json_t *peers = json_array();
 
-	static const char *const kinds[] = {
-	    [LINK_OVERLAY] = "overlay",
-	    [LINK_DIRECT] = "direct",
-	    [LINK_RELAY] = "relay",
-	};
-
-	for (struct link *l = link_first(n); l; l = link_next_of(l)) {
-		const char *name;
-		json_t *p;
-		if (!link_is_up(l) || link_purpose(l) != LP_OVERLAY)
-			continue;
-		p = json_pack(
-		    "{s:o, s:o, s:s, s:s, s:o}", "id", id_json(link_peer(l)),
-		    "addr", addr_json(link_remote(l)), "dir",
-		    link_outbound(l) ? "out" : "in", "link",
-		    kinds[link_kind(l)], "rtt_ms",
-		    link_rtt(l) < 0 ? json_null() : json_real(link_rtt(l)));
-		name = names_of(n->names, link_peer(l));
-		if (name)
-			json_object_set_new(p, "name", json_string(name));
-		json_array_append_new(peers, p);
-	}
+	for (struct link *l = link_first(n); l; l = link_next_of(l))
+		if (link_is_up(l) && link_purpose(l) == LP_OVERLAY)
+			json_array_append_new(peers, peer_json(n, l));
 	ctl_reply_ok(req, json_pack("{s:o}", "peers", peers));
 }
 

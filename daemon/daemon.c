@@ -237,6 +237,7 @@ int p2pd_node_start(uv_loop_t *loop, const struct p2pd_config *cfg,
 	add_commands(cmd_node_commands, cmd_node_ncommands);
 	add_commands(tunnel_commands, tunnel_ncommands);
 	add_commands(cmd_names_commands, cmd_names_ncommands);
+	add_commands(cmd_metrics_commands, cmd_metrics_ncommands);
 	rc = init_services(n, loop, cfg, ident);
 	for (size_t i = 0; i < cfg->nlisten && rc == 0; i++)
 		rc = listen_start(n, &cfg->listen[i], err, errlen);
@@ -291,4 +292,13 @@ void p2pd_node_set_services(struct p2pd_node *n, const struct p2pd_config *cfg)
 size_t p2pd_node_peer_count(struct p2pd_node *n)
 {
 	return link_count_up(n);
+}
+
+void p2pd_node_status_line(struct p2pd_node *n, char *out, size_t len)
+{
+	size_t np = link_count_up(n);
+
+	snprintf(out, len, "%zu peer%s, NAT %s, DHT %s", np, np == 1 ? "" : "s",
+		 p2p_nat_type_name(p2p_nat_type(ovl_nat(n))),
+		 p2p_overlay_is_server(ovl_overlay(n)) ? "server" : "client");
 }

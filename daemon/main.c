@@ -182,9 +182,10 @@ static void on_signal(uv_signal_t *h, int signum)
 static void on_status(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
-	size_t n = p2pd_node_peer_count(d->node);
+	char line[128];
 
-	p2pd_notifyf("STATUS=%zu peer%s", n, n == 1 ? "" : "s");
+	p2pd_node_status_line(d->node, line, sizeof(line));
+	p2pd_notifyf("STATUS=%s", line);
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -265,7 +266,8 @@ static int daemon_start(struct daemon *d)
 	start_signal(d, &d->sig_hup, SIGHUP);
 	start_timers(d);
 	log_started(d);
-	p2pd_notifyf("READY=1\nSTATUS=0 peers");
+	p2pd_node_status_line(d->node, err, sizeof(err));
+	p2pd_notifyf("READY=1\nSTATUS=%s", err);
 	return 0;
 }
 

@@ -105,6 +105,7 @@ typedef void (*node_hello_fn)(void *arg, const struct link *l,
 struct node_stats {
 	uint64_t bad_frames, bad_msgs, unknown_msgs, hs_failed;
 	uint64_t links_refused;
+	uint64_t bytes_in, bytes_out; /* every link's stream (link.c) */
 };
 
 struct p2pd_node {

@@ -55,8 +55,10 @@ int tun_runtime_save(struct p2pd_node *n);
 void tunnel_restore(struct p2pd_node *n, const struct p2pd_config *cfg);
 
 /* Control commands (tunnel_cmd.c): open, connect, forward, unforward,
- * forwards; handlers take the node as ctx. */
+ * forwards, tunnels; handlers take the node as ctx. */
 extern const struct ctl_command tunnel_commands[];
 extern const size_t tunnel_ncommands;
+/* Tunnels not yet closed. */
+size_t tunnel_count(struct p2pd_node *n);
 
 #endif

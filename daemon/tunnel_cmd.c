@@ -372,10 +372,67 @@ static void tunnel_cmd_forwards(void *ctx, struct ctl_req *req, json_t *args)
 	ctl_reply_ok(req, json_pack("{s:o}", "forwards", arr));
 }
 
+/* ---- tunnels ---- */
+
+static const char *tun_state(const struct tun *t)
+{
+	if (t->closing || t->s.state == STREAM_DONE)
+		return "closing";
+	if (t->s.state == STREAM_OPEN)
+		return "open";
+	return t->link ? "opening" : "connecting";
+}
+
+static json_t *tun_json(struct p2pd_node *n, const struct tun *t)
+{
+	static const char *const kinds[] = {
+	    [LINK_OVERLAY] = "overlay",
+	    [LINK_DIRECT] = "direct",
+	    [LINK_RELAY] = "relay",
+	};
+	static const char *const via[] = {
+	    [TUN_OPEN] = "open",
+	    [TUN_FWD] = "forward",
+	    [TUN_TARGET] = "service",
+	};
+	struct link *l = tun_link(t);
+	char id[P2P_ID_TEXT_LEN + 1];
+	const char *name = names_of(n->names, &t->peer);
+	json_t *o;
+
+	p2p_peerid_to_text(&t->peer, id);
+	o = json_pack("{s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:s, s:s}", "peer",
+		      id, "service", t->service, "dir",
+		      t->kind == TUN_TARGET ? "in" : "out", "link",
+		      l ? json_string(kinds[link_kind(l)]) : json_null(),
+		      "bytes_in", (json_int_t)t->s.bytes_in, "bytes_out",
+		      (json_int_t)t->s.bytes_out, "age_s",
+		      (json_int_t)((uv_hrtime() - t->t0_hr) / 1000000000u),
+		      "state", tun_state(t), "by", via[t->kind]);
+	if (name)
+		json_object_set_new(o, "name", json_string(name));
+	return o;
+}
+
+static void tunnel_cmd_tunnels(void *ctx, struct ctl_req *req, json_t *args)
+{
+	struct p2pd_node *n = ctx;
+	json_t *arr = json_array();
+
+	for (struct tun *t = n->tun->list; t; t = t->next)
+		json_array_append_new(arr, tun_json(n, t));
+	ctl_reply_ok(req, json_pack("{s:o}", "tunnels", arr));
+}
+
+size_t tunnel_count(struct p2pd_node *n)
+{
+	return n->tun->count;
+}
+
 const struct ctl_command tunnel_commands[] = {
     {"open", tunnel_cmd_open},	       {"connect", tunnel_cmd_connect},
     {"forward", tunnel_cmd_forward},   {"unforward", tunnel_cmd_unforward},
-    {"forwards", tunnel_cmd_forwards},
+    {"forwards", tunnel_cmd_forwards}, {"tunnels", tunnel_cmd_tunnels},
 };
 const size_t tunnel_ncommands =
     sizeof(tunnel_commands) / sizeof(tunnel_commands[0]);

@@ -12,6 +12,7 @@ import subprocess
 from p2ptest import Cluster, Runner, check, check_eq, wait_for
 import p2ptest
 from test_cli import complete
+from test_tunnel import Service, echo, open_tunnel, recv_exact
 
 T = Runner("test_ux")
 
@@ -204,6 +205,101 @@ def config_forwards_checked():
             r = subprocess.run([p2ptest.P2PD, "-c", cfg, "-d", d.state, "-n"], capture_output=True, text=True)
             check_eq(r.returncode, 1, "p2pd -n with forwards %r" % bad)
             check(words in r.stderr, "message for %r: %r", bad, r.stderr)
+
+
+@T.test
+def peers_tunnels_metrics():
+    """peers: bytes, age and the relay of a relayed link; tunnels: both
+    ends of one over that link; metrics: Prometheus text."""
+    with Cluster() as c:
+        a = c.daemon("a").start()
+        # f first (as in test_tunnel): it knows only a, and e cannot dial it
+        f = c.daemon("f", bootstrap=[a], listen=False, config={"listen": []}).start()
+        wait_for(lambda: a.id in f.peer_ids(), 15, what="f linked to a")
+        e = c.daemon("e", bootstrap=[a]).start()
+        wait_for(lambda: a.id in e.peer_ids(), 15, what="e linked to a")
+        check_eq(e.ctl("name", "add", "relay-a", a.id).returncode, 0, "name add")
+        # f has no listener: e's link to f is relayed by a
+        j = e.req({"cmd": "connect", "peer": f.id}, timeout=60)
+        check_eq((j.get("path"), j.get("method")), ("relay", "relay"), "connect e->f: %r" % j)
+        peers = {p["id"]: p for p in e.req({"cmd": "peers"})["peers"]}
+        check_eq(peers[f.id].get("via"), a.id, "via of the relayed link")
+        check("via" not in peers[a.id], "via on a TCP link")
+        for p in peers.values():
+            check(p["bytes_in"] > 0 and p["bytes_out"] > 0, "bytes of %r", p)
+            check(isinstance(p["age_s"], int) and 0 <= p["age_s"] < 60, "age_s of %r", p)
+        rows = {l.split()[0]: l.split() for l in e.ctl("peers").stdout.splitlines()}
+        check_eq(rows["ID"], ["ID", "ADDR", "DIR", "LINK", "RTT", "IN", "OUT", "AGE", "VIA"], "peers header")
+        check_eq((rows[f.id][3], rows[f.id][-1]), ("relay", "relay-a"), "the relayed row: %r" % rows[f.id])
+        check_eq(rows["relay-a"][-1], "-", "a TCP link's VIA")
+        # one tunnel over the relayed link, held open
+        svc = Service(echo)
+        try:
+            check_eq(f.ctl("expose", "echo", svc.target).returncode, 0, "expose on f")
+            s = open_tunnel(e, f.id, "echo")
+            s.sendall(b"x" * 1000)
+            check_eq(recv_exact(s, 1000), b"x" * 1000, "echo")
+            t = e.req({"cmd": "tunnels"})["tunnels"]
+            check_eq([(x["peer"], x["service"], x["dir"], x["link"], x["state"]) for x in t],
+                     [(f.id, "echo", "out", "relay", "open")], "e's tunnels")
+            check(t[0]["bytes_out"] >= 1000 and t[0]["bytes_in"] >= 1000, "tunnel bytes %r", t[0])
+            check(isinstance(t[0]["age_s"], int), "age_s %r", t[0])
+            t = f.req({"cmd": "tunnels"})["tunnels"]
+            check_eq([(x["peer"], x["service"], x["dir"], x["link"]) for x in t],
+                     [(e.id, "echo", "in", "relay")], "f's tunnels")
+            out = e.ctl("tunnels").stdout.splitlines()
+            check_eq(out[0].split(), ["PEER", "SERVICE", "DIR", "LINK", "IN", "OUT", "AGE", "STATE"], "tunnels header")
+            check_eq(out[1].split()[:4], [f.id, "echo", "out", "relay"], "tunnels row")
+            s.close()
+            wait_for(lambda: e.req({"cmd": "tunnels"})["tunnels"] == [], 10, what="the tunnel to go")
+        finally:
+            svc.close()
+        # metrics: every sample has HELP and TYPE, values agree with status
+        r = e.ctl("metrics")
+        check_eq(r.returncode, 0, "metrics exit")
+        samples, typed = {}, set()
+        for line in r.stdout.splitlines():
+            m = re.fullmatch(r"# (HELP|TYPE) (p2pd_[a-z_]+) (.+)", line)
+            if m:
+                if m.group(1) == "TYPE":
+                    check(m.group(3) in ("counter", "gauge"), "type %r", line)
+                    typed.add(m.group(2))
+                continue
+            m = re.fullmatch(r'(p2pd_[a-z_]+)(\{[a-z]+="[^"]*"(,[a-z]+="[^"]*")*\})? ([0-9]+)', line)
+            check(m, "not a Prometheus sample: %r", line)
+            check(m.group(1) in typed, "no TYPE before %r", line)
+            samples[m.group(1) + (m.group(2) or "")] = int(m.group(4))
+        check_eq(samples["p2pd_peers"], e.req({"cmd": "status"})["peers"], "p2pd_peers")
+        check_eq(samples['p2pd_links{kind="relay"}'], 1, "relayed links")
+        check(samples["p2pd_link_received_bytes_total"] > 2000, "bytes in %r", samples)
+        check(r.stdout.endswith("\n"), "metrics text ends with a newline")
+
+
+@T.test
+def sd_notify_status_line():
+    with Cluster() as c:
+        path = os.path.join(c.tmp, "notify.sock")
+        ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        ns.bind(path)
+        ns.settimeout(15)
+        os.environ["NOTIFY_SOCKET"] = path
+        try:
+            d = c.daemon().start(wait=False)
+        finally:
+            del os.environ["NOTIFY_SOCKET"]
+        try:
+            got = []
+            while not any("READY=1" in g for g in got):
+                got.append(ns.recv(4096).decode())
+            ready = [g for g in got if "READY=1" in g][0]
+            check(re.search(r"^STATUS=0 peers, NAT unknown, DHT (server|client)$", ready, re.M),
+                  "READY datagram: %r", ready)
+            # then every 5 s
+            line = ns.recv(4096).decode()
+            check(re.fullmatch(r"STATUS=[0-9]+ peers?, NAT [a-z-]+, DHT (server|client)", line),
+                  "STATUS datagram: %r", line)
+        finally:
+            ns.close()
 
 if __name__ == "__main__":
     T.run()

@@ -228,7 +228,8 @@ const struct ctl_cmd ctl_cmds[] = {
      NULL, 0, 0, CMD_TIMEOUT_MS, build_none, print_status, NULL, NULL},
     {"peers", "", "current links",
      "Columns: peer ID (its name when it has one), address, direction\n"
-     "(in/out), link kind (overlay/direct/relay) and round-trip time.",
+     "(in/out), link kind (overlay/direct/relay), round-trip time, bytes\n"
+     "in and out, the link's age, and for a relayed link the relay.",
      0, 0, CMD_TIMEOUT_MS, build_none, print_peers, NULL, NULL},
     {"lookup", "ID", "closest known peers to ID",
      "Runs an overlay lookup for ID and lists the closest peers found.", 1, 1,
@@ -271,6 +272,12 @@ const struct ctl_cmd ctl_cmds[] = {
      2, 3, CMD_TIMEOUT_MS, build_name, NULL, NULL, NULL},
     {"names", "", "the names this daemon knows", NULL, 0, 0, CMD_TIMEOUT_MS,
      build_none, print_names, NULL, NULL},
+    {"tunnels", "", "open tunnels",
+     "Columns: peer, service, direction (out: we opened it; in: a peer\n"
+     "opened one of our services), link kind, bytes in and out, age, state.",
+     0, 0, CMD_TIMEOUT_MS, build_none, print_tunnels, NULL, NULL},
+    {"metrics", "", "counters in the Prometheus text format", NULL, 0, 0,
+     CMD_TIMEOUT_MS, build_none, print_metrics, NULL, NULL},
 };
 const size_t ctl_ncmds = sizeof(ctl_cmds) / sizeof(ctl_cmds[0]);
 

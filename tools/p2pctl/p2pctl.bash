@@ -4,7 +4,8 @@
 # answers). Needs plain bash only, not the bash-completion helpers.
 
 _p2pctl_commands='id status peers lookup connect ping bootstrap expose
-unexpose services forward unforward forwards pipe name names help'
+unexpose services forward unforward forwards pipe name names tunnels
+metrics help'
 _p2pctl_options='--socket= --json --timeout= --help --version'
 
 # COMP_WORDS split at ':' and '=' (COMP_WORDBREAKS), so "127.0.0.1:80"

@@ -88,21 +88,89 @@ void print_status(json_t *r)
 	       scalar(json_object_get(dht, "table_size"), a, sizeof(a)));
 }
 
+/* A byte count for people: 512 B, 1.5 KiB, 3.2 MiB ... ("-" if absent). */
+static const char *bytes(json_t *v, char *buf, size_t len)
+{
+	static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB"};
+	double b;
+	int u = -1;
+
+	if (!json_is_integer(v))
+		return "-";
+	b = (double)json_integer_value(v);
+	if (b < 1024) {
+		snprintf(buf, len, "%lld B", (long long)json_integer_value(v));
+		return buf;
+	}
+	while (b >= 1024 && u < 3) {
+		b /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%.1f %s", b, unit[u]);
+	return buf;
+}
+
+/* Seconds for people: 42s, 3m07s, 5h02m, 2d03h. */
+static const char *age(json_t *v, char *buf, size_t len)
+{
+	long long s;
+
+	if (!json_is_integer(v))
+		return "-";
+	s = json_integer_value(v);
+	if (s < 60)
+		snprintf(buf, len, "%llds", s);
+	else if (s < 3600)
+		snprintf(buf, len, "%lldm%02llds", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, len, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+	else
+		snprintf(buf, len, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
+	return buf;
+}
+
+/* The relay of a relayed link, by name when it has one. */
+static const char *via(json_t *o, json_t *peers)
+{
+	const char *id = json_string_value(json_object_get(o, "via"));
+	size_t i;
+	json_t *p;
+
+	if (!id)
+		return "-";
+	json_array_foreach(peers, i, p)
+	{
+		if (!strcmp(str(p, "id"), id) && json_object_get(p, "name"))
+			return str(p, "name");
+	}
+	return id;
+}
+
 void print_peers(json_t *r)
 {
-	static const char *const hdr[] = {"ID", "ADDR", "DIR", "LINK", "RTT"};
+	static const char *const hdr[] = {"ID", "ADDR", "DIR", "LINK", "RTT",
+					  "IN", "OUT",	"AGE", "VIA"};
+	json_t *peers = json_object_get(r, "peers");
 	struct table t;
 	size_t i;
 	json_t *p;
 
-	if (table_init(&t, 5, hdr) < 0)
+	if (table_init(&t, 9, hdr) < 0)
 		return;
-	json_array_foreach(json_object_get(r, "peers"), i, p)
+	json_array_foreach(peers, i, p)
 	{
-		char rtt[CELL_MAX];
+		char rtt[CELL_MAX], in[CELL_MAX], out[CELL_MAX], a[CELL_MAX];
 		json_t *v = json_object_get(p, "rtt_ms");
-		const char *row[5] = {peer_of(p, "id"), str(p, "addr"),
-				      str(p, "dir"), str(p, "link"), rtt};
+		const char *row[9] = {
+		    peer_of(p, "id"),
+		    str(p, "addr"),
+		    str(p, "dir"),
+		    str(p, "link"),
+		    rtt,
+		    bytes(json_object_get(p, "bytes_in"), in, sizeof(in)),
+		    bytes(json_object_get(p, "bytes_out"), out, sizeof(out)),
+		    age(json_object_get(p, "age_s"), a, sizeof(a)),
+		    via(p, peers)};
 		if (json_is_number(v))
 			snprintf(rtt, sizeof(rtt), "%.2f ms",
 				 json_number_value(v));
@@ -112,6 +180,39 @@ void print_peers(json_t *r)
 	}
 	table_print(&t, stdout);
 	table_free(&t);
+}
+
+void print_tunnels(json_t *r)
+{
+	static const char *const hdr[] = {"PEER", "SERVICE", "DIR", "LINK",
+					  "IN",	  "OUT",     "AGE", "STATE"};
+	struct table t;
+	size_t i;
+	json_t *p;
+
+	if (table_init(&t, 8, hdr) < 0)
+		return;
+	json_array_foreach(json_object_get(r, "tunnels"), i, p)
+	{
+		char in[CELL_MAX], out[CELL_MAX], a[CELL_MAX];
+		const char *row[8] = {
+		    peer_of(p, "peer"),
+		    str(p, "service"),
+		    str(p, "dir"),
+		    str(p, "link"),
+		    bytes(json_object_get(p, "bytes_in"), in, sizeof(in)),
+		    bytes(json_object_get(p, "bytes_out"), out, sizeof(out)),
+		    age(json_object_get(p, "age_s"), a, sizeof(a)),
+		    str(p, "state")};
+		table_add(&t, row);
+	}
+	table_print(&t, stdout);
+	table_free(&t);
+}
+
+void print_metrics(json_t *r)
+{
+	fputs(str(r, "text"), stdout);
 }
 
 void print_lookup(json_t *r)
