@@ -121,10 +121,45 @@ static double since_ms(const struct pending *p)
 	return (double)(uv_hrtime() - p->t0_hr) / 1e6;
 }
 
-static void reply_ping(struct p2pd_node *n, struct pending *p, const char *path)
+/*
+ * The relay a relayed link goes through: relay.c opens our end with the
+ * addresses of the link it rides on (link_open_on), and that pair of
+ * addresses names one TCP connection.
+ */
+static const struct p2p_peerid *relay_of(struct p2pd_node *n, struct link *rl)
 {
-	ctl_reply_ok(p->req, json_pack("{s:f, s:s}", "rtt_ms", since_ms(p),
-				       "path", path));
+	for (struct link *l = link_first(n); l; l = link_next_of(l))
+		if (link_kind(l) != LINK_RELAY && link_is_up(l) &&
+		    p2p_addr_equal(link_remote(l), link_remote(rl)) &&
+		    p2p_addr_equal(link_local(l), link_local(rl)))
+			return link_peer(l);
+	return NULL;
+}
+
+static const char *const link_kinds[] = {
+    [LINK_OVERLAY] = "overlay",
+    [LINK_DIRECT] = "direct",
+    [LINK_RELAY] = "relay",
+};
+
+/*
+ * path: "direct" over a TCP link, "relay" over a relayed one or routed
+ * through the overlay; link says which of the three ("routed" for the
+ * last), via names the relay of a relayed link.
+ */
+static void reply_ping(struct p2pd_node *n, struct pending *p, struct link *l)
+{
+	const struct p2p_peerid *via = NULL;
+	json_t *o;
+
+	if (l && link_kind(l) == LINK_RELAY)
+		via = relay_of(n, l);
+	o = json_pack("{s:f, s:s, s:s}", "rtt_ms", since_ms(p), "path",
+		      l && link_kind(l) != LINK_RELAY ? "direct" : "relay",
+		      "link", l ? link_kinds[link_kind(l)] : "routed");
+	if (o && via)
+		json_object_set_new(o, "via", id_json(via));
+	ctl_reply_ok(p->req, o);
 	pend_done(n, p);
 }
 
@@ -212,7 +247,7 @@ void cmd_node_on_pong(void *arg, struct link *l, const struct p2p_msg *m)
 	for (struct pending *p = n->cmd->list; p; p = p->next) {
 		if (p->kind == PEND_PING_DIRECT && p->link == link_id(l) &&
 		    p->key == m->u.ping.nonce) {
-			reply_ping(n, p, "direct");
+			reply_ping(n, p, l);
 			return;
 		}
 	}
@@ -237,7 +272,7 @@ void cmd_node_on_app(void *arg, const struct p2p_ov_action *a)
 	}
 	for (struct pending *p = n->cmd->list; p; p = p->next) {
 		if (p->kind == PEND_PING_ROUTED && p->key == nonce) {
-			reply_ping(n, p, "relay");
+			reply_ping(n, p, NULL);
 			return;
 		}
 	}
@@ -322,27 +357,6 @@ static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
 		      "bytes", (json_int_t)rs.bytes, "unknown_circuit",
 		      (json_int_t)rs.unknown));
 }
-
-/*
- * The relay a relayed link goes through: relay.c opens our end with the
- * addresses of the link it rides on (link_open_on), and that pair of
- * addresses names one TCP connection.
- */
-static const struct p2p_peerid *relay_of(struct p2pd_node *n, struct link *rl)
-{
-	for (struct link *l = link_first(n); l; l = link_next_of(l))
-		if (link_kind(l) != LINK_RELAY && link_is_up(l) &&
-		    p2p_addr_equal(link_remote(l), link_remote(rl)) &&
-		    p2p_addr_equal(link_local(l), link_local(rl)))
-			return link_peer(l);
-	return NULL;
-}
-
-static const char *const link_kinds[] = {
-    [LINK_OVERLAY] = "overlay",
-    [LINK_DIRECT] = "direct",
-    [LINK_RELAY] = "relay",
-};
 
 static json_t *peer_json(struct p2pd_node *n, struct link *l)
 {

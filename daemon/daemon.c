@@ -22,6 +22,7 @@
 #include "names.h"
 #include "node.h"
 #include "ovl.h"
+#include "progress.h"
 #include "punch.h"
 #include "reach.h"
 #include "relay.h"
@@ -93,6 +94,7 @@ static int wire_links(struct p2pd_node *n)
 	rc |= node_observe_links(n, &cmd_node_link_hooks, n);
 	rc |= node_observe_links(n, &tunnel_link_hooks, n);
 	node_set_hello(n, ovl_fill_hello, n);
+	rc |= progress_observe(n, tunnel_on_progress, n);
 	return rc;
 }
 
@@ -136,6 +138,7 @@ static int names_start(struct p2pd_node *n)
 static void free_services(struct p2pd_node *n)
 {
 	names_free(n->names);
+	progress_free(n);
 	cmd_node_free(n);
 	tunnel_free(n);
 	reach_free(n);
@@ -156,6 +159,8 @@ static int init_services(struct p2pd_node *n, uv_loop_t *loop,
 
 	if (rc == 0)
 		rc = link_module_init(n);
+	if (rc == 0)
+		rc = progress_module_init(n);
 	if (rc == 0)
 		rc = ovl_init(n, cfg);
 	if (rc == 0)

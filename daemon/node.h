@@ -53,6 +53,7 @@ struct reach;
 struct tunnels;
 struct cmd_node;
 struct names; /* petnames (names.h), kept by daemon.c */
+struct progress;
 
 struct listener {
 	struct p2pd_node *n;
@@ -131,6 +132,7 @@ struct p2pd_node {
 	struct tunnels *tun;
 	struct cmd_node *cmd;
 	struct names *names;
+	struct progress *progress;
 
 	/* Registries. */
 	struct {

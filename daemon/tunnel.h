@@ -41,6 +41,10 @@ void tunnel_on_msg(void *n, struct link *l, const struct p2p_msg *m);
 uint64_t tunnel_next(void *n);
 void tunnel_expire(void *n, uint64_t now);
 extern const struct node_link_hooks tunnel_link_hooks;
+/* A progress observer (progress.h): steps to the connect and open
+ * requests that asked for them. */
+void tunnel_on_progress(void *n, const struct p2p_peerid *peer,
+			const char *stage, const char *detail);
 
 /*
  * Runtime changes kept in STATE_DIR/runtime.json (tunnel_state.c):

@@ -65,6 +65,7 @@ static void tunnel_cmd_open(void *ctx, struct ctl_req *req, json_t *args)
 		return;
 	}
 	t->req = req;
+	t->progress = json_is_true(json_object_get(args, "progress"));
 	t->peer = id;
 	memcpy(t->service, service, sizeof(service));
 	t->w.done = tun_link_ready;
@@ -75,10 +76,27 @@ static void tunnel_cmd_open(void *ctx, struct ctl_req *req, json_t *args)
 
 struct connect_req {
 	struct reach_waiter w; /* first: the waiter is the request */
+	struct connect_req *next;
 	struct ctl_req *req;
 	struct p2p_peerid peer;
 	uint64_t t0_hr;
+	bool progress;
 };
+
+/* A step of reaching peer: to the requests that asked for progress. */
+void tunnel_on_progress(void *arg, const struct p2p_peerid *peer,
+			const char *stage, const char *detail)
+{
+	struct p2pd_node *n = arg;
+
+	for (struct connect_req *c = n->tun->connects; c; c = c->next)
+		if (c->progress && p2p_peerid_equal(&c->peer, peer))
+			ctl_req_progress(c->req, stage, detail);
+	for (struct tun *t = n->tun->list; t; t = t->next)
+		if (t->kind == TUN_OPEN && t->req && t->progress &&
+		    p2p_peerid_equal(&t->peer, peer))
+			ctl_req_progress(t->req, stage, detail);
+}
 
 static void connect_done(struct p2pd_node *n, struct reach_waiter *w,
 			 struct link *l, bool dialled, const char *code,
@@ -86,6 +104,14 @@ static void connect_done(struct p2pd_node *n, struct reach_waiter *w,
 {
 	struct connect_req *c = (struct connect_req *)w;
 	char id[P2P_ID_TEXT_LEN + 1];
+
+	for (struct connect_req **pp = &n->tun->connects; *pp;
+	     pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
 
 	if (!l) {
 		ctl_reply_error(c->req, code, "%s", msg);
@@ -125,6 +151,9 @@ static void tunnel_cmd_connect(void *ctx, struct ctl_req *req, json_t *args)
 	c->req = req;
 	c->peer = id;
 	c->t0_hr = uv_hrtime();
+	c->progress = json_is_true(json_object_get(args, "progress"));
+	c->next = n->tun->connects;
+	n->tun->connects = c;
 	c->w.done = connect_done;
 	reach_get(n, &id, &c->w);
 }

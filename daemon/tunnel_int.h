@@ -9,11 +9,13 @@
 
 struct tun;
 struct fwd;
+struct connect_req;
 
 struct tunnels {
 	struct tun *list; /* every tunnel not yet closed */
 	size_t count;
 	struct fwd *fwds;
+	struct connect_req *connects; /* connect requests waiting for reach */
 	uint32_t next_id;
 	unsigned blocked;     /* tunnels waiting for a link's queue to drain */
 	uint64_t refused_log; /* rate limit of refusal log lines */
@@ -48,6 +50,7 @@ struct tun {
 	bool reading;
 	bool closing;
 	bool counted_blocked;	     /* counted in tunnels.blocked */
+	bool progress;		     /* TUN_OPEN: req asked for progress */
 	uv_tcp_t tcp;		     /* TUN_FWD, TUN_TARGET */
 	uv_connect_t conn;	     /* TUN_TARGET */
 	struct tun_resolve *resolve; /* TUN_TARGET: host name lookup */

@@ -301,5 +301,80 @@ def sd_notify_status_line():
         finally:
             ns.close()
 
+
+def request_lines(d, obj, timeout=60):
+    """Every line of one request's answer, up to the final one."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    s.connect(d.sock)
+    s.sendall((json.dumps(obj) + "\n").encode())
+    lines, buf = [], b""
+    try:
+        while True:
+            while b"\n" not in buf:
+                chunk = s.recv(65536)
+                check(chunk, "closed after %r", lines)
+                buf += chunk
+            line, buf = buf.split(b"\n", 1)
+            lines.append(json.loads(line))
+            if "ok" in lines[-1]:
+                return lines
+    finally:
+        s.close()
+
+
+@T.test
+def progress_and_ping_count():
+    with Cluster() as c:
+        a = c.daemon("a").start()
+        f, g, h, k = [c.daemon(x, bootstrap=[a], listen=False, config={"listen": []}).start() for x in "fghk"]
+        wait_for(lambda: all(a.id in x.peer_ids() for x in (f, g, h, k)), 15, what="f, g, h, k linked to a")
+        e = c.daemon("e", bootstrap=[a]).start()
+        wait_for(lambda: a.id in e.peer_ids(), 15, what="e linked to a")
+        check_eq(e.ctl("name", "add", "fox", f.id).returncode, 0, "name add")
+        lines = request_lines(e, {"cmd": "connect", "peer": "fox", "progress": True, "tag": 7})
+        final, steps = lines[-1], lines[:-1]
+        check_eq((final["ok"], final["path"], final["tag"]), (True, "relay", 7), "final line %r" % final)
+        check(all(set(l) == {"progress", "detail", "tag"} and l["tag"] == 7 for l in steps), "steps %r", steps)
+        stages = [l["progress"] for l in steps]
+        check(set(stages) <= {"lookup", "dial", "punch", "relay", "upgrade"}, "stages %r", stages)
+        check(stages[0] == "lookup" and stages[-1] == "relay", "stages %r", stages)
+        check_eq(steps[0]["detail"], "looking up fox in the overlay", "lookup detail")
+        check_eq(steps[-1]["detail"], "relaying via " + a.id, "relay detail")
+        if "punch" in stages:
+            check("our NAT: " in steps[stages.index("punch")]["detail"], "punch detail %r", steps)
+        # without "progress" nothing but the answer
+        lines = request_lines(e, {"cmd": "connect", "peer": g.id})
+        check_eq((len(lines), lines[-1].get("path")), (1, "relay"), "lines without progress %r" % lines)
+        # p2pctl: -v shows them on stderr; a pipe, not a tty, does not
+        r = e.ctl("-v", "connect", h.id)
+        check_eq(r.returncode, 0, "connect -v (stderr %r)" % r.stderr)
+        err = r.stderr.splitlines()
+        check(err and err[0].startswith("p2pctl: looking up ") and err[-1] == "p2pctl: relaying via " + a.id,
+              "connect -v stderr %r", r.stderr)
+        r = e.ctl("connect", k.id)
+        check_eq((r.returncode, r.stderr), (0, ""), "connect, stderr not a terminal")
+        check("relay link (relay)" in r.stdout, "connect output %r", r.stdout)
+        check_eq(e.ctl("name", "add", "alpha", a.id).returncode, 0, "name add")
+        r = e.ctl("ping", "-c", "3", "fox")
+        check_eq((r.returncode, r.stderr), (0, ""), "ping -c 3 fox")
+        out = r.stdout.splitlines()
+        check_eq(len(out), 3, "ping -c 3 lines %r" % out)
+        for l in out:
+            check(re.fullmatch(r"rtt [0-9.]+ ms via relay \(relayed link through %s\)" % a.id, l),
+                  "ping over the relayed link: %r", l)
+        check_eq(complete("-s", e.sock, "ping", "-c", "3", "fo"), ["fox"], "completion after ping -c N")
+        r = e.ctl("ping", "--count=2", "alpha")
+        out = r.stdout.splitlines()
+        check_eq(len(out), 2, "ping --count=2 lines %r" % out)
+        check(all(re.fullmatch(r"rtt [0-9.]+ ms via direct \(overlay link\)", l) for l in out), "direct: %r", out)
+        j = e.req({"cmd": "ping", "peer": f.id})
+        check_eq((j["path"], j["link"], j["via"]), ("relay", "relay", a.id), "ping reply over a relayed link")
+        for bad in ("0", "x", "-1"):
+            check_eq(e.ctl("ping", "-c", bad, "fox").returncode, 2, "ping -c %s" % bad)
+        # a peer nobody answers for: every ping fails, exit 1
+        r = e.ctl("-t", "2", "ping", "-c", "2", "a" * 52)
+        check_eq(r.returncode, 1, "ping -c 2 of nobody")
+
 if __name__ == "__main__":
     T.run()

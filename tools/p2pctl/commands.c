@@ -114,6 +114,23 @@ static int build_peer(int argc, char **argv, json_t *req, char *err,
 	return put_peer(req, "peer", argv[0], err, errlen);
 }
 
+/* ID, then ("count", N) from -c/--count. */
+static int build_ping(int argc, char **argv, json_t *req, char *err,
+		      size_t errlen)
+{
+	for (int i = 1; i + 1 < argc; i += 2) {
+		char *end;
+		long v = strtol(argv[i + 1], &end, 10);
+		if (*end || end == argv[i + 1] || v < 1 ||
+		    v > CMD_PING_COUNT_MAX)
+			return usage_err(err, errlen,
+					 "bad_request: count: expected 1 to "
+					 "100000 pings");
+		json_object_set_new(req, CTL_COUNT_KEY, json_integer(v));
+	}
+	return put_peer(req, "peer", argv[0], err, errlen);
+}
+
 static int build_bootstrap(int argc, char **argv, json_t *req, char *err,
 			   size_t errlen)
 {
@@ -216,6 +233,11 @@ static int build_name(int argc, char **argv, json_t *req, char *err,
 	return 0;
 }
 
+static const struct option ping_opts[] = {
+    {"count", required_argument, NULL, 'c'},
+    {NULL, 0, NULL, 0},
+};
+
 static const struct option expose_opts[] = {
     {"allow", required_argument, NULL, 'a'},
     {NULL, 0, NULL, 0},
@@ -238,8 +260,11 @@ const struct ctl_cmd ctl_cmds[] = {
      "make a link; says how (direct/relay, "
      "existing/dial/punch/relay)",
      NULL, 1, 1, CMD_TIMEOUT_LONG_MS, build_peer, print_connect, NULL, NULL},
-    {"ping", "ID", "round trip over the best link", NULL, 1, 1,
-     CMD_TIMEOUT_NET_MS, build_peer, print_ping, NULL, NULL},
+    {"ping", "[-c N] ID", "round trip over the best link",
+     "Over a link to ID when there is one (direct, or relayed: then the\n"
+     "relay is named), else routed through the overlay. -c N: N pings, a\n"
+     "second apart, one line each; exit 0 when any was answered.",
+     1, 1, CMD_TIMEOUT_NET_MS, build_ping, print_ping, "c:", ping_opts},
     {"bootstrap", "ADDR:PORT", "join through one more peer now", NULL, 1, 1,
      CMD_TIMEOUT_NET_MS, build_bootstrap, print_bootstrap, NULL, NULL},
     {"expose", "NAME HOST:PORT [--allow ID]...", "offer a local TCP service",

@@ -245,11 +245,25 @@ void print_connect(json_t *r)
 	       scalar(json_object_get(r, "ms"), ms, sizeof(ms)));
 }
 
+/* "rtt 0.412 ms via direct (overlay link)", "... via relay (relayed link
+ * through ID)", "... via relay (routed through the overlay)". */
 void print_ping(json_t *r)
 {
 	json_t *v = json_object_get(r, "rtt_ms");
+	const char *link = json_string_value(json_object_get(r, "link"));
+	char how[160];
 
-	printf("rtt %.3f ms via %s\n", json_number_value(v), str(r, "path"));
+	if (!link)
+		how[0] = '\0';
+	else if (!strcmp(link, "routed"))
+		snprintf(how, sizeof(how), " (routed through the overlay)");
+	else if (!strcmp(link, "relay"))
+		snprintf(how, sizeof(how), " (relayed link through %s)",
+			 str(r, "via"));
+	else
+		snprintf(how, sizeof(how), " (%s link)", link);
+	printf("rtt %.3f ms via %s%s\n", json_number_value(v), str(r, "path"),
+	       how);
 }
 
 void print_bootstrap(json_t *r)
