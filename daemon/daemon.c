@@ -244,8 +244,22 @@ int p2pd_node_start(uv_loop_t *loop, const struct p2pd_config *cfg,
 	add_commands(cmd_names_commands, cmd_names_ncommands);
 	add_commands(cmd_metrics_commands, cmd_metrics_ncommands);
 	rc = init_services(n, loop, cfg, ident);
-	for (size_t i = 0; i < cfg->nlisten && rc == 0; i++)
+	for (size_t i = 0; i < cfg->nlisten && rc == 0; i++) {
 		rc = listen_start(n, &cfg->listen[i], err, errlen);
+		if (rc == -EAFNOSUPPORT) {
+			/* SPEC 9: a warning; only no working address fails. */
+			log_warnx("%s", err);
+			err[0] = '\0';
+			rc = 0;
+		}
+	}
+	if (rc == 0 && cfg->nlisten > 0 && n->nlisten == 0) {
+		snprintf(err, errlen,
+			 "no listen address works on this host (use -l "
+			 "ADDR:PORT, or \"listen\": [] for a node that does "
+			 "not listen)");
+		rc = -EADDRNOTAVAIL;
+	}
 	if (rc < 0) {
 		/* Handles are freed by their close callbacks: let them run. */
 		bool freed = false;
@@ -306,4 +320,17 @@ void p2pd_node_status_line(struct p2pd_node *n, char *out, size_t len)
 	snprintf(out, len, "%zu peer%s, NAT %s, DHT %s", np, np == 1 ? "" : "s",
 		 p2p_nat_type_name(p2p_nat_type(ovl_nat(n))),
 		 p2p_overlay_is_server(ovl_overlay(n)) ? "server" : "client");
+}
+
+void p2pd_node_listen_text(struct p2pd_node *n, char *out, size_t len)
+{
+	char addr[P2P_ADDR_TEXT_MAX];
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < n->nlisten && used < len; i++) {
+		p2p_addr_format(&n->listeners[i].addr, addr, sizeof(addr));
+		used += (size_t)snprintf(out + used, len - used, "%s%s",
+					 i ? " " : "", addr);
+	}
 }

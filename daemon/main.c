@@ -221,19 +221,14 @@ static void start_timers(struct daemon *d)
 
 static void log_started(struct daemon *d)
 {
-	char listen[P2PD_MAX_LISTEN * P2P_ADDR_TEXT_MAX + 8] = "";
-	char addr[P2P_ADDR_TEXT_MAX], idtext[P2P_ID_TEXT_LEN + 1];
+	char listen[P2PD_MAX_LISTEN * P2P_ADDR_TEXT_MAX + 8];
+	char idtext[P2P_ID_TEXT_LEN + 1];
 
-	for (size_t i = 0; i < d->cfg->nlisten; i++) {
-		p2p_addr_format(&d->cfg->listen[i], addr, sizeof(addr));
-		if (i > 0)
-			strcat(listen, " ");
-		strcat(listen, addr);
-	}
+	p2pd_node_listen_text(d->node, listen, sizeof(listen));
 	p2p_peerid_to_text(&d->ident.id, idtext);
 	log_info("listening on %s, control on %s, peer id %s",
-		 d->cfg->nlisten ? listen : "(nothing: client only)",
-		 d->cfg->control, idtext);
+		 listen[0] ? listen : "(nothing: client only)", d->cfg->control,
+		 idtext);
 }
 
 static int daemon_start(struct daemon *d)

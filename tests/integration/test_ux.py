@@ -4,6 +4,7 @@ persist, and what is going on (peers, tunnels, metrics)."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
@@ -134,10 +135,20 @@ def services(d):
 def runtime_changes_persist():
     with Cluster() as c:
         d0 = c.daemon("d0").start()
-        p1, p2, p3 = p2ptest.free_port(), p2ptest.free_port(), p2ptest.free_port()
-        d1 = c.daemon("d1", bootstrap=[d0], config={
-            "services": {"conf": {"target": "127.0.0.1:7"}},
-            "forwards": [{"listen": "127.0.0.1:%d" % p1, "peer": d0.id, "service": "conf"}]}).start()
+        d1 = c.daemon("d1", bootstrap=[d0])
+        held = []
+        while len(held) < 3:  # held together: three ports, none a daemon's
+            h = socket.socket()
+            h.bind(("127.0.0.1", 0))
+            held.append(h)
+            if h.getsockname()[1] in (d0.port, d1.port):
+                held.remove(h)
+        p1, p2, p3 = [h.getsockname()[1] for h in held]
+        for h in held:
+            h.close()
+        d1.config = {"services": {"conf": {"target": "127.0.0.1:7"}},
+                     "forwards": [{"listen": "127.0.0.1:%d" % p1, "peer": d0.id, "service": "conf"}]}
+        d1.start()
         check_eq(forwards(d1), [("127.0.0.1:%d" % p1, d0.id, "conf")], "the config file's forward")
         check(listens(p1), "config forward does not listen")
         check_eq(d1.ctl("name", "add", "zed", d0.id).returncode, 0, "name add")
@@ -375,6 +386,45 @@ def progress_and_ping_count():
         # a peer nobody answers for: every ping fails, exit 1
         r = e.ctl("-t", "2", "ping", "-c", "2", "a" * 52)
         check_eq(r.returncode, 1, "ping -c 2 of nobody")
+
+
+NO_IPV6 = ("ip link set lo up && for k in all default lo; do "
+           "sysctl -qw net.ipv6.conf.$k.disable_ipv6=1 || exit 9; done && exec \"$@\"")
+
+
+def start_without_ipv6(d):
+    """d in a network namespace of its own whose IPv6 is disabled (its
+    control socket is a path: reachable from here)."""
+    logf = open(d.log, "ab")
+    d.proc = d.cluster.popen(["unshare", "-n", "sh", "-c", NO_IPV6, "sh"] + d.argv(),
+                             stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+    logf.close()
+    return d
+
+
+@T.test
+def host_without_ipv6():
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        print("skip host_without_ipv6: needs root and unshare")
+        return
+    with Cluster() as c:
+        # the default config (0.0.0.0 and [::] on the default port)
+        d = start_without_ipv6(c.daemon("default", listen=False))
+        st = d.wait_ready()
+        check(any(a.startswith("0.0.0.0:") for a in st["listen"]), "listen %r", st["listen"])
+        # an IPv6 address there is a warning, and the daemon runs on IPv4
+        port = p2ptest.free_port()
+        d = start_without_ipv6(c.daemon("both", listen=False,
+                                        extra=["-l", "127.0.0.1:%d" % port, "-l", "[::1]:%d" % port]))
+        st = d.wait_ready()
+        check_eq(st["listen"], ["127.0.0.1:%d" % port], "listen without IPv6")
+        log = open(d.log).read()
+        check("warn: not listening on [::1]:%d: this host has no IPv6" % port in log, "warning: %s", log)
+        check("listening on 127.0.0.1:%d, control" % port in log, "start line: %s", log)
+        # no working listen address at all: exit 1, saying so
+        d = start_without_ipv6(c.daemon("v6only", listen=False, extra=["-l", "[::1]:%d" % port]))
+        check_eq(d.proc.wait(10), 1, "exit with only an IPv6 address")
+        check("error: no listen address works" in open(d.log).read(), "message: %s", d.log_tail())
 
 if __name__ == "__main__":
     T.run()
