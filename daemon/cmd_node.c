@@ -17,6 +17,7 @@
 #include "nodeutil.h"
 #include "ovl.h"
 #include "relay.h"
+#include "resolve.h"
 #include "tunnel.h"
 
 #define CMD_BOOTSTRAP_TIMEOUT_MS 10000 /* `bootstrap` command */
@@ -40,10 +41,15 @@ struct pending {
 	uint64_t msgid; /* routed ping */
 	uint64_t t0_hr;
 	uint32_t link; /* bootstrap, direct ping */
+	/* bootstrap by host name: its addresses, tried in turn */
+	struct p2p_addr addrs[RESOLVE_ADDRS_MAX];
+	size_t naddrs, next_addr;
+	char last_err[128]; /* why the last address failed */
 };
 
 struct cmd_node {
 	struct pending *list;
+	uint64_t next_key; /* of bootstrap requests resolving a name */
 };
 
 static json_t *id_json(const struct p2p_peerid *id)
@@ -189,6 +195,28 @@ static void on_up(void *arg, struct link *l, bool first)
 	}
 }
 
+/* Dial the next address of a bootstrap host name; none left: fail. */
+static void boot_next(struct p2pd_node *n, struct pending *p)
+{
+	char text[P2P_ADDR_TEXT_MAX];
+	struct link *l;
+	int err;
+
+	while (p->next_addr < p->naddrs) {
+		const struct p2p_addr *a = &p->addrs[p->next_addr++];
+		l = link_dial(n, a, NULL, LP_OVERLAY, &err);
+		if (l) {
+			pend_hold(p, l);
+			return;
+		}
+		p2p_addr_format(a, text, sizeof(text));
+		snprintf(p->last_err, sizeof(p->last_err), "cannot dial %s: %s",
+			 text, uv_strerror(err));
+	}
+	pend_fail(n, p, "peer_unreachable",
+		  p->last_err[0] ? p->last_err : "no address");
+}
+
 static void on_gone(void *arg, struct link *l, const char *why)
 {
 	struct p2pd_node *n = arg;
@@ -199,7 +227,10 @@ static void on_gone(void *arg, struct link *l, const char *why)
 		if (p->link != link_id(l))
 			continue;
 		p->link = 0;
-		if (p->kind == PEND_BOOTSTRAP)
+		if (p->kind == PEND_BOOTSTRAP && p->next_addr < p->naddrs) {
+			snprintf(p->last_err, sizeof(p->last_err), "%s", why);
+			boot_next(n, p);
+		} else if (p->kind == PEND_BOOTSTRAP)
 			pend_fail(n, p, "peer_unreachable", why);
 		else
 			pend_fail(n, p, "peer_unreachable", "link closed");
@@ -342,20 +373,24 @@ static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
 	const char *mode =
 	    p2p_overlay_is_server(ovl_overlay(n)) ? "server" : "client";
 
-	ctl_reply_ok(
-	    req,
-	    json_pack("{s:s, s:s, s:I, s:o, s:{s:s, s:o}, s:I, "
-		      "s:{s:s, s:I}, s:o, s:{s:I, s:I, s:I, s:I}}",
-		      "id", n->id_text, "version", P2PD_VERSION, "uptime_s",
-		      (json_int_t)((node_now(n) - n->start_ms) / 1000),
-		      "listen", listen, "nat", "type",
-		      p2p_nat_type_name(p2p_nat_type(ovl_nat(n))), "external",
-		      external, "peers", (json_int_t)link_count_up(n), "dht",
-		      "mode", mode, "table_size", (json_int_t)st.table_size,
-		      "counters", counters, "relay", "circuits",
-		      (json_int_t)rs.circuits, "opened", (json_int_t)rs.opened,
-		      "bytes", (json_int_t)rs.bytes, "unknown_circuit",
-		      (json_int_t)rs.unknown));
+	json_t *o = json_pack(
+	    "{s:s, s:s, s:I, s:o, s:{s:s, s:o}, s:I, "
+	    "s:{s:s, s:I}, s:o, s:{s:I, s:I, s:I, s:I}}",
+	    "id", n->id_text, "version", P2PD_VERSION, "uptime_s",
+	    (json_int_t)((node_now(n) - n->start_ms) / 1000), "listen", listen,
+	    "nat", "type", p2p_nat_type_name(p2p_nat_type(ovl_nat(n))),
+	    "external", external, "peers", (json_int_t)link_count_up(n), "dht",
+	    "mode", mode, "table_size", (json_int_t)st.table_size, "counters",
+	    counters, "relay", "circuits", (json_int_t)rs.circuits, "opened",
+	    (json_int_t)rs.opened, "bytes", (json_int_t)rs.bytes,
+	    "unknown_circuit", (json_int_t)rs.unknown);
+	/* Alone: say so, and what to do (issue 12 item 1). */
+	if (o && link_count_up(n) == 0)
+		json_object_set_new(
+		    o, "hint",
+		    json_string("no peers: join through one with p2pctl "
+				"bootstrap HOST:PORT (or p2pd -b HOST:PORT)"));
+	ctl_reply_ok(req, o);
 }
 
 static json_t *peer_json(struct p2pd_node *n, struct link *l)
@@ -391,6 +426,55 @@ static void cmd_peers(void *ctx, struct ctl_req *req, json_t *args)
 	ctl_reply_ok(req, json_pack("{s:o}", "peers", peers));
 }
 
+#define BOOT_ADDR_SYNTAX                                                       \
+	"addr: expected ADDR:PORT or HOST:PORT (IPv6 as [ADDR]:PORT)"
+
+static void on_boot_resolved(struct p2pd_node *n, uint64_t key,
+			     const struct p2p_addr *addrs, size_t naddrs,
+			     int err)
+{
+	struct pending *p;
+
+	for (p = n->cmd->list; p; p = p->next)
+		if (p->kind == PEND_BOOTSTRAP && p->key == key)
+			break;
+	if (!p)
+		return; /* timed out meanwhile */
+	if (err < 0) {
+		snprintf(p->last_err, sizeof(p->last_err),
+			 "cannot resolve the name: %s", uv_strerror(err));
+		pend_fail(n, p, "peer_unreachable", p->last_err);
+		return;
+	}
+	memcpy(p->addrs, addrs, naddrs * sizeof(addrs[0]));
+	p->naddrs = naddrs;
+	boot_next(n, p);
+}
+
+/* bootstrap HOST:PORT: resolved off the loop, each address in turn. */
+static void boot_by_name(struct p2pd_node *n, struct ctl_req *req,
+			 const char *text)
+{
+	uint64_t key = n->cmd->next_key + 1;
+	struct pending *p;
+	int rc = resolve_start(n, text, on_boot_resolved, key);
+
+	if (rc == -EINVAL) {
+		ctl_reply_error(req, "bad_request", BOOT_ADDR_SYNTAX);
+		return;
+	}
+	if (rc < 0) {
+		ctl_reply_error(req, "internal", "cannot resolve: %s",
+				uv_strerror(rc));
+		return;
+	}
+	/* Never answered inside resolve_start: the request can wait. */
+	n->cmd->next_key = key;
+	p = pend_new(n, PEND_BOOTSTRAP, req, CMD_BOOTSTRAP_TIMEOUT_MS);
+	if (p)
+		p->key = key;
+}
+
 static void cmd_bootstrap(void *ctx, struct ctl_req *req, json_t *args)
 {
 	struct p2pd_node *n = ctx;
@@ -400,12 +484,14 @@ static void cmd_bootstrap(void *ctx, struct ctl_req *req, json_t *args)
 	struct link *l;
 	int err;
 
-	if (!json_is_string(v) ||
-	    p2p_addr_parse(&a, json_string_value(v), false) < 0 ||
-	    a.port == 0) {
-		ctl_reply_error(
-		    req, "bad_request",
-		    "addr: expected ADDR:PORT (IPv6 as [ADDR]:PORT)");
+	if (json_is_string(v) &&
+	    (p2p_addr_parse(&a, json_string_value(v), false) < 0 ||
+	     a.port == 0)) {
+		boot_by_name(n, req, json_string_value(v));
+		return;
+	}
+	if (!json_is_string(v)) {
+		ctl_reply_error(req, "bad_request", BOOT_ADDR_SYNTAX);
 		return;
 	}
 	l = link_dial(n, &a, NULL, LP_OVERLAY, &err);

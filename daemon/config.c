@@ -153,6 +153,34 @@ int cfg_parse_addr_list(struct p2p_addr *out, size_t *n, size_t max,
 	return 0;
 }
 
+int cfg_parse_bootstrap(struct p2pd_config *c, const char *const *texts,
+			size_t ntexts, const char *what, char *err,
+			size_t errlen)
+{
+	char host[P2P_HOST_NAME_MAX + 1];
+	uint16_t port;
+
+	if (ntexts > P2PD_MAX_BOOTSTRAP)
+		return cfg_err(err, errlen, "too many %s addresses (max %d)",
+			       what, P2PD_MAX_BOOTSTRAP);
+	c->nbootstrap = c->nbootstrap_names = 0;
+	for (size_t i = 0; i < ntexts; i++) {
+		struct p2p_addr *a = &c->bootstrap[c->nbootstrap];
+		if (p2p_addr_parse(a, texts[i], false) == 0 && a->port != 0) {
+			c->nbootstrap++;
+			continue;
+		}
+		if (p2p_host_port_parse(texts[i], host, &port) < 0)
+			return cfg_err(err, errlen,
+				       "bad %s address \"%s\" (want "
+				       "IPV4:PORT, [IPV6]:PORT or HOST:PORT)",
+				       what, texts[i]);
+		snprintf(c->bootstrap_names[c->nbootstrap_names++],
+			 sizeof(c->bootstrap_names[0]), "%s", texts[i]);
+	}
+	return 0;
+}
+
 /* Flags as given, applied after the file so that they win. */
 struct flags {
 	const char *config;
@@ -271,9 +299,8 @@ static int apply_flags(struct p2pd_config *c, const struct flags *f, char *err,
 				errlen) < 0)
 		return -EINVAL;
 	if (f->nbootstrap > 0 &&
-	    cfg_parse_addr_list(c->bootstrap, &c->nbootstrap,
-				P2PD_MAX_BOOTSTRAP, f->bootstrap, f->nbootstrap,
-				"--bootstrap", err, errlen) < 0)
+	    cfg_parse_bootstrap(c, f->bootstrap, f->nbootstrap, "--bootstrap",
+				err, errlen) < 0)
 		return -EINVAL;
 	if (f->control != NULL &&
 	    cfg_set_path(c->control, sizeof(c->control), f->control,

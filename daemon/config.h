@@ -54,6 +54,9 @@ struct p2pd_config {
 	struct p2p_addr listen[P2PD_MAX_LISTEN];
 	size_t nbootstrap;
 	struct p2p_addr bootstrap[P2PD_MAX_BOOTSTRAP];
+	/* "HOST:PORT" bootstrap entries, every address tried (SPEC 9). */
+	size_t nbootstrap_names;
+	char bootstrap_names[P2PD_MAX_BOOTSTRAP][P2P_HOST_NAME_MAX + 8];
 	char control[108]; /* sun_path */
 	/* its members may use the control socket; "" for none */
 	char control_group[P2PD_GROUP_NAME_MAX];

@@ -86,6 +86,20 @@ static int key_addrs(const struct cfg_ctx *x, const char *key, json_t *v,
 	return 0;
 }
 
+static int key_bootstrap(const struct cfg_ctx *x, json_t *v)
+{
+	const char *texts[P2PD_MAX_BOOTSTRAP];
+	char msg[384];
+	size_t n = 0;
+
+	if (want_strings(x, "bootstrap", v, texts, P2PD_MAX_BOOTSTRAP, &n) < 0)
+		return -EINVAL;
+	if (cfg_parse_bootstrap(x->c, texts, n, "bootstrap", msg, sizeof(msg)) <
+	    0)
+		return ferr(x, "%s", msg);
+	return 0;
+}
+
 static int key_path(const struct cfg_ctx *x, const char *key, json_t *v,
 		    char *dst, size_t dstlen)
 {
@@ -400,8 +414,7 @@ static int apply_key(const struct cfg_ctx *x, const char *key, json_t *v)
 		return key_addrs(x, key, v, c->listen, &c->nlisten,
 				 P2PD_MAX_LISTEN);
 	if (strcmp(key, "bootstrap") == 0)
-		return key_addrs(x, key, v, c->bootstrap, &c->nbootstrap,
-				 P2PD_MAX_BOOTSTRAP);
+		return key_bootstrap(x, v);
 	if (strcmp(key, "control") == 0)
 		return key_path(x, key, v, c->control, sizeof(c->control));
 	if (strcmp(key, "control_group") == 0)

@@ -184,3 +184,42 @@ int p2p_addr_parse_listen(struct p2p_addr *a, const char *s)
 	a->port = (uint16_t)v;
 	return 0;
 }
+
+int p2p_host_port_parse(const char *s, char *host, uint16_t *port)
+{
+	const char *colon = strrchr(s, ':'), *label;
+	size_t hl = colon ? (size_t)(colon - s) : 0;
+	unsigned long v;
+	bool digits = true;
+
+	if (!colon || hl == 0 || hl > P2P_HOST_NAME_MAX || !colon[1] ||
+	    strlen(colon + 1) > 5 ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return -EINVAL;
+	v = strtoul(colon + 1, NULL, 10);
+	if (v < 1 || v > 65535)
+		return -EINVAL;
+	label = s;
+	for (const char *p = s; p <= colon; p++) {
+		if (p == colon || *p == '.') {
+			size_t ll = (size_t)(p - label);
+			if (ll == 0 || ll > 63 || label[0] == '-' ||
+			    p[-1] == '-')
+				return -EINVAL;
+			if (p == colon && digits)
+				return -EINVAL; /* 300.1.1.1: not a name */
+			label = p + 1;
+			digits = true;
+			continue;
+		}
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-'))
+			return -EINVAL;
+		if (*p < '0' || *p > '9')
+			digits = false;
+	}
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	*port = (uint16_t)v;
+	return 0;
+}

@@ -426,5 +426,62 @@ def host_without_ipv6():
         check_eq(d.proc.wait(10), 1, "exit with only an IPv6 address")
         check("error: no listen address works" in open(d.log).read(), "message: %s", d.log_tail())
 
+
+SEED_HOSTS = "mount --bind \"$HOSTS\" /etc/hosts && exec \"$@\""
+
+
+@T.test
+def bootstrap_by_host_name():
+    """-b, config and p2pctl bootstrap take HOST:PORT; a name with many
+    addresses (a DNS seed) has each tried: seed.test is ::1, 127.0.0.9 and
+    127.0.0.1 in an /etc/hosts of the daemon's own mount namespace, and
+    only 127.0.0.1 answers."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        print("skip bootstrap_by_host_name: needs root and unshare")
+        return
+    with Cluster() as c:
+        d0 = c.daemon("d0").start()
+        hosts = os.path.join(c.tmp, "hosts")
+        with open(hosts, "w") as f:
+            f.write("::1 seed.test\n127.0.0.9 seed.test\n127.0.0.1 seed.test\n127.0.0.1 localhost\n")
+        os.environ["HOSTS"] = hosts
+        try:
+            def start_seeded(d):
+                logf = open(d.log, "ab")
+                d.proc = c.popen(["unshare", "-m", "sh", "-c", SEED_HOSTS, "sh"] + d.argv(),
+                                 stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+                logf.close()
+                d.wait_ready()
+                return d
+            seed = "seed.test:%d" % d0.port
+            d1 = start_seeded(c.daemon("d1", bootstrap=[seed]))
+            wait_for(lambda: d0.id in d1.peer_ids(), 15, what="d1 joined through seed.test")
+            d2 = start_seeded(c.daemon("d2", config={"bootstrap": [seed]}))
+            wait_for(lambda: d0.id in d2.peer_ids(), 15, what="d2 joined through the config's seed.test")
+            d3 = start_seeded(c.daemon("d3"))
+            st = d3.req({"cmd": "status"})
+            check("p2pctl bootstrap HOST:PORT" in st.get("hint", ""), "status hint %r", st)
+            check("p2pctl bootstrap HOST:PORT" in d3.ctl("status").stdout, "status output")
+            check("no bootstrap peer and no peer cache" in open(d3.log).read(), "the log says it is alone")
+            r = d3.ctl("bootstrap", seed)
+            check_eq((r.returncode, r.stdout), (0, "joined through %s\n" % d0.id), "p2pctl bootstrap seed.test")
+            check("hint" not in d3.req({"cmd": "status"}), "hint with a peer")
+            r = d3.ctl("bootstrap", "nosuch.invalid:%d" % d0.port)
+            check_eq(r.returncode, 1, "bootstrap of a name that does not resolve")
+            check("cannot resolve" in r.stderr, "message %r", r.stderr)
+            r = d3.ctl("bootstrap", "seed.test:%d" % p2ptest.free_port())
+            check_eq(r.returncode, 1, "bootstrap of a name nobody answers at")
+            for bad in ("seed.test", "seed.test:0", "-x.test:1", "a..b:1", "300.1.1.1:5", "x_y:1"):
+                r = d3.ctl("bootstrap", "--", bad)
+                check_eq(r.returncode, 2, "p2pctl bootstrap %r" % bad)
+                j = d3.req({"cmd": "bootstrap", "addr": bad})
+                check_eq((j["ok"], j["error"], "p2pctl: bad_request: " + j["message"]),
+                         (False, "bad_request", r.stderr.strip()), "daemon bootstrap %r" % bad)
+        finally:
+            del os.environ["HOSTS"]
+        r = subprocess.run([p2ptest.P2PD, "-n", "-b", "x_y:1"], capture_output=True, text=True)
+        check_eq(r.returncode, 1, "p2pd -b x_y:1")
+        check("HOST:PORT" in r.stderr, "message %r", r.stderr)
+
 if __name__ == "__main__":
     T.run()

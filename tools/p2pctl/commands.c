@@ -134,12 +134,15 @@ static int build_ping(int argc, char **argv, json_t *req, char *err,
 static int build_bootstrap(int argc, char **argv, json_t *req, char *err,
 			   size_t errlen)
 {
+	char host[P2P_HOST_NAME_MAX + 1];
 	struct p2p_addr a;
+	uint16_t port;
 
-	if (p2p_addr_parse(&a, argv[0], false) < 0 || a.port == 0)
+	if ((p2p_addr_parse(&a, argv[0], false) < 0 || a.port == 0) &&
+	    p2p_host_port_parse(argv[0], host, &port) < 0)
 		return usage_err(err, errlen,
-				 "bad_request: addr: expected ADDR:PORT (IPv6 "
-				 "as [ADDR]:PORT)");
+				 "bad_request: addr: expected ADDR:PORT or "
+				 "HOST:PORT (IPv6 as [ADDR]:PORT)");
 	json_object_set_new(req, "addr", json_string(argv[0]));
 	return 0;
 }
@@ -265,8 +268,10 @@ const struct ctl_cmd ctl_cmds[] = {
      "relay is named), else routed through the overlay. -c N: N pings, a\n"
      "second apart, one line each; exit 0 when any was answered.",
      1, 1, CMD_TIMEOUT_NET_MS, build_ping, print_ping, "c:", ping_opts},
-    {"bootstrap", "ADDR:PORT", "join through one more peer now", NULL, 1, 1,
-     CMD_TIMEOUT_NET_MS, build_bootstrap, print_bootstrap, NULL, NULL},
+    {"bootstrap", "ADDR:PORT|HOST:PORT", "join through one more peer now",
+     "A host name is resolved by the daemon, and each of its addresses\n"
+     "tried in turn until one answers.",
+     1, 1, CMD_TIMEOUT_NET_MS, build_bootstrap, print_bootstrap, NULL, NULL},
     {"expose", "NAME HOST:PORT [--allow ID]...", "offer a local TCP service",
      "Peers reach HOST:PORT as service NAME. Without --allow any peer may;\n"
      "with it, only the listed peer IDs.",

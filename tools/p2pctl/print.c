@@ -82,8 +82,11 @@ void print_status(json_t *r)
 	printf(
 	    "nat:       %s (external: %s)\n", str(nat, "type"),
 	    joined(json_object_get(nat, "external"), "unknown", b, sizeof(b)));
-	printf("peers:     %s\n",
-	       scalar(json_object_get(r, "peers"), n, sizeof(n)));
+	printf("peers:     %s%s%s%s\n",
+	       scalar(json_object_get(r, "peers"), n, sizeof(n)),
+	       json_object_get(r, "hint") ? " (" : "",
+	       json_object_get(r, "hint") ? str(r, "hint") : "",
+	       json_object_get(r, "hint") ? ")" : "");
 	printf("dht:       %s, table size %s\n", str(dht, "mode"),
 	       scalar(json_object_get(dht, "table_size"), a, sizeof(a)));
 }
