@@ -323,7 +323,7 @@ static int run(const struct ctl_cmd *c, const struct opts *o, json_t *req)
 	struct ctl_target t;
 	struct ctl_conn conn;
 	char *line;
-	int rc = EXIT_DAEMON, r;
+	int rc = EXIT_DAEMON;
 
 	json_object_del(req, CTL_COUNT_KEY);
 	if (slow(c) && (o->verbose || isatty(STDERR_FILENO)))
@@ -337,10 +337,19 @@ static int run(const struct ctl_cmd *c, const struct opts *o, json_t *req)
 		free(line);
 		return EXIT_UNREACHABLE;
 	}
-	for (long i = 0; i < count; i++) {
+	for (long i = 0, r = EXIT_OK; i < count; i++) {
 		if (i > 0) {
 			fflush(stdout);
 			usleep(PING_INTERVAL_MS * 1000);
+		}
+		/* After a failure (a timeout, say) the late answer may still
+		 * come: a fresh connection keeps the next one apart. */
+		if (r != EXIT_OK) {
+			ctl_close(&conn);
+			if (ctl_target_connect(&t, &conn) < 0) {
+				ctl_target_explain(&t);
+				break;
+			}
 		}
 		r = exchange(c, o, &conn, t.path[t.used], line);
 		if (count == 1 || r == EXIT_OK)
