@@ -163,8 +163,12 @@ static void reply_ping(struct p2pd_node *n, struct pending *p, struct link *l)
 	o = json_pack("{s:f, s:s, s:s}", "rtt_ms", since_ms(p), "path",
 		      l && link_kind(l) != LINK_RELAY ? "direct" : "relay",
 		      "link", l ? link_kinds[link_kind(l)] : "routed");
-	if (o && via)
+	if (o && via) {
+		const char *name = names_of(n->names, via);
 		json_object_set_new(o, "via", id_json(via));
+		if (name)
+			json_object_set_new(o, "via_name", json_string(name));
+	}
 	ctl_reply_ok(p->req, o);
 	pend_done(n, p);
 }

@@ -366,7 +366,6 @@ def progress_and_ping_count():
         r = e.ctl("connect", k.id)
         check_eq((r.returncode, r.stderr), (0, ""), "connect, stderr not a terminal")
         check("relay link (relay)" in r.stdout, "connect output %r", r.stdout)
-        check_eq(e.ctl("name", "add", "alpha", a.id).returncode, 0, "name add")
         r = e.ctl("ping", "-c", "3", "fox")
         check_eq((r.returncode, r.stderr), (0, ""), "ping -c 3 fox")
         out = r.stdout.splitlines()
@@ -375,6 +374,9 @@ def progress_and_ping_count():
             check(re.fullmatch(r"rtt [0-9.]+ ms via relay \(relayed link through %s\)" % a.id, l),
                   "ping over the relayed link: %r", l)
         check_eq(complete("-s", e.sock, "ping", "-c", "3", "fo"), ["fox"], "completion after ping -c N")
+        check_eq(e.ctl("name", "add", "alpha", a.id).returncode, 0, "name add")
+        check(re.fullmatch(r"rtt [0-9.]+ ms via relay \(relayed link through alpha\)\n",
+                           e.ctl("ping", "fox").stdout), "the relay by its name")
         r = e.ctl("ping", "--count=2", "alpha")
         out = r.stdout.splitlines()
         check_eq(len(out), 2, "ping --count=2 lines %r" % out)

@@ -262,7 +262,8 @@ void print_ping(json_t *r)
 		snprintf(how, sizeof(how), " (routed through the overlay)");
 	else if (!strcmp(link, "relay"))
 		snprintf(how, sizeof(how), " (relayed link through %s)",
-			 str(r, "via"));
+			 json_object_get(r, "via_name") ? str(r, "via_name")
+							: str(r, "via"));
 	else
 		snprintf(how, sizeof(how), " (%s link)", link);
 	printf("rtt %.3f ms via %s%s\n", json_number_value(v), str(r, "path"),
