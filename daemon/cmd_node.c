@@ -13,9 +13,12 @@
 #include "cmd_node.h"
 #include "link.h"
 #include "log.h"
+#include "names.h"
 #include "nodeutil.h"
 #include "ovl.h"
 #include "relay.h"
+#include "resolve.h"
+#include "tunnel.h"
 
 #define CMD_BOOTSTRAP_TIMEOUT_MS 10000 /* `bootstrap` command */
 #define CMD_PING_TIMEOUT_MS 5000       /* `ping` command */
@@ -38,10 +41,15 @@ struct pending {
 	uint64_t msgid; /* routed ping */
 	uint64_t t0_hr;
 	uint32_t link; /* bootstrap, direct ping */
+	/* bootstrap by host name: its addresses, tried in turn */
+	struct p2p_addr addrs[RESOLVE_ADDRS_MAX];
+	size_t naddrs, next_addr;
+	char last_err[128]; /* why the last address failed */
 };
 
 struct cmd_node {
 	struct pending *list;
+	uint64_t next_key; /* of bootstrap requests resolving a name */
 };
 
 static json_t *id_json(const struct p2p_peerid *id)
@@ -119,10 +127,49 @@ static double since_ms(const struct pending *p)
 	return (double)(uv_hrtime() - p->t0_hr) / 1e6;
 }
 
-static void reply_ping(struct p2pd_node *n, struct pending *p, const char *path)
+/*
+ * The relay a relayed link goes through: relay.c opens our end with the
+ * addresses of the link it rides on (link_open_on), and that pair of
+ * addresses names one TCP connection.
+ */
+static const struct p2p_peerid *relay_of(struct p2pd_node *n, struct link *rl)
 {
-	ctl_reply_ok(p->req, json_pack("{s:f, s:s}", "rtt_ms", since_ms(p),
-				       "path", path));
+	for (struct link *l = link_first(n); l; l = link_next_of(l))
+		if (link_kind(l) != LINK_RELAY && link_is_up(l) &&
+		    p2p_addr_equal(link_remote(l), link_remote(rl)) &&
+		    p2p_addr_equal(link_local(l), link_local(rl)))
+			return link_peer(l);
+	return NULL;
+}
+
+static const char *const link_kinds[] = {
+    [LINK_OVERLAY] = "overlay",
+    [LINK_DIRECT] = "direct",
+    [LINK_RELAY] = "relay",
+};
+
+/*
+ * path: "direct" over a TCP link, "relay" over a relayed one or routed
+ * through the overlay; link says which of the three ("routed" for the
+ * last), via names the relay of a relayed link.
+ */
+static void reply_ping(struct p2pd_node *n, struct pending *p, struct link *l)
+{
+	const struct p2p_peerid *via = NULL;
+	json_t *o;
+
+	if (l && link_kind(l) == LINK_RELAY)
+		via = relay_of(n, l);
+	o = json_pack("{s:f, s:s, s:s}", "rtt_ms", since_ms(p), "path",
+		      l && link_kind(l) != LINK_RELAY ? "direct" : "relay",
+		      "link", l ? link_kinds[link_kind(l)] : "routed");
+	if (o && via) {
+		const char *name = names_of(n->names, via);
+		json_object_set_new(o, "via", id_json(via));
+		if (name)
+			json_object_set_new(o, "via_name", json_string(name));
+	}
+	ctl_reply_ok(p->req, o);
 	pend_done(n, p);
 }
 
@@ -152,6 +199,28 @@ static void on_up(void *arg, struct link *l, bool first)
 	}
 }
 
+/* Dial the next address of a bootstrap host name; none left: fail. */
+static void boot_next(struct p2pd_node *n, struct pending *p)
+{
+	char text[P2P_ADDR_TEXT_MAX];
+	struct link *l;
+	int err;
+
+	while (p->next_addr < p->naddrs) {
+		const struct p2p_addr *a = &p->addrs[p->next_addr++];
+		l = link_dial(n, a, NULL, LP_OVERLAY, &err);
+		if (l) {
+			pend_hold(p, l);
+			return;
+		}
+		p2p_addr_format(a, text, sizeof(text));
+		snprintf(p->last_err, sizeof(p->last_err), "cannot dial %s: %s",
+			 text, uv_strerror(err));
+	}
+	pend_fail(n, p, "peer_unreachable",
+		  p->last_err[0] ? p->last_err : "no address");
+}
+
 static void on_gone(void *arg, struct link *l, const char *why)
 {
 	struct p2pd_node *n = arg;
@@ -162,7 +231,10 @@ static void on_gone(void *arg, struct link *l, const char *why)
 		if (p->link != link_id(l))
 			continue;
 		p->link = 0;
-		if (p->kind == PEND_BOOTSTRAP)
+		if (p->kind == PEND_BOOTSTRAP && p->next_addr < p->naddrs) {
+			snprintf(p->last_err, sizeof(p->last_err), "%s", why);
+			boot_next(n, p);
+		} else if (p->kind == PEND_BOOTSTRAP)
 			pend_fail(n, p, "peer_unreachable", why);
 		else
 			pend_fail(n, p, "peer_unreachable", "link closed");
@@ -210,7 +282,7 @@ void cmd_node_on_pong(void *arg, struct link *l, const struct p2p_msg *m)
 	for (struct pending *p = n->cmd->list; p; p = p->next) {
 		if (p->kind == PEND_PING_DIRECT && p->link == link_id(l) &&
 		    p->key == m->u.ping.nonce) {
-			reply_ping(n, p, "direct");
+			reply_ping(n, p, l);
 			return;
 		}
 	}
@@ -235,7 +307,7 @@ void cmd_node_on_app(void *arg, const struct p2p_ov_action *a)
 	}
 	for (struct pending *p = n->cmd->list; p; p = p->next) {
 		if (p->kind == PEND_PING_ROUTED && p->key == nonce) {
-			reply_ping(n, p, "relay");
+			reply_ping(n, p, NULL);
 			return;
 		}
 	}
@@ -305,20 +377,46 @@ static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
 	const char *mode =
 	    p2p_overlay_is_server(ovl_overlay(n)) ? "server" : "client";
 
-	ctl_reply_ok(
-	    req,
-	    json_pack("{s:s, s:s, s:I, s:o, s:{s:s, s:o}, s:I, "
-		      "s:{s:s, s:I}, s:o, s:{s:I, s:I, s:I, s:I}}",
-		      "id", n->id_text, "version", P2PD_VERSION, "uptime_s",
-		      (json_int_t)((node_now(n) - n->start_ms) / 1000),
-		      "listen", listen, "nat", "type",
-		      p2p_nat_type_name(p2p_nat_type(ovl_nat(n))), "external",
-		      external, "peers", (json_int_t)link_count_up(n), "dht",
-		      "mode", mode, "table_size", (json_int_t)st.table_size,
-		      "counters", counters, "relay", "circuits",
-		      (json_int_t)rs.circuits, "opened", (json_int_t)rs.opened,
-		      "bytes", (json_int_t)rs.bytes, "unknown_circuit",
-		      (json_int_t)rs.unknown));
+	json_t *o = json_pack(
+	    "{s:s, s:s, s:I, s:o, s:{s:s, s:o}, s:I, "
+	    "s:{s:s, s:I}, s:o, s:{s:I, s:I, s:I, s:I}}",
+	    "id", n->id_text, "version", P2PD_VERSION, "uptime_s",
+	    (json_int_t)((node_now(n) - n->start_ms) / 1000), "listen", listen,
+	    "nat", "type", p2p_nat_type_name(p2p_nat_type(ovl_nat(n))),
+	    "external", external, "peers", (json_int_t)link_count_up(n), "dht",
+	    "mode", mode, "table_size", (json_int_t)st.table_size, "counters",
+	    counters, "relay", "circuits", (json_int_t)rs.circuits, "opened",
+	    (json_int_t)rs.opened, "bytes", (json_int_t)rs.bytes,
+	    "unknown_circuit", (json_int_t)rs.unknown);
+	/* Alone: say so, and what to do (issue 12 item 1). */
+	if (o && link_count_up(n) == 0)
+		json_object_set_new(
+		    o, "hint",
+		    json_string("no peers: join through one with p2pctl "
+				"bootstrap HOST:PORT (or p2pd -b HOST:PORT)"));
+	ctl_reply_ok(req, o);
+}
+
+static json_t *peer_json(struct p2pd_node *n, struct link *l)
+{
+	const struct p2p_peerid *via;
+	const char *name;
+	json_t *p = json_pack(
+	    "{s:o, s:o, s:s, s:s, s:o, s:I, s:I, s:I}", "id",
+	    id_json(link_peer(l)), "addr", addr_json(link_remote(l)), "dir",
+	    link_outbound(l) ? "out" : "in", "link", link_kinds[link_kind(l)],
+	    "rtt_ms", link_rtt(l) < 0 ? json_null() : json_real(link_rtt(l)),
+	    "bytes_in", (json_int_t)link_bytes_in(l), "bytes_out",
+	    (json_int_t)link_bytes_out(l), "age_s",
+	    (json_int_t)((node_now(n) - link_born(l)) / 1000));
+
+	name = names_of(n->names, link_peer(l));
+	if (name)
+		json_object_set_new(p, "name", json_string(name));
+	via = link_kind(l) == LINK_RELAY ? relay_of(n, l) : NULL;
+	if (via)
+		json_object_set_new(p, "via", id_json(via));
+	return p;
 }
 
 static void cmd_peers(void *ctx, struct ctl_req *req, json_t *args)
@@ -326,25 +424,59 @@ static void cmd_peers(void *ctx, struct ctl_req *req, json_t *args)
 	struct p2pd_node *n = ctx;
 	json_t *peers = json_array();
 
-	static const char *const kinds[] = {
-	    [LINK_OVERLAY] = "overlay",
-	    [LINK_DIRECT] = "direct",
-	    [LINK_RELAY] = "relay",
-	};
-
-	for (struct link *l = link_first(n); l; l = link_next_of(l)) {
-		if (!link_is_up(l) || link_purpose(l) != LP_OVERLAY)
-			continue;
-		json_array_append_new(
-		    peers, json_pack("{s:o, s:o, s:s, s:s, s:o}", "id",
-				     id_json(link_peer(l)), "addr",
-				     addr_json(link_remote(l)), "dir",
-				     link_outbound(l) ? "out" : "in", "link",
-				     kinds[link_kind(l)], "rtt_ms",
-				     link_rtt(l) < 0 ? json_null()
-						     : json_real(link_rtt(l))));
-	}
+	for (struct link *l = link_first(n); l; l = link_next_of(l))
+		if (link_is_up(l) && link_purpose(l) == LP_OVERLAY)
+			json_array_append_new(peers, peer_json(n, l));
 	ctl_reply_ok(req, json_pack("{s:o}", "peers", peers));
+}
+
+#define BOOT_ADDR_SYNTAX                                                       \
+	"addr: expected ADDR:PORT or HOST:PORT (IPv6 as [ADDR]:PORT)"
+
+static void on_boot_resolved(struct p2pd_node *n, uint64_t key,
+			     const struct p2p_addr *addrs, size_t naddrs,
+			     int err)
+{
+	struct pending *p;
+
+	for (p = n->cmd->list; p; p = p->next)
+		if (p->kind == PEND_BOOTSTRAP && p->key == key)
+			break;
+	if (!p)
+		return; /* timed out meanwhile */
+	if (err < 0) {
+		snprintf(p->last_err, sizeof(p->last_err),
+			 "cannot resolve the name: %s", uv_strerror(err));
+		pend_fail(n, p, "peer_unreachable", p->last_err);
+		return;
+	}
+	memcpy(p->addrs, addrs, naddrs * sizeof(addrs[0]));
+	p->naddrs = naddrs;
+	boot_next(n, p);
+}
+
+/* bootstrap HOST:PORT: resolved off the loop, each address in turn. */
+static void boot_by_name(struct p2pd_node *n, struct ctl_req *req,
+			 const char *text)
+{
+	uint64_t key = n->cmd->next_key + 1;
+	struct pending *p;
+	int rc = resolve_start(n, text, on_boot_resolved, key);
+
+	if (rc == -EINVAL) {
+		ctl_reply_error(req, "bad_request", BOOT_ADDR_SYNTAX);
+		return;
+	}
+	if (rc < 0) {
+		ctl_reply_error(req, "internal", "cannot resolve: %s",
+				uv_strerror(rc));
+		return;
+	}
+	/* Never answered inside resolve_start: the request can wait. */
+	n->cmd->next_key = key;
+	p = pend_new(n, PEND_BOOTSTRAP, req, CMD_BOOTSTRAP_TIMEOUT_MS);
+	if (p)
+		p->key = key;
 }
 
 static void cmd_bootstrap(void *ctx, struct ctl_req *req, json_t *args)
@@ -356,12 +488,14 @@ static void cmd_bootstrap(void *ctx, struct ctl_req *req, json_t *args)
 	struct link *l;
 	int err;
 
-	if (!json_is_string(v) ||
-	    p2p_addr_parse(&a, json_string_value(v), false) < 0 ||
-	    a.port == 0) {
-		ctl_reply_error(
-		    req, "bad_request",
-		    "addr: expected ADDR:PORT (IPv6 as [ADDR]:PORT)");
+	if (json_is_string(v) &&
+	    (p2p_addr_parse(&a, json_string_value(v), false) < 0 ||
+	     a.port == 0)) {
+		boot_by_name(n, req, json_string_value(v));
+		return;
+	}
+	if (!json_is_string(v)) {
+		ctl_reply_error(req, "bad_request", BOOT_ADDR_SYNTAX);
 		return;
 	}
 	l = link_dial(n, &a, NULL, LP_OVERLAY, &err);
@@ -422,7 +556,7 @@ static void cmd_ping(void *ctx, struct ctl_req *req, json_t *args)
 	struct p2p_peerid id;
 	struct link *l;
 
-	if (node_arg_peer(req, args, &id) < 0)
+	if (node_arg_peer(req, args, n->names, &id) < 0)
 		return;
 	l = link_find_up(n, &id, LINK_KINDS_ALL);
 	if (l) {
@@ -444,7 +578,7 @@ static void cmd_lookup(void *ctx, struct ctl_req *req, json_t *args)
 	uint64_t lid;
 	int rc;
 
-	if (node_arg_peer(req, args, &id) < 0)
+	if (node_arg_peer(req, args, n->names, &id) < 0)
 		return;
 	rc = ovl_lookup(n, &id, on_lookup, n, &lid);
 	if (rc < 0) {
@@ -480,10 +614,12 @@ static void cmd_expose(void *ctx, struct ctl_req *req, json_t *args)
 				P2PD_MAX_SERVICES);
 		return;
 	}
+	svc.runtime = true;
 	n->services[i] = svc;
 	if (i == n->nservices)
 		n->nservices++;
 	log_info("service %s exposed: %s", svc.name, svc.target);
+	tun_runtime_save(n);
 	ctl_reply_ok(req, NULL);
 }
 
@@ -498,12 +634,18 @@ static void cmd_unexpose(void *ctx, struct ctl_req *req, json_t *args)
 		return;
 	}
 	for (size_t i = 0; i < n->nservices; i++) {
+		bool runtime = n->services[i].runtime;
 		if (strcmp(n->services[i].name, json_string_value(v)))
 			continue;
 		memmove(&n->services[i], &n->services[i + 1],
 			(n->nservices - i - 1) * sizeof(n->services[0]));
 		n->nservices--;
-		log_info("service %s withdrawn", json_string_value(v));
+		if (runtime)
+			tun_runtime_save(n);
+		log_info("service %s withdrawn%s", json_string_value(v),
+			 runtime ? ""
+				 : " (the config file's: back at SIGHUP or "
+				   "the next start)");
 		ctl_reply_ok(req, NULL);
 		return;
 	}

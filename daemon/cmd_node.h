@@ -25,5 +25,11 @@ void cmd_node_on_route_failed(void *n, uint64_t msgid);
 /* Handlers take the node as ctx. */
 extern const struct ctl_command cmd_node_commands[];
 extern const size_t cmd_node_ncommands;
+/* name_add, name_rm, names (cmd_names.c); ctx: the node. */
+extern const struct ctl_command cmd_names_commands[];
+extern const size_t cmd_names_ncommands;
+/* metrics (cmd_metrics.c); ctx: the node. */
+extern const struct ctl_command cmd_metrics_commands[];
+extern const size_t cmd_metrics_ncommands;
 
 #endif

@@ -41,6 +41,8 @@ static const char usage_text[] =
     "  -d, --state-dir DIR        identity and peer cache\n"
     "      --log-level LEVEL      error, warn, info or debug\n"
     "  -n                         check the configuration and exit\n"
+    "      --show-id              print the state directory's peer ID and "
+    "exit\n"
     "      --version              print the version and exit\n"
     "      --help                 print this help and exit\n";
 
@@ -151,6 +153,34 @@ int cfg_parse_addr_list(struct p2p_addr *out, size_t *n, size_t max,
 	return 0;
 }
 
+int cfg_parse_bootstrap(struct p2pd_config *c, const char *const *texts,
+			size_t ntexts, const char *what, char *err,
+			size_t errlen)
+{
+	char host[P2P_HOST_NAME_MAX + 1];
+	uint16_t port;
+
+	if (ntexts > P2PD_MAX_BOOTSTRAP)
+		return cfg_err(err, errlen, "too many %s addresses (max %d)",
+			       what, P2PD_MAX_BOOTSTRAP);
+	c->nbootstrap = c->nbootstrap_names = 0;
+	for (size_t i = 0; i < ntexts; i++) {
+		struct p2p_addr *a = &c->bootstrap[c->nbootstrap];
+		if (p2p_addr_parse(a, texts[i], false) == 0 && a->port != 0) {
+			c->nbootstrap++;
+			continue;
+		}
+		if (p2p_host_port_parse(texts[i], host, &port) < 0)
+			return cfg_err(err, errlen,
+				       "bad %s address \"%s\" (want "
+				       "IPV4:PORT, [IPV6]:PORT or HOST:PORT)",
+				       what, texts[i]);
+		snprintf(c->bootstrap_names[c->nbootstrap_names++],
+			 sizeof(c->bootstrap_names[0]), "%s", texts[i]);
+	}
+	return 0;
+}
+
 /* Flags as given, applied after the file so that they win. */
 struct flags {
 	const char *config;
@@ -162,9 +192,10 @@ struct flags {
 	const char *state_dir;
 	const char *log_level;
 	bool check_only;
+	bool show_id;
 };
 
-enum { OPT_LOG_LEVEL = 256, OPT_VERSION, OPT_HELP };
+enum { OPT_LOG_LEVEL = 256, OPT_VERSION, OPT_HELP, OPT_SHOW_ID };
 
 static const struct option long_opts[] = {
     {"config", required_argument, NULL, 'c'},
@@ -175,6 +206,7 @@ static const struct option long_opts[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
+    {"show-id", no_argument, NULL, OPT_SHOW_ID},
     {NULL, 0, NULL, 0},
 };
 
@@ -236,6 +268,9 @@ static int parse_flags(struct flags *f, int argc, char **argv, char *err,
 		case OPT_LOG_LEVEL:
 			f->log_level = optarg;
 			break;
+		case OPT_SHOW_ID:
+			f->show_id = true;
+			break;
 		case OPT_VERSION:
 			printf("p2pd %s\n", P2PD_VERSION);
 			return 1;
@@ -264,9 +299,8 @@ static int apply_flags(struct p2pd_config *c, const struct flags *f, char *err,
 				errlen) < 0)
 		return -EINVAL;
 	if (f->nbootstrap > 0 &&
-	    cfg_parse_addr_list(c->bootstrap, &c->nbootstrap,
-				P2PD_MAX_BOOTSTRAP, f->bootstrap, f->nbootstrap,
-				"--bootstrap", err, errlen) < 0)
+	    cfg_parse_bootstrap(c, f->bootstrap, f->nbootstrap, "--bootstrap",
+				err, errlen) < 0)
 		return -EINVAL;
 	if (f->control != NULL &&
 	    cfg_set_path(c->control, sizeof(c->control), f->control,
@@ -286,6 +320,7 @@ static int apply_flags(struct p2pd_config *c, const struct flags *f, char *err,
 		c->log_level = lvl;
 	}
 	c->check_only = f->check_only;
+	c->show_id = f->show_id;
 	return 0;
 }
 

@@ -18,6 +18,8 @@
 #define P2PD_MAX_SERVICES 64
 #define P2PD_MAX_ALLOW 64
 #define P2PD_GROUP_NAME_MAX 64 /* control_group, with its NUL */
+#define P2PD_MAX_FORWARDS 64
+#define P2PD_PEER_REF_MAX 64 /* an ID or a name, maybe with ".p2p" */
 
 struct p2pd_service {
 	char name[64];
@@ -26,6 +28,15 @@ struct p2pd_service {
 	bool allow_any;		     /* no "allow" list */
 	size_t nallow;
 	struct p2p_peerid allow[P2PD_MAX_ALLOW];
+	bool runtime; /* made by expose: kept in STATE_DIR/runtime.json */
+};
+
+/* A forward of the config file; the peer (ID or name) is resolved when
+ * the node starts, when names are known. */
+struct p2pd_forward {
+	struct p2p_addr listen;
+	char peer[P2PD_PEER_REF_MAX];
+	char service[P2P_SERVICE_NAME_MAX + 1];
 };
 
 struct p2pd_limits {
@@ -43,6 +54,9 @@ struct p2pd_config {
 	struct p2p_addr listen[P2PD_MAX_LISTEN];
 	size_t nbootstrap;
 	struct p2p_addr bootstrap[P2PD_MAX_BOOTSTRAP];
+	/* "HOST:PORT" bootstrap entries, every address tried (SPEC 9). */
+	size_t nbootstrap_names;
+	char bootstrap_names[P2PD_MAX_BOOTSTRAP][P2P_HOST_NAME_MAX + 8];
 	char control[108]; /* sun_path */
 	/* its members may use the control socket; "" for none */
 	char control_group[P2PD_GROUP_NAME_MAX];
@@ -50,8 +64,11 @@ struct p2pd_config {
 	int log_level; /* LOG_LVL_* */
 	size_t nservices;
 	struct p2pd_service services[P2PD_MAX_SERVICES];
+	size_t nforwards;
+	struct p2pd_forward forwards[P2PD_MAX_FORWARDS];
 	struct p2pd_limits limits;
 	bool check_only; /* -n: check config and exit */
+	bool show_id;	 /* --show-id: print the state dir's ID, exit */
 };
 
 /*

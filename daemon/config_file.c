@@ -14,6 +14,7 @@
 
 #include "config_file.h"
 #include "log.h"
+#include "proto/petname.h"
 
 #define CFG_LIMIT_MAX 100000000u /* no limit or timeout needs more */
 
@@ -81,6 +82,20 @@ static int key_addrs(const struct cfg_ctx *x, const char *key, json_t *v,
 		return -EINVAL;
 	if (cfg_parse_addr_list(out, nout, max, texts, n, key, msg,
 				sizeof(msg)) < 0)
+		return ferr(x, "%s", msg);
+	return 0;
+}
+
+static int key_bootstrap(const struct cfg_ctx *x, json_t *v)
+{
+	const char *texts[P2PD_MAX_BOOTSTRAP];
+	char msg[384];
+	size_t n = 0;
+
+	if (want_strings(x, "bootstrap", v, texts, P2PD_MAX_BOOTSTRAP, &n) < 0)
+		return -EINVAL;
+	if (cfg_parse_bootstrap(x->c, texts, n, "bootstrap", msg, sizeof(msg)) <
+	    0)
 		return ferr(x, "%s", msg);
 	return 0;
 }
@@ -302,6 +317,64 @@ static int key_services(const struct cfg_ctx *x, json_t *v)
 	return 0;
 }
 
+/* One {"listen", "peer", "service"} of "forwards". */
+static int key_forward(const struct cfg_ctx *x, size_t i, json_t *v,
+		       struct p2pd_forward *f)
+{
+	json_t *listen = json_object_get(v, "listen");
+	json_t *peer = json_object_get(v, "peer");
+	json_t *svc = json_object_get(v, "service");
+	char name[P2P_NAME_MAX + 1];
+	struct p2p_peerid id;
+
+	if (!json_is_object(v) || json_object_size(v) != 3 ||
+	    !json_is_string(listen) || !json_is_string(peer) ||
+	    !json_is_string(svc))
+		return ferr(x,
+			    "\"forwards[%zu]\" must be {\"listen\": ..., "
+			    "\"peer\": ..., \"service\": ...}",
+			    i);
+	if (p2p_addr_parse_listen(&f->listen, json_string_value(listen)) < 0)
+		return ferr(x,
+			    "\"forwards[%zu].listen\": bad \"%.60s\" (want "
+			    "[ADDR:]PORT, IPv6 as [ADDR]:PORT)",
+			    i, json_string_value(listen));
+	if (json_string_length(peer) >= sizeof(f->peer) ||
+	    p2p_peer_ref_parse(json_string_value(peer),
+			       json_string_length(peer), &id, name) < 0)
+		return ferr(x,
+			    "\"forwards[%zu].peer\": \"%.60s\" is not a "
+			    "peer ID or a name",
+			    i, json_string_value(peer));
+	if (!valid_service_name(json_string_value(svc)))
+		return ferr(x,
+			    "\"forwards[%zu].service\": bad service name "
+			    "\"%.60s\"",
+			    i, json_string_value(svc));
+	strcpy(f->peer, json_string_value(peer));
+	strcpy(f->service, json_string_value(svc));
+	return 0;
+}
+
+static int key_forwards(const struct cfg_ctx *x, json_t *v)
+{
+	struct p2pd_config *c = x->c;
+	size_t i;
+	json_t *e;
+
+	if (!json_is_array(v))
+		return ferr(x, "\"forwards\" must be an array");
+	if (json_array_size(v) > P2PD_MAX_FORWARDS)
+		return ferr(x, "too many forwards (max %d)", P2PD_MAX_FORWARDS);
+	json_array_foreach(v, i, e)
+	{
+		if (key_forward(x, i, e, &c->forwards[i]) < 0)
+			return -EINVAL;
+	}
+	c->nforwards = json_array_size(v);
+	return 0;
+}
+
 static int key_log_level(const struct cfg_ctx *x, json_t *v)
 {
 	const char *s = NULL;
@@ -341,8 +414,7 @@ static int apply_key(const struct cfg_ctx *x, const char *key, json_t *v)
 		return key_addrs(x, key, v, c->listen, &c->nlisten,
 				 P2PD_MAX_LISTEN);
 	if (strcmp(key, "bootstrap") == 0)
-		return key_addrs(x, key, v, c->bootstrap, &c->nbootstrap,
-				 P2PD_MAX_BOOTSTRAP);
+		return key_bootstrap(x, v);
 	if (strcmp(key, "control") == 0)
 		return key_path(x, key, v, c->control, sizeof(c->control));
 	if (strcmp(key, "control_group") == 0)
@@ -353,6 +425,8 @@ static int apply_key(const struct cfg_ctx *x, const char *key, json_t *v)
 		return key_log_level(x, v);
 	if (strcmp(key, "services") == 0)
 		return key_services(x, v);
+	if (strcmp(key, "forwards") == 0)
+		return key_forwards(x, v);
 	if (strcmp(key, "limits") == 0)
 		return key_limits(x, v);
 	return ferr(x, "unknown key \"%s\"", key);

@@ -26,4 +26,10 @@ int cfg_parse_addr_list(struct p2p_addr *out, size_t *n, size_t max,
 			const char *const *texts, size_t ntexts,
 			const char *what, char *err, size_t errlen);
 
+/* Bootstrap entries: ADDR:PORT into c->bootstrap, HOST:PORT into
+ * c->bootstrap_names (replacing both). 0 or -EINVAL naming what. */
+int cfg_parse_bootstrap(struct p2pd_config *c, const char *const *texts,
+			size_t ntexts, const char *what, char *err,
+			size_t errlen);
+
 #endif

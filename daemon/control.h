@@ -68,6 +68,14 @@ void ctl_reply_ok(struct ctl_req *req, json_t *fields);
 void ctl_reply_error(struct ctl_req *req, const char *code, const char *fmt,
 		     ...) __attribute__((format(printf, 3, 4)));
 
+/*
+ * A line before the reply, for a request that asked with "progress": true
+ * (SPEC section 9): {"progress": stage, "detail": detail} with the tag.
+ * Dropped when the client has gone.
+ */
+void ctl_req_progress(struct ctl_req *req, const char *stage,
+		      const char *detail);
+
 /* True when the client has gone; the reply will be dropped. */
 int ctl_req_orphaned(const struct ctl_req *req);
 

@@ -93,6 +93,24 @@ void ctl_reply_error(struct ctl_req *req, const char *code, const char *fmt,
 	req_finish(req, o);
 }
 
+void ctl_req_progress(struct ctl_req *req, const char *stage,
+		      const char *detail)
+{
+	struct ctl_client *c = req->client;
+	json_t *o;
+
+	if (c == NULL || c->closing || c->shutting_down)
+		return;
+	o = json_pack("{s:s, s:o}", "progress", stage, "detail",
+		      message_string(detail));
+	if (o == NULL)
+		return;
+	if (req->tag != NULL)
+		json_object_set(o, "tag", req->tag);
+	ctl_client_send(c, o);
+	json_decref(o);
+}
+
 int ctl_req_orphaned(const struct ctl_req *req)
 {
 	return req->client == NULL;

@@ -20,8 +20,10 @@
 #include "link.h"
 #include "listen.h"
 #include "log.h"
+#include "names.h"
 #include "node.h"
 #include "ovl.h"
+#include "progress.h"
 #include "punch.h"
 #include "reach.h"
 #include "relay.h"
@@ -94,6 +96,7 @@ static int wire_links(struct p2pd_node *n)
 	rc |= node_observe_links(n, &cmd_node_link_hooks, n);
 	rc |= node_observe_links(n, &tunnel_link_hooks, n);
 	node_set_hello(n, ovl_fill_hello, n);
+	rc |= progress_observe(n, tunnel_on_progress, n);
 	return rc;
 }
 
@@ -115,8 +118,29 @@ static int wire_time(struct p2pd_node *n)
 	return rc;
 }
 
+/* Petnames from the state dir: a corrupt file is a warning, never a
+ * refusal to start (SPEC section 9). */
+static int names_start(struct p2pd_node *n)
+{
+	char path[PATH_MAX + 16], err[256] = "";
+	int rc;
+
+	n->names = names_new();
+	if (!n->names)
+		return -ENOMEM;
+	snprintf(path, sizeof(path), "%s/%s", n->state_dir, NAMES_FILE);
+	rc = names_load(n->names, path, err, sizeof(err));
+	if (rc < 0 && rc != -ENOENT)
+		log_warnx("%s: %s: no names until one is added (which "
+			  "rewrites the file)",
+			  path, err[0] ? err : strerror(-rc));
+	return 0;
+}
+
 static void free_services(struct p2pd_node *n)
 {
+	names_free(n->names);
+	progress_free(n);
 	cmd_node_free(n);
 	tunnel_free(n);
 	reach_free(n);
@@ -141,6 +165,8 @@ static int init_services(struct p2pd_node *n, uv_loop_t *loop,
 	if (rc == 0)
 		rc = link_module_init(n);
 	if (rc == 0)
+		rc = progress_module_init(n);
+	if (rc == 0)
 		rc = ovl_init(n, cfg);
 	if (rc == 0)
 		rc = punch_module_init(n);
@@ -152,6 +178,8 @@ static int init_services(struct p2pd_node *n, uv_loop_t *loop,
 		rc = tunnel_module_init(n);
 	if (rc == 0)
 		rc = cmd_node_init(n);
+	if (rc == 0)
+		rc = names_start(n);
 	if (rc == 0 &&
 	    (wire_messages(n) || wire_apps(n) || wire_links(n) || wire_time(n)))
 		rc = -ENOSPC;
@@ -218,9 +246,25 @@ int p2pd_node_start(uv_loop_t *loop, const struct p2pd_config *cfg,
 	p2pd_node_ncommands = 0;
 	add_commands(cmd_node_commands, cmd_node_ncommands);
 	add_commands(tunnel_commands, tunnel_ncommands);
+	add_commands(cmd_names_commands, cmd_names_ncommands);
+	add_commands(cmd_metrics_commands, cmd_metrics_ncommands);
 	rc = init_services(n, loop, cfg, ident);
-	for (size_t i = 0; i < cfg->nlisten && rc == 0; i++)
+	for (size_t i = 0; i < cfg->nlisten && rc == 0; i++) {
 		rc = listen_start(n, &cfg->listen[i], err, errlen);
+		if (rc == -EAFNOSUPPORT) {
+			/* SPEC 9: a warning; only no working address fails. */
+			log_warnx("%s", err);
+			err[0] = '\0';
+			rc = 0;
+		}
+	}
+	if (rc == 0 && cfg->nlisten > 0 && n->nlisten == 0) {
+		snprintf(err, errlen,
+			 "no listen address works on this host (use -l "
+			 "ADDR:PORT, or \"listen\": [] for a node that does "
+			 "not listen)");
+		rc = -EADDRNOTAVAIL;
+	}
 	if (rc < 0) {
 		/* Handles are freed by their close callbacks: let them run. */
 		bool freed = false;
@@ -236,6 +280,7 @@ int p2pd_node_start(uv_loop_t *loop, const struct p2pd_config *cfg,
 		}
 		return rc;
 	}
+	tunnel_restore(n, cfg);
 	ovl_join(n, cfg);
 	node_settle(n);
 	*out = n;
@@ -248,14 +293,49 @@ void p2pd_node_stop(struct p2pd_node *n, void (*done)(void *arg), void *arg)
 	close_all(n, done, arg);
 }
 
+/* The config file's services anew; those made by expose stay (and win
+ * over a config service of the same name). */
 void p2pd_node_set_services(struct p2pd_node *n, const struct p2pd_config *cfg)
 {
-	n->nservices = cfg->nservices;
-	memcpy(n->services, cfg->services,
-	       cfg->nservices * sizeof(cfg->services[0]));
+	size_t k = 0;
+
+	for (size_t i = 0; i < n->nservices; i++)
+		if (n->services[i].runtime)
+			n->services[k++] = n->services[i];
+	for (size_t i = 0; i < cfg->nservices && k < P2PD_MAX_SERVICES; i++) {
+		size_t j;
+		for (j = 0; j < k; j++)
+			if (!strcmp(n->services[j].name, cfg->services[i].name))
+				break;
+		if (j == k)
+			n->services[k++] = cfg->services[i];
+	}
+	n->nservices = k;
 }
 
 size_t p2pd_node_peer_count(struct p2pd_node *n)
 {
 	return link_count_up(n);
+}
+
+void p2pd_node_status_line(struct p2pd_node *n, char *out, size_t len)
+{
+	size_t np = link_count_up(n);
+
+	snprintf(out, len, "%zu peer%s, NAT %s, DHT %s", np, np == 1 ? "" : "s",
+		 p2p_nat_type_name(p2p_nat_type(ovl_nat(n))),
+		 p2p_overlay_is_server(ovl_overlay(n)) ? "server" : "client");
+}
+
+void p2pd_node_listen_text(struct p2pd_node *n, char *out, size_t len)
+{
+	char addr[P2P_ADDR_TEXT_MAX];
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < n->nlisten && used < len; i++) {
+		p2p_addr_format(&n->listeners[i].addr, addr, sizeof(addr));
+		used += (size_t)snprintf(out + used, len - used, "%s%s",
+					 i ? " " : "", addr);
+	}
 }

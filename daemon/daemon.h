@@ -31,6 +31,12 @@ void p2pd_node_set_services(struct p2pd_node *n, const struct p2pd_config *cfg);
 
 size_t p2pd_node_peer_count(struct p2pd_node *n);
 
+/* The addresses listened on, space separated ("" for none). */
+void p2pd_node_listen_text(struct p2pd_node *n, char *out, size_t len);
+
+/* For sd_notify's STATUS=: "3 peers, NAT port-preserving, DHT client". */
+void p2pd_node_status_line(struct p2pd_node *n, char *out, size_t len);
+
 /* Every control command (the node's and the tunnels'), filled by
  * p2pd_node_start; handlers take the node as ctx. */
 extern struct ctl_command p2pd_node_commands[];

@@ -67,6 +67,8 @@ struct link {
 	const char *why; /* static reason for the close */
 	const struct link_transport *tr;
 	void *tr_ctx;
+	uint64_t born;		      /* node_now() at creation */
+	uint64_t bytes_in, bytes_out; /* of its stream, framing included */
 };
 
 struct links {
@@ -248,6 +250,21 @@ double link_rtt(const struct link *l)
 	return l->fsm ? p2p_linkfsm_rtt(l->fsm) : -1;
 }
 
+uint64_t link_bytes_in(const struct link *l)
+{
+	return l->bytes_in;
+}
+
+uint64_t link_bytes_out(const struct link *l)
+{
+	return l->bytes_out;
+}
+
+uint64_t link_born(const struct link *l)
+{
+	return l->born;
+}
+
 size_t link_queued(const struct link *l)
 {
 	return l->tr ? l->tr->queued(l->tr_ctx) : l->wq;
@@ -364,6 +381,7 @@ static struct link *link_new(struct p2pd_node *n, bool outbound)
 	if (l->id == 0) /* 2^32 links later: 0 means "none" */
 		l->id = ++n->links->next_id;
 	l->outbound = outbound;
+	l->born = node_now(n);
 	l->tcp.data = l;
 	l->next = n->links->list;
 	n->links->list = l;
@@ -473,6 +491,8 @@ static int wreq_send(struct wreq *w, size_t len)
 	uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
 	int rc;
 
+	l->bytes_out += len;
+	l->n->stats.bytes_out += len;
 	if (l->tr) {
 		rc = l->tr->write(l->tr_ctx, w->data, len);
 		free(w);
@@ -787,6 +807,8 @@ static void link_feed(struct link *l, const uint8_t *data, size_t len)
 {
 	size_t off = 0;
 
+	l->bytes_in += len;
+	l->n->stats.bytes_in += len;
 	while (off < len && usable(l)) {
 		off +=
 		    p2p_linkfsm_input(l->fsm, now_us(), data + off, len - off);

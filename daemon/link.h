@@ -135,6 +135,11 @@ const struct p2p_addr *link_dial_addr(const struct link *l);
 bool link_peer_server(const struct link *l);
 double link_rtt(const struct link *l); /* < 0 until measured */
 size_t link_queued(const struct link *l);
+/* Bytes of the link's stream (records and framing) in and out so far. */
+uint64_t link_bytes_in(const struct link *l);
+uint64_t link_bytes_out(const struct link *l);
+/* node_now() when the link was made. */
+uint64_t link_born(const struct link *l);
 /* Users other than the overlay (tunnels, waiting requests). */
 void link_hold(struct link *l);
 void link_release(struct link *l);

@@ -3,7 +3,12 @@
  * links dial from the same port (link.c dial_socket); every connection
  * becomes a link (link_accept).
  */
+#include <errno.h>
+#include <ifaddrs.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "link.h"
 #include "listen.h"
@@ -31,6 +36,43 @@ static void on_listener_closed(uv_handle_t *h)
 	node_handle_closed(li->n);
 }
 
+static bool host_has_family(int family)
+{
+	struct ifaddrs *ifs, *i;
+	bool found = false;
+
+	if (getifaddrs(&ifs) < 0)
+		return true; /* cannot tell: not missing */
+	for (i = ifs; i && !found; i = i->ifa_next)
+		found = i->ifa_addr && i->ifa_addr->sa_family == family;
+	freeifaddrs(ifs);
+	return found;
+}
+
+/*
+ * The host lacks the family of sa: no socket of it (IPv6 compiled out or
+ * ipv6.disable=1), or its address cannot be bound while no interface has
+ * an address of that family (net.ipv6.conf.*.disable_ipv6). Probed with a
+ * throwaway socket on port 0 before the listener takes a slot.
+ */
+static bool family_missing(const struct sockaddr_storage *ss, socklen_t len)
+{
+	struct sockaddr_storage probe = *ss;
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool missing;
+
+	if (fd < 0)
+		return errno == EAFNOSUPPORT;
+	if (probe.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&probe)->sin6_port = 0;
+	else
+		((struct sockaddr_in *)&probe)->sin_port = 0;
+	missing = bind(fd, (struct sockaddr *)&probe, len) < 0 &&
+		  errno == EADDRNOTAVAIL && !host_has_family(ss->ss_family);
+	close(fd);
+	return missing;
+}
+
 int listen_start(struct p2pd_node *n, const struct p2p_addr *a, char *err,
 		 size_t errlen)
 {
@@ -45,6 +87,12 @@ int listen_start(struct p2pd_node *n, const struct p2p_addr *a, char *err,
 	if (node_addr_to_sockaddr(a, &ss, &slen) < 0) {
 		snprintf(err, errlen, "cannot listen on %s: bad address", text);
 		return -EINVAL;
+	}
+	if (family_missing(&ss, slen)) {
+		snprintf(err, errlen,
+			 "not listening on %s: this host has no IPv%d", text,
+			 a->family);
+		return -EAFNOSUPPORT;
 	}
 	/* Created now (not at bind) so that SO_REUSEPORT goes on first:
 	 * outgoing links dial from this port too (see link_dial). */

@@ -7,7 +7,8 @@
 
 #include "node.h"
 
-/* Listen on a; 0 or -errno with a message in err. */
+/* Listen on a; 0 or -errno with a message in err. -EAFNOSUPPORT: the
+ * host lacks a's family (no IPv6, say), and nothing was opened. */
 int listen_start(struct p2pd_node *n, const struct p2p_addr *a, char *err,
 		 size_t errlen);
 void listen_stop_all(struct p2pd_node *n);

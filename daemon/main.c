@@ -103,6 +103,32 @@ static int load_identity(struct daemon *d)
 	return 0;
 }
 
+/* --show-id: the ID of the state dir's identity; creates nothing. */
+static int show_id(const struct p2pd_config *c)
+{
+	char path[PATH_MAX + 16], err[256] = "", idtext[P2P_ID_TEXT_LEN + 1];
+	struct p2p_identity ident;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/identity.key", c->state_dir);
+	r = p2p_identity_load(&ident, path, err, sizeof(err));
+	if (r == -ENOENT) {
+		fprintf(stderr,
+			"p2pd: no identity in %s yet (p2pd makes one "
+			"when it first starts)\n",
+			c->state_dir);
+		return r;
+	}
+	if (r < 0) {
+		fprintf(stderr, "p2pd: %s\n", err[0] ? err : p2p_strerror(r));
+		return r;
+	}
+	p2p_peerid_to_text(&ident.id, idtext);
+	printf("%s\n", idtext);
+	p2p_identity_wipe(&ident);
+	return 0;
+}
+
 static void close_if_open(uv_handle_t *h, void *arg)
 {
 	if (!uv_is_closing(h))
@@ -157,9 +183,10 @@ static void on_signal(uv_signal_t *h, int signum)
 static void on_status(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
-	size_t n = p2pd_node_peer_count(d->node);
+	char line[128];
 
-	p2pd_notifyf("STATUS=%zu peer%s", n, n == 1 ? "" : "s");
+	p2pd_node_status_line(d->node, line, sizeof(line));
+	p2pd_notifyf("STATUS=%s", line);
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -195,19 +222,14 @@ static void start_timers(struct daemon *d)
 
 static void log_started(struct daemon *d)
 {
-	char listen[P2PD_MAX_LISTEN * P2P_ADDR_TEXT_MAX + 8] = "";
-	char addr[P2P_ADDR_TEXT_MAX], idtext[P2P_ID_TEXT_LEN + 1];
+	char listen[P2PD_MAX_LISTEN * P2P_ADDR_TEXT_MAX + 8];
+	char idtext[P2P_ID_TEXT_LEN + 1];
 
-	for (size_t i = 0; i < d->cfg->nlisten; i++) {
-		p2p_addr_format(&d->cfg->listen[i], addr, sizeof(addr));
-		if (i > 0)
-			strcat(listen, " ");
-		strcat(listen, addr);
-	}
+	p2pd_node_listen_text(d->node, listen, sizeof(listen));
 	p2p_peerid_to_text(&d->ident.id, idtext);
 	log_info("listening on %s, control on %s, peer id %s",
-		 d->cfg->nlisten ? listen : "(nothing: client only)",
-		 d->cfg->control, idtext);
+		 listen[0] ? listen : "(nothing: client only)", d->cfg->control,
+		 idtext);
 }
 
 static int daemon_start(struct daemon *d)
@@ -240,7 +262,8 @@ static int daemon_start(struct daemon *d)
 	start_signal(d, &d->sig_hup, SIGHUP);
 	start_timers(d);
 	log_started(d);
-	p2pd_notifyf("READY=1\nSTATUS=0 peers");
+	p2pd_node_status_line(d->node, err, sizeof(err));
+	p2pd_notifyf("READY=1\nSTATUS=%s", err);
 	return 0;
 }
 
@@ -356,6 +379,8 @@ int main(int argc, char **argv)
 	log_set_level(config.log_level);
 	if (sodium_init() < 0)
 		fatalx("libsodium failed to initialise");
+	if (config.show_id)
+		return show_id(&config) < 0 ? 1 : 0;
 	if (load_identity(&d) < 0)
 		return 1;
 	r = uv_loop_init(&d.loop);

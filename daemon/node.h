@@ -53,6 +53,8 @@ struct reach;
 struct tunnels;
 struct cmd_node;
 struct admit;
+struct names; /* petnames (names.h), kept by daemon.c */
+struct progress;
 
 struct listener {
 	struct p2pd_node *n;
@@ -105,6 +107,7 @@ typedef void (*node_hello_fn)(void *arg, const struct link *l,
 struct node_stats {
 	uint64_t bad_frames, bad_msgs, unknown_msgs, hs_failed;
 	uint64_t links_refused;
+	uint64_t bytes_in, bytes_out; /* every link's stream (link.c) */
 };
 
 struct p2pd_node {
@@ -130,6 +133,8 @@ struct p2pd_node {
 	struct tunnels *tun;
 	struct cmd_node *cmd;
 	struct admit *admit; /* unauthenticated inbound (admit.h) */
+	struct names *names;
+	struct progress *progress;
 
 	/* Registries. */
 	struct {

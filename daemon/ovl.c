@@ -13,6 +13,7 @@
 #include "nodeutil.h"
 #include "ovl.h"
 #include "peercache.h"
+#include "resolve.h"
 
 struct ovl_link {
 	struct ovl_link *next;
@@ -45,6 +46,8 @@ struct ovl {
 	uint64_t db_nonce; /* sent in our DIALBACK asks (0: none) */
 	size_t nboot;
 	struct p2p_addr boot[P2PD_MAX_BOOTSTRAP]; /* -b addresses */
+	size_t nboot_names;			  /* -b host names */
+	char boot_names[P2PD_MAX_BOOTSTRAP][P2P_HOST_NAME_MAX + 8];
 	uint64_t rejoin_at, rejoin_ms; /* no links: retry joining then */
 	struct peercache cache;
 	uint64_t cache_saved;
@@ -763,22 +766,52 @@ static void load_cache(struct p2pd_node *n, bool use)
 	add_cached(n, node_now(n));
 }
 
-static void dial_bootstrap(struct p2pd_node *n)
+static void dial_boot_addr(struct p2pd_node *n, const struct p2p_addr *a)
 {
 	char text[P2P_ADDR_TEXT_MAX];
 	struct ovl_link *r;
 	struct link *l;
 	int err;
 
-	for (size_t i = 0; i < n->ovl->nboot; i++) {
-		l = link_dial(n, &n->ovl->boot[i], NULL, LP_OVERLAY, &err);
-		if (l) {
-			if ((r = rec(n, link_id(l), true)))
-				r->boot = true;
-			continue;
-		}
-		p2p_addr_format(&n->ovl->boot[i], text, sizeof(text));
-		log_warnx("bootstrap %s: %s", text, link_strerror(err));
+	l = link_dial(n, a, NULL, LP_OVERLAY, &err);
+	if (l) {
+		if ((r = rec(n, link_id(l), true)))
+			r->boot = true;
+		return;
+	}
+	p2p_addr_format(a, text, sizeof(text));
+	log_warnx("bootstrap %s: %s", text, link_strerror(err));
+}
+
+/* A bootstrap host name resolved: every address is dialled. */
+static void on_boot_resolved(struct p2pd_node *n, uint64_t i,
+			     const struct p2p_addr *addrs, size_t naddrs,
+			     int err)
+{
+	const char *name = n->ovl->boot_names[i];
+
+	if (err < 0) {
+		log_warnx("bootstrap %s: %s", name, uv_strerror(err));
+		return;
+	}
+	log_debug("bootstrap %s: %zu address%s", name, naddrs,
+		  naddrs == 1 ? "" : "es");
+	for (size_t k = 0; k < naddrs; k++)
+		dial_boot_addr(n, &addrs[k]);
+}
+
+static void dial_bootstrap(struct p2pd_node *n)
+{
+	int rc;
+
+	for (size_t i = 0; i < n->ovl->nboot; i++)
+		dial_boot_addr(n, &n->ovl->boot[i]);
+	for (size_t i = 0; i < n->ovl->nboot_names; i++) {
+		rc = resolve_start(n, n->ovl->boot_names[i], on_boot_resolved,
+				   i);
+		if (rc < 0)
+			log_warnx("bootstrap %s: %s", n->ovl->boot_names[i],
+				  uv_strerror(rc));
 	}
 }
 
@@ -788,7 +821,14 @@ void ovl_join(struct p2pd_node *n, const struct p2pd_config *cfg)
 
 	o->nboot = cfg->nbootstrap;
 	memcpy(o->boot, cfg->bootstrap, cfg->nbootstrap * sizeof(o->boot[0]));
-	load_cache(n, cfg->nbootstrap == 0);
+	o->nboot_names = cfg->nbootstrap_names;
+	memcpy(o->boot_names, cfg->bootstrap_names,
+	       sizeof(cfg->bootstrap_names));
+	load_cache(n, cfg->nbootstrap + cfg->nbootstrap_names == 0);
+	if (cfg->nbootstrap + cfg->nbootstrap_names == 0 && o->cache.n == 0)
+		log_warnx("no bootstrap peer and no peer cache: this node is "
+			  "alone until a peer dials it; join with p2pd -b "
+			  "HOST:PORT or p2pctl bootstrap HOST:PORT");
 	dial_bootstrap(n);
 	o->rejoin_ms = OVL_REJOIN_MIN_MS;
 	o->rejoin_at = node_now(n) + o->rejoin_ms;
@@ -801,7 +841,8 @@ void ovl_join(struct p2pd_node *n, const struct p2pd_config *cfg)
  */
 static bool rejoin_due(struct p2pd_node *n)
 {
-	return link_count(n) == 0 && (n->ovl->nboot > 0 || n->ovl->cache.n > 0);
+	return link_count(n) == 0 &&
+	       (n->ovl->nboot + n->ovl->nboot_names > 0 || n->ovl->cache.n > 0);
 }
 
 static void rejoin(struct p2pd_node *n, uint64_t now)
@@ -813,7 +854,7 @@ static void rejoin(struct p2pd_node *n, uint64_t now)
 	o->rejoin_at = now + o->rejoin_ms;
 	log_debug("no links: joining again");
 	o->bootstrapped = false; /* look ourselves up again once linked */
-	if (o->nboot > 0)
+	if (o->nboot + o->nboot_names > 0)
 		dial_bootstrap(n);
 	else
 		add_cached(n, now);

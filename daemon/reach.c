@@ -11,6 +11,7 @@
 #include "core/reach.h"
 #include "log.h"
 #include "ovl.h"
+#include "progress.h"
 #include "punch.h"
 #include "reach.h"
 #include "relay.h"
@@ -189,6 +190,7 @@ static void carry_out(struct p2pd_node *n, const struct p2p_reach_action *a)
 	uint64_t id = 0;
 	int rc;
 
+	progress_reach_step(n, a);
 	switch (a->type) {
 	case P2P_REACH_LOOKUP:
 		rc = ovl_lookup(n, &a->peer, on_lookup, n, &id);

@@ -53,10 +53,28 @@ void tunnel_on_msg(void *n, struct link *l, const struct p2p_msg *m);
 uint64_t tunnel_next(void *n);
 void tunnel_expire(void *n, uint64_t now);
 extern const struct node_link_hooks tunnel_link_hooks;
+/* A progress observer (progress.h): steps to the connect and open
+ * requests that asked for them. */
+void tunnel_on_progress(void *n, const struct p2p_peerid *peer,
+			const char *stage, const char *detail);
+
+/*
+ * Runtime changes kept in STATE_DIR/runtime.json (tunnel_state.c):
+ * services made by expose and forwards made by forward.
+ */
+#define TUN_RUNTIME_FILE "runtime.json"
+/* Write it now, after a change. 0, or -errno (logged). */
+int tun_runtime_save(struct p2pd_node *n);
+/* At start: the config file's forwards, then runtime.json's services
+ * (over the config file's of the same name) and forwards. Whatever cannot
+ * be put back is a warning. */
+void tunnel_restore(struct p2pd_node *n, const struct p2pd_config *cfg);
 
 /* Control commands (tunnel_cmd.c): open, connect, forward, unforward,
- * forwards; handlers take the node as ctx. */
+ * forwards, tunnels; handlers take the node as ctx. */
 extern const struct ctl_command tunnel_commands[];
 extern const size_t tunnel_ncommands;
+/* Tunnels not yet closed. */
+size_t tunnel_count(struct p2pd_node *n);
 
 #endif

@@ -56,7 +56,7 @@ static void tunnel_cmd_open(void *ctx, struct ctl_req *req, json_t *args)
 	char service[P2P_SERVICE_NAME_MAX + 1];
 	struct tun *t;
 
-	if (node_arg_peer(req, args, &id) < 0 ||
+	if (node_arg_peer(req, args, n->names, &id) < 0 ||
 	    arg_service(req, args, service, sizeof(service)) < 0)
 		return;
 	t = tun_new(n, TUN_OPEN);
@@ -65,6 +65,7 @@ static void tunnel_cmd_open(void *ctx, struct ctl_req *req, json_t *args)
 		return;
 	}
 	t->req = req;
+	t->progress = json_is_true(json_object_get(args, "progress"));
 	t->peer = id;
 	memcpy(t->service, service, sizeof(service));
 	t->w.done = tun_link_ready;
@@ -75,10 +76,27 @@ static void tunnel_cmd_open(void *ctx, struct ctl_req *req, json_t *args)
 
 struct connect_req {
 	struct reach_waiter w; /* first: the waiter is the request */
+	struct connect_req *next;
 	struct ctl_req *req;
 	struct p2p_peerid peer;
 	uint64_t t0_hr;
+	bool progress;
 };
+
+/* A step of reaching peer: to the requests that asked for progress. */
+void tunnel_on_progress(void *arg, const struct p2p_peerid *peer,
+			const char *stage, const char *detail)
+{
+	struct p2pd_node *n = arg;
+
+	for (struct connect_req *c = n->tun->connects; c; c = c->next)
+		if (c->progress && p2p_peerid_equal(&c->peer, peer))
+			ctl_req_progress(c->req, stage, detail);
+	for (struct tun *t = n->tun->list; t; t = t->next)
+		if (t->kind == TUN_OPEN && t->req && t->progress &&
+		    p2p_peerid_equal(&t->peer, peer))
+			ctl_req_progress(t->req, stage, detail);
+}
 
 static void connect_done(struct p2pd_node *n, struct reach_waiter *w,
 			 struct link *l, bool dialled, const char *code,
@@ -86,6 +104,14 @@ static void connect_done(struct p2pd_node *n, struct reach_waiter *w,
 {
 	struct connect_req *c = (struct connect_req *)w;
 	char id[P2P_ID_TEXT_LEN + 1];
+
+	for (struct connect_req **pp = &n->tun->connects; *pp;
+	     pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
 
 	if (!l) {
 		ctl_reply_error(c->req, code, "%s", msg);
@@ -115,7 +141,7 @@ static void tunnel_cmd_connect(void *ctx, struct ctl_req *req, json_t *args)
 	struct connect_req *c;
 	struct p2p_peerid id;
 
-	if (node_arg_peer(req, args, &id) < 0)
+	if (node_arg_peer(req, args, n->names, &id) < 0)
 		return;
 	c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -125,6 +151,9 @@ static void tunnel_cmd_connect(void *ctx, struct ctl_req *req, json_t *args)
 	c->req = req;
 	c->peer = id;
 	c->t0_hr = uv_hrtime();
+	c->progress = json_is_true(json_object_get(args, "progress"));
+	c->next = n->tun->connects;
+	n->tun->connects = c;
 	c->w.done = connect_done;
 	reach_get(n, &id, &c->w);
 }
@@ -206,36 +235,12 @@ static void on_fwd_connection(uv_stream_t *s, int status)
 	reach_get(n, &t->peer, &t->w);
 }
 
-/* "[ADDR:]PORT": a bare port listens on 127.0.0.1; port 0 picks one. */
-static int parse_listen(const char *s, struct p2p_addr *a)
-{
-	char host[P2P_ADDR_TEXT_MAX];
-	const char *colon = strrchr(s, ':'), *port = colon ? colon + 1 : s;
-	size_t hl = colon ? (size_t)(colon - s) : 0;
-	unsigned long v = 0;
-
-	if (!*port || strlen(port) > 5 ||
-	    strspn(port, "0123456789") != strlen(port))
-		return -EINVAL;
-	v = strtoul(port, NULL, 10);
-	if (v > 65535 || hl >= sizeof(host))
-		return -EINVAL;
-	/* IPv6 needs brackets: "::1:5" is not [::1]:5. */
-	if (colon && s[0] != '[' && memchr(s, ':', hl))
-		return -EINVAL;
-	memcpy(host, colon ? s : "127.0.0.1", colon ? hl : 10);
-	host[colon ? hl : 9] = '\0';
-	if (p2p_addr_parse(a, host, true) < 0)
-		return -EINVAL;
-	a->port = (uint16_t)v;
-	return 0;
-}
-
 static json_t *listen_arg(struct ctl_req *req, json_t *args, struct p2p_addr *a)
 {
 	json_t *v = json_object_get(args, "listen");
 
-	if (!json_is_string(v) || parse_listen(json_string_value(v), a) < 0) {
+	if (!json_is_string(v) ||
+	    p2p_addr_parse_listen(a, json_string_value(v)) < 0) {
 		ctl_reply_error(req, "bad_request",
 				"listen: expected [ADDR:]PORT (IPv6 as "
 				"[ADDR]:PORT)");
@@ -273,62 +278,82 @@ static int fwd_listen(struct p2pd_node *n, struct fwd *f,
 	return rc;
 }
 
-static void tunnel_cmd_forward(void *ctx, struct ctl_req *req, json_t *args)
+int tun_fwd_add(struct p2pd_node *n, const struct p2p_addr *a,
+		const struct p2p_peerid *id, const char *service, bool runtime,
+		char *err, size_t errlen)
 {
-	struct p2pd_node *n = ctx;
-	struct p2p_addr a;
+	char text[P2P_ADDR_TEXT_MAX];
 	struct fwd *f;
 	size_t count = 0;
-	char text[P2P_ADDR_TEXT_MAX];
 	int rc;
 
-	if (!listen_arg(req, args, &a))
-		return;
-	struct p2p_peerid id;
-	char service[P2P_SERVICE_NAME_MAX + 1];
-	if (node_arg_peer(req, args, &id) < 0 ||
-	    arg_service(req, args, service, sizeof(service)) < 0)
-		return;
-	if (p2p_peerid_equal(&id, &n->ident.id)) {
-		ctl_reply_error(req, "peer_unreachable",
-				"that is this daemon's own peer ID");
-		return;
+	p2p_addr_format(a, text, sizeof(text));
+	if (p2p_peerid_equal(id, &n->ident.id)) {
+		snprintf(err, errlen, "that is this daemon's own peer ID");
+		return -ELOOP;
 	}
 	for (f = n->tun->fwds; f; f = f->next)
 		count++;
 	if (count >= TUN_MAX_FORWARDS) {
-		ctl_reply_error(req, "busy", "already %d forwards",
-				TUN_MAX_FORWARDS);
-		return;
+		snprintf(err, errlen, "already %d forwards", TUN_MAX_FORWARDS);
+		return -ENOSPC;
 	}
-	if (a.port != 0 && fwd_find(n, &a)) {
-		ctl_reply_error(req, "bad_request", "already forwarding there");
-		return;
+	if (a->port != 0 && fwd_find(n, a)) {
+		snprintf(err, errlen, "already forwarding there");
+		return -EEXIST;
 	}
 	f = calloc(1, sizeof(*f));
 	if (!f || uv_tcp_init(n->loop, &f->tcp) < 0) {
 		free(f);
-		ctl_reply_error(req, "internal", "out of memory");
-		return;
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
 	}
 	node_handle_opened(n);
 	f->n = n;
 	f->tcp.data = f;
-	f->peer = id;
-	memcpy(f->service, service, sizeof(service));
+	f->peer = *id;
+	f->runtime = runtime;
+	snprintf(f->service, sizeof(f->service), "%s", service);
 	f->next = n->tun->fwds;
 	n->tun->fwds = f;
-	rc = fwd_listen(n, f, &a);
-	p2p_addr_format(rc == 0 ? &f->listen : &a, text, sizeof(text));
+	rc = fwd_listen(n, f, a);
 	if (rc < 0) {
 		fwd_close(n, f);
-		ctl_reply_error(req, "bad_request", "cannot listen on %s: %s",
-				text, uv_strerror(rc));
+		snprintf(err, errlen, "cannot listen on %s: %s", text,
+			 uv_strerror(rc));
+		return rc;
+	}
+	p2p_addr_format(&f->listen, text, sizeof(text));
+	p2p_peerid_to_text(id, err); /* err holds an ID's text at least */
+	log_info("forward %s to service %s of %.12s...", text, service, err);
+	snprintf(err, errlen, "%s", text);
+	return 0;
+}
+
+static void tunnel_cmd_forward(void *ctx, struct ctl_req *req, json_t *args)
+{
+	struct p2pd_node *n = ctx;
+	char service[P2P_SERVICE_NAME_MAX + 1], msg[256];
+	struct p2p_peerid id;
+	struct p2p_addr a;
+	int rc;
+
+	if (!listen_arg(req, args, &a) ||
+	    node_arg_peer(req, args, n->names, &id) < 0 ||
+	    arg_service(req, args, service, sizeof(service)) < 0)
+		return;
+	rc = tun_fwd_add(n, &a, &id, service, true, msg, sizeof(msg));
+	if (rc < 0) {
+		ctl_reply_error(req,
+				rc == -ELOOP	? "peer_unreachable"
+				: rc == -ENOSPC ? "busy"
+				: rc == -ENOMEM ? "internal"
+						: "bad_request",
+				"%s", msg);
 		return;
 	}
-	log_info("forward %s to service %s of %.12s...", text, service,
-		 json_string_value(json_object_get(args, "peer")));
-	ctl_reply_ok(req, json_pack("{s:s}", "listen", text));
+	tun_runtime_save(n);
+	ctl_reply_ok(req, json_pack("{s:s}", "listen", msg));
 }
 
 static void tunnel_cmd_unforward(void *ctx, struct ctl_req *req, json_t *args)
@@ -337,6 +362,7 @@ static void tunnel_cmd_unforward(void *ctx, struct ctl_req *req, json_t *args)
 	struct p2p_addr a;
 	struct fwd *f;
 	char text[P2P_ADDR_TEXT_MAX];
+	bool runtime;
 
 	if (!listen_arg(req, args, &a))
 		return;
@@ -347,8 +373,12 @@ static void tunnel_cmd_unforward(void *ctx, struct ctl_req *req, json_t *args)
 		return;
 	}
 	/* Tunnels it accepted go on until they close. */
+	runtime = f->runtime;
 	fwd_close(n, f);
-	log_info("forward %s removed", text);
+	if (runtime)
+		tun_runtime_save(n);
+	log_info("forward %s removed%s", text,
+		 runtime ? "" : " (the config file's: back at the next start)");
 	ctl_reply_ok(req, NULL);
 }
 
@@ -361,17 +391,77 @@ static void tunnel_cmd_forwards(void *ctx, struct ctl_req *req, json_t *args)
 	for (struct fwd *f = n->tun->fwds; f; f = f->next) {
 		p2p_addr_format(&f->listen, a, sizeof(a));
 		p2p_peerid_to_text(&f->peer, id);
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:s}",
-						     "listen", a, "peer", id,
-						     "service", f->service));
+		json_t *o = json_pack("{s:s, s:s, s:s}", "listen", a, "peer",
+				      id, "service", f->service);
+		const char *name = names_of(n->names, &f->peer);
+		if (name)
+			json_object_set_new(o, "name", json_string(name));
+		json_array_append_new(arr, o);
 	}
 	ctl_reply_ok(req, json_pack("{s:o}", "forwards", arr));
+}
+
+/* ---- tunnels ---- */
+
+static const char *tun_state(const struct tun *t)
+{
+	if (t->closing || t->s.state == STREAM_DONE)
+		return "closing";
+	if (t->s.state == STREAM_OPEN)
+		return "open";
+	return t->link ? "opening" : "connecting";
+}
+
+static json_t *tun_json(struct p2pd_node *n, const struct tun *t)
+{
+	static const char *const kinds[] = {
+	    [LINK_OVERLAY] = "overlay",
+	    [LINK_DIRECT] = "direct",
+	    [LINK_RELAY] = "relay",
+	};
+	static const char *const via[] = {
+	    [TUN_OPEN] = "open",
+	    [TUN_FWD] = "forward",
+	    [TUN_TARGET] = "service",
+	};
+	struct link *l = tun_link(t);
+	char id[P2P_ID_TEXT_LEN + 1];
+	const char *name = names_of(n->names, &t->peer);
+	json_t *o;
+
+	p2p_peerid_to_text(&t->peer, id);
+	o = json_pack("{s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:s, s:s}", "peer",
+		      id, "service", t->service, "dir",
+		      t->kind == TUN_TARGET ? "in" : "out", "link",
+		      l ? json_string(kinds[link_kind(l)]) : json_null(),
+		      "bytes_in", (json_int_t)t->s.bytes_in, "bytes_out",
+		      (json_int_t)t->s.bytes_out, "age_s",
+		      (json_int_t)((uv_hrtime() - t->t0_hr) / 1000000000u),
+		      "state", tun_state(t), "by", via[t->kind]);
+	if (name)
+		json_object_set_new(o, "name", json_string(name));
+	return o;
+}
+
+static void tunnel_cmd_tunnels(void *ctx, struct ctl_req *req, json_t *args)
+{
+	struct p2pd_node *n = ctx;
+	json_t *arr = json_array();
+
+	for (struct tun *t = n->tun->list; t; t = t->next)
+		json_array_append_new(arr, tun_json(n, t));
+	ctl_reply_ok(req, json_pack("{s:o}", "tunnels", arr));
+}
+
+size_t tunnel_count(struct p2pd_node *n)
+{
+	return n->tun->count;
 }
 
 const struct ctl_command tunnel_commands[] = {
     {"open", tunnel_cmd_open},	       {"connect", tunnel_cmd_connect},
     {"forward", tunnel_cmd_forward},   {"unforward", tunnel_cmd_unforward},
-    {"forwards", tunnel_cmd_forwards},
+    {"forwards", tunnel_cmd_forwards}, {"tunnels", tunnel_cmd_tunnels},
 };
 const size_t tunnel_ncommands =
     sizeof(tunnel_commands) / sizeof(tunnel_commands[0]);

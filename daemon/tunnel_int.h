@@ -9,11 +9,13 @@
 
 struct tun;
 struct fwd;
+struct connect_req;
 
 struct tunnels {
 	struct tun *list; /* every tunnel not yet closed */
 	size_t count;
 	struct fwd *fwds;
+	struct connect_req *connects; /* connect requests waiting for reach */
 	uint32_t next_id;
 	unsigned blocked;     /* tunnels waiting for a link's queue to drain */
 	uint64_t refused_log; /* rate limit of refusal log lines */
@@ -49,6 +51,7 @@ struct tun {
 	bool reading;
 	bool closing;
 	bool counted_blocked;	     /* counted in tunnels.blocked */
+	bool progress;		     /* TUN_OPEN: req asked for progress */
 	uv_tcp_t tcp;		     /* TUN_FWD, TUN_TARGET */
 	uv_connect_t conn;	     /* TUN_TARGET */
 	struct tun_resolve *resolve; /* TUN_TARGET: host name lookup */
@@ -67,6 +70,7 @@ struct fwd {
 	struct p2p_peerid peer;
 	char service[P2P_SERVICE_NAME_MAX + 1];
 	bool closing;
+	bool runtime; /* made by the forward command: in runtime.json */
 };
 
 /* tunnel.c */
@@ -95,5 +99,13 @@ void tun_on_open_msg(struct p2pd_node *n, struct link *l,
 
 /* tunnel_cmd.c */
 void tun_fwds_close_all(struct p2pd_node *n);
+/*
+ * A forward listener: 0 with the actual address's text in err, or -errno
+ * with a message in err: -ELOOP (our own ID), -ENOSPC (too many), -EEXIST
+ * (already there), -ENOMEM, or libuv's bind/listen error.
+ */
+int tun_fwd_add(struct p2pd_node *n, const struct p2p_addr *a,
+		const struct p2p_peerid *id, const char *service, bool runtime,
+		char *err, size_t errlen);
 
 #endif

@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto/addr.h"
@@ -159,4 +160,66 @@ uint64_t p2p_addr_subnet(const struct p2p_addr *a)
 	for (size_t i = 0; i < n; i++)
 		key |= (uint64_t)a->ip[i] << (8 * (n - 1 - i));
 	return key;
+}
+
+int p2p_addr_parse_listen(struct p2p_addr *a, const char *s)
+{
+	char host[P2P_ADDR_TEXT_MAX];
+	const char *colon = strrchr(s, ':'), *port = colon ? colon + 1 : s;
+	size_t hl = colon ? (size_t)(colon - s) : 0;
+	unsigned long v;
+
+	if (!*port || strlen(port) > 5 ||
+	    strspn(port, "0123456789") != strlen(port))
+		return -EINVAL;
+	v = strtoul(port, NULL, 10);
+	if (v > 65535 || hl >= sizeof(host))
+		return -EINVAL;
+	if (colon && s[0] != '[' && memchr(s, ':', hl))
+		return -EINVAL;
+	memcpy(host, colon ? s : "127.0.0.1", colon ? hl : 10);
+	host[colon ? hl : 9] = '\0';
+	if (p2p_addr_parse(a, host, true) < 0)
+		return -EINVAL;
+	a->port = (uint16_t)v;
+	return 0;
+}
+
+int p2p_host_port_parse(const char *s, char *host, uint16_t *port)
+{
+	const char *colon = strrchr(s, ':'), *label;
+	size_t hl = colon ? (size_t)(colon - s) : 0;
+	unsigned long v;
+	bool digits = true;
+
+	if (!colon || hl == 0 || hl > P2P_HOST_NAME_MAX || !colon[1] ||
+	    strlen(colon + 1) > 5 ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return -EINVAL;
+	v = strtoul(colon + 1, NULL, 10);
+	if (v < 1 || v > 65535)
+		return -EINVAL;
+	label = s;
+	for (const char *p = s; p <= colon; p++) {
+		if (p == colon || *p == '.') {
+			size_t ll = (size_t)(p - label);
+			if (ll == 0 || ll > 63 || label[0] == '-' ||
+			    p[-1] == '-')
+				return -EINVAL;
+			if (p == colon && digits)
+				return -EINVAL; /* 300.1.1.1: not a name */
+			label = p + 1;
+			digits = true;
+			continue;
+		}
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-'))
+			return -EINVAL;
+		if (*p < '0' || *p > '9')
+			digits = false;
+	}
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	*port = (uint16_t)v;
+	return 0;
 }

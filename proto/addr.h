@@ -23,6 +23,24 @@ struct p2p_addr {
  */
 int p2p_addr_parse(struct p2p_addr *a, const char *text, bool allow_no_port);
 
+/*
+ * A local listen address "[ADDR:]PORT" (forwards): a bare port means
+ * 127.0.0.1, port 0 is allowed (the kernel picks one), IPv6 only in
+ * brackets ("::1:5" is not [::1]:5). 0 or -EINVAL.
+ */
+int p2p_addr_parse_listen(struct p2p_addr *a, const char *text);
+
+#define P2P_HOST_NAME_MAX 253
+
+/*
+ * "HOST:PORT" where HOST is a DNS name (labels of [A-Za-z0-9-], not
+ * starting or ending with '-', the last one not all digits, at most
+ * P2P_HOST_NAME_MAX) and PORT 1..65535: host (P2P_HOST_NAME_MAX + 1
+ * bytes) and *port set. 0 or -EINVAL; numeric addresses are -EINVAL here
+ * (p2p_addr_parse takes them).
+ */
+int p2p_host_port_parse(const char *text, char *host, uint16_t *port);
+
 /* Write "1.2.3.4:567" or "[::1]:567" into out (P2P_ADDR_TEXT_MAX bytes). */
 void p2p_addr_format(const struct p2p_addr *a, char *out, size_t outlen);
 

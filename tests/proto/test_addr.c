@@ -194,3 +194,44 @@ Test(addr, subnet)
 	cr_assert_neq(subnet("0.0.0.1"), subnet("::1"));
 	cr_assert_eq(subnet("1.2.3.4"), (4ULL << 56) | 0x010203);
 }
+
+Test(addr, host_port)
+{
+	char host[P2P_HOST_NAME_MAX + 1];
+	uint16_t port;
+
+	cr_assert_eq(p2p_host_port_parse("seed.example.org:4242", host, &port),
+		     0);
+	cr_assert_str_eq(host, "seed.example.org");
+	cr_assert_eq(port, 4242);
+	cr_assert_eq(p2p_host_port_parse("localhost:1", host, &port), 0);
+	cr_assert_eq(p2p_host_port_parse("a-1.b2:65535", host, &port), 0);
+	static const char *const bad[] = {
+	    "localhost",  "localhost:",	 "localhost:0", "localhost:65536",
+	    ":80",	  "-a.b:1",	 "a-.b:1",	"a..b:1",
+	    "a.b.:1",	  "300.1.1.1:5", "1.2.3.4:5",	"[::1]:5",
+	    "::1:5",	  "x_y:1",	 "x y:1",	"a.b:1x",
+	    "a.b:123456",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(p2p_host_port_parse(bad[i], host, &port), -EINVAL,
+			     "%s", bad[i]);
+}
+
+Test(addr, listen)
+{
+	struct p2p_addr a;
+	char t[P2P_ADDR_TEXT_MAX];
+
+	cr_assert_eq(p2p_addr_parse_listen(&a, "8080"), 0);
+	p2p_addr_format(&a, t, sizeof(t));
+	cr_assert_str_eq(t, "127.0.0.1:8080");
+	cr_assert_eq(p2p_addr_parse_listen(&a, "[::1]:0"), 0);
+	cr_assert_eq(p2p_addr_parse_listen(&a, "0.0.0.0:65535"), 0);
+	static const char *const bad[] = {"",	      "x",	   "::1:5",
+					  "65536",    "-1",	   "[::1:5",
+					  "1.2.3.4:", "1.2.3.4:5x"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(p2p_addr_parse_listen(&a, bad[i]), -EINVAL, "%s",
+			     bad[i]);
+}

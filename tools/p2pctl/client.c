@@ -95,14 +95,23 @@ static int grow(struct ctl_conn *c)
 	return 0;
 }
 
+/* Forget the line read last (the buffer keeps what followed it). */
+static void drop_line(struct ctl_conn *c)
+{
+	size_t used = c->linelen + 1;
+
+	if (!c->have_line)
+		return;
+	memmove(c->buf, c->buf + used, c->len - used);
+	c->len -= used;
+	c->have_line = false;
+}
+
 int ctl_request(struct ctl_conn *c, const char *line, int timeout_ms)
 {
-	long long deadline = now_ms() + timeout_ms;
-	size_t scanned = 0;
-	int err;
-
 	size_t len = strlen(line);
 	char *req = malloc(len + 2);
+	int err;
 
 	/* One write: the request goes out as one line, newline included. */
 	if (!req)
@@ -113,6 +122,17 @@ int ctl_request(struct ctl_conn *c, const char *line, int timeout_ms)
 	free(req);
 	if (err < 0)
 		return err;
+	drop_line(c);
+	c->deadline = now_ms() + timeout_ms;
+	return ctl_next_line(c);
+}
+
+int ctl_next_line(struct ctl_conn *c)
+{
+	size_t scanned = 0;
+	int err;
+
+	drop_line(c);
 	for (;;) {
 		char *nl = c->len > scanned ? memchr(c->buf + scanned, '\n',
 						     c->len - scanned)
@@ -122,6 +142,7 @@ int ctl_request(struct ctl_conn *c, const char *line, int timeout_ms)
 		if (nl) {
 			c->linelen = (size_t)(nl - c->buf);
 			*nl = '\0';
+			c->have_line = true;
 			return 0;
 		}
 		scanned = c->len;
@@ -129,7 +150,7 @@ int ctl_request(struct ctl_conn *c, const char *line, int timeout_ms)
 			return -EMSGSIZE;
 		if (c->cap - c->len < READ_CHUNK / 2 && (err = grow(c)) < 0)
 			return err;
-		if ((err = wait_readable(c->fd, deadline)) < 0)
+		if ((err = wait_readable(c->fd, c->deadline)) < 0)
 			return err;
 		n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
 		if (n < 0 && errno == EINTR)

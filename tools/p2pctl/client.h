@@ -6,6 +6,7 @@
 #ifndef P2PCTL_CLIENT_H
 #define P2PCTL_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define CTL_REPLY_MAX (16 * 1024 * 1024) /* a reply line we accept */
@@ -16,6 +17,8 @@ struct ctl_conn {
 	size_t len; /* valid bytes in buf */
 	size_t cap;
 	size_t linelen; /* length of the reply line once read, '\n' excluded */
+	bool have_line; /* buf starts with that line */
+	long long deadline; /* of the request in progress (monotonic ms) */
 };
 
 /* Connect to path. 0 or -errno (-ENAMETOOLONG for a path over sun_path). */
@@ -28,6 +31,12 @@ int ctl_connect(struct ctl_conn *c, const char *path);
  * CTL_REPLY_MAX; another -errno from the socket.
  */
 int ctl_request(struct ctl_conn *c, const char *line, int timeout_ms);
+
+/*
+ * The next line of the same request (after a progress line), by the same
+ * deadline; returns as ctl_request does. The previous line is dropped.
+ */
+int ctl_next_line(struct ctl_conn *c);
 
 /*
  * After the ok line of "open": copy stdin to the socket and the socket to

@@ -12,9 +12,9 @@
 #include "print.h"
 #include "proto/addr.h"
 #include "proto/peerid.h"
+#include "proto/petname.h"
 
 #define LISTEN_TEXT_MAX (P2P_ADDR_TEXT_MAX + 8)
-#define PORT_DIGITS_MAX 5
 
 /*
  * Messages are the daemon's own words for the same mistake ("CODE: text",
@@ -35,41 +35,41 @@ int check_peer_id(const char *s)
 	return p2p_peerid_from_text(&id, s, strlen(s));
 }
 
+/* An ID or a name, either may end in ".p2p" (the daemon knows names). */
+int check_peer_ref(const char *s)
+{
+	char name[P2P_NAME_MAX + 1];
+	struct p2p_peerid id;
+
+	return p2p_peer_ref_parse(s, strlen(s), &id, name) < 0 ? -EINVAL : 0;
+}
+
 /*
- * "[ADDR:]PORT" for forward/unforward, checked as the daemon's
- * parse_listen does (port 0..65535 in digits, host by p2p_addr_parse, IPv6
- * only in brackets); a bare port or "localhost" mean 127.0.0.1. The
- * canonical text goes to out.
+ * "[ADDR:]PORT" for forward/unforward, by proto's parser, the daemon's
+ * own; "localhost" means 127.0.0.1 too. The text to send goes to out.
  */
 static int check_listen(const char *s, char *out, size_t outlen)
 {
-	char host[P2P_ADDR_TEXT_MAX];
-	const char *colon = strrchr(s, ':'), *port = colon ? colon + 1 : s;
-	size_t hl = colon ? (size_t)(colon - s) : 0;
+	char buf[LISTEN_TEXT_MAX];
 	struct p2p_addr a;
 
-	if (!*port || strlen(port) > PORT_DIGITS_MAX ||
-	    strspn(port, "0123456789") != strlen(port) ||
-	    strtoul(port, NULL, 10) > 65535 || hl >= sizeof(host))
+	if (!strncmp(s, "localhost:", 10)) {
+		snprintf(buf, sizeof(buf), "127.0.0.1:%s", s + 10);
+		s = buf;
+	}
+	if (strlen(s) >= LISTEN_TEXT_MAX || p2p_addr_parse_listen(&a, s) < 0)
 		return -EINVAL;
-	if (colon && s[0] != '[' && memchr(s, ':', hl))
-		return -EINVAL; /* "::1:5" is not [::1]:5 */
-	snprintf(host, sizeof(host), "%.*s", (int)hl, s);
-	if (!colon || !strcmp(host, "localhost"))
-		strcpy(host, "127.0.0.1");
-	if (p2p_addr_parse(&a, host, true) < 0)
-		return -EINVAL;
-	snprintf(out, outlen, "%s:%s", host, port);
+	snprintf(out, outlen, "%s%s", strchr(s, ':') ? "" : "127.0.0.1:", s);
 	return 0;
 }
 
 static int put_peer(json_t *req, const char *key, const char *id, char *err,
 		    size_t errlen)
 {
-	if (check_peer_id(id) < 0)
+	if (check_peer_ref(id) < 0)
 		return usage_err(err, errlen,
 				 "invalid_peer_id: peer: not a peer ID (52 "
-				 "base32 characters)");
+				 "base32 characters) or a name");
 	json_object_set_new(req, key, json_string(id));
 	return 0;
 }
@@ -114,15 +114,35 @@ static int build_peer(int argc, char **argv, json_t *req, char *err,
 	return put_peer(req, "peer", argv[0], err, errlen);
 }
 
+/* ID, then ("count", N) from -c/--count. */
+static int build_ping(int argc, char **argv, json_t *req, char *err,
+		      size_t errlen)
+{
+	for (int i = 1; i + 1 < argc; i += 2) {
+		char *end;
+		long v = strtol(argv[i + 1], &end, 10);
+		if (*end || end == argv[i + 1] || v < 1 ||
+		    v > CMD_PING_COUNT_MAX)
+			return usage_err(err, errlen,
+					 "bad_request: count: expected 1 to "
+					 "100000 pings");
+		json_object_set_new(req, CTL_COUNT_KEY, json_integer(v));
+	}
+	return put_peer(req, "peer", argv[0], err, errlen);
+}
+
 static int build_bootstrap(int argc, char **argv, json_t *req, char *err,
 			   size_t errlen)
 {
+	char host[P2P_HOST_NAME_MAX + 1];
 	struct p2p_addr a;
+	uint16_t port;
 
-	if (p2p_addr_parse(&a, argv[0], false) < 0 || a.port == 0)
+	if ((p2p_addr_parse(&a, argv[0], false) < 0 || a.port == 0) &&
+	    p2p_host_port_parse(argv[0], host, &port) < 0)
 		return usage_err(err, errlen,
-				 "bad_request: addr: expected ADDR:PORT (IPv6 "
-				 "as [ADDR]:PORT)");
+				 "bad_request: addr: expected ADDR:PORT or "
+				 "HOST:PORT (IPv6 as [ADDR]:PORT)");
 	json_object_set_new(req, "addr", json_string(argv[0]));
 	return 0;
 }
@@ -189,6 +209,38 @@ static int build_pipe(int argc, char **argv, json_t *req, char *err,
 	return put_service(req, argv[1], err, errlen);
 }
 
+/* name add NAME ID | name rm NAME */
+static int build_name(int argc, char **argv, json_t *req, char *err,
+		      size_t errlen)
+{
+	int add = !strcmp(argv[0], "add");
+
+	if ((!add && strcmp(argv[0], "rm")) || argc != (add ? 3 : 2))
+		return usage_err(err, errlen,
+				 "usage: p2pctl name add NAME ID | name rm "
+				 "NAME");
+	if (!p2p_name_valid(argv[1], strlen(argv[1])))
+		return usage_err(err, errlen,
+				 "bad_request: name: expected 1 to 32 of a-z "
+				 "0-9 -, starting with a letter");
+	json_object_set_new(req, "cmd",
+			    json_string(add ? "name_add" : "name_rm"));
+	json_object_set_new(req, "name", json_string(argv[1]));
+	if (!add)
+		return 0;
+	if (check_peer_id(argv[2]) < 0)
+		return usage_err(err, errlen,
+				 "invalid_peer_id: peer: not a peer ID (52 "
+				 "base32 characters)");
+	json_object_set_new(req, "peer", json_string(argv[2]));
+	return 0;
+}
+
+static const struct option ping_opts[] = {
+    {"count", required_argument, NULL, 'c'},
+    {NULL, 0, NULL, 0},
+};
+
 static const struct option expose_opts[] = {
     {"allow", required_argument, NULL, 'a'},
     {NULL, 0, NULL, 0},
@@ -200,8 +252,9 @@ const struct ctl_cmd ctl_cmds[] = {
     {"status", "", "identity, listen addresses, NAT type, peers, DHT mode",
      NULL, 0, 0, CMD_TIMEOUT_MS, build_none, print_status, NULL, NULL},
     {"peers", "", "current links",
-     "Columns: peer ID, address, direction (in/out), link kind\n"
-     "(overlay/direct/relay) and round-trip time.",
+     "Columns: peer ID (its name when it has one), address, direction\n"
+     "(in/out), link kind (overlay/direct/relay), round-trip time, bytes\n"
+     "in and out, the link's age, and for a relayed link the relay.",
      0, 0, CMD_TIMEOUT_MS, build_none, print_peers, NULL, NULL},
     {"lookup", "ID", "closest known peers to ID",
      "Runs an overlay lookup for ID and lists the closest peers found.", 1, 1,
@@ -210,10 +263,15 @@ const struct ctl_cmd ctl_cmds[] = {
      "make a link; says how (direct/relay, "
      "existing/dial/punch/relay)",
      NULL, 1, 1, CMD_TIMEOUT_LONG_MS, build_peer, print_connect, NULL, NULL},
-    {"ping", "ID", "round trip over the best link", NULL, 1, 1,
-     CMD_TIMEOUT_NET_MS, build_peer, print_ping, NULL, NULL},
-    {"bootstrap", "ADDR:PORT", "join through one more peer now", NULL, 1, 1,
-     CMD_TIMEOUT_NET_MS, build_bootstrap, print_bootstrap, NULL, NULL},
+    {"ping", "[-c N] ID", "round trip over the best link",
+     "Over a link to ID when there is one (direct, or relayed: then the\n"
+     "relay is named), else routed through the overlay. -c N: N pings, a\n"
+     "second apart, one line each; exit 0 when any was answered.",
+     1, 1, CMD_TIMEOUT_NET_MS, build_ping, print_ping, "c:", ping_opts},
+    {"bootstrap", "ADDR:PORT|HOST:PORT", "join through one more peer now",
+     "A host name is resolved by the daemon, and each of its addresses\n"
+     "tried in turn until one answers.",
+     1, 1, CMD_TIMEOUT_NET_MS, build_bootstrap, print_bootstrap, NULL, NULL},
     {"expose", "NAME HOST:PORT [--allow ID]...", "offer a local TCP service",
      "Peers reach HOST:PORT as service NAME. Without --allow any peer may;\n"
      "with it, only the listed peer IDs.",
@@ -236,6 +294,20 @@ const struct ctl_cmd ctl_cmds[] = {
      "Example: ssh -o ProxyCommand='p2pctl pipe %h ssh' <peer-id>\n"
      "EOF on stdin half-closes; output continues until the remote closes.",
      2, 2, CMD_TIMEOUT_LONG_MS, build_pipe, NULL, NULL, NULL},
+    {"name", "add NAME ID | rm NAME", "give a peer ID a name, or take it away",
+     "NAME: 1 to 32 of a-z 0-9 -, starting with a letter. Wherever an ID\n"
+     "is taken, NAME and NAME.p2p are taken too (ssh alice.p2p with\n"
+     "ProxyCommand='p2pctl pipe %h ssh'). Kept by the daemon in its state "
+     "dir.",
+     2, 3, CMD_TIMEOUT_MS, build_name, NULL, NULL, NULL},
+    {"names", "", "the names this daemon knows", NULL, 0, 0, CMD_TIMEOUT_MS,
+     build_none, print_names, NULL, NULL},
+    {"tunnels", "", "open tunnels",
+     "Columns: peer, service, direction (out: we opened it; in: a peer\n"
+     "opened one of our services), link kind, bytes in and out, age, state.",
+     0, 0, CMD_TIMEOUT_MS, build_none, print_tunnels, NULL, NULL},
+    {"metrics", "", "counters in the Prometheus text format", NULL, 0, 0,
+     CMD_TIMEOUT_MS, build_none, print_metrics, NULL, NULL},
 };
 const size_t ctl_ncmds = sizeof(ctl_cmds) / sizeof(ctl_cmds[0]);
 

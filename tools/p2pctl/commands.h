@@ -13,6 +13,10 @@
 #define CMD_TIMEOUT_MS 30000	   /* local questions */
 #define CMD_TIMEOUT_NET_MS 60000   /* lookups, pings, bootstrap */
 #define CMD_TIMEOUT_LONG_MS 120000 /* connect may hole-punch and retry */
+#define CMD_PING_COUNT_MAX 100000
+/* A request key for p2pctl itself, removed before sending: how many
+ * times to send the request (ping -c N). */
+#define CTL_COUNT_KEY "_count"
 
 struct ctl_cmd {
 	const char *name;
@@ -31,7 +35,7 @@ struct ctl_cmd {
 		     size_t errlen);
 	void (*print)(json_t *reply); /* NULL: print nothing */
 	/* The command's own options, after it on the line; their letters
-	 * must not be global ones (s j t h V). */
+	 * must not be global ones (s j t v h V). */
 	const char *shortopts;
 	const struct option *opts; /* NULL-terminated, or NULL */
 };
@@ -43,5 +47,7 @@ const struct ctl_cmd *ctl_cmd_find(const char *name);
 
 /* 0 when s is a peer ID (proto's decoder), else -EINVAL. */
 int check_peer_id(const char *s);
+/* 0 when s is an ID or a name, either maybe ending in ".p2p". */
+int check_peer_ref(const char *s);
 
 #endif

@@ -4,8 +4,9 @@
 # answers). Needs plain bash only, not the bash-completion helpers.
 
 _p2pctl_commands='id status peers lookup connect ping bootstrap expose
-unexpose services forward unforward forwards pipe help'
-_p2pctl_options='--socket= --json --timeout= --help --version'
+unexpose services forward unforward forwards pipe name names tunnels
+metrics help'
+_p2pctl_options='--socket= --json --timeout= --verbose --help --version'
 
 # COMP_WORDS split at ':' and '=' (COMP_WORDBREAKS), so "127.0.0.1:80"
 # and "--socket=PATH" arrive in pieces: glue them back into words[] and
@@ -62,7 +63,7 @@ _p2pctl()
 		w=${words[i]}
 		case $w in
 		-s | --socket | --control) ctl+=(-s "${words[i + 1]}") && ((i++)) ;;
-		-t | --timeout) ((i++)) ;;
+		-t | --timeout | -c | --count) ((i++)) ;;
 		-s?* | --socket=* | --control=*) ctl+=("$w") ;;
 		-*) ;;
 		*) [ -z "$cmd" ] && cmd=$w || ((npos++)) ;;
@@ -73,7 +74,7 @@ _p2pctl()
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 		;;
-	-t | --timeout) return ;;
+	-t | --timeout | -c | --count) return ;;
 	esac
 	case $cur in
 	--socket=* | --control=*)
@@ -81,7 +82,7 @@ _p2pctl()
 		return
 		;;
 	-*)
-		_p2pctl_offer "$_p2pctl_options $([ "$cmd" = expose ] && echo --allow)"
+		_p2pctl_offer "$_p2pctl_options $([ "$cmd" = expose ] && echo --allow)$([ "$cmd" = ping ] && echo " --count=")"
 		return
 		;;
 	esac
@@ -108,6 +109,10 @@ _p2pctl_arg()
 	expose:*) [ "${words[cword - 1]}" = --allow ] && _p2pctl_peers ;;
 	unexpose:0) _p2pctl_offer "$(_p2pctl_ask services service)" ;;
 	unforward:0) _p2pctl_offer "$(_p2pctl_ask forwards listen)" ;;
+	name:0) _p2pctl_offer "add rm" ;;
+	name:1) [ "${words[cword - 1]}" = rm ] &&
+		_p2pctl_offer "$(_p2pctl_ask names name)" ;;
+	name:2) _p2pctl_offer "$(_p2pctl_ask peers id)" ;;
 	esac
 }
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "client.h"
 #include "commands.h"
@@ -24,13 +25,15 @@
 enum { EXIT_OK = 0, EXIT_DAEMON = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 enum { PARSE_GO = 0, PARSE_DONE = 1, PARSE_USAGE = -1 };
 
-#define GLOBAL_SHORTOPTS "s:jt:hV"
+#define GLOBAL_SHORTOPTS "s:jt:vhV"
 #define MAX_OPTS 32
 #define TIMEOUT_MAX_S 86400
+#define PING_INTERVAL_MS 1000 /* between the pings of ping -c N */
 
 struct opts {
 	const char *socket; /* -s, or NULL: search (sockpath.h) */
 	int json;
+	int verbose;	/* -v: progress on stderr even when not a tty */
 	int timeout_ms; /* 0: the command's own */
 };
 
@@ -39,6 +42,7 @@ static const struct option global_opts[] = {
     {"control", required_argument, NULL, 's'}, /* p2pd's name for it */
     {"json", no_argument, NULL, 'j'},
     {"timeout", required_argument, NULL, 't'},
+    {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
 };
@@ -76,6 +80,10 @@ static void usage(FILE *out)
 		     "(default: 30 s,\n"
 		     "                       60 s for network questions, 120 "
 		     "s for connect/pipe)\n"
+		     "  -v, --verbose        show what connect, pipe, ping and "
+		     "bootstrap are doing\n"
+		     "                       (on stderr; the default when it "
+		     "is a terminal)\n"
 		     "  -h, --help           this text; 'p2pctl help COMMAND' "
 		     "for one command\n"
 		     "  -V, --version        print the version\n\n"
@@ -135,6 +143,9 @@ static int take_global(struct opts *o, int opt, const struct ctl_cmd *c)
 		return PARSE_GO;
 	case 'j':
 		o->json = 1;
+		return PARSE_GO;
+	case 'v':
+		o->verbose = 1;
 		return PARSE_GO;
 	case 't':
 		v = strtol(optarg, &end, 10);
@@ -252,12 +263,35 @@ static int show_reply(const struct ctl_cmd *c, const struct opts *o,
 	return rc;
 }
 
+/* Commands whose answer can take seconds: they may send progress. */
+static int slow(const struct ctl_cmd *c)
+{
+	return !strcmp(c->name, "connect") || !strcmp(c->name, "pipe") ||
+	       !strcmp(c->name, "ping") || !strcmp(c->name, "bootstrap");
+}
+
+/* A progress line (SPEC section 9): shown on stderr, and 1; else 0. */
+static int progress_line(const struct ctl_conn *conn)
+{
+	json_t *r = json_loadb(conn->buf, conn->linelen, 0, NULL);
+	const char *detail = json_string_value(json_object_get(r, "detail"));
+	int is = json_is_string(json_object_get(r, "progress")) &&
+		 !json_object_get(r, "ok");
+
+	if (is)
+		fprintf(stderr, "p2pctl: %s\n", detail ? detail : "...");
+	json_decref(r);
+	return is;
+}
+
 static int exchange(const struct ctl_cmd *c, const struct opts *o,
 		    struct ctl_conn *conn, const char *path, const char *line)
 {
 	int timeout = o->timeout_ms ? o->timeout_ms : c->timeout_ms;
 	int err = ctl_request(conn, line, timeout), rc;
 
+	while (err == 0 && progress_line(conn))
+		err = ctl_next_line(conn);
 	if (err == -ETIMEDOUT) {
 		fprintf(stderr, "p2pctl: timeout: no reply from %s in %d s\n",
 			path, timeout / 1000);
@@ -278,13 +312,23 @@ static int exchange(const struct ctl_cmd *c, const struct opts *o,
 	return rc;
 }
 
+/*
+ * count > 1 (ping -c N): that many requests on the one connection, a
+ * second apart, one line each; 0 when any was answered (as ping(8)).
+ */
 static int run(const struct ctl_cmd *c, const struct opts *o, json_t *req)
 {
+	json_t *cnt = json_object_get(req, CTL_COUNT_KEY);
+	long count = json_is_integer(cnt) ? (long)json_integer_value(cnt) : 1;
 	struct ctl_target t;
 	struct ctl_conn conn;
-	char *line = json_dumps(req, JSON_COMPACT);
-	int rc;
+	char *line;
+	int rc = EXIT_DAEMON;
 
+	json_object_del(req, CTL_COUNT_KEY);
+	if (slow(c) && (o->verbose || isatty(STDERR_FILENO)))
+		json_object_set_new(req, "progress", json_true());
+	line = json_dumps(req, JSON_COMPACT);
 	if (!line)
 		return EXIT_DAEMON;
 	ctl_target_init(&t, o->socket);
@@ -293,7 +337,24 @@ static int run(const struct ctl_cmd *c, const struct opts *o, json_t *req)
 		free(line);
 		return EXIT_UNREACHABLE;
 	}
-	rc = exchange(c, o, &conn, t.path[t.used], line);
+	for (long i = 0, r = EXIT_OK; i < count; i++) {
+		if (i > 0) {
+			fflush(stdout);
+			usleep(PING_INTERVAL_MS * 1000);
+		}
+		/* After a failure (a timeout, say) the late answer may still
+		 * come: a fresh connection keeps the next one apart. */
+		if (r != EXIT_OK) {
+			ctl_close(&conn);
+			if (ctl_target_connect(&t, &conn) < 0) {
+				ctl_target_explain(&t);
+				break;
+			}
+		}
+		r = exchange(c, o, &conn, t.path[t.used], line);
+		if (count == 1 || r == EXIT_OK)
+			rc = r;
+	}
 	free(line);
 	ctl_close(&conn);
 	return rc;

@@ -54,6 +54,14 @@ static const char *joined(json_t *a, const char *dflt, char *buf, size_t len)
 	return buf;
 }
 
+/* A peer as people know it: its name when the daemon has one. */
+static const char *peer_of(json_t *o, const char *idkey)
+{
+	const char *name = json_string_value(json_object_get(o, "name"));
+
+	return name ? name : str(o, idkey);
+}
+
 void print_id(json_t *r)
 {
 	printf("%s\n", str(r, "id"));
@@ -74,27 +82,98 @@ void print_status(json_t *r)
 	printf(
 	    "nat:       %s (external: %s)\n", str(nat, "type"),
 	    joined(json_object_get(nat, "external"), "unknown", b, sizeof(b)));
-	printf("peers:     %s\n",
-	       scalar(json_object_get(r, "peers"), n, sizeof(n)));
+	printf("peers:     %s%s%s%s\n",
+	       scalar(json_object_get(r, "peers"), n, sizeof(n)),
+	       json_object_get(r, "hint") ? " (" : "",
+	       json_object_get(r, "hint") ? str(r, "hint") : "",
+	       json_object_get(r, "hint") ? ")" : "");
 	printf("dht:       %s, table size %s\n", str(dht, "mode"),
 	       scalar(json_object_get(dht, "table_size"), a, sizeof(a)));
 }
 
+/* A byte count for people: 512 B, 1.5 KiB, 3.2 MiB ... ("-" if absent). */
+static const char *bytes(json_t *v, char *buf, size_t len)
+{
+	static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB"};
+	double b;
+	int u = -1;
+
+	if (!json_is_integer(v))
+		return "-";
+	b = (double)json_integer_value(v);
+	if (b < 1024) {
+		snprintf(buf, len, "%lld B", (long long)json_integer_value(v));
+		return buf;
+	}
+	while (b >= 1024 && u < 3) {
+		b /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%.1f %s", b, unit[u]);
+	return buf;
+}
+
+/* Seconds for people: 42s, 3m07s, 5h02m, 2d03h. */
+static const char *age(json_t *v, char *buf, size_t len)
+{
+	long long s;
+
+	if (!json_is_integer(v))
+		return "-";
+	s = json_integer_value(v);
+	if (s < 60)
+		snprintf(buf, len, "%llds", s);
+	else if (s < 3600)
+		snprintf(buf, len, "%lldm%02llds", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, len, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+	else
+		snprintf(buf, len, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
+	return buf;
+}
+
+/* The relay of a relayed link, by name when it has one. */
+static const char *via(json_t *o, json_t *peers)
+{
+	const char *id = json_string_value(json_object_get(o, "via"));
+	size_t i;
+	json_t *p;
+
+	if (!id)
+		return "-";
+	json_array_foreach(peers, i, p)
+	{
+		if (!strcmp(str(p, "id"), id) && json_object_get(p, "name"))
+			return str(p, "name");
+	}
+	return id;
+}
+
 void print_peers(json_t *r)
 {
-	static const char *const hdr[] = {"ID", "ADDR", "DIR", "LINK", "RTT"};
+	static const char *const hdr[] = {"ID", "ADDR", "DIR", "LINK", "RTT",
+					  "IN", "OUT",	"AGE", "VIA"};
+	json_t *peers = json_object_get(r, "peers");
 	struct table t;
 	size_t i;
 	json_t *p;
 
-	if (table_init(&t, 5, hdr) < 0)
+	if (table_init(&t, 9, hdr) < 0)
 		return;
-	json_array_foreach(json_object_get(r, "peers"), i, p)
+	json_array_foreach(peers, i, p)
 	{
-		char rtt[CELL_MAX];
+		char rtt[CELL_MAX], in[CELL_MAX], out[CELL_MAX], a[CELL_MAX];
 		json_t *v = json_object_get(p, "rtt_ms");
-		const char *row[5] = {str(p, "id"), str(p, "addr"),
-				      str(p, "dir"), str(p, "link"), rtt};
+		const char *row[9] = {
+		    peer_of(p, "id"),
+		    str(p, "addr"),
+		    str(p, "dir"),
+		    str(p, "link"),
+		    rtt,
+		    bytes(json_object_get(p, "bytes_in"), in, sizeof(in)),
+		    bytes(json_object_get(p, "bytes_out"), out, sizeof(out)),
+		    age(json_object_get(p, "age_s"), a, sizeof(a)),
+		    via(p, peers)};
 		if (json_is_number(v))
 			snprintf(rtt, sizeof(rtt), "%.2f ms",
 				 json_number_value(v));
@@ -104,6 +183,39 @@ void print_peers(json_t *r)
 	}
 	table_print(&t, stdout);
 	table_free(&t);
+}
+
+void print_tunnels(json_t *r)
+{
+	static const char *const hdr[] = {"PEER", "SERVICE", "DIR", "LINK",
+					  "IN",	  "OUT",     "AGE", "STATE"};
+	struct table t;
+	size_t i;
+	json_t *p;
+
+	if (table_init(&t, 8, hdr) < 0)
+		return;
+	json_array_foreach(json_object_get(r, "tunnels"), i, p)
+	{
+		char in[CELL_MAX], out[CELL_MAX], a[CELL_MAX];
+		const char *row[8] = {
+		    peer_of(p, "peer"),
+		    str(p, "service"),
+		    str(p, "dir"),
+		    str(p, "link"),
+		    bytes(json_object_get(p, "bytes_in"), in, sizeof(in)),
+		    bytes(json_object_get(p, "bytes_out"), out, sizeof(out)),
+		    age(json_object_get(p, "age_s"), a, sizeof(a)),
+		    str(p, "state")};
+		table_add(&t, row);
+	}
+	table_print(&t, stdout);
+	table_free(&t);
+}
+
+void print_metrics(json_t *r)
+{
+	fputs(str(r, "text"), stdout);
 }
 
 void print_lookup(json_t *r)
@@ -136,11 +248,26 @@ void print_connect(json_t *r)
 	       scalar(json_object_get(r, "ms"), ms, sizeof(ms)));
 }
 
+/* "rtt 0.412 ms via direct (overlay link)", "... via relay (relayed link
+ * through ID)", "... via relay (routed through the overlay)". */
 void print_ping(json_t *r)
 {
 	json_t *v = json_object_get(r, "rtt_ms");
+	const char *link = json_string_value(json_object_get(r, "link"));
+	char how[160];
 
-	printf("rtt %.3f ms via %s\n", json_number_value(v), str(r, "path"));
+	if (!link)
+		how[0] = '\0';
+	else if (!strcmp(link, "routed"))
+		snprintf(how, sizeof(how), " (routed through the overlay)");
+	else if (!strcmp(link, "relay"))
+		snprintf(how, sizeof(how), " (relayed link through %s)",
+			 json_object_get(r, "via_name") ? str(r, "via_name")
+							: str(r, "via"));
+	else
+		snprintf(how, sizeof(how), " (%s link)", link);
+	printf("rtt %.3f ms via %s%s\n", json_number_value(v), str(r, "path"),
+	       how);
 }
 
 void print_bootstrap(json_t *r)
@@ -203,8 +330,26 @@ void print_forwards(json_t *r)
 		return;
 	json_array_foreach(json_object_get(r, "forwards"), i, f)
 	{
-		const char *row[3] = {str(f, "listen"), str(f, "peer"),
+		const char *row[3] = {str(f, "listen"), peer_of(f, "peer"),
 				      str(f, "service")};
+		table_add(&t, row);
+	}
+	table_print(&t, stdout);
+	table_free(&t);
+}
+
+void print_names(json_t *r)
+{
+	static const char *const hdr[] = {"NAME", "ID"};
+	struct table t;
+	size_t i;
+	json_t *e;
+
+	if (table_init(&t, 2, hdr) < 0)
+		return;
+	json_array_foreach(json_object_get(r, "names"), i, e)
+	{
+		const char *row[2] = {str(e, "name"), str(e, "peer")};
 		table_add(&t, row);
 	}
 	table_print(&t, stdout);

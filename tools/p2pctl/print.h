@@ -17,5 +17,8 @@ void print_services(json_t *r);
 void print_forward(json_t *r);
 void print_unforward(json_t *r);
 void print_forwards(json_t *r);
+void print_names(json_t *r);
+void print_tunnels(json_t *r);
+void print_metrics(json_t *r);
 
 #endif

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#define TABLE_MAX_COLS 8
+#define TABLE_MAX_COLS 12
 
 struct table {
 	size_t ncols, nrows, cap;

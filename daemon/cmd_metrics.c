@@ -1,0 +1,119 @@
+/*
+ * metrics (SPEC section 9): the node's counters in the Prometheus text
+ * exposition format (version 0.0.4), in the reply's "text" field, so that
+ * `p2pctl metrics` can feed node_exporter's textfile collector or a
+ * scrape proxy as it is.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cmd_node.h"
+#include "link.h"
+#include "ovl.h"
+#include "relay.h"
+#include "tunnel.h"
+
+static void metric(FILE *f, const char *name, const char *type,
+		   const char *help, uint64_t v)
+{
+	fprintf(f, "# HELP p2pd_%s %s\n# TYPE p2pd_%s %s\np2pd_%s %llu\n", name,
+		help, name, type, name, (unsigned long long)v);
+}
+
+static void links_by_kind(FILE *f, struct p2pd_node *n)
+{
+	static const char *const kinds[] = {"overlay", "direct", "relay"};
+	uint64_t count[3] = {0};
+
+	for (struct link *l = link_first(n); l; l = link_next_of(l))
+		if (link_is_up(l) && (unsigned)link_kind(l) < 3)
+			count[link_kind(l)]++;
+	fprintf(f, "# HELP p2pd_links Links up, by kind.\n"
+		   "# TYPE p2pd_links gauge\n");
+	for (size_t i = 0; i < 3; i++)
+		fprintf(f, "p2pd_links{kind=\"%s\"} %llu\n", kinds[i],
+			(unsigned long long)count[i]);
+}
+
+static void write_metrics(FILE *f, struct p2pd_node *n)
+{
+	const struct node_stats *s = &n->stats;
+	struct p2p_overlay_stats os;
+	struct relay_stats rs;
+
+	p2p_overlay_get_stats(ovl_overlay(n), &os);
+	relay_get_stats(n, &rs);
+	fprintf(f,
+		"# HELP p2pd_info This daemon: version, NAT type, DHT mode.\n"
+		"# TYPE p2pd_info gauge\n"
+		"p2pd_info{version=\"%s\",nat=\"%s\",dht=\"%s\"} 1\n",
+		P2PD_VERSION, p2p_nat_type_name(p2p_nat_type(ovl_nat(n))),
+		p2p_overlay_is_server(ovl_overlay(n)) ? "server" : "client");
+	metric(f, "uptime_seconds", "gauge", "Seconds since the start.",
+	       (node_now(n) - n->start_ms) / 1000);
+	metric(f, "peers", "gauge", "Peers with a link up.", link_count_up(n));
+	links_by_kind(f, n);
+	metric(f, "link_received_bytes_total", "counter",
+	       "Bytes read on links (records and framing).", s->bytes_in);
+	metric(f, "link_sent_bytes_total", "counter",
+	       "Bytes written on links (records and framing).", s->bytes_out);
+	metric(f, "dht_table_size", "gauge", "Routing table entries.",
+	       os.table_size);
+	metric(f, "lookups_total", "counter", "Overlay lookups started.",
+	       os.lookups_started);
+	metric(f, "routed_sent_total", "counter", "Routed messages sent.",
+	       os.routed_sent);
+	metric(f, "routed_delivered_total", "counter",
+	       "Routed messages delivered to us.", os.routed_delivered);
+	metric(f, "routed_forwarded_total", "counter",
+	       "Routed messages passed on.", os.routed_forwarded);
+	metric(f, "routed_dropped_total", "counter", "Routed messages dropped.",
+	       os.routed_dropped);
+	metric(f, "tunnels", "gauge", "Tunnels open or opening.",
+	       tunnel_count(n));
+	metric(f, "services", "gauge", "Services offered.", n->nservices);
+	metric(f, "relay_circuits", "gauge", "Circuits we relay now.",
+	       rs.circuits);
+	metric(f, "relay_circuits_opened_total", "counter",
+	       "Circuits we agreed to relay.", rs.opened);
+	metric(f, "relay_bytes_total", "counter", "Bytes we relayed.",
+	       rs.bytes);
+	metric(f, "bad_frames_total", "counter", "Malformed frames.",
+	       s->bad_frames);
+	metric(f, "bad_messages_total", "counter", "Malformed messages.",
+	       s->bad_msgs);
+	metric(f, "unknown_messages_total", "counter",
+	       "Messages of unknown type.", s->unknown_msgs);
+	metric(f, "handshakes_failed_total", "counter", "Failed handshakes.",
+	       s->hs_failed);
+	metric(f, "links_refused_total", "counter",
+	       "Links refused over the limits.", s->links_refused);
+}
+
+static void cmd_metrics(void *ctx, struct ctl_req *req, json_t *args)
+{
+	struct p2pd_node *n = ctx;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (!f) {
+		ctl_reply_error(req, "internal", "out of memory");
+		return;
+	}
+	write_metrics(f, n);
+	if (fclose(f) != 0 || !text) {
+		free(text);
+		ctl_reply_error(req, "internal", "out of memory");
+		return;
+	}
+	ctl_reply_ok(req, json_pack("{s:s%}", "text", text, len));
+	free(text);
+}
+
+const struct ctl_command cmd_metrics_commands[] = {
+    {"metrics", cmd_metrics},
+};
+const size_t cmd_metrics_ncommands =
+    sizeof(cmd_metrics_commands) / sizeof(cmd_metrics_commands[0]);
