@@ -298,11 +298,12 @@ static int on_frame2(struct p2p_session *s, const uint8_t *body, size_t len,
 	uint8_t k[KEY_LEN];
 	uint8_t *ct3 = out + P2P_FRAME_HDR;
 	const uint8_t *e_r = body;
-	uint8_t suite = body[crypto_kx_PUBLICKEYBYTES];
+	uint8_t suite;
 	int rc;
 
 	if (len != HS2_LEN)
 		return -EPROTO;
+	suite = body[crypto_kx_PUBLICKEYBYTES];
 	/* One suite, and one we offered. */
 	if ((suite != P2P_SUITE_CHACHA20_POLY1305 &&
 	     suite != P2P_SUITE_AES256_GCM) ||

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -835,4 +836,32 @@ Test(session, rekey_changes_the_key)
 	    p2p_session_open(p.r, rec + 4, n - 4, plain, sizeof(plain), &m),
 	    -EBADMSG);
 	free_sessions(&p);
+}
+
+/* Frame 2 cut short, in a buffer of exactly its size: nothing is read past
+ * the end (found by fuzz_handshake: the suite byte was read before the
+ * length was checked). ASan builds turn a read past the end into a crash. */
+Test(session, short_frame2_read_in_bounds)
+{
+	for (size_t cut = 0; cut < 145; cut++) {
+		struct pair p;
+		uint8_t none[P2P_HS_MAX], *f;
+		size_t n;
+
+		identities(&p);
+		new_sessions(&p, NULL);
+		cr_assert_eq(p2p_session_start(p.i, p.f1, sizeof(p.f1), &p.n1),
+			     0);
+		cr_assert_eq(p2p_session_handshake(p.r, p.f1 + 4, p.n1 - 4,
+						   p.f2, sizeof(p.f2), &p.n2),
+			     0);
+		f = malloc(cut ? cut : 1);
+		cr_assert_not_null(f);
+		memcpy(f, p.f2 + 4, cut);
+		cr_assert_eq(
+		    p2p_session_handshake(p.i, f, cut, none, sizeof(none), &n),
+		    -EPROTO);
+		free(f);
+		free_sessions(&p);
+	}
 }
