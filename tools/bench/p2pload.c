@@ -62,7 +62,7 @@ static const struct subcmd subcmds[] = {
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: p2pload COMMAND ARGS [--from IP] "
-		     "[--claim-subnets]\n");
+		     "[--claim-subnets] [--spread]\n");
 	for (size_t i = 0; i < sizeof(subcmds) / sizeof(subcmds[0]); i++)
 		fprintf(out, "  %s %s\n", subcmds[i].name, subcmds[i].usage);
 }
@@ -170,6 +170,10 @@ int pl_cmd_handshakes(int argc, char **argv)
 	return failed ? PL_FAIL : PL_OK;
 }
 
+/* Handshakes in flight at once: a daemon admits a bounded number of
+ * unauthenticated connections (daemon/admit.h), as it should. */
+#define HOLD_DIALING 32
+
 int pl_cmd_hold(int argc, char **argv)
 {
 	long count = pl_opt(argc, argv, "--count", 100);
@@ -178,7 +182,7 @@ int pl_cmd_hold(int argc, char **argv)
 	socklen_t sl;
 	struct pl_link *links;
 	struct pollfd *fds;
-	long up = 0, dead = 0;
+	long up = 0, dead = 0, next = 0;
 	int reported = 0;
 
 	if (argc < 2 || pl_sockaddr(argv[1], &a, &ss, &sl) < 0 || count <= 0)
@@ -188,18 +192,26 @@ int pl_cmd_hold(int argc, char **argv)
 	links = calloc((size_t)count, sizeof(*links));
 	fds = calloc((size_t)count, sizeof(*fds));
 	for (long i = 0; i < count; i++)
-		if (pl_link_dial(&links[i], &a, &ss, sl, NULL) < 0)
-			links[i].state = PL_DEAD;
+		links[i].state = PL_DEAD, links[i].fd = -1;
 	while (!stop) {
+		/* Dial more while fewer than HOLD_DIALING handshake. */
+		while (next < count && next - up - dead < HOLD_DIALING) {
+			if (pl_link_dial(&links[next], &a, &ss, sl, NULL) < 0) {
+				links[next].state = PL_DEAD;
+				dead++;
+			}
+			next++;
+		}
 		for (long i = 0; i < count; i++) {
-			fds[i].fd =
-			    links[i].state == PL_DEAD ? -1 : links[i].fd;
+			fds[i].fd = i >= next || links[i].state == PL_DEAD
+					? -1
+					: links[i].fd;
 			fds[i].events = pl_link_events(&links[i]);
 		}
 		if (poll(fds, (nfds_t)count, POLL_MS) < 0 && errno != EINTR)
 			break;
 		up = dead = 0;
-		for (long i = 0; i < count; i++) {
+		for (long i = 0; i < next; i++) {
 			struct pl_link *l = &links[i];
 			enum pl_state before = l->state;
 			pl_link_io(l, fds[i].revents);
@@ -211,7 +223,7 @@ int pl_cmd_hold(int argc, char **argv)
 			up += l->state == PL_UP && l->got_hello;
 			dead += l->state == PL_DEAD;
 		}
-		if (!reported && up + dead == count) {
+		if (!reported && next == count && up + dead == count) {
 			printf("holding %ld links (%ld failed)\n", up, dead);
 			fflush(stdout);
 			reported = 1;
@@ -239,6 +251,8 @@ int main(int argc, char **argv)
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--claim-subnets"))
 			pl_claim_subnets = true;
+		if (!strcmp(argv[i], "--spread"))
+			pl_spread = true;
 		if (!strcmp(argv[i], "--from") &&
 		    (i + 1 >= argc ||
 		     p2p_addr_parse(&pl_from, argv[i + 1], true) < 0)) {

@@ -47,6 +47,11 @@ struct pl_link {
  * own (10.<pid>.<n>.1, the daemon's port), as a Sybil host would. */
 extern struct p2p_addr pl_from;
 extern bool pl_claim_subnets;
+/* --spread: every connect leaves from its own loopback address
+ * (127.64.0.0/10, one after the other), as peers on the internet come
+ * from their own IPs: what per-IP limits then leave is the node's own
+ * capacity. */
+extern bool pl_spread;
 
 long long pl_now_us(void);
 /* "ADDR:PORT" into a sockaddr; 0 or -EINVAL. */

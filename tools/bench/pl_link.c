@@ -48,6 +48,8 @@ int pl_sockaddr(const char *text, struct p2p_addr *a,
 
 struct p2p_addr pl_from;
 bool pl_claim_subnets;
+bool pl_spread;
+static uint32_t spread_next;
 
 /* harden9: --from, the source address of every connect. */
 static int bind_from(int fd)
@@ -55,6 +57,15 @@ static int bind_from(int fd)
 	struct sockaddr_in s4 = {.sin_family = AF_INET};
 	struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
 
+	if (pl_spread) {
+		/* 127.64.0.0/10, the /24 changing fastest: per-subnet
+		 * limits do not bind either. */
+		uint32_t k = spread_next++;
+		s4.sin_addr.s_addr =
+		    htonl(0x7f000000u | (64u + ((k >> 16) & 0x3f)) << 16 |
+			  (k & 0xff) << 8 | (1u + ((k >> 8) & 0xff) % 254));
+		return bind(fd, (struct sockaddr *)&s4, sizeof(s4));
+	}
 	if (pl_from.family == 4) {
 		memcpy(&s4.sin_addr, pl_from.ip, 4);
 		return bind(fd, (struct sockaddr *)&s4, sizeof(s4));
