@@ -1,6 +1,6 @@
 /*
  * Tunnel stream state machine and window accounting (see stream.h). Pure:
- * no sockets, no clock, no allocation.
+ * no sockets, no allocation; time and the RTT come in (struct stream_env).
  */
 #include <string.h>
 
@@ -12,6 +12,7 @@ void stream_init(struct stream *s, uint32_t id)
 	s->id = id;
 	s->state = STREAM_OPENING;
 	s->recv_avail = STREAM_WINDOW;
+	s->window = STREAM_WINDOW;
 }
 
 uint32_t stream_id_make(uint32_t counter, bool we_dialled)
@@ -93,7 +94,68 @@ int stream_on_local_error(struct stream *s)
 	return fail(s, STREAM_RST_ABORT);
 }
 
-int stream_on_local_written(struct stream *s, size_t len)
+static uint64_t room(const struct stream_budget *b)
+{
+	if (!b)
+		return UINT64_MAX;
+	return b->used < b->max ? b->max - b->used : 0;
+}
+
+/*
+ * An epoch of at least half a window ended at env->now_us: double the
+ * window if the epoch was short (see stream.h), within STREAM_WINDOW_MAX
+ * and the budgets' room. Returns the growth, charged to the budgets.
+ */
+static uint32_t grow(struct stream *s, const struct stream_env *env)
+{
+	uint64_t elapsed, add;
+
+	if (!env || env->rtt_us == 0 || s->window >= STREAM_WINDOW_MAX)
+		return 0;
+	elapsed = env->now_us - s->epoch_us;
+	/* elapsed / rtt < GROW_RTTS * bytes / window, without division. */
+	if (elapsed * s->window >=
+	    STREAM_GROW_RTTS * env->rtt_us * s->epoch_bytes)
+		return 0;
+	add = s->window;
+	if (add > STREAM_WINDOW_MAX - s->window)
+		add = STREAM_WINDOW_MAX - s->window;
+	if (add > room(env->link))
+		add = room(env->link);
+	if (add > room(env->daemon))
+		add = room(env->daemon);
+	if (env->link)
+		env->link->used += add;
+	if (env->daemon)
+		env->daemon->used += add;
+	s->window += (uint32_t)add;
+	return (uint32_t)add;
+}
+
+/* Credit goes back in batches: a quarter of the window consumed. */
+static int return_credit(struct stream *s, const struct stream_env *env)
+{
+	uint64_t credit;
+
+	if (s->consumed < s->window / STREAM_CREDIT_DIV)
+		return 0;
+	credit = s->consumed;
+	if (env && s->epoch_us == 0) { /* the first batch starts an epoch */
+		s->epoch_us = env->now_us;
+		s->epoch_bytes = 0;
+	} else if (env && s->epoch_bytes >= s->window / 2) {
+		credit += grow(s, env);
+		s->epoch_us = env->now_us;
+		s->epoch_bytes = 0;
+	}
+	s->credit_out = (uint32_t)credit;
+	s->recv_avail += credit;
+	s->consumed = 0;
+	return STREAM_ACT_SEND_WINDOW;
+}
+
+int stream_on_local_written(struct stream *s, size_t len,
+			    const struct stream_env *env)
 {
 	int act = 0;
 
@@ -103,13 +165,11 @@ int stream_on_local_written(struct stream *s, size_t len)
 		return fail(s, STREAM_RST_ABORT);
 	s->queued -= len;
 	s->consumed += len;
+	if (s->epoch_us)
+		s->epoch_bytes += len;
 	/* No credit after FIN: the peer will not send again. */
-	if (s->consumed >= STREAM_CREDIT_BATCH && !s->fin_recv) {
-		s->credit_out = (uint32_t)s->consumed;
-		s->recv_avail += s->consumed;
-		s->consumed = 0;
-		act |= STREAM_ACT_SEND_WINDOW;
-	}
+	if (!s->fin_recv)
+		act |= return_credit(s, env);
 	return act | maybe_shutdown(s);
 }
 

@@ -10,8 +10,22 @@
  * grants the other STREAM_WINDOW bytes at OPEN/ACCEPT; the sender spends
  * credit as it sends DATA and stops reading its local socket at zero; the
  * receiver returns credit (STREAM_WINDOW messages) only for bytes its
- * local socket has taken, so a stalled reader holds at most STREAM_WINDOW
- * bytes in the receiving daemon and stalls only its own stream.
+ * local socket has taken, so a stalled reader holds at most its window
+ * in the receiving daemon and stalls only its own stream. Credit goes
+ * back in batches of a quarter of the window (one message per quarter,
+ * not one per record).
+ *
+ * Window auto-tuning (as quic-go and go-yamux do it): a fixed window caps
+ * a stream at one window per round trip (256 KiB at 50 ms: 42 Mbit/s).
+ * The receiver times epochs of at least half a window of consumed bytes;
+ * when an epoch went by in less than STREAM_GROW_RTTS round trips' share
+ * (elapsed < STREAM_GROW_RTTS * rtt * bytes / window), the window, not
+ * the local reader, limits the rate, and the window doubles (the extra
+ * credit goes out with the batch that noticed). It stops at
+ * STREAM_WINDOW_MAX, or earlier when a budget has no room: growth is
+ * charged to the link's and the daemon's struct stream_budget (the glue
+ * decides what they count, and gives the growth back when the stream
+ * goes). A slow reader never grows its window. Windows never shrink.
  *
  * Closing: EOF on the local socket sends FIN (one direction); a FIN from
  * the peer half-closes the local socket once every byte before it is
@@ -25,10 +39,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STREAM_WINDOW (256u * 1024)	 /* credit granted per stream */
-#define STREAM_CHUNK (60u * 1024)	 /* data bytes in one STREAM_DATA */
-#define STREAM_CREDIT_BATCH (64u * 1024) /* return credit in steps of */
+#define STREAM_WINDOW (256u * 1024) /* credit granted at the open */
+#define STREAM_CHUNK (60u * 1024)   /* data bytes in one STREAM_DATA */
+/* Credit goes back once window / STREAM_CREDIT_DIV is consumed. */
+#define STREAM_CREDIT_DIV 4
+#define STREAM_CREDIT_BATCH (STREAM_WINDOW / STREAM_CREDIT_DIV) /* smallest */
 #define STREAM_CREDIT_MAX (64u * 1024 * 1024) /* more is a peer error */
+/* Auto-tuning (see above). STREAM_WINDOW_MAX stays well under
+ * STREAM_CREDIT_MAX, which older peers enforce on the credit they hold. */
+#define STREAM_WINDOW_MAX (16u * 1024 * 1024)
+#define STREAM_GROW_RTTS 2 /* grow while an epoch is under this share */
+/* Budgets of window growth (bytes above STREAM_WINDOW) the daemon's glue
+ * charges: all streams of one link, all streams of the daemon. With base
+ * windows (TUN_PEER_MEM per peer) this bounds what peers can pin. */
+#define STREAM_BUDGET_LINK (32u * 1024 * 1024)
+#define STREAM_BUDGET_DAEMON (64u * 1024 * 1024)
+/* A relayed link: the WHOLE windows of its streams together, since the
+ * relay cuts a circuit once RELAY_WQ_MAX (2 MiB, core/circuit.h) is
+ * queued towards one link, and everything in flight on the relayed link
+ * may end up in that queue when the relay's onward path is the slower.
+ * Half of it leaves room for framing, the overlay and other circuits. */
+#define STREAM_RELAY_WINDOWS (1u * 1024 * 1024)
 
 /* STREAM_RESET codes (u8 on the wire). */
 enum stream_reset_code {
@@ -56,6 +87,21 @@ enum stream_state {
 #define STREAM_ACT_CLOSE 0x10	    /* close the local socket gracefully */
 #define STREAM_ACT_ABORT 0x20	    /* close the local socket with a reset */
 
+/* What window growth is charged to (see above). used may be over max
+ * (base windows the glue counts in): then nothing grows. */
+struct stream_budget {
+	uint64_t used;
+	uint64_t max;
+};
+
+/* The world as a window may grow: the glue's clock and its link. */
+struct stream_env {
+	uint64_t now_us;	    /* monotonic, microseconds, > 0 */
+	uint64_t rtt_us;	    /* the link's RTT; 0: unknown, no growth */
+	struct stream_budget *link; /* NULL: no limit */
+	struct stream_budget *daemon; /* NULL: no limit */
+};
+
 struct stream {
 	uint32_t id;
 	enum stream_state state;
@@ -64,6 +110,9 @@ struct stream {
 	uint64_t queued;      /* received, not yet taken by the local socket */
 	uint64_t consumed;    /* taken locally, credit not yet returned */
 	uint32_t credit_out;  /* SEND_WINDOW: the credit to send */
+	uint32_t window;      /* the receive window we grant, grown so far */
+	uint64_t epoch_us;    /* auto-tuning epoch start (0: none yet) */
+	uint64_t epoch_bytes; /* consumed since then */
 	uint8_t reset_code;   /* SEND_RESET: the code to send */
 	bool link_blocked;    /* the link's write queue is full */
 	bool fin_sent;	      /* local EOF passed on */
@@ -99,8 +148,11 @@ int stream_on_local_read(struct stream *s, size_t len);
 int stream_on_local_eof(struct stream *s);
 /* The local socket failed (read/write error, or reset by its peer). */
 int stream_on_local_error(struct stream *s);
-/* len bytes of queued data were written to the local socket. */
-int stream_on_local_written(struct stream *s, size_t len);
+/* len bytes of queued data were written to the local socket at env's
+ * time (env NULL: no growth). May return SEND_WINDOW with credit_out
+ * (the consumed bytes plus any growth of the window). */
+int stream_on_local_written(struct stream *s, size_t len,
+			    const struct stream_env *env);
 /* The half-close asked for by STREAM_ACT_SHUTDOWN completed. */
 int stream_on_local_shutdown(struct stream *s);
 

@@ -8,7 +8,13 @@
  *
  * Memory rule (libuv): a tunnel with a local handle is freed in that
  * handle's close callback; pending local writes hold at most the window we
- * granted, so a tunnel holds at most STREAM_WINDOW bytes.
+ * granted, so a tunnel holds at most its window: STREAM_WINDOW, grown by
+ * the core (auto-tuning, stream.h) with the link's RTT while the budgets
+ * allow. The daemon's budget (tunnels.grown) counts every window's growth;
+ * a link's is counted afresh from its tunnels when a window may grow
+ * (link_budget()): growth over STREAM_BUDGET_LINK, or on a relayed link
+ * the whole windows over STREAM_RELAY_WINDOWS, so that a relay never
+ * queues enough of our data to cut the circuit (RELAY_WQ_MAX).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,7 +38,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 int tunnel_module_init(struct p2pd_node *n)
 {
 	n->tun = calloc(1, sizeof(*n->tun));
-	return n->tun ? 0 : -ENOMEM;
+	if (!n->tun)
+		return -ENOMEM;
+	n->tun->grown.max = STREAM_BUDGET_DAEMON;
+	return 0;
 }
 
 void tunnel_free(struct p2pd_node *n)
@@ -62,6 +71,12 @@ struct tun *tun_new(struct p2pd_node *n, enum tun_kind kind)
 static void unlist(struct tun *t)
 {
 	struct p2pd_node *n = t->n;
+
+	/* The window's growth goes back to the daemon's budget. */
+	if (t->s.window > STREAM_WINDOW) {
+		n->tun->grown.used -= t->s.window - STREAM_WINDOW;
+		t->s.window = STREAM_WINDOW;
+	}
 
 	for (struct tun **pp = &n->tun->list; *pp; pp = &(*pp)->next) {
 		if (*pp == t) {
@@ -228,19 +243,45 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	sync_read(t);
 }
 
+/* What the windows of l's tunnels may still grow by (see the top). */
+static void link_budget(struct p2pd_node *n, const struct link *l,
+			struct stream_budget *b)
+{
+	bool relayed = link_kind(l) == LINK_RELAY;
+
+	b->used = 0;
+	b->max = relayed ? STREAM_RELAY_WINDOWS : STREAM_BUDGET_LINK;
+	for (struct tun *t = n->tun->list; t; t = t->next)
+		if (t->link == link_id(l) && t->s.window >= STREAM_WINDOW)
+			b->used +=
+			    relayed ? t->s.window : t->s.window - STREAM_WINDOW;
+}
+
 static void on_local_write(uv_write_t *req, int status)
 {
 	struct twrite *w = (struct twrite *)req;
 	struct tun *t = w->t;
 	size_t len = w->len;
+	struct stream_budget lb;
+	struct stream_env env = {0};
+	struct link *l;
 
 	free(w);
 	if (t->closing)
 		return;
-	if (status < 0)
+	if (status < 0) {
 		apply(t, stream_on_local_error(&t->s));
-	else
-		apply(t, stream_on_local_written(&t->s, len));
+		return;
+	}
+	if ((l = tun_link(t))) {
+		double rtt = link_rtt(l);
+		link_budget(t->n, l, &lb);
+		env.now_us = uv_hrtime() / 1000;
+		env.rtt_us = rtt > 0 ? (uint64_t)(rtt * 1000.0) : 0;
+		env.link = &lb;
+		env.daemon = &t->n->tun->grown;
+	}
+	apply(t, stream_on_local_written(&t->s, len, l ? &env : NULL));
 }
 
 static void on_local_shutdown(uv_shutdown_t *req, int status)

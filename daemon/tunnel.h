@@ -33,7 +33,9 @@
 /*
  * Tunnels peers open to our services (issue 9): each peer ID has a memory
  * budget, TUN_PEER_MEM, which is what its streams can pin (STREAM_WINDOW
- * each, see stream.h), hence at most TUN_MAX_PER_PEER of them; and peers
+ * each, see stream.h; windows that grow are charged to the link's and
+ * the daemon's growth budgets on top, STREAM_BUDGET_LINK and
+ * STREAM_BUDGET_DAEMON), hence at most TUN_MAX_PER_PEER of them; and peers
  * together leave TUN_LOCAL_RESERVE tunnels to our own clients (open,
  * forward, connect).
  */

@@ -440,6 +440,10 @@ static json_t *tun_json(struct p2pd_node *n, const struct tun *t)
 		      "state", tun_state(t), "by", via[t->kind]);
 	if (name)
 		json_object_set_new(o, "name", json_string(name));
+	/* Our receive window (auto-tuned), once the stream has one. */
+	if (t->s.window)
+		json_object_set_new(o, "window",
+				    json_integer((json_int_t)t->s.window));
 	return o;
 }
 

@@ -20,6 +20,7 @@ struct tunnels {
 	unsigned blocked;     /* tunnels waiting for a link's queue to drain */
 	uint64_t refused_log; /* rate limit of refusal log lines */
 	uint64_t peer_log[TUN_PEER_LOG_SLOTS]; /* by hash of the peer ID */
+	struct stream_budget grown; /* windows' growth, STREAM_BUDGET_DAEMON */
 	uint8_t rbuf[STREAM_CHUNK];
 };
 

@@ -100,8 +100,10 @@ Test(stream, credit_returned_only_for_bytes_written_locally)
 	/* A stalled local reader: no credit goes back at all. */
 	cr_assert_eq(s.recv_avail, 0);
 	/* Small writes are batched. */
-	cr_assert_eq(stream_on_local_written(&s, STREAM_CREDIT_BATCH - 1), 0);
-	cr_assert_eq(stream_on_local_written(&s, 1), STREAM_ACT_SEND_WINDOW);
+	cr_assert_eq(stream_on_local_written(&s, STREAM_CREDIT_BATCH - 1, NULL),
+		     0);
+	cr_assert_eq(stream_on_local_written(&s, 1, NULL),
+		     STREAM_ACT_SEND_WINDOW);
 	cr_assert_eq(s.credit_out, STREAM_CREDIT_BATCH);
 	cr_assert_eq(s.recv_avail, STREAM_CREDIT_BATCH);
 	cr_assert_eq(s.queued, STREAM_WINDOW - STREAM_CREDIT_BATCH);
@@ -118,7 +120,7 @@ Test(stream, local_eof_sends_fin_once_and_stops_reading)
 	cr_assert_eq(stream_on_local_eof(&s), 0);
 	/* The other direction still flows. */
 	cr_assert_eq(stream_on_data(&s, 10), 0);
-	cr_assert_eq(stream_on_local_written(&s, 10), 0);
+	cr_assert_eq(stream_on_local_written(&s, 10, NULL), 0);
 	cr_assert_eq(s.state, STREAM_OPEN);
 }
 
@@ -128,8 +130,9 @@ Test(stream, remote_fin_waits_for_queued_bytes)
 
 	cr_assert_eq(stream_on_data(&s, 100), 0);
 	cr_assert_eq(stream_on_fin(&s), 0, "100 bytes still to write");
-	cr_assert_eq(stream_on_local_written(&s, 60), 0);
-	cr_assert_eq(stream_on_local_written(&s, 40), STREAM_ACT_SHUTDOWN);
+	cr_assert_eq(stream_on_local_written(&s, 60, NULL), 0);
+	cr_assert_eq(stream_on_local_written(&s, 40, NULL),
+		     STREAM_ACT_SHUTDOWN);
 	/* Data after FIN is a protocol error. */
 	struct stream after = s;
 	cr_assert_neq(stream_on_data(&after, 1) & STREAM_ACT_SEND_RESET, 0);
@@ -172,7 +175,7 @@ Test(stream, resets)
 	cr_assert_eq(s.reset_code, STREAM_RST_ABORT);
 	/* Nothing more comes out of a reset stream. */
 	cr_assert_eq(stream_read_budget(&s), 0);
-	cr_assert_eq(stream_on_local_written(&s, 10), 0);
+	cr_assert_eq(stream_on_local_written(&s, 10, NULL), 0);
 
 	s = open_stream();
 	cr_assert_eq(stream_abort(&s, STREAM_RST_TIMEOUT),
@@ -207,4 +210,201 @@ Test(stream, reset_codes_map_to_control_errors)
 			 "peer_unreachable");
 	cr_assert_str_eq(stream_reset_error(STREAM_RST_TIMEOUT), "timeout");
 	cr_assert_str_eq(stream_reset_error(99), "peer_unreachable");
+}
+
+/* ---- window auto-tuning, with fake time ---- */
+
+#define MS 1000u /* fake time is in microseconds */
+
+/*
+ * One round trip: the sender spends all the credit it holds (it got
+ * every batch we returned one RTT ago), the reader takes each chunk gap
+ * after the last, then the next batch of credit needs an RTT. Returns
+ * the SEND_WINDOW actions; checks that credit never exceeds the window.
+ */
+static unsigned round_trip(struct stream *s, uint64_t *now, uint64_t rtt,
+			   uint64_t gap, struct stream_budget *link,
+			   struct stream_budget *daemon)
+{
+	struct stream_env env = {.rtt_us = rtt, .link = link, .daemon = daemon};
+	uint64_t credit = s->recv_avail;
+	unsigned acts = 0;
+
+	while (credit > 0) {
+		size_t k =
+		    credit < STREAM_CHUNK ? (size_t)credit : STREAM_CHUNK;
+		int act;
+
+		cr_assert_eq(stream_on_data(s, k), 0);
+		*now += gap;
+		env.now_us = *now;
+		act = stream_on_local_written(s, k, &env);
+		cr_assert_eq(act & ~STREAM_ACT_SEND_WINDOW, 0);
+		acts += act != 0;
+		credit -= k;
+		/* What the peer may send plus what we hold is the window. */
+		cr_assert_eq(s->recv_avail + s->queued + s->consumed,
+			     s->window);
+		cr_assert_leq(s->window, STREAM_WINDOW_MAX);
+	}
+	*now += rtt;
+	return acts;
+}
+
+Test(stream, window_grows_for_a_fast_reader_at_high_rtt)
+{
+	struct stream s = open_stream();
+	uint64_t now = 1000 * MS;
+	uint32_t last = s.window;
+	int rounds = 0;
+
+	/* 100 ms RTT, a reader taking 60 KiB every 100 us (600 MB/s): the
+	 * window is the limit; it doubles about once per round trip, like
+	 * slow start, until STREAM_WINDOW_MAX, and stays there. */
+	while (s.window < STREAM_WINDOW_MAX && rounds < 20) {
+		round_trip(&s, &now, 100 * MS, 100, NULL, NULL);
+		cr_assert_geq(s.window, last, "never shrinks");
+		cr_assert_leq(s.window, 4 * last,
+			      "at most two doublings a round");
+		last = s.window;
+		rounds++;
+	}
+	cr_assert_eq(s.window, STREAM_WINDOW_MAX, "reached the cap");
+	cr_assert_leq(rounds, 8, "in %d round trips", rounds);
+	for (int i = 0; i < 5; i++)
+		round_trip(&s, &now, 100 * MS, 100, NULL, NULL);
+	cr_assert_eq(s.window, STREAM_WINDOW_MAX, "and no further");
+	cr_assert_leq(s.window, STREAM_CREDIT_MAX, "old peers accept it");
+}
+
+Test(stream, window_stays_for_a_slow_reader)
+{
+	struct stream s = open_stream();
+	uint64_t now = 1000 * MS;
+
+	/* 50 ms RTT, a reader taking 60 KiB every 100 ms (600 KB/s, a BDP
+	 * of 30 KB): half a window takes 200 ms, far over one RTT. */
+	for (int i = 0; i < 10; i++)
+		round_trip(&s, &now, 50 * MS, 100 * MS, NULL, NULL);
+	cr_assert_eq(s.window, STREAM_WINDOW);
+	/* A stalled reader: no credit, no growth, at most the window. */
+	while (s.recv_avail > 0) {
+		size_t k = s.recv_avail < STREAM_CHUNK ? (size_t)s.recv_avail
+						       : STREAM_CHUNK;
+		cr_assert_eq(stream_on_data(&s, k), 0);
+	}
+	cr_assert_eq(s.queued + s.consumed, STREAM_WINDOW);
+	cr_assert_eq(s.window, STREAM_WINDOW);
+}
+
+Test(stream, no_growth_on_a_fast_path_or_without_rtt)
+{
+	struct stream s = open_stream();
+	uint64_t now = 1000 * MS;
+
+	/* Loopback-like: 50 us RTT, 60 KiB every 100 us: the reader, not
+	 * the window, sets the pace (BDP 30 KB). */
+	for (int i = 0; i < 10; i++)
+		round_trip(&s, &now, 50, 100, NULL, NULL);
+	cr_assert_eq(s.window, STREAM_WINDOW);
+	/* No RTT measured yet: no growth however fast. */
+	s = open_stream();
+	for (int i = 0; i < 10; i++)
+		round_trip(&s, &now, 0, 1, NULL, NULL);
+	cr_assert_eq(s.window, STREAM_WINDOW);
+}
+
+Test(stream, window_settles_near_the_bandwidth_delay_product)
+{
+	struct stream s = open_stream();
+	uint64_t now = 1000 * MS, bdp;
+
+	/* 50 ms RTT, 60 KiB per ms (60 MiB/s): BDP 3 MiB. The window grows
+	 * past it and stops within 4x (2 RTTs' share, doubling steps). */
+	bdp = 50 * STREAM_CHUNK;
+	for (int i = 0; i < 30; i++)
+		round_trip(&s, &now, 50 * MS, 1 * MS, NULL, NULL);
+	cr_assert_geq(s.window, bdp, "window %u", s.window);
+	cr_assert_leq(s.window, 4 * bdp, "window %u", s.window);
+}
+
+Test(stream, credit_is_batched_by_a_quarter_of_the_window)
+{
+	struct stream s = open_stream();
+	uint64_t now = 1000 * MS;
+	uint64_t before;
+	unsigned acts = 0;
+
+	/* 256 KiB window: at most one credit message per 64 KiB taken. */
+	acts = round_trip(&s, &now, 100 * MS, 100 * MS, NULL, NULL);
+	cr_assert_leq(acts, s.bytes_in / STREAM_CREDIT_BATCH);
+	cr_assert_gt(acts, 0);
+	while (s.window < STREAM_WINDOW_MAX)
+		round_trip(&s, &now, 100 * MS, 100, NULL, NULL);
+	/* 16 MiB window: one per 4 MiB (a fixed 64 KiB batch: 64 of them). */
+	before = s.bytes_in;
+	acts = 0;
+	for (int i = 0; i < 4; i++)
+		acts += round_trip(&s, &now, 100 * MS, 100, NULL, NULL);
+	cr_assert_leq(acts, (s.bytes_in - before) / (STREAM_WINDOW_MAX / 4),
+		      "%u credit messages", acts);
+	cr_assert_gt(acts, 0);
+}
+
+Test(stream, growth_is_charged_to_budgets_and_refused_without_room)
+{
+	struct stream s = open_stream(), t;
+	struct stream_budget link = {.max = STREAM_BUDGET_LINK};
+	struct stream_budget daemon = {.max = 3 * STREAM_WINDOW};
+	uint64_t now = 1000 * MS;
+
+	/* The daemon's budget has room for 3 x 256 KiB of growth: the
+	 * window goes 256K -> 512K -> 1M and stops there. */
+	for (int i = 0; i < 10; i++)
+		round_trip(&s, &now, 100 * MS, 100, &link, &daemon);
+	cr_assert_eq(s.window, 4 * STREAM_WINDOW);
+	cr_assert_eq(daemon.used, 3 * STREAM_WINDOW);
+	cr_assert_eq(link.used, 3 * STREAM_WINDOW);
+	/* A second fast stream finds the daemon's budget spent. */
+	t = open_stream();
+	for (int i = 0; i < 10; i++)
+		round_trip(&t, &now, 100 * MS, 100, &link, &daemon);
+	cr_assert_eq(t.window, STREAM_WINDOW, "refused: no room");
+	/* Room in the daemon, none in the link: refused too. */
+	struct stream_budget full = {.used = 5, .max = 5};
+	struct stream_budget lots = {.max = STREAM_BUDGET_DAEMON};
+	t = open_stream();
+	for (int i = 0; i < 10; i++)
+		round_trip(&t, &now, 100 * MS, 100, &full, &lots);
+	cr_assert_eq(t.window, STREAM_WINDOW);
+	cr_assert_eq(lots.used, 0, "nothing charged");
+	/* Partial room: the window takes what there is. */
+	struct stream_budget some = {.max = 100000};
+	t = open_stream();
+	for (int i = 0; i < 10; i++)
+		round_trip(&t, &now, 100 * MS, 100, &some, NULL);
+	cr_assert_eq(t.window, STREAM_WINDOW + 100000);
+	cr_assert_eq(some.used, 100000);
+}
+
+Test(stream, relayed_link_windows_stay_under_the_relay_queue)
+{
+	/* The glue counts a relayed link's whole windows against
+	 * STREAM_RELAY_WINDOWS (1 MiB): one stream alone grows to exactly
+	 * that, far under RELAY_WQ_MAX (2 MiB) where a relay cuts. */
+	struct stream s = open_stream(), t;
+	struct stream_budget relayed = {.used = STREAM_WINDOW,
+					.max = STREAM_RELAY_WINDOWS};
+	uint64_t now = 1000 * MS;
+
+	for (int i = 0; i < 20; i++)
+		round_trip(&s, &now, 100 * MS, 100, &relayed, NULL);
+	cr_assert_eq(s.window, STREAM_RELAY_WINDOWS);
+	cr_assert_eq(relayed.used, STREAM_RELAY_WINDOWS);
+	/* Four base windows already fill it: nothing grows. */
+	relayed.used = 4 * STREAM_WINDOW;
+	t = open_stream();
+	for (int i = 0; i < 20; i++)
+		round_trip(&t, &now, 100 * MS, 100, &relayed, NULL);
+	cr_assert_eq(t.window, STREAM_WINDOW);
 }

@@ -1,0 +1,361 @@
+"""Tunnel throughput across emulated paths (issue 10): two p2pd in NAT lab
+namespaces (tools/natlab), a path with delay and loss between them
+(pathemu: no netem on this kernel), and in the same lab, the same sender
+and sink over raw TCP and through socat for comparison. Root only.
+
+Used by tools/bench/bench-paths (the figures) and by
+tests/natlab/test_paths.py (a short run that checks the bytes, not the
+speed). Every process is started through the lab and killed by PID when
+the lab goes down.
+
+Topology of one path: public hosts "a" (the sink's side: its p2pd exposes
+the sink) with the path's one-way delay and loss on its link, and "b" (the
+sender's side: its p2pd forwards a local port to a's service), so the
+round trip between them is 2 x delay. relayed(): "r" relays between a and
+"f", daemons without listeners, so a's link to f is a relay circuit.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "natlab"))
+
+import natlab  # noqa: E402
+
+MIB = 1024 * 1024
+PORT = 4242  # p2pd's listen port in every namespace
+SINK_PORT = 5001
+SOCAT_PORT = 5002
+
+# The sink: counts (and with "1", hashes) what each connection sends and
+# answers "bytes seconds sha256" at EOF; seconds from first byte to EOF.
+SINK = r"""
+import hashlib, socket, sys, time
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[1])))
+ls.listen(16)
+print("ready", flush=True)
+hashing = sys.argv[2] == "1"
+buf = bytearray(1 << 20)
+while True:
+    c, _ = ls.accept()
+    n, t0, h = 0, None, hashlib.sha256()
+    try:
+        while True:
+            k = c.recv_into(buf)
+            if not k:
+                break
+            if t0 is None:
+                t0 = time.monotonic()
+            n += k
+            if hashing:
+                h.update(memoryview(buf)[:k])
+        dt = time.monotonic() - t0 if t0 else 0.0
+        c.sendall(("%d %.6f %s\n" % (n, dt, h.hexdigest() if hashing else "-")).encode())
+    except OSError:
+        pass
+    c.close()
+"""
+
+# The sender: seconds of data (or nbytes, whichever is given), slices of an
+# 8 MiB random buffer at shifting offsets (reordered or repeated bytes
+# change the hash), then EOF; prints JSON with the sink's answer.
+SEND = r"""
+import hashlib, json, os, socket, sys, time
+host, port, secs, nbytes, hashing = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+data = os.urandom(8 << 20)
+view = memoryview(data)
+s = socket.create_connection((host, port), timeout=120)
+h, n, i, t0 = hashlib.sha256(), 0, 0, time.monotonic()
+while (nbytes and n < nbytes) or (not nbytes and time.monotonic() - t0 < secs):
+    off = (i * 1234577) % (7 << 20)
+    k = 1 << 20 if not nbytes else min(1 << 20, nbytes - n)
+    chunk = view[off:off + k]
+    s.sendall(chunk)
+    if hashing:
+        h.update(chunk)
+    n += k
+    i += 1
+s.shutdown(socket.SHUT_WR)
+got = b""
+while not got.endswith(b"\n"):
+    d = s.recv(256)
+    if not d:
+        break
+    got += d
+wall = time.monotonic() - t0
+w = got.decode().split()
+out = {"sent": n, "wall": wall}
+if len(w) == 3:
+    out.update(recv=int(w[0]), secs=float(w[1]))
+    out["intact"] = int(w[0]) == n and (not hashing or w[2] == h.hexdigest())
+print(json.dumps(out), flush=True)
+"""
+
+
+def ctl(sock, obj, timeout=30):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    try:
+        s.connect(sock)
+        s.sendall((json.dumps(obj) + "\n").encode())
+        buf = b""
+        while b"\n" not in buf:
+            d = s.recv(65536)
+            if not d:
+                raise OSError("control socket closed")
+            buf += d
+        return json.loads(buf.split(b"\n")[0])
+    finally:
+        s.close()
+
+
+def wait_for(pred, timeout, what):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        r = pred()
+        if r:
+            return r
+        time.sleep(0.1)
+    raise RuntimeError("timed out waiting for " + what)
+
+
+class LabP2pd:
+    """A p2pd inside a lab namespace; its control socket is a file, so it
+    is reached from here. listen False: no listener (relayed only)."""
+
+    def __init__(self, lab, node, p2pd, tmp, name, listen=True, boot=()):
+        self.lab, self.node = lab, node
+        self.dir = os.path.join(tmp, name)
+        os.makedirs(self.dir)
+        self.sock = os.path.join(self.dir, "ctl.sock")
+        self.addr = "%s:%d" % (node.ip, PORT)
+        cfg = os.path.join(self.dir, "p2pd.json")
+        with open(cfg, "w") as f:
+            json.dump({} if listen else {"listen": []}, f)
+        argv = [p2pd, "-c", cfg, "-s", self.sock, "-d", os.path.join(self.dir, "state"),
+                "--log-level", "warn"]
+        if listen:
+            argv += ["-l", "0.0.0.0:%d" % PORT]
+        for b in boot:
+            argv += ["-b", b.addr]
+        self.logf = os.path.join(self.dir, "log")
+        with open(self.logf, "w") as log:
+            self.proc = lab.popen(node, argv, stdout=log, stderr=log)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise RuntimeError("p2pd %s exited: %s" % (name, self.log_tail()))
+            try:
+                return ctl(self.sock, {"cmd": "status"}, 2).get("ok")
+            except (OSError, ValueError):
+                return False
+        wait_for(up, 15, "p2pd %s" % name)
+        self.id = ctl(self.sock, {"cmd": "status"})["id"]
+
+    def req(self, obj, timeout=30):
+        return ctl(self.sock, obj, timeout)
+
+    def log_tail(self, n=20):
+        try:
+            with open(self.logf, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def writes(self):
+        """Write system calls so far (/proc/PID/io syscw)."""
+        with open("/proc/%d/io" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("syscw:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_sink(lab, node, hashing):
+    p = lab.popen(node, [sys.executable, "-c", SINK, SINK_PORT, "1" if hashing else "0"],
+                  stdout=subprocess.PIPE, text=True)
+    if p.stdout.readline().strip() != "ready":
+        raise RuntimeError("sink did not start")
+    return p
+
+
+def send(lab, node, host, port, secs=0.0, nbytes=0, hashing=False, timeout=300):
+    """The sender in node's namespace towards host:port: its JSON result,
+    with mbit (the sink's throughput) when the sink answered."""
+    p = lab.popen(node, [sys.executable, "-c", SEND, host, port, secs, nbytes,
+                         "1" if hashing else "0"], stdout=subprocess.PIPE, text=True)
+    out, _ = p.communicate(timeout=timeout)
+    try:
+        r = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        r = {"sent": 0, "intact": False}
+    r.setdefault("intact", False)
+    if r.get("secs"):
+        r["mbit"] = r["recv"] * 8 / r["secs"] / 1e6
+    return r
+
+
+class Path:
+    """One lab: a and b with rtt_ms between them and loss on a's link."""
+
+    def __init__(self, rtt_ms, loss=0.0, hashing=False, pathemu=None):
+        if rtt_ms % 2:
+            raise ValueError("rtt_ms: an even number (2 x a's one-way delay)")
+        self.lab = natlab.Lab(pathemu=pathemu)
+        self.tmp = tempfile.mkdtemp(prefix="p2pbench-")
+        self.rtt_ms, self.loss = rtt_ms, loss
+        self.hashing = hashing
+        try:
+            self.a = self.lab.public("a", delay_ms=rtt_ms // 2, loss=loss)
+            self.b = self.lab.public("b")
+            self.sink = start_sink(self.lab, self.a, hashing)
+        except BaseException:
+            self.down()
+            raise
+
+    def down(self):
+        self.lab.down()
+        subprocess.run(["rm", "-rf", self.tmp], check=False)
+
+    def raw(self, secs=0.0, nbytes=0):
+        return send(self.lab, self.b, self.a.ip, SINK_PORT, secs, nbytes, self.hashing)
+
+    def socat(self, secs=0.0, nbytes=0):
+        """Through socat on a (plaintext relay into the sink): None without socat."""
+        exe = natlab.shutil.which("socat")
+        if not exe:
+            return None
+        p = self.lab.popen(self.a, [exe, "TCP-LISTEN:%d,reuseaddr,fork" % SOCAT_PORT,
+                                    "TCP:127.0.0.1:%d" % SINK_PORT],
+                           stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        try:
+            return send(self.lab, self.b, self.a.ip, SOCAT_PORT, secs, nbytes, self.hashing)
+        finally:
+            p.kill()
+            p.wait()
+
+    def tunnel(self, p2pd, name, secs=0.0, nbytes=0):
+        """Through a forward of b's p2pd to a's (binary p2pd). Returns the
+        sender's result plus window (a's receive window at the end, when
+        the daemon reports it) and writes (a's p2pd write calls per MiB)."""
+        da = LabP2pd(self.lab, self.a, p2pd, self.tmp, name + "-a")
+        db = LabP2pd(self.lab, self.b, p2pd, self.tmp, name + "-b", boot=[da])
+        try:
+            wait_for(lambda: da.id in [p["id"] for p in db.req({"cmd": "peers"})["peers"]],
+                     20, "b's link to a")
+            r = da.req({"cmd": "expose", "service": "sink",
+                        "target": "127.0.0.1:%d" % SINK_PORT})
+            if not r.get("ok"):
+                raise RuntimeError("expose: %r" % r)
+            fw = db.req({"cmd": "forward", "listen": "127.0.0.1:0", "peer": da.id,
+                         "service": "sink"})
+            if not fw.get("ok"):
+                raise RuntimeError("forward: %r" % fw)
+            fport = int(fw["listen"].rsplit(":", 1)[1])
+            w0 = da.writes()
+            res = {}
+            windows = []
+
+            def watch():
+                for t in da.req({"cmd": "tunnels"}).get("tunnels", []):
+                    if "window" in t:
+                        windows.append(t["window"])
+            p = self.lab.popen(self.b, [sys.executable, "-c", SEND, "127.0.0.1", fport, secs,
+                                        nbytes, "1" if self.hashing else "0"],
+                               stdout=subprocess.PIPE, text=True)
+            end = time.monotonic() + 300
+            while p.poll() is None and time.monotonic() < end:
+                watch()
+                time.sleep(0.25)
+            out, _ = p.communicate(timeout=max(1, end - time.monotonic()))
+            try:
+                res = json.loads(out.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                res = {"sent": 0}
+            res.setdefault("intact", False)
+            if res.get("secs"):
+                res["mbit"] = res["recv"] * 8 / res["secs"] / 1e6
+            res["writes_per_mib"] = (da.writes() - w0) / max(res.get("recv", 0) / MIB, 1e-9)
+            res["window"] = max(windows) if windows else None
+            res["alive"] = da.proc.poll() is None and db.proc.poll() is None
+            return res
+        finally:
+            db.stop()
+            da.stop()
+
+
+def relayed(p2pd, rtt_ms, nbytes, pathemu=None):
+    """A tunnel over a relayed link across rtt_ms: a sends nbytes to the
+    sink of f; neither has a listener (so neither dials the other, hole
+    punching has no port to work with, and a's link to f goes through the
+    relay r, the one daemon they both link to).
+    Returns the sender's result with the largest window f granted, the
+    link kinds f's tunnels showed, the relay's circuits at the end, and
+    raw: the same bytes over raw TCP from a to f's sink."""
+    lab = natlab.Lab(pathemu=pathemu)
+    tmp = tempfile.mkdtemp(prefix="p2pbench-")
+    try:
+        # The delay on the sink's link only, so that the data enters the
+        # delayed namespace, as in Path: data LEAVING a namespace through
+        # pathemu crawled here (raw TCP at 2-4 Mbit/s across 40 ms).
+        a = lab.public("a")
+        f = lab.public("f", delay_ms=rtt_ms // 2)
+        r = lab.public("r")
+        start_sink(lab, f, True)
+        dr = LabP2pd(lab, r, p2pd, tmp, "r")
+        da = LabP2pd(lab, a, p2pd, tmp, "a", listen=False, boot=[dr])
+        df = LabP2pd(lab, f, p2pd, tmp, "f", listen=False, boot=[dr])
+        wait_for(lambda: dr.id in [p["id"] for p in df.req({"cmd": "peers"})["peers"]] and
+                 dr.id in [p["id"] for p in da.req({"cmd": "peers"})["peers"]], 20,
+                 "a and f linked to r")
+        df.req({"cmd": "expose", "service": "sink", "target": "127.0.0.1:%d" % SINK_PORT})
+        j = da.req({"cmd": "connect", "peer": df.id}, timeout=90)
+        if j.get("path") != "relay":
+            raise RuntimeError("a's link to f is not relayed: %r" % j)
+        fw = da.req({"cmd": "forward", "listen": "127.0.0.1:0", "peer": df.id,
+                     "service": "sink"})
+        fport = int(fw["listen"].rsplit(":", 1)[1])
+        p = lab.popen(a, [sys.executable, "-c", SEND, "127.0.0.1", fport, 0, nbytes, "1"],
+                      stdout=subprocess.PIPE, text=True)
+        windows, kinds = [], set()
+        end = time.monotonic() + 300
+        while p.poll() is None and time.monotonic() < end:
+            for t in df.req({"cmd": "tunnels"}).get("tunnels", []):
+                if "window" in t:
+                    windows.append(t["window"])
+                kinds.add(t.get("link"))
+            time.sleep(0.1)
+        out, _ = p.communicate(timeout=max(1, end - time.monotonic()))
+        try:
+            res = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            res = {"sent": 0}
+        res.setdefault("intact", False)
+        if res.get("secs"):
+            res["mbit"] = res["recv"] * 8 / res["secs"] / 1e6
+        res["window"] = max(windows) if windows else None
+        res["links"] = sorted(k for k in kinds if k)
+        res["circuits"] = dr.req({"cmd": "status"})["relay"]["circuits"]
+        res["relay_log"] = dr.log_tail()
+        res["raw"] = send(lab, a, f.ip, SINK_PORT, nbytes=nbytes, hashing=True)
+        return res
+    finally:
+        lab.down()
+        subprocess.run(["rm", "-rf", tmp], check=False)
