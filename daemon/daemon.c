@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd_link.h"
 #include "cmd_node.h"
 #include "daemon.h"
 #include "link.h"
@@ -212,6 +213,7 @@ int p2pd_node_start(uv_loop_t *loop, const struct p2pd_config *cfg,
 	}
 	p2pd_node_ncommands = 0;
 	add_commands(cmd_node_commands, cmd_node_ncommands);
+	add_commands(cmd_link_commands, cmd_link_ncommands);
 	add_commands(tunnel_commands, tunnel_ncommands);
 	rc = init_services(n, loop, cfg, ident);
 	for (size_t i = 0; i < cfg->nlisten && rc == 0; i++)
