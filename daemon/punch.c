@@ -43,6 +43,15 @@ struct attempt {
 	uint32_t link; /* 0: slot free */
 };
 
+/* The routed signalling round trip to a peer, measured by our last
+ * REQUEST -> REPLY exchange with it (the next punch's start offset). */
+struct sigrtt {
+	struct p2p_peerid peer;
+	uint64_t sent;	/* REQUEST routed at (0: no exchange running) */
+	int64_t rtt_ms; /* < 0 unknown */
+	uint64_t used;	/* for replacement: the oldest goes */
+};
+
 /* Whom to tell when our punch towards a peer fails. */
 struct waiter {
 	struct p2p_peerid peer;
@@ -54,6 +63,7 @@ struct punches {
 	struct p2p_psess_table *tab;
 	struct attempt att[P2P_PSESS_MAX * P2P_PUNCH_CAND_MAX];
 	struct waiter w[P2P_PSESS_MAX];
+	struct sigrtt rtt[PUNCH_RTT_CACHE];
 	/* punch_start: the failure of the REQUEST it just queued. */
 	const struct p2p_peerid *starting;
 	int start_err;
@@ -163,6 +173,49 @@ static int waiter_set(struct p2pd_node *n, const struct p2p_peerid *peer,
 	return 0;
 }
 
+/* ---- measured round trips ---- */
+
+static struct sigrtt *rtt_slot(struct p2pd_node *n,
+			       const struct p2p_peerid *peer, bool make)
+{
+	struct sigrtt *old = &n->punch->rtt[0];
+
+	for (size_t i = 0; i < PUNCH_RTT_CACHE; i++) {
+		struct sigrtt *c = &n->punch->rtt[i];
+		if (c->used && p2p_peerid_equal(&c->peer, peer))
+			return c;
+		if (c->used < old->used)
+			old = c;
+	}
+	if (!make)
+		return NULL;
+	memset(old, 0, sizeof(*old));
+	old->peer = *peer;
+	old->rtt_ms = -1;
+	old->used = 1;
+	return old;
+}
+
+/* The slowest round trip of our overlay links (< 0: none measured). */
+static int64_t link_rtt_max(struct p2pd_node *n)
+{
+	double max = -1;
+
+	for (struct link *l = link_first(n); l; l = link_next_of(l))
+		if (link_is_up(l) && link_kind(l) == LINK_OVERLAY &&
+		    link_rtt(l) > max)
+			max = link_rtt(l);
+	return max < 0 ? -1 : (int64_t)(max + 0.5);
+}
+
+/* The start offset for a punch with peer, from what was measured. */
+static uint16_t offset_for(struct p2pd_node *n, const struct p2p_peerid *peer)
+{
+	struct sigrtt *c = rtt_slot(n, peer, false);
+
+	return p2p_punch_offset(c ? c->rtt_ms : -1, link_rtt_max(n));
+}
+
 /* ---- our local facts ---- */
 
 /* Our own addresses: the local side of our links (what the routes pick). */
@@ -194,7 +247,8 @@ struct facts {
 	struct p2p_addr cand[P2P_PUNCH_CAND_MAX];
 };
 
-static const struct p2p_psess_local *facts(struct p2pd_node *n, struct facts *f)
+static const struct p2p_psess_local *
+facts(struct p2pd_node *n, const struct p2p_peerid *peer, struct facts *f)
 {
 	const struct p2p_nat *nat = ovl_nat(n);
 	struct p2p_addr ext[P2P_NAT_EXTERNAL_MAX];
@@ -215,6 +269,7 @@ static const struct p2p_psess_local *facts(struct p2pd_node *n, struct facts *f)
 		in.mapped.family = 0;
 	f->me.ncand = p2p_punch_predict(&in, f->cand, P2P_PUNCH_CAND_MAX);
 	f->me.cand = f->cand;
+	f->me.offset_ms = offset_for(n, peer);
 	return &f->me;
 }
 
@@ -234,15 +289,32 @@ static void do_send(struct p2pd_node *n, const struct p2p_psess_action *a,
 		rc = ovl_route(n, &a->peer, P2P_APP_NAT, buf, len, &msgid);
 	if (rc < 0)
 		log_debug("punch %s: cannot route: %s", id, p2p_strerror(rc));
-	else if (a->sig.type == P2P_PUNCH_REQUEST)
-		log_info("punch %s: requested (we are %s, %zu candidates)", id,
-			 p2p_nat_type_name(a->sig.nat), a->sig.ncand);
+	if (rc == 0 && a->sig.type == P2P_PUNCH_REQUEST) {
+		struct sigrtt *c = rtt_slot(n, &a->peer, true);
+		c->sent = node_now(n);
+		c->used = node_now(n) + 1;
+		log_info("punch %s: requested (we are %s, %zu candidates, "
+			 "offset %u ms)",
+			 id, p2p_nat_type_name(a->sig.nat), a->sig.ncand,
+			 a->sig.offset_ms);
+	}
 	p2p_psess_sent(n->punch->tab, node_now(n), a, rc, msgid);
 }
 
-static void do_scheduled(const struct p2p_psess_action *a, const char *id)
+static void do_scheduled(struct p2pd_node *n, const struct p2p_psess_action *a,
+			 const char *id)
 {
 	char list[P2P_PUNCH_CAND_MAX * P2P_ADDR_TEXT_MAX] = "", at[64];
+	struct sigrtt *c = rtt_slot(n, &a->peer, false);
+	char rtt[48] = "";
+
+	/* Our REQUEST's REPLY: the signalling path's round trip. */
+	if (c && c->sent) {
+		c->rtt_ms = (int64_t)(node_now(n) - c->sent);
+		c->sent = 0;
+		snprintf(rtt, sizeof(rtt), ", signalling rtt %lld ms",
+			 (long long)c->rtt_ms);
+	}
 
 	for (size_t i = 0; i < a->ncand; i++) {
 		p2p_addr_format(&a->cand[i], at, sizeof(at));
@@ -250,10 +322,10 @@ static void do_scheduled(const struct p2p_psess_action *a, const char *id)
 			 "%s%s", i > 0 ? " " : "", at);
 	}
 	log_info("punch %s: peer %s, candidates [%s], start in %llu ms as "
-		 "the %s",
+		 "the %s%s",
 		 id, p2p_nat_type_name(a->peer_nat), list,
 		 (unsigned long long)a->start_in,
-		 a->primer ? "primer" : "sender");
+		 a->primer ? "primer" : "sender", rtt);
 }
 
 static void do_connect(struct p2pd_node *n, const struct p2p_psess_action *a,
@@ -306,7 +378,7 @@ static void drain(struct p2pd_node *n)
 			do_send(n, &a, id);
 			break;
 		case P2P_PSESS_SCHEDULED:
-			do_scheduled(&a, id);
+			do_scheduled(n, &a, id);
 			break;
 		case P2P_PSESS_CONNECT:
 			do_connect(n, &a, id);
@@ -346,7 +418,7 @@ int punch_start(struct p2pd_node *n, const struct p2p_peerid *peer,
 
 	randombytes_buf(&nonce, sizeof(nonce));
 	rc = p2p_psess_start(n->punch->tab, node_now(n), peer, context, nonce,
-			     facts(n, &f));
+			     facts(n, peer, &f));
 	if (rc == -EAGAIN)
 		rc = -EBUSY; /* ended a moment ago: its end is on the way */
 	if (rc < 0)
@@ -380,7 +452,8 @@ void punch_on_app(void *arg, const struct p2p_ov_action *a)
 	}
 	if (n->stopping)
 		return;
-	p2p_psess_on_sig(n->punch->tab, node_now(n), &src, &s, facts(n, &f));
+	p2p_psess_on_sig(n->punch->tab, node_now(n), &src, &s,
+			 facts(n, &src, &f));
 	drain(n);
 }
 
