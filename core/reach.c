@@ -50,7 +50,9 @@ struct attempt {
 	uint32_t link; /* DIAL: the dial; PUNCH, RELAY: the relay asked */
 	struct p2p_addr addr;
 	struct p2p_peerid via;
-	bool relaying; /* relays are being asked (or all were) */
+	bool relaying;		    /* relays are being asked (or all were) */
+	uint64_t grace_at;	    /* PUNCH: a relayed link waits till then */
+	struct p2p_reach_link held; /* the relayed link waiting (id 0 none) */
 	char context[P2P_REACH_WHY_MAX]; /* why we punch */
 	char why[P2P_REACH_WHY_MAX];	 /* why we relay */
 	unsigned ntried;
@@ -274,6 +276,7 @@ static void punch(struct p2p_reach *r, struct attempt *a, uint64_t now,
 	a->link = 0;
 	a->state = S_PUNCH;
 	a->deadline = now + P2P_REACH_PUNCH_MS;
+	a->grace_at = now + r->cfg.punch_grace_ms;
 	want(a, P2P_REACH_PUNCH);
 	if (r->cfg.relay_with_punch && !a->relaying) {
 		a->relaying = true;
@@ -512,6 +515,11 @@ int p2p_reach_punch_failed(struct p2p_reach *r, uint64_t now,
 
 	if (!a || a->state != S_PUNCH)
 		return -ENOENT;
+	if (a->held.id) {
+		/* The relay asked alongside is up already: it is the answer. */
+		finish(r, a, &a->held, NULL, NULL);
+		return 0;
+	}
 	relay(r, a, now, msg);
 	return 0;
 }
@@ -577,6 +585,11 @@ int p2p_reach_link_up(struct p2p_reach *r, uint64_t now,
 
 	if (!a)
 		return -ENOENT;
+	if (l->kind == P2P_REACH_K_RELAYED && a->state == S_PUNCH &&
+	    now < a->grace_at) {
+		a->held = *l; /* the punch may still win */
+		return 0;
+	}
 	finish(r, a, l, NULL, NULL);
 	return 0;
 }
@@ -595,6 +608,8 @@ int p2p_reach_link_gone(struct p2p_reach *r, uint64_t now, uint32_t link_id,
 	if (!a)
 		return -ENOENT;
 	a->link = 0;
+	if (a->held.id == link_id)
+		a->held.id = 0;
 	if (up && up->id != link_id) {
 		finish(r, a, up, NULL, NULL);
 	} else if (a->state != S_DIAL) {
@@ -626,7 +641,9 @@ void p2p_reach_expire(struct p2p_reach *r, uint64_t now)
 
 	for (a = r->attempts; a; a = next) {
 		next = a->next;
-		if (now >= a->deadline)
+		if (a->held.id && now >= a->grace_at)
+			finish(r, a, &a->held, NULL, NULL);
+		else if (now >= a->deadline)
 			finish(r, a, NULL, "timeout", expired_text(a->state));
 	}
 }
@@ -635,9 +652,12 @@ uint64_t p2p_reach_next_timer(const struct p2p_reach *r)
 {
 	uint64_t t = UINT64_MAX;
 
-	for (const struct attempt *a = r->attempts; a; a = a->next)
+	for (const struct attempt *a = r->attempts; a; a = a->next) {
 		if (a->deadline < t)
 			t = a->deadline;
+		if (a->held.id && a->grace_at < t)
+			t = a->grace_at;
+	}
 	return t;
 }
 

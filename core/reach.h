@@ -57,6 +57,7 @@
 	 5000)
 /* Why there is no direct link, kept while relaying: short enough that the
  * relay verdict appended to it always fits in P2P_REACH_TEXT_MAX. */
+#define P2P_REACH_PUNCH_GRACE_MS 2000 /* a relay waits for a punch */
 #define P2P_REACH_WHY_MAX 200
 #define P2P_REACH_TEXT_MAX 320 /* a punch context, a failure message */
 
@@ -129,6 +130,14 @@ struct p2p_reach_config {
 	 * punching did not finish".
 	 */
 	bool relay_with_punch;
+	/*
+	 * With relay_with_punch: a relayed link that comes up less than this
+	 * many ms after the punch began is held back while the punch may
+	 * still win (a direct link up first is the answer); at the end of the
+	 * grace, or as soon as the punch fails, the waiters get the relayed
+	 * link. 0: the first link up wins.
+	 */
+	uint32_t punch_grace_ms;
 };
 
 struct p2p_reach;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "admit.h"
+#include "cmd_link.h"
 #include "cmd_node.h"
 #include "daemon.h"
 #include "link.h"
@@ -245,6 +246,7 @@ int p2pd_node_start(uv_loop_t *loop, const struct p2pd_config *cfg,
 	}
 	p2pd_node_ncommands = 0;
 	add_commands(cmd_node_commands, cmd_node_ncommands);
+	add_commands(cmd_link_commands, cmd_link_ncommands);
 	add_commands(tunnel_commands, tunnel_ncommands);
 	add_commands(cmd_names_commands, cmd_names_ncommands);
 	add_commands(cmd_metrics_commands, cmd_metrics_ncommands);

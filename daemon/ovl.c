@@ -490,7 +490,10 @@ static void on_established(void *arg, struct link *l)
 static bool resolve_duplicate(struct p2pd_node *n, struct link *l)
 {
 	for (struct link *o = link_first(n); o; o = link_next_of(o)) {
+		/* A relayed link is no duplicate of a TCP one (issue 8: a
+		 * punch that wins after the relay keeps both). */
 		if (o == l || !link_is_up(o) || link_purpose(o) != LP_OVERLAY ||
+		    link_kind(o) == LINK_RELAY ||
 		    !p2p_peerid_equal(link_peer(o), link_peer(l)))
 			continue;
 		if (node_dup_keep_new(&n->ident.id, link_peer(l),

@@ -1,6 +1,7 @@
 /*
  * TCP hole punching (SPEC section 7 "NAT traversal"): the libuv glue of
- * the sans-I/O core in nat/punch.h.
+ * the sans-I/O cores nat/punch_sess.h (per-peer signalling sessions) and
+ * nat/punch.h (the schedule each session runs).
  *
  * The requester (a tunnel or `connect` wants a link to a peer that cannot
  * be dialled) routes a signed PUNCH_REQUEST with its candidates to the
@@ -17,7 +18,11 @@
  * other attempts are closed. Punched links are kind LINK_DIRECT (shown as
  * link "direct"; `connect` answers method "punch").
  *
- * Attempts are held by link ID: a session never points into a link.
+ * This file feeds the table its inputs (our local facts with each), then
+ * drains its actions (drain()): it encodes, signs and routes payloads,
+ * opens and closes attempt links, and tells the requester of a failure.
+ * The table names attempts by (peer, index); the map below turns them
+ * into link IDs, so nothing here points into a link.
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -27,99 +32,191 @@
 #include "link.h"
 #include "log.h"
 #include "nat/punch.h"
+#include "nat/punch_sess.h"
 #include "ovl.h"
 #include "punch.h"
 
-enum punch_state {
-	PS_SIGNAL, /* requester: REQUEST sent, waiting for REPLY */
-	PS_RUN,	   /* the schedule runs */
+/* One attempt link of a session. */
+struct attempt {
+	struct p2p_peerid peer;
+	size_t idx;
+	uint32_t link; /* 0: slot free */
 };
 
-struct punch {
-	struct punch *next;
+/* The routed signalling round trip to a peer, measured by our last
+ * REQUEST -> REPLY exchange with it (the next punch's start offset). */
+struct sigrtt {
 	struct p2p_peerid peer;
-	char id[P2P_ID_TEXT_LEN + 1];
-	bool requester;
-	enum punch_state state;
-	uint64_t nonce;
-	uint64_t msgid; /* our routed message, for ROUTE_FAILED */
-	uint64_t t0;	/* punch started (REQUEST sent / received) */
-	uint64_t deadline;
-	enum p2p_nat_type peer_nat;
-	char context[160]; /* why we punch (requester) */
-	punch_failed_fn failed;
-	void *failed_arg;
-	struct p2p_punch core;
-	uint32_t att[P2P_PUNCH_CAND_MAX]; /* attempts' link IDs */
+	uint64_t sent;	/* REQUEST routed at (0: no exchange running) */
+	int64_t rtt_ms; /* < 0 unknown */
+	uint64_t used;	/* for replacement: the oldest goes */
+};
+
+/* Whom to tell when our punch towards a peer fails. */
+struct waiter {
+	struct p2p_peerid peer;
+	punch_failed_fn failed; /* NULL: slot free */
+	void *arg;
 };
 
 struct punches {
-	struct punch *list;
+	struct p2p_psess_table *tab;
+	struct attempt att[P2P_PSESS_MAX * P2P_PUNCH_CAND_MAX];
+	struct waiter w[P2P_PSESS_MAX];
+	struct sigrtt rtt[PUNCH_RTT_CACHE];
+	/* punch_start: the failure of the REQUEST it just queued. */
+	const struct p2p_peerid *starting;
+	int start_err;
+	/* on_up: "to/from ADDR" of the link whose HELLO ends the punch. */
+	char up[P2P_ADDR_TEXT_MAX + 8];
 };
 
 int punch_module_init(struct p2pd_node *n)
 {
 	n->punch = calloc(1, sizeof(*n->punch));
-	return n->punch ? 0 : -ENOMEM;
+	if (!n->punch)
+		return -ENOMEM;
+	n->punch->tab = p2p_psess_new(&n->ident.id);
+	if (!n->punch->tab) {
+		free(n->punch);
+		n->punch = NULL;
+		return -ENOMEM;
+	}
+	return 0;
 }
 
-static struct punch *find(struct p2pd_node *n, const struct p2p_peerid *peer)
+static void id_text(const struct p2p_peerid *peer,
+		    char out[P2P_ID_TEXT_LEN + 1])
 {
-	for (struct punch *p = n->punch->list; p; p = p->next)
-		if (p2p_peerid_equal(&p->peer, peer))
-			return p;
-	return NULL;
+	p2p_peerid_to_text(peer, out);
 }
 
-/* The session and index of attempt link id. */
-static struct punch *find_att(struct p2pd_node *n, uint32_t id, size_t *idx)
+/* ---- attempts and waiters ---- */
+
+static struct attempt *att_find(struct p2pd_node *n,
+				const struct p2p_peerid *peer, size_t idx)
 {
-	for (struct punch *p = n->punch->list; p; p = p->next) {
-		for (size_t i = 0; i < P2P_PUNCH_CAND_MAX; i++) {
-			if (p->att[i] == id) {
-				*idx = i;
-				return p;
-			}
-		}
+	for (size_t i = 0; i < sizeof(n->punch->att) / sizeof(n->punch->att[0]);
+	     i++) {
+		struct attempt *a = &n->punch->att[i];
+		if (a->link && a->idx == idx &&
+		    p2p_peerid_equal(&a->peer, peer))
+			return a;
 	}
 	return NULL;
 }
 
-static size_t count(struct p2pd_node *n)
+static struct attempt *att_by_link(struct p2pd_node *n, uint32_t id)
 {
-	size_t c = 0;
-
-	for (struct punch *p = n->punch->list; p; p = p->next)
-		c++;
-	return c;
+	for (size_t i = 0; i < sizeof(n->punch->att) / sizeof(n->punch->att[0]);
+	     i++)
+		if (id && n->punch->att[i].link == id)
+			return &n->punch->att[i];
+	return NULL;
 }
 
-/* Close attempt idx of p unless its handshake is done (a link that
- * handshook is the peer's, whatever the punch thinks). */
-static void drop_attempt(struct p2pd_node *n, struct punch *p, size_t idx)
+static void att_add(struct p2pd_node *n, const struct p2p_peerid *peer,
+		    size_t idx, uint32_t link)
 {
-	struct link *l = link_get(n, p->att[idx]);
+	struct attempt *a = att_find(n, peer, idx);
 
-	p->att[idx] = 0;
-	if (l && !link_established(l))
+	for (size_t i = 0;
+	     !a && i < sizeof(n->punch->att) / sizeof(n->punch->att[0]); i++)
+		if (!n->punch->att[i].link)
+			a = &n->punch->att[i];
+	if (!a)
+		return; /* cannot happen: sized for every attempt */
+	a->peer = *peer;
+	a->idx = idx;
+	a->link = link;
+}
+
+/* Forget attempt (peer, idx); close its link unless its handshake is done
+ * (a link that handshook is the peer's, whatever the punch thinks). */
+static void att_drop(struct p2pd_node *n, const struct p2p_peerid *peer,
+		     size_t idx, bool close)
+{
+	struct attempt *a = att_find(n, peer, idx);
+	struct link *l;
+
+	if (!a)
+		return;
+	l = link_get(n, a->link);
+	a->link = 0;
+	if (close && l && !link_established(l))
 		link_fail(l, "punch attempt closed");
 }
 
-/* Forget p: its attempts are closed (they no longer report to it). */
-static void session_free(struct p2pd_node *n, struct punch *p)
+static struct waiter *waiter_find(struct p2pd_node *n,
+				  const struct p2p_peerid *peer)
 {
-	for (struct punch **pp = &n->punch->list; *pp; pp = &(*pp)->next) {
-		if (*pp == p) {
-			*pp = p->next;
-			break;
-		}
-	}
-	for (size_t i = 0; i < P2P_PUNCH_CAND_MAX; i++)
-		drop_attempt(n, p, i);
-	free(p);
+	for (size_t i = 0; i < P2P_PSESS_MAX; i++)
+		if (n->punch->w[i].failed &&
+		    p2p_peerid_equal(&n->punch->w[i].peer, peer))
+			return &n->punch->w[i];
+	return NULL;
 }
 
-/* ---- our side of the signalling ---- */
+static int waiter_set(struct p2pd_node *n, const struct p2p_peerid *peer,
+		      punch_failed_fn failed, void *arg)
+{
+	struct waiter *w = waiter_find(n, peer);
+
+	for (size_t i = 0; !w && i < P2P_PSESS_MAX; i++)
+		if (!n->punch->w[i].failed)
+			w = &n->punch->w[i];
+	if (!w)
+		return -EBUSY;
+	w->peer = *peer;
+	w->failed = failed;
+	w->arg = arg;
+	return 0;
+}
+
+/* ---- measured round trips ---- */
+
+static struct sigrtt *rtt_slot(struct p2pd_node *n,
+			       const struct p2p_peerid *peer, bool make)
+{
+	struct sigrtt *old = &n->punch->rtt[0];
+
+	for (size_t i = 0; i < PUNCH_RTT_CACHE; i++) {
+		struct sigrtt *c = &n->punch->rtt[i];
+		if (c->used && p2p_peerid_equal(&c->peer, peer))
+			return c;
+		if (c->used < old->used)
+			old = c;
+	}
+	if (!make)
+		return NULL;
+	memset(old, 0, sizeof(*old));
+	old->peer = *peer;
+	old->rtt_ms = -1;
+	old->used = 1;
+	return old;
+}
+
+/* The slowest round trip of our overlay links (< 0: none measured). */
+static int64_t link_rtt_max(struct p2pd_node *n)
+{
+	double max = -1;
+
+	for (struct link *l = link_first(n); l; l = link_next_of(l))
+		if (link_is_up(l) && link_kind(l) == LINK_OVERLAY &&
+		    link_rtt(l) > max)
+			max = link_rtt(l);
+	return max < 0 ? -1 : (int64_t)(max + 0.5);
+}
+
+/* The start offset for a punch with peer, from what was measured. */
+static uint16_t offset_for(struct p2pd_node *n, const struct p2p_peerid *peer)
+{
+	struct sigrtt *c = rtt_slot(n, peer, false);
+
+	return p2p_punch_offset(c ? c->rtt_ms : -1, link_rtt_max(n));
+}
+
+/* ---- our local facts ---- */
 
 /* Our own addresses: the local side of our links (what the routes pick). */
 static size_t lan_addrs(struct p2pd_node *n, struct p2p_addr *out, size_t max)
@@ -143,259 +240,196 @@ static size_t lan_addrs(struct p2pd_node *n, struct p2p_addr *out, size_t max)
 	return c;
 }
 
-static size_t our_candidates(struct p2pd_node *n, struct p2p_addr *out)
+/* The facts of one input; lan and cand point into the caller's arrays. */
+struct facts {
+	struct p2p_psess_local me;
+	struct p2p_addr lan[PUNCH_LAN_MAX];
+	struct p2p_addr cand[P2P_PUNCH_CAND_MAX];
+};
+
+static const struct p2p_psess_local *
+facts(struct p2pd_node *n, const struct p2p_peerid *peer, struct facts *f)
 {
 	const struct p2p_nat *nat = ovl_nat(n);
-	struct p2p_addr ext[P2P_NAT_EXTERNAL_MAX], lan[PUNCH_LAN_MAX];
+	struct p2p_addr ext[P2P_NAT_EXTERNAL_MAX];
 	struct p2p_punch_local in = {.type = p2p_nat_type(nat),
 				     .listen_port = node_listen_port(n, 4)};
 
+	memset(f, 0, sizeof(*f));
+	f->me.nat = in.type;
+	f->me.listen4 = in.listen_port;
+	f->me.listen6 = node_listen_port(n, 6);
+	f->me.nlan = lan_addrs(n, f->lan, PUNCH_LAN_MAX);
+	f->me.lan = f->lan;
 	in.nexternal = p2p_nat_external(nat, ext, P2P_NAT_EXTERNAL_MAX);
 	in.external = ext;
-	in.nlan = lan_addrs(n, lan, PUNCH_LAN_MAX);
-	in.lan = lan;
+	in.nlan = f->me.nlan;
+	in.lan = f->lan;
 	if (p2p_nat_mapped(nat, 4, in.listen_port, &in.mapped) < 0)
 		in.mapped.family = 0;
-	return p2p_punch_predict(&in, out, P2P_PUNCH_CAND_MAX);
+	f->me.ncand = p2p_punch_predict(&in, f->cand, P2P_PUNCH_CAND_MAX);
+	f->me.cand = f->cand;
+	f->me.offset_ms = offset_for(n, peer);
+	return &f->me;
 }
 
-static int send_sig(struct p2pd_node *n, struct punch *p,
-		    const struct p2p_peerid *to, struct p2p_punch_sig *s)
+/* ---- the table's actions ---- */
+
+static void do_send(struct p2pd_node *n, const struct p2p_psess_action *a,
+		    const char *id)
 {
 	uint8_t buf[P2P_PUNCH_PAYLOAD_MAX];
 	uint64_t msgid = 0;
 	size_t len;
 	int rc;
 
-	s->nat = p2p_nat_type(ovl_nat(n));
-	rc = p2p_punch_encode(s, &n->ident, to, buf, sizeof(buf), &len);
+	rc = p2p_punch_encode(&a->sig, &n->ident, &a->peer, buf, sizeof(buf),
+			      &len);
 	if (rc == 0)
-		rc = ovl_route(n, to, P2P_APP_NAT, buf, len, &msgid);
-	if (p)
-		p->msgid = msgid;
-	return rc;
+		rc = ovl_route(n, &a->peer, P2P_APP_NAT, buf, len, &msgid);
+	if (rc < 0)
+		log_debug("punch %s: cannot route: %s", id, p2p_strerror(rc));
+	if (rc == 0 && a->sig.type == P2P_PUNCH_REQUEST) {
+		struct sigrtt *c = rtt_slot(n, &a->peer, true);
+		c->sent = node_now(n);
+		c->used = node_now(n) + 1;
+		log_info("punch %s: requested (we are %s, %zu candidates, "
+			 "offset %u ms)",
+			 id, p2p_nat_type_name(a->sig.nat), a->sig.ncand,
+			 a->sig.offset_ms);
+	}
+	p2p_psess_sent(n->punch->tab, node_now(n), a, rc, msgid);
 }
 
-static void send_fail(struct p2pd_node *n, const struct p2p_peerid *to,
-		      uint64_t nonce, enum p2p_punch_reason why)
+static void do_scheduled(struct p2pd_node *n, const struct p2p_psess_action *a,
+			 const char *id)
 {
-	struct p2p_punch_sig s = {
-	    .type = P2P_PUNCH_FAIL, .nonce = nonce, .reason = why};
+	char list[P2P_PUNCH_CAND_MAX * P2P_ADDR_TEXT_MAX] = "", at[64];
+	struct sigrtt *c = rtt_slot(n, &a->peer, false);
+	char rtt[48] = "";
 
-	send_sig(n, NULL, to, &s);
+	/* Our REQUEST's REPLY: the signalling path's round trip. */
+	if (c && c->sent) {
+		c->rtt_ms = (int64_t)(node_now(n) - c->sent);
+		c->sent = 0;
+		snprintf(rtt, sizeof(rtt), ", signalling rtt %lld ms",
+			 (long long)c->rtt_ms);
+	}
+
+	for (size_t i = 0; i < a->ncand; i++) {
+		p2p_addr_format(&a->cand[i], at, sizeof(at));
+		snprintf(list + strlen(list), sizeof(list) - strlen(list),
+			 "%s%s", i > 0 ? " " : "", at);
+	}
+	log_info("punch %s: peer %s, candidates [%s], start in %llu ms as "
+		 "the %s%s",
+		 id, p2p_nat_type_name(a->peer_nat), list,
+		 (unsigned long long)a->start_in,
+		 a->primer ? "primer" : "sender", rtt);
 }
 
-/* ---- ending ---- */
-
-static double secs(struct p2pd_node *n, const struct punch *p)
+static void do_connect(struct p2pd_node *n, const struct p2p_psess_action *a,
+		       const char *id)
 {
-	return (double)(node_now(n) - p->t0) / 1000.0;
-}
-
-static void fail(struct p2pd_node *n, struct punch *p,
-		 enum p2p_punch_reason why, const char *extra)
-{
-	char msg[512], types[128] = "";
-	struct p2p_peerid peer = p->peer;
-	punch_failed_fn failed = p->requester ? p->failed : NULL;
-	void *arg = p->failed_arg;
-
-	if (why == P2P_PUNCH_R_TIMEOUT)
-		snprintf(types, sizeof(types),
-			 " (this side %s, the peer %s; %u attempts, %u reset, "
-			 "%u unanswered)",
-			 p2p_nat_type_name(p2p_nat_type(ovl_nat(n))),
-			 p2p_nat_type_name(p->peer_nat), p->core.attempts,
-			 p->core.refused, p->core.timeouts);
-	snprintf(msg, sizeof(msg),
-		 "no direct link: %s; hole punching failed after %.1f s: "
-		 "%s%s",
-		 p->context[0] ? p->context : "the peer is not dialable",
-		 secs(n, p), extra ? extra : p2p_punch_reason_text(why), types);
-	log_info("punch %s: failed after %.1f s: %s%s", p->id, secs(n, p),
-		 extra ? extra : p2p_punch_reason_text(why), types);
-	session_free(n, p);
-	if (failed)
-		failed(arg, &peer, msg);
-}
-
-/* The core's actions. Returns false when p is gone. */
-static bool run(struct p2pd_node *n, struct punch *p)
-{
-	struct p2p_punch_action a;
 	char at[P2P_ADDR_TEXT_MAX];
-	struct link *l;
 	int err;
+	struct link *l = link_punch(n, &a->addr, &a->peer, a->ttl, &err);
 
-	while (p2p_punch_poll(&p->core, &a)) {
+	if (!l) {
+		p2p_addr_format(&a->addr, at, sizeof(at));
+		log_debug("punch %s: connect %s: %s", id, at, uv_strerror(err));
+		p2p_psess_attempt_failed(n->punch->tab, node_now(n), &a->peer,
+					 a->idx, false);
+		return;
+	}
+	att_add(n, &a->peer, a->idx, link_id(l));
+}
+
+static void do_failed(struct p2pd_node *n, const struct p2p_psess_action *a,
+		      const char *id)
+{
+	struct waiter *w = a->requester ? waiter_find(n, &a->peer) : NULL;
+	punch_failed_fn failed = w ? w->failed : NULL;
+	void *arg = w ? w->arg : NULL;
+
+	log_info("punch %s: %s", id, a->log);
+	if (w)
+		w->failed = NULL;
+	/* Our own REQUEST could not go out: punch_start says so. */
+	if (n->punch->starting && a->err < 0 &&
+	    p2p_peerid_equal(n->punch->starting, &a->peer)) {
+		n->punch->start_err = a->err;
+		return;
+	}
+	if (failed)
+		failed(arg, &a->peer, a->msg);
+}
+
+/* Carry out every action the table has for us. */
+static void drain(struct p2pd_node *n)
+{
+	struct p2p_psess_action a;
+	char id[P2P_ID_TEXT_LEN + 1];
+
+	while (p2p_psess_poll(n->punch->tab, &a)) {
+		id_text(&a.peer, id);
 		switch (a.type) {
-		case P2P_PUNCH_CONNECT:
-			l = link_punch(n, &a.addr, &p->peer, a.ttl, &err);
-			if (!l) {
-				p2p_addr_format(&a.addr, at, sizeof(at));
-				log_debug("punch %s: connect %s: %s", p->id, at,
-					  uv_strerror(err));
-				p2p_punch_conn_failed(&p->core, node_now(n),
-						      a.idx, false);
-				break;
+		case P2P_PSESS_SEND:
+			do_send(n, &a, id);
+			break;
+		case P2P_PSESS_SCHEDULED:
+			do_scheduled(n, &a, id);
+			break;
+		case P2P_PSESS_CONNECT:
+			do_connect(n, &a, id);
+			break;
+		case P2P_PSESS_ABORT:
+			att_drop(n, &a.peer, a.idx, true);
+			break;
+		case P2P_PSESS_SUCCESS:
+			log_info("punch %s: connected %s in %llu ms (%s, %u "
+				 "attempts)",
+				 id, n->punch->up, (unsigned long long)a.ms,
+				 a.requester ? "requester" : "replier",
+				 a.attempts);
+			if (a.idx != P2P_PSESS_NONE)
+				att_drop(n, &a.peer, a.idx, false);
+			if (a.requester) {
+				struct waiter *w = waiter_find(n, &a.peer);
+				if (w)
+					w->failed = NULL;
 			}
-			p->att[a.idx] = link_id(l);
 			break;
-		case P2P_PUNCH_ABORT:
-			drop_attempt(n, p, a.idx);
+		case P2P_PSESS_FAILED:
+			do_failed(n, &a, id);
 			break;
-		case P2P_PUNCH_SUCCESS:
-			/* Logged by on_up, which knows the link. */
-			session_free(n, p);
-			return false;
-		case P2P_PUNCH_FAILED:
-			fail(n, p, a.reason, NULL);
-			return false;
 		}
 	}
-	return true;
 }
 
-/* Start the schedule towards the peer's candidates at start. */
-static void schedule(struct p2pd_node *n, struct punch *p,
-		     const struct p2p_punch_sig *s, uint64_t start)
-{
-	struct p2p_addr c[P2P_PUNCH_CAND_MAX], mine[PUNCH_LAN_MAX];
-	size_t nc = 0, nmine = lan_addrs(n, mine, PUNCH_LAN_MAX);
-	char list[P2P_PUNCH_CAND_MAX * P2P_ADDR_TEXT_MAX] = "", at[64];
-
-	for (size_t i = 0; i < s->ncand; i++) {
-		bool own = false;
-		/* Only what we can dial from a listen port, never ourselves
-		 * (two LANs may use the same private addresses). */
-		if (node_listen_port(n, s->cand[i].family) == 0)
-			continue;
-		for (size_t j = 0; j < nmine; j++)
-			if (!memcmp(mine[j].ip, s->cand[i].ip, 16) &&
-			    s->cand[i].port == node_listen_port(n, 4))
-				own = true;
-		if (own)
-			continue;
-		c[nc++] = s->cand[i];
-		p2p_addr_format(&s->cand[i], at, sizeof(at));
-		snprintf(list + strlen(list), sizeof(list) - strlen(list),
-			 "%s%s", nc > 1 ? " " : "", at);
-	}
-	p->peer_nat = s->nat;
-	p->state = PS_RUN;
-	p2p_punch_init(&p->core, c, nc, start,
-		       p2p_punch_primer(&n->ident.id, &p->peer));
-	log_info("punch %s: peer %s, candidates [%s], start in %llu ms as "
-		 "the %s",
-		 p->id, p2p_nat_type_name(s->nat), list,
-		 (unsigned long long)(start - node_now(n)),
-		 p->core.primer ? "primer" : "sender");
-}
-
-static struct punch *session_new(struct p2pd_node *n,
-				 const struct p2p_peerid *peer)
-{
-	struct punch *p = calloc(1, sizeof(*p));
-
-	if (!p)
-		return NULL;
-	p->peer = *peer;
-	p2p_peerid_to_text(peer, p->id);
-	p->t0 = node_now(n);
-	p->next = n->punch->list;
-	n->punch->list = p;
-	return p;
-}
+/* ---- inputs ---- */
 
 int punch_start(struct p2pd_node *n, const struct p2p_peerid *peer,
 		const char *context, punch_failed_fn failed, void *arg)
 {
-	struct p2p_punch_sig s = {.type = P2P_PUNCH_REQUEST,
-				  .offset_ms = P2P_PUNCH_OFFSET_MS};
-	struct punch *p = find(n, peer);
+	struct facts f;
+	uint64_t nonce;
 	int rc;
 
-	if (p) {
-		/* Already punching (the peer asked first): its end tells. */
-		if (!p->context[0])
-			snprintf(p->context, sizeof(p->context), "%s", context);
-		p->requester = true;
-		p->failed = failed;
-		p->failed_arg = arg;
-		return 0;
-	}
-	if (node_listen_port(n, 4) == 0)
-		return -EADDRNOTAVAIL;
-	if (count(n) >= PUNCH_MAX)
-		return -EBUSY;
-	p = session_new(n, peer);
-	if (!p)
-		return -ENOMEM;
-	p->requester = true;
-	p->failed = failed;
-	p->failed_arg = arg;
-	p->state = PS_SIGNAL;
-	snprintf(p->context, sizeof(p->context), "%s", context);
-	randombytes_buf(&p->nonce, sizeof(p->nonce));
-	p->deadline = p->t0 + P2P_PUNCH_SIGNAL_MS;
-	s.nonce = p->nonce;
-	s.ncand = our_candidates(n, s.cand);
-	rc = send_sig(n, p, peer, &s);
-	if (rc < 0) {
-		session_free(n, p);
+	randombytes_buf(&nonce, sizeof(nonce));
+	rc = p2p_psess_start(n->punch->tab, node_now(n), peer, context, nonce,
+			     facts(n, peer, &f));
+	if (rc == -EAGAIN)
+		rc = -EBUSY; /* ended a moment ago: its end is on the way */
+	if (rc < 0)
 		return rc;
-	}
-	log_info("punch %s: requested (we are %s, %zu candidates)", p->id,
-		 p2p_nat_type_name(p2p_nat_type(ovl_nat(n))), s.ncand);
-	return 0;
-}
-
-/* ---- the peer's side of the signalling ---- */
-
-static void on_request(struct p2pd_node *n, const struct p2p_peerid *src,
-		       const struct p2p_punch_sig *s)
-{
-	struct p2p_punch_sig r = {.type = P2P_PUNCH_REPLY, .nonce = s->nonce};
-	struct punch *p = find(n, src);
-	uint64_t now = node_now(n);
-
-	if (p) {
-		/* Both asked at once: the lower ID's request is answered. */
-		if (p->nonce == s->nonce || p->state != PS_SIGNAL ||
-		    memcmp(n->ident.id.b, src->b, P2P_ID_LEN) < 0)
-			return;
-		p->nonce = s->nonce;
-	} else {
-		if (node_listen_port(n, 4) == 0) {
-			send_fail(n, src, s->nonce, P2P_PUNCH_R_NOT_LISTENING);
-			return;
-		}
-		if (!p2p_punch_predictable(s->nat) &&
-		    !p2p_punch_predictable(p2p_nat_type(ovl_nat(n)))) {
-			send_fail(n, src, s->nonce, P2P_PUNCH_R_BOTH_DEPENDENT);
-			return;
-		}
-		if (count(n) >= PUNCH_MAX || !(p = session_new(n, src))) {
-			send_fail(n, src, s->nonce, P2P_PUNCH_R_BUSY);
-			return;
-		}
-		p->nonce = s->nonce;
-	}
-	r.offset_ms = p2p_punch_reply_offset(s->offset_ms);
-	r.ncand = our_candidates(n, r.cand);
-	if (send_sig(n, p, src, &r) < 0) {
-		fail(n, p, P2P_PUNCH_R_NONE, "cannot route the reply");
-		return;
-	}
-	schedule(n, p, s, now + r.offset_ms);
-}
-
-static void on_reply(struct p2pd_node *n, struct punch *p,
-		     const struct p2p_punch_sig *s)
-{
-	if (p->state != PS_SIGNAL)
-		return;
-	schedule(n, p, s, p2p_punch_start_at(p->t0, node_now(n), s->offset_ms));
+	if (waiter_set(n, peer, failed, arg) < 0)
+		return -EBUSY; /* cannot happen: one per session */
+	n->punch->starting = peer;
+	n->punch->start_err = 0;
+	drain(n);
+	n->punch->starting = NULL;
+	return n->punch->start_err;
 }
 
 void punch_on_app(void *arg, const struct p2p_ov_action *a)
@@ -403,14 +437,14 @@ void punch_on_app(void *arg, const struct p2p_ov_action *a)
 	struct p2pd_node *n = arg;
 	struct p2p_punch_sig s;
 	struct p2p_peerid src = a->peer;
-	struct punch *p;
+	struct facts f;
 	int rc;
 
 	/* a->data lives in the overlay: decoded before we call into it. */
 	rc = p2p_punch_decode(&s, a->data, a->len, &src, &n->ident.id);
 	if (rc < 0) {
 		char id[P2P_ID_TEXT_LEN + 1];
-		p2p_peerid_to_text(&src, id);
+		id_text(&src, id);
 		n->stats.bad_msgs++;
 		log_debug("punch message from %s dropped: %s", id,
 			  p2p_strerror(rc));
@@ -418,30 +452,17 @@ void punch_on_app(void *arg, const struct p2p_ov_action *a)
 	}
 	if (n->stopping)
 		return;
-	if (s.type == P2P_PUNCH_REQUEST) {
-		on_request(n, &src, &s);
-		return;
-	}
-	p = find(n, &src);
-	if (!p || p->nonce != s.nonce)
-		return;
-	if (s.type == P2P_PUNCH_REPLY)
-		on_reply(n, p, &s);
-	else
-		fail(n, p, s.reason, NULL);
+	p2p_psess_on_sig(n->punch->tab, node_now(n), &src, &s,
+			 facts(n, &src, &f));
+	drain(n);
 }
 
 void punch_on_route_failed(void *arg, uint64_t msgid)
 {
 	struct p2pd_node *n = arg;
 
-	for (struct punch *p = n->punch->list; p; p = p->next) {
-		if (p->msgid == msgid && msgid != 0) {
-			fail(n, p, P2P_PUNCH_R_NONE,
-			     "no route to the peer over the overlay");
-			return;
-		}
-	}
+	if (p2p_psess_route_failed(n->punch->tab, node_now(n), msgid))
+		drain(n);
 }
 
 /* ---- links ---- */
@@ -449,11 +470,13 @@ void punch_on_route_failed(void *arg, uint64_t msgid)
 static void on_connected(void *arg, struct link *l)
 {
 	struct p2pd_node *n = arg;
-	size_t idx;
-	struct punch *p = find_att(n, link_id(l), &idx);
+	struct attempt *a = att_by_link(n, link_id(l));
 
-	if (p)
-		p2p_punch_connected(&p->core, node_now(n), idx);
+	if (!a)
+		return;
+	p2p_psess_attempt_connected(n->punch->tab, node_now(n), &a->peer,
+				    a->idx);
+	drain(n);
 }
 
 /* A link to the peer of a running punch is the punch's: through one of
@@ -463,47 +486,51 @@ static void on_established(void *arg, struct link *l)
 {
 	struct p2pd_node *n = arg;
 
-	if (link_kind(l) != LINK_RELAY && find(n, link_peer(l)))
+	if (link_kind(l) != LINK_RELAY &&
+	    p2p_psess_running(n->punch->tab, link_peer(l)))
 		link_set_kind(l, LINK_DIRECT);
 }
 
 static void on_up(void *arg, struct link *l, bool first)
 {
 	struct p2pd_node *n = arg;
-	struct punch *p;
+	struct attempt *att;
 	char a[P2P_ADDR_TEXT_MAX];
-	size_t idx = SIZE_MAX, i;
+	size_t idx = P2P_PSESS_NONE;
 
 	if (!first || link_kind(l) == LINK_RELAY ||
-	    !(p = find(n, link_peer(l))))
+	    !p2p_psess_running(n->punch->tab, link_peer(l)))
 		return;
 	link_set_kind(l, LINK_DIRECT);
-	if (find_att(n, link_id(l), &i) == p) {
-		idx = i;
-		p->att[i] = 0;
+	att = att_by_link(n, link_id(l));
+	if (att && p2p_peerid_equal(&att->peer, link_peer(l))) {
+		idx = att->idx;
+		att->link = 0;
 	}
 	p2p_addr_format(link_remote(l), a, sizeof(a));
-	log_info("punch %s: connected %s %s in %llu ms (%s, %u attempts)",
-		 p->id, link_outbound(l) ? "to" : "from", a,
-		 (unsigned long long)(node_now(n) - p->t0),
-		 p->requester ? "requester" : "replier", p->core.attempts);
-	p2p_punch_verified(&p->core, node_now(n), idx);
-	run(n, p);
+	snprintf(n->punch->up, sizeof(n->punch->up), "%s %s",
+		 link_outbound(l) ? "to" : "from", a);
+	p2p_psess_link_hello(n->punch->tab, node_now(n), link_peer(l), idx);
+	drain(n);
 }
 
 static void on_gone(void *arg, struct link *l, const char *why)
 {
 	struct p2pd_node *n = arg;
+	struct attempt *a = att_by_link(n, link_id(l));
+	struct p2p_peerid peer;
 	size_t idx;
-	struct punch *p = find_att(n, link_id(l), &idx);
 	bool refused;
 
-	if (!p)
+	if (!a)
 		return;
-	p->att[idx] = 0;
+	peer = a->peer;
+	idx = a->idx;
+	a->link = 0;
 	refused = why && !strcmp(why, uv_strerror(UV_ECONNREFUSED));
-	p2p_punch_conn_failed(&p->core, node_now(n), idx, refused);
-	run(n, p);
+	p2p_psess_attempt_failed(n->punch->tab, node_now(n), &peer, idx,
+				 refused);
+	drain(n);
 }
 
 const struct node_link_hooks punch_link_hooks = {
@@ -515,52 +542,36 @@ const struct node_link_hooks punch_link_hooks = {
 
 /* ---- time ---- */
 
-static uint64_t session_next(const struct punch *p)
-{
-	return p->state == PS_SIGNAL ? p->deadline
-				     : p2p_punch_next_timer(&p->core);
-}
-
 uint64_t punch_next(void *arg)
 {
 	struct p2pd_node *n = arg;
-	uint64_t t = UINT64_MAX;
 
-	for (struct punch *p = n->punch->list; p; p = p->next)
-		if (session_next(p) < t)
-			t = session_next(p);
-	return t;
+	return p2p_psess_next_timer(n->punch->tab);
 }
 
 void punch_expire(void *arg, uint64_t now)
 {
 	struct p2pd_node *n = arg;
-	struct punch *p, *next;
 
-	/* Each step changes only its own session (failure callbacks never
-	 * start a punch), so the next one is safe to keep. */
-	for (p = n->punch->list; p; p = next) {
-		next = p->next;
-		if (session_next(p) > now)
-			continue;
-		if (p->state == PS_SIGNAL) {
-			fail(n, p, P2P_PUNCH_R_NO_ANSWER, NULL);
-			continue;
-		}
-		p2p_punch_tick(&p->core, now);
-		run(n, p);
-	}
+	p2p_psess_tick(n->punch->tab, now);
+	drain(n);
 }
 
 void punch_stop(struct p2pd_node *n)
 {
-	while (n->punch && n->punch->list)
-		session_free(n, n->punch->list);
+	if (!n->punch)
+		return;
+	p2p_psess_stop(n->punch->tab);
+	drain(n); /* the ABORT of every attempt in flight */
+	memset(n->punch->w, 0, sizeof(n->punch->w));
 }
 
 void punch_free(struct p2pd_node *n)
 {
+	if (!n->punch)
+		return;
 	punch_stop(n);
+	p2p_psess_free(n->punch->tab);
 	free(n->punch);
 	n->punch = NULL;
 }

@@ -14,6 +14,7 @@
 
 #define PUNCH_MAX 8 /* punches at once (each sends SYNs to 8 addresses) */
 #define PUNCH_LAN_MAX 4
+#define PUNCH_RTT_CACHE 32 /* peers whose signalling rtt we remember */
 
 /* A punch we asked for failed: msg says why, for the user. Success is
  * seen by everyone as the peer's link coming up. */

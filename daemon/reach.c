@@ -23,7 +23,12 @@ struct reach {
 
 int reach_module_init(struct p2pd_node *n)
 {
-	struct p2p_reach_config cfg = {.self = n->ident.id};
+	/* Issue 8: relays are asked while the punch runs; a relayed link up
+	 * first waits a little for the punch, then serves (reach.h). */
+	struct p2p_reach_config cfg = {.self = n->ident.id,
+				       .relay_with_punch = true,
+				       .punch_grace_ms =
+					   P2P_REACH_PUNCH_GRACE_MS};
 
 	n->reach = calloc(1, sizeof(*n->reach));
 	if (!n->reach)
@@ -56,12 +61,22 @@ static struct p2p_reach_link rlink(const struct link *l)
 	return r;
 }
 
+/* The best link up to peer: a TCP link of its own (dialled, accepted or
+ * punched) before a relayed one, so that once a punch has succeeded new
+ * tunnels go direct while those on the relay keep it. */
+static struct link *best_up(struct p2pd_node *n, const struct p2p_peerid *peer)
+{
+	struct link *l = link_find_up(n, peer, LINK_KINDS_TCP);
+
+	return l ? l : link_find_up(n, peer, LINK_KINDS_ALL);
+}
+
 /* The link to peer that is up, for the core (NULL: none). */
 static const struct p2p_reach_link *up_of(struct p2pd_node *n,
 					  const struct p2p_peerid *peer,
 					  struct p2p_reach_link *buf)
 {
-	struct link *l = peer ? link_find_up(n, peer, LINK_KINDS_ALL) : NULL;
+	struct link *l = peer ? best_up(n, peer) : NULL;
 
 	if (!l)
 		return NULL;
@@ -174,8 +189,8 @@ static void done(struct p2pd_node *n, const struct p2p_reach_action *a)
 		/* Closed since (a duplicate, a failure): another link to the
 		 * peer will do. */
 		l = link_get(n, a->link.id);
-		if (!l)
-			l = link_find_up(n, &a->peer, LINK_KINDS_ALL);
+		if (!l || link_kind(l) == LINK_RELAY)
+			l = best_up(n, &a->peer);
 		if (!l) {
 			code = "peer_unreachable";
 			msg = "the link to the peer closed";
@@ -236,14 +251,31 @@ bool reach_after(void *arg)
 
 /* ---- events ---- */
 
+/* A direct link to peer is up: relayed links to it that nobody uses
+ * (asked alongside a punch that has now won) are closed; those that
+ * carry tunnels stay until they are idle. */
+static void drop_idle_relays(struct p2pd_node *n, const struct link *direct)
+{
+	for (struct link *o = link_first(n); o; o = link_next_of(o)) {
+		if (o == direct || link_kind(o) != LINK_RELAY ||
+		    !link_is_up(o) || link_users(o) != 0 ||
+		    !p2p_peerid_equal(link_peer(o), link_peer(direct)))
+			continue;
+		log_debug("reach: relayed link closed, a direct one is up");
+		link_close(o, 0, "direct link up");
+	}
+}
+
 static void on_up(void *arg, struct link *l, bool first)
 {
 	struct p2pd_node *n = arg;
 	struct p2p_reach_link rl = rlink(l);
 
-	if (first)
-		p2p_reach_link_up(n->reach->core, node_now(n), link_peer(l),
-				  &rl);
+	if (!first)
+		return;
+	p2p_reach_link_up(n->reach->core, node_now(n), link_peer(l), &rl);
+	if (link_kind(l) != LINK_RELAY && link_purpose(l) == LP_OVERLAY)
+		drop_idle_relays(n, l);
 }
 
 static void on_gone(void *arg, struct link *l, const char *why)

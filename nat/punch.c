@@ -233,6 +233,22 @@ uint16_t p2p_punch_reply_offset(uint16_t proposed)
 	return proposed;
 }
 
+uint16_t p2p_punch_offset(int64_t sig_rtt_ms, int64_t link_rtt_ms)
+{
+	int64_t est = sig_rtt_ms >= 0	 ? sig_rtt_ms
+		      : link_rtt_ms >= 0 ? 2 * link_rtt_ms
+					 : -1;
+	int64_t off;
+
+	if (est < 0)
+		return P2P_PUNCH_OFFSET_MS;
+	if (est > 4 * P2P_PUNCH_OFFSET_MAX_MS)
+		est = 4 * P2P_PUNCH_OFFSET_MAX_MS; /* no overflow below */
+	off = est / 2 + est / 4 + P2P_PUNCH_OFFSET_MARGIN_MS;
+	return p2p_punch_reply_offset(
+	    (uint16_t)(off > UINT16_MAX ? UINT16_MAX : off));
+}
+
 /* ---- scheduling ---- */
 
 static struct p2p_punch_action *push(struct p2p_punch *p,

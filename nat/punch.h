@@ -86,8 +86,9 @@
 #define P2P_PUNCH_RETRY_MS 150	      /* a refused connect is tried again */
 #define P2P_PUNCH_ATTEMPT_MS 1000     /* an unanswered SYN: start over */
 #define P2P_PUNCH_TOTAL_MS 8000	      /* the whole schedule, from its start */
-#define P2P_PUNCH_OFFSET_MS 300	      /* start offset a requester proposes */
-#define P2P_PUNCH_OFFSET_MIN_MS 150   /* ... that a replier accepts */
+#define P2P_PUNCH_OFFSET_MS 300	      /* start offset proposed, no RTT known */
+#define P2P_PUNCH_OFFSET_MIN_MS 100   /* ... that a replier accepts */
+#define P2P_PUNCH_OFFSET_MARGIN_MS 60 /* over the REPLY's measured trip */
 #define P2P_PUNCH_OFFSET_MAX_MS 3000
 #define P2P_PUNCH_SIGNAL_MS 5000 /* REQUEST without REPLY: give up */
 
@@ -180,6 +181,21 @@ uint64_t p2p_punch_start_at(uint64_t sent, uint64_t now, uint16_t offset_ms);
 
 /* The offset a replier uses for a proposed one (clamped). */
 uint16_t p2p_punch_reply_offset(uint16_t proposed);
+
+/*
+ * The start offset to propose (requester) or to insist on (replier), from
+ * measured round trips instead of the fixed P2P_PUNCH_OFFSET_MS. The
+ * REPLY must reach the requester before the start, and the requester
+ * starts rtt/2 after the replier's clock began: the offset covers the
+ * REPLY's one-way trip (half the route's RTT) with half as much again
+ * for asymmetry and jitter, plus P2P_PUNCH_OFFSET_MARGIN_MS.
+ *   sig_rtt_ms:  the REQUEST -> REPLY exchange of an earlier punch with
+ *                this peer (the routed signalling path), < 0 unknown;
+ *   link_rtt_ms: the slowest of our overlay links, < 0 unknown; a route
+ *                is taken as two such hops (ours and the peer's).
+ * Neither known: P2P_PUNCH_OFFSET_MS. Clamped as p2p_punch_reply_offset.
+ */
+uint16_t p2p_punch_offset(int64_t sig_rtt_ms, int64_t link_rtt_ms);
 
 /* ---- scheduling ---- */
 

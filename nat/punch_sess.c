@@ -261,7 +261,8 @@ int p2p_psess_start(struct p2p_psess_table *t, uint64_t now,
 	s->nonce = nonce;
 	s->deadline = now + P2P_PUNCH_SIGNAL_MS;
 	set_context(s, context);
-	queue_send(s, P2P_PUNCH_REQUEST, me, P2P_PUNCH_OFFSET_MS);
+	queue_send(s, P2P_PUNCH_REQUEST, me,
+		   me->offset_ms ? me->offset_ms : P2P_PUNCH_OFFSET_MS);
 	return 0;
 }
 
@@ -290,7 +291,8 @@ static void on_request(struct p2p_psess_table *t, uint64_t now,
 		       const struct p2p_psess_local *me)
 {
 	struct sess *s = find(t, src);
-	uint16_t offset = p2p_punch_reply_offset(sig->offset_ms);
+	uint16_t offset = p2p_punch_reply_offset(
+	    sig->offset_ms > me->offset_ms ? sig->offset_ms : me->offset_ms);
 
 	if (s) {
 		/* Both asked at once: the lower ID's request is answered. */

@@ -69,6 +69,10 @@ struct p2p_psess_local {
 	/* What we offer (p2p_punch_predict), at most P2P_PUNCH_CAND_MAX. */
 	const struct p2p_addr *cand;
 	size_t ncand;
+	/* The start offset to propose (start) or insist on (a REQUEST that
+	 * proposes less): p2p_punch_offset() of the measured round trips
+	 * to the peer; 0: P2P_PUNCH_OFFSET_MS proposed, the peer's taken. */
+	uint16_t offset_ms;
 };
 
 enum p2p_psess_action_type {

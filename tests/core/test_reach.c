@@ -32,9 +32,10 @@ static struct p2p_addr v4(int a, int b, int c, int d, uint16_t port)
 	return x;
 }
 
-static void setup_as(bool relay_with_punch)
+static void setup_with(bool relay_with_punch, uint32_t grace)
 {
-	struct p2p_reach_config cfg = {.relay_with_punch = relay_with_punch};
+	struct p2p_reach_config cfg = {.relay_with_punch = relay_with_punch,
+				       .punch_grace_ms = grace};
 
 	SELF = id(0xf0);
 	PEER = id(0x00);
@@ -47,9 +48,19 @@ static void setup_as(bool relay_with_punch)
 	NQ = 0;
 }
 
+static void setup_as(bool relay_with_punch)
+{
+	setup_with(relay_with_punch, 0);
+}
+
 static void setup(void)
 {
 	setup_as(false);
+}
+
+static void setup_grace(void)
+{
+	setup_with(true, P2P_REACH_PUNCH_GRACE_MS);
 }
 
 static void setup_parallel(void)
@@ -816,6 +827,81 @@ Test(core, parallel_relays_go_on_after_the_punch_fails, .init = setup_parallel,
 	cr_assert_eq(one(P2P_REACH_DONE)->link.id, 61);
 }
 
+/* With a grace: a relayed link up early waits while the punch may win. */
+static void held_relay(void)
+{
+	struct p2p_reach_link rl = {.id = 60, .kind = P2P_REACH_K_RELAYED};
+
+	candidates();
+	dialling();
+	cr_assert_eq(p2p_reach_link_gone(R, T0, 7, "refused", NULL), 0);
+	cr_assert_eq(drain(), 2);
+	cr_assert_eq(p2p_reach_punch_started(R, T0, &PEER, 0, NULL), 0);
+	cr_assert_eq(p2p_reach_relays(R, T0, &PEER, CAND, 6), 0);
+	one(P2P_REACH_RELAY);
+	cr_assert_eq(p2p_reach_relay_started(R, T0, &PEER, 0, 60), 0);
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 40, &PEER, &rl), 0);
+	cr_assert_eq(drain(), 0);
+	cr_assert_eq(p2p_reach_next_timer(R), T0 + P2P_REACH_PUNCH_GRACE_MS);
+}
+
+Test(core, grace_punch_wins_over_a_held_relay, .init = setup_grace)
+{
+	struct p2p_reach_link pl = {.id = 70, .kind = P2P_REACH_K_PUNCHED};
+
+	held_relay();
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 400, &PEER, &pl), 0);
+	struct p2p_reach_action *a = one(P2P_REACH_DONE);
+	cr_assert_eq(a->method, P2P_REACH_M_PUNCH);
+	cr_assert_eq(a->link.id, 70);
+	cr_assert_eq(p2p_reach_attempts(R), 0);
+}
+
+Test(core, grace_over_the_held_relay_answers, .init = setup_grace)
+{
+	held_relay();
+	p2p_reach_expire(R, T0 + P2P_REACH_PUNCH_GRACE_MS - 1);
+	cr_assert_eq(drain(), 0);
+	p2p_reach_expire(R, T0 + P2P_REACH_PUNCH_GRACE_MS);
+	struct p2p_reach_action *a = one(P2P_REACH_DONE);
+	cr_assert_eq(a->method, P2P_REACH_M_RELAY);
+	cr_assert_eq(a->link.id, 60);
+}
+
+Test(core, grace_punch_failed_answers_the_held_relay_at_once,
+     .init = setup_grace)
+{
+	held_relay();
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 100, &PEER, PUNCH_MSG), 0);
+	cr_assert_eq(one(P2P_REACH_DONE)->link.id, 60);
+}
+
+Test(core, grace_held_relay_gone_asks_the_next, .init = setup_grace)
+{
+	held_relay();
+	cr_assert_eq(p2p_reach_link_gone(R, T0 + 100, 60, "closed", NULL), 0);
+	one(P2P_REACH_RELAYS);
+	p2p_reach_expire(R, T0 + P2P_REACH_PUNCH_GRACE_MS);
+	cr_assert_eq(drain(), 0); /* nothing held any more */
+}
+
+Test(core, grace_relay_after_it_answers_at_once, .init = setup_grace)
+{
+	struct p2p_reach_link rl = {.id = 60, .kind = P2P_REACH_K_RELAYED};
+
+	candidates();
+	dialling();
+	cr_assert_eq(p2p_reach_link_gone(R, T0, 7, "refused", NULL), 0);
+	cr_assert_eq(drain(), 2);
+	cr_assert_eq(p2p_reach_punch_started(R, T0, &PEER, 0, NULL), 0);
+	cr_assert_eq(p2p_reach_relays(R, T0, &PEER, CAND, 6), 0);
+	one(P2P_REACH_RELAY);
+	cr_assert_eq(p2p_reach_relay_started(R, T0, &PEER, 0, 60), 0);
+	cr_assert_eq(
+	    p2p_reach_link_up(R, T0 + P2P_REACH_PUNCH_GRACE_MS, &PEER, &rl), 0);
+	cr_assert_eq(one(P2P_REACH_DONE)->method, P2P_REACH_M_RELAY);
+}
+
 /* ---- robustness: random inputs never crash nor exceed the caps ---- */
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -942,6 +1028,11 @@ Test(core, random_inputs_sequential)
 }
 
 Test(core, random_inputs_parallel, .init = setup_parallel, .fini = teardown)
+{
+	random_inputs(true);
+}
+
+Test(core, random_inputs_grace, .init = setup_grace)
 {
 	random_inputs(true);
 }

@@ -568,3 +568,35 @@ Test(sched, start_time_from_rtt)
 	cr_assert_eq(p2p_punch_reply_offset(60000), P2P_PUNCH_OFFSET_MAX_MS);
 	cr_assert_eq(p2p_punch_reply_offset(400), 400);
 }
+
+Test(sched, offset_from_measured_round_trips)
+{
+	/* Nothing measured: the fixed proposal. */
+	cr_assert_eq(p2p_punch_offset(-1, -1), P2P_PUNCH_OFFSET_MS);
+	/* A fast lab: the floor. */
+	cr_assert_eq(p2p_punch_offset(2, 1), P2P_PUNCH_OFFSET_MIN_MS);
+	/* A signalling round trip of 400 ms: 3/4 of it plus the margin
+	 * (the REPLY's trip with room for asymmetry and jitter). */
+	cr_assert_eq(p2p_punch_offset(400, 10),
+		     300 + P2P_PUNCH_OFFSET_MARGIN_MS);
+	/* None measured with this peer: two hops of our slowest link. */
+	cr_assert_eq(p2p_punch_offset(-1, 200),
+		     300 + P2P_PUNCH_OFFSET_MARGIN_MS);
+	/* The start never comes before the REPLY can arrive. */
+	for (int64_t rtt = 0; rtt < 3000; rtt += 37) {
+		uint16_t off = p2p_punch_offset(rtt, -1);
+		cr_assert_geq(off, P2P_PUNCH_OFFSET_MIN_MS);
+		cr_assert(off >= rtt / 2 + rtt / 4 ||
+			  off == P2P_PUNCH_OFFSET_MAX_MS);
+		/* REQUEST at 1000, REPLY after rtt: the requester starts
+		 * when the replier does (symmetric paths). */
+		if (off > rtt / 2) {
+			uint64_t want = 1000 + (uint64_t)rtt / 2 + off;
+			uint64_t got =
+			    p2p_punch_start_at(1000, 1000 + (uint64_t)rtt, off);
+			cr_assert(got >= want && got <= want + 1);
+		}
+	}
+	/* Huge values clamp, never wrap. */
+	cr_assert_eq(p2p_punch_offset(INT64_MAX, -1), P2P_PUNCH_OFFSET_MAX_MS);
+}

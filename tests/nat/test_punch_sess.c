@@ -296,6 +296,35 @@ Test(psess, fail_from_the_peer_and_nonce_mismatch)
 
 /* ---- the replier ---- */
 
+Test(psess, measured_offsets_are_proposed_and_insisted_on)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_NONE);
+
+	/* Requester: the offset of the measured round trips. */
+	me.offset_ms = 420;
+	cr_assert_eq(p2p_psess_start(t, 1000, &lo, "ctx", 5, &me), 0);
+	cr_assert_eq(drain(t, 1000), 1);
+	cr_assert_eq(acts[0].sig.offset_ms, 420);
+	p2p_psess_free(t);
+	/* Replier: a proposal below what it measured is raised... */
+	t = p2p_psess_new(&hi);
+	q.offset_ms = 200;
+	p2p_psess_on_sig(t, 2000, &lo, &q, &me);
+	cr_assert_eq(drain(t, 2000), 2);
+	cr_assert_eq(acts[0].sig.offset_ms, 420);
+	cr_assert_eq(acts[1].start_in, 420);
+	p2p_psess_free(t);
+	/* ... one above it is kept. */
+	t = p2p_psess_new(&hi);
+	q.offset_ms = 700;
+	p2p_psess_on_sig(t, 2000, &lo, &q, &me);
+	cr_assert_eq(drain(t, 2000), 2);
+	cr_assert_eq(acts[0].sig.offset_ms, 700);
+	p2p_psess_free(t);
+}
+
 Test(psess, replier_answers_and_runs_as_sender)
 {
 	struct p2p_psess_local me = facts();

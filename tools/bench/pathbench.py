@@ -4,7 +4,7 @@ namespaces (tools/natlab), a path with delay and loss between them
 and sink over raw TCP and through socat for comparison. Root only.
 
 Used by tools/bench/bench-paths (the figures) and by
-tests/natlab/test_paths.py (a short run that checks the bytes, not the
+tests/natlab/test_throughput.py (a short run that checks the bytes, not the
 speed). Every process is started through the lab and killed by PID when
 the lab goes down.
 

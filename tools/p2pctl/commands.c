@@ -246,6 +246,18 @@ static const struct option expose_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* Kept here rather than in print.c: one small command, one place. */
+static void print_disconnect(json_t *r)
+{
+	json_t *c = json_object_get(r, "closed");
+
+	printf("%s: %lld link(s) closed\n",
+	       json_string_value(json_object_get(r, "peer"))
+		   ? json_string_value(json_object_get(r, "peer"))
+		   : "?",
+	       (long long)json_integer_value(c));
+}
+
 const struct ctl_cmd ctl_cmds[] = {
     {"id", "", "print this daemon's peer ID, alone on a line", NULL, 0, 0,
      CMD_TIMEOUT_MS, build_id, print_id, NULL, NULL},
@@ -263,6 +275,8 @@ const struct ctl_cmd ctl_cmds[] = {
      "make a link; says how (direct/relay, "
      "existing/dial/punch/relay)",
      NULL, 1, 1, CMD_TIMEOUT_LONG_MS, build_peer, print_connect, NULL, NULL},
+    {"disconnect", "ID", "close every link to ID (its tunnels are reset)", NULL,
+     1, 1, CMD_TIMEOUT_MS, build_peer, print_disconnect, NULL, NULL},
     {"ping", "[-c N] ID", "round trip over the best link",
      "Over a link to ID when there is one (direct, or relayed: then the\n"
      "relay is named), else routed through the overlay. -c N: N pings, a\n"

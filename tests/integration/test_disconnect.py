@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""`disconnect ID` (SPEC section 9): every link to the peer closes with
+GOAWAY, a tunnel on it is reset (its control connection ends, never
+hangs), the answer says how many links closed, the peer sees the link go
+too, and the next `connect` makes a fresh link. No link to the peer is
+peer_unreachable "no link to that peer"; a bad ID is a usage error."""
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+
+from p2ptest import Cluster, Runner, check, check_eq, wait_for
+
+T = Runner("test_disconnect")
+
+
+def echo_service():
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def serve(c):
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                c.sendall(d)
+        except OSError:
+            pass
+        c.close()
+
+    def loop():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+    return srv
+
+
+def open_tunnel(d, peer, service):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(15)
+    s.connect(d.sock)
+    s.sendall(b'{"cmd":"open","peer":"%s","service":"%s"}\n' % (peer.encode(),
+                                                                 service.encode()))
+    line = b""
+    while not line.endswith(b"\n"):
+        ch = s.recv(1)
+        check(ch, "control socket closed before the open reply")
+        line += ch
+    r = json.loads(line)
+    check(r.get("ok") is True, "open refused: %r", r)
+    return s
+
+
+def linked(a, b):
+    return b.id in a.peer_ids()
+
+
+@T.test
+def test_disconnect_closes_and_resets():
+    srv = echo_service()
+    try:
+        with Cluster("p2pdisc-") as c:
+            s = c.daemon("s").start()
+            a = c.daemon("a", bootstrap=[s]).start()
+            b = c.daemon("b", bootstrap=[s]).start()
+            wait_for(lambda: linked(a, s) and linked(b, s), 15, what="a, b joined")
+            r = a.ctl("--json", "connect", b.id)
+            check_eq(r.returncode, 0, "connect a -> b (%r)" % r.stderr)
+            check_eq(b.ctl("expose", "echo", "127.0.0.1:%d" % srv.getsockname()[1],
+                           "--allow", a.id).returncode, 0, "expose")
+            t = open_tunnel(a, b.id, "echo")
+            data = os.urandom(32 * 1024)
+            t.sendall(data)
+            got = b""
+            while len(got) < len(data):
+                d = t.recv(65536)
+                check(d, "tunnel closed early")
+                got += d
+            check_eq(hashlib.sha256(got).hexdigest(), hashlib.sha256(data).hexdigest(),
+                     "echo through the tunnel")
+            # Plain output, then the effects.
+            r = a.ctl("disconnect", b.id)
+            check_eq(r.returncode, 0, "disconnect exit (%r)" % r.stderr)
+            check("link(s) closed" in r.stdout, "disconnect says %r" % r.stdout)
+            # The tunnel is reset: its socket ends (EOF or reset), no hang.
+            t0 = time.monotonic()
+            ended = False
+            try:
+                while time.monotonic() - t0 < 10:
+                    if not t.recv(65536):
+                        ended = True
+                        break
+            except ConnectionResetError:
+                ended = True
+            except socket.timeout:
+                pass
+            t.close()
+            check(ended, "the tunnel's control connection did not end")
+            # The peer's side of the link went too (b never dials a).
+            wait_for(lambda: not linked(b, a), 10, what="b to drop its link to a")
+            # Nothing left: peer_unreachable, exit 1 with the message.
+            if not linked(a, b):
+                r = a.ctl("disconnect", b.id)
+                check_eq(r.returncode, 1, "second disconnect exit")
+                check("no link to that peer" in r.stderr, "stderr %r" % r.stderr)
+            # A fresh link.
+            j = a.req({"cmd": "connect", "peer": b.id})
+            check_eq((j.get("ok"), j.get("path")), (True, "direct"), "connect again")
+            check(j.get("method") in ("dial", "existing"), "method %r" % j.get("method"))
+            j = a.req({"cmd": "disconnect", "peer": b.id})
+            check_eq((j.get("ok"), j.get("peer")), (True, b.id), "disconnect (json)")
+            check(j.get("closed", 0) >= 1, "closed %r" % j.get("closed"))
+    finally:
+        srv.close()
+
+
+@T.test
+def test_disconnect_errors():
+    with Cluster("p2pdisc-") as c:
+        a = c.daemon("a").start()
+        other = "a" * 52
+        j = a.req({"cmd": "disconnect", "peer": other})
+        if j.get("error") != "invalid_peer_id":
+            check_eq((j.get("ok"), j.get("error"), j.get("message")),
+                     (False, "peer_unreachable", "no link to that peer"),
+                     "disconnect of a stranger")
+        j = a.req({"cmd": "disconnect", "peer": "nope"})
+        check_eq(j.get("error"), "invalid_peer_id", "bad ID")
+        r = a.ctl("disconnect", "nope")
+        check_eq(r.returncode, 2, "p2pctl usage error for a bad ID")
+        r = a.ctl("disconnect")
+        check_eq(r.returncode, 2, "p2pctl usage error without an ID")
+
+
+if __name__ == "__main__":
+    T.run()
