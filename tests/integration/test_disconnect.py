@@ -136,7 +136,8 @@ def test_disconnect_errors():
                      "disconnect of a stranger")
         j = a.req({"cmd": "disconnect", "peer": "nope"})
         check_eq(j.get("error"), "invalid_peer_id", "bad ID")
-        r = a.ctl("disconnect", "nope")
+        # "nope" could be a petname; "no/pe" is neither an ID nor a name.
+        r = a.ctl("disconnect", "no/pe")
         check_eq(r.returncode, 2, "p2pctl usage error for a bad ID")
         r = a.ctl("disconnect")
         check_eq(r.returncode, 2, "p2pctl usage error without an ID")
