@@ -1,13 +1,12 @@
 #include "peercache.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "statefile.h"
 
 void peercache_init(struct peercache *pc)
 {
@@ -156,40 +155,15 @@ int peercache_parse(struct peercache *pc, const char *text, size_t len,
 int peercache_load(struct peercache *pc, const char *path, char *err,
 		   size_t errlen)
 {
-	/*
-	 * Never through a link, and never blocked on a FIFO someone put in
-	 * its place: both are refused as not a regular file.
-	 */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	struct stat st;
 	char *buf;
-	ssize_t got;
-	size_t len = 0;
+	size_t len;
 	int rc;
 
 	peercache_init(pc);
-	if (fd < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "%s",
-			 rc == -ELOOP ? "a symbolic link" : strerror(-rc));
+	rc = statefile_load_text(path, PEERCACHE_FILE_MAX, &buf, &len, err,
+				 errlen);
+	if (rc < 0)
 		return rc;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    st.st_size > PEERCACHE_FILE_MAX) {
-		snprintf(err, errlen, "not a regular file under %d bytes",
-			 PEERCACHE_FILE_MAX);
-		close(fd);
-		return -EPROTO;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		close(fd);
-		return -ENOMEM;
-	}
-	while (len < (size_t)st.st_size &&
-	       (got = read(fd, buf + len, (size_t)st.st_size - len)) > 0)
-		len += (size_t)got;
-	close(fd);
 	rc = peercache_parse(pc, buf, len, err, errlen);
 	free(buf);
 	return rc;
@@ -215,84 +189,15 @@ char *peercache_dump(const struct peercache *pc)
 	return out;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
-/* Make a rename in path's directory durable. 0 or -errno. */
-static int sync_parent(const char *path)
-{
-	char dir[PEERCACHE_PATH_MAX];
-	char *slash;
-	int fd, rc = 0;
-
-	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
-		return -ENAMETOOLONG;
-	slash = strrchr(dir, '/');
-	if (slash == NULL)
-		strcpy(dir, ".");
-	else if (slash == dir)
-		dir[1] = '\0';
-	else
-		*slash = '\0';
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
-/*
- * The temporary file gets a fresh random name, created with O_EXCL by
- * mkostemp: a name planted in advance (a link to another file) is never
- * opened, so we cannot be made to write through it.
- */
 int peercache_save(struct peercache *pc, const char *path)
 {
-	char tmp[PEERCACHE_PATH_MAX];
-	char *text;
-	int fd, rc;
+	char *text = peercache_dump(pc);
+	int rc;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >=
-	    (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	text = peercache_dump(pc);
 	if (!text)
 		return -ENOMEM;
-	fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600 */
-	if (fd < 0) {
-		rc = -errno;
-		free(text);
-		return rc;
-	}
-	rc = write_all(fd, text, strlen(text));
-	if (rc == 0)
-		rc = write_all(fd, "\n", 1);
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
+	rc = statefile_save_text(path, text);
 	free(text);
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		unlink(tmp);
-		return rc;
-	}
-	/* Without this a crash can lose the rename (and the old file). */
-	rc = sync_parent(path);
 	if (rc == 0)
 		pc->dirty = false;
 	return rc;

@@ -20,7 +20,6 @@
 #define PEERCACHE_SUBNET_MAX 4
 #define PEERCACHE_SEEN_MAX 1000000	/* seen counts saturate */
 #define PEERCACHE_FILE_MAX (256 * 1024) /* larger files are malformed */
-#define PEERCACHE_PATH_MAX 4096		/* path of peers.json */
 
 struct peercache {
 	size_t n;

@@ -9,17 +9,20 @@
 
 #include "statefile.h"
 
-int statefile_read(const char *path, json_t **out, char *err, size_t errlen)
+int statefile_load_text(const char *path, size_t max, char **text, size_t *len,
+			char *err, size_t errlen)
 {
+	/* Never through a link, and never blocked on a FIFO someone put in
+	 * its place: both are refused as not a regular file. */
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	json_error_t je;
 	struct stat st;
 	char *buf;
 	ssize_t got;
-	size_t len = 0;
+	size_t n = 0;
 	int rc;
 
-	*out = NULL;
+	*text = NULL;
+	*len = 0;
 	if (fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "%s",
@@ -27,9 +30,9 @@ int statefile_read(const char *path, json_t **out, char *err, size_t errlen)
 		return rc;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    st.st_size > STATEFILE_MAX) {
-		snprintf(err, errlen, "not a regular file under %d bytes",
-			 STATEFILE_MAX);
+	    (size_t)st.st_size > max) {
+		snprintf(err, errlen, "not a regular file under %zu bytes",
+			 max);
 		close(fd);
 		return -EPROTO;
 	}
@@ -38,10 +41,27 @@ int statefile_read(const char *path, json_t **out, char *err, size_t errlen)
 		close(fd);
 		return -ENOMEM;
 	}
-	while (len < (size_t)st.st_size &&
-	       (got = read(fd, buf + len, (size_t)st.st_size - len)) > 0)
-		len += (size_t)got;
+	while (n < (size_t)st.st_size &&
+	       (got = read(fd, buf + n, (size_t)st.st_size - n)) > 0)
+		n += (size_t)got;
 	close(fd);
+	buf[n] = '\0';
+	*text = buf;
+	*len = n;
+	return 0;
+}
+
+int statefile_read(const char *path, json_t **out, char *err, size_t errlen)
+{
+	json_error_t je;
+	char *buf;
+	size_t len;
+	int rc =
+	    statefile_load_text(path, STATEFILE_MAX, &buf, &len, err, errlen);
+
+	*out = NULL;
+	if (rc < 0)
+		return rc;
 	*out = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
 	free(buf);
 	if (!*out) {
@@ -89,25 +109,22 @@ static int sync_dir_of(const char *path)
 	return rc;
 }
 
-/* A planted path.tmp.* is never opened: mkostemp creates with O_EXCL. */
-int statefile_write(const char *path, const json_t *doc)
+/*
+ * The temporary file gets a fresh random name, created with O_EXCL by
+ * mkostemp: a name planted in advance (a link to another file) is never
+ * opened, so we cannot be made to write through it.
+ */
+int statefile_save_text(const char *path, const char *text)
 {
 	char tmp[PATH_MAX];
-	char *text;
 	int fd, rc;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >=
 	    (int)sizeof(tmp))
 		return -ENAMETOOLONG;
-	text = json_dumps(doc, JSON_INDENT(1) | JSON_SORT_KEYS);
-	if (!text)
-		return -ENOMEM;
 	fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600 */
-	if (fd < 0) {
-		rc = -errno;
-		free(text);
-		return rc;
-	}
+	if (fd < 0)
+		return -errno;
 	rc = write_all(fd, text, strlen(text));
 	if (rc == 0)
 		rc = write_all(fd, "\n", 1);
@@ -115,12 +132,24 @@ int statefile_write(const char *path, const json_t *doc)
 		rc = -errno;
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
-	free(text);
 	if (rc == 0 && rename(tmp, path) < 0)
 		rc = -errno;
 	if (rc < 0) {
 		unlink(tmp);
 		return rc;
 	}
+	/* Without this a crash can lose the rename (and the old file). */
 	return sync_dir_of(path);
+}
+
+int statefile_write(const char *path, const json_t *doc)
+{
+	char *text = json_dumps(doc, JSON_INDENT(1) | JSON_SORT_KEYS);
+	int rc;
+
+	if (!text)
+		return -ENOMEM;
+	rc = statefile_save_text(path, text);
+	free(text);
+	return rc;
 }
