@@ -201,6 +201,28 @@ static bool pump(struct pl_link *l, long long ms)
 	return l->state != PL_DEAD;
 }
 
+/* Dial addr (any peer) and wait for its HELLO; on failure say so as
+ * what and free l. 0 or -1. */
+static int link_up(struct pl_link *l, const struct p2p_addr *a,
+		   const struct sockaddr_storage *ss, socklen_t sl,
+		   const char *what)
+{
+	if (pl_link_dial(l, a, ss, sl, NULL) < 0) {
+		pl_link_free(l);
+		return -1;
+	}
+	while (l->state != PL_DEAD && !(l->state == PL_UP && l->got_hello) &&
+	       pl_now_us() - l->t0_us < PROBE_CLOSE_MS * 1000LL)
+		pump(l, 100);
+	if (l->state != PL_UP || !l->got_hello) {
+		printf("%s: no link: %s\n", what,
+		       l->err ? strerror(-l->err) : "timeout");
+		pl_link_free(l);
+		return -1;
+	}
+	return 0;
+}
+
 /* Keep the queue short: write (and read the daemon's answers) until it
  * is empty. */
 static bool drain_out(struct pl_link *l)
@@ -228,19 +250,8 @@ int pl_cmd_relayflood(int argc, char **argv)
 
 	if (argc < 2 || n < 1 || pl_sockaddr(argv[1], &a, &ss, &sl) < 0)
 		return PL_USAGE;
-	if (pl_link_dial(&l, &a, &ss, sl, NULL) < 0) {
-		pl_link_free(&l);
+	if (link_up(&l, &a, &ss, sl, "relayflood") < 0)
 		return PL_IO;
-	}
-	while (l.state != PL_DEAD && !(l.state == PL_UP && l.got_hello) &&
-	       pl_now_us() - l.t0_us < PROBE_CLOSE_MS * 1000LL)
-		pump(&l, 100);
-	if (l.state != PL_UP || !l.got_hello) {
-		printf("relayflood: no link: %s\n",
-		       l.err ? strerror(-l.err) : "timeout");
-		pl_link_free(&l);
-		return PL_IO;
-	}
 	/* We are the initiator: our circuit IDs are odd. */
 	for (long i = 0; i < n && l.state != PL_DEAD; i++) {
 		struct p2p_msg m = {.type = P2P_MSG_RELAY_OPEN};
@@ -304,19 +315,8 @@ int pl_cmd_findflood(int argc, char **argv)
 
 	if (argc < 2 || secs < 1 || pl_sockaddr(argv[1], &a, &ss, &sl) < 0)
 		return PL_USAGE;
-	if (pl_link_dial(&l, &a, &ss, sl, NULL) < 0) {
-		pl_link_free(&l);
+	if (link_up(&l, &a, &ss, sl, "findflood") < 0)
 		return PL_IO;
-	}
-	while (l.state != PL_DEAD && !(l.state == PL_UP && l.got_hello) &&
-	       pl_now_us() - l.t0_us < PROBE_CLOSE_MS * 1000LL)
-		pump(&l, 100);
-	if (l.state != PL_UP || !l.got_hello) {
-		printf("findflood: no link: %s\n",
-		       l.err ? strerror(-l.err) : "timeout");
-		pl_link_free(&l);
-		return PL_IO;
-	}
 	t0 = pl_now_us();
 	end = t0 + secs * 1000000LL;
 	while (l.state != PL_DEAD && pl_now_us() < end) {
