@@ -75,6 +75,7 @@ struct links {
 	struct link *list;
 	uint32_t next_id;
 	bool dirty; /* a link was marked: link_after has work */
+	bool reap;  /* a link is dead: link_after closes its handle */
 	uint8_t rbuf[64 * 1024];
 };
 
@@ -320,6 +321,7 @@ void link_fail(struct link *l, const char *why)
 		l->why = why;
 	l->state = LINK_DEAD;
 	l->n->links->dirty = true;
+	l->n->links->reap = true;
 }
 
 /*
@@ -344,6 +346,11 @@ bool link_after(void *arg)
 			break; /* observers may have added links */
 		}
 	}
+	/* The pass runs before every wait: walk the list only when a link
+	 * died (a transport's close may kill another: the next pass). */
+	if (!n->links->reap)
+		return did;
+	n->links->reap = false;
 	for (l = n->links->list; l; l = l->next) {
 		if (l->state != LINK_DEAD || l->handle_closed)
 			continue;

@@ -707,7 +707,7 @@ static void on_gone(void *arg, struct link *l, const char *why)
 	}
 	rec_del(n, link_id(l));
 	/* Alone now: join again later (ovl_expire). */
-	if (link_count(n) == 0)
+	if (!link_first(n))
 		o->rejoin_at = now + o->rejoin_ms;
 }
 
@@ -844,7 +844,7 @@ void ovl_join(struct p2pd_node *n, const struct p2pd_config *cfg)
  */
 static bool rejoin_due(struct p2pd_node *n)
 {
-	return link_count(n) == 0 &&
+	return !link_first(n) &&
 	       (n->ovl->nboot + n->ovl->nboot_names > 0 || n->ovl->cache.n > 0);
 }
 
