@@ -253,12 +253,15 @@ bool reach_after(void *arg)
 
 /* A direct link to peer is up: relayed links to it that nobody uses
  * (asked alongside a punch that has now won) are closed; those that
- * carry tunnels stay until they are idle. */
+ * carry tunnels stay until they are idle. Only the end that asked for
+ * the relay closes it: the other end cannot know that a stream is about
+ * to be opened on it (a waiter told of the relayed link in this same
+ * pass), and would close it under that stream. */
 static void drop_idle_relays(struct p2pd_node *n, const struct link *direct)
 {
 	for (struct link *o = link_first(n); o; o = link_next_of(o)) {
 		if (o == direct || link_kind(o) != LINK_RELAY ||
-		    !link_is_up(o) || link_users(o) != 0 ||
+		    !link_outbound(o) || !link_is_up(o) || link_users(o) != 0 ||
 		    !p2p_peerid_equal(link_peer(o), link_peer(direct)))
 			continue;
 		log_debug("reach: relayed link closed, a direct one is up");
