@@ -51,10 +51,8 @@
 #define P2P_REACH_WAITERS_MAX 2048  /* waiters, undelivered results too */
 #define P2P_REACH_RELAY_TRIES 8	    /* relays asked in turn */
 #define P2P_REACH_TIMEOUT_MS 20000  /* lookup + dial; again for relaying */
-/* Punching: signalling, the start offset, the schedule, the handshake. */
-#define P2P_REACH_PUNCH_MS                                                     \
-	(P2P_PUNCH_SIGNAL_MS + P2P_PUNCH_OFFSET_MAX_MS + P2P_PUNCH_TOTAL_MS +  \
-	 5000)
+/* Punching: signalling, the schedule, the handshake. */
+#define P2P_REACH_PUNCH_MS (P2P_PUNCH_SIGNAL_MS + P2P_PUNCH_TOTAL_MS + 5000)
 /* Why there is no direct link, kept while relaying: short enough that the
  * relay verdict appended to it always fits in P2P_REACH_TEXT_MAX. */
 #define P2P_REACH_PUNCH_GRACE_MS 2000 /* a relay waits for a punch */

@@ -41,7 +41,6 @@ struct sess {
 	bool sched_pending;
 	struct p2p_addr sched[P2P_PUNCH_CAND_MAX];
 	size_t nsched;
-	uint64_t sched_in;
 	/* How it ended. */
 	bool over; /* ended_at is set */
 	uint64_t ended_at;
@@ -171,13 +170,12 @@ static void set_context(struct sess *s, const char *context)
 }
 
 static void queue_send(struct sess *s, enum p2p_punch_type type,
-		       const struct p2p_psess_local *me, uint16_t offset)
+		       const struct p2p_psess_local *me)
 {
 	memset(&s->send, 0, sizeof(s->send));
 	s->send.type = type;
 	s->send.nonce = s->nonce;
 	s->send.nat = me->nat;
-	s->send.offset_ms = offset;
 	s->send.ncand =
 	    me->ncand > P2P_PUNCH_CAND_MAX ? P2P_PUNCH_CAND_MAX : me->ncand;
 	if (s->send.ncand)
@@ -204,9 +202,10 @@ static bool own(const struct p2p_psess_local *me, const struct p2p_addr *c)
 	return false;
 }
 
-/* Start the schedule towards the peer's candidates at start. */
-static void schedule(struct p2p_psess_table *t, struct sess *s, uint64_t now,
-		     const struct p2p_punch_sig *sig, uint64_t start,
+/* Start the schedule towards the peer's candidates now: the replier
+ * primes, the requester sends (nat/punch.h, the timing comment). */
+static void schedule(struct sess *s, uint64_t now,
+		     const struct p2p_punch_sig *sig, bool primer,
 		     const struct p2p_psess_local *me)
 {
 	size_t nc = 0;
@@ -219,13 +218,11 @@ static void schedule(struct p2p_psess_table *t, struct sess *s, uint64_t now,
 		s->sched[nc++] = sig->cand[i];
 	}
 	s->nsched = nc;
-	s->sched_in = start > now ? start - now : 0;
 	s->sched_pending = true;
 	s->peer_nat = sig->nat;
 	s->state = S_RUN;
 	s->core_on = true;
-	p2p_punch_init(&s->core, s->sched, nc, start,
-		       p2p_punch_primer(&t->self, &s->peer));
+	p2p_punch_init(&s->core, s->sched, nc, now, primer);
 }
 
 /* ---- inputs ---- */
@@ -261,8 +258,7 @@ int p2p_psess_start(struct p2p_psess_table *t, uint64_t now,
 	s->nonce = nonce;
 	s->deadline = now + P2P_PUNCH_SIGNAL_MS;
 	set_context(s, context);
-	queue_send(s, P2P_PUNCH_REQUEST, me,
-		   me->offset_ms ? me->offset_ms : P2P_PUNCH_OFFSET_MS);
+	queue_send(s, P2P_PUNCH_REQUEST, me);
 	return 0;
 }
 
@@ -291,8 +287,6 @@ static void on_request(struct p2p_psess_table *t, uint64_t now,
 		       const struct p2p_psess_local *me)
 {
 	struct sess *s = find(t, src);
-	uint16_t offset = p2p_punch_reply_offset(
-	    sig->offset_ms > me->offset_ms ? sig->offset_ms : me->offset_ms);
 
 	if (s) {
 		/* Both asked at once: the lower ID's request is answered. */
@@ -317,8 +311,8 @@ static void on_request(struct p2p_psess_table *t, uint64_t now,
 		}
 		s->nonce = sig->nonce;
 	}
-	queue_send(s, P2P_PUNCH_REPLY, me, offset);
-	schedule(t, s, now, sig, now + offset, me);
+	queue_send(s, P2P_PUNCH_REPLY, me);
+	schedule(s, now, sig, true, me);
 }
 
 void p2p_psess_on_sig(struct p2p_psess_table *t, uint64_t now,
@@ -340,9 +334,7 @@ void p2p_psess_on_sig(struct p2p_psess_table *t, uint64_t now,
 		return;
 	if (sig->type == P2P_PUNCH_REPLY) {
 		if (s->state == S_SIGNAL)
-			schedule(t, s, now, sig,
-				 p2p_punch_start_at(s->t0, now, sig->offset_ms),
-				 me);
+			schedule(s, now, sig, false, me);
 	} else if (sig->type == P2P_PUNCH_FAIL) {
 		end(s, now, sig->reason, NULL, 0);
 	}
@@ -423,8 +415,7 @@ void p2p_psess_link_hello(struct p2p_psess_table *t, uint64_t now,
 	if (s->state == S_SIGNAL) {
 		/* The peer reached us before its REPLY did: punched all the
 		 * same, with an empty schedule. */
-		p2p_punch_init(&s->core, NULL, 0, now,
-			       p2p_punch_primer(&t->self, peer));
+		p2p_punch_init(&s->core, NULL, 0, now, false);
 		s->core_on = true;
 		s->state = S_RUN;
 		idx = P2P_PSESS_NONE;
@@ -575,7 +566,6 @@ static bool sess_poll(struct p2p_psess_table *t, struct sess *s,
 		a->peer_nat = s->peer_nat;
 		memcpy(a->cand, s->sched, sizeof(a->cand));
 		a->ncand = s->nsched;
-		a->start_in = s->sched_in;
 		a->primer = s->core.primer;
 		return true;
 	}

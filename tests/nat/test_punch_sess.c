@@ -84,10 +84,7 @@ static const struct p2p_psess_action *first(enum p2p_psess_action_type type)
 static struct p2p_punch_sig sig(enum p2p_punch_type type, uint64_t nonce,
 				enum p2p_nat_type nat)
 {
-	return (struct p2p_punch_sig){.type = type,
-				      .nonce = nonce,
-				      .nat = nat,
-				      .offset_ms = P2P_PUNCH_OFFSET_MS};
+	return (struct p2p_punch_sig){.type = type, .nonce = nonce, .nat = nat};
 }
 
 static void add_cand(struct p2p_punch_sig *s, struct p2p_addr a)
@@ -140,31 +137,30 @@ Test(psess, request_reply_schedule_connect_success)
 	cr_assert_eq(a->sig.type, P2P_PUNCH_REQUEST);
 	cr_assert_eq(a->sig.nonce, 77);
 	cr_assert_eq(a->sig.nat, P2P_NAT_PORT_PRESERVING);
-	cr_assert_eq(a->sig.offset_ms, P2P_PUNCH_OFFSET_MS);
+	cr_assert_eq(a->sig.offset_ms, 0);
 	cr_assert_eq(a->sig.ncand, 2);
 	cr_assert(p2p_addr_equal(&a->sig.cand[1], &my_cand[1]));
 	cr_assert_eq(p2p_psess_next_timer(t), 1000 + P2P_PUNCH_SIGNAL_MS);
 
-	/* The REPLY after a round trip of 100 ms: start 300 - 50 later. */
+	/* The REPLY after a round trip of 100 ms: the requester sends at
+	 * once (the replier primed when the REQUEST arrived), full TTL,
+	 * whatever the IDs (lo < hi used to make us the primer). */
 	add_cand(&r, v4(203, 0, 113, 5, 5000));
 	add_cand(&r, v4(203, 0, 113, 6, 5001));
 	p2p_psess_on_sig(t, 1100, &hi, &r, &me);
 	cr_assert_eq(drain(t, 1100), 1);
 	a = first(P2P_PSESS_SCHEDULED);
-	cr_assert_eq(a->start_in, 250);
-	cr_assert(a->primer); /* lo < hi */
+	cr_assert(!a->primer);
 	cr_assert_eq(a->ncand, 2);
 	cr_assert_eq(a->peer_nat, P2P_NAT_NONE);
-	cr_assert_eq(p2p_psess_next_timer(t), 1350);
+	cr_assert_eq(p2p_psess_next_timer(t), 1100);
 
-	p2p_psess_tick(t, 1349);
-	cr_assert_eq(drain(t, 1349), 0);
-	p2p_psess_tick(t, 1350);
-	cr_assert_eq(drain(t, 1350), 2);
+	p2p_psess_tick(t, 1100);
+	cr_assert_eq(drain(t, 1100), 2);
 	cr_assert_eq(count(P2P_PSESS_CONNECT), 2);
 	cr_assert_eq(acts[0].idx, 0);
 	cr_assert(p2p_addr_equal(&acts[0].addr, &r.cand[0]));
-	cr_assert_eq(acts[0].ttl, P2P_PUNCH_PRIME_TTL);
+	cr_assert_eq(acts[0].ttl, 0);
 	cr_assert_eq(acts[1].idx, 1);
 
 	p2p_psess_attempt_connected(t, 1380, &hi, 0);
@@ -296,43 +292,14 @@ Test(psess, fail_from_the_peer_and_nonce_mismatch)
 
 /* ---- the replier ---- */
 
-Test(psess, measured_offsets_are_proposed_and_insisted_on)
-{
-	struct p2p_psess_local me = facts();
-	struct p2p_psess_table *t = p2p_psess_new(&hi);
-	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_NONE);
-
-	/* Requester: the offset of the measured round trips. */
-	me.offset_ms = 420;
-	cr_assert_eq(p2p_psess_start(t, 1000, &lo, "ctx", 5, &me), 0);
-	cr_assert_eq(drain(t, 1000), 1);
-	cr_assert_eq(acts[0].sig.offset_ms, 420);
-	p2p_psess_free(t);
-	/* Replier: a proposal below what it measured is raised... */
-	t = p2p_psess_new(&hi);
-	q.offset_ms = 200;
-	p2p_psess_on_sig(t, 2000, &lo, &q, &me);
-	cr_assert_eq(drain(t, 2000), 2);
-	cr_assert_eq(acts[0].sig.offset_ms, 420);
-	cr_assert_eq(acts[1].start_in, 420);
-	p2p_psess_free(t);
-	/* ... one above it is kept. */
-	t = p2p_psess_new(&hi);
-	q.offset_ms = 700;
-	p2p_psess_on_sig(t, 2000, &lo, &q, &me);
-	cr_assert_eq(drain(t, 2000), 2);
-	cr_assert_eq(acts[0].sig.offset_ms, 700);
-	p2p_psess_free(t);
-}
-
-Test(psess, replier_answers_and_runs_as_sender)
+Test(psess, replier_answers_and_primes_at_once)
 {
 	struct p2p_psess_local me = facts();
 	struct p2p_psess_table *t = p2p_psess_new(&hi);
 	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_NONE);
 	const struct p2p_psess_action *a;
 
-	q.offset_ms = 50; /* clamped to P2P_PUNCH_OFFSET_MIN_MS */
+	q.offset_ms = 50; /* an old peer's start offset: ignored */
 	add_cand(&q, v4(203, 0, 113, 5, 5000));
 	p2p_psess_on_sig(t, 2000, &lo, &q, &me);
 	cr_assert_eq(drain(t, 2000), 2);
@@ -340,19 +307,19 @@ Test(psess, replier_answers_and_runs_as_sender)
 	a = &acts[0];
 	cr_assert_eq(a->sig.type, P2P_PUNCH_REPLY);
 	cr_assert_eq(a->sig.nonce, 9);
-	cr_assert_eq(a->sig.offset_ms, P2P_PUNCH_OFFSET_MIN_MS);
+	cr_assert_eq(a->sig.offset_ms, 0);
 	cr_assert_eq(a->sig.ncand, 2);
 	cr_assert_eq(acts[1].type, P2P_PSESS_SCHEDULED);
-	cr_assert(!acts[1].primer);
-	cr_assert_eq(acts[1].start_in, P2P_PUNCH_OFFSET_MIN_MS);
+	/* The replier primes, whatever the IDs (hi > lo used to send). */
+	cr_assert(acts[1].primer);
 	cr_assert(p2p_psess_running(t, &lo));
-	/* The sender starts a little after the primer. */
-	cr_assert_eq(p2p_psess_next_timer(t), 2000 + P2P_PUNCH_OFFSET_MIN_MS +
-						  P2P_PUNCH_SENDER_DELAY_MS);
+	/* ... at once: its prime must be out before the requester, who
+	 * connects when our REPLY arrives, sends its SYN. */
+	cr_assert_eq(p2p_psess_next_timer(t), 2000);
 	p2p_psess_tick(t, p2p_psess_next_timer(t));
 	cr_assert_eq(drain(t, 0), 1);
 	cr_assert_eq(acts[0].type, P2P_PSESS_CONNECT);
-	cr_assert_eq(acts[0].ttl, 0);
+	cr_assert_eq(acts[0].ttl, P2P_PUNCH_PRIME_TTL);
 	/* The same REQUEST again (a duplicate): ignored. */
 	p2p_psess_on_sig(t, 2300, &lo, &q, &me);
 	cr_assert_eq(drain(t, 2300), 0);
@@ -514,13 +481,14 @@ Test(psess, schedule_timeout_message_with_counts)
 	cr_assert_eq(a->reason, P2P_PUNCH_R_TIMEOUT);
 	cr_assert(!a->requester);
 	/* Every SYN after the three reset ones went unanswered and was
-	 * aborted after P2P_PUNCH_ATTEMPT_MS, except one still out at the
-	 * end, aborted then (that abort is not counted as unanswered). */
+	 * aborted after P2P_PUNCH_PRIME_HOLD_MS (we prime), except one still
+	 * out at the end, aborted then (that abort is not counted as
+	 * unanswered). */
 	cr_assert_gt(connects, 3);
 	cr_assert_eq(count(P2P_PSESS_ABORT), 1);
 	snprintf(want, sizeof(want),
 		 "no direct link: the peer is not dialable; hole punching "
-		 "failed after 8.3 s: no connection through the NATs (this "
+		 "failed after 8.0 s: no connection through the NATs (this "
 		 "side port-preserving, the peer endpoint-independent; %u "
 		 "attempts, 3 reset, %u unanswered)",
 		 connects, aborts_seen - 1);
@@ -544,8 +512,8 @@ Test(psess, success_through_our_listener_aborts_every_attempt)
 	drain(t, 0);
 	p2p_psess_on_sig(t, 0, &hi, &r, &me);
 	drain(t, 0);
-	p2p_psess_tick(t, P2P_PUNCH_OFFSET_MS);
-	cr_assert_eq(drain(t, P2P_PUNCH_OFFSET_MS), 3);
+	p2p_psess_tick(t, 0);
+	cr_assert_eq(drain(t, 0), 3);
 	p2p_psess_attempt_connected(t, 350, &hi, 1);
 	p2p_psess_link_hello(t, 400, &hi, P2P_PSESS_NONE);
 	cr_assert_eq(drain(t, 400), 4);
@@ -586,8 +554,8 @@ Test(psess, signalling_end_aborts_attempts_in_flight)
 	drain(t, 0);
 	p2p_psess_on_sig(t, 0, &hi, &r, &me);
 	drain(t, 0);
-	p2p_psess_tick(t, P2P_PUNCH_OFFSET_MS);
-	drain(t, P2P_PUNCH_OFFSET_MS);
+	p2p_psess_tick(t, 0);
+	drain(t, 0);
 	p2p_psess_attempt_failed(t, 320, &hi, 0, true); /* 0 waits */
 	cr_assert(p2p_psess_route_failed(t, 400, 7));
 	cr_assert_eq(drain(t, 400), 2);
@@ -610,8 +578,8 @@ Test(psess, stop_clears_everything)
 	drain(t, 0);
 	p2p_psess_on_sig(t, 0, &hi, &r, &me);
 	drain(t, 0);
-	p2p_psess_tick(t, P2P_PUNCH_OFFSET_MS);
-	cr_assert_eq(drain(t, P2P_PUNCH_OFFSET_MS), 1); /* CONNECT 0 */
+	p2p_psess_tick(t, 0);
+	cr_assert_eq(drain(t, 0), 1); /* CONNECT 0 */
 	p2p_psess_stop(t);
 	cr_assert(!p2p_psess_running(t, &hi));
 	cr_assert_eq(drain(t, 400), 1);
@@ -688,12 +656,12 @@ Test(psess, next_timer_is_the_earliest_of_all_sessions)
 	drain(t, 1000);
 	cr_assert_eq(p2p_psess_next_timer(t), P2P_PUNCH_SIGNAL_MS);
 	add_cand(&q, v4(203, 0, 113, 5, 5000));
-	p2p_psess_on_sig(t, 2000, &lo, &q, &me); /* we send: start + 100 */
+	p2p_psess_on_sig(t, 2000, &lo, &q, &me); /* we prime: at once */
 	drain(t, 2000);
-	cr_assert_eq(p2p_psess_next_timer(t), 2400);
-	p2p_psess_tick(t, 2400);
-	drain(t, 2400);
-	cr_assert_eq(p2p_psess_next_timer(t), 2400 + P2P_PUNCH_ATTEMPT_MS);
+	cr_assert_eq(p2p_psess_next_timer(t), 2000);
+	p2p_psess_tick(t, 2000);
+	drain(t, 2000);
+	cr_assert_eq(p2p_psess_next_timer(t), 2000 + P2P_PUNCH_PRIME_HOLD_MS);
 	p2p_psess_attempt_connected(t, 2450, &lo, 0); /* waits for HELLO */
 	cr_assert_eq(p2p_psess_next_timer(t), P2P_PUNCH_SIGNAL_MS);
 	p2p_psess_on_sig(t, 2500, &other[0], &f, &me);
@@ -702,7 +670,7 @@ Test(psess, next_timer_is_the_earliest_of_all_sessions)
 	p2p_psess_tick(t, 1000 + P2P_PUNCH_SIGNAL_MS);
 	drain(t, 1000 + P2P_PUNCH_SIGNAL_MS);
 	cr_assert_eq(p2p_psess_next_timer(t),
-		     2300 + P2P_PUNCH_TOTAL_MS); /* the schedule's end */
+		     2000 + P2P_PUNCH_TOTAL_MS); /* the schedule's end */
 	p2p_psess_free(t);
 }
 
