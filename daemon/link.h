@@ -66,10 +66,15 @@ struct link;
 
 /* Set up the link table; registered hooks are link_after/link_next/... */
 int link_module_init(struct p2pd_node *n);
+/* Free the link table (every link closed) and the pooled chunks. */
+void link_module_free(struct p2pd_node *n);
 /* Close every link now (shutdown): gone is announced, handles close. */
 void link_close_all(struct p2pd_node *n);
 /* Hub hooks (daemon.c registers them). */
 bool link_after(void *n);
+/* Writes what links queued (bufq.h); registered as the last hook so that
+ * every record a turn produced leaves before the loop waits. */
+bool link_flush(void *n);
 uint64_t link_next(void *n);
 void link_expire(void *n, uint64_t now);
 
