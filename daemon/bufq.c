@@ -125,8 +125,8 @@ int bufq_append(struct bufq *q, const void *data, size_t len)
 {
 	const uint8_t *p = data;
 	size_t room = q->tail ? BUFQ_CHUNK - q->tail->used : 0;
-	size_t need = len > room ? (len - room + BUFQ_CHUNK - 1) / BUFQ_CHUNK
-				 : 0;
+	size_t need =
+	    len > room ? (len - room + BUFQ_CHUNK - 1) / BUFQ_CHUNK : 0;
 	struct bufq_chunk *first = NULL, *last = NULL;
 
 	/* All chunks first, so that a failure queues nothing. */

@@ -85,10 +85,12 @@ struct link {
 struct links {
 	struct link *list;
 	uint32_t next_id;
-	bool dirty; /* a link was marked: link_after has work */
-	bool reap;  /* a link is dead: link_after closes its handle */
-	struct bufpool pool;  /* chunks of the links' queues and reads */
-	struct link *flush;   /* links with records not yet written */
+	bool dirty;	     /* a link was marked: link_after has work */
+	bool reap;	     /* a link is dead: link_after closes its handle */
+	struct bufpool pool; /* chunks of the links' queues and reads */
+	struct link *flush;  /* links with records not yet written */
+	uint8_t *data_rec;   /* the record link_data_reserve set aside */
+	size_t data_cap;
 	/* A relayed link's record, sealed here and copied by its transport. */
 	uint8_t scratch[P2P_FRAME_HDR + P2P_FRAME_MAX];
 };
@@ -102,6 +104,11 @@ int link_module_init(struct p2pd_node *n)
 {
 	n->links = calloc(1, sizeof(*n->links));
 	return n->links ? 0 : -ENOMEM;
+}
+
+struct bufpool *link_bufpool(struct p2pd_node *n)
+{
+	return &n->links->pool;
 }
 
 void link_module_free(struct p2pd_node *n)
@@ -324,7 +331,8 @@ static void on_close(uv_handle_t *h)
 	}
 	admit_release(n->admit, l->id); /* a pending slot, if any */
 	/* Not on the flush list: link_flush drops dead links from it. */
-	for (struct link **pp = &n->links->flush; *pp; pp = &(*pp)->flush_next) {
+	for (struct link **pp = &n->links->flush; *pp;
+	     pp = &(*pp)->flush_next) {
 		if (*pp == l) {
 			*pp = l->flush_next;
 			break;
@@ -497,7 +505,7 @@ static void drained(struct link *l)
 	    usable(l) &&
 	    uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read) == 0)
 		l->read_paused = false; /* harden9 */
-	link_writable(l); /* tunnels wait for the queue */
+	link_writable(l);		/* tunnels wait for the queue */
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -566,8 +574,8 @@ static void flush_one(struct link *l)
 	if (l->shut_pending && bufq_unsent(&l->q) == 0) {
 		l->shut_pending = false;
 		l->shut.data = l;
-		if (uv_shutdown(&l->shut, (uv_stream_t *)&l->tcp,
-				on_shutdown) < 0)
+		if (uv_shutdown(&l->shut, (uv_stream_t *)&l->tcp, on_shutdown) <
+		    0)
 			link_fail(l, l->why);
 	}
 }
@@ -609,8 +617,9 @@ static uint8_t *link_reserve(struct link *l, size_t cap)
 	if (l->state == LINK_DEAD)
 		return NULL;
 	if (l->tr)
-		return cap <= sizeof(l->n->links->scratch) ? l->n->links->scratch
-							   : NULL;
+		return cap <= sizeof(l->n->links->scratch)
+			   ? l->n->links->scratch
+			   : NULL;
 	if (bufq_len(&l->q) + cap > LINK_WQ_MAX ||
 	    (bufq_len(&l->q) > LINK_WQ_SHARE &&
 	     wq_total(l->n) > LINK_WQ_TOTAL_MAX)) {
@@ -669,6 +678,48 @@ int link_send_raw(struct link *l, const uint8_t *msg, size_t len)
 	rc = p2p_linkfsm_seal(l->fsm, msg, len, p, cap, &out);
 	if (rc < 0) {
 		bufq_commit(&l->q, 0);
+		return rc;
+	}
+	return link_commit(l, out);
+}
+
+uint8_t *link_data_reserve(struct link *l, size_t cap)
+{
+	const size_t hdr = P2P_FRAME_HDR + P2P_STREAM_DATA_HDR;
+
+	l->n->links->data_rec = NULL;
+	if (l->state != LINK_UP || cap == 0 ||
+	    cap > P2P_MSG_MAX - P2P_STREAM_DATA_HDR)
+		return NULL;
+	l->n->links->data_cap = hdr + cap + P2P_AEAD_TAG;
+	l->n->links->data_rec = link_reserve(l, l->n->links->data_cap);
+	return l->n->links->data_rec ? l->n->links->data_rec + hdr : NULL;
+}
+
+int link_data_commit(struct link *l, uint32_t stream, size_t len)
+{
+	uint8_t *p = l->n->links->data_rec, *msg;
+	size_t out;
+	int rc;
+
+	l->n->links->data_rec = NULL;
+	if (!p)
+		return -EINVAL;
+	if (len == 0 || l->state != LINK_UP) {
+		if (!l->tr)
+			bufq_commit(&l->q, 0); /* the room goes unused */
+		return len == 0 ? 0 : -ENOTCONN;
+	}
+	msg = p + P2P_FRAME_HDR;
+	/* The data is where a record's plaintext goes: the header in
+	 * front, sealed in place (session.h: msg may be out + 4). */
+	p2p_msg_stream_data_hdr(msg, stream);
+	rc = p2p_linkfsm_seal(l->fsm, msg, P2P_STREAM_DATA_HDR + len, p,
+			      l->n->links->data_cap, &out);
+	if (rc < 0) {
+		if (!l->tr)
+			bufq_commit(&l->q, 0);
+		link_fail(l, "cannot seal");
 		return rc;
 	}
 	return link_commit(l, out);

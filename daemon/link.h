@@ -66,6 +66,8 @@ struct link;
 
 /* Set up the link table; registered hooks are link_after/link_next/... */
 int link_module_init(struct p2pd_node *n);
+/* The chunks links and tunnels queue bytes in (bufq.h). */
+struct bufpool *link_bufpool(struct p2pd_node *n);
 /* Free the link table (every link closed) and the pooled chunks. */
 void link_module_free(struct p2pd_node *n);
 /* Close every link now (shutdown): gone is announced, handles close. */
@@ -152,6 +154,17 @@ unsigned link_users(const struct link *l);
 /* LP_DIALBACK: the nonce our DIALBACK_OK carries. */
 void link_set_dialback_nonce(struct link *l, uint64_t nonce);
 
+/*
+ * The data path without a copy: room for up to cap bytes of STREAM_DATA
+ * (cap <= P2P_MSG_MAX - P2P_STREAM_DATA_HDR) inside a record set aside in
+ * the link's queue, where a read from a local socket can land; NULL when
+ * the link takes none now (not up, or its queue is over its limit: then
+ * the link fails). link_data_commit(l, stream, len) makes the len bytes
+ * there a STREAM_DATA record, sealed in place, and queues it (len 0: the
+ * room goes unused). Nothing else may be sent on l in between.
+ */
+uint8_t *link_data_reserve(struct link *l, size_t cap);
+int link_data_commit(struct link *l, uint32_t stream, size_t len);
 /* Send; 0 or -errno. A failure marks the link dead (gone comes later). */
 int link_send_msg(struct link *l, const struct p2p_msg *m);
 int link_send_raw(struct link *l, const uint8_t *msg, size_t len);

@@ -894,9 +894,9 @@ Test(core, linkfsm_inplace_after_framer_partial)
 	cr_assert_gt(A.wlen, 6);
 	cr_assert_eq(p2p_linkfsm_input(B.f, NOW, A.wire, 3), 3);
 	drain(&B);
-	cr_assert_eq(p2p_linkfsm_input_inplace(B.f, NOW, A.wire + 3,
-					       A.wlen - 3),
-		     A.wlen - 3);
+	cr_assert_eq(
+	    p2p_linkfsm_input_inplace(B.f, NOW, A.wire + 3, A.wlen - 3),
+	    A.wlen - 3);
 	drain(&B);
 	cr_assert_eq(B.last_txid, 80);
 	A.wlen = 0;

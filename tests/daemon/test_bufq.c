@@ -123,8 +123,8 @@ static void check_records(const struct fake *f, unsigned count)
 	size_t off = 0;
 
 	for (unsigned i = 0; i < count; i++) {
-		cr_assert_leq(off + rec_len(i), f->out_len,
-			      "record %u missing", i);
+		cr_assert_leq(off + rec_len(i), f->out_len, "record %u missing",
+			      i);
 		rec_fill(want, i);
 		cr_assert(memcmp(f->out + off, want, rec_len(i)) == 0,
 			  "record %u damaged or out of order", i);
@@ -161,7 +161,8 @@ Test(bufq, partial_try_write_at_every_byte_boundary)
 	struct bufpool pool = {0};
 	size_t total = 30 + 61460 + 1;
 
-	for (size_t k = 0; k <= total; k += (k < 70 || k > total - 70) ? 1 : 997) {
+	for (size_t k = 0; k <= total;
+	     k += (k < 70 || k > total - 70) ? 1 : 997) {
 		struct fake *f = fake_new();
 		struct bufq q;
 
@@ -328,8 +329,8 @@ Test(bufq, pool_reuses_chunks_and_keeps_a_bounded_number)
 	void *b = bufpool_get(&pool);
 	cr_assert_eq(b, a[BUFQ_POOL_KEEP - 1], "the last kept is reused");
 	bufpool_put(&pool, b);
-	cr_assert_null(bufq_reserve(&(struct bufq){.pool = &pool},
-				    BUFQ_CHUNK + 1));
+	cr_assert_null(
+	    bufq_reserve(&(struct bufq){.pool = &pool}, BUFQ_CHUNK + 1));
 	bufpool_drain(&pool);
 	cr_assert_eq(pool.nfree, 0);
 }
