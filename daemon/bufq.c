@@ -119,6 +119,13 @@ void bufq_commit(struct bufq *q, size_t n)
 	q->tail->used += n;
 	q->len += n;
 	q->reserved = 0;
+	/* Room given back on an empty queue: so is its chunk (an idle
+	 * link or tunnel holds none). */
+	if (q->len == 0) {
+		chunk_put(q->pool, q->head);
+		q->head = q->tail = NULL;
+		q->off = 0;
+	}
 }
 
 int bufq_append(struct bufq *q, const void *data, size_t len)

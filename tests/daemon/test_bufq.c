@@ -334,3 +334,27 @@ Test(bufq, pool_reuses_chunks_and_keeps_a_bounded_number)
 	bufpool_drain(&pool);
 	cr_assert_eq(pool.nfree, 0);
 }
+
+/* Room set aside and not used (a read that found nothing) costs nothing:
+ * an empty queue holds no chunk, a busy one is unchanged. */
+Test(bufq, unused_reservation_is_given_back)
+{
+	struct bufpool pool = {0};
+	struct bufq q;
+	struct fake *f = fake_new();
+
+	bufq_init(&q, &pool);
+	cr_assert_not_null(bufq_reserve(&q, 60000));
+	bufq_commit(&q, 0);
+	cr_assert_eq(pool.live, 0);
+	put_record(&q, 0);
+	cr_assert_not_null(bufq_reserve(&q, BUFQ_CHUNK)); /* a new chunk */
+	bufq_commit(&q, 0);
+	put_record(&q, 1);
+	cr_assert_eq(bufq_len(&q), rec_len(0) + rec_len(1));
+	bufq_flush(&q, &fake_io, f);
+	check_records(f, 2);
+	cr_assert_eq(pool.live, 0);
+	bufpool_drain(&pool);
+	fake_free(f);
+}
