@@ -648,7 +648,10 @@ static int link_commit(struct link *l, size_t len)
 		return rc;
 	}
 	bufq_commit(&l->q, len);
-	want_flush(l);
+	if (bufq_unsent(&l->q) >= LINK_FLUSH_BYTES)
+		flush_one(l); /* a failure marks the link dead */
+	else
+		want_flush(l);
 	return 0;
 }
 

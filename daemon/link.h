@@ -38,6 +38,11 @@
 #define LINK_WQ_READ_RESUME (256u * 1024)
 #define LINK_WQ_TOTAL_MAX (64u << 20)
 #define LINK_WQ_SHARE (256u * 1024)
+/* Records a loop turn queued are written together before the loop waits
+ * (link_flush); once this many wait, at once: a turn that reads many
+ * local buffers would otherwise fill the queue up to TUN_LINK_WQ_HIGH and
+ * stop its tunnels' reading only to start it again after the flush. */
+#define LINK_FLUSH_BYTES (256u * 1024)
 
 enum link_purpose {
 	LP_OVERLAY,  /* overlay DIAL, inbound, or bootstrap by address */
