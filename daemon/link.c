@@ -74,6 +74,7 @@ struct link {
 	 * at rb[rb_off .. rb_off + rb_len)); none on an idle link. */
 	uint8_t *rb;
 	size_t rb_off, rb_len;
+	bool rb_held; /* counted in links.rb_held */
 	unsigned users;
 	const char *why; /* static reason for the close */
 	const struct link_transport *tr;
@@ -89,6 +90,7 @@ struct links {
 	bool reap;	     /* a link is dead: link_after closes its handle */
 	struct bufpool pool; /* chunks of the links' queues and reads */
 	struct link *flush;  /* links with records not yet written */
+	unsigned rb_held;    /* links keeping a read chunk between reads */
 	uint8_t *data_rec;   /* the record link_data_reserve set aside */
 	size_t data_cap;
 	/* A relayed link's record, sealed here and copied by its transport. */
@@ -341,6 +343,8 @@ static void on_close(uv_handle_t *h)
 	/* libuv has called back every write (ECANCELED) before this. */
 	bufq_free(&l->q);
 	bufpool_put(&n->links->pool, l->rb);
+	if (l->rb_held)
+		n->links->rb_held--;
 	p2p_linkfsm_free(l->fsm);
 	free(l);
 	node_handle_closed(n);
@@ -1009,7 +1013,28 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 
 static void rb_release(struct link *l)
 {
+	struct links *ls = l->n->links;
+
+	/* Over LINK_READ_HELD_MAX: the start of a frame to the framer. */
+	if (l->rb_len > 0 && ls->rb_held >= LINK_READ_HELD_MAX) {
+		while (l->rb_len > 0 && usable(l)) {
+			size_t k = p2p_linkfsm_input(
+			    l->fsm, now_us(), l->rb + l->rb_off, l->rb_len);
+			link_run(l);
+			l->rb_off += k;
+			l->rb_len -= k;
+		}
+		l->rb_len = 0;
+	}
+	if (l->rb && l->rb_len > 0 && !l->rb_held) {
+		l->rb_held = true;
+		ls->rb_held++;
+	}
 	if (l->rb && l->rb_len == 0) {
+		if (l->rb_held) {
+			l->rb_held = false;
+			ls->rb_held--;
+		}
 		bufpool_put(&l->n->links->pool, l->rb);
 		l->rb = NULL;
 		l->rb_off = 0;

@@ -43,6 +43,11 @@
  * local buffers would otherwise fill the queue up to TUN_LINK_WQ_HIGH and
  * stop its tunnels' reading only to start it again after the flush. */
 #define LINK_FLUSH_BYTES (256u * 1024)
+/* Links that may keep a read chunk (BUFQ_CHUNK) for the start of a frame
+ * between reads; past it, the start goes to the link's framer (a copy,
+ * at most the frame's announced size), so that peers sending a few bytes
+ * of a frame each cannot pin a chunk per link. */
+#define LINK_READ_HELD_MAX 32
 
 enum link_purpose {
 	LP_OVERLAY,  /* overlay DIAL, inbound, or bootstrap by address */
