@@ -202,7 +202,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 		return;
 	}
 	/* One shared buffer: on_read sends it before the next read. */
-	*buf = uv_buf_init((char *)t->n->tun->rbuf, l ? (unsigned)budget : 0);
+	*buf = uv_buf_init((char *)t->n->tun->rbuf, (unsigned)budget);
 }
 
 static void sync_read(struct tun *t)
@@ -242,7 +242,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 	t->reserved = false;
 	/* The record on_alloc set aside: sealed below, or given back. */
-	if (reserved && (nread <= 0 || !l))
+	if (reserved && l && nread <= 0)
 		(void)link_data_commit(l, t->s.id, 0);
 	if (nread == 0 || nread == UV_ENOBUFS) {
 		sync_read(t);
