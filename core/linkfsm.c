@@ -475,8 +475,8 @@ static void on_record(struct p2p_linkfsm *f, uint64_t now, const uint8_t *body,
 		      size_t len)
 {
 	/* The framer's buffer is the fsm's own and lives until the next
-	 * feed: the record is opened in place there (session.h allows
-	 * out == body), which saves a 64 KiB buffer per link. */
+	 * feed, and an in-place caller's buffer is given to change: the
+	 * record is opened in place (session.h allows out == body). */
 	uint8_t *buf = (uint8_t *)body;
 	size_t mlen;
 	int rc = p2p_session_open(f->sess, body, len, buf, len, &mlen);
@@ -522,6 +522,42 @@ size_t p2p_linkfsm_input(struct p2p_linkfsm *f, uint64_t now,
 			on_record(f, now, body, blen);
 	}
 	return (size_t)k;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+size_t p2p_linkfsm_input_inplace(struct p2p_linkfsm *f, uint64_t now,
+				 uint8_t *data, size_t len)
+{
+	uint32_t blen;
+
+	/* A frame begun by p2p_linkfsm_input: the framer finishes it. */
+	if (p2p_framer_pending(f->fr) > 0)
+		return p2p_linkfsm_input(f, now, data, len);
+	begin(f);
+	if (f->state != S_HANDSHAKE && f->state != S_UP)
+		return len;
+	if (len < P2P_FRAME_HDR)
+		return 0;
+	/* The framer's rules (frame.h): length 0 and lengths over the
+	 * largest frame are errors, found as soon as the header is in. */
+	blen = be32(data);
+	if (blen == 0 || blen > P2P_FRAME_MAX) {
+		finish(f, P2P_LINKFSM_C_BAD_FRAME, "bad frame",
+		       blen == 0 ? -EPROTO : -EMSGSIZE, NULL);
+		return len;
+	}
+	if (len - P2P_FRAME_HDR < blen)
+		return 0;
+	if (f->state == S_HANDSHAKE)
+		on_hs_frame(f, now, data + P2P_FRAME_HDR, blen);
+	else
+		on_record(f, now, data + P2P_FRAME_HDR, blen);
+	return P2P_FRAME_HDR + (size_t)blen;
 }
 
 /* ---- time ---- */

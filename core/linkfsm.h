@@ -160,6 +160,20 @@ int p2p_linkfsm_connected(struct p2p_linkfsm *f, uint64_t now,
 size_t p2p_linkfsm_input(struct p2p_linkfsm *f, uint64_t now,
 			 const uint8_t *data, size_t len);
 
+/*
+ * Bytes in, from a buffer the fsm may change: when data begins with a
+ * whole frame it is taken where it lies, without the framer's copy (a
+ * record is opened in place; a decoded message points into data until
+ * the next input). Returns the bytes taken, at most one frame's: 0 when
+ * data holds only the start of a frame (the caller keeps those bytes
+ * and comes back with more; a buffer of P2P_FRAME_HDR + P2P_FRAME_MAX
+ * bytes always holds a whole frame); all of them once closing or done,
+ * or after a bad length. A frame begun with p2p_linkfsm_input() is
+ * finished by the framer (copied).
+ */
+size_t p2p_linkfsm_input_inplace(struct p2p_linkfsm *f, uint64_t now,
+				 uint8_t *data, size_t len);
+
 /* Deadlines: call at or after p2p_linkfsm_next_timer() (UINT64_MAX:
  * none). */
 void p2p_linkfsm_tick(struct p2p_linkfsm *f, uint64_t now);

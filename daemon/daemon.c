@@ -116,6 +116,8 @@ static int wire_time(struct p2pd_node *n)
 	rc |= node_after(n, link_after, n);
 	rc |= node_after(n, ovl_after, n);
 	rc |= node_after(n, reach_after, n);
+	/* Last: records queued by any hook leave before the loop waits. */
+	rc |= node_after(n, link_flush, n);
 	return rc;
 }
 
@@ -148,7 +150,7 @@ static void free_services(struct p2pd_node *n)
 	relay_free(n);
 	punch_free(n);
 	ovl_free(n);
-	free(n->links);
+	link_module_free(n);
 	admit_free(n->admit);
 	free(n->services);
 	sodium_memzero(&n->ident, sizeof(n->ident));

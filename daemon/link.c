@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "admit.h"
+#include "bufq.h"
 #include "core/linkfsm.h"
 #include "link.h"
 #include "log.h"
@@ -62,7 +63,17 @@ struct link {
 	struct p2p_addr peer_dial; /* where the peer can be dialled (HELLO) */
 	struct p2p_addr observed;  /* where the peer sees us (HELLO) */
 	uint64_t dialback_nonce;   /* LP_DIALBACK: nonce to send */
-	size_t wq;		   /* bytes queued for writing */
+	/* Writing (see "writing" below): sealed records queued in pooled
+	 * chunks, one uv_write at a time, flushed before the loop waits. */
+	struct bufq q;
+	uv_write_t wreq;
+	struct link *flush_next; /* on links.flush */
+	bool flush_listed;
+	/* Reading: a pooled chunk while bytes are held (a partial frame
+	 * at rb[rb_off .. rb_off + rb_len)); none on an idle link. */
+	uint8_t *rb;
+	size_t rb_off, rb_len;
+	bool rb_held; /* counted in links.rb_held */
 	unsigned users;
 	const char *why; /* static reason for the close */
 	const struct link_transport *tr;
@@ -74,16 +85,15 @@ struct link {
 struct links {
 	struct link *list;
 	uint32_t next_id;
-	bool dirty; /* a link was marked: link_after has work */
-	bool reap;  /* a link is dead: link_after closes its handle */
-	uint8_t rbuf[64 * 1024];
-};
-
-struct wreq {
-	uv_write_t req;
-	struct link *l;
-	size_t len;
-	uint8_t data[];
+	bool dirty;	     /* a link was marked: link_after has work */
+	bool reap;	     /* a link is dead: link_after closes its handle */
+	struct bufpool pool; /* chunks of the links' queues and reads */
+	struct link *flush;  /* links with records not yet written */
+	unsigned rb_held;    /* links keeping a read chunk between reads */
+	uint8_t *data_rec;   /* the record link_data_reserve set aside */
+	size_t data_cap;
+	/* A relayed link's record, sealed here and copied by its transport. */
+	uint8_t scratch[P2P_FRAME_HDR + P2P_FRAME_MAX];
 };
 
 static bool usable(const struct link *l)
@@ -95,6 +105,19 @@ int link_module_init(struct p2pd_node *n)
 {
 	n->links = calloc(1, sizeof(*n->links));
 	return n->links ? 0 : -ENOMEM;
+}
+
+struct bufpool *link_bufpool(struct p2pd_node *n)
+{
+	return &n->links->pool;
+}
+
+void link_module_free(struct p2pd_node *n)
+{
+	if (n->links)
+		bufpool_drain(&n->links->pool);
+	free(n->links);
+	n->links = NULL;
 }
 
 /* ---- names and properties ---- */
@@ -268,7 +291,7 @@ uint64_t link_born(const struct link *l)
 
 size_t link_queued(const struct link *l)
 {
-	return l->tr ? l->tr->queued(l->tr_ctx) : l->wq;
+	return l->tr ? l->tr->queued(l->tr_ctx) : bufq_len(&l->q);
 }
 
 void link_hold(struct link *l)
@@ -308,6 +331,19 @@ static void on_close(uv_handle_t *h)
 		}
 	}
 	admit_release(n->admit, l->id); /* a pending slot, if any */
+	/* Not on the flush list: link_flush drops dead links from it. */
+	for (struct link **pp = &n->links->flush; *pp;
+	     pp = &(*pp)->flush_next) {
+		if (*pp == l) {
+			*pp = l->flush_next;
+			break;
+		}
+	}
+	/* libuv has called back every write (ECANCELED) before this. */
+	bufq_free(&l->q);
+	bufpool_put(&n->links->pool, l->rb);
+	if (l->rb_held)
+		n->links->rb_held--;
 	p2p_linkfsm_free(l->fsm);
 	free(l);
 	node_handle_closed(n);
@@ -399,7 +435,9 @@ static struct link *link_new(struct p2pd_node *n, bool outbound)
 		l->id = ++n->links->next_id;
 	l->outbound = outbound;
 	l->born = node_now(n);
+	bufq_init(&l->q, &n->links->pool);
 	l->tcp.data = l;
+	l->wreq.data = l;
 	l->next = n->links->list;
 	n->links->list = l;
 	return l;
@@ -456,23 +494,111 @@ void link_writable(struct link *l)
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-static void on_write(uv_write_t *req, int status)
+/*
+ * Records are sealed straight into the link's queue (bufq.h: pooled
+ * chunks, nothing allocated per record) and written before the loop
+ * waits again (link_flush, the last after-input hook): everything a turn
+ * produced (data, window credit, pings) leaves in one writev, tried at
+ * once; what the socket does not take goes as one uv_write of several
+ * buffers, and what is queued behind it waits for its completion.
+ */
+static void want_flush(struct link *l)
 {
-	struct wreq *w = (struct wreq *)req;
-	struct link *l = w->l;
+	if (l->flush_listed || l->state == LINK_DEAD)
+		return;
+	l->flush_listed = true;
+	l->flush_next = l->n->links->flush;
+	l->n->links->flush = l;
+}
 
-	l->wq -= w->len;
-	free(w);
-	if (l->read_paused && l->wq <= LINK_WQ_READ_RESUME && usable(l) &&
+/* The queue shrank: reading again (harden9), tunnels told. */
+static void drained(struct link *l)
+{
+	if (l->read_paused && bufq_len(&l->q) <= LINK_WQ_READ_RESUME &&
+	    usable(l) &&
 	    uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read) == 0)
 		l->read_paused = false; /* harden9 */
+	link_writable(l);		/* tunnels wait for the queue */
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct link *l = req->data;
+
+	bufq_written(&l->q);
 	if (status < 0 && status != UV_ECANCELED) {
 		log_debug("link %s: write: %s", l->n->id_text,
 			  uv_strerror(status));
 		link_fail(l, "write failed");
-	} else if (status == 0) {
-		link_writable(l); /* tunnels wait for the queue */
+		return;
 	}
+	if (status < 0)
+		return;
+	drained(l);
+	want_flush(l); /* what was queued behind it, if anything */
+}
+
+static void bufs_of(uv_buf_t *b, const struct iovec *iov, int n)
+{
+	for (int i = 0; i < n; i++)
+		b[i] = uv_buf_init(iov[i].iov_base, (unsigned)iov[i].iov_len);
+}
+
+static ssize_t io_try(void *ctx, const struct iovec *iov, int n)
+{
+	struct link *l = ctx;
+	uv_buf_t b[BUFQ_IOV_MAX];
+
+	bufs_of(b, iov, n);
+	return uv_try_write((uv_stream_t *)&l->tcp, b, (unsigned)n);
+}
+
+static int io_write(void *ctx, const struct iovec *iov, int n)
+{
+	struct link *l = ctx;
+	uv_buf_t b[BUFQ_IOV_MAX];
+
+	bufs_of(b, iov, n);
+	return uv_write(&l->wreq, (uv_stream_t *)&l->tcp, b, (unsigned)n,
+			on_write);
+}
+
+static const struct bufq_io link_io = {io_try, io_write};
+
+/* Write what is queued. */
+static void flush_one(struct link *l)
+{
+	ssize_t k;
+
+	if (l->state == LINK_DEAD)
+		return;
+	k = bufq_flush(&l->q, &link_io, l);
+	if (k < 0) {
+		log_debug("link %s: write: %s", l->n->id_text,
+			  uv_strerror((int)k));
+		link_fail(l, "write failed");
+		return;
+	}
+	if (k > 0)
+		drained(l);
+}
+
+bool link_flush(void *arg)
+{
+	struct p2pd_node *n = arg;
+	bool did = false;
+
+	/* Flushing tells tunnels the queue drained; they may queue more:
+	 * until the list stays empty. */
+	while (n->links->flush) {
+		struct link *l = n->links->flush;
+		n->links->flush = l->flush_next;
+		l->flush_next = NULL;
+		l->flush_listed = false;
+		flush_one(l);
+		did |= l->state == LINK_DEAD; /* link_after has work */
+	}
+	return did;
 }
 
 /* harden9: bytes queued by every link (LINK_WQ_TOTAL_MAX). */
@@ -481,82 +607,128 @@ static size_t wq_total(struct p2pd_node *n)
 	size_t t = 0;
 
 	for (struct link *l = n->links->list; l; l = l->next)
-		t += l->wq;
+		t += bufq_len(&l->q);
 	return t;
 }
 
-static struct wreq *wreq_new(struct link *l, size_t cap)
+/* Room for a record of up to cap bytes: in the queue, or for a relayed
+ * link in the scratch buffer its transport copies from. */
+static uint8_t *link_reserve(struct link *l, size_t cap)
 {
+	uint8_t *p;
+
 	if (l->state == LINK_DEAD)
 		return NULL;
-	if (l->wq + cap > LINK_WQ_MAX ||
-	    (l->wq > LINK_WQ_SHARE && wq_total(l->n) > LINK_WQ_TOTAL_MAX)) {
+	if (l->tr)
+		return cap <= sizeof(l->n->links->scratch)
+			   ? l->n->links->scratch
+			   : NULL;
+	if (bufq_len(&l->q) + cap > LINK_WQ_MAX ||
+	    (bufq_len(&l->q) > LINK_WQ_SHARE &&
+	     wq_total(l->n) > LINK_WQ_TOTAL_MAX)) {
 		log_warnx("link to peer: write queue over %u bytes, closing",
 			  LINK_WQ_MAX);
 		link_fail(l, "write queue full");
 		return NULL;
 	}
-	struct wreq *w = malloc(sizeof(*w) + cap);
-	if (w)
-		w->l = l;
-	return w;
+	p = bufq_reserve(&l->q, cap);
+	if (!p)
+		link_fail(l, "out of memory");
+	return p;
 }
 
-static int wreq_send(struct wreq *w, size_t len)
+/* len bytes at the last link_reserve are a record (or frame): queued. */
+static int link_commit(struct link *l, size_t len)
 {
-	struct link *l = w->l;
-	uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
 	int rc;
 
 	l->bytes_out += len;
 	l->n->stats.bytes_out += len;
 	if (l->tr) {
-		rc = l->tr->write(l->tr_ctx, w->data, len);
-		free(w);
+		rc = l->tr->write(l->tr_ctx, l->n->links->scratch, len);
 		if (rc < 0)
 			link_fail(l, "relay circuit failed");
 		return rc;
 	}
-	w->len = len;
-	l->wq += len;
-	rc = uv_write(&w->req, (uv_stream_t *)&l->tcp, &b, 1, on_write);
-	if (rc < 0) {
-		l->wq -= len;
-		free(w);
-		link_fail(l, "write failed");
-	}
-	return rc;
+	bufq_commit(&l->q, len);
+	if (bufq_unsent(&l->q) >= LINK_FLUSH_BYTES)
+		flush_one(l); /* a failure marks the link dead */
+	else
+		want_flush(l);
+	return 0;
 }
 
 /* A whole frame (header included), e.g. a handshake frame. */
 static int link_write_frame(struct link *l, const uint8_t *data, size_t len)
 {
-	struct wreq *w = wreq_new(l, len);
+	uint8_t *p = link_reserve(l, len);
 
-	if (!w)
+	if (!p)
 		return -ENOBUFS;
-	memcpy(w->data, data, len);
-	return wreq_send(w, len);
+	memcpy(p, data, len);
+	return link_commit(l, len);
 }
 
 int link_send_raw(struct link *l, const uint8_t *msg, size_t len)
 {
 	size_t cap = len + P2P_RECORD_OVERHEAD, out;
-	struct wreq *w;
+	uint8_t *p;
 	int rc;
 
 	if (l->state != LINK_UP)
 		return -ENOTCONN;
-	w = wreq_new(l, cap);
-	if (!w)
+	p = link_reserve(l, cap);
+	if (!p)
 		return -ENOBUFS;
-	/* Sealed straight into the write request: no copy. */
-	rc = p2p_linkfsm_seal(l->fsm, msg, len, w->data, cap, &out);
+	/* Sealed straight into the queue: no copy. */
+	rc = p2p_linkfsm_seal(l->fsm, msg, len, p, cap, &out);
 	if (rc < 0) {
-		free(w);
+		bufq_commit(&l->q, 0);
 		return rc;
 	}
-	return wreq_send(w, out);
+	return link_commit(l, out);
+}
+
+uint8_t *link_data_reserve(struct link *l, size_t cap)
+{
+	const size_t hdr = P2P_FRAME_HDR + P2P_STREAM_DATA_HDR;
+
+	l->n->links->data_rec = NULL;
+	if (l->state != LINK_UP || cap == 0 ||
+	    cap > P2P_MSG_MAX - P2P_STREAM_DATA_HDR)
+		return NULL;
+	l->n->links->data_cap = hdr + cap + P2P_AEAD_TAG;
+	l->n->links->data_rec = link_reserve(l, l->n->links->data_cap);
+	return l->n->links->data_rec ? l->n->links->data_rec + hdr : NULL;
+}
+
+int link_data_commit(struct link *l, uint32_t stream, size_t len)
+{
+	uint8_t *p = l->n->links->data_rec, *msg;
+	size_t out;
+	int rc;
+
+	l->n->links->data_rec = NULL;
+	if (!p)
+		return -EINVAL;
+	if (len == 0 || l->state != LINK_UP) {
+		if (!l->tr)
+			bufq_commit(&l->q, 0); /* the room goes unused */
+		return len == 0 ? 0 : -ENOTCONN;
+	}
+	msg = p + P2P_FRAME_HDR;
+	/* The data is where a record's plaintext goes: the header in
+	 * front, sealed in place (session.h: msg may be out + 4). */
+	p2p_msg_stream_data_hdr(msg, stream);
+	rc = p2p_linkfsm_seal(l->fsm, msg, P2P_STREAM_DATA_HDR + len, p,
+			      l->n->links->data_cap, &out);
+	if (rc < 0) {
+		if (!l->tr)
+			bufq_commit(&l->q, 0);
+		link_fail(l, "cannot seal");
+		return rc;
+	}
+	return link_commit(l, out);
 }
 
 int link_send_msg(struct link *l, const struct p2p_msg *m)
@@ -602,7 +774,7 @@ void link_close(struct link *l, uint8_t code, const char *reason)
 	link_run(l);
 }
 
-/* The fsm wrote GOAWAY: half-close and wait for the peer's EOF. */
+/* The fsm wrote GOAWAY: wait for the peer to close. */
 static void on_closing(struct link *l, const struct p2p_linkfsm_action *a)
 {
 	struct p2pd_node *n = l->n;
@@ -618,7 +790,10 @@ static void on_closing(struct link *l, const struct p2p_linkfsm_action *a)
 		link_fail(l, a->why);
 		return;
 	}
+	/* No half-close (see link_close): the GOAWAY goes out with this
+	 * turn's writes, and the link is reset once the peer has gone. */
 	l->rst = true;
+	want_flush(l);
 	l->why = a->why;
 	l->state = LINK_CLOSING;
 	n->links->dirty = true;
@@ -809,13 +984,79 @@ static void link_run(struct link *l)
 			link_act(l, &a);
 }
 
+/*
+ * Reading: into a pooled chunk of the link's own, so that whole frames
+ * are opened where they lie (p2p_linkfsm_input_inplace) and only a
+ * partial frame stays for the next read; the chunk goes back to the pool
+ * once no byte is held. A partial frame is moved to the chunk's start
+ * when a whole frame might no longer fit behind it: at most one frame's
+ * bytes per chunk's worth read.
+ */
+#define LINK_READ_ROOM (P2P_FRAME_HDR + P2P_FRAME_MAX)
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	struct link *l = h->data;
+	size_t end;
 
-	/* One shared buffer: read_cb consumes it before the next read. */
-	*buf =
-	    uv_buf_init((char *)l->n->links->rbuf, sizeof(l->n->links->rbuf));
+	(void)hint;
+	if (!l->rb && !(l->rb = bufpool_get(&l->n->links->pool))) {
+		*buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
+		return;
+	}
+	if (l->rb_off > 0 && l->rb_off + LINK_READ_ROOM > BUFQ_CHUNK) {
+		memmove(l->rb, l->rb + l->rb_off, l->rb_len);
+		l->rb_off = 0;
+	}
+	end = l->rb_off + l->rb_len;
+	*buf = uv_buf_init((char *)l->rb + end, (unsigned)(BUFQ_CHUNK - end));
+}
+
+static void rb_release(struct link *l)
+{
+	struct links *ls = l->n->links;
+
+	/* Over LINK_READ_HELD_MAX: the start of a frame to the framer. */
+	if (l->rb_len > 0 && ls->rb_held >= LINK_READ_HELD_MAX) {
+		while (l->rb_len > 0 && usable(l)) {
+			size_t k = p2p_linkfsm_input(
+			    l->fsm, now_us(), l->rb + l->rb_off, l->rb_len);
+			link_run(l);
+			l->rb_off += k;
+			l->rb_len -= k;
+		}
+		l->rb_len = 0;
+	}
+	if (l->rb && l->rb_len > 0 && !l->rb_held) {
+		l->rb_held = true;
+		ls->rb_held++;
+	}
+	if (l->rb && l->rb_len == 0) {
+		if (l->rb_held) {
+			l->rb_held = false;
+			ls->rb_held--;
+		}
+		bufpool_put(&l->n->links->pool, l->rb);
+		l->rb = NULL;
+		l->rb_off = 0;
+	}
+}
+
+/* Whole frames of the link's read chunk, in place; what is left is the
+ * start of a frame. */
+static void feed_inplace(struct link *l)
+{
+	while (l->rb_len > 0 && usable(l)) {
+		size_t k = p2p_linkfsm_input_inplace(
+		    l->fsm, now_us(), l->rb + l->rb_off, l->rb_len);
+		link_run(l);
+		if (k == 0)
+			break;
+		l->rb_off += k;
+		l->rb_len -= k;
+	}
+	if (!usable(l))
+		l->rb_len = 0; /* nothing more is read */
 }
 
 /* Bytes of the link's stream in: the fsm takes a frame at a time, and
@@ -844,11 +1085,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 						  ? "closed by peer"
 						  : uv_strerror((int)nread));
 		uv_read_stop(s);
-		link_fail(l, "closed");
+		link_fail(l, nread == UV_ENOBUFS ? "out of memory" : "closed");
 		return;
 	}
-	link_feed(l, (const uint8_t *)buf->base, (size_t)nread);
-	if (l->wq > LINK_WQ_READ_STOP && usable(l) && !l->tr) {
+	l->bytes_in += (size_t)nread;
+	l->n->stats.bytes_in += (size_t)nread;
+	l->rb_len += (size_t)nread;
+	feed_inplace(l);
+	rb_release(l);
+	if (bufq_len(&l->q) > LINK_WQ_READ_STOP && usable(l) && !l->tr) {
 		uv_read_stop(s); /* harden9: on_write reads again */
 		l->read_paused = true;
 	}

@@ -38,6 +38,16 @@
 #define LINK_WQ_READ_RESUME (256u * 1024)
 #define LINK_WQ_TOTAL_MAX (64u << 20)
 #define LINK_WQ_SHARE (256u * 1024)
+/* Records a loop turn queued are written together before the loop waits
+ * (link_flush); once this many wait, at once: a turn that reads many
+ * local buffers would otherwise fill the queue up to TUN_LINK_WQ_HIGH and
+ * stop its tunnels' reading only to start it again after the flush. */
+#define LINK_FLUSH_BYTES (256u * 1024)
+/* Links that may keep a read chunk (BUFQ_CHUNK) for the start of a frame
+ * between reads; past it, the start goes to the link's framer (a copy,
+ * at most the frame's announced size), so that peers sending a few bytes
+ * of a frame each cannot pin a chunk per link. */
+#define LINK_READ_HELD_MAX 32
 
 enum link_purpose {
 	LP_OVERLAY,  /* overlay DIAL, inbound, or bootstrap by address */
@@ -66,10 +76,17 @@ struct link;
 
 /* Set up the link table; registered hooks are link_after/link_next/... */
 int link_module_init(struct p2pd_node *n);
+/* The chunks links and tunnels queue bytes in (bufq.h). */
+struct bufpool *link_bufpool(struct p2pd_node *n);
+/* Free the link table (every link closed) and the pooled chunks. */
+void link_module_free(struct p2pd_node *n);
 /* Close every link now (shutdown): gone is announced, handles close. */
 void link_close_all(struct p2pd_node *n);
 /* Hub hooks (daemon.c registers them). */
 bool link_after(void *n);
+/* Writes what links queued (bufq.h); registered as the last hook so that
+ * every record a turn produced leaves before the loop waits. */
+bool link_flush(void *n);
 uint64_t link_next(void *n);
 void link_expire(void *n, uint64_t now);
 
@@ -147,6 +164,17 @@ unsigned link_users(const struct link *l);
 /* LP_DIALBACK: the nonce our DIALBACK_OK carries. */
 void link_set_dialback_nonce(struct link *l, uint64_t nonce);
 
+/*
+ * The data path without a copy: room for up to cap bytes of STREAM_DATA
+ * (cap <= P2P_MSG_MAX - P2P_STREAM_DATA_HDR) inside a record set aside in
+ * the link's queue, where a read from a local socket can land; NULL when
+ * the link takes none now (not up, or its queue is over its limit: then
+ * the link fails). link_data_commit(l, stream, len) makes the len bytes
+ * there a STREAM_DATA record, sealed in place, and queues it (len 0: the
+ * room goes unused). Nothing else may be sent on l in between.
+ */
+uint8_t *link_data_reserve(struct link *l, size_t cap);
+int link_data_commit(struct link *l, uint32_t stream, size_t len);
 /* Send; 0 or -errno. A failure marks the link dead (gone comes later). */
 int link_send_msg(struct link *l, const struct p2p_msg *m);
 int link_send_raw(struct link *l, const uint8_t *msg, size_t len);

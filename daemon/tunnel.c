@@ -25,13 +25,6 @@
 #include "nodeutil.h"
 #include "tunnel_int.h"
 
-struct twrite {
-	uv_write_t req;
-	struct tun *t;
-	size_t len;
-	uint8_t data[];
-};
-
 static void apply(struct tun *t, int act);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
@@ -62,6 +55,8 @@ struct tun *tun_new(struct p2pd_node *n, enum tun_kind kind)
 	t->n = n;
 	t->kind = kind;
 	t->t0_hr = uv_hrtime();
+	bufq_init(&t->wq, link_bufpool(n));
+	t->wreq.data = t;
 	t->next = n->tun->list;
 	n->tun->list = t;
 	n->tun->count++;
@@ -99,6 +94,8 @@ void tun_on_handle_closed(uv_handle_t *h)
 
 	if (t->h_malloced)
 		free(h);
+	/* libuv called the write back (ECANCELED) before this. */
+	bufq_free(&t->wq);
 	free(t);
 	node_handle_closed(n);
 }
@@ -145,6 +142,7 @@ void tun_close(struct tun *t, bool abort)
 	}
 	unlist(t);
 	if (!t->h) {
+		bufq_free(&t->wq);
 		free(t);
 		return;
 	}
@@ -178,14 +176,30 @@ void tun_send_reset_id(struct link *l, uint32_t id, uint8_t code,
 
 /* ---- the local socket ---- */
 
+/*
+ * The read lands where its record's plaintext goes, in the link's queue
+ * (link_data_reserve), and is sealed there in place: no copy between the
+ * socket and the link. Without a link (it went), the shared buffer.
+ */
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	struct tun *t = h->data;
+	struct link *l = tun_link(t);
 	size_t budget = stream_read_budget(&t->s);
+	uint8_t *p;
 
-	if (link_full(tun_link(t))) {
+	(void)hint;
+	t->reserved = false;
+	if (link_full(l)) {
 		set_blocked(t, true);
 		budget = 0;
+	}
+	if (budget > STREAM_CHUNK)
+		budget = STREAM_CHUNK;
+	if (l && budget > 0 && (p = link_data_reserve(l, budget))) {
+		t->reserved = true;
+		*buf = uv_buf_init((char *)p, (unsigned)budget);
+		return;
 	}
 	/* One shared buffer: on_read sends it before the next read. */
 	*buf = uv_buf_init((char *)t->n->tun->rbuf, (unsigned)budget);
@@ -222,8 +236,14 @@ static void send_data(struct tun *t, const uint8_t *data, size_t len)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct tun *t = s->data;
+	bool reserved = t->reserved;
+	struct link *l = tun_link(t);
 	int act;
 
+	t->reserved = false;
+	/* The record on_alloc set aside: sealed below, or given back. */
+	if (reserved && l && nread <= 0)
+		(void)link_data_commit(l, t->s.id, 0);
 	if (nread == 0 || nread == UV_ENOBUFS) {
 		sync_read(t);
 		return;
@@ -236,7 +256,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		act = stream_on_local_error(&t->s);
 	} else {
 		act = stream_on_local_read(&t->s, (size_t)nread);
-		if (!(act & STREAM_ACT_SEND_RESET))
+		if (reserved && l)
+			(void)link_data_commit(
+			    l, t->s.id,
+			    act & STREAM_ACT_SEND_RESET ? 0 : (size_t)nread);
+		else if (!(act & STREAM_ACT_SEND_RESET))
 			send_data(t, (const uint8_t *)buf->base, (size_t)nread);
 	}
 	apply(t, act);
@@ -257,22 +281,13 @@ static void link_budget(struct p2pd_node *n, const struct link *l,
 			    relayed ? t->s.window : t->s.window - STREAM_WINDOW;
 }
 
-static void on_local_write(uv_write_t *req, int status)
+/* len bytes went into the local socket: credit, maybe a bigger window. */
+static void local_written(struct tun *t, size_t len)
 {
-	struct twrite *w = (struct twrite *)req;
-	struct tun *t = w->t;
-	size_t len = w->len;
 	struct stream_budget lb;
 	struct stream_env env = {0};
 	struct link *l;
 
-	free(w);
-	if (t->closing)
-		return;
-	if (status < 0) {
-		apply(t, stream_on_local_error(&t->s));
-		return;
-	}
 	if ((l = tun_link(t))) {
 		double rtt = link_rtt(l);
 		link_budget(t->n, l, &lb);
@@ -282,6 +297,57 @@ static void on_local_write(uv_write_t *req, int status)
 		env.daemon = &t->n->tun->grown;
 	}
 	apply(t, stream_on_local_written(&t->s, len, l ? &env : NULL));
+}
+
+static ssize_t local_try(void *ctx, const struct iovec *iov, int n)
+{
+	struct tun *t = ctx;
+	uv_buf_t b[BUFQ_IOV_MAX];
+
+	for (int i = 0; i < n; i++)
+		b[i] = uv_buf_init(iov[i].iov_base, (unsigned)iov[i].iov_len);
+	return uv_try_write(t->h, b, (unsigned)n);
+}
+
+static void on_local_write(uv_write_t *req, int status);
+
+static int local_async(void *ctx, const struct iovec *iov, int n)
+{
+	struct tun *t = ctx;
+	uv_buf_t b[BUFQ_IOV_MAX];
+
+	for (int i = 0; i < n; i++)
+		b[i] = uv_buf_init(iov[i].iov_base, (unsigned)iov[i].iov_len);
+	return uv_write(&t->wreq, t->h, b, (unsigned)n, on_local_write);
+}
+
+static const struct bufq_io local_io = {local_try, local_async};
+
+/* What is queued for the local socket: tried, the rest as one write. */
+static void local_flush(struct tun *t)
+{
+	ssize_t k = bufq_flush(&t->wq, &local_io, t);
+
+	if (k < 0)
+		apply(t, stream_on_local_error(&t->s));
+	else if (k > 0)
+		local_written(t, (size_t)k);
+}
+
+static void on_local_write(uv_write_t *req, int status)
+{
+	struct tun *t = req->data;
+	size_t len = bufq_written(&t->wq);
+
+	if (t->closing)
+		return;
+	if (status < 0) {
+		apply(t, stream_on_local_error(&t->s));
+		return;
+	}
+	local_written(t, len);
+	if (!t->closing)
+		local_flush(t);
 }
 
 static void on_local_shutdown(uv_shutdown_t *req, int status)
@@ -294,23 +360,38 @@ static void on_local_shutdown(uv_shutdown_t *req, int status)
 	apply(t, stream_on_local_shutdown(&t->s));
 }
 
+/*
+ * STREAM_DATA for the local socket: written straight from the link's
+ * read chunk, where the record was opened, when nothing waits before it
+ * and the socket takes it; only what it does not take is copied (into
+ * the tunnel's queue). The credit for what went goes out after.
+ */
 static void local_write(struct tun *t, const uint8_t *data, size_t len)
 {
-	struct twrite *w = malloc(sizeof(*w) + len);
-	uv_buf_t b;
+	size_t done = 0;
 
-	if (!w) {
-		apply(t, stream_on_local_error(&t->s));
-		return;
+	if (bufq_len(&t->wq) == 0) {
+		uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+		int k = uv_try_write(t->h, &b, 1);
+		if (k < 0 && k != UV_EAGAIN) {
+			apply(t, stream_on_local_error(&t->s));
+			return;
+		}
+		done = k > 0 ? (size_t)k : 0;
 	}
-	w->t = t;
-	w->len = len;
-	memcpy(w->data, data, len);
-	b = uv_buf_init((char *)w->data, (unsigned)len);
-	if (uv_write(&w->req, t->h, &b, 1, on_local_write) < 0) {
-		free(w);
-		apply(t, stream_on_local_error(&t->s));
+	if (done < len) {
+		ssize_t k = bufq_append(&t->wq, data + done, len - done);
+		/* Written behind a write in flight, or tried once more. */
+		if (k == 0)
+			k = bufq_flush(&t->wq, &local_io, t);
+		if (k < 0) {
+			apply(t, stream_on_local_error(&t->s));
+			return;
+		}
+		done += (size_t)k;
 	}
+	if (done > 0)
+		local_written(t, done);
 }
 
 /*

@@ -4,6 +4,7 @@
 #ifndef P2PD_TUNNEL_INT_H
 #define P2PD_TUNNEL_INT_H
 
+#include "bufq.h"
 #include "reach.h"
 #include "tunnel.h"
 
@@ -57,6 +58,11 @@ struct tun {
 	uv_connect_t conn;	     /* TUN_TARGET */
 	struct tun_resolve *resolve; /* TUN_TARGET: host name lookup */
 	uv_shutdown_t shut;
+	/* Bytes for the local socket it did not take at once (bufq.h),
+	 * one uv_write at a time. */
+	struct bufq wq;
+	uv_write_t wreq;
+	bool reserved;	   /* on_alloc set a record aside on the link */
 	uint64_t deadline; /* OPENING: give up then */
 	uint32_t peer_window;
 	uint64_t t0_hr;

@@ -9,6 +9,8 @@
  *      a PING or a close
  *   2  a punching initiator after connect: raw bytes (frame 1 and the
  *      role switch)
+ * Flag 32 feeds the fsm as daemon/link.c does: p2p_linkfsm_input_inplace
+ * on a read buffer that keeps the start of a frame for the next read.
  * Whatever comes, the fsm must not crash, must take 1..len bytes per
  * input, and must say nothing after its last action (DONE or REDIAL).
  */
@@ -78,6 +80,49 @@ static void feed(struct p2p_linkfsm *f, bool *ended, const uint8_t *p,
 	}
 }
 
+/*
+ * The glue's way (daemon/link.c): bytes land in a read buffer behind what
+ * is held, whole frames are taken in place, the start of a frame stays.
+ * The buffer holds a whole frame of the largest size, so the fsm must
+ * always take one once it is there.
+ */
+static bool inplace;
+static uint8_t held[2 * (P2P_FRAME_HDR + P2P_FRAME_MAX)];
+static size_t hlen;
+
+static void feed_held(struct p2p_linkfsm *f, bool *ended, const uint8_t *p,
+		      size_t len)
+{
+	while (len > 0) {
+		size_t room = sizeof(held) - hlen, off = 0, k;
+		if (room > len)
+			room = len;
+		memcpy(held + hlen, p, room);
+		hlen += room;
+		p += room;
+		len -= room;
+		while (off < hlen &&
+		       (k = p2p_linkfsm_input_inplace(f, now, held + off,
+						      hlen - off)) > 0) {
+			FUZZ_CHECK(k <= hlen - off);
+			off += k;
+			drain(f, ended, NULL, NULL);
+		}
+		FUZZ_CHECK(hlen - off < P2P_FRAME_HDR + P2P_FRAME_MAX);
+		memmove(held, held + off, hlen - off);
+		hlen -= off;
+	}
+}
+
+static void feed_f(struct p2p_linkfsm *f, bool *ended, const uint8_t *p,
+		   size_t len)
+{
+	if (inplace)
+		feed_held(f, ended, p, len);
+	else
+		feed(f, ended, p, len, NULL, NULL);
+}
+
 /* Pipe an initiator into r until both are quiet; the initiator. */
 static struct p2p_linkfsm *pair(const struct p2p_linkfsm_config *cfg,
 				struct p2p_linkfsm *r, bool *rend)
@@ -117,12 +162,12 @@ static void step(struct p2p_linkfsm *f, struct p2p_linkfsm *i, bool *ended,
 	if (i && (c[0] & 1) == 0) {
 		if (p2p_linkfsm_seal(i, c + 1, len - 1, rec, sizeof(rec), &n) ==
 		    0)
-			feed(f, ended, rec, n, NULL, NULL);
+			feed_f(f, ended, rec, n);
 		return;
 	}
 	switch ((c[0] >> 1) % 4) {
 	case 0:
-		feed(f, ended, c + 1, len - 1, NULL, NULL);
+		feed_f(f, ended, c + 1, len - 1);
 		break;
 	case 1:
 		now += (uint64_t)c[0] * 1000000;
@@ -164,6 +209,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		p2p_linkfsm_types_set(&cfg.before_hello, P2P_MSG_FIND_NODE);
 	if (data[0] & 16)
 		p2p_linkfsm_types_set(&cfg.on_relayed, P2P_MSG_STREAM_DATA);
+	inplace = data[0] & 32; /* p2p_linkfsm_input_inplace */
+	hlen = 0;
 	cfg.self = &ids[1];
 	if (mode == 2) {
 		role.initiator = true;

@@ -329,6 +329,15 @@ int p2p_msg_encode(const struct p2p_msg *m, uint8_t *out, size_t cap,
 	return 0;
 }
 
+void p2p_msg_stream_data_hdr(uint8_t out[P2P_STREAM_DATA_HDR], uint32_t stream)
+{
+	struct wbuf w = {.p = out, .cap = P2P_STREAM_DATA_HDR};
+
+	put_uint(&w, P2P_PROTO_VERSION, 1);
+	put_uint(&w, P2P_MSG_STREAM_DATA, 1);
+	put_uint(&w, stream, 4);
+}
+
 static void dec_hello(struct rbuf *r, struct p2p_msg *m)
 {
 	m->u.hello.flags = (uint8_t)get_uint(r, 1);

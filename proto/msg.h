@@ -123,6 +123,13 @@ struct p2p_msg {
 	} u;
 };
 
+/* STREAM_DATA's bytes before its data (version, type, stream ID): a
+ * sender that reads data straight into a record writes this in front of
+ * it (p2p_msg_stream_data_hdr) instead of encoding a copy. */
+#define P2P_STREAM_DATA_HDR 6
+/* The same bytes p2p_msg_encode writes for STREAM_DATA before data. */
+void p2p_msg_stream_data_hdr(uint8_t out[P2P_STREAM_DATA_HDR], uint32_t stream);
+
 /*
  * Encode m into out. Returns 0 and sets *outlen, -EMSGSIZE when out is too
  * small or a field is over its limit, -EINVAL for an unknown type or bad

@@ -105,7 +105,9 @@ const uint8_t *p2p_session_peer_pk(const struct p2p_session *s);
 
 /*
  * Encrypt one message (len <= P2P_MSG_MAX) into a whole frame in out;
- * cap >= len + P2P_RECORD_OVERHEAD. Returns 0 or -EMSGSIZE/-EINVAL/-EPIPE.
+ * cap >= len + P2P_RECORD_OVERHEAD. msg may be out + P2P_FRAME_HDR (sealed
+ * in place: libsodium's AEADs allow c == m). Returns 0 or
+ * -EMSGSIZE/-EINVAL/-EPIPE.
  */
 int p2p_session_seal(struct p2p_session *s, const uint8_t *msg, size_t len,
 		     uint8_t *out, size_t cap, size_t *outlen)

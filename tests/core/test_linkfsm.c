@@ -199,6 +199,35 @@ static void drain(struct side *s)
 	}
 }
 
+/* How deliver() hands bytes over: p2p_linkfsm_input (the framer), or
+ * p2p_linkfsm_input_inplace with the bytes arriving as one read, or one
+ * byte per read (the glue's read chunk: unconsumed bytes stay). */
+enum feed_mode { FEED_FRAMER, FEED_INPLACE, FEED_INPLACE_BYTES };
+static enum feed_mode feed_mode;
+
+static void deliver_inplace(struct side *from, struct side *to)
+{
+	static uint8_t rb[WIRE_MAX];
+	size_t have = 0, off = 0;
+	size_t step = feed_mode == FEED_INPLACE_BYTES ? 1 : from->wlen;
+
+	while (have < from->wlen) {
+		size_t k;
+		/* A "read" of step bytes lands behind what is held. */
+		memcpy(rb + have, from->wire + have, step);
+		have += step;
+		while (off < have &&
+		       (k = p2p_linkfsm_input_inplace(to->f, NOW, rb + off,
+						      have - off)) > 0) {
+			off += k;
+			drain(to);
+		}
+		drain(to);
+	}
+	cr_assert_eq(off, have, "whole frames only: nothing left");
+	from->wlen = 0;
+}
+
 /* Deliver what from wrote into to, one frame (or less) per call. */
 static bool deliver(struct side *from, struct side *to)
 {
@@ -206,6 +235,10 @@ static bool deliver(struct side *from, struct side *to)
 
 	if (from->wlen == 0)
 		return false;
+	if (feed_mode != FEED_FRAMER) {
+		deliver_inplace(from, to);
+		return true;
+	}
 	/* The receiver's writes go to its own wire: no overlap. */
 	while (off < from->wlen) {
 		size_t k = p2p_linkfsm_input(to->f, NOW, from->wire + off,
@@ -806,4 +839,91 @@ Test(core, linkfsm_send_msg_is_for_small_messages)
 	cr_assert_eq(p2p_linkfsm_send_msg(A.f, &m), 0);
 	pump();
 	cr_assert_eq(B.last_type, P2P_MSG_NODES);
+}
+
+/* ---- whole frames in place (the glue's read chunk) ---- */
+
+static void messages_in_place(enum feed_mode mode)
+{
+	uint8_t enc[2048], rec[2048 + P2P_RECORD_OVERHEAD], data[1500];
+	struct p2p_msg m = {.type = P2P_MSG_STREAM_DATA};
+	size_t len, rlen;
+
+	feed_mode = mode;
+	up(); /* handshake and HELLOs, in place */
+	send_find(&A, 78);
+	pump();
+	cr_assert_eq(B.last_type, P2P_MSG_FIND_NODE);
+	cr_assert_eq(B.last_txid, 78);
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 31 + 1);
+	m.u.stream.stream = 5;
+	m.u.stream.data = data;
+	m.u.stream.len = sizeof(data);
+	cr_assert_eq(p2p_msg_encode(&m, enc, sizeof(enc), &len), 0);
+	cr_assert_eq(p2p_linkfsm_seal(B.f, enc, len, rec, sizeof(rec), &rlen),
+		     0);
+	memcpy(B.wire, rec, rlen);
+	B.wlen = rlen;
+	send_find(&B, 79); /* a second record behind it, same read */
+	pump();
+	cr_assert_eq(A.msgs, 2);
+	cr_assert_eq(A.last_txid, 79);
+	cr_assert_eq(A.last_len, sizeof(data));
+	cr_assert_eq(memcmp(A.last_data, data, sizeof(A.last_data)), 0);
+	cr_assert_eq(A.done + B.done, 0);
+}
+
+Test(core, linkfsm_inplace_whole_reads)
+{
+	messages_in_place(FEED_INPLACE);
+}
+
+/* Every read boundary inside every frame: 0 until a frame is whole. */
+Test(core, linkfsm_inplace_split_at_every_byte)
+{
+	messages_in_place(FEED_INPLACE_BYTES);
+}
+
+/* A frame begun through the framer is finished by it. */
+Test(core, linkfsm_inplace_after_framer_partial)
+{
+	up();
+	send_find(&A, 80);
+	drain(&A);
+	cr_assert_gt(A.wlen, 6);
+	cr_assert_eq(p2p_linkfsm_input(B.f, NOW, A.wire, 3), 3);
+	drain(&B);
+	cr_assert_eq(
+	    p2p_linkfsm_input_inplace(B.f, NOW, A.wire + 3, A.wlen - 3),
+	    A.wlen - 3);
+	drain(&B);
+	cr_assert_eq(B.last_txid, 80);
+	A.wlen = 0;
+}
+
+/* Bad lengths are found from the header alone, as the framer does. */
+static void bad_length(uint32_t blen, int err)
+{
+	uint8_t hdr[P2P_FRAME_HDR] = {(uint8_t)(blen >> 24),
+				      (uint8_t)(blen >> 16),
+				      (uint8_t)(blen >> 8), (uint8_t)blen};
+
+	up();
+	cr_assert_eq(p2p_linkfsm_input_inplace(B.f, NOW, hdr, 3), 0);
+	cr_assert_eq(p2p_linkfsm_input_inplace(B.f, NOW, hdr, 4), 4);
+	drain(&B);
+	cr_assert_eq(B.done, 1);
+	cr_assert_eq(B.done_cause, P2P_LINKFSM_C_BAD_FRAME);
+	cr_assert_eq(B.done_err, err);
+}
+
+Test(core, linkfsm_inplace_zero_length_fails)
+{
+	bad_length(0, -EPROTO);
+}
+
+Test(core, linkfsm_inplace_oversized_fails)
+{
+	bad_length(P2P_FRAME_MAX + 1, -EMSGSIZE);
 }
