@@ -13,7 +13,8 @@
  *     8    2  IPv6 listen port, big-endian (0: none)
  *    10    8  sender's wall clock, ms since the Unix epoch, big-endian
  *    18   32  Ed25519 public key (the peer ID is its BLAKE2b-256)
- *    50   64  Ed25519 signature of P2P_BEACON_SIG_CTX || bytes 0..49
+ *    50   64  Ed25519 signature (crypto_sign_detached) of the 18 bytes
+ *             P2P_BEACON_SIG_CTX followed by bytes 0..49
  *
  * The datagram is exactly P2P_BEACON_LEN bytes. The receiver dials the
  * datagram's source address at the advertised port of its family; the
