@@ -88,8 +88,8 @@ class World:
         self.d = {}
         self.routers = {}
 
-    def daemon(self, name, node, boot=()):
-        d = LabDaemon(self.c, name, node, bootstrap=boot)
+    def daemon(self, name, node, boot=(), **kw):
+        d = LabDaemon(self.c, name, node, bootstrap=boot, **kw)
         self.c.daemons.append(d)
         self.d[name] = d
         return d
