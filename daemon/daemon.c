@@ -99,6 +99,7 @@ static int wire_links(struct p2pd_node *n)
 	rc |= node_observe_links(n, &tunnel_link_hooks, n);
 	node_set_hello(n, ovl_fill_hello, n);
 	rc |= progress_observe(n, tunnel_on_progress, n);
+	punch_on_scheduled(n, progress_punch_scheduled, n);
 	return rc;
 }
 
