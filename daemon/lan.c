@@ -153,8 +153,9 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 
 	(void)buf;
 	if (nread <= 0 || !sa || n->stopping || !n->lan ||
-	    node_addr_from_sockaddr(&src, sa) < 0)
-		return;
+	    node_addr_from_sockaddr(&src, sa) < 0 ||
+	    p2p_beacon_names_key(s->rx, (size_t)nread, n->ident.pk))
+		return; /* ours, looped back: the core would say SELF */
 	if (!p2p_lan_admit(n->lan->core, node_now(n), &src))
 		return; /* a flood: not even a signature check */
 	rc = (flags & UV_UDP_PARTIAL)

@@ -85,3 +85,8 @@ int p2p_beacon_decode(struct p2p_beacon *b, const uint8_t *in, size_t len)
 	*b = d;
 	return 0;
 }
+
+bool p2p_beacon_names_key(const uint8_t *in, size_t len, const uint8_t pk[32])
+{
+	return len == P2P_BEACON_LEN && memcmp(in + 18, pk, 32) == 0;
+}

@@ -23,6 +23,7 @@
 #ifndef P2P_PROTO_BEACON_H
 #define P2P_PROTO_BEACON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,5 +69,10 @@ int p2p_beacon_encode(const struct p2p_beacon *b,
  */
 int p2p_beacon_decode(struct p2p_beacon *b, const uint8_t *in, size_t len)
     __attribute__((warn_unused_result));
+
+/* Does the datagram name pk as its signer (not verified)? Our own
+ * beacons come back through the multicast loop: they are dropped with
+ * this before they cost a rate-limit token or a signature check. */
+bool p2p_beacon_names_key(const uint8_t *in, size_t len, const uint8_t pk[32]);
 
 #endif

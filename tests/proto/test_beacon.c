@@ -124,6 +124,16 @@ Test(beacon, structural_errors)
 	cr_assert_eq(p2p_beacon_decode(&b, bad, P2P_BEACON_LEN), -EPROTO);
 }
 
+Test(beacon, names_key)
+{
+	uint8_t buf[P2P_BEACON_LEN];
+
+	make(buf, 1, 0, 5);
+	cr_assert(p2p_beacon_names_key(buf, sizeof(buf), alice.pk));
+	cr_assert(!p2p_beacon_names_key(buf, sizeof(buf), mallory.pk));
+	cr_assert(!p2p_beacon_names_key(buf, sizeof(buf) - 1, alice.pk));
+}
+
 /* Mallory re-signs Alice's body with her own key: the signature is
  * checked against the key in the beacon, so this can only ever name
  * Mallory; with Alice's key left in place it fails. */
