@@ -11,7 +11,8 @@ no server anywhere:
   h-flood      no p2pd: the same, ten at once
 
 Asserted:
-  - h-a and h-b link to each other within LINK_BOUND_S of h-b's start,
+  - h-a and h-b link to each other within LINK_BOUND_S of starting h-b's
+    process (h-b's first beacon at its start reaches h-a, which dials),
     with nothing configured: `peers` on each lists the other at its LAN
     address (10.x.0.y:4242), and each has exactly one peer;
   - h-off opens no socket but its listener and control socket (no UDP
@@ -56,8 +57,8 @@ def build(c, lab):
         lab.host(h, r)
     w.daemon("h-off", lab.nodes["h-off"]).start()
     w.daemon("h-a", lab.nodes["h-a"], lan=True).start()
+    T["b_started"] = time.monotonic()  # before its process starts
     w.daemon("h-b", lab.nodes["h-b"], lan=True).start()
-    T["b_started"] = time.monotonic()
     return w
 
 
