@@ -406,6 +406,15 @@ static int key_control_group(const struct cfg_ctx *x, json_t *v)
 	return 0;
 }
 
+static int key_bool(const struct cfg_ctx *x, const char *key, json_t *v,
+		    bool *out)
+{
+	if (!json_is_boolean(v))
+		return ferr(x, "\"%s\" must be true or false", key);
+	*out = json_is_true(v);
+	return 0;
+}
+
 static int apply_key(const struct cfg_ctx *x, const char *key, json_t *v)
 {
 	struct p2pd_config *c = x->c;
@@ -429,6 +438,8 @@ static int apply_key(const struct cfg_ctx *x, const char *key, json_t *v)
 		return key_forwards(x, v);
 	if (strcmp(key, "limits") == 0)
 		return key_limits(x, v);
+	if (strcmp(key, "lan_discovery") == 0)
+		return key_bool(x, key, v, &c->lan_discovery);
 	return ferr(x, "unknown key \"%s\"", key);
 }
 

@@ -484,3 +484,18 @@ Test(config, reload_services)
 	cr_assert_eq(p2pd_config_reload_services(cfg, err, sizeof(err)), 0);
 	cr_expect_eq(cfg->nservices, 0);
 }
+
+/* issue 12 item 1: LAN discovery is on unless the file says false. */
+Test(config, lan_discovery_default_and_off)
+{
+	cr_assert_eq(load("-d", "/tmp/x", NULL), 0, "%s", err);
+	cr_expect(cfg->lan_discovery);
+	cr_assert_eq(load_file("{\"lan_discovery\": false}"), 0, "%s", err);
+	cr_expect(!cfg->lan_discovery);
+	cr_assert_eq(load_file("{\"lan_discovery\": true}"), 0, "%s", err);
+	cr_expect(cfg->lan_discovery);
+	expect_err(load_file("{\"lan_discovery\": 0}"),
+		   "\"lan_discovery\" must be true or false");
+	expect_err(load_file("{\"lan_discovery\": \"no\"}"),
+		   "\"lan_discovery\" must be true or false");
+}

@@ -485,5 +485,54 @@ def bootstrap_by_host_name():
         check_eq(r.returncode, 1, "p2pd -b x_y:1")
         check("HOST:PORT" in r.stderr, "message %r", r.stderr)
 
+ONLY_LO = "ip link set lo up && exec \"$@\""
+
+
+@T.test
+def lan_discovery_without_multicast():
+    """Issue 12 item 1: in a network namespace whose only interface is
+    loopback there is nothing to multicast on: LAN discovery is one
+    warning, and the daemon runs on and links by bootstrap as ever."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        print("skip lan_discovery_without_multicast: needs root and unshare")
+        return
+    with Cluster() as c:
+        d = c.daemon("lone", lan=True)
+        logf = open(d.log, "ab")
+        d.proc = c.popen(["unshare", "-n", "sh", "-c", ONLY_LO, "sh"] + d.argv(),
+                         stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+        logf.close()
+        d.wait_ready()
+        # past the second beacon's time (core/lan.h P2P_LAN_SECOND_MS)
+        wait_for(lambda: d.req({"cmd": "status"})["uptime_s"] >= 3, 10, what="3 s of uptime")
+        log = open(d.log).read()
+        lines = [l for l in log.splitlines() if "LAN discovery" in l]
+        check_eq(len(lines), 1, "LAN discovery lines %r" % lines)
+        check("warn: LAN discovery: not available on this host" in lines[0], "%r", lines)
+        check(d.alive(), "lone died")
+
+
+@T.test
+def lan_discovery_on_one_host():
+    """Two daemons on this host with lan_discovery true and no bootstrap
+    find each other: beacons go out on the host's interface and come back
+    through the multicast loop (loopback itself is not used). Skipped on a
+    host with no IPv4 multicast interface."""
+    with Cluster() as c:
+        a = c.daemon("a", host="0.0.0.0", lan=True).start()
+        log = open(a.log).read()
+        if "LAN discovery on" not in log or "except IPv4" in log:
+            print("skip lan_discovery_on_one_host: no IPv4 multicast here")
+            return
+        b = c.daemon("b", host="0.0.0.0", lan=True).start()
+        wait_for(lambda: b.id in a.peer_ids() and a.id in b.peer_ids(), 10,
+                 what="a and b linked through LAN discovery")
+        off = c.daemon("off", host="0.0.0.0").start()
+        # b announces again P2P_LAN_SECOND_MS after its start: by then the
+        # daemon without LAN discovery would have heard it if it listened
+        wait_for(lambda: b.req({"cmd": "status"})["uptime_s"] >= 3, 10, what="b's second beacon")
+        check_eq(off.peer_ids(), set(), "peers of the daemon without LAN discovery")
+
+
 if __name__ == "__main__":
     T.run()

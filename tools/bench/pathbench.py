@@ -138,7 +138,10 @@ class LabP2pd:
         self.addr = "%s:%d" % (node.ip, PORT)
         cfg = os.path.join(self.dir, "p2pd.json")
         with open(cfg, "w") as f:
-            json.dump({} if listen else {"listen": []}, f)
+            cfg_obj = {"lan_discovery": False}  # links only as the bench makes them
+            if not listen:
+                cfg_obj["listen"] = []
+            json.dump(cfg_obj, f)
         argv = [p2pd, "-c", cfg, "-s", self.sock, "-d", os.path.join(self.dir, "state"),
                 "--log-level", "warn"]
         if listen:
