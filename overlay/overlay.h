@@ -52,7 +52,7 @@
  */
 /* overlay internal: payload msgid u64, passed back hop by hop */
 #define P2P_APP_ROUTE_FAIL 0
-#define P2P_APP_PING 1	     /* daemon: routed ping */
+#define P2P_APP_PING 1 /* daemon: routed ping */
 #define P2P_APP_PONG 2
 #define P2P_APP_NAT 3 /* NAT traversal signalling */
 #define P2P_APP_USER 16

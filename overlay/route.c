@@ -231,7 +231,8 @@ static int originate(struct p2p_overlay *o, uint64_t now,
 
 /* m, which came from the hop from, cannot go on: tell that hop. */
 static void undeliverable(struct p2p_overlay *o, uint64_t now,
-			  const struct p2p_peerid *from, const struct p2p_msg *m)
+			  const struct p2p_peerid *from,
+			  const struct p2p_msg *m)
 {
 	uint8_t body[8];
 	uint64_t id;
