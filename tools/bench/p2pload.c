@@ -54,6 +54,11 @@ static const struct subcmd subcmds[] = {
      "nobody, send N RELAY_DATA and RELAY_CLOSE for unknown circuits, then "
      "an empty RELAY_DATA: exit 0 once the daemon closes the link, 1 if "
      "it does not, 3 I/O"},
+    {"routedforge", pl_cmd_routedforge,
+     "ADDR:PORT [--seconds S]  as a server link: send routed PINGs \"from\" "
+     "a victim next to our ID, answer routed PINGs passing through us with "
+     "forged PONGs; print the victim, then how many PONGs were reflected "
+     "to it and how many we forged"},
     {"findflood", pl_cmd_findflood,
      "ADDR:PORT [--seconds S]  send FIND_NODE as fast as the link takes "
      "them; print how many NODES came back"},

