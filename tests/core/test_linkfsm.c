@@ -395,6 +395,40 @@ Test(core, linkfsm_keepalive_ping_pong_rtt)
 	cr_assert_eq(B.rtts, 1);
 }
 
+/* Attack: PINGs as fast as the link takes them, never reading. Each one
+ * used to earn a PONG in our write queue. */
+Test(core, linkfsm_pongs_are_rate_limited)
+{
+	unsigned answered = 0;
+
+	up();
+	for (int i = 0; i < 10 * P2P_LINKFSM_PONG_BURST; i++) {
+		cr_assert_eq(p2p_linkfsm_ping(B.f, NOW), 0);
+		drain(&B);
+		deliver(&B, &A);
+		drain(&A);
+		if (A.wlen > 0)
+			answered++;
+		A.wlen = 0;
+	}
+	cr_assert_eq(answered, P2P_LINKFSM_PONG_BURST,
+		     "PONGs for a burst of PINGs: %u", answered);
+	/* tokens come back at P2P_LINKFSM_PONG_RATE a second */
+	NOW += 1000000;
+	answered = 0;
+	for (int i = 0; i < 4 * P2P_LINKFSM_PONG_RATE; i++) {
+		cr_assert_eq(p2p_linkfsm_ping(B.f, NOW), 0);
+		drain(&B);
+		deliver(&B, &A);
+		drain(&A);
+		if (A.wlen > 0)
+			answered++;
+		A.wlen = 0;
+	}
+	cr_assert_eq(answered, P2P_LINKFSM_PONG_RATE);
+	cr_assert_eq(A.done, 0, "the link stays up");
+}
+
 Test(core, linkfsm_idle_timeout_then_grace)
 {
 	up();

@@ -7,15 +7,32 @@ against a real daemon.
   comes back through it): no PONG is reflected. It answers a routed PING
   that it is asked to pass on with a PONG "from" the destination echoing
   the nonce: `ping` does not report success.
+- Write-queue memory: a peer that sends PINGs and FIND_NODEs as fast as
+  its link takes them and never reads earns at most the rate limits'
+  worth of replies (P2P_LINKFSM_PONG_RATE, P2P_FIND_RATE, after their
+  bursts), the daemon's RSS stays bounded, and another peer's ping and
+  bootstrap keep working meanwhile.
 """
 import re
 import subprocess
+import threading
 import time
 
 import p2ptest
 from p2ptest import Cluster, Runner, check, wait_for
 
 T = Runner("test_harden_low")
+PONG_RATE, PONG_BURST = 10, 20     # core/linkfsm.h
+FIND_RATE, FIND_BURST = 20, 50     # overlay/overlay.h
+RSS_GROWTH_MAX_KIB = 16 * 1024     # what the attack may add to the daemon
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
 
 
 @T.test
@@ -44,6 +61,57 @@ def routed_ping_pong_cannot_be_forged():
         check(r.get("ok") is not True, "a forged PONG made ping succeed: %r", r)
         check(reflected == 0, "%d PONGs reflected to the victim", reflected)
         check(a.alive(), "a survived")
+
+
+@T.test
+def peer_that_never_reads():
+    with Cluster() as c:
+        a = c.daemon("a").start()
+        b = c.daemon("b", bootstrap=[a]).start()
+        wait_for(lambda: a.id in b.peer_ids(), 15, what="b links to a")
+        base = rss_kib(a.proc.pid)
+        peak = [base]
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], rss_kib(a.proc.pid))
+                time.sleep(0.1)
+        t = threading.Thread(target=sample, daemon=True)
+        t.start()
+        secs = 6
+        p = subprocess.Popen([p2ptest.P2PLOAD, "noread", a.addr, "--seconds", str(secs)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(2)
+            # other peers keep working while it runs
+            r = b.req({"cmd": "ping", "peer": a.id}, timeout=20)
+            check(r.get("ok") is True, "b's ping during the attack: %r", r)
+            n = c.daemon("n").start()
+            r = n.req({"cmd": "bootstrap", "addr": a.addr}, timeout=20)
+            check(r.get("ok") is True, "a new peer's bootstrap during the attack: %r", r)
+            out, err = p.communicate(timeout=60)
+        finally:
+            stop.set()
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        t.join()
+        m = re.search(r"pings=(\d+) finds=(\d+) pongs=(\d+) nodes=(\d+) stalled_ms=(\d+) bytes=(\d+)", out)
+        check(m is not None, "p2pload noread: %r %r", out, err)
+        pings, finds, pongs, nodes, stalled, sent = (int(x) for x in m.groups())
+        grown = peak[0] - base
+        print("  sent %d PINGs and %d FIND_NODEs (%.1f MB) without reading; got %d PONGs, %d NODES; "
+              "longest stall %d ms; a's RSS %d KiB -> peak %d KiB (+%d)%s"
+              % (pings, finds, sent / 1e6, pongs, nodes, stalled, base, peak[0], grown,
+                 " closed" if "closed" in out else ""))
+        check(pings > 10 * (PONG_BURST + PONG_RATE * (secs + 2)), "too few PINGs sent to mean anything: %d", pings)
+        check(pongs <= PONG_BURST + PONG_RATE * (secs + 2), "%d PONGs for %d PINGs", pongs, pings)
+        check(nodes <= FIND_BURST + FIND_RATE * (secs + 2), "%d NODES for %d FIND_NODEs", nodes, finds)
+        check(grown <= RSS_GROWTH_MAX_KIB, "a's RSS grew by %d KiB", grown)
+        check(a.alive(), "a survived")
+        r = b.req({"cmd": "ping", "peer": a.id}, timeout=20)
+        check(r.get("ok") is True, "b's ping after the attack: %r", r)
 
 
 if __name__ == "__main__":

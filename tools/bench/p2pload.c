@@ -59,6 +59,9 @@ static const struct subcmd subcmds[] = {
      "a victim next to our ID, answer routed PINGs passing through us with "
      "forged PONGs; print the victim, then how many PONGs were reflected "
      "to it and how many we forged"},
+    {"noread", pl_cmd_noread,
+     "ADDR:PORT [--seconds S]  send PING and FIND_NODE as fast as the link "
+     "takes them without reading, then read and count the replies"},
     {"findflood", pl_cmd_findflood,
      "ADDR:PORT [--seconds S]  send FIND_NODE as fast as the link takes "
      "them; print how many NODES came back"},

@@ -83,6 +83,7 @@ void pl_link_free(struct pl_link *l);
 /* Subcommands: argv[0] is the subcommand name. Return the exit code. */
 int pl_cmd_handshakes(int argc, char **argv);
 int pl_cmd_routedforge(int argc, char **argv);
+int pl_cmd_noread(int argc, char **argv);
 int pl_cmd_hold(int argc, char **argv);
 int pl_cmd_status(int argc, char **argv);
 int pl_cmd_echo_baseline(int argc, char **argv);
