@@ -12,14 +12,20 @@ against a real daemon.
   worth of replies (P2P_LINKFSM_PONG_RATE, P2P_FIND_RATE, after their
   bursts), the daemon's RSS stays bounded, and another peer's ping and
   bootstrap keep working meanwhile.
+- Addresses told by peers: a server link whose HELLO claims 0.0.0.0:P and
+  whose NODES replies list 0.0.0.0, ::, multicast and broadcast contacts
+  at P gets no dial to P (on Linux 0.0.0.0 and :: reach this host, where
+  a listener counts), while a loopback contact at Q (plausible between
+  loopback peers) is dialled: the NODES were acted on.
 """
 import re
+import socket
 import subprocess
 import threading
 import time
 
 import p2ptest
-from p2ptest import Cluster, Runner, check, wait_for
+from p2ptest import Cluster, Runner, check, check_eq, wait_for
 
 T = Runner("test_harden_low")
 PONG_RATE, PONG_BURST = 10, 20     # core/linkfsm.h
@@ -112,6 +118,59 @@ def peer_that_never_reads():
         check(a.alive(), "a survived")
         r = b.req({"cmd": "ping", "peer": a.id}, timeout=20)
         check(r.get("ok") is True, "b's ping after the attack: %r", r)
+
+
+class Counter:
+    """A TCP listener that counts the connections it accepts."""
+
+    def __init__(self, host, family=socket.AF_INET):
+        self.s = socket.socket(family, socket.SOCK_STREAM)
+        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            self.s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        self.s.bind((host, 0))
+        self.s.listen(64)
+        self.s.settimeout(0.2)
+        self.port = self.s.getsockname()[1]
+        self.n = 0
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                c, _ = self.s.accept()
+                self.n += 1
+                c.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop.set()
+        self.t.join()
+        self.s.close()
+
+
+@T.test
+def told_addresses_filtered():
+    with Cluster() as c:
+        a = c.daemon("a").start()
+        bad = Counter("::", socket.AF_INET6)   # 0.0.0.0:P and [::]:P land here
+        good = Counter("127.0.0.1")
+        try:
+            r = p2ptest.p2pload("badaddrs", a.addr, "--port", bad.port, "--control", good.port,
+                                "--seconds", "5", timeout=60)
+            check("finds=" in r.stdout, "p2pload badaddrs: %r %r", r.stdout, r.stderr)
+            time.sleep(0.5)
+        finally:
+            bad.close()
+            good.close()
+        print("  dials to the told unspecified/multicast/broadcast addresses: %d; "
+              "to the loopback contact: %d" % (bad.n, good.n))
+        check(good.n >= 1, "the NODES reply was never acted on (no dial to the loopback contact)")
+        check_eq(bad.n, 0, "dials to 0.0.0.0/:: told by a peer")
+        check(a.alive(), "a survived")
 
 
 if __name__ == "__main__":

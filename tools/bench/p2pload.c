@@ -59,6 +59,11 @@ static const struct subcmd subcmds[] = {
      "a victim next to our ID, answer routed PINGs passing through us with "
      "forged PONGs; print the victim, then how many PONGs were reflected "
      "to it and how many we forged"},
+    {"badaddrs", pl_cmd_badaddrs,
+     "ADDR:PORT --port P [--control Q] [--seconds S]  a server link "
+     "claiming 0.0.0.0:P "
+     "in HELLO, answering FIND_NODE with contacts at 0.0.0.0, ::, "
+     "224.0.0.1 and 255.255.255.255 (port P), and 127.0.0.1:Q"},
     {"noread", pl_cmd_noread,
      "ADDR:PORT [--seconds S]  send PING and FIND_NODE as fast as the link "
      "takes them without reading, then read and count the replies"},

@@ -40,6 +40,11 @@ struct pl_link {
 	unsigned pongs;	   /* PINGs we answered */
 	unsigned nodes_rx; /* NODES received (harden9: findflood) */
 	bool say_server;   /* our HELLO claims server mode (no address) */
+	/* low9: the address our HELLO claims (family 0: none), and the
+	 * contacts our NODES replies carry (none by default). */
+	struct p2p_addr claim;
+	const struct p2p_contact *nodes;
+	size_t nnodes;
 	/* Messages the driver does not answer itself, if set (low9). */
 	void (*on_msg)(struct pl_link *l, const struct p2p_msg *m);
 	void *ctx;
@@ -84,6 +89,7 @@ void pl_link_free(struct pl_link *l);
 int pl_cmd_handshakes(int argc, char **argv);
 int pl_cmd_routedforge(int argc, char **argv);
 int pl_cmd_noread(int argc, char **argv);
+int pl_cmd_badaddrs(int argc, char **argv);
 int pl_cmd_hold(int argc, char **argv);
 int pl_cmd_status(int argc, char **argv);
 int pl_cmd_echo_baseline(int argc, char **argv);

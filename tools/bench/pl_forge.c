@@ -138,3 +138,72 @@ int pl_cmd_routedforge(int argc, char **argv)
 	pl_link_free(&l);
 	return PL_OK;
 }
+
+/*
+ * p2pload badaddrs (issue 9, Low: addresses from NODES and HELLO): a link
+ * whose HELLO says "server" and claims the unspecified address at PORT,
+ * and whose NODES replies list contacts at 0.0.0.0, ::, 224.0.0.1 and
+ * 255.255.255.255, all at PORT, for S seconds. On Linux a connect to
+ * 0.0.0.0 or :: reaches this host: a listener on PORT counts any dial.
+ * With --control Q, one more contact at 127.0.0.1:Q, which a daemon on
+ * loopback may dial (a listener there shows that NODES were acted on).
+ * Prints "badaddrs: finds=N nodes=M".
+ */
+int pl_cmd_badaddrs(int argc, char **argv)
+{
+	static const uint8_t bad[][16] = {
+	    {0},
+	    {0},
+	    {224, 0, 0, 1},
+	    {255, 255, 255, 255},
+	};
+	struct p2p_contact nodes[5];
+	struct p2p_addr a;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct pl_link l;
+	long secs = pl_opt(argc, argv, "--seconds", 4);
+	long port = pl_opt(argc, argv, "--port", 0);
+	long ctl = pl_opt(argc, argv, "--control", 0);
+	unsigned finds = 0;
+	long long end;
+
+	if (argc < 2 || secs < 1 || port < 1 || port > 65535 ||
+	    pl_sockaddr(argv[1], &a, &ss, &sl) < 0)
+		return PL_USAGE;
+	for (size_t i = 0; i < 4; i++) {
+		randombytes_buf(nodes[i].id.b, P2P_ID_LEN);
+		nodes[i].addr = (struct p2p_addr){.family = i == 1 ? 6 : 4,
+						  .port = (uint16_t)port};
+		memcpy(nodes[i].addr.ip, bad[i], 16);
+	}
+	if (pl_link_dial(&l, &a, &ss, sl, NULL) < 0) {
+		pl_link_free(&l);
+		return PL_IO;
+	}
+	l.say_server = true;
+	l.claim = nodes[0].addr;
+	l.nodes = nodes;
+	l.nnodes = 4;
+	if (ctl > 0 && ctl < 65536) {
+		randombytes_buf(nodes[4].id.b, P2P_ID_LEN);
+		nodes[4].addr = (struct p2p_addr){
+		    .family = 4, .port = (uint16_t)ctl, .ip = {127, 0, 0, 1}};
+		l.nnodes = 5;
+	}
+	end = pl_now_us() + secs * 1000000LL;
+	while (l.state != PL_DEAD && pl_now_us() < end) {
+		struct p2p_msg m = {.type = P2P_MSG_FIND_NODE};
+		/* Ask too, so that the daemon's answers show we are up. */
+		if (l.state == PL_UP && l.got_hello && finds < 5) {
+			m.u.find_node.txid = ++finds;
+			randombytes_buf(m.u.find_node.target.b, P2P_ID_LEN);
+			pl_link_send(&l, &m);
+		}
+		pump(&l, 100);
+	}
+	printf("badaddrs: finds=%u nodes=%u%s\n", finds, l.nodes_rx,
+	       l.state == PL_DEAD ? " (closed by the daemon)" : "");
+	pl_link_free(&l);
+	return PL_OK;
+}

@@ -208,6 +208,8 @@ static void on_established(struct pl_link *l)
 	m.u.hello.observed = l->remote; /* how we see the daemon */
 	if (l->say_server)
 		m.u.hello.flags = P2P_HELLO_SERVER;
+	if (l->claim.family)
+		m.u.hello.addrs[m.u.hello.naddrs++] = l->claim;
 	if (pl_claim_subnets) {
 		struct p2p_addr *c = &m.u.hello.addrs[m.u.hello.naddrs++];
 		sybil++;
@@ -242,6 +244,8 @@ static void on_record(struct pl_link *l, const uint8_t *body, size_t len)
 	} else if (m.type == P2P_MSG_FIND_NODE) {
 		r.type = P2P_MSG_NODES;
 		r.u.nodes.txid = m.u.find_node.txid;
+		for (size_t i = 0; i < l->nnodes && i < P2P_MAX_NODES; i++)
+			r.u.nodes.nodes[r.u.nodes.count++] = l->nodes[i];
 		send_msg(l, &r);
 	} else if (m.type == P2P_MSG_NODES) {
 		l->nodes_rx++;
