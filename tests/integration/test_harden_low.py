@@ -17,6 +17,9 @@ against a real daemon.
   at P gets no dial to P (on Linux 0.0.0.0 and :: reach this host, where
   a listener counts), while a loopback contact at Q (plausible between
   loopback peers) is dialled: the NODES were acted on.
+- DIALBACK_OK: a server that a node dialled answers the node's DIALBACK
+  with DIALBACK_OK (the right nonce) on that same link, after HELLO, not
+  on a dial-back link: the node stays a client.
 """
 import re
 import socket
@@ -171,6 +174,33 @@ def told_addresses_filtered():
         check(good.n >= 1, "the NODES reply was never acted on (no dial to the loopback contact)")
         check_eq(bad.n, 0, "dials to 0.0.0.0/:: told by a peer")
         check(a.alive(), "a survived")
+
+
+@T.test
+def dialback_ok_only_on_the_dial_back():
+    with Cluster() as c:
+        port = p2ptest.free_port()
+        p = subprocess.Popen([p2ptest.P2PLOAD, "dialbackok", "127.0.0.1:%d" % port, "--seconds", "8"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            check("listening" in p.stdout.readline(), "p2pload dialbackok did not listen")
+            # d dials the attacker and nobody dials d: only a DIALBACK_OK
+            # could make it a server.
+            d = c.daemon("d", bootstrap=["127.0.0.1:%d" % port]).start()
+            out, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        m = re.search(r"asks=(\d+) oks=(\d+)", out)
+        check(m is not None, "p2pload dialbackok: %r %r", out, err)
+        asks, oks = int(m.group(1)), int(m.group(2))
+        st = d.status() if hasattr(d, "status") else d.req({"cmd": "status"})
+        print("  DIALBACKs asked of the attacker: %d; DIALBACK_OKs it sent on that link: %d; "
+              "d's dht mode: %s" % (asks, oks, st["dht"]["mode"]))
+        check(asks >= 1, "d never asked the attacker for a dial-back: %r", out)
+        check_eq(st["dht"]["mode"], "client", "d's dht mode after forged DIALBACK_OKs")
+        check(d.alive(), "d survived")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,9 @@ static const struct subcmd subcmds[] = {
      "claiming 0.0.0.0:P "
      "in HELLO, answering FIND_NODE with contacts at 0.0.0.0, ::, "
      "224.0.0.1 and 255.255.255.255 (port P), and 127.0.0.1:Q"},
+    {"dialbackok", pl_cmd_dialbackok,
+     "ADDR:PORT [--seconds S]  listen there as a server; answer each "
+     "DIALBACK with DIALBACK_OK on the link it came over"},
     {"noread", pl_cmd_noread,
      "ADDR:PORT [--seconds S]  send PING and FIND_NODE as fast as the link "
      "takes them without reading, then read and count the replies"},

@@ -76,6 +76,11 @@ int pl_tcp_connect(const struct sockaddr_storage *ss, socklen_t sslen);
 int pl_link_dial(struct pl_link *l, const struct p2p_addr *a,
 		 const struct sockaddr_storage *ss, socklen_t sslen,
 		 const struct p2p_peerid *expect);
+/*
+ * The responder's side of a link on fd, a connection accepted from remote
+ * (non-blocking), with a fresh identity. 0 or -errno.
+ */
+int pl_link_accept(struct pl_link *l, int fd, const struct p2p_addr *remote);
 /* Queue one message (encoded, sealed); plain: bytes sealed as they are
  * (at most 1024), for malformed messages. */
 void pl_link_send(struct pl_link *l, const struct p2p_msg *m);
@@ -90,6 +95,7 @@ int pl_cmd_handshakes(int argc, char **argv);
 int pl_cmd_routedforge(int argc, char **argv);
 int pl_cmd_noread(int argc, char **argv);
 int pl_cmd_badaddrs(int argc, char **argv);
+int pl_cmd_dialbackok(int argc, char **argv);
 int pl_cmd_hold(int argc, char **argv);
 int pl_cmd_status(int argc, char **argv);
 int pl_cmd_echo_baseline(int argc, char **argv);

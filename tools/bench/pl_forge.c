@@ -11,10 +11,13 @@
  * Prints "routedforge: id=ID victim=ID" at once, and at the end
  * "routedforge: reflected=R forged_pongs=F".
  */
+#include <netinet/in.h>
 #include <poll.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "overlay/overlay.h"
 #include "pl.h"
@@ -205,5 +208,100 @@ int pl_cmd_badaddrs(int argc, char **argv)
 	printf("badaddrs: finds=%u nodes=%u%s\n", finds, l.nodes_rx,
 	       l.state == PL_DEAD ? " (closed by the daemon)" : "");
 	pl_link_free(&l);
+	return PL_OK;
+}
+
+/*
+ * p2pload dialbackok (issue 9, Low: DIALBACK_OK): listen on ADDR:PORT as
+ * a server; every daemon that dials us and asks for a dial-back gets its
+ * nonce back in DIALBACK_OK at once, on the link it asked over (not a
+ * dial-back: the daemon is still unreachable as far as we know), three
+ * times. Runs S seconds; prints "dialbackok: asks=N oks=M".
+ */
+struct dbok {
+	unsigned asks, oks;
+};
+
+static void dbok_on_msg(struct pl_link *l, const struct p2p_msg *m)
+{
+	struct dbok *x = l->ctx;
+	struct p2p_msg r = {.type = P2P_MSG_DIALBACK_OK};
+
+	if (m->type != P2P_MSG_DIALBACK)
+		return;
+	x->asks++;
+	r.u.dialback.nonce = m->u.dialback.nonce;
+	for (int i = 0; i < 3; i++, x->oks++)
+		pl_link_send(l, &r);
+}
+
+#define DBOK_LINKS 8
+
+int pl_cmd_dialbackok(int argc, char **argv)
+{
+	struct p2p_addr a;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct pl_link links[DBOK_LINKS];
+	struct dbok x = {0};
+	size_t nl = 0;
+	long secs = pl_opt(argc, argv, "--seconds", 5);
+	long long end;
+	int one = 1, lfd;
+
+	if (argc < 2 || secs < 1 || pl_sockaddr(argv[1], &a, &ss, &sl) < 0)
+		return PL_USAGE;
+	lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	if (lfd < 0)
+		return PL_IO;
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(lfd, (struct sockaddr *)&ss, sl) < 0 || listen(lfd, 8) < 0) {
+		close(lfd);
+		return PL_IO;
+	}
+	printf("dialbackok: listening\n");
+	fflush(stdout);
+	end = pl_now_us() + secs * 1000000LL;
+	while (pl_now_us() < end) {
+		struct pollfd p[DBOK_LINKS + 1];
+
+		p[0] = (struct pollfd){.fd = lfd, .events = POLLIN};
+		for (size_t i = 0; i < nl; i++)
+			p[i + 1] = (struct pollfd){
+			    .fd = links[i].fd,
+			    .events = pl_link_events(&links[i])};
+		if (poll(p, nl + 1, 50) <= 0)
+			continue;
+		for (size_t i = 0; i < nl; i++)
+			pl_link_io(&links[i], p[i + 1].revents);
+		if ((p[0].revents & POLLIN) && nl < DBOK_LINKS) {
+			struct sockaddr_storage from;
+			socklen_t fl = sizeof(from);
+			int fd = accept4(lfd, (struct sockaddr *)&from, &fl,
+					 SOCK_NONBLOCK | SOCK_CLOEXEC);
+			struct p2p_addr ra = a;
+			if (fd < 0)
+				continue;
+			if (from.ss_family == AF_INET) {
+				struct sockaddr_in *s4 = (void *)&from;
+				ra.family = 4;
+				memset(ra.ip, 0, 16);
+				memcpy(ra.ip, &s4->sin_addr, 4);
+				ra.port = ntohs(s4->sin_port);
+			}
+			if (pl_link_accept(&links[nl], fd, &ra) < 0) {
+				close(fd);
+				continue;
+			}
+			links[nl].say_server = true;
+			links[nl].on_msg = dbok_on_msg;
+			links[nl].ctx = &x;
+			nl++;
+		}
+	}
+	printf("dialbackok: asks=%u oks=%u\n", x.asks, x.oks);
+	for (size_t i = 0; i < nl; i++)
+		pl_link_free(&links[i]);
+	close(lfd);
 	return PL_OK;
 }

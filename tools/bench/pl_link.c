@@ -189,6 +189,21 @@ int pl_link_dial(struct pl_link *l, const struct p2p_addr *a,
 	return 0;
 }
 
+int pl_link_accept(struct pl_link *l, int fd, const struct p2p_addr *remote)
+{
+	memset(l, 0, sizeof(*l));
+	l->fd = fd;
+	l->remote = *remote;
+	l->t0_us = pl_now_us();
+	p2p_identity_generate(&l->ident);
+	l->sess = p2p_session_new(&l->ident, false, NULL);
+	l->fr = p2p_framer_new(0);
+	if (!l->sess || !l->fr)
+		return -ENOMEM;
+	l->state = PL_HANDSHAKE;
+	return 0;
+}
+
 short pl_link_events(const struct pl_link *l)
 {
 	if (l->state == PL_DEAD)
