@@ -429,6 +429,42 @@ Test(core, linkfsm_pongs_are_rate_limited)
 	cr_assert_eq(A.done, 0, "the link stays up");
 }
 
+/* Attack (issue 9): a DIALBACK_OK over a relayed link, which proves
+ * nothing about our listener, never reaches its handler (the daemon
+ * registers DIALBACK_OK for before HELLO, not for relayed links). */
+Test(core, linkfsm_relayed_dialback_ok_dropped)
+{
+	uint8_t enc[64], rec[64 + P2P_RECORD_OVERHEAD];
+	struct p2p_msg m = {.type = P2P_MSG_DIALBACK_OK};
+	size_t len, rlen;
+
+	A.auto_hello = B.auto_hello = false; /* before HELLO, too */
+	A.f =
+	    mk(&IA, (struct p2p_linkfsm_role){
+			.initiator = true, .expect = &IB.id, .relayed = true});
+	B.f = mk(&IB,
+		 (struct p2p_linkfsm_role){.expect = &IA.id, .relayed = true});
+	connect_both();
+	pump();
+	for (int after_hello = 0; after_hello < 2; after_hello++) {
+		if (after_hello) {
+			say_hello(&A);
+			pump();
+		}
+		m.u.dialback.nonce = 42;
+		cr_assert_eq(p2p_msg_encode(&m, enc, sizeof(enc), &len), 0);
+		cr_assert_eq(
+		    p2p_linkfsm_seal(A.f, enc, len, rec, sizeof(rec), &rlen),
+		    0);
+		memcpy(A.wire, rec, rlen);
+		A.wlen = rlen;
+		pump();
+		cr_assert_eq(B.msgs, 0, "DIALBACK_OK handed on (hello %d)",
+			     after_hello);
+		cr_assert_eq(B.unknown, (unsigned)after_hello + 1);
+	}
+}
+
 Test(core, linkfsm_idle_timeout_then_grace)
 {
 	up();
