@@ -203,6 +203,28 @@ def corrupt_runtime_file_is_a_warning():
 
 
 @T.test
+def runtime_file_of_an_older_daemon():
+    """Before "allow" had to be said, runtime.json wrote null for "any
+    peer" (what the user asked for then): it is restored as "any", and
+    written back so."""
+    with Cluster() as c:
+        d = c.daemon()
+        os.makedirs(d.state, mode=0o700)
+        path = os.path.join(d.state, "runtime.json")
+        with open(path, "w") as f:
+            json.dump({"services": [{"service": "old", "target": "127.0.0.1:1", "allow": None}],
+                       "forwards": []}, f)
+        os.chmod(path, 0o600)
+        d.start()
+        check_eq(d.req({"cmd": "services"})["services"],
+                 [{"service": "old", "target": "127.0.0.1:1", "allow": "any"}], "services")
+        check_eq(d.ctl("expose", "new", "127.0.0.1:2", "--allow-any").returncode, 0, "expose")
+        with open(path) as f:
+            saved = json.load(f)
+        check_eq([s["allow"] for s in saved["services"]], ["any", "any"], "runtime.json rewritten")
+
+
+@T.test
 def config_forwards_checked():
     with Cluster() as c:
         d = c.daemon()
