@@ -16,6 +16,7 @@
 #include "fuzz_common.h"
 #include "nat/punch.h"
 #include "proto/beacon.h"
+#include "proto/rping.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
 #include "proto/session.h"
@@ -244,6 +245,24 @@ static void punch_seeds(void)
 	}
 }
 
+/* Signed routed ping and pong, identity 0 to identity 1. */
+static void rping_seeds(void)
+{
+	struct p2p_identity ids[2];
+	struct seed s;
+
+	fuzz_identity(&ids[0], 0);
+	fuzz_identity(&ids[1], 1);
+	for (int k = 0; k < 2; k++) {
+		if (p2p_rping_encode(k ? P2P_RPING_PONG : P2P_RPING_PING,
+				     0x1122334455667788ULL + (uint64_t)k,
+				     &ids[0], &ids[1].id, s.b) < 0)
+			exit(2);
+		s.n = P2P_RPING_LEN;
+		save("fuzz_rping", k, &s);
+	}
+}
+
 /* fuzz_linkfsm mode 1: HELLO first, then one message of each kind the
  * link owns or hands on, each behind an even byte ("seal this"). */
 static void linkfsm_seeds(void)
@@ -316,6 +335,7 @@ int main(int argc, char **argv)
 	msg_seeds();
 	handshake_seeds();
 	punch_seeds();
+	rping_seeds();
 	linkfsm_seeds();
 	lan_seeds();
 	printf("gen_seeds: wrote %d seeds under %s\n", nwritten, outdir);

@@ -146,13 +146,13 @@ def runtime_changes_persist():
         p1, p2, p3 = [h.getsockname()[1] for h in held]
         for h in held:
             h.close()
-        d1.config = {"services": {"conf": {"target": "127.0.0.1:7"}},
+        d1.config = {"services": {"conf": {"target": "127.0.0.1:7", "allow": "any"}},
                      "forwards": [{"listen": "127.0.0.1:%d" % p1, "peer": d0.id, "service": "conf"}]}
         d1.start()
         check_eq(forwards(d1), [("127.0.0.1:%d" % p1, d0.id, "conf")], "the config file's forward")
         check(listens(p1), "config forward does not listen")
         check_eq(d1.ctl("name", "add", "zed", d0.id).returncode, 0, "name add")
-        for args in (("expose", "web", "127.0.0.1:80"), ("expose", "ssh", "127.0.0.1:22", "--allow", d0.id),
+        for args in (("expose", "web", "127.0.0.1:80", "--allow-any"), ("expose", "ssh", "127.0.0.1:22", "--allow", d0.id),
                      ("forward", str(p2), "zed.p2p", "web"), ("forward", str(p3), d0.id, "ssh")):
             r = d1.ctl(*args)
             check_eq((r.returncode, r.stderr), (0, ""), " ".join(args))
@@ -168,7 +168,8 @@ def runtime_changes_persist():
         check_eq(forwards(d1), want_f, "forwards after a restart")
         check(listens(p2) and listens(p3), "restored forwards do not listen")
         # SIGHUP: the config file's services anew, the runtime ones stay
-        d1.config["services"] = {"conf2": {"target": "127.0.0.1:9"}, "web": {"target": "127.0.0.1:1"}}
+        d1.config["services"] = {"conf2": {"target": "127.0.0.1:9", "allow": "any"},
+                                 "web": {"target": "127.0.0.1:1", "allow": "any"}}
         with open(os.path.join(d1.dir, "config.json"), "w") as f:
             json.dump(d1.config, f)
         d1.proc.send_signal(signal.SIGHUP)
@@ -199,6 +200,28 @@ def corrupt_runtime_file_is_a_warning():
         d.start()
         check_eq(d.req({"cmd": "services"})["services"], [], "services")
         check("runtime.json" in open(d.log).read(), "the log names the file")
+
+
+@T.test
+def runtime_file_of_an_older_daemon():
+    """Before "allow" had to be said, runtime.json wrote null for "any
+    peer" (what the user asked for then): it is restored as "any", and
+    written back so."""
+    with Cluster() as c:
+        d = c.daemon()
+        os.makedirs(d.state, mode=0o700)
+        path = os.path.join(d.state, "runtime.json")
+        with open(path, "w") as f:
+            json.dump({"services": [{"service": "old", "target": "127.0.0.1:1", "allow": None}],
+                       "forwards": []}, f)
+        os.chmod(path, 0o600)
+        d.start()
+        check_eq(d.req({"cmd": "services"})["services"],
+                 [{"service": "old", "target": "127.0.0.1:1", "allow": "any"}], "services")
+        check_eq(d.ctl("expose", "new", "127.0.0.1:2", "--allow-any").returncode, 0, "expose")
+        with open(path) as f:
+            saved = json.load(f)
+        check_eq([s["allow"] for s in saved["services"]], ["any", "any"], "runtime.json rewritten")
 
 
 @T.test
@@ -246,7 +269,7 @@ def peers_tunnels_metrics():
         # one tunnel over the relayed link, held open
         svc = Service(echo)
         try:
-            check_eq(f.ctl("expose", "echo", svc.target).returncode, 0, "expose on f")
+            check_eq(f.ctl("expose", "echo", svc.target, "--allow-any").returncode, 0, "expose on f")
             s = open_tunnel(e, f.id, "echo")
             s.sendall(b"x" * 1000)
             check_eq(recv_exact(s, 1000), b"x" * 1000, "echo")
