@@ -33,6 +33,8 @@ struct p2p_linkfsm {
 	uint64_t deadline; /* handshake (until HELLO), or the close grace */
 	uint64_t last_rx, last_ping;
 	uint64_t ping_nonce, ping_sent; /* a PING in flight */
+	uint32_t pong_tokens;		/* P2P_LINKFSM_PONG_RATE, in 1/1000 */
+	uint64_t pong_refill;
 	double rtt_ms;
 	uint64_t dialback_nonce;
 	const char *close_why;
@@ -168,6 +170,8 @@ struct p2p_linkfsm *p2p_linkfsm_new(const struct p2p_linkfsm_config *cfg,
 	}
 	f->rtt_ms = -1;
 	f->deadline = now + (uint64_t)cfg->handshake_ms * 1000;
+	f->pong_tokens = P2P_LINKFSM_PONG_BURST * 1000;
+	f->pong_refill = now;
 	f->state = f->initiator ? S_CONNECTING : S_HANDSHAKE;
 	f->fr = p2p_framer_new(0);
 	f->sess =
@@ -432,6 +436,27 @@ static bool own_type(uint8_t t)
 	return t == P2P_MSG_HELLO || t == P2P_MSG_PING || t == P2P_MSG_PONG;
 }
 
+/* Token bucket of P2P_LINKFSM_PONG_RATE per second (now in us), in
+ * thousandths of a token, full (a burst) at creation. */
+static bool pong_token(struct p2p_linkfsm *f, uint64_t now)
+{
+	const uint64_t cap = (uint64_t)P2P_LINKFSM_PONG_BURST * 1000;
+	uint64_t t = f->pong_tokens;
+
+	if (now > f->pong_refill)
+		t += (now - f->pong_refill) * P2P_LINKFSM_PONG_RATE / 1000;
+	if (t > cap)
+		t = cap;
+	if (now > f->pong_refill)
+		f->pong_refill = now;
+	if (t < 1000) {
+		f->pong_tokens = (uint32_t)t;
+		return false;
+	}
+	f->pong_tokens = (uint32_t)(t - 1000);
+	return true;
+}
+
 static void on_msg(struct p2p_linkfsm *f, uint64_t now, const struct p2p_msg *m)
 {
 	struct p2p_linkfsm_action a = {.type = P2P_LINKFSM_MSG, .msg = m};
@@ -458,6 +483,8 @@ static void on_msg(struct p2p_linkfsm *f, uint64_t now, const struct p2p_msg *m)
 		return;
 	case P2P_MSG_PING: {
 		struct p2p_msg r = {.type = P2P_MSG_PONG};
+		if (!pong_token(f, now))
+			return; /* over the rate: no answer */
 		r.u.ping.nonce = m->u.ping.nonce;
 		(void)send_own(f, &r);
 		return;

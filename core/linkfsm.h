@@ -44,6 +44,12 @@
 #define P2P_LINKFSM_OUT_MAX 1024  /* the fsm's own output per call */
 #define P2P_LINKFSM_QUEUE_MAX 8	  /* actions not yet polled */
 #define P2P_LINKFSM_GRACE_MS 2000 /* wait for the peer's EOF after GOAWAY */
+/* PINGs answered per second per link, after a burst: the peer's own
+ * keepalive is one per keepalive_ms and `p2pctl ping` one a second, and a
+ * peer that sends PINGs and never reads must not fill our write queue
+ * (issue 9). PINGs beyond it get no PONG. */
+#define P2P_LINKFSM_PONG_RATE 10
+#define P2P_LINKFSM_PONG_BURST 20
 
 /* Per-type policy, a bitmap indexed by message type. */
 struct p2p_linkfsm_types {

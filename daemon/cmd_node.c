@@ -16,6 +16,7 @@
 #include "names.h"
 #include "nodeutil.h"
 #include "ovl.h"
+#include "proto/rping.h"
 #include "relay.h"
 #include "resolve.h"
 #include "tunnel.h"
@@ -23,6 +24,8 @@
 #define CMD_BOOTSTRAP_TIMEOUT_MS 10000 /* `bootstrap` command */
 #define CMD_PING_TIMEOUT_MS 5000       /* `ping` command */
 #define CMD_LOOKUP_TIMEOUT_MS (P2P_LOOKUP_TIMEOUT_MS + 5000)
+#define CMD_PING_SEEN_MAX 64	  /* routed PING nonces answered, remembered */
+#define CMD_BAD_PING_LOG_MS 10000 /* one line per interval for bad ones */
 
 enum pend_kind {
 	PEND_BOOTSTRAP,
@@ -37,8 +40,9 @@ struct pending {
 	enum pend_kind kind;
 	struct ctl_req *req;
 	uint64_t deadline;
-	uint64_t key;	/* ping nonce, lookup id */
-	uint64_t msgid; /* routed ping */
+	uint64_t key;		/* ping nonce, lookup id */
+	uint64_t msgid;		/* routed ping */
+	struct p2p_peerid peer; /* routed ping: who must sign the PONG */
 	uint64_t t0_hr;
 	uint32_t link; /* bootstrap, direct ping */
 	/* bootstrap by host name: its addresses, tried in turn */
@@ -50,6 +54,11 @@ struct pending {
 struct cmd_node {
 	struct pending *list;
 	uint64_t next_key; /* of bootstrap requests resolving a name */
+	/* Routed PINGs answered lately: a PING copied off the path and
+	 * sent again gets no second PONG. */
+	uint64_t ping_seen[CMD_PING_SEEN_MAX];
+	unsigned nping_seen, ping_seen_pos;
+	uint64_t bad_ping_logged; /* log_ratelimit */
 };
 
 static json_t *id_json(const struct p2p_peerid *id)
@@ -288,25 +297,75 @@ void cmd_node_on_pong(void *arg, struct link *l, const struct p2p_msg *m)
 	}
 }
 
-/* Routed PING and PONG (overlay applications P2P_APP_PING/PONG). */
+/* A nonce of a PING from src already answered? Remember it if not. */
+static bool ping_seen(struct cmd_node *c, const struct p2p_peerid *src,
+		      uint64_t nonce)
+{
+	uint64_t key = nonce;
+
+	/* Bind the nonce to its source: two pingers may pick one nonce. */
+	for (int i = 0; i < 8; i++)
+		key ^= (uint64_t)src->b[i] << (8 * i);
+	for (unsigned i = 0; i < c->nping_seen; i++)
+		if (c->ping_seen[i] == key)
+			return true;
+	c->ping_seen[c->ping_seen_pos] = key;
+	c->ping_seen_pos = (c->ping_seen_pos + 1) % CMD_PING_SEEN_MAX;
+	if (c->nping_seen < CMD_PING_SEEN_MAX)
+		c->nping_seen++;
+	return false;
+}
+
+static void bad_ping(struct p2pd_node *n, const struct p2p_ov_action *a, int rc)
+{
+	char t[P2P_ID_TEXT_LEN + 1];
+
+	n->stats.bad_msgs++;
+	if (!log_ratelimit(&n->cmd->bad_ping_logged, node_now(n),
+			   CMD_BAD_PING_LOG_MS))
+		return;
+	p2p_peerid_to_text(&a->peer, t);
+	log_info("routed %s \"from\" %.12s dropped: %s",
+		 a->app == P2P_APP_PING ? "ping" : "pong", t, p2p_strerror(rc));
+}
+
+/*
+ * Routed PING and PONG (overlay applications P2P_APP_PING/PONG), signed
+ * (proto/rping.h): a PING is answered only when its source signed it, so
+ * no one makes us send PONGs to a victim; a PONG counts only when the
+ * peer we pinged signed our nonce, so no node on the way fakes success.
+ */
 void cmd_node_on_app(void *arg, const struct p2p_ov_action *a)
 {
 	struct p2pd_node *n = arg;
+	uint8_t out[P2P_RPING_LEN];
 	uint64_t nonce, msgid;
+	struct p2p_peerid src;
+	int rc;
 
-	if (a->len != sizeof(nonce))
-		return;
 	/* Copy out: a->data lives in the overlay, which we call next. */
-	memcpy(&nonce, a->data, sizeof(nonce));
+	src = a->peer;
+	rc = p2p_rping_decode(a->data, a->len,
+			      a->app == P2P_APP_PING ? P2P_RPING_PING
+						     : P2P_RPING_PONG,
+			      &src, &n->ident.id, &nonce);
+	if (rc < 0) {
+		bad_ping(n, a, rc);
+		return;
+	}
 	if (a->app == P2P_APP_PING) {
-		struct p2p_peerid src = a->peer;
+		if (ping_seen(n->cmd, &src, nonce))
+			return;
+		if (p2p_rping_encode(P2P_RPING_PONG, nonce, &n->ident, &src,
+				     out) < 0)
+			return;
 		/* Answer the way it came: routed back to the source. */
-		ovl_route(n, &src, P2P_APP_PONG, (const uint8_t *)&nonce,
-			  sizeof(nonce), &msgid);
+		ovl_route(n, &src, P2P_APP_PONG, out, sizeof(out), &msgid);
 		return;
 	}
 	for (struct pending *p = n->cmd->list; p; p = p->next) {
-		if (p->kind == PEND_PING_ROUTED && p->key == nonce) {
+		if (p->kind == PEND_PING_ROUTED && p->key == nonce &&
+		    p2p_peerid_equal(&p->peer, &src)) {
 			reply_ping(n, p, NULL);
 			return;
 		}
@@ -539,13 +598,19 @@ static void ping_routed(struct p2pd_node *n, struct ctl_req *req,
 	uint64_t nonce;
 	int rc;
 
+	uint8_t out[P2P_RPING_LEN];
+
 	randombytes_buf(&nonce, sizeof(nonce));
+	if (p2p_rping_encode(P2P_RPING_PING, nonce, &n->ident, id, out) < 0) {
+		ctl_reply_error(req, "internal", "cannot sign the ping");
+		return;
+	}
 	p = pend_new(n, PEND_PING_ROUTED, req, CMD_PING_TIMEOUT_MS);
 	if (!p)
 		return;
 	p->key = nonce;
-	rc = ovl_route(n, id, P2P_APP_PING, (const uint8_t *)&nonce,
-		       sizeof(nonce), &p->msgid);
+	p->peer = *id;
+	rc = ovl_route(n, id, P2P_APP_PING, out, sizeof(out), &p->msgid);
 	if (rc < 0)
 		pend_fail(n, p, "peer_unreachable", "no route to that peer");
 }

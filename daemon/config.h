@@ -67,6 +67,8 @@ struct p2pd_config {
 	size_t nforwards;
 	struct p2pd_forward forwards[P2PD_MAX_FORWARDS];
 	struct p2pd_limits limits;
+	/* multicast beacons on the LAN (SPEC 9); false: no socket at all */
+	bool lan_discovery;
 	bool check_only; /* -n: check config and exit */
 	bool show_id;	 /* --show-id: print the state dir's ID, exit */
 };

@@ -212,10 +212,14 @@ static int service_allow(const struct cfg_ctx *x, struct p2pd_service *svc,
 	size_t i;
 	json_t *e;
 
+	if (json_is_string(v) && !strcmp(json_string_value(v), "any")) {
+		svc->allow_any = true;
+		return 0;
+	}
 	if (!json_is_array(v))
 		return ferr(x,
 			    "\"services.%s.allow\" must be an array of "
-			    "strings",
+			    "peer IDs, or \"any\"",
 			    svc->name);
 	if (json_array_size(v) > P2PD_MAX_ALLOW)
 		return ferr(x,
@@ -263,7 +267,7 @@ static int service_target(const struct cfg_ctx *x, struct p2pd_service *svc,
 static int key_service(const struct cfg_ctx *x, const char *name, json_t *v,
 		       struct p2pd_service *svc)
 {
-	bool have_target = false;
+	bool have_target = false, have_allow = false;
 	const char *key;
 	json_t *e;
 	int r;
@@ -275,7 +279,6 @@ static int key_service(const struct cfg_ctx *x, const char *name, json_t *v,
 			    name, P2P_SERVICE_NAME_MAX);
 	memset(svc, 0, sizeof(*svc));
 	strcpy(svc->name, name);
-	svc->allow_any = true;
 	if (!json_is_object(v))
 		return ferr(x, "\"services.%s\" must be an object", name);
 	json_object_foreach(v, key, e)
@@ -285,6 +288,7 @@ static int key_service(const struct cfg_ctx *x, const char *name, json_t *v,
 			have_target = true;
 		} else if (strcmp(key, "allow") == 0) {
 			r = service_allow(x, svc, e);
+			have_allow = true;
 		} else {
 			r = ferr(x, "unknown key \"services.%s.%s\"", name,
 				 key);
@@ -294,6 +298,12 @@ static int key_service(const struct cfg_ctx *x, const char *name, json_t *v,
 	}
 	if (!have_target)
 		return ferr(x, "service \"%s\" has no \"target\"", name);
+	/* Never open to every peer by omission (SPEC section 9). */
+	if (!have_allow)
+		return ferr(x,
+			    "service \"%s\" has no \"allow\" (a list of "
+			    "peer IDs, or \"any\" for every peer)",
+			    name);
 	return 0;
 }
 
@@ -406,6 +416,15 @@ static int key_control_group(const struct cfg_ctx *x, json_t *v)
 	return 0;
 }
 
+static int key_bool(const struct cfg_ctx *x, const char *key, json_t *v,
+		    bool *out)
+{
+	if (!json_is_boolean(v))
+		return ferr(x, "\"%s\" must be true or false", key);
+	*out = json_is_true(v);
+	return 0;
+}
+
 static int apply_key(const struct cfg_ctx *x, const char *key, json_t *v)
 {
 	struct p2pd_config *c = x->c;
@@ -429,6 +448,8 @@ static int apply_key(const struct cfg_ctx *x, const char *key, json_t *v)
 		return key_forwards(x, v);
 	if (strcmp(key, "limits") == 0)
 		return key_limits(x, v);
+	if (strcmp(key, "lan_discovery") == 0)
+		return key_bool(x, key, v, &c->lan_discovery);
 	return ferr(x, "unknown key \"%s\"", key);
 }
 

@@ -18,6 +18,7 @@
 #include "cmd_link.h"
 #include "cmd_node.h"
 #include "daemon.h"
+#include "lan.h"
 #include "link.h"
 #include "listen.h"
 #include "log.h"
@@ -98,6 +99,7 @@ static int wire_links(struct p2pd_node *n)
 	rc |= node_observe_links(n, &tunnel_link_hooks, n);
 	node_set_hello(n, ovl_fill_hello, n);
 	rc |= progress_observe(n, tunnel_on_progress, n);
+	punch_on_scheduled(n, progress_punch_scheduled, n);
 	return rc;
 }
 
@@ -113,6 +115,7 @@ static int wire_time(struct p2pd_node *n)
 	rc |= node_clock(n, reach_next, reach_expire, n);
 	rc |= node_clock(n, tunnel_next, tunnel_expire, n);
 	rc |= node_clock(n, cmd_node_next, cmd_node_expire, n);
+	rc |= node_clock(n, lan_next, lan_expire, n);
 	rc |= node_after(n, link_after, n);
 	rc |= node_after(n, ovl_after, n);
 	rc |= node_after(n, reach_after, n);
@@ -143,6 +146,7 @@ static int names_start(struct p2pd_node *n)
 static void free_services(struct p2pd_node *n)
 {
 	names_free(n->names);
+	lan_free(n);
 	progress_free(n);
 	cmd_node_free(n);
 	tunnel_free(n);
@@ -214,6 +218,7 @@ static void close_all(struct p2pd_node *n, void (*done)(void *), void *arg)
 
 	n->stopping = true;
 	cmd_node_stop(n);
+	lan_stop(n);
 	tunnel_stop(n);
 	reach_stop(n);
 	punch_stop(n);
@@ -286,6 +291,10 @@ int p2pd_node_start(uv_loop_t *loop, const struct p2pd_config *cfg,
 	}
 	tunnel_restore(n, cfg);
 	ovl_join(n, cfg);
+	/* LAN peers are dialled like bootstrap peers, once listening. */
+	if (lan_start(n, cfg->lan_discovery) < 0)
+		log_warnx("LAN discovery: out of memory; running on without "
+			  "it");
 	node_settle(n);
 	*out = n;
 	return 0;

@@ -55,6 +55,7 @@ struct cmd_node;
 struct admit;
 struct names; /* petnames (names.h), kept by daemon.c */
 struct progress;
+struct lan; /* LAN discovery (lan.h); NULL when off */
 
 struct listener {
 	struct p2pd_node *n;
@@ -135,6 +136,7 @@ struct p2pd_node {
 	struct admit *admit; /* unauthenticated inbound (admit.h) */
 	struct names *names;
 	struct progress *progress;
+	struct lan *lan;
 
 	/* Registries. */
 	struct {

@@ -170,18 +170,25 @@ bool node_target_ok(const char *target)
 	return port >= 1 && port <= 65535;
 }
 
+/*
+ * Who may use a service, always said (SPEC section 9): a list of peer IDs
+ * (empty: nobody) or "any". An absent "allow" used to mean every peer,
+ * which opened services to the whole network by omission.
+ */
 static int parse_allow(json_t *allow, struct p2pd_service *svc, char *msg,
 		       size_t msglen)
 {
 	size_t i;
 	json_t *v;
 
-	if (!allow || json_is_null(allow)) {
+	if (json_is_string(allow) && !strcmp(json_string_value(allow), "any")) {
 		svc->allow_any = true;
 		return 0;
 	}
 	if (!json_is_array(allow)) {
-		snprintf(msg, msglen, "allow: expected an array of peer IDs");
+		snprintf(msg, msglen,
+			 "allow: expected an array of peer IDs, or \"any\" "
+			 "for every peer");
 		return -EINVAL;
 	}
 	if (json_array_size(allow) > P2PD_MAX_ALLOW) {
@@ -247,7 +254,7 @@ json_t *node_service_to_json(const struct p2pd_service *svc)
 	char id[P2P_ID_TEXT_LEN + 1];
 
 	if (svc->allow_any) {
-		allow = json_null();
+		allow = json_string("any");
 	} else {
 		allow = json_array();
 		for (size_t i = 0; i < svc->nallow; i++) {

@@ -54,14 +54,15 @@ bool node_service_name_ok(const char *name);
 bool node_target_ok(const char *target);
 
 /*
- * Build a service from expose arguments {service, target, allow}. Returns
+ * Build a service from expose arguments {service, target, allow}; allow
+ * is required: an array of peer IDs or "any". Returns
  * 0, or a control error code ("bad_request", "invalid_peer_id") as a
  * negative errno (-EINVAL, -EBADR) with a message naming the argument.
  */
 int node_service_from_args(json_t *args, struct p2pd_service *svc, char *msg,
 			   size_t msglen);
 
-/* {service, target, allow: [ids] or null} */
+/* {service, target, allow: [ids] or "any"} */
 json_t *node_service_to_json(const struct p2pd_service *svc);
 
 #endif

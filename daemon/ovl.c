@@ -618,7 +618,8 @@ static void on_up(void *arg, struct link *l, bool first)
 		 * our overlay mapping (and may see our LAN address). */
 		if (link_outbound(l) && link_kind(l) == LINK_OVERLAY)
 			p2p_nat_observe(o->nat, now, link_local(l),
-					link_observed(l), link_peer(l));
+					link_observed(l), link_peer(l),
+					link_remote(l));
 		p2p_peerid_to_text(link_peer(l), id);
 		p2p_addr_format(link_remote(l), a, sizeof(a));
 		how = relayed ? "relayed" : link_outbound(l) ? "out" : "in";

@@ -74,8 +74,8 @@ void progress_reach_step(struct p2pd_node *n, const struct p2p_reach_action *a)
 			 who(n, &a->peer, id), addr);
 		break;
 	case P2P_REACH_PUNCH:
-		/* The peer's NAT type comes in its punch reply (punch.c),
-		 * after this step: ours is what we know now. */
+		/* The peer's NAT type comes in its punch reply, after this
+		 * step (progress_punch_scheduled): ours is what we know. */
 		stage = "punch";
 		snprintf(d, sizeof(d),
 			 "punching a hole to %s (%s%sour NAT: %s)",
@@ -91,4 +91,22 @@ void progress_reach_step(struct p2pd_node *n, const struct p2p_reach_action *a)
 	}
 	for (size_t i = 0; i < p->nobs; i++)
 		p->obs[i].fn(p->obs[i].arg, &a->peer, stage, d);
+}
+
+void progress_punch_scheduled(void *arg, const struct p2p_peerid *peer,
+			      enum p2p_nat_type peer_nat, bool primer)
+{
+	struct p2pd_node *n = arg;
+	struct progress *p = n->progress;
+	char d[PROGRESS_DETAIL_MAX], id[P2P_ID_TEXT_LEN + 1];
+
+	if (!p || p->nobs == 0)
+		return;
+	snprintf(d, sizeof(d),
+		 "punching with %s: its NAT: %s, ours: %s; %s now",
+		 who(n, peer, id), p2p_nat_type_name(peer_nat),
+		 p2p_nat_type_name(p2p_nat_type(ovl_nat(n))),
+		 primer ? "priming" : "connecting");
+	for (size_t i = 0; i < p->nobs; i++)
+		p->obs[i].fn(p->obs[i].arg, peer, "punch", d);
 }

@@ -9,6 +9,7 @@
 #define P2PD_PROGRESS_H
 
 #include "core/reach.h"
+#include "nat/nat.h"
 #include "node.h"
 
 #define PROGRESS_OBSERVERS_MAX 4
@@ -24,6 +25,12 @@ void progress_free(struct p2pd_node *n);
 
 /* 0, or -ENOSPC over PROGRESS_OBSERVERS_MAX (daemon.c's wiring). */
 int progress_observe(struct p2pd_node *n, progress_fn fn, void *arg);
+
+/* punch.c, through daemon.c (punch_on_scheduled): a punch with peer is
+ * agreed, and the peer's NAT type is known (it came in its REQUEST or
+ * REPLY): a second "punch" step that names both NAT types. */
+void progress_punch_scheduled(void *n, const struct p2p_peerid *peer,
+			      enum p2p_nat_type peer_nat, bool primer);
 
 /* reach.c: the core asked for a; tell the observers what it means. */
 void progress_reach_step(struct p2pd_node *n, const struct p2p_reach_action *a);

@@ -71,6 +71,8 @@ struct punches {
 	int start_err;
 	/* on_up: "to/from ADDR" of the link whose HELLO ends the punch. */
 	char up[P2P_ADDR_TEXT_MAX + 8];
+	punch_scheduled_fn scheduled; /* punch_on_scheduled */
+	void *scheduled_arg;
 };
 
 int punch_module_init(struct p2pd_node *n)
@@ -85,6 +87,12 @@ int punch_module_init(struct p2pd_node *n)
 		return -ENOMEM;
 	}
 	return 0;
+}
+
+void punch_on_scheduled(struct p2pd_node *n, punch_scheduled_fn fn, void *arg)
+{
+	n->punch->scheduled = fn;
+	n->punch->scheduled_arg = arg;
 }
 
 static void id_text(const struct p2p_peerid *peer,
@@ -303,6 +311,9 @@ static void do_scheduled(struct p2pd_node *n, const struct p2p_psess_action *a,
 	log_info("punch %s: peer %s, candidates [%s], %s now%s", id,
 		 p2p_nat_type_name(a->peer_nat), list,
 		 a->primer ? "priming" : "connecting", rtt);
+	if (n->punch->scheduled)
+		n->punch->scheduled(n->punch->scheduled_arg, &a->peer,
+				    a->peer_nat, a->primer);
 }
 
 static void do_connect(struct p2pd_node *n, const struct p2p_psess_action *a,

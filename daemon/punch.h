@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "nat/nat.h"
 #include "node.h"
 #include "proto/peerid.h"
 
@@ -21,7 +22,15 @@
 typedef void (*punch_failed_fn)(void *arg, const struct p2p_peerid *peer,
 				const char *msg);
 
+/* A punch with peer is agreed and starts now: peer_nat is the NAT type
+ * the peer gave in its REQUEST or REPLY; primer: we answered it and prime,
+ * else we asked and connect (nat/punch.h). */
+typedef void (*punch_scheduled_fn)(void *arg, const struct p2p_peerid *peer,
+				   enum p2p_nat_type peer_nat, bool primer);
+
 int punch_module_init(struct p2pd_node *n);
+/* Who is told of each agreed punch (daemon.c: progress); one. */
+void punch_on_scheduled(struct p2pd_node *n, punch_scheduled_fn fn, void *arg);
 /* Shutdown: forget every session. */
 void punch_stop(struct p2pd_node *n);
 void punch_free(struct p2pd_node *n);

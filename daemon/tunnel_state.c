@@ -2,7 +2,7 @@
  * Runtime changes that persist (issue 12): services made by expose and
  * forwards made by forward, in STATE_DIR/runtime.json
  *
- *   {"services": [{"service", "target", "allow"}],
+ *   {"services": [{"service", "target", "allow": [IDs] or "any"}],
  *    "forwards": [{"listen", "peer", "service"}]}
  *
  * (the control protocol's own shapes), written after every change and
@@ -130,6 +130,11 @@ static void restore_runtime(struct p2pd_node *n)
 	json_array_foreach(json_object_get(root, "services"), i, v)
 	{
 		struct p2pd_service svc;
+		/* Written by a daemon before "allow" had to be said: null
+		 * meant every peer, and the user asked for it then. */
+		if (json_is_object(v) &&
+		    json_is_null(json_object_get(v, "allow")))
+			json_object_set_new(v, "allow", json_string("any"));
 		if (node_service_from_args(v, &svc, msg, sizeof(msg)) < 0) {
 			log_warnx("%s: services[%zu]: %s: skipped", path, i,
 				  msg);

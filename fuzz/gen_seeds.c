@@ -2,7 +2,8 @@
  * gen_seeds OUTDIR: write a few valid inputs for each fuzz target into
  * OUTDIR/fuzz_frame, OUTDIR/fuzz_msg, OUTDIR/fuzz_handshake and
  * OUTDIR/fuzz_punch (signed by fuzz identity 0 for identity 1) and
- * OUTDIR/fuzz_linkfsm (messages its established pair seals). The
+ * OUTDIR/fuzz_linkfsm (messages its established pair seals), OUTDIR/fuzz_lan
+ * (beacons of identity 0 behind a source and a clock skew). The
  * handshake seeds replay the fuzzer's deterministic randomness, so the
  * genuine frames in them are accepted and fuzzing starts deep.
  */
@@ -14,6 +15,8 @@
 
 #include "fuzz_common.h"
 #include "nat/punch.h"
+#include "proto/beacon.h"
+#include "proto/rping.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
 #include "proto/session.h"
@@ -242,6 +245,24 @@ static void punch_seeds(void)
 	}
 }
 
+/* Signed routed ping and pong, identity 0 to identity 1. */
+static void rping_seeds(void)
+{
+	struct p2p_identity ids[2];
+	struct seed s;
+
+	fuzz_identity(&ids[0], 0);
+	fuzz_identity(&ids[1], 1);
+	for (int k = 0; k < 2; k++) {
+		if (p2p_rping_encode(k ? P2P_RPING_PONG : P2P_RPING_PING,
+				     0x1122334455667788ULL + (uint64_t)k,
+				     &ids[0], &ids[1].id, s.b) < 0)
+			exit(2);
+		s.n = P2P_RPING_LEN;
+		save("fuzz_rping", k, &s);
+	}
+}
+
 /* fuzz_linkfsm mode 1: HELLO first, then one message of each kind the
  * link owns or hands on, each behind an even byte ("seal this"). */
 static void linkfsm_seeds(void)
@@ -272,6 +293,32 @@ static void linkfsm_seeds(void)
 	}
 }
 
+/* fuzz_lan: a source (family, IP), a clock skew, a beacon of identity 0. */
+static void lan_seeds(void)
+{
+	struct p2p_identity id;
+	struct p2p_beacon b = {
+	    .port4 = 4242, .port6 = 4242, .time_ms = 1700000000000ull};
+	uint8_t hdr[19] = {0, 10, 1, 0, 7};
+	struct seed s;
+	size_t n;
+
+	fuzz_identity(&id, 0);
+	for (int k = 0; k < 4; k++) {
+		s.n = 0;
+		hdr[0] = (uint8_t)(k & 1);
+		hdr[18] = (uint8_t)(k * 30); /* 0, 30, 60, 90 s of skew */
+		if (k == 3)
+			b.port4 = 0;
+		put(&s, hdr, sizeof(hdr));
+		if (p2p_beacon_encode(&b, &id, s.b + s.n, sizeof(s.b) - s.n,
+				      &n) < 0)
+			exit(2);
+		s.n += n;
+		save("fuzz_lan", k, &s);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -288,7 +335,9 @@ int main(int argc, char **argv)
 	msg_seeds();
 	handshake_seeds();
 	punch_seeds();
+	rping_seeds();
 	linkfsm_seeds();
+	lan_seeds();
 	printf("gen_seeds: wrote %d seeds under %s\n", nwritten, outdir);
 	return 0;
 }

@@ -12,6 +12,17 @@
  *   endpoint-dependent    port changed, different external ports for one
  *                         local port towards different observers
  *   unknown               not enough evidence yet
+ *
+ * Agreement (issue 9): observers can lie. A mapping (local address seen as
+ * observed address) counts only once observers in P2P_NAT_AGREE distinct
+ * networks (the /24, or /48, of the address we reached them at) report
+ * it, or while every observer heard from so far is in one network (a
+ * network whose only public node is its bootstrap must work: its word is
+ * all there is). Endpoint-dependent needs one local address seen by
+ * P2P_NAT_DEPENDENT_NETS networks with no two of them agreeing: with two,
+ * a liar and an honest observer look just like a dependent NAT. The
+ * external addresses and the mapping offered for hole punching are
+ * counted mappings only, so one observer cannot steer them either.
  */
 #ifndef P2P_NAT_H
 #define P2P_NAT_H
@@ -26,6 +37,8 @@
 
 #define P2P_NAT_OBS_MAX 32 /* observations kept (newest replace oldest) */
 #define P2P_NAT_EXTERNAL_MAX 4
+#define P2P_NAT_AGREE 2		 /* networks that must agree on a mapping */
+#define P2P_NAT_DEPENDENT_NETS 3 /* disagreeing networks for dependent */
 
 enum p2p_nat_type {
 	P2P_NAT_UNKNOWN = 0,
@@ -42,25 +55,29 @@ void p2p_nat_free(struct p2p_nat *n);
 
 /*
  * One observation: our link bound to local was seen as observed by the
- * peer observer. Observations with family 0 or mismatched families are
- * ignored (-EINVAL). A repeat from the same observer replaces its last one.
+ * peer observer, which we reached at observer_addr (its network is what
+ * counts towards agreement). Observations with family 0 or mismatched
+ * families are ignored (-EINVAL). A repeat from the same observer
+ * replaces its last one.
  */
 int p2p_nat_observe(struct p2p_nat *n, uint64_t now,
 		    const struct p2p_addr *local,
 		    const struct p2p_addr *observed,
-		    const struct p2p_peerid *observer);
+		    const struct p2p_peerid *observer,
+		    const struct p2p_addr *observer_addr);
 
 enum p2p_nat_type p2p_nat_type(const struct p2p_nat *n);
 
-/* Distinct external IPs seen (port = the latest observed port), newest first.
- */
+/* Distinct external IPs seen by enough networks (see above; port = the
+ * latest observed port), newest first. */
 size_t p2p_nat_external(const struct p2p_nat *n, struct p2p_addr *out,
 			size_t max);
 
 /*
- * The external address observed, by the newest observation, for a link
- * that left from local port port of family (4 or 6): what the NAT maps
- * our listen port to (hole punching predicts from it). 0, or -ENOENT.
+ * The external address observed, by the newest observation that enough
+ * networks agree on, for a link that left from local port port of family
+ * (4 or 6): what the NAT maps our listen port to (hole punching predicts
+ * from it). 0, or -ENOENT.
  */
 int p2p_nat_mapped(const struct p2p_nat *n, uint8_t family, uint16_t port,
 		   struct p2p_addr *out);

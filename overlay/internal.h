@@ -155,10 +155,19 @@ struct p2p_overlay {
 	uint64_t refresh_at;
 
 	/* routing */
-	uint64_t *seen; /* ring of recent message IDs, lazily allocated */
+	/*
+	 * Ring of recent message IDs, lazily allocated, with the hops each
+	 * came from and went to (their IDs folded to 64 bits, 0 for none), so
+	 * that a failure report goes back the way its message came.
+	 */
+	struct ov_seen {
+		uint64_t msgid;
+		uint64_t prev, next;
+	} * seen;
 	unsigned nseen, seenpos;
 	struct ov_sent {
 		uint64_t msgid;
+		uint64_t via; /* the first hop (tag), which alone may fail it */
 		struct p2p_peerid dst;
 	} * sent;
 	unsigned nsent, sentpos;

@@ -50,8 +50,9 @@
 
 /* Application numbers carried in routed messages (struct p2p_msg routed.app).
  */
-#define P2P_APP_ROUTE_FAIL 0 /* overlay internal: payload msgid u64 */
-#define P2P_APP_PING 1	     /* daemon: routed ping */
+/* overlay internal: payload msgid u64, passed back hop by hop */
+#define P2P_APP_ROUTE_FAIL 0
+#define P2P_APP_PING 1 /* daemon: routed ping */
 #define P2P_APP_PONG 2
 #define P2P_APP_NAT 3 /* NAT traversal signalling */
 #define P2P_APP_USER 16
@@ -178,8 +179,10 @@ int p2p_overlay_lookup(struct p2p_overlay *o, uint64_t now,
 
 /*
  * Route payload (len <= P2P_MSG_MAX - 128) to dst hop by hop; *msgid for
- * matching a later ROUTE_FAILED. Delivered locally when dst is us.
- * 0, -EMSGSIZE, -EHOSTUNREACH (no link at all).
+ * matching a later ROUTE_FAILED, which is reported only when the failure
+ * comes back from the first hop (see route.c). Delivered locally when dst
+ * is us. 0, -EMSGSIZE, -EHOSTUNREACH (no link at all), -EINVAL (app is
+ * P2P_APP_ROUTE_FAIL).
  */
 int p2p_overlay_route(struct p2p_overlay *o, uint64_t now,
 		      const struct p2p_peerid *dst, uint8_t app,

@@ -7,8 +7,17 @@
  * cache drops copies that come back anyway, and the hop limit bounds the
  * path. Only a first hop may be no nearer than its sender: from a client
  * (it links only to its own neighbourhood) and for a failure report.
- * What cannot go on is answered with a P2P_APP_ROUTE_FAIL message routed
- * back to its source, which reports ROUTE_FAILED for its msgid.
+ * What cannot go on is answered with a P2P_APP_ROUTE_FAIL message that
+ * goes back hop by hop the way the message came, to its source, which
+ * reports ROUTE_FAILED for its msgid.
+ *
+ * Why back the same way: a failure report names a message ID, which every
+ * node on the path has seen, and carries no proof of who failed it. Each
+ * node therefore remembers, for each message it passed on, the hop it came
+ * from and the hop it went to, and passes a failure only from the latter
+ * to the former; the source acts on one only from its first hop. A node
+ * can then fail just the messages that it could have dropped anyway (it is
+ * on their path), and no node off the path can fail anyone's request.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -16,25 +25,59 @@
 
 #include "internal.h"
 
-static bool seen_check_add(struct p2p_overlay *o, uint64_t msgid)
+/*
+ * An ID folded to 64 bits (its four words XORed): enough to tell the links
+ * of one node apart, since IDs are hashes of keys and matching another's
+ * fold would take about 2^64 tries at making keys. Never 0, which means
+ * "none".
+ */
+static uint64_t id_tag(const struct p2p_peerid *id)
 {
+	uint64_t t = 0;
+
+	for (int i = 0; i < P2P_ID_LEN; i++)
+		t ^= (uint64_t)id->b[i] << (8 * (i % 8));
+	return t != 0 ? t : 1;
+}
+
+static struct ov_seen *seen_find(struct p2p_overlay *o, uint64_t msgid)
+{
+	for (unsigned i = 0; i < o->nseen; i++)
+		if (o->seen[i].msgid == msgid)
+			return &o->seen[i];
+	return NULL;
+}
+
+/*
+ * Remember msgid as seen, coming from prev (NULL: ours). Returns true for
+ * a copy (already seen); *slot is its record, NULL when out of memory.
+ */
+static bool seen_check_add(struct p2p_overlay *o, uint64_t msgid,
+			   const struct p2p_peerid *prev, struct ov_seen **slot)
+{
+	struct ov_seen *e;
+
+	*slot = NULL;
 	if (o->seen == NULL) {
 		o->seen = malloc(OV_SEEN_MAX * sizeof(*o->seen));
 		if (o->seen == NULL)
 			return false;
 	}
-	for (unsigned i = 0; i < o->nseen; i++)
-		if (o->seen[i] == msgid)
-			return true;
-	o->seen[o->seenpos] = msgid;
+	if ((e = seen_find(o, msgid)) != NULL)
+		return true;
+	e = &o->seen[o->seenpos];
+	e->msgid = msgid;
+	e->prev = prev != NULL ? id_tag(prev) : 0;
+	e->next = 0;
 	o->seenpos = (o->seenpos + 1) % OV_SEEN_MAX;
 	if (o->nseen < OV_SEEN_MAX)
 		o->nseen++;
+	*slot = e;
 	return false;
 }
 
 static void sent_add(struct p2p_overlay *o, uint64_t msgid,
-		     const struct p2p_peerid *dst)
+		     const struct p2p_peerid *dst, const struct p2p_peerid *via)
 {
 	if (o->sent == NULL) {
 		o->sent = malloc(OV_SENT_MAX * sizeof(*o->sent));
@@ -42,20 +85,28 @@ static void sent_add(struct p2p_overlay *o, uint64_t msgid,
 			return;
 	}
 	o->sent[o->sentpos].msgid = msgid;
+	o->sent[o->sentpos].via = via != NULL ? id_tag(via) : 0;
 	o->sent[o->sentpos].dst = *dst;
 	o->sentpos = (o->sentpos + 1) % OV_SENT_MAX;
 	if (o->nsent < OV_SENT_MAX)
 		o->nsent++;
 }
 
-/* Our message msgid failed: report it once, if it is ours at all. */
-static void sent_failed(struct p2p_overlay *o, uint64_t msgid)
+/*
+ * Our message msgid failed: report it once, if it is ours at all and the
+ * report came from the hop we sent it to (from NULL: we found it
+ * ourselves).
+ */
+static void sent_failed(struct p2p_overlay *o, uint64_t msgid,
+			const struct p2p_peerid *from)
 {
 	for (unsigned i = 0; i < o->nsent; i++) {
 		struct ov_act *x;
 
 		if (o->sent[i].msgid != msgid)
 			continue;
+		if (from != NULL && o->sent[i].via != id_tag(from))
+			return; /* not from our first hop: not authentic */
 		x = ov_push(o, P2P_OV_ROUTE_FAILED, &o->sent[i].dst);
 		if (x != NULL)
 			x->a.id = msgid;
@@ -136,16 +187,6 @@ static void deliver(struct p2p_overlay *o, const struct p2p_peerid *src,
 	size_t off = SIZE_MAX;
 	uint8_t *copy;
 
-	if (app == P2P_APP_ROUTE_FAIL) {
-		uint64_t id = 0;
-
-		if (len != 8)
-			return;
-		for (int i = 0; i < 8; i++)
-			id = id << 8 | payload[i];
-		sent_failed(o, id);
-		return;
-	}
 	copy = ov_arena_alloc(o, len, &off);
 	if (copy == NULL)
 		return;
@@ -164,32 +205,38 @@ static void deliver(struct p2p_overlay *o, const struct p2p_peerid *src,
 
 /*
  * Send a message of ours on its first hop. A server sends only to a nearer
- * peer (else it is itself the nearest node it knows of); a client, and a
- * failure report (which must find its way back whatever our position),
- * take the nearest link they have.
+ * peer (else it is itself the nearest node it knows of); a client takes
+ * the nearest link it has. *via: the first hop.
  */
 static int originate(struct p2p_overlay *o, uint64_t now,
 		     const struct p2p_peerid *dst, uint8_t app,
-		     const uint8_t *payload, size_t len, uint64_t msgid)
+		     const uint8_t *payload, size_t len, uint64_t msgid,
+		     struct p2p_peerid *via)
 {
 	const struct ov_link *l = nearest_link(o, dst, NULL);
-	bool strict = o->server && app != P2P_APP_ROUTE_FAIL;
+	struct ov_seen *e;
 
-	seen_check_add(o, msgid);
+	seen_check_add(o, msgid, NULL, &e);
 	if (l == NULL)
 		return -EHOSTUNREACH;
-	if (strict && !ov_id_eq(&l->id, dst) &&
+	if (o->server && !ov_id_eq(&l->id, dst) &&
 	    ov_cmp_dist(dst, &l->id, &o->cfg.self) >= 0)
 		return -ENETUNREACH; /* we are the nearest node we know */
+	*via = l->id;
+	if (e != NULL)
+		e->next = id_tag(&l->id);
 	return emit(o, now, &l->id, msgid, P2P_ROUTE_HOPS, &o->cfg.self, dst,
 		    app, payload, len);
 }
 
+/* m, which came from the hop from, cannot go on: tell that hop. */
 static void undeliverable(struct p2p_overlay *o, uint64_t now,
+			  const struct p2p_peerid *from,
 			  const struct p2p_msg *m)
 {
 	uint8_t body[8];
 	uint64_t id;
+	struct ov_seen *e;
 
 	o->st.routed_dropped++;
 	if (m->u.routed.app == P2P_APP_ROUTE_FAIL)
@@ -197,8 +244,52 @@ static void undeliverable(struct p2p_overlay *o, uint64_t now,
 	for (int i = 0; i < 8; i++)
 		body[i] = (uint8_t)(m->u.routed.msgid >> (56 - 8 * i));
 	o->cfg.random(o->cfg.ctx, &id, sizeof(id));
-	originate(o, now, &m->u.routed.src, P2P_APP_ROUTE_FAIL, body,
-		  sizeof(body), id);
+	seen_check_add(o, id, NULL, &e);
+	emit(o, now, from, id, P2P_ROUTE_HOPS, &o->cfg.self, &m->u.routed.src,
+	     P2P_APP_ROUTE_FAIL, body, sizeof(body));
+}
+
+/*
+ * A failure report from the hop from: act on it if it names our message
+ * and from is its first hop, pass it back if it names one we passed to
+ * from, else drop it (whoever sent it could not have failed that message).
+ */
+static int fail_recv(struct p2p_overlay *o, uint64_t now,
+		     const struct p2p_peerid *from, const struct p2p_msg *m)
+{
+	const struct ov_seen *e;
+	uint64_t id = 0, prev;
+
+	if (m->u.routed.len != 8)
+		return -EPROTO;
+	for (int i = 0; i < 8; i++)
+		id = id << 8 | m->u.routed.payload[i];
+	if (ov_id_eq(&m->u.routed.dst, &o->cfg.self)) {
+		sent_failed(o, id, from);
+		return 0;
+	}
+	e = o->seen != NULL ? seen_find(o, id) : NULL;
+	if (e == NULL || e->prev == 0 || e->next != id_tag(from) ||
+	    m->u.routed.hops == 0) {
+		o->st.routed_dropped++;
+		return 0;
+	}
+	prev = e->prev;
+	for (uint32_t i = 0; i < o->nlk; i++) {
+		const struct ov_link *l = &o->lk[i];
+
+		if (l->state != OV_LINK_UP || id_tag(&l->id) != prev)
+			continue;
+		o->st.routed_forwarded++;
+		return emit(o, now, &l->id, m->u.routed.msgid,
+			    m->u.routed.hops - 1, &m->u.routed.src,
+			    &m->u.routed.dst, P2P_APP_ROUTE_FAIL,
+			    m->u.routed.payload, m->u.routed.len) == -ENOMEM
+			   ? -ENOMEM
+			   : 0;
+	}
+	o->st.routed_dropped++; /* the way back is gone */
+	return 0;
 }
 
 int ov_route_recv(struct p2p_overlay *o, uint64_t now,
@@ -207,6 +298,7 @@ int ov_route_recv(struct p2p_overlay *o, uint64_t now,
 	struct ov_link *in = ov_link_find(o, from);
 	const struct p2p_peerid *dst = &m->u.routed.dst;
 	const struct ov_link *next;
+	struct ov_seen *seen;
 	bool ok;
 	uint8_t hops;
 
@@ -221,10 +313,12 @@ int ov_route_recv(struct p2p_overlay *o, uint64_t now,
 	if (m->u.routed.len > P2P_MSG_MAX - OV_ROUTE_OVERHEAD ||
 	    m->u.routed.hops > P2P_ROUTE_HOPS_MAX)
 		return -EMSGSIZE;
-	if (seen_check_add(o, m->u.routed.msgid)) {
+	if (seen_check_add(o, m->u.routed.msgid, from, &seen)) {
 		o->st.routed_dropped++; /* a copy, or a loop */
 		return 0;
 	}
+	if (m->u.routed.app == P2P_APP_ROUTE_FAIL)
+		return fail_recv(o, now, from, m);
 	hops = m->u.routed.hops > 0 ? m->u.routed.hops - 1 : 0;
 	if (ov_id_eq(dst, &o->cfg.self)) {
 		int travelled = P2P_ROUTE_HOPS - m->u.routed.hops + 1;
@@ -238,9 +332,11 @@ int ov_route_recv(struct p2p_overlay *o, uint64_t now,
 	if (next == NULL ||
 	    (!ov_id_eq(&next->id, dst) &&
 	     (hops == 0 || ov_cmp_dist(dst, &next->id, &o->cfg.self) >= 0))) {
-		undeliverable(o, now, m);
+		undeliverable(o, now, from, m);
 		return 0;
 	}
+	if (seen != NULL)
+		seen->next = id_tag(&next->id);
 	o->st.routed_forwarded++;
 	return emit(o, now, &next->id, m->u.routed.msgid, hops,
 		    &m->u.routed.src, dst, m->u.routed.app, m->u.routed.payload,
@@ -253,9 +349,12 @@ int ov_route_origin(struct p2p_overlay *o, uint64_t now,
 		    const struct p2p_peerid *dst, uint8_t app,
 		    const uint8_t *payload, size_t len, uint64_t *msgid)
 {
+	struct p2p_peerid via;
 	uint64_t id;
 	int rc;
 
+	if (app == P2P_APP_ROUTE_FAIL)
+		return -EINVAL; /* the overlay's own, sent hop by hop */
 	o->cfg.random(o->cfg.ctx, &id, sizeof(id));
 	if (msgid != NULL)
 		*msgid = id;
@@ -266,14 +365,16 @@ int ov_route_origin(struct p2p_overlay *o, uint64_t now,
 	}
 	if (o->links_up == 0)
 		return -EHOSTUNREACH;
-	sent_add(o, id, dst);
 	o->st.routed_sent++;
-	rc = originate(o, now, dst, app, payload, len, id);
+	rc = originate(o, now, dst, app, payload, len, id, &via);
 	if (rc == -ENETUNREACH) {
 		o->st.routed_dropped++;
-		sent_failed(o, id);
+		sent_add(o, id, dst, NULL);
+		sent_failed(o, id, NULL);
 		return 0;
 	}
+	if (rc == 0)
+		sent_add(o, id, dst, &via);
 	return rc;
 }
 

@@ -428,6 +428,76 @@ Test(core, linkfsm_keepalive_ping_pong_rtt)
 	cr_assert_eq(B.rtts, 1);
 }
 
+/* Attack: PINGs as fast as the link takes them, never reading. Each one
+ * used to earn a PONG in our write queue. */
+Test(core, linkfsm_pongs_are_rate_limited)
+{
+	unsigned answered = 0;
+
+	up();
+	for (int i = 0; i < 10 * P2P_LINKFSM_PONG_BURST; i++) {
+		cr_assert_eq(p2p_linkfsm_ping(B.f, NOW), 0);
+		drain(&B);
+		deliver(&B, &A);
+		drain(&A);
+		if (A.wlen > 0)
+			answered++;
+		A.wlen = 0;
+	}
+	cr_assert_eq(answered, P2P_LINKFSM_PONG_BURST,
+		     "PONGs for a burst of PINGs: %u", answered);
+	/* tokens come back at P2P_LINKFSM_PONG_RATE a second */
+	NOW += 1000000;
+	answered = 0;
+	for (int i = 0; i < 4 * P2P_LINKFSM_PONG_RATE; i++) {
+		cr_assert_eq(p2p_linkfsm_ping(B.f, NOW), 0);
+		drain(&B);
+		deliver(&B, &A);
+		drain(&A);
+		if (A.wlen > 0)
+			answered++;
+		A.wlen = 0;
+	}
+	cr_assert_eq(answered, P2P_LINKFSM_PONG_RATE);
+	cr_assert_eq(A.done, 0, "the link stays up");
+}
+
+/* Attack (issue 9): a DIALBACK_OK over a relayed link, which proves
+ * nothing about our listener, never reaches its handler (the daemon
+ * registers DIALBACK_OK for before HELLO, not for relayed links). */
+Test(core, linkfsm_relayed_dialback_ok_dropped)
+{
+	uint8_t enc[64], rec[64 + P2P_RECORD_OVERHEAD];
+	struct p2p_msg m = {.type = P2P_MSG_DIALBACK_OK};
+	size_t len, rlen;
+
+	A.auto_hello = B.auto_hello = false; /* before HELLO, too */
+	A.f =
+	    mk(&IA, (struct p2p_linkfsm_role){
+			.initiator = true, .expect = &IB.id, .relayed = true});
+	B.f = mk(&IB,
+		 (struct p2p_linkfsm_role){.expect = &IA.id, .relayed = true});
+	connect_both();
+	pump();
+	for (int after_hello = 0; after_hello < 2; after_hello++) {
+		if (after_hello) {
+			say_hello(&A);
+			pump();
+		}
+		m.u.dialback.nonce = 42;
+		cr_assert_eq(p2p_msg_encode(&m, enc, sizeof(enc), &len), 0);
+		cr_assert_eq(
+		    p2p_linkfsm_seal(A.f, enc, len, rec, sizeof(rec), &rlen),
+		    0);
+		memcpy(A.wire, rec, rlen);
+		A.wlen = rlen;
+		pump();
+		cr_assert_eq(B.msgs, 0, "DIALBACK_OK handed on (hello %d)",
+			     after_hello);
+		cr_assert_eq(B.unknown, (unsigned)after_hello + 1);
+	}
+}
+
 Test(core, linkfsm_idle_timeout_then_grace)
 {
 	up();

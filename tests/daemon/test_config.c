@@ -264,7 +264,8 @@ Test(config, file_keys)
 	    " \"log_level\": \"error\",\n"
 	    " \"services\": {\"ssh\": {\"target\": \"127.0.0.1:22\", "
 	    "\"allow\": [\"%s\", \"%s\"]},\n"
-	    "   \"web\": {\"target\": \"localhost:8080\"}},\n"
+	    "   \"web\": {\"target\": \"localhost:8080\", \"allow\": "
+	    "\"any\"}},\n"
 	    " \"limits\": {\"max_links\": 10, \"max_ctl_clients\": 3,\n"
 	    "   \"handshake_timeout_ms\": 100, \"keepalive_ms\": 200,\n"
 	    "   \"idle_timeout_ms\": 900, \"ctl_idle_timeout_ms\": 1500},\n"
@@ -358,7 +359,11 @@ Test(config, wrong_types_named)
 		   "\"services.a.target\" must be a string");
 	expect_err(load_file("{\"services\": {\"a\": {\"target\": \"h:1\", "
 			     "\"allow\": \"x\"}}}"),
-		   "\"services.a.allow\" must be an array of strings");
+		   "\"services.a.allow\" must be an array of peer IDs, or "
+		   "\"any\"");
+	/* open to every peer only when the file says so (SPEC section 9) */
+	expect_err(load_file("{\"services\": {\"a\": {\"target\": \"h:1\"}}}"),
+		   "service \"a\" has no \"allow\"");
 	expect_err(load_file("{\"limits\": []}"),
 		   "\"limits\" must be an object");
 	expect_err(load_file("{\"limits\": {\"max_links\": \"5\"}}"),
@@ -459,14 +464,15 @@ Test(config, flags_override_file)
 
 Test(config, reload_services)
 {
-	write_file("{\"listen\": [\"127.0.0.1:7000\"], \"services\": "
-		   "{\"a\": {\"target\": \"127.0.0.1:1\"}}}");
+	write_file(
+	    "{\"listen\": [\"127.0.0.1:7000\"], \"services\": "
+	    "{\"a\": {\"target\": \"127.0.0.1:1\", \"allow\": \"any\"}}}");
 	cr_assert_eq(load("-c", cfg_path, "-l", "127.0.0.1:9", NULL), 0);
 	cr_assert_eq(cfg->nservices, 1);
 
 	write_file("{\"listen\": [\"127.0.0.1:7777\"], \"services\": "
-		   "{\"b\": {\"target\": \"127.0.0.1:2\"}, "
-		   "\"c\": {\"target\": \"127.0.0.1:3\"}}}");
+		   "{\"b\": {\"target\": \"127.0.0.1:2\", \"allow\": \"any\"}, "
+		   "\"c\": {\"target\": \"127.0.0.1:3\", \"allow\": []}}}");
 	cr_assert_eq(p2pd_config_reload_services(cfg, err, sizeof(err)), 0,
 		     "%s", err);
 	cr_assert_eq(cfg->nservices, 2);
@@ -483,4 +489,19 @@ Test(config, reload_services)
 	write_file("{}");
 	cr_assert_eq(p2pd_config_reload_services(cfg, err, sizeof(err)), 0);
 	cr_expect_eq(cfg->nservices, 0);
+}
+
+/* issue 12 item 1: LAN discovery is on unless the file says false. */
+Test(config, lan_discovery_default_and_off)
+{
+	cr_assert_eq(load("-d", "/tmp/x", NULL), 0, "%s", err);
+	cr_expect(cfg->lan_discovery);
+	cr_assert_eq(load_file("{\"lan_discovery\": false}"), 0, "%s", err);
+	cr_expect(!cfg->lan_discovery);
+	cr_assert_eq(load_file("{\"lan_discovery\": true}"), 0, "%s", err);
+	cr_expect(cfg->lan_discovery);
+	expect_err(load_file("{\"lan_discovery\": 0}"),
+		   "\"lan_discovery\" must be true or false");
+	expect_err(load_file("{\"lan_discovery\": \"no\"}"),
+		   "\"lan_discovery\" must be true or false");
 }

@@ -175,13 +175,25 @@ Test(service, from_args)
 	struct p2p_peerid x = mkid(0x33);
 
 	p2p_peerid_to_text(&x, id);
+	/* who may use it is never implicit (SPEC section 9) */
 	cr_assert_eq(
 	    from("{\"service\": \"ssh\", \"target\": \"127.0.0.1:22\"}", &svc,
 		 msg),
-	    0, "%s", msg);
+	    -EINVAL);
+	cr_assert(strstr(msg, "allow"), "%s", msg);
+	cr_assert_eq(from("{\"service\": \"ssh\", \"target\": "
+			  "\"127.0.0.1:22\", \"allow\": \"any\"}",
+			  &svc, msg),
+		     0, "%s", msg);
 	cr_assert_str_eq(svc.name, "ssh");
 	cr_assert(svc.allow_any);
 	cr_assert_eq(svc.target_addr.port, 22);
+	{
+		json_t *j = node_service_to_json(&svc);
+		cr_assert_str_eq(json_string_value(json_object_get(j, "allow")),
+				 "any");
+		json_decref(j);
+	}
 
 	snprintf(json, sizeof(json),
 		 "{\"service\": \"web\", \"target\": \"localhost:80\", "
@@ -226,6 +238,11 @@ Test(service, from_args)
 	cr_assert_eq(from("{\"service\": \"ssh\", \"target\": \"1.2.3.4:5\", "
 			  "\"allow\": null}",
 			  &svc, msg),
+		     -EINVAL);
+	cr_assert_eq(from("{\"service\": \"ssh\", \"target\": \"1.2.3.4:5\", "
+			  "\"allow\": []}",
+			  &svc, msg),
 		     0);
-	cr_assert(svc.allow_any);
+	cr_assert(!svc.allow_any, "an empty list is nobody, not everybody");
+	cr_assert_eq(svc.nallow, 0);
 }

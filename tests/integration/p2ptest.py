@@ -83,7 +83,7 @@ def ctl_request(path, obj, timeout=30.0, raw=None):
 
 class Daemon:
     def __init__(self, cluster, name, host="127.0.0.1", port=None, bootstrap=(),
-                 config=None, listen=True, extra=()):
+                 config=None, listen=True, extra=(), lan=False):
         self.cluster = cluster
         self.name = name
         self.host = host
@@ -95,6 +95,10 @@ class Daemon:
         self.bootstrap = list(bootstrap)
         self.listen = listen
         self.config = config
+        # LAN discovery (multicast beacons) is off unless a test turns it
+        # on: many daemons on one host would all link to each other
+        # through it, whatever the test means to bootstrap.
+        self.lan = lan
         self.extra = list(extra)
         self.proc = None
         self.id = None
@@ -106,11 +110,12 @@ class Daemon:
 
     def argv(self, bootstrap=None):
         a = [P2PD, "-s", self.sock, "-d", self.state, "--log-level", "debug"]
-        if self.config is not None:
-            cfg = os.path.join(self.dir, "config.json")
-            with open(cfg, "w") as f:
-                json.dump(self.config, f)
-            a += ["-c", cfg]
+        config = dict(self.config or {})
+        config.setdefault("lan_discovery", self.lan)
+        cfg = os.path.join(self.dir, "config.json")
+        with open(cfg, "w") as f:
+            json.dump(config, f)
+        a += ["-c", cfg]
         if self.listen:
             a += ["-l", self.addr]
         for b in (self.bootstrap if bootstrap is None else bootstrap):

@@ -173,12 +173,12 @@ def ctl_wrong_argument_types():
             ({"cmd": "lookup", "peer": {"id": "x"}}, ("bad_request", "invalid_peer_id")),
             ({"cmd": "bootstrap", "addr": []}, ("bad_request",)),
             ({"cmd": "bootstrap", "addr": "not an address"}, ("bad_request",)),
-            ({"cmd": "expose", "service": 1, "target": "127.0.0.1:22"}, ("bad_request",)),
-            ({"cmd": "expose", "service": "s", "target": 22}, ("bad_request",)),
+            ({"cmd": "expose", "service": 1, "target": "127.0.0.1:22", "allow": "any"}, ("bad_request",)),
+            ({"cmd": "expose", "service": "s", "target": 22, "allow": "any"}, ("bad_request",)),
             ({"cmd": "expose", "service": "s", "target": "127.0.0.1:22", "allow": "x"},
              ("bad_request", "invalid_peer_id")),
-            ({"cmd": "expose", "service": "", "target": "127.0.0.1:22"}, ("bad_request",)),
-            ({"cmd": "expose", "service": "s" * 300, "target": "127.0.0.1:22"}, ("bad_request",)),
+            ({"cmd": "expose", "service": "", "target": "127.0.0.1:22", "allow": "any"}, ("bad_request",)),
+            ({"cmd": "expose", "service": "s" * 300, "target": "127.0.0.1:22", "allow": "any"}, ("bad_request",)),
             ({"cmd": "unexpose", "service": False}, ("bad_request",)),
         ]
         for req, codes in cases:

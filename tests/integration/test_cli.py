@@ -254,14 +254,26 @@ def expose_services_roundtrip():
         d1 = c.daemon().start()
         r = d0.ctl("expose", "web", "127.0.0.1:8080", "--allow", d1.id)
         check_eq(r.returncode, 0, "expose exit (stderr %r)" % r.stderr)
-        check_eq(d0.ctl("expose", "open", "127.0.0.1:9090").returncode, 0, "expose without --allow")
+        # who may use it is never implicit (SPEC section 9): usage error, exit 2
+        r = d0.ctl("expose", "open", "127.0.0.1:9090")
+        check_eq(r.returncode, 2, "expose without --allow or --allow-any (stderr %r)" % r.stderr)
+        check("--allow-any" in r.stderr, "the usage error names --allow-any: %r" % r.stderr)
+        r = d0.ctl("expose", "open", "127.0.0.1:9090", "--allow-any", "--allow", d1.id)
+        check_eq(r.returncode, 2, "--allow-any with --allow (stderr %r)" % r.stderr)
+        r = d0.req({"cmd": "expose", "service": "open", "target": "127.0.0.1:9090"})
+        check_eq(r.get("error"), "bad_request", "control request without allow")
+        check_eq([x["service"] for x in d0.req({"cmd": "services"})["services"]], ["web"],
+                 "nothing exposed by the refusals")
+        check_eq(d0.ctl("expose", "open", "127.0.0.1:9090", "--allow-any").returncode, 0, "expose --allow-any")
         s = d0.req({"cmd": "services"})["services"]
         byname = {x["service"]: x for x in s}
         check_eq(set(byname), {"web", "open"}, "services")
         check_eq(byname["web"]["target"], "127.0.0.1:8080", "web target")
         check_eq(byname["web"].get("allow"), [d1.id], "web allow list")
-        check(not byname["open"].get("allow"), "open service has an allow list: %r", byname["open"])
+        check_eq(byname["open"].get("allow"), "any", "open service's allow")
         out = d0.ctl("services").stdout
+        row = [ln for ln in out.splitlines() if ln.startswith("open ")]
+        check(row and "ANY PEER" in row[0], "services does not mark the open service: %r", out)
         check(out.splitlines()[0].split() == ["SERVICE", "TARGET", "ALLOW"], "services header %r", out)
         check("web" in out and d1.id in out and "127.0.0.1:8080" in out, "services table %r", out)
         check_eq(d0.ctl("unexpose", "web").returncode, 0, "unexpose exit")
@@ -607,7 +619,7 @@ def pipe_into_a_closed_pipe_exits_quietly():
         wait_for(lambda: d0.id in d1.peer_ids(), 15, what="link d1->d0")
         srv = stream_server()
         try:
-            check_eq(d0.ctl("expose", "pour", "127.0.0.1:%d" % srv.getsockname()[1]).returncode, 0, "expose")
+            check_eq(d0.ctl("expose", "pour", "127.0.0.1:%d" % srv.getsockname()[1], "--allow-any").returncode, 0, "expose")
             # like "p2pctl pipe ... | head -c 100000": the reader stops, p2pctl must too
             p = subprocess.Popen([p2ptest.P2PCTL, "-s", d1.sock, "pipe", d0.id, "pour"], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -649,8 +661,10 @@ def bash_completion():
         check_eq(complete("un"), ["unexpose", "unforward"], "commands")
         check_eq(complete("help", "fo"), ["forward", "forwards"], "help's argument")
         check_eq(complete("--so"), ["--socket="], "an option")
-        check_eq(d1.ctl("expose", "web", "127.0.0.1:80").returncode, 0, "expose web")
-        check_eq(d1.ctl("expose", "wiki", "127.0.0.1:81").returncode, 0, "expose wiki")
+        check_eq(complete("expose", "x", "127.0.0.1:1", "--allow"), ["--allow", "--allow-any"],
+                 "expose's options")
+        check_eq(d1.ctl("expose", "web", "127.0.0.1:80", "--allow-any").returncode, 0, "expose web")
+        check_eq(d1.ctl("expose", "wiki", "127.0.0.1:81", "--allow-any").returncode, 0, "expose wiki")
         check_eq(complete("-s", d1.sock, "unexpose", "w"), ["web", "wiki"], "service names from the daemon")
         check_eq(complete("--socket", "=", d1.sock, "unexpose", "we"), ["web"], "--socket=PATH in pieces")
         check_eq(complete("-s", d1.sock, "ping", ""), [d0.id], "peer IDs from the daemon")

@@ -165,7 +165,7 @@ def pipe_200k_echo_identical():
         a, b = pair(c)
         svc = Service(echo)
         try:
-            check_eq(a.ctl("expose", "echo", svc.target).returncode, 0, "expose")
+            check_eq(a.ctl("expose", "echo", svc.target, "--allow-any").returncode, 0, "expose")
             data = os.urandom(200 * 1024)
             r = pipe(b, a.id, "echo", data)
             check_eq(r.returncode, 0, "pipe exit (stderr %r)" % r.stderr)
@@ -184,7 +184,7 @@ def pipe_half_close():
         a, b = pair(c)
         svc = Service(digest_at_eof)
         try:
-            check_eq(a.ctl("expose", "dig", svc.target).returncode, 0, "expose")
+            check_eq(a.ctl("expose", "dig", svc.target, "--allow-any").returncode, 0, "expose")
             data = os.urandom(300000)
             r = pipe(b, a.id, "dig", data, timeout=30)
             check_eq(r.returncode, 0, "pipe exit (stderr %r)" % r.stderr)
@@ -260,7 +260,7 @@ def target_down_is_peer_unreachable():
     with Cluster() as c:
         a, b = pair(c)
         dead = p2ptest.free_port()
-        check_eq(a.ctl("expose", "dead", "127.0.0.1:%d" % dead).returncode, 0, "expose")
+        check_eq(a.ctl("expose", "dead", "127.0.0.1:%d" % dead, "--allow-any").returncode, 0, "expose")
         r = pipe(b, a.id, "dead", b"x")
         check_eq(r.returncode, 1, "pipe exit")
         err = r.stderr.decode()
@@ -273,8 +273,8 @@ def service_target_by_host_name():
         a, b = pair(c)
         svc = Service(echo)
         try:
-            check_eq(a.ctl("expose", "named", "localhost:%d" % svc.port).returncode, 0, "expose")
-            check_eq(a.ctl("expose", "nowhere", "no-such-host.invalid:80").returncode, 0, "expose")
+            check_eq(a.ctl("expose", "named", "localhost:%d" % svc.port, "--allow-any").returncode, 0, "expose")
+            check_eq(a.ctl("expose", "nowhere", "no-such-host.invalid:80", "--allow-any").returncode, 0, "expose")
             r = pipe(b, a.id, "named", b"by name\n")
             check_eq((r.returncode, r.stdout), (0, b"by name\n"), "echo via localhost (stderr %r)" % r.stderr)
             r = pipe(b, a.id, "nowhere", b"x")
@@ -308,7 +308,7 @@ def reset_travels_end_to_end():
         a, b = pair(c)
         svc = Service(service)
         try:
-            check_eq(a.ctl("expose", "rst", svc.target).returncode, 0, "expose")
+            check_eq(a.ctl("expose", "rst", svc.target, "--allow-any").returncode, 0, "expose")
             r = b.req({"cmd": "forward", "listen": "0", "peer": a.id, "service": "rst"})
             host, port = r["listen"].rsplit(":", 1)
             s = socket.create_connection((host, int(port)), timeout=10)
@@ -380,7 +380,7 @@ def forward_concurrent_clients():
         a, b = pair(c)
         svc = Service(echo)
         try:
-            check_eq(a.ctl("expose", "echo", svc.target).returncode, 0, "expose")
+            check_eq(a.ctl("expose", "echo", svc.target, "--allow-any").returncode, 0, "expose")
             r = b.ctl("--json", "forward", "0", a.id, "echo")
             check_eq(r.returncode, 0, "forward exit (stderr %r)" % r.stderr)
             listen = json.loads(r.stdout)["listen"]
@@ -446,8 +446,8 @@ def stalled_reader_does_not_stall_other_tunnel():
         a, b = pair(c)
         src, ech = Service(source), Service(echo)
         try:
-            check_eq(a.ctl("expose", "src", src.target).returncode, 0, "expose src")
-            check_eq(a.ctl("expose", "echo", ech.target).returncode, 0, "expose echo")
+            check_eq(a.ctl("expose", "src", src.target, "--allow-any").returncode, 0, "expose src")
+            check_eq(a.ctl("expose", "echo", ech.target, "--allow-any").returncode, 0, "expose echo")
             stalled = open_tunnel(b, a.id, "src")
             stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             time.sleep(1.5)  # every buffer on the way fills up
@@ -496,7 +496,7 @@ def rss_bounded_while_reader_stalls():
         a, b = pair(c)
         svc = Service(slow_sink)
         try:
-            check_eq(a.ctl("expose", "sink", svc.target).returncode, 0, "expose")
+            check_eq(a.ctl("expose", "sink", svc.target, "--allow-any").returncode, 0, "expose")
             r = b.req({"cmd": "forward", "listen": "127.0.0.1:0", "peer": a.id, "service": "sink"})
             check(r.get("ok"), "forward: %r", r)
             host, port = r["listen"].rsplit(":", 1)
@@ -553,7 +553,7 @@ def connect_and_open_dial_a_peer_without_a_link():
         wait_for(lambda: a.id in d.peer_ids() and a.id in e.peer_ids(), 15, what="d, e linked to a")
         svc = Service(echo)
         try:
-            check_eq(e.ctl("expose", "echo", svc.target).returncode, 0, "expose on e")
+            check_eq(e.ctl("expose", "echo", svc.target, "--allow-any").returncode, 0, "expose on e")
             check(d.id not in b.peer_ids(), "b already linked to d")
             check(e.id not in b.peer_ids(), "b already linked to e")
             r = b.ctl("--json", "connect", d.id)
@@ -583,7 +583,7 @@ def connect_and_open_dial_a_peer_without_a_link():
             check_eq(a.req({"cmd": "status"})["relay"]["circuits"], 1, "circuits on a")
             links = {p["id"]: p["link"] for p in e.req({"cmd": "peers"})["peers"]}
             check_eq(links.get(f.id), "relay", "e's link to f")
-            check_eq(f.ctl("expose", "echo", svc.target).returncode, 0, "expose on f")
+            check_eq(f.ctl("expose", "echo", svc.target, "--allow-any").returncode, 0, "expose on f")
             relayed0 = a.req({"cmd": "status"})["relay"]["bytes"]
             data = os.urandom(50000)
             r = pipe(e, f.id, "echo", data)
@@ -613,7 +613,7 @@ def sigterm_closes_tunnels_and_forwards():
         a, b = pair(c)
         svc = Service(echo)
         try:
-            check_eq(a.ctl("expose", "echo", svc.target).returncode, 0, "expose")
+            check_eq(a.ctl("expose", "echo", svc.target, "--allow-any").returncode, 0, "expose")
             r = b.req({"cmd": "forward", "listen": "0", "peer": a.id, "service": "echo"})
             host, port = r["listen"].rsplit(":", 1)
             s1 = socket.create_connection((host, int(port)), timeout=10)

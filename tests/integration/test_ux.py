@@ -146,13 +146,13 @@ def runtime_changes_persist():
         p1, p2, p3 = [h.getsockname()[1] for h in held]
         for h in held:
             h.close()
-        d1.config = {"services": {"conf": {"target": "127.0.0.1:7"}},
+        d1.config = {"services": {"conf": {"target": "127.0.0.1:7", "allow": "any"}},
                      "forwards": [{"listen": "127.0.0.1:%d" % p1, "peer": d0.id, "service": "conf"}]}
         d1.start()
         check_eq(forwards(d1), [("127.0.0.1:%d" % p1, d0.id, "conf")], "the config file's forward")
         check(listens(p1), "config forward does not listen")
         check_eq(d1.ctl("name", "add", "zed", d0.id).returncode, 0, "name add")
-        for args in (("expose", "web", "127.0.0.1:80"), ("expose", "ssh", "127.0.0.1:22", "--allow", d0.id),
+        for args in (("expose", "web", "127.0.0.1:80", "--allow-any"), ("expose", "ssh", "127.0.0.1:22", "--allow", d0.id),
                      ("forward", str(p2), "zed.p2p", "web"), ("forward", str(p3), d0.id, "ssh")):
             r = d1.ctl(*args)
             check_eq((r.returncode, r.stderr), (0, ""), " ".join(args))
@@ -168,7 +168,8 @@ def runtime_changes_persist():
         check_eq(forwards(d1), want_f, "forwards after a restart")
         check(listens(p2) and listens(p3), "restored forwards do not listen")
         # SIGHUP: the config file's services anew, the runtime ones stay
-        d1.config["services"] = {"conf2": {"target": "127.0.0.1:9"}, "web": {"target": "127.0.0.1:1"}}
+        d1.config["services"] = {"conf2": {"target": "127.0.0.1:9", "allow": "any"},
+                                 "web": {"target": "127.0.0.1:1", "allow": "any"}}
         with open(os.path.join(d1.dir, "config.json"), "w") as f:
             json.dump(d1.config, f)
         d1.proc.send_signal(signal.SIGHUP)
@@ -199,6 +200,28 @@ def corrupt_runtime_file_is_a_warning():
         d.start()
         check_eq(d.req({"cmd": "services"})["services"], [], "services")
         check("runtime.json" in open(d.log).read(), "the log names the file")
+
+
+@T.test
+def runtime_file_of_an_older_daemon():
+    """Before "allow" had to be said, runtime.json wrote null for "any
+    peer" (what the user asked for then): it is restored as "any", and
+    written back so."""
+    with Cluster() as c:
+        d = c.daemon()
+        os.makedirs(d.state, mode=0o700)
+        path = os.path.join(d.state, "runtime.json")
+        with open(path, "w") as f:
+            json.dump({"services": [{"service": "old", "target": "127.0.0.1:1", "allow": None}],
+                       "forwards": []}, f)
+        os.chmod(path, 0o600)
+        d.start()
+        check_eq(d.req({"cmd": "services"})["services"],
+                 [{"service": "old", "target": "127.0.0.1:1", "allow": "any"}], "services")
+        check_eq(d.ctl("expose", "new", "127.0.0.1:2", "--allow-any").returncode, 0, "expose")
+        with open(path) as f:
+            saved = json.load(f)
+        check_eq([s["allow"] for s in saved["services"]], ["any", "any"], "runtime.json rewritten")
 
 
 @T.test
@@ -246,7 +269,7 @@ def peers_tunnels_metrics():
         # one tunnel over the relayed link, held open
         svc = Service(echo)
         try:
-            check_eq(f.ctl("expose", "echo", svc.target).returncode, 0, "expose on f")
+            check_eq(f.ctl("expose", "echo", svc.target, "--allow-any").returncode, 0, "expose on f")
             s = open_tunnel(e, f.id, "echo")
             s.sendall(b"x" * 1000)
             check_eq(recv_exact(s, 1000), b"x" * 1000, "echo")
@@ -484,6 +507,55 @@ def bootstrap_by_host_name():
         r = subprocess.run([p2ptest.P2PD, "-n", "-b", "x_y:1"], capture_output=True, text=True)
         check_eq(r.returncode, 1, "p2pd -b x_y:1")
         check("HOST:PORT" in r.stderr, "message %r", r.stderr)
+
+ONLY_LO = "ip link set lo up && exec \"$@\""
+
+
+@T.test
+def lan_discovery_without_multicast():
+    """Issue 12 item 1: in a network namespace whose only interface is
+    loopback there is nothing to multicast on: LAN discovery is one
+    warning, and the daemon runs on and links by bootstrap as ever."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        print("skip lan_discovery_without_multicast: needs root and unshare")
+        return
+    with Cluster() as c:
+        d = c.daemon("lone", lan=True)
+        logf = open(d.log, "ab")
+        d.proc = c.popen(["unshare", "-n", "sh", "-c", ONLY_LO, "sh"] + d.argv(),
+                         stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+        logf.close()
+        d.wait_ready()
+        # past the second beacon's time (core/lan.h P2P_LAN_SECOND_MS)
+        wait_for(lambda: d.req({"cmd": "status"})["uptime_s"] >= 3, 10, what="3 s of uptime")
+        log = open(d.log).read()
+        lines = [l for l in log.splitlines() if "LAN discovery" in l]
+        check_eq(len(lines), 1, "LAN discovery lines %r" % lines)
+        check("warn: LAN discovery: not available on this host" in lines[0], "%r", lines)
+        check(d.alive(), "lone died")
+
+
+@T.test
+def lan_discovery_on_one_host():
+    """Two daemons on this host with lan_discovery true and no bootstrap
+    find each other: beacons go out on the host's interface and come back
+    through the multicast loop (loopback itself is not used). Skipped on a
+    host with no IPv4 multicast interface."""
+    with Cluster() as c:
+        a = c.daemon("a", host="0.0.0.0", lan=True).start()
+        log = open(a.log).read()
+        if "LAN discovery on" not in log or "except IPv4" in log:
+            print("skip lan_discovery_on_one_host: no IPv4 multicast here")
+            return
+        b = c.daemon("b", host="0.0.0.0", lan=True).start()
+        wait_for(lambda: b.id in a.peer_ids() and a.id in b.peer_ids(), 10,
+                 what="a and b linked through LAN discovery")
+        off = c.daemon("off", host="0.0.0.0").start()
+        # b announces again P2P_LAN_SECOND_MS after its start: by then the
+        # daemon without LAN discovery would have heard it if it listened
+        wait_for(lambda: b.req({"cmd": "status"})["uptime_s"] >= 3, 10, what="b's second beacon")
+        check_eq(off.peer_ids(), set(), "peers of the daemon without LAN discovery")
+
 
 if __name__ == "__main__":
     T.run()

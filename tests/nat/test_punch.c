@@ -123,8 +123,11 @@ Test(predict, mapped_port_from_observations)
 	memset(a.b, 1, sizeof(a.b));
 	memset(b.b, 2, sizeof(b.b));
 	cr_assert_eq(p2p_nat_mapped(nat, 4, 4242, &m), -ENOENT);
-	cr_assert_eq(p2p_nat_observe(nat, 1, &l1, &o1, &a), 0);
-	cr_assert_eq(p2p_nat_observe(nat, 2, &l2, &o2, &b), 0);
+	/* one network (the bootstrap's /24) is believed while alone */
+	struct p2p_addr at1 = v4(198, 18, 0, 1, 4242),
+			at2 = v4(198, 18, 0, 2, 1);
+	cr_assert_eq(p2p_nat_observe(nat, 1, &l1, &o1, &a, &at1), 0);
+	cr_assert_eq(p2p_nat_observe(nat, 2, &l2, &o2, &b, &at2), 0);
 	cr_assert_eq(p2p_nat_mapped(nat, 4, 4242, &m), 0);
 	cr_assert(p2p_addr_equal(&m, &o1));
 	cr_assert_eq(p2p_nat_mapped(nat, 6, 4242, &m), -ENOENT);

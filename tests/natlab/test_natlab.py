@@ -57,6 +57,10 @@ class LabDaemon(Daemon):
     """A daemon inside a lab namespace, listening on 0.0.0.0:PORT."""
 
     def __init__(self, cluster, name, node, **kw):
+        # LIMITS, read when made (test_paths swaps it); lan_discovery is
+        # off (p2ptest.Daemon's default) so that hosts behind one router
+        # do not link over their LAN before a test punches: a test that
+        # wants LAN discovery passes lan=True.
         super().__init__(cluster, name, host=node.ip, port=PORT, config=LIMITS, **kw)
         self.node = node
 
@@ -84,8 +88,8 @@ class World:
         self.d = {}
         self.routers = {}
 
-    def daemon(self, name, node, boot=()):
-        d = LabDaemon(self.c, name, node, bootstrap=boot)
+    def daemon(self, name, node, boot=(), **kw):
+        d = LabDaemon(self.c, name, node, bootstrap=boot, **kw)
         self.c.daemons.append(d)
         self.d[name] = d
         return d

@@ -113,7 +113,7 @@ def build(c, lab):
         lab.popen(lab.nodes[h], ["python3", "-c", ECHO])
     for h in CLIENTS:
         wait_for(lambda: echo_listening(lab, h), 15, what="%s echo service" % h)
-        check_eq(w.d[h].ctl("expose", "echo", "127.0.0.1:%d" % ECHO_PORT).returncode, 0,
+        check_eq(w.d[h].ctl("expose", "echo", "127.0.0.1:%d" % ECHO_PORT, "--allow-any").returncode, 0,
                  "expose on %s" % h)
     return w
 

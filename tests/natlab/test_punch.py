@@ -148,8 +148,9 @@ def peer_entry(d, peer_id):
 
 
 def connect(a, b):
+    """p2pctl -v: the progress lines come on stderr (issue 12 item 6)."""
     t0 = time.monotonic()
-    r = a.ctl("--json", "connect", b.id, timeout=60)
+    r = a.ctl("-v", "--json", "connect", b.id, timeout=60)
     took = time.monotonic() - t0
     try:
         j = json.loads(r.stdout) if r.stdout.strip() else {}
@@ -168,6 +169,7 @@ def punched(w, x, y, via):
     check_eq(r.returncode, 0, "connect %s -> %s exit (stderr %r)" % (x, y, r.stderr))
     check_eq((j.get("peer"), j.get("path"), j.get("method")), (b.id, "direct", "punch"),
              "connect %s -> %s" % (x, y))
+    punch_progress_names_both_nats(a, b, r.stderr)
     # Both ends hold a direct link at the other's (router or LAN) address.
     pa = peer_entry(a, b.id)
     pb = wait_for(lambda: peer_entry(b, a.id), 5, what="%s to list %s" % (y, x))
@@ -181,7 +183,7 @@ def punched(w, x, y, via):
     j2 = a.req({"cmd": "connect", "peer": b.id})
     check_eq(j2.get("method"), "existing", "second connect %s -> %s" % (x, y))
     # A tunnel over the punched link.
-    check_eq(b.ctl("expose", "echo", "127.0.0.1:%d" % ECHO_PORT).returncode, 0, "expose on %s" % y)
+    check_eq(b.ctl("expose", "echo", "127.0.0.1:%d" % ECHO_PORT, "--allow-any").returncode, 0, "expose on %s" % y)
     data = os.urandom(100 * 1024)
     t0 = time.monotonic()
     p = subprocess.run([p2ptest.P2PCTL, "-s", a.sock, "pipe", b.id, "echo"], input=data,
@@ -194,6 +196,16 @@ def punched(w, x, y, via):
     check_eq(peer_entry(a, b.id)["link"], "direct", "link after the tunnel")
     FIGURES.append("%s -> %s: punch %.0f ms (daemon says %.0f ms), 100 KB echo %.0f ms" % (
         x, y, took * 1000, j["ms"], t_pipe * 1000))
+
+
+def punch_progress_names_both_nats(a, b, stderr):
+    """Issue 12 item 6: a punch's progress names the peer's NAT type (from
+    its punch reply), not only ours."""
+    lines = [l for l in stderr.splitlines() if l.startswith("p2pctl: punching with ")]
+    want = "p2pctl: punching with %s: its NAT: %s, ours: %s; connecting now" % (
+        b.id, nat_type(b), nat_type(a))
+    check(len(lines) == 1 and lines[0].startswith(want),
+          "punch progress %r, want one line starting %r" % (stderr, want))
 
 
 def router_ip(w, h):
@@ -263,7 +275,7 @@ def relayed(w, x, y, bound, words):
     j2 = a.req({"cmd": "connect", "peer": b.id})
     check_eq((j2.get("path"), j2.get("method")), ("relay", "existing"),
              "second connect %s -> %s" % (x, y))
-    check_eq(b.ctl("expose", "echo", "127.0.0.1:%d" % ECHO_PORT).returncode, 0, "expose on %s" % y)
+    check_eq(b.ctl("expose", "echo", "127.0.0.1:%d" % ECHO_PORT, "--allow-any").returncode, 0, "expose on %s" % y)
     marker = b"RELAY-PLAINTEXT-MARKER"
     data = (marker + os.urandom(1000)) * 100
     t0 = time.monotonic()

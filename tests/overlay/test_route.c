@@ -228,6 +228,8 @@ static void expect_route_fail(struct scene *s, uint64_t msgid)
 	uint64_t got = 0;
 
 	cr_assert_not_null(x, "no ROUTE_FAIL sent");
+	cr_assert(p2p_peerid_equal(&x->a.peer, &s->far),
+		  "not sent back to the hop it came from");
 	cr_assert_eq(x->msg.u.routed.app, P2P_APP_ROUTE_FAIL);
 	cr_assert(p2p_peerid_equal(&x->msg.u.routed.dst, &s->src));
 	cr_assert(p2p_peerid_equal(&x->msg.u.routed.src, &s->self));
@@ -354,6 +356,96 @@ Test(route, route_fail_surfaces_at_origin)
 	cr_assert_eq(x->a.id, msgid);
 	cr_assert(p2p_peerid_equal(&x->a.peer, &s.dst));
 	cr_assert_eq(h_count(&s.h, P2P_OV_DELIVER, 0), 0);
+	h_node_fini(&s.h);
+}
+
+static void put_id(uint8_t body[8], uint64_t id)
+{
+	for (int i = 0; i < 8; i++)
+		body[i] = (uint8_t)(id >> (56 - 8 * i));
+}
+
+/* Attack: a linked peer that is not our first hop names our message ID. */
+Test(route, route_fail_only_from_the_first_hop)
+{
+	struct scene s;
+	struct p2p_msg m;
+	uint8_t body[8];
+	uint64_t msgid = 0;
+
+	scene_init(&s, false);
+	link(&s, &s.near, 1);
+	link(&s, &s.far, 2);
+	h_clear(&s.h);
+	cr_assert_eq(p2p_overlay_route(s.h.o, 10, &s.dst, P2P_APP_USER,
+				       (const uint8_t *)"abc", 3, &msgid),
+		     0);
+	h_drain(&s.h);
+	put_id(body, msgid);
+	m = routed(&s.far, &s.self, 600, 10, P2P_APP_ROUTE_FAIL, body, 8);
+	cr_assert_eq(p2p_overlay_recv(s.h.o, 11, &s.far, &m), 0);
+	h_drain(&s.h);
+	cr_assert_eq(h_count(&s.h, P2P_OV_ROUTE_FAILED, 0), 0,
+		     "a failure from off the path failed our message");
+	/* the first hop's report still counts */
+	m = routed(&s.near, &s.self, 601, 10, P2P_APP_ROUTE_FAIL, body, 8);
+	cr_assert_eq(p2p_overlay_recv(s.h.o, 12, &s.near, &m), 0);
+	h_drain(&s.h);
+	cr_assert_eq(h_count(&s.h, P2P_OV_ROUTE_FAILED, 0), 1);
+	/* and the overlay's own application cannot be sent by a user */
+	cr_assert_eq(p2p_overlay_route(s.h.o, 13, &s.dst, P2P_APP_ROUTE_FAIL,
+				       body, 8, NULL),
+		     -EINVAL);
+	h_node_fini(&s.h);
+}
+
+/* A forwarder passes a failure back the way the message came, and only a
+ * failure that comes from the hop it passed the message to. */
+Test(route, route_fail_goes_back_the_way_it_came)
+{
+	struct scene s;
+	struct p2p_msg m;
+	const struct h_act *x;
+	uint8_t body[8];
+
+	scene_init(&s, true);
+	link(&s, &s.near, 1);
+	link(&s, &s.far, 2);
+	link(&s, &s.nearer, 3);
+	h_clear(&s.h);
+	/* src -> (far) -> us -> nearer */
+	m = routed(&s.src, &s.dst, 0xabc, 10, P2P_APP_USER,
+		   (const uint8_t *)"x", 1);
+	cr_assert_eq(p2p_overlay_recv(s.h.o, 10, &s.far, &m), 0);
+	h_drain(&s.h);
+	x = h_find(&s.h, P2P_OV_SEND, P2P_MSG_ROUTED, 0);
+	cr_assert(p2p_peerid_equal(&x->a.peer, &s.nearer));
+	h_clear(&s.h);
+	put_id(body, 0xabc);
+	/* from near, which never had it: dropped */
+	m = routed(&s.near, &s.src, 700, 10, P2P_APP_ROUTE_FAIL, body, 8);
+	cr_assert_eq(p2p_overlay_recv(s.h.o, 11, &s.near, &m), 0);
+	h_drain(&s.h);
+	cr_assert_eq(h_count(&s.h, P2P_OV_SEND, 0), 0);
+	/* a failure for an ID we never passed on: dropped */
+	put_id(body, 0xabd);
+	m = routed(&s.nearer, &s.src, 701, 10, P2P_APP_ROUTE_FAIL, body, 8);
+	cr_assert_eq(p2p_overlay_recv(s.h.o, 12, &s.nearer, &m), 0);
+	h_drain(&s.h);
+	cr_assert_eq(h_count(&s.h, P2P_OV_SEND, 0), 0);
+	/* from nearer: back to far, unchanged but for the hop count */
+	put_id(body, 0xabc);
+	m = routed(&s.nearer, &s.src, 702, 10, P2P_APP_ROUTE_FAIL, body, 8);
+	cr_assert_eq(p2p_overlay_recv(s.h.o, 13, &s.nearer, &m), 0);
+	h_drain(&s.h);
+	x = h_find(&s.h, P2P_OV_SEND, P2P_MSG_ROUTED, 0);
+	cr_assert_not_null(x);
+	cr_assert(p2p_peerid_equal(&x->a.peer, &s.far));
+	cr_assert_eq(x->msg.u.routed.app, P2P_APP_ROUTE_FAIL);
+	cr_assert_eq(x->msg.u.routed.msgid, 702);
+	cr_assert_eq(x->msg.u.routed.hops, 9);
+	cr_assert(p2p_peerid_equal(&x->msg.u.routed.src, &s.nearer));
+	cr_assert(p2p_peerid_equal(&x->msg.u.routed.dst, &s.src));
 	h_node_fini(&s.h);
 }
 

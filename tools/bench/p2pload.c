@@ -54,6 +54,26 @@ static const struct subcmd subcmds[] = {
      "nobody, send N RELAY_DATA and RELAY_CLOSE for unknown circuits, then "
      "an empty RELAY_DATA: exit 0 once the daemon closes the link, 1 if "
      "it does not, 3 I/O"},
+    {"routedforge", pl_cmd_routedforge,
+     "ADDR:PORT [--seconds S]  as a server link: send routed PINGs \"from\" "
+     "a victim next to our ID, answer routed PINGs passing through us with "
+     "forged PONGs; print the victim, then how many PONGs were reflected "
+     "to it and how many we forged"},
+    {"badaddrs", pl_cmd_badaddrs,
+     "ADDR:PORT --port P [--control Q] [--seconds S]  a server link "
+     "claiming 0.0.0.0:P "
+     "in HELLO, answering FIND_NODE with contacts at 0.0.0.0, ::, "
+     "224.0.0.1 and 255.255.255.255 (port P), and 127.0.0.1:Q"},
+    {"dialbackok", pl_cmd_dialbackok,
+     "ADDR:PORT [--seconds S]  listen there as a server; answer each "
+     "DIALBACK with DIALBACK_OK on the link it came over"},
+    {"routefail", pl_cmd_routefail,
+     "ADDR:PORT [--seconds S]  two links, one a server: routed messages "
+     "for a victim next to its ID are kept, and a ROUTE_FAIL for each is "
+     "sent over the other link"},
+    {"noread", pl_cmd_noread,
+     "ADDR:PORT [--seconds S]  send PING and FIND_NODE as fast as the link "
+     "takes them without reading, then read and count the replies"},
     {"findflood", pl_cmd_findflood,
      "ADDR:PORT [--seconds S]  send FIND_NODE as fast as the link takes "
      "them; print how many NODES came back"},

@@ -138,7 +138,10 @@ class LabP2pd:
         self.addr = "%s:%d" % (node.ip, PORT)
         cfg = os.path.join(self.dir, "p2pd.json")
         with open(cfg, "w") as f:
-            json.dump({} if listen else {"listen": []}, f)
+            cfg_obj = {"lan_discovery": False}  # links only as the bench makes them
+            if not listen:
+                cfg_obj["listen"] = []
+            json.dump(cfg_obj, f)
         argv = [p2pd, "-c", cfg, "-s", self.sock, "-d", os.path.join(self.dir, "state"),
                 "--log-level", "warn"]
         if listen:
@@ -261,7 +264,7 @@ class Path:
             wait_for(lambda: da.id in [p["id"] for p in db.req({"cmd": "peers"})["peers"]],
                      20, "b's link to a")
             r = da.req({"cmd": "expose", "service": "sink",
-                        "target": "127.0.0.1:%d" % SINK_PORT})
+                        "target": "127.0.0.1:%d" % SINK_PORT, "allow": "any"})
             if not r.get("ok"):
                 raise RuntimeError("expose: %r" % r)
             fw = db.req({"cmd": "forward", "listen": "127.0.0.1:0", "peer": da.id,
@@ -325,7 +328,7 @@ def relayed(p2pd, rtt_ms, nbytes, pathemu=None):
         wait_for(lambda: dr.id in [p["id"] for p in df.req({"cmd": "peers"})["peers"]] and
                  dr.id in [p["id"] for p in da.req({"cmd": "peers"})["peers"]], 20,
                  "a and f linked to r")
-        df.req({"cmd": "expose", "service": "sink", "target": "127.0.0.1:%d" % SINK_PORT})
+        df.req({"cmd": "expose", "service": "sink", "target": "127.0.0.1:%d" % SINK_PORT, "allow": "any"})
         j = da.req({"cmd": "connect", "peer": df.id}, timeout=90)
         if j.get("path") != "relay":
             raise RuntimeError("a's link to f is not relayed: %r" % j)

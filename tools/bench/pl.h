@@ -39,6 +39,15 @@ struct pl_link {
 	long long t0_us;
 	unsigned pongs;	   /* PINGs we answered */
 	unsigned nodes_rx; /* NODES received (harden9: findflood) */
+	bool say_server;   /* our HELLO claims server mode (no address) */
+	/* low9: the address our HELLO claims (family 0: none), and the
+	 * contacts our NODES replies carry (none by default). */
+	struct p2p_addr claim;
+	const struct p2p_contact *nodes;
+	size_t nnodes;
+	/* Messages the driver does not answer itself, if set (low9). */
+	void (*on_msg)(struct pl_link *l, const struct p2p_msg *m);
+	void *ctx;
 };
 
 /* harden9 (issue 9 attack tests): global options, any subcommand.
@@ -67,6 +76,11 @@ int pl_tcp_connect(const struct sockaddr_storage *ss, socklen_t sslen);
 int pl_link_dial(struct pl_link *l, const struct p2p_addr *a,
 		 const struct sockaddr_storage *ss, socklen_t sslen,
 		 const struct p2p_peerid *expect);
+/*
+ * The responder's side of a link on fd, a connection accepted from remote
+ * (non-blocking), with a fresh identity. 0 or -errno.
+ */
+int pl_link_accept(struct pl_link *l, int fd, const struct p2p_addr *remote);
 /* Queue one message (encoded, sealed); plain: bytes sealed as they are
  * (at most 1024), for malformed messages. */
 void pl_link_send(struct pl_link *l, const struct p2p_msg *m);
@@ -78,6 +92,11 @@ void pl_link_free(struct pl_link *l);
 
 /* Subcommands: argv[0] is the subcommand name. Return the exit code. */
 int pl_cmd_handshakes(int argc, char **argv);
+int pl_cmd_routedforge(int argc, char **argv);
+int pl_cmd_noread(int argc, char **argv);
+int pl_cmd_badaddrs(int argc, char **argv);
+int pl_cmd_dialbackok(int argc, char **argv);
+int pl_cmd_routefail(int argc, char **argv);
 int pl_cmd_hold(int argc, char **argv);
 int pl_cmd_status(int argc, char **argv);
 int pl_cmd_echo_baseline(int argc, char **argv);

@@ -189,6 +189,21 @@ int pl_link_dial(struct pl_link *l, const struct p2p_addr *a,
 	return 0;
 }
 
+int pl_link_accept(struct pl_link *l, int fd, const struct p2p_addr *remote)
+{
+	memset(l, 0, sizeof(*l));
+	l->fd = fd;
+	l->remote = *remote;
+	l->t0_us = pl_now_us();
+	p2p_identity_generate(&l->ident);
+	l->sess = p2p_session_new(&l->ident, false, NULL);
+	l->fr = p2p_framer_new(0);
+	if (!l->sess || !l->fr)
+		return -ENOMEM;
+	l->state = PL_HANDSHAKE;
+	return 0;
+}
+
 short pl_link_events(const struct pl_link *l)
 {
 	if (l->state == PL_DEAD)
@@ -206,6 +221,10 @@ static void on_established(struct pl_link *l)
 
 	l->state = PL_UP;
 	m.u.hello.observed = l->remote; /* how we see the daemon */
+	if (l->say_server)
+		m.u.hello.flags = P2P_HELLO_SERVER;
+	if (l->claim.family)
+		m.u.hello.addrs[m.u.hello.naddrs++] = l->claim;
 	if (pl_claim_subnets) {
 		struct p2p_addr *c = &m.u.hello.addrs[m.u.hello.naddrs++];
 		sybil++;
@@ -240,11 +259,15 @@ static void on_record(struct pl_link *l, const uint8_t *body, size_t len)
 	} else if (m.type == P2P_MSG_FIND_NODE) {
 		r.type = P2P_MSG_NODES;
 		r.u.nodes.txid = m.u.find_node.txid;
+		for (size_t i = 0; i < l->nnodes && i < P2P_MAX_NODES; i++)
+			r.u.nodes.nodes[r.u.nodes.count++] = l->nodes[i];
 		send_msg(l, &r);
 	} else if (m.type == P2P_MSG_NODES) {
 		l->nodes_rx++;
 	} else if (m.type == P2P_MSG_GOAWAY) {
 		die(l, -ECONNABORTED);
+	} else if (l->on_msg) {
+		l->on_msg(l, &m);
 	}
 }
 

@@ -147,30 +147,50 @@ static int build_bootstrap(int argc, char **argv, json_t *req, char *err,
 	return 0;
 }
 
-/* argv: NAME HOST:PORT, then ("allow", ID) pairs from the options. */
+/*
+ * argv: NAME HOST:PORT, then the options: ("allow", ID) pairs and
+ * "allow-any". Who may use the service is never left implicit (SPEC
+ * section 9): one of --allow ID... or --allow-any, not both.
+ */
 static int build_expose(int argc, char **argv, json_t *req, char *err,
 			size_t errlen)
 {
-	json_t *allow = NULL;
+	json_t *allow = json_array();
+	bool any = false;
 	char msg[160];
 
 	put_service(req, argv[0], err, errlen);
 	json_object_set_new(req, "target", json_string(argv[1]));
-	for (int i = 2; i + 1 < argc; i += 2) {
-		if (check_peer_id(argv[i + 1]) < 0) {
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "allow-any")) {
+			any = true;
+			continue;
+		}
+		if (i + 1 >= argc || check_peer_id(argv[i + 1]) < 0) {
 			json_decref(allow);
 			snprintf(msg, sizeof(msg),
 				 "invalid_peer_id: allow: invalid peer ID "
 				 "'%.60s'",
-				 argv[i + 1]);
+				 i + 1 < argc ? argv[i + 1] : "");
 			return usage_err(err, errlen, msg);
 		}
-		if (!allow)
-			allow = json_array();
-		json_array_append_new(allow, json_string(argv[i + 1]));
+		json_array_append_new(allow, json_string(argv[++i]));
 	}
-	if (allow)
+	if (any == (json_array_size(allow) > 0)) {
+		json_decref(allow);
+		return usage_err(err, errlen,
+				 any ? "bad_request: --allow-any and --allow "
+				       "exclude each other"
+				     : "bad_request: say who may use the "
+				       "service: --allow ID (repeatable) or "
+				       "--allow-any (every peer)");
+	}
+	if (any) {
+		json_decref(allow);
+		json_object_set_new(req, "allow", json_string("any"));
+	} else {
 		json_object_set_new(req, "allow", allow);
+	}
 	return 0;
 }
 
@@ -241,8 +261,12 @@ static const struct option ping_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* --allow-any has no short form: a value no character has. */
+#define OPT_ALLOW_ANY 0x100
+
 static const struct option expose_opts[] = {
     {"allow", required_argument, NULL, 'a'},
+    {"allow-any", no_argument, NULL, OPT_ALLOW_ANY},
     {NULL, 0, NULL, 0},
 };
 
@@ -286,9 +310,11 @@ const struct ctl_cmd ctl_cmds[] = {
      "A host name is resolved by the daemon, and each of its addresses\n"
      "tried in turn until one answers.",
      1, 1, CMD_TIMEOUT_NET_MS, build_bootstrap, print_bootstrap, NULL, NULL},
-    {"expose", "NAME HOST:PORT [--allow ID]...", "offer a local TCP service",
-     "Peers reach HOST:PORT as service NAME. Without --allow any peer may;\n"
-     "with it, only the listed peer IDs.",
+    {"expose", "NAME HOST:PORT --allow ID... | --allow-any",
+     "offer a local TCP service",
+     "Peers reach HOST:PORT as service NAME: with --allow, only the listed\n"
+     "peer IDs; with --allow-any, every peer. One of them is\n"
+     "required.",
      2, 2, CMD_TIMEOUT_MS, build_expose, print_expose, NULL, expose_opts},
     {"unexpose", "NAME", "stop offering a service", NULL, 1, 1, CMD_TIMEOUT_MS,
      build_service, print_unexpose, NULL, NULL},

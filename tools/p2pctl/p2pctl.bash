@@ -82,7 +82,7 @@ _p2pctl()
 		return
 		;;
 	-*)
-		_p2pctl_offer "$_p2pctl_options $([ "$cmd" = expose ] && echo --allow)$([ "$cmd" = ping ] && echo " --count=")"
+		_p2pctl_offer "$_p2pctl_options $([ "$cmd" = expose ] && echo "--allow --allow-any")$([ "$cmd" = ping ] && echo " --count=")"
 		return
 		;;
 	esac

@@ -298,11 +298,12 @@ void print_services(json_t *r)
 	{
 		char allow[4096];
 		json_t *a = json_object_get(s, "allow");
-		/* absent or null: any peer; an empty list: nobody */
+		/* "any" (or null from an older daemon): every peer, said
+		 * loudly; an empty list: nobody */
 		const char *row[3] = {
 		    str(s, "service"), str(s, "target"),
 		    json_is_array(a) ? joined(a, "none", allow, sizeof(allow))
-				     : "any"};
+				     : "ANY PEER (--allow-any)"};
 		table_add(&t, row);
 	}
 	table_print(&t, stdout);
