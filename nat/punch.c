@@ -70,8 +70,7 @@ int p2p_punch_encode(const struct p2p_punch_sig *s,
 	if (s->type < P2P_PUNCH_REQUEST || s->type > P2P_PUNCH_FAIL ||
 	    s->reason >= P2P_PUNCH_R_MAX || s->ncand > P2P_PUNCH_CAND_MAX ||
 	    (unsigned)s->nat > P2P_NAT_ENDPOINT_DEPENDENT ||
-	    (s->seen.family != 0 && s->seen.family != 4 &&
-	     s->seen.family != 6))
+	    (s->seen.family != 0 && s->seen.family != 4 && s->seen.family != 6))
 		return -EINVAL;
 	for (size_t i = 0; i < s->ncand; i++)
 		if (s->cand[i].family != 4 && s->cand[i].family != 6)

@@ -51,8 +51,8 @@
 #define P2P_PUNCH_SEEN_OFF 22 /* the seen address (P2P_PUNCH_CAND_LEN) */
 #define P2P_PUNCH_NCAND_OFF 41
 #define P2P_PUNCH_HDR_LEN 42 /* up to and including ncand */
-#define P2P_PUNCH_PK_LEN 32   /* Ed25519 public key */
-#define P2P_PUNCH_SIG_LEN 64  /* Ed25519 signature */
+#define P2P_PUNCH_PK_LEN 32  /* Ed25519 public key */
+#define P2P_PUNCH_SIG_LEN 64 /* Ed25519 signature */
 #define P2P_PUNCH_PAYLOAD_MAX                                                  \
 	(P2P_PUNCH_HDR_LEN + P2P_PUNCH_CAND_MAX * P2P_PUNCH_CAND_LEN +         \
 	 P2P_PUNCH_PK_LEN + P2P_PUNCH_SIG_LEN)

@@ -391,10 +391,10 @@ static size_t plausible_of(struct p2p_psess_table *t,
 			   const struct p2p_psess_local *me,
 			   struct p2p_addr *out)
 {
-	size_t n = sig->ncand > P2P_PUNCH_CAND_MAX ? P2P_PUNCH_CAND_MAX
-						   : sig->ncand;
-	size_t k = p2p_psess_plausible(sig->cand, n, seen_for(me, sig),
-				       me->pub, me->npub, out);
+	size_t n =
+	    sig->ncand > P2P_PUNCH_CAND_MAX ? P2P_PUNCH_CAND_MAX : sig->ncand;
+	size_t k = p2p_psess_plausible(sig->cand, n, seen_for(me, sig), me->pub,
+				       me->npub, out);
 
 	t->stats.dropped += n - k;
 	return k;

@@ -99,10 +99,10 @@
 /* Nonces of admitted REQUESTs, each kept 2 x P2P_PUNCH_SKEW_MS: room for
  * all the node-wide bucket admits in that time. */
 #define P2P_PSESS_NONCES 256
-#define P2P_PSESS_INFLIGHT_MAX 32   /* connection attempts open, node-wide */
-#define P2P_PSESS_CONNECT_BURST 48  /* attempts started, node-wide ... */
+#define P2P_PSESS_INFLIGHT_MAX 32     /* connection attempts open, node-wide */
+#define P2P_PSESS_CONNECT_BURST 48    /* attempts started, node-wide ... */
 #define P2P_PSESS_CONNECT_EVERY_MS 25 /* ... then one per this (40/s) */
-#define P2P_PSESS_PEER_ATTEMPTS 64 /* in a session a peer asked for */
+#define P2P_PSESS_PEER_ATTEMPTS 64    /* in a session a peer asked for */
 
 /* What the glue knows about us at the time of an input. */
 struct p2p_psess_local {
@@ -274,12 +274,12 @@ void p2p_psess_stop(struct p2p_psess_table *t);
 /*
  * Issue 9: keep the plausible ones of a peer's n candidates in out (at
  * most n), return their count (p2p_psess_on_sig applies it to every
- * REQUEST's and REPLY's candidates before anything is dialled). Dropped: port 0, unspecified, loopback,
- * multicast, broadcast and reserved (240/4), IPv4-mapped IPv6, repeats;
- * private (LAN) candidates unless peer_seen (the address we observed for
- * the peer, family 0 unknown) has the IP of one of ours[] (our public
- * addresses): only then are we behind the same NAT; public candidates of
- * peer_seen's family whose IP is not peer_seen's. Pure.
+ * REQUEST's and REPLY's candidates before anything is dialled). Dropped: port
+ * 0, unspecified, loopback, multicast, broadcast and reserved (240/4),
+ * IPv4-mapped IPv6, repeats; private (LAN) candidates unless peer_seen (the
+ * address we observed for the peer, family 0 unknown) has the IP of one of
+ * ours[] (our public addresses): only then are we behind the same NAT; public
+ * candidates of peer_seen's family whose IP is not peer_seen's. Pure.
  */
 size_t p2p_psess_plausible(const struct p2p_addr *cand, size_t n,
 			   const struct p2p_addr *peer_seen,

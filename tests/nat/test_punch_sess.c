@@ -833,8 +833,8 @@ Test(psess, loopback_request_is_refused_and_dials_nothing)
 	drain(t, 0);
 	cr_assert(answered(&why));
 	cr_assert_eq(first(P2P_PSESS_SCHEDULED)->ncand, 1);
-	cr_assert(p2p_addr_equal(&first(P2P_PSESS_SCHEDULED)->cand[0],
-				 &q.cand[0]));
+	cr_assert(
+	    p2p_addr_equal(&first(P2P_PSESS_SCHEDULED)->cand[0], &q.cand[0]));
 	run_until(t, 20000, &lo, 1000);
 	cr_assert_gt(connects, 0);
 	for (size_t i = 0; i < nacts; i++)
@@ -866,8 +866,8 @@ Test(psess, lan_candidates_only_from_behind_our_nat)
 	drain(t, 0);
 	cr_assert(answered(&why));
 	cr_assert_eq(first(P2P_PSESS_SCHEDULED)->ncand, 1);
-	cr_assert(p2p_addr_equal(&first(P2P_PSESS_SCHEDULED)->cand[0],
-				 &q.cand[0]));
+	cr_assert(
+	    p2p_addr_equal(&first(P2P_PSESS_SCHEDULED)->cand[0], &q.cand[0]));
 	p2p_psess_free(t);
 
 	/* An endpoint-dependent peer of another network offers only its LAN
@@ -922,8 +922,8 @@ Test(psess, reply_candidates_are_filtered_too)
 	p2p_psess_on_sig(t, 100, &hi, &r, &me);
 	drain(t, 100);
 	cr_assert_eq(first(P2P_PSESS_SCHEDULED)->ncand, 1);
-	cr_assert(p2p_addr_equal(&first(P2P_PSESS_SCHEDULED)->cand[0],
-				 &r.cand[2]));
+	cr_assert(
+	    p2p_addr_equal(&first(P2P_PSESS_SCHEDULED)->cand[0], &r.cand[2]));
 	p2p_psess_free(t);
 }
 
@@ -1101,9 +1101,9 @@ Test(psess, one_network_holds_few_sessions)
 	 * open (nothing connects), two at most. */
 	for (int i = 0; i < 8; i++) {
 		struct p2p_peerid id;
-		struct p2p_punch_sig q = req_from(
-		    (uint64_t)i + 1, v4(203, 0, 113, (uint8_t)(10 + i), 7000),
-		    8);
+		struct p2p_punch_sig q =
+		    req_from((uint64_t)i + 1,
+			     v4(203, 0, 113, (uint8_t)(10 + i), 7000), 8);
 		memset(&id, 0x30 + i, sizeof(id));
 		p2p_psess_on_sig(t, 0, &id, &q, &me);
 		drain(t, 0);
@@ -1137,8 +1137,8 @@ Test(psess, node_wide_connection_budget)
 		    req_from(i + 1, v4(203, 0, (uint8_t)i, 5, 7000), 8);
 		r.type = P2P_PUNCH_REPLY;
 		r.offset_ms = P2P_PUNCH_OFFSET_MIN_MS;
-		cr_assert_eq(
-		    p2p_psess_start(t, 0, &other[i], "x", i + 1, &me), 0);
+		cr_assert_eq(p2p_psess_start(t, 0, &other[i], "x", i + 1, &me),
+			     0);
 		drain(t, 0);
 		p2p_psess_on_sig(t, 0, &other[i], &r, &me);
 		drain(t, 0);
