@@ -86,8 +86,47 @@ static uint64_t wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* The same request in the layout before issue 9 (version 1: no time, no
+ * seen address), for before/after figures against a daemon built before
+ * it (--v1). Its answers are v1 too: counted as "bad". */
+static int request_v1(struct pl_link *l, const struct p2p_punch_sig *s,
+		      uint8_t *out, size_t *len)
+{
+	static const char ctx[] = "p2pd-punch-v1";
+	crypto_sign_state st;
+	size_t off = 15;
+
+	memset(out, 0, P2P_PUNCH_PAYLOAD_MAX);
+	out[0] = 1;
+	out[1] = (uint8_t)s->type;
+	for (int i = 0; i < 8; i++)
+		out[2 + i] = (uint8_t)(s->nonce >> (56 - 8 * i));
+	out[10] = (uint8_t)s->nat;
+	out[12] = (uint8_t)(s->offset_ms >> 8);
+	out[13] = (uint8_t)s->offset_ms;
+	out[14] = (uint8_t)s->ncand;
+	for (size_t i = 0; i < s->ncand; i++, off += P2P_PUNCH_CAND_LEN) {
+		out[off] = s->cand[i].family;
+		memcpy(out + off + 1, s->cand[i].ip,
+		       s->cand[i].family == 4 ? 4 : 16);
+		out[off + 17] = (uint8_t)(s->cand[i].port >> 8);
+		out[off + 18] = (uint8_t)s->cand[i].port;
+	}
+	memcpy(out + off, l->ident.pk, P2P_PUNCH_PK_LEN);
+	off += P2P_PUNCH_PK_LEN;
+	crypto_sign_init(&st);
+	crypto_sign_update(&st, (const uint8_t *)ctx, sizeof(ctx) - 1);
+	crypto_sign_update(&st, p2p_session_peer(l->sess)->b, P2P_ID_LEN);
+	crypto_sign_update(&st, out, off);
+	crypto_sign_final_create(&st, out + off, NULL, l->ident.sk);
+	*len = off + P2P_PUNCH_SIG_LEN;
+	return 0;
+}
+
 /* A REQUEST signed by l's identity for the daemon: 8 ports of target,
  * claiming to be seen at seen. */
+static bool v1;
+
 static int request(struct pl_link *l, const struct p2p_addr *target,
 		   const struct p2p_addr *seen, enum p2p_nat_type nat,
 		   uint8_t *out, size_t *len)
@@ -104,6 +143,8 @@ static int request(struct pl_link *l, const struct p2p_addr *target,
 		s.cand[j] = *target;
 		s.cand[j].port = (uint16_t)(target->port + j);
 	}
+	if (v1)
+		return request_v1(l, &s, out, len);
 	return p2p_punch_encode(&s, &l->ident, p2p_session_peer(l->sess), out,
 				P2P_PUNCH_PAYLOAD_MAX, len);
 }
@@ -146,6 +187,7 @@ int pl_cmd_punchflood(int argc, char **argv)
 	    wait < 0 || nat < 0 || nat > P2P_NAT_ENDPOINT_DEPENDENT ||
 	    pl_sockaddr(argv[1], &a, &ss, &sl) < 0)
 		return PL_USAGE;
+	v1 = pl_flag(argc, argv, "--v1");
 	target = a;
 	target.port = (uint16_t)(a.port + 1);
 	if (t && p2p_addr_parse(&target, t, false) < 0)
