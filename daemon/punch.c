@@ -7,7 +7,10 @@
  * be dialled) routes a signed PUNCH_REQUEST with its candidates to the
  * peer over the overlay (app P2P_APP_NAT); the peer answers PUNCH_REPLY
  * with its own candidates and a start offset, or PUNCH_FAIL with a reason
- * (both sides endpoint-dependent, busy, not listening). Both then run the
+ * (both sides endpoint-dependent, busy, not listening, over a limit, no
+ * plausible candidate: the checks of issue 9, all in the session core,
+ * which this file hands our wall clock, public addresses and the address
+ * of any link we hold to the source with every input). Both then run the
  * schedule: at the agreed moment each connects from its listen port to
  * every candidate of the other, again and again through resets and
  * timeouts, for P2P_PUNCH_TOTAL_MS. Every attempt is an ordinary outbound
