@@ -90,9 +90,9 @@
 #define P2P_PSESS_PEER_SESSIONS 6 /* of P2P_PSESS_MAX: 2 stay for ours */
 #define P2P_PSESS_PER_NET 2	  /* sessions per /24 (/48) of the source */
 #define P2P_PSESS_ID_BURST 4	  /* REQUESTs per source ID */
-#define P2P_PSESS_ID_REFILL_MS 5000
-#define P2P_PSESS_IP_BURST 6 /* REQUESTs per source IP */
-#define P2P_PSESS_IP_REFILL_MS 2000
+#define P2P_PSESS_ID_REFILL_MS 2000
+#define P2P_PSESS_IP_BURST 8 /* REQUESTs per source IP */
+#define P2P_PSESS_IP_REFILL_MS 1000
 #define P2P_PSESS_REQ_BURST 16 /* REQUESTs node-wide */
 #define P2P_PSESS_REQ_REFILL_MS 500
 #define P2P_PSESS_SOURCES 64 /* source IDs (and IPs) with a bucket */

@@ -29,7 +29,7 @@ from p2ptest import Cluster, Runner, check, check_eq, p2pload, wait_for
 T = Runner("test_harden_punch")
 P2P_PUNCH_CAND_MAX = 8       # nat/punch.h
 P2P_PSESS_ID_BURST = 4       # nat/punch_sess.h
-P2P_PSESS_IP_BURST = 6
+P2P_PSESS_IP_BURST = 8
 P2P_PSESS_PER_NET = 2
 P2P_NAT_ENDPOINT_DEPENDENT = 4  # nat/nat.h
 # A punch starts at most P2P_PUNCH_OFFSET_MAX_MS (3 s) after the REPLY and
@@ -161,10 +161,10 @@ def flood_from_one_identity_is_held_to_its_bucket():
 def identities_on_one_ip_share_its_bucket():
     with Cluster() as c:
         a = c.daemon("a").start()
-        r = flood(a, "--ids", "12", "--count", "12")
+        r = flood(a, "--ids", "16", "--count", "16")
         past = r["reply"] + r["implausible"] + r["busy"]
-        check(past <= P2P_PSESS_IP_BURST + 1, "%d of 12 identities passed the limits", past)
-        check(r["limited"] >= 12 - P2P_PSESS_IP_BURST - 1, "%d refused as limited",
+        check(past <= P2P_PSESS_IP_BURST + 1, "%d of 16 identities passed the limits", past)
+        check(r["limited"] >= 16 - P2P_PSESS_IP_BURST - 1, "%d refused as limited",
               r["limited"])
 
 
