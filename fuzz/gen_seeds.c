@@ -214,6 +214,7 @@ static void punch_seeds(void)
 	struct p2p_identity ids[2];
 	struct p2p_punch_sig sig = {.type = P2P_PUNCH_REQUEST,
 				    .nonce = 42,
+				    .time_ms = 1764640000000ull,
 				    .nat = P2P_NAT_PORT_PRESERVING,
 				    .offset_ms = P2P_PUNCH_OFFSET_MS};
 	struct seed s;
@@ -229,6 +230,7 @@ static void punch_seeds(void)
 			    .family = 4, .ip = {198, 19, 1, 2}, .port = 20626};
 			sig.cand[1] = (struct p2p_addr){
 			    .family = 6, .ip = {0xfd, [15] = 1}, .port = 4242};
+			sig.seen = sig.cand[0]; /* v2: the observed address */
 		} else if (k == 2) {
 			sig.ncand = P2P_PUNCH_CAND_MAX;
 			for (size_t i = 2; i < sig.ncand; i++)

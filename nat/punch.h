@@ -17,15 +17,21 @@
  *    and timeouts for a bounded time (struct p2p_punch: events in, actions
  *    out, one deadline).
  *
- * Wire layout of a payload, version 1, integers big-endian:
+ * Wire layout of a payload, version 2, integers big-endian:
  *
- *   u8 version (1) | u8 type | u64 nonce | u8 sender nat type |
- *   u8 reason | u16 offset_ms | u8 ncand (<= P2P_PUNCH_CAND_MAX) |
+ *   u8 version (2) | u8 type | u64 nonce | u64 time_ms | u8 sender nat
+ *   type | u8 reason | u16 offset_ms | seen (u8 family 0|4|6, 16 bytes
+ *   ip, u16 port) | u8 ncand (<= P2P_PUNCH_CAND_MAX) |
  *   ncand x (u8 family 4|6, 16 bytes ip, u16 port) |
  *   32 bytes Ed25519 public key | 64 bytes signature
  *
- * The signature is over "p2pd-punch-v1" || destination ID || every byte
- * before it (public key included).
+ * The signature is over "p2pd-punch-v2" || destination ID || every byte
+ * before it (public key included). Version 2 (issue 9) added time_ms, the
+ * sender's wall clock in Unix milliseconds (with the nonce it lets the
+ * receiver refuse a replayed or stale request: P2P_PUNCH_SKEW_MS), and
+ * seen, the public address the sender's overlay peers observed for it
+ * (family 0: none yet), which the receiver checks the sender's public
+ * candidates against when it has no observation of its own.
  */
 #ifndef P2P_NAT_PUNCH_H
 #define P2P_NAT_PUNCH_H
@@ -39,12 +45,14 @@
 #include "proto/identity.h"
 #include "proto/peerid.h"
 
-#define P2P_PUNCH_VERSION 1
+#define P2P_PUNCH_VERSION 2
 #define P2P_PUNCH_CAND_MAX 8  /* candidates in one payload */
 #define P2P_PUNCH_CAND_LEN 19 /* family, ip, port */
-#define P2P_PUNCH_HDR_LEN 15  /* up to and including ncand */
-#define P2P_PUNCH_PK_LEN 32   /* Ed25519 public key */
-#define P2P_PUNCH_SIG_LEN 64  /* Ed25519 signature */
+#define P2P_PUNCH_SEEN_OFF 22 /* the seen address (P2P_PUNCH_CAND_LEN) */
+#define P2P_PUNCH_NCAND_OFF 41
+#define P2P_PUNCH_HDR_LEN 42 /* up to and including ncand */
+#define P2P_PUNCH_PK_LEN 32  /* Ed25519 public key */
+#define P2P_PUNCH_SIG_LEN 64 /* Ed25519 signature */
 #define P2P_PUNCH_PAYLOAD_MAX                                                  \
 	(P2P_PUNCH_HDR_LEN + P2P_PUNCH_CAND_MAX * P2P_PUNCH_CAND_LEN +         \
 	 P2P_PUNCH_PK_LEN + P2P_PUNCH_SIG_LEN)
@@ -91,6 +99,10 @@
 #define P2P_PUNCH_OFFSET_MARGIN_MS 60 /* over the REPLY's measured trip */
 #define P2P_PUNCH_OFFSET_MAX_MS 3000
 #define P2P_PUNCH_SIGNAL_MS 5000 /* REQUEST without REPLY: give up */
+/* A payload whose time_ms is further than this from our wall clock, either
+ * way, is refused (stale or replayed later; clocks are NTP-synchronised
+ * to well under this). Nonces are remembered at least twice as long. */
+#define P2P_PUNCH_SKEW_MS 30000
 
 enum p2p_punch_type {
 	P2P_PUNCH_REQUEST = 1, /* nonce, candidates, proposed offset */
@@ -105,6 +117,8 @@ enum p2p_punch_reason {
 	P2P_PUNCH_R_TIMEOUT,	    /* schedule over, nothing connected */
 	P2P_PUNCH_R_NO_ANSWER,	    /* no REPLY to our REQUEST */
 	P2P_PUNCH_R_NOT_LISTENING,  /* no listen port to punch from */
+	P2P_PUNCH_R_LIMITED,	    /* too many requests from that source */
+	P2P_PUNCH_R_IMPLAUSIBLE,    /* no candidate we would dial */
 	P2P_PUNCH_R_MAX,
 };
 
@@ -112,16 +126,20 @@ enum p2p_punch_reason {
 struct p2p_punch_sig {
 	enum p2p_punch_type type;
 	uint64_t nonce;
+	uint64_t time_ms;      /* the sender's wall clock, Unix ms */
 	enum p2p_nat_type nat; /* the sender's NAT type */
 	enum p2p_punch_reason reason;
 	uint16_t offset_ms;
+	struct p2p_addr seen; /* sender's public address observed by its
+				 overlay peers; family 0 none */
 	size_t ncand;
 	struct p2p_addr cand[P2P_PUNCH_CAND_MAX];
 };
 
 /*
  * Encode and sign s as self, for the node dst. 0, -EINVAL (bad type,
- * reason, family or too many candidates), -EMSGSIZE (cap too small).
+ * reason, family (seen: 0, 4 or 6) or too many candidates), -EMSGSIZE
+ * (cap too small).
  */
 int p2p_punch_encode(const struct p2p_punch_sig *s,
 		     const struct p2p_identity *self,
@@ -131,7 +149,8 @@ int p2p_punch_encode(const struct p2p_punch_sig *s,
 /*
  * Decode a payload that the overlay delivered to us (dst) from src.
  * 0; -EPROTO malformed (short, trailing bytes, bad count, type, family,
- * reason); -EPROTONOSUPPORT another version; -EKEYREJECTED the public key
+ * reason, port 0, bytes of an absent or IPv4 address not zero);
+ * -EPROTONOSUPPORT another version; -EKEYREJECTED the public key
  * is not src's; -EBADMSG the signature does not verify.
  */
 int p2p_punch_decode(struct p2p_punch_sig *s, const uint8_t *in, size_t len,

@@ -77,6 +77,14 @@ static const struct subcmd subcmds[] = {
     {"findflood", pl_cmd_findflood,
      "ADDR:PORT [--seconds S]  send FIND_NODE as fast as the link takes "
      "them; print how many NODES came back"},
+    {"punchflood", pl_cmd_punchflood,
+     "ADDR:PORT [--ids K] [--count N] [--target IP:PORT] [--seen IP:PORT] "
+     "[--replay R] [--wait-ms W] [--nat T] [--v1]  from K fresh identities "
+     "(links), send N signed PUNCH_REQUESTs naming 8 ports of the target "
+     "(default 127.0.0.1:PORT+1) as candidates, claiming NAT type T (0-4 as "
+     "in nat/nat.h; default 1, none); --replay: send the first one again R "
+     "times (new routed msgid, same signed bytes); print the answers by "
+     "kind; --v1: the layout before issue 9 (for before/after figures)"},
 };
 
 static void usage(FILE *out)
