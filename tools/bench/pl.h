@@ -39,6 +39,9 @@ struct pl_link {
 	long long t0_us;
 	unsigned pongs;	   /* PINGs we answered */
 	unsigned nodes_rx; /* NODES received (harden9: findflood) */
+	/* Messages the driver does not answer itself (relay9), with user. */
+	void (*on_msg)(struct pl_link *l, const struct p2p_msg *m);
+	void *user;
 };
 
 /* harden9 (issue 9 attack tests): global options, any subcommand.
@@ -88,6 +91,8 @@ int pl_cmd_wrongkey(int argc, char **argv);
 int pl_cmd_slowloris(int argc, char **argv);
 int pl_cmd_relayflood(int argc, char **argv);
 int pl_cmd_findflood(int argc, char **argv);
+int pl_cmd_relaycapture(int argc, char **argv);
+int pl_cmd_badpayload(int argc, char **argv);
 
 /* "--name VALUE" lookup in argv; dflt when absent; -1 when malformed. */
 long pl_opt(int argc, char **argv, const char *name, long dflt);

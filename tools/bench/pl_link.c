@@ -245,6 +245,8 @@ static void on_record(struct pl_link *l, const uint8_t *body, size_t len)
 		l->nodes_rx++;
 	} else if (m.type == P2P_MSG_GOAWAY) {
 		die(l, -ECONNABORTED);
+	} else if (l->on_msg) {
+		l->on_msg(l, &m);
 	}
 }
 
