@@ -7,6 +7,7 @@
   peer still gets a relayed link through the same relay, and the silent
   circuits are closed RELAY_HS_MS after their open (the relay's count goes
   back down) while the honest one, which carried a handshake, stays.
+- Identities of their own IPs get RELAY_CIRC_PER_PEER each.
 - A peer with an authenticated link sends random and truncated relay
   messages and routed NAT (punch) payloads: the daemon stays up, answers
   status, closes only that peer's link on malformed messages and keeps its
@@ -26,6 +27,7 @@ from p2ptest import Cluster, Runner, check, check_eq, p2pload, wait_for
 T = Runner("test_harden_relay")
 ATTACKER = "127.9.9.9"
 RELAY_CIRC_PER_IP = 32  # core/circuit.h
+RELAY_CIRC_PER_PEER = 16
 RELAY_HS_MS = 5000      # core/circuit.h
 
 
@@ -94,6 +96,21 @@ def one_host_gets_its_share_and_silent_circuits_go():
         check_eq(relay_status(a)["closed_handshake"], accepted, "closed for no handshake")
         j = e.req({"cmd": "ping", "peer": f.id}, timeout=30)
         check_eq(j.get("path"), "relay", "ping over the relayed link after the deadline: %r" % j)
+
+
+@T.test
+def one_identity_gets_its_share():
+    """4 identities, each from an IP and /24 of its own (--spread), ask
+    for 20 circuits each: each gets RELAY_CIRC_PER_PEER, and the refusal
+    names the peer ID limit."""
+    with Cluster() as c:
+        a = c.daemon("a").start()
+        r = p2pload("relaycapture", a.addr, "--spread", "--ids", "4", "--count", "80")
+        check_eq(r.returncode, 0, "relaycapture (%s%s)" % (r.stdout, r.stderr))
+        check("asked=80 accepted=%d refused=%d" % (4 * RELAY_CIRC_PER_PEER, 80 - 4 * RELAY_CIRC_PER_PEER)
+              in r.stdout, "per-ID share: %r" % r.stdout)
+        check('"relay busy: too many circuits for your peer ID" x %d' % (80 - 4 * RELAY_CIRC_PER_PEER)
+              in r.stdout, "the refusal names the limit: %r" % r.stdout)
 
 
 @T.test
