@@ -110,6 +110,18 @@ static void write_metrics(FILE *f, struct p2pd_node *n)
 	metric(f, "relay_bytes_total", "counter", "Bytes we relayed.",
 	       rs.bytes);
 	punch_metrics(f, n);
+	metric(f, "relay_circuits_refused_total", "counter",
+	       "Circuit requests refused over a limit.", rs.refused);
+	fprintf(f,
+		"# HELP p2pd_relay_circuits_closed_total Circuits we closed: "
+		"no handshake in time, idle, over a byte budget.\n"
+		"# TYPE p2pd_relay_circuits_closed_total counter\n"
+		"p2pd_relay_circuits_closed_total{reason=\"handshake\"} %llu\n"
+		"p2pd_relay_circuits_closed_total{reason=\"idle\"} %llu\n"
+		"p2pd_relay_circuits_closed_total{reason=\"budget\"} %llu\n",
+		(unsigned long long)rs.closed_hs,
+		(unsigned long long)rs.closed_idle,
+		(unsigned long long)rs.closed_budget);
 	metric(f, "bad_frames_total", "counter", "Malformed frames.",
 	       s->bad_frames);
 	metric(f, "bad_messages_total", "counter", "Malformed messages.",

@@ -111,6 +111,8 @@ int pl_cmd_slowloris(int argc, char **argv);
 int pl_cmd_relayflood(int argc, char **argv);
 int pl_cmd_findflood(int argc, char **argv);
 int pl_cmd_punchflood(int argc, char **argv);
+int pl_cmd_relaycapture(int argc, char **argv);
+int pl_cmd_badpayload(int argc, char **argv);
 
 /* "--name VALUE" lookup in argv; dflt when absent; -1 when malformed. */
 long pl_opt(int argc, char **argv, const char *name, long dflt);
