@@ -320,6 +320,7 @@ static void lan_seeds(void)
 		s.n += n;
 		save("fuzz_lan", k, &s);
 	}
+}
 
 /* fuzz_circuit: link 2's peer asks for peer 4 (circuit 3; the relay's ID
  * on link 4 is 2), the two ends handshake (four runs), then time passes
