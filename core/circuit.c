@@ -89,11 +89,26 @@ void relay_tab_clear(struct relay_tab *t)
 
 /* ---- the decisions ---- */
 
+/*
+ * A requester's record: its circuits now and its bytes in the current
+ * window. Kept while it has circuits; one without any may be replaced
+ * when the table is full (so a requester's budget can be forgotten only
+ * once RELAY_PEERS_MAX others have asked since: at most RELAY_CIRC_MAX of
+ * them hold circuits at a time).
+ */
+struct relay_peer {
+	struct p2p_peerid id;
+	uint64_t since, bytes; /* window start (ms), bytes in it */
+	unsigned circs;
+	bool used;
+};
+
 struct p2p_circuit {
 	struct p2p_circuit_query q;
 	struct relay_tab tab;
 	uint32_t next_id;
-	uint64_t opened, bytes, unknown;
+	struct p2p_circuit_stats st; /* circuits: tab.n */
+	struct relay_peer peers[RELAY_PEERS_MAX];
 	/* The action queue: a ring. */
 	struct p2p_circuit_action acts[P2P_CIRCUIT_QUEUE_MAX];
 	size_t head, nacts;
@@ -156,6 +171,77 @@ bool p2p_circuit_poll(struct p2p_circuit *c, struct p2p_circuit_action *a)
 	return true;
 }
 
+/* ---- requesters ---- */
+
+static bool same_id(const struct p2p_peerid *x, const struct p2p_peerid *y)
+{
+	return memcmp(x->b, y->b, sizeof(x->b)) == 0;
+}
+
+static bool same_ip(const struct p2p_addr *x, const struct p2p_addr *y)
+{
+	return x->family == y->family &&
+	       memcmp(x->ip, y->ip, x->family == 4 ? 4 : 16) == 0;
+}
+
+/* The record of id; NULL if none. */
+static struct relay_peer *peer_find(struct p2p_circuit *c,
+				    const struct p2p_peerid *id)
+{
+	for (size_t i = 0; i < RELAY_PEERS_MAX; i++)
+		if (c->peers[i].used && same_id(&c->peers[i].id, id))
+			return &c->peers[i];
+	return NULL;
+}
+
+/* A new byte window for p once the last is over. */
+static void peer_roll(struct relay_peer *p, uint64_t now)
+{
+	if (now >= p->since && now - p->since >= RELAY_PEER_WINDOW_MS) {
+		p->since = now;
+		p->bytes = 0;
+	}
+}
+
+/* id's record, made (in a free slot or over the oldest without circuits)
+ * if need be; NULL only if every record holds circuits. */
+static struct relay_peer *peer_get(struct p2p_circuit *c,
+				   const struct p2p_peerid *id, uint64_t now)
+{
+	struct relay_peer *p = peer_find(c, id), *old = NULL;
+
+	if (p) {
+		peer_roll(p, now);
+		return p;
+	}
+	for (size_t i = 0; i < RELAY_PEERS_MAX; i++) {
+		p = &c->peers[i];
+		if (!p->used) {
+			old = p;
+			break;
+		}
+		if (!p->circs && (!old || p->since < old->since))
+			old = p;
+	}
+	if (!old)
+		return NULL;
+	memset(old, 0, sizeof(*old));
+	old->used = true;
+	old->id = *id;
+	old->since = now;
+	return old;
+}
+
+/* The circuit is gone (both ends are told by the caller). */
+static void circ_del(struct p2p_circuit *c, struct relay_circ *r)
+{
+	struct relay_peer *p = peer_find(c, &r->from);
+
+	if (p && p->circs)
+		p->circs--;
+	relay_tab_del(&c->tab, r);
+}
+
 static bool picked_by_us(const struct p2p_circuit *c, uint32_t link,
 			 uint32_t circ)
 {
@@ -212,13 +298,77 @@ static void accept_incoming(struct p2p_circuit *c, uint32_t link, uint32_t circ,
 	a->peer = *peer;
 }
 
+/* Circuits requested by the peer at addr: by its ID, its IP, its subnet. */
+struct counts {
+	unsigned peer, ip, net, link;
+};
+
+static void count(const struct p2p_circuit *c, uint32_t a,
+		  const struct p2p_peerid *from, const struct p2p_addr *addr,
+		  struct counts *n)
+{
+	uint64_t net = p2p_addr_subnet(addr);
+
+	memset(n, 0, sizeof(*n));
+	for (const struct relay_circ *r = c->tab.circs; r; r = r->next) {
+		n->peer += same_id(&r->from, from);
+		n->ip += same_ip(&r->addr, addr);
+		n->net += p2p_addr_subnet(&r->addr) == net;
+		n->link += r->a == a;
+	}
+}
+
+/*
+ * Why a request from `from` at addr on link a is refused, or NULL. The
+ * narrowest limit is named first, so a requester learns what it hit: its
+ * own ID, its host, its network, then the relay's own capacity.
+ */
+static const char *refusal(struct p2p_circuit *c, uint32_t a,
+			   const struct p2p_peerid *from,
+			   const struct p2p_addr *addr,
+			   const struct relay_peer *p)
+{
+	struct counts n;
+
+	count(c, a, from, addr, &n);
+	if (n.peer >= RELAY_CIRC_PER_PEER) {
+		c->st.refused_peer++;
+		return "relay busy: too many circuits for your peer ID";
+	}
+	if (p && p->bytes >= RELAY_PEER_BYTES) {
+		c->st.refused_budget++;
+		return "relay busy: byte budget spent for your peer ID";
+	}
+	if (n.ip >= RELAY_CIRC_PER_IP) {
+		c->st.refused_ip++;
+		return "relay busy: too many circuits from your address";
+	}
+	if (n.net >= RELAY_CIRC_PER_NET) {
+		c->st.refused_net++;
+		return "relay busy: too many circuits from your network";
+	}
+	if (n.link >= RELAY_CIRC_PER_LINK) {
+		c->st.refused_busy++;
+		return "relay busy: too many circuits on this link";
+	}
+	if (c->tab.n >= RELAY_CIRC_MAX) {
+		c->st.refused_busy++;
+		return "relay busy: too many circuits";
+	}
+	return NULL;
+}
+
 /* We are the relay: from (on link a, circuit ca) asks for peer. */
-static void serve_open(struct p2p_circuit *c, uint32_t a, uint32_t ca,
-		       const struct p2p_peerid *peer,
+static void serve_open(struct p2p_circuit *c, uint64_t now, uint32_t a,
+		       uint32_t ca, const struct p2p_peerid *peer,
 		       const struct p2p_peerid *from)
 {
 	struct p2p_circuit_action *act;
+	struct p2p_addr addr = {0};
 	uint32_t b = c->q.link_to(c->q.arg, peer), cb;
+	struct relay_peer *p;
+	struct relay_circ *r;
+	const char *why;
 	int rc;
 
 	if (!b || b == a) {
@@ -230,6 +380,22 @@ static void serve_open(struct p2p_circuit *c, uint32_t a, uint32_t ca,
 		push_close(c, a, ca, "circuit ID in use", P2P_CIRCUIT_N_NONE);
 		return;
 	}
+	if (!c->q.remote || !c->q.remote(c->q.arg, a, &addr))
+		memset(&addr, 0, sizeof(addr));
+	addr.port = 0;
+	p = peer_find(c, from);
+	if (p)
+		peer_roll(p, now);
+	if ((why = refusal(c, a, from, &addr, p)) != NULL) {
+		push_close(c, a, ca, why, P2P_CIRCUIT_N_LIMIT);
+		return;
+	}
+	if (!p && !(p = peer_get(c, from, now))) {
+		/* Cannot happen: RELAY_PEERS_MAX >= RELAY_CIRC_MAX. */
+		push_close(c, a, ca, "relay busy: too many circuits",
+			   P2P_CIRCUIT_N_LIMIT);
+		return;
+	}
 	if ((rc = new_id(c, b, &cb)) == 0)
 		rc = relay_tab_add(&c->tab, a, ca, b, cb);
 	if (rc < 0) {
@@ -238,13 +404,19 @@ static void serve_open(struct p2p_circuit *c, uint32_t a, uint32_t ca,
 			   P2P_CIRCUIT_N_NONE);
 		return;
 	}
-	c->opened++;
+	r = c->tab.circs; /* relay_tab_add puts it first */
+	r->from = *from;
+	r->addr = addr;
+	r->born = r->last_a = r->last_b = now;
+	p->circs++;
+	c->st.opened++;
 	act = push(c, P2P_CIRCUIT_SEND_OPEN, b, cb);
 	act->peer = *from;
 }
 
-int p2p_circuit_on_open(struct p2p_circuit *c, uint32_t link, uint32_t circ,
-			bool incoming, const struct p2p_peerid *peer,
+int p2p_circuit_on_open(struct p2p_circuit *c, uint64_t now, uint32_t link,
+			uint32_t circ, bool incoming,
+			const struct p2p_peerid *peer,
 			const struct p2p_peerid *from)
 {
 	if (!room(c, 1))
@@ -255,15 +427,74 @@ int p2p_circuit_on_open(struct p2p_circuit *c, uint32_t link, uint32_t circ,
 	else if (incoming)
 		accept_incoming(c, link, circ, peer);
 	else
-		serve_open(c, link, circ, peer, from);
+		serve_open(c, now, link, circ, peer, from);
 	return 0;
 }
 
-int p2p_circuit_on_data(struct p2p_circuit *c, uint32_t link, uint32_t circ,
-			const uint8_t *data, size_t len)
+/*
+ * Handshake seen. The relay cannot read what a circuit carries (frames of
+ * the ends' handshake, then AEAD records), but it sees who sends and in
+ * what order. The relayed link's handshake is three frames: frame 1 from
+ * the initiator (end a, which sends it with RELAY_OPEN), frame 2 from the
+ * responder (end b), frame 3 from a; b has nothing to say between frame 2
+ * and frame 3, and once frame 3 arrives it sends its HELLO. So a completed
+ * handshake shows here as data in four runs of alternating direction,
+ * a b a b, however the ends' writes are split or joined. Fewer runs
+ * within RELAY_HS_MS (one end silent, a frame 1 never answered, a frame 2
+ * never confirmed) means the ends never made a link, and the slot is
+ * freed. Two ends that collude can fake the runs; they then hold a
+ * circuit that the per-requester limits, the idle deadline and the byte
+ * budgets still bound.
+ */
+#define HS_RUNS 4
+
+static bool handshaken(const struct relay_circ *r)
+{
+	return r->runs >= HS_RUNS;
+}
+
+static void saw_data(struct relay_circ *r, uint64_t now, bool from_a)
+{
+	uint8_t dir = from_a ? 1 : 2;
+
+	if (from_a)
+		r->last_a = now;
+	else
+		r->last_b = now;
+	if (dir != r->last_dir && r->runs < HS_RUNS)
+		r->runs++;
+	r->last_dir = dir;
+}
+
+/* Close both ends of r with why (the caller made room for two). */
+static void cut(struct p2p_circuit *c, struct relay_circ *r, const char *why,
+		enum p2p_circuit_note note)
+{
+	uint32_t a = r->a, ca = r->ca, b = r->b, cb = r->cb;
+
+	circ_del(c, r);
+	push_close(c, a, ca, why, note);
+	push_close(c, b, cb, why, P2P_CIRCUIT_N_NONE);
+}
+
+/* The byte budgets: len more on r from its requester p. */
+static const char *over_budget(const struct relay_circ *r,
+			       const struct relay_peer *p, size_t len)
+{
+	if (r->bytes + len > RELAY_CIRC_BYTES)
+		return "relay: circuit byte budget spent";
+	if (p && p->bytes + len > RELAY_PEER_BYTES)
+		return "relay: byte budget spent for the requester";
+	return NULL;
+}
+
+int p2p_circuit_on_data(struct p2p_circuit *c, uint64_t now, uint32_t link,
+			uint32_t circ, const uint8_t *data, size_t len)
 {
 	struct p2p_circuit_action *a;
 	struct relay_circ *r;
+	struct relay_peer *p;
+	const char *why;
 	uint32_t o, oc;
 	size_t q;
 
@@ -276,18 +507,29 @@ int p2p_circuit_on_data(struct p2p_circuit *c, uint32_t link, uint32_t circ,
 		return 0;
 	}
 	if (!(r = relay_tab_find(&c->tab, link, circ, &o, &oc))) {
-		c->unknown++;
+		c->st.unknown++;
 		return 0;
 	}
 	q = c->q.queued(c->q.arg, o);
 	if (q == SIZE_MAX || q + len > RELAY_WQ_MAX) {
-		relay_tab_del(&c->tab, r);
+		circ_del(c, r);
 		push_close(c, link, circ, "relay queue full",
 			   P2P_CIRCUIT_N_QUEUE_FULL);
 		push_close(c, o, oc, "relay queue full", P2P_CIRCUIT_N_NONE);
 		return 0;
 	}
-	c->bytes += len;
+	if ((p = peer_find(c, &r->from)) != NULL)
+		peer_roll(p, now);
+	if ((why = over_budget(r, p, len)) != NULL) {
+		c->st.closed_budget++;
+		cut(c, r, why, P2P_CIRCUIT_N_EXPIRED);
+		return 0;
+	}
+	saw_data(r, now, r->a == link && r->ca == circ);
+	r->bytes += len;
+	if (p)
+		p->bytes += len;
+	c->st.bytes += len;
 	a = push(c, P2P_CIRCUIT_FORWARD, o, oc);
 	a->data = data;
 	a->len = len;
@@ -310,10 +552,10 @@ int p2p_circuit_on_close(struct p2p_circuit *c, uint32_t link, uint32_t circ,
 		return 0;
 	}
 	if (!(r = relay_tab_find(&c->tab, link, circ, &o, &oc))) {
-		c->unknown++;
+		c->st.unknown++;
 		return 0;
 	}
-	relay_tab_del(&c->tab, r);
+	circ_del(c, r);
 	push_close(c, o, oc, "closed by the other end", P2P_CIRCUIT_N_NONE);
 	return 0;
 }
@@ -327,20 +569,55 @@ int p2p_circuit_link_gone(struct p2p_circuit *c, uint32_t link)
 	while ((r = relay_tab_on(&c->tab, link)) != NULL) {
 		uint32_t o = r->a == link ? r->b : r->a;
 		uint32_t oc = r->a == link ? r->cb : r->ca;
-		relay_tab_del(&c->tab, r);
+		circ_del(c, r);
 		push_close(c, o, oc, "the other end's link is gone",
 			   P2P_CIRCUIT_N_NONE);
 	}
 	return 0;
 }
 
+/* When r must have done better: its handshake, or its next use. */
+static uint64_t deadline(const struct relay_circ *r)
+{
+	if (!handshaken(r))
+		return r->born + RELAY_HS_MS;
+	return (r->last_a < r->last_b ? r->last_a : r->last_b) + RELAY_IDLE_MS;
+}
+
+uint64_t p2p_circuit_next(const struct p2p_circuit *c)
+{
+	uint64_t next = UINT64_MAX;
+
+	for (const struct relay_circ *r = c->tab.circs; r; r = r->next)
+		if (deadline(r) < next)
+			next = deadline(r);
+	return next;
+}
+
+void p2p_circuit_expire(struct p2p_circuit *c, uint64_t now)
+{
+	struct relay_circ *r = c->tab.circs, *next;
+
+	for (; r && room(c, 2); r = next) {
+		next = r->next;
+		if (deadline(r) > now)
+			continue;
+		if (!handshaken(r)) {
+			c->st.closed_hs++;
+			cut(c, r, "relay: no end-to-end handshake in time",
+			    P2P_CIRCUIT_N_EXPIRED);
+		} else {
+			c->st.closed_idle++;
+			cut(c, r, "relay: circuit idle", P2P_CIRCUIT_N_EXPIRED);
+		}
+	}
+}
+
 void p2p_circuit_get_stats(const struct p2p_circuit *c,
 			   struct p2p_circuit_stats *st)
 {
+	*st = c->st;
 	st->circuits = c->tab.n;
-	st->opened = c->opened;
-	st->bytes = c->bytes;
-	st->unknown = c->unknown;
 }
 
 /* The core is sans-I/O: libuv must not creep in, even through a header. */

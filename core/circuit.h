@@ -23,7 +23,19 @@
  *    -ENOBUFS and changes nothing (only when the caller did not drain).
  *
  * Memory is bounded: RELAY_CIRC_MAX circuits, RELAY_CIRC_PER_LINK opened
- * by one peer, a fixed action queue. No globals.
+ * on one link, a fixed action queue, RELAY_PEERS_MAX requester records.
+ * No globals, no clock: events that need the time take now (ms, any
+ * monotonic origin), and p2p_circuit_next()/p2p_circuit_expire() are the
+ * core's deadlines.
+ *
+ * Capture (issue 9): one host must not fill a relay. The requester of a
+ * circuit (the peer on end a) is limited per peer ID, per source IP and
+ * per /24 (IPv4) or /48 (IPv6) of its link's observed address, besides
+ * the per-link and total limits; each refusal names the limit in the
+ * RELAY_CLOSE reason. A circuit must carry a completed end-to-end
+ * handshake within RELAY_HS_MS, keep both directions in use (RELAY_IDLE_MS)
+ * and stay within RELAY_CIRC_BYTES; a requester within RELAY_PEER_BYTES
+ * per RELAY_PEER_WINDOW_MS over all its circuits.
  */
 #ifndef P2P_CORE_CIRCUIT_H
 #define P2P_CORE_CIRCUIT_H
@@ -34,10 +46,31 @@
 
 #include "proto/peerid.h"
 
+#include "proto/addr.h"
+
 #define RELAY_CIRC_MAX 256	/* circuits one node relays */
-#define RELAY_CIRC_PER_LINK 16	/* ... opened by one peer (end a); our ends */
+#define RELAY_CIRC_PER_LINK 16	/* ... opened on one link (end a); our ends */
+#define RELAY_CIRC_PER_PEER 16	/* ... requested by one peer ID, all links */
+#define RELAY_CIRC_PER_IP 32	/* ... by requesters at one IP */
+#define RELAY_CIRC_PER_NET 64	/* ... by requesters in one /24 or /48 */
 #define RELAY_WQ_MAX (2u << 20) /* a circuit is cut beyond this */
 #define RELAY_ID_TRIES 8	/* fresh circuit IDs tried before -EBUSY */
+/*
+ * Time and bytes. RELAY_HS_MS: from RELAY_OPEN to a completed end-to-end
+ * handshake (see circuit.c, "handshake seen"); an honest one takes two
+ * round trips between the ends, and the ends' own link handshake timeout
+ * (NODE_DEF_HANDSHAKE_MS, 10 s) starts at the same time. RELAY_IDLE_MS:
+ * each direction must carry something this often; the ends keep their
+ * links alive with a PING every 25 s and drop them after 90 s of silence
+ * (NODE_DEF_KEEPALIVE_MS, NODE_DEF_IDLE_MS), so a live relayed link is
+ * never idle that long.
+ */
+#define RELAY_HS_MS 5000
+#define RELAY_IDLE_MS 120000
+#define RELAY_CIRC_BYTES (1ull << 30)	    /* both ways, one circuit */
+#define RELAY_PEER_BYTES (4ull << 30)	    /* one requester, all circuits */
+#define RELAY_PEER_WINDOW_MS (3600 * 1000u) /* ... per this window */
+#define RELAY_PEERS_MAX RELAY_CIRC_MAX	    /* requester records kept */
 /* Actions one event may queue: a link gone closes every circuit. */
 #define P2P_CIRCUIT_QUEUE_MAX (RELAY_CIRC_MAX + 2)
 
@@ -47,6 +80,13 @@ struct relay_circ {
 	struct relay_circ *next;
 	uint32_t a, b;	 /* a: the requester's link, b: the target's */
 	uint32_t ca, cb; /* the circuit's ID on a and on b */
+	/* What the decisions keep (zero when only the table is used). */
+	struct p2p_peerid from;	       /* the requester */
+	struct p2p_addr addr;	       /* its link's remote address */
+	uint64_t born, last_a, last_b; /* ms: opened, last data from a, b */
+	uint64_t bytes;		       /* relayed, both ways */
+	uint8_t runs;		       /* direction changes seen, up to 4 */
+	uint8_t last_dir;	       /* 0 none, 1 from a, 2 from b */
 };
 
 struct relay_tab {
@@ -91,6 +131,9 @@ struct p2p_circuit_query {
 	unsigned (*ends)(void *arg, uint32_t link);
 	/* No room for one more link (the node's link limit). */
 	bool (*links_full)(void *arg);
+	/* link's remote (observed) address into *out; false if unknown (all
+	 * unknown addresses then count as one). NULL: always unknown. */
+	bool (*remote)(void *arg, uint32_t link, struct p2p_addr *out);
 	void *arg;
 };
 
@@ -117,6 +160,9 @@ enum p2p_circuit_note {
 	P2P_CIRCUIT_N_BAD_ID,	  /* the peer picked an ID of our parity */
 	P2P_CIRCUIT_N_REFUSED,	  /* an incoming end over the limits */
 	P2P_CIRCUIT_N_QUEUE_FULL, /* the first of a cut circuit's closes */
+	P2P_CIRCUIT_N_LIMIT,	  /* a request over a requester limit */
+	P2P_CIRCUIT_N_EXPIRED,	  /* the first close of a circuit past a
+				     deadline or over a budget */
 };
 
 struct p2p_circuit_action {
@@ -132,6 +178,12 @@ struct p2p_circuit_action {
 struct p2p_circuit_stats {
 	unsigned circuits;		 /* carried now */
 	uint64_t opened, bytes, unknown; /* unknown: DATA/CLOSE, no circuit */
+	/* Requests refused: per peer ID, per IP, per /24 or /48, per link or
+	 * in total, over the requester's byte budget. */
+	uint64_t refused_peer, refused_ip, refused_net, refused_busy,
+	    refused_budget;
+	/* Circuits closed: no handshake in time, idle, over a byte budget. */
+	uint64_t closed_hs, closed_idle, closed_budget;
 };
 
 struct p2p_circuit;
@@ -141,17 +193,18 @@ struct p2p_circuit *p2p_circuit_new(const struct p2p_circuit_query *q);
 void p2p_circuit_free(struct p2p_circuit *c);
 
 /*
- * RELAY_OPEN received on link with circuit circ. incoming: the INCOMING
- * flag (a relay offers us a circuit from peer); else the sender asks us
- * to relay it to peer, and from is the sender's ID. 0 or -ENOBUFS.
+ * RELAY_OPEN received on link with circuit circ at now. incoming: the
+ * INCOMING flag (a relay offers us a circuit from peer); else the sender
+ * asks us to relay it to peer, and from is the sender's ID. 0 or -ENOBUFS.
  */
-int p2p_circuit_on_open(struct p2p_circuit *c, uint32_t link, uint32_t circ,
-			bool incoming, const struct p2p_peerid *peer,
+int p2p_circuit_on_open(struct p2p_circuit *c, uint64_t now, uint32_t link,
+			uint32_t circ, bool incoming,
+			const struct p2p_peerid *peer,
 			const struct p2p_peerid *from)
     __attribute__((warn_unused_result));
-/* RELAY_DATA received on link for circ. 0 or -ENOBUFS. */
-int p2p_circuit_on_data(struct p2p_circuit *c, uint32_t link, uint32_t circ,
-			const uint8_t *data, size_t len)
+/* RELAY_DATA received on link for circ at now. 0 or -ENOBUFS. */
+int p2p_circuit_on_data(struct p2p_circuit *c, uint64_t now, uint32_t link,
+			uint32_t circ, const uint8_t *data, size_t len)
     __attribute__((warn_unused_result));
 /* RELAY_CLOSE received on link for circ, reason[0..len). 0 or -ENOBUFS. */
 int p2p_circuit_on_close(struct p2p_circuit *c, uint32_t link, uint32_t circ,
@@ -169,6 +222,16 @@ int p2p_circuit_link_gone(struct p2p_circuit *c, uint32_t link)
  */
 int p2p_circuit_pick(struct p2p_circuit *c, uint32_t via, uint32_t *circ)
     __attribute__((warn_unused_result));
+
+/* The earliest deadline of a circuit we relay (ms); UINT64_MAX: none. */
+uint64_t p2p_circuit_next(const struct p2p_circuit *c);
+/*
+ * Close every circuit past a deadline at now: both ends get a RELAY_CLOSE
+ * with the reason. Stops while the queue has no room for two closes (the
+ * caller drains, p2p_circuit_next() is then still <= now, and it calls
+ * again).
+ */
+void p2p_circuit_expire(struct p2p_circuit *c, uint64_t now);
 
 /* The next action; false when there is none. */
 bool p2p_circuit_poll(struct p2p_circuit *c, struct p2p_circuit_action *a);

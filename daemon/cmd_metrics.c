@@ -10,7 +10,9 @@
 
 #include "cmd_node.h"
 #include "link.h"
+#include "nat/punch_sess.h"
 #include "ovl.h"
+#include "punch.h"
 #include "relay.h"
 #include "tunnel.h"
 
@@ -34,6 +36,34 @@ static void links_by_kind(FILE *f, struct p2pd_node *n)
 	for (size_t i = 0; i < 3; i++)
 		fprintf(f, "p2pd_links{kind=\"%s\"} %llu\n", kinds[i],
 			(unsigned long long)count[i]);
+}
+
+/* Issue 9: punch requests refused, by reason, and connection attempts. */
+static void punch_metrics(FILE *f, struct p2pd_node *n)
+{
+	const struct p2p_psess_stats *p = punch_stats(n);
+	const struct {
+		const char *reason;
+		uint64_t v;
+	} r[] = {{"stale", p->stale},
+		 {"replayed", p->replayed},
+		 {"limited", p->limited},
+		 {"busy", p->busy},
+		 {"implausible", p->implausible}};
+
+	fprintf(f, "# HELP p2pd_punch_refused_total Hole punch requests "
+		   "refused, by reason.\n"
+		   "# TYPE p2pd_punch_refused_total counter\n");
+	for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++)
+		fprintf(f, "p2pd_punch_refused_total{reason=\"%s\"} %llu\n",
+			r[i].reason, (unsigned long long)r[i].v);
+	metric(f, "punch_candidates_dropped_total", "counter",
+	       "Peer candidates dropped as implausible.", p->dropped);
+	metric(f, "punch_connects_total", "counter",
+	       "Hole punch connection attempts started.", p->connects);
+	metric(f, "punch_connects_deferred_total", "counter",
+	       "Hole punch connection attempts held back by a budget.",
+	       p->deferred);
 }
 
 static void write_metrics(FILE *f, struct p2pd_node *n)
@@ -79,6 +109,19 @@ static void write_metrics(FILE *f, struct p2pd_node *n)
 	       "Circuits we agreed to relay.", rs.opened);
 	metric(f, "relay_bytes_total", "counter", "Bytes we relayed.",
 	       rs.bytes);
+	punch_metrics(f, n);
+	metric(f, "relay_circuits_refused_total", "counter",
+	       "Circuit requests refused over a limit.", rs.refused);
+	fprintf(f,
+		"# HELP p2pd_relay_circuits_closed_total Circuits we closed: "
+		"no handshake in time, idle, over a byte budget.\n"
+		"# TYPE p2pd_relay_circuits_closed_total counter\n"
+		"p2pd_relay_circuits_closed_total{reason=\"handshake\"} %llu\n"
+		"p2pd_relay_circuits_closed_total{reason=\"idle\"} %llu\n"
+		"p2pd_relay_circuits_closed_total{reason=\"budget\"} %llu\n",
+		(unsigned long long)rs.closed_hs,
+		(unsigned long long)rs.closed_idle,
+		(unsigned long long)rs.closed_budget);
 	metric(f, "bad_frames_total", "counter", "Malformed frames.",
 	       s->bad_frames);
 	metric(f, "bad_messages_total", "counter", "Malformed messages.",

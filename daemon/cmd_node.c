@@ -447,6 +447,17 @@ static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
 	    counters, "relay", "circuits", (json_int_t)rs.circuits, "opened",
 	    (json_int_t)rs.opened, "bytes", (json_int_t)rs.bytes,
 	    "unknown_circuit", (json_int_t)rs.unknown);
+	json_t *relay = o ? json_object_get(o, "relay") : NULL;
+	/* Issue 9: requests refused over a limit, circuits closed at a
+	 * deadline or over a budget. */
+	if (relay)
+		json_object_update_new(
+		    relay,
+		    json_pack("{s:I, s:I, s:I, s:I}", "refused",
+			      (json_int_t)rs.refused, "closed_handshake",
+			      (json_int_t)rs.closed_hs, "closed_idle",
+			      (json_int_t)rs.closed_idle, "closed_budget",
+			      (json_int_t)rs.closed_budget));
 	/* Alone: say so, and what to do (issue 12 item 1). */
 	if (o && link_count_up(n) == 0)
 		json_object_set_new(

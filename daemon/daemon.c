@@ -113,6 +113,7 @@ static int wire_time(struct p2pd_node *n)
 	rc |= node_clock(n, ovl_next, ovl_expire, n);
 	rc |= node_clock(n, punch_next, punch_expire, n);
 	rc |= node_clock(n, reach_next, reach_expire, n);
+	rc |= node_clock(n, relay_next, relay_expire, n);
 	rc |= node_clock(n, tunnel_next, tunnel_expire, n);
 	rc |= node_clock(n, cmd_node_next, cmd_node_expire, n);
 	rc |= node_clock(n, lan_next, lan_expire, n);

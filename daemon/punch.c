@@ -7,12 +7,15 @@
  * be dialled) routes a signed PUNCH_REQUEST with its candidates to the
  * peer over the overlay (app P2P_APP_NAT); the peer answers PUNCH_REPLY
  * with its own candidates, or PUNCH_FAIL with a reason (both sides
- * endpoint-dependent, busy, not listening). Both then run the schedule:
- * the peer primes as soon as the REQUEST arrives, the requester connects
- * as soon as the REPLY does (nat/punch.h, the timing comment), each from
- * its listen port to every candidate of the other, again and again
- * through resets and timeouts, for P2P_PUNCH_TOTAL_MS. Every attempt is an
- * ordinary outbound link (link_punch) whose handshake expects the peer's ID;
+ * endpoint-dependent, busy, not listening, over a limit, no plausible
+ * candidate: the checks of issue 9, all in the session core, which this
+ * file hands our wall clock, public addresses and the address of any
+ * link we hold to the source with every input). Both then run the
+ * schedule: the peer primes as soon as the REQUEST arrives, the requester
+ * connects as soon as the REPLY does (nat/punch.h, the timing comment),
+ * each from its listen port to every candidate of the other, again and
+ * again through resets and timeouts, for P2P_PUNCH_TOTAL_MS. Every attempt is
+ * an ordinary outbound link (link_punch) whose handshake expects the peer's ID;
  * the SYNs meet in the NATs as one TCP simultaneous open (both ends initiators:
  * the lower ID keeps that role, see link.c on_hs_frame), or one side's SYN
  * reaches the other's listener. The first link to HELLO wins and the
@@ -29,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "link.h"
 #include "log.h"
@@ -154,7 +158,7 @@ static void att_drop(struct p2pd_node *n, const struct p2p_peerid *peer,
 	l = link_get(n, a->link);
 	a->link = 0;
 	if (close && l && !link_established(l))
-		link_abort(l, "punch attempt closed");
+		link_fail(l, "punch attempt closed");
 }
 
 static struct waiter *waiter_find(struct p2pd_node *n,
@@ -207,6 +211,7 @@ static struct sigrtt *rtt_slot(struct p2pd_node *n,
 }
 
 /* The slowest round trip of our overlay links (< 0: none measured). */
+
 /* ---- our local facts ---- */
 
 /* Our own addresses: the local side of our links (what the routes pick). */
@@ -231,19 +236,40 @@ static size_t lan_addrs(struct p2pd_node *n, struct p2p_addr *out, size_t max)
 	return c;
 }
 
-/* The facts of one input; lan and cand point into the caller's arrays. */
+/* The facts of one input; lan, cand and pub point into the arrays. */
 struct facts {
 	struct p2p_psess_local me;
 	struct p2p_addr lan[PUNCH_LAN_MAX];
 	struct p2p_addr cand[P2P_PUNCH_CAND_MAX];
+	struct p2p_addr ext[P2P_NAT_EXTERNAL_MAX];
 };
 
-static const struct p2p_psess_local *facts(struct p2pd_node *n, struct facts *f)
+/* The wall clock, Unix ms: the signed time of what we send and the
+ * freshness of what we get (issue 9: replays). The daemon owns clocks;
+ * the core is handed this with every input. */
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Our facts for an input about peer. Issue 9: src_link is the far end of
+ * an authenticated TCP link we hold to peer (the address we observed it
+ * at, better than anything it claims; see nat/punch_sess.h for what is
+ * used when there is none); seen, what we send as our observed public
+ * address, is the mapping of our listen port that overlay peers reported,
+ * else the newest external address they reported.
+ */
+static const struct p2p_psess_local *
+facts(struct p2pd_node *n, const struct p2p_peerid *peer, struct facts *f)
 {
 	const struct p2p_nat *nat = ovl_nat(n);
-	struct p2p_addr ext[P2P_NAT_EXTERNAL_MAX];
 	struct p2p_punch_local in = {.type = p2p_nat_type(nat),
 				     .listen_port = node_listen_port(n, 4)};
+	struct link *l = link_find_up(n, peer, LINK_KINDS_TCP);
 
 	memset(f, 0, sizeof(*f));
 	f->me.nat = in.type;
@@ -251,14 +277,25 @@ static const struct p2p_psess_local *facts(struct p2pd_node *n, struct facts *f)
 	f->me.listen6 = node_listen_port(n, 6);
 	f->me.nlan = lan_addrs(n, f->lan, PUNCH_LAN_MAX);
 	f->me.lan = f->lan;
-	in.nexternal = p2p_nat_external(nat, ext, P2P_NAT_EXTERNAL_MAX);
-	in.external = ext;
+	in.nexternal = p2p_nat_external(nat, f->ext, P2P_NAT_EXTERNAL_MAX);
+	in.external = f->ext;
 	in.nlan = f->me.nlan;
 	in.lan = f->lan;
 	if (p2p_nat_mapped(nat, 4, in.listen_port, &in.mapped) < 0)
 		in.mapped.family = 0;
 	f->me.ncand = p2p_punch_predict(&in, f->cand, P2P_PUNCH_CAND_MAX);
 	f->me.cand = f->cand;
+	f->me.wall_ms = wall_ms();
+	f->me.pub = f->ext;
+	f->me.npub = in.nexternal;
+	if (in.mapped.family)
+		f->me.seen = in.mapped;
+	else if (in.nexternal > 0)
+		f->me.seen = f->ext[0];
+	if (f->me.seen.family && f->me.seen.port == 0)
+		f->me.seen.port = in.listen_port;
+	if (l)
+		f->me.src_link = *link_remote(l);
 	return &f->me;
 }
 
@@ -406,7 +443,7 @@ int punch_start(struct p2pd_node *n, const struct p2p_peerid *peer,
 
 	randombytes_buf(&nonce, sizeof(nonce));
 	rc = p2p_psess_start(n->punch->tab, node_now(n), peer, context, nonce,
-			     facts(n, &f));
+			     facts(n, peer, &f));
 	if (rc == -EAGAIN)
 		rc = -EBUSY; /* ended a moment ago: its end is on the way */
 	if (rc < 0)
@@ -420,9 +457,31 @@ int punch_start(struct p2pd_node *n, const struct p2p_peerid *peer,
 	return n->punch->start_err;
 }
 
+/* Issue 9: say why a REQUEST was refused (debug: a peer triggers it, and
+ * the counters are in `p2pctl metrics`). */
+static void log_refusal(struct p2pd_node *n, const struct p2p_peerid *src,
+			const struct p2p_psess_stats *b)
+{
+	const struct p2p_psess_stats *a = p2p_psess_stats(n->punch->tab);
+	char id[P2P_ID_TEXT_LEN + 1];
+	const char *why = a->stale > b->stale	      ? "stale or future time"
+			  : a->replayed > b->replayed ? "replayed nonce"
+			  : a->limited > b->limited   ? "over a rate limit"
+			  : a->busy > b->busy	      ? "no session slot"
+			  : a->implausible > b->implausible
+			      ? "no plausible candidate"
+			      : NULL;
+
+	if (!why)
+		return;
+	id_text(src, id);
+	log_debug("punch %s: request refused: %s", id, why);
+}
+
 void punch_on_app(void *arg, const struct p2p_ov_action *a)
 {
 	struct p2pd_node *n = arg;
+	struct p2p_psess_stats before;
 	struct p2p_punch_sig s;
 	struct p2p_peerid src = a->peer;
 	struct facts f;
@@ -440,7 +499,10 @@ void punch_on_app(void *arg, const struct p2p_ov_action *a)
 	}
 	if (n->stopping)
 		return;
-	p2p_psess_on_sig(n->punch->tab, node_now(n), &src, &s, facts(n, &f));
+	before = *p2p_psess_stats(n->punch->tab);
+	p2p_psess_on_sig(n->punch->tab, node_now(n), &src, &s,
+			 facts(n, &src, &f));
+	log_refusal(n, &src, &before);
 	drain(n);
 }
 
@@ -528,6 +590,11 @@ const struct node_link_hooks punch_link_hooks = {
 };
 
 /* ---- time ---- */
+
+const struct p2p_psess_stats *punch_stats(struct p2pd_node *n)
+{
+	return p2p_psess_stats(n->punch->tab);
+}
 
 uint64_t punch_next(void *arg)
 {

@@ -43,6 +43,10 @@ void punch_free(struct p2pd_node *n);
 int punch_start(struct p2pd_node *n, const struct p2p_peerid *peer,
 		const char *context, punch_failed_fn failed, void *arg);
 
+/* The signalling counters (issue 9: refusals, attempts held back). */
+struct p2p_psess_stats;
+const struct p2p_psess_stats *punch_stats(struct p2pd_node *n);
+
 /* Hub hooks (daemon.c registers them). */
 void punch_on_app(void *n, const struct p2p_ov_action *a);
 void punch_on_route_failed(void *n, uint64_t msgid);

@@ -12,9 +12,16 @@
  *
  * A circuit ends with RELAY_CLOSE from either end or from R, and when
  * either underlying link goes away (R tells the other end). R's memory is
- * bounded: RELAY_CIRC_MAX circuits, RELAY_CIRC_PER_LINK opened by one
- * peer, and a circuit is cut when its outgoing link's write queue is over
+ * bounded: RELAY_CIRC_MAX circuits, RELAY_CIRC_PER_LINK opened on one
+ * link, and a circuit is cut when its outgoing link's write queue is over
  * RELAY_WQ_MAX (the tunnels' credit normally keeps it far below).
+ *
+ * One host must not fill R (issue 9): requests are limited per requester
+ * ID, per source IP and per /24 or /48 (the observed address of the
+ * requester's link), a circuit whose ends do not complete their handshake
+ * within RELAY_HS_MS is closed, so is one idle for RELAY_IDLE_MS or over
+ * its byte budget (core/circuit.h names every limit; the RELAY_CLOSE
+ * reason names the one hit, and the requester logs it).
  *
  * Circuit IDs: whoever opens a circuit on a link picks its ID, odd when
  * it is the link's initiator, even otherwise, so both ends can open.
@@ -106,6 +113,17 @@ static bool q_links_full(void *arg)
 	return link_count(n) >= n->limits.max_links;
 }
 
+static bool q_remote(void *arg, uint32_t id, struct p2p_addr *out)
+{
+	struct link *l = link_get(arg, id);
+	const struct p2p_addr *a = l ? link_remote(l) : NULL;
+
+	if (!a || !a->family)
+		return false;
+	*out = *a;
+	return true;
+}
+
 int relay_module_init(struct p2pd_node *n)
 {
 	struct p2p_circuit_query q = {
@@ -115,6 +133,7 @@ int relay_module_init(struct p2pd_node *n)
 	    .is_end = q_is_end,
 	    .ends = q_ends,
 	    .links_full = q_links_full,
+	    .remote = q_remote,
 	    .arg = n,
 	};
 
@@ -153,6 +172,11 @@ void relay_get_stats(const struct p2pd_node *n, struct relay_stats *st)
 	st->opened = cs.opened;
 	st->bytes = cs.bytes;
 	st->unknown = cs.unknown;
+	st->refused = cs.refused_peer + cs.refused_ip + cs.refused_net +
+		      cs.refused_busy + cs.refused_budget;
+	st->closed_hs = cs.closed_hs;
+	st->closed_idle = cs.closed_idle;
+	st->closed_budget = cs.closed_budget;
 }
 
 static void send_close(struct link *l, uint32_t circ, const char *why,
@@ -284,6 +308,15 @@ static void do_close(struct p2pd_node *n, const struct p2p_circuit_action *a)
 			 "it",
 			 RELAY_WQ_MAX);
 		break;
+	case P2P_CIRCUIT_N_LIMIT:
+		/* A peer can ask for these by the thousand: counted (status
+		 * relay.refused), logged at debug level only. */
+		n->stats.links_refused++;
+		log_debug("relay: refused: %.*s", (int)a->len, a->text);
+		break;
+	case P2P_CIRCUIT_N_EXPIRED:
+		log_debug("relay: closed: %.*s", (int)a->len, a->text);
+		break;
 	default:
 		break;
 	}
@@ -385,13 +418,15 @@ void relay_on_msg(void *arg, struct link *l, const struct p2p_msg *m)
 	}
 	switch (m->type) {
 	case P2P_MSG_RELAY_OPEN:
-		rc = p2p_circuit_on_open(c, link_id(l), m->u.relay.circ,
+		rc = p2p_circuit_on_open(c, node_now(n), link_id(l),
+					 m->u.relay.circ,
 					 m->u.relay.code & P2P_RELAY_F_INCOMING,
 					 &m->u.relay.peer, link_peer(l));
 		break;
 	case P2P_MSG_RELAY_DATA:
-		rc = p2p_circuit_on_data(c, link_id(l), m->u.relay.circ,
-					 m->u.relay.data, m->u.relay.len);
+		rc = p2p_circuit_on_data(c, node_now(n), link_id(l),
+					 m->u.relay.circ, m->u.relay.data,
+					 m->u.relay.len);
 		break;
 	default: /* P2P_MSG_RELAY_CLOSE */
 		rc = p2p_circuit_on_close(c, link_id(l), m->u.relay.circ,
@@ -402,6 +437,25 @@ void relay_on_msg(void *arg, struct link *l, const struct p2p_msg *m)
 	 * after every event, so it cannot happen here. */
 	if (rc < 0)
 		log_warnx("relay: %s", p2p_strerror(rc));
+	run(n);
+}
+
+/* ---- the clock: the circuits' deadlines ---- */
+
+uint64_t relay_next(void *arg)
+{
+	struct p2pd_node *n = arg;
+
+	return p2p_circuit_next(n->relay->core);
+}
+
+void relay_expire(void *arg, uint64_t now)
+{
+	struct p2pd_node *n = arg;
+
+	/* Should the core stop with its queue full, next() stays <= now
+	 * and the hub calls again at once. */
+	p2p_circuit_expire(n->relay->core, now);
 	run(n);
 }
 

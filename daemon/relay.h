@@ -26,9 +26,15 @@ int relay_open(struct p2pd_node *n, struct link *via,
 void relay_on_msg(void *n, struct link *l, const struct p2p_msg *m);
 extern const struct node_link_hooks relay_link_hooks;
 
+/* The circuits' deadlines (core/circuit.h), for node_clock. */
+uint64_t relay_next(void *n);
+void relay_expire(void *n, uint64_t now);
+
 struct relay_stats {
 	unsigned circuits;
 	uint64_t opened, bytes, unknown;
+	uint64_t refused; /* requests over a limit (circuit.h) */
+	uint64_t closed_hs, closed_idle, closed_budget; /* deadlines, budgets */
 };
 void relay_get_stats(const struct p2pd_node *n, struct relay_stats *st);
 

@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	src = ids[0].id;
 	if (size >= P2P_PUNCH_HDR_LEN) {
-		ncand = data[14];
+		ncand = data[P2P_PUNCH_NCAND_OFF];
 		size_t pk = P2P_PUNCH_HDR_LEN + ncand * P2P_PUNCH_CAND_LEN;
 		if (pk + P2P_PUNCH_PK_LEN <= size)
 			p2p_peerid_from_pk(&src, data + pk);

@@ -7,6 +7,10 @@
  * sessions, a CONNECT only for an index not in flight, every attempt
  * aborted or won before its session's SUCCESS / FAILED, nothing left in
  * flight after stop, texts terminated, and nothing pending once drained.
+ * Issue 9: payloads carry a time around our wall clock (some stale, some
+ * from the future), a seen address, and sometimes come over a link of
+ * ours; candidates include loopback ones, which must never be dialled, and
+ * connection attempts in flight stay within P2P_PSESS_INFLIGHT_MAX.
  */
 #include <errno.h>
 #include <string.h>
@@ -17,6 +21,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define NPEER 10
+#define WALL 1764640000000ull /* our wall clock, Unix ms */
 
 static struct p2p_peerid self, peers[NPEER];
 static bool inflight[NPEER][P2P_PUNCH_CAND_MAX];
@@ -61,8 +66,11 @@ static void drain(struct p2p_psess_table *t, uint64_t now, uint8_t rcbits)
 		case P2P_PSESS_CONNECT:
 			FUZZ_CHECK(a.idx < P2P_PUNCH_CAND_MAX);
 			FUZZ_CHECK(a.addr.family == 4 || a.addr.family == 6);
+			FUZZ_CHECK(a.addr.family != 4 || a.addr.ip[0] != 127);
 			FUZZ_CHECK(!inflight[p][a.idx]);
 			inflight[p][a.idx] = true;
+			FUZZ_CHECK(p2p_psess_inflight(t) <=
+				   P2P_PSESS_INFLIGHT_MAX);
 			break;
 		case P2P_PSESS_ABORT:
 			FUZZ_CHECK(a.idx < P2P_PUNCH_CAND_MAX);
@@ -90,8 +98,8 @@ static struct p2p_addr cand_from(uint8_t b)
 	struct p2p_addr a = {.family = (b & 0x80) ? 6 : 4,
 			     .port = (uint16_t)(4240 + (b & 3))};
 
-	/* A few IPs, our own LAN address among them. */
-	a.ip[0] = (b & 0x40) ? 10 : 203;
+	/* A few IPs, our own LAN address and loopback among them. */
+	a.ip[0] = (b & 0x40) ? 10 : (b & 0x30) == 0x30 ? 127 : 203;
 	a.ip[3] = (uint8_t)((b >> 2) & 3);
 	if (a.ip[0] == 10)
 		a.ip[1] = 1, a.ip[3] = 10;
@@ -99,11 +107,12 @@ static struct p2p_addr cand_from(uint8_t b)
 }
 
 static void on_sig(struct p2p_psess_table *t, uint64_t now, int p,
-		   const uint8_t *d, const struct p2p_psess_local *me)
+		   const uint8_t *d, struct p2p_psess_local *me)
 {
 	struct p2p_punch_sig s = {
 	    .type = (enum p2p_punch_type)(1 + d[0] % 3),
 	    .nonce = d[1] & 3,
+	    .time_ms = WALL + now + (uint64_t)((int8_t)d[10] * 1000),
 	    .nat = (enum p2p_nat_type)((d[1] >> 2) % 5),
 	    .reason = (enum p2p_punch_reason)((d[1] >> 4) % P2P_PUNCH_R_MAX),
 	    .offset_ms = (uint16_t)(d[2] * 20),
@@ -111,7 +120,13 @@ static void on_sig(struct p2p_psess_table *t, uint64_t now, int p,
 
 	for (size_t i = 0; i < s.ncand; i++)
 		s.cand[i] = cand_from(d[3 + i]);
+	if (d[11] & 1)
+		s.seen = cand_from(d[11]);
+	me->src_link =
+	    (d[11] & 2) ? cand_from(d[11] >> 2) : (struct p2p_addr){0};
+	me->wall_ms = WALL + now;
 	p2p_psess_on_sig(t, now, &peers[p], &s, me);
+	me->src_link = (struct p2p_addr){0};
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -120,12 +135,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static struct p2p_addr cand[2] = {
 	    {.family = 4, .port = 4242, .ip = {198, 19, 1, 2}},
 	    {.family = 4, .port = 4242, .ip = {10, 1, 0, 10}}};
+	static struct p2p_addr pub[1] = {
+	    {.family = 4, .port = 4242, .ip = {203, 0, 0, 1}}};
 	struct p2p_psess_local me = {.nat = P2P_NAT_PORT_PRESERVING,
 				     .listen4 = 4242,
 				     .lan = lan,
 				     .nlan = 1,
 				     .cand = cand,
-				     .ncand = 2};
+				     .ncand = 2,
+				     .wall_ms = WALL,
+				     .seen = pub[0],
+				     .pub = pub,
+				     .npub = 1};
 	struct p2p_psess_table *t;
 	uint64_t now = 1000, next;
 	int p, rc;

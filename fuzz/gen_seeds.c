@@ -3,7 +3,8 @@
  * OUTDIR/fuzz_frame, OUTDIR/fuzz_msg, OUTDIR/fuzz_handshake and
  * OUTDIR/fuzz_punch (signed by fuzz identity 0 for identity 1) and
  * OUTDIR/fuzz_linkfsm (messages its established pair seals), OUTDIR/fuzz_lan
- * (beacons of identity 0 behind a source and a clock skew). The
+ * (beacons of identity 0 behind a source and a clock skew) and
+ * OUTDIR/fuzz_circuit (a relayed circuit's events). The
  * handshake seeds replay the fuzzer's deterministic randomness, so the
  * genuine frames in them are accepted and fuzzing starts deep.
  */
@@ -214,8 +215,8 @@ static void punch_seeds(void)
 	struct p2p_identity ids[2];
 	struct p2p_punch_sig sig = {.type = P2P_PUNCH_REQUEST,
 				    .nonce = 42,
-				    .nat = P2P_NAT_PORT_PRESERVING,
-				    .offset_ms = P2P_PUNCH_OFFSET_MS};
+				    .time_ms = 1764640000000ull,
+				    .nat = P2P_NAT_PORT_PRESERVING};
 	struct seed s;
 
 	fuzz_identity(&ids[0], 0);
@@ -229,6 +230,7 @@ static void punch_seeds(void)
 			    .family = 4, .ip = {198, 19, 1, 2}, .port = 20626};
 			sig.cand[1] = (struct p2p_addr){
 			    .family = 6, .ip = {0xfd, [15] = 1}, .port = 4242};
+			sig.seen = sig.cand[0]; /* v2: the observed address */
 		} else if (k == 2) {
 			sig.ncand = P2P_PUNCH_CAND_MAX;
 			for (size_t i = 2; i < sig.ncand; i++)
@@ -319,6 +321,24 @@ static void lan_seeds(void)
 	}
 }
 
+/* fuzz_circuit: link 2's peer asks for peer 4 (circuit 3; the relay's ID
+ * on link 4 is 2), the two ends handshake (four runs), then time passes
+ * and the circuit expires idle; seed 1 stays silent until its deadline. */
+static void circuit_seeds(void)
+{
+	static const uint8_t talk[] = {
+	    0x00, 0x01, 0x03, 0x02, 0x01, 0x03, 0x02, 0x03, 0x02, 0x02, 0x01,
+	    0x03, 0x02, 0x03, 0x02, 0x07, 0x00, 0x03, 0x06, 0x00, 0x00};
+	static const uint8_t silent[] = {0x00, 0x01, 0x03, 0xa6, 0x00, 0x00};
+	struct seed s = {.n = 0};
+
+	put(&s, talk, sizeof(talk));
+	save("fuzz_circuit", 0, &s);
+	s.n = 0;
+	put(&s, silent, sizeof(silent));
+	save("fuzz_circuit", 1, &s);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -338,6 +358,7 @@ int main(int argc, char **argv)
 	rping_seeds();
 	linkfsm_seeds();
 	lan_seeds();
+	circuit_seeds();
 	printf("gen_seeds: wrote %d seeds under %s\n", nwritten, outdir);
 	return 0;
 }

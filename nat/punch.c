@@ -8,7 +8,7 @@
 #include "nat/punch.h"
 #include "proto/error.h"
 
-static const char sig_ctx[] = "p2pd-punch-v1";
+static const char sig_ctx[] = "p2pd-punch-v2";
 
 /* ---- codec ---- */
 
@@ -21,6 +21,32 @@ static void put16(uint8_t *p, uint16_t v)
 static uint16_t get16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* One address field: family 4|6, or family 0 (none): all zero. */
+static void put_addr(uint8_t *p, const struct p2p_addr *a)
+{
+	memset(p, 0, P2P_PUNCH_CAND_LEN);
+	if (a->family == 0)
+		return;
+	p[0] = a->family;
+	memcpy(p + 1, a->ip, a->family == 4 ? 4 : 16);
+	put16(p + 17, a->port);
 }
 
 /* What the signature covers: context, destination, the signed bytes. */
@@ -43,29 +69,27 @@ int p2p_punch_encode(const struct p2p_punch_sig *s,
 
 	if (s->type < P2P_PUNCH_REQUEST || s->type > P2P_PUNCH_FAIL ||
 	    s->reason >= P2P_PUNCH_R_MAX || s->ncand > P2P_PUNCH_CAND_MAX ||
-	    (unsigned)s->nat > P2P_NAT_ENDPOINT_DEPENDENT)
+	    (unsigned)s->nat > P2P_NAT_ENDPOINT_DEPENDENT ||
+	    (s->seen.family != 0 && s->seen.family != 4 && s->seen.family != 6))
 		return -EINVAL;
+	for (size_t i = 0; i < s->ncand; i++)
+		if (s->cand[i].family != 4 && s->cand[i].family != 6)
+			return -EINVAL;
 	len = P2P_PUNCH_PAYLOAD_MIN + s->ncand * P2P_PUNCH_CAND_LEN;
 	if (cap < len)
 		return -EMSGSIZE;
 	out[0] = P2P_PUNCH_VERSION;
 	out[1] = (uint8_t)s->type;
-	for (int i = 0; i < 8; i++)
-		out[2 + i] = (uint8_t)(s->nonce >> (56 - 8 * i));
-	out[10] = (uint8_t)s->nat;
-	out[11] = (uint8_t)s->reason;
-	put16(out + 12, s->offset_ms);
-	out[14] = (uint8_t)s->ncand;
+	put64(out + 2, s->nonce);
+	put64(out + 10, s->time_ms);
+	out[18] = (uint8_t)s->nat;
+	out[19] = (uint8_t)s->reason;
+	put16(out + 20, s->offset_ms);
+	put_addr(out + P2P_PUNCH_SEEN_OFF, &s->seen);
+	out[P2P_PUNCH_NCAND_OFF] = (uint8_t)s->ncand;
 	off = P2P_PUNCH_HDR_LEN;
 	for (size_t i = 0; i < s->ncand; i++) {
-		const struct p2p_addr *a = &s->cand[i];
-		if (a->family != 4 && a->family != 6)
-			return -EINVAL;
-		out[off] = a->family;
-		memcpy(out + off + 1, a->ip, 16);
-		if (a->family == 4)
-			memset(out + off + 5, 0, 12);
-		put16(out + off + 17, a->port);
+		put_addr(out + off, &s->cand[i]);
 		off += P2P_PUNCH_CAND_LEN;
 	}
 	memcpy(out + off, self->pk, P2P_PUNCH_PK_LEN);
@@ -85,6 +109,21 @@ static bool zero(const uint8_t *p, size_t n)
 	return acc == 0;
 }
 
+/* An address field: family 4|6 (or 0 with every byte zero when absent
+ * is allowed), no bytes past an IPv4 address, a port. */
+static int get_addr(struct p2p_addr *a, const uint8_t *c, bool absent_ok)
+{
+	memset(a, 0, sizeof(*a));
+	if (c[0] == 0 && absent_ok)
+		return zero(c, P2P_PUNCH_CAND_LEN) ? 0 : -EPROTO;
+	if ((c[0] != 4 && c[0] != 6) || (c[0] == 4 && !zero(c + 5, 12)))
+		return -EPROTO;
+	a->family = c[0];
+	memcpy(a->ip, c + 1, 16);
+	a->port = get16(c + 17);
+	return a->port == 0 ? -EPROTO : 0;
+}
+
 int p2p_punch_decode(struct p2p_punch_sig *s, const uint8_t *in, size_t len,
 		     const struct p2p_peerid *src, const struct p2p_peerid *dst)
 {
@@ -99,12 +138,12 @@ int p2p_punch_decode(struct p2p_punch_sig *s, const uint8_t *in, size_t len,
 		return -EPROTONOSUPPORT;
 	if (len < P2P_PUNCH_PAYLOAD_MIN)
 		return -EPROTO;
-	ncand = in[14];
+	ncand = in[P2P_PUNCH_NCAND_OFF];
 	if (ncand > P2P_PUNCH_CAND_MAX ||
 	    len != P2P_PUNCH_PAYLOAD_MIN + ncand * P2P_PUNCH_CAND_LEN)
 		return -EPROTO;
 	if (in[1] < P2P_PUNCH_REQUEST || in[1] > P2P_PUNCH_FAIL ||
-	    in[10] > P2P_NAT_ENDPOINT_DEPENDENT || in[11] >= P2P_PUNCH_R_MAX)
+	    in[18] > P2P_NAT_ENDPOINT_DEPENDENT || in[19] >= P2P_PUNCH_R_MAX)
 		return -EPROTO;
 	body = P2P_PUNCH_HDR_LEN + ncand * P2P_PUNCH_CAND_LEN;
 	pk = in + body;
@@ -119,24 +158,19 @@ int p2p_punch_decode(struct p2p_punch_sig *s, const uint8_t *in, size_t len,
 
 	memset(s, 0, sizeof(*s));
 	s->type = (enum p2p_punch_type)in[1];
-	for (int i = 0; i < 8; i++)
-		s->nonce = s->nonce << 8 | in[2 + i];
-	s->nat = (enum p2p_nat_type)in[10];
-	s->reason = (enum p2p_punch_reason)in[11];
-	s->offset_ms = get16(in + 12);
+	s->nonce = get64(in + 2);
+	s->time_ms = get64(in + 10);
+	s->nat = (enum p2p_nat_type)in[18];
+	s->reason = (enum p2p_punch_reason)in[19];
+	s->offset_ms = get16(in + 20);
+	if (get_addr(&s->seen, in + P2P_PUNCH_SEEN_OFF, true) < 0)
+		return -EPROTO;
 	s->ncand = ncand;
-	for (size_t i = 0; i < ncand; i++) {
-		const uint8_t *c =
-		    in + P2P_PUNCH_HDR_LEN + i * P2P_PUNCH_CAND_LEN;
-		struct p2p_addr *a = &s->cand[i];
-		if ((c[0] != 4 && c[0] != 6) || (c[0] == 4 && !zero(c + 5, 12)))
+	for (size_t i = 0; i < ncand; i++)
+		if (get_addr(&s->cand[i],
+			     in + P2P_PUNCH_HDR_LEN + i * P2P_PUNCH_CAND_LEN,
+			     false) < 0)
 			return -EPROTO;
-		a->family = c[0];
-		memcpy(a->ip, c + 1, 16);
-		a->port = get16(c + 17);
-		if (a->port == 0)
-			return -EPROTO;
-	}
 	return 0;
 }
 
@@ -156,6 +190,11 @@ const char *p2p_punch_reason_text(enum p2p_punch_reason r)
 		return "the peer did not answer the punch request";
 	case P2P_PUNCH_R_NOT_LISTENING:
 		return "no listen port to punch from on the peer's side";
+	case P2P_PUNCH_R_LIMITED:
+		return "the peer limits hole punch requests from this source; "
+		       "try again later";
+	case P2P_PUNCH_R_IMPLAUSIBLE:
+		return "the peer found none of our addresses plausible";
 	case P2P_PUNCH_R_MAX:
 		break;
 	}

@@ -18,17 +18,23 @@
  *    timeouts for a bounded time (struct p2p_punch: events in, actions
  *    out, one deadline).
  *
- * Wire layout of a payload, version 1, integers big-endian:
+ * Wire layout of a payload, version 2, integers big-endian:
  *
- *   u8 version (1) | u8 type | u64 nonce | u8 sender nat type |
- *   u8 reason | u16 offset_ms | u8 ncand (<= P2P_PUNCH_CAND_MAX) |
+ *   u8 version (2) | u8 type | u64 nonce | u64 time_ms | u8 sender nat
+ *   type | u8 reason | u16 offset_ms | seen (u8 family 0|4|6, 16 bytes
+ *   ip, u16 port) | u8 ncand (<= P2P_PUNCH_CAND_MAX) |
  *   ncand x (u8 family 4|6, 16 bytes ip, u16 port) |
  *   32 bytes Ed25519 public key | 64 bytes signature
  *
- * The signature is over "p2pd-punch-v1" || destination ID || every byte
- * before it (public key included). offset_ms was a start offset agreed by
- * the two sides; the schedule no longer waits for one (see the timing
- * comment), so it is sent as 0 and ignored.
+ * The signature is over "p2pd-punch-v2" || destination ID || every byte
+ * before it (public key included). Version 2 (issue 9) added time_ms, the
+ * sender's wall clock in Unix milliseconds (with the nonce it lets the
+ * receiver refuse a replayed or stale request: P2P_PUNCH_SKEW_MS), and
+ * seen, the public address the sender's overlay peers observed for it
+ * (family 0: none yet), which the receiver checks the sender's public
+ * candidates against when it has no observation of its own. offset_ms
+ * was a start offset the two sides agreed on; the schedule no longer
+ * waits for one (see the timing comment): it is sent as 0 and ignored.
  */
 #ifndef P2P_NAT_PUNCH_H
 #define P2P_NAT_PUNCH_H
@@ -42,12 +48,14 @@
 #include "proto/identity.h"
 #include "proto/peerid.h"
 
-#define P2P_PUNCH_VERSION 1
+#define P2P_PUNCH_VERSION 2
 #define P2P_PUNCH_CAND_MAX 8  /* candidates in one payload */
 #define P2P_PUNCH_CAND_LEN 19 /* family, ip, port */
-#define P2P_PUNCH_HDR_LEN 15  /* up to and including ncand */
-#define P2P_PUNCH_PK_LEN 32   /* Ed25519 public key */
-#define P2P_PUNCH_SIG_LEN 64  /* Ed25519 signature */
+#define P2P_PUNCH_SEEN_OFF 22 /* the seen address (P2P_PUNCH_CAND_LEN) */
+#define P2P_PUNCH_NCAND_OFF 41
+#define P2P_PUNCH_HDR_LEN 42 /* up to and including ncand */
+#define P2P_PUNCH_PK_LEN 32  /* Ed25519 public key */
+#define P2P_PUNCH_SIG_LEN 64 /* Ed25519 signature */
 #define P2P_PUNCH_PAYLOAD_MAX                                                  \
 	(P2P_PUNCH_HDR_LEN + P2P_PUNCH_CAND_MAX * P2P_PUNCH_CAND_LEN +         \
 	 P2P_PUNCH_PK_LEN + P2P_PUNCH_SIG_LEN)
@@ -64,31 +72,29 @@
  * the entry's window, and leaves the NAT untranslated). So the sides
  * play two parts, chosen by who asked:
  *
- *  - the replier primes: as soon as the REQUEST arrives it connects to
- *    each of the requester's candidates with a small TTL (a "prime"):
- *    the SYN passes its own NAT, which now expects the requester's
- *    endpoint, and dies at the next router instead of being reset by the
- *    requester's NAT. The socket ignores the ICMP error that comes back
- *    (the daemon sets a minimum TTL on it), gets its normal TTL back, and
- *    waits;
+ *  - the replier primes: as soon as the REQUEST arrives, before it even
+ *    sends its REPLY, it connects to each of the requester's candidates
+ *    with a small TTL (a "prime"): the SYN passes its own NAT, which now
+ *    expects the requester's endpoint, and dies at the next router
+ *    instead of being reset by the requester's NAT. The socket ignores
+ *    the ICMP error that comes back (the daemon sets a minimum TTL on
+ *    it), gets its normal TTL back, and waits;
  *  - the requester sends: as soon as the REPLY arrives it connects with a
  *    full TTL, again and again (a reset is tried again after
  *    P2P_PUNCH_RETRY_MS). Its SYN finds the replier's NAT expecting it
  *    and reaches the waiting socket: a simultaneous open whose SYN-ACK
  *    the replier's NAT lets through.
  *
- * No clock has to be agreed: the prime leaves when the REQUEST arrives,
- * half a signalling round trip before the REPLY even reaches the
- * requester, and the requester's SYN then still has to cross the path.
- * So the prime is always first, by at least the replier's own share of
- * the signalling path (which crosses the replier's access link too), and
- * the link is up about one signalling round trip plus two host round
- * trips (SYN, handshake) after the request: an agreed start would add
- * its offset and a margin for a wrong round-trip estimate to that. The
- * one bound: the prime's own retransmission (full TTL, after the
- * kernel's 1 s RTO) must not reach the requester's NAT before the
- * requester's SYN has left it, which holds while the signalling round
- * trip stays under about 2 s plus the host round trip.
+ * No clock has to be agreed: the prime leaves before the REPLY does, so
+ * it is ahead of the requester's SYN by at least the REPLY's trip plus
+ * the SYN's, and the link is up about one signalling round trip plus two
+ * host round trips (SYN, handshake) and a half (HELLO) after the request.
+ * An agreed start (as before) added an offset of 3/4 of the signalling
+ * round trip and a margin, and when a round-trip estimate was wrong the
+ * SYN beat the prime and the first attempt was lost. The one bound: the
+ * prime's own retransmission (full TTL, after the kernel's 1 s RTO) must
+ * not reach the requester's NAT before the requester's SYN has left it,
+ * which holds while the signalling round trip stays under about 2 s.
  *
  * TTL 2: our router forwards the prime with TTL 1, the next hop drops
  * it. Behind two NATs (double NAT) that prime dies before the outer
@@ -104,10 +110,14 @@
 #define P2P_PUNCH_ATTEMPT_MS 1000    /* an unanswered SYN: start over */
 #define P2P_PUNCH_TOTAL_MS 8000	     /* the whole schedule, from its start */
 #define P2P_PUNCH_SIGNAL_MS 5000     /* REQUEST without REPLY: give up */
+/* A payload whose time_ms is further than this from our wall clock, either
+ * way, is refused (stale or replayed later; clocks are NTP-synchronised
+ * to well under this). Nonces are remembered at least twice as long. */
+#define P2P_PUNCH_SKEW_MS 30000
 
 enum p2p_punch_type {
-	P2P_PUNCH_REQUEST = 1, /* nonce, candidates */
-	P2P_PUNCH_REPLY = 2,   /* nonce, candidates */
+	P2P_PUNCH_REQUEST = 1, /* nonce, time, seen, candidates */
+	P2P_PUNCH_REPLY = 2,   /* nonce, time, seen, candidates */
 	P2P_PUNCH_FAIL = 3,    /* nonce, reason */
 };
 
@@ -118,6 +128,8 @@ enum p2p_punch_reason {
 	P2P_PUNCH_R_TIMEOUT,	    /* schedule over, nothing connected */
 	P2P_PUNCH_R_NO_ANSWER,	    /* no REPLY to our REQUEST */
 	P2P_PUNCH_R_NOT_LISTENING,  /* no listen port to punch from */
+	P2P_PUNCH_R_LIMITED,	    /* too many requests from that source */
+	P2P_PUNCH_R_IMPLAUSIBLE,    /* no candidate we would dial */
 	P2P_PUNCH_R_MAX,
 };
 
@@ -125,16 +137,20 @@ enum p2p_punch_reason {
 struct p2p_punch_sig {
 	enum p2p_punch_type type;
 	uint64_t nonce;
+	uint64_t time_ms;      /* the sender's wall clock, Unix ms */
 	enum p2p_nat_type nat; /* the sender's NAT type */
 	enum p2p_punch_reason reason;
-	uint16_t offset_ms; /* unused: sent as 0, ignored */
+	uint16_t offset_ms;   /* unused: sent as 0, ignored */
+	struct p2p_addr seen; /* sender's public address observed by its
+				 overlay peers; family 0 none */
 	size_t ncand;
 	struct p2p_addr cand[P2P_PUNCH_CAND_MAX];
 };
 
 /*
  * Encode and sign s as self, for the node dst. 0, -EINVAL (bad type,
- * reason, family or too many candidates), -EMSGSIZE (cap too small).
+ * reason, family (seen: 0, 4 or 6) or too many candidates), -EMSGSIZE
+ * (cap too small).
  */
 int p2p_punch_encode(const struct p2p_punch_sig *s,
 		     const struct p2p_identity *self,
@@ -144,7 +160,8 @@ int p2p_punch_encode(const struct p2p_punch_sig *s,
 /*
  * Decode a payload that the overlay delivered to us (dst) from src.
  * 0; -EPROTO malformed (short, trailing bytes, bad count, type, family,
- * reason); -EPROTONOSUPPORT another version; -EKEYREJECTED the public key
+ * reason, port 0, bytes of an absent or IPv4 address not zero);
+ * -EPROTONOSUPPORT another version; -EKEYREJECTED the public key
  * is not src's; -EBADMSG the signature does not verify.
  */
 int p2p_punch_decode(struct p2p_punch_sig *s, const uint8_t *in, size_t len,

@@ -49,7 +49,40 @@ struct sess {
 	int err;
 	bool quiet; /* stop: no SUCCESS / FAILED */
 	size_t abort_next;
+	/* Issue 9. */
+	bool asked;	  /* made for a peer's REQUEST */
+	uint64_t net;	  /* asked: p2p_addr_subnet of its source */
+	unsigned dialled; /* CONNECTs handed out */
+	bool live[P2P_PUNCH_CAND_MAX]; /* handed out, not yet over */
 };
+
+/* A token bucket as a theoretical arrival time (GCRA): a request at now
+ * conforms while tat - now <= (burst - 1) x every; each one taken moves
+ * tat on by every. One integer, no rounding. */
+struct bucket {
+	uint64_t tat;
+};
+
+/* A source with a bucket: an ID, or an IP (family, 16 bytes; family 0
+ * for "no address known", one bucket for all such sources). */
+struct source {
+	bool used;
+	uint8_t key[P2P_ID_LEN];
+	struct bucket b;
+};
+
+struct nonce_seen {
+	struct p2p_peerid src;
+	uint64_t nonce;
+	uint64_t until; /* 0: slot free */
+};
+
+_Static_assert(P2P_PSESS_NONCES >=
+		   P2P_PSESS_REQ_BURST +
+		       2 * P2P_PUNCH_SKEW_MS / P2P_PSESS_REQ_REFILL_MS,
+	       "the nonce cache holds all the node-wide bucket admits");
+_Static_assert(P2P_PSESS_PEER_SESSIONS < P2P_PSESS_MAX,
+	       "some session slots stay for our own punches");
 
 struct p2p_psess_table {
 	struct p2p_peerid self;
@@ -61,6 +94,12 @@ struct p2p_psess_table {
 		struct p2p_punch_sig sig;
 	} failq[P2P_PSESS_FAILQ];
 	size_t nfail;
+	/* Issue 9. */
+	uint64_t now; /* of the latest input (poll has none) */
+	struct source ids[P2P_PSESS_SOURCES], ips[P2P_PSESS_SOURCES];
+	struct bucket requests, connects;
+	struct nonce_seen nonces[P2P_PSESS_NONCES];
+	struct p2p_psess_stats stats;
 };
 
 struct p2p_psess_table *p2p_psess_new(const struct p2p_peerid *self)
@@ -79,6 +118,95 @@ void p2p_psess_free(struct p2p_psess_table *t)
 	for (size_t i = 0; i < P2P_PSESS_MAX; i++)
 		free(t->s[i]);
 	free(t);
+}
+
+/* ---- limits (issue 9) ---- */
+
+static bool bucket_take(struct bucket *b, uint64_t now, uint64_t every,
+			unsigned burst)
+{
+	uint64_t tat = b->tat > now ? b->tat : now;
+
+	if (tat - now > (uint64_t)(burst - 1) * every)
+		return false;
+	b->tat = tat + every;
+	return true;
+}
+
+/* The bucket of key; a new source takes the slot whose bucket is the
+ * fullest (lowest tat: one that has refilled is as good as new). */
+static struct bucket *source(struct source *tab, const uint8_t *key,
+			     size_t keylen)
+{
+	struct source *pick = &tab[0];
+
+	for (size_t i = 0; i < P2P_PSESS_SOURCES; i++) {
+		struct source *e = &tab[i];
+		if (e->used && !memcmp(e->key, key, keylen))
+			return &e->b;
+		if (!e->used || (pick->used && e->b.tat < pick->b.tat))
+			pick = e;
+	}
+	memset(pick, 0, sizeof(*pick));
+	pick->used = true;
+	memcpy(pick->key, key, keylen);
+	return &pick->b;
+}
+
+static bool ip_take(struct p2p_psess_table *t, uint64_t now,
+		    const struct p2p_addr *a)
+{
+	uint8_t key[P2P_ID_LEN] = {0};
+
+	key[0] = a->family;
+	if (a->family)
+		memcpy(key + 1, a->ip, sizeof(a->ip));
+	return bucket_take(source(t->ips, key, sizeof(key)), now,
+			   P2P_PSESS_IP_REFILL_MS, P2P_PSESS_IP_BURST);
+}
+
+static bool replayed(const struct p2p_psess_table *t, uint64_t now,
+		     const struct p2p_peerid *src, uint64_t nonce)
+{
+	for (size_t i = 0; i < P2P_PSESS_NONCES; i++) {
+		const struct nonce_seen *e = &t->nonces[i];
+		if (e->until > now && e->nonce == nonce &&
+		    p2p_peerid_equal(&e->src, src))
+			return true;
+	}
+	return false;
+}
+
+/* false: no room (cannot happen while the node-wide bucket holds). */
+static bool remember(struct p2p_psess_table *t, uint64_t now,
+		     const struct p2p_peerid *src, uint64_t nonce)
+{
+	for (size_t i = 0; i < P2P_PSESS_NONCES; i++) {
+		struct nonce_seen *e = &t->nonces[i];
+		if (e->until > now)
+			continue;
+		e->src = *src;
+		e->nonce = nonce;
+		e->until = now + 2 * P2P_PUNCH_SKEW_MS;
+		return true;
+	}
+	return false;
+}
+
+static bool fresh(const struct p2p_punch_sig *sig,
+		  const struct p2p_psess_local *me)
+{
+	uint64_t d = sig->time_ms > me->wall_ms ? sig->time_ms - me->wall_ms
+						: me->wall_ms - sig->time_ms;
+
+	return d <= P2P_PUNCH_SKEW_MS;
+}
+
+/* Inputs carry now; poll, which carries none, uses the latest. */
+static void clock_at(struct p2p_psess_table *t, uint64_t now)
+{
+	if (now > t->now)
+		t->now = now;
 }
 
 /* ---- sessions ---- */
@@ -113,6 +241,33 @@ bool p2p_psess_running(const struct p2p_psess_table *t,
 	const struct sess *s = find(t, peer);
 
 	return s && !ended(s);
+}
+
+size_t p2p_psess_inflight(const struct p2p_psess_table *t)
+{
+	size_t c = 0;
+
+	for (size_t i = 0; i < P2P_PSESS_MAX; i++)
+		for (size_t j = 0; t->s[i] && j < P2P_PUNCH_CAND_MAX; j++)
+			c += t->s[i]->live[j];
+	return c;
+}
+
+const struct p2p_psess_stats *p2p_psess_stats(const struct p2p_psess_table *t)
+{
+	return &t->stats;
+}
+
+/* Sessions peers asked for: all of them, or those from net. */
+static size_t asked_count(const struct p2p_psess_table *t, bool by_net,
+			  uint64_t net)
+{
+	size_t c = 0;
+
+	for (size_t i = 0; i < P2P_PSESS_MAX; i++)
+		c += t->s[i] && t->s[i]->asked && !ended(t->s[i]) &&
+		     (!by_net || t->s[i]->net == net);
+	return c;
 }
 
 static struct sess *sess_new(struct p2p_psess_table *t,
@@ -175,6 +330,9 @@ static void queue_send(struct sess *s, enum p2p_punch_type type,
 	memset(&s->send, 0, sizeof(s->send));
 	s->send.type = type;
 	s->send.nonce = s->nonce;
+	s->send.time_ms = me->wall_ms;
+	if (me->seen.port != 0)
+		s->send.seen = me->seen;
 	s->send.nat = me->nat;
 	s->send.ncand =
 	    me->ncand > P2P_PUNCH_CAND_MAX ? P2P_PUNCH_CAND_MAX : me->ncand;
@@ -202,27 +360,80 @@ static bool own(const struct p2p_psess_local *me, const struct p2p_addr *c)
 	return false;
 }
 
-/* Start the schedule towards the peer's candidates now: the replier
- * primes, the requester sends (nat/punch.h, the timing comment). */
-static void schedule(struct sess *s, uint64_t now,
-		     const struct p2p_punch_sig *sig, bool primer,
+static bool unusable(const struct p2p_addr *c);
+
+/* What the source's candidates are checked against (see the header): a
+ * link's far end when it is a usable public address, else what the
+ * payload carries. */
+static const struct p2p_addr *seen_for(const struct p2p_psess_local *me,
+				       const struct p2p_punch_sig *sig)
+{
+	const struct p2p_addr *l = &me->src_link;
+
+	if (l->family && !unusable(l) && !p2p_addr_is_private(l))
+		return l;
+	return &sig->seen;
+}
+
+/* The source's address for the per-IP bucket and the per-net cap: the
+ * link's far end whatever it is, else what the payload carries. */
+static const struct p2p_addr *key_for(const struct p2p_psess_local *me,
+				      const struct p2p_punch_sig *sig)
+{
+	return me->src_link.family ? &me->src_link : &sig->seen;
+}
+
+/* The peer's candidates we would dial, into out. */
+static size_t plausible_of(struct p2p_psess_table *t,
+			   const struct p2p_punch_sig *sig,
+			   const struct p2p_psess_local *me,
+			   struct p2p_addr *out)
+{
+	size_t n =
+	    sig->ncand > P2P_PUNCH_CAND_MAX ? P2P_PUNCH_CAND_MAX : sig->ncand;
+	size_t k = p2p_psess_plausible(sig->cand, n, seen_for(me, sig), me->pub,
+				       me->npub, out);
+
+	t->stats.dropped += n - k;
+	return k;
+}
+
+/* Everything sig offered is a LAN address (of another network, or the
+ * filter would have kept it), or nothing: an endpoint-dependent peer
+ * predicts no public candidate. We dial nothing and wait for its SYNs. */
+static bool lan_only(const struct p2p_punch_sig *sig)
+{
+	for (size_t i = 0; i < sig->ncand && i < P2P_PUNCH_CAND_MAX; i++)
+		if (unusable(&sig->cand[i]) ||
+		    !p2p_addr_is_private(&sig->cand[i]))
+			return false;
+	return true;
+}
+
+/* Start the schedule towards the peer's (plausible) candidates now: the
+ * replier primes, the requester sends (nat/punch.h, the timing comment). */
+static void schedule(struct sess *s, uint64_t now, enum p2p_nat_type peer_nat,
+		     const struct p2p_addr *cand, size_t n, bool primer,
 		     const struct p2p_psess_local *me)
 {
 	size_t nc = 0;
 
-	for (size_t i = 0; i < sig->ncand && i < P2P_PUNCH_CAND_MAX; i++) {
+	for (size_t i = 0; i < n && i < P2P_PUNCH_CAND_MAX; i++) {
 		/* Only what we can dial from a listen port. */
-		if (port_for(me, sig->cand[i].family) == 0 ||
-		    own(me, &sig->cand[i]))
+		if (port_for(me, cand[i].family) == 0 || own(me, &cand[i]))
 			continue;
-		s->sched[nc++] = sig->cand[i];
+		s->sched[nc++] = cand[i];
 	}
 	s->nsched = nc;
 	s->sched_pending = true;
-	s->peer_nat = sig->nat;
+	s->peer_nat = peer_nat;
 	s->state = S_RUN;
 	s->core_on = true;
 	p2p_punch_init(&s->core, s->sched, nc, now, primer);
+	/* The first SYNs at once: a replier's primes go out before its
+	 * REPLY (sess_poll), or on a fast path the requester's SYN could
+	 * reach our NAT first and be reset. */
+	p2p_punch_tick(&s->core, now);
 }
 
 /* ---- inputs ---- */
@@ -236,6 +447,7 @@ int p2p_psess_start(struct p2p_psess_table *t, uint64_t now,
 	if (t->stopped)
 		return -ESHUTDOWN;
 	t->nat = me->nat;
+	clock_at(t, now);
 	s = find(t, peer);
 	if (s) {
 		if (ended(s))
@@ -265,7 +477,7 @@ int p2p_psess_start(struct p2p_psess_table *t, uint64_t now,
 /* A refusal without a session; dropped when the queue is full (the
  * requester then gives up after P2P_PUNCH_SIGNAL_MS). */
 static void answer_fail(struct p2p_psess_table *t, const struct p2p_peerid *to,
-			uint64_t nonce, enum p2p_nat_type nat,
+			uint64_t nonce, const struct p2p_psess_local *me,
 			enum p2p_punch_reason why)
 {
 	struct p2p_punch_sig *f;
@@ -277,8 +489,62 @@ static void answer_fail(struct p2p_psess_table *t, const struct p2p_peerid *to,
 	memset(f, 0, sizeof(*f));
 	f->type = P2P_PUNCH_FAIL;
 	f->nonce = nonce;
-	f->nat = nat;
+	f->time_ms = me->wall_ms;
+	f->nat = me->nat;
 	f->reason = why;
+}
+
+/* Fresh, not seen before, within the rate limits (issue 9). NONE: go on;
+ * LIMITED: answer so; MAX: drop without an answer (stale or replayed). */
+static enum p2p_punch_reason admit(struct p2p_psess_table *t, uint64_t now,
+				   const struct p2p_peerid *src,
+				   const struct p2p_punch_sig *sig,
+				   const struct p2p_psess_local *me)
+{
+	if (!fresh(sig, me)) {
+		t->stats.stale++;
+		return P2P_PUNCH_R_MAX;
+	}
+	if (replayed(t, now, src, sig->nonce)) {
+		t->stats.replayed++;
+		return P2P_PUNCH_R_MAX;
+	}
+	if (!bucket_take(source(t->ids, src->b, P2P_ID_LEN), now,
+			 P2P_PSESS_ID_REFILL_MS, P2P_PSESS_ID_BURST) ||
+	    !ip_take(t, now, key_for(me, sig)) ||
+	    !bucket_take(&t->requests, now, P2P_PSESS_REQ_REFILL_MS,
+			 P2P_PSESS_REQ_BURST) ||
+	    !remember(t, now, src, sig->nonce)) {
+		t->stats.limited++;
+		return P2P_PUNCH_R_LIMITED;
+	}
+	return P2P_PUNCH_R_NONE;
+}
+
+/* Why a new session for a REQUEST is refused (NONE: it is not). */
+static enum p2p_punch_reason refuse(struct p2p_psess_table *t,
+				    const struct p2p_punch_sig *sig,
+				    const struct p2p_psess_local *me,
+				    size_t nkept, uint64_t net)
+{
+	if (me->listen4 == 0)
+		return P2P_PUNCH_R_NOT_LISTENING;
+	if (!p2p_punch_predictable(sig->nat) && !p2p_punch_predictable(me->nat))
+		return P2P_PUNCH_R_BOTH_DEPENDENT;
+	if (nkept == 0 && !lan_only(sig)) {
+		t->stats.implausible++;
+		return P2P_PUNCH_R_IMPLAUSIBLE;
+	}
+	if (asked_count(t, true, net) >= P2P_PSESS_PER_NET) {
+		t->stats.limited++;
+		return P2P_PUNCH_R_LIMITED;
+	}
+	if (asked_count(t, false, 0) >= P2P_PSESS_PEER_SESSIONS ||
+	    p2p_psess_count(t) >= P2P_PSESS_MAX) {
+		t->stats.busy++;
+		return P2P_PUNCH_R_BUSY;
+	}
+	return P2P_PUNCH_R_NONE;
 }
 
 static void on_request(struct p2p_psess_table *t, uint64_t now,
@@ -287,32 +553,39 @@ static void on_request(struct p2p_psess_table *t, uint64_t now,
 		       const struct p2p_psess_local *me)
 {
 	struct sess *s = find(t, src);
+	const struct p2p_addr *key = key_for(me, sig);
+	uint64_t net = key->family ? p2p_addr_subnet(key) : 0;
+	struct p2p_addr kept[P2P_PUNCH_CAND_MAX];
+	enum p2p_punch_reason why = admit(t, now, src, sig, me);
+	size_t nkept;
 
+	if (why == P2P_PUNCH_R_MAX)
+		return;
 	if (s) {
-		/* Both asked at once: the lower ID's request is answered. */
-		if (ended(s) || s->nonce == sig->nonce ||
+		/* Both asked at once: the lower ID's request is answered. A
+		 * request over the limits is ignored here: ours is out. */
+		if (why != P2P_PUNCH_R_NONE || ended(s) ||
 		    s->state != S_SIGNAL ||
 		    memcmp(t->self.b, src->b, sizeof(src->b)) < 0)
 			return;
+		nkept = plausible_of(t, sig, me, kept);
 		s->nonce = sig->nonce;
 	} else {
-		enum p2p_punch_reason why = P2P_PUNCH_R_NONE;
-		if (me->listen4 == 0)
-			why = P2P_PUNCH_R_NOT_LISTENING;
-		else if (!p2p_punch_predictable(sig->nat) &&
-			 !p2p_punch_predictable(me->nat))
-			why = P2P_PUNCH_R_BOTH_DEPENDENT;
-		else if (p2p_psess_count(t) >= P2P_PSESS_MAX ||
-			 !(s = sess_new(t, src, now)))
+		nkept = plausible_of(t, sig, me, kept);
+		if (why == P2P_PUNCH_R_NONE)
+			why = refuse(t, sig, me, nkept, net);
+		if (why == P2P_PUNCH_R_NONE && !(s = sess_new(t, src, now)))
 			why = P2P_PUNCH_R_BUSY;
 		if (why != P2P_PUNCH_R_NONE) {
-			answer_fail(t, src, sig->nonce, me->nat, why);
+			answer_fail(t, src, sig->nonce, me, why);
 			return;
 		}
+		s->asked = true;
+		s->net = net;
 		s->nonce = sig->nonce;
 	}
 	queue_send(s, P2P_PUNCH_REPLY, me);
-	schedule(s, now, sig, true, me);
+	schedule(s, now, sig->nat, kept, nkept, true, me);
 }
 
 void p2p_psess_on_sig(struct p2p_psess_table *t, uint64_t now,
@@ -325,6 +598,7 @@ void p2p_psess_on_sig(struct p2p_psess_table *t, uint64_t now,
 	if (t->stopped)
 		return;
 	t->nat = me->nat;
+	clock_at(t, now);
 	if (sig->type == P2P_PUNCH_REQUEST) {
 		on_request(t, now, src, sig, me);
 		return;
@@ -333,8 +607,10 @@ void p2p_psess_on_sig(struct p2p_psess_table *t, uint64_t now,
 	if (!s || ended(s) || s->nonce != sig->nonce)
 		return;
 	if (sig->type == P2P_PUNCH_REPLY) {
+		struct p2p_addr kept[P2P_PUNCH_CAND_MAX];
 		if (s->state == S_SIGNAL)
-			schedule(s, now, sig, false, me);
+			schedule(s, now, sig->nat, kept,
+				 plausible_of(t, sig, me, kept), false, me);
 	} else if (sig->type == P2P_PUNCH_FAIL) {
 		end(s, now, sig->reason, NULL, 0);
 	}
@@ -345,6 +621,7 @@ void p2p_psess_sent(struct p2p_psess_table *t, uint64_t now,
 {
 	struct sess *s;
 
+	clock_at(t, now);
 	if (t->stopped || a->type != P2P_PSESS_SEND ||
 	    (a->sig.type != P2P_PUNCH_REQUEST &&
 	     a->sig.type != P2P_PUNCH_REPLY))
@@ -364,6 +641,7 @@ void p2p_psess_sent(struct p2p_psess_table *t, uint64_t now,
 bool p2p_psess_route_failed(struct p2p_psess_table *t, uint64_t now,
 			    uint64_t msgid)
 {
+	clock_at(t, now);
 	if (t->stopped || msgid == 0)
 		return false;
 	for (size_t i = 0; i < P2P_PSESS_MAX; i++) {
@@ -391,6 +669,7 @@ void p2p_psess_attempt_connected(struct p2p_psess_table *t, uint64_t now,
 {
 	struct sess *s = running(t, peer);
 
+	clock_at(t, now);
 	if (s)
 		p2p_punch_connected(&s->core, now, idx);
 }
@@ -399,8 +678,12 @@ void p2p_psess_attempt_failed(struct p2p_psess_table *t, uint64_t now,
 			      const struct p2p_peerid *peer, size_t idx,
 			      bool refused)
 {
-	struct sess *s = running(t, peer);
+	struct sess *s = t->stopped ? NULL : find(t, peer);
 
+	clock_at(t, now);
+	if (s && idx < P2P_PUNCH_CAND_MAX)
+		s->live[idx] = false; /* closed: no longer in flight */
+	s = running(t, peer);
 	if (s)
 		p2p_punch_conn_failed(&s->core, now, idx, refused);
 }
@@ -410,6 +693,7 @@ void p2p_psess_link_hello(struct p2p_psess_table *t, uint64_t now,
 {
 	struct sess *s = t->stopped ? NULL : find(t, peer);
 
+	clock_at(t, now);
 	if (!s || ended(s))
 		return;
 	if (s->state == S_SIGNAL) {
@@ -426,6 +710,7 @@ void p2p_psess_link_hello(struct p2p_psess_table *t, uint64_t now,
 
 void p2p_psess_tick(struct p2p_psess_table *t, uint64_t now)
 {
+	clock_at(t, now);
 	if (t->stopped)
 		return;
 	for (size_t i = 0; i < P2P_PSESS_MAX; i++) {
@@ -512,8 +797,27 @@ static void compose_failed(const struct p2p_psess_table *t,
 	a->err = s->err;
 }
 
+/* A CONNECT within the budgets (issue 9)? Over budget, the schedule
+ * takes it as a failed attempt and tries again after P2P_PUNCH_RETRY_MS. */
+static bool connect_allowed(struct p2p_psess_table *t, struct sess *s,
+			    size_t idx)
+{
+	if (p2p_psess_inflight(t) < P2P_PSESS_INFLIGHT_MAX &&
+	    (!s->asked || s->dialled < P2P_PSESS_PEER_ATTEMPTS) &&
+	    bucket_take(&t->connects, t->now, P2P_PSESS_CONNECT_EVERY_MS,
+			P2P_PSESS_CONNECT_BURST)) {
+		s->dialled++;
+		s->live[idx] = true;
+		t->stats.connects++;
+		return true;
+	}
+	t->stats.deferred++;
+	p2p_punch_conn_failed(&s->core, t->now, idx, false);
+	return false;
+}
+
 /* One of the core's actions as ours. false: not for the caller. */
-static bool from_core(const struct p2p_psess_table *t, const struct sess *s,
+static bool from_core(struct p2p_psess_table *t, struct sess *s,
 		      const struct p2p_punch_action *c,
 		      struct p2p_psess_action *a)
 {
@@ -521,18 +825,23 @@ static bool from_core(const struct p2p_psess_table *t, const struct sess *s,
 	switch (c->type) {
 	case P2P_PUNCH_CONNECT:
 		/* An ended session starts nothing new (its aborts follow). */
-		if (s->state == S_ENDED)
+		if (s->state == S_ENDED || c->idx >= P2P_PUNCH_CAND_MAX ||
+		    !connect_allowed(t, s, c->idx))
 			return false;
 		a->type = P2P_PSESS_CONNECT;
 		a->addr = c->addr;
 		a->ttl = c->ttl;
 		return true;
 	case P2P_PUNCH_ABORT:
+		if (c->idx < P2P_PUNCH_CAND_MAX)
+			s->live[c->idx] = false;
 		a->type = P2P_PSESS_ABORT;
 		return true;
 	case P2P_PUNCH_SUCCESS:
 		a->type = P2P_PSESS_SUCCESS;
 		a->idx = c->idx < s->core.n ? c->idx : P2P_PSESS_NONE;
+		if (a->idx != P2P_PSESS_NONE)
+			s->live[a->idx] = false; /* a link now */
 		return !s->quiet;
 	case P2P_PUNCH_FAILED:
 		compose_failed(t, s, c->reason, NULL, a);
@@ -542,6 +851,16 @@ static bool from_core(const struct p2p_psess_table *t, const struct sess *s,
 }
 
 /* The next action of s; s may be freed (then *freed). */
+static bool poll_send(struct sess *s, struct p2p_psess_action *a)
+{
+	if (!s->send_pending)
+		return false;
+	s->send_pending = false;
+	a->type = P2P_PSESS_SEND;
+	a->sig = s->send;
+	return true;
+}
+
 static bool sess_poll(struct p2p_psess_table *t, struct sess *s,
 		      struct p2p_psess_action *a, bool *freed)
 {
@@ -554,12 +873,9 @@ static bool sess_poll(struct p2p_psess_table *t, struct sess *s,
 	a->ms = s->over ? s->ended_at - s->t0 : 0;
 	a->attempts = s->core.attempts;
 	*freed = false;
-	if (s->send_pending) {
-		s->send_pending = false;
-		a->type = P2P_PSESS_SEND;
-		a->sig = s->send;
+	/* A replier primes before it answers (see schedule). */
+	if (!(s->core_on && s->core.primer) && poll_send(s, a))
 		return true;
-	}
 	if (s->sched_pending) {
 		s->sched_pending = false;
 		a->type = P2P_PSESS_SCHEDULED;
@@ -582,6 +898,8 @@ static bool sess_poll(struct p2p_psess_table *t, struct sess *s,
 		if (last)
 			return false;
 	}
+	if (poll_send(s, a))
+		return true;
 	if (s->state != S_ENDED)
 		return false;
 	/* Ended by signalling: every attempt in flight is closed first. */
@@ -590,6 +908,7 @@ static bool sess_poll(struct p2p_psess_table *t, struct sess *s,
 		if (s->core.c[i].state == P2P_PUNCH_C_WAIT)
 			continue;
 		s->core.c[i].state = P2P_PUNCH_C_WAIT;
+		s->live[i] = false;
 		a->type = P2P_PSESS_ABORT;
 		a->idx = i;
 		s->abort_next++;

@@ -32,12 +32,39 @@
  * with the identity in the glue, and the route's outcome comes back with
  * p2p_psess_sent() (msgid for ROUTE_FAILED, or an error).
  *
- * Room for the hardening of issue 9: p2p_psess_plausible() filters
- * received candidates (the glue applies it to a decoded payload before
- * p2p_psess_on_sig(); it changes nothing on the wire). Per-source rate
- * limits, replay refusal and a bound on total attempts belong in
- * p2p_psess_on_sig() before a session is created (answered FAIL/BUSY) and
- * in the translation of CONNECT actions, both in punch_sess.c.
+ * What a peer can make us do (issue 9). A REQUEST makes us connect to
+ * addresses the requester names, so before a session is made for it:
+ *   - freshness: its signed time must be within P2P_PUNCH_SKEW_MS of our
+ *     wall clock, and its (source, nonce) must not have been seen in the
+ *     last 2 x P2P_PUNCH_SKEW_MS (a replay is dropped without an answer:
+ *     the FAIL would go to the signer, not to whoever replayed it);
+ *   - rate: token buckets per source ID, per source IP and node-wide
+ *     (P2P_PSESS_ID_*, _IP_*, _REQ_*); then at most P2P_PSESS_PER_NET
+ *     sessions at once per /24 (/48) of the source, and at most
+ *     P2P_PSESS_PEER_SESSIONS of the P2P_PSESS_MAX slots for sessions peers
+ *     asked for (answered FAIL, reason LIMITED or BUSY);
+ *   - plausibility: p2p_psess_plausible() on its candidates (and on a
+ *     REPLY's): a request left with no candidate to dial is answered FAIL
+ *     (IMPLAUSIBLE), except when all it offered were LAN addresses of
+ *     another network (an endpoint-dependent requester: we dial nothing
+ *     and wait for its SYNs);
+ * and every CONNECT passes a node-wide budget (P2P_PSESS_INFLIGHT_MAX
+ * attempts open at once, P2P_PSESS_CONNECT_* per second) and, in a session
+ * a peer asked for, P2P_PSESS_PEER_ATTEMPTS in all; a CONNECT over budget
+ * is not handed out, the schedule tries it again later.
+ *
+ * "Observed" for a routed request: the request comes over the overlay,
+ * usually from a node we hold no link with, so we have no observation of
+ * our own. The source is the requester's address as the glue sees it (the
+ * far end of an established direct or overlay link to it, else what the
+ * signed request carries in "seen": its public address as its own overlay
+ * peers observed it in HELLO). That one address is the key of the per-IP
+ * bucket and of the per-/24 cap. For plausibility the link's address is
+ * used only when it is a usable public one (a LAN link says nothing about
+ * public IPs). A requester that lies about "seen" gains nothing: its public
+ * candidates must then be on the IP it claims, so each claimed IP is also
+ * a per-target limit, and LAN candidates pass only when it claims our own
+ * public IP, a bucket all such requests share.
  */
 #ifndef P2P_NAT_PUNCH_SESS_H
 #define P2P_NAT_PUNCH_SESS_H
@@ -58,6 +85,25 @@
 #define P2P_PSESS_FAILQ 8	  /* FAIL answers waiting to be polled */
 #define P2P_PSESS_NONE SIZE_MAX	  /* no attempt index (our listener) */
 
+/* Issue 9: limits on what peers can make us do (see above). A bucket
+ * holds BURST requests and gains one every REFILL_MS. */
+#define P2P_PSESS_PEER_SESSIONS 6 /* of P2P_PSESS_MAX: 2 stay for ours */
+#define P2P_PSESS_PER_NET 2	  /* sessions per /24 (/48) of the source */
+#define P2P_PSESS_ID_BURST 4	  /* REQUESTs per source ID */
+#define P2P_PSESS_ID_REFILL_MS 2000
+#define P2P_PSESS_IP_BURST 8 /* REQUESTs per source IP */
+#define P2P_PSESS_IP_REFILL_MS 1000
+#define P2P_PSESS_REQ_BURST 16 /* REQUESTs node-wide */
+#define P2P_PSESS_REQ_REFILL_MS 500
+#define P2P_PSESS_SOURCES 64 /* source IDs (and IPs) with a bucket */
+/* Nonces of admitted REQUESTs, each kept 2 x P2P_PUNCH_SKEW_MS: room for
+ * all the node-wide bucket admits in that time. */
+#define P2P_PSESS_NONCES 256
+#define P2P_PSESS_INFLIGHT_MAX 32     /* connection attempts open, node-wide */
+#define P2P_PSESS_CONNECT_BURST 48    /* attempts started, node-wide ... */
+#define P2P_PSESS_CONNECT_EVERY_MS 25 /* ... then one per this (40/s) */
+#define P2P_PSESS_PEER_ATTEMPTS 64    /* in a session a peer asked for */
+
 /* What the glue knows about us at the time of an input. */
 struct p2p_psess_local {
 	enum p2p_nat_type nat;
@@ -69,6 +115,32 @@ struct p2p_psess_local {
 	/* What we offer (p2p_punch_predict), at most P2P_PUNCH_CAND_MAX. */
 	const struct p2p_addr *cand;
 	size_t ncand;
+	/* Issue 9. Our wall clock (Unix ms): the time of what we send, the
+	 * freshness of what we get. */
+	uint64_t wall_ms;
+	/* Our public address as our overlay peers observed it (family 0:
+	 * none yet): sent as "seen". */
+	struct p2p_addr seen;
+	/* Our public addresses (p2p_nat_external): a peer seen at one of
+	 * them is behind our NAT, and only then are its LAN candidates
+	 * dialled. */
+	const struct p2p_addr *pub;
+	size_t npub;
+	/* p2p_psess_on_sig: the far end of an established direct or overlay
+	 * link we hold to the payload's source (family 0: none). */
+	struct p2p_addr src_link;
+};
+
+/* Counters (for metrics and tests); they only grow. */
+struct p2p_psess_stats {
+	uint64_t stale;	      /* REQUEST refused: time too old or too new */
+	uint64_t replayed;    /* REQUEST refused: nonce seen before */
+	uint64_t limited;     /* REQUEST refused: a rate or per-net limit */
+	uint64_t busy;	      /* REQUEST refused: no session slot */
+	uint64_t implausible; /* REQUEST refused: nothing left to dial */
+	uint64_t dropped;     /* candidates dropped as implausible */
+	uint64_t connects;    /* CONNECT actions handed out */
+	uint64_t deferred;    /* CONNECTs held back by a budget */
 };
 
 enum p2p_psess_action_type {
@@ -182,6 +254,12 @@ bool p2p_psess_running(const struct p2p_psess_table *t,
 		       const struct p2p_peerid *peer);
 size_t p2p_psess_count(const struct p2p_psess_table *t);
 
+/* The counters so far. */
+const struct p2p_psess_stats *p2p_psess_stats(const struct p2p_psess_table *t);
+
+/* Connection attempts handed out and not yet aborted, failed or won. */
+size_t p2p_psess_inflight(const struct p2p_psess_table *t);
+
 /*
  * Shutting down: every session ends without FAILED; poll then gives an
  * ABORT per attempt in flight. Later inputs are ignored.
@@ -190,13 +268,13 @@ void p2p_psess_stop(struct p2p_psess_table *t);
 
 /*
  * Issue 9: keep the plausible ones of a peer's n candidates in out (at
- * most n), return their count. Dropped: port 0, unspecified, loopback,
- * multicast, broadcast and reserved (240/4), IPv4-mapped IPv6, repeats;
- * private (LAN) candidates unless peer_seen (the address we observed for
- * the peer, family 0 unknown) has the IP of one of ours[] (our public
- * addresses): only then are we behind the same NAT; public candidates of
- * peer_seen's family whose IP is not peer_seen's. Pure; not applied by the
- * table (the glue calls it on the decoded payload).
+ * most n), return their count (p2p_psess_on_sig applies it to every
+ * REQUEST's and REPLY's candidates before anything is dialled). Dropped: port
+ * 0, unspecified, loopback, multicast, broadcast and reserved (240/4),
+ * IPv4-mapped IPv6, repeats; private (LAN) candidates unless peer_seen (the
+ * address we observed for the peer, family 0 unknown) has the IP of one of
+ * ours[] (our public addresses): only then are we behind the same NAT; public
+ * candidates of peer_seen's family whose IP is not peer_seen's. Pure.
  */
 size_t p2p_psess_plausible(const struct p2p_addr *cand, size_t n,
 			   const struct p2p_addr *peer_seen,

@@ -120,6 +120,7 @@ static struct {
 static size_t NEND;
 static bool FULL;
 static struct p2p_circuit *C;
+static uint64_t T = 1000; /* fake time, ms */
 static struct p2p_circuit_action Q[P2P_CIRCUIT_QUEUE_MAX];
 static size_t NQ;
 
@@ -169,6 +170,37 @@ static bool f_links_full(void *arg)
 	return FULL;
 }
 
+/* Link l's remote address: REMOTE[l] if set, else 10.(l>>8).(l&255).1,
+ * a /24 of its own. */
+static struct p2p_addr REMOTE[NLINKS];
+
+static bool f_remote(void *arg, uint32_t l, struct p2p_addr *out)
+{
+	if (REMOTE[l].family) {
+		*out = REMOTE[l];
+		return true;
+	}
+	memset(out, 0, sizeof(*out));
+	out->family = 4;
+	out->ip[0] = 10;
+	out->ip[1] = (uint8_t)(l >> 8);
+	out->ip[2] = (uint8_t)l;
+	out->ip[3] = 1;
+	out->port = 4242;
+	return true;
+}
+
+static void set_ip4(uint32_t l, uint8_t a, uint8_t b, uint8_t c, uint8_t d)
+{
+	memset(&REMOTE[l], 0, sizeof(REMOTE[l]));
+	REMOTE[l].family = 4;
+	REMOTE[l].ip[0] = a;
+	REMOTE[l].ip[1] = b;
+	REMOTE[l].ip[2] = c;
+	REMOTE[l].ip[3] = d;
+	REMOTE[l].port = (uint16_t)(1000 + l); /* ports never matter */
+}
+
 static void add_end(uint32_t l, uint32_t c, bool closed)
 {
 	cr_assert_lt(NEND, NENDS);
@@ -186,15 +218,18 @@ static void setup(void)
 	    .is_end = f_is_end,
 	    .ends = f_ends,
 	    .links_full = f_links_full,
+	    .remote = f_remote,
 	};
 
 	memset(OUT, 0, sizeof(OUT));
 	memset(GONE, 0, sizeof(GONE));
 	memset(QUEUED, 0, sizeof(QUEUED));
 	memset(TO, 0, sizeof(TO));
+	memset(REMOTE, 0, sizeof(REMOTE));
 	NEND = 0;
 	FULL = false;
 	NQ = 0;
+	T = 1000;
 	C = p2p_circuit_new(&q);
 	cr_assert_not_null(C);
 }
@@ -245,7 +280,7 @@ static void scene(void)
 /* A opens circuit ca to X; returns the ID on link 2. */
 static uint32_t open_a_x(uint32_t ca)
 {
-	cr_assert_eq(p2p_circuit_on_open(C, 1, ca, false, &X, &A), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 1, ca, false, &X, &A), 0);
 	cr_assert_eq(drain(), 1);
 	cr_assert_eq(Q[0].type, P2P_CIRCUIT_SEND_OPEN);
 	cr_assert_eq(Q[0].link, 2);
@@ -272,12 +307,12 @@ Test(circuit, open_is_relayed_with_our_id_and_the_requester)
 Test(circuit, an_id_of_our_parity_is_refused)
 {
 	/* Link 1 is inbound: even IDs are ours to pick. */
-	cr_assert_eq(p2p_circuit_on_open(C, 1, 2, false, &X, &A), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 1, 2, false, &X, &A), 0);
 	cr_assert_eq(drain(), 1);
 	assert_close(&Q[0], 1, 2, "bad circuit ID");
 	cr_assert_eq(Q[0].note, P2P_CIRCUIT_N_BAD_ID);
 	/* Link 2 is outbound: odd IDs are ours, incoming or not. */
-	cr_assert_eq(p2p_circuit_on_open(C, 2, 5, true, &A, &X), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 2, 5, true, &A, &X), 0);
 	cr_assert_eq(drain(), 1);
 	assert_close(&Q[0], 2, 5, "bad circuit ID");
 }
@@ -287,12 +322,12 @@ Test(circuit, no_link_to_the_peer)
 	struct p2p_peerid y = pid(0x33);
 	struct p2p_circuit_stats st;
 
-	cr_assert_eq(p2p_circuit_on_open(C, 1, 1, false, &y, &A), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 1, 1, false, &y, &A), 0);
 	cr_assert_eq(drain(), 1);
 	assert_close(&Q[0], 1, 1, "no link to that peer");
 	cr_assert_eq(Q[0].note, P2P_CIRCUIT_N_NONE);
 	/* Relaying A to itself: its link is the only one to that peer. */
-	cr_assert_eq(p2p_circuit_on_open(C, 1, 3, false, &A, &A), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 1, 3, false, &A, &A), 0);
 	cr_assert_eq(drain(), 1);
 	assert_close(&Q[0], 1, 3, "no link to that peer");
 	p2p_circuit_get_stats(C, &st);
@@ -303,14 +338,28 @@ Test(circuit, no_link_to_the_peer)
 Test(circuit, an_id_in_use_is_refused)
 {
 	open_a_x(1);
-	cr_assert_eq(p2p_circuit_on_open(C, 1, 1, false, &X, &A), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 1, 1, false, &X, &A), 0);
 	cr_assert_eq(drain(), 1);
 	assert_close(&Q[0], 1, 1, "circuit ID in use");
 	/* Our own end on link 1 uses ID 5. */
 	add_end(1, 5, true);
-	cr_assert_eq(p2p_circuit_on_open(C, 1, 5, false, &X, &A), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 1, 5, false, &X, &A), 0);
 	cr_assert_eq(drain(), 1);
 	assert_close(&Q[0], 1, 5, "circuit ID in use");
+}
+
+/* Requester k (its own ID 0x01 + k % 0x7f... by k) opens circuit circ
+ * on link l to X; returns the action (SEND_OPEN or SEND_CLOSE). */
+static struct p2p_circuit_action open_as(uint32_t l, uint32_t circ, unsigned k)
+{
+	struct p2p_peerid from = pid(0);
+
+	from.b[1] = (uint8_t)(k >> 8);
+	from.b[2] = (uint8_t)k;
+	from.b[3] = 1;
+	cr_assert_eq(p2p_circuit_on_open(C, T, l, circ, false, &X, &from), 0);
+	cr_assert_eq(drain(), 1);
+	return Q[0];
 }
 
 Test(circuit, relay_busy_per_link_and_in_total)
@@ -319,29 +368,34 @@ Test(circuit, relay_busy_per_link_and_in_total)
 
 	for (i = 0; i < RELAY_CIRC_PER_LINK; i++)
 		open_a_x(2 * i + 1);
-	cr_assert_eq(p2p_circuit_on_open(C, 1, 101, false, &X, &A), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 1, 101, false, &X, &A), 0);
 	cr_assert_eq(drain(), 1);
-	assert_close(&Q[0], 1, 101, "relay busy");
+	assert_close(&Q[0], 1, 101,
+		     "relay busy: too many circuits for your peer ID");
+	cr_assert_eq(Q[0].note, P2P_CIRCUIT_N_LIMIT);
+	/* Another requester on the same link: the link's limit. */
+	assert_close((struct p2p_circuit_action[]){open_as(1, 103, 7)}, 1, 103,
+		     "relay busy: too many circuits on this link");
 	/* X may still ask for A. */
-	cr_assert_eq(p2p_circuit_on_open(C, 2, 100, false, &A, &X), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 2, 100, false, &A, &X), 0);
 	cr_assert_eq(drain(), 1);
 	cr_assert_eq(Q[0].type, P2P_CIRCUIT_SEND_OPEN);
 	cr_assert_eq(Q[0].link, 1);
 	cr_assert_eq(Q[0].circ & 1, 0, "our parity on an inbound link");
 
-	/* In total: links 10.. each open a few to X. */
+	/* In total: links 10.., each its own /24, requesters of their own,
+	 * open a few each to X. */
 	teardown();
 	scene();
 	for (i = 0; i < RELAY_CIRC_MAX; i++) {
-		cr_assert_eq(p2p_circuit_on_open(C, 10 + i / 8, 2 * (i % 8) + 1,
-						 false, &X, &A),
-			     0);
-		cr_assert_eq(drain(), 1);
-		cr_assert_eq(Q[0].type, P2P_CIRCUIT_SEND_OPEN, "circuit %u", i);
+		struct p2p_circuit_action a =
+		    open_as(10 + i / 8, 2 * (i % 8) + 1, 10 + i / 8);
+		cr_assert_eq(a.type, P2P_CIRCUIT_SEND_OPEN, "circuit %u", i);
 	}
-	cr_assert_eq(p2p_circuit_on_open(C, 1, 1, false, &X, &A), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 1, 1, false, &X, &A), 0);
 	cr_assert_eq(drain(), 1);
-	assert_close(&Q[0], 1, 1, "relay busy");
+	assert_close(&Q[0], 1, 1, "relay busy: too many circuits");
+	cr_assert_eq(Q[0].note, P2P_CIRCUIT_N_LIMIT);
 }
 
 Test(circuit, relay_busy_when_no_fresh_id)
@@ -349,7 +403,7 @@ Test(circuit, relay_busy_when_no_fresh_id)
 	/* Every ID the core would try on link 2 is one of our ends. */
 	for (uint32_t i = 1; i <= RELAY_ID_TRIES; i++)
 		add_end(2, (i << 1) | 1, false);
-	cr_assert_eq(p2p_circuit_on_open(C, 1, 1, false, &X, &A), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 1, 1, false, &X, &A), 0);
 	cr_assert_eq(drain(), 1);
 	assert_close(&Q[0], 1, 1, "relay busy");
 	/* The next try finds a free one. */
@@ -362,14 +416,14 @@ Test(circuit, data_is_forwarded_both_ways)
 	struct p2p_circuit_stats st;
 	uint32_t cb = open_a_x(1);
 
-	cr_assert_eq(p2p_circuit_on_data(C, 1, 1, d, 5), 0);
+	cr_assert_eq(p2p_circuit_on_data(C, T, 1, 1, d, 5), 0);
 	cr_assert_eq(drain(), 1);
 	cr_assert_eq(Q[0].type, P2P_CIRCUIT_FORWARD);
 	cr_assert_eq(Q[0].link, 2);
 	cr_assert_eq(Q[0].circ, cb);
 	cr_assert_eq(Q[0].data, d);
 	cr_assert_eq(Q[0].len, 5);
-	cr_assert_eq(p2p_circuit_on_data(C, 2, cb, d, 3), 0);
+	cr_assert_eq(p2p_circuit_on_data(C, T, 2, cb, d, 3), 0);
 	cr_assert_eq(drain(), 1);
 	cr_assert_eq(Q[0].type, P2P_CIRCUIT_FORWARD);
 	cr_assert_eq(Q[0].link, 1);
@@ -387,12 +441,12 @@ Test(circuit, a_full_queue_cuts_the_circuit)
 
 	/* Exactly at the limit: still forwarded. */
 	QUEUED[2] = RELAY_WQ_MAX - 8;
-	cr_assert_eq(p2p_circuit_on_data(C, 1, 1, d, 8), 0);
+	cr_assert_eq(p2p_circuit_on_data(C, T, 1, 1, d, 8), 0);
 	cr_assert_eq(drain(), 1);
 	cr_assert_eq(Q[0].type, P2P_CIRCUIT_FORWARD);
 	/* One byte over: both ends are told, the circuit is gone. */
 	QUEUED[2]++;
-	cr_assert_eq(p2p_circuit_on_data(C, 1, 1, d, 8), 0);
+	cr_assert_eq(p2p_circuit_on_data(C, T, 1, 1, d, 8), 0);
 	cr_assert_eq(drain(), 2);
 	assert_close(&Q[0], 1, 1, "relay queue full");
 	cr_assert_eq(Q[0].note, P2P_CIRCUIT_N_QUEUE_FULL);
@@ -404,7 +458,7 @@ Test(circuit, a_full_queue_cuts_the_circuit)
 	/* The outgoing link gone (not yet announced): the same. */
 	cb = open_a_x(3);
 	GONE[2] = true;
-	cr_assert_eq(p2p_circuit_on_data(C, 1, 3, d, 1), 0);
+	cr_assert_eq(p2p_circuit_on_data(C, T, 1, 3, d, 1), 0);
 	cr_assert_eq(drain(), 2);
 	assert_close(&Q[0], 1, 3, "relay queue full");
 	assert_close(&Q[1], 2, cb, "relay queue full");
@@ -415,7 +469,7 @@ Test(circuit, unknown_circuits_are_counted_only)
 	static const uint8_t d[1];
 	struct p2p_circuit_stats st;
 
-	cr_assert_eq(p2p_circuit_on_data(C, 1, 7, d, 1), 0);
+	cr_assert_eq(p2p_circuit_on_data(C, T, 1, 7, d, 1), 0);
 	cr_assert_eq(p2p_circuit_on_close(C, 1, 7, "x", 1), 0);
 	cr_assert_eq(drain(), 0);
 	p2p_circuit_get_stats(C, &st);
@@ -445,11 +499,11 @@ Test(circuit, a_link_gone_closes_its_circuits)
 	bool seen1 = false, seen3 = false;
 
 	/* And one X opened to A, plus one between links 3 and 2. */
-	cr_assert_eq(p2p_circuit_on_open(C, 2, 40, false, &A, &X), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 2, 40, false, &A, &X), 0);
 	cr_assert_eq(drain(), 1);
 	TO[0xc0] = 3;
 	struct p2p_peerid z = pid(0xc0);
-	cr_assert_eq(p2p_circuit_on_open(C, 2, 42, false, &z, &X), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 2, 42, false, &z, &X), 0);
 	cr_assert_eq(drain(), 1);
 
 	cr_assert_eq(p2p_circuit_link_gone(C, 1), 0);
@@ -475,7 +529,7 @@ Test(circuit, a_link_gone_closes_its_circuits)
 Test(circuit, an_incoming_end_is_accepted)
 {
 	/* The relay is on link 2, which we dialled: it picks even IDs. */
-	cr_assert_eq(p2p_circuit_on_open(C, 2, 4, true, &A, &X), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 2, 4, true, &A, &X), 0);
 	cr_assert_eq(drain(), 1);
 	cr_assert_eq(Q[0].type, P2P_CIRCUIT_ACCEPT);
 	cr_assert_eq(Q[0].link, 2);
@@ -486,28 +540,28 @@ Test(circuit, an_incoming_end_is_accepted)
 Test(circuit, an_incoming_end_is_refused)
 {
 	add_end(2, 4, true);
-	cr_assert_eq(p2p_circuit_on_open(C, 2, 4, true, &A, &X), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 2, 4, true, &A, &X), 0);
 	cr_assert_eq(drain(), 1);
 	assert_close(&Q[0], 2, 4, "circuit ID in use");
 	/* A circuit we relay on that link uses the ID too. */
 	open_a_x(1);
-	cr_assert_eq(p2p_circuit_on_open(C, 1, 1, true, &X, &A), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 1, 1, true, &X, &A), 0);
 	cr_assert_eq(drain(), 1);
 	assert_close(&Q[0], 1, 1, "circuit ID in use");
 	/* Per link: closed ends do not count. */
 	for (uint32_t i = 0; i < RELAY_CIRC_PER_LINK - 1; i++)
 		add_end(2, 100 + 2 * i, false);
-	cr_assert_eq(p2p_circuit_on_open(C, 2, 6, true, &A, &X), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 2, 6, true, &A, &X), 0);
 	cr_assert_eq(drain(), 1);
 	cr_assert_eq(Q[0].type, P2P_CIRCUIT_ACCEPT);
 	add_end(2, 6, false);
-	cr_assert_eq(p2p_circuit_on_open(C, 2, 8, true, &A, &X), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 2, 8, true, &A, &X), 0);
 	cr_assert_eq(drain(), 1);
 	assert_close(&Q[0], 2, 8, "too many links");
 	cr_assert_eq(Q[0].note, P2P_CIRCUIT_N_REFUSED);
 	/* The node's link limit. */
 	FULL = true;
-	cr_assert_eq(p2p_circuit_on_open(C, 1, 9, true, &X, &A), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 1, 9, true, &X, &A), 0);
 	cr_assert_eq(drain(), 1);
 	assert_close(&Q[0], 1, 9, "too many links");
 	cr_assert_eq(Q[0].note, P2P_CIRCUIT_N_REFUSED);
@@ -520,14 +574,14 @@ Test(circuit, our_ends_get_their_data_and_close)
 
 	add_end(2, 4, false);
 	add_end(2, 6, true); /* closed: still ours, data swallowed there */
-	cr_assert_eq(p2p_circuit_on_data(C, 2, 4, d, 3), 0);
+	cr_assert_eq(p2p_circuit_on_data(C, T, 2, 4, d, 3), 0);
 	cr_assert_eq(drain(), 1);
 	cr_assert_eq(Q[0].type, P2P_CIRCUIT_END_DATA);
 	cr_assert_eq(Q[0].link, 2);
 	cr_assert_eq(Q[0].circ, 4);
 	cr_assert_eq(Q[0].data, d);
 	cr_assert_eq(Q[0].len, 3);
-	cr_assert_eq(p2p_circuit_on_data(C, 2, 6, d, 3), 0);
+	cr_assert_eq(p2p_circuit_on_data(C, T, 2, 6, d, 3), 0);
 	cr_assert_eq(drain(), 1);
 	cr_assert_eq(Q[0].type, P2P_CIRCUIT_END_DATA);
 	cr_assert_eq(p2p_circuit_on_close(C, 2, 4, "relay busy", 10), 0);
@@ -578,18 +632,16 @@ Test(circuit, an_undrained_queue_refuses_events)
 
 	/* RELAY_CIRC_MAX circuits from links 10.. to X, closed at once by
 	 * X's link going: the queue holds that many closes. */
-	for (i = 0; i < RELAY_CIRC_MAX; i++) {
-		cr_assert_eq(p2p_circuit_on_open(C, 10 + i / 8, 2 * (i % 8) + 1,
-						 false, &X, &A),
-			     0);
-		cr_assert_eq(drain(), 1);
-	}
+	for (i = 0; i < RELAY_CIRC_MAX; i++)
+		cr_assert_eq(
+		    open_as(10 + i / 8, 2 * (i % 8) + 1, 10 + i / 8).type,
+		    P2P_CIRCUIT_SEND_OPEN);
 	cr_assert_eq(p2p_circuit_link_gone(C, 2), 0);
 	/* Two more fit, then nothing. */
-	cr_assert_eq(p2p_circuit_on_open(C, 1, 1, false, &y, &A), 0);
-	cr_assert_eq(p2p_circuit_on_open(C, 1, 3, false, &y, &A), 0);
-	cr_assert_eq(p2p_circuit_on_open(C, 1, 5, false, &y, &A), -ENOBUFS);
-	cr_assert_eq(p2p_circuit_on_data(C, 1, 5, d, 1), -ENOBUFS);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 1, 1, false, &y, &A), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 1, 3, false, &y, &A), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 1, 5, false, &y, &A), -ENOBUFS);
+	cr_assert_eq(p2p_circuit_on_data(C, T, 1, 5, d, 1), -ENOBUFS);
 	cr_assert_eq(p2p_circuit_on_close(C, 1, 5, "", 0), -ENOBUFS);
 	p2p_circuit_get_stats(C, &st);
 	cr_assert_eq(st.unknown, 0, "a refused event changes nothing");
@@ -598,5 +650,284 @@ Test(circuit, an_undrained_queue_refuses_events)
 	assert_close(&Q[0], 41, 15, "the other end's link is gone");
 	assert_close(&Q[P2P_CIRCUIT_QUEUE_MAX - 1], 1, 3,
 		     "no link to that peer");
-	cr_assert_eq(p2p_circuit_on_open(C, 1, 5, false, &y, &A), 0);
+	cr_assert_eq(p2p_circuit_on_open(C, T, 1, 5, false, &y, &A), 0);
+}
+
+/* ---- issue 9: limits per requester, deadlines, budgets ---- */
+
+Test(circuit, per_peer_id_over_its_links)
+{
+	struct p2p_circuit_stats st;
+	uint32_t i;
+
+	/* Requester 5 on links 10 and 11 (other /24s): 16 in all. */
+	for (i = 0; i < RELAY_CIRC_PER_PEER; i++)
+		cr_assert_eq(open_as(10 + i % 2, 2 * i + 1, 5).type,
+			     P2P_CIRCUIT_SEND_OPEN);
+	assert_close((struct p2p_circuit_action[]){open_as(12, 1, 5)}, 12, 1,
+		     "relay busy: too many circuits for your peer ID");
+	cr_assert_eq(Q[0].note, P2P_CIRCUIT_N_LIMIT);
+	p2p_circuit_get_stats(C, &st);
+	cr_assert_eq(st.refused_peer, 1);
+	cr_assert_eq(st.circuits, RELAY_CIRC_PER_PEER);
+	/* Another ID on the same links is not bound by it. */
+	cr_assert_eq(open_as(10, 1001, 6).type, P2P_CIRCUIT_SEND_OPEN);
+	/* One of requester 5's circuits closes: one more for it. */
+	cr_assert_eq(p2p_circuit_on_close(C, 10, 1, "", 0), 0);
+	cr_assert_eq(drain(), 1);
+	cr_assert_eq(open_as(12, 1, 5).type, P2P_CIRCUIT_SEND_OPEN);
+}
+
+Test(circuit, per_ip_and_per_subnet)
+{
+	struct p2p_circuit_stats st;
+	uint32_t i, l;
+
+	/* 40 links from 192.0.2.7, a requester each, one circuit each. */
+	for (l = 10; l < 50; l++)
+		set_ip4(l, 192, 0, 2, 7);
+	for (i = 0; i < RELAY_CIRC_PER_IP; i++)
+		cr_assert_eq(open_as(10 + i, 1, 100 + i).type,
+			     P2P_CIRCUIT_SEND_OPEN);
+	assert_close((struct p2p_circuit_action[]){open_as(45, 1, 300)}, 45, 1,
+		     "relay busy: too many circuits from your address");
+	cr_assert_eq(Q[0].note, P2P_CIRCUIT_N_LIMIT);
+	/* The same /24, another IP: up to the subnet's limit. */
+	for (l = 50; l < 50 + RELAY_CIRC_PER_NET - RELAY_CIRC_PER_IP; l++) {
+		set_ip4(l, 192, 0, 2, (uint8_t)(l - 40));
+		cr_assert_eq(open_as(l, 1, 400 + l).type,
+			     P2P_CIRCUIT_SEND_OPEN);
+	}
+	set_ip4(200, 192, 0, 2, 250);
+	assert_close((struct p2p_circuit_action[]){open_as(200, 1, 999)}, 200,
+		     1, "relay busy: too many circuits from your network");
+	/* Another /24: free. */
+	set_ip4(201, 192, 0, 3, 250);
+	cr_assert_eq(open_as(201, 1, 998).type, P2P_CIRCUIT_SEND_OPEN);
+	p2p_circuit_get_stats(C, &st);
+	cr_assert_eq(st.refused_ip, 1);
+	cr_assert_eq(st.refused_net, 1);
+	cr_assert_eq(st.circuits, RELAY_CIRC_PER_NET + 1);
+}
+
+Test(circuit, per_subnet_ipv6_is_a_48)
+{
+	uint32_t l;
+
+	for (l = 10; l < 10 + RELAY_CIRC_PER_NET + 1; l++) {
+		memset(&REMOTE[l], 0, sizeof(REMOTE[l]));
+		REMOTE[l].family = 6;
+		REMOTE[l].ip[0] = 0x20, REMOTE[l].ip[1] = 0x01;
+		REMOTE[l].ip[2] = 0x0d, REMOTE[l].ip[3] = 0xb8;
+		REMOTE[l].ip[6] = (uint8_t)(l >> 8); /* beyond the /48 */
+		REMOTE[l].ip[7] = (uint8_t)l;
+		REMOTE[l].ip[15] = 1;
+	}
+	for (l = 10; l < 10 + RELAY_CIRC_PER_NET; l++)
+		cr_assert_eq(open_as(l, 1, l).type, P2P_CIRCUIT_SEND_OPEN);
+	assert_close((struct p2p_circuit_action[]){open_as(l, 1, l)}, l, 1,
+		     "relay busy: too many circuits from your network");
+}
+
+/* Data of len on (l, c) at T: forwarded or not. */
+static void data(uint32_t l, uint32_t c, size_t len)
+{
+	static uint8_t buf[1 << 20];
+
+	cr_assert_leq(len, sizeof(buf));
+	cr_assert_eq(p2p_circuit_on_data(C, T, l, c, buf, len), 0);
+}
+
+static unsigned circuits(void)
+{
+	struct p2p_circuit_stats st;
+
+	p2p_circuit_get_stats(C, &st);
+	return st.circuits;
+}
+
+Test(circuit, no_handshake_in_time_frees_the_slot)
+{
+	struct p2p_circuit_stats st;
+	uint64_t t0 = T;
+	uint32_t cb = open_a_x(1);
+
+	cr_assert_eq(p2p_circuit_next(C), t0 + RELAY_HS_MS);
+	/* Frame 1 and frame 2 pass, frame 3 never comes. */
+	data(1, 1, 100);
+	data(2, cb, 100);
+	cr_assert_eq(drain(), 2);
+	T = t0 + RELAY_HS_MS - 1;
+	p2p_circuit_expire(C, T);
+	cr_assert_eq(drain(), 0);
+	cr_assert_eq(circuits(), 1);
+	T = t0 + RELAY_HS_MS;
+	p2p_circuit_expire(C, T);
+	cr_assert_eq(drain(), 2);
+	assert_close(&Q[0], 1, 1, "relay: no end-to-end handshake in time");
+	cr_assert_eq(Q[0].note, P2P_CIRCUIT_N_EXPIRED);
+	assert_close(&Q[1], 2, cb, "relay: no end-to-end handshake in time");
+	p2p_circuit_get_stats(C, &st);
+	cr_assert_eq(st.circuits, 0);
+	cr_assert_eq(st.closed_hs, 1);
+	cr_assert_eq(p2p_circuit_next(C), UINT64_MAX);
+	/* A silent circuit (no data at all) goes the same way. */
+	t0 = T;
+	open_a_x(3);
+	T = t0 + RELAY_HS_MS;
+	p2p_circuit_expire(C, T);
+	cr_assert_eq(drain(), 2);
+	cr_assert_eq(circuits(), 0);
+}
+
+Test(circuit, a_handshake_is_four_runs_however_split)
+{
+	uint64_t t0 = T;
+	uint32_t cb = open_a_x(1);
+
+	/* Frame 1 in two pieces, frame 2, frame 3 and HELLO, HELLO in two. */
+	data(1, 1, 50);
+	data(1, 1, 50);
+	data(2, cb, 90);
+	data(1, 1, 60);
+	data(1, 1, 40);
+	cr_assert_eq(p2p_circuit_next(C), t0 + RELAY_HS_MS, "three runs");
+	data(2, cb, 20);
+	data(2, cb, 20);
+	drain();
+	/* Handshaken: the next deadline is the idle one. */
+	cr_assert_eq(p2p_circuit_next(C), T + RELAY_IDLE_MS);
+	T = t0 + RELAY_HS_MS;
+	p2p_circuit_expire(C, T);
+	cr_assert_eq(drain(), 0);
+	cr_assert_eq(circuits(), 1);
+}
+
+/* A circuit through its handshake; returns its ID on link 2. */
+static uint32_t handshaken(uint32_t ca)
+{
+	uint32_t cb = open_a_x(ca);
+
+	data(1, ca, 10);
+	data(2, cb, 10);
+	data(1, ca, 10);
+	data(2, cb, 10);
+	drain();
+	return cb;
+}
+
+Test(circuit, idle_unless_both_ends_use_it)
+{
+	struct p2p_circuit_stats st;
+	uint32_t cb = handshaken(1);
+	int i;
+
+	/* Both ends keep talking (keepalives) for ten idle periods. */
+	for (i = 0; i < 10; i++) {
+		T += RELAY_IDLE_MS - 1;
+		p2p_circuit_expire(C, T);
+		cr_assert_eq(drain(), 0);
+		data(1, 1, 30);
+		data(2, cb, 30);
+		cr_assert_eq(drain(), 2);
+	}
+	cr_assert_eq(circuits(), 1);
+	/* Only end a talks: b's silence ends it. */
+	uint64_t tb = T;
+	T += RELAY_IDLE_MS / 2;
+	data(1, 1, 30);
+	drain();
+	T = tb + RELAY_IDLE_MS - 1;
+	p2p_circuit_expire(C, T);
+	cr_assert_eq(drain(), 0);
+	T = tb + RELAY_IDLE_MS;
+	cr_assert_eq(p2p_circuit_next(C), T);
+	p2p_circuit_expire(C, T);
+	cr_assert_eq(drain(), 2);
+	assert_close(&Q[0], 1, 1, "relay: circuit idle");
+	cr_assert_eq(Q[0].note, P2P_CIRCUIT_N_EXPIRED);
+	assert_close(&Q[1], 2, cb, "relay: circuit idle");
+	p2p_circuit_get_stats(C, &st);
+	cr_assert_eq(st.closed_idle, 1);
+	cr_assert_eq(st.circuits, 0);
+}
+
+/* Send n MiB each way-alternating on (1, ca)/(2, cb), all forwarded. */
+static void pump_mib(uint32_t ca, uint32_t cb, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		if (i & 1)
+			data(2, cb, 1 << 20);
+		else
+			data(1, ca, 1 << 20);
+		cr_assert_eq(drain(), 1);
+		cr_assert_eq(Q[0].type, P2P_CIRCUIT_FORWARD, "MiB %llu",
+			     (unsigned long long)i);
+	}
+}
+
+Test(circuit, a_circuit_byte_budget)
+{
+	struct p2p_circuit_stats st;
+	uint32_t cb = handshaken(1);
+
+	/* 40 bytes of handshake, then up to exactly the budget. */
+	pump_mib(1, cb, RELAY_CIRC_BYTES / (1 << 20) - 1);
+	data(1, 1, (1 << 20) - 40);
+	cr_assert_eq(drain(), 1);
+	cr_assert_eq(Q[0].type, P2P_CIRCUIT_FORWARD);
+	data(2, cb, 1);
+	cr_assert_eq(drain(), 2);
+	assert_close(&Q[0], 1, 1, "relay: circuit byte budget spent");
+	cr_assert_eq(Q[0].note, P2P_CIRCUIT_N_EXPIRED);
+	assert_close(&Q[1], 2, cb, "relay: circuit byte budget spent");
+	p2p_circuit_get_stats(C, &st);
+	cr_assert_eq(st.closed_budget, 1);
+	cr_assert_eq(st.circuits, 0);
+	cr_assert_eq(st.bytes, RELAY_CIRC_BYTES);
+	/* The requester has budget left: a new circuit. */
+	handshaken(3);
+}
+
+Test(circuit, a_requester_byte_budget_per_window)
+{
+	/* Circuits of 1 GiB - 1 MiB (handshake included), each within its
+	 * own budget, until A's is nearly spent. */
+	uint64_t mib = RELAY_CIRC_BYTES / (1 << 20) - 1;
+	uint64_t per = RELAY_PEER_BYTES / (mib << 20);
+	uint64_t t0 = T, left;
+	uint32_t ca = 1, cb;
+
+	for (uint64_t k = 0; k < per; k++, ca += 2) {
+		cb = handshaken(ca);
+		pump_mib(ca, cb, mib - 1);
+		data(1, ca, (1 << 20) - 40);
+		cr_assert_eq(drain(), 1);
+		cr_assert_eq(Q[0].type, P2P_CIRCUIT_FORWARD);
+		cr_assert_eq(p2p_circuit_on_close(C, 1, ca, "", 0), 0);
+		cr_assert_eq(drain(), 1);
+	}
+	left = RELAY_PEER_BYTES - per * (mib << 20);
+	cr_assert_lt(left, RELAY_CIRC_BYTES);
+	/* A new circuit: A may still open, and spend what is left. */
+	cb = handshaken(ca);
+	pump_mib(ca, cb, (left - 40) >> 20);
+	data(1, ca, (left - 40) & ((1 << 20) - 1));
+	cr_assert_eq(drain(), 1);
+	cr_assert_eq(Q[0].type, P2P_CIRCUIT_FORWARD);
+	data(2, cb, 1);
+	cr_assert_eq(drain(), 2);
+	assert_close(&Q[0], 1, ca,
+		     "relay: byte budget spent for the requester");
+	assert_close(&Q[1], 2, cb,
+		     "relay: byte budget spent for the requester");
+	/* New circuits are refused until the window ends; others' are not. */
+	cr_assert_eq(p2p_circuit_on_open(C, T, 1, ca + 2, false, &X, &A), 0);
+	cr_assert_eq(drain(), 1);
+	assert_close(&Q[0], 1, ca + 2,
+		     "relay busy: byte budget spent for your peer ID");
+	cr_assert_eq(Q[0].note, P2P_CIRCUIT_N_LIMIT);
+	cr_assert_eq(open_as(1, ca + 4, 77).type, P2P_CIRCUIT_SEND_OPEN);
+	T = t0 + RELAY_PEER_WINDOW_MS;
+	open_a_x(ca + 6);
 }

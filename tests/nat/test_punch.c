@@ -154,10 +154,12 @@ static struct p2p_punch_sig request(void)
 {
 	struct p2p_punch_sig s = {.type = P2P_PUNCH_REQUEST,
 				  .nonce = 0x0102030405060708ull,
+				  .time_ms = 1764640000123ull,
 				  .nat = P2P_NAT_ENDPOINT_INDEPENDENT,
 				  .offset_ms = 300,
 				  .ncand = 2};
 	s.cand[0] = v4(198, 19, 1, 2, 20626);
+	s.seen = v4(198, 19, 1, 2, 20626);
 	s.cand[1].family = 6;
 	s.cand[1].ip[0] = 0xfd;
 	s.cand[1].ip[15] = 1;
@@ -184,6 +186,8 @@ Test(codec, roundtrip)
 	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id), 0);
 	cr_assert_eq(d.type, P2P_PUNCH_REQUEST);
 	cr_assert_eq(d.nonce, s.nonce);
+	cr_assert_eq(d.time_ms, s.time_ms);
+	cr_assert(p2p_addr_equal(&d.seen, &s.seen));
 	cr_assert_eq(d.nat, P2P_NAT_ENDPOINT_INDEPENDENT);
 	cr_assert_eq(d.offset_ms, 300);
 	cr_assert_eq(d.ncand, 2);
@@ -205,8 +209,42 @@ Test(codec, fail_with_reason_and_no_candidates)
 	cr_assert_eq(d.type, P2P_PUNCH_FAIL);
 	cr_assert_eq(d.reason, P2P_PUNCH_R_BOTH_DEPENDENT);
 	cr_assert_eq(d.ncand, 0);
+	cr_assert_eq(d.seen.family, 0);
 	cr_assert(
 	    strstr(p2p_punch_reason_text(d.reason), "endpoint-dependent"));
+}
+
+/* Version 2 (issue 9): the time and the seen address are signed like the
+ * rest, and a seen address must be well formed or absent (all zero). */
+Test(codec, time_and_seen_are_signed_and_checked)
+{
+	struct p2p_punch_sig s = request(), d;
+	size_t n = encode(&s);
+
+	cr_assert_eq(buf[0], 2);
+	buf[17] ^= 1; /* the lowest byte of time_ms */
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id),
+		     -EBADMSG);
+	buf[17] ^= 1;
+	buf[P2P_PUNCH_SEEN_OFF + 4] ^= 1; /* the seen address's last byte */
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id),
+		     -EBADMSG);
+	/* Signed, but malformed seen fields. */
+	s.seen.ip[9] = 1; /* past an IPv4 address: zeroed by the encoder */
+	n = encode(&s);
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id), 0);
+	s.seen.port = 0;
+	n = encode(&s);
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id), -EPROTO);
+	s.seen.family = 7;
+	cr_assert_eq(
+	    p2p_punch_encode(&s, &alice, &bob.id, buf, sizeof(buf), &n),
+	    -EINVAL);
+	/* Absent: family 0, every byte zero. */
+	s.seen = (struct p2p_addr){0};
+	n = encode(&s);
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id), 0);
+	cr_assert_eq(d.seen.family, 0);
 }
 
 Test(codec, truncated_at_every_length)
@@ -228,9 +266,9 @@ Test(codec, oversize_count)
 	struct p2p_punch_sig s = request(), d;
 	size_t n = encode(&s);
 
-	buf[14] = P2P_PUNCH_CAND_MAX + 1;
+	buf[P2P_PUNCH_NCAND_OFF] = P2P_PUNCH_CAND_MAX + 1;
 	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id), -EPROTO);
-	buf[14] = 255;
+	buf[P2P_PUNCH_NCAND_OFF] = 255;
 	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id), -EPROTO);
 	s.ncand = P2P_PUNCH_CAND_MAX + 1;
 	cr_assert_eq(
@@ -246,7 +284,10 @@ Test(codec, other_version)
 	struct p2p_punch_sig s = request(), d;
 	size_t n = encode(&s);
 
-	buf[0] = 2;
+	buf[0] = 1; /* before the time and nonce checks of issue 9 */
+	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id),
+		     -EPROTONOSUPPORT);
+	buf[0] = 3;
 	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id),
 		     -EPROTONOSUPPORT);
 }
@@ -278,7 +319,7 @@ Test(codec, bad_signature)
 		     -EBADMSG);
 	buf[n - 1] ^= 1;
 	/* Altered in transit (an offset changed by a relay node). */
-	buf[13] ^= 1;
+	buf[21] ^= 1;
 	cr_assert_eq(p2p_punch_decode(&d, buf, n, &alice.id, &bob.id),
 		     -EBADMSG);
 }

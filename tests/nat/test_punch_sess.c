@@ -15,20 +15,28 @@ static struct p2p_addr v4(int a, int b, int c, int d, uint16_t port)
 	return x;
 }
 
-static struct p2p_addr my_lan[1], my_cand[2];
+static struct p2p_addr my_lan[1], my_cand[2], my_pub[1];
 
-/* Port-preserving, listening on 4242 (IPv4 only), LAN 10.1.0.10. */
+#define WALL 1764640000000ull /* "now" on the wall clock, Unix ms */
+
+/* Port-preserving, listening on 4242 (IPv4 only), LAN 10.1.0.10, public
+ * 198.19.1.2 (as our overlay peers observed it). */
 static struct p2p_psess_local facts(void)
 {
 	my_lan[0] = v4(10, 1, 0, 10, 0);
 	my_cand[0] = v4(198, 19, 1, 2, 4242);
 	my_cand[1] = v4(10, 1, 0, 10, 4242);
+	my_pub[0] = v4(198, 19, 1, 2, 4242);
 	return (struct p2p_psess_local){.nat = P2P_NAT_PORT_PRESERVING,
 					.listen4 = 4242,
 					.lan = my_lan,
 					.nlan = 1,
 					.cand = my_cand,
-					.ncand = 2};
+					.ncand = 2,
+					.wall_ms = WALL,
+					.seen = my_pub[0],
+					.pub = my_pub,
+					.npub = 1};
 }
 
 static void ids(void)
@@ -84,7 +92,8 @@ static const struct p2p_psess_action *first(enum p2p_psess_action_type type)
 static struct p2p_punch_sig sig(enum p2p_punch_type type, uint64_t nonce,
 				enum p2p_nat_type nat)
 {
-	return (struct p2p_punch_sig){.type = type, .nonce = nonce, .nat = nat};
+	return (struct p2p_punch_sig){
+	    .type = type, .nonce = nonce, .time_ms = WALL, .nat = nat};
 }
 
 static void add_cand(struct p2p_punch_sig *s, struct p2p_addr a)
@@ -96,6 +105,20 @@ static void add_cand(struct p2p_punch_sig *s, struct p2p_addr a)
  * CONNECT actions seen and answers the first `refuse` of them with a
  * reset right away. Returns the number of ABORTs seen. */
 static unsigned connects, aborts_seen;
+static void answer(struct p2p_psess_table *t, uint64_t now,
+		   const struct p2p_peerid *peer, unsigned refuse)
+{
+	for (size_t i = 0; i < nacts; i++) {
+		if (acts[i].type == P2P_PSESS_ABORT)
+			aborts_seen++;
+		if (acts[i].type != P2P_PSESS_CONNECT)
+			continue;
+		if (connects++ < refuse)
+			p2p_psess_attempt_failed(t, now, peer, acts[i].idx,
+						 true);
+	}
+}
+
 static void run_until(struct p2p_psess_table *t, uint64_t until,
 		      const struct p2p_peerid *peer, unsigned refuse)
 {
@@ -104,15 +127,7 @@ static void run_until(struct p2p_psess_table *t, uint64_t until,
 	while ((now = p2p_psess_next_timer(t)) <= until) {
 		p2p_psess_tick(t, now);
 		drain(t, now);
-		for (size_t i = 0; i < nacts; i++) {
-			if (acts[i].type == P2P_PSESS_ABORT)
-				aborts_seen++;
-			if (acts[i].type != P2P_PSESS_CONNECT)
-				continue;
-			if (connects++ < refuse)
-				p2p_psess_attempt_failed(t, now, peer,
-							 acts[i].idx, true);
-		}
+		answer(t, now, peer, refuse);
 		if (count(P2P_PSESS_FAILED) || count(P2P_PSESS_SUCCESS))
 			return;
 		drain(t, now); /* nothing: attempt_failed acts on timers */
@@ -142,26 +157,23 @@ Test(psess, request_reply_schedule_connect_success)
 	cr_assert(p2p_addr_equal(&a->sig.cand[1], &my_cand[1]));
 	cr_assert_eq(p2p_psess_next_timer(t), 1000 + P2P_PUNCH_SIGNAL_MS);
 
-	/* The REPLY after a round trip of 100 ms: the requester sends at
+	/* The REPLY after a round trip of 100 ms: the requester connects at
 	 * once (the replier primed when the REQUEST arrived), full TTL,
 	 * whatever the IDs (lo < hi used to make us the primer). */
 	add_cand(&r, v4(203, 0, 113, 5, 5000));
 	add_cand(&r, v4(203, 0, 113, 6, 5001));
 	p2p_psess_on_sig(t, 1100, &hi, &r, &me);
-	cr_assert_eq(drain(t, 1100), 1);
+	cr_assert_eq(drain(t, 1100), 3);
 	a = first(P2P_PSESS_SCHEDULED);
 	cr_assert(!a->primer);
 	cr_assert_eq(a->ncand, 2);
 	cr_assert_eq(a->peer_nat, P2P_NAT_NONE);
-	cr_assert_eq(p2p_psess_next_timer(t), 1100);
-
-	p2p_psess_tick(t, 1100);
-	cr_assert_eq(drain(t, 1100), 2);
 	cr_assert_eq(count(P2P_PSESS_CONNECT), 2);
-	cr_assert_eq(acts[0].idx, 0);
-	cr_assert(p2p_addr_equal(&acts[0].addr, &r.cand[0]));
-	cr_assert_eq(acts[0].ttl, 0);
-	cr_assert_eq(acts[1].idx, 1);
+	cr_assert_eq(acts[1].idx, 0);
+	cr_assert(p2p_addr_equal(&acts[1].addr, &r.cand[0]));
+	cr_assert_eq(acts[1].ttl, 0);
+	cr_assert_eq(acts[2].idx, 1);
+	cr_assert_eq(p2p_psess_next_timer(t), 1100 + P2P_PUNCH_ATTEMPT_MS);
 
 	p2p_psess_attempt_connected(t, 1380, &hi, 0);
 	p2p_psess_link_hello(t, 1400, &hi, 0);
@@ -292,7 +304,7 @@ Test(psess, fail_from_the_peer_and_nonce_mismatch)
 
 /* ---- the replier ---- */
 
-Test(psess, replier_answers_and_primes_at_once)
+Test(psess, replier_primes_then_answers_at_once)
 {
 	struct p2p_psess_local me = facts();
 	struct p2p_psess_table *t = p2p_psess_new(&hi);
@@ -302,24 +314,22 @@ Test(psess, replier_answers_and_primes_at_once)
 	q.offset_ms = 50; /* an old peer's start offset: ignored */
 	add_cand(&q, v4(203, 0, 113, 5, 5000));
 	p2p_psess_on_sig(t, 2000, &lo, &q, &me);
-	cr_assert_eq(drain(t, 2000), 2);
-	cr_assert_eq(acts[0].type, P2P_PSESS_SEND);
-	a = &acts[0];
+	/* The prime leaves before the REPLY does: the requester connects
+	 * when the REPLY arrives, and its SYN must find our NAT primed. */
+	cr_assert_eq(drain(t, 2000), 3);
+	cr_assert_eq(acts[0].type, P2P_PSESS_SCHEDULED);
+	/* The replier primes, whatever the IDs (hi > lo used to send). */
+	cr_assert(acts[0].primer);
+	cr_assert_eq(acts[1].type, P2P_PSESS_CONNECT);
+	cr_assert_eq(acts[1].ttl, P2P_PUNCH_PRIME_TTL);
+	cr_assert_eq(acts[2].type, P2P_PSESS_SEND);
+	a = &acts[2];
 	cr_assert_eq(a->sig.type, P2P_PUNCH_REPLY);
 	cr_assert_eq(a->sig.nonce, 9);
 	cr_assert_eq(a->sig.offset_ms, 0);
 	cr_assert_eq(a->sig.ncand, 2);
-	cr_assert_eq(acts[1].type, P2P_PSESS_SCHEDULED);
-	/* The replier primes, whatever the IDs (hi > lo used to send). */
-	cr_assert(acts[1].primer);
 	cr_assert(p2p_psess_running(t, &lo));
-	/* ... at once: its prime must be out before the requester, who
-	 * connects when our REPLY arrives, sends its SYN. */
-	cr_assert_eq(p2p_psess_next_timer(t), 2000);
-	p2p_psess_tick(t, p2p_psess_next_timer(t));
-	cr_assert_eq(drain(t, 0), 1);
-	cr_assert_eq(acts[0].type, P2P_PSESS_CONNECT);
-	cr_assert_eq(acts[0].ttl, P2P_PUNCH_PRIME_TTL);
+	cr_assert_eq(p2p_psess_next_timer(t), 2000 + P2P_PUNCH_PRIME_HOLD_MS);
 	/* The same REQUEST again (a duplicate): ignored. */
 	p2p_psess_on_sig(t, 2300, &lo, &q, &me);
 	cr_assert_eq(drain(t, 2300), 0);
@@ -355,20 +365,32 @@ Test(psess, replier_refusals)
 	expect_refusal(t, &lo, &q, &me, P2P_PUNCH_R_NOT_LISTENING);
 	me = facts();
 	me.nat = P2P_NAT_ENDPOINT_DEPENDENT;
+	q.nonce = 8; /* the same one again would be a replay */
 	expect_refusal(t, &lo, &q, &me, P2P_PUNCH_R_BOTH_DEPENDENT);
 	/* One dependent side is fine. */
 	me = facts();
+	q.nonce = 10;
 	p2p_psess_on_sig(t, 0, &lo, &q, &me);
 	cr_assert_eq(drain(t, 0), 2);
-	cr_assert_eq(acts[0].sig.type, P2P_PUNCH_REPLY);
-	for (size_t i = 1; i < P2P_PSESS_MAX; i++) {
+	cr_assert_eq(first(P2P_PSESS_SEND)->sig.type, P2P_PUNCH_REPLY);
+	/* Peers from distinct networks fill the slots peers may hold
+	 * (issue 9: the rest stay for our own punches). */
+	for (size_t i = 1; i < P2P_PSESS_PEER_SESSIONS; i++) {
 		q.nonce = 100 + i;
+		q.seen = v4(203, 0, (int)i, 1, 4242);
 		p2p_psess_on_sig(t, 0, &other[i], &q, &me);
 		cr_assert_eq(drain(t, 0), 2);
 	}
-	cr_assert_eq(p2p_psess_count(t), P2P_PSESS_MAX);
+	cr_assert_eq(p2p_psess_count(t), P2P_PSESS_PEER_SESSIONS);
 	q.nonce = 555;
+	q.seen = v4(203, 0, 99, 1, 4242);
 	expect_refusal(t, &other[0], &q, &me, P2P_PUNCH_R_BUSY);
+	cr_assert_eq(p2p_psess_stats(t)->busy, 1);
+	/* Ours still start. */
+	for (size_t i = P2P_PSESS_PEER_SESSIONS; i < P2P_PSESS_MAX; i++)
+		cr_assert_eq(
+		    p2p_psess_start(t, 0, &other[i], "x", 900 + i, &me), 0);
+	cr_assert_eq(p2p_psess_count(t), P2P_PSESS_MAX);
 	p2p_psess_free(t);
 }
 
@@ -383,8 +405,9 @@ Test(psess, reply_that_cannot_be_routed)
 	send_rc = -ENETUNREACH;
 	drain(t, 0);
 	send_rc = 0;
-	cr_assert_eq(count(P2P_PSESS_CONNECT), 0);
-	cr_assert_eq(count(P2P_PSESS_SCHEDULED), 0);
+	/* The prime went out before the REPLY: it is closed again. */
+	cr_assert_eq(count(P2P_PSESS_CONNECT), 1);
+	cr_assert_eq(count(P2P_PSESS_ABORT), 1);
 	cr_assert_eq(count(P2P_PSESS_FAILED), 1);
 	cr_assert(!first(P2P_PSESS_FAILED)->requester);
 	cr_assert_eq(first(P2P_PSESS_FAILED)->err, 0);
@@ -425,9 +448,9 @@ Test(psess, glare_higher_id_answers_the_lower)
 	drain(t, 0);
 	p2p_psess_on_sig(t, 40, &lo, &q, &me);
 	cr_assert_eq(drain(t, 40), 2);
-	cr_assert_eq(acts[0].sig.type, P2P_PUNCH_REPLY);
-	cr_assert_eq(acts[0].sig.nonce, 200);
-	cr_assert_eq(acts[1].type, P2P_PSESS_SCHEDULED);
+	cr_assert_eq(acts[0].type, P2P_PSESS_SCHEDULED);
+	cr_assert_eq(acts[1].sig.type, P2P_PUNCH_REPLY);
+	cr_assert_eq(acts[1].sig.nonce, 200);
 	/* Our own request's answer, should lo send one: stale. */
 	p2p_psess_on_sig(t, 80, &lo, &r, &me);
 	cr_assert_eq(drain(t, 80), 0);
@@ -474,16 +497,16 @@ Test(psess, schedule_timeout_message_with_counts)
 
 	add_cand(&q, v4(203, 0, 113, 5, 5000));
 	p2p_psess_on_sig(t, 0, &lo, &q, &me);
-	drain(t, 0);
+	drain(t, 0); /* the first prime goes out with the REPLY */
 	connects = aborts_seen = 0;
+	answer(t, 0, &lo, 3);
 	run_until(t, UINT64_MAX - 1, &lo, 3);
 	a = first(P2P_PSESS_FAILED);
 	cr_assert_eq(a->reason, P2P_PUNCH_R_TIMEOUT);
 	cr_assert(!a->requester);
 	/* Every SYN after the three reset ones went unanswered and was
-	 * aborted after P2P_PUNCH_PRIME_HOLD_MS (we prime), except one still
-	 * out at the end, aborted then (that abort is not counted as
-	 * unanswered). */
+	 * aborted after P2P_PUNCH_ATTEMPT_MS, except one still out at the
+	 * end, aborted then (that abort is not counted as unanswered). */
 	cr_assert_gt(connects, 3);
 	cr_assert_eq(count(P2P_PSESS_ABORT), 1);
 	snprintf(want, sizeof(want),
@@ -511,9 +534,8 @@ Test(psess, success_through_our_listener_aborts_every_attempt)
 	cr_assert_eq(p2p_psess_start(t, 0, &hi, "c", 1, &me), 0);
 	drain(t, 0);
 	p2p_psess_on_sig(t, 0, &hi, &r, &me);
-	drain(t, 0);
-	p2p_psess_tick(t, 0);
-	cr_assert_eq(drain(t, 0), 3);
+	cr_assert_eq(drain(t, 0), 4); /* SCHEDULED, 3 CONNECTs at once */
+	cr_assert_eq(count(P2P_PSESS_CONNECT), 3);
 	p2p_psess_attempt_connected(t, 350, &hi, 1);
 	p2p_psess_link_hello(t, 400, &hi, P2P_PSESS_NONE);
 	cr_assert_eq(drain(t, 400), 4);
@@ -553,9 +575,8 @@ Test(psess, signalling_end_aborts_attempts_in_flight)
 	cr_assert_eq(p2p_psess_start(t, 0, &hi, "c", 1, &me), 0);
 	drain(t, 0);
 	p2p_psess_on_sig(t, 0, &hi, &r, &me);
-	drain(t, 0);
-	p2p_psess_tick(t, 0);
-	drain(t, 0);
+	drain(t, 0); /* SCHEDULED, 2 CONNECTs */
+	cr_assert_eq(count(P2P_PSESS_CONNECT), 2);
 	p2p_psess_attempt_failed(t, 320, &hi, 0, true); /* 0 waits */
 	cr_assert(p2p_psess_route_failed(t, 400, 7));
 	cr_assert_eq(drain(t, 400), 2);
@@ -578,8 +599,7 @@ Test(psess, stop_clears_everything)
 	drain(t, 0);
 	p2p_psess_on_sig(t, 0, &hi, &r, &me);
 	drain(t, 0);
-	p2p_psess_tick(t, 0);
-	cr_assert_eq(drain(t, 0), 1); /* CONNECT 0 */
+	cr_assert_eq(count(P2P_PSESS_CONNECT), 1); /* CONNECT 0, at once */
 	p2p_psess_stop(t);
 	cr_assert(!p2p_psess_running(t, &hi));
 	cr_assert_eq(drain(t, 400), 1);
@@ -620,10 +640,13 @@ Test(psess, schedule_keeps_what_we_can_dial_and_not_ourselves)
 	struct p2p_addr six = {.family = 6, .port = 5000, .ip = {0x20, 0x01}};
 	const struct p2p_psess_action *a;
 
+	/* Behind our NAT (seen at our public IP): LAN candidates pass the
+	 * plausibility filter. */
+	q.seen = v4(198, 19, 1, 2, 5000);
 	add_cand(&q, v4(10, 1, 0, 10, 4242)); /* us: our LAN, our port */
 	add_cand(&q, six);		      /* we listen on IPv4 only */
 	add_cand(&q, v4(10, 1, 0, 10, 4243)); /* same IP, other port */
-	add_cand(&q, v4(203, 0, 113, 5, 5000));
+	add_cand(&q, v4(198, 19, 1, 2, 5000));
 	p2p_psess_on_sig(t, 0, &lo, &q, &me);
 	drain(t, 0);
 	a = first(P2P_PSESS_SCHEDULED);
@@ -635,6 +658,7 @@ Test(psess, schedule_keeps_what_we_can_dial_and_not_ourselves)
 	/* Listening on IPv6 too: the IPv6 candidate is kept. */
 	t = p2p_psess_new(&hi);
 	me.listen6 = 4242;
+	q.nonce = 10;
 	p2p_psess_on_sig(t, 0, &lo, &q, &me);
 	drain(t, 0);
 	cr_assert_eq(first(P2P_PSESS_SCHEDULED)->ncand, 3);
@@ -656,11 +680,9 @@ Test(psess, next_timer_is_the_earliest_of_all_sessions)
 	drain(t, 1000);
 	cr_assert_eq(p2p_psess_next_timer(t), P2P_PUNCH_SIGNAL_MS);
 	add_cand(&q, v4(203, 0, 113, 5, 5000));
-	p2p_psess_on_sig(t, 2000, &lo, &q, &me); /* we prime: at once */
+	p2p_psess_on_sig(t, 2000, &lo, &q, &me); /* we prime, at once */
 	drain(t, 2000);
-	cr_assert_eq(p2p_psess_next_timer(t), 2000);
-	p2p_psess_tick(t, 2000);
-	drain(t, 2000);
+	cr_assert_eq(count(P2P_PSESS_CONNECT), 1);
 	cr_assert_eq(p2p_psess_next_timer(t), 2000 + P2P_PUNCH_PRIME_HOLD_MS);
 	p2p_psess_attempt_connected(t, 2450, &lo, 0); /* waits for HELLO */
 	cr_assert_eq(p2p_psess_next_timer(t), P2P_PUNCH_SIGNAL_MS);
@@ -719,4 +741,414 @@ Test(psess, plausible_lan_only_behind_our_own_nat)
 	/* Not observed: public ones only. */
 	cr_assert_eq(p2p_psess_plausible(in, 3, NULL, ours, 1, out), 2);
 	cr_assert(p2p_addr_equal(&out[0], &in[1]));
+}
+
+/* ---- issue 9: what a peer's REQUEST can make us do ---- */
+
+/* A REQUEST from src with n public candidates on seen's IP. */
+static struct p2p_punch_sig req_from(uint64_t nonce, struct p2p_addr seen,
+				     size_t n)
+{
+	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, nonce, P2P_NAT_NONE);
+
+	q.seen = seen;
+	for (size_t i = 0; i < n; i++) {
+		struct p2p_addr c = seen;
+		c.port = (uint16_t)(5000 + i);
+		add_cand(&q, c);
+	}
+	return q;
+}
+
+/* The answer to a REQUEST just given: REPLY (true) or FAIL for why. */
+static bool answered(enum p2p_punch_reason *why)
+{
+	const struct p2p_psess_action *a;
+
+	a = first(P2P_PSESS_SEND);
+
+	*why = a->sig.reason;
+	return a->sig.type == P2P_PUNCH_REPLY;
+}
+
+Test(psess, loopback_request_is_refused_and_dials_nothing)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 1, P2P_NAT_NONE);
+	enum p2p_punch_reason why;
+
+	/* The attack of issue 9: 8 targets of the sender's choice. */
+	for (int i = 0; i < P2P_PUNCH_CAND_MAX; i++)
+		add_cand(&q, v4(127, 0, 0, 1, (uint16_t)(6000 + i)));
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	cr_assert(!answered(&why));
+	cr_assert_eq(why, P2P_PUNCH_R_IMPLAUSIBLE);
+	cr_assert_eq(p2p_psess_count(t), 0);
+	cr_assert_eq(p2p_psess_stats(t)->implausible, 1);
+	cr_assert_eq(p2p_psess_stats(t)->dropped, P2P_PUNCH_CAND_MAX);
+	/* Loopback among plausible ones: only those are dialled. */
+	q = req_from(2, v4(203, 0, 113, 5, 5000), 1);
+	add_cand(&q, v4(127, 0, 0, 1, 6000));
+	add_cand(&q, v4(0, 0, 0, 0, 6000));
+	add_cand(&q, v4(203, 0, 113, 99, 6000)); /* not its seen IP */
+	add_cand(&q, v4(192, 168, 1, 1, 80));	 /* not our LAN */
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	cr_assert(answered(&why));
+	cr_assert_eq(first(P2P_PSESS_SCHEDULED)->ncand, 1);
+	cr_assert(
+	    p2p_addr_equal(&first(P2P_PSESS_SCHEDULED)->cand[0], &q.cand[0]));
+	run_until(t, 20000, &lo, 1000);
+	cr_assert_gt(connects, 0);
+	for (size_t i = 0; i < nacts; i++)
+		if (acts[i].type == P2P_PSESS_CONNECT)
+			cr_assert(p2p_addr_equal(&acts[i].addr, &q.cand[0]));
+	p2p_psess_free(t);
+}
+
+Test(psess, lan_candidates_only_from_behind_our_nat)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q = req_from(1, v4(198, 19, 1, 2, 7000), 1);
+	enum p2p_punch_reason why;
+
+	/* Seen at our own public IP: its LAN address is dialled. */
+	add_cand(&q, v4(10, 1, 0, 20, 4242));
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	cr_assert(answered(&why));
+	cr_assert_eq(first(P2P_PSESS_SCHEDULED)->ncand, 2);
+	p2p_psess_free(t);
+
+	/* Seen elsewhere: the LAN address is not. */
+	t = p2p_psess_new(&hi);
+	q = req_from(2, v4(203, 0, 113, 5, 7000), 1);
+	add_cand(&q, v4(10, 1, 0, 20, 4242));
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	cr_assert(answered(&why));
+	cr_assert_eq(first(P2P_PSESS_SCHEDULED)->ncand, 1);
+	cr_assert(
+	    p2p_addr_equal(&first(P2P_PSESS_SCHEDULED)->cand[0], &q.cand[0]));
+	p2p_psess_free(t);
+
+	/* An endpoint-dependent peer of another network offers only its LAN
+	 * address: answered, nothing dialled, we wait for its SYNs. */
+	t = p2p_psess_new(&hi);
+	q = sig(P2P_PUNCH_REQUEST, 3, P2P_NAT_ENDPOINT_DEPENDENT);
+	q.seen = v4(203, 0, 113, 5, 7000);
+	add_cand(&q, v4(10, 1, 0, 20, 4242));
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	cr_assert(answered(&why));
+	cr_assert_eq(first(P2P_PSESS_SCHEDULED)->ncand, 0);
+	connects = 0;
+	run_until(t, 20000, &lo, 0);
+	cr_assert_eq(connects, 0);
+	p2p_psess_free(t);
+}
+
+Test(psess, our_link_to_the_source_beats_what_it_claims)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	/* It claims 203.0.113.5, our link to it comes from 198.51.100.7. */
+	struct p2p_punch_sig q = req_from(1, v4(203, 0, 113, 5, 7000), 2);
+	enum p2p_punch_reason why;
+
+	me.src_link = v4(198, 51, 100, 7, 40000);
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	cr_assert(!answered(&why));
+	cr_assert_eq(why, P2P_PUNCH_R_IMPLAUSIBLE);
+	/* Candidates on the IP we see it at are dialled. */
+	q = req_from(2, v4(198, 51, 100, 7, 7000), 2);
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	cr_assert(answered(&why));
+	cr_assert_eq(first(P2P_PSESS_SCHEDULED)->ncand, 2);
+	p2p_psess_free(t);
+}
+
+Test(psess, reply_candidates_are_filtered_too)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+	struct p2p_punch_sig r = sig(P2P_PUNCH_REPLY, 7, P2P_NAT_NONE);
+
+	cr_assert_eq(p2p_psess_start(t, 0, &hi, "x", 7, &me), 0);
+	drain(t, 0);
+	add_cand(&r, v4(127, 0, 0, 1, 22));
+	add_cand(&r, v4(224, 0, 0, 1, 22));
+	add_cand(&r, v4(203, 0, 113, 5, 5000));
+	p2p_psess_on_sig(t, 100, &hi, &r, &me);
+	drain(t, 100);
+	cr_assert_eq(first(P2P_PSESS_SCHEDULED)->ncand, 1);
+	cr_assert(
+	    p2p_addr_equal(&first(P2P_PSESS_SCHEDULED)->cand[0], &r.cand[2]));
+	p2p_psess_free(t);
+}
+
+Test(psess, stale_future_and_replayed_requests_get_no_answer)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q = req_from(1, v4(203, 0, 113, 5, 7000), 1);
+	enum p2p_punch_reason why;
+
+	q.time_ms = WALL - P2P_PUNCH_SKEW_MS - 1;
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	cr_assert_eq(drain(t, 0), 0);
+	q.time_ms = WALL + P2P_PUNCH_SKEW_MS + 1;
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	cr_assert_eq(drain(t, 0), 0);
+	cr_assert_eq(p2p_psess_stats(t)->stale, 2);
+	/* At the edge of the window: answered. */
+	q.time_ms = WALL - P2P_PUNCH_SKEW_MS;
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	cr_assert(answered(&why));
+	/* Its session ends (the peer connected); the same signed REQUEST
+	 * comes again, from anyone who kept a copy: refused. */
+	p2p_psess_link_hello(t, 50, &lo, P2P_PSESS_NONE);
+	drain(t, 50);
+	cr_assert_eq(p2p_psess_count(t), 0);
+	me.wall_ms = WALL - P2P_PUNCH_SKEW_MS + 1000; /* still fresh */
+	p2p_psess_on_sig(t, 1000, &lo, &q, &me);
+	cr_assert_eq(drain(t, 1000), 0);
+	cr_assert_eq(p2p_psess_stats(t)->replayed, 1);
+	cr_assert_eq(p2p_psess_count(t), 0);
+	/* A fresh nonce from the same peer is fine. */
+	q.nonce = 2;
+	q.time_ms = me.wall_ms;
+	p2p_psess_on_sig(t, 1000, &lo, &q, &me);
+	drain(t, 1000);
+	cr_assert(answered(&why));
+	/* The same nonce from another peer is not a replay. */
+	q.nonce = 1;
+	p2p_psess_on_sig(t, 1000, &other[0], &q, &me);
+	drain(t, 1000);
+	cr_assert(answered(&why));
+	p2p_psess_free(t);
+}
+
+Test(psess, replay_window_covers_the_whole_skew)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	/* Sent with a clock P2P_PUNCH_SKEW_MS ahead of ours: it stays
+	 * fresh until our clock has gone on by 2 x P2P_PUNCH_SKEW_MS. */
+	struct p2p_punch_sig q = req_from(1, v4(203, 0, 113, 5, 7000), 0);
+	enum p2p_punch_reason why;
+	uint64_t last = 2 * P2P_PUNCH_SKEW_MS;
+
+	q.time_ms = WALL + P2P_PUNCH_SKEW_MS;
+	q.nat = P2P_NAT_ENDPOINT_DEPENDENT; /* no candidates: just answered */
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	cr_assert(answered(&why));
+	p2p_psess_link_hello(t, 1, &lo, P2P_PSESS_NONE);
+	drain(t, 1);
+	me.wall_ms = WALL + last;
+	p2p_psess_on_sig(t, last - 1, &lo, &q, &me);
+	cr_assert_eq(drain(t, last - 1), 0);
+	cr_assert_eq(p2p_psess_stats(t)->replayed, 1);
+	p2p_psess_free(t);
+}
+
+Test(psess, per_id_bucket)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	enum p2p_punch_reason why;
+	uint64_t nonce = 1, now = 0;
+	size_t ok = 0;
+
+	/* One identity, many requests, each from a new IP: the ID's bucket
+	 * holds them. Sessions end at once (HELLO) so none stays open. */
+	for (int i = 0; i < 20; i++) {
+		struct p2p_punch_sig q =
+		    req_from(nonce++, v4(203, 0, i, 5, 7000), 1);
+		p2p_psess_on_sig(t, now, &lo, &q, &me);
+		drain(t, now);
+		if (answered(&why))
+			ok++;
+		else
+			cr_assert_eq(why, P2P_PUNCH_R_LIMITED);
+		p2p_psess_link_hello(t, now, &lo, P2P_PSESS_NONE);
+		drain(t, now);
+	}
+	cr_assert_eq(ok, P2P_PSESS_ID_BURST);
+	/* One more after each refill. */
+	now += P2P_PSESS_ID_REFILL_MS;
+	me.wall_ms += now;
+	struct p2p_punch_sig q = req_from(nonce++, v4(203, 0, 77, 5, 7000), 1);
+	q.time_ms = me.wall_ms;
+	p2p_psess_on_sig(t, now, &lo, &q, &me);
+	drain(t, now);
+	cr_assert(answered(&why));
+	p2p_psess_link_hello(t, now, &lo, P2P_PSESS_NONE);
+	drain(t, now);
+	q = req_from(nonce++, v4(203, 0, 78, 5, 7000), 1);
+	q.time_ms = me.wall_ms;
+	p2p_psess_on_sig(t, now, &lo, &q, &me);
+	drain(t, now);
+	cr_assert(!answered(&why));
+	/* Another identity is not held by this one's bucket. */
+	p2p_psess_on_sig(t, now, &other[1], &q, &me);
+	drain(t, now);
+	cr_assert(answered(&why));
+	p2p_psess_free(t);
+}
+
+Test(psess, per_ip_bucket_across_identities)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	enum p2p_punch_reason why;
+	size_t ok = 0;
+
+	/* Throwaway identities, all from one host (our link to each comes
+	 * from the same IP). */
+	me.src_link = v4(203, 0, 113, 5, 40000);
+	for (int i = 0; i < 40; i++) {
+		struct p2p_peerid id;
+		struct p2p_punch_sig q =
+		    req_from((uint64_t)i + 1, v4(203, 0, 113, 5, 7000), 1);
+		memset(&id, 0x30 + i, sizeof(id));
+		p2p_psess_on_sig(t, 0, &id, &q, &me);
+		drain(t, 0);
+		if (answered(&why))
+			ok++;
+		p2p_psess_link_hello(t, 0, &id, P2P_PSESS_NONE);
+		drain(t, 0);
+	}
+	cr_assert_eq(ok, P2P_PSESS_IP_BURST);
+	cr_assert_eq(p2p_psess_stats(t)->limited, 40 - P2P_PSESS_IP_BURST);
+	p2p_psess_free(t);
+}
+
+Test(psess, node_wide_request_bucket)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	enum p2p_punch_reason why;
+	size_t ok = 0;
+
+	/* Every request from its own identity and its own IP. */
+	for (int i = 0; i < 40; i++) {
+		struct p2p_peerid id;
+		struct p2p_punch_sig q = req_from(
+		    (uint64_t)i + 1, v4(198, 51, (uint8_t)i, 5, 7000), 1);
+		memset(&id, 0x30 + i, sizeof(id));
+		p2p_psess_on_sig(t, 0, &id, &q, &me);
+		drain(t, 0);
+		if (answered(&why))
+			ok++;
+		p2p_psess_link_hello(t, 0, &id, P2P_PSESS_NONE);
+		drain(t, 0);
+	}
+	cr_assert_eq(ok, P2P_PSESS_REQ_BURST);
+	p2p_psess_free(t);
+}
+
+Test(psess, one_network_holds_few_sessions)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	enum p2p_punch_reason why;
+	size_t ok = 0;
+
+	/* Eight throwaway identities on eight IPs of one /24: sessions stay
+	 * open (nothing connects), two at most. */
+	for (int i = 0; i < 8; i++) {
+		struct p2p_peerid id;
+		struct p2p_punch_sig q =
+		    req_from((uint64_t)i + 1,
+			     v4(203, 0, 113, (uint8_t)(10 + i), 7000), 8);
+		memset(&id, 0x30 + i, sizeof(id));
+		p2p_psess_on_sig(t, 0, &id, &q, &me);
+		drain(t, 0);
+		if (answered(&why))
+			ok++;
+		else
+			cr_assert_eq(why, P2P_PUNCH_R_LIMITED);
+	}
+	cr_assert_eq(ok, P2P_PSESS_PER_NET);
+	cr_assert_eq(p2p_psess_count(t), P2P_PSESS_PER_NET);
+	/* Someone from another network still gets a session, and so do we. */
+	struct p2p_punch_sig q = req_from(50, v4(198, 51, 100, 7, 7000), 1);
+	p2p_psess_on_sig(t, 0, &other[0], &q, &me);
+	drain(t, 0);
+	cr_assert(answered(&why));
+	cr_assert_eq(p2p_psess_start(t, 0, &other[1], "x", 51, &me), 0);
+	p2p_psess_free(t);
+}
+
+/* Our own punches to 8 peers, each REPLY with 8 public candidates that
+ * refuse nothing and answer nothing: attempts stay in flight. */
+Test(psess, node_wide_connection_budget)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+	size_t handed = 0, most = 0;
+	uint64_t now = 0, next;
+
+	for (size_t i = 0; i < P2P_PSESS_MAX; i++) {
+		struct p2p_punch_sig r =
+		    req_from(i + 1, v4(203, 0, (uint8_t)i, 5, 7000), 8);
+		r.type = P2P_PUNCH_REPLY;
+		cr_assert_eq(p2p_psess_start(t, 0, &other[i], "x", i + 1, &me),
+			     0);
+		drain(t, 0);
+		p2p_psess_on_sig(t, 0, &other[i], &r, &me);
+		drain(t, 0); /* the first SYNs go at once */
+		handed += count(P2P_PSESS_CONNECT);
+		if (p2p_psess_inflight(t) > most)
+			most = p2p_psess_inflight(t);
+		cr_assert_leq(p2p_psess_inflight(t), P2P_PSESS_INFLIGHT_MAX);
+	}
+	/* 64 attempts are due at once: at most P2P_PSESS_INFLIGHT_MAX. */
+	while ((next = p2p_psess_next_timer(t)) <= 4000) {
+		now = next;
+		p2p_psess_tick(t, now);
+		drain(t, now);
+		handed += count(P2P_PSESS_CONNECT);
+		if (p2p_psess_inflight(t) > most)
+			most = p2p_psess_inflight(t);
+		cr_assert_leq(p2p_psess_inflight(t), P2P_PSESS_INFLIGHT_MAX);
+	}
+	cr_assert_eq(most, P2P_PSESS_INFLIGHT_MAX);
+	cr_assert_gt(p2p_psess_stats(t)->deferred, 0);
+	/* Each unanswered SYN is given up after P2P_PUNCH_ATTEMPT_MS and its
+	 * slot goes to another: the rate budget bounds the total. */
+	cr_assert_leq(handed, P2P_PSESS_CONNECT_BURST +
+				  now / P2P_PSESS_CONNECT_EVERY_MS + 1);
+	cr_assert_eq(handed, p2p_psess_stats(t)->connects);
+	p2p_psess_free(t);
+}
+
+Test(psess, rate_budget_under_resets)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q = req_from(1, v4(203, 0, 113, 5, 7000), 8);
+	enum p2p_punch_reason why;
+
+	/* A peer asks; every SYN is reset at once (the schedule retries
+	 * after P2P_PUNCH_RETRY_MS): without a budget that is 8 x 53
+	 * connections in 8 s. */
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	cr_assert(answered(&why));
+	connects = 0;
+	answer(t, 0, &lo, 100000); /* the first primes, reset too */
+	run_until(t, 20000, &lo, 100000);
+	cr_assert_eq(count(P2P_PSESS_FAILED), 1);
+	cr_assert_eq(connects, P2P_PSESS_PEER_ATTEMPTS);
+	cr_assert_eq(p2p_psess_inflight(t), 0);
+	p2p_psess_free(t);
 }

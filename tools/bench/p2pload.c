@@ -74,9 +74,27 @@ static const struct subcmd subcmds[] = {
     {"noread", pl_cmd_noread,
      "ADDR:PORT [--seconds S]  send PING and FIND_NODE as fast as the link "
      "takes them without reading, then read and count the replies"},
+    {"relaycapture", pl_cmd_relaycapture,
+     "ADDR:PORT [--ids K] [--count N] [--hold-ms M]  one host, K "
+     "identities: ask the node to relay N circuits between our own IDs, "
+     "never handshake on them; print how many it accepted, refused (by "
+     "reason) and, holding M ms, closed and how long after their open"},
+    {"badpayload", pl_cmd_badpayload,
+     "ADDR:PORT [--links L] [--count N]  over L authenticated links in "
+     "turn, N random or truncated relay messages and routed NAT (punch) "
+     "payloads each, then a malformed relay message; exit 0 if every "
+     "link came up, 3 if one did not"},
     {"findflood", pl_cmd_findflood,
      "ADDR:PORT [--seconds S]  send FIND_NODE as fast as the link takes "
      "them; print how many NODES came back"},
+    {"punchflood", pl_cmd_punchflood,
+     "ADDR:PORT [--ids K] [--count N] [--target IP:PORT] [--seen IP:PORT] "
+     "[--replay R] [--wait-ms W] [--nat T] [--v1]  from K fresh identities "
+     "(links), send N signed PUNCH_REQUESTs naming 8 ports of the target "
+     "(default 127.0.0.1:PORT+1) as candidates, claiming NAT type T (0-4 as "
+     "in nat/nat.h; default 1, none); --replay: send the first one again R "
+     "times (new routed msgid, same signed bytes); print the answers by "
+     "kind; --v1: the layout before issue 9 (for before/after figures)"},
 };
 
 static void usage(FILE *out)

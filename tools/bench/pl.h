@@ -48,6 +48,9 @@ struct pl_link {
 	/* Messages the driver does not answer itself, if set (low9). */
 	void (*on_msg)(struct pl_link *l, const struct p2p_msg *m);
 	void *ctx;
+	/* Routed messages for app NAT delivered to us (punchflood): the
+	 * daemon's answers, handed to on_nat. */
+	void (*on_nat)(struct pl_link *l, const struct p2p_msg *m);
 };
 
 /* harden9 (issue 9 attack tests): global options, any subcommand.
@@ -107,6 +110,9 @@ int pl_cmd_wrongkey(int argc, char **argv);
 int pl_cmd_slowloris(int argc, char **argv);
 int pl_cmd_relayflood(int argc, char **argv);
 int pl_cmd_findflood(int argc, char **argv);
+int pl_cmd_punchflood(int argc, char **argv);
+int pl_cmd_relaycapture(int argc, char **argv);
+int pl_cmd_badpayload(int argc, char **argv);
 
 /* "--name VALUE" lookup in argv; dflt when absent; -1 when malformed. */
 long pl_opt(int argc, char **argv, const char *name, long dflt);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "overlay/overlay.h"
 #include "pl.h"
 #include "proto/identity.h"
 
@@ -264,6 +265,9 @@ static void on_record(struct pl_link *l, const uint8_t *body, size_t len)
 		send_msg(l, &r);
 	} else if (m.type == P2P_MSG_NODES) {
 		l->nodes_rx++;
+	} else if (m.type == P2P_MSG_ROUTED && l->on_nat &&
+		   m.u.routed.app == P2P_APP_NAT) {
+		l->on_nat(l, &m);
 	} else if (m.type == P2P_MSG_GOAWAY) {
 		die(l, -ECONNABORTED);
 	} else if (l->on_msg) {
