@@ -189,6 +189,15 @@ int p2p_reach_punch_started(struct p2p_reach *r, uint64_t now,
 /* Punching towards peer gave up; msg says why (the user's text). */
 int p2p_reach_punch_failed(struct p2p_reach *r, uint64_t now,
 			   const struct p2p_peerid *peer, const char *msg);
+/*
+ * The punch towards peer runs but can hardly work (our NAT or the peer's
+ * is endpoint-dependent, as the punch's signalling told): a relayed link
+ * no longer waits punch_grace_ms for it, it is the answer as soon as it
+ * is up (the punch goes on and may still upgrade the peer's link later).
+ * 0; -ENOENT no punch for peer runs here.
+ */
+int p2p_reach_punch_unlikely(struct p2p_reach *r, uint64_t now,
+			     const struct p2p_peerid *peer);
 
 /* Answer to RELAYS: ids[0..n) of the nodes we hold direct links to (the
  * peer itself and nodes already asked are skipped here). */
