@@ -185,8 +185,14 @@ static void relay_dial(struct p2pd_node *n, const struct p2p_reach_action *a)
 		return;
 	}
 	l = link_dial(n, &a->addr, &a->via, LP_OVERLAY, &err);
-	if (l)
-		log_debug("reach: dialling a relay candidate near the peer");
+	if (l) {
+		char v[P2P_ID_TEXT_LEN + 1], p[P2P_ID_TEXT_LEN + 1];
+		char at[P2P_ADDR_TEXT_MAX];
+		p2p_peerid_to_text(&a->via, v);
+		p2p_peerid_to_text(&a->peer, p);
+		p2p_addr_format(&a->addr, at, sizeof(at));
+		log_debug("reach: dialling %s at %s to relay to %s", v, at, p);
+	}
 	p2p_reach_relay_dial_started(n->reach->core, node_now(n), &a->peer,
 				     l ? 0 : err, l ? link_id(l) : 0);
 }
