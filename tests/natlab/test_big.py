@@ -31,7 +31,9 @@ Asserted:
     relayed link's `via` is one of the target's own servers, among the 5
     nearest its ID (those the requester asks first), and not one the
     requester held a client link to; 256 KB through `pipe` come back with
-    the same SHA-256.
+    the same SHA-256; 13 s later (past the overlay's idle close of the
+    lookup's links, one of which the circuit runs on) the relayed links are
+    still up and 64 KB more come back intact.
 """
 import base64
 import hashlib
@@ -58,6 +60,7 @@ SERVER_DELAYS = (2, 4, 6, 8)  # ms one way, a quarter of the servers each
 NEAREST = 30  # a client's servers are among this many nearest its ID
 MIN_SERVERS = 8  # ... and it holds at least this many
 ED_MAX = 6  # endpoint-dependent clients started at most
+LOOKUP_LINK_IDLE_S = 10  # overlay/internal.h OV_LINK_IDLE_MS
 NEAR_ASKED = 5  # core/reach.h P2P_REACH_NEAR_MAX: the target's servers asked first
 BOOT_WAVE = 20  # servers started at once, bootstrapping through earlier ones
 LIMITS = {"limits": {"handshake_timeout_ms": 5000, "keepalive_ms": 5000,
@@ -275,6 +278,16 @@ def test_relayed_through_the_targets_server(w):
             x, y, names.get(via, via), took * 1000,
             w.lab.rtt_ms(w.lab.nodes[x], w.lab.nodes[y])))
         pipe_hash(a, b, 256 * 1024)
+    # The requester's link to the relay was opened by its lookup, which the
+    # overlay closes after 10 s without overlay traffic (RELAY_DATA is not
+    # that): a circuit on it must keep it.
+    time.sleep(LOOKUP_LINK_IDLE_S + 3)
+    for x, y in pairs:
+        a, b = w.d[x], w.d[y]
+        e = peer_entry(a, b.id)
+        check(e is not None and e.get("link") == "relay",
+              "%s's relayed link to %s after %d s: %r", x, y, LOOKUP_LINK_IDLE_S + 3, e)
+        pipe_hash(a, b, 64 * 1024)
 
 
 TESTS = [test_servers_and_clients, test_routed_signalling_punch,
