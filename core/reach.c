@@ -609,13 +609,18 @@ int p2p_reach_relays(struct p2p_reach *r, uint64_t now,
 
 	if (!a)
 		return err;
-	/* The peer's nearest servers first: they hold its links. */
-	for (unsigned i = 0; r->cfg.relay_near && i < a->nnear; i++) {
-		const struct p2p_contact *c = &a->near[i];
-		if (tried(a, &c->id))
-			continue;
-		ask(a, &c->id, listed(ids, n, &c->id) ? NULL : &c->addr);
-		return 0;
+	/* The peer's nearest servers first: they hold its links. One we hold
+	 * a link to before one we would have to dial (any of them will do:
+	 * the peer links to many more than P2P_REACH_NEAR_MAX). */
+	for (int pass = 0; r->cfg.relay_near && pass < 2; pass++) {
+		for (unsigned i = 0; i < a->nnear; i++) {
+			const struct p2p_contact *c = &a->near[i];
+			bool linked = listed(ids, n, &c->id);
+			if (tried(a, &c->id) || linked != (pass == 0))
+				continue;
+			ask(a, &c->id, linked ? NULL : &c->addr);
+			return 0;
+		}
 	}
 	/* Then our own links: a client keeps its links to the servers
 	 * nearest its ID, so those are the likeliest to reach it. */

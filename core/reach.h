@@ -219,8 +219,8 @@ int p2p_reach_punch_failed(struct p2p_reach *r, uint64_t now,
 
 /* Answer to RELAYS: ids[0..n) of the nodes we hold direct links to (the
  * peer itself and nodes already asked are skipped here). With relay_near
- * the peer's nearest servers from its lookup go first: one in ids is
- * asked (RELAY), one not in ids is dialled (RELAY_DIAL). */
+ * the peer's nearest servers from its lookup go first: those in ids are
+ * asked (RELAY) before those not in ids are dialled (RELAY_DIAL). */
 int p2p_reach_relays(struct p2p_reach *r, uint64_t now,
 		     const struct p2p_peerid *peer,
 		     const struct p2p_peerid *ids, size_t n);

@@ -930,12 +930,13 @@ Test(core, grace_relay_after_it_answers_at_once, .init = setup_grace)
  * PEER is a NATed client (0x00..01); its lookup answered the servers
  * nearest it: N1 (0x04), N2 (0x08), N3 (0x0c), nearest first. We hold
  * links to L1 (0x01, nearer PEER by XOR than any of them, but not one of
- * its neighbours), L2 (0x80) and N2.
+ * its neighbours), L2 (0x80) and, unless NLINKED is 2, N2.
  */
 static struct p2p_contact NB[3];
 static struct p2p_peerid LINKED[3];
+static size_t NLINKED;
 
-static void neighbours(void)
+static void neighbours(size_t nlinked)
 {
 	for (int i = 0; i < 3; i++) {
 		NB[i].id = id((uint8_t)(4 * (i + 1)));
@@ -944,13 +945,14 @@ static void neighbours(void)
 	LINKED[0] = id(0x01);
 	LINKED[1] = id(0x80);
 	LINKED[2] = NB[1].id;
+	NLINKED = nlinked;
 }
 
 /* get; the lookup answers NB (and the peer is not found); the punch
  * starts and (with relay_with_punch) RELAYS is asked at once. */
-static void near_relaying(bool parallel)
+static void near_relaying(bool parallel, size_t nlinked)
 {
-	neighbours();
+	neighbours(nlinked);
 	get(T0, 1, NULL);
 	one(P2P_REACH_LOOKUP);
 	cr_assert_eq(p2p_reach_lookup_started(R, T0, &PEER, 0, 9), 0);
@@ -976,7 +978,7 @@ static void near_relaying(bool parallel)
 static struct p2p_reach_action *
 next_relay(uint64_t now, enum p2p_reach_action_type t, uint8_t b)
 {
-	cr_assert_eq(p2p_reach_relays(R, now, &PEER, LINKED, 3), 0);
+	cr_assert_eq(p2p_reach_relays(R, now, &PEER, LINKED, NLINKED), 0);
 	struct p2p_reach_action *a = one(t);
 	cr_assert(p2p_peerid_equal(&a->peer, &PEER));
 	cr_assert_eq(a->via.b[0], b, "want via %02x, got %02x", b, a->via.b[0]);
@@ -986,12 +988,10 @@ next_relay(uint64_t now, enum p2p_reach_action_type t, uint8_t b)
 Test(core, near_the_targets_neighbour_is_asked_first, .init = setup_near,
      .fini = teardown)
 {
-	near_relaying(true);
-	/* N1 is not linked: dialled at the address the lookup gave, before
-	 * any of our own links (L1 is nearer PEER by XOR). */
-	struct p2p_reach_action *a =
-	    next_relay(T0 + 100, P2P_REACH_RELAY_DIAL, 0x04);
-	cr_assert(p2p_addr_equal(&a->addr, &NB[0].addr));
+	near_relaying(true, 3);
+	/* N2, linked: before L1 (nearer PEER by XOR, not its neighbour) and
+	 * before N1 (nearer, but not linked: a dial). */
+	next_relay(T0 + 100, P2P_REACH_RELAY, 0x08);
 }
 
 Test(core, near_relay_dialled_first_when_not_linked, .init = setup_near,
@@ -1000,8 +1000,12 @@ Test(core, near_relay_dialled_first_when_not_linked, .init = setup_near,
 	struct p2p_reach_link d = {.id = 50, .kind = P2P_REACH_K_DIRECT};
 	struct p2p_reach_link rl = {.id = 51, .kind = P2P_REACH_K_RELAYED};
 
-	near_relaying(true);
-	next_relay(T0 + 100, P2P_REACH_RELAY_DIAL, 0x04);
+	near_relaying(true, 2);
+	/* No neighbour linked: N1 is dialled at the address the lookup
+	 * gave, before any of our own links (L1 is nearer PEER by XOR). */
+	struct p2p_reach_action *a =
+	    next_relay(T0 + 100, P2P_REACH_RELAY_DIAL, 0x04);
+	cr_assert(p2p_addr_equal(&a->addr, &NB[0].addr));
 	cr_assert_eq(p2p_reach_relay_dial_started(R, T0 + 100, &PEER, 0, 50),
 		     0);
 	cr_assert_eq(drain(), 0);
@@ -1010,41 +1014,44 @@ Test(core, near_relay_dialled_first_when_not_linked, .init = setup_near,
 	cr_assert_eq(one(P2P_REACH_RELAY)->via.b[0], 0x04);
 	cr_assert_eq(p2p_reach_relay_started(R, T0 + 150, &PEER, 0, 51), 0);
 	cr_assert_eq(p2p_reach_link_up(R, T0 + 300, &PEER, &rl), 0);
-	struct p2p_reach_action *a = one(P2P_REACH_DONE);
+	a = one(P2P_REACH_DONE);
 	cr_assert_null(a->code);
 	cr_assert_eq(a->link.id, 51);
 	cr_assert_eq(a->method, P2P_REACH_M_RELAY);
 }
 
-Test(core, near_linked_neighbour_is_asked_over_our_link, .init = setup_near_seq,
-     .fini = teardown)
+Test(core, near_linked_then_dialled_after_the_punch_failed,
+     .init = setup_near_seq, .fini = teardown)
 {
-	near_relaying(false);
-	/* N1 cannot be dialled: the next neighbour, N2, is linked. */
+	near_relaying(false, 3);
+	next_relay(T0 + 200, P2P_REACH_RELAY, 0x08);
+	cr_assert_eq(p2p_reach_relay_started(R, T0 + 200, &PEER, -EBUSY, 0), 0);
+	one(P2P_REACH_RELAYS);
+	/* Then the neighbours we must dial, nearest first. */
 	next_relay(T0 + 200, P2P_REACH_RELAY_DIAL, 0x04);
 	cr_assert_eq(
 	    p2p_reach_relay_dial_started(R, T0 + 200, &PEER, -ENETUNREACH, 0),
 	    0);
 	one(P2P_REACH_RELAYS);
-	next_relay(T0 + 200, P2P_REACH_RELAY, 0x08);
+	next_relay(T0 + 200, P2P_REACH_RELAY_DIAL, 0x0c);
 }
 
 Test(core, near_refusal_moves_to_the_next, .init = setup_near, .fini = teardown)
 {
-	near_relaying(true);
+	near_relaying(true, 3);
+	/* N2 (linked) refuses: busy, or no link to the target. */
+	next_relay(T0 + 100, P2P_REACH_RELAY, 0x08);
+	cr_assert_eq(p2p_reach_relay_started(R, T0 + 100, &PEER, 0, 60), 0);
+	cr_assert_eq(
+	    p2p_reach_link_gone(R, T0 + 150, 60, "relay circuit closed", NULL),
+	    0);
+	one(P2P_REACH_RELAYS);
 	/* N1: its dial fails. */
-	next_relay(T0 + 100, P2P_REACH_RELAY_DIAL, 0x04);
-	cr_assert_eq(p2p_reach_relay_dial_started(R, T0 + 100, &PEER, 0, 50),
+	next_relay(T0 + 150, P2P_REACH_RELAY_DIAL, 0x04);
+	cr_assert_eq(p2p_reach_relay_dial_started(R, T0 + 150, &PEER, 0, 50),
 		     0);
 	cr_assert_eq(p2p_reach_link_gone(R, T0 + 900, 50, "timed out", NULL),
 		     0);
-	one(P2P_REACH_RELAYS);
-	/* N2 (linked) refuses: busy, or no link to the target. */
-	next_relay(T0 + 900, P2P_REACH_RELAY, 0x08);
-	cr_assert_eq(p2p_reach_relay_started(R, T0 + 900, &PEER, 0, 60), 0);
-	cr_assert_eq(
-	    p2p_reach_link_gone(R, T0 + 950, 60, "relay circuit closed", NULL),
-	    0);
 	one(P2P_REACH_RELAYS);
 	/* N3: dialled; its link comes up, it goes away before relaying. */
 	next_relay(T0 + 950, P2P_REACH_RELAY_DIAL, 0x0c);
@@ -1064,7 +1071,7 @@ Test(core, near_refusal_moves_to_the_next, .init = setup_near, .fini = teardown)
 	cr_assert_eq(p2p_reach_relay_started(R, T0 + 999, &PEER, -EBUSY, 0), 0);
 	/* Nobody left; the punch still runs, and its failure decides. */
 	one(P2P_REACH_RELAYS);
-	cr_assert_eq(p2p_reach_relays(R, T0 + 999, &PEER, LINKED, 3), 0);
+	cr_assert_eq(p2p_reach_relays(R, T0 + 999, &PEER, LINKED, NLINKED), 0);
 	cr_assert_eq(drain(), 0);
 	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
 	failed(one(P2P_REACH_DONE), 1, "peer_unreachable",
@@ -1076,7 +1083,7 @@ Test(core, near_dial_duplicate_with_another_link_up_asks_it, .init = setup_near,
 {
 	struct p2p_reach_link other = {.id = 80, .kind = P2P_REACH_K_DIRECT};
 
-	near_relaying(true);
+	near_relaying(true, 2);
 	next_relay(T0 + 100, P2P_REACH_RELAY_DIAL, 0x04);
 	cr_assert_eq(p2p_reach_relay_dial_started(R, T0 + 100, &PEER, 0, 50),
 		     0);
@@ -1089,7 +1096,7 @@ Test(core, near_dial_duplicate_with_another_link_up_asks_it, .init = setup_near,
 Test(core, near_lookup_is_run_when_the_attempt_had_none, .init = setup_near_seq,
      .fini = teardown)
 {
-	neighbours();
+	neighbours(2);
 	/* The table had its address: no lookup; the dial and the punch
 	 * fail. */
 	punching(T0);
@@ -1107,7 +1114,7 @@ Test(core, near_lookup_is_run_when_the_attempt_had_none, .init = setup_near_seq,
 Test(core, near_lookup_that_cannot_start_uses_our_links, .init = setup_near_seq,
      .fini = teardown)
 {
-	neighbours();
+	neighbours(2);
 	punching(T0);
 	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
 	one(P2P_REACH_LOOKUP);
@@ -1119,7 +1126,7 @@ Test(core, near_lookup_that_cannot_start_uses_our_links, .init = setup_near_seq,
 
 Test(core, without_relay_near_links_only)
 {
-	neighbours();
+	neighbours(3);
 	get(T0, 1, NULL);
 	one(P2P_REACH_LOOKUP);
 	cr_assert_eq(p2p_reach_lookup_started(R, T0, &PEER, 0, 9), 0);

@@ -115,6 +115,7 @@ def build(c, lab):
     natlab.raise_gc_thresh()
     w = World(c, lab)
     w.rng = random.Random(8)
+    w.kept = {}
     names = ["s%03d" % i for i in range(SERVERS)]
     pubs = lab.publics(names)
     q = len(pubs) // len(SERVER_DELAYS)
@@ -156,8 +157,8 @@ def nearest_servers(w, h, k):
 
 
 def disjoint_pair(w, hosts):
-    """Two of hosts (in order) whose server sets share nothing, or None."""
-    sets = {h: servers_of(w, h) for h in hosts}
+    """Two of hosts (in order) whose kept servers share nothing, or None."""
+    sets = {h: w.kept[h] for h in hosts}
     for i, a in enumerate(hosts):
         for b in hosts[i + 1:]:
             if not sets[a] & sets[b]:
@@ -165,27 +166,34 @@ def disjoint_pair(w, hosts):
     return None
 
 
+def kept_servers(w, h):
+    """The servers h keeps links to, once the links its join's lookups
+    opened have closed (idle 10 s): those nearest its ID, no others.
+    Remembered in w.kept: later lookups (a connect) open more links for a
+    while, and a relay's circuit holds one."""
+    near, nearest = nearest_servers(w, h, NEAREST), nearest_servers(w, h, MIN_SERVERS)
+
+    def kept():
+        mine = servers_of(w, h)
+        return mine if mine <= near and nearest <= mine else None
+    try:
+        w.kept[h] = wait_for(kept, 40, what="%s to keep only servers near its ID" % h)
+    finally:
+        mine = servers_of(w, h)
+        print("  %-7s nat %-21s servers %d, %d of them among the %d nearest its ID, "
+              "%d of the %d nearest" % (h, w.d[h].status()["nat"]["type"], len(mine),
+                                        len(mine & near), NEAREST, len(mine & nearest),
+                                        MIN_SERVERS))
+    return w.kept[h]
+
+
 def test_servers_and_clients(w):
     for d in w.servers[::10]:
         st = d.status()
         check_eq((st["nat"]["type"], st["dht"]["mode"]), ("none", "server"), d.name)
     for h in CLIENTS:
-        st = w.d[h].status()
-        check_eq(st["dht"]["mode"], "client", "%s dht.mode" % h)
-        near, nearest = nearest_servers(w, h, NEAREST), nearest_servers(w, h, MIN_SERVERS)
-
-        def kept():
-            """Once the links its join's lookups opened have closed (idle
-            10 s), a client holds the servers nearest its ID, no others."""
-            mine = servers_of(w, h)
-            return mine if mine <= near and nearest <= mine else None
-        try:
-            mine = wait_for(kept, 40, what="%s to keep only servers near its ID" % h)
-        finally:
-            mine = servers_of(w, h)
-            print("  %-7s nat %-21s servers %d, %d of them among the %d nearest its ID, "
-                  "%d of the %d nearest" % (h, st["nat"]["type"], len(mine), len(mine & near),
-                                            NEAREST, len(mine & nearest), MIN_SERVERS))
+        check_eq(w.d[h].status()["dht"]["mode"], "client", "%s dht.mode" % h)
+        kept_servers(w, h)
 
 
 def pipe_hash(a, b, n):
@@ -237,7 +245,7 @@ def ed_pairs(w, want):
         for i, a in enumerate(hosts):
             for b in hosts[i + 1:]:
                 if len(pairs) < want and (a, b) not in used and \
-                        not servers_of(w, a) & servers_of(w, b):
+                        not w.kept[a] & w.kept[b]:
                     pairs.append((a, b))
                     used.add((a, b))
         if len(pairs) >= want or len(hosts) >= ED_MAX:
@@ -246,6 +254,7 @@ def ed_pairs(w, want):
         print("  starting %s: too few endpoint-dependent pairs without a common server" % h)
         start_client(w, h, "random", 10, 0.0)
         settle_client(w, h)
+        kept_servers(w, h)
 
 
 def test_relayed_through_the_targets_server(w):
@@ -253,7 +262,7 @@ def test_relayed_through_the_targets_server(w):
     check(len(pairs) == 2, "endpoint-dependent pairs without a common server: %r", pairs)
     for x, y in pairs:
         a, b = w.d[x], w.d[y]
-        sx, sy = servers_of(w, x), servers_of(w, y)
+        sx, sy = w.kept[x], w.kept[y]
         check(not sx & sy, "%s and %s share servers", x, y)
         r, j, took = connect(a, b)
         print("  connect %s -> %s: exit %d %s (%.2fs) %s" % (
