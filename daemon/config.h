@@ -67,6 +67,9 @@ struct p2pd_config {
 	size_t nforwards;
 	struct p2pd_forward forwards[P2PD_MAX_FORWARDS];
 	struct p2pd_limits limits;
+	/* Ask the gateway for a mapping of the listen port (PCP, NAT-PMP);
+	 * false: not one packet to the gateway (SPEC section 9). */
+	bool port_mapping;
 	bool check_only; /* -n: check config and exit */
 	bool show_id;	 /* --show-id: print the state dir's ID, exit */
 };

@@ -406,6 +406,14 @@ static int key_control_group(const struct cfg_ctx *x, json_t *v)
 	return 0;
 }
 
+static int key_port_mapping(const struct cfg_ctx *x, json_t *v)
+{
+	if (!json_is_boolean(v))
+		return ferr(x, "\"port_mapping\" must be true or false");
+	x->c->port_mapping = json_is_true(v);
+	return 0;
+}
+
 static int apply_key(const struct cfg_ctx *x, const char *key, json_t *v)
 {
 	struct p2pd_config *c = x->c;
@@ -429,6 +437,8 @@ static int apply_key(const struct cfg_ctx *x, const char *key, json_t *v)
 		return key_forwards(x, v);
 	if (strcmp(key, "limits") == 0)
 		return key_limits(x, v);
+	if (strcmp(key, "port_mapping") == 0)
+		return key_port_mapping(x, v);
 	return ferr(x, "unknown key \"%s\"", key);
 }
 

@@ -24,6 +24,7 @@
 #include "names.h"
 #include "node.h"
 #include "ovl.h"
+#include "portmap.h"
 #include "progress.h"
 #include "punch.h"
 #include "reach.h"
@@ -113,6 +114,7 @@ static int wire_time(struct p2pd_node *n)
 	rc |= node_clock(n, reach_next, reach_expire, n);
 	rc |= node_clock(n, tunnel_next, tunnel_expire, n);
 	rc |= node_clock(n, cmd_node_next, cmd_node_expire, n);
+	rc |= node_clock(n, portmap_next, portmap_expire, n);
 	rc |= node_after(n, link_after, n);
 	rc |= node_after(n, ovl_after, n);
 	rc |= node_after(n, reach_after, n);
@@ -141,6 +143,7 @@ static int names_start(struct p2pd_node *n)
 static void free_services(struct p2pd_node *n)
 {
 	names_free(n->names);
+	portmap_free(n);
 	progress_free(n);
 	cmd_node_free(n);
 	tunnel_free(n);
@@ -179,6 +182,8 @@ static int init_services(struct p2pd_node *n, uv_loop_t *loop,
 		rc = tunnel_module_init(n);
 	if (rc == 0)
 		rc = cmd_node_init(n);
+	if (rc == 0)
+		rc = portmap_module_init(n, cfg);
 	if (rc == 0)
 		rc = names_start(n);
 	if (rc == 0 &&
@@ -292,6 +297,7 @@ int p2pd_node_start(uv_loop_t *loop, const struct p2pd_config *cfg,
 void p2pd_node_stop(struct p2pd_node *n, void (*done)(void *arg), void *arg)
 {
 	ovl_stop(n);
+	portmap_stop(n); /* the gateway's mapping deleted */
 	close_all(n, done, arg);
 }
 

@@ -135,6 +135,7 @@ struct p2pd_node {
 	struct admit *admit; /* unauthenticated inbound (admit.h) */
 	struct names *names;
 	struct progress *progress;
+	struct portmap *pmap;
 
 	/* Registries. */
 	struct {

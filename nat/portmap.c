@@ -379,6 +379,15 @@ int p2p_pmap_start(struct p2p_pmap *pm, uint64_t now,
 	return 0;
 }
 
+void p2p_pmap_reset(struct p2p_pmap *pm)
+{
+	if (pm->phase == PH_STOPPED)
+		return;
+	lose_mapping(pm);
+	pm->req = REQ_NONE;
+	pm->phase = PH_IDLE;
+}
+
 /*
  * RFC 6887 section 8.5 (and RFC 6886 section 3.6): the server's epoch
  * must advance with our clock, within 1/16 and 2 s of slack. True when it

@@ -182,6 +182,10 @@ void p2p_pmap_free(struct p2p_pmap *pm);
 int p2p_pmap_start(struct p2p_pmap *pm, uint64_t now,
 		   const struct p2p_addr *client);
 
+/* No gateway any more: the mapping is forgotten (CHANGED if there was
+ * one) and nothing is asked until the next start. */
+void p2p_pmap_reset(struct p2p_pmap *pm);
+
 /*
  * A datagram from the gateway (the caller checked its source). 0 when it
  * was used, -EPROTO and friends when malformed, -ENOENT when well-formed
