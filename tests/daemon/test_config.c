@@ -484,3 +484,18 @@ Test(config, reload_services)
 	cr_assert_eq(p2pd_config_reload_services(cfg, err, sizeof(err)), 0);
 	cr_expect_eq(cfg->nservices, 0);
 }
+
+/* SPEC section 9: port_mapping defaults to true; only a boolean goes. */
+Test(config, port_mapping)
+{
+	cr_assert_eq(load_file("{}"), 0);
+	cr_expect(cfg->port_mapping);
+	cr_assert_eq(load_file("{\"port_mapping\": false}"), 0);
+	cr_expect(!cfg->port_mapping);
+	cr_assert_eq(load_file("{\"port_mapping\": true}"), 0);
+	cr_expect(cfg->port_mapping);
+	expect_err(load_file("{\"port_mapping\": 0}"),
+		   "\"port_mapping\" must be true or false");
+	expect_err(load_file("{\"port_mapping\": \"no\"}"),
+		   "\"port_mapping\" must be true or false");
+}
