@@ -13,6 +13,7 @@
 #include "log.h"
 #include "ovl.h"
 #include "portmap.h"
+#include "portmap_upnp.h"
 
 struct pm_sock {
 	uv_udp_t udp;
@@ -28,6 +29,14 @@ struct portmap {
 	struct p2p_addr client;
 	uint64_t check_at;
 	uint64_t badlog_at; /* bad answers: one log line per interval */
+	/* UPnP-IGD, once PCP and NAT-PMP have failed (portmap_upnp.h). */
+	bool stopped;	  /* portmap_stop ran: nothing more is asked */
+	bool upnp_busy;	  /* a round is in the thread pool */
+	bool upnp_mapped; /* upnp holds the mapping below */
+	uint64_t upnp_at; /* next round (renewal or retry); MAX: none */
+	uint64_t upnp_expires;
+	struct pm_upnp_result upnp;
+	struct p2p_addr shown; /* the mapping the overlay was last told */
 };
 
 #define PORTMAP_BADLOG_MS 60000
@@ -75,12 +84,31 @@ static int default_gateway(uint8_t gw[4])
 
 static void run(struct p2pd_node *n);
 
+/* The mapping in force: PCP or NAT-PMP's, else UPnP's. */
+static void effective(const struct portmap *pm, struct p2p_pmap_status *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (pm->core)
+		p2p_pmap_status(pm->core, st);
+	if (st->protocol == P2P_PMAP_NONE && pm->upnp_mapped) {
+		st->protocol = P2P_PMAP_UPNP;
+		st->external = pm->upnp.external;
+		st->expires = pm->upnp_expires;
+	}
+}
+
+/* Tell the overlay and the log when the mapping in force changed. */
 static void apply_status(struct p2pd_node *n)
 {
 	struct p2p_pmap_status st;
 	char a[P2P_ADDR_TEXT_MAX];
 
-	p2p_pmap_status(n->pmap->core, &st);
+	if (n->stopping || n->pmap->stopped)
+		return;
+	effective(n->pmap, &st);
+	if (p2p_addr_equal(&st.external, &n->pmap->shown))
+		return;
+	n->pmap->shown = st.external;
 	if (st.protocol == P2P_PMAP_NONE) {
 		log_info("port mapping: none");
 		ovl_set_mapped(n, NULL);
@@ -93,6 +121,62 @@ static void apply_status(struct p2pd_node *n)
 	ovl_set_mapped(n, &st.external);
 }
 
+static void on_upnp(struct p2pd_node *n, const struct pm_upnp_result *r)
+{
+	struct portmap *pm = n->pmap;
+	uint64_t now = node_now(n);
+
+	pm->upnp_busy = false;
+	if (r->rc == 0) {
+		pm->upnp = *r;
+		pm->upnp_mapped = true;
+		pm->upnp_expires = now + (uint64_t)r->lease_s * 1000;
+		pm->upnp_at = now + (uint64_t)r->lease_s * 500;
+	} else {
+		if (r->rc == -EPROTO)
+			log_info(
+			    "port mapping: the UPnP gateway refused (error "
+			    "%d)",
+			    r->upnp_error);
+		else
+			log_debug("port mapping: UPnP: %s", strerror(-r->rc));
+		pm->upnp_mapped = false;
+		pm->upnp_at = now + P2P_PMAP_RETRY_MS;
+	}
+	apply_status(n);
+}
+
+/* UPnP when PCP and NAT-PMP have failed, and its renewals. */
+static void upnp_due(struct p2pd_node *n, uint64_t now)
+{
+	struct portmap *pm = n->pmap;
+	struct p2p_pmap_status st;
+	int rc;
+
+	if (pm->upnp_mapped && now >= pm->upnp_expires) {
+		pm->upnp_mapped = false;
+		apply_status(n);
+	}
+	if (pm->upnp_busy || !pm->sock || !pm_upnp_available())
+		return;
+	p2p_pmap_status(pm->core, &st);
+	if (!st.failed && !pm->upnp_mapped) {
+		pm->upnp_at = UINT64_MAX; /* PCP or NAT-PMP asking, or held */
+		return;
+	}
+	if (pm->upnp_at == UINT64_MAX)
+		pm->upnp_at = now; /* they just failed */
+	if (now < pm->upnp_at)
+		return;
+	rc = pm_upnp_map(n, node_listen_port(n, 4), on_upnp);
+	if (rc < 0) {
+		log_warnx("port mapping: UPnP: %s", strerror(-rc));
+		pm->upnp_at = now + P2P_PMAP_RETRY_MS;
+		return;
+	}
+	pm->upnp_busy = true;
+}
+
 static void run(struct p2pd_node *n)
 {
 	struct portmap *pm = n->pmap;
@@ -100,8 +184,7 @@ static void run(struct p2pd_node *n)
 
 	while (p2p_pmap_poll(pm->core, &a)) {
 		if (a.type == P2P_PMAP_CHANGED) {
-			if (!n->stopping)
-				apply_status(n);
+			apply_status(n);
 			continue;
 		}
 		if (!pm->sock || a.len == 0)
@@ -113,6 +196,8 @@ static void run(struct p2pd_node *n)
 		else if (rc < 0)
 			log_debug("port mapping: send: %s", uv_strerror(rc));
 	}
+	if (!n->stopping && !pm->stopped)
+		upnp_due(n, node_now(n));
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -220,7 +305,10 @@ static void check_route(struct p2pd_node *n, uint64_t now)
 		if (pm->sock) {
 			log_info("port mapping: no default route");
 			close_sock(n);
+			pm->upnp_mapped = false;
+			pm->upnp_at = UINT64_MAX;
 			p2p_pmap_reset(pm->core);
+			apply_status(n);
 		}
 		return;
 	}
@@ -234,6 +322,8 @@ static void check_route(struct p2pd_node *n, uint64_t now)
 			return;
 	}
 	close_sock(n);
+	pm->upnp_mapped = false; /* another gateway: its IGD is gone too */
+	pm->upnp_at = UINT64_MAX;
 	if ((rc = open_sock(n, gw, &client)) < 0) {
 		log_warnx("port mapping: socket to the gateway: %s",
 			  uv_strerror(rc));
@@ -258,6 +348,7 @@ int portmap_module_init(struct p2pd_node *n, const struct p2pd_config *cfg)
 	n->pmap = pm;
 	pm->enabled = cfg->port_mapping;
 	pm->check_at = UINT64_MAX;
+	pm->upnp_at = UINT64_MAX;
 	return 0;
 }
 
@@ -291,11 +382,15 @@ uint64_t portmap_next(void *arg)
 	struct portmap *pm = n->pmap;
 	uint64_t t;
 
-	if (!pm || !pm->enabled || n->stopping)
+	if (!pm || !pm->enabled || n->stopping || pm->stopped)
 		return UINT64_MAX;
 	if (!pm->core)
 		return 0; /* ready() at the first expire */
 	t = p2p_pmap_next(pm->core);
+	if (pm->upnp_at < t && !pm->upnp_busy)
+		t = pm->upnp_at;
+	if (pm->upnp_mapped && pm->upnp_expires < t)
+		t = pm->upnp_expires;
 	return pm->check_at < t ? pm->check_at : t;
 }
 
@@ -319,9 +414,14 @@ void portmap_stop(struct p2pd_node *n)
 
 	if (!pm)
 		return;
+	pm->stopped = true;
 	if (pm->core) {
 		p2p_pmap_stop(pm->core, node_now(n));
 		run(n); /* the delete goes out before the socket closes */
+	}
+	if (pm->upnp_mapped) {
+		pm_upnp_unmap_sync(&pm->upnp, node_listen_port(n, 4));
+		pm->upnp_mapped = false;
 	}
 	close_sock(n);
 }
@@ -340,6 +440,6 @@ void portmap_free(struct p2pd_node *n)
 void portmap_status(const struct p2pd_node *n, struct p2p_pmap_status *st)
 {
 	memset(st, 0, sizeof(*st));
-	if (n->pmap && n->pmap->core)
-		p2p_pmap_status(n->pmap->core, st);
+	if (n->pmap)
+		effective(n->pmap, st);
 }

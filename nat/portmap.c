@@ -650,6 +650,7 @@ void p2p_pmap_status(const struct p2p_pmap *pm, struct p2p_pmap_status *st)
 	}
 	st->renewals = pm->renewals;
 	st->busy = pm->phase == PH_RUN && pm->req != REQ_NONE;
+	st->failed = pm->phase == PH_FAILED;
 }
 
 const char *p2p_pmap_proto_name(enum p2p_pmap_proto p)

@@ -165,6 +165,7 @@ struct p2p_pmap_status {
 	uint64_t expires;	      /* ms, same origin as now */
 	uint32_t renewals;	      /* successful renewals so far */
 	bool busy;		      /* a request is outstanding */
+	bool failed; /* refused, or nobody answered: retried later */
 };
 
 struct p2p_pmap;

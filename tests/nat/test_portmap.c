@@ -390,6 +390,7 @@ Test(pmap, refusal_fails_without_natpmp_and_retries_later)
 	p2p_pmap_status(pm, &st);
 	cr_assert_eq(st.protocol, P2P_PMAP_NONE);
 	cr_assert(!st.busy);
+	cr_assert(st.failed);
 	cr_assert_eq(p2p_pmap_next(pm), 5 + P2P_PMAP_RETRY_MS);
 	p2p_pmap_expire(pm, 5 + P2P_PMAP_RETRY_MS);
 	drain(pm);

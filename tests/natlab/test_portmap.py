@@ -10,6 +10,7 @@ daemons on 0.0.0.0:4242:
   r-deny  miniupnpd with a deny-everything rule (it answers, refuses)
                                                                   -> h-deny
   r-rnd   no server: port 5351 is unreachable                     -> h-rnd
+  r-upnp  miniupnpd with UPnP-IGD only (5351 unreachable)         -> h-upnp
 
 Asserted, in order (each router counts the UDP packets sent to its
 port 5351 with an nft counter):
@@ -30,9 +31,15 @@ port 5351 with an nft counter):
     none, stay DHT clients of an endpoint-dependent NAT; r-deny saw h-deny's
     request (refused: no dnat rule), r-rnd saw at least 2 (PCP, then
     NAT-PMP after the port-unreachable);
-  - deletion: SIGTERM to h-map removes its dnat rule from r-map.
+  - deletion: SIGTERM to h-map removes its dnat rule from r-map;
+  - UPnP-IGD (when p2pd was built with libminiupnpc): h-upnp's PCP and
+    NAT-PMP meet a port unreachable, then SSDP finds r-upnp's IGD:
+    mapping upnp at r-upnp's WAN address, port 4242, a dnat rule to
+    h-upnp, which becomes a DHT server; its SIGTERM removes the rule.
+    Built without libminiupnpc, h-upnp shows mapping none instead.
 """
 import os
+import subprocess
 import sys
 import time
 
@@ -41,6 +48,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "natlab"))
 
+import p2ptest  # noqa: E402
 from p2ptest import check, check_eq, wait_for  # noqa: E402
 from test_natlab import LIMITS, PORT, World, run_lab  # noqa: E402
 
@@ -58,7 +66,8 @@ def build(c, lab):
                                  portmap_lifetime=LIFETIME)
     w.routers["h-deny"] = lab.nat("r-deny", "random", portmap="deny")
     w.routers["h-rnd"] = lab.nat("r-rnd", "random")
-    for h in ("h-map", "h-deny", "h-rnd"):
+    w.routers["h-upnp"] = lab.nat("r-upnp", "random", portmap="upnp")
+    for h in ("h-map", "h-deny", "h-rnd", "h-upnp"):
         lab.host(h, w.routers[h])
     s1 = w.daemon("s1", pubs[0]).start()
     s2 = w.daemon("s2", pubs[1], [s1]).start()
@@ -67,7 +76,7 @@ def build(c, lab):
     r = s1.req({"cmd": "bootstrap", "addr": s3.addr}, timeout=20)
     check(r.get("ok") is True, "s1 bootstrap through s3: %r", r)
     w.servers = [s1, s2, s3]
-    for h in ("h-deny", "h-rnd"):
+    for h in ("h-deny", "h-rnd", "h-upnp"):
         w.daemon(h, lab.nodes[h], w.servers).start()
     d = w.daemon("h-map", lab.nodes["h-map"], w.servers)
     d.config = dict(LIMITS, port_mapping=False)
@@ -172,13 +181,40 @@ def test_delete_on_sigterm(w):
              what="r-map's dnat rule to go after h-map's SIGTERM")
 
 
+def built_with_upnp():
+    out = subprocess.run(["ldd", p2ptest.P2PD], capture_output=True, text=True).stdout
+    return "libminiupnpc" in out
+
+
+def test_upnp(w):
+    d, r = w.d["h-upnp"], w.routers["h-upnp"]
+    if not built_with_upnp():
+        time.sleep(3)  # PCP, NAT-PMP unreachable: done in well under that
+        check_eq(mapping(d)["protocol"], "none", "h-upnp mapping without libminiupnpc")
+        print("  p2pd built without libminiupnpc: UPnP not tried", flush=True)
+        return
+    st = wait_for(lambda: (lambda x: x if x["protocol"] != "none" else None)(mapping(d)),
+                  20, what="h-upnp's UPnP mapping")
+    check_eq(st["protocol"], "upnp", "protocol")
+    check_eq(st["external"], "%s:%d" % (r.public_ip, PORT), "mapped address")
+    check(w.lab.portmap_packets(r) >= 2, "h-upnp asked PCP and NAT-PMP first")
+    rules = w.lab.portmap_rules(r)
+    check(any("%s:%d" % (d.node.ip, PORT) in x for x in rules),
+          "r-upnp's dnat rules %r lack h-upnp", rules)
+    wait_for(lambda: d.status()["dht"]["mode"] == "server", 30,
+             what="h-upnp to become a DHT server")
+    check_eq(d.stop(), 0, "h-upnp exit code")
+    wait_for(lambda: w.lab.portmap_rules(r) == [], 5,
+             what="r-upnp's dnat rule to go after h-upnp's SIGTERM")
+
+
 TESTS = [test_off_sends_nothing_and_pair_is_relayed, test_mapping_makes_it_a_server,
          test_relayed_pair_becomes_direct, test_renewal, test_refusal_and_no_server,
-         test_delete_on_sigterm]
+         test_delete_on_sigterm, test_upnp]
 
 
 def main():
-    run_lab("p2pmap-", build, TESTS, stopped=("h-map",))
+    run_lab("p2pmap-", build, TESTS, stopped=("h-map", "h-upnp"))
 
 
 if __name__ == "__main__":

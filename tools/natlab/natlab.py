@@ -31,9 +31,10 @@ or "drop" (silently dropped: the dialler times out).
 
 Port mapping (portmap= on nat()): "miniupnpd" runs Debian's miniupnpd
 (nftables flavour; NAT-PMP and PCP on, UPnP off) in the router's
-namespace, allowing its LAN's ports 1024-65535; "deny" runs it with a deny
-rule for everything (it answers, and refuses); None runs nothing (port
-5351 unreachable). Every router counts the UDP packets sent to its port
+namespace, allowing its LAN's ports 1024-65535; "upnp" the same with
+UPnP-IGD on and NAT-PMP/PCP off (port 5351 unreachable); "deny" runs it with
+a deny rule for everything (it answers PCP and NAT-PMP, and refuses); None
+runs nothing (port 5351 unreachable). Every router counts the UDP packets sent to its port
 5351 (lab.portmap_packets(r)). miniupnpd refuses to map while its WAN
 address is private or reserved, and every documentation range is, so such a
 router's WAN comes from PORTMAP_WAN_NET instead of 198.19/16.
@@ -103,7 +104,8 @@ GC_THRESH = (8192, 32768, 65536)
 # inside the lab's namespaces (inet routes it between them, nothing routes
 # it out of them), so nobody's real addresses are reached.
 PORTMAP_WAN_NET = "100.128"
-PORTMAPS = (None, "miniupnpd", "deny")
+PORTMAPS = (None, "miniupnpd", "deny", "upnp")
+SSDP_PORT = 1900
 PMAP_PORT = 5351
 CLONE_NEWNET = 0x40000000
 
@@ -539,8 +541,10 @@ table inet miniupnpd {
         d = self._logdir()
         rule = ("deny 0-65535 0.0.0.0/0 0-65535" if r.portmap == "deny"
                 else "allow 1024-65535 %s.0/24 1024-65535" % r.lan_net)
+        upnp = r.portmap == "upnp"
         conf = ["ext_ifname=wan0", "listening_ip=lan", "http_port=0",
-                "enable_natpmp=yes", "enable_upnp=no", "secure_mode=yes",
+                "enable_natpmp=%s" % ("no" if upnp else "yes"),
+                "enable_upnp=%s" % ("yes" if upnp else "no"), "secure_mode=yes",
                 "system_uptime=yes", "upnp_table_name=miniupnpd",
                 "upnp_nat_table_name=miniupnpd",
                 "lease_file=%s/upnp-%s.leases" % (d, r.name),
@@ -557,10 +561,11 @@ table inet miniupnpd {
                                  os.path.join(d, "upnp-%s.pid" % r.name)],
                              stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        # Ready when its PCP/NAT-PMP socket is bound.
+        # Ready when its PCP/NAT-PMP (or SSDP) socket is bound.
+        port = SSDP_PORT if upnp else PMAP_PORT
         deadline = time.time() + READY_TIMEOUT
         while time.time() < deadline:
-            out = r.run("ss", "-Hulnp", "sport = :%d" % PMAP_PORT, check=False).stdout
+            out = r.run("ss", "-Hulnp", "sport = :%d" % port, check=False).stdout
             if "miniupnpd" in (out or ""):
                 return
             if r.upnpd.poll() is not None:
