@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!pm)
 		return 0;
 	FUZZ_CHECK(p2p_pmap_start(pm, now, &client) == 0);
-	while (fuzz_next_chunk(&r, &p, &n) == 0) {
+	while (fuzz_next_chunk(&r, &p, &n)) {
 		int rc;
 		check_decoders(p, n);
 		rc = p2p_pmap_input(pm, now, p, n);
