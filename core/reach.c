@@ -5,6 +5,10 @@
  *   LOOKUP --addr--> DIAL --gone--> PUNCH --failed--> RELAY --gone--> RELAY
  *      \--no addr-----------------/                     (next, up to 8)
  *
+ * Relays (relay_near): the lookup's nearest servers to the peer, in
+ * order, each asked over our link to it or dialled first (RELAY_DIAL),
+ * then the nodes we hold links to; a->near keeps the former.
+ *
  * A link to the peer coming up ends the attempt in any state. Requests
  * (LOOKUP, DIAL, PUNCH, RELAYS, RELAY) are bits in a->req until polled,
  * then in a->wait until answered; completions wait in each waiter, queued
@@ -57,7 +61,14 @@ struct attempt {
 	char why[P2P_REACH_WHY_MAX];	 /* why we relay */
 	unsigned ntried;
 	struct p2p_peerid tried[P2P_REACH_RELAY_TRIES];
-	struct waiter *wh, *wt; /* waiters, first come first */
+	/* relay_near: the servers nearest the peer, from its lookup */
+	struct p2p_contact near[P2P_REACH_NEAR_MAX];
+	unsigned nnear;
+	bool looked;	  /* a lookup of the peer has answered */
+	bool near_lookup; /* a lookup runs only to find near servers */
+	uint32_t rdial;	  /* RELAY_DIAL: the dial of a relay candidate */
+	struct p2p_addr via_addr; /* RELAY_DIAL: where via is dialled */
+	struct waiter *wh, *wt;	  /* waiters, first come first */
 };
 
 struct p2p_reach {
@@ -233,22 +244,45 @@ static void relays_exhausted(struct p2p_reach *r, struct attempt *a)
 	finish(r, a, NULL, "peer_unreachable", msg);
 }
 
-/* Ask the next relay: first, which nodes could. */
+/* Ask the next relay: first, which nodes could. With relay_near and no
+ * lookup of the peer yet (its address was in the table), one is run: its
+ * nearest servers are the ones the peer links to. */
 static void relay_next(struct p2p_reach *r, struct attempt *a)
 {
 	a->link = 0;
-	if (a->ntried < P2P_REACH_RELAY_TRIES)
-		want(a, P2P_REACH_RELAYS);
-	else
+	a->rdial = 0;
+	if (a->ntried >= P2P_REACH_RELAY_TRIES) {
 		relays_exhausted(r, a);
+	} else if (r->cfg.relay_near && !a->looked && a->state != S_LOOKUP) {
+		a->looked = true; /* once, whatever it answers */
+		a->near_lookup = true;
+		want(a, P2P_REACH_LOOKUP);
+	} else {
+		want(a, P2P_REACH_RELAYS);
+	}
 }
 
 /* A relay asked, its answer, or its link, is still to come. */
 static bool relay_busy(const struct attempt *a)
 {
 	return ((a->req | a->wait) &
-		(REQ(P2P_REACH_RELAYS) | REQ(P2P_REACH_RELAY))) ||
-	       a->link != 0;
+		(REQ(P2P_REACH_RELAYS) | REQ(P2P_REACH_RELAY) |
+		 REQ(P2P_REACH_RELAY_DIAL))) ||
+	       a->link != 0 || a->rdial != 0 || a->near_lookup;
+}
+
+/* The lookup's servers nearest the peer (nearest first), kept for
+ * choosing relays; neither us nor the peer, and only with an address. */
+static void keep_near(struct p2p_reach *r, struct attempt *a,
+		      const struct p2p_contact *c, size_t n)
+{
+	a->looked = true;
+	a->nnear = 0;
+	for (size_t i = 0; i < n && a->nnear < P2P_REACH_NEAR_MAX; i++)
+		if (c[i].addr.family != 0 &&
+		    !p2p_peerid_equal(&c[i].id, &a->peer) &&
+		    !p2p_peerid_equal(&c[i].id, &r->cfg.self))
+			a->near[a->nnear++] = c[i];
 }
 
 /* No direct link, why says why: relay (a new deadline for it). */
@@ -421,6 +455,11 @@ int p2p_reach_lookup_started(struct p2p_reach *r, uint64_t now,
 
 	if (!a)
 		return err;
+	if (rc < 0 && a->near_lookup) {
+		a->near_lookup = false; /* then our own links only */
+		want(a, P2P_REACH_RELAYS);
+		return 0;
+	}
 	if (rc < 0) {
 		finish(r, a, NULL, rc == -EBUSY ? "busy" : "internal",
 		       "lookup failed to start");
@@ -438,7 +477,7 @@ int p2p_reach_lookup_done(struct p2p_reach *r, uint64_t now, uint64_t lookup_id,
 	char msg[P2P_REACH_TEXT_MAX];
 
 	for (a = r->attempts; a; a = a->next)
-		if (a->state == S_LOOKUP &&
+		if ((a->state == S_LOOKUP || a->near_lookup) &&
 		    !(a->wait & REQ(P2P_REACH_LOOKUP)) &&
 		    !(a->req & REQ(P2P_REACH_LOOKUP)) &&
 		    a->lookup_id == lookup_id)
@@ -448,6 +487,12 @@ int p2p_reach_lookup_done(struct p2p_reach *r, uint64_t now, uint64_t lookup_id,
 	/* A link may have come up meanwhile (the peer dialled us). */
 	if (up) {
 		finish(r, a, up, NULL, NULL);
+		return 0;
+	}
+	keep_near(r, a, contacts, ncontacts);
+	if (a->near_lookup) {
+		a->near_lookup = false;
+		want(a, P2P_REACH_RELAYS);
 		return 0;
 	}
 	for (size_t i = 0; i < ncontacts; i++) {
@@ -544,6 +589,29 @@ static bool nearer(const struct p2p_peerid *a, const struct p2p_peerid *b,
 	return p2p_peerid_cmp_dist(t, a, b) < 0;
 }
 
+static bool listed(const struct p2p_peerid *ids, size_t n,
+		   const struct p2p_peerid *id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p2p_peerid_equal(&ids[i], id))
+			return true;
+	return false;
+}
+
+/* Ask via next: over our link to it, or dial it first. */
+static void ask(struct attempt *a, const struct p2p_peerid *via,
+		const struct p2p_addr *dial_at)
+{
+	a->tried[a->ntried++] = *via;
+	a->via = *via;
+	if (dial_at) {
+		a->via_addr = *dial_at;
+		want(a, P2P_REACH_RELAY_DIAL);
+	} else {
+		want(a, P2P_REACH_RELAY);
+	}
+}
+
 int p2p_reach_relays(struct p2p_reach *r, uint64_t now,
 		     const struct p2p_peerid *peer,
 		     const struct p2p_peerid *ids, size_t n)
@@ -554,8 +622,21 @@ int p2p_reach_relays(struct p2p_reach *r, uint64_t now,
 
 	if (!a)
 		return err;
-	/* A client keeps its links to the servers nearest its ID, so those
-	 * are the likeliest to reach it. */
+	/* The peer's nearest servers first: they hold its links. One we hold
+	 * a link to before one we would have to dial (any of them will do:
+	 * the peer links to many more than P2P_REACH_NEAR_MAX). */
+	for (int pass = 0; r->cfg.relay_near && pass < 2; pass++) {
+		for (unsigned i = 0; i < a->nnear; i++) {
+			const struct p2p_contact *c = &a->near[i];
+			bool linked = listed(ids, n, &c->id);
+			if (tried(a, &c->id) || linked != (pass == 0))
+				continue;
+			ask(a, &c->id, linked ? NULL : &c->addr);
+			return 0;
+		}
+	}
+	/* Then our own links: a client keeps its links to the servers
+	 * nearest its ID, so those are the likeliest to reach it. */
 	for (size_t i = 0; i < n; i++) {
 		if (p2p_peerid_equal(&ids[i], &a->peer) ||
 		    p2p_peerid_equal(&ids[i], &r->cfg.self) ||
@@ -568,9 +649,7 @@ int p2p_reach_relays(struct p2p_reach *r, uint64_t now,
 		relays_exhausted(r, a);
 		return 0;
 	}
-	a->tried[a->ntried++] = *best;
-	a->via = *best;
-	want(a, P2P_REACH_RELAY);
+	ask(a, best, NULL);
 	return 0;
 }
 
@@ -590,14 +669,51 @@ int p2p_reach_relay_started(struct p2p_reach *r, uint64_t now,
 	return 0;
 }
 
+int p2p_reach_relay_dial_started(struct p2p_reach *r, uint64_t now,
+				 const struct p2p_peerid *peer, int rc,
+				 uint32_t link_id)
+{
+	int err;
+	struct attempt *a = answering(r, peer, P2P_REACH_RELAY_DIAL, &err);
+
+	if (!a)
+		return err;
+	if (rc < 0 || link_id == 0)
+		relay_next(r, a);
+	else
+		a->rdial = link_id;
+	return 0;
+}
+
+/* The relay candidate's dial came up (or another link to it is up): ask
+ * it now. Returns whether link_id was such a dial. */
+static bool relay_dialled(struct p2p_reach *r, uint32_t link_id,
+			  const struct p2p_reach_link *other)
+{
+	bool any = false;
+
+	for (struct attempt *a = r->attempts; a; a = a->next) {
+		if (link_id == 0 || a->rdial != link_id)
+			continue;
+		any = true;
+		a->rdial = 0;
+		if (other)
+			want(a, P2P_REACH_RELAY);
+		else
+			relay_next(r, a); /* could not dial it: the next */
+	}
+	return any;
+}
+
 int p2p_reach_link_up(struct p2p_reach *r, uint64_t now,
 		      const struct p2p_peerid *peer,
 		      const struct p2p_reach_link *l)
 {
+	bool dialled = l && relay_dialled(r, l->id, l);
 	struct attempt *a = find(r, peer);
 
 	if (!a)
-		return -ENOENT;
+		return dialled ? 0 : -ENOENT;
 	if (l->kind == P2P_REACH_K_RELAYED && a->state == S_PUNCH &&
 	    now < a->grace_at) {
 		a->held = *l; /* the punch may still win */
@@ -615,6 +731,9 @@ int p2p_reach_link_gone(struct p2p_reach *r, uint64_t now, uint32_t link_id,
 
 	if (link_id == 0)
 		return -ENOENT;
+	/* A relay candidate's dial: up is then a link to the candidate. */
+	if (relay_dialled(r, link_id, up && up->id != link_id ? up : NULL))
+		return 0;
 	for (a = r->attempts; a; a = a->next)
 		if (a->link == link_id)
 			break;
@@ -710,14 +829,15 @@ static bool poll_request(struct p2p_reach *r, struct p2p_reach_action *out)
 {
 	for (struct attempt *a = r->attempts; a; a = a->next) {
 		for (unsigned t = P2P_REACH_LOOKUP;
-		     a->req && t <= P2P_REACH_RELAY; t++) {
+		     a->req && t <= P2P_REACH_RELAY_DIAL; t++) {
 			if (!(a->req & REQ(t)))
 				continue;
 			a->req &= ~REQ(t);
 			a->wait |= REQ(t);
 			out->type = (enum p2p_reach_action_type)t;
 			out->peer = a->peer;
-			out->addr = a->addr;
+			out->addr =
+			    t == P2P_REACH_RELAY_DIAL ? a->via_addr : a->addr;
 			out->via = a->via;
 			if (t == P2P_REACH_PUNCH)
 				copy(out->text, sizeof(out->text), a->context);

@@ -5,10 +5,15 @@
  * A link already up is used at once. Else the peer's address (from the
  * routing table, else an overlay lookup) is dialled; a peer that cannot
  * be dialled (a client behind NAT, or the dial failed) is hole punched;
- * when that cannot start or fails, the link is relayed through a node we
- * hold a direct link to, nearest the peer first (XOR metric), asking up to
- * P2P_REACH_RELAY_TRIES of them in turn. Only when no relay reaches the
- * peer is it unreachable, and the message says why at every step.
+ * when that cannot start or fails, the link is relayed, asking up to
+ * P2P_REACH_RELAY_TRIES relays in turn. With relay_near, the first asked
+ * are the servers nearest the peer's ID that a lookup of it returned (a
+ * NATed client keeps its links to the servers nearest its own ID, so those
+ * are the ones that hold a link to it; dialled first if we hold no link to
+ * one); then the nodes we hold direct links to, nearest the peer first
+ * (XOR metric). A relay that refuses or goes away is replaced by the next.
+ * Only when no relay reaches the peer is it unreachable, and the message
+ * says why at every step.
  *
  * Every waiter for one peer (a tunnel, a connect request: an opaque
  * uint64_t token chosen by the caller) shares that peer's one attempt.
@@ -21,7 +26,8 @@
  *  - a completion (P2P_REACH_DONE) only ever comes out of poll, never
  *    inside a call, not even for a link already up: the caller's object
  *    is never re-entered;
- *  - LOOKUP, DIAL, PUNCH, RELAYS and RELAY are requests: answer each with
+ *  - LOOKUP, DIAL, PUNCH, RELAYS, RELAY and RELAY_DIAL are requests:
+ *    answer each with
  *    its *_started (or p2p_reach_relays) call, best at once from inside the
  *    poll loop (answering from inside the loop is allowed; an answer only
  *    queues more actions). An answer for an attempt that has been
@@ -50,7 +56,11 @@
 #define P2P_REACH_ATTEMPTS_MAX 1024 /* peers being reached at once */
 #define P2P_REACH_WAITERS_MAX 2048  /* waiters, undelivered results too */
 #define P2P_REACH_RELAY_TRIES 8	    /* relays asked in turn */
-#define P2P_REACH_TIMEOUT_MS 20000  /* lookup + dial; again for relaying */
+/* With relay_near: the servers nearest the peer from its lookup asked
+ * first, at most this many (a client links to the P2P_K nearest its ID, so
+ * the first few hold its links; the rest of the tries go to our links). */
+#define P2P_REACH_NEAR_MAX 5
+#define P2P_REACH_TIMEOUT_MS 20000 /* lookup + dial; again for relaying */
 /* Punching: signalling, the schedule, the handshake. */
 #define P2P_REACH_PUNCH_MS (P2P_PUNCH_SIGNAL_MS + P2P_PUNCH_TOTAL_MS + 5000)
 /* Why there is no direct link, kept while relaying: short enough that the
@@ -91,11 +101,18 @@ enum p2p_reach_action_type {
 	 * answer p2p_reach_punch_started, then link_up or punch_failed. */
 	P2P_REACH_PUNCH,
 	/* peer: which nodes could relay? Answer p2p_reach_relays with the IDs
-	 * of the nodes we hold direct (not relayed) links to. */
+	 * of the nodes we hold direct (not relayed) links to. With
+	 * relay_near, a LOOKUP of peer may come first when the attempt ran
+	 * none (its result names the servers nearest peer). */
 	P2P_REACH_RELAYS,
 	/* peer, via: ask via to relay a link to peer; answer
 	 * p2p_reach_relay_started, then link_up or link_gone. */
 	P2P_REACH_RELAY,
+	/* peer, via, addr: via (a server nearest peer, a relay candidate we
+	 * hold no link to) is to be dialled at addr; answer
+	 * p2p_reach_relay_dial_started with the dial's link ID, then
+	 * link_up (its peer is via) or link_gone. RELAY via it follows. */
+	P2P_REACH_RELAY_DIAL,
 	/* peer, token: the end for that waiter. Success: code NULL, link,
 	 * method. Failure: link.id 0, code ("peer_unreachable", "timeout",
 	 * "busy", "internal") and text, the message for the user. */
@@ -105,8 +122,8 @@ enum p2p_reach_action_type {
 struct p2p_reach_action {
 	enum p2p_reach_action_type type;
 	struct p2p_peerid peer;
-	struct p2p_addr addr;	      /* DIAL */
-	struct p2p_peerid via;	      /* RELAY */
+	struct p2p_addr addr;	      /* DIAL, RELAY_DIAL */
+	struct p2p_peerid via;	      /* RELAY, RELAY_DIAL */
 	uint64_t token;		      /* DONE */
 	struct p2p_reach_link link;   /* DONE: id 0 on failure */
 	enum p2p_reach_method method; /* DONE */
@@ -136,6 +153,14 @@ struct p2p_reach_config {
 	 * link. 0: the first link up wins.
 	 */
 	uint32_t punch_grace_ms;
+	/*
+	 * Issue 8: relays chosen on purpose. The servers nearest the peer
+	 * that its lookup returned (a lookup is run for it if the attempt
+	 * had none) are asked first, up to P2P_REACH_NEAR_MAX, dialled first
+	 * when we hold no link to one (RELAY_DIAL); then our own links.
+	 * false: only the nodes we hold links to (nearest the peer first).
+	 */
+	bool relay_near;
 };
 
 struct p2p_reach;
@@ -200,7 +225,9 @@ int p2p_reach_punch_unlikely(struct p2p_reach *r, uint64_t now,
 			     const struct p2p_peerid *peer);
 
 /* Answer to RELAYS: ids[0..n) of the nodes we hold direct links to (the
- * peer itself and nodes already asked are skipped here). */
+ * peer itself and nodes already asked are skipped here). With relay_near
+ * the peer's nearest servers from its lookup go first: those in ids are
+ * asked (RELAY) before those not in ids are dialled (RELAY_DIAL). */
 int p2p_reach_relays(struct p2p_reach *r, uint64_t now,
 		     const struct p2p_peerid *peer,
 		     const struct p2p_peerid *ids, size_t n);
@@ -208,13 +235,20 @@ int p2p_reach_relays(struct p2p_reach *r, uint64_t now,
 int p2p_reach_relay_started(struct p2p_reach *r, uint64_t now,
 			    const struct p2p_peerid *peer, int rc,
 			    uint32_t link_id);
+/* Answer to RELAY_DIAL: rc 0 and the dial's link ID (its link_up names
+ * the relay candidate, not peer), or rc < 0: the next candidate. */
+int p2p_reach_relay_dial_started(struct p2p_reach *r, uint64_t now,
+				 const struct p2p_peerid *peer, int rc,
+				 uint32_t link_id);
 
-/* A link to peer came up (its first HELLO), whatever made it. */
+/* A link to peer came up (its first HELLO), whatever made it; also the
+ * end of a RELAY_DIAL (peer is then the relay candidate). */
 int p2p_reach_link_up(struct p2p_reach *r, uint64_t now,
 		      const struct p2p_peerid *peer,
 		      const struct p2p_reach_link *l);
 /* Link link_id went away (why: the user's text); up: another link to the
- * same peer that is up (NULL: none). -ENOENT: no attempt waited on it. */
+ * same peer that is up (NULL: none; for a RELAY_DIAL's link, a link to the
+ * relay candidate). -ENOENT: no attempt waited on it. */
 int p2p_reach_link_gone(struct p2p_reach *r, uint64_t now, uint32_t link_id,
 			const char *why, const struct p2p_reach_link *up);
 

@@ -17,6 +17,7 @@
 #include "nodeutil.h"
 #include "ovl.h"
 #include "proto/rping.h"
+#include "portmap.h"
 #include "relay.h"
 #include "resolve.h"
 #include "tunnel.h"
@@ -411,6 +412,22 @@ static void on_lookup(void *arg, const struct p2p_ov_action *a)
 
 /* ---- commands ---- */
 
+/* status.nat.mapping (SPEC section 9): the gateway's port mapping. */
+static json_t *mapping_json(struct p2pd_node *n)
+{
+	struct p2p_pmap_status st;
+	uint64_t now = node_now(n);
+
+	portmap_status(n, &st);
+	if (st.protocol == P2P_PMAP_NONE)
+		return json_pack("{s:s, s:n, s:I}", "protocol", "none",
+				 "external", "expires_s", (json_int_t)0);
+	return json_pack(
+	    "{s:s, s:o, s:I}", "protocol", p2p_pmap_proto_name(st.protocol),
+	    "external", addr_json(&st.external), "expires_s",
+	    (json_int_t)(st.expires > now ? (st.expires - now) / 1000 : 0));
+}
+
 static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
 {
 	struct p2pd_node *n = ctx;
@@ -458,6 +475,9 @@ static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
 			      (json_int_t)rs.closed_hs, "closed_idle",
 			      (json_int_t)rs.closed_idle, "closed_budget",
 			      (json_int_t)rs.closed_budget));
+	if (o)
+		json_object_set_new(json_object_get(o, "nat"), "mapping",
+				    mapping_json(n));
 	/* Alone: say so, and what to do (issue 12 item 1). */
 	if (o && link_count_up(n) == 0)
 		json_object_set_new(

@@ -118,6 +118,7 @@ static int set_defaults(struct p2pd_config *c, char *err, size_t errlen)
 	c->limits.keepalive_ms = DEFAULT_KEEPALIVE_MS;
 	c->limits.idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS;
 	c->limits.ctl_idle_timeout_ms = CTL_IDLE_TIMEOUT_MS;
+	c->port_mapping = true;
 	strcpy(c->control_group, CTL_GROUP_DEFAULT);
 	c->lan_discovery = true;
 

@@ -69,6 +69,9 @@ struct p2pd_config {
 	struct p2pd_limits limits;
 	/* multicast beacons on the LAN (SPEC 9); false: no socket at all */
 	bool lan_discovery;
+	/* Ask the gateway for a mapping of the listen port (PCP, NAT-PMP);
+	 * false: not one packet to the gateway (SPEC section 9). */
+	bool port_mapping;
 	bool check_only; /* -n: check config and exit */
 	bool show_id;	 /* --show-id: print the state dir's ID, exit */
 };

@@ -25,6 +25,7 @@
 #include "names.h"
 #include "node.h"
 #include "ovl.h"
+#include "portmap.h"
 #include "progress.h"
 #include "punch.h"
 #include "reach.h"
@@ -126,6 +127,7 @@ static int wire_time(struct p2pd_node *n)
 	rc |= node_clock(n, tunnel_next, tunnel_expire, n);
 	rc |= node_clock(n, cmd_node_next, cmd_node_expire, n);
 	rc |= node_clock(n, lan_next, lan_expire, n);
+	rc |= node_clock(n, portmap_next, portmap_expire, n);
 	rc |= node_after(n, link_after, n);
 	rc |= node_after(n, ovl_after, n);
 	rc |= node_after(n, reach_after, n);
@@ -157,6 +159,7 @@ static void free_services(struct p2pd_node *n)
 {
 	names_free(n->names);
 	lan_free(n);
+	portmap_free(n);
 	progress_free(n);
 	cmd_node_free(n);
 	tunnel_free(n);
@@ -195,6 +198,8 @@ static int init_services(struct p2pd_node *n, uv_loop_t *loop,
 		rc = tunnel_module_init(n);
 	if (rc == 0)
 		rc = cmd_node_init(n);
+	if (rc == 0)
+		rc = portmap_module_init(n, cfg);
 	if (rc == 0)
 		rc = names_start(n);
 	if (rc == 0 &&
@@ -313,6 +318,7 @@ int p2pd_node_start(uv_loop_t *loop, const struct p2pd_config *cfg,
 void p2pd_node_stop(struct p2pd_node *n, void (*done)(void *arg), void *arg)
 {
 	ovl_stop(n);
+	portmap_stop(n); /* the gateway's mapping deleted */
 	close_all(n, done, arg);
 }
 

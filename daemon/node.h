@@ -137,6 +137,7 @@ struct p2pd_node {
 	struct names *names;
 	struct progress *progress;
 	struct lan *lan;
+	struct portmap *pmap;
 
 	/* Registries. */
 	struct {

@@ -43,7 +43,8 @@ struct ovl {
 	bool bootstrapped; /* p2p_overlay_bootstrap called */
 	uint64_t dialback_window, dialback_count;
 	uint64_t verify_window, verify_count; /* OVL_VERIFY_PER_S */
-	uint64_t db_nonce; /* sent in our DIALBACK asks (0: none) */
+	uint64_t db_nonce;	/* sent in our DIALBACK asks (0: none) */
+	struct p2p_addr mapped; /* the gateway's mapping of our listen port */
 	size_t nboot;
 	struct p2p_addr boot[P2PD_MAX_BOOTSTRAP]; /* -b addresses */
 	size_t nboot_names;			  /* -b host names */
@@ -289,9 +290,14 @@ void ovl_fill_hello(void *arg, const struct link *l, struct p2p_msg *m)
 
 	m->u.hello.flags = n->ovl->server ? P2P_HELLO_SERVER : 0;
 	m->u.hello.observed = *link_remote(l);
+	/* A port mapping first: a peer that sees us come from its IP takes
+	 * it as our address (node_hello_dial_addr) and dials its port. */
+	if (n->ovl->mapped.family)
+		m->u.hello.addrs[m->u.hello.naddrs++] = n->ovl->mapped;
 	/* Wildcard listeners go out as they are (unspecified IP and the
 	 * port); the receiver puts in the IP it sees us at. */
-	for (size_t i = 0; i < n->nlisten && i < P2P_MAX_ADDRS; i++)
+	for (size_t i = 0; i < n->nlisten && m->u.hello.naddrs < P2P_MAX_ADDRS;
+	     i++)
 		m->u.hello.addrs[m->u.hello.naddrs++] = n->listeners[i].addr;
 }
 
@@ -348,6 +354,9 @@ static void ask_dialback(struct p2pd_node *n, struct link *l,
 	port = node_listen_port(n, observed->family);
 	if (port == 0)
 		return;
+	/* Behind a mapping the gateway forwards its port, not ours. */
+	if (o->mapped.family == observed->family)
+		port = o->mapped.port;
 	if (!o->db_nonce)
 		randombytes_buf(&o->db_nonce, sizeof(o->db_nonce));
 	/* Jittered: requests dropped in one burst must not all come back
@@ -359,6 +368,33 @@ static void ask_dialback(struct p2pd_node *n, struct link *l,
 	m.u.dialback.addr = *observed;
 	m.u.dialback.addr.port = port;
 	link_send_msg(l, &m);
+}
+
+void ovl_set_mapped(struct p2pd_node *n, const struct p2p_addr *ext)
+{
+	struct ovl *o = n->ovl;
+	struct p2p_msg m;
+
+	if (ext ? p2p_addr_equal(&o->mapped, ext) : !o->mapped.family)
+		return;
+	if (ext)
+		o->mapped = *ext;
+	else
+		memset(&o->mapped, 0, sizeof(o->mapped));
+	if (!ext || o->server)
+		return;
+	/* A new way in: every server link may be asked to dial it, as if
+	 * for the first time, and peers learn the address from HELLO. */
+	for (struct link *l = link_first(n); l; l = link_next_of(l)) {
+		struct ovl_link *r = rec(n, link_id(l), false);
+		if (!link_is_up(l) || link_purpose(l) != LP_OVERLAY)
+			continue;
+		if (r)
+			r->asks = 0;
+		node_fill_hello(n, l, &m);
+		link_send_msg(l, &m);
+		ask_dialback(n, l, link_observed(l));
+	}
 }
 
 static bool reask_due(const struct ovl_link *r)

@@ -68,6 +68,13 @@ bool ovl_table_addr(struct p2pd_node *n, const struct p2p_peerid *peer,
 		    struct p2p_addr *out);
 /* Read access for status and hole punching. */
 const struct p2p_nat *ovl_nat(const struct p2pd_node *n);
+
+/*
+ * The gateway mapped our listen port to ext (NULL: no mapping any more).
+ * It goes first in our HELLO addresses and is what we ask peers to dial
+ * back; a new one re-asks every server link (portmap.c calls this).
+ */
+void ovl_set_mapped(struct p2pd_node *n, const struct p2p_addr *ext);
 const struct p2p_overlay *ovl_overlay(const struct p2pd_node *n);
 
 #endif

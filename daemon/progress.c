@@ -86,6 +86,13 @@ void progress_reach_step(struct p2pd_node *n, const struct p2p_reach_action *a)
 		stage = "relay";
 		snprintf(d, sizeof(d), "relaying via %s", who(n, &a->via, id));
 		break;
+	case P2P_REACH_RELAY_DIAL:
+		/* A server nearest the peer (it holds the peer's links). */
+		stage = "relay";
+		p2p_addr_format(&a->addr, addr, sizeof(addr));
+		snprintf(d, sizeof(d), "dialling %s at %s to relay",
+			 who(n, &a->via, id), addr);
+		break;
 	default:
 		return;
 	}

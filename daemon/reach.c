@@ -28,7 +28,8 @@ int reach_module_init(struct p2pd_node *n)
 	struct p2p_reach_config cfg = {.self = n->ident.id,
 				       .relay_with_punch = true,
 				       .punch_grace_ms =
-					   P2P_REACH_PUNCH_GRACE_MS};
+					   P2P_REACH_PUNCH_GRACE_MS,
+				       .relay_near = true};
 
 	n->reach = calloc(1, sizeof(*n->reach));
 	if (!n->reach)
@@ -170,10 +171,43 @@ static void ask_relay(struct p2pd_node *n, const struct p2p_reach_action *a)
 	struct link *via = link_find_up(n, &a->via, LINK_KINDS_TCP), *rl = NULL;
 	int rc = via ? relay_open(n, via, &a->peer, &rl) : -ENOTCONN;
 
-	if (rc == 0)
-		log_debug("tunnel: asking a relay");
+	if (rc == 0) {
+		char v[P2P_ID_TEXT_LEN + 1], p[P2P_ID_TEXT_LEN + 1];
+		p2p_peerid_to_text(&a->via, v);
+		p2p_peerid_to_text(&a->peer, p);
+		log_debug("reach: asking %s to relay to %s", v, p);
+	}
 	p2p_reach_relay_started(n->reach->core, node_now(n), &a->peer, rc,
 				rc == 0 ? link_id(rl) : 0);
+}
+
+/* A relay candidate (a server nearest the peer) we hold no link to: dial
+ * it; RELAY via it follows once its link is up. A link that came up
+ * since the core asked is used at once. */
+static void relay_dial(struct p2pd_node *n, const struct p2p_reach_action *a)
+{
+	struct link *l = link_find_up(n, &a->via, LINK_KINDS_TCP);
+	struct p2p_reach_link rl;
+	int err = 0;
+
+	if (l) {
+		rl = rlink(l);
+		p2p_reach_relay_dial_started(n->reach->core, node_now(n),
+					     &a->peer, 0, rl.id);
+		p2p_reach_link_up(n->reach->core, node_now(n), &a->via, &rl);
+		return;
+	}
+	l = link_dial(n, &a->addr, &a->via, LP_OVERLAY, &err);
+	if (l) {
+		char v[P2P_ID_TEXT_LEN + 1], p[P2P_ID_TEXT_LEN + 1];
+		char at[P2P_ADDR_TEXT_MAX];
+		p2p_peerid_to_text(&a->via, v);
+		p2p_peerid_to_text(&a->peer, p);
+		p2p_addr_format(&a->addr, at, sizeof(at));
+		log_debug("reach: dialling %s at %s to relay to %s", v, at, p);
+	}
+	p2p_reach_relay_dial_started(n->reach->core, node_now(n), &a->peer,
+				     l ? 0 : err, l ? link_id(l) : 0);
 }
 
 static void dial(struct p2pd_node *n, const struct p2p_reach_action *a)
@@ -236,6 +270,9 @@ static void carry_out(struct p2pd_node *n, const struct p2p_reach_action *a)
 		break;
 	case P2P_REACH_RELAY:
 		ask_relay(n, a);
+		break;
+	case P2P_REACH_RELAY_DIAL:
+		relay_dial(n, a);
 		break;
 	case P2P_REACH_DONE:
 		done(n, a);

@@ -247,10 +247,12 @@ static void end_close(void *ctx)
 {
 	struct relay_end *e = ctx;
 	struct p2pd_node *n = e->n;
+	struct link *via = link_get(n, e->via);
 
+	if (via)
+		link_release(via); /* held by end_open */
 	if (!e->closed)
-		send_close(link_get(n, e->via), e->circ, "closed",
-			   strlen("closed"));
+		send_close(via, e->circ, "closed", strlen("closed"));
 	for (struct relay_end **pp = &n->relay->ends; *pp; pp = &(*pp)->next) {
 		if (*pp == e) {
 			*pp = e->next;
@@ -281,6 +283,10 @@ static struct link *end_open(struct p2pd_node *n, struct link *via,
 	e->circ = circ;
 	e->next = n->relay->ends;
 	n->relay->ends = e;
+	/* The circuit uses via: the overlay must not close it as idle (a
+	 * lookup's link carries no overlay traffic once it is a relay's);
+	 * end_close releases it. */
+	link_hold(via);
 	l = link_open_on(n, &end_ops, e, initiator, peer, link_remote(via),
 			 link_local(via));
 	if (!l) {

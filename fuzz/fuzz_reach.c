@@ -43,7 +43,7 @@ static void event(struct p2p_reach *r, uint64_t now, uint8_t op, uint8_t arg)
 	uint64_t tok = (arg >> 3) % NTOKENS;
 	int rc = -(int)(arg >> 7);
 
-	switch (op % 14) {
+	switch (op % 15) {
 	case 0:
 		rc = p2p_reach_get(r, now, p, tok, (arg & 0x40) ? &l : NULL,
 				   (arg & 0x20) ? &addr : NULL);
@@ -99,6 +99,9 @@ static void event(struct p2p_reach *r, uint64_t now, uint8_t op, uint8_t arg)
 		if (arg == 0xff)
 			p2p_reach_stop(r);
 		break;
+	case 14:
+		p2p_reach_relay_dial_started(r, now, p, rc, l.id);
+		break;
 	}
 }
 
@@ -115,6 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	cfg.self = peers[NPEERS];
 	cfg.relay_with_punch = size > 0 && (data[0] & 1);
+	cfg.relay_near = size > 0 && (data[0] & 2);
 	memset(waiting, 0, sizeof(waiting));
 	r = p2p_reach_new(&cfg);
 	FUZZ_CHECK(r != NULL);

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "fuzz_common.h"
+#include "nat/portmap.h"
 #include "nat/punch.h"
 #include "proto/beacon.h"
 #include "proto/rping.h"
@@ -339,6 +340,31 @@ static void circuit_seeds(void)
 	save("fuzz_circuit", 1, &s);
 }
 
+/* Gateway answers for fuzz_portmap: a PCP MAP success for its all-zero
+ * nonce and port 4242, a NAT-PMP-only server's answer to PCP, then its
+ * address and mapping answers. */
+static void portmap_seeds(void)
+{
+	uint8_t pcp[60] = {2, 0x81, 0, 0, 0, 0, 0, 60, 0, 0, 0, 9};
+	uint8_t unsupp[8] = {0, 129, 0, 1, 0, 0, 0, 9};
+	uint8_t addr[12] = {0, 128, 0, 0, 0, 0, 0, 9, 7, 7, 7, 7};
+	uint8_t map[16] = {0,	 130,  0,    0,	   0, 0, 0, 9,
+			   0x10, 0x92, 0x10, 0x92, 0, 0, 0, 60};
+	struct seed s = {.n = 0};
+
+	pcp[36] = 6;
+	pcp[40] = pcp[42] = 0x10, pcp[41] = pcp[43] = 0x92;
+	pcp[54] = pcp[55] = 0xff, pcp[56] = pcp[57] = 7;
+	pcp[58] = pcp[59] = 7;
+	put_chunk(&s, pcp, sizeof(pcp));
+	save("fuzz_portmap", 0, &s);
+	s.n = 0;
+	put_chunk(&s, unsupp, sizeof(unsupp));
+	put_chunk(&s, addr, sizeof(addr));
+	put_chunk(&s, map, sizeof(map));
+	save("fuzz_portmap", 1, &s);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -359,6 +385,7 @@ int main(int argc, char **argv)
 	linkfsm_seeds();
 	lan_seeds();
 	circuit_seeds();
+	portmap_seeds();
 	printf("gen_seeds: wrote %d seeds under %s\n", nwritten, outdir);
 	return 0;
 }

@@ -32,10 +32,13 @@ static struct p2p_addr v4(int a, int b, int c, int d, uint16_t port)
 	return x;
 }
 
+static bool NEAR; /* relay_near for the handles setup_with makes */
+
 static void setup_with(bool relay_with_punch, uint32_t grace)
 {
 	struct p2p_reach_config cfg = {.relay_with_punch = relay_with_punch,
-				       .punch_grace_ms = grace};
+				       .punch_grace_ms = grace,
+				       .relay_near = NEAR};
 
 	SELF = id(0xf0);
 	PEER = id(0x00);
@@ -55,17 +58,35 @@ static void setup_as(bool relay_with_punch)
 
 static void setup(void)
 {
+	NEAR = false;
 	setup_as(false);
 }
 
 static void setup_grace(void)
 {
+	NEAR = false;
 	setup_with(true, P2P_REACH_PUNCH_GRACE_MS);
 }
 
 static void setup_parallel(void)
 {
+	NEAR = false;
 	setup_as(true);
+}
+
+/* As the daemon: relays on purpose (the target's neighbours first),
+ * asked while the punch runs. */
+static void setup_near(void)
+{
+	NEAR = true;
+	setup_as(true);
+}
+
+/* Relays on purpose, asked only once the punch failed. */
+static void setup_near_seq(void)
+{
+	NEAR = true;
+	setup_as(false);
 }
 
 static void teardown(void)
@@ -701,6 +722,7 @@ Test(core, answers_nobody_asked_for)
 	cr_assert_eq(p2p_reach_punch_started(R, T0, &PEER, 0, NULL), -EINVAL);
 	cr_assert_eq(p2p_reach_relays(R, T0, &PEER, NULL, 0), -EINVAL);
 	cr_assert_eq(p2p_reach_relay_started(R, T0, &PEER, 0, 9), -EINVAL);
+	cr_assert_eq(p2p_reach_relay_dial_started(R, T0, &PEER, 0, 9), -EINVAL);
 	cr_assert_eq(p2p_reach_lookup_started(R, T0, &PEER, 0, 9), -EINVAL);
 	cr_assert_eq(p2p_reach_dial_started(R, T0, &nobody, 0, 8, NULL),
 		     -ENOENT);
@@ -934,6 +956,221 @@ Test(core, grace_relay_after_it_answers_at_once, .init = setup_grace)
 	cr_assert_eq(one(P2P_REACH_DONE)->method, P2P_REACH_M_RELAY);
 }
 
+/* ---- relays on purpose: the target's neighbours first ---- */
+
+/*
+ * PEER is a NATed client (0x00..01); its lookup answered the servers
+ * nearest it: N1 (0x04), N2 (0x08), N3 (0x0c), nearest first. We hold
+ * links to L1 (0x01, nearer PEER by XOR than any of them, but not one of
+ * its neighbours), L2 (0x80) and, unless NLINKED is 2, N2.
+ */
+static struct p2p_contact NB[3];
+static struct p2p_peerid LINKED[3];
+static size_t NLINKED;
+
+static void neighbours(size_t nlinked)
+{
+	for (int i = 0; i < 3; i++) {
+		NB[i].id = id((uint8_t)(4 * (i + 1)));
+		NB[i].addr = v4(198, 51, 100, (uint8_t)(10 + i), 4242);
+	}
+	LINKED[0] = id(0x01);
+	LINKED[1] = id(0x80);
+	LINKED[2] = NB[1].id;
+	NLINKED = nlinked;
+}
+
+/* get; the lookup answers NB (and the peer is not found); the punch
+ * starts and (with relay_with_punch) RELAYS is asked at once. */
+static void near_relaying(bool parallel, size_t nlinked)
+{
+	neighbours(nlinked);
+	get(T0, 1, NULL);
+	one(P2P_REACH_LOOKUP);
+	cr_assert_eq(p2p_reach_lookup_started(R, T0, &PEER, 0, 9), 0);
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 100, 9, false, NB, 3, NULL),
+		     0);
+	if (parallel) {
+		cr_assert_eq(drain(), 2);
+		cr_assert_eq(Q[0].type, P2P_REACH_PUNCH);
+		cr_assert_eq(Q[1].type, P2P_REACH_RELAYS);
+		cr_assert_eq(
+		    p2p_reach_punch_started(R, T0 + 100, &PEER, 0, NULL), 0);
+	} else {
+		one(P2P_REACH_PUNCH);
+		cr_assert_eq(
+		    p2p_reach_punch_started(R, T0 + 100, &PEER, 0, NULL), 0);
+		cr_assert_eq(
+		    p2p_reach_punch_failed(R, T0 + 200, &PEER, PUNCH_MSG), 0);
+		one(P2P_REACH_RELAYS);
+	}
+}
+
+/* Answer RELAYS with our links; the next request must be t via b. */
+static struct p2p_reach_action *
+next_relay(uint64_t now, enum p2p_reach_action_type t, uint8_t b)
+{
+	cr_assert_eq(p2p_reach_relays(R, now, &PEER, LINKED, NLINKED), 0);
+	struct p2p_reach_action *a = one(t);
+	cr_assert(p2p_peerid_equal(&a->peer, &PEER));
+	cr_assert_eq(a->via.b[0], b, "want via %02x, got %02x", b, a->via.b[0]);
+	return a;
+}
+
+Test(core, near_the_targets_neighbour_is_asked_first, .init = setup_near,
+     .fini = teardown)
+{
+	near_relaying(true, 3);
+	/* N2, linked: before L1 (nearer PEER by XOR, not its neighbour) and
+	 * before N1 (nearer, but not linked: a dial). */
+	next_relay(T0 + 100, P2P_REACH_RELAY, 0x08);
+}
+
+Test(core, near_relay_dialled_first_when_not_linked, .init = setup_near,
+     .fini = teardown)
+{
+	struct p2p_reach_link d = {.id = 50, .kind = P2P_REACH_K_DIRECT};
+	struct p2p_reach_link rl = {.id = 51, .kind = P2P_REACH_K_RELAYED};
+
+	near_relaying(true, 2);
+	/* No neighbour linked: N1 is dialled at the address the lookup
+	 * gave, before any of our own links (L1 is nearer PEER by XOR). */
+	struct p2p_reach_action *a =
+	    next_relay(T0 + 100, P2P_REACH_RELAY_DIAL, 0x04);
+	cr_assert(p2p_addr_equal(&a->addr, &NB[0].addr));
+	cr_assert_eq(p2p_reach_relay_dial_started(R, T0 + 100, &PEER, 0, 50),
+		     0);
+	cr_assert_eq(drain(), 0);
+	/* Its link is up: now it is asked to relay. */
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 150, &NB[0].id, &d), 0);
+	cr_assert_eq(one(P2P_REACH_RELAY)->via.b[0], 0x04);
+	cr_assert_eq(p2p_reach_relay_started(R, T0 + 150, &PEER, 0, 51), 0);
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 300, &PEER, &rl), 0);
+	a = one(P2P_REACH_DONE);
+	cr_assert_null(a->code);
+	cr_assert_eq(a->link.id, 51);
+	cr_assert_eq(a->method, P2P_REACH_M_RELAY);
+}
+
+Test(core, near_linked_then_dialled_after_the_punch_failed,
+     .init = setup_near_seq, .fini = teardown)
+{
+	near_relaying(false, 3);
+	next_relay(T0 + 200, P2P_REACH_RELAY, 0x08);
+	cr_assert_eq(p2p_reach_relay_started(R, T0 + 200, &PEER, -EBUSY, 0), 0);
+	one(P2P_REACH_RELAYS);
+	/* Then the neighbours we must dial, nearest first. */
+	next_relay(T0 + 200, P2P_REACH_RELAY_DIAL, 0x04);
+	cr_assert_eq(
+	    p2p_reach_relay_dial_started(R, T0 + 200, &PEER, -ENETUNREACH, 0),
+	    0);
+	one(P2P_REACH_RELAYS);
+	next_relay(T0 + 200, P2P_REACH_RELAY_DIAL, 0x0c);
+}
+
+Test(core, near_refusal_moves_to_the_next, .init = setup_near, .fini = teardown)
+{
+	near_relaying(true, 3);
+	/* N2 (linked) refuses: busy, or no link to the target. */
+	next_relay(T0 + 100, P2P_REACH_RELAY, 0x08);
+	cr_assert_eq(p2p_reach_relay_started(R, T0 + 100, &PEER, 0, 60), 0);
+	cr_assert_eq(
+	    p2p_reach_link_gone(R, T0 + 150, 60, "relay circuit closed", NULL),
+	    0);
+	one(P2P_REACH_RELAYS);
+	/* N1: its dial fails. */
+	next_relay(T0 + 150, P2P_REACH_RELAY_DIAL, 0x04);
+	cr_assert_eq(p2p_reach_relay_dial_started(R, T0 + 150, &PEER, 0, 50),
+		     0);
+	cr_assert_eq(p2p_reach_link_gone(R, T0 + 900, 50, "timed out", NULL),
+		     0);
+	one(P2P_REACH_RELAYS);
+	/* N3: dialled; its link comes up, it goes away before relaying. */
+	next_relay(T0 + 950, P2P_REACH_RELAY_DIAL, 0x0c);
+	cr_assert_eq(p2p_reach_relay_dial_started(R, T0 + 950, &PEER, 0, 70),
+		     0);
+	struct p2p_reach_link d = {.id = 70, .kind = P2P_REACH_K_DIRECT};
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 999, &NB[2].id, &d), 0);
+	one(P2P_REACH_RELAY);
+	cr_assert_eq(p2p_reach_relay_started(R, T0 + 999, &PEER, -ENOTCONN, 0),
+		     0);
+	one(P2P_REACH_RELAYS);
+	/* Neighbours all tried: our own links, nearest PEER first. */
+	next_relay(T0 + 999, P2P_REACH_RELAY, 0x01);
+	cr_assert_eq(p2p_reach_relay_started(R, T0 + 999, &PEER, -EBUSY, 0), 0);
+	one(P2P_REACH_RELAYS);
+	next_relay(T0 + 999, P2P_REACH_RELAY, 0x80);
+	cr_assert_eq(p2p_reach_relay_started(R, T0 + 999, &PEER, -EBUSY, 0), 0);
+	/* Nobody left; the punch still runs, and its failure decides. */
+	one(P2P_REACH_RELAYS);
+	cr_assert_eq(p2p_reach_relays(R, T0 + 999, &PEER, LINKED, NLINKED), 0);
+	cr_assert_eq(drain(), 0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	failed(one(P2P_REACH_DONE), 1, "peer_unreachable",
+	       PUNCH_MSG "; no relay reached the peer (5 asked)");
+}
+
+Test(core, near_dial_duplicate_with_another_link_up_asks_it, .init = setup_near,
+     .fini = teardown)
+{
+	struct p2p_reach_link other = {.id = 80, .kind = P2P_REACH_K_DIRECT};
+
+	near_relaying(true, 2);
+	next_relay(T0 + 100, P2P_REACH_RELAY_DIAL, 0x04);
+	cr_assert_eq(p2p_reach_relay_dial_started(R, T0 + 100, &PEER, 0, 50),
+		     0);
+	/* Our dial lost to a link N1 already had to us. */
+	cr_assert_eq(p2p_reach_link_gone(R, T0 + 120, 50, "duplicate", &other),
+		     0);
+	cr_assert_eq(one(P2P_REACH_RELAY)->via.b[0], 0x04);
+}
+
+Test(core, near_lookup_is_run_when_the_attempt_had_none, .init = setup_near_seq,
+     .fini = teardown)
+{
+	neighbours(2);
+	/* The table had its address: no lookup; the dial and the punch
+	 * fail. */
+	punching(T0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	struct p2p_reach_action *a = one(P2P_REACH_LOOKUP);
+	cr_assert(p2p_peerid_equal(&a->peer, &PEER));
+	cr_assert_eq(p2p_reach_lookup_started(R, T0 + 9000, &PEER, 0, 33), 0);
+	cr_assert_eq(drain(), 0);
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 9300, 33, true, NB, 3, NULL),
+		     0);
+	one(P2P_REACH_RELAYS);
+	next_relay(T0 + 9300, P2P_REACH_RELAY_DIAL, 0x04);
+}
+
+Test(core, near_lookup_that_cannot_start_uses_our_links, .init = setup_near_seq,
+     .fini = teardown)
+{
+	neighbours(2);
+	punching(T0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	one(P2P_REACH_LOOKUP);
+	cr_assert_eq(p2p_reach_lookup_started(R, T0 + 9000, &PEER, -EBUSY, 0),
+		     0);
+	one(P2P_REACH_RELAYS);
+	next_relay(T0 + 9000, P2P_REACH_RELAY, 0x01);
+}
+
+Test(core, without_relay_near_links_only)
+{
+	neighbours(3);
+	get(T0, 1, NULL);
+	one(P2P_REACH_LOOKUP);
+	cr_assert_eq(p2p_reach_lookup_started(R, T0, &PEER, 0, 9), 0);
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 100, 9, false, NB, 3, NULL),
+		     0);
+	one(P2P_REACH_PUNCH);
+	cr_assert_eq(p2p_reach_punch_started(R, T0 + 100, &PEER, 0, NULL), 0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 200, &PEER, PUNCH_MSG), 0);
+	one(P2P_REACH_RELAYS);
+	next_relay(T0 + 200, P2P_REACH_RELAY, 0x01);
+}
+
 /* ---- robustness: random inputs never crash nor exceed the caps ---- */
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -968,7 +1205,7 @@ static void random_inputs(bool parallel)
 		int rc = 0;
 
 		now += rnd(3000);
-		switch (rnd(14)) {
+		switch (rnd(15)) {
 		case 0:
 		case 1:
 			rc = p2p_reach_get(R, now, p, tok, rnd(4) ? NULL : &l,
@@ -1030,6 +1267,10 @@ static void random_inputs(bool parallel)
 				cr_assert_eq(p2p_reach_waiters(R), 0);
 			}
 			break;
+		case 14:
+			p2p_reach_relay_dial_started(R, now, p, -(int)rnd(2),
+						     l.id);
+			break;
 		}
 		/* Poll only sometimes: results may pile up unpolled. */
 		while (rnd(3) && p2p_reach_poll(R, &a)) {
@@ -1067,4 +1308,15 @@ Test(core, random_inputs_parallel, .init = setup_parallel, .fini = teardown)
 Test(core, random_inputs_grace, .init = setup_grace)
 {
 	random_inputs(true);
+}
+
+Test(core, random_inputs_near, .init = setup_near, .fini = teardown)
+{
+	random_inputs(true);
+}
+
+Test(core, random_inputs_near_sequential, .init = setup_near_seq,
+     .fini = teardown)
+{
+	random_inputs(false);
 }

@@ -505,3 +505,18 @@ Test(config, lan_discovery_default_and_off)
 	expect_err(load_file("{\"lan_discovery\": \"no\"}"),
 		   "\"lan_discovery\" must be true or false");
 }
+
+/* SPEC section 9: port_mapping defaults to true; only a boolean goes. */
+Test(config, port_mapping)
+{
+	cr_assert_eq(load_file("{}"), 0);
+	cr_expect(cfg->port_mapping);
+	cr_assert_eq(load_file("{\"port_mapping\": false}"), 0);
+	cr_expect(!cfg->port_mapping);
+	cr_assert_eq(load_file("{\"port_mapping\": true}"), 0);
+	cr_expect(cfg->port_mapping);
+	expect_err(load_file("{\"port_mapping\": 0}"),
+		   "\"port_mapping\" must be true or false");
+	expect_err(load_file("{\"port_mapping\": \"no\"}"),
+		   "\"port_mapping\" must be true or false");
+}

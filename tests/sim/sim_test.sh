@@ -65,7 +65,14 @@ reach)
 		'j["reach"]["method_share"]["relay"] > 0' \
 		'j["reach"]["dependent_linked"] == j["reach"]["dependent_pairs"] > 0' \
 		'j["reach"]["relay_asks"] >= j["reach"]["method_share"]["relay"] * j["reach"]["linked"] - 0.5' \
-		'j["reach"]["max_circuits_on_one_node"] >= 1'
+		'j["reach"]["max_circuits_on_one_node"] >= 1' \
+		'j["reach"]["relay_candidates"] == "lookup+links"' \
+		'j["reach"]["relay_finding"]["refused"] == 0' \
+		'j["reach"]["relay_finding"]["dials"] > 0' \
+		'j["reach"]["relay_finding"]["msgs"] == j["reach"]["relay_asks"]'
+	# Relays on purpose (the default): the target's nearest servers are
+	# asked first, so no relay refuses; those whose lookup link has
+	# closed by the time the punch failed (8 s) are dialled first.
 	# Relays asked while the punch runs: relayed pairs link sooner.
 	run "$TMP/p.json" --nodes 400 --lookups 10 --clients 0.5 --pairs 120 \
 		--dependent 0.3 --settle-s 30 --seed 13 --relay-with-punch

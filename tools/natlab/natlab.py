@@ -29,6 +29,16 @@ Filtering of unsolicited inbound on the WAN (any kind): "rst" (a new TCP
 connection is answered with a reset, Linux's own behaviour made explicit)
 or "drop" (silently dropped: the dialler times out).
 
+Port mapping (portmap= on nat()): "miniupnpd" runs Debian's miniupnpd
+(nftables flavour; NAT-PMP and PCP on, UPnP off) in the router's
+namespace, allowing its LAN's ports 1024-65535; "upnp" the same with
+UPnP-IGD on and NAT-PMP/PCP off (port 5351 unreachable); "deny" runs it with
+a deny rule for everything (it answers PCP and NAT-PMP, and refuses); None
+runs nothing (port 5351 unreachable). Every router counts the UDP packets sent to its port
+5351 (lab.portmap_packets(r)). miniupnpd refuses to map while its WAN
+address is private or reserved, and every documentation range is, so such a
+router's WAN comes from PORTMAP_WAN_NET instead of 198.19/16.
+
 Paths (delay, jitter, loss). This kernel has no netem, so a site's link
 gets a pathemu process (tools/natlab/pathemu.c, NFQUEUE) in the site's own
 namespace: mangle POSTROUTING -o <uplink> to queue 0 and PREROUTING -i
@@ -86,6 +96,17 @@ PARALLEL_IP = 8  # `ip -batch` processes run at once while building
 # Root-namespace neighbour table sizes for big labs (NOTES.md: the table is
 # shared by every namespace; the default 1024 overflows past ~100 hosts).
 GC_THRESH = (8192, 32768, 65536)
+# WANs of port-mapping routers: 100.128.N/24. miniupnpd 2.3.1 will not map
+# on a private or reserved WAN address (RFC 1918, 100.64/10, every
+# documentation and benchmark range) and has no option to allow one, so
+# these get ordinary unicast space: 100.128/16 is the first block above the
+# shared range 100.64/10, easy to tell apart in a log. It exists only
+# inside the lab's namespaces (inet routes it between them, nothing routes
+# it out of them), so nobody's real addresses are reached.
+PORTMAP_WAN_NET = "100.128"
+PORTMAPS = (None, "miniupnpd", "deny", "upnp")
+SSDP_PORT = 1900
+PMAP_PORT = 5351
 CLONE_NEWNET = 0x40000000
 
 _labs = []
@@ -241,6 +262,8 @@ class Router(Node):
         self.upstream = None
         self.hops = []  # routing namespaces between it and its upstream, inner first
         self.hosts = 0
+        self.portmap = None  # None, "miniupnpd" or "deny"
+        self.upnpd = None  # its miniupnpd process
 
     @property
     def external_ip(self):
@@ -354,11 +377,13 @@ class Lab:
         return self.publics([name], delay_ms, jitter_ms, loss)[0]
 
     def nat(self, name, kind="pp", filtering="rst", upstream=None, delay_ms=0, jitter_ms=0,
-            loss=0.0, hops=0, timeouts=None):
+            loss=0.0, hops=0, timeouts=None, portmap=None, portmap_lifetime=None):
         """A NAT router with an empty LAN; upstream: another Router (double
         NAT), hops: that many routing namespaces between the two (a carrier
         NAT several hops away). delay_ms, jitter_ms, loss: its WAN link's
-        path (see path()); timeouts: conntrack timeouts (see set_timeouts())."""
+        path (see path()); timeouts: conntrack timeouts (see set_timeouts());
+        portmap: a port-mapping server (PORTMAPS, module doc), with mappings
+        of at most portmap_lifetime s (PCP) when given."""
         if kind not in KINDS:
             raise ValueError("NAT kind %r not in %s" % (kind, KINDS))
         if filtering not in FILTERS:
@@ -367,13 +392,20 @@ class Lab:
             raise ValueError("hops need an upstream router")
         if not 0 <= hops <= HOPS_MAX:
             raise ValueError("hops: 0 to %d" % HOPS_MAX)
+        if portmap not in PORTMAPS:
+            raise ValueError("portmap %r not in %s" % (portmap, PORTMAPS))
+        if portmap and upstream is not None:
+            raise ValueError("portmap: only on a router attached to inet")
         self.nrouters += 1
         r = self._ns(name, "router", Router(self, name, kind, filtering, self.nrouters))
+        r.portmap = portmap
         r.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
         r.run("ip", "link", "add", "lan", "type", "bridge")
         r.run("ip", "link", "set", "lan", "up")
         r.run("ip", "addr", "add", r.lan_ip + "/24", "dev", "lan")
-        if upstream is None:
+        if upstream is None and portmap:
+            r.public_ip = self._attach_inet(r, "%s.%d" % (PORTMAP_WAN_NET, r.index))
+        elif upstream is None:
             r.public_ip = self._attach_inet(r, "198.19.%d" % r.index)
         else:
             r.upstream = upstream
@@ -383,6 +415,8 @@ class Lab:
                 r.public_ip = self._attach_lan(upstream, r)
         r.ip = r.public_ip
         self._nft(r)
+        if portmap:
+            self._miniupnpd(r, portmap_lifetime)
         if timeouts:
             self.set_timeouts(r, **timeouts)
         self.flush_router(r)
@@ -444,14 +478,20 @@ class Lab:
             unsolicited = 'iifname "wan0" meta l4proto tcp ct state new reject with tcp reset'
         else:
             unsolicited = 'iifname "wan0" ct state new drop'
+        # A port forward (miniupnpd's dnat) is solicited: it passes, as on
+        # a home router.
+        forward = 'ct status dnat accept\n    ' + unsolicited
         rules = """
 table ip natlab {
+  counter pmap {
+  }
   chain post {
     type nat hook postrouting priority srcnat; policy accept;
     %s
   }
   chain input {
     type filter hook input priority filter; policy accept;
+    udp dport %d counter name "pmap"
     %s
   }
   chain forward {
@@ -459,11 +499,104 @@ table ip natlab {
     %s
   }
 }
-""" % (nat, unsolicited, unsolicited)
+""" % (nat, PMAP_PORT, unsolicited, forward)
         r2 = subprocess.run(["ip", "netns", "exec", r.ns, "nft", "-f", "-"], input=rules,
                             capture_output=True, text=True, timeout=30)
         if r2.returncode != 0:
             raise RuntimeError("nft in %s: %s" % (r.ns, r2.stderr.strip()))
+
+    def _miniupnpd(self, r, lifetime):
+        """miniupnpd in r's namespace: its nft chains made as its
+        nft_init.sh makes them (table inet miniupnpd; the forward chain
+        accepts, natlab's own chain filters), a config in the lab's
+        directory, the process killed by PID at down()."""
+        if shutil.which("miniupnpd") is None:
+            raise RuntimeError("miniupnpd not installed (tools/deps installs it)")
+        rules = """
+table inet miniupnpd {
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    jump miniupnpd
+  }
+  chain miniupnpd {
+  }
+  chain prerouting {
+    type nat hook prerouting priority -100; policy accept;
+    jump prerouting_miniupnpd
+  }
+  chain postrouting {
+    type nat hook postrouting priority 100; policy accept;
+    jump postrouting_miniupnpd
+  }
+  chain prerouting_miniupnpd {
+  }
+  chain postrouting_miniupnpd {
+  }
+}
+"""
+        p = subprocess.run(["ip", "netns", "exec", r.ns, "nft", "-f", "-"], input=rules,
+                           capture_output=True, text=True, timeout=30)
+        if p.returncode != 0:
+            raise RuntimeError("nft in %s: %s" % (r.ns, p.stderr.strip()))
+        d = self._logdir()
+        rule = ("deny 0-65535 0.0.0.0/0 0-65535" if r.portmap == "deny"
+                else "allow 1024-65535 %s.0/24 1024-65535" % r.lan_net)
+        upnp = r.portmap == "upnp"
+        conf = ["ext_ifname=wan0", "listening_ip=lan", "http_port=0",
+                "enable_natpmp=%s" % ("no" if upnp else "yes"),
+                "enable_upnp=%s" % ("yes" if upnp else "no"), "secure_mode=yes",
+                "system_uptime=yes", "upnp_table_name=miniupnpd",
+                "upnp_nat_table_name=miniupnpd",
+                "lease_file=%s/upnp-%s.leases" % (d, r.name),
+                "uuid=3d3cec3a-8cf0-11e0-98ee-%012x" % r.index,
+                rule, "deny 0-65535 0.0.0.0/0 0-65535"]
+        if lifetime:
+            # miniupnpd wants min < max: every request gets max.
+            conf += ["min_lifetime=1", "max_lifetime=%d" % lifetime]
+        path = os.path.join(d, "upnp-%s.conf" % r.name)
+        with open(path, "w") as f:
+            f.write("\n".join(conf) + "\n")
+        log = open(os.path.join(d, "upnp-%s.log" % r.name), "w")
+        r.upnpd = self.popen(r, ["miniupnpd", "-d", "-f", path, "-P",
+                                 os.path.join(d, "upnp-%s.pid" % r.name)],
+                             stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        # Ready when its PCP/NAT-PMP (or SSDP) socket is bound.
+        port = SSDP_PORT if upnp else PMAP_PORT
+        deadline = time.time() + READY_TIMEOUT
+        while time.time() < deadline:
+            out = r.run("ss", "-Hulnp", "sport = :%d" % port, check=False).stdout
+            if "miniupnpd" in (out or ""):
+                return
+            if r.upnpd.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError("miniupnpd in %s did not start: %s" % (r.name, self.upnpd_log(r)))
+
+    def _logdir(self):
+        if self.logdir is None:
+            self.logdir = tempfile.mkdtemp(prefix=self.prefix + "-")
+        return self.logdir
+
+    def upnpd_log(self, r):
+        """What r's miniupnpd printed so far."""
+        try:
+            with open(os.path.join(self._logdir(), "upnp-%s.log" % r.name)) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def portmap_packets(self, r):
+        """UDP packets r received for port 5351 (PCP, NAT-PMP) so far."""
+        out = r.run("nft", "list", "counter", "ip", "natlab", "pmap").stdout
+        m = re.search(r"packets (\d+)", out)
+        return int(m.group(1)) if m else 0
+
+    def portmap_rules(self, r):
+        """The port forwards r's miniupnpd holds (its nft dnat rules)."""
+        out = r.run("nft", "list", "chain", "inet", "miniupnpd", "prerouting_miniupnpd",
+                    check=False).stdout or ""
+        return [line.strip() for line in out.splitlines() if "dnat" in line]
 
     def host(self, name, router, delay_ms=0, jitter_ms=0, loss=0.0):
         """A host on router's LAN; delay_ms, jitter_ms, loss: its LAN link's

@@ -285,7 +285,8 @@ static void print_disconnect(json_t *r)
 const struct ctl_cmd ctl_cmds[] = {
     {"id", "", "print this daemon's peer ID, alone on a line", NULL, 0, 0,
      CMD_TIMEOUT_MS, build_id, print_id, NULL, NULL},
-    {"status", "", "identity, listen addresses, NAT type, peers, DHT mode",
+    {"status", "",
+     "identity, listen addresses, NAT type, port mapping, peers, DHT mode",
      NULL, 0, 0, CMD_TIMEOUT_MS, build_none, print_status, NULL, NULL},
     {"peers", "", "current links",
      "Columns: peer ID (its name when it has one), address, direction\n"

@@ -82,6 +82,13 @@ void print_status(json_t *r)
 	printf(
 	    "nat:       %s (external: %s)\n", str(nat, "type"),
 	    joined(json_object_get(nat, "external"), "unknown", b, sizeof(b)));
+	json_t *map = json_object_get(nat, "mapping");
+	if (map && strcmp(str(map, "protocol"), "none") != 0)
+		printf("mapping:   %s %s, expires in %s s\n",
+		       str(map, "protocol"), str(map, "external"),
+		       scalar(json_object_get(map, "expires_s"), n, sizeof(n)));
+	else if (map)
+		printf("mapping:   none\n");
 	printf("peers:     %s%s%s%s\n",
 	       scalar(json_object_get(r, "peers"), n, sizeof(n)),
 	       json_object_get(r, "hint") ? " (" : "",

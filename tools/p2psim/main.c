@@ -44,8 +44,9 @@ static const char usage[] =
     "  --dependent F      share of clients behind endpoint-dependent NATs\n"
     "                     (default 0.2)\n"
     "  --relays links|lookup  relay candidates: the servers the requester\n"
-    "                     holds links to, or those plus the servers a\n"
-    "                     lookup of the target returned (default links)\n"
+    "                     holds links to, or first the servers nearest\n"
+    "                     the target from its lookup, dialled if need be\n"
+    "                     (default lookup, as the daemon does)\n"
     "  --relay-with-punch ask relays while the punch runs\n";
 
 static int bad(const char *flag, const char *val, const char *why)
@@ -229,6 +230,7 @@ static int parse_args(int argc, char **argv, struct sim_params *p)
 	    .interval_ms = 20,
 	    .log_level = -1,
 	    .dependent = 0.2,
+	    .relays_lookup = true,
 	};
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {

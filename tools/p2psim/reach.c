@@ -14,15 +14,18 @@
  * - PUNCH: the routed signalling takes two round trips (request and
  *   reply, over about two overlay hops), then the start offset, then one
  *   round trip of SYNs and the handshake;
- * - RELAY via R: R must hold an overlay link to the target (a client's
- *   links are to the servers nearest its ID); the requester dials R first
- *   if it holds no link to it. Each circuit is counted on R.
+ * - RELAY_DIAL of a relay candidate: as DIAL (the link counts as ours
+ *   from then on);
+ * - RELAY via R: the requester must hold a link to R (as the daemon's
+ *   glue, which answers -ENOTCONN otherwise); R must hold an overlay link
+ *   to the target (a client's links are to the servers nearest its ID),
+ *   else it refuses. Each circuit is counted on R.
  *
- * The relay candidates a requester offers the core are the servers it
- * holds links to, and with --relays lookup also the servers a lookup of
- * the target's ID returned (the target's neighbours, which it links to):
- * the difference between the two is what decides whether relays work at
- * any network size.
+ * The relay candidates the requester offers the core (RELAYS) are the
+ * servers it holds links to. With --relays lookup (the default, as the
+ * daemon) the core asks first the servers a lookup of the target's ID
+ * returned (the target's neighbours, which it links to), dialling them
+ * if need be: that is what makes relays work at any network size.
  */
 #include "sim.h"
 
@@ -46,16 +49,15 @@ struct sim_in {
 	const char *text;
 };
 
-/* A link the model made: who holds it and to whom. */
+/* A link the model made: who holds it and to whom; up once it is. */
 struct sim_rlink {
 	uint32_t node, peer;
+	bool up;
 };
 
 struct sim_lkmap {
-	uint32_t node, target;
+	uint32_t node;
 	uint64_t ovid;
-	struct p2p_peerid near[P2P_K];
-	size_t nnear;
 };
 
 struct sim_reach {
@@ -130,14 +132,28 @@ static bool linked(struct sim *s, uint32_t a, uint32_t b)
 	return l && l->state == SIM_LINK_UP;
 }
 
+/* a holds a link to b: an overlay one, or one the model made (a relay
+ * candidate dialled). */
+static bool linked_any(struct sim *s, uint32_t a, uint32_t b)
+{
+	if (linked(s, a, b))
+		return true;
+	for (size_t k = 0; k < s->rc->nlinks; k++)
+		if (s->rc->links[k].up && s->rc->links[k].node == a &&
+		    s->rc->links[k].peer == b)
+			return true;
+	return false;
+}
+
 static struct p2p_reach *core_of(struct sim *s, uint32_t i)
 {
 	struct sim_reach *r = s->rc;
 
 	if (!r->core[i]) {
-		struct p2p_reach_config cfg = {.self = s->nodes[i].id,
-					       .relay_with_punch =
-						   s->p.relay_with_punch};
+		struct p2p_reach_config cfg = {
+		    .self = s->nodes[i].id,
+		    .relay_with_punch = s->p.relay_with_punch,
+		    .relay_near = s->p.relays_lookup};
 		r->core[i] = p2p_reach_new(&cfg);
 		if (!r->core[i])
 			s->oom = true;
@@ -206,51 +222,59 @@ static void punch(struct sim *s, uint32_t i, const struct p2p_reach_action *a)
 	}
 }
 
-static const struct sim_lkmap *lookup_of(struct sim *s, uint32_t i,
-					 uint32_t target)
-{
-	for (size_t k = s->rc->nlk; k-- > 0;)
-		if (s->rc->lk[k].node == i && s->rc->lk[k].target == target)
-			return &s->rc->lk[k];
-	return NULL;
-}
-
 static void relays(struct sim *s, uint32_t i, const struct p2p_reach_action *a)
 {
 	struct sim_node *nd = &s->nodes[i];
 	struct p2p_peerid ids[512];
 	size_t n = 0;
-	uint32_t j = sim_find(s, &a->peer);
 
 	for (uint32_t k = 0; k < nd->nlinks && n < 512; k++)
 		if (nd->links[k].state == SIM_LINK_UP &&
 		    s->nodes[nd->links[k].peer].server)
 			ids[n++] = s->nodes[nd->links[k].peer].id;
-	if (s->p.relays_lookup && j != SIM_NO_REC) {
-		const struct sim_lkmap *m = lookup_of(s, i, j);
-		for (size_t k = 0; m && k < m->nnear && n < 512; k++)
-			ids[n++] = m->near[k];
-	}
 	p2p_reach_relays(s->rc->core[i], s->now, &a->peer, ids, n);
+}
+
+/* A relay candidate near the target, not linked yet: dial it. */
+static void relay_dial(struct sim *s, uint32_t i,
+		       const struct p2p_reach_action *a)
+{
+	uint32_t v = sim_find(s, &a->via);
+	uint32_t id = new_link(s, i, v);
+
+	s->reach_relay_dials++;
+	p2p_reach_relay_dial_started(s->rc->core[i], s->now, &a->peer, 0, id);
+	if (v != SIM_NO_REC && s->nodes[v].alive && s->nodes[v].server)
+		input(s, 2 * rtt(s, i, v), IN_UP, i, v, id, P2P_REACH_K_DIRECT,
+		      NULL);
+	else
+		input(s, s->p.dial_timeout_ms, IN_GONE, i, v, id, 0,
+		      "connection timed out");
 }
 
 static void relay(struct sim *s, uint32_t i, const struct p2p_reach_action *a)
 {
 	uint32_t v = sim_find(s, &a->via), j = sim_find(s, &a->peer);
-	uint32_t id = new_link(s, i, j);
+	uint32_t id;
 	uint64_t t = 0;
 
+	if (v == SIM_NO_REC || !linked_any(s, i, v)) {
+		/* As the daemon's glue: no link to it, nothing sent. */
+		p2p_reach_relay_started(s->rc->core[i], s->now, &a->peer,
+					-ENOTCONN, 0);
+		return;
+	}
+	id = new_link(s, i, j);
 	s->reach_relay_asks++;
 	p2p_reach_relay_started(s->rc->core[i], s->now, &a->peer, 0, id);
-	if (v == SIM_NO_REC || !s->nodes[v].alive) {
+	if (!s->nodes[v].alive) {
 		input(s, s->p.dial_timeout_ms, IN_GONE, i, j, id, 0,
 		      "relay gone");
 		return;
 	}
-	if (!linked(s, i, v))
-		t += 2 * rtt(s, i, v); /* dial the relay first */
-	t += rtt(s, i, v);	       /* RELAY_OPEN, and CLOSE or the path */
+	t += rtt(s, i, v); /* RELAY_OPEN, and CLOSE or the path */
 	if (j == SIM_NO_REC || !linked(s, v, j)) {
+		s->reach_relay_refused++;
 		input(s, t, IN_GONE, i, j, id, 0, "relay circuit closed");
 		return;
 	}
@@ -289,9 +313,7 @@ static void drain(struct sim *s, uint32_t i)
 					     sizeof(*r->lk), &s->oom);
 				if (!s->oom)
 					r->lk[r->nlk++] = (struct sim_lkmap){
-					    .node = i,
-					    .target = sim_find(s, &a.peer),
-					    .ovid = id};
+					    .node = i, .ovid = id};
 			}
 			s->reach_lookups++;
 			p2p_reach_lookup_started(c, s->now, &a.peer, rc, id);
@@ -308,6 +330,9 @@ static void drain(struct sim *s, uint32_t i)
 			break;
 		case P2P_REACH_RELAY:
 			relay(s, i, &a);
+			break;
+		case P2P_REACH_RELAY_DIAL:
+			relay_dial(s, i, &a);
 			break;
 		case P2P_REACH_DONE:
 			done(s, i, &a);
@@ -329,8 +354,6 @@ bool sim_reach_lookup_done(struct sim *s, uint32_t i,
 			m = &s->rc->lk[k];
 	if (!m)
 		return false;
-	for (size_t k = 0; k < a->ncontacts && m->nnear < P2P_K; k++)
-		m->near[m->nnear++] = a->contacts[k].id;
 	p2p_reach_lookup_done(s->rc->core[i], s->now, a->id, a->found,
 			      a->contacts, a->ncontacts, NULL);
 	drain(s, i);
@@ -345,6 +368,8 @@ static void on_in(struct sim *s, const struct sim_in *in)
 	struct p2p_reach_link l = {.id = in->link,
 				   .kind = (enum p2p_reach_kind)in->kind};
 
+	if (in->type == IN_UP && in->link)
+		s->rc->links[in->link - 1].up = true;
 	if (in->type == IN_UP)
 		p2p_reach_link_up(c, s->now, &s->nodes[in->peer].id, &l);
 	else if (in->type == IN_GONE)

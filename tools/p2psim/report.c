@@ -255,7 +255,7 @@ static json_t *reach_json(const struct sim *s, int *ms)
 	}
 	return json_pack(
 	    "{s:i, s:i, s:f, s:i, s:i, s:{s:f, s:f, s:f, s:f}, s:i, s:i, "
-	    "s:o, s:I, s:I, s:i, s:s, s:b}",
+	    "s:o, s:I, s:I, s:i, s:s, s:b, s:{s:I, s:I, s:I, s:I}}",
 	    "pairs", s->p.pairs, "linked", ok, "linked_rate",
 	    ratio(ok, s->p.pairs), "reachable_pairs", possible,
 	    "failed_reachable", failed_possible, "method_share", "existing",
@@ -267,8 +267,12 @@ static json_t *reach_json(const struct sim *s, int *ms)
 	    (json_int_t)s->reach_relay_asks, "lookups",
 	    (json_int_t)s->reach_lookups, "max_circuits_on_one_node",
 	    s->reach_max_circuits, "relay_candidates",
-	    s->p.relays_lookup ? "links+lookup" : "links", "relay_with_punch",
-	    s->p.relay_with_punch);
+	    s->p.relays_lookup ? "lookup+links" : "links", "relay_with_punch",
+	    s->p.relay_with_punch, "relay_finding", "msgs",
+	    (json_int_t)(s->reach_relay_asks + s->reach_relay_refused), "asks",
+	    (json_int_t)s->reach_relay_asks, "refused",
+	    (json_int_t)s->reach_relay_refused, "dials",
+	    (json_int_t)s->reach_relay_dials);
 }
 
 static json_t *params_json(const struct sim *s)

@@ -96,7 +96,8 @@ struct sim_params {
 	int log_level;	      /* overlay log lines to stderr up to this */
 	uint32_t pairs;	      /* reach phase: random pairs (0: none) */
 	double dependent;     /* share of clients endpoint-dependent */
-	bool relays_lookup; /* relay candidates: links + the target's lookup */
+	bool relays_lookup; /* core/reach relay_near: the target's lookup first
+			     */
 	bool relay_with_punch; /* core/reach: relays asked while punching */
 };
 
@@ -169,6 +170,9 @@ struct sim {
 	struct sim_reach *rc;
 	struct sim_pair_rec *pairs;
 	uint64_t reach_relay_asks, reach_lookups;
+	/* relay finding: candidates dialled first, RELAY_OPENs refused (the
+	 * relay held no link to the target) */
+	uint64_t reach_relay_dials, reach_relay_refused;
 	uint32_t reach_max_circuits;
 };
 
