@@ -569,6 +569,19 @@ int p2p_reach_punch_failed(struct p2p_reach *r, uint64_t now,
 	return 0;
 }
 
+int p2p_reach_punch_unlikely(struct p2p_reach *r, uint64_t now,
+			     const struct p2p_peerid *peer)
+{
+	struct attempt *a = find(r, peer);
+
+	if (!a || a->state != S_PUNCH)
+		return -ENOENT;
+	a->grace_at = now;
+	if (a->held.id)
+		finish(r, a, &a->held, NULL, NULL);
+	return 0;
+}
+
 /* a nearer t than b (XOR metric)? */
 static bool nearer(const struct p2p_peerid *a, const struct p2p_peerid *b,
 		   const struct p2p_peerid *t)

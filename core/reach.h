@@ -61,10 +61,8 @@
  * the first few hold its links; the rest of the tries go to our links). */
 #define P2P_REACH_NEAR_MAX 5
 #define P2P_REACH_TIMEOUT_MS 20000 /* lookup + dial; again for relaying */
-/* Punching: signalling, the start offset, the schedule, the handshake. */
-#define P2P_REACH_PUNCH_MS                                                     \
-	(P2P_PUNCH_SIGNAL_MS + P2P_PUNCH_OFFSET_MAX_MS + P2P_PUNCH_TOTAL_MS +  \
-	 5000)
+/* Punching: signalling, the schedule, the handshake. */
+#define P2P_REACH_PUNCH_MS (P2P_PUNCH_SIGNAL_MS + P2P_PUNCH_TOTAL_MS + 5000)
 /* Why there is no direct link, kept while relaying: short enough that the
  * relay verdict appended to it always fits in P2P_REACH_TEXT_MAX. */
 #define P2P_REACH_PUNCH_GRACE_MS 2000 /* a relay waits for a punch */
@@ -216,6 +214,15 @@ int p2p_reach_punch_started(struct p2p_reach *r, uint64_t now,
 /* Punching towards peer gave up; msg says why (the user's text). */
 int p2p_reach_punch_failed(struct p2p_reach *r, uint64_t now,
 			   const struct p2p_peerid *peer, const char *msg);
+/*
+ * The punch towards peer runs but can hardly work (our NAT or the peer's
+ * is endpoint-dependent, as the punch's signalling told): a relayed link
+ * no longer waits punch_grace_ms for it, it is the answer as soon as it
+ * is up (the punch goes on and may still upgrade the peer's link later).
+ * 0; -ENOENT no punch for peer runs here.
+ */
+int p2p_reach_punch_unlikely(struct p2p_reach *r, uint64_t now,
+			     const struct p2p_peerid *peer);
 
 /* Answer to RELAYS: ids[0..n) of the nodes we hold direct links to (the
  * peer itself and nodes already asked are skipped here). With relay_near

@@ -88,6 +88,15 @@ static int wire_apps(struct p2pd_node *n)
  * link proves and who keeps a duplicate; reach and the waiting commands
  * see an up link after that; relay and tunnels clean up when a link goes.
  */
+/* An agreed punch: the progress lines, and reach (a relay need not wait
+ * for a punch that can hardly work). */
+static void on_punch_scheduled(void *n, const struct p2p_peerid *peer,
+			       enum p2p_nat_type peer_nat, bool primer)
+{
+	progress_punch_scheduled(n, peer, peer_nat, primer);
+	reach_punch_scheduled(n, peer, peer_nat, primer);
+}
+
 static int wire_links(struct p2pd_node *n)
 {
 	int rc = 0;
@@ -100,7 +109,7 @@ static int wire_links(struct p2pd_node *n)
 	rc |= node_observe_links(n, &tunnel_link_hooks, n);
 	node_set_hello(n, ovl_fill_hello, n);
 	rc |= progress_observe(n, tunnel_on_progress, n);
-	punch_on_scheduled(n, progress_punch_scheduled, n);
+	punch_on_scheduled(n, on_punch_scheduled, n);
 	return rc;
 }
 

@@ -45,7 +45,6 @@ struct link {
 	uint32_t id;
 	uv_tcp_t tcp;
 	uv_connect_t conn;
-	uv_shutdown_t shut;
 	enum link_state state;
 	enum link_purpose purpose;
 	enum link_kind kind;
@@ -54,6 +53,7 @@ struct link {
 	bool punch_attempt; /* link_punch: a simultaneous open on purpose */
 	bool gone_sent;	    /* observers told */
 	bool handle_closed;
+	bool rst;	  /* close with a reset: no TIME_WAIT (link_after) */
 	bool read_paused; /* LINK_WQ_READ_STOP: reading stopped */
 	uint32_t hs_ms;	  /* handshake deadline if not the configured one */
 	struct p2p_peerid expect;
@@ -69,7 +69,6 @@ struct link {
 	uv_write_t wreq;
 	struct link *flush_next; /* on links.flush */
 	bool flush_listed;
-	bool shut_pending; /* CLOSING: half-close once the queue is out */
 	/* Reading: a pooled chunk while bytes are held (a partial frame
 	 * at rb[rb_off .. rb_off + rb_len)); none on an idle link. */
 	uint8_t *rb;
@@ -350,6 +349,13 @@ static void on_close(uv_handle_t *h)
 	node_handle_closed(n);
 }
 
+void link_abort(struct link *l, const char *why)
+{
+	if (l->state != LINK_DEAD)
+		l->rst = true;
+	link_fail(l, why);
+}
+
 void link_fail(struct link *l, const char *why)
 {
 	if (l->state == LINK_DEAD)
@@ -396,6 +402,9 @@ bool link_after(void *arg)
 		if (l->tr) {
 			l->tr->close(l->tr_ctx);
 			l->tr = NULL;
+		} else if (l->rst &&
+			   uv_tcp_close_reset(&l->tcp, on_close) == 0) {
+			continue;
 		}
 		uv_close((uv_handle_t *)&l->tcp, on_close);
 	}
@@ -556,10 +565,7 @@ static int io_write(void *ctx, const struct iovec *iov, int n)
 
 static const struct bufq_io link_io = {io_try, io_write};
 
-static void on_shutdown(uv_shutdown_t *req, int status);
-
-/* Write what is queued; a CLOSING link half-closes once all of it is
- * handed to libuv (its shutdown then follows the last write). */
+/* Write what is queued. */
 static void flush_one(struct link *l)
 {
 	ssize_t k;
@@ -575,13 +581,6 @@ static void flush_one(struct link *l)
 	}
 	if (k > 0)
 		drained(l);
-	if (l->shut_pending && bufq_unsent(&l->q) == 0) {
-		l->shut_pending = false;
-		l->shut.data = l;
-		if (uv_shutdown(&l->shut, (uv_stream_t *)&l->tcp, on_shutdown) <
-		    0)
-			link_fail(l, l->why);
-	}
 }
 
 bool link_flush(void *arg)
@@ -746,21 +745,22 @@ int link_send_msg(struct link *l, const struct p2p_msg *m)
 	return link_send_raw(l, buf, len);
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-	struct link *l = req->data;
-
-	if (status < 0)
-		link_fail(l, l->why);
-}
-
 static void link_run(struct link *l);
 
 /*
  * Leave the link: the fsm says GOAWAY when the session is up (CLOSING,
  * see on_closing), and the link waits (bounded by LINK_CLOSE_GRACE_MS)
- * for the peer's EOF so that what we sent last is read, not lost to a
- * reset.
+ * for the peer to read it and close.
+ *
+ * Neither end sends a FIN. A link leaves from the listen port to the
+ * peer's listen port (punched links, dials from the listen port): the
+ * end that closed first would hold that four-tuple in TIME_WAIT for a
+ * minute, and every connect() from the listen port to that peer (the
+ * next punch, a re-dial after `disconnect`) would fail with "address not
+ * available". So the peer resets the link once it has read our GOAWAY
+ * (on_done), and we reset it when it is gone or the grace is over: what
+ * either end sent has been read by then, and a reset leaves no
+ * TIME_WAIT behind at either end.
  */
 void link_close(struct link *l, uint8_t code, const char *reason)
 {
@@ -774,7 +774,7 @@ void link_close(struct link *l, uint8_t code, const char *reason)
 	link_run(l);
 }
 
-/* The fsm wrote GOAWAY: half-close and wait for the peer's EOF. */
+/* The fsm wrote GOAWAY: wait for the peer to close. */
 static void on_closing(struct link *l, const struct p2p_linkfsm_action *a)
 {
 	struct p2pd_node *n = l->n;
@@ -784,15 +784,15 @@ static void on_closing(struct link *l, const struct p2p_linkfsm_action *a)
 	else if (a->cause == P2P_LINKFSM_C_IDLE)
 		log_info("link: idle for %u ms, closing",
 			 n->limits.idle_timeout_ms);
-	/* Stopping: best effort, nobody waits for the peer's EOF. A relayed
-	 * link has no stream to half-close: its circuit is closed. */
+	/* Stopping: best effort, nobody waits for the peer. A relayed link
+	 * has no stream of its own: its circuit is closed. */
 	if (n->stopping || l->tr) {
 		link_fail(l, a->why);
 		return;
 	}
-	/* The half-close follows the GOAWAY and everything before it
-	 * (flush_one issues it once the queue is handed to libuv). */
-	l->shut_pending = true;
+	/* No half-close (see link_close): the GOAWAY goes out with this
+	 * turn's writes, and the link is reset once the peer has gone. */
+	l->rst = true;
 	want_flush(l);
 	l->why = a->why;
 	l->state = LINK_CLOSING;
@@ -908,6 +908,7 @@ static void on_done(struct link *l, const struct p2p_linkfsm_action *a)
 		p2p_peerid_to_text(&l->peer, id);
 		log_debug("peer %s: goaway: %.*s", id,
 			  (int)a->msg->u.goaway.len, a->msg->u.goaway.reason);
+		l->rst = true; /* see link_close */
 		link_fail(l, a->why);
 		return;
 	case P2P_LINKFSM_C_BAD_FRAME:

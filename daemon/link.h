@@ -27,7 +27,7 @@
 #include "proto/msg.h"
 #include "proto/peerid.h"
 
-#define LINK_CLOSE_GRACE_MS 2000 /* wait for the peer's EOF after GOAWAY */
+#define LINK_CLOSE_GRACE_MS 2000 /* wait for the peer to close after GOAWAY */
 #define LINK_WQ_MAX (4u << 20)	 /* queued bytes before a link is cut */
 /* harden9: a peer that does not read what we queue is not read either
  * (its requests would only queue more): reading stops over
@@ -180,10 +180,14 @@ int link_send_msg(struct link *l, const struct p2p_msg *m);
 int link_send_raw(struct link *l, const uint8_t *msg, size_t len);
 /* A keepalive PING now (its PONG measures the rtt). */
 void link_ping(struct link *l);
-/* Leave: GOAWAY when up, then wait for the peer's EOF (bounded). */
+/* Leave: GOAWAY when up, then wait for the peer to close (bounded); no
+ * TIME_WAIT is left at either end (see link.c). */
 void link_close(struct link *l, uint8_t code, const char *reason);
 /* Drop at once (why: a static string for the logs and observers). */
 void link_fail(struct link *l, const char *why);
+/* The same, with a reset instead of a FIN: a punch attempt given up
+ * leaves its four-tuple free for the next one. */
+void link_abort(struct link *l, const char *why);
 /* The transport's queue shrank: tell the observers. */
 void link_writable(struct link *l);
 

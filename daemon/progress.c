@@ -101,7 +101,7 @@ void progress_reach_step(struct p2pd_node *n, const struct p2p_reach_action *a)
 }
 
 void progress_punch_scheduled(void *arg, const struct p2p_peerid *peer,
-			      enum p2p_nat_type peer_nat, uint64_t start_in)
+			      enum p2p_nat_type peer_nat, bool primer)
 {
 	struct p2pd_node *n = arg;
 	struct progress *p = n->progress;
@@ -110,11 +110,10 @@ void progress_punch_scheduled(void *arg, const struct p2p_peerid *peer,
 	if (!p || p->nobs == 0)
 		return;
 	snprintf(d, sizeof(d),
-		 "punching with %s: its NAT: %s, ours: %s; both connect in "
-		 "%llu ms",
+		 "punching with %s: its NAT: %s, ours: %s; %s now",
 		 who(n, peer, id), p2p_nat_type_name(peer_nat),
 		 p2p_nat_type_name(p2p_nat_type(ovl_nat(n))),
-		 (unsigned long long)start_in);
+		 primer ? "priming" : "connecting");
 	for (size_t i = 0; i < p->nobs; i++)
 		p->obs[i].fn(p->obs[i].arg, peer, "punch", d);
 }

@@ -30,7 +30,7 @@ int progress_observe(struct p2pd_node *n, progress_fn fn, void *arg);
  * agreed, and the peer's NAT type is known (it came in its REQUEST or
  * REPLY): a second "punch" step that names both NAT types. */
 void progress_punch_scheduled(void *n, const struct p2p_peerid *peer,
-			      enum p2p_nat_type peer_nat, uint64_t start_in);
+			      enum p2p_nat_type peer_nat, bool primer);
 
 /* reach.c: the core asked for a; tell the observers what it means. */
 void progress_reach_step(struct p2pd_node *n, const struct p2p_reach_action *a);

@@ -6,17 +6,18 @@
  * The requester (a tunnel or `connect` wants a link to a peer that cannot
  * be dialled) routes a signed PUNCH_REQUEST with its candidates to the
  * peer over the overlay (app P2P_APP_NAT); the peer answers PUNCH_REPLY
- * with its own candidates and a start offset, or PUNCH_FAIL with a reason
- * (both sides endpoint-dependent, busy, not listening, over a limit, no
- * plausible candidate: the checks of issue 9, all in the session core,
- * which this file hands our wall clock, public addresses and the address
- * of any link we hold to the source with every input). Both then run the
- * schedule: at the agreed moment each connects from its listen port to
- * every candidate of the other, again and again through resets and
- * timeouts, for P2P_PUNCH_TOTAL_MS. Every attempt is an ordinary outbound
- * link (link_punch) whose handshake expects the peer's ID; the SYNs meet
- * in the NATs as one TCP simultaneous open (both ends initiators: the
- * lower ID keeps that role, see link.c on_hs_frame), or one side's SYN
+ * with its own candidates, or PUNCH_FAIL with a reason (both sides
+ * endpoint-dependent, busy, not listening, over a limit, no plausible
+ * candidate: the checks of issue 9, all in the session core, which this
+ * file hands our wall clock, public addresses and the address of any
+ * link we hold to the source with every input). Both then run the
+ * schedule: the peer primes as soon as the REQUEST arrives, the requester
+ * connects as soon as the REPLY does (nat/punch.h, the timing comment),
+ * each from its listen port to every candidate of the other, again and
+ * again through resets and timeouts, for P2P_PUNCH_TOTAL_MS. Every attempt is
+ * an ordinary outbound link (link_punch) whose handshake expects the peer's ID;
+ * the SYNs meet in the NATs as one TCP simultaneous open (both ends initiators:
+ * the lower ID keeps that role, see link.c on_hs_frame), or one side's SYN
  * reaches the other's listener. The first link to HELLO wins and the
  * other attempts are closed. Punched links are kind LINK_DIRECT (shown as
  * link "direct"; `connect` answers method "punch").
@@ -48,7 +49,8 @@ struct attempt {
 };
 
 /* The routed signalling round trip to a peer, measured by our last
- * REQUEST -> REPLY exchange with it (the next punch's start offset). */
+ * REQUEST -> REPLY exchange with it (logged: the connect matrix reads
+ * it). */
 struct sigrtt {
 	struct p2p_peerid peer;
 	uint64_t sent;	/* REQUEST routed at (0: no exchange running) */
@@ -209,24 +211,6 @@ static struct sigrtt *rtt_slot(struct p2pd_node *n,
 }
 
 /* The slowest round trip of our overlay links (< 0: none measured). */
-static int64_t link_rtt_max(struct p2pd_node *n)
-{
-	double max = -1;
-
-	for (struct link *l = link_first(n); l; l = link_next_of(l))
-		if (link_is_up(l) && link_kind(l) == LINK_OVERLAY &&
-		    link_rtt(l) > max)
-			max = link_rtt(l);
-	return max < 0 ? -1 : (int64_t)(max + 0.5);
-}
-
-/* The start offset for a punch with peer, from what was measured. */
-static uint16_t offset_for(struct p2pd_node *n, const struct p2p_peerid *peer)
-{
-	struct sigrtt *c = rtt_slot(n, peer, false);
-
-	return p2p_punch_offset(c ? c->rtt_ms : -1, link_rtt_max(n));
-}
 
 /* ---- our local facts ---- */
 
@@ -301,7 +285,6 @@ facts(struct p2pd_node *n, const struct p2p_peerid *peer, struct facts *f)
 		in.mapped.family = 0;
 	f->me.ncand = p2p_punch_predict(&in, f->cand, P2P_PUNCH_CAND_MAX);
 	f->me.cand = f->cand;
-	f->me.offset_ms = offset_for(n, peer);
 	f->me.wall_ms = wall_ms();
 	f->me.pub = f->ext;
 	f->me.npub = in.nexternal;
@@ -336,10 +319,8 @@ static void do_send(struct p2pd_node *n, const struct p2p_psess_action *a,
 		struct sigrtt *c = rtt_slot(n, &a->peer, true);
 		c->sent = node_now(n);
 		c->used = node_now(n) + 1;
-		log_info("punch %s: requested (we are %s, %zu candidates, "
-			 "offset %u ms)",
-			 id, p2p_nat_type_name(a->sig.nat), a->sig.ncand,
-			 a->sig.offset_ms);
+		log_info("punch %s: requested (we are %s, %zu candidates)", id,
+			 p2p_nat_type_name(a->sig.nat), a->sig.ncand);
 	}
 	p2p_psess_sent(n->punch->tab, node_now(n), a, rc, msgid);
 }
@@ -364,14 +345,12 @@ static void do_scheduled(struct p2pd_node *n, const struct p2p_psess_action *a,
 		snprintf(list + strlen(list), sizeof(list) - strlen(list),
 			 "%s%s", i > 0 ? " " : "", at);
 	}
-	log_info("punch %s: peer %s, candidates [%s], start in %llu ms as "
-		 "the %s%s",
-		 id, p2p_nat_type_name(a->peer_nat), list,
-		 (unsigned long long)a->start_in,
-		 a->primer ? "primer" : "sender", rtt);
+	log_info("punch %s: peer %s, candidates [%s], %s now%s", id,
+		 p2p_nat_type_name(a->peer_nat), list,
+		 a->primer ? "priming" : "connecting", rtt);
 	if (n->punch->scheduled)
 		n->punch->scheduled(n->punch->scheduled_arg, &a->peer,
-				    a->peer_nat, a->start_in);
+				    a->peer_nat, a->primer);
 }
 
 static void do_connect(struct p2pd_node *n, const struct p2p_psess_action *a,

@@ -22,11 +22,11 @@
 typedef void (*punch_failed_fn)(void *arg, const struct p2p_peerid *peer,
 				const char *msg);
 
-/* A punch with peer is agreed: peer_nat is the NAT type the peer gave in
- * its REQUEST or REPLY, start_in the ms until both sides connect. */
+/* A punch with peer is agreed and starts now: peer_nat is the NAT type
+ * the peer gave in its REQUEST or REPLY; primer: we answered it and prime,
+ * else we asked and connect (nat/punch.h). */
 typedef void (*punch_scheduled_fn)(void *arg, const struct p2p_peerid *peer,
-				   enum p2p_nat_type peer_nat,
-				   uint64_t start_in);
+				   enum p2p_nat_type peer_nat, bool primer);
 
 int punch_module_init(struct p2pd_node *n);
 /* Who is told of each agreed punch (daemon.c: progress); one. */

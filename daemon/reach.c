@@ -140,6 +140,19 @@ static void on_punch_failed(void *arg, const struct p2p_peerid *peer,
 	p2p_reach_punch_failed(n->reach->core, node_now(n), peer, msg);
 }
 
+void reach_punch_scheduled(void *arg, const struct p2p_peerid *peer,
+			   enum p2p_nat_type peer_nat, bool primer)
+{
+	struct p2pd_node *n = arg;
+
+	/* Our punch, and one side cannot be predicted: the replier primes
+	 * no endpoint our SYN could come from, or we offered none. A relay
+	 * up meanwhile is the answer (the punch goes on in the background). */
+	if (!primer && (!p2p_punch_predictable(peer_nat) ||
+			!p2p_punch_predictable(p2p_nat_type(ovl_nat(n)))))
+		p2p_reach_punch_unlikely(n->reach->core, node_now(n), peer);
+}
+
 static void relay_candidates(struct p2pd_node *n, const struct p2p_peerid *peer)
 {
 	struct p2p_peerid ids[NODE_DEF_MAX_LINKS];

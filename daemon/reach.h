@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "link.h"
+#include "nat/nat.h"
 #include "node.h"
 
 struct reach_waiter;
@@ -48,6 +49,10 @@ void reach_get(struct p2pd_node *n, const struct p2p_peerid *peer,
 void reach_cancel(struct p2pd_node *n, struct reach_waiter *w);
 
 /* Hub hooks (daemon.c registers them). */
+/* punch.c, through daemon.c: a punch with peer was agreed (see
+ * punch_scheduled_fn). */
+void reach_punch_scheduled(void *n, const struct p2p_peerid *peer,
+			   enum p2p_nat_type peer_nat, bool primer);
 bool reach_after(void *n);
 uint64_t reach_next(void *n);
 void reach_expire(void *n, uint64_t now);

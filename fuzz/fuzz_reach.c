@@ -72,7 +72,10 @@ static void event(struct p2p_reach *r, uint64_t now, uint8_t op, uint8_t arg)
 					arg & 1 ? -EADDRNOTAVAIL : rc, NULL);
 		break;
 	case 6:
-		p2p_reach_punch_failed(r, now, p, "punch failed");
+		if (arg & 1)
+			p2p_reach_punch_unlikely(r, now, p);
+		else
+			p2p_reach_punch_failed(r, now, p, "punch failed");
 		break;
 	case 7:
 		p2p_reach_relays(r, now, p, peers, arg % (NPEERS + 2));

@@ -217,8 +217,7 @@ static void punch_seeds(void)
 	struct p2p_punch_sig sig = {.type = P2P_PUNCH_REQUEST,
 				    .nonce = 42,
 				    .time_ms = 1764640000000ull,
-				    .nat = P2P_NAT_PORT_PRESERVING,
-				    .offset_ms = P2P_PUNCH_OFFSET_MS};
+				    .nat = P2P_NAT_PORT_PRESERVING};
 	struct seed s;
 
 	fuzz_identity(&ids[0], 0);

@@ -253,41 +253,6 @@ size_t p2p_punch_predict(const struct p2p_punch_local *in, struct p2p_addr *out,
 	return n;
 }
 
-uint64_t p2p_punch_start_at(uint64_t sent, uint64_t now, uint16_t offset_ms)
-{
-	uint64_t rtt = now >= sent ? now - sent : 0;
-	uint64_t half = rtt / 2;
-
-	if (half >= offset_ms)
-		return now;
-	return now + (offset_ms - half);
-}
-
-uint16_t p2p_punch_reply_offset(uint16_t proposed)
-{
-	if (proposed < P2P_PUNCH_OFFSET_MIN_MS)
-		return P2P_PUNCH_OFFSET_MIN_MS;
-	if (proposed > P2P_PUNCH_OFFSET_MAX_MS)
-		return P2P_PUNCH_OFFSET_MAX_MS;
-	return proposed;
-}
-
-uint16_t p2p_punch_offset(int64_t sig_rtt_ms, int64_t link_rtt_ms)
-{
-	int64_t est = sig_rtt_ms >= 0	 ? sig_rtt_ms
-		      : link_rtt_ms >= 0 ? 2 * link_rtt_ms
-					 : -1;
-	int64_t off;
-
-	if (est < 0)
-		return P2P_PUNCH_OFFSET_MS;
-	if (est > 4 * P2P_PUNCH_OFFSET_MAX_MS)
-		est = 4 * P2P_PUNCH_OFFSET_MAX_MS; /* no overflow below */
-	off = est / 2 + est / 4 + P2P_PUNCH_OFFSET_MARGIN_MS;
-	return p2p_punch_reply_offset(
-	    (uint16_t)(off > UINT16_MAX ? UINT16_MAX : off));
-}
-
 /* ---- scheduling ---- */
 
 static struct p2p_punch_action *push(struct p2p_punch *p,
@@ -309,23 +274,15 @@ static struct p2p_punch_action *push(struct p2p_punch *p,
 	return a;
 }
 
-bool p2p_punch_primer(const struct p2p_peerid *self,
-		      const struct p2p_peerid *peer)
-{
-	return memcmp(self->b, peer->b, sizeof(self->b)) < 0;
-}
-
 void p2p_punch_init(struct p2p_punch *p, const struct p2p_addr *cand, size_t n,
 		    uint64_t start, bool primer)
 {
-	uint64_t first = start + (primer ? 0 : P2P_PUNCH_SENDER_DELAY_MS);
-
 	memset(p, 0, sizeof(*p));
 	p->n = n > P2P_PUNCH_CAND_MAX ? P2P_PUNCH_CAND_MAX : n;
 	for (size_t i = 0; i < p->n; i++) {
 		p->c[i].addr = cand[i];
 		p->c[i].state = P2P_PUNCH_C_WAIT;
-		p->c[i].at = first;
+		p->c[i].at = start;
 	}
 	p->primer = primer;
 	p->start = start;

@@ -13,8 +13,9 @@
  *    else, and hash(public key) must be the overlay source ID, so no node
  *    on the way can forge or alter what we offer;
  *  - scheduling: both sides connect from their listen port to every
- *    candidate of the other at one agreed moment, retrying through resets
- *    and timeouts for a bounded time (struct p2p_punch: events in, actions
+ *    candidate of the other, the replier as soon as the REQUEST arrives,
+ *    the requester as soon as the REPLY does, retrying through resets and
+ *    timeouts for a bounded time (struct p2p_punch: events in, actions
  *    out, one deadline).
  *
  * Wire layout of a payload, version 2, integers big-endian:
@@ -31,7 +32,9 @@
  * receiver refuse a replayed or stale request: P2P_PUNCH_SKEW_MS), and
  * seen, the public address the sender's overlay peers observed for it
  * (family 0: none yet), which the receiver checks the sender's public
- * candidates against when it has no observation of its own.
+ * candidates against when it has no observation of its own. offset_ms
+ * was a start offset the two sides agreed on; the schedule no longer
+ * waits for one (see the timing comment): it is sent as 0 and ignored.
  */
 #ifndef P2P_NAT_PUNCH_H
 #define P2P_NAT_PUNCH_H
@@ -67,18 +70,31 @@
  * invalid. A handshake must also be answered by the very socket whose
  * SYN made the entry (a SYN-ACK with another sequence number is out of
  * the entry's window, and leaves the NAT untranslated). So the sides
- * play two parts, chosen by ID (p2p_punch_primer):
+ * play two parts, chosen by who asked:
  *
- *  - the primer connects to each candidate with a small TTL (a "prime"):
- *    the SYN passes its own NAT, which now expects the peer's endpoint,
- *    and dies at the next router instead of being reset by the peer's
- *    NAT. The socket ignores the ICMP error that comes back (the daemon
- *    sets a minimum TTL on it), gets its normal TTL back, and waits;
- *  - the sender, a moment later, connects with a full TTL again and
- *    again (a reset is tried again after P2P_PUNCH_RETRY_MS). Its SYN
- *    finds the primer's NAT expecting it and reaches the primer's
- *    waiting socket: a simultaneous open whose SYN-ACK the primer's NAT
- *    lets through.
+ *  - the replier primes: as soon as the REQUEST arrives, before it even
+ *    sends its REPLY, it connects to each of the requester's candidates
+ *    with a small TTL (a "prime"): the SYN passes its own NAT, which now
+ *    expects the requester's endpoint, and dies at the next router
+ *    instead of being reset by the requester's NAT. The socket ignores
+ *    the ICMP error that comes back (the daemon sets a minimum TTL on
+ *    it), gets its normal TTL back, and waits;
+ *  - the requester sends: as soon as the REPLY arrives it connects with a
+ *    full TTL, again and again (a reset is tried again after
+ *    P2P_PUNCH_RETRY_MS). Its SYN finds the replier's NAT expecting it
+ *    and reaches the waiting socket: a simultaneous open whose SYN-ACK
+ *    the replier's NAT lets through.
+ *
+ * No clock has to be agreed: the prime leaves before the REPLY does, so
+ * it is ahead of the requester's SYN by at least the REPLY's trip plus
+ * the SYN's, and the link is up about one signalling round trip plus two
+ * host round trips (SYN, handshake) and a half (HELLO) after the request.
+ * An agreed start (as before) added an offset of 3/4 of the signalling
+ * round trip and a margin, and when a round-trip estimate was wrong the
+ * SYN beat the prime and the first attempt was lost. The one bound: the
+ * prime's own retransmission (full TTL, after the kernel's 1 s RTO) must
+ * not reach the requester's NAT before the requester's SYN has left it,
+ * which holds while the signalling round trip stays under about 2 s.
  *
  * TTL 2: our router forwards the prime with TTL 1, the next hop drops
  * it. Behind two NATs (double NAT) that prime dies before the outer
@@ -87,26 +103,21 @@
  * be reset by the peer's router, and the next prime is a 2 again). A
  * prime that reaches a peer on our own LAN is simply a connection.
  */
-#define P2P_PUNCH_PRIME_TTL 2	      /* first prime; then +1, +0, +1, ... */
-#define P2P_PUNCH_PRIME_TTL_MAX 3     /* a second NAT in front of us */
-#define P2P_PUNCH_PRIME_HOLD_MS 1500  /* a prime waits (1 retransmission) */
-#define P2P_PUNCH_SENDER_DELAY_MS 100 /* the sender starts after the primer */
-#define P2P_PUNCH_RETRY_MS 150	      /* a refused connect is tried again */
-#define P2P_PUNCH_ATTEMPT_MS 1000     /* an unanswered SYN: start over */
-#define P2P_PUNCH_TOTAL_MS 8000	      /* the whole schedule, from its start */
-#define P2P_PUNCH_OFFSET_MS 300	      /* start offset proposed, no RTT known */
-#define P2P_PUNCH_OFFSET_MIN_MS 100   /* ... that a replier accepts */
-#define P2P_PUNCH_OFFSET_MARGIN_MS 60 /* over the REPLY's measured trip */
-#define P2P_PUNCH_OFFSET_MAX_MS 3000
-#define P2P_PUNCH_SIGNAL_MS 5000 /* REQUEST without REPLY: give up */
+#define P2P_PUNCH_PRIME_TTL 2	     /* first prime; then +1, +0, +1, ... */
+#define P2P_PUNCH_PRIME_TTL_MAX 3    /* a second NAT in front of us */
+#define P2P_PUNCH_PRIME_HOLD_MS 1500 /* a prime waits (1 retransmission) */
+#define P2P_PUNCH_RETRY_MS 150	     /* a refused connect is tried again */
+#define P2P_PUNCH_ATTEMPT_MS 1000    /* an unanswered SYN: start over */
+#define P2P_PUNCH_TOTAL_MS 8000	     /* the whole schedule, from its start */
+#define P2P_PUNCH_SIGNAL_MS 5000     /* REQUEST without REPLY: give up */
 /* A payload whose time_ms is further than this from our wall clock, either
  * way, is refused (stale or replayed later; clocks are NTP-synchronised
  * to well under this). Nonces are remembered at least twice as long. */
 #define P2P_PUNCH_SKEW_MS 30000
 
 enum p2p_punch_type {
-	P2P_PUNCH_REQUEST = 1, /* nonce, candidates, proposed offset */
-	P2P_PUNCH_REPLY = 2,   /* nonce, candidates, start offset */
+	P2P_PUNCH_REQUEST = 1, /* nonce, time, seen, candidates */
+	P2P_PUNCH_REPLY = 2,   /* nonce, time, seen, candidates */
 	P2P_PUNCH_FAIL = 3,    /* nonce, reason */
 };
 
@@ -129,7 +140,7 @@ struct p2p_punch_sig {
 	uint64_t time_ms;      /* the sender's wall clock, Unix ms */
 	enum p2p_nat_type nat; /* the sender's NAT type */
 	enum p2p_punch_reason reason;
-	uint16_t offset_ms;
+	uint16_t offset_ms;   /* unused: sent as 0, ignored */
 	struct p2p_addr seen; /* sender's public address observed by its
 				 overlay peers; family 0 none */
 	size_t ncand;
@@ -191,31 +202,6 @@ size_t p2p_punch_predict(const struct p2p_punch_local *in, struct p2p_addr *out,
 /* Whether a NAT type lets the other side predict anything. */
 bool p2p_punch_predictable(enum p2p_nat_type t);
 
-/*
- * The requester's start time: the REQUEST left at sent, the REPLY with
- * offset_ms arrived at now; the replier started its clock about rtt/2
- * before now. Never earlier than now.
- */
-uint64_t p2p_punch_start_at(uint64_t sent, uint64_t now, uint16_t offset_ms);
-
-/* The offset a replier uses for a proposed one (clamped). */
-uint16_t p2p_punch_reply_offset(uint16_t proposed);
-
-/*
- * The start offset to propose (requester) or to insist on (replier), from
- * measured round trips instead of the fixed P2P_PUNCH_OFFSET_MS. The
- * REPLY must reach the requester before the start, and the requester
- * starts rtt/2 after the replier's clock began: the offset covers the
- * REPLY's one-way trip (half the route's RTT) with half as much again
- * for asymmetry and jitter, plus P2P_PUNCH_OFFSET_MARGIN_MS.
- *   sig_rtt_ms:  the REQUEST -> REPLY exchange of an earlier punch with
- *                this peer (the routed signalling path), < 0 unknown;
- *   link_rtt_ms: the slowest of our overlay links, < 0 unknown; a route
- *                is taken as two such hops (ours and the peer's).
- * Neither known: P2P_PUNCH_OFFSET_MS. Clamped as p2p_punch_reply_offset.
- */
-uint16_t p2p_punch_offset(int64_t sig_rtt_ms, int64_t link_rtt_ms);
-
 /* ---- scheduling ---- */
 
 enum p2p_punch_action_type {
@@ -257,13 +243,9 @@ struct p2p_punch {
 	size_t qhead, qlen;
 };
 
-/* The lower ID primes, the other sends (see the timing comment). */
-bool p2p_punch_primer(const struct p2p_peerid *self,
-		      const struct p2p_peerid *peer);
-
-/* Connect to cand[0..n) from start on (the sender a little later), give
- * up at start + P2P_PUNCH_TOTAL_MS. n may be 0: we then only wait for
- * the peer. */
+/* Connect to cand[0..n) from start on, priming (the replier) or sending
+ * (the requester; see the timing comment), give up at start +
+ * P2P_PUNCH_TOTAL_MS. n may be 0: we then only wait for the peer. */
 void p2p_punch_init(struct p2p_punch *p, const struct p2p_addr *cand, size_t n,
 		    uint64_t start, bool primer);
 /* Call when now >= p2p_punch_next_timer(). */

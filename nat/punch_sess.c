@@ -41,7 +41,6 @@ struct sess {
 	bool sched_pending;
 	struct p2p_addr sched[P2P_PUNCH_CAND_MAX];
 	size_t nsched;
-	uint64_t sched_in;
 	/* How it ended. */
 	bool over; /* ended_at is set */
 	uint64_t ended_at;
@@ -326,7 +325,7 @@ static void set_context(struct sess *s, const char *context)
 }
 
 static void queue_send(struct sess *s, enum p2p_punch_type type,
-		       const struct p2p_psess_local *me, uint16_t offset)
+		       const struct p2p_psess_local *me)
 {
 	memset(&s->send, 0, sizeof(s->send));
 	s->send.type = type;
@@ -335,7 +334,6 @@ static void queue_send(struct sess *s, enum p2p_punch_type type,
 	if (me->seen.port != 0)
 		s->send.seen = me->seen;
 	s->send.nat = me->nat;
-	s->send.offset_ms = offset;
 	s->send.ncand =
 	    me->ncand > P2P_PUNCH_CAND_MAX ? P2P_PUNCH_CAND_MAX : me->ncand;
 	if (s->send.ncand)
@@ -412,10 +410,11 @@ static bool lan_only(const struct p2p_punch_sig *sig)
 	return true;
 }
 
-/* Start the schedule towards the peer's (plausible) candidates at start. */
-static void schedule(struct p2p_psess_table *t, struct sess *s, uint64_t now,
-		     enum p2p_nat_type peer_nat, const struct p2p_addr *cand,
-		     size_t n, uint64_t start, const struct p2p_psess_local *me)
+/* Start the schedule towards the peer's (plausible) candidates now: the
+ * replier primes, the requester sends (nat/punch.h, the timing comment). */
+static void schedule(struct sess *s, uint64_t now, enum p2p_nat_type peer_nat,
+		     const struct p2p_addr *cand, size_t n, bool primer,
+		     const struct p2p_psess_local *me)
 {
 	size_t nc = 0;
 
@@ -426,13 +425,15 @@ static void schedule(struct p2p_psess_table *t, struct sess *s, uint64_t now,
 		s->sched[nc++] = cand[i];
 	}
 	s->nsched = nc;
-	s->sched_in = start > now ? start - now : 0;
 	s->sched_pending = true;
 	s->peer_nat = peer_nat;
 	s->state = S_RUN;
 	s->core_on = true;
-	p2p_punch_init(&s->core, s->sched, nc, start,
-		       p2p_punch_primer(&t->self, &s->peer));
+	p2p_punch_init(&s->core, s->sched, nc, now, primer);
+	/* The first SYNs at once: a replier's primes go out before its
+	 * REPLY (sess_poll), or on a fast path the requester's SYN could
+	 * reach our NAT first and be reset. */
+	p2p_punch_tick(&s->core, now);
 }
 
 /* ---- inputs ---- */
@@ -469,8 +470,7 @@ int p2p_psess_start(struct p2p_psess_table *t, uint64_t now,
 	s->nonce = nonce;
 	s->deadline = now + P2P_PUNCH_SIGNAL_MS;
 	set_context(s, context);
-	queue_send(s, P2P_PUNCH_REQUEST, me,
-		   me->offset_ms ? me->offset_ms : P2P_PUNCH_OFFSET_MS);
+	queue_send(s, P2P_PUNCH_REQUEST, me);
 	return 0;
 }
 
@@ -553,8 +553,6 @@ static void on_request(struct p2p_psess_table *t, uint64_t now,
 		       const struct p2p_psess_local *me)
 {
 	struct sess *s = find(t, src);
-	uint16_t offset = p2p_punch_reply_offset(
-	    sig->offset_ms > me->offset_ms ? sig->offset_ms : me->offset_ms);
 	const struct p2p_addr *key = key_for(me, sig);
 	uint64_t net = key->family ? p2p_addr_subnet(key) : 0;
 	struct p2p_addr kept[P2P_PUNCH_CAND_MAX];
@@ -586,8 +584,8 @@ static void on_request(struct p2p_psess_table *t, uint64_t now,
 		s->net = net;
 		s->nonce = sig->nonce;
 	}
-	queue_send(s, P2P_PUNCH_REPLY, me, offset);
-	schedule(t, s, now, sig->nat, kept, nkept, now + offset, me);
+	queue_send(s, P2P_PUNCH_REPLY, me);
+	schedule(s, now, sig->nat, kept, nkept, true, me);
 }
 
 void p2p_psess_on_sig(struct p2p_psess_table *t, uint64_t now,
@@ -611,10 +609,8 @@ void p2p_psess_on_sig(struct p2p_psess_table *t, uint64_t now,
 	if (sig->type == P2P_PUNCH_REPLY) {
 		struct p2p_addr kept[P2P_PUNCH_CAND_MAX];
 		if (s->state == S_SIGNAL)
-			schedule(t, s, now, sig->nat, kept,
-				 plausible_of(t, sig, me, kept),
-				 p2p_punch_start_at(s->t0, now, sig->offset_ms),
-				 me);
+			schedule(s, now, sig->nat, kept,
+				 plausible_of(t, sig, me, kept), false, me);
 	} else if (sig->type == P2P_PUNCH_FAIL) {
 		end(s, now, sig->reason, NULL, 0);
 	}
@@ -703,8 +699,7 @@ void p2p_psess_link_hello(struct p2p_psess_table *t, uint64_t now,
 	if (s->state == S_SIGNAL) {
 		/* The peer reached us before its REPLY did: punched all the
 		 * same, with an empty schedule. */
-		p2p_punch_init(&s->core, NULL, 0, now,
-			       p2p_punch_primer(&t->self, peer));
+		p2p_punch_init(&s->core, NULL, 0, now, false);
 		s->core_on = true;
 		s->state = S_RUN;
 		idx = P2P_PSESS_NONE;
@@ -856,6 +851,16 @@ static bool from_core(struct p2p_psess_table *t, struct sess *s,
 }
 
 /* The next action of s; s may be freed (then *freed). */
+static bool poll_send(struct sess *s, struct p2p_psess_action *a)
+{
+	if (!s->send_pending)
+		return false;
+	s->send_pending = false;
+	a->type = P2P_PSESS_SEND;
+	a->sig = s->send;
+	return true;
+}
+
 static bool sess_poll(struct p2p_psess_table *t, struct sess *s,
 		      struct p2p_psess_action *a, bool *freed)
 {
@@ -868,19 +873,15 @@ static bool sess_poll(struct p2p_psess_table *t, struct sess *s,
 	a->ms = s->over ? s->ended_at - s->t0 : 0;
 	a->attempts = s->core.attempts;
 	*freed = false;
-	if (s->send_pending) {
-		s->send_pending = false;
-		a->type = P2P_PSESS_SEND;
-		a->sig = s->send;
+	/* A replier primes before it answers (see schedule). */
+	if (!(s->core_on && s->core.primer) && poll_send(s, a))
 		return true;
-	}
 	if (s->sched_pending) {
 		s->sched_pending = false;
 		a->type = P2P_PSESS_SCHEDULED;
 		a->peer_nat = s->peer_nat;
 		memcpy(a->cand, s->sched, sizeof(a->cand));
 		a->ncand = s->nsched;
-		a->start_in = s->sched_in;
 		a->primer = s->core.primer;
 		return true;
 	}
@@ -897,6 +898,8 @@ static bool sess_poll(struct p2p_psess_table *t, struct sess *s,
 		if (last)
 			return false;
 	}
+	if (poll_send(s, a))
+		return true;
 	if (s->state != S_ENDED)
 		return false;
 	/* Ended by signalling: every attempt in flight is closed first. */

@@ -115,10 +115,6 @@ struct p2p_psess_local {
 	/* What we offer (p2p_punch_predict), at most P2P_PUNCH_CAND_MAX. */
 	const struct p2p_addr *cand;
 	size_t ncand;
-	/* The start offset to propose (start) or insist on (a REQUEST that
-	 * proposes less): p2p_punch_offset() of the measured round trips
-	 * to the peer; 0: P2P_PUNCH_OFFSET_MS proposed, the peer's taken. */
-	uint16_t offset_ms;
 	/* Issue 9. Our wall clock (Unix ms): the time of what we send, the
 	 * freshness of what we get. */
 	uint64_t wall_ms;
@@ -163,11 +159,10 @@ struct p2p_psess_action {
 	bool requester; /* SUCCESS, FAILED: someone waits for this punch */
 	/* SEND */
 	struct p2p_punch_sig sig;
-	/* SCHEDULED: the peer's NAT, the candidates kept, start - now */
+	/* SCHEDULED: the peer's NAT, the candidates kept, our part */
 	enum p2p_nat_type peer_nat;
 	struct p2p_addr cand[P2P_PUNCH_CAND_MAX];
 	size_t ncand;
-	uint64_t start_in;
 	bool primer;
 	/* CONNECT, ABORT, SUCCESS */
 	size_t idx;
@@ -190,7 +185,7 @@ struct p2p_psess_action {
 
 struct p2p_psess_table;
 
-/* NULL when out of memory. self decides glare and the primer. */
+/* NULL when out of memory. self decides glare. */
 struct p2p_psess_table *p2p_psess_new(const struct p2p_peerid *self);
 void p2p_psess_free(struct p2p_psess_table *t);
 

@@ -898,6 +898,38 @@ Test(core, grace_punch_failed_answers_the_held_relay_at_once,
 	cr_assert_eq(one(P2P_REACH_DONE)->link.id, 60);
 }
 
+Test(core, grace_unlikely_punch_answers_the_held_relay_at_once,
+     .init = setup_grace)
+{
+	held_relay();
+	cr_assert_eq(p2p_reach_punch_unlikely(R, T0 + 100, &PEER), 0);
+	struct p2p_reach_action *a = one(P2P_REACH_DONE);
+	cr_assert_eq(a->method, P2P_REACH_M_RELAY);
+	cr_assert_eq(a->link.id, 60);
+	cr_assert_eq(p2p_reach_punch_unlikely(R, T0 + 100, &PEER), -ENOENT);
+}
+
+/* Told before the relay is up: the relayed link answers when it comes. */
+Test(core, grace_unlikely_punch_lets_the_relay_answer, .init = setup_grace)
+{
+	struct p2p_reach_link rl = {.id = 60, .kind = P2P_REACH_K_RELAYED};
+
+	candidates();
+	dialling();
+	cr_assert_eq(p2p_reach_link_gone(R, T0, 7, "refused", NULL), 0);
+	cr_assert_eq(drain(), 2);
+	cr_assert_eq(p2p_reach_punch_started(R, T0, &PEER, 0, NULL), 0);
+	cr_assert_eq(p2p_reach_relays(R, T0, &PEER, CAND, 6), 0);
+	one(P2P_REACH_RELAY);
+	cr_assert_eq(p2p_reach_relay_started(R, T0, &PEER, 0, 60), 0);
+	cr_assert_eq(p2p_reach_punch_unlikely(R, T0 + 20, &PEER), 0);
+	cr_assert_eq(drain(), 0);
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 40, &PEER, &rl), 0);
+	struct p2p_reach_action *a = one(P2P_REACH_DONE);
+	cr_assert_eq(a->method, P2P_REACH_M_RELAY);
+	cr_assert_eq(a->link.id, 60);
+}
+
 Test(core, grace_held_relay_gone_asks_the_next, .init = setup_grace)
 {
 	held_relay();

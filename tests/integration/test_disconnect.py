@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
 import threading
 import time
 
@@ -122,6 +123,44 @@ def test_disconnect_closes_and_resets():
             check(j.get("closed", 0) >= 1, "closed %r" % j.get("closed"))
     finally:
         srv.close()
+
+
+def time_wait(port_a, port_b):
+    """Sockets in TIME_WAIT between the two ports (either direction)."""
+    out = subprocess.run(["ss", "-Htan", "state", "time-wait"], capture_output=True,
+                         text=True, check=True).stdout
+    ends = {":%d" % port_a, ":%d" % port_b}
+    hits = []
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 4 and {f[-2][f[-2].rfind(":"):], f[-1][f[-1].rfind(":"):]} == ends:
+            hits.append(line)
+    return hits
+
+
+@T.test
+def test_disconnect_leaves_no_time_wait():
+    """A link runs from one listen port to the other; the end that closed
+    first would hold that four-tuple in TIME_WAIT for a minute, and the
+    next connect() from the listen port to that peer (a punch, a re-dial)
+    would fail with "address not available" (on any interface but
+    loopback, which the kernel lets reuse it). Both ends reset once the
+    GOAWAY has been read, so nothing is left."""
+    with Cluster("p2pdisc-") as c:
+        a = c.daemon("a").start()
+        b = c.daemon("b").start()
+        for i in range(3):
+            r = a.ctl("bootstrap", b.addr)
+            check_eq(r.returncode, 0, "bootstrap a -> b (%r)" % r.stderr)
+            wait_for(lambda: linked(a, b) and linked(b, a), 10, what="a and b linked")
+            r = a.ctl("disconnect", b.id)
+            check_eq(r.returncode, 0, "disconnect (%r)" % r.stderr)
+            wait_for(lambda: not linked(a, b) and not linked(b, a), 10,
+                     what="both ends to drop the link")
+            # The peer resets as soon as it has read GOAWAY; give the
+            # kernel a moment to retire the sockets.
+            time.sleep(0.3)
+            check_eq(time_wait(a.port, b.port), [], "TIME_WAIT after disconnect %d" % i)
 
 
 @T.test

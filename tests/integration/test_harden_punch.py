@@ -32,8 +32,9 @@ P2P_PSESS_ID_BURST = 4       # nat/punch_sess.h
 P2P_PSESS_IP_BURST = 8
 P2P_PSESS_PER_NET = 2
 P2P_NAT_ENDPOINT_DEPENDENT = 4  # nat/nat.h
-# A punch starts at most P2P_PUNCH_OFFSET_MAX_MS (3 s) after the REPLY and
-# its first SYNs leave at once: connections, if any, come within this.
+# A replier's first SYNs (primes) leave as it answers, the next ones after
+# P2P_PUNCH_RETRY_MS or P2P_PUNCH_PRIME_HOLD_MS (1.5 s): connections, if
+# any, come within this.
 WATCH_S = 4.0
 
 

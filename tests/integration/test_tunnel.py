@@ -331,6 +331,50 @@ def reset_travels_end_to_end():
 
 
 @T.test
+def pipe_says_when_its_tunnel_is_reset():
+    """`pipe` with stdin still open: a service that closes cleanly ends
+    it with exit 0, one that resets ends it with exit 1 and a message
+    (the daemon closes the control socket outright instead of
+    half-closing it)."""
+    def service(c):
+        first = c.recv(10)
+        if first == b"rst-me":
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
+        else:
+            c.sendall(b"bye")
+        c.close()
+    with Cluster() as c:
+        a, b = pair(c)
+        svc = Service(service)
+        try:
+            check_eq(a.ctl("expose", "svc", svc.target, "--allow", b.id).returncode, 0,
+                     "expose")
+            for what, want_rc in ((b"rst-me", 1), (b"polite", 0)):
+                p = subprocess.Popen([p2ptest.P2PCTL, "-s", b.sock, "pipe", a.id, "svc"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+                p.stdin.write(what)
+                p.stdin.flush()  # and stdin stays open
+                try:
+                    rc = p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+                    raise AssertionError("pipe hangs after the service's %r" % what)
+                err = p.stderr.read().decode(errors="replace")
+                out = p.stdout.read()
+                p.stdin.close()
+                check_eq(rc, want_rc, "pipe exit after %r (stderr %r)" % (what, err))
+                if want_rc:
+                    check("tunnel was reset" in err, "pipe's message: %r" % err)
+                else:
+                    check_eq(out, b"bye", "what the polite service said")
+                    check_eq(err, "", "stderr of a clean end")
+        finally:
+            svc.close()
+
+
+@T.test
 def forward_concurrent_clients():
     with Cluster() as c:
         a, b = pair(c)

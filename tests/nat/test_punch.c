@@ -407,16 +407,6 @@ static void two(uint64_t start)
 	two_as(start, false);
 }
 
-Test(sched, roles_by_id)
-{
-	struct p2p_peerid lo, hi;
-
-	memset(lo.b, 1, sizeof(lo.b));
-	memset(hi.b, 2, sizeof(hi.b));
-	cr_assert(p2p_punch_primer(&lo, &hi));
-	cr_assert(!p2p_punch_primer(&hi, &lo));
-}
-
 Test(sched, primer_primes_all_at_start_and_holds)
 {
 	struct p2p_punch_action a[8];
@@ -447,22 +437,20 @@ Test(sched, primer_primes_all_at_start_and_holds)
 	cr_assert_eq(a[0].ttl, P2P_PUNCH_PRIME_TTL);
 }
 
-Test(sched, sender_starts_a_little_later_with_full_ttl)
+Test(sched, sender_starts_at_once_with_full_ttl)
 {
 	struct p2p_punch_action a[8];
 
 	two(1000);
-	cr_assert_eq(p2p_punch_next_timer(&P),
-		     1000 + P2P_PUNCH_SENDER_DELAY_MS);
-	p2p_punch_tick(&P, 1000);
+	cr_assert_eq(p2p_punch_next_timer(&P), 1000);
+	p2p_punch_tick(&P, 999);
 	cr_assert_eq(drain(a, 8), 0);
-	p2p_punch_tick(&P, 1000 + P2P_PUNCH_SENDER_DELAY_MS);
+	p2p_punch_tick(&P, 1000);
 	cr_assert_eq(drain(a, 8), 2);
 	cr_assert_eq(a[0].type, P2P_PUNCH_CONNECT);
 	cr_assert_eq(a[0].ttl, 0);
 	cr_assert_eq(a[1].ttl, 0);
-	cr_assert_eq(p2p_punch_next_timer(&P),
-		     1000 + P2P_PUNCH_SENDER_DELAY_MS + P2P_PUNCH_ATTEMPT_MS);
+	cr_assert_eq(p2p_punch_next_timer(&P), 1000 + P2P_PUNCH_ATTEMPT_MS);
 }
 
 Test(sched, retries_through_resets)
@@ -485,7 +473,7 @@ Test(sched, retries_through_resets)
 Test(sched, unanswered_syn_aborted_and_retried)
 {
 	struct p2p_punch_action a[8];
-	uint64_t t = P2P_PUNCH_SENDER_DELAY_MS;
+	uint64_t t = 0;
 
 	two(0);
 	p2p_punch_tick(&P, t);
@@ -599,48 +587,4 @@ Test(sched, no_candidates_waits_for_the_peer)
 	p2p_punch_tick(&P, 100 + P2P_PUNCH_TOTAL_MS);
 	cr_assert_eq(drain(a, 8), 1);
 	cr_assert_eq(a[0].type, P2P_PUNCH_FAILED);
-}
-
-Test(sched, start_time_from_rtt)
-{
-	/* REQUEST at 1000, REPLY at 1100 with offset 300: the replier
-	 * started counting ~50 ms ago, so we start 250 ms from now. */
-	cr_assert_eq(p2p_punch_start_at(1000, 1100, 300), 1350);
-	/* RTT longer than twice the offset: start now. */
-	cr_assert_eq(p2p_punch_start_at(1000, 2000, 300), 2000);
-	cr_assert_eq(p2p_punch_reply_offset(0), P2P_PUNCH_OFFSET_MIN_MS);
-	cr_assert_eq(p2p_punch_reply_offset(60000), P2P_PUNCH_OFFSET_MAX_MS);
-	cr_assert_eq(p2p_punch_reply_offset(400), 400);
-}
-
-Test(sched, offset_from_measured_round_trips)
-{
-	/* Nothing measured: the fixed proposal. */
-	cr_assert_eq(p2p_punch_offset(-1, -1), P2P_PUNCH_OFFSET_MS);
-	/* A fast lab: the floor. */
-	cr_assert_eq(p2p_punch_offset(2, 1), P2P_PUNCH_OFFSET_MIN_MS);
-	/* A signalling round trip of 400 ms: 3/4 of it plus the margin
-	 * (the REPLY's trip with room for asymmetry and jitter). */
-	cr_assert_eq(p2p_punch_offset(400, 10),
-		     300 + P2P_PUNCH_OFFSET_MARGIN_MS);
-	/* None measured with this peer: two hops of our slowest link. */
-	cr_assert_eq(p2p_punch_offset(-1, 200),
-		     300 + P2P_PUNCH_OFFSET_MARGIN_MS);
-	/* The start never comes before the REPLY can arrive. */
-	for (int64_t rtt = 0; rtt < 3000; rtt += 37) {
-		uint16_t off = p2p_punch_offset(rtt, -1);
-		cr_assert_geq(off, P2P_PUNCH_OFFSET_MIN_MS);
-		cr_assert(off >= rtt / 2 + rtt / 4 ||
-			  off == P2P_PUNCH_OFFSET_MAX_MS);
-		/* REQUEST at 1000, REPLY after rtt: the requester starts
-		 * when the replier does (symmetric paths). */
-		if (off > rtt / 2) {
-			uint64_t want = 1000 + (uint64_t)rtt / 2 + off;
-			uint64_t got =
-			    p2p_punch_start_at(1000, 1000 + (uint64_t)rtt, off);
-			cr_assert(got >= want && got <= want + 1);
-		}
-	}
-	/* Huge values clamp, never wrap. */
-	cr_assert_eq(p2p_punch_offset(INT64_MAX, -1), P2P_PUNCH_OFFSET_MAX_MS);
 }

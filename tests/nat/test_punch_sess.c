@@ -92,11 +92,8 @@ static const struct p2p_psess_action *first(enum p2p_psess_action_type type)
 static struct p2p_punch_sig sig(enum p2p_punch_type type, uint64_t nonce,
 				enum p2p_nat_type nat)
 {
-	return (struct p2p_punch_sig){.type = type,
-				      .nonce = nonce,
-				      .time_ms = WALL,
-				      .nat = nat,
-				      .offset_ms = P2P_PUNCH_OFFSET_MS};
+	return (struct p2p_punch_sig){
+	    .type = type, .nonce = nonce, .time_ms = WALL, .nat = nat};
 }
 
 static void add_cand(struct p2p_punch_sig *s, struct p2p_addr a)
@@ -108,6 +105,20 @@ static void add_cand(struct p2p_punch_sig *s, struct p2p_addr a)
  * CONNECT actions seen and answers the first `refuse` of them with a
  * reset right away. Returns the number of ABORTs seen. */
 static unsigned connects, aborts_seen;
+static void answer(struct p2p_psess_table *t, uint64_t now,
+		   const struct p2p_peerid *peer, unsigned refuse)
+{
+	for (size_t i = 0; i < nacts; i++) {
+		if (acts[i].type == P2P_PSESS_ABORT)
+			aborts_seen++;
+		if (acts[i].type != P2P_PSESS_CONNECT)
+			continue;
+		if (connects++ < refuse)
+			p2p_psess_attempt_failed(t, now, peer, acts[i].idx,
+						 true);
+	}
+}
+
 static void run_until(struct p2p_psess_table *t, uint64_t until,
 		      const struct p2p_peerid *peer, unsigned refuse)
 {
@@ -116,15 +127,7 @@ static void run_until(struct p2p_psess_table *t, uint64_t until,
 	while ((now = p2p_psess_next_timer(t)) <= until) {
 		p2p_psess_tick(t, now);
 		drain(t, now);
-		for (size_t i = 0; i < nacts; i++) {
-			if (acts[i].type == P2P_PSESS_ABORT)
-				aborts_seen++;
-			if (acts[i].type != P2P_PSESS_CONNECT)
-				continue;
-			if (connects++ < refuse)
-				p2p_psess_attempt_failed(t, now, peer,
-							 acts[i].idx, true);
-		}
+		answer(t, now, peer, refuse);
 		if (count(P2P_PSESS_FAILED) || count(P2P_PSESS_SUCCESS))
 			return;
 		drain(t, now); /* nothing: attempt_failed acts on timers */
@@ -149,32 +152,28 @@ Test(psess, request_reply_schedule_connect_success)
 	cr_assert_eq(a->sig.type, P2P_PUNCH_REQUEST);
 	cr_assert_eq(a->sig.nonce, 77);
 	cr_assert_eq(a->sig.nat, P2P_NAT_PORT_PRESERVING);
-	cr_assert_eq(a->sig.offset_ms, P2P_PUNCH_OFFSET_MS);
+	cr_assert_eq(a->sig.offset_ms, 0);
 	cr_assert_eq(a->sig.ncand, 2);
 	cr_assert(p2p_addr_equal(&a->sig.cand[1], &my_cand[1]));
 	cr_assert_eq(p2p_psess_next_timer(t), 1000 + P2P_PUNCH_SIGNAL_MS);
 
-	/* The REPLY after a round trip of 100 ms: start 300 - 50 later. */
+	/* The REPLY after a round trip of 100 ms: the requester connects at
+	 * once (the replier primed when the REQUEST arrived), full TTL,
+	 * whatever the IDs (lo < hi used to make us the primer). */
 	add_cand(&r, v4(203, 0, 113, 5, 5000));
 	add_cand(&r, v4(203, 0, 113, 6, 5001));
 	p2p_psess_on_sig(t, 1100, &hi, &r, &me);
-	cr_assert_eq(drain(t, 1100), 1);
+	cr_assert_eq(drain(t, 1100), 3);
 	a = first(P2P_PSESS_SCHEDULED);
-	cr_assert_eq(a->start_in, 250);
-	cr_assert(a->primer); /* lo < hi */
+	cr_assert(!a->primer);
 	cr_assert_eq(a->ncand, 2);
 	cr_assert_eq(a->peer_nat, P2P_NAT_NONE);
-	cr_assert_eq(p2p_psess_next_timer(t), 1350);
-
-	p2p_psess_tick(t, 1349);
-	cr_assert_eq(drain(t, 1349), 0);
-	p2p_psess_tick(t, 1350);
-	cr_assert_eq(drain(t, 1350), 2);
 	cr_assert_eq(count(P2P_PSESS_CONNECT), 2);
-	cr_assert_eq(acts[0].idx, 0);
-	cr_assert(p2p_addr_equal(&acts[0].addr, &r.cand[0]));
-	cr_assert_eq(acts[0].ttl, P2P_PUNCH_PRIME_TTL);
-	cr_assert_eq(acts[1].idx, 1);
+	cr_assert_eq(acts[1].idx, 0);
+	cr_assert(p2p_addr_equal(&acts[1].addr, &r.cand[0]));
+	cr_assert_eq(acts[1].ttl, 0);
+	cr_assert_eq(acts[2].idx, 1);
+	cr_assert_eq(p2p_psess_next_timer(t), 1100 + P2P_PUNCH_ATTEMPT_MS);
 
 	p2p_psess_attempt_connected(t, 1380, &hi, 0);
 	p2p_psess_link_hello(t, 1400, &hi, 0);
@@ -305,63 +304,32 @@ Test(psess, fail_from_the_peer_and_nonce_mismatch)
 
 /* ---- the replier ---- */
 
-Test(psess, measured_offsets_are_proposed_and_insisted_on)
-{
-	struct p2p_psess_local me = facts();
-	struct p2p_psess_table *t = p2p_psess_new(&hi);
-	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_NONE);
-
-	/* Requester: the offset of the measured round trips. */
-	me.offset_ms = 420;
-	cr_assert_eq(p2p_psess_start(t, 1000, &lo, "ctx", 5, &me), 0);
-	cr_assert_eq(drain(t, 1000), 1);
-	cr_assert_eq(acts[0].sig.offset_ms, 420);
-	p2p_psess_free(t);
-	/* Replier: a proposal below what it measured is raised... */
-	t = p2p_psess_new(&hi);
-	q.offset_ms = 200;
-	p2p_psess_on_sig(t, 2000, &lo, &q, &me);
-	cr_assert_eq(drain(t, 2000), 2);
-	cr_assert_eq(acts[0].sig.offset_ms, 420);
-	cr_assert_eq(acts[1].start_in, 420);
-	p2p_psess_free(t);
-	/* ... one above it is kept. */
-	t = p2p_psess_new(&hi);
-	q.offset_ms = 700;
-	p2p_psess_on_sig(t, 2000, &lo, &q, &me);
-	cr_assert_eq(drain(t, 2000), 2);
-	cr_assert_eq(acts[0].sig.offset_ms, 700);
-	p2p_psess_free(t);
-}
-
-Test(psess, replier_answers_and_runs_as_sender)
+Test(psess, replier_primes_then_answers_at_once)
 {
 	struct p2p_psess_local me = facts();
 	struct p2p_psess_table *t = p2p_psess_new(&hi);
 	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_NONE);
 	const struct p2p_psess_action *a;
 
-	q.offset_ms = 50; /* clamped to P2P_PUNCH_OFFSET_MIN_MS */
+	q.offset_ms = 50; /* an old peer's start offset: ignored */
 	add_cand(&q, v4(203, 0, 113, 5, 5000));
 	p2p_psess_on_sig(t, 2000, &lo, &q, &me);
-	cr_assert_eq(drain(t, 2000), 2);
-	cr_assert_eq(acts[0].type, P2P_PSESS_SEND);
-	a = &acts[0];
+	/* The prime leaves before the REPLY does: the requester connects
+	 * when the REPLY arrives, and its SYN must find our NAT primed. */
+	cr_assert_eq(drain(t, 2000), 3);
+	cr_assert_eq(acts[0].type, P2P_PSESS_SCHEDULED);
+	/* The replier primes, whatever the IDs (hi > lo used to send). */
+	cr_assert(acts[0].primer);
+	cr_assert_eq(acts[1].type, P2P_PSESS_CONNECT);
+	cr_assert_eq(acts[1].ttl, P2P_PUNCH_PRIME_TTL);
+	cr_assert_eq(acts[2].type, P2P_PSESS_SEND);
+	a = &acts[2];
 	cr_assert_eq(a->sig.type, P2P_PUNCH_REPLY);
 	cr_assert_eq(a->sig.nonce, 9);
-	cr_assert_eq(a->sig.offset_ms, P2P_PUNCH_OFFSET_MIN_MS);
+	cr_assert_eq(a->sig.offset_ms, 0);
 	cr_assert_eq(a->sig.ncand, 2);
-	cr_assert_eq(acts[1].type, P2P_PSESS_SCHEDULED);
-	cr_assert(!acts[1].primer);
-	cr_assert_eq(acts[1].start_in, P2P_PUNCH_OFFSET_MIN_MS);
 	cr_assert(p2p_psess_running(t, &lo));
-	/* The sender starts a little after the primer. */
-	cr_assert_eq(p2p_psess_next_timer(t), 2000 + P2P_PUNCH_OFFSET_MIN_MS +
-						  P2P_PUNCH_SENDER_DELAY_MS);
-	p2p_psess_tick(t, p2p_psess_next_timer(t));
-	cr_assert_eq(drain(t, 0), 1);
-	cr_assert_eq(acts[0].type, P2P_PSESS_CONNECT);
-	cr_assert_eq(acts[0].ttl, 0);
+	cr_assert_eq(p2p_psess_next_timer(t), 2000 + P2P_PUNCH_PRIME_HOLD_MS);
 	/* The same REQUEST again (a duplicate): ignored. */
 	p2p_psess_on_sig(t, 2300, &lo, &q, &me);
 	cr_assert_eq(drain(t, 2300), 0);
@@ -404,7 +372,7 @@ Test(psess, replier_refusals)
 	q.nonce = 10;
 	p2p_psess_on_sig(t, 0, &lo, &q, &me);
 	cr_assert_eq(drain(t, 0), 2);
-	cr_assert_eq(acts[0].sig.type, P2P_PUNCH_REPLY);
+	cr_assert_eq(first(P2P_PSESS_SEND)->sig.type, P2P_PUNCH_REPLY);
 	/* Peers from distinct networks fill the slots peers may hold
 	 * (issue 9: the rest stay for our own punches). */
 	for (size_t i = 1; i < P2P_PSESS_PEER_SESSIONS; i++) {
@@ -437,8 +405,9 @@ Test(psess, reply_that_cannot_be_routed)
 	send_rc = -ENETUNREACH;
 	drain(t, 0);
 	send_rc = 0;
-	cr_assert_eq(count(P2P_PSESS_CONNECT), 0);
-	cr_assert_eq(count(P2P_PSESS_SCHEDULED), 0);
+	/* The prime went out before the REPLY: it is closed again. */
+	cr_assert_eq(count(P2P_PSESS_CONNECT), 1);
+	cr_assert_eq(count(P2P_PSESS_ABORT), 1);
 	cr_assert_eq(count(P2P_PSESS_FAILED), 1);
 	cr_assert(!first(P2P_PSESS_FAILED)->requester);
 	cr_assert_eq(first(P2P_PSESS_FAILED)->err, 0);
@@ -479,9 +448,9 @@ Test(psess, glare_higher_id_answers_the_lower)
 	drain(t, 0);
 	p2p_psess_on_sig(t, 40, &lo, &q, &me);
 	cr_assert_eq(drain(t, 40), 2);
-	cr_assert_eq(acts[0].sig.type, P2P_PUNCH_REPLY);
-	cr_assert_eq(acts[0].sig.nonce, 200);
-	cr_assert_eq(acts[1].type, P2P_PSESS_SCHEDULED);
+	cr_assert_eq(acts[0].type, P2P_PSESS_SCHEDULED);
+	cr_assert_eq(acts[1].sig.type, P2P_PUNCH_REPLY);
+	cr_assert_eq(acts[1].sig.nonce, 200);
 	/* Our own request's answer, should lo send one: stale. */
 	p2p_psess_on_sig(t, 80, &lo, &r, &me);
 	cr_assert_eq(drain(t, 80), 0);
@@ -528,8 +497,9 @@ Test(psess, schedule_timeout_message_with_counts)
 
 	add_cand(&q, v4(203, 0, 113, 5, 5000));
 	p2p_psess_on_sig(t, 0, &lo, &q, &me);
-	drain(t, 0);
+	drain(t, 0); /* the first prime goes out with the REPLY */
 	connects = aborts_seen = 0;
+	answer(t, 0, &lo, 3);
 	run_until(t, UINT64_MAX - 1, &lo, 3);
 	a = first(P2P_PSESS_FAILED);
 	cr_assert_eq(a->reason, P2P_PUNCH_R_TIMEOUT);
@@ -541,7 +511,7 @@ Test(psess, schedule_timeout_message_with_counts)
 	cr_assert_eq(count(P2P_PSESS_ABORT), 1);
 	snprintf(want, sizeof(want),
 		 "no direct link: the peer is not dialable; hole punching "
-		 "failed after 8.3 s: no connection through the NATs (this "
+		 "failed after 8.0 s: no connection through the NATs (this "
 		 "side port-preserving, the peer endpoint-independent; %u "
 		 "attempts, 3 reset, %u unanswered)",
 		 connects, aborts_seen - 1);
@@ -564,9 +534,8 @@ Test(psess, success_through_our_listener_aborts_every_attempt)
 	cr_assert_eq(p2p_psess_start(t, 0, &hi, "c", 1, &me), 0);
 	drain(t, 0);
 	p2p_psess_on_sig(t, 0, &hi, &r, &me);
-	drain(t, 0);
-	p2p_psess_tick(t, P2P_PUNCH_OFFSET_MS);
-	cr_assert_eq(drain(t, P2P_PUNCH_OFFSET_MS), 3);
+	cr_assert_eq(drain(t, 0), 4); /* SCHEDULED, 3 CONNECTs at once */
+	cr_assert_eq(count(P2P_PSESS_CONNECT), 3);
 	p2p_psess_attempt_connected(t, 350, &hi, 1);
 	p2p_psess_link_hello(t, 400, &hi, P2P_PSESS_NONE);
 	cr_assert_eq(drain(t, 400), 4);
@@ -606,9 +575,8 @@ Test(psess, signalling_end_aborts_attempts_in_flight)
 	cr_assert_eq(p2p_psess_start(t, 0, &hi, "c", 1, &me), 0);
 	drain(t, 0);
 	p2p_psess_on_sig(t, 0, &hi, &r, &me);
-	drain(t, 0);
-	p2p_psess_tick(t, P2P_PUNCH_OFFSET_MS);
-	drain(t, P2P_PUNCH_OFFSET_MS);
+	drain(t, 0); /* SCHEDULED, 2 CONNECTs */
+	cr_assert_eq(count(P2P_PSESS_CONNECT), 2);
 	p2p_psess_attempt_failed(t, 320, &hi, 0, true); /* 0 waits */
 	cr_assert(p2p_psess_route_failed(t, 400, 7));
 	cr_assert_eq(drain(t, 400), 2);
@@ -631,8 +599,7 @@ Test(psess, stop_clears_everything)
 	drain(t, 0);
 	p2p_psess_on_sig(t, 0, &hi, &r, &me);
 	drain(t, 0);
-	p2p_psess_tick(t, P2P_PUNCH_OFFSET_MS);
-	cr_assert_eq(drain(t, P2P_PUNCH_OFFSET_MS), 1); /* CONNECT 0 */
+	cr_assert_eq(count(P2P_PSESS_CONNECT), 1); /* CONNECT 0, at once */
 	p2p_psess_stop(t);
 	cr_assert(!p2p_psess_running(t, &hi));
 	cr_assert_eq(drain(t, 400), 1);
@@ -713,12 +680,10 @@ Test(psess, next_timer_is_the_earliest_of_all_sessions)
 	drain(t, 1000);
 	cr_assert_eq(p2p_psess_next_timer(t), P2P_PUNCH_SIGNAL_MS);
 	add_cand(&q, v4(203, 0, 113, 5, 5000));
-	p2p_psess_on_sig(t, 2000, &lo, &q, &me); /* we send: start + 100 */
+	p2p_psess_on_sig(t, 2000, &lo, &q, &me); /* we prime, at once */
 	drain(t, 2000);
-	cr_assert_eq(p2p_psess_next_timer(t), 2400);
-	p2p_psess_tick(t, 2400);
-	drain(t, 2400);
-	cr_assert_eq(p2p_psess_next_timer(t), 2400 + P2P_PUNCH_ATTEMPT_MS);
+	cr_assert_eq(count(P2P_PSESS_CONNECT), 1);
+	cr_assert_eq(p2p_psess_next_timer(t), 2000 + P2P_PUNCH_PRIME_HOLD_MS);
 	p2p_psess_attempt_connected(t, 2450, &lo, 0); /* waits for HELLO */
 	cr_assert_eq(p2p_psess_next_timer(t), P2P_PUNCH_SIGNAL_MS);
 	p2p_psess_on_sig(t, 2500, &other[0], &f, &me);
@@ -727,7 +692,7 @@ Test(psess, next_timer_is_the_earliest_of_all_sessions)
 	p2p_psess_tick(t, 1000 + P2P_PUNCH_SIGNAL_MS);
 	drain(t, 1000 + P2P_PUNCH_SIGNAL_MS);
 	cr_assert_eq(p2p_psess_next_timer(t),
-		     2300 + P2P_PUNCH_TOTAL_MS); /* the schedule's end */
+		     2000 + P2P_PUNCH_TOTAL_MS); /* the schedule's end */
 	p2p_psess_free(t);
 }
 
@@ -1136,12 +1101,15 @@ Test(psess, node_wide_connection_budget)
 		struct p2p_punch_sig r =
 		    req_from(i + 1, v4(203, 0, (uint8_t)i, 5, 7000), 8);
 		r.type = P2P_PUNCH_REPLY;
-		r.offset_ms = P2P_PUNCH_OFFSET_MIN_MS;
 		cr_assert_eq(p2p_psess_start(t, 0, &other[i], "x", i + 1, &me),
 			     0);
 		drain(t, 0);
 		p2p_psess_on_sig(t, 0, &other[i], &r, &me);
-		drain(t, 0);
+		drain(t, 0); /* the first SYNs go at once */
+		handed += count(P2P_PSESS_CONNECT);
+		if (p2p_psess_inflight(t) > most)
+			most = p2p_psess_inflight(t);
+		cr_assert_leq(p2p_psess_inflight(t), P2P_PSESS_INFLIGHT_MAX);
 	}
 	/* 64 attempts are due at once: at most P2P_PSESS_INFLIGHT_MAX. */
 	while ((next = p2p_psess_next_timer(t)) <= 4000) {
@@ -1177,6 +1145,7 @@ Test(psess, rate_budget_under_resets)
 	drain(t, 0);
 	cr_assert(answered(&why));
 	connects = 0;
+	answer(t, 0, &lo, 100000); /* the first primes, reset too */
 	run_until(t, 20000, &lo, 100000);
 	cr_assert_eq(count(P2P_PSESS_FAILED), 1);
 	cr_assert_eq(connects, P2P_PSESS_PEER_ATTEMPTS);

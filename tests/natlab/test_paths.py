@@ -32,8 +32,8 @@ Asserted:
     links to the servers stay up across 20 s (keepalive below the NAT
     timeout), and a routed connect to it still works;
   - NAT reboot (conntrack flush of h-rnd1's router) while a relayed tunnel
-    to h-rnd1 is open: the tunnel's pipe ends (no hang; see the test for
-    why its exit code is not an error yet);
+    to h-rnd1 is open: the tunnel's pipe ends with exit 1 and "the tunnel
+    was reset" (no hang);
     h-rnd1's overlay links re-form and `connect` to it works again.
 Figures: per pairing the connect time as a multiple of the pair's host
 round trip and of the signalling round trip the daemon measured.
@@ -319,9 +319,12 @@ def test_nat_reboot(w):
         p.wait()
         raise AssertionError("the tunnel's pipe hangs after the NAT reboot")
     took = time.monotonic() - t0
-    # The tunnel is reset when its link goes; over the control socket that
-    # reaches `pipe` as the end of the stream (the control protocol has no
-    # in-band error after the ok line), so the exit code is not asserted.
+    # The tunnel is reset when its link goes: the daemon closes the
+    # control socket outright (no half-close), and `pipe`, whose stdin is
+    # still open, says so and exits 1.
+    err = p.stderr.read().decode(errors="replace")
+    check_eq(rc, 1, "the broken tunnel's pipe exit code (stderr %r)" % err)
+    check("tunnel was reset" in err, "pipe's message: %r" % err)
     FIGURES.append("NAT reboot: broken tunnel's pipe ended (exit %d) after %.1f s" % (rc, took))
     wait_for(lambda: b.status()["peers"] >= 3, 60, what="h-rnd1's links to re-form")
     r, j, _ = connect(a, b)

@@ -202,7 +202,7 @@ def punch_progress_names_both_nats(a, b, stderr):
     """Issue 12 item 6: a punch's progress names the peer's NAT type (from
     its punch reply), not only ours."""
     lines = [l for l in stderr.splitlines() if l.startswith("p2pctl: punching with ")]
-    want = "p2pctl: punching with %s: its NAT: %s, ours: %s; both connect in " % (
+    want = "p2pctl: punching with %s: its NAT: %s, ours: %s; connecting now" % (
         b.id, nat_type(b), nat_type(a))
     check(len(lines) == 1 and lines[0].startswith(want),
           "punch progress %r, want one line starting %r" % (stderr, want))

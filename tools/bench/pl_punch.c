@@ -134,7 +134,8 @@ static int request(struct pl_link *l, const struct p2p_addr *target,
 	struct p2p_punch_sig s = {.type = P2P_PUNCH_REQUEST,
 				  .time_ms = wall_ms(),
 				  .nat = nat,
-				  .offset_ms = P2P_PUNCH_OFFSET_MS,
+				  .offset_ms =
+				      300, /* v1 daemons: their offset */
 				  .seen = *seen,
 				  .ncand = P2P_PUNCH_CAND_MAX};
 

@@ -306,7 +306,10 @@ static int exchange(const struct ctl_cmd *c, const struct opts *o,
 	rc = show_reply(c, o, conn);
 	if (rc == EXIT_OK && !strcmp(c->name, "pipe") &&
 	    (err = ctl_pipe(conn)) < 0) {
-		fprintf(stderr, "p2pctl: pipe: %s\n", strerror(-err));
+		fprintf(stderr, "p2pctl: pipe: %s\n",
+			err == -ECONNRESET ? "the tunnel was reset (its link "
+					     "went, or the peer reset it)"
+					   : strerror(-err));
 		rc = EXIT_DAEMON;
 	}
 	return rc;

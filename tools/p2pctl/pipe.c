@@ -8,6 +8,14 @@
  * stdin/stdout stay blocking (they may be shared with other processes), so
  * we only touch them after poll() says they are ready, and write at most
  * PIPE_BUF bytes to stdout at a time.
+ *
+ * The control protocol has no in-band error after the ok line, but the
+ * two ends of a tunnel close differently: when the remote side ends its
+ * stream the daemon half-closes our socket (shutdown) and still takes
+ * what we send; when the tunnel is reset (its link died, a NAT forgot
+ * it, the peer reset it) the daemon closes the socket outright. On a
+ * Unix socket the second is a hang-up (POLLHUP) while we have not shut
+ * down our own side: that is reported as an error, not a clean end.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -136,5 +144,7 @@ int ctl_pipe(struct ctl_conn *c)
 			return 0;
 		if (err < 0)
 			return err;
+		if (down.eof && !shut && (fds[1].revents & POLLHUP))
+			return -ECONNRESET; /* the tunnel was reset */
 	}
 }

@@ -37,7 +37,6 @@
 #include "core/reach.h"
 
 #define SIM_PAIR_MS 20		   /* between pair starts */
-#define SIM_PUNCH_OFFSET_MS 300	   /* today's fixed start offset */
 #define SIM_PUNCH_SCHEDULE_MS 8000 /* a schedule that cannot work */
 #define SIM_REACH_DRAIN_MS 60000   /* after the last pair starts */
 
@@ -214,9 +213,12 @@ static void punch(struct sim *s, uint32_t i, const struct p2p_reach_action *a)
 		input(s, sig + SIM_PUNCH_SCHEDULE_MS, IN_PUNCH_FAILED, i, j, 0,
 		      0, "no direct link; hole punching failed: timeout");
 	} else {
+		/* The requester connects when the REPLY arrives (the peer
+		 * primed when the REQUEST did): SYN and SYN-ACK, then the
+		 * handshake and both HELLOs (nat/punch.h). */
 		uint32_t id = new_link(s, i, j);
-		input(s, sig + SIM_PUNCH_OFFSET_MS + rtt(s, i, j), IN_UP, i, j,
-		      id, P2P_REACH_K_PUNCHED, NULL);
+		input(s, sig + 3 * rtt(s, i, j), IN_UP, i, j, id,
+		      P2P_REACH_K_PUNCHED, NULL);
 	}
 }
 
