@@ -325,14 +325,14 @@ Test(p2pd, sighup_reloads_services)
 	pid_t pid;
 
 	write_config("{\"listen\": [], \"services\": {\"one\": "
-		     "{\"target\": \"127.0.0.1:1\"}}}");
+		     "{\"target\": \"127.0.0.1:1\", \"allow\": \"any\"}}}");
 	pid = spawn("-c", cfg, "-s", ctl, "-d", state, NULL);
 	cr_assert(got_notify("READY=1"), "%s", log_text());
 	cr_assert(control("{\"cmd\":\"services\"}\n", reply, sizeof(reply)));
 	cr_expect(strstr(reply, "\"one\"") != NULL, "%s", reply);
 
 	write_config("{\"listen\": [], \"services\": {\"two\": "
-		     "{\"target\": \"127.0.0.1:2\"}}}");
+		     "{\"target\": \"127.0.0.1:2\", \"allow\": \"any\"}}}");
 	kill(pid, SIGHUP);
 	usleep(300000);
 	cr_assert(control("{\"cmd\":\"services\"}\n", reply, sizeof(reply)));
