@@ -83,7 +83,7 @@ def ctl_request(path, obj, timeout=30.0, raw=None):
 
 class Daemon:
     def __init__(self, cluster, name, host="127.0.0.1", port=None, bootstrap=(),
-                 config=None, listen=True, extra=(), lan=False):
+                 config=None, listen=True, extra=(), lan=False, portmap=False):
         self.cluster = cluster
         self.name = name
         self.host = host
@@ -99,6 +99,10 @@ class Daemon:
         # on: many daemons on one host would all link to each other
         # through it, whatever the test means to bootstrap.
         self.lan = lan
+        # Port mapping is off too: a daemon on the test host must not ask
+        # the host's real gateway for mappings (lab daemons, whose gateway
+        # is a lab router, have it on).
+        self.portmap = portmap
         self.extra = list(extra)
         self.proc = None
         self.id = None
@@ -112,6 +116,7 @@ class Daemon:
         a = [P2PD, "-s", self.sock, "-d", self.state, "--log-level", "debug"]
         config = dict(self.config or {})
         config.setdefault("lan_discovery", self.lan)
+        config.setdefault("port_mapping", self.portmap)
         cfg = os.path.join(self.dir, "config.json")
         with open(cfg, "w") as f:
             json.dump(config, f)

@@ -61,6 +61,7 @@ class LabDaemon(Daemon):
         # off (p2ptest.Daemon's default) so that hosts behind one router
         # do not link over their LAN before a test punches: a test that
         # wants LAN discovery passes lan=True.
+        kw.setdefault("portmap", True)  # the gateway is a lab router
         super().__init__(cluster, name, host=node.ip, port=PORT, config=LIMITS, **kw)
         self.node = node
 

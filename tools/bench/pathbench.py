@@ -138,7 +138,8 @@ class LabP2pd:
         self.addr = "%s:%d" % (node.ip, PORT)
         cfg = os.path.join(self.dir, "p2pd.json")
         with open(cfg, "w") as f:
-            cfg_obj = {"lan_discovery": False}  # links only as the bench makes them
+            # links only as the bench makes them; no gateway requests
+            cfg_obj = {"lan_discovery": False, "port_mapping": False}
             if not listen:
                 cfg_obj["listen"] = []
             json.dump(cfg_obj, f)
