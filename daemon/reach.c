@@ -319,17 +319,6 @@ static void drop_idle_relays(struct p2pd_node *n, const struct link *direct)
 	}
 }
 
-/* A direct link to l's peer is up (l itself aside). */
-static bool direct_up(struct p2pd_node *n, const struct link *l)
-{
-	for (struct link *o = link_first(n); o; o = link_next_of(o))
-		if (o != l && link_kind(o) != LINK_RELAY && link_is_up(o) &&
-		    link_purpose(o) == LP_OVERLAY &&
-		    p2p_peerid_equal(link_peer(o), link_peer(l)))
-			return true;
-	return false;
-}
-
 static void on_up(void *arg, struct link *l, bool first)
 {
 	struct p2pd_node *n = arg;
@@ -344,7 +333,8 @@ static void on_up(void *arg, struct link *l, bool first)
 	 * (a fast path): nobody waits for it, and its circuit would hold a
 	 * slot on the relay until the idle deadline. */
 	else if (link_kind(l) == LINK_RELAY && link_outbound(l) &&
-		 link_users(l) == 0 && direct_up(n, l)) {
+		 link_users(l) == 0 &&
+		 link_find_up(n, link_peer(l), LINK_KINDS_TCP)) {
 		log_debug("reach: relayed link closed, a direct one was up");
 		link_close(l, 0, "direct link up");
 	}
