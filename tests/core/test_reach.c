@@ -829,11 +829,10 @@ Test(core, parallel_waits_for_the_punch_when_relays_fail,
 	       PUNCH_MSG "; no relay reached the peer (0 asked)");
 }
 
-Test(core, parallel_relays_go_on_after_the_punch_fails, .init = setup_parallel,
-     .fini = teardown)
+/* The dial refused, a punch started and a relay asked alongside it,
+ * whose circuit is link id (on its way, not up yet). */
+static void relay_asked_while_punching(uint32_t id)
 {
-	struct p2p_reach_link rl = {.id = 61, .kind = P2P_REACH_K_RELAYED};
-
 	candidates();
 	dialling();
 	cr_assert_eq(p2p_reach_link_gone(R, T0, 7, "refused", NULL), 0);
@@ -841,7 +840,15 @@ Test(core, parallel_relays_go_on_after_the_punch_fails, .init = setup_parallel,
 	cr_assert_eq(p2p_reach_punch_started(R, T0, &PEER, 0, NULL), 0);
 	cr_assert_eq(p2p_reach_relays(R, T0, &PEER, CAND, 6), 0);
 	one(P2P_REACH_RELAY);
-	cr_assert_eq(p2p_reach_relay_started(R, T0, &PEER, 0, 61), 0);
+	cr_assert_eq(p2p_reach_relay_started(R, T0, &PEER, 0, id), 0);
+}
+
+Test(core, parallel_relays_go_on_after_the_punch_fails, .init = setup_parallel,
+     .fini = teardown)
+{
+	struct p2p_reach_link rl = {.id = 61, .kind = P2P_REACH_K_RELAYED};
+
+	relay_asked_while_punching(61);
 	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
 	cr_assert_eq(drain(), 0); /* the relay asked is still on its way */
 	cr_assert_eq(p2p_reach_next_timer(R), T0 + 9000 + P2P_REACH_TIMEOUT_MS);
@@ -854,14 +861,7 @@ static void held_relay(void)
 {
 	struct p2p_reach_link rl = {.id = 60, .kind = P2P_REACH_K_RELAYED};
 
-	candidates();
-	dialling();
-	cr_assert_eq(p2p_reach_link_gone(R, T0, 7, "refused", NULL), 0);
-	cr_assert_eq(drain(), 2);
-	cr_assert_eq(p2p_reach_punch_started(R, T0, &PEER, 0, NULL), 0);
-	cr_assert_eq(p2p_reach_relays(R, T0, &PEER, CAND, 6), 0);
-	one(P2P_REACH_RELAY);
-	cr_assert_eq(p2p_reach_relay_started(R, T0, &PEER, 0, 60), 0);
+	relay_asked_while_punching(60);
 	cr_assert_eq(p2p_reach_link_up(R, T0 + 40, &PEER, &rl), 0);
 	cr_assert_eq(drain(), 0);
 	cr_assert_eq(p2p_reach_next_timer(R), T0 + P2P_REACH_PUNCH_GRACE_MS);
@@ -914,14 +914,7 @@ Test(core, grace_unlikely_punch_lets_the_relay_answer, .init = setup_grace)
 {
 	struct p2p_reach_link rl = {.id = 60, .kind = P2P_REACH_K_RELAYED};
 
-	candidates();
-	dialling();
-	cr_assert_eq(p2p_reach_link_gone(R, T0, 7, "refused", NULL), 0);
-	cr_assert_eq(drain(), 2);
-	cr_assert_eq(p2p_reach_punch_started(R, T0, &PEER, 0, NULL), 0);
-	cr_assert_eq(p2p_reach_relays(R, T0, &PEER, CAND, 6), 0);
-	one(P2P_REACH_RELAY);
-	cr_assert_eq(p2p_reach_relay_started(R, T0, &PEER, 0, 60), 0);
+	relay_asked_while_punching(60);
 	cr_assert_eq(p2p_reach_punch_unlikely(R, T0 + 20, &PEER), 0);
 	cr_assert_eq(drain(), 0);
 	cr_assert_eq(p2p_reach_link_up(R, T0 + 40, &PEER, &rl), 0);
@@ -943,14 +936,7 @@ Test(core, grace_relay_after_it_answers_at_once, .init = setup_grace)
 {
 	struct p2p_reach_link rl = {.id = 60, .kind = P2P_REACH_K_RELAYED};
 
-	candidates();
-	dialling();
-	cr_assert_eq(p2p_reach_link_gone(R, T0, 7, "refused", NULL), 0);
-	cr_assert_eq(drain(), 2);
-	cr_assert_eq(p2p_reach_punch_started(R, T0, &PEER, 0, NULL), 0);
-	cr_assert_eq(p2p_reach_relays(R, T0, &PEER, CAND, 6), 0);
-	one(P2P_REACH_RELAY);
-	cr_assert_eq(p2p_reach_relay_started(R, T0, &PEER, 0, 60), 0);
+	relay_asked_while_punching(60);
 	cr_assert_eq(
 	    p2p_reach_link_up(R, T0 + P2P_REACH_PUNCH_GRACE_MS, &PEER, &rl), 0);
 	cr_assert_eq(one(P2P_REACH_DONE)->method, P2P_REACH_M_RELAY);
