@@ -97,8 +97,8 @@ static uint32_t new_link(struct sim *s, uint32_t node, uint32_t peer)
 			sizeof(*r->links), &s->oom);
 	if (s->oom)
 		return 0;
-	r->links[r->nlinks].node = node;
-	r->links[r->nlinks].peer = peer;
+	/* grow() does not zero: a link is down until its IN_UP arrives. */
+	r->links[r->nlinks] = (struct sim_rlink){.node = node, .peer = peer};
 	return (uint32_t)++r->nlinks;
 }
 
