@@ -29,6 +29,7 @@ IP. A ping from one NATed client to a client behind another NAT is routed
 through the servers (path "relay"), and a lookup of a client answers as the
 overlay defines it (see lookup_of_a_client).
 """
+import faulthandler
 import os
 import sys
 import time
@@ -306,6 +307,11 @@ def run_lab(prefix, build, tests, stopped=(), tail=15, figures=()):
     figures and a summary, and exit 0 or 1. Shared by the natlab tests."""
     natlab.require_lab()
     p2ptest.init()
+    # NATLAB_TRACEBACK_S=N: every N s, print every Python thread's stack to
+    # stderr (for a run that hangs: where the harness waits).
+    every = float(os.environ.get("NATLAB_TRACEBACK_S") or 0)
+    if every > 0:
+        faulthandler.dump_traceback_later(every, repeat=True)
     only = os.environ.get("P2PTEST_ONLY")
     passed = failed = 0
     t_all = time.monotonic()
