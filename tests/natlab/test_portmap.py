@@ -14,6 +14,8 @@ daemons on 0.0.0.0:4242:
 
 Asserted, in order (each router counts the UDP packets sent to its
 port 5351 with an nft counter):
+  - every miniupnpd sees /dev/null as /dev/console (its syslog lines
+    must not reach the machine's console: see tools/natlab _miniupnpd);
   - port_mapping false: h-map runs with it off; after its joins and a
     connect from h-rnd (endpoint-dependent on both sides: path "relay"),
     r-map has seen not one packet to port 5351;
@@ -29,8 +31,8 @@ port 5351 with an nft counter):
     and the mapping stays (pcp, expiry never beyond LIFETIME);
   - refusal and no server behave as today: h-deny and h-rnd show mapping
     none, stay DHT clients of an endpoint-dependent NAT; r-deny saw h-deny's
-    request (refused: no dnat rule), r-rnd saw at least 2 (PCP, then
-    NAT-PMP after the port-unreachable);
+    request (refused: no dnat rule) and finished refusing within 10 s,
+    r-rnd saw at least 2 (PCP, then NAT-PMP after the port-unreachable);
   - deletion: SIGTERM to h-map removes its dnat rule from r-map;
   - UPnP-IGD (when p2pd was built with libminiupnpc): h-upnp's PCP and
     NAT-PMP meet a port unreachable, then SSDP finds r-upnp's IGD:
@@ -171,6 +173,24 @@ def test_refusal_and_no_server(w):
     check("port mapping rejected" in w.lab.upnpd_log(w.routers["h-deny"]),
           "r-deny's miniupnpd log names the refusal:\n%s",
           w.lab.upnpd_log(w.routers["h-deny"])[-2000:])
+    # miniupnpd refuses by walking all 65535 external ports, one log line
+    # each: that ends in well under a second when the lines only go to its
+    # log file, but took minutes while they also went to a VM's serial
+    # console (tools/natlab: _miniupnpd), stalling the whole machine.
+    wait_for(lambda: "PCP MAP: failed to add mapping" in w.lab.upnpd_log(w.routers["h-deny"]),
+             10, what="r-deny's miniupnpd to finish refusing (its walk over every port)")
+
+
+def test_upnpd_not_on_console(w):
+    """Every lab miniupnpd sees /dev/null as /dev/console (tools/natlab:
+    _miniupnpd): with no syslog daemon its LOG_CONS lines would go to the
+    machine's console."""
+    null = os.stat("/dev/null").st_rdev
+    for h in ("h-map", "h-deny", "h-upnp"):
+        r = w.routers[h]
+        st = os.stat("/proc/%d/root/dev/console" % r.upnpd.pid)
+        check_eq((os.major(st.st_rdev), os.minor(st.st_rdev)),
+                 (os.major(null), os.minor(null)), "%s's miniupnpd's /dev/console" % r.name)
 
 
 def test_delete_on_sigterm(w):
@@ -208,9 +228,9 @@ def test_upnp(w):
              what="r-upnp's dnat rule to go after h-upnp's SIGTERM")
 
 
-TESTS = [test_off_sends_nothing_and_pair_is_relayed, test_mapping_makes_it_a_server,
-         test_relayed_pair_becomes_direct, test_renewal, test_refusal_and_no_server,
-         test_delete_on_sigterm, test_upnp]
+TESTS = [test_upnpd_not_on_console, test_off_sends_nothing_and_pair_is_relayed,
+         test_mapping_makes_it_a_server, test_relayed_pair_becomes_direct, test_renewal,
+         test_refusal_and_no_server, test_delete_on_sigterm, test_upnp]
 
 
 def main():

@@ -35,7 +35,9 @@ namespace, allowing its LAN's ports 1024-65535; "upnp" the same with
 UPnP-IGD on and NAT-PMP/PCP off (port 5351 unreachable); "deny" runs it with
 a deny rule for everything (it answers PCP and NAT-PMP, and refuses); None
 runs nothing (port 5351 unreachable). Every router counts the UDP packets sent to its port
-5351 (lab.portmap_packets(r)). miniupnpd refuses to map while its WAN
+5351 (lab.portmap_packets(r)). miniupnpd's log is its stderr, in the lab's
+logdir; its /dev/console is /dev/null (see _miniupnpd: with no syslog
+daemon it would also write every line to the machine's console). miniupnpd refuses to map while its WAN
 address is private or reserved, and every documentation range is, so such a
 router's WAN comes from PORTMAP_WAN_NET instead of 198.19/16.
 
@@ -557,7 +559,20 @@ table inet miniupnpd {
         with open(path, "w") as f:
             f.write("\n".join(conf) + "\n")
         log = open(os.path.join(d, "upnp-%s.log" % r.name), "w")
-        r.upnpd = self.popen(r, ["miniupnpd", "-d", "-f", path, "-P",
+        # miniupnpd opens syslog with LOG_CONS (and, for -d, LOG_PERROR:
+        # every line also goes to stderr, its log file here). With no
+        # /dev/log (no syslog daemon, as on the test machines) glibc then
+        # writes every line to /dev/console as well: on a VM that is a
+        # serial port, ~2 ms of kernel time per line. A refusal walks every
+        # external port and logs one line each (65535 per PCP request),
+        # minutes of serial output that pinned a CPU in the UART interrupt:
+        # soft lockups, RCU stalls, and every `ip netns exec`, nft and
+        # netns teardown blocked in synchronize_rcu (natlab-portmap hung).
+        # So /dev/console is /dev/null for it, in the private mount
+        # namespace `ip netns exec` makes (/ is rslave there: nothing
+        # propagates back to the host); exec keeps the PID.
+        r.upnpd = self.popen(r, ["sh", "-c", 'mount --bind /dev/null /dev/console && exec "$@"',
+                                 "miniupnpd", "miniupnpd", "-d", "-f", path, "-P",
                                  os.path.join(d, "upnp-%s.pid" % r.name)],
                              stdout=log, stderr=subprocess.STDOUT)
         log.close()
