@@ -420,7 +420,12 @@ void portmap_stop(struct p2pd_node *n)
 		run(n); /* the delete goes out before the socket closes */
 	}
 	if (pm->upnp_mapped) {
-		pm_upnp_unmap_sync(&pm->upnp, node_listen_port(n, 4));
+		/* Bounded: a vanished gateway held the exit ~6 s before. */
+		if (pm_upnp_unmap_bounded(&pm->upnp, node_listen_port(n, 4),
+					  PM_UPNP_UNMAP_MS) == -ETIMEDOUT)
+			log_info("port mapping: the UPnP gateway did not "
+				 "answer the delete within %u ms",
+				 PM_UPNP_UNMAP_MS);
 		pm->upnp_mapped = false;
 	}
 	close_sock(n);

@@ -13,6 +13,8 @@
 #ifdef HAVE_MINIUPNPC
 #include <miniupnpc/miniupnpc.h>
 #include <miniupnpc/upnpcommands.h>
+#include <pthread.h>
+#include <time.h>
 
 struct job {
 	uv_work_t w;
@@ -91,8 +93,12 @@ static void after(uv_work_t *w, int status)
 	if (status < 0 && j->r.rc == 0)
 		j->r.rc = status;
 	if (n->stopping) {
-		if (j->r.rc == 0)
-			pm_upnp_unmap_sync(&j->r, j->port);
+		if (j->r.rc == 0 &&
+		    pm_upnp_unmap_bounded(&j->r, j->port, PM_UPNP_UNMAP_MS) ==
+			-ETIMEDOUT)
+			log_info("port mapping: the UPnP gateway did not "
+				 "answer the delete within %u ms",
+				 PM_UPNP_UNMAP_MS);
 	} else {
 		j->cb(n, &j->r);
 	}
@@ -120,12 +126,98 @@ int pm_upnp_map(struct p2pd_node *n, uint16_t port, pm_upnp_cb cb)
 	return 0;
 }
 
-void pm_upnp_unmap_sync(const struct pm_upnp_result *r, uint16_t port)
-{
-	char p[8];
+/*
+ * The delete at exit. libminiupnpc's SOAP call blocks, for ~6 s when the
+ * gateway has vanished without a trace (connect: SO_SNDTIMEO 3 s, then a
+ * 3 s select), which held SIGTERM's exit that long. So it runs in a
+ * detached thread of its own and the loop waits PM_UPNP_UNMAP_MS for it:
+ * an IGD on the LAN answers in milliseconds; one that does not is left
+ * behind (the lease expires; the process exits with the thread). The
+ * thread touches nothing but its job; the last of the two to let go of
+ * the job frees it.
+ */
+struct unmap {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	int refs;
+	char port[8];
+	char control[PM_UPNP_URL_MAX];
+	char service[PM_UPNP_URL_MAX];
+};
 
-	snport(p, sizeof(p), port);
-	UPNP_DeletePortMapping(r->control, r->service, p, "TCP", NULL);
+static void unmap_release(struct unmap *u)
+{
+	bool last;
+
+	pthread_mutex_lock(&u->mu);
+	last = --u->refs == 0;
+	pthread_mutex_unlock(&u->mu);
+	if (last) {
+		pthread_cond_destroy(&u->cv);
+		pthread_mutex_destroy(&u->mu);
+		free(u);
+	}
+}
+
+static void *unmap_thread(void *arg)
+{
+	struct unmap *u = arg;
+
+	UPNP_DeletePortMapping(u->control, u->service, u->port, "TCP", NULL);
+	pthread_mutex_lock(&u->mu);
+	u->done = true;
+	pthread_cond_signal(&u->cv);
+	pthread_mutex_unlock(&u->mu);
+	unmap_release(u);
+	return NULL;
+}
+
+int pm_upnp_unmap_bounded(const struct pm_upnp_result *r, uint16_t port,
+			  unsigned ms)
+{
+	struct unmap *u = calloc(1, sizeof(*u));
+	pthread_condattr_t ca;
+	pthread_attr_t ta;
+	pthread_t t;
+	struct timespec end;
+	int rc = 0;
+
+	if (!u)
+		return -ENOMEM;
+	snport(u->port, sizeof(u->port), port);
+	snprintf(u->control, sizeof(u->control), "%s", r->control);
+	snprintf(u->service, sizeof(u->service), "%s", r->service);
+	u->refs = 2;
+	pthread_mutex_init(&u->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&u->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_attr_init(&ta);
+	pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &ta, unmap_thread, u) != 0) {
+		pthread_attr_destroy(&ta);
+		pthread_cond_destroy(&u->cv);
+		pthread_mutex_destroy(&u->mu);
+		free(u);
+		return -EAGAIN;
+	}
+	pthread_attr_destroy(&ta);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += ms / 1000;
+	end.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (end.tv_nsec >= 1000000000L) {
+		end.tv_sec++;
+		end.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&u->mu);
+	while (!u->done && rc == 0)
+		rc = pthread_cond_timedwait(&u->cv, &u->mu, &end);
+	rc = u->done ? 0 : -ETIMEDOUT;
+	pthread_mutex_unlock(&u->mu);
+	unmap_release(u);
+	return rc;
 }
 
 #else /* built without libminiupnpc */
@@ -143,10 +235,13 @@ int pm_upnp_map(struct p2pd_node *n, uint16_t port, pm_upnp_cb cb)
 	return -ENOTSUP;
 }
 
-void pm_upnp_unmap_sync(const struct pm_upnp_result *r, uint16_t port)
+int pm_upnp_unmap_bounded(const struct pm_upnp_result *r, uint16_t port,
+			  unsigned ms)
 {
 	(void)r;
 	(void)port;
+	(void)ms;
+	return -ENOTSUP;
 }
 
 #endif

@@ -16,6 +16,8 @@
 #define PM_UPNP_DISCOVER_MS 2000 /* SSDP: how long to wait for answers */
 #define PM_UPNP_LEASE_S 3600	 /* asked for; renewed at half */
 #define PM_UPNP_URL_MAX 512
+/* The delete on a clean exit waits this long for the IGD, no longer. */
+#define PM_UPNP_UNMAP_MS 1000
 
 /* What one round found: the IGD's control URL and service (for renewal
  * and deletion), our LAN address it saw, the mapped external address. */
@@ -43,8 +45,11 @@ bool pm_upnp_available(void);
  */
 int pm_upnp_map(struct p2pd_node *n, uint16_t port, pm_upnp_cb cb);
 
-/* Delete the mapping of r (clean exit: blocks for at most the library's
- * HTTP timeout). */
-void pm_upnp_unmap_sync(const struct pm_upnp_result *r, uint16_t port);
+/* Delete the mapping of r (clean exit), waiting at most ms for the
+ * gateway's answer: the call itself runs in a thread of its own, left
+ * behind if it takes longer. 0, -ETIMEDOUT (no answer in time), or a
+ * negative errno (-ENOTSUP without libminiupnpc). */
+int pm_upnp_unmap_bounded(const struct pm_upnp_result *r, uint16_t port,
+			  unsigned ms);
 
 #endif

@@ -38,6 +38,8 @@ port 5351 with an nft counter):
     NAT-PMP meet a port unreachable, then SSDP finds r-upnp's IGD:
     mapping upnp at r-upnp's WAN address, port 4242, a dnat rule to
     h-upnp, which becomes a DHT server; its SIGTERM removes the rule.
+    Started again and mapped, with r-upnp's IGD then silent (TCP from
+    the LAN dropped), its SIGTERM exits within 3 s (the delete waits 1 s).
     Built without libminiupnpc, h-upnp shows mapping none instead.
 """
 import os
@@ -226,6 +228,19 @@ def test_upnp(w):
     check_eq(d.stop(), 0, "h-upnp exit code")
     wait_for(lambda: w.lab.portmap_rules(r) == [], 5,
              what="r-upnp's dnat rule to go after h-upnp's SIGTERM")
+    # The gateway vanishes without a trace (its IGD's TCP port black-holed)
+    # while h-upnp holds a mapping: the delete on SIGTERM waits at most
+    # PM_UPNP_UNMAP_MS (1 s), where libminiupnpc alone held the exit ~6 s.
+    d.start()
+    wait_for(lambda: mapping(d)["protocol"] == "upnp", 20, what="h-upnp's UPnP mapping again")
+    r.run("nft", "add", "rule", "ip", "natlab", "input", "iifname", "lan", "meta", "l4proto",
+          "tcp", "drop")
+    t0 = time.monotonic()
+    check_eq(d.stop(), 0, "h-upnp exit code, gateway silent")
+    took = time.monotonic() - t0
+    print("  h-upnp stopped in %.2f s with its gateway silent" % took, flush=True)
+    check(took < 3, "h-upnp took %.2f s to exit with its gateway silent", took)
+    check("did not answer the delete" in d.log_text(), "h-upnp's log names the silent gateway")
 
 
 TESTS = [test_upnpd_not_on_console, test_off_sends_nothing_and_pair_is_relayed,
