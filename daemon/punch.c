@@ -358,7 +358,8 @@ static void do_connect(struct p2pd_node *n, const struct p2p_psess_action *a,
 {
 	char at[P2P_ADDR_TEXT_MAX];
 	int err;
-	struct link *l = link_punch(n, &a->addr, &a->peer, a->ttl, &err);
+	struct link *l =
+	    link_punch(n, &a->addr, &a->peer, a->ttl, a->lead, &err);
 
 	if (!l) {
 		p2p_addr_format(&a->addr, at, sizeof(at));

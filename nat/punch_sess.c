@@ -831,6 +831,7 @@ static bool from_core(struct p2p_psess_table *t, struct sess *s,
 		a->type = P2P_PSESS_CONNECT;
 		a->addr = c->addr;
 		a->ttl = c->ttl;
+		a->lead = !s->core.primer;
 		return true;
 	case P2P_PUNCH_ABORT:
 		if (c->idx < P2P_PUNCH_CAND_MAX)

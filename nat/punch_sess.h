@@ -168,6 +168,11 @@ struct p2p_psess_action {
 	size_t idx;
 	struct p2p_addr addr; /* CONNECT */
 	int ttl;	      /* CONNECT: 0 for the default */
+	/* CONNECT: our REQUEST was answered (we are not the primer): on a
+	 * simultaneous open our handshake stays initiator, the peer's
+	 * yields (linkfsm punch_lead); both sides know it from the
+	 * signalling, glare included. */
+	bool lead;
 	/* SUCCESS, FAILED */
 	uint64_t ms; /* since the session began */
 	unsigned attempts;
