@@ -582,6 +582,23 @@ int p2p_reach_punch_unlikely(struct p2p_reach *r, uint64_t now,
 	return 0;
 }
 
+int p2p_reach_punch_expect(struct p2p_reach *r, uint64_t now,
+			   const struct p2p_peerid *peer, int64_t sig_rtt_ms)
+{
+	struct attempt *a = find(r, peer);
+	uint64_t at;
+
+	if (!a || a->state != S_PUNCH)
+		return -ENOENT;
+	if (sig_rtt_ms < 0)
+		return 0; /* nothing learned: the fixed grace stands */
+	at = now + (uint64_t)sig_rtt_ms * P2P_REACH_GRACE_RTTS +
+	     P2P_REACH_GRACE_SLACK_MS;
+	if (at < a->grace_at)
+		a->grace_at = at; /* a held relay answers then (expire) */
+	return 0;
+}
+
 /* a nearer t than b (XOR metric)? */
 static bool nearer(const struct p2p_peerid *a, const struct p2p_peerid *b,
 		   const struct p2p_peerid *t)

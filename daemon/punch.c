@@ -190,6 +190,16 @@ static int waiter_set(struct p2pd_node *n, const struct p2p_peerid *peer,
 /* ---- measured round trips ---- */
 
 static struct sigrtt *rtt_slot(struct p2pd_node *n,
+			       const struct p2p_peerid *peer, bool make);
+
+int64_t punch_sig_rtt(struct p2pd_node *n, const struct p2p_peerid *peer)
+{
+	struct sigrtt *c = rtt_slot(n, peer, false);
+
+	return c ? c->rtt_ms : -1;
+}
+
+static struct sigrtt *rtt_slot(struct p2pd_node *n,
 			       const struct p2p_peerid *peer, bool make)
 {
 	struct sigrtt *old = &n->punch->rtt[0];

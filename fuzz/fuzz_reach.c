@@ -72,7 +72,10 @@ static void event(struct p2p_reach *r, uint64_t now, uint8_t op, uint8_t arg)
 					arg & 1 ? -EADDRNOTAVAIL : rc, NULL);
 		break;
 	case 6:
-		if (arg & 1)
+		if (arg & 2)
+			p2p_reach_punch_expect(r, now, p,
+					       (int64_t)(arg >> 2) * 37 - 1);
+		else if (arg & 1)
 			p2p_reach_punch_unlikely(r, now, p);
 		else
 			p2p_reach_punch_failed(r, now, p, "punch failed");

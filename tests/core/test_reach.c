@@ -909,6 +909,47 @@ Test(core, grace_unlikely_punch_answers_the_held_relay_at_once,
 	cr_assert_eq(p2p_reach_punch_unlikely(R, T0 + 100, &PEER), -ENOENT);
 }
 
+/* The REPLY came after 300 ms of signalling: the held relay waits two
+ * more signalling round trips and the slack, not the whole fixed grace. */
+Test(core, grace_shortened_by_the_signalling_rtt, .init = setup_grace)
+{
+	const uint64_t until = T0 + 300 + 2 * 300 + P2P_REACH_GRACE_SLACK_MS;
+
+	held_relay();
+	cr_assert_eq(p2p_reach_punch_expect(R, T0 + 300, &PEER, 300), 0);
+	cr_assert_eq(drain(), 0);
+	cr_assert_eq(p2p_reach_next_timer(R), until);
+	p2p_reach_expire(R, until - 1);
+	cr_assert_eq(drain(), 0);
+	p2p_reach_expire(R, until);
+	struct p2p_reach_action *a = one(P2P_REACH_DONE);
+	cr_assert_eq(a->method, P2P_REACH_M_RELAY);
+	cr_assert_eq(a->link.id, 60);
+}
+
+/* A direct link inside the shortened grace still wins. */
+Test(core, grace_shortened_punch_still_wins, .init = setup_grace)
+{
+	struct p2p_reach_link pl = {.id = 70, .kind = P2P_REACH_K_PUNCHED};
+
+	held_relay();
+	cr_assert_eq(p2p_reach_punch_expect(R, T0 + 300, &PEER, 300), 0);
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 900, &PEER, &pl), 0);
+	cr_assert_eq(one(P2P_REACH_DONE)->method, P2P_REACH_M_PUNCH);
+}
+
+/* Never longer than the fixed grace; unknown rtt leaves it; no punch. */
+Test(core, grace_expect_bounds, .init = setup_grace)
+{
+	held_relay();
+	cr_assert_eq(p2p_reach_punch_expect(R, T0 + 300, &PEER, -1), 0);
+	cr_assert_eq(p2p_reach_next_timer(R), T0 + P2P_REACH_PUNCH_GRACE_MS);
+	cr_assert_eq(p2p_reach_punch_expect(R, T0 + 900, &PEER, 1500), 0);
+	cr_assert_eq(p2p_reach_next_timer(R), T0 + P2P_REACH_PUNCH_GRACE_MS);
+	struct p2p_peerid other = id(0x42);
+	cr_assert_eq(p2p_reach_punch_expect(R, T0 + 900, &other, 10), -ENOENT);
+}
+
 /* Told before the relay is up: the relayed link answers when it comes. */
 Test(core, grace_unlikely_punch_lets_the_relay_answer, .init = setup_grace)
 {
