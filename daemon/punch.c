@@ -38,6 +38,7 @@
 #include "log.h"
 #include "nat/punch.h"
 #include "nat/punch_sess.h"
+#include "natdepth.h"
 #include "ovl.h"
 #include "punch.h"
 
@@ -298,6 +299,7 @@ facts(struct p2pd_node *n, const struct p2p_peerid *peer, struct facts *f)
 	f->me.wall_ms = wall_ms();
 	f->me.pub = f->ext;
 	f->me.npub = in.nexternal;
+	f->me.prime_ttl = natdepth_ttl(n);
 	if (in.mapped.family)
 		f->me.seen = in.mapped;
 	else if (in.nexternal > 0)

@@ -434,6 +434,8 @@ static void schedule(struct sess *s, uint64_t now, enum p2p_nat_type peer_nat,
 	s->state = S_RUN;
 	s->core_on = true;
 	p2p_punch_init(&s->core, s->sched, nc, now, primer);
+	if (me->prime_ttl > 0 && me->prime_ttl <= P2P_NAT_DEPTH_MAX)
+		s->core.prime_ttl = me->prime_ttl;
 	/* The first SYNs at once: a replier's primes go out before its
 	 * REPLY (sess_poll), or on a fast path the requester's SYN could
 	 * reach our NAT first and be reset. */

@@ -129,6 +129,8 @@ struct p2p_psess_local {
 	/* p2p_psess_on_sig: the far end of an established direct or overlay
 	 * link we hold to the payload's source (family 0: none). */
 	struct p2p_addr src_link;
+	/* Issue 8: our primes' TTL (p2p_nat_depth), 0 unknown. */
+	int prime_ttl;
 };
 
 /* Counters (for metrics and tests); they only grow. */
