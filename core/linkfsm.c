@@ -22,7 +22,7 @@ enum fsm_state {
 struct p2p_linkfsm {
 	struct p2p_linkfsm_config cfg;
 	enum fsm_state state;
-	bool initiator, punch, relayed, dialback;
+	bool initiator, punch, punch_lead, relayed, dialback;
 	bool has_expect;
 	bool hello_rx, peer_server;
 	struct p2p_peerid expect;
@@ -162,6 +162,7 @@ struct p2p_linkfsm *p2p_linkfsm_new(const struct p2p_linkfsm_config *cfg,
 		f->cfg.grace_ms = P2P_LINKFSM_GRACE_MS;
 	f->initiator = role->initiator;
 	f->punch = role->punch && role->expect;
+	f->punch_lead = f->punch && role->punch_lead;
 	f->relayed = role->relayed;
 	f->dialback = role->dialback;
 	if (role->expect) {
@@ -261,6 +262,11 @@ static int send_own(struct p2p_linkfsm *f, const struct p2p_msg *m)
 int p2p_linkfsm_send_msg(struct p2p_linkfsm *f, const struct p2p_msg *m)
 {
 	begin(f);
+	/* A responder's HELLO may leave with frame 2 (EARLY): the peer is
+	 * not proven yet, so nothing else does. */
+	if (f->state == S_HANDSHAKE && m->type == P2P_MSG_HELLO &&
+	    p2p_session_can_seal(f->sess))
+		return send_own(f, m);
 	if (f->state != S_UP)
 		return -ENOTCONN;
 	return send_own(f, m);
@@ -349,15 +355,18 @@ static void on_established(struct p2p_linkfsm *f, uint64_t now)
 	push_type(f, P2P_LINKFSM_ESTABLISHED);
 }
 
-/* Both ends sent frame 1 on one connection. A punch settles the roles by
- * ID (true: go on with the frame); a plain dial asks to dial again; a
- * relayed link lets the session fail the handshake. */
+/* Both ends sent frame 1 on one connection. A punch settles the roles
+ * (true: go on with the frame): the side that asked for it stays
+ * initiator, so that its link is up when frame 2 and the peer's HELLO
+ * arrive together (punch_lead); the peer knows the same from its own
+ * signalling. A plain dial asks to dial again; a relayed link lets the
+ * session fail the handshake. */
 static bool on_frame1(struct p2p_linkfsm *f)
 {
 	struct p2p_session *r;
 
 	if (f->punch) {
-		if (memcmp(f->cfg.self->id.b, f->expect.b, P2P_ID_LEN) < 0)
+		if (f->punch_lead)
 			return false; /* we stay initiator: ignore it */
 		r = p2p_session_new(f->cfg.self, false, NULL);
 		if (!r) {
@@ -400,6 +409,8 @@ static void on_hs_frame(struct p2p_linkfsm *f, uint64_t now,
 		       NULL);
 	else if (rc == 1)
 		on_established(f, now);
+	else if (!f->initiator && p2p_session_can_seal(f->sess))
+		push_type(f, P2P_LINKFSM_EARLY); /* frame 2 is out */
 }
 
 /* ---- records ---- */

@@ -92,9 +92,13 @@ struct p2p_linkfsm_role {
 	 * that turned responder) checks it once established. */
 	const struct p2p_peerid *expect;
 	/* A hole punching attempt, a simultaneous open on purpose: on the
-	 * peer's frame 1 the lower ID stays initiator and ignores it, the
-	 * higher becomes responder (needs expect). */
+	 * peer's frame 1 the side that asked for the punch (punch_lead: its
+	 * REQUEST was answered) stays initiator and ignores it, the other
+	 * becomes responder (needs expect). The requester then has its link
+	 * one round trip after the TCP handshake: frame 2 comes with the
+	 * peer's HELLO (EARLY). */
 	bool punch;
+	bool punch_lead;
 	/* Over a relay circuit: a frame 1 to an initiator fails the
 	 * handshake (no address to dial again), and on_relayed applies. */
 	bool relayed;
@@ -105,6 +109,9 @@ struct p2p_linkfsm_role {
 
 enum p2p_linkfsm_act {
 	P2P_LINKFSM_WRITE,	 /* data, len: send these bytes */
+	P2P_LINKFSM_EARLY,	 /* responder: frame 2 written; its HELLO may
+				    follow now (p2p_linkfsm_send_msg), the
+				    peer not yet proven */
 	P2P_LINKFSM_ESTABLISHED, /* handshake done: peer known */
 	P2P_LINKFSM_HELLO,	 /* msg; first, announce */
 	P2P_LINKFSM_RTT,	 /* rtt_ms: our PING's PONG came back */

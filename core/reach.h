@@ -66,6 +66,8 @@
 /* Why there is no direct link, kept while relaying: short enough that the
  * relay verdict appended to it always fits in P2P_REACH_TEXT_MAX. */
 #define P2P_REACH_PUNCH_GRACE_MS 2000 /* a relay waits for a punch */
+#define P2P_REACH_GRACE_RTTS 2	      /* ... its REPLY + this x sig rtt */
+#define P2P_REACH_GRACE_SLACK_MS 150  /* ... + this (jitter, scheduling) */
 #define P2P_REACH_WHY_MAX 200
 #define P2P_REACH_TEXT_MAX 320 /* a punch context, a failure message */
 
@@ -146,6 +148,17 @@ struct p2p_reach_config {
 	 */
 	bool relay_with_punch;
 	/*
+	 * Issue 8: a peer that must be looked up is asked to punch at once,
+	 * in parallel with the lookup (PUNCH with an empty context while
+	 * LOOKUP runs), so the signalling round trip overlaps the lookup's.
+	 * The lookup still decides: an address found is dialled (the punch
+	 * goes on; whichever link comes first is the answer), none found
+	 * wants PUNCH again with the real context (the glue joins the
+	 * session that runs). What the punch's signalling tells meanwhile
+	 * (punch_unlikely, punch_expect) is kept for then.
+	 */
+	bool punch_early;
+	/*
 	 * With relay_with_punch: a relayed link that comes up less than this
 	 * many ms after the punch began is held back while the punch may
 	 * still win (a direct link up first is the answer); at the end of the
@@ -223,6 +236,21 @@ int p2p_reach_punch_failed(struct p2p_reach *r, uint64_t now,
  */
 int p2p_reach_punch_unlikely(struct p2p_reach *r, uint64_t now,
 			     const struct p2p_peerid *peer);
+
+/*
+ * Our punch towards peer starts now (the peer's REPLY is in), and its
+ * signalling took sig_rtt_ms (< 0: unknown). A direct link needs two
+ * round trips of the host path from here (SYN, then handshake frames 1
+ * and 2 with the peer's HELLO), and the host path is rarely slower than
+ * the overlay route the signalling took; so a relayed link up meanwhile
+ * waits only P2P_REACH_GRACE_RTTS of sig_rtt_ms more plus
+ * P2P_REACH_GRACE_SLACK_MS, never beyond punch_grace_ms from the punch's
+ * start: a SYN lost on the way then costs a relayed answer at once (and
+ * an upgrade later), not a retransmission timeout before the first
+ * byte. 0; -ENOENT no punch for peer runs here.
+ */
+int p2p_reach_punch_expect(struct p2p_reach *r, uint64_t now,
+			   const struct p2p_peerid *peer, int64_t sig_rtt_ms);
 
 /* Answer to RELAYS: ids[0..n) of the nodes we hold direct links to (the
  * peer itself and nodes already asked are skipped here). With relay_near

@@ -19,6 +19,7 @@
 #include "cmd_node.h"
 #include "daemon.h"
 #include "lan.h"
+#include "natdepth.h"
 #include "link.h"
 #include "listen.h"
 #include "log.h"
@@ -128,6 +129,7 @@ static int wire_time(struct p2pd_node *n)
 	rc |= node_clock(n, cmd_node_next, cmd_node_expire, n);
 	rc |= node_clock(n, lan_next, lan_expire, n);
 	rc |= node_clock(n, portmap_next, portmap_expire, n);
+	rc |= node_clock(n, natdepth_next, natdepth_expire, n);
 	rc |= node_after(n, link_after, n);
 	rc |= node_after(n, ovl_after, n);
 	rc |= node_after(n, reach_after, n);
@@ -160,6 +162,7 @@ static void free_services(struct p2pd_node *n)
 	names_free(n->names);
 	lan_free(n);
 	portmap_free(n);
+	natdepth_free(n);
 	progress_free(n);
 	cmd_node_free(n);
 	tunnel_free(n);
@@ -200,6 +203,8 @@ static int init_services(struct p2pd_node *n, uv_loop_t *loop,
 		rc = cmd_node_init(n);
 	if (rc == 0)
 		rc = portmap_module_init(n, cfg);
+	if (rc == 0)
+		rc = natdepth_module_init(n);
 	if (rc == 0)
 		rc = names_start(n);
 	if (rc == 0 &&

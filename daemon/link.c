@@ -39,6 +39,13 @@ enum link_state {
 	LINK_DEAD,	 /* to be closed by link_after */
 };
 
+/* What an outgoing connection is for the handshake (dial_once). */
+enum dial_kind {
+	DIAL_PLAIN,
+	DIAL_PUNCH,	 /* a punch attempt; the peer asked for it */
+	DIAL_PUNCH_LEAD, /* ... we asked: we stay initiator */
+};
+
 struct link {
 	struct link *next;
 	struct p2pd_node *n;
@@ -51,6 +58,7 @@ struct link {
 	bool outbound;
 	bool has_expect;
 	bool punch_attempt; /* link_punch: a simultaneous open on purpose */
+	bool hello_early;   /* our HELLO left with frame 2 (responder) */
 	bool gone_sent;	    /* observers told */
 	bool handle_closed;
 	bool rst;	  /* close with a reset: no TIME_WAIT (link_after) */
@@ -826,16 +834,35 @@ static void on_established(struct link *l)
 	l->state = LINK_UP;
 	admit_release(l->n->admit, l->id); /* authenticated now */
 	/* Observers first: what they learn (a punched link, reachability)
-	 * goes into the HELLO we send. */
+	 * goes into the HELLO we send. A responder sent its HELLO with
+	 * frame 2 already (on_early); should what they learn change it (we
+	 * became a server), they send it again themselves. */
 	node_emit_established(l->n, l);
-	if (usable(l))
+	if (usable(l) && !l->hello_early)
 		send_hello(l);
+}
+
+/*
+ * Responder: frame 2 is written and our HELLO can go with it, so that
+ * the initiator's link is up one round trip after the TCP handshake
+ * instead of two (proto/session.h). It carries nothing the peer could
+ * not learn by finishing a handshake with any identity.
+ */
+static void on_early(struct link *l)
+{
+	struct p2p_msg m;
+
+	if (!usable(l))
+		return;
+	node_fill_hello(l->n, l, &m);
+	if (p2p_linkfsm_send_msg(l->fsm, &m) == 0)
+		l->hello_early = true;
 }
 
 static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
 			      const struct sockaddr_storage *ss,
 			      const struct p2p_peerid *expect,
-			      enum link_purpose p, bool punch, int ttl,
+			      enum link_purpose p, int punch, int ttl,
 			      bool reuse, int *err);
 
 /*
@@ -858,7 +885,7 @@ static void redial_fresh(struct link *l)
 	if (node_addr_to_sockaddr(&l->remote, &ss, &slen) == 0)
 		d = dial_once(n, &l->remote, &ss,
 			      l->has_expect ? &l->expect : NULL, l->purpose,
-			      false, 0, false, &err);
+			      DIAL_PLAIN, 0, false, &err);
 	if (d) {
 		uint32_t id = d->id;
 		d->id = l->id;
@@ -944,6 +971,9 @@ static void link_act(struct link *l, const struct p2p_linkfsm_action *a)
 	switch (a->type) {
 	case P2P_LINKFSM_WRITE:
 		link_write_frame(l, a->data, a->len);
+		break;
+	case P2P_LINKFSM_EARLY:
+		on_early(l);
 		break;
 	case P2P_LINKFSM_ESTABLISHED:
 		on_established(l);
@@ -1212,12 +1242,13 @@ static int dial_socket(struct p2pd_node *n, int family)
 static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
 			      const struct sockaddr_storage *ss,
 			      const struct p2p_peerid *expect,
-			      enum link_purpose p, bool punch, int ttl,
+			      enum link_purpose p, int punch, int ttl,
 			      bool reuse, int *err)
 {
 	struct p2p_linkfsm_role role = {.initiator = true,
 					.expect = expect,
-					.punch = punch,
+					.punch = punch != DIAL_PLAIN,
+					.punch_lead = punch == DIAL_PUNCH_LEAD,
 					.dialback = p == LP_DIALBACK};
 	struct link *l;
 	int rc = 0, fd = reuse ? dial_socket(n, addr->family) : -ENOENT;
@@ -1246,7 +1277,7 @@ static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
 		if (rc == 0)
 			rc = p2p_nat_sock_min_ttl(fd, addr->family, ttl);
 	}
-	if (punch) {
+	if (punch != DIAL_PLAIN) {
 		l->punch_attempt = true;
 		l->kind = LINK_DIRECT;
 	}
@@ -1294,21 +1325,23 @@ struct link *link_dial(struct p2pd_node *n, const struct p2p_addr *addr,
 		return NULL;
 	/* From the listen port first; where that four-tuple is taken (a
 	 * second link to the same address, TIME_WAIT), from a fresh port. */
-	l = dial_once(n, addr, &ss, expect, p, false, 0, true, err);
+	l = dial_once(n, addr, &ss, expect, p, DIAL_PLAIN, 0, true, err);
 	if (!l && p2p_nat_sock_retry_unbound(*err))
-		l = dial_once(n, addr, &ss, expect, p, false, 0, false, err);
+		l = dial_once(n, addr, &ss, expect, p, DIAL_PLAIN, 0, false,
+			      err);
 	return l;
 }
 
 struct link *link_punch(struct p2pd_node *n, const struct p2p_addr *addr,
-			const struct p2p_peerid *expect, int ttl, int *err)
+			const struct p2p_peerid *expect, int ttl, bool lead,
+			int *err)
 {
 	struct sockaddr_storage ss;
 
 	if ((*err = dial_admit(n, addr, &ss)) < 0)
 		return NULL;
-	return dial_once(n, addr, &ss, expect, LP_OVERLAY, true, ttl, true,
-			 err);
+	return dial_once(n, addr, &ss, expect, LP_OVERLAY,
+			 lead ? DIAL_PUNCH_LEAD : DIAL_PUNCH, ttl, true, err);
 }
 
 int link_accept(struct p2pd_node *n, uv_stream_t *server)

@@ -95,9 +95,11 @@ struct link *link_dial(struct p2pd_node *n, const struct p2p_addr *addr,
 		       const struct p2p_peerid *expect, enum link_purpose p,
 		       int *err);
 /* A hole punching attempt from the listen port of addr's family (the NAT
- * mapping is the point); ttl > 0: the SYN's IP TTL (a prime). */
+ * mapping is the point); ttl > 0: the SYN's IP TTL (a prime); lead: we
+ * asked for the punch (linkfsm punch_lead). */
 struct link *link_punch(struct p2pd_node *n, const struct p2p_addr *addr,
-			const struct p2p_peerid *expect, int ttl, int *err);
+			const struct p2p_peerid *expect, int ttl, bool lead,
+			int *err);
 /* A link over a transport: the initiator expects peer; the responder
  * checks it once the handshake is done. */
 struct link *link_open_on(struct p2pd_node *n, const struct link_transport *tr,

@@ -55,7 +55,8 @@ struct cmd_node;
 struct admit;
 struct names; /* petnames (names.h), kept by daemon.c */
 struct progress;
-struct lan; /* LAN discovery (lan.h); NULL when off */
+struct lan;	 /* LAN discovery (lan.h); NULL when off */
+struct natdepth; /* how deep our NATs are (natdepth.h) */
 
 struct listener {
 	struct p2pd_node *n;
@@ -137,6 +138,7 @@ struct p2pd_node {
 	struct names *names;
 	struct progress *progress;
 	struct lan *lan;
+	struct natdepth *natdepth;
 	struct portmap *pmap;
 
 	/* Registries. */

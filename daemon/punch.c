@@ -38,6 +38,7 @@
 #include "log.h"
 #include "nat/punch.h"
 #include "nat/punch_sess.h"
+#include "natdepth.h"
 #include "ovl.h"
 #include "punch.h"
 
@@ -190,6 +191,16 @@ static int waiter_set(struct p2pd_node *n, const struct p2p_peerid *peer,
 /* ---- measured round trips ---- */
 
 static struct sigrtt *rtt_slot(struct p2pd_node *n,
+			       const struct p2p_peerid *peer, bool make);
+
+int64_t punch_sig_rtt(struct p2pd_node *n, const struct p2p_peerid *peer)
+{
+	struct sigrtt *c = rtt_slot(n, peer, false);
+
+	return c ? c->rtt_ms : -1;
+}
+
+static struct sigrtt *rtt_slot(struct p2pd_node *n,
 			       const struct p2p_peerid *peer, bool make)
 {
 	struct sigrtt *old = &n->punch->rtt[0];
@@ -288,6 +299,7 @@ facts(struct p2pd_node *n, const struct p2p_peerid *peer, struct facts *f)
 	f->me.wall_ms = wall_ms();
 	f->me.pub = f->ext;
 	f->me.npub = in.nexternal;
+	f->me.prime_ttl = natdepth_ttl(n);
 	if (in.mapped.family)
 		f->me.seen = in.mapped;
 	else if (in.nexternal > 0)
@@ -358,7 +370,8 @@ static void do_connect(struct p2pd_node *n, const struct p2p_psess_action *a,
 {
 	char at[P2P_ADDR_TEXT_MAX];
 	int err;
-	struct link *l = link_punch(n, &a->addr, &a->peer, a->ttl, &err);
+	struct link *l =
+	    link_punch(n, &a->addr, &a->peer, a->ttl, a->lead, &err);
 
 	if (!l) {
 		p2p_addr_format(&a->addr, at, sizeof(at));

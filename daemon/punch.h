@@ -43,6 +43,10 @@ void punch_free(struct p2pd_node *n);
 int punch_start(struct p2pd_node *n, const struct p2p_peerid *peer,
 		const char *context, punch_failed_fn failed, void *arg);
 
+/* The round trip of our latest REQUEST -> REPLY with peer, in ms; < 0
+ * when none has been measured. */
+int64_t punch_sig_rtt(struct p2pd_node *n, const struct p2p_peerid *peer);
+
 /* The signalling counters (issue 9: refusals, attempts held back). */
 struct p2p_psess_stats;
 const struct p2p_psess_stats *punch_stats(struct p2pd_node *n);

@@ -24,9 +24,11 @@ struct reach {
 int reach_module_init(struct p2pd_node *n)
 {
 	/* Issue 8: relays are asked while the punch runs; a relayed link up
-	 * first waits a little for the punch, then serves (reach.h). */
+	 * first waits a little for the punch, then serves; the punch is
+	 * asked for while the lookup runs (reach.h). */
 	struct p2p_reach_config cfg = {.self = n->ident.id,
 				       .relay_with_punch = true,
+				       .punch_early = true,
 				       .punch_grace_ms =
 					   P2P_REACH_PUNCH_GRACE_MS,
 				       .relay_near = true};
@@ -149,8 +151,15 @@ void reach_punch_scheduled(void *arg, const struct p2p_peerid *peer,
 	 * no endpoint our SYN could come from, or we offered none. A relay
 	 * up meanwhile is the answer (the punch goes on in the background). */
 	if (!primer && (!p2p_punch_predictable(peer_nat) ||
-			!p2p_punch_predictable(p2p_nat_type(ovl_nat(n)))))
+			!p2p_punch_predictable(p2p_nat_type(ovl_nat(n))))) {
 		p2p_reach_punch_unlikely(n->reach->core, node_now(n), peer);
+		return;
+	}
+	/* Our punch starts on the REPLY that just measured the signalling
+	 * round trip: it tells how long the relay should wait for it. */
+	if (!primer)
+		p2p_reach_punch_expect(n->reach->core, node_now(n), peer,
+				       punch_sig_rtt(n, peer));
 }
 
 static void relay_candidates(struct p2pd_node *n, const struct p2p_peerid *peer)

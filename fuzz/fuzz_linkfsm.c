@@ -216,6 +216,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		role.initiator = true;
 		role.punch = true;
 		role.expect = &ids[0].id;
+		role.punch_lead = data[0] & 64; /* stays initiator */
 	}
 	f = p2p_linkfsm_new(&cfg, &role, now);
 	if (!f)

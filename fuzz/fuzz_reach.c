@@ -72,7 +72,10 @@ static void event(struct p2p_reach *r, uint64_t now, uint8_t op, uint8_t arg)
 					arg & 1 ? -EADDRNOTAVAIL : rc, NULL);
 		break;
 	case 6:
-		if (arg & 1)
+		if (arg & 2)
+			p2p_reach_punch_expect(r, now, p,
+					       (int64_t)(arg >> 2) * 37 - 1);
+		else if (arg & 1)
 			p2p_reach_punch_unlikely(r, now, p);
 		else
 			p2p_reach_punch_failed(r, now, p, "punch failed");
@@ -119,6 +122,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.self = peers[NPEERS];
 	cfg.relay_with_punch = size > 0 && (data[0] & 1);
 	cfg.relay_near = size > 0 && (data[0] & 2);
+	cfg.punch_early = size > 0 && (data[0] & 4);
+	cfg.punch_grace_ms = size > 0 && (data[0] & 8) ? 2000 : 0;
 	memset(waiting, 0, sizeof(waiting));
 	r = p2p_reach_new(&cfg);
 	FUZZ_CHECK(r != NULL);

@@ -134,4 +134,30 @@ int p2p_nat_sock_ttl(int fd, int family, int ttl);
  */
 int p2p_nat_sock_min_ttl(int fd, int family, int min_ttl);
 
+/*
+ * NAT depth (issue 8). A prime (nat/punch.h) must pass every NAT of ours
+ * and die before the peer's: with the NATs the first one or two hops, TTL
+ * 2 and 3 do, but a home router behind a carrier NAT several hops away
+ * needs more. The daemon sends UDP probes with TTL 1, 2, ... towards a
+ * public overlay server and notes which router answered each with "time
+ * exceeded"; offender[i] is the one that answered TTL i + 1 (family 0:
+ * none). The first hop with a public address is past our last NAT (a
+ * router answers from its inner side, which is private while it is one
+ * of ours or a carrier's): its TTL is the prime's. Returns that TTL, or 0
+ * when no public hop answered within n (the default primes then).
+ */
+#define P2P_NAT_DEPTH_MAX 8 /* hops probed; primes go no further */
+int p2p_nat_depth(const struct p2p_addr *offender, size_t n);
+
+/*
+ * The probe's sockets (nat/sock.c): a non-blocking UDP socket of family
+ * 4 that queues ICMP errors (IP_RECVERR); a probe with the given TTL to
+ * dst (its payload says the TTL); and the next queued "time exceeded":
+ * 1 with *ttl and *offender set, 0 when none is queued, -errno.
+ */
+int p2p_nat_sock_probe_open(void);
+int p2p_nat_sock_probe_send(int fd, const struct sockaddr *dst, socklen_t len,
+			    int ttl);
+int p2p_nat_sock_probe_read(int fd, int *ttl, struct p2p_addr *offender);
+
 #endif

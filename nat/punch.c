@@ -322,6 +322,7 @@ void p2p_punch_tick(struct p2p_punch *p, uint64_t now)
 			p->attempts++;
 			push(p, P2P_PUNCH_CONNECT, i, P2P_PUNCH_R_NONE)->ttl =
 			    !p->primer		     ? 0
+			    : p->prime_ttl > 0	     ? p->prime_ttl
 			    : p->c[i].tries % 2 == 0 ? P2P_PUNCH_PRIME_TTL
 						     : P2P_PUNCH_PRIME_TTL_MAX;
 			p->c[i].tries++;

@@ -102,6 +102,9 @@
  * TTL 2 and 3 (3 passes two NATs; towards a peer behind one NAT it may
  * be reset by the peer's router, and the next prime is a 2 again). A
  * prime that reaches a peer on our own LAN is simply a connection.
+ * Where the daemon has measured how deep its NATs are (p2p_nat_depth:
+ * a home router behind a carrier NAT some hops away), every prime gets
+ * that TTL instead (prime_ttl).
  */
 #define P2P_PUNCH_PRIME_TTL 2	     /* first prime; then +1, +0, +1, ... */
 #define P2P_PUNCH_PRIME_TTL_MAX 3    /* a second NAT in front of us */
@@ -237,6 +240,9 @@ struct p2p_punch {
 	} c[P2P_PUNCH_CAND_MAX];
 	uint64_t start, end;
 	bool primer;
+	/* The primes' TTL where our NAT depth is known (p2p_nat_depth;
+	 * set after init): every prime gets it. 0: TTL 2 and 3 in turn. */
+	int prime_ttl;
 	bool done;
 	unsigned attempts, refused, timeouts; /* for the log line */
 	struct p2p_punch_action q[P2P_PUNCH_QUEUE];

@@ -54,6 +54,10 @@ struct sess {
 	uint64_t net;	  /* asked: p2p_addr_subnet of its source */
 	unsigned dialled; /* CONNECTs handed out */
 	bool live[P2P_PUNCH_CAND_MAX]; /* handed out, not yet over */
+	/* A restart (restart()): the old schedule's attempts, closed
+	 * (ABORT) before anything of the new one goes out. */
+	bool abort_first[P2P_PUNCH_CAND_MAX];
+	size_t nabort_first;
 };
 
 /* A token bucket as a theoretical arrival time (GCRA): a request at now
@@ -430,6 +434,8 @@ static void schedule(struct sess *s, uint64_t now, enum p2p_nat_type peer_nat,
 	s->state = S_RUN;
 	s->core_on = true;
 	p2p_punch_init(&s->core, s->sched, nc, now, primer);
+	if (me->prime_ttl > 0 && me->prime_ttl <= P2P_NAT_DEPTH_MAX)
+		s->core.prime_ttl = me->prime_ttl;
 	/* The first SYNs at once: a replier's primes go out before its
 	 * REPLY (sess_poll), or on a fast path the requester's SYN could
 	 * reach our NAT first and be reset. */
@@ -522,10 +528,11 @@ static enum p2p_punch_reason admit(struct p2p_psess_table *t, uint64_t now,
 }
 
 /* Why a new session for a REQUEST is refused (NONE: it is not). */
-static enum p2p_punch_reason refuse(struct p2p_psess_table *t,
-				    const struct p2p_punch_sig *sig,
-				    const struct p2p_psess_local *me,
-				    size_t nkept, uint64_t net)
+/* What the request itself makes impossible. */
+static enum p2p_punch_reason refuse_request(struct p2p_psess_table *t,
+					    const struct p2p_punch_sig *sig,
+					    const struct p2p_psess_local *me,
+					    size_t nkept)
 {
 	if (me->listen4 == 0)
 		return P2P_PUNCH_R_NOT_LISTENING;
@@ -535,6 +542,18 @@ static enum p2p_punch_reason refuse(struct p2p_psess_table *t,
 		t->stats.implausible++;
 		return P2P_PUNCH_R_IMPLAUSIBLE;
 	}
+	return P2P_PUNCH_R_NONE;
+}
+
+static enum p2p_punch_reason refuse(struct p2p_psess_table *t,
+				    const struct p2p_punch_sig *sig,
+				    const struct p2p_psess_local *me,
+				    size_t nkept, uint64_t net)
+{
+	enum p2p_punch_reason why = refuse_request(t, sig, me, nkept);
+
+	if (why != P2P_PUNCH_R_NONE)
+		return why;
 	if (asked_count(t, true, net) >= P2P_PSESS_PER_NET) {
 		t->stats.limited++;
 		return P2P_PUNCH_R_LIMITED;
@@ -545,6 +564,31 @@ static enum p2p_punch_reason refuse(struct p2p_psess_table *t,
 		return P2P_PUNCH_R_BUSY;
 	}
 	return P2P_PUNCH_R_NONE;
+}
+
+/*
+ * A fresh REQUEST from the peer of a punch we prime for: the peer has
+ * started over (its own punch ended, or its link went before ours was
+ * up: with the HELLO that travels with frame 2 the requester is up half
+ * a round trip before us). Ignoring it would leave the peer waiting
+ * P2P_PUNCH_SIGNAL_MS for an answer; the old schedule is dropped instead
+ * (its attempts closed first) and the new request answered as if the
+ * session were new.
+ */
+static void restart(struct sess *s, uint64_t now)
+{
+	for (size_t i = 0; i < s->core.n && i < P2P_PUNCH_CAND_MAX; i++) {
+		if (s->core.c[i].state == P2P_PUNCH_C_WAIT && !s->live[i])
+			continue;
+		s->live[i] = false;
+		if (!s->abort_first[i]) {
+			s->abort_first[i] = true;
+			s->nabort_first++;
+		}
+	}
+	s->t0 = now;
+	s->dialled = 0;
+	s->over = false;
 }
 
 static void on_request(struct p2p_psess_table *t, uint64_t now,
@@ -561,7 +605,18 @@ static void on_request(struct p2p_psess_table *t, uint64_t now,
 
 	if (why == P2P_PUNCH_R_MAX)
 		return;
-	if (s) {
+	if (s && why == P2P_PUNCH_R_NONE && !ended(s) && s->state == S_RUN &&
+	    s->core.primer && sig->nonce != s->nonce) {
+		nkept = plausible_of(t, sig, me, kept);
+		why = refuse_request(t, sig, me, nkept);
+		if (why != P2P_PUNCH_R_NONE) {
+			answer_fail(t, src, sig->nonce, me, why);
+			return;
+		}
+		restart(s, now);
+		s->nonce = sig->nonce;
+		s->net = net;
+	} else if (s) {
 		/* Both asked at once: the lower ID's request is answered. A
 		 * request over the limits is ignored here: ours is out. */
 		if (why != P2P_PUNCH_R_NONE || ended(s) ||
@@ -729,7 +784,7 @@ void p2p_psess_tick(struct p2p_psess_table *t, uint64_t now)
 
 static bool pending(const struct sess *s)
 {
-	return s->send_pending || s->sched_pending ||
+	return s->nabort_first > 0 || s->send_pending || s->sched_pending ||
 	       (s->core_on && s->core.qlen > 0) || s->state == S_ENDED ||
 	       (s->core_on && s->core.done);
 }
@@ -831,6 +886,7 @@ static bool from_core(struct p2p_psess_table *t, struct sess *s,
 		a->type = P2P_PSESS_CONNECT;
 		a->addr = c->addr;
 		a->ttl = c->ttl;
+		a->lead = !s->core.primer;
 		return true;
 	case P2P_PUNCH_ABORT:
 		if (c->idx < P2P_PUNCH_CAND_MAX)
@@ -873,6 +929,16 @@ static bool sess_poll(struct p2p_psess_table *t, struct sess *s,
 	a->ms = s->over ? s->ended_at - s->t0 : 0;
 	a->attempts = s->core.attempts;
 	*freed = false;
+	/* A restart's old attempts go before the new ones. */
+	for (size_t i = 0; s->nabort_first > 0 && i < P2P_PUNCH_CAND_MAX; i++) {
+		if (!s->abort_first[i])
+			continue;
+		s->abort_first[i] = false;
+		s->nabort_first--;
+		a->type = P2P_PSESS_ABORT;
+		a->idx = i;
+		return true;
+	}
 	/* A replier primes before it answers (see schedule). */
 	if (!(s->core_on && s->core.primer) && poll_send(s, a))
 		return true;

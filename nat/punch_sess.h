@@ -129,6 +129,8 @@ struct p2p_psess_local {
 	/* p2p_psess_on_sig: the far end of an established direct or overlay
 	 * link we hold to the payload's source (family 0: none). */
 	struct p2p_addr src_link;
+	/* Issue 8: our primes' TTL (p2p_nat_depth), 0 unknown. */
+	int prime_ttl;
 };
 
 /* Counters (for metrics and tests); they only grow. */
@@ -168,6 +170,11 @@ struct p2p_psess_action {
 	size_t idx;
 	struct p2p_addr addr; /* CONNECT */
 	int ttl;	      /* CONNECT: 0 for the default */
+	/* CONNECT: our REQUEST was answered (we are not the primer): on a
+	 * simultaneous open our handshake stays initiator, the peer's
+	 * yields (linkfsm punch_lead); both sides know it from the
+	 * signalling, glare included. */
+	bool lead;
 	/* SUCCESS, FAILED */
 	uint64_t ms; /* since the session began */
 	unsigned attempts;

@@ -4,7 +4,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/errqueue.h>
 #include <netinet/in.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -103,4 +105,89 @@ int p2p_nat_sock_min_ttl(int fd, int family, int min_ttl)
 	else
 		return -EAFNOSUPPORT;
 	return rc < 0 ? -errno : 0;
+}
+
+/* ---- the NAT depth probe (nat.h) ---- */
+
+int p2p_nat_sock_probe_open(void)
+{
+	int one = 1;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, IPPROTO_IP, IP_RECVERR, &one, sizeof(one)) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int p2p_nat_sock_probe_send(int fd, const struct sockaddr *dst, socklen_t len,
+			    int ttl)
+{
+	uint8_t payload[4] = {'p', '2', 'p', (uint8_t)ttl};
+
+	if (ttl < 1 || ttl > 255 || !dst || dst->sa_family != AF_INET)
+		return -EINVAL;
+	if (setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl)) < 0)
+		return -errno;
+	/* With IP_RECVERR the answer to an earlier probe (queued for
+	 * probe_read) is also reported by the next send, which then sends
+	 * nothing: that is no failure of this probe, try it again. */
+	for (int tries = 0;; tries++) {
+		if (sendto(fd, payload, sizeof(payload), 0, dst, len) >= 0)
+			return 0;
+		if (tries == 3 ||
+		    (errno != EHOSTUNREACH && errno != ENETUNREACH &&
+		     errno != ECONNREFUSED && errno != EHOSTDOWN))
+			return -errno;
+	}
+}
+
+int p2p_nat_sock_probe_read(int fd, int *ttl, struct p2p_addr *offender)
+{
+	uint8_t data[16], ctl[512];
+	struct sockaddr_in from;
+	struct iovec iov = {.iov_base = data, .iov_len = sizeof(data)};
+	struct msghdr mh = {.msg_name = &from,
+			    .msg_namelen = sizeof(from),
+			    .msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = ctl,
+			    .msg_controllen = sizeof(ctl)};
+
+	for (;;) {
+		ssize_t k = recvmsg(fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT);
+		if (k < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? 0
+								       : -errno;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c;
+		     c = CMSG_NXTHDR(&mh, c)) {
+			struct sock_extended_err *ee;
+			const struct sockaddr_in *off;
+			if (c->cmsg_level != IPPROTO_IP ||
+			    c->cmsg_type != IP_RECVERR)
+				continue;
+			ee = (struct sock_extended_err *)CMSG_DATA(c);
+			/* Time exceeded in transit, about our own probe. */
+			if (ee->ee_origin != SO_EE_ORIGIN_ICMP ||
+			    ee->ee_type != 11 || k != 4 || data[0] != 'p' ||
+			    data[1] != '2' || data[2] != 'p')
+				continue;
+			off = (const struct sockaddr_in *)SO_EE_OFFENDER(ee);
+			if (off->sin_family != AF_INET)
+				continue;
+			memset(offender, 0, sizeof(*offender));
+			offender->family = 4;
+			memcpy(offender->ip, &off->sin_addr, 4);
+			*ttl = data[3];
+			return 1;
+		}
+		/* Something else (port unreachable from the far end): the
+		 * next one. */
+		mh.msg_namelen = sizeof(from);
+		mh.msg_controllen = sizeof(ctl);
+	}
 }

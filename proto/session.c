@@ -14,10 +14,17 @@
  *   sig_i = Ed25519(s_i, "p2pd-init" | h2)
  *   k(label, h) = BLAKE2b-256(key = kx, label[8] | h)
  *   k2 = k("p2pd hs2", h2a), k3 = k("p2pd hs3", h2),
- *   record keys k("p2pd i2r", h3), k("p2pd r2i", h3)
+ *   record keys k("p2pd r2i", h2), k("p2pd i2r", h3)
  *
  * Both signatures cover both fresh ephemerals, so neither can be replayed
- * into another session; the record keys depend on the whole transcript.
+ * into another session. The responder-to-initiator key depends on the
+ * transcript up to frame 2 so that the responder's first records (its
+ * HELLO) leave with frame 2 and the initiator is up one round trip
+ * sooner (version 3; TLS 1.3 calls it 0.5-RTT data, Noise XX's second
+ * message carries such a payload). What the responder says then is
+ * readable only by whoever holds e_i, the peer that frame 3 then proves
+ * to be the initiator; nothing the initiator sends is trusted before
+ * frame 3, and its records use a key over the whole transcript.
  * The record AEAD: the initiator offers suites (a bit each), the responder
  * picks one; the offer is in h1 and the pick in h2a, so both signatures
  * cover them and nobody on the path can force the weaker choice. Records
@@ -271,6 +278,9 @@ static int on_frame1(struct p2p_session *s, const uint8_t *body, size_t len,
 	seal_static(ct, s, k2, "p2pd-resp");
 	hash2(s->h, s->h, HASH_LEN, ct, HS_SEALED_LEN);
 	put_frame_header(out, HS2_LEN, outlen);
+	/* Our records may leave now, with frame 2: see the top. */
+	kdf(s->tx_key, s->kx, "p2pd r2i", s->h);
+	s->tx_ctr = 0;
 	s->state = S_SENT2;
 out:
 	sodium_memzero(e_sk, sizeof(e_sk));
@@ -278,16 +288,21 @@ out:
 	return rc;
 }
 
-/* Both sides, at the end: record keys from the full transcript. */
+/* Both sides, at the end: the initiator-to-responder key from the full
+ * transcript (the other one was made at frame 2, and a responder may have
+ * used it already: its counter goes on). */
 static void finish(struct p2p_session *s, const uint8_t *ct3)
 {
 	hash2(s->h, s->h, HASH_LEN, ct3, HS_SEALED_LEN);
-	kdf(s->initiator ? s->tx_key : s->rx_key, s->kx, "p2pd i2r", s->h);
-	kdf(s->initiator ? s->rx_key : s->tx_key, s->kx, "p2pd r2i", s->h);
+	if (s->initiator) {
+		kdf(s->tx_key, s->kx, "p2pd i2r", s->h);
+		s->tx_ctr = 0;
+	} else {
+		kdf(s->rx_key, s->kx, "p2pd i2r", s->h);
+		s->rx_ctr = 0;
+	}
 	sodium_memzero(s->kx, sizeof(s->kx));
 	sodium_memzero(s->e_sk, sizeof(s->e_sk));
-	s->tx_ctr = 0;
-	s->rx_ctr = 0;
 	s->state = S_ESTABLISHED;
 }
 
@@ -327,6 +342,9 @@ static int on_frame2(struct p2p_session *s, const uint8_t *body, size_t len,
 		goto out;
 	}
 	hash2(s->h, s->h, HASH_LEN, body + HS2_SEALED, HS_SEALED_LEN);
+	/* The responder's records may follow frame 2 at once. */
+	kdf(s->rx_key, s->kx, "p2pd r2i", s->h);
+	s->rx_ctr = 0;
 	kdf(k, s->kx, "p2pd hs3", s->h);
 	seal_static(ct3, s, k, "p2pd-init");
 	put_frame_header(out, HS3_LEN, outlen);
@@ -385,6 +403,12 @@ bool p2p_session_established(const struct p2p_session *s)
 	return s->state == S_ESTABLISHED;
 }
 
+bool p2p_session_can_seal(const struct p2p_session *s)
+{
+	return s->state == S_ESTABLISHED ||
+	       (!s->initiator && s->state == S_SENT2);
+}
+
 const struct p2p_peerid *p2p_session_peer(const struct p2p_session *s)
 {
 	return s->state == S_ESTABLISHED ? &s->peer : NULL;
@@ -439,7 +463,7 @@ int p2p_session_seal(struct p2p_session *s, const uint8_t *msg, size_t len,
 
 	if (s->state == S_DEAD)
 		return -EPIPE;
-	if (s->state != S_ESTABLISHED || out == NULL || outlen == NULL ||
+	if (!p2p_session_can_seal(s) || out == NULL || outlen == NULL ||
 	    (msg == NULL && len > 0))
 		return -EINVAL; /* caller mistakes leave the session intact */
 	if (len > P2P_MSG_MAX || cap < len + P2P_RECORD_OVERHEAD)

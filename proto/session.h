@@ -4,7 +4,7 @@
  *
  * Handshake (three frames, libsodium primitives only):
  *   1 I->R  "p2pd" ver | e_i (X25519 ephemeral)
- *   2 R->I  e_r | seal_k(s_r.pk | sig_r)
+ *   2 R->I  e_r | seal_k(s_r.pk | sig_r)     [R may seal records now]
  *   3 I->R  seal_k(s_i.pk | sig_i)
  * k and the two record keys come from crypto_kx over (e_i, e_r); h is the
  * BLAKE2b transcript hash of the frames so far; sig_x is Ed25519 over a
@@ -13,9 +13,13 @@
  * Records: the suite the responder picked from the initiator's offer
  * (AES-256-GCM where both have hardware AES, else ChaCha20-Poly1305 IETF;
  * both are in the signed transcript, so the choice cannot be downgraded),
- * one key per direction, nonce = 64-bit counter, a new key derived from
- * the old every P2P_REKEY_RECORDS records. A tampered, replayed, reordered or
- * truncated record fails with -EBADMSG and the session is dead afterwards.
+ * one key per direction (responder to initiator from the transcript up to
+ * frame 2, so that the responder's first records travel with frame 2 and
+ * the initiator's link is up after one round trip of handshake; initiator
+ * to responder from the whole transcript), nonce = 64-bit counter, a new key
+ * derived from the old every P2P_REKEY_RECORDS records. A tampered, replayed,
+ * reordered or truncated record fails with -EBADMSG and the session is dead
+ * afterwards.
  *
  * Concrete layout (bodies; every output frame carries its 4-byte header):
  *   frame1 (38)  "p2pd" | version u8 | suites u8 | e_i.pk[32]
@@ -27,7 +31,7 @@
  *   sig_r = Ed25519(s_r, "p2pd-resp" | h2a), sig_i = Ed25519(s_i,
  *   "p2pd-init" | h2); k(label, h) = BLAKE2b-256 keyed by kx of label | h;
  *   k2 = k("p2pd hs2", h2a), k3 = k("p2pd hs3", h2), record keys
- *   k("p2pd i2r", h3) and k("p2pd r2i", h3). Record nonce: 4 zero bytes |
+ *   k("p2pd i2r", h3) and k("p2pd r2i", h2). Record nonce: 4 zero bytes |
  *   u64 BE counter; counter exhaustion gives -EPIPE. Version mismatch in
  *   frame 1 gives -EPROTONOSUPPORT. Caller mistakes in seal/open (NULL,
  *   small cap, not yet established) return -EINVAL/-EMSGSIZE and leave the
@@ -47,8 +51,9 @@
 #define P2P_HS_MAX 256
 
 /* The handshake's version, in frame 1 (2: the record AEAD is offered and
- * picked; the messages inside keep P2P_PROTO_VERSION). */
-#define P2P_HS_VERSION 2
+ * picked; 3: the responder's records may follow frame 2; the messages
+ * inside keep P2P_PROTO_VERSION). */
+#define P2P_HS_VERSION 3
 
 /* Record AEADs, one bit each in frame 1's offer. */
 #define P2P_SUITE_CHACHA20_POLY1305 0x01
@@ -90,6 +95,12 @@ int p2p_session_handshake(struct p2p_session *s, const uint8_t *body,
     __attribute__((warn_unused_result));
 
 bool p2p_session_established(const struct p2p_session *s);
+
+/* Whether p2p_session_seal() may be called: once established, and for a
+ * responder already after frame 2 (its first records leave with frame 2;
+ * the peer is not authenticated yet, so they must not say more than a
+ * HELLO does). */
+bool p2p_session_can_seal(const struct p2p_session *s);
 
 /*
  * Whether body looks like a frame 1 (length and magic). An initiator that

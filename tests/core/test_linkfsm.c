@@ -17,7 +17,8 @@
 
 struct side {
 	struct p2p_linkfsm *f;
-	bool auto_hello; /* say HELLO on ESTABLISHED, like the glue */
+	bool auto_hello; /* say HELLO on EARLY or ESTABLISHED, like the glue */
+	int early;	 /* EARLY actions seen */
 	uint8_t hello_flags;
 	/* what was polled */
 	unsigned established, hellos, announces, firsts, msgs, unknown;
@@ -158,9 +159,14 @@ static void drain(struct side *s)
 			memcpy(s->wire + s->wlen, a.data, a.len);
 			s->wlen += a.len;
 			break;
+		case P2P_LINKFSM_EARLY:
+			s->early++;
+			if (s->auto_hello)
+				say_hello(s);
+			break;
 		case P2P_LINKFSM_ESTABLISHED:
 			s->established++;
-			if (s->auto_hello)
+			if (s->auto_hello && !s->early)
 				say_hello(s);
 			break;
 		case P2P_LINKFSM_HELLO:
@@ -664,18 +670,26 @@ Test(core, linkfsm_self_connection)
 
 /* ---- simultaneous open ---- */
 
-/* Both ends dial at once (a punch): lo and hi by ID. */
-static void punch(bool lower_first)
+/* Both ends dial at once (a punch). A (the lower ID) asked for it when
+ * a_leads, else B did; the one that asked stays initiator whatever the
+ * IDs, the other answers. */
+static void punch(bool a_leads, bool a_first)
 {
-	A.f = mk(&IA, (struct p2p_linkfsm_role){
-			  .initiator = true, .expect = &IB.id, .punch = true});
-	B.f = mk(&IB, (struct p2p_linkfsm_role){
-			  .initiator = true, .expect = &IA.id, .punch = true});
+	struct side *lead = a_leads ? &A : &B, *other = a_leads ? &B : &A;
+
+	A.f = mk(&IA, (struct p2p_linkfsm_role){.initiator = true,
+						.expect = &IB.id,
+						.punch = true,
+						.punch_lead = a_leads});
+	B.f = mk(&IB, (struct p2p_linkfsm_role){.initiator = true,
+						.expect = &IA.id,
+						.punch = true,
+						.punch_lead = !a_leads});
 	connect_both();
 	cr_assert_gt(A.wlen, 0);
 	cr_assert_gt(B.wlen, 0);
 	/* Either frame 1 arrives first. */
-	if (lower_first) {
+	if (a_first) {
 		deliver(&A, &B);
 		deliver(&B, &A);
 	} else {
@@ -686,28 +700,102 @@ static void punch(bool lower_first)
 	cr_assert_eq(A.established, 1);
 	cr_assert_eq(B.established, 1);
 	cr_assert_eq(A.redial + B.redial, 0);
-	cr_assert(p2p_linkfsm_initiator(A.f), "the lower ID stays initiator");
-	cr_assert_not(p2p_linkfsm_initiator(B.f), "the higher answers");
+	cr_assert(p2p_linkfsm_initiator(lead->f), "who asked stays initiator");
+	cr_assert_not(p2p_linkfsm_initiator(other->f), "the other answers");
+	cr_assert_eq(other->early, 1, "its HELLO went with frame 2");
 	cr_assert(p2p_peerid_equal(p2p_linkfsm_peer(B.f), &IA.id));
 	cr_assert(p2p_peerid_equal(p2p_linkfsm_peer(A.f), &IB.id));
 	cr_assert_eq(A.firsts + B.firsts, 2);
 }
 
-Test(core, linkfsm_punch_lower_frame1_first)
+Test(core, linkfsm_punch_lower_leads_its_frame1_first)
 {
-	punch(true);
+	punch(true, true);
 }
 
-Test(core, linkfsm_punch_higher_frame1_first)
+Test(core, linkfsm_punch_lower_leads_peer_frame1_first)
 {
-	punch(false);
+	punch(true, false);
+}
+
+Test(core, linkfsm_punch_higher_leads_its_frame1_first)
+{
+	punch(false, false);
+}
+
+Test(core, linkfsm_punch_higher_leads_peer_frame1_first)
+{
+	punch(false, true);
+}
+
+/*
+ * The requester's link is up one round trip after the TCP handshake: the
+ * punch's replier answers its frame 1 with frame 2 and its HELLO in one
+ * flight, so after one delivery each way the requester has the peer's
+ * HELLO (the link is usable) while its frame 3 is still on the wire.
+ */
+Test(core, linkfsm_punch_requester_up_after_one_round_trip)
+{
+	/* A has the higher ID here: the role comes from the signalling. */
+	A.f = mk(&IB, (struct p2p_linkfsm_role){.initiator = true,
+						.expect = &IA.id,
+						.punch = true,
+						.punch_lead = true});
+	B.f = mk(&IA, (struct p2p_linkfsm_role){
+			  .initiator = true, .expect = &IB.id, .punch = true});
+	connect_both();
+	/* One way: A's frame 1. B turns responder: frame 2 and its HELLO. */
+	deliver(&A, &B);
+	cr_assert_eq(B.early, 1);
+	cr_assert_eq(B.established, 0);
+	/* The other way: B's own frame 1 (ignored), frame 2, HELLO. */
+	deliver(&B, &A);
+	cr_assert_eq(A.established, 1);
+	cr_assert(p2p_linkfsm_hello_rx(A.f), "usable after one round trip");
+	cr_assert_eq(A.firsts, 1);
+	cr_assert_eq(B.established, 0, "frame 3 still on the wire");
+	/* A may send at once; B reads it after frame 3 and A's HELLO. */
+	send_find(&A, 77);
+	pump();
+	cr_assert_eq(B.established, 1);
+	cr_assert_eq(B.firsts, 1);
+	cr_assert_eq(B.last_txid, 77);
+	cr_assert_eq(A.hellos, 1, "B's HELLO once: not again when established");
+	cr_assert_eq(A.done + B.done, 0);
+}
+
+/* Only a HELLO may go before the peer is proven, and only from a
+ * responder that has written frame 2. */
+Test(core, linkfsm_early_is_hello_only)
+{
+	struct p2p_msg m = {.type = P2P_MSG_FIND_NODE};
+
+	A.auto_hello = B.auto_hello = false;
+	A.f = mk(&IA, (struct p2p_linkfsm_role){.initiator = true,
+						.expect = &IB.id});
+	B.f = mk(&IB, (struct p2p_linkfsm_role){.initiator = false});
+	m.u.find_node.txid = 1;
+	cr_assert_eq(p2p_linkfsm_send_msg(B.f, &m), -ENOTCONN);
+	connect_both();
+	cr_assert_eq(p2p_linkfsm_send_msg(A.f, &m), -ENOTCONN);
+	deliver(&A, &B);
+	cr_assert_eq(B.early, 1);
+	cr_assert_eq(p2p_linkfsm_send_msg(B.f, &m), -ENOTCONN,
+		     "not before frame 3");
+	say_hello(&B);
+	drain(&B);
+	deliver(&B, &A);
+	cr_assert_eq(A.established, 1);
+	cr_assert(p2p_linkfsm_hello_rx(A.f));
 }
 
 Test(core, linkfsm_punch_to_the_wrong_peer)
 {
-	/* B turns responder (higher ID) and then meets C, not A. */
-	A.f = mk(&IC, (struct p2p_linkfsm_role){
-			  .initiator = true, .expect = &IB.id, .punch = true});
+	/* B turns responder (C asked) and then meets C, not A. */
+	A.f = mk(&IC, (struct p2p_linkfsm_role){.initiator = true,
+						.expect = &IB.id,
+						.punch = true,
+						.punch_lead = true});
 	B.f = mk(&IB, (struct p2p_linkfsm_role){
 			  .initiator = true, .expect = &IA.id, .punch = true});
 	connect_both();

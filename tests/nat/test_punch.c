@@ -437,6 +437,23 @@ Test(sched, primer_primes_all_at_start_and_holds)
 	cr_assert_eq(a[0].ttl, P2P_PUNCH_PRIME_TTL);
 }
 
+/* A measured NAT depth: every prime gets that TTL, retries too. */
+Test(sched, primer_uses_the_measured_depth)
+{
+	struct p2p_punch_action a[8];
+
+	two_as(1000, true);
+	P.prime_ttl = 5;
+	p2p_punch_tick(&P, 1000);
+	cr_assert_eq(drain(a, 8), 2);
+	cr_assert_eq(a[0].ttl, 5);
+	cr_assert_eq(a[1].ttl, 5);
+	p2p_punch_conn_failed(&P, 1200, 1, true);
+	p2p_punch_tick(&P, 1200 + P2P_PUNCH_RETRY_MS);
+	cr_assert_eq(drain(a, 8), 1);
+	cr_assert_eq(a[0].ttl, 5);
+}
+
 Test(sched, sender_starts_at_once_with_full_ttl)
 {
 	struct p2p_punch_action a[8];

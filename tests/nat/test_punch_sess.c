@@ -336,6 +336,85 @@ Test(psess, replier_primes_then_answers_at_once)
 	p2p_psess_free(t);
 }
 
+/*
+ * The requester starts over while we still prime for its last request
+ * (its link went before ours was up, or its punch ended first): the new
+ * REQUEST is answered at once, the old attempt closed before the new
+ * one opens, and the session's end is reported once.
+ */
+Test(psess, replier_restarts_on_a_fresh_request)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_NONE);
+	struct p2p_punch_sig q2 = sig(P2P_PUNCH_REQUEST, 10, P2P_NAT_NONE);
+
+	add_cand(&q, v4(203, 0, 113, 5, 5000));
+	add_cand(&q2, v4(203, 0, 113, 5, 5000));
+	p2p_psess_on_sig(t, 2000, &lo, &q, &me);
+	cr_assert_eq(drain(t, 2000), 3);
+	cr_assert_eq(acts[1].type, P2P_PSESS_CONNECT);
+	size_t idx = acts[1].idx;
+	cr_assert_not(acts[1].lead, "the replier does not lead");
+	/* Our attempt connected; its handshake runs when the new REQUEST
+	 * comes. */
+	p2p_psess_attempt_connected(t, 2300, &lo, idx);
+	cr_assert_eq(drain(t, 2300), 0);
+	p2p_psess_on_sig(t, 2500, &lo, &q2, &me);
+	cr_assert_eq(drain(t, 2500), 4);
+	cr_assert_eq(acts[0].type, P2P_PSESS_ABORT, "the old attempt first");
+	cr_assert_eq(acts[0].idx, idx);
+	cr_assert_eq(acts[1].type, P2P_PSESS_SCHEDULED);
+	cr_assert_eq(acts[2].type, P2P_PSESS_CONNECT);
+	cr_assert_eq(acts[2].ttl, P2P_PUNCH_PRIME_TTL);
+	cr_assert_eq(acts[3].type, P2P_PSESS_SEND);
+	cr_assert_eq(acts[3].sig.type, P2P_PUNCH_REPLY);
+	cr_assert_eq(acts[3].sig.nonce, 10);
+	cr_assert_eq(p2p_psess_count(t), 1);
+	p2p_psess_link_hello(t, 3000, &lo, acts[2].idx);
+	cr_assert_eq(drain(t, 3000), 1);
+	cr_assert_eq(acts[0].type, P2P_PSESS_SUCCESS);
+	cr_assert_eq(acts[0].ms, 500, "timed from the new request");
+	cr_assert_eq(p2p_psess_count(t), 0);
+	p2p_psess_free(t);
+}
+
+/* A fresh request we cannot serve leaves the running session alone. */
+Test(psess, replier_restart_refused_keeps_the_session)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_NONE);
+	struct p2p_punch_sig q2 = sig(P2P_PUNCH_REQUEST, 10, P2P_NAT_NONE);
+
+	add_cand(&q, v4(203, 0, 113, 5, 5000));
+	add_cand(&q2, v4(127, 0, 0, 1, 5000)); /* implausible */
+	p2p_psess_on_sig(t, 2000, &lo, &q, &me);
+	drain(t, 2000);
+	p2p_psess_on_sig(t, 2500, &lo, &q2, &me);
+	cr_assert_eq(drain(t, 2500), 1);
+	cr_assert_eq(acts[0].sig.type, P2P_PUNCH_FAIL);
+	cr_assert_eq(acts[0].sig.reason, P2P_PUNCH_R_IMPLAUSIBLE);
+	cr_assert(p2p_psess_running(t, &lo));
+	p2p_psess_free(t);
+}
+
+/* The requester's CONNECTs lead: its handshake stays initiator. */
+Test(psess, requester_connects_lead)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+	struct p2p_punch_sig r = sig(P2P_PUNCH_REPLY, 100, P2P_NAT_NONE);
+
+	add_cand(&r, v4(203, 0, 113, 5, 5000));
+	cr_assert_eq(p2p_psess_start(t, 0, &hi, "c", 100, &me), 0);
+	drain(t, 0);
+	p2p_psess_on_sig(t, 80, &hi, &r, &me);
+	drain(t, 80);
+	cr_assert(first(P2P_PSESS_CONNECT)->lead);
+	p2p_psess_free(t);
+}
+
 static void expect_refusal(struct p2p_psess_table *t,
 			   const struct p2p_peerid *src,
 			   const struct p2p_punch_sig *q,

@@ -80,9 +80,16 @@ FIGURES = []
 DATA_LEN = 200 * 1024
 
 
-def build(c, lab):
+# tools/bench/connect-matrix only (build(portmap=True)): an
+# endpoint-dependent NAT whose router runs miniupnpd, 50 ms; its host's
+# daemon maps its listen port (issue 11's port-mapping rows).
+MAP_SITE = ("h-map", "random", 50)
+
+
+def build(c, lab, portmap=False):
     test_natlab.LIMITS = LIMITS  # every LabDaemon gets these limits
     w = World(c, lab)
+    clients = list(CLIENTS)
     pubs = [lab.public(n, delay_ms=d, jitter_ms=2) for n, d in SERVERS]
     for h, (kind, filt, delay, loss) in SITES.items():
         w.routers[h] = lab.nat("r" + h[1:], kind, filt, delay_ms=delay, loss=loss)
@@ -97,21 +104,27 @@ def build(c, lab):
     w.routers["h-ka"] = lab.nat("r-ka", "pp", "rst", delay_ms=40,
                                 timeouts={"tcp_timeout_established": KA_TIMEOUT_S})
     lab.host("h-ka", w.routers["h-ka"])
+    if portmap:
+        h, kind, delay = MAP_SITE
+        w.routers[h] = lab.nat("r" + h[1:], kind, "rst", delay_ms=delay,
+                               portmap="miniupnpd")
+        lab.host(h, w.routers[h])
+        clients.append(h)
     s1 = w.daemon("s1", pubs[0]).start()
     s2 = w.daemon("s2", pubs[1], [s1]).start()
     s3 = w.daemon("s3", pubs[2], [s1, s2]).start()
     wait_for(lambda: len(s1.peer_ids()) >= 2, 20, what="s1 to hear of s2 and s3")
     servers = [s1, s2, s3]
-    for h in CLIENTS:
+    for h in clients:
         d = w.daemon(h, lab.nodes[h], servers)
         if h == "h-ka":
             d.config = KA_LIMITS
         d.start()
-    for h in CLIENTS:
+    for h in clients:
         wait_for(lambda: nat_type(w.d[h]) != "unknown", 45, what="%s classified" % h)
         wait_for(lambda: w.d[h].status()["peers"] >= 3, 45, what="%s linked to the servers" % h)
         lab.popen(lab.nodes[h], ["python3", "-c", ECHO])
-    for h in CLIENTS:
+    for h in clients:
         wait_for(lambda: echo_listening(lab, h), 15, what="%s echo service" % h)
         check_eq(w.d[h].ctl("expose", "echo", "127.0.0.1:%d" % ECHO_PORT, "--allow-any").returncode, 0,
                  "expose on %s" % h)

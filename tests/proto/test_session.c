@@ -865,3 +865,91 @@ Test(session, short_frame2_read_in_bounds)
 		free_sessions(&p);
 	}
 }
+
+/* Version 3: the responder seals right after frame 2; the initiator opens
+ * those records once frame 2 is in, before frame 3 has left; the
+ * responder's counter goes on after frame 3 and both directions still
+ * work. */
+Test(session, responder_records_follow_frame2)
+{
+	struct pair p;
+	uint8_t early[2][64], rec[64], plain[64], none[P2P_HS_MAX];
+	size_t ne[2], n, m;
+
+	identities(&p);
+	new_sessions(&p, &p.b.id);
+	cr_assert_not(p2p_session_can_seal(p.r), "before frame 1");
+	cr_assert_eq(p2p_session_start(p.i, p.f1, sizeof(p.f1), &p.n1), 0);
+	cr_assert_not(p2p_session_can_seal(p.i), "initiator after frame 1");
+	cr_assert_eq(p2p_session_handshake(p.r, p.f1 + 4, p.n1 - 4, p.f2,
+					   sizeof(p.f2), &p.n2),
+		     0);
+	cr_assert(p2p_session_can_seal(p.r));
+	cr_assert_not(p2p_session_established(p.r));
+	cr_assert_null(p2p_session_peer(p.r), "initiator not proven yet");
+	ne[0] = seal(p.r, "hello early", early[0], sizeof(early[0]));
+	ne[1] = seal(p.r, "second", early[1], sizeof(early[1]));
+	/* Nothing from the initiator opens before frame 3. */
+	cr_assert_eq(p2p_session_open(p.r, early[0] + 4, ne[0] - 4, plain,
+				      sizeof(plain), &m),
+		     -EINVAL);
+
+	cr_assert_eq(p2p_session_handshake(p.i, p.f2 + 4, p.n2 - 4, p.f3,
+					   sizeof(p.f3), &p.n3),
+		     1);
+	for (int k = 0; k < 2; k++)
+		cr_assert_eq(p2p_session_open(p.i, early[k] + 4, ne[k] - 4,
+					      plain, sizeof(plain), &m),
+			     0);
+	cr_assert_eq(m, 6);
+	cr_assert_eq(memcmp(plain, "second", 6), 0);
+
+	cr_assert_eq(p2p_session_handshake(p.r, p.f3 + 4, p.n3 - 4, none,
+					   sizeof(none), &n),
+		     1);
+	/* The third record of the responder: counter 2, not 0 again. */
+	n = seal(p.r, "after", rec, sizeof(rec));
+	cr_assert_eq(
+	    p2p_session_open(p.i, rec + 4, n - 4, plain, sizeof(plain), &m), 0);
+	cr_assert_eq(memcmp(plain, "after", 5), 0);
+	n = seal(p.i, "from i", rec, sizeof(rec));
+	cr_assert_eq(
+	    p2p_session_open(p.r, rec + 4, n - 4, plain, sizeof(plain), &m), 0);
+	cr_assert_eq(memcmp(plain, "from i", 6), 0);
+	free_sessions(&p);
+}
+
+/* An early record is bound to its session's frame 2: a second session
+ * between the same two identities cannot open it, and a replay of it
+ * after the handshake fails (its counter was used). */
+Test(session, early_record_bound_to_its_session)
+{
+	struct pair p, q;
+	uint8_t early[64], plain[64];
+	size_t ne, m;
+
+	identities(&p);
+	new_sessions(&p, &p.b.id);
+	cr_assert_eq(p2p_session_start(p.i, p.f1, sizeof(p.f1), &p.n1), 0);
+	cr_assert_eq(p2p_session_handshake(p.r, p.f1 + 4, p.n1 - 4, p.f2,
+					   sizeof(p.f2), &p.n2),
+		     0);
+	ne = seal(p.r, "hello", early, sizeof(early));
+
+	established_pair(&q);
+	cr_assert_eq(
+	    p2p_session_open(q.i, early + 4, ne - 4, plain, sizeof(plain), &m),
+	    -EBADMSG);
+	free_sessions(&q);
+
+	cr_assert_eq(p2p_session_handshake(p.i, p.f2 + 4, p.n2 - 4, p.f3,
+					   sizeof(p.f3), &p.n3),
+		     1);
+	cr_assert_eq(
+	    p2p_session_open(p.i, early + 4, ne - 4, plain, sizeof(plain), &m),
+	    0);
+	cr_assert_eq(
+	    p2p_session_open(p.i, early + 4, ne - 4, plain, sizeof(plain), &m),
+	    -EBADMSG, "replayed early record");
+	free_sessions(&p);
+}

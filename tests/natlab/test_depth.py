@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Primes past NATs that are not the first hops (issue 8; daemon/natdepth.c,
+nat/depth.c, the punch core's prime_ttl).
+
+A home router behind a carrier NAT two routing hops away (h-cgn: its own
+router, two transit routers, the carrier's router, then the internet: the
+first public hop is the fifth), and a port-preserving host h-pp, 20 ms of
+path delay each. Three public servers.
+
+Asserted:
+  - each daemon measures its NAT depth with TTL-limited UDP probes towards
+    a server and logs it: TTL 5 for h-cgn (the lab's own count of its
+    routers), TTL 2 for h-pp;
+  - h-pp connects to h-cgn: h-cgn answers the punch request and primes
+    with TTL 5, which opens the carrier NAT's mapping too (TTL 2 and 3,
+    the defaults, die inside the carrier's network and leave it closed,
+    so h-pp's SYNs were reset there and the pair was relayed), and the
+    answer is a direct, punched link; 100 KB through `pipe` to an echo
+    service on h-cgn come back with the same SHA-256.
+"""
+import hashlib
+import os
+import re
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "natlab"))
+
+import p2ptest  # noqa: E402
+from p2ptest import check, check_eq, wait_for  # noqa: E402
+from test_natlab import World, run_lab  # noqa: E402
+from test_punch import ECHO, ECHO_PORT, connect, echo_listening  # noqa: E402
+
+TRANSIT_HOPS = 2
+
+
+def build(c, lab):
+    w = World(c, lab)
+    pubs = [lab.public(n, delay_ms=10) for n in ("s1", "s2", "s3")]
+    cgn = lab.nat("r-cgn", "pp", "rst", delay_ms=20)
+    w.routers["h-cgn"] = lab.nat("r-home", "pp", "rst", upstream=cgn, hops=TRANSIT_HOPS)
+    lab.host("h-cgn", w.routers["h-cgn"])
+    w.routers["h-pp"] = lab.nat("r-pp", "pp", "rst", delay_ms=20)
+    lab.host("h-pp", w.routers["h-pp"])
+    s1 = w.daemon("s1", pubs[0]).start()
+    s2 = w.daemon("s2", pubs[1], [s1]).start()
+    s3 = w.daemon("s3", pubs[2], [s1, s2]).start()
+    wait_for(lambda: len(s1.peer_ids()) >= 2, 20, what="s1 to hear of s2 and s3")
+    for h in ("h-cgn", "h-pp"):
+        w.daemon(h, lab.nodes[h], [s1, s2, s3]).start()
+    lab.popen(lab.nodes["h-cgn"], ["python3", "-c", ECHO])
+    return w
+
+
+def depth_of(d):
+    m = None
+    for m in re.finditer(r"NAT depth: primes go with TTL (\d+)", d.log_text()):
+        pass
+    return int(m.group(1)) if m else None
+
+
+def test_depth_measured(w):
+    # h-cgn's own router, the transit routers, the carrier's router: the
+    # next one is public.
+    want = 1 + TRANSIT_HOPS + 1 + 1
+    got = wait_for(lambda: depth_of(w.d["h-cgn"]), 30, what="h-cgn's NAT depth")
+    check_eq(got, want, "h-cgn's primes' TTL")
+    got = wait_for(lambda: depth_of(w.d["h-pp"]), 30, what="h-pp's NAT depth")
+    check_eq(got, 2, "h-pp's primes' TTL")
+
+
+def test_punch_through_the_carrier_nat(w):
+    a, b = w.d["h-pp"], w.d["h-cgn"]
+    wait_for(lambda: depth_of(b), 30, what="h-cgn's NAT depth")
+    wait_for(lambda: echo_listening(w.lab, "h-cgn"), 15, what="h-cgn echo service")
+    check_eq(b.ctl("expose", "echo", "127.0.0.1:%d" % ECHO_PORT, "--allow-any").returncode, 0,
+             "expose on h-cgn")
+    r, j, took = connect(a, b)
+    print("  connect h-pp -> h-cgn: exit %d %s (%.2fs)" % (r.returncode, r.stdout.strip(), took),
+          flush=True)
+    check_eq(r.returncode, 0, "connect (stderr %r)" % r.stderr)
+    check_eq((j.get("path"), j.get("method")), ("direct", "punch"), "h-pp -> h-cgn")
+    # h-cgn's side is up once frame 3 is in, half a round trip later.
+    wait_for(lambda: re.search(r"punch \S+: connected from .* \(replier", b.log_text()), 5,
+             what="h-cgn's side of the punch")
+    data = os.urandom(100 * 1024)
+    p = subprocess.run([p2ptest.P2PCTL, "-s", a.sock, "pipe", b.id, "echo"], input=data,
+                       capture_output=True, timeout=30)
+    check_eq(p.returncode, 0, "pipe through the punched link")
+    check_eq(hashlib.sha256(p.stdout).hexdigest(), hashlib.sha256(data).hexdigest(),
+             "echo through the punched link")
+
+
+TESTS = [test_depth_measured, test_punch_through_the_carrier_nat]
+
+
+def main():
+    run_lab("p2pdepth-", build, TESTS)
+
+
+if __name__ == "__main__":
+    main()
