@@ -326,8 +326,12 @@ def relayed(p2pd, rtt_ms, nbytes, pathemu=None):
         dr = LabP2pd(lab, r, p2pd, tmp, "r")
         da = LabP2pd(lab, a, p2pd, tmp, "a", listen=False, boot=[dr])
         df = LabP2pd(lab, f, p2pd, tmp, "f", listen=False, boot=[dr])
+        # r's own view too: an initiator's link is up when the responder's
+        # HELLO comes with frame 2, half a round trip before the responder
+        # has frame 3, and r relays only to a peer it holds.
         wait_for(lambda: dr.id in [p["id"] for p in df.req({"cmd": "peers"})["peers"]] and
-                 dr.id in [p["id"] for p in da.req({"cmd": "peers"})["peers"]], 20,
+                 dr.id in [p["id"] for p in da.req({"cmd": "peers"})["peers"]] and
+                 {da.id, df.id} <= {p["id"] for p in dr.req({"cmd": "peers"})["peers"]}, 20,
                  "a and f linked to r")
         df.req({"cmd": "expose", "service": "sink", "target": "127.0.0.1:%d" % SINK_PORT, "allow": "any"})
         j = da.req({"cmd": "connect", "peer": df.id}, timeout=90)
