@@ -28,6 +28,7 @@
  * The table names attempts by (peer, index); the map below turns them
  * into link IDs, so nothing here points into a link.
  */
+#include <ifaddrs.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,7 @@
 #include "log.h"
 #include "nat/punch.h"
 #include "nat/punch_sess.h"
+#include "nodeutil.h"
 #include "ovl.h"
 #include "punch.h"
 
@@ -236,10 +238,42 @@ static size_t lan_addrs(struct p2pd_node *n, struct p2p_addr *out, size_t max)
 	return c;
 }
 
+/*
+ * Issue 11: our global IPv6 addresses, from the interfaces (not from our
+ * links: a dual-stack node may hold only IPv4 links and still have a
+ * direct IPv6 path to a peer). Without NAT66 the address is the endpoint
+ * a peer connects to; scoped (link-local), ULA, loopback and other
+ * non-global addresses are left out (p2p_punch_predict checks again).
+ */
+static size_t global6_addrs(struct p2p_addr *out, size_t max)
+{
+	struct ifaddrs *ifs, *i;
+	size_t c = 0;
+
+	if (getifaddrs(&ifs) < 0)
+		return 0;
+	for (i = ifs; i && c < max; i = i->ifa_next) {
+		struct p2p_addr a;
+		bool dup = false;
+		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET6 ||
+		    node_addr_from_sockaddr(&a, i->ifa_addr) < 0 ||
+		    a.family != 6 || p2p_addr_is_private(&a) ||
+		    a.ip[0] == 0x00 || a.ip[0] == 0xff)
+			continue;
+		for (size_t j = 0; j < c; j++)
+			dup = dup || p2p_addr_equal(&out[j], &a);
+		if (!dup)
+			out[c++] = a;
+	}
+	freeifaddrs(ifs);
+	return c;
+}
+
 /* The facts of one input; lan, cand and pub point into the arrays. */
 struct facts {
 	struct p2p_psess_local me;
 	struct p2p_addr lan[PUNCH_LAN_MAX];
+	struct p2p_addr global6[PUNCH_GLOBAL6_MAX];
 	struct p2p_addr cand[P2P_PUNCH_CAND_MAX];
 	struct p2p_addr ext[P2P_NAT_EXTERNAL_MAX];
 };
@@ -281,6 +315,10 @@ facts(struct p2pd_node *n, const struct p2p_peerid *peer, struct facts *f)
 	in.external = f->ext;
 	in.nlan = f->me.nlan;
 	in.lan = f->lan;
+	in.listen6 = f->me.listen6;
+	if (in.listen6)
+		in.nglobal6 = global6_addrs(f->global6, PUNCH_GLOBAL6_MAX);
+	in.global6 = f->global6;
 	if (p2p_nat_mapped(nat, 4, in.listen_port, &in.mapped) < 0)
 		in.mapped.family = 0;
 	f->me.ncand = p2p_punch_predict(&in, f->cand, P2P_PUNCH_CAND_MAX);
@@ -350,7 +388,8 @@ static void do_scheduled(struct p2pd_node *n, const struct p2p_psess_action *a,
 		 a->primer ? "priming" : "connecting", rtt);
 	if (n->punch->scheduled)
 		n->punch->scheduled(n->punch->scheduled_arg, &a->peer,
-				    a->peer_nat, a->primer);
+				    a->peer_nat, a->primer,
+				    p2p_punch_has_v6(a->cand, a->ncand));
 }
 
 static void do_connect(struct p2pd_node *n, const struct p2p_psess_action *a,

@@ -15,7 +15,8 @@
 
 #define PUNCH_MAX 8 /* punches at once (each sends SYNs to 8 addresses) */
 #define PUNCH_LAN_MAX 4
-#define PUNCH_RTT_CACHE 32 /* peers whose signalling rtt we remember */
+#define PUNCH_GLOBAL6_MAX 4 /* our global IPv6 addresses offered */
+#define PUNCH_RTT_CACHE 32  /* peers whose signalling rtt we remember */
 
 /* A punch we asked for failed: msg says why, for the user. Success is
  * seen by everyone as the peer's link coming up. */
@@ -24,9 +25,11 @@ typedef void (*punch_failed_fn)(void *arg, const struct p2p_peerid *peer,
 
 /* A punch with peer is agreed and starts now: peer_nat is the NAT type
  * the peer gave in its REQUEST or REPLY; primer: we answered it and prime,
- * else we asked and connect (nat/punch.h). */
+ * else we asked and connect (nat/punch.h); v6: the schedule holds an IPv6
+ * candidate (issue 11: a direct path whatever the IPv4 NATs are). */
 typedef void (*punch_scheduled_fn)(void *arg, const struct p2p_peerid *peer,
-				   enum p2p_nat_type peer_nat, bool primer);
+				   enum p2p_nat_type peer_nat, bool primer,
+				   bool v6);
 
 int punch_module_init(struct p2pd_node *n);
 /* Who is told of each agreed punch (daemon.c: progress); one. */

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""IPv6 hole punching between real daemons (tools/natlab, Lab(ipv6=True)).
+
+Three dual-stack public servers (s1-s3) and sites whose routers do IPv4
+NAT as in test_punch and give their LAN a routed IPv6 /64 behind a
+stateful firewall (no NAT66; new inbound dropped, reset or rejected with
+ICMPv6, by router):
+
+  h-rnd1, h-rnd2  dual-stack, IPv4 behind endpoint-dependent (random)
+                  NATs, IPv6 firewalls that drop: only IPv6 can be direct
+  h-v6a, h-v6b    IPv6-only (no IPv4 address), firewalls that drop / reset
+  h-ds1, h-ds2    dual-stack, IPv4 behind port-preserving NATs (punchable
+                  too), IPv6 firewalls that reset / reject with ICMPv6:
+                  both families work, the race is IPv6's (head start)
+
+Every site's uplink carries SITE_DELAY_MS each way, the servers'
+SERVER_DELAY_MS. Dual-stack daemons listen on 0.0.0.0:4242 and [::]:4242
+and bootstrap over IPv4; IPv6-only ones listen on [::]:4242 and bootstrap
+over IPv6.
+
+Asserted:
+  - the firewalls: an unsolicited TCP connect from s1 to each host's
+    global IPv6 address fails as its router's filter says (reset:
+    refused; drop: timeout; icmp: unreachable/permission error);
+  - each pair connects: path "direct", method "punch", family 6; `peers`
+    on both ends lists the other as a direct link at its global IPv6
+    address; 100 KB through `p2pctl pipe` to an echo service come back
+    with the same SHA-256.
+"""
+import hashlib
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "natlab"))
+
+import p2ptest  # noqa: E402
+from p2ptest import check, check_eq, wait_for  # noqa: E402
+from test_natlab import PORT, LabDaemon, World, run_lab  # noqa: E402
+from test_punch import ECHO, ECHO_PORT, connect, echo_listening, peer_entry  # noqa: E402
+
+SITE_DELAY_MS = 20  # one way, per site router
+SERVER_DELAY_MS = 10
+# host -> (router kind (IPv4), IPv6 filter, IPv4 on the host)
+SITES = {
+    "h-rnd1": ("random", "drop", True),
+    "h-rnd2": ("random", "drop", True),
+    "h-v6a": ("pp", "drop", False),
+    "h-v6b": ("pp", "rst", False),
+    "h-ds1": ("pp", "rst", True),
+    "h-ds2": ("pp", "icmp", True),
+}
+FIGURES = []
+
+
+class V6Daemon(LabDaemon):
+    """Listens on [::]:PORT, and on 0.0.0.0:PORT when the host has IPv4."""
+
+    def __init__(self, cluster, name, node, **kw):
+        super().__init__(cluster, name, node, **kw)
+        self.v4 = node.ip is not None
+        if not self.v4:
+            self.host = "[%s]" % node.ip6
+
+    @property
+    def addr6(self):
+        return "[%s]:%d" % (self.node.ip6, PORT)
+
+    def argv(self, bootstrap=None):
+        a = super().argv(bootstrap)
+        i = a.index("-l")
+        a[i + 1] = "[::]:%d" % PORT
+        if self.v4:
+            a[i:i] = ["-l", "0.0.0.0:%d" % PORT]
+        return a
+
+
+def build(c, lab):
+    w = World(c, lab)
+    pubs = [lab.public(n, delay_ms=SERVER_DELAY_MS) for n in ("s1", "s2", "s3")]
+    for h, (kind, filt, v4) in SITES.items():
+        w.routers[h] = lab.nat("r" + h[1:], kind, "rst", ipv6_filter=filt,
+                               delay_ms=SITE_DELAY_MS)
+        lab.host(h, w.routers[h], ipv4=v4)
+
+    def daemon(name, node, boot=()):
+        d = V6Daemon(w.c, name, node, bootstrap=boot)
+        w.c.daemons.append(d)
+        w.d[name] = d
+        return d.start()
+
+    s1 = daemon("s1", pubs[0])
+    s2 = daemon("s2", pubs[1], [s1])
+    s3 = daemon("s3", pubs[2], [s1, s2])
+    wait_for(lambda: len(s1.peer_ids()) >= 2, 15, what="s1 to hear of s2 and s3")
+    r = s1.req({"cmd": "bootstrap", "addr": s3.addr}, timeout=20)
+    check(r.get("ok") is True, "s1 bootstrap through s3: %r", r)
+    servers = [s1, s2, s3]
+    for h, (_, _, v4) in SITES.items():
+        boot = servers if v4 else [s.addr6 for s in servers]
+        daemon(h, lab.nodes[h], boot)
+    for h in SITES:
+        wait_for(lambda: w.d[h].status()["peers"] >= 3, 30,
+                 what="%s linked to the servers" % h)
+        lab.popen(lab.nodes[h], ["python3", "-c", ECHO])
+    for h in SITES:
+        wait_for(lambda: echo_listening(lab, h), 15, what="%s echo service" % h)
+    return w
+
+
+def unsolicited(node, ip6, timeout=2.0):
+    """A TCP connect from node to [ip6]:PORT: "ok", "refused", "timeout" or
+    another error's name."""
+    code = ("import socket, errno\n"
+            "s = socket.socket(socket.AF_INET6); s.settimeout(%r)\n"
+            "try:\n"
+            "    s.connect((%r, %d)); print('ok')\n"
+            "except socket.timeout: print('timeout')\n"
+            "except ConnectionRefusedError: print('refused')\n"
+            "except OSError as e: print(errno.errorcode.get(e.errno, str(e)))\n"
+            % (timeout, ip6, PORT))
+    return node.run("python3", "-c", code, timeout=timeout + 10).stdout.strip()
+
+
+def test_firewalls(w):
+    """New inbound IPv6 is refused as each router's filter says."""
+    want = {"rst": ("refused",), "drop": ("timeout",),
+            "icmp": ("EACCES", "EHOSTUNREACH", "ENETUNREACH", "EPERM")}
+    s1 = w.lab.nodes["s1"]
+    for h, (_, filt, _) in SITES.items():
+        got = unsolicited(s1, w.lab.nodes[h].ip6)
+        check(got in want[filt], "s1 -> %s (%s): %s, want one of %s" % (h, filt, got, want[filt]))
+
+
+def punched6(w, x, y):
+    """x connects to y: punched over IPv6, then 100 KB through a tunnel."""
+    a, b = w.d[x], w.d[y]
+    check(b.id not in a.peer_ids(), "%s already linked to %s" % (x, y))
+    r, j, took = connect(a, b)
+    print("  connect %s -> %s: exit %d %s (%.2fs)" % (x, y, r.returncode, r.stdout.strip(), took))
+    check_eq(r.returncode, 0, "connect %s -> %s exit (stderr %r)" % (x, y, r.stderr))
+    check_eq((j.get("peer"), j.get("path"), j.get("method"), j.get("family")),
+             (b.id, "direct", "punch", 6), "connect %s -> %s" % (x, y))
+    pa = peer_entry(a, b.id)
+    pb = wait_for(lambda: peer_entry(b, a.id), 5, what="%s to list %s" % (y, x))
+    check(pa is not None, "%s lists no link to %s" % (x, y))
+    check_eq(pa["link"], "direct", "%s's link to %s" % (x, y))
+    check_eq(pb["link"], "direct", "%s's link to %s" % (y, x))
+    check_eq(pa["addr"], b.addr6, "%s sees %s at" % (x, y))
+    check_eq(pb["addr"], a.addr6, "%s sees %s at" % (y, x))
+    check_eq(b.ctl("expose", "echo", "127.0.0.1:%d" % ECHO_PORT, "--allow-any").returncode, 0,
+             "expose on %s" % y)
+    data = os.urandom(100 * 1024)
+    t0 = time.monotonic()
+    p = subprocess.run([p2ptest.P2PCTL, "-s", a.sock, "pipe", b.id, "echo"], input=data,
+                       capture_output=True, timeout=60)
+    t_pipe = time.monotonic() - t0
+    check_eq(p.returncode, 0, "pipe %s -> %s (stderr %r)" % (x, y, p.stderr))
+    check_eq(hashlib.sha256(p.stdout).hexdigest(), hashlib.sha256(data).hexdigest(),
+             "SHA-256 of the 100 KB back through %s -> %s" % (x, y))
+    check_eq(peer_entry(a, b.id)["link"], "direct", "link after the tunnel")
+    rtt = w.lab.rtt_ms(w.lab.nodes[x], w.lab.nodes[y])
+    FIGURES.append("%s -> %s: family 6 punch %.0f ms = %.1f host RTTs (daemon says %.0f ms), "
+                   "100 KB echo %.0f ms" % (x, y, took * 1000, took * 1000 / rtt, j["ms"],
+                                            t_pipe * 1000))
+
+
+def test_only_v6_direct(w):
+    """(a) both IPv4 NATs endpoint-dependent: IPv6 is the only direct way."""
+    punched6(w, "h-rnd1", "h-rnd2")
+
+
+def test_v6_only_sites(w):
+    """(b) IPv6-only to IPv6-only, firewalls that drop and reset."""
+    punched6(w, "h-v6a", "h-v6b")
+
+
+def test_dual_stack_race(w):
+    """(c) both families punchable: IPv6 wins the race (its head start)."""
+    punched6(w, "h-ds1", "h-ds2")
+
+
+TESTS = [test_firewalls, test_only_v6_direct, test_v6_only_sites, test_dual_stack_race]
+
+
+def main():
+    run_lab("p2pv6-", build, TESTS, tail=40, figures=FIGURES, ipv6=True)
+
+
+if __name__ == "__main__":
+    main()
