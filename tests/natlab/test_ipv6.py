@@ -13,8 +13,11 @@ ICMPv6, by router):
                   too), IPv6 firewalls that reset / reject with ICMPv6:
                   both families work, the race is IPv6's (head start)
 
-Every site's uplink carries SITE_DELAY_MS each way, the servers'
-SERVER_DELAY_MS. Dual-stack daemons listen on 0.0.0.0:4242 and [::]:4242
+Every host's LAN link carries SITE_DELAY_MS each way, the servers'
+SERVER_DELAY_MS. The delay is on the host's link, not the router's WAN:
+a reset or ICMP error that the router itself generates (its reject) was
+lost whenever the router's WAN went through pathemu (both families; see
+tools/natlab/natlab.py, Paths), which would turn "rst" into "drop". Dual-stack daemons listen on 0.0.0.0:4242 and [::]:4242
 and bootstrap over IPv4; IPv6-only ones listen on [::]:4242 and bootstrap
 over IPv6.
 
@@ -83,9 +86,8 @@ def build(c, lab):
     w = World(c, lab)
     pubs = [lab.public(n, delay_ms=SERVER_DELAY_MS) for n in ("s1", "s2", "s3")]
     for h, (kind, filt, v4) in SITES.items():
-        w.routers[h] = lab.nat("r" + h[1:], kind, "rst", ipv6_filter=filt,
-                               delay_ms=SITE_DELAY_MS)
-        lab.host(h, w.routers[h], ipv4=v4)
+        w.routers[h] = lab.nat("r" + h[1:], kind, "rst", ipv6_filter=filt)
+        lab.host(h, w.routers[h], ipv4=v4, delay_ms=SITE_DELAY_MS)
 
     def daemon(name, node, boot=()):
         d = V6Daemon(w.c, name, node, bootstrap=boot)
@@ -179,12 +181,35 @@ def test_v6_only_sites(w):
     punched6(w, "h-v6a", "h-v6b")
 
 
+def candidates_logged(d, peer):
+    """The candidates d's log names for its punch with peer (the
+    "candidates [...]" of the schedule line), as a list of strings."""
+    for line in d.log_text().splitlines():
+        if "punch %s: peer " % peer.id in line and "candidates [" in line:
+            return line.split("candidates [", 1)[1].split("], ", 1)[0].split()
+    return None
+
+
 def test_dual_stack_race(w):
-    """(c) both families punchable: IPv6 wins the race (its head start)."""
+    """(c) both families punchable: both raced, IPv6 won (its head start)."""
     punched6(w, "h-ds1", "h-ds2")
+    a, b = w.d["h-ds1"], w.d["h-ds2"]
+    cands = candidates_logged(a, b)
+    check(cands is not None, "no schedule line in h-ds1's log")
+    check(any(c.startswith("[") for c in cands) and any(not c.startswith("[") for c in cands),
+          "h-ds1 raced %r: want candidates of both families" % cands)
+    check_eq(cands[0], b.addr6, "h-ds1's first candidate")
 
 
-TESTS = [test_firewalls, test_only_v6_direct, test_v6_only_sites, test_dual_stack_race]
+def test_only_v6_candidates_behind_random_nats(w):
+    """(a) again: behind endpoint-dependent NATs only IPv6 was offered."""
+    cands = candidates_logged(w.d["h-rnd1"], w.d["h-rnd2"])
+    check(cands is not None, "no schedule line in h-rnd1's log")
+    check_eq(cands, [w.d["h-rnd2"].addr6], "h-rnd1's candidates")
+
+
+TESTS = [test_firewalls, test_only_v6_direct, test_only_v6_candidates_behind_random_nats,
+         test_v6_only_sites, test_dual_stack_race]
 
 
 def main():

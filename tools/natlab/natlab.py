@@ -50,6 +50,12 @@ reorders a direction (FIFO); loss drops that share of the packets in each
 direction. No --queue-bypass: a dead emulator black-holes its link, which
 fails tests loudly instead of silently removing the delay
 (lab.check_paths() says which one died).
+Known limit: a TCP reset or ICMP error that a router generates itself (the
+"rst" filtering, the IPv6 firewall's "rst" and "icmp") is lost when that
+router's WAN has a path (seen for IPv4 and IPv6 alike: the reject's
+packet is queued on the way out and never arrives), so unsolicited SYNs
+then time out as with "drop". Give such sites their delay on the host's
+link (host(..., delay_ms=...)) when the resets matter.
 
     s1 = lab.public("s1", delay_ms=40, jitter_ms=5, loss=0.01)
     r = lab.nat("r1", "ei", delay_ms=60, timeouts={"udp_timeout": 10})
