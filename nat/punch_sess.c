@@ -991,14 +991,15 @@ size_t p2p_psess_plausible(const struct p2p_addr *cand, size_t n,
 			   struct p2p_addr *out)
 {
 	bool seen = peer_seen && peer_seen->family != 0, same_nat = false;
-	size_t k = 0;
+	const struct p2p_addr *v6first = NULL; /* issue 11: unseen IPv6 */
+	size_t k = 0, nv6 = 0;
 
 	for (size_t i = 0; seen && i < nours; i++)
 		if (same_ip(&ours[i], peer_seen))
 			same_nat = true;
 	for (size_t i = 0; i < n; i++) {
 		const struct p2p_addr *c = &cand[i];
-		bool dup = false;
+		bool dup = false, unseen6;
 		if (unusable(c))
 			continue;
 		if (p2p_addr_is_private(c)
@@ -1006,10 +1007,18 @@ size_t p2p_psess_plausible(const struct p2p_addr *cand, size_t n,
 			: seen && c->family == peer_seen->family &&
 			      !same_ip(c, peer_seen))
 			continue;
+		unseen6 = c->family == 6 && !p2p_addr_is_private(c) &&
+			  !(seen && peer_seen->family == 6);
+		if (unseen6 && (nv6 == P2P_PSESS_V6_UNSEEN_MAX ||
+				(v6first && memcmp(v6first->ip, c->ip, 8))))
+			continue; /* another /64, or enough of this one */
 		for (size_t j = 0; j < k; j++)
 			dup = dup || p2p_addr_equal(&out[j], c);
-		if (!dup)
-			out[k++] = *c;
+		if (dup)
+			continue;
+		if (unseen6 && nv6++ == 0)
+			v6first = c;
+		out[k++] = *c;
 	}
 	return k;
 }

@@ -1264,3 +1264,29 @@ Test(psess, v6_only_node_punches)
 	cr_assert_eq(first(P2P_PSESS_CONNECT)->addr.family, 6);
 	p2p_psess_free(t);
 }
+
+Test(psess, plausible_unseen_v6_bounded_to_one_slash64)
+{
+	/* Seen over IPv4 only: IPv6 candidates cannot be checked against an
+	 * observation; only the first one's /64 is kept, at most
+	 * P2P_PSESS_V6_UNSEEN_MAX of it. */
+	struct p2p_addr in[5] = {
+	    v6(0x2001, 0xdb8, 0x10, 4242), v6(0x2001, 0xdb9, 0x10, 4242),
+	    v6(0x2001, 0xdb8, 0x11, 4242), v6(0x2001, 0xdb8, 0x12, 4242),
+	    v4(203, 0, 113, 5, 4242)};
+	struct p2p_addr seen = v4(203, 0, 113, 5, 4242);
+	struct p2p_addr out[5];
+
+	cr_assert_eq(P2P_PSESS_V6_UNSEEN_MAX, 2);
+	cr_assert_eq(p2p_psess_plausible(in, 5, &seen, NULL, 0, out), 3);
+	cr_assert(p2p_addr_equal(&out[0], &in[0]));
+	cr_assert(p2p_addr_equal(&out[1], &in[2]));
+	cr_assert(p2p_addr_equal(&out[2], &in[4]));
+	/* A repeat does not use up the bound. */
+	in[1] = in[0];
+	cr_assert_eq(p2p_psess_plausible(in, 3, &seen, NULL, 0, out), 2);
+	cr_assert(p2p_addr_equal(&out[1], &in[2]));
+	/* Seen over IPv6: the observation decides, not the bound. */
+	seen = in[0];
+	cr_assert_eq(p2p_psess_plausible(in, 5, &seen, NULL, 0, out), 2);
+}

@@ -12,6 +12,9 @@ ICMPv6, by router):
   h-ds1, h-ds2    dual-stack, IPv4 behind port-preserving NATs (punchable
                   too), IPv6 firewalls that reset / reject with ICMPv6:
                   both families work, the race is IPv6's (head start)
+  h-ds3, h-ds4    dual-stack as h-ds1/2 (firewalls that drop), but inet
+                  drops IPv6 between their two /48s: the race falls back
+                  to IPv4
 
 Every host's LAN link carries SITE_DELAY_MS each way, the servers'
 SERVER_DELAY_MS. The delay is on the host's link, not the router's WAN:
@@ -28,7 +31,11 @@ Asserted:
   - each pair connects: path "direct", method "punch", family 6; `peers`
     on both ends lists the other as a direct link at its global IPv6
     address; 100 KB through `p2pctl pipe` to an echo service come back
-    with the same SHA-256.
+    with the same SHA-256;
+  - behind the random NATs only IPv6 was offered; the dual-stack pair
+    raced candidates of both families, IPv6 first;
+  - with IPv6 cut between h-ds3 and h-ds4, the same race (IPv6 first)
+    ends on IPv4: family 4, direct, at the routers' addresses, data intact.
 """
 import hashlib
 import os
@@ -56,7 +63,10 @@ SITES = {
     "h-v6b": ("pp", "rst", False),
     "h-ds1": ("pp", "rst", True),
     "h-ds2": ("pp", "icmp", True),
+    "h-ds3": ("pp", "drop", True),
+    "h-ds4": ("pp", "drop", True),
 }
+CUT6 = ("h-ds3", "h-ds4")  # inet drops IPv6 between these two sites
 FIGURES = []
 
 
@@ -88,6 +98,19 @@ def build(c, lab):
     for h, (kind, filt, v4) in SITES.items():
         w.routers[h] = lab.nat("r" + h[1:], kind, "rst", ipv6_filter=filt)
         lab.host(h, w.routers[h], ipv4=v4, delay_ms=SITE_DELAY_MS)
+    a, b = ("%s/48" % w.routers[h].ip6[:-1] for h in CUT6)
+    cut = """
+table ip6 cut6 {
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    ip6 saddr %s ip6 daddr %s drop
+    ip6 saddr %s ip6 daddr %s drop
+  }
+}
+""" % (a, b, b, a)
+    r = subprocess.run(["ip", "netns", "exec", lab.inet.ns, "nft", "-f", "-"], input=cut,
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, "nft in inet: %s" % r.stderr)
 
     def daemon(name, node, boot=()):
         d = V6Daemon(w.c, name, node, bootstrap=boot)
@@ -138,22 +161,28 @@ def test_firewalls(w):
         check(got in want[filt], "s1 -> %s (%s): %s, want one of %s" % (h, filt, got, want[filt]))
 
 
-def punched6(w, x, y):
-    """x connects to y: punched over IPv6, then 100 KB through a tunnel."""
+def punched6(w, x, y, family=6):
+    """x connects to y: punched over family, then 100 KB through a tunnel."""
     a, b = w.d[x], w.d[y]
     check(b.id not in a.peer_ids(), "%s already linked to %s" % (x, y))
     r, j, took = connect(a, b)
     print("  connect %s -> %s: exit %d %s (%.2fs)" % (x, y, r.returncode, r.stdout.strip(), took))
     check_eq(r.returncode, 0, "connect %s -> %s exit (stderr %r)" % (x, y, r.stderr))
     check_eq((j.get("peer"), j.get("path"), j.get("method"), j.get("family")),
-             (b.id, "direct", "punch", 6), "connect %s -> %s" % (x, y))
+             (b.id, "direct", "punch", family), "connect %s -> %s" % (x, y))
     pa = peer_entry(a, b.id)
     pb = wait_for(lambda: peer_entry(b, a.id), 5, what="%s to list %s" % (y, x))
     check(pa is not None, "%s lists no link to %s" % (x, y))
     check_eq(pa["link"], "direct", "%s's link to %s" % (x, y))
     check_eq(pb["link"], "direct", "%s's link to %s" % (y, x))
-    check_eq(pa["addr"], b.addr6, "%s sees %s at" % (x, y))
-    check_eq(pb["addr"], a.addr6, "%s sees %s at" % (y, x))
+    if family == 6:
+        check_eq(pa["addr"], b.addr6, "%s sees %s at" % (x, y))
+        check_eq(pb["addr"], a.addr6, "%s sees %s at" % (y, x))
+    else:
+        check_eq(pa["addr"].rsplit(":", 1)[0], w.routers[y].external_ip,
+                 "%s sees %s at" % (x, y))
+        check_eq(pb["addr"].rsplit(":", 1)[0], w.routers[x].external_ip,
+                 "%s sees %s at" % (y, x))
     check_eq(b.ctl("expose", "echo", "127.0.0.1:%d" % ECHO_PORT, "--allow-any").returncode, 0,
              "expose on %s" % y)
     data = os.urandom(100 * 1024)
@@ -166,8 +195,8 @@ def punched6(w, x, y):
              "SHA-256 of the 100 KB back through %s -> %s" % (x, y))
     check_eq(peer_entry(a, b.id)["link"], "direct", "link after the tunnel")
     rtt = w.lab.rtt_ms(w.lab.nodes[x], w.lab.nodes[y])
-    FIGURES.append("%s -> %s: family 6 punch %.0f ms = %.1f host RTTs (daemon says %.0f ms), "
-                   "100 KB echo %.0f ms" % (x, y, took * 1000, took * 1000 / rtt, j["ms"],
+    FIGURES.append("%s -> %s: family %d punch %.0f ms = %.1f host RTTs (daemon says %.0f ms), "
+                   "100 KB echo %.0f ms" % (x, y, family, took * 1000, took * 1000 / rtt, j["ms"],
                                             t_pipe * 1000))
 
 
@@ -208,8 +237,16 @@ def test_only_v6_candidates_behind_random_nats(w):
     check_eq(cands, [w.d["h-rnd2"].addr6], "h-rnd1's candidates")
 
 
+def test_v6_cut_falls_back_to_v4(w):
+    """(c') the race with a dead IPv6 path: IPv4 wins after its head start."""
+    punched6(w, "h-ds3", "h-ds4", family=4)
+    cands = candidates_logged(w.d["h-ds3"], w.d["h-ds4"])
+    check(cands is not None and cands[0] == w.d["h-ds4"].addr6,
+          "h-ds3 raced %r: want IPv6 first" % cands)
+
+
 TESTS = [test_firewalls, test_only_v6_direct, test_only_v6_candidates_behind_random_nats,
-         test_v6_only_sites, test_dual_stack_race]
+         test_v6_only_sites, test_dual_stack_race, test_v6_cut_falls_back_to_v4]
 
 
 def main():
