@@ -269,6 +269,16 @@ static size_t global6_addrs(struct p2p_addr *out, size_t max)
 	return c;
 }
 
+size_t punch_global6(struct p2pd_node *n, struct p2p_addr *out, size_t max)
+{
+	uint16_t port = node_listen_port(n, 6);
+	size_t c = port ? global6_addrs(out, max) : 0;
+
+	for (size_t i = 0; i < c; i++)
+		out[i].port = port;
+	return c;
+}
+
 /* The facts of one input; lan, cand and pub point into the arrays. */
 struct facts {
 	struct p2p_psess_local me;

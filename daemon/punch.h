@@ -34,6 +34,10 @@ typedef void (*punch_scheduled_fn)(void *arg, const struct p2p_peerid *peer,
 int punch_module_init(struct p2pd_node *n);
 /* Who is told of each agreed punch (daemon.c: progress); one. */
 void punch_on_scheduled(struct p2pd_node *n, punch_scheduled_fn fn, void *arg);
+/* Issue 11: our global IPv6 addresses with our IPv6 listen port, what
+ * punches offer first (none when we do not listen on IPv6); at most max.
+ * status lists them among nat.external. */
+size_t punch_global6(struct p2pd_node *n, struct p2p_addr *out, size_t max);
 /* Shutdown: forget every session. */
 void punch_stop(struct p2pd_node *n);
 void punch_free(struct p2pd_node *n);

@@ -25,6 +25,10 @@ and bootstrap over IPv4; IPv6-only ones listen on [::]:4242 and bootstrap
 over IPv6.
 
 Asserted:
+  - status: nat.external lists each host's global IPv6 address (once),
+    next to its IPv4 NAT's external address on dual-stack hosts; nat.type
+    stays the IPv4 NAT's (an IPv6-only host's is "none": no translation),
+    and every host is a DHT client (the servers' dial-backs are refused);
   - the firewalls: an unsolicited TCP connect from s1 to each host's
     global IPv6 address fails as its router's filter says (reset:
     refused; drop: timeout; icmp: unreachable/permission error);
@@ -151,6 +155,22 @@ def unsolicited(node, ip6, timeout=2.0):
     return node.run("python3", "-c", code, timeout=timeout + 10).stdout.strip()
 
 
+def test_status_lists_global_v6(w):
+    want_type = {"random": "endpoint-dependent", "pp": "port-preserving"}
+    for h, (kind, _, v4) in SITES.items():
+        st = w.d[h].status()
+        ext = st["nat"]["external"]
+        check_eq(ext.count(w.d[h].addr6), 1, "%s's nat.external %r lists its IPv6" % (h, ext))
+        if v4:
+            check(any(e.startswith(w.routers[h].external_ip + ":") for e in ext),
+                  "%s's nat.external %r lacks its router's IPv4" % (h, ext))
+            wait_for(lambda: w.d[h].status()["nat"]["type"] == want_type[kind], 20,
+                     what="%s nat.type %s" % (h, want_type[kind]))
+        else:
+            check_eq(st["nat"]["type"], "none", "%s's nat.type" % h)
+        check_eq(st["dht"]["mode"], "client", "%s's dht.mode" % h)
+
+
 def test_firewalls(w):
     """New inbound IPv6 is refused as each router's filter says."""
     want = {"rst": ("refused",), "drop": ("timeout",),
@@ -245,7 +265,7 @@ def test_v6_cut_falls_back_to_v4(w):
           "h-ds3 raced %r: want IPv6 first" % cands)
 
 
-TESTS = [test_firewalls, test_only_v6_direct, test_only_v6_candidates_behind_random_nats,
+TESTS = [test_status_lists_global_v6, test_firewalls, test_only_v6_direct, test_only_v6_candidates_behind_random_nats,
          test_v6_only_sites, test_dual_stack_race, test_v6_cut_falls_back_to_v4]
 
 
