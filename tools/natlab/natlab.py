@@ -857,6 +857,8 @@ table inet miniupnpd {
                     n.kind, n.filtering, n.lan_net, n.external_ip)
                 if n.upstream is not None:
                     extra += " upstream=%s" % n.upstream.name
+                if n.ipv6_filter is not None:
+                    extra += " ipv6_filter=%s" % n.ipv6_filter
             elif n.role == "host":
                 extra = " behind=%s" % n.router.name
             elif n.role == "hop":
@@ -1316,6 +1318,8 @@ def demo(lab):
     shared = lab.nat("r-shared", "pp")
     lab.host("h-a", shared)
     lab.host("h-b", shared)
+    if lab.ipv6:  # the inner router of the double NAT has no IPv6
+        lab.host("h-v6", lab.nat("r-v6", "pp", ipv6_filter="rst"), ipv4=False)
     return lab
 
 
