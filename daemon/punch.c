@@ -396,10 +396,17 @@ static void do_scheduled(struct p2pd_node *n, const struct p2p_psess_action *a,
 	log_info("punch %s: peer %s, candidates [%s], %s now%s", id,
 		 p2p_nat_type_name(a->peer_nat), list,
 		 a->primer ? "priming" : "connecting", rtt);
-	if (n->punch->scheduled)
+	/* An IPv6 path is likely only when the schedule dials IPv6 and we
+	 * have a global IPv6 address of our own (listening on [::] alone
+	 * makes no path: a host without IPv6 would wait for a punch that
+	 * cannot work, instead of taking a relay at once). */
+	if (n->punch->scheduled) {
+		struct p2p_addr g6[PUNCH_GLOBAL6_MAX];
+		bool v6 = p2p_punch_has_v6(a->cand, a->ncand) &&
+			  punch_global6(n, g6, PUNCH_GLOBAL6_MAX) > 0;
 		n->punch->scheduled(n->punch->scheduled_arg, &a->peer,
-				    a->peer_nat, a->primer,
-				    p2p_punch_has_v6(a->cand, a->ncand));
+				    a->peer_nat, a->primer, a->ncand, v6);
+	}
 }
 
 static void do_connect(struct p2pd_node *n, const struct p2p_psess_action *a,

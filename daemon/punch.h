@@ -25,11 +25,13 @@ typedef void (*punch_failed_fn)(void *arg, const struct p2p_peerid *peer,
 
 /* A punch with peer is agreed and starts now: peer_nat is the NAT type
  * the peer gave in its REQUEST or REPLY; primer: we answered it and prime,
- * else we asked and connect (nat/punch.h); v6: the schedule holds an IPv6
- * candidate (issue 11: a direct path whatever the IPv4 NATs are). */
+ * else we asked and connect (nat/punch.h); ncand: how many of the peer's
+ * candidates we dial (0: none of a family we listen on); v6: one of them
+ * is IPv6 and we have a global IPv6 address (issue 11: a direct path
+ * whatever the IPv4 NATs are). */
 typedef void (*punch_scheduled_fn)(void *arg, const struct p2p_peerid *peer,
 				   enum p2p_nat_type peer_nat, bool primer,
-				   bool v6);
+				   size_t ncand, bool v6);
 
 int punch_module_init(struct p2pd_node *n);
 /* Who is told of each agreed punch (daemon.c: progress); one. */

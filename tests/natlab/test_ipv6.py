@@ -15,6 +15,8 @@ ICMPv6, by router):
   h-ds3, h-ds4    dual-stack as h-ds1/2 (firewalls that drop), but inet
                   drops IPv6 between their two /48s: the race falls back
                   to IPv4
+  h-v4            IPv4 only (behind a port-preserving NAT): no family in
+                  common with the IPv6-only hosts
 
 Every host's LAN link carries SITE_DELAY_MS each way, the servers'
 SERVER_DELAY_MS. The delay is on the host's link, not the router's WAN:
@@ -39,7 +41,9 @@ Asserted:
   - behind the random NATs only IPv6 was offered; the dual-stack pair
     raced candidates of both families, IPv6 first;
   - with IPv6 cut between h-ds3 and h-ds4, the same race (IPv6 first)
-    ends on IPv4: family 4, direct, at the routers' addresses, data intact.
+    ends on IPv4: family 4, direct, at the routers' addresses, data intact;
+  - IPv6-only to IPv4-only has no direct path: relayed at once (no wait
+    for a punch that cannot work), data intact.
 """
 import hashlib
 import os
@@ -69,7 +73,9 @@ SITES = {
     "h-ds2": ("pp", "icmp", True),
     "h-ds3": ("pp", "drop", True),
     "h-ds4": ("pp", "drop", True),
+    "h-v4": ("pp", "drop", True),
 }
+V4_ONLY = {"h-v4"}  # hosts without IPv6
 CUT6 = ("h-ds3", "h-ds4")  # inet drops IPv6 between these two sites
 FIGURES = []
 
@@ -101,7 +107,7 @@ def build(c, lab):
     pubs = [lab.public(n, delay_ms=SERVER_DELAY_MS) for n in ("s1", "s2", "s3")]
     for h, (kind, filt, v4) in SITES.items():
         w.routers[h] = lab.nat("r" + h[1:], kind, "rst", ipv6_filter=filt)
-        lab.host(h, w.routers[h], ipv4=v4, delay_ms=SITE_DELAY_MS)
+        lab.host(h, w.routers[h], ipv4=v4, ipv6=h not in V4_ONLY, delay_ms=SITE_DELAY_MS)
     a, b = ("%s/48" % w.routers[h].ip6[:-1] for h in CUT6)
     cut = """
 table ip6 cut6 {
@@ -158,6 +164,8 @@ def unsolicited(node, ip6, timeout=2.0):
 def test_status_lists_global_v6(w):
     want_type = {"random": "endpoint-dependent", "pp": "port-preserving"}
     for h, (kind, _, v4) in SITES.items():
+        if h in V4_ONLY:
+            continue
         st = w.d[h].status()
         ext = st["nat"]["external"]
         check_eq(ext.count(w.d[h].addr6), 1, "%s's nat.external %r lists its IPv6" % (h, ext))
@@ -177,6 +185,8 @@ def test_firewalls(w):
             "icmp": ("EACCES", "EHOSTUNREACH", "ENETUNREACH", "EPERM")}
     s1 = w.lab.nodes["s1"]
     for h, (_, filt, _) in SITES.items():
+        if h in V4_ONLY:
+            continue
         got = unsolicited(s1, w.lab.nodes[h].ip6)
         check(got in want[filt], "s1 -> %s (%s): %s, want one of %s" % (h, filt, got, want[filt]))
 
@@ -265,8 +275,34 @@ def test_v6_cut_falls_back_to_v4(w):
           "h-ds3 raced %r: want IPv6 first" % cands)
 
 
+# Below the 2 s a relay waits for a likely punch (P2P_REACH_PUNCH_GRACE_MS):
+# with no family in common the punch is unlikely and the relay not held.
+NO_COMMON_FAMILY_BOUND_S = 1.5
+
+
+def test_no_common_family_is_relayed(w):
+    """IPv6-only to IPv4-only: relayed at once, through a dual-stack server."""
+    a, b = w.d["h-v6a"], w.d["h-v4"]
+    r, j, took = connect(a, b)
+    print("  connect h-v6a -> h-v4: exit %d %s (%.2fs)" % (r.returncode, r.stdout.strip(), took))
+    check_eq(r.returncode, 0, "connect exit (stderr %r)" % r.stderr)
+    check_eq((j.get("path"), j.get("method"), j.get("family")), ("relay", "relay", 6),
+             "connect h-v6a -> h-v4")
+    check(took < NO_COMMON_FAMILY_BOUND_S, "relayed after %.1f s" % took)
+    check_eq(b.ctl("expose", "echo", "127.0.0.1:%d" % ECHO_PORT, "--allow-any").returncode, 0,
+             "expose on h-v4")
+    data = os.urandom(100 * 1024)
+    p = subprocess.run([p2ptest.P2PCTL, "-s", a.sock, "pipe", b.id, "echo"], input=data,
+                       capture_output=True, timeout=60)
+    check_eq(p.returncode, 0, "pipe (stderr %r)" % p.stderr)
+    check_eq(hashlib.sha256(p.stdout).hexdigest(), hashlib.sha256(data).hexdigest(),
+             "SHA-256 of the 100 KB back through the relay")
+    FIGURES.append("h-v6a -> h-v4: relay %.0f ms (no family in common)" % (took * 1000))
+
+
 TESTS = [test_status_lists_global_v6, test_firewalls, test_only_v6_direct, test_only_v6_candidates_behind_random_nats,
-         test_v6_only_sites, test_dual_stack_race, test_v6_cut_falls_back_to_v4]
+         test_v6_only_sites, test_dual_stack_race, test_v6_cut_falls_back_to_v4,
+         test_no_common_family_is_relayed]
 
 
 def main():

@@ -686,17 +686,18 @@ table inet miniupnpd {
                     check=False).stdout or ""
         return [line.strip() for line in out.splitlines() if "dnat" in line]
 
-    def host(self, name, router, delay_ms=0, jitter_ms=0, loss=0.0, ipv4=True):
+    def host(self, name, router, delay_ms=0, jitter_ms=0, loss=0.0, ipv4=True, ipv6=True):
         """A host on router's LAN; delay_ms, jitter_ms, loss: its LAN link's
         path (see path()), on top of its routers' WAN links. In a lab with
         IPv6 it gets an address of the router's LAN /64 too (node.ip6);
-        ipv4=False leaves it without IPv4 (an IPv6-only site)."""
-        if not ipv4 and router.lan6 is None:
-            raise ValueError("ipv4=False needs a router with IPv6")
+        ipv4=False leaves it without IPv4 (an IPv6-only site), ipv6=False
+        without IPv6 (an IPv4-only host on a dual-stack LAN)."""
+        if not ipv4 and (router.lan6 is None or not ipv6):
+            raise ValueError("ipv4=False needs a router with IPv6 and ipv6=True")
         node = self._ns(name, "host")
         node.router = router
         node.ip = self._attach_lan(router, node, ipv4)
-        if router.lan6 is not None:
+        if router.lan6 is not None and ipv6:
             node.ip6 = "%s:%x" % (router.lan6, 0x10 + router.hosts - 1)
             ip_batch(node.ns, ["addr add %s/64 dev %s nodad" % (node.ip6, node.uplink),
                                "route add ::/0 via %s:1" % router.lan6])
