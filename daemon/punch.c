@@ -28,12 +28,15 @@
  * The table names attempts by (peer, index); the map below turns them
  * into link IDs, so nothing here points into a link.
  */
+#include <errno.h>
 #include <ifaddrs.h>
+#include <netinet/in.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "link.h"
 #include "log.h"
@@ -238,18 +241,66 @@ static size_t lan_addrs(struct p2pd_node *n, struct p2p_addr *out, size_t max)
 	return c;
 }
 
+/* Any global unicast destination (2000::/3): only routed, never sent to. */
+#define PUNCH_V6_PROBE_DST                                                     \
+	{                                                                      \
+		0x20, [15] = 1                                                 \
+	}
+
+static bool global6(const struct p2p_addr *a)
+{
+	return a->family == 6 && !p2p_addr_is_private(a) && a->ip[0] != 0x00 &&
+	       a->ip[0] != 0xff;
+}
+
 /*
- * Issue 11: our global IPv6 addresses, from the interfaces (not from our
- * links: a dual-stack node may hold only IPv4 links and still have a
- * direct IPv6 path to a peer). Without NAT66 the address is the endpoint
- * a peer connects to; scoped (link-local), ULA, loopback and other
- * non-global addresses are left out (p2p_punch_predict checks again).
+ * The source address the kernel picks for IPv6 towards the internet
+ * (RFC 6724 selection: with temporary "privacy" addresses, one of those):
+ * a connected UDP socket sends nothing. Our punching SYNs leave the [::]
+ * listen port from that address, and a stateful firewall on either side
+ * only lets the peer's SYN in for the very address pair our SYN used, so
+ * that is the one address worth offering. 0 or -errno (-ENETUNREACH: no
+ * IPv6 route).
+ */
+static int v6_source(struct p2p_addr *out)
+{
+	struct sockaddr_in6 dst = {.sin6_family = AF_INET6,
+				   .sin6_port = htons(9),
+				   .sin6_addr.s6_addr = PUNCH_V6_PROBE_DST};
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		rc = -errno;
+	close(fd);
+	if (rc == 0)
+		rc = node_addr_from_sockaddr(out, (struct sockaddr *)&ss);
+	return rc;
+}
+
+/*
+ * Issue 11: our global IPv6 addresses (not from our links: a dual-stack
+ * node may hold only IPv4 links and still have a direct IPv6 path to a
+ * peer). Without NAT66 the address is the endpoint a peer connects to:
+ * the kernel's source address towards the internet when there is one
+ * (v6_source), else every global address of the interfaces (no default
+ * route: a peer on a routed neighbour network may still be reached);
+ * scoped (link-local), ULA, loopback and other non-global addresses are
+ * left out (p2p_punch_predict checks again).
  */
 static size_t global6_addrs(struct p2p_addr *out, size_t max)
 {
 	struct ifaddrs *ifs, *i;
 	size_t c = 0;
 
+	if (max > 0 && v6_source(&out[0]) == 0 && global6(&out[0])) {
+		out[0].port = 0;
+		return 1;
+	}
 	if (getifaddrs(&ifs) < 0)
 		return 0;
 	for (i = ifs; i && c < max; i = i->ifa_next) {
@@ -257,8 +308,7 @@ static size_t global6_addrs(struct p2p_addr *out, size_t max)
 		bool dup = false;
 		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET6 ||
 		    node_addr_from_sockaddr(&a, i->ifa_addr) < 0 ||
-		    a.family != 6 || p2p_addr_is_private(&a) ||
-		    a.ip[0] == 0x00 || a.ip[0] == 0xff)
+		    !global6(&a))
 			continue;
 		for (size_t j = 0; j < c; j++)
 			dup = dup || p2p_addr_equal(&out[j], &a);
@@ -325,9 +375,15 @@ facts(struct p2pd_node *n, const struct p2p_peerid *peer, struct facts *f)
 	in.external = f->ext;
 	in.nlan = f->me.nlan;
 	in.lan = f->lan;
-	in.listen6 = f->me.listen6;
-	if (in.listen6)
+	if (f->me.listen6)
 		in.nglobal6 = global6_addrs(f->global6, PUNCH_GLOBAL6_MAX);
+	/* No global IPv6 address: no IPv6 path to punch (a [::] listener on
+	 * a host with IPv6 on loopback only would dial the peer's IPv6
+	 * candidates in vain, "network unreachable", for the whole schedule).
+	 */
+	if (in.nglobal6 == 0)
+		f->me.listen6 = 0;
+	in.listen6 = f->me.listen6;
 	in.global6 = f->global6;
 	if (p2p_nat_mapped(nat, 4, in.listen_port, &in.mapped) < 0)
 		in.mapped.family = 0;
