@@ -1194,6 +1194,16 @@ Test(psess, plausible_v6_keeps_global_refuses_scoped_and_reserved)
 	cr_assert_eq(p2p_psess_plausible(in, 3, &seen, NULL, 0, out), 2);
 	cr_assert(p2p_addr_equal(&out[0], &in[0]));
 	cr_assert(p2p_addr_equal(&out[1], &in[2]));
+	/* Behind our own NAT (seen at our public IP) LAN candidates pass,
+	 * a ULA among them, but never a link-local one: it needs a scope. */
+	struct p2p_addr ours = v4(198, 19, 1, 2, 0);
+	seen = v4(198, 19, 1, 2, 4242);
+	in[0] = v4(10, 1, 0, 20, 4242);
+	in[1] = v6(0xfe80, 0, 0x20, 4242);
+	in[2] = v6(0xfd00, 0, 0x20, 4242);
+	cr_assert_eq(p2p_psess_plausible(in, 3, &seen, &ours, 1, out), 2);
+	cr_assert(p2p_addr_equal(&out[0], &in[0]));
+	cr_assert(p2p_addr_equal(&out[1], &in[2]));
 }
 
 /* Dual-stack, IPv4 behind an endpoint-dependent NAT, a global IPv6
