@@ -18,6 +18,7 @@
 #include "ovl.h"
 #include "proto/rping.h"
 #include "portmap.h"
+#include "punch.h"
 #include "relay.h"
 #include "resolve.h"
 #include "tunnel.h"
@@ -443,6 +444,18 @@ static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
 		json_array_append_new(listen, addr_json(&n->listeners[i].addr));
 	for (size_t i = 0; i < next; i++)
 		json_array_append_new(external, addr_json(&ext[i]));
+	/* Issue 11: global IPv6 addresses are external too (no NAT66), also
+	 * when no overlay peer has observed us over IPv6. */
+	struct p2p_addr g6[PUNCH_GLOBAL6_MAX];
+	size_t ng6 = punch_global6(n, g6, PUNCH_GLOBAL6_MAX);
+	for (size_t i = 0; i < ng6; i++) {
+		bool seen = false;
+		for (size_t j = 0; j < next; j++)
+			seen = seen || (ext[j].family == 6 &&
+					!memcmp(ext[j].ip, g6[i].ip, 16));
+		if (!seen)
+			json_array_append_new(external, addr_json(&g6[i]));
+	}
 	json_t *counters =
 	    json_pack("{s:I, s:I, s:I, s:I, s:I}", "bad_frames",
 		      (json_int_t)n->stats.bad_frames, "bad_msgs",

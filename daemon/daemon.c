@@ -92,10 +92,11 @@ static int wire_apps(struct p2pd_node *n)
 /* An agreed punch: the progress lines, and reach (a relay need not wait
  * for a punch that can hardly work). */
 static void on_punch_scheduled(void *n, const struct p2p_peerid *peer,
-			       enum p2p_nat_type peer_nat, bool primer)
+			       enum p2p_nat_type peer_nat, bool primer,
+			       size_t ncand, bool v6)
 {
 	progress_punch_scheduled(n, peer, peer_nat, primer);
-	reach_punch_scheduled(n, peer, peer_nat, primer);
+	reach_punch_scheduled(n, peer, peer_nat, primer, ncand, v6);
 }
 
 static int wire_links(struct p2pd_node *n)

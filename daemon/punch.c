@@ -28,17 +28,22 @@
  * The table names attempts by (peer, index); the map below turns them
  * into link IDs, so nothing here points into a link.
  */
+#include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "link.h"
 #include "log.h"
 #include "nat/punch.h"
 #include "nat/punch_sess.h"
 #include "natdepth.h"
+#include "nodeutil.h"
 #include "ovl.h"
 #include "punch.h"
 
@@ -247,10 +252,99 @@ static size_t lan_addrs(struct p2pd_node *n, struct p2p_addr *out, size_t max)
 	return c;
 }
 
+/* Any global unicast destination (2000::/3): only routed, never sent to. */
+#define PUNCH_V6_PROBE_DST                                                     \
+	{                                                                      \
+		0x20, [15] = 1                                                 \
+	}
+
+static bool global6(const struct p2p_addr *a)
+{
+	return a->family == 6 && !p2p_addr_is_private(a) && a->ip[0] != 0x00 &&
+	       a->ip[0] != 0xff;
+}
+
+/*
+ * The source address the kernel picks for IPv6 towards the internet
+ * (RFC 6724 selection: with temporary "privacy" addresses, one of those):
+ * a connected UDP socket sends nothing. Our punching SYNs leave the [::]
+ * listen port from that address, and a stateful firewall on either side
+ * only lets the peer's SYN in for the very address pair our SYN used, so
+ * that is the one address worth offering. 0 or -errno (-ENETUNREACH: no
+ * IPv6 route).
+ */
+static int v6_source(struct p2p_addr *out)
+{
+	struct sockaddr_in6 dst = {.sin6_family = AF_INET6,
+				   .sin6_port = htons(9),
+				   .sin6_addr.s6_addr = PUNCH_V6_PROBE_DST};
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		rc = -errno;
+	close(fd);
+	if (rc == 0)
+		rc = node_addr_from_sockaddr(out, (struct sockaddr *)&ss);
+	return rc;
+}
+
+/*
+ * Issue 11: our global IPv6 addresses (not from our links: a dual-stack
+ * node may hold only IPv4 links and still have a direct IPv6 path to a
+ * peer). Without NAT66 the address is the endpoint a peer connects to:
+ * the kernel's source address towards the internet when there is one
+ * (v6_source), else every global address of the interfaces (no default
+ * route: a peer on a routed neighbour network may still be reached);
+ * scoped (link-local), ULA, loopback and other non-global addresses are
+ * left out (p2p_punch_predict checks again).
+ */
+static size_t global6_addrs(struct p2p_addr *out, size_t max)
+{
+	struct ifaddrs *ifs, *i;
+	size_t c = 0;
+
+	if (max > 0 && v6_source(&out[0]) == 0 && global6(&out[0])) {
+		out[0].port = 0;
+		return 1;
+	}
+	if (getifaddrs(&ifs) < 0)
+		return 0;
+	for (i = ifs; i && c < max; i = i->ifa_next) {
+		struct p2p_addr a;
+		bool dup = false;
+		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET6 ||
+		    node_addr_from_sockaddr(&a, i->ifa_addr) < 0 ||
+		    !global6(&a))
+			continue;
+		for (size_t j = 0; j < c; j++)
+			dup = dup || p2p_addr_equal(&out[j], &a);
+		if (!dup)
+			out[c++] = a;
+	}
+	freeifaddrs(ifs);
+	return c;
+}
+
+size_t punch_global6(struct p2pd_node *n, struct p2p_addr *out, size_t max)
+{
+	uint16_t port = node_listen_port(n, 6);
+	size_t c = port ? global6_addrs(out, max) : 0;
+
+	for (size_t i = 0; i < c; i++)
+		out[i].port = port;
+	return c;
+}
+
 /* The facts of one input; lan, cand and pub point into the arrays. */
 struct facts {
 	struct p2p_psess_local me;
 	struct p2p_addr lan[PUNCH_LAN_MAX];
+	struct p2p_addr global6[PUNCH_GLOBAL6_MAX];
 	struct p2p_addr cand[P2P_PUNCH_CAND_MAX];
 	struct p2p_addr ext[P2P_NAT_EXTERNAL_MAX];
 };
@@ -292,6 +386,16 @@ facts(struct p2pd_node *n, const struct p2p_peerid *peer, struct facts *f)
 	in.external = f->ext;
 	in.nlan = f->me.nlan;
 	in.lan = f->lan;
+	if (f->me.listen6)
+		in.nglobal6 = global6_addrs(f->global6, PUNCH_GLOBAL6_MAX);
+	/* No global IPv6 address: no IPv6 path to punch (a [::] listener on
+	 * a host with IPv6 on loopback only would dial the peer's IPv6
+	 * candidates in vain, "network unreachable", for the whole schedule).
+	 */
+	if (in.nglobal6 == 0)
+		f->me.listen6 = 0;
+	in.listen6 = f->me.listen6;
+	in.global6 = f->global6;
 	if (p2p_nat_mapped(nat, 4, in.listen_port, &in.mapped) < 0)
 		in.mapped.family = 0;
 	f->me.ncand = p2p_punch_predict(&in, f->cand, P2P_PUNCH_CAND_MAX);
@@ -360,9 +464,17 @@ static void do_scheduled(struct p2pd_node *n, const struct p2p_psess_action *a,
 	log_info("punch %s: peer %s, candidates [%s], %s now%s", id,
 		 p2p_nat_type_name(a->peer_nat), list,
 		 a->primer ? "priming" : "connecting", rtt);
-	if (n->punch->scheduled)
+	/* An IPv6 path is likely only when the schedule dials IPv6 and we
+	 * have a global IPv6 address of our own (listening on [::] alone
+	 * makes no path: a host without IPv6 would wait for a punch that
+	 * cannot work, instead of taking a relay at once). */
+	if (n->punch->scheduled) {
+		struct p2p_addr g6[PUNCH_GLOBAL6_MAX];
+		bool v6 = p2p_punch_has_v6(a->cand, a->ncand) &&
+			  punch_global6(n, g6, PUNCH_GLOBAL6_MAX) > 0;
 		n->punch->scheduled(n->punch->scheduled_arg, &a->peer,
-				    a->peer_nat, a->primer);
+				    a->peer_nat, a->primer, a->ncand, v6);
+	}
 }
 
 static void do_connect(struct p2pd_node *n, const struct p2p_psess_action *a,

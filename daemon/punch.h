@@ -15,7 +15,8 @@
 
 #define PUNCH_MAX 8 /* punches at once (each sends SYNs to 8 addresses) */
 #define PUNCH_LAN_MAX 4
-#define PUNCH_RTT_CACHE 32 /* peers whose signalling rtt we remember */
+#define PUNCH_GLOBAL6_MAX 4 /* our global IPv6 addresses offered */
+#define PUNCH_RTT_CACHE 32  /* peers whose signalling rtt we remember */
 
 /* A punch we asked for failed: msg says why, for the user. Success is
  * seen by everyone as the peer's link coming up. */
@@ -24,13 +25,21 @@ typedef void (*punch_failed_fn)(void *arg, const struct p2p_peerid *peer,
 
 /* A punch with peer is agreed and starts now: peer_nat is the NAT type
  * the peer gave in its REQUEST or REPLY; primer: we answered it and prime,
- * else we asked and connect (nat/punch.h). */
+ * else we asked and connect (nat/punch.h); ncand: how many of the peer's
+ * candidates we dial (0: none of a family we listen on); v6: one of them
+ * is IPv6 and we have a global IPv6 address (issue 11: a direct path
+ * whatever the IPv4 NATs are). */
 typedef void (*punch_scheduled_fn)(void *arg, const struct p2p_peerid *peer,
-				   enum p2p_nat_type peer_nat, bool primer);
+				   enum p2p_nat_type peer_nat, bool primer,
+				   size_t ncand, bool v6);
 
 int punch_module_init(struct p2pd_node *n);
 /* Who is told of each agreed punch (daemon.c: progress); one. */
 void punch_on_scheduled(struct p2pd_node *n, punch_scheduled_fn fn, void *arg);
+/* Issue 11: our global IPv6 addresses with our IPv6 listen port, what
+ * punches offer first (none when we do not listen on IPv6); at most max.
+ * status lists them among nat.external. */
+size_t punch_global6(struct p2pd_node *n, struct p2p_addr *out, size_t max);
 /* Shutdown: forget every session. */
 void punch_stop(struct p2pd_node *n);
 void punch_free(struct p2pd_node *n);

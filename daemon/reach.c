@@ -141,15 +141,22 @@ static void on_punch_failed(void *arg, const struct p2p_peerid *peer,
 }
 
 void reach_punch_scheduled(void *arg, const struct p2p_peerid *peer,
-			   enum p2p_nat_type peer_nat, bool primer)
+			   enum p2p_nat_type peer_nat, bool primer,
+			   size_t ncand, bool v6)
 {
 	struct p2pd_node *n = arg;
 
 	/* Our punch, and one side cannot be predicted: the replier primes
 	 * no endpoint our SYN could come from, or we offered none. A relay
-	 * up meanwhile is the answer (the punch goes on in the background). */
-	if (!primer && (!p2p_punch_predictable(peer_nat) ||
-			!p2p_punch_predictable(p2p_nat_type(ovl_nat(n))))) {
+	 * up meanwhile is the answer (the punch goes on in the background).
+	 * The NAT types are IPv4's: with an IPv6 candidate (no NAT66, no
+	 * prediction needed) the punch is likely whatever they say. With
+	 * nothing we can dial (issue 11: an IPv6-only node and an IPv4-only
+	 * peer) it cannot work at all: the replier's primes never reach us. */
+	if (!primer &&
+	    (ncand == 0 ||
+	     (!v6 && (!p2p_punch_predictable(peer_nat) ||
+		      !p2p_punch_predictable(p2p_nat_type(ovl_nat(n))))))) {
 		p2p_reach_punch_unlikely(n->reach->core, node_now(n), peer);
 		return;
 	}

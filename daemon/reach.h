@@ -52,7 +52,8 @@ void reach_cancel(struct p2pd_node *n, struct reach_waiter *w);
 /* punch.c, through daemon.c: a punch with peer was agreed (see
  * punch_scheduled_fn). */
 void reach_punch_scheduled(void *n, const struct p2p_peerid *peer,
-			   enum p2p_nat_type peer_nat, bool primer);
+			   enum p2p_nat_type peer_nat, bool primer,
+			   size_t ncand, bool v6);
 bool reach_after(void *n);
 uint64_t reach_next(void *n);
 void reach_expire(void *n, uint64_t now);

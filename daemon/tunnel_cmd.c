@@ -119,14 +119,17 @@ static void connect_done(struct p2pd_node *n, struct reach_waiter *w,
 		p2p_peerid_to_text(&c->peer, id);
 		ctl_reply_ok(
 		    c->req,
-		    json_pack("{s:s, s:s, s:s, s:f}", "peer", id, "path",
+		    json_pack("{s:s, s:s, s:s, s:f, s:i}", "peer", id, "path",
 			      link_kind(l) == LINK_RELAY ? "relay" : "direct",
 			      "method",
 			      !dialled			    ? "existing"
 			      : link_kind(l) == LINK_RELAY  ? "relay"
 			      : link_kind(l) == LINK_DIRECT ? "punch"
 							    : "dial",
-			      "ms", (double)(uv_hrtime() - c->t0_hr) / 1e6));
+			      "ms", (double)(uv_hrtime() - c->t0_hr) / 1e6,
+			      /* SPEC 9 (issue 11): the IP family the link
+			       * runs over (a relayed one: to its relay). */
+			      "family", (int)link_remote(l)->family));
 	}
 	free(c);
 }

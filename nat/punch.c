@@ -208,6 +208,14 @@ bool p2p_punch_predictable(enum p2p_nat_type t)
 	return t != P2P_NAT_ENDPOINT_DEPENDENT;
 }
 
+bool p2p_punch_has_v6(const struct p2p_addr *cand, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (cand[i].family == 6)
+			return true;
+	return false;
+}
+
 static size_t add(struct p2p_addr *out, size_t n, size_t max,
 		  const struct p2p_addr *a)
 {
@@ -226,6 +234,12 @@ size_t p2p_punch_predict(const struct p2p_punch_local *in, struct p2p_addr *out,
 	size_t n = 0;
 	struct p2p_addr a;
 
+	for (size_t i = 0; in->listen6 && i < in->nglobal6; i++) {
+		a = in->global6[i];
+		a.port = in->listen6;
+		if (a.family == 6 && !p2p_addr_is_private(&a))
+			n = add(out, n, max, &a);
+	}
 	switch (in->type) {
 	case P2P_NAT_ENDPOINT_INDEPENDENT:
 		if (in->mapped.family)
@@ -277,12 +291,19 @@ static struct p2p_punch_action *push(struct p2p_punch *p,
 void p2p_punch_init(struct p2p_punch *p, const struct p2p_addr *cand, size_t n,
 		    uint64_t start, bool primer)
 {
+	bool v6;
+
 	memset(p, 0, sizeof(*p));
 	p->n = n > P2P_PUNCH_CAND_MAX ? P2P_PUNCH_CAND_MAX : n;
+	v6 = p2p_punch_has_v6(cand, p->n);
 	for (size_t i = 0; i < p->n; i++) {
 		p->c[i].addr = cand[i];
 		p->c[i].state = P2P_PUNCH_C_WAIT;
-		p->c[i].at = start;
+		/* Happy eyeballs: IPv6 first (see P2P_PUNCH_V4_HEADSTART_MS).
+		 */
+		p->c[i].at = v6 && cand[i].family == 4
+				 ? start + P2P_PUNCH_V4_HEADSTART_MS
+				 : start;
 	}
 	p->primer = primer;
 	p->start = start;

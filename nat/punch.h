@@ -113,6 +113,20 @@
 #define P2P_PUNCH_ATTEMPT_MS 1000    /* an unanswered SYN: start over */
 #define P2P_PUNCH_TOTAL_MS 8000	     /* the whole schedule, from its start */
 #define P2P_PUNCH_SIGNAL_MS 5000     /* REQUEST without REPLY: give up */
+/*
+ * Happy eyeballs (issue 11). When the schedule holds candidates of both
+ * families, the IPv4 ones start this much after the IPv6 ones, on both
+ * sides (the replier's primes and the requester's SYNs alike, so a prime
+ * still leads its SYN). IPv6 behind a stateful firewall needs no
+ * translation that can go wrong, and a path without NAT keeps working
+ * when a NAT reboots; with a head start of a few host round trips' worth
+ * of jitter it wins whenever it works, while a dead IPv6 path costs IPv4
+ * no more than this. Both families then race in earnest: the first
+ * authenticated link wins and the other attempts are aborted. Shorter than
+ * RFC 8305's 250 ms because both sides start at a moment the signalling
+ * already synchronised; no DNS answer has to be waited for.
+ */
+#define P2P_PUNCH_V4_HEADSTART_MS 100
 /* A payload whose time_ms is further than this from our wall clock, either
  * way, is refused (stale or replayed later; clocks are NTP-synchronised
  * to well under this). Nonces are remembered at least twice as long. */
@@ -186,10 +200,17 @@ struct p2p_punch_local {
 	size_t nexternal;
 	const struct p2p_addr *lan; /* our own addresses (port ignored) */
 	size_t nlan;
+	/* Issue 11: our global IPv6 addresses (port ignored), offered with
+	 * listen6 whatever the IPv4 NAT is: no NAT66, a stateful firewall
+	 * at most, which the punch opens as it opens a NAT. */
+	const struct p2p_addr *global6;
+	size_t nglobal6;
+	uint16_t listen6; /* our IPv6 listen port, 0 none */
 };
 
 /*
- * Candidates to offer, best first, at most max (distinct):
+ * Candidates to offer, best first, at most max (distinct): first each
+ * global IPv6 address with listen6 (when listen6 is set), then
  *   none / port-preserving: the mapped address, else external IP and our
  *                listen port (dials leave from it, so the NAT keeps it);
  *   endpoint-independent: the mapped address only (the port the NAT
@@ -204,6 +225,10 @@ size_t p2p_punch_predict(const struct p2p_punch_local *in, struct p2p_addr *out,
 
 /* Whether a NAT type lets the other side predict anything. */
 bool p2p_punch_predictable(enum p2p_nat_type t);
+
+/* Whether any of cand[0..n) is an IPv6 address: an IPv6 path needs no
+ * prediction, whatever the IPv4 NAT types say. */
+bool p2p_punch_has_v6(const struct p2p_addr *cand, size_t n);
 
 /* ---- scheduling ---- */
 
@@ -251,7 +276,9 @@ struct p2p_punch {
 
 /* Connect to cand[0..n) from start on, priming (the replier) or sending
  * (the requester; see the timing comment), give up at start +
- * P2P_PUNCH_TOTAL_MS. n may be 0: we then only wait for the peer. */
+ * P2P_PUNCH_TOTAL_MS. With IPv6 among them, IPv4 candidates start at
+ * start + P2P_PUNCH_V4_HEADSTART_MS. n may be 0: we then only wait for
+ * the peer. */
 void p2p_punch_init(struct p2p_punch *p, const struct p2p_addr *cand, size_t n,
 		    uint64_t start, bool primer);
 /* Call when now >= p2p_punch_next_timer(). */

@@ -464,7 +464,7 @@ int p2p_psess_start(struct p2p_psess_table *t, uint64_t now,
 		s->requester = true;
 		return 0;
 	}
-	if (me->listen4 == 0)
+	if (me->listen4 == 0 && me->listen6 == 0)
 		return -EADDRNOTAVAIL;
 	if (p2p_psess_count(t) >= P2P_PSESS_MAX)
 		return -EBUSY;
@@ -528,15 +528,28 @@ static enum p2p_punch_reason admit(struct p2p_psess_table *t, uint64_t now,
 }
 
 /* Why a new session for a REQUEST is refused (NONE: it is not). */
+/* Issue 11: the NAT types describe IPv4 only. Global IPv6 addresses need
+ * no prediction (no NAT66), so two endpoint-dependent IPv4 NATs still
+ * leave a direct IPv6 path when the peer offered a plausible IPv6
+ * candidate and we offer one of ours and listen on IPv6. */
+static bool both_v6(const struct p2p_psess_local *me,
+		    const struct p2p_addr *kept, size_t nkept)
+{
+	return me->listen6 != 0 && p2p_punch_has_v6(kept, nkept) &&
+	       p2p_punch_has_v6(me->cand, me->ncand);
+}
+
 /* What the request itself makes impossible. */
 static enum p2p_punch_reason refuse_request(struct p2p_psess_table *t,
 					    const struct p2p_punch_sig *sig,
 					    const struct p2p_psess_local *me,
+					    const struct p2p_addr *kept,
 					    size_t nkept)
 {
-	if (me->listen4 == 0)
+	if (me->listen4 == 0 && me->listen6 == 0)
 		return P2P_PUNCH_R_NOT_LISTENING;
-	if (!p2p_punch_predictable(sig->nat) && !p2p_punch_predictable(me->nat))
+	if (!p2p_punch_predictable(sig->nat) &&
+	    !p2p_punch_predictable(me->nat) && !both_v6(me, kept, nkept))
 		return P2P_PUNCH_R_BOTH_DEPENDENT;
 	if (nkept == 0 && !lan_only(sig)) {
 		t->stats.implausible++;
@@ -548,9 +561,10 @@ static enum p2p_punch_reason refuse_request(struct p2p_psess_table *t,
 static enum p2p_punch_reason refuse(struct p2p_psess_table *t,
 				    const struct p2p_punch_sig *sig,
 				    const struct p2p_psess_local *me,
-				    size_t nkept, uint64_t net)
+				    const struct p2p_addr *kept, size_t nkept,
+				    uint64_t net)
 {
-	enum p2p_punch_reason why = refuse_request(t, sig, me, nkept);
+	enum p2p_punch_reason why = refuse_request(t, sig, me, kept, nkept);
 
 	if (why != P2P_PUNCH_R_NONE)
 		return why;
@@ -608,7 +622,7 @@ static void on_request(struct p2p_psess_table *t, uint64_t now,
 	if (s && why == P2P_PUNCH_R_NONE && !ended(s) && s->state == S_RUN &&
 	    s->core.primer && sig->nonce != s->nonce) {
 		nkept = plausible_of(t, sig, me, kept);
-		why = refuse_request(t, sig, me, nkept);
+		why = refuse_request(t, sig, me, kept, nkept);
 		if (why != P2P_PUNCH_R_NONE) {
 			answer_fail(t, src, sig->nonce, me, why);
 			return;
@@ -628,7 +642,7 @@ static void on_request(struct p2p_psess_table *t, uint64_t now,
 	} else {
 		nkept = plausible_of(t, sig, me, kept);
 		if (why == P2P_PUNCH_R_NONE)
-			why = refuse(t, sig, me, nkept, net);
+			why = refuse(t, sig, me, kept, nkept, net);
 		if (why == P2P_PUNCH_R_NONE && !(s = sess_new(t, src, now)))
 			why = P2P_PUNCH_R_BUSY;
 		if (why != P2P_PUNCH_R_NONE) {
@@ -1022,20 +1036,20 @@ static bool same_ip(const struct p2p_addr *a, const struct p2p_addr *b)
 }
 
 /* Never a peer's endpoint: unspecified, loopback, multicast, broadcast,
- * reserved, IPv4-mapped IPv6 (a real peer sends family 4). */
+ * reserved; for IPv6 all of ::/8 (unspecified, loopback, IPv4-mapped: a
+ * real peer sends family 4, IPv4-compatible), multicast, and link-local
+ * and site-local addresses, which mean nothing without the sender's
+ * interface (a scope a candidate cannot carry). */
 static bool unusable(const struct p2p_addr *c)
 {
-	static const uint8_t zero[16], mapped[12] = {[10] = 0xff, [11] = 0xff};
-	static const uint8_t one[16] = {[15] = 1};
-
 	if (c->port == 0)
 		return true;
 	if (c->family == 4)
 		return c->ip[0] == 0 || c->ip[0] == 127 || c->ip[0] >= 224;
 	if (c->family != 6)
 		return true;
-	return !memcmp(c->ip, zero, 16) || !memcmp(c->ip, one, 16) ||
-	       c->ip[0] == 0xff || !memcmp(c->ip, mapped, 12);
+	return c->ip[0] == 0x00 || c->ip[0] == 0xff ||
+	       (c->ip[0] == 0xfe && (c->ip[1] & 0x80) == 0x80); /* fe80::/9 */
 }
 
 size_t p2p_psess_plausible(const struct p2p_addr *cand, size_t n,
@@ -1044,14 +1058,15 @@ size_t p2p_psess_plausible(const struct p2p_addr *cand, size_t n,
 			   struct p2p_addr *out)
 {
 	bool seen = peer_seen && peer_seen->family != 0, same_nat = false;
-	size_t k = 0;
+	const struct p2p_addr *v6first = NULL; /* issue 11: unseen IPv6 */
+	size_t k = 0, nv6 = 0;
 
 	for (size_t i = 0; seen && i < nours; i++)
 		if (same_ip(&ours[i], peer_seen))
 			same_nat = true;
 	for (size_t i = 0; i < n; i++) {
 		const struct p2p_addr *c = &cand[i];
-		bool dup = false;
+		bool dup = false, unseen6;
 		if (unusable(c))
 			continue;
 		if (p2p_addr_is_private(c)
@@ -1059,10 +1074,18 @@ size_t p2p_psess_plausible(const struct p2p_addr *cand, size_t n,
 			: seen && c->family == peer_seen->family &&
 			      !same_ip(c, peer_seen))
 			continue;
+		unseen6 = c->family == 6 && !p2p_addr_is_private(c) &&
+			  !(seen && peer_seen->family == 6);
+		if (unseen6 && (nv6 == P2P_PSESS_V6_UNSEEN_MAX ||
+				(v6first && memcmp(v6first->ip, c->ip, 8))))
+			continue; /* another /64, or enough of this one */
 		for (size_t j = 0; j < k; j++)
 			dup = dup || p2p_addr_equal(&out[j], c);
-		if (!dup)
-			out[k++] = *c;
+		if (dup)
+			continue;
+		if (unseen6 && nv6++ == 0)
+			v6first = c;
+		out[k++] = *c;
 	}
 	return k;
 }

@@ -103,6 +103,12 @@
 #define P2P_PSESS_CONNECT_BURST 48    /* attempts started, node-wide ... */
 #define P2P_PSESS_CONNECT_EVERY_MS 25 /* ... then one per this (40/s) */
 #define P2P_PSESS_PEER_ATTEMPTS 64    /* in a session a peer asked for */
+/* Issue 11: public IPv6 candidates of a peer not seen over IPv6 cannot be
+ * checked against an observation (no NAT66 makes them differ from its
+ * IPv4 one). They are kept only in the /64 of the first such candidate,
+ * at most this many: a liar then aims our SYNs at one subnet, not at
+ * eight hosts of its choice (a host has one or two global addresses). */
+#define P2P_PSESS_V6_UNSEEN_MAX 2
 
 /* What the glue knows about us at the time of an input. */
 struct p2p_psess_local {
@@ -281,7 +287,10 @@ void p2p_psess_stop(struct p2p_psess_table *t);
  * IPv4-mapped IPv6, repeats; private (LAN) candidates unless peer_seen (the
  * address we observed for the peer, family 0 unknown) has the IP of one of
  * ours[] (our public addresses): only then are we behind the same NAT; public
- * candidates of peer_seen's family whose IP is not peer_seen's. Pure.
+ * candidates of peer_seen's family whose IP is not peer_seen's; IPv6
+ * link-local and site-local (no scope can travel) and all of ::/8; when
+ * peer_seen is not IPv6, public IPv6 candidates outside the /64 of the
+ * first one or beyond P2P_PSESS_V6_UNSEEN_MAX. Pure.
  */
 size_t p2p_psess_plausible(const struct p2p_addr *cand, size_t n,
 			   const struct p2p_addr *peer_seen,

@@ -561,11 +561,14 @@ def connect_and_open_dial_a_peer_without_a_link():
             j = json.loads(r.stdout)
             check_eq((j["peer"], j["path"], j["method"]), (d.id, "direct", "dial"), "first connect")
             check(isinstance(j["ms"], (int, float)) and j["ms"] >= 0, "ms %r", j["ms"])
+            check_eq(j.get("family"), 4, "family of a link on 127.0.0.1 (issue 11)")
             check(d.id in b.peer_ids(), "b now linked to d")
             j = b.req({"cmd": "connect", "peer": d.id})
             check_eq(j.get("method"), "existing", "second connect")
+            check_eq(j.get("family"), 4, "family of the existing link")
             out = b.ctl("connect", d.id).stdout
-            check("direct" in out and "existing" in out, "connect output %r", out)
+            check("direct" in out and "existing" in out and "over IPv4" in out,
+                  "connect output %r", out)
             # open (pipe) to e: no link yet, lookup + dial, then the tunnel.
             data = os.urandom(50000)
             r = pipe(b, e.id, "echo", data)

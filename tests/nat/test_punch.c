@@ -605,3 +605,110 @@ Test(sched, no_candidates_waits_for_the_peer)
 	cr_assert_eq(drain(a, 8), 1);
 	cr_assert_eq(a[0].type, P2P_PUNCH_FAILED);
 }
+
+/* ---- issue 11: IPv6 candidates and the happy-eyeballs head start ---- */
+
+static struct p2p_addr v6doc(uint8_t last, uint16_t port)
+{
+	struct p2p_addr x = {
+	    .family = 6, .port = port, .ip = {0x20, 0x01, 0x0d, 0xb8}};
+	x.ip[15] = last;
+	return x;
+}
+
+Test(predict, global_v6_offered_first_with_listen6)
+{
+	struct p2p_punch_local in = local(P2P_NAT_ENDPOINT_DEPENDENT, 0);
+	struct p2p_addr g[3] = {v6doc(0x10, 0),
+				v6doc(0x10, 0),
+				{.family = 6, .ip = {0xfe, 0x80, [15] = 1}}};
+	struct p2p_addr c[8];
+	size_t n;
+
+	in.global6 = g;
+	in.nglobal6 = 3;
+	in.listen6 = 4343;
+	n = p2p_punch_predict(&in, c, 8);
+	/* The global one (once, with the IPv6 port), then the LAN one; the
+	 * link-local address is never offered. */
+	cr_assert_eq(n, 2);
+	struct p2p_addr want = v6doc(0x10, 4343);
+	cr_assert(p2p_addr_equal(&c[0], &want));
+	cr_assert(has(c, n, v4(10, 1, 0, 10, 4242)));
+	/* Not listening on IPv6: no IPv6 candidate. */
+	in.listen6 = 0;
+	n = p2p_punch_predict(&in, c, 8);
+	cr_assert_eq(n, 1);
+	cr_assert(!p2p_punch_has_v6(c, n));
+}
+
+/* The CONNECTs the schedule hands out at now. */
+static size_t connects_at(struct p2p_punch *p, uint64_t now,
+			  struct p2p_punch_action *out, size_t max)
+{
+	struct p2p_punch_action a;
+	size_t k = 0;
+
+	p2p_punch_tick(p, now);
+	while (p2p_punch_poll(p, &a))
+		if (a.type == P2P_PUNCH_CONNECT && k < max)
+			out[k++] = a;
+	return k;
+}
+
+Test(schedule, v6_first_v4_after_the_head_start)
+{
+	struct p2p_addr cand[3] = {v4(198, 19, 1, 2, 4242), v6doc(0x10, 4242),
+				   v4(10, 1, 0, 10, 4242)};
+	struct p2p_punch_action got[4];
+	struct p2p_punch p;
+
+	for (int primer = 0; primer < 2; primer++) {
+		p2p_punch_init(&p, cand, 3, 1000, primer);
+		cr_assert_eq(connects_at(&p, 1000, got, 4), 1);
+		cr_assert_eq(got[0].idx, 1);
+		cr_assert_eq(got[0].addr.family, 6);
+		cr_assert_eq(p2p_punch_next_timer(&p),
+			     1000 + P2P_PUNCH_V4_HEADSTART_MS);
+		cr_assert_eq(connects_at(&p,
+					 1000 + P2P_PUNCH_V4_HEADSTART_MS - 1,
+					 got, 4),
+			     0);
+		cr_assert_eq(
+		    connects_at(&p, 1000 + P2P_PUNCH_V4_HEADSTART_MS, got, 4),
+		    2);
+		cr_assert_eq(got[0].addr.family, 4);
+		cr_assert_eq(got[1].addr.family, 4);
+	}
+}
+
+Test(schedule, v4_alone_starts_at_once_and_the_first_link_wins)
+{
+	struct p2p_addr cand[2] = {v4(198, 19, 1, 2, 4242), v6doc(0x10, 4242)};
+	struct p2p_punch_action got[4], a;
+	struct p2p_punch p;
+	size_t aborts = 0, wins = 0;
+
+	/* Without IPv6 nothing waits. */
+	p2p_punch_init(&p, cand, 1, 1000, false);
+	cr_assert_eq(connects_at(&p, 1000, got, 4), 1);
+	/* Both families out; IPv4 verifies first: it wins, IPv6 is aborted
+	 * (the race is real: the head start is no veto). */
+	p2p_punch_init(&p, cand, 2, 1000, false);
+	connects_at(&p, 1000, got, 4);
+	connects_at(&p, 1000 + P2P_PUNCH_V4_HEADSTART_MS, got, 4);
+	p2p_punch_connected(&p, 1150, 0);
+	p2p_punch_verified(&p, 1160, 0);
+	while (p2p_punch_poll(&p, &a)) {
+		if (a.type == P2P_PUNCH_ABORT) {
+			cr_assert_eq(a.idx, 1);
+			aborts++;
+		}
+		if (a.type == P2P_PUNCH_SUCCESS) {
+			cr_assert_eq(a.idx, 0);
+			wins++;
+		}
+	}
+	cr_assert_eq(aborts, 1);
+	cr_assert_eq(wins, 1);
+}

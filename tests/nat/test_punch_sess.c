@@ -1231,3 +1231,151 @@ Test(psess, rate_budget_under_resets)
 	cr_assert_eq(p2p_psess_inflight(t), 0);
 	p2p_psess_free(t);
 }
+
+/* ---- issue 11: IPv6 ---- */
+
+static struct p2p_addr v6(uint16_t a, uint16_t b, uint16_t last, uint16_t port)
+{
+	struct p2p_addr x = {.family = 6, .port = port};
+	x.ip[0] = (uint8_t)(a >> 8), x.ip[1] = (uint8_t)a;
+	x.ip[2] = (uint8_t)(b >> 8), x.ip[3] = (uint8_t)b;
+	x.ip[14] = (uint8_t)(last >> 8), x.ip[15] = (uint8_t)last;
+	return x;
+}
+
+Test(psess, plausible_v6_keeps_global_refuses_scoped_and_reserved)
+{
+	struct p2p_addr in[P2P_PUNCH_CAND_MAX] = {
+	    v6(0x2001, 0xdb8, 0x10, 4242), /* global: kept */
+	    v6(0xfe80, 0, 0x10, 4242),	   /* link-local: needs a scope */
+	    v6(0xfec0, 0, 0x10, 4242),	   /* site-local (deprecated) */
+	    v6(0xff02, 0, 1, 4242),	   /* multicast */
+	    v6(0, 0, 1, 4242),		   /* ::1 */
+	    v6(0, 0, 0, 4242),		   /* :: */
+	    v6(0x2001, 0xdb8, 0x11, 0),	   /* port 0 */
+	    v6(0, 0, 0x0a01, 4242),	   /* ::10.1 (IPv4-compatible) */
+	};
+	struct p2p_addr out[P2P_PUNCH_CAND_MAX];
+	struct p2p_addr mapped = v6(0, 0, 0, 4242);
+
+	cr_assert_eq(p2p_psess_plausible(in, 8, NULL, NULL, 0, out), 1);
+	cr_assert(p2p_addr_equal(&out[0], &in[0]));
+	/* ::ffff:203.0.113.5 (a real peer sends family 4) */
+	mapped.ip[10] = mapped.ip[11] = 0xff;
+	mapped.ip[12] = 203, mapped.ip[13] = 0, mapped.ip[14] = 113;
+	mapped.ip[15] = 5;
+	cr_assert_eq(p2p_psess_plausible(&mapped, 1, NULL, NULL, 0, out), 0);
+	/* Seen over IPv6 (no NAT66): an IPv6 candidate must be on that IP;
+	 * IPv4 ones are not checked against an IPv6 observation. */
+	struct p2p_addr seen = v6(0x2001, 0xdb8, 0x10, 4242);
+	in[1] = v6(0x2001, 0xdb8, 0x99, 4242);
+	in[2] = v4(203, 0, 113, 5, 4242);
+	cr_assert_eq(p2p_psess_plausible(in, 3, &seen, NULL, 0, out), 2);
+	cr_assert(p2p_addr_equal(&out[0], &in[0]));
+	cr_assert(p2p_addr_equal(&out[1], &in[2]));
+	/* Behind our own NAT (seen at our public IP) LAN candidates pass,
+	 * a ULA among them, but never a link-local one: it needs a scope. */
+	struct p2p_addr ours = v4(198, 19, 1, 2, 0);
+	seen = v4(198, 19, 1, 2, 4242);
+	in[0] = v4(10, 1, 0, 20, 4242);
+	in[1] = v6(0xfe80, 0, 0x20, 4242);
+	in[2] = v6(0xfd00, 0, 0x20, 4242);
+	cr_assert_eq(p2p_psess_plausible(in, 3, &seen, &ours, 1, out), 2);
+	cr_assert(p2p_addr_equal(&out[0], &in[0]));
+	cr_assert(p2p_addr_equal(&out[1], &in[2]));
+}
+
+/* Dual-stack, IPv4 behind an endpoint-dependent NAT, a global IPv6
+ * address 2001:db8:201:1::10 offered with listen6 4242. */
+static struct p2p_addr my_cand6[1];
+
+static struct p2p_psess_local facts_dependent_v6(void)
+{
+	struct p2p_psess_local me = facts();
+
+	my_cand6[0] = v6(0x2001, 0xdb8, 0x10, 4242);
+	me.nat = P2P_NAT_ENDPOINT_DEPENDENT;
+	me.listen6 = 4242;
+	me.cand = my_cand6;
+	me.ncand = 1;
+	return me;
+}
+
+Test(psess, both_dependent_still_punch_over_v6)
+{
+	struct p2p_psess_local me = facts_dependent_v6();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q =
+	    sig(P2P_PUNCH_REQUEST, 21, P2P_NAT_ENDPOINT_DEPENDENT);
+
+	add_cand(&q, v6(0x2001, 0xdb8, 0x20, 4242));
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	cr_assert_eq(first(P2P_PSESS_SEND)->sig.type, P2P_PUNCH_REPLY);
+	cr_assert_eq(first(P2P_PSESS_SCHEDULED)->ncand, 1);
+	cr_assert_eq(first(P2P_PSESS_CONNECT)->addr.family, 6);
+	p2p_psess_free(t);
+}
+
+Test(psess, both_dependent_without_our_v6_is_refused)
+{
+	struct p2p_psess_local me = facts_dependent_v6();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q =
+	    sig(P2P_PUNCH_REQUEST, 22, P2P_NAT_ENDPOINT_DEPENDENT);
+
+	add_cand(&q, v6(0x2001, 0xdb8, 0x20, 4242));
+	me.listen6 = 0; /* not listening on IPv6: nothing to punch from */
+	expect_refusal(t, &lo, &q, &me, P2P_PUNCH_R_BOTH_DEPENDENT);
+	me = facts_dependent_v6();
+	me.ncand = 0; /* no IPv6 address of ours to offer */
+	q.nonce = 23;
+	expect_refusal(t, &lo, &q, &me, P2P_PUNCH_R_BOTH_DEPENDENT);
+	p2p_psess_free(t);
+}
+
+Test(psess, v6_only_node_punches)
+{
+	struct p2p_psess_local me = facts_dependent_v6();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 24, P2P_NAT_NONE);
+
+	/* No IPv4 listener at all (an IPv6-only host) is not "not
+	 * listening": it requests and it answers. */
+	me.listen4 = 0;
+	me.nat = P2P_NAT_NONE;
+	cr_assert_eq(p2p_psess_start(t, 0, &other[0], "x", 900, &me), 0);
+	add_cand(&q, v6(0x2001, 0xdb8, 0x20, 4242));
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	cr_assert_eq(first(P2P_PSESS_SEND)->sig.type, P2P_PUNCH_REQUEST);
+	cr_assert_eq(count(P2P_PSESS_CONNECT), 1);
+	cr_assert_eq(first(P2P_PSESS_CONNECT)->addr.family, 6);
+	p2p_psess_free(t);
+}
+
+Test(psess, plausible_unseen_v6_bounded_to_one_slash64)
+{
+	/* Seen over IPv4 only: IPv6 candidates cannot be checked against an
+	 * observation; only the first one's /64 is kept, at most
+	 * P2P_PSESS_V6_UNSEEN_MAX of it. */
+	struct p2p_addr in[5] = {
+	    v6(0x2001, 0xdb8, 0x10, 4242), v6(0x2001, 0xdb9, 0x10, 4242),
+	    v6(0x2001, 0xdb8, 0x11, 4242), v6(0x2001, 0xdb8, 0x12, 4242),
+	    v4(203, 0, 113, 5, 4242)};
+	struct p2p_addr seen = v4(203, 0, 113, 5, 4242);
+	struct p2p_addr out[5];
+
+	cr_assert_eq(P2P_PSESS_V6_UNSEEN_MAX, 2);
+	cr_assert_eq(p2p_psess_plausible(in, 5, &seen, NULL, 0, out), 3);
+	cr_assert(p2p_addr_equal(&out[0], &in[0]));
+	cr_assert(p2p_addr_equal(&out[1], &in[2]));
+	cr_assert(p2p_addr_equal(&out[2], &in[4]));
+	/* A repeat does not use up the bound. */
+	in[1] = in[0];
+	cr_assert_eq(p2p_psess_plausible(in, 3, &seen, NULL, 0, out), 2);
+	cr_assert(p2p_addr_equal(&out[1], &in[2]));
+	/* Seen over IPv6: the observation decides, not the bound. */
+	seen = in[0];
+	cr_assert_eq(p2p_psess_plausible(in, 5, &seen, NULL, 0, out), 2);
+}

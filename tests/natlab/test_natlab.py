@@ -300,7 +300,7 @@ TESTS = [test_public_nodes, test_nated_nodes, test_dialbacks_failed,
          test_lookup_of_a_server_from_a_client, test_public_burst_all_become_servers]
 
 
-def run_lab(prefix, build, tests, stopped=(), tail=15, figures=()):
+def run_lab(prefix, build, tests, stopped=(), tail=15, figures=(), ipv6=False):
     """Build one lab and its daemons with build(cluster, lab), run each test
     on it (P2PTEST_ONLY=substring picks some), check that every daemon but
     those named in stopped is still alive, tear everything down, print
@@ -315,7 +315,7 @@ def run_lab(prefix, build, tests, stopped=(), tail=15, figures=()):
     only = os.environ.get("P2PTEST_ONLY")
     passed = failed = 0
     t_all = time.monotonic()
-    lab = natlab.Lab()
+    lab = natlab.Lab(ipv6=ipv6)
     try:
         with Cluster(prefix=prefix) as c:
             t0 = time.monotonic()

@@ -52,6 +52,12 @@ reorders a direction (FIFO); loss drops that share of the packets in each
 direction. No --queue-bypass: a dead emulator black-holes its link, which
 fails tests loudly instead of silently removing the delay
 (lab.check_paths() says which one died).
+Known limit: a TCP reset or ICMP error that a router generates itself (the
+"rst" filtering, the IPv6 firewall's "rst" and "icmp") is lost when that
+router's WAN has a path (seen for IPv4 and IPv6 alike: the reject's
+packet is queued on the way out and never arrives), so unsolicited SYNs
+then time out as with "drop". Give such sites their delay on the host's
+link (host(..., delay_ms=...)) when the resets matter.
 
     s1 = lab.public("s1", delay_ms=40, jitter_ms=5, loss=0.01)
     r = lab.nat("r1", "ei", delay_ms=60, timeouts={"udp_timeout": 10})
@@ -63,6 +69,28 @@ fails tests loudly instead of silently removing the delay
 Bigger labs: lab.publics(names, ...) builds many public hosts with a few
 batched `ip -batch` calls; big(lab, servers=100) builds an overlay-sized
 lab (see there).
+
+IPv6 (Lab(ipv6=True); without it nothing of IPv6 is configured). inet
+also routes the documentation prefix 2001:db8::/32, one /48 per site so
+that the overlay's per-/48 limits see distinct networks: public host k
+(from 0) is 2001:db8:(0x100+k)::2 on a /64 shared with inet (::1);
+router N has its WAN at 2001:db8:(0x200+N)::2 and its LAN, a routed /64,
+is 2001:db8:(0x200+N):1::/64 (the router ::1, hosts ::10, ::11, ...). No
+NAT66: hosts have global addresses, and the router runs a stateful
+firewall (table ip6 natlab6): outbound and established/related pass,
+invalid inbound is dropped, and new inbound from the WAN is, by its
+ipv6_filter ("rst", "drop" or "icmp": reject with a TCP reset, drop
+silently, reject with ICMPv6 administratively prohibited). A host made
+with host(..., ipv4=False) has no IPv4 address but loopback (an
+IPv6-only site). DAD is off in every namespace (addresses usable at once)
+and pathemu queues IPv6 on the same link too (ip6tables mangle rules).
+Double NAT and hop chains stay IPv4-only.
+
+    lab = Lab(ipv6=True)
+    s1 = lab.public("s1")               # s1.ip6 == "2001:db8:100::2"
+    r = lab.nat("r1", "random", ipv6_filter="drop")
+    h = lab.host("h1", r)               # h.ip (10.1.0.10), h.ip6 (2001:db8:201:1::10)
+    h6 = lab.host("h6", r, ipv4=False)  # h6.ip is None
 
 Teardown: down() runs from finally, atexit and SIGTERM/SIGINT; it kills the
 lab's processes by PID, then every process still inside its namespaces
@@ -84,6 +112,10 @@ import time
 
 KINDS = ("pp", "ei", "random")
 FILTERS = ("rst", "drop")
+FILTERS6 = ("rst", "drop", "icmp")  # a router's IPv6 firewall (module doc)
+V6_PREFIX = "2001:db8"  # documentation prefix: inet routes one /48 per site
+V6_PUBLIC_BASE = 0x100  # public host k: 2001:db8:(0x100+k)::/48
+V6_ROUTER_BASE = 0x200  # router N: 2001:db8:(0x200+N)::/48
 EI_XOR = 0x4000  # ei kind: external port = internal port ^ EI_XOR
 PREFIX_RE = re.compile(r"^natlab(\d+)([xu])(\d+)-")  # u: `natlab up`, kept
 PUBLIC_NETS = ("203.0.113", "198.51.100", "192.0.2")
@@ -229,6 +261,7 @@ class Node:
         self.role = role
         self.ns = "%s-%s" % (lab.prefix, name)
         self.ip = None  # the address others reach it at (public) or its LAN address
+        self.ip6 = None  # its global IPv6 address (labs with ipv6=True)
         self.gw = None
         self.uplink = "eth0" if role == "host" else "wan0"  # the link path() shapes
         self.parent = None  # the next node up towards inet (None: attached to inet)
@@ -266,6 +299,8 @@ class Router(Node):
         self.hosts = 0
         self.portmap = None  # None, "miniupnpd" or "deny"
         self.upnpd = None  # its miniupnpd process
+        self.ipv6_filter = None  # FILTERS6 when its LAN has IPv6
+        self.lan6 = None  # its LAN's /64 prefix ("2001:db8:201:1:")
 
     @property
     def external_ip(self):
@@ -277,7 +312,7 @@ class Router(Node):
 
 
 class Lab:
-    def __init__(self, keep=False, pathemu=None):
+    def __init__(self, keep=False, pathemu=None, ipv6=False):
         _counter[0] += 1
         self.prefix = "natlab%d%s%d" % (os.getpid(), "u" if keep else "x", _counter[0])
         self.keep = keep  # `natlab up`: leave it running when we exit
@@ -289,10 +324,13 @@ class Lab:
         self.pathemu = pathemu
         self.logdir = None  # pathemu logs, made when the first starts
         self.closed = False
+        self.ipv6 = ipv6
         _labs.append(self)
         _install_handlers()
         self.inet = self._ns("inet", "inet")
         self.inet.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        if ipv6:
+            sysctls([(self.inet.ns, [("net.ipv6.conf.all.forwarding", 1)])])
 
     # -- building --------------------------------------------------------
     def _add_namespaces(self, nodes):
@@ -303,8 +341,10 @@ class Lab:
         ip_batch(None, ["netns add %s" % n.ns for n in nodes])
         for n in nodes:
             self.nodes[n.name] = n
+        v6 = [("net.ipv6.conf.all.accept_dad", 0), ("net.ipv6.conf.default.accept_dad", 0)]
         sysctls([(n.ns, [("net.ipv4.conf.all.rp_filter", 0),
-                         ("net.ipv4.conf.default.rp_filter", 0)]) for n in nodes])
+                         ("net.ipv4.conf.default.rp_filter", 0)] + (v6 if self.ipv6 else []))
+                 for n in nodes])
 
     def _ns(self, name, role, node=None):
         node = node or Node(self, name, role)
@@ -327,17 +367,52 @@ class Lab:
         node.run("ip", "route", "add", "default", "via", net + ".1")
         return net + ".2"
 
-    def _attach_lan(self, router, node):
+    def _attach_lan(self, router, node, ipv4=True):
         router.hosts += 1
         ip = "%s.%d" % (router.lan_net, 9 + router.hosts)
         ifname = ("l-" + node.name)[:15]
         dev = node.uplink
         self._veth(router, ifname, node, dev)
         router.run("ip", "link", "set", ifname, "master", "lan")
+        node.parent = router
+        if not ipv4:
+            return None
         node.run("ip", "addr", "add", ip + "/24", "dev", dev)
         node.run("ip", "route", "add", "default", "via", router.lan_ip)
-        node.parent = router
         return ip
+
+    def _router6(self, r, filtering):
+        """IPv6 on an inet-attached router: its WAN /64 shared with inet,
+        its /48 routed to it, a routed LAN /64, forwarding on, and the
+        stateful firewall of table ip6 natlab6 (module doc)."""
+        net6 = "%s:%x:" % (V6_PREFIX, V6_ROUTER_BASE + r.index)
+        r.ip6 = net6 + ":2"
+        r.lan6 = net6 + "1:"
+        r.ipv6_filter = filtering
+        sysctls([(r.ns, [("net.ipv6.conf.all.forwarding", 1)])])
+        ip_batch(r.ns, ["addr add %s:2/64 dev wan0 nodad" % net6,
+                        "route add ::/0 via %s:1" % net6,
+                        "addr add %s:1/64 dev lan nodad" % r.lan6])
+        ip_batch(self.inet.ns, ["addr add %s:1/64 dev %s nodad" % (net6, ("i-" + r.name)[:15]),
+                                "route add %s:/48 via %s:2" % (net6, net6)])
+        new = {"rst": 'meta l4proto tcp ct state new reject with tcp reset\n'
+                      '    iifname "wan0" ct state new drop',
+               "drop": 'ct state new drop',
+               "icmp": 'ct state new reject with icmpv6 type admin-prohibited'}[filtering]
+        rules = """
+table ip6 natlab6 {
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    ct state established,related accept
+    iifname "wan0" ct state invalid drop
+    iifname "wan0" %s
+  }
+}
+""" % new
+        r2 = subprocess.run(["ip", "netns", "exec", r.ns, "nft", "-f", "-"], input=rules,
+                            capture_output=True, text=True, timeout=30)
+        if r2.returncode != 0:
+            raise RuntimeError("nft in %s: %s" % (r.ns, r2.stderr.strip()))
 
     def publics(self, names, delay_ms=0, jitter_ms=0, loss=0.0):
         """Many public hosts at once, each with its own /24 (batched: a few
@@ -359,14 +434,20 @@ class Lab:
             node.ip = net + ".2"
             # The veth is made from the node's side with its peer put straight
             # into inet; a default route on a link still down is accepted.
-            jobs.append((node.ns, ["link set lo up",
-                                   "link add wan0 type veth peer name %s netns %s"
-                                   % (ifname, self.inet.ns),
-                                   "addr add %s.2/24 dev wan0" % net,
-                                   "link set wan0 up",
-                                   "route add default via %s.1" % net]))
+            lines = ["link set lo up",
+                     "link add wan0 type veth peer name %s netns %s" % (ifname, self.inet.ns),
+                     "addr add %s.2/24 dev wan0" % net,
+                     "link set wan0 up",
+                     "route add default via %s.1" % net]
             inet_lines += ["addr add %s.1/24 dev %s" % (net, ifname),
                            "link set %s up" % ifname]
+            if self.ipv6:
+                net6 = "%s:%x:" % (V6_PREFIX, V6_PUBLIC_BASE + k)
+                node.ip6 = net6 + ":2"
+                lines[3:3] = ["addr add %s:2/64 dev wan0 nodad" % net6]
+                lines.append("route add ::/0 via %s:1" % net6)
+                inet_lines.append("addr add %s:1/64 dev %s nodad" % (net6, ifname))
+            jobs.append((node.ns, lines))
         ip_batches(jobs)
         ip_batch(self.inet.ns, inet_lines)
         if delay_ms or jitter_ms or loss:
@@ -379,13 +460,16 @@ class Lab:
         return self.publics([name], delay_ms, jitter_ms, loss)[0]
 
     def nat(self, name, kind="pp", filtering="rst", upstream=None, delay_ms=0, jitter_ms=0,
-            loss=0.0, hops=0, timeouts=None, portmap=None, portmap_lifetime=None):
+            loss=0.0, hops=0, timeouts=None, portmap=None, portmap_lifetime=None,
+            ipv6_filter="drop"):
         """A NAT router with an empty LAN; upstream: another Router (double
         NAT), hops: that many routing namespaces between the two (a carrier
         NAT several hops away). delay_ms, jitter_ms, loss: its WAN link's
         path (see path()); timeouts: conntrack timeouts (see set_timeouts());
         portmap: a port-mapping server (PORTMAPS, module doc), with mappings
-        of at most portmap_lifetime s (PCP) when given."""
+        of at most portmap_lifetime s (PCP) when given; ipv6_filter (labs
+        with ipv6=True, routers attached to inet): what its IPv6 firewall
+        does with new inbound connections (FILTERS6, module doc)."""
         if kind not in KINDS:
             raise ValueError("NAT kind %r not in %s" % (kind, KINDS))
         if filtering not in FILTERS:
@@ -398,6 +482,8 @@ class Lab:
             raise ValueError("portmap %r not in %s" % (portmap, PORTMAPS))
         if portmap and upstream is not None:
             raise ValueError("portmap: only on a router attached to inet")
+        if self.ipv6 and ipv6_filter not in FILTERS6:
+            raise ValueError("ipv6_filter %r not in %s" % (ipv6_filter, FILTERS6))
         self.nrouters += 1
         r = self._ns(name, "router", Router(self, name, kind, filtering, self.nrouters))
         r.portmap = portmap
@@ -416,6 +502,8 @@ class Lab:
             else:
                 r.public_ip = self._attach_lan(upstream, r)
         r.ip = r.public_ip
+        if self.ipv6 and upstream is None:
+            self._router6(r, ipv6_filter)
         self._nft(r)
         if portmap:
             self._miniupnpd(r, portmap_lifetime)
@@ -613,12 +701,21 @@ table inet miniupnpd {
                     check=False).stdout or ""
         return [line.strip() for line in out.splitlines() if "dnat" in line]
 
-    def host(self, name, router, delay_ms=0, jitter_ms=0, loss=0.0):
+    def host(self, name, router, delay_ms=0, jitter_ms=0, loss=0.0, ipv4=True, ipv6=True):
         """A host on router's LAN; delay_ms, jitter_ms, loss: its LAN link's
-        path (see path()), on top of its routers' WAN links."""
+        path (see path()), on top of its routers' WAN links. In a lab with
+        IPv6 it gets an address of the router's LAN /64 too (node.ip6);
+        ipv4=False leaves it without IPv4 (an IPv6-only site), ipv6=False
+        without IPv6 (an IPv4-only host on a dual-stack LAN)."""
+        if not ipv4 and (router.lan6 is None or not ipv6):
+            raise ValueError("ipv4=False needs a router with IPv6 and ipv6=True")
         node = self._ns(name, "host")
         node.router = router
-        node.ip = self._attach_lan(router, node)
+        node.ip = self._attach_lan(router, node, ipv4)
+        if router.lan6 is not None and ipv6:
+            node.ip6 = "%s:%x" % (router.lan6, 0x10 + router.hosts - 1)
+            ip_batch(node.ns, ["addr add %s/64 dev %s nodad" % (node.ip6, node.uplink),
+                               "route add ::/0 via %s:1" % router.lan6])
         if delay_ms or jitter_ms or loss:
             self.path(node, delay_ms, jitter_ms, loss)
         return node
@@ -669,6 +766,8 @@ table inet miniupnpd {
                      "-A PREROUTING -i %s -j NFQUEUE --queue-num %d\n"
                      "COMMIT\n" % (n.uplink, QUEUE_EGRESS, n.uplink, QUEUE_INGRESS))
             sh_input(["ip", "netns", "exec", n.ns, "iptables-restore", "--noflush"], rules)
+            if self.ipv6:  # the same delay for IPv6 on the same link
+                sh_input(["ip", "netns", "exec", n.ns, "ip6tables-restore", "--noflush"], rules)
 
     def emu_log(self, node, p=None):
         p = p or node.emu
@@ -774,12 +873,16 @@ table inet miniupnpd {
                     n.kind, n.filtering, n.lan_net, n.external_ip)
                 if n.upstream is not None:
                     extra += " upstream=%s" % n.upstream.name
+                if n.ipv6_filter is not None:
+                    extra += " ipv6_filter=%s" % n.ipv6_filter
             elif n.role == "host":
                 extra = " behind=%s" % n.router.name
             elif n.role == "hop":
                 extra = " above=%s" % (n.parent.name if n.parent else "inet")
             if n.emu is not None:
                 extra += " delay=%dms jitter=%dms loss=%g" % (n.delay_ms, n.jitter_ms, n.loss)
+            if n.ip6 is not None:
+                extra += " ip6=%s" % n.ip6
             lines.append("  %-8s %-7s ns=%s ip=%s%s" % (n.name, n.role, n.ns, n.ip, extra))
         return "\n".join(lines)
 
@@ -1231,6 +1334,8 @@ def demo(lab):
     shared = lab.nat("r-shared", "pp")
     lab.host("h-a", shared)
     lab.host("h-b", shared)
+    if lab.ipv6:  # the inner router of the double NAT has no IPv6
+        lab.host("h-v6", lab.nat("r-v6", "pp", ipv6_filter="rst"), ipv4=False)
     return lab
 
 

@@ -246,13 +246,19 @@ void print_lookup(json_t *r)
 	table_free(&t);
 }
 
+/* "ID: direct link (punch) in 412.3 ms over IPv6"; no family from an
+ * older daemon: nothing said. */
 void print_connect(json_t *r)
 {
 	char ms[CELL_MAX];
+	json_int_t fam = json_integer_value(json_object_get(r, "family"));
 
-	printf("%s: %s link (%s) in %s ms\n", str(r, "peer"), str(r, "path"),
+	printf("%s: %s link (%s) in %s ms%s\n", str(r, "peer"), str(r, "path"),
 	       str(r, "method"),
-	       scalar(json_object_get(r, "ms"), ms, sizeof(ms)));
+	       scalar(json_object_get(r, "ms"), ms, sizeof(ms)),
+	       fam == 6	  ? " over IPv6"
+	       : fam == 4 ? " over IPv4"
+			  : "");
 }
 
 /* "rtt 0.412 ms via direct (overlay link)", "... via relay (relayed link
