@@ -153,10 +153,20 @@ void reach_punch_scheduled(void *arg, const struct p2p_peerid *peer,
 	 * prediction needed) the punch is likely whatever they say. With
 	 * nothing we can dial (issue 11: an IPv6-only node and an IPv4-only
 	 * peer) it cannot work at all: the replier's primes never reach us. */
+	enum p2p_nat_type own = p2p_nat_type(ovl_nat(n));
+
+	/* We are public and listen on IPv4, the peer's NAT endpoint-
+	 * dependent: it dials us outright (nat/punch_sess.c), likely. */
+	if (!primer && own == P2P_NAT_NONE &&
+	    peer_nat == P2P_NAT_ENDPOINT_DEPENDENT &&
+	    node_listen_port(n, 4) != 0) {
+		p2p_reach_punch_expect(n->reach->core, node_now(n), peer,
+				       punch_sig_rtt(n, peer));
+		return;
+	}
 	if (!primer &&
-	    (ncand == 0 ||
-	     (!v6 && (!p2p_punch_predictable(peer_nat) ||
-		      !p2p_punch_predictable(p2p_nat_type(ovl_nat(n))))))) {
+	    (ncand == 0 || (!v6 && (!p2p_punch_predictable(peer_nat) ||
+				    !p2p_punch_predictable(own))))) {
 		p2p_reach_punch_unlikely(n->reach->core, node_now(n), peer);
 		return;
 	}

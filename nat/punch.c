@@ -342,8 +342,9 @@ void p2p_punch_tick(struct p2p_punch *p, uint64_t now)
 		} else if (p->c[i].state == P2P_PUNCH_C_WAIT) {
 			p->attempts++;
 			push(p, P2P_PUNCH_CONNECT, i, P2P_PUNCH_R_NONE)->ttl =
-			    !p->primer		     ? 0
-			    : p->prime_ttl > 0	     ? p->prime_ttl
+			    !p->primer				 ? 0
+			    : p->prime_ttl == P2P_PUNCH_FULL_TTL ? 0
+			    : p->prime_ttl > 0			 ? p->prime_ttl
 			    : p->c[i].tries % 2 == 0 ? P2P_PUNCH_PRIME_TTL
 						     : P2P_PUNCH_PRIME_TTL_MAX;
 			p->c[i].tries++;

@@ -108,6 +108,7 @@
  */
 #define P2P_PUNCH_PRIME_TTL 2	     /* first prime; then +1, +0, +1, ... */
 #define P2P_PUNCH_PRIME_TTL_MAX 3    /* a second NAT in front of us */
+#define P2P_PUNCH_FULL_TTL (-1)	     /* prime_ttl: the system's TTL */
 #define P2P_PUNCH_PRIME_HOLD_MS 1500 /* a prime waits (1 retransmission) */
 #define P2P_PUNCH_RETRY_MS 150	     /* a refused connect is tried again */
 #define P2P_PUNCH_ATTEMPT_MS 1000    /* an unanswered SYN: start over */
@@ -266,7 +267,9 @@ struct p2p_punch {
 	uint64_t start, end;
 	bool primer;
 	/* The primes' TTL where our NAT depth is known (p2p_nat_depth;
-	 * set after init): every prime gets it. 0: TTL 2 and 3 in turn. */
+	 * set after init): every prime gets it. 0: TTL 2 and 3 in turn.
+	 * P2P_PUNCH_FULL_TTL: no prime at all, plain SYNs (the peer is
+	 * public and listens: our SYN reaches its listener). */
 	int prime_ttl;
 	bool done;
 	unsigned attempts, refused, timeouts; /* for the log line */

@@ -436,6 +436,16 @@ static void schedule(struct sess *s, uint64_t now, enum p2p_nat_type peer_nat,
 	p2p_punch_init(&s->core, s->sched, nc, now, primer);
 	if (me->prime_ttl > 0 && me->prime_ttl <= P2P_NAT_DEPTH_MAX)
 		s->core.prime_ttl = me->prime_ttl;
+	/*
+	 * A public requester (no NAT: it listens at its candidates) and our
+	 * IPv4 NAT endpoint-dependent: its SYNs could never find our
+	 * mapping, but ours reach its listener. So we dial it outright
+	 * instead of priming: full TTL (the link comes up with us as the
+	 * handshake's initiator; it is the requester's punch all the same).
+	 */
+	if (primer && peer_nat == P2P_NAT_NONE &&
+	    me->nat == P2P_NAT_ENDPOINT_DEPENDENT)
+		s->core.prime_ttl = P2P_PUNCH_FULL_TTL;
 	/* The first SYNs at once: a replier's primes go out before its
 	 * REPLY (sess_poll), or on a fast path the requester's SYN could
 	 * reach our NAT first and be reset. */

@@ -415,6 +415,34 @@ Test(psess, requester_connects_lead)
 	p2p_psess_free(t);
 }
 
+/* Our NAT endpoint-dependent, the requester public: we dial it outright
+ * (full TTL) rather than prime; a NATed requester still gets primes. */
+Test(psess, dependent_replier_dials_a_public_requester)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_NONE);
+	struct p2p_punch_sig q2 =
+	    sig(P2P_PUNCH_REQUEST, 10, P2P_NAT_PORT_PRESERVING);
+
+	me.nat = P2P_NAT_ENDPOINT_DEPENDENT;
+	me.ncand = 1; /* the LAN address only */
+	me.cand = &my_cand[1];
+	add_cand(&q, v4(203, 0, 113, 5, 4242));
+	p2p_psess_on_sig(t, 2000, &lo, &q, &me);
+	drain(t, 2000);
+	cr_assert_eq(first(P2P_PSESS_CONNECT)->ttl, 0, "a plain SYN");
+	cr_assert_eq(first(P2P_PSESS_CONNECT)->addr.port, 4242);
+	p2p_psess_free(t);
+
+	t = p2p_psess_new(&hi);
+	add_cand(&q2, v4(203, 0, 113, 5, 4242));
+	p2p_psess_on_sig(t, 2000, &lo, &q2, &me);
+	drain(t, 2000);
+	cr_assert_eq(first(P2P_PSESS_CONNECT)->ttl, P2P_PUNCH_PRIME_TTL);
+	p2p_psess_free(t);
+}
+
 static void expect_refusal(struct p2p_psess_table *t,
 			   const struct p2p_peerid *src,
 			   const struct p2p_punch_sig *q,

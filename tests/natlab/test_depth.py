@@ -7,6 +7,8 @@ router, two transit routers, the carrier's router, then the internet: the
 first public hop is the fifth), and a port-preserving host h-pp, 20 ms of
 path delay each. Three public servers.
 
+and a host behind an endpoint-dependent NAT (h-rnd).
+
 Asserted:
   - each daemon measures its NAT depth with TTL-limited UDP probes towards
     a server and logs it: TTL 5 for h-cgn (the lab's own count of its
@@ -16,7 +18,10 @@ Asserted:
     the defaults, die inside the carrier's network and leave it closed,
     so h-pp's SYNs were reset there and the pair was relayed), and the
     answer is a direct, punched link; 100 KB through `pipe` to an echo
-    service on h-cgn come back with the same SHA-256.
+    service on h-cgn come back with the same SHA-256;
+  - a public node (s3) connects to h-rnd (their overlay link closed
+    first): h-rnd, endpoint-dependent, dials s3 outright on its punch
+    request (full TTL, no prime), and the answer is direct, not a relay.
 """
 import hashlib
 import os
@@ -31,8 +36,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "natlab"))
 
 import p2ptest  # noqa: E402
 from p2ptest import check, check_eq, wait_for  # noqa: E402
-from test_natlab import World, run_lab  # noqa: E402
-from test_punch import ECHO, ECHO_PORT, connect, echo_listening  # noqa: E402
+from test_natlab import World, nat_type, run_lab  # noqa: E402
+from test_punch import ECHO, ECHO_PORT, connect, echo_listening, peer_entry  # noqa: E402
 
 TRANSIT_HOPS = 2
 
@@ -45,11 +50,13 @@ def build(c, lab):
     lab.host("h-cgn", w.routers["h-cgn"])
     w.routers["h-pp"] = lab.nat("r-pp", "pp", "rst", delay_ms=20)
     lab.host("h-pp", w.routers["h-pp"])
+    w.routers["h-rnd"] = lab.nat("r-rnd", "random", "rst", delay_ms=20)
+    lab.host("h-rnd", w.routers["h-rnd"])
     s1 = w.daemon("s1", pubs[0]).start()
     s2 = w.daemon("s2", pubs[1], [s1]).start()
     s3 = w.daemon("s3", pubs[2], [s1, s2]).start()
     wait_for(lambda: len(s1.peer_ids()) >= 2, 20, what="s1 to hear of s2 and s3")
-    for h in ("h-cgn", "h-pp"):
+    for h in ("h-cgn", "h-pp", "h-rnd"):
         w.daemon(h, lab.nodes[h], [s1, s2, s3]).start()
     lab.popen(lab.nodes["h-cgn"], ["python3", "-c", ECHO])
     return w
@@ -94,7 +101,27 @@ def test_punch_through_the_carrier_nat(w):
              "echo through the punched link")
 
 
-TESTS = [test_depth_measured, test_punch_through_the_carrier_nat]
+def test_public_to_dependent_is_dialled_back(w):
+    """A public node (s3) wants a link to a host behind an endpoint-
+    dependent NAT: no prime can help (the NAT picks a new port for every
+    destination), but the host can dial s3, and does so on s3's punch
+    request: a direct link, not a relay."""
+    a, b = w.d["s3"], w.d["h-rnd"]
+    wait_for(lambda: nat_type(b) == "endpoint-dependent", 30, what="h-rnd classified")
+    if peer_entry(a, b.id) is not None:
+        check_eq(a.ctl("disconnect", b.id).returncode, 0, "s3 disconnect h-rnd")
+    wait_for(lambda: peer_entry(a, b.id) is None and peer_entry(b, a.id) is None, 10,
+             what="s3 and h-rnd unlinked")
+    r, j, took = connect(a, b)
+    print("  connect s3 -> h-rnd: exit %d %s (%.2fs)" % (r.returncode, r.stdout.strip(), took),
+          flush=True)
+    check_eq(r.returncode, 0, "connect (stderr %r)" % r.stderr)
+    check_eq((j.get("path"), j.get("method")), ("direct", "punch"), "s3 -> h-rnd")
+    check(peer_entry(a, b.id)["link"] == "direct", "s3's link to h-rnd")
+
+
+TESTS = [test_depth_measured, test_punch_through_the_carrier_nat,
+         test_public_to_dependent_is_dialled_back]
 
 
 def main():
