@@ -159,8 +159,12 @@ def connect(a, b):
     return r, j, took
 
 
-def punched(w, x, y, via):
-    """x connects to y: a punch; then the link and a tunnel over it."""
+def punched(w, x, y, via, reply_may_trail=False):
+    """x connects to y: a punch; then the link and a tunnel over it.
+    reply_may_trail: on one LAN the peer's prime is a plain connection to
+    our listener, and the link (up one round trip after it, the peer's
+    HELLO with frame 2) may beat the peer's REPLY, which comes the long
+    way round through the overlay: then no progress line names its NAT."""
     a, b = w.d[x], w.d[y]
     check(b.id not in a.peer_ids(), "%s already linked to %s" % (x, y))
     r, j, took = connect(a, b)
@@ -169,7 +173,7 @@ def punched(w, x, y, via):
     check_eq(r.returncode, 0, "connect %s -> %s exit (stderr %r)" % (x, y, r.stderr))
     check_eq((j.get("peer"), j.get("path"), j.get("method")), (b.id, "direct", "punch"),
              "connect %s -> %s" % (x, y))
-    punch_progress_names_both_nats(a, b, r.stderr)
+    punch_progress_names_both_nats(a, b, r.stderr, reply_may_trail)
     # Both ends hold a direct link at the other's (router or LAN) address.
     pa = peer_entry(a, b.id)
     pb = wait_for(lambda: peer_entry(b, a.id), 5, what="%s to list %s" % (y, x))
@@ -198,12 +202,14 @@ def punched(w, x, y, via):
         x, y, took * 1000, j["ms"], t_pipe * 1000))
 
 
-def punch_progress_names_both_nats(a, b, stderr):
+def punch_progress_names_both_nats(a, b, stderr, reply_may_trail=False):
     """Issue 12 item 6: a punch's progress names the peer's NAT type (from
     its punch reply), not only ours."""
     lines = [l for l in stderr.splitlines() if l.startswith("p2pctl: punching with ")]
     want = "p2pctl: punching with %s: its NAT: %s, ours: %s; connecting now" % (
         b.id, nat_type(b), nat_type(a))
+    if reply_may_trail and not lines:
+        return
     check(len(lines) == 1 and lines[0].startswith(want),
           "punch progress %r, want one line starting %r" % (stderr, want))
 
@@ -229,7 +235,7 @@ def test_ei_ei(w):
 
 
 def test_same_nat_lan(w):
-    punched(w, "h-a", "h-b", lan_ip)
+    punched(w, "h-a", "h-b", lan_ip, reply_may_trail=True)
 
 
 def test_drop_filtering(w):
