@@ -145,26 +145,24 @@ void reach_punch_scheduled(void *arg, const struct p2p_peerid *peer,
 			   size_t ncand, bool v6)
 {
 	struct p2pd_node *n = arg;
+	enum p2p_nat_type own = p2p_nat_type(ovl_nat(n));
+	bool dialled_back;
 
-	/* Our punch, and one side cannot be predicted: the replier primes
+	if (primer)
+		return; /* the peer's punch: nobody here waits on a relay */
+	/* We are public and listen on IPv4, the peer's NAT endpoint-
+	 * dependent: it dials us outright (nat/punch_sess.c), likely. */
+	dialled_back = own == P2P_NAT_NONE &&
+		       peer_nat == P2P_NAT_ENDPOINT_DEPENDENT &&
+		       node_listen_port(n, 4) != 0;
+	/* Otherwise one side that cannot be predicted: the replier primes
 	 * no endpoint our SYN could come from, or we offered none. A relay
 	 * up meanwhile is the answer (the punch goes on in the background).
 	 * The NAT types are IPv4's: with an IPv6 candidate (no NAT66, no
 	 * prediction needed) the punch is likely whatever they say. With
 	 * nothing we can dial (issue 11: an IPv6-only node and an IPv4-only
 	 * peer) it cannot work at all: the replier's primes never reach us. */
-	enum p2p_nat_type own = p2p_nat_type(ovl_nat(n));
-
-	/* We are public and listen on IPv4, the peer's NAT endpoint-
-	 * dependent: it dials us outright (nat/punch_sess.c), likely. */
-	if (!primer && own == P2P_NAT_NONE &&
-	    peer_nat == P2P_NAT_ENDPOINT_DEPENDENT &&
-	    node_listen_port(n, 4) != 0) {
-		p2p_reach_punch_expect(n->reach->core, node_now(n), peer,
-				       punch_sig_rtt(n, peer));
-		return;
-	}
-	if (!primer &&
+	if (!dialled_back &&
 	    (ncand == 0 || (!v6 && (!p2p_punch_predictable(peer_nat) ||
 				    !p2p_punch_predictable(own))))) {
 		p2p_reach_punch_unlikely(n->reach->core, node_now(n), peer);
@@ -172,9 +170,8 @@ void reach_punch_scheduled(void *arg, const struct p2p_peerid *peer,
 	}
 	/* Our punch starts on the REPLY that just measured the signalling
 	 * round trip: it tells how long the relay should wait for it. */
-	if (!primer)
-		p2p_reach_punch_expect(n->reach->core, node_now(n), peer,
-				       punch_sig_rtt(n, peer));
+	p2p_reach_punch_expect(n->reach->core, node_now(n), peer,
+			       punch_sig_rtt(n, peer));
 }
 
 static void relay_candidates(struct p2pd_node *n, const struct p2p_peerid *peer)
