@@ -27,7 +27,6 @@ import base64
 import hashlib
 import os
 import re
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -35,10 +34,10 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "natlab"))
 
-import p2ptest  # noqa: E402
 from p2ptest import check, check_eq, wait_for  # noqa: E402
 from test_natlab import World, nat_type, run_lab  # noqa: E402
-from test_punch import ECHO, ECHO_PORT, connect, echo_listening, peer_entry  # noqa: E402
+from test_punch import (ECHO, ECHO_PORT, connect, echo_listening, peer_entry,  # noqa: E402
+                        pipe_echo)
 
 TRANSIT_HOPS = 2
 
@@ -95,8 +94,7 @@ def test_punch_through_the_carrier_nat(w):
     wait_for(lambda: re.search(r"punch \S+: connected from .* \(replier", b.log_text()), 5,
              what="h-cgn's side of the punch")
     data = os.urandom(100 * 1024)
-    p = subprocess.run([p2ptest.P2PCTL, "-s", a.sock, "pipe", b.id, "echo"], input=data,
-                       capture_output=True, timeout=30)
+    p, _ = pipe_echo(a, b, data, timeout=30)
     check_eq(p.returncode, 0, "pipe through the punched link")
     check_eq(hashlib.sha256(p.stdout).hexdigest(), hashlib.sha256(data).hexdigest(),
              "echo through the punched link")

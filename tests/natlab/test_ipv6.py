@@ -49,18 +49,17 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "natlab"))
 
-import p2ptest  # noqa: E402
 from p2ptest import check, check_eq, wait_for  # noqa: E402
 from test_natlab import PORT, LabDaemon, World, run_lab  # noqa: E402
 # peer_entry and wait_for: tools/bench/connect-matrix uses them from here.
-from test_punch import ECHO, ECHO_PORT, connect, echo_listening, peer_entry  # noqa: E402,F401
+from test_punch import (ECHO, ECHO_PORT, connect, echo_listening, peer_entry,  # noqa: E402,F401
+                        pipe_echo)
 
 SITE_DELAY_MS = 20  # one way, per site router
 SERVER_DELAY_MS = 10
@@ -224,10 +223,7 @@ def punched6(w, x, y, family=6):
     check_eq(b.ctl("expose", "echo", "127.0.0.1:%d" % ECHO_PORT, "--allow-any").returncode, 0,
              "expose on %s" % y)
     data = os.urandom(100 * 1024)
-    t0 = time.monotonic()
-    p = subprocess.run([p2ptest.P2PCTL, "-s", a.sock, "pipe", b.id, "echo"], input=data,
-                       capture_output=True, timeout=60)
-    t_pipe = time.monotonic() - t0
+    p, t_pipe = pipe_echo(a, b, data)
     check_eq(p.returncode, 0, "pipe %s -> %s (stderr %r)" % (x, y, p.stderr))
     check_eq(hashlib.sha256(p.stdout).hexdigest(), hashlib.sha256(data).hexdigest(),
              "SHA-256 of the 100 KB back through %s -> %s" % (x, y))
@@ -300,8 +296,7 @@ def test_no_common_family_is_relayed(w):
     check_eq(b.ctl("expose", "echo", "127.0.0.1:%d" % ECHO_PORT, "--allow-any").returncode, 0,
              "expose on h-v4")
     data = os.urandom(100 * 1024)
-    p = subprocess.run([p2ptest.P2PCTL, "-s", a.sock, "pipe", b.id, "echo"], input=data,
-                       capture_output=True, timeout=60)
+    p, _ = pipe_echo(a, b, data)
     check_eq(p.returncode, 0, "pipe (stderr %r)" % p.stderr)
     check_eq(hashlib.sha256(p.stdout).hexdigest(), hashlib.sha256(data).hexdigest(),
              "SHA-256 of the 100 KB back through the relay")

@@ -159,6 +159,15 @@ def connect(a, b):
     return r, j, took
 
 
+def pipe_echo(a, b, data, timeout=60):
+    """data through `p2pctl pipe` from a to the echo service b exposes:
+    the finished p2pctl run and how long it took (s)."""
+    t0 = time.monotonic()
+    p = subprocess.run([p2ptest.P2PCTL, "-s", a.sock, "pipe", b.id, "echo"], input=data,
+                       capture_output=True, timeout=timeout)
+    return p, time.monotonic() - t0
+
+
 def punched(w, x, y, via, reply_may_trail=False):
     """x connects to y: a punch; then the link and a tunnel over it.
     reply_may_trail: on one LAN the peer's prime is a plain connection to
@@ -189,10 +198,7 @@ def punched(w, x, y, via, reply_may_trail=False):
     # A tunnel over the punched link.
     check_eq(b.ctl("expose", "echo", "127.0.0.1:%d" % ECHO_PORT, "--allow-any").returncode, 0, "expose on %s" % y)
     data = os.urandom(100 * 1024)
-    t0 = time.monotonic()
-    p = subprocess.run([p2ptest.P2PCTL, "-s", a.sock, "pipe", b.id, "echo"], input=data,
-                       capture_output=True, timeout=60)
-    t_pipe = time.monotonic() - t0
+    p, t_pipe = pipe_echo(a, b, data)
     check_eq(p.returncode, 0, "pipe %s -> %s (stderr %r)" % (x, y, p.stderr))
     check_eq(len(p.stdout), len(data), "bytes back through %s -> %s" % (x, y))
     check(p.stdout == data, "100 KB came back different")
@@ -284,10 +290,7 @@ def relayed(w, x, y, bound, words):
     check_eq(b.ctl("expose", "echo", "127.0.0.1:%d" % ECHO_PORT, "--allow-any").returncode, 0, "expose on %s" % y)
     marker = b"RELAY-PLAINTEXT-MARKER"
     data = (marker + os.urandom(1000)) * 100
-    t0 = time.monotonic()
-    p = subprocess.run([p2ptest.P2PCTL, "-s", a.sock, "pipe", b.id, "echo"], input=data,
-                       capture_output=True, timeout=60)
-    t_pipe = time.monotonic() - t0
+    p, t_pipe = pipe_echo(a, b, data)
     check_eq(p.returncode, 0, "pipe %s -> %s (stderr %r)" % (x, y, p.stderr))
     check_eq(len(p.stdout), len(data), "bytes back through %s -> %s" % (x, y))
     check(p.stdout == data, "100 KB came back different")
@@ -302,10 +305,7 @@ def relayed(w, x, y, bound, words):
     check_eq(peer_entry(a, b.id)["link"], "relay", "link after the tunnel")
     # Throughput, for the figures: 8 MB each way through the relay.
     big = os.urandom(8 << 20)
-    t0 = time.monotonic()
-    p = subprocess.run([p2ptest.P2PCTL, "-s", a.sock, "pipe", b.id, "echo"], input=big,
-                       capture_output=True, timeout=120)
-    t_big = time.monotonic() - t0
+    p, t_big = pipe_echo(a, b, big, timeout=120)
     check(p.returncode == 0 and p.stdout == big, "8 MB through the relay came back different")
     FIGURES.append("%s -> %s: relay %.0f ms (daemon says %.0f ms), 100 KB echo %.0f ms, "
                    "%d bytes relayed; 8 MB echo %.0f ms (%.1f MB/s each way)" % (
