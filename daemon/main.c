@@ -37,7 +37,7 @@ struct daemon {
 	struct p2pd_node *node;
 	struct ctl_server *ctl;
 	uv_signal_t sig_term, sig_int, sig_hup;
-	uv_timer_t status_timer, watchdog_timer;
+	uv_timer_t status_timer, watchdog_timer, heap_timer;
 	int stopping;
 };
 
@@ -201,6 +201,41 @@ static void start_signal(struct daemon *d, uv_signal_t *h, int signum)
 	uv_signal_start(h, on_signal, signum);
 }
 
+/*
+ * Records are allocated and freed by the thousand per second. glibc gives
+ * the top of the heap back to the kernel whenever more than 128 KiB lies
+ * free there, and tunes its mmap threshold as it goes: under load that is
+ * a trim and fresh page faults (and TLB shootdowns) on every burst, which
+ * cost about half the tunnel throughput on loopback. Keep up to
+ * MALLOC_KEEP_BYTES free in the heap instead; an idle daemon stays small.
+ *
+ * The top is not all: pooled chunks (bufq.h) freed after a burst, say 16
+ * streams whose reader stopped with their windows full (tens of MiB),
+ * lie between blocks still in use, and glibc gives such pages back only
+ * when asked (RSS stayed 34 MiB up after those streams closed). Every
+ * MALLOC_CHECK_MS, when more than MALLOC_KEEP_BYTES lie free in the heap,
+ * malloc_trim() returns the free pages: at most one trim per check, never
+ * one per free.
+ */
+#define MALLOC_KEEP_BYTES (8 << 20)
+#define MALLOC_MMAP_BYTES (1 << 20)
+#define MALLOC_CHECK_MS 5000
+
+static void tune_malloc(void)
+{
+	mallopt(M_TRIM_THRESHOLD, MALLOC_KEEP_BYTES);
+	mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_BYTES);
+}
+
+static void on_heap_check(uv_timer_t *t)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	(void)t;
+	if (mi.fordblks > MALLOC_KEEP_BYTES)
+		malloc_trim(0);
+}
+
 static void start_timers(struct daemon *d)
 {
 	uint64_t wd = p2pd_watchdog_usec();
@@ -210,6 +245,10 @@ static void start_timers(struct daemon *d)
 	uv_timer_start(&d->status_timer, on_status, STATUS_INTERVAL_MS,
 		       STATUS_INTERVAL_MS);
 	uv_unref((uv_handle_t *)&d->status_timer);
+	uv_timer_init(&d->loop, &d->heap_timer);
+	uv_timer_start(&d->heap_timer, on_heap_check, MALLOC_CHECK_MS,
+		       MALLOC_CHECK_MS);
+	uv_unref((uv_handle_t *)&d->heap_timer);
 	if (wd == 0)
 		return;
 	uv_timer_init(&d->loop, &d->watchdog_timer);
@@ -339,23 +378,6 @@ static int help_or_version(int argc, char **argv)
 		print_defaults();
 	}
 	return found != 0;
-}
-
-/*
- * Records are allocated and freed by the thousand per second. glibc gives
- * the top of the heap back to the kernel whenever more than 128 KiB lies
- * free there, and tunes its mmap threshold as it goes: under load that is
- * a trim and fresh page faults (and TLB shootdowns) on every burst, which
- * cost about half the tunnel throughput on loopback. Keep up to
- * MALLOC_KEEP_BYTES free in the heap instead; an idle daemon stays small.
- */
-#define MALLOC_KEEP_BYTES (8 << 20)
-#define MALLOC_MMAP_BYTES (1 << 20)
-
-static void tune_malloc(void)
-{
-	mallopt(M_TRIM_THRESHOLD, MALLOC_KEEP_BYTES);
-	mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_BYTES);
 }
 
 int main(int argc, char **argv)
