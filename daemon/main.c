@@ -232,8 +232,10 @@ static void on_heap_check(uv_timer_t *t)
 	struct mallinfo2 mi = mallinfo2();
 
 	(void)t;
-	if (mi.fordblks > MALLOC_KEEP_BYTES)
+	if (mi.fordblks > MALLOC_KEEP_BYTES) {
 		malloc_trim(0);
+		log_debug("heap: %zu KiB free, trimmed", mi.fordblks / 1024);
+	}
 }
 
 static void start_timers(struct daemon *d)
