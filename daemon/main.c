@@ -227,15 +227,23 @@ static void tune_malloc(void)
 	mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_BYTES);
 }
 
+/* Pages once given back still count as free in mallinfo2(): the check
+ * trims again while they stay free (cheap: nothing resident to drop),
+ * and logs only when RSS went down. */
 static void on_heap_check(uv_timer_t *t)
 {
 	struct mallinfo2 mi = mallinfo2();
+	size_t before = 0, after = 0;
 
 	(void)t;
-	if (mi.fordblks > MALLOC_KEEP_BYTES) {
-		malloc_trim(0);
-		log_debug("heap: %zu KiB free, trimmed", mi.fordblks / 1024);
-	}
+	if (mi.fordblks <= MALLOC_KEEP_BYTES)
+		return;
+	(void)uv_resident_set_memory(&before);
+	malloc_trim(0);
+	(void)uv_resident_set_memory(&after);
+	if (after < before)
+		log_debug("heap: %zu KiB free, RSS %zu -> %zu KiB",
+			  mi.fordblks / 1024, before / 1024, after / 1024);
 }
 
 static void start_timers(struct daemon *d)
