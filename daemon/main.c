@@ -212,14 +212,17 @@ static void start_signal(struct daemon *d, uv_signal_t *h, int signum)
  * The top is not all: pooled chunks (bufq.h) freed after a burst, say 16
  * streams whose reader stopped with their windows full (tens of MiB),
  * lie between blocks still in use, and glibc gives such pages back only
- * when asked (RSS stayed 34 MiB up after those streams closed). Every
- * MALLOC_CHECK_MS, when more than MALLOC_KEEP_BYTES lie free in the heap,
- * malloc_trim() returns the free pages: at most one trim per check, never
- * one per free.
+ * when asked (RSS stayed 34 MiB up after those streams closed), and even
+ * the top keeps MALLOC_KEEP_BYTES. Every MALLOC_CHECK_MS, when more than
+ * MALLOC_CHECK_FREE lie free in the heap, malloc_trim() returns the free
+ * pages: at most one trim per check, never one per free, so a burst pays
+ * a few page faults per check at most, and a daemon that went quiet is
+ * back near its idle size within one check.
  */
 #define MALLOC_KEEP_BYTES (8 << 20)
 #define MALLOC_MMAP_BYTES (1 << 20)
 #define MALLOC_CHECK_MS 5000
+#define MALLOC_CHECK_FREE (1 << 20) /* less is not worth a trim */
 
 static void tune_malloc(void)
 {
@@ -236,7 +239,7 @@ static void on_heap_check(uv_timer_t *t)
 	size_t before = 0, after = 0;
 
 	(void)t;
-	if (mi.fordblks <= MALLOC_KEEP_BYTES)
+	if (mi.fordblks <= MALLOC_CHECK_FREE)
 		return;
 	(void)uv_resident_set_memory(&before);
 	malloc_trim(0);
