@@ -608,12 +608,15 @@ def many_stalled_streams_within_budget_memory_returned():
             for _ in range(streams):
                 threading.Thread(target=writer, daemon=True).start()
             wait_for(lambda: metrics(a)["p2pd_tunnels"] == streams, 30, what="%d tunnels" % streams)
-            # Filled: the buffered bytes stop growing.
+            # Filled: the buffered bytes stop growing, with at least 3/4
+            # of every window in (credit goes back a quarter at a time).
             last = [-1]
 
             def still():
-                cur = metrics(a)["p2pd_tunnel_buffered_bytes"]
-                done, last[0] = cur == last[0] and cur > 0, cur
+                m = metrics(a)
+                cur = m["p2pd_tunnel_buffered_bytes"]
+                done = cur == last[0] and cur >= 0.7 * m["p2pd_tunnel_windows_bytes"]
+                last[0] = cur
                 return done
             wait_for(still, 60, interval=1.0, what="buffers filled")
             m = metrics(a)
