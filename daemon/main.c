@@ -24,6 +24,7 @@
 #include "sdnotify.h"
 
 #define STATUS_INTERVAL_MS 5000
+#define MALLOC_CHECK_MS 5000 /* the heap check (on_heap_check) */
 #define MAX_ARGS 256
 
 #ifndef P2PD_SYSCONFDIR
@@ -201,53 +202,7 @@ static void start_signal(struct daemon *d, uv_signal_t *h, int signum)
 	uv_signal_start(h, on_signal, signum);
 }
 
-/*
- * Records are allocated and freed by the thousand per second. glibc gives
- * the top of the heap back to the kernel whenever more than 128 KiB lies
- * free there, and tunes its mmap threshold as it goes: under load that is
- * a trim and fresh page faults (and TLB shootdowns) on every burst, which
- * cost about half the tunnel throughput on loopback. Keep up to
- * MALLOC_KEEP_BYTES free in the heap instead; an idle daemon stays small.
- *
- * The top is not all: pooled chunks (bufq.h) freed after a burst, say 16
- * streams whose reader stopped with their windows full (tens of MiB),
- * lie between blocks still in use, and glibc gives such pages back only
- * when asked (RSS stayed 34 MiB up after those streams closed), and even
- * the top keeps MALLOC_KEEP_BYTES. Every MALLOC_CHECK_MS, when more than
- * MALLOC_CHECK_FREE lie free in the heap, malloc_trim() returns the free
- * pages: at most one trim per check, never one per free, so a burst pays
- * a few page faults per check at most, and a daemon that went quiet is
- * back near its idle size within one check.
- */
-#define MALLOC_KEEP_BYTES (8 << 20)
-#define MALLOC_MMAP_BYTES (1 << 20)
-#define MALLOC_CHECK_MS 5000
-#define MALLOC_CHECK_FREE (1 << 20) /* less is not worth a trim */
-
-static void tune_malloc(void)
-{
-	mallopt(M_TRIM_THRESHOLD, MALLOC_KEEP_BYTES);
-	mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_BYTES);
-}
-
-/* Pages once given back still count as free in mallinfo2(): the check
- * trims again while they stay free (cheap: nothing resident to drop),
- * and logs only when RSS went down. */
-static void on_heap_check(uv_timer_t *t)
-{
-	struct mallinfo2 mi = mallinfo2();
-	size_t before = 0, after = 0;
-
-	(void)t;
-	if (mi.fordblks <= MALLOC_CHECK_FREE)
-		return;
-	(void)uv_resident_set_memory(&before);
-	malloc_trim(0);
-	(void)uv_resident_set_memory(&after);
-	if (after < before)
-		log_debug("heap: %zu KiB free, RSS %zu -> %zu KiB",
-			  mi.fordblks / 1024, before / 1024, after / 1024);
-}
+static void on_heap_check(uv_timer_t *t);
 
 static void start_timers(struct daemon *d)
 {
@@ -391,6 +346,55 @@ static int help_or_version(int argc, char **argv)
 		print_defaults();
 	}
 	return found != 0;
+}
+
+/*
+ * Records are allocated and freed by the thousand per second. glibc gives
+ * the top of the heap back to the kernel whenever more than 128 KiB lies
+ * free there, and tunes its mmap threshold as it goes: under load that is
+ * a trim and fresh page faults (and TLB shootdowns) on every burst, which
+ * cost about half the tunnel throughput on loopback. Keep up to
+ * MALLOC_KEEP_BYTES free in the heap instead; an idle daemon stays small.
+ */
+#define MALLOC_KEEP_BYTES (8 << 20)
+#define MALLOC_MMAP_BYTES (1 << 20)
+
+static void tune_malloc(void)
+{
+	mallopt(M_TRIM_THRESHOLD, MALLOC_KEEP_BYTES);
+	mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_BYTES);
+}
+
+/*
+ * The top is not all: pooled chunks (bufq.h) freed after a burst, say 16
+ * streams whose reader stopped with their windows full (tens of MiB),
+ * lie between blocks still in use, and glibc gives such pages back only
+ * when asked (RSS stayed 34 MiB up after those streams closed), and even
+ * the top keeps MALLOC_KEEP_BYTES. Every MALLOC_CHECK_MS, when more than
+ * MALLOC_CHECK_FREE lie free in the heap, malloc_trim() returns the free
+ * pages: at most one trim per check, never one per free, so a burst pays
+ * a few page faults per check at most, and a daemon that went quiet is
+ * back near its idle size within one check. Pages once given back still
+ * count as free in mallinfo2(): the check trims again while they stay
+ * free (cheap: nothing resident to drop; an idle daemon with 100 peers
+ * made 6 madvise calls per check), and logs only when RSS went down.
+ */
+#define MALLOC_CHECK_FREE (1 << 20) /* less is not worth a trim */
+
+static void on_heap_check(uv_timer_t *t)
+{
+	struct mallinfo2 mi = mallinfo2();
+	size_t before = 0, after = 0;
+
+	(void)t;
+	if (mi.fordblks <= MALLOC_CHECK_FREE)
+		return;
+	(void)uv_resident_set_memory(&before);
+	malloc_trim(0);
+	(void)uv_resident_set_memory(&after);
+	if (after < before)
+		log_debug("heap: %zu KiB free, RSS %zu -> %zu KiB",
+			  mi.fordblks / 1024, before / 1024, after / 1024);
 }
 
 int main(int argc, char **argv)
