@@ -663,6 +663,17 @@ bool p2p_linkfsm_done(const struct p2p_linkfsm *f)
 	return f->state >= S_CLOSING;
 }
 
+uint64_t p2p_linkfsm_last_activity(const struct p2p_linkfsm *f)
+{
+	return f->last_rx > f->last_ping ? f->last_rx : f->last_ping;
+}
+
+void p2p_linkfsm_set_keepalive(struct p2p_linkfsm *f, uint32_t keepalive_ms)
+{
+	if (keepalive_ms > 0 && keepalive_ms < f->cfg.idle_ms)
+		f->cfg.keepalive_ms = keepalive_ms;
+}
+
 bool p2p_linkfsm_hello_rx(const struct p2p_linkfsm *f)
 {
 	return f->hello_rx;

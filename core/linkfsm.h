@@ -229,5 +229,10 @@ bool p2p_linkfsm_peer_server(const struct p2p_linkfsm *f);
 /* The authenticated peer once established, else NULL. */
 const struct p2p_peerid *p2p_linkfsm_peer(const struct p2p_linkfsm *f);
 double p2p_linkfsm_rtt(const struct p2p_linkfsm *f); /* < 0 until measured */
+/* When the link last heard from the peer or pinged it (the fsm's time
+ * base); 0 before it is up. */
+uint64_t p2p_linkfsm_last_activity(const struct p2p_linkfsm *f);
+/* A new keepalive interval (core/keepalive.h), from the next PING on. */
+void p2p_linkfsm_set_keepalive(struct p2p_linkfsm *f, uint32_t keepalive_ms);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/keepalive.h"
 #include "log.h"
 #include "nodeutil.h"
 #include "ovl.h"
@@ -50,6 +51,7 @@ struct ovl {
 	size_t nboot_names;			  /* -b host names */
 	char boot_names[P2PD_MAX_BOOTSTRAP][P2P_HOST_NAME_MAX + 8];
 	uint64_t rejoin_at, rejoin_ms; /* no links: retry joining then */
+	struct p2p_ka ka;	       /* keepalive that follows the NAT */
 	struct peercache cache;
 	uint64_t cache_saved;
 	struct ovl_link *links;
@@ -665,6 +667,7 @@ static void on_up(void *arg, struct link *l, bool first)
 		else
 			log_debug("link up: %s at %s (%s%s)", id, a, how, srv);
 		o->rejoin_ms = OVL_REJOIN_MIN_MS;
+	p2p_ka_init(&o->ka, n->limits.keepalive_ms);
 		/* Relayed: tunnels only, not the overlay's (the address is
 		 * the relay's), no dial-back. */
 		r = rec(n, link_id(l), false);
@@ -694,6 +697,29 @@ static void on_up(void *arg, struct link *l, bool first)
 	verify_claim(n, l);
 }
 
+/*
+ * A direct link through our NAT that the peer reset after a quiet spell:
+ * evidence of the NAT's mapping timeout (core/keepalive.h). Links of a
+ * node without a NAT, relayed links and links reset while busy tell
+ * nothing.
+ */
+static void ka_learn(struct p2pd_node *n, struct link *l)
+{
+	struct ovl *o = n->ovl;
+	enum p2p_nat_type t = p2p_nat_type(o->nat);
+	uint32_t quiet = link_reset_quiet_ms(l);
+
+	if (!quiet || link_kind(l) == LINK_RELAY || t == P2P_NAT_NONE ||
+	    t == P2P_NAT_UNKNOWN)
+		return;
+	if (!p2p_ka_reset(&o->ka, node_now(n), link_peer(l), quiet))
+		return;
+	log_info("keepalive: every %.1f s now (links were reset after %.1f s "
+		 "of quiet: a NAT forgets idle mappings sooner than we pinged)",
+		 p2p_ka_current(&o->ka) / 1000.0, quiet / 1000.0);
+	link_set_keepalive(n, p2p_ka_current(&o->ka));
+}
+
 static void on_gone(void *arg, struct link *l, const char *why)
 {
 	struct p2pd_node *n = arg;
@@ -713,6 +739,7 @@ static void on_gone(void *arg, struct link *l, const char *why)
 				e->dialback_busy = false;
 		}
 	} else {
+		ka_learn(n, l);
 		other = link_hello_rx(l)
 			    ? link_find_up(n, link_peer(l), LINK_KINDS_ALL)
 			    : NULL;
