@@ -6,7 +6,12 @@
 void p2p_ka_init(struct p2p_ka *k, uint32_t keepalive_ms)
 {
 	memset(k, 0, sizeof(*k));
-	k->cur_ms = keepalive_ms;
+	k->conf_ms = k->cur_ms = keepalive_ms;
+}
+
+bool p2p_ka_learned(const struct p2p_ka *k)
+{
+	return k->cur_ms < k->conf_ms;
 }
 
 uint32_t p2p_ka_current(const struct p2p_ka *k)
@@ -14,38 +19,59 @@ uint32_t p2p_ka_current(const struct p2p_ka *k)
 	return k->cur_ms;
 }
 
-bool p2p_ka_reset(struct p2p_ka *k, uint64_t now, const struct p2p_peerid *peer,
-		  uint32_t quiet_ms)
+/* The quiet P2P_KA_EVIDENCE distinct peers agree on: the EVIDENCE-th
+ * shortest in the window (so one peer's short claim alone counts for
+ * nothing), or 0 when fewer peers said anything. */
+static uint32_t agreed_quiet(const struct p2p_ka *k, uint64_t now)
 {
-	size_t slot = 0, n = 0;
-	uint32_t shortest = UINT32_MAX, want;
+	uint32_t q[P2P_KA_SLOTS];
+	size_t n = 0;
 
-	if (quiet_ms < P2P_KA_MIN_QUIET_MS)
-		return false;
-	/* One entry per peer (its latest), the oldest replaced. */
 	for (size_t i = 0; i < P2P_KA_SLOTS; i++) {
-		if (k->ev[i].at && p2p_peerid_equal(&k->ev[i].peer, peer)) {
-			slot = i;
-			break;
-		}
+		size_t j;
+
+		if (!k->ev[i].at || now - k->ev[i].at > P2P_KA_WINDOW_MS)
+			continue;
+		/* Insertion sort: at most P2P_KA_SLOTS entries. */
+		for (j = n++; j > 0 && q[j - 1] > k->ev[i].quiet_ms; j--)
+			q[j] = q[j - 1];
+		q[j] = k->ev[i].quiet_ms;
+	}
+	return n < P2P_KA_EVIDENCE ? 0 : q[P2P_KA_EVIDENCE - 1];
+}
+
+/* The peer's slot, else a free or the oldest one. */
+static size_t slot_of(const struct p2p_ka *k, const struct p2p_peerid *peer)
+{
+	size_t slot = 0;
+
+	for (size_t i = 0; i < P2P_KA_SLOTS; i++) {
+		if (k->ev[i].at && p2p_peerid_equal(&k->ev[i].peer, peer))
+			return i;
 		if (k->ev[i].at < k->ev[slot].at)
 			slot = i;
 	}
-	k->ev[slot].peer = *peer;
-	k->ev[slot].at = now;
-	k->ev[slot].quiet_ms = quiet_ms;
-	for (size_t i = 0; i < P2P_KA_SLOTS; i++) {
-		if (!k->ev[i].at || now - k->ev[i].at > P2P_KA_WINDOW_MS)
-			continue;
-		n++;
-		if (k->ev[i].quiet_ms < shortest)
-			shortest = k->ev[i].quiet_ms;
-	}
-	if (n < P2P_KA_EVIDENCE)
+	return slot;
+}
+
+bool p2p_ka_reset(struct p2p_ka *k, uint64_t now, const struct p2p_peerid *peer,
+		  uint32_t quiet_ms)
+{
+	size_t slot;
+	uint32_t q, want;
+
+	if (quiet_ms < P2P_KA_MIN_QUIET_MS)
 		return false;
-	want = shortest / 2;
-	if (want < P2P_KA_FLOOR_MS)
-		want = P2P_KA_FLOOR_MS;
+	slot = slot_of(k, peer);
+	k->ev[slot].peer = *peer;
+	k->ev[slot].at = now ? now : 1; /* 0 marks a free slot */
+	k->ev[slot].quiet_ms = quiet_ms;
+	q = agreed_quiet(k, now);
+	if (!q)
+		return false;
+	/* Half what killed the mappings: below the NAT's timeout whatever
+	 * the phase of the peer's own PINGs. */
+	want = q / 2 < P2P_KA_FLOOR_MS ? P2P_KA_FLOOR_MS : q / 2;
 	if (want >= k->cur_ms)
 		return false;
 	k->cur_ms = want;

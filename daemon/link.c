@@ -60,7 +60,7 @@ struct link {
 	bool punch_attempt; /* link_punch: a simultaneous open on purpose */
 	bool hello_early;   /* our HELLO left with frame 2 (responder) */
 	uint32_t reset_quiet_ms; /* link_reset_quiet_ms */
-	bool gone_sent;	    /* observers told */
+	bool gone_sent;		 /* observers told */
 	bool handle_closed;
 	bool rst;	  /* close with a reset: no TIME_WAIT (link_after) */
 	bool read_paused; /* LINK_WQ_READ_STOP: reading stopped */
@@ -1131,14 +1131,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		/* How quiet it was: a NAT that forgot the mapping says so
 		 * (core/keepalive.h, ovl.c). */
 		if (nread == UV_ECONNRESET && usable(l) &&
-		    p2p_linkfsm_hello_rx(l->fsm) &&
-		    p2p_linkfsm_last_activity(l->fsm) > 0) {
-			uint64_t q =
-			    (now_us() - p2p_linkfsm_last_activity(l->fsm)) /
-			    1000;
-			l->reset_quiet_ms = q > UINT32_MAX ? UINT32_MAX
-							   : (uint32_t)q;
-		}
+		    p2p_linkfsm_hello_rx(l->fsm))
+			l->reset_quiet_ms =
+			    p2p_linkfsm_quiet_ms(l->fsm, now_us());
 		uv_read_stop(s);
 		link_fail(l, nread == UV_ENOBUFS ? "out of memory" : "closed");
 		return;

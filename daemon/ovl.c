@@ -52,6 +52,7 @@ struct ovl {
 	char boot_names[P2PD_MAX_BOOTSTRAP][P2P_HOST_NAME_MAX + 8];
 	uint64_t rejoin_at, rejoin_ms; /* no links: retry joining then */
 	struct p2p_ka ka;	       /* keepalive that follows the NAT */
+	bool ka_on;		       /* config keepalive_adapt */
 	struct peercache cache;
 	uint64_t cache_saved;
 	struct ovl_link *links;
@@ -667,7 +668,6 @@ static void on_up(void *arg, struct link *l, bool first)
 		else
 			log_debug("link up: %s at %s (%s%s)", id, a, how, srv);
 		o->rejoin_ms = OVL_REJOIN_MIN_MS;
-	p2p_ka_init(&o->ka, n->limits.keepalive_ms);
 		/* Relayed: tunnels only, not the overlay's (the address is
 		 * the relay's), no dial-back. */
 		r = rec(n, link_id(l), false);
@@ -711,6 +711,10 @@ static void ka_learn(struct p2pd_node *n, struct link *l)
 
 	if (!quiet || link_kind(l) == LINK_RELAY || t == P2P_NAT_NONE ||
 	    t == P2P_NAT_UNKNOWN)
+		return;
+	log_debug("keepalive: link reset by the peer after %.1f s of quiet",
+		  quiet / 1000.0);
+	if (!o->ka_on)
 		return;
 	if (!p2p_ka_reset(&o->ka, node_now(n), link_peer(l), quiet))
 		return;
@@ -992,7 +996,17 @@ int ovl_init(struct p2pd_node *n, const struct p2pd_config *cfg)
 	peercache_init(&o->cache);
 	o->rejoin_ms = OVL_REJOIN_MIN_MS;
 	o->rejoin_at = UINT64_MAX;
+	/* node.c filled in the limits' defaults before the modules. */
+	p2p_ka_init(&o->ka, n->limits.keepalive_ms);
+	o->ka_on = cfg->keepalive_adapt;
 	return 0;
+}
+
+uint32_t ovl_keepalive_ms(const struct p2pd_node *n, bool *learned)
+{
+	if (learned)
+		*learned = p2p_ka_learned(&n->ovl->ka);
+	return p2p_ka_current(&n->ovl->ka);
 }
 
 void ovl_stop(struct p2pd_node *n)
