@@ -700,8 +700,8 @@ static void on_up(void *arg, struct link *l, bool first)
 /*
  * A direct link through our NAT that the peer reset after a quiet spell:
  * evidence of the NAT's mapping timeout (core/keepalive.h). Links of a
- * node without a NAT, relayed links and links reset while busy tell
- * nothing.
+ * node without a NAT, relayed links, links to a private address (a peer
+ * on our side of the NAT) and links reset while busy tell nothing.
  */
 static void ka_learn(struct p2pd_node *n, struct link *l)
 {
@@ -710,7 +710,7 @@ static void ka_learn(struct p2pd_node *n, struct link *l)
 	uint32_t quiet = link_reset_quiet_ms(l);
 
 	if (!quiet || link_kind(l) == LINK_RELAY || t == P2P_NAT_NONE ||
-	    t == P2P_NAT_UNKNOWN)
+	    t == P2P_NAT_UNKNOWN || p2p_addr_is_private(link_remote(l)))
 		return;
 	log_debug("keepalive: link reset by the peer after %.1f s of quiet",
 		  quiet / 1000.0);
