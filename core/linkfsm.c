@@ -663,6 +663,27 @@ bool p2p_linkfsm_done(const struct p2p_linkfsm *f)
 	return f->state >= S_CLOSING;
 }
 
+uint32_t p2p_linkfsm_quiet_ms(const struct p2p_linkfsm *f, uint64_t now)
+{
+	/* A PING after the last packet heard is what found the mapping
+	 * gone: the quiet ended when it left, not when the reset came back
+	 * (a round trip later). Else the reset answered something of the
+	 * peer's or our data: the quiet lasted until now. */
+	uint64_t end = f->last_ping > f->last_rx ? f->last_ping : now;
+	uint64_t q;
+
+	if (!f->last_rx || end < f->last_rx)
+		return 0;
+	q = (end - f->last_rx) / 1000;
+	return q > UINT32_MAX ? UINT32_MAX : (uint32_t)q;
+}
+
+void p2p_linkfsm_set_keepalive(struct p2p_linkfsm *f, uint32_t keepalive_ms)
+{
+	if (keepalive_ms > 0 && keepalive_ms < f->cfg.idle_ms)
+		f->cfg.keepalive_ms = keepalive_ms;
+}
+
 bool p2p_linkfsm_hello_rx(const struct p2p_linkfsm *f)
 {
 	return f->hello_rx;

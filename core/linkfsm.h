@@ -229,5 +229,11 @@ bool p2p_linkfsm_peer_server(const struct p2p_linkfsm *f);
 /* The authenticated peer once established, else NULL. */
 const struct p2p_peerid *p2p_linkfsm_peer(const struct p2p_linkfsm *f);
 double p2p_linkfsm_rtt(const struct p2p_linkfsm *f); /* < 0 until measured */
+/* How long (ms) the link had been quiet when the packet that a reset at
+ * now answers went out: from the last packet heard to our latest PING
+ * after it, or to now; 0 before it is up (core/keepalive.h). */
+uint32_t p2p_linkfsm_quiet_ms(const struct p2p_linkfsm *f, uint64_t now);
+/* A new keepalive interval (core/keepalive.h), from the next PING on. */
+void p2p_linkfsm_set_keepalive(struct p2p_linkfsm *f, uint32_t keepalive_ms);
 
 #endif

@@ -110,6 +110,10 @@ static void write_metrics(FILE *f, struct p2pd_node *n)
 	metric(f, "uptime_seconds", "gauge", "Seconds since the start.",
 	       (node_now(n) - n->start_ms) / 1000);
 	metric(f, "peers", "gauge", "Peers with a link up.", link_count_up(n));
+	metric(f, "keepalive_milliseconds", "gauge",
+	       "PING interval on links (lowered when the NAT forgets idle "
+	       "mappings sooner).",
+	       ovl_keepalive_ms(n, NULL));
 	links_by_kind(f, n);
 	metric(f, "link_received_bytes_total", "counter",
 	       "Bytes read on links (records and framing).", s->bytes_in);

@@ -491,6 +491,14 @@ static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
 	if (o)
 		json_object_set_new(json_object_get(o, "nat"), "mapping",
 				    mapping_json(n));
+	/* Issue 8: the keepalive in use, and whether the NAT taught it. */
+	bool learned;
+	uint32_t ka = ovl_keepalive_ms(n, &learned);
+	if (o)
+		json_object_update_new(json_object_get(o, "nat"),
+				       json_pack("{s:I, s:b}", "keepalive_ms",
+						 (json_int_t)ka,
+						 "keepalive_learned", learned));
 	/* Alone: say so, and what to do (issue 12 item 1). */
 	if (o && link_count_up(n) == 0)
 		json_object_set_new(

@@ -72,6 +72,9 @@ struct p2pd_config {
 	/* Ask the gateway for a mapping of the listen port (PCP, NAT-PMP);
 	 * false: not one packet to the gateway (SPEC section 9). */
 	bool port_mapping;
+	/* Lower the keepalive when links through our NAT are reset after
+	 * quiet spells (core/keepalive.h); false: limits.keepalive_ms only. */
+	bool keepalive_adapt;
 	bool check_only; /* -n: check config and exit */
 	bool show_id;	 /* --show-id: print the state dir's ID, exit */
 };

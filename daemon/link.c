@@ -59,7 +59,8 @@ struct link {
 	bool has_expect;
 	bool punch_attempt; /* link_punch: a simultaneous open on purpose */
 	bool hello_early;   /* our HELLO left with frame 2 (responder) */
-	bool gone_sent;	    /* observers told */
+	uint32_t reset_quiet_ms; /* link_reset_quiet_ms */
+	bool gone_sent;		 /* observers told */
 	bool handle_closed;
 	bool rst;	  /* close with a reset: no TIME_WAIT (link_after) */
 	bool read_paused; /* LINK_WQ_READ_STOP: reading stopped */
@@ -129,6 +130,19 @@ void link_module_free(struct p2pd_node *n)
 }
 
 /* ---- names and properties ---- */
+
+uint32_t link_reset_quiet_ms(const struct link *l)
+{
+	return l->reset_quiet_ms;
+}
+
+void link_set_keepalive(struct p2pd_node *n, uint32_t keepalive_ms)
+{
+	n->limits.keepalive_ms = keepalive_ms;
+	for (struct link *l = n->links->list; l; l = l->next)
+		if (l->fsm)
+			p2p_linkfsm_set_keepalive(l->fsm, keepalive_ms);
+}
 
 uint32_t link_id(const struct link *l)
 {
@@ -1114,6 +1128,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			log_debug("link: %s", nread == UV_EOF
 						  ? "closed by peer"
 						  : uv_strerror((int)nread));
+		/* How quiet it was: a NAT that forgot the mapping says so
+		 * (core/keepalive.h, ovl.c). */
+		if (nread == UV_ECONNRESET && usable(l) &&
+		    p2p_linkfsm_hello_rx(l->fsm))
+			l->reset_quiet_ms =
+			    p2p_linkfsm_quiet_ms(l->fsm, now_us());
 		uv_read_stop(s);
 		link_fail(l, nread == UV_ENOBUFS ? "out of memory" : "closed");
 		return;

@@ -113,6 +113,12 @@ void link_input(struct link *l, const uint8_t *data, size_t len);
 int link_accept(struct p2pd_node *n, uv_stream_t *server);
 
 uint32_t link_id(const struct link *l);
+/* The peer reset the link (no GOAWAY): the ms it had been quiet before
+ * what the reset answered (p2p_linkfsm_quiet_ms); 0 when it did not end
+ * so. */
+uint32_t link_reset_quiet_ms(const struct link *l);
+/* Every link's keepalive from now on (core/keepalive.h), and new ones'. */
+void link_set_keepalive(struct p2pd_node *n, uint32_t keepalive_ms);
 /* A link_dial/link_punch error as text: -EMFILE (over limits.max_links)
  * is "too many links", not "too many open files". (harden9) */
 const char *link_strerror(int err);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/keepalive.h"
 #include "log.h"
 #include "nodeutil.h"
 #include "ovl.h"
@@ -50,6 +51,8 @@ struct ovl {
 	size_t nboot_names;			  /* -b host names */
 	char boot_names[P2PD_MAX_BOOTSTRAP][P2P_HOST_NAME_MAX + 8];
 	uint64_t rejoin_at, rejoin_ms; /* no links: retry joining then */
+	struct p2p_ka ka;	       /* keepalive that follows the NAT */
+	bool ka_on;		       /* config keepalive_adapt */
 	struct peercache cache;
 	uint64_t cache_saved;
 	struct ovl_link *links;
@@ -694,6 +697,33 @@ static void on_up(void *arg, struct link *l, bool first)
 	verify_claim(n, l);
 }
 
+/*
+ * A direct link through our NAT that the peer reset after a quiet spell:
+ * evidence of the NAT's mapping timeout (core/keepalive.h). Links of a
+ * node without a NAT, relayed links, links to a private address (a peer
+ * on our side of the NAT) and links reset while busy tell nothing.
+ */
+static void ka_learn(struct p2pd_node *n, struct link *l)
+{
+	struct ovl *o = n->ovl;
+	enum p2p_nat_type t = p2p_nat_type(o->nat);
+	uint32_t quiet = link_reset_quiet_ms(l);
+
+	if (!quiet || link_kind(l) == LINK_RELAY || t == P2P_NAT_NONE ||
+	    t == P2P_NAT_UNKNOWN || p2p_addr_is_private(link_remote(l)))
+		return;
+	log_debug("keepalive: link reset by the peer after %.1f s of quiet",
+		  quiet / 1000.0);
+	if (!o->ka_on)
+		return;
+	if (!p2p_ka_reset(&o->ka, node_now(n), link_peer(l), quiet))
+		return;
+	log_info("keepalive: every %.1f s now (links were reset after %.1f s "
+		 "of quiet: a NAT forgets idle mappings sooner than we pinged)",
+		 p2p_ka_current(&o->ka) / 1000.0, quiet / 1000.0);
+	link_set_keepalive(n, p2p_ka_current(&o->ka));
+}
+
 static void on_gone(void *arg, struct link *l, const char *why)
 {
 	struct p2pd_node *n = arg;
@@ -713,6 +743,7 @@ static void on_gone(void *arg, struct link *l, const char *why)
 				e->dialback_busy = false;
 		}
 	} else {
+		ka_learn(n, l);
 		other = link_hello_rx(l)
 			    ? link_find_up(n, link_peer(l), LINK_KINDS_ALL)
 			    : NULL;
@@ -965,7 +996,17 @@ int ovl_init(struct p2pd_node *n, const struct p2pd_config *cfg)
 	peercache_init(&o->cache);
 	o->rejoin_ms = OVL_REJOIN_MIN_MS;
 	o->rejoin_at = UINT64_MAX;
+	/* node.c filled in the limits' defaults before the modules. */
+	p2p_ka_init(&o->ka, n->limits.keepalive_ms);
+	o->ka_on = cfg->keepalive_adapt;
 	return 0;
+}
+
+uint32_t ovl_keepalive_ms(const struct p2pd_node *n, bool *learned)
+{
+	if (learned)
+		*learned = p2p_ka_learned(&n->ovl->ka);
+	return p2p_ka_current(&n->ovl->ka);
 }
 
 void ovl_stop(struct p2pd_node *n)

@@ -68,6 +68,10 @@ bool ovl_table_addr(struct p2pd_node *n, const struct p2p_peerid *peer,
 		    struct p2p_addr *out);
 /* Read access for status and hole punching. */
 const struct p2p_nat *ovl_nat(const struct p2pd_node *n);
+/* The keepalive links use now (ms); *learned (if not NULL): lowered from
+ * limits.keepalive_ms because links through our NAT were reset after
+ * quiet spells (core/keepalive.h). */
+uint32_t ovl_keepalive_ms(const struct p2pd_node *n, bool *learned);
 
 /*
  * The gateway mapped our listen port to ext (NULL: no mapping any more).

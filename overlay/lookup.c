@@ -342,6 +342,11 @@ void ov_lookup_tick(struct p2p_overlay *o, uint64_t now)
 			struct ov_cand *c = &lk->c[i];
 
 			if (in_flight(c) && c->deadline <= now) {
+				char t[P2P_ID_TEXT_LEN + 1];
+
+				p2p_peerid_to_text(&c->c.id, t);
+				ov_log(o, 7,
+				       "overlay: no answer from %s in time", t);
 				c->state = OV_C_FAILED;
 				ov_table_fail(o, now, &c->c.id);
 			}

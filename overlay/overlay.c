@@ -254,8 +254,14 @@ static void link_gone(struct p2p_overlay *o, uint64_t now,
 		o->links_up--;
 	if (l->flags & OV_L_MAINT && l->state == OV_LINK_DIALING)
 		o->maint_dials--;
-	if (failed || (l->flags & OV_L_WANT))
+	if (failed || (l->flags & OV_L_WANT)) {
+		char t[P2P_ID_TEXT_LEN + 1];
+
+		p2p_peerid_to_text(peer, t);
+		ov_log(o, 7, "overlay: %s link to %s %s",
+		       failed ? "no" : "lost", t, failed ? "made" : "we keep");
 		ov_table_fail(o, now, peer);
+	}
 	if (l->flags & OV_L_WANT) {
 		ov_set_dirty(o);
 		/* a client lost a neighbour: ask the others who is next */

@@ -323,6 +323,13 @@ void ov_table_fail(struct p2p_overlay *o, uint64_t now,
 		e->fails++;
 	e->retry_s = ov_now_s(now) + backoff_s(e->fails);
 	ov_set_dirty(o);
+	{
+		char t[P2P_ID_TEXT_LEN + 1];
+
+		p2p_peerid_to_text(id, t);
+		ov_log(o, 7, "overlay: entry %s failed (%u times, bucket %d)",
+		       t, (unsigned)e->fails, i);
+	}
 	if (e->fails >= OV_ENTRY_FAILS_MAX && b->nrepl > 0) {
 		bucket_del(o, b, (unsigned)(e - b->e));
 		promote(o, b);

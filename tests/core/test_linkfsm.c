@@ -434,6 +434,28 @@ Test(core, linkfsm_keepalive_ping_pong_rtt)
 	cr_assert_eq(B.rtts, 1);
 }
 
+/* Issue 8: how quiet the link was when a reset came (core/keepalive.h).
+ * A reset a round trip after our PING measures the quiet up to the PING,
+ * not up to the reset; one answering something else, up to now. */
+Test(core, linkfsm_quiet_before_a_reset)
+{
+	up();
+	NOW = T0 + 25000 * 1000ull;
+	p2p_linkfsm_tick(A.f, NOW); /* A's keepalive PING, lost */
+	drain(&A);
+	cr_assert_gt(A.wlen, 0, "PING");
+	A.wlen = 0;
+	cr_assert_eq(p2p_linkfsm_quiet_ms(A.f, NOW + 80 * 1000ull), 25000,
+		     "from the last packet heard to the PING");
+	/* B's PING arrives: A heard something, and then a reset comes for
+	 * A's PONG 3 s later. */
+	cr_assert_eq(p2p_linkfsm_ping(B.f, NOW), 0);
+	drain(&B);
+	deliver(&B, &A);
+	cr_assert_eq(p2p_linkfsm_quiet_ms(A.f, NOW + 3000 * 1000ull), 3000,
+		     "no PING since: up to now");
+}
+
 /* Attack: PINGs as fast as the link takes them, never reading. Each one
  * used to earn a PONG in our write queue. */
 Test(core, linkfsm_pongs_are_rate_limited)

@@ -520,3 +520,14 @@ Test(config, port_mapping)
 	expect_err(load_file("{\"port_mapping\": \"no\"}"),
 		   "\"port_mapping\" must be true or false");
 }
+
+/* Issue 8: keepalive_adapt defaults to true; only a boolean goes. */
+Test(config, keepalive_adapt)
+{
+	cr_assert_eq(load_file("{}"), 0);
+	cr_expect(cfg->keepalive_adapt);
+	cr_assert_eq(load_file("{\"keepalive_adapt\": false}"), 0);
+	cr_expect(!cfg->keepalive_adapt);
+	expect_err(load_file("{\"keepalive_adapt\": 1}"),
+		   "\"keepalive_adapt\" must be true or false");
+}

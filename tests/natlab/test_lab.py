@@ -10,7 +10,8 @@ a public host to the router tells the filtering (reset or silence).
 Paths (pathemu on NFQUEUE): TCP connect times between sites against the
 configured round trip, jitter, loss over a fixed number of datagrams.
 Routers: conntrack timeouts set in the router's namespace and seen to
-expire a mapping, a reboot (conntrack -F) that forgets one, a double NAT
+expire a mapping (UDP; TCP only with remap=True, else the mapping comes
+back on the next packet), a reboot (conntrack -F) that forgets one, a double NAT
 several routing hops behind its outer NAT (traced hop by hop). And the big
 lab: 100 public servers and NATed hosts, every pair reachable, teardown
 leaving nothing.
@@ -431,6 +432,46 @@ try:
 except OSError as e:
     print("broken %s" % e, flush=True)
 """
+
+
+@T.test
+def tcp_mapping_expiry_comes_back_unless_remap():
+    """An idle TCP flow outlives its conntrack entry through a NAT that
+    keeps the port: the next outbound packet is picked up mid-stream
+    (nf_conntrack_tcp_loose=1, per namespace) and masquerade picks the
+    same free port, so the mapping comes back unseen. With remap=True the
+    router gives that packet a new port and the far end resets the flow."""
+    lab = Lab()
+    try:
+        s1 = lab.public("s1")
+        echo = lab.popen(s1, [sys.executable, "-c", TCP_ECHO, str(OBS_PORT)],
+                         stdout=subprocess.PIPE, text=True)
+        check_eq(echo.stdout.readline().strip(), "ready", "echo server")
+        got = {}
+        for kind, remap in (("pp", False), ("ei", False), ("pp", True), ("ei", True)):
+            r = lab.nat("r%s%d" % (kind, remap), kind, remap=remap,
+                        timeouts={"tcp_timeout_established": 2})
+            loose = r.run("sysctl", "-n", "net.netfilter.nf_conntrack_tcp_loose").stdout
+            check_eq(loose.strip(), "1", "tcp_loose in the router's namespace")
+            h = lab.host("h%s%d" % (kind, remap), r)
+            flow = lab.popen(h, [sys.executable, "-c", TCP_FLOW, s1.ip, str(OBS_PORT)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            check(flow.stdout.readline().startswith("seen "), "%s flow up" % kind)
+            got[(kind, remap)] = flow
+        time.sleep(3.5)  # idle past the 2 s timeout
+        for (kind, remap), flow in got.items():
+            flow.stdin.write("go\n")
+            flow.stdin.flush()
+            after = flow.stdout.readline().strip()
+            print("  %s remap=%s: after 3.5 s idle %s" % (kind, remap, after))
+            if remap:
+                check(after.startswith("broken"), "%s remap: flow survived expiry: %r",
+                      kind, after)
+            else:
+                check(after.startswith("alive"), "%s: mapping did not come back: %r",
+                      kind, after)
+    finally:
+        lab.down()
 
 
 @T.test

@@ -12,8 +12,9 @@ Sites (router WAN link: one-way delay ms, loss):
   h-drop pp, unsolicited SYNs dropped, 80 ms 1%
   h-dbl  pp behind pp (double NAT), the outer 40 ms
   h-a, h-b  behind one pp NAT, 20 ms
-  h-ka   pp, 40 ms, conntrack keeps an idle TCP mapping 8 s only; its
-         daemon's keepalive is 3 s
+  h-ka   pp, 40 ms, conntrack keeps an idle TCP mapping 8 s only and a
+         forgotten one does not come back (remap); its daemon's keepalive
+         is 3 s
 
 Asserted:
   - every punchable pairing (pp-pp, ei-pp, ei-ei, the two hosts behind one
@@ -101,7 +102,11 @@ def build(c, lab, portmap=False):
     w.routers["h-a"] = w.routers["h-b"] = shared
     lab.host("h-a", shared)
     lab.host("h-b", shared)
-    w.routers["h-ka"] = lab.nat("r-ka", "pp", "rst", delay_ms=40,
+    # remap: an expired mapping does not come back on our next packet
+    # (natlab.py, "Mapping expiry"); without it no link could drop here.
+    # The servers' own 5 s keepalive (LIMITS) refreshes it too: h-ka's
+    # learning from expiry is natlab-keepalive's.
+    w.routers["h-ka"] = lab.nat("r-ka", "pp", "rst", delay_ms=40, remap=True,
                                 timeouts={"tcp_timeout_established": KA_TIMEOUT_S})
     lab.host("h-ka", w.routers["h-ka"])
     if portmap:

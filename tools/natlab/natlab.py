@@ -29,6 +29,18 @@ Filtering of unsolicited inbound on the WAN (any kind): "rst" (a new TCP
 connection is answered with a reset, Linux's own behaviour made explicit)
 or "drop" (silently dropped: the dialler times out).
 
+Mapping expiry. timeouts= sets the router's conntrack timeouts (per
+namespace), but an expired TCP entry alone does not break an idle flow:
+with nf_conntrack_tcp_loose=1 (the default, per namespace too) the flow's
+next outbound packet is picked up mid-stream as a new connection, and a
+pp or ei NAT maps it to the same port again, so the mapping silently
+comes back (and the far end's packet that arrives first is refused with a
+reset, which a router with a path loses; see the known limit below).
+nat(..., remap=True) makes it a home router whose forgotten mapping is
+gone: a TCP packet conntrack sees first that is not a SYN gets a new
+random port, and the far end resets the flow. A reboot (conntrack -F) of
+a remap or random router breaks every TCP flow through it the same way.
+
 Port mapping (portmap= on nat()): "miniupnpd" runs Debian's miniupnpd
 (nftables flavour; NAT-PMP and PCP on, UPnP off) in the router's
 namespace, allowing its LAN's ports 1024-65535; "upnp" the same with
@@ -301,6 +313,7 @@ class Router(Node):
         self.upnpd = None  # its miniupnpd process
         self.ipv6_filter = None  # FILTERS6 when its LAN has IPv6
         self.lan6 = None  # its LAN's /64 prefix ("2001:db8:201:1:")
+        self.remap = False  # nat(remap=True): a forgotten TCP mapping never comes back
 
     @property
     def external_ip(self):
@@ -461,7 +474,7 @@ table ip6 natlab6 {
 
     def nat(self, name, kind="pp", filtering="rst", upstream=None, delay_ms=0, jitter_ms=0,
             loss=0.0, hops=0, timeouts=None, portmap=None, portmap_lifetime=None,
-            ipv6_filter="drop"):
+            ipv6_filter="drop", remap=False):
         """A NAT router with an empty LAN; upstream: another Router (double
         NAT), hops: that many routing namespaces between the two (a carrier
         NAT several hops away). delay_ms, jitter_ms, loss: its WAN link's
@@ -469,7 +482,9 @@ table ip6 natlab6 {
         portmap: a port-mapping server (PORTMAPS, module doc), with mappings
         of at most portmap_lifetime s (PCP) when given; ipv6_filter (labs
         with ipv6=True, routers attached to inet): what its IPv6 firewall
-        does with new inbound connections (FILTERS6, module doc)."""
+        does with new inbound connections (FILTERS6, module doc); remap:
+        a TCP mapping the router forgot (timeout, reboot) does not come
+        back (module doc, "Mapping expiry")."""
         if kind not in KINDS:
             raise ValueError("NAT kind %r not in %s" % (kind, KINDS))
         if filtering not in FILTERS:
@@ -487,6 +502,7 @@ table ip6 natlab6 {
         self.nrouters += 1
         r = self._ns(name, "router", Router(self, name, kind, filtering, self.nrouters))
         r.portmap = portmap
+        r.remap = remap
         r.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
         r.run("ip", "link", "add", "lan", "type", "bridge")
         r.run("ip", "link", "set", "lan", "up")
@@ -564,6 +580,11 @@ table ip6 natlab6 {
         else:
             nat = ('oifname "wan0" meta l4proto tcp snat ip to %s : tcp sport ^ %d\n'
                    '    oifname "wan0" masquerade' % (r.public_ip, EI_XOR))
+        if r.remap:
+            # The first packet conntrack sees of a TCP connection that is
+            # not a SYN is the mid-stream packet of a mapping it forgot
+            # (loose pickup): a new random port, never the old one.
+            nat = 'oifname "wan0" tcp flags & syn == 0 masquerade fully-random\n    ' + nat
         if r.filtering == "rst":
             unsolicited = 'iifname "wan0" meta l4proto tcp ct state new reject with tcp reset'
         else:

@@ -89,6 +89,13 @@ void print_status(json_t *r)
 		       scalar(json_object_get(map, "expires_s"), n, sizeof(n)));
 	else if (map)
 		printf("mapping:   none\n");
+	json_t *ka = json_object_get(nat, "keepalive_ms");
+	if (json_is_integer(ka))
+		printf("keepalive: %.1f s%s\n",
+		       (double)json_integer_value(ka) / 1000.0,
+		       json_is_true(json_object_get(nat, "keepalive_learned"))
+			   ? " (lowered: the NAT forgets idle links sooner)"
+			   : "");
 	printf("peers:     %s%s%s%s\n",
 	       scalar(json_object_get(r, "peers"), n, sizeof(n)),
 	       json_object_get(r, "hint") ? " (" : "",
