@@ -61,9 +61,10 @@ struct link {
 	bool hello_early;   /* our HELLO left with frame 2 (responder) */
 	bool gone_sent;	    /* observers told */
 	bool handle_closed;
-	bool rst;	  /* close with a reset: no TIME_WAIT (link_after) */
-	bool read_paused; /* LINK_WQ_READ_STOP: reading stopped */
-	uint32_t hs_ms;	  /* handshake deadline if not the configured one */
+	bool rst;	   /* close with a reset: no TIME_WAIT (link_after) */
+	bool read_paused;  /* LINK_WQ_READ_STOP: reading stopped */
+	bool relay_credit; /* the peer's HELLO: P2P_HELLO_RELAY_CREDIT */
+	uint32_t hs_ms;	   /* handshake deadline if not the configured one */
 	struct p2p_peerid expect;
 	struct p2p_peerid peer;	 /* valid once the handshake is done */
 	struct p2p_linkfsm *fsm; /* the protocol; NULL only before start */
@@ -275,6 +276,11 @@ const struct p2p_addr *link_dial_addr(const struct link *l)
 bool link_peer_server(const struct link *l)
 {
 	return l->fsm && p2p_linkfsm_peer_server(l->fsm);
+}
+
+bool link_peer_relay_credit(const struct link *l)
+{
+	return l->relay_credit;
 }
 
 double link_rtt(const struct link *l)
@@ -906,6 +912,9 @@ static void on_hello(struct link *l, const struct p2p_linkfsm_action *a)
 	if (node_hello_dial_addr(m->u.hello.addrs, m->u.hello.naddrs,
 				 &l->remote, &l->peer_dial) < 0)
 		memset(&l->peer_dial, 0, sizeof(l->peer_dial));
+	/* Once said, kept: circuits decide on it when they open. */
+	if (m->u.hello.flags & P2P_HELLO_RELAY_CREDIT)
+		l->relay_credit = true;
 	if (!a->announce)
 		return;
 	l->observed = m->u.hello.observed;

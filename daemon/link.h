@@ -152,6 +152,8 @@ const struct p2p_addr *link_local(const struct link *l);
 /* Where the peer can be dialled (HELLO), else its remote address. */
 const struct p2p_addr *link_dial_addr(const struct link *l);
 bool link_peer_server(const struct link *l);
+/* The peer keeps per-circuit relay credit (HELLO, core/circuit.h). */
+bool link_peer_relay_credit(const struct link *l);
 double link_rtt(const struct link *l); /* < 0 until measured */
 size_t link_queued(const struct link *l);
 /* Bytes of the link's stream (records and framing) in and out so far. */

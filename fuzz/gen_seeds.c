@@ -338,6 +338,25 @@ static void circuit_seeds(void)
 	s.n = 0;
 	put(&s, silent, sizeof(silent));
 	save("fuzz_circuit", 1, &s);
+	/* Seed 2 (issue 10, credit): links 2 and 4 keep credit; link 2's
+	 * peer opens circuit 0xff to peer 4 and sends 4 KiB records (op 2,
+	 * y 0xff), link 4 writing everything out every 50 records (op 9, x
+	 * 0x83: on sent, link 4, nothing behind), then 300 more without:
+	 * past its credit, the circuit is cut. Last, a RELAY_CREDIT for an
+	 * end that is not ours (op 9, x 0x41). */
+	static const uint8_t open_ff[] = {0x00, 0x01, 0xff};
+	static const uint8_t rec[] = {0x02, 0x01, 0xff};
+	static const uint8_t out[] = {0x09, 0x83, 0x00};
+	static const uint8_t credit[] = {0x09, 0x41, 0x03};
+	s.n = 0;
+	put(&s, open_ff, sizeof(open_ff));
+	for (int k = 0; k < 500; k++) {
+		put(&s, rec, sizeof(rec));
+		if (k < 200 && k % 50 == 49)
+			put(&s, out, sizeof(out));
+	}
+	put(&s, credit, sizeof(credit));
+	save("fuzz_circuit", 2, &s);
 }
 
 /* Gateway answers for fuzz_portmap: a PCP MAP success for its all-zero

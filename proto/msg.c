@@ -17,6 +17,7 @@
  *   RELAY_OPEN     circuit u32, flags u8 (P2P_RELAY_F_*), peer id[32]
  *   RELAY_DATA     circuit u32, data.. (at least one byte)
  *   RELAY_CLOSE    circuit u32, code u8, reason u16 len + bytes
+ *   RELAY_CREDIT   circuit u32, credit u32 (at least 1)
  * addr = family u8 (0/4/6), 0/4/16 bytes of IP, port u16 (0 for family 0).
  * Encoding is canonical: a decoded message re-encodes to the same bytes.
  */
@@ -260,6 +261,11 @@ static int enc_relay(struct wbuf *w, const struct p2p_msg *m)
 			return -EINVAL;
 		put(w, m->u.relay.data, m->u.relay.len);
 		return 0;
+	case P2P_MSG_RELAY_CREDIT:
+		if (m->u.relay.credit == 0)
+			return -EINVAL;
+		put_uint(w, m->u.relay.credit, 4);
+		return 0;
 	default: /* P2P_MSG_RELAY_CLOSE */
 		put_uint(w, m->u.relay.code, 1);
 		return put_str(w, m->u.relay.reason, m->u.relay.len,
@@ -304,6 +310,7 @@ static int enc_body(struct wbuf *w, const struct p2p_msg *m)
 	case P2P_MSG_RELAY_OPEN:
 	case P2P_MSG_RELAY_DATA:
 	case P2P_MSG_RELAY_CLOSE:
+	case P2P_MSG_RELAY_CREDIT:
 		return enc_relay(w, m);
 	default:
 		return -EINVAL;
@@ -425,6 +432,11 @@ static void dec_relay(struct rbuf *r, struct p2p_msg *m)
 		if (m->u.relay.len == 0)
 			r->bad = true;
 		break;
+	case P2P_MSG_RELAY_CREDIT:
+		m->u.relay.credit = (uint32_t)get_uint(r, 4);
+		if (m->u.relay.credit == 0)
+			r->bad = true;
+		break;
 	default: /* P2P_MSG_RELAY_CLOSE */
 		m->u.relay.code = (uint8_t)get_uint(r, 1);
 		m->u.relay.reason =
@@ -476,6 +488,7 @@ static int dec_body(struct rbuf *r, struct p2p_msg *m)
 	case P2P_MSG_RELAY_OPEN:
 	case P2P_MSG_RELAY_DATA:
 	case P2P_MSG_RELAY_CLOSE:
+	case P2P_MSG_RELAY_CREDIT:
 		dec_relay(r, m);
 		return 0;
 	default:
@@ -526,6 +539,7 @@ const char *p2p_msg_type_name(uint8_t type)
 	    [P2P_MSG_RELAY_OPEN] = "relay_open",
 	    [P2P_MSG_RELAY_DATA] = "relay_data",
 	    [P2P_MSG_RELAY_CLOSE] = "relay_close",
+	    [P2P_MSG_RELAY_CREDIT] = "relay_credit",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type] != NULL)

@@ -37,6 +37,7 @@ enum p2p_msg_type {
 	P2P_MSG_RELAY_OPEN = 24,    /* circuit, flags, peer */
 	P2P_MSG_RELAY_DATA = 25,    /* circuit, bytes (1..) of the inner link */
 	P2P_MSG_RELAY_CLOSE = 26,   /* circuit, code, reason */
+	P2P_MSG_RELAY_CREDIT = 27,  /* circuit, credit: relay to an end */
 };
 
 /* Relay circuit IDs: the side that opens a circuit on a link picks its ID;
@@ -45,10 +46,19 @@ enum p2p_msg_type {
  * reaches you through me" (from the relay to the target). */
 #define P2P_RELAY_F_INCOMING 0x01
 #define P2P_RELAY_DATA_MAX (P2P_MSG_MAX - P2P_MSG_HDR - 4)
+/* RELAY_CREDIT (issue 10): the relay wrote credit more bytes of the
+ * circuit's RELAY_DATA from this end out on the other link; the end may
+ * send that many more (core/circuit.h, RELAY_CREDIT). Only sent to a peer
+ * whose HELLO has P2P_HELLO_RELAY_CREDIT. credit >= 1. */
 
 /* HELLO flags */
 /* sender believes it is dialable (DHT server) */
 #define P2P_HELLO_SERVER 0x01
+/* sender keeps per-circuit relay credit (RELAY_CREDIT, issue 10): as a
+ * relay it returns credit to this peer's circuit ends and holds it to
+ * it; as an end it sends RELAY_DATA only within its credit. Older
+ * daemons ignore the bit (and never set it). */
+#define P2P_HELLO_RELAY_CREDIT 0x02
 
 struct p2p_contact {
 	struct p2p_peerid id;
@@ -119,7 +129,8 @@ struct p2p_msg {
 			size_t len;		/* DATA: 1..; CLOSE: reason */
 			uint8_t code;		/* CLOSE; OPEN: flags */
 			const char *reason;	/* CLOSE: not NUL terminated */
-		} relay; /* RELAY_OPEN, RELAY_DATA, RELAY_CLOSE */
+			uint32_t credit;	/* CREDIT: 1.. */
+		} relay; /* RELAY_OPEN, RELAY_DATA, RELAY_CLOSE, RELAY_CREDIT */
 	} u;
 };
 
