@@ -145,6 +145,11 @@ static void msg_seeds(void)
 	m.u.relay.reason = "gone";
 	m.u.relay.len = 4;
 	msg_seed(k++, &m);
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_RELAY_CREDIT;
+	m.u.relay.circ = 1;
+	m.u.relay.credit = 256 * 1024;
+	msg_seed(k++, &m);
 	static const uint8_t simple[] = {
 	    P2P_MSG_PING,	 P2P_MSG_PONG,		P2P_MSG_FIND_NODE,
 	    P2P_MSG_DIALBACK,	 P2P_MSG_DIALBACK_OK,	P2P_MSG_STREAM_ACCEPT,
