@@ -21,6 +21,27 @@
  * credit (an older peer: no P2P_HELLO_RELAY_CREDIT in its HELLO), its
  * circuit is cut instead when the outgoing queue is over RELAY_WQ_MAX.
  *
+ * Pass frames (issue 10, proto/msg.h RELAY_PASS): what a circuit carries
+ * is already sealed end to end (the relayed link's own records), so on a
+ * hop whose both ends say so in HELLO (P2P_HELLO_RELAY_PASS) RELAY_DATA
+ * goes as a pass frame, whose hop AEAD covers only a small head: the
+ * circuit, the data's length and its last 16 bytes (for a whole record:
+ * its end-to-end tag). A seals each byte once (end to end) and X opens
+ * it once; R opens and seals 42-byte heads only, and copies the data once
+ * into the outgoing queue (it is read in place and not decrypted). Why
+ * this is as safe as sealing twice: the hop's head is sealed in the hop's
+ * nonce sequence, so an on-path attacker cannot drop, repeat, reorder,
+ * resize or redirect (another circuit) a pass frame, nor change its
+ * tail, without the hop's open failing (the hop link dies, as for any bad
+ * record); it can change other data bytes, which the hop does not see,
+ * but those are the ends' AEAD records: X's open fails and the relayed
+ * link dies, which is what the attacker could do anyway by resetting the
+ * TCP connection. It learns nothing new: the data are ciphertext under
+ * keys only A and X hold (an observer of both hops may match the same
+ * ciphertext bytes on either side of R, which sizes and timing already
+ * allowed). A peer that has not said it reads pass frames never gets
+ * one (older framers would take the flag for an oversized length).
+ *
  * Our end's credit: what the relayed link writes beyond it waits in the
  * end's own queue (pend), which counts in the relayed link's queue
  * (end_queued), so its tunnels stop reading as for a full TCP link;
@@ -252,22 +273,53 @@ static void send_relay(struct p2pd_node *n, uint8_t type, uint32_t id,
 
 /* ---- the transport of a relayed link ---- */
 
-/* RELAY_DATA on via with data[0..len), split into messages; 0 or -errno. */
+static int relay_data_send(struct link *l, uint32_t circ, const uint8_t *data,
+			   size_t len);
+
+/* What we relay, on to the other link (gone: nothing to send). */
+static void send_forward(struct p2pd_node *n,
+			 const struct p2p_circuit_action *a)
+{
+	struct link *l = link_get(n, a->link);
+
+	if (l)
+		(void)relay_data_send(l, a->circ, a->data, a->len);
+}
+
+/*
+ * RELAY_DATA for circ on l with data[0..len), split into messages; as
+ * pass frames (proto/msg.h RELAY_PASS) when l's peer reads them: the
+ * data are a relayed link's records, sealed end to end already, so the
+ * hop seals only each frame's head (circuit, length, the data's tail)
+ * instead of every byte again. 0 or -errno.
+ */
+static int relay_data_send(struct link *l, uint32_t circ, const uint8_t *data,
+			   size_t len)
+{
+	struct p2p_msg m = {.type = P2P_MSG_RELAY_DATA};
+	bool pass = link_peer_relay_pass(l);
+	size_t max = pass ? P2P_PASS_DATA_MAX : P2P_RELAY_DATA_MAX, k;
+	int rc = 0;
+
+	m.u.relay.circ = circ;
+	for (size_t off = 0; off < len && rc == 0; off += k) {
+		k = len - off < max ? len - off : max;
+		if (pass) {
+			rc = link_send_pass(l, circ, data + off, k);
+			continue;
+		}
+		m.u.relay.data = data + off;
+		m.u.relay.len = k;
+		rc = link_send_msg(l, &m);
+	}
+	return rc;
+}
+
+/* RELAY_DATA on via with data[0..len); 0 or -errno. */
 static int end_send(struct relay_end *e, struct link *via, const uint8_t *data,
 		    size_t len)
 {
-	struct p2p_msg m = {.type = P2P_MSG_RELAY_DATA};
-	int rc = 0;
-
-	m.u.relay.circ = e->circ;
-	for (size_t off = 0; off < len && rc == 0; off += m.u.relay.len) {
-		m.u.relay.data = data + off;
-		m.u.relay.len = len - off < P2P_RELAY_DATA_MAX
-				    ? len - off
-				    : P2P_RELAY_DATA_MAX;
-		rc = link_send_msg(via, &m);
-	}
-	return rc;
+	return relay_data_send(via, e->circ, data, len);
 }
 
 /* Send what waits in pend while the credit lasts; 0 or -errno. */
@@ -505,7 +557,7 @@ static void run(struct p2pd_node *n)
 			do_close(n, &a);
 			break;
 		case P2P_CIRCUIT_FORWARD:
-			send_relay(n, P2P_MSG_RELAY_DATA, a.link, &a);
+			send_forward(n, &a);
 			break;
 		case P2P_CIRCUIT_ACCEPT:
 			do_accept(n, &a);
@@ -564,6 +616,7 @@ void relay_on_msg(void *arg, struct link *l, const struct p2p_msg *m)
 					 &m->u.relay.peer, link_peer(l));
 		break;
 	case P2P_MSG_RELAY_DATA:
+	case P2P_MSG_RELAY_PASS: /* the same bytes, in a pass frame */
 		rc = p2p_circuit_on_data(c, node_now(n), link_id(l),
 					 m->u.relay.circ, m->u.relay.data,
 					 m->u.relay.len);

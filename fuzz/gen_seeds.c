@@ -299,6 +299,22 @@ static void linkfsm_seeds(void)
 		put_chunk(&s, (uint8_t[]){0x03}, 1); /* a tick */
 		save("fuzz_linkfsm", k, &s);
 	}
+	/* Seed 4 (issue 10): HELLO, a pass frame, a tampered one. */
+	s.n = 0;
+	put(&s, (uint8_t[]){1}, 1);
+	buf[0] = 0;
+	if (p2p_msg_encode(&m[0], buf + 1, sizeof(buf) - 1, &n) < 0)
+		exit(2);
+	put_chunk(&s, buf, n + 1);
+	put_chunk(&s,
+		  (const uint8_t *)"\x80"
+				   "end-to-end record",
+		  18);
+	put_chunk(&s,
+		  (const uint8_t *)"\xc0"
+				   "end-to-end record",
+		  18);
+	save("fuzz_linkfsm", 4, &s);
 }
 
 /* fuzz_lan: a source (family, IP), a clock skew, a beacon of identity 0. */

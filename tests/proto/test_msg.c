@@ -347,7 +347,7 @@ Test(msg, version_and_type)
 	for (int t = 0; t < 256; t++) {
 		buf[1] = (uint8_t)t;
 		bool known = (t >= 1 && t <= 9) || (t >= 16 && t <= 21) ||
-			     (t >= 24 && t <= 27);
+			     (t >= 24 && t <= 28);
 		int rc = p2p_msg_decode(&d, buf, 10);
 
 		if (!known) {
@@ -525,6 +525,27 @@ Test(msg, relay_fields_and_limits)
 	cr_assert_eq(p2p_msg_encode(&m, buf, sizeof(buf), &n), -EINVAL);
 	cr_assert_str_eq(p2p_msg_type_name(P2P_MSG_RELAY_CREDIT),
 			 "relay_credit");
+
+	/* PASS: the head of a pass frame, exactly P2P_PASS_MSG bytes; its
+	 * length 1..P2P_PASS_DATA_MAX; no data of its own. */
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_RELAY_PASS;
+	m.u.relay.circ = 9;
+	m.u.relay.len = P2P_PASS_DATA_MAX;
+	memset(m.u.relay.tail, 0xab, P2P_PASS_TAIL);
+	n = encode(&m, buf, sizeof(buf));
+	cr_assert_eq(n, P2P_PASS_MSG);
+	cr_assert_eq(p2p_msg_decode(&d, buf, n), 0);
+	cr_assert_eq(d.u.relay.circ, 9);
+	cr_assert_eq(d.u.relay.len, P2P_PASS_DATA_MAX);
+	cr_assert_null(d.u.relay.data);
+	cr_assert_eq(memcmp(d.u.relay.tail, m.u.relay.tail, P2P_PASS_TAIL), 0);
+	cr_assert_eq(p2p_msg_decode(&d, buf, n + 1), -EPROTO);
+	m.u.relay.len++;
+	cr_assert_eq(p2p_msg_encode(&m, buf, sizeof(buf), &n), -EINVAL);
+	m.u.relay.len = 0;
+	cr_assert_eq(p2p_msg_encode(&m, buf, sizeof(buf), &n), -EINVAL);
+	cr_assert_str_eq(p2p_msg_type_name(P2P_MSG_RELAY_PASS), "relay_pass");
 }
 
 Test(msg, whole_message_limit)
