@@ -100,7 +100,7 @@
  * well before that).
  */
 #define RELAY_CREDIT (1u << 20)
-#define RELAY_CREDIT_BATCH (RELAY_CREDIT / 4) /* smallest credit returned */
+#define RELAY_CREDIT_BATCH (RELAY_CREDIT / 8) /* smallest credit returned */
 #define RELAY_CREDIT_TOTAL ((uint64_t)RELAY_CIRC_MAX * 2 * RELAY_CREDIT)
 /* Positions remembered per circuit and direction to return credit as
  * its bytes leave: more are merged into the last (returned later). */

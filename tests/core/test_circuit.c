@@ -991,7 +991,8 @@ static uint64_t sent(uint32_t l, uint64_t to, uint32_t src, uint32_t sc)
 Test(circuit, credit_returns_as_the_bytes_leave)
 {
 	const size_t rec = 64 * 1024;
-	uint64_t ends[RELAY_CREDIT_BATCH / (64 * 1024)];
+	enum { K = RELAY_CREDIT_BATCH / (64 * 1024) }; /* records in a batch */
+	uint64_t ends[K];
 	struct p2p_circuit_stats st;
 	uint32_t cb;
 
@@ -1004,15 +1005,16 @@ Test(circuit, credit_returns_as_the_bytes_leave)
 	}
 	/* Written up to the middle of the last record, or all but its last
 	 * payload byte: not a batch yet. */
-	cr_assert_eq(sent(2, ends[3] - rec / 2, 1, 1), 0);
-	cr_assert_eq(sent(2, ends[3] - REC_EXTRA - 1, 1, 1), 0);
+	cr_assert_eq(sent(2, ends[K - 1] - rec / 2, 1, 1), 0);
+	cr_assert_eq(sent(2, ends[K - 1] - REC_EXTRA - 1, 1, 1), 0);
 	/* Sending on A's own link returns nothing of A's credit. */
 	cr_assert_eq(sent(1, 1u << 30, 1, 1), 0);
 	/* Every payload byte written (the circuit counts from the position
 	 * before the record, the record's extra bytes may still wait): one
 	 * batch back to A, on A's link. */
-	cr_assert_eq(sent(2, ends[3] - REC_EXTRA, 1, 1), RELAY_CREDIT_BATCH);
-	cr_assert_eq(sent(2, ends[3] + 100, 1, 1), 0, "nothing twice");
+	cr_assert_eq(sent(2, ends[K - 1] - REC_EXTRA, 1, 1),
+		     RELAY_CREDIT_BATCH);
+	cr_assert_eq(sent(2, ends[K - 1] + 100, 1, 1), 0, "nothing twice");
 	/* The other direction is accounted on its own. */
 	fwd(2, cb, 1000);
 	cr_assert_eq(sent(1, 0, 2, cb), 0);
