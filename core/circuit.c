@@ -358,6 +358,11 @@ static const char *refusal(struct p2p_circuit *c, uint32_t a,
 	return NULL;
 }
 
+static bool credited(const struct p2p_circuit *c, uint32_t link)
+{
+	return c->q.credit && c->q.out_pos && c->q.credit(c->q.arg, link);
+}
+
 /* We are the relay: from (on link a, circuit ca) asks for peer. */
 static void serve_open(struct p2p_circuit *c, uint64_t now, uint32_t a,
 		       uint32_t ca, const struct p2p_peerid *peer,
@@ -408,6 +413,11 @@ static void serve_open(struct p2p_circuit *c, uint64_t now, uint32_t a,
 	r->from = *from;
 	r->addr = addr;
 	r->born = r->last_a = r->last_b = now;
+	/* Credit for the bytes each end sends: only to an end that keeps it
+	 * (and knows our RELAY_CREDIT messages); the other is cut at
+	 * RELAY_WQ_MAX as before. */
+	r->dir[0].credited = credited(c, a);
+	r->dir[1].credited = credited(c, b);
 	p->circs++;
 	c->st.opened++;
 	act = push(c, P2P_CIRCUIT_SEND_OPEN, b, cb);
@@ -488,12 +498,122 @@ static const char *over_budget(const struct relay_circ *r,
 	return NULL;
 }
 
+/* ---- credit ---- */
+
+/*
+ * len bytes of d's source go out on a link now at position pos: they are
+ * written once the link's sent position reaches pos + len. The record
+ * around them (frame header, message header, AEAD tag) ends a few bytes
+ * later; returning the credit that much early keeps the estimate on the
+ * safe side (a late estimate could wait for bytes that never come).
+ */
+static void mark(struct relay_dir *d, uint64_t pos, size_t len)
+{
+	d->held += (uint32_t)len;
+	if (d->nmarks == RELAY_CREDIT_MARKS) {
+		d->marks[d->nmarks - 1].end = pos + len;
+		d->marks[d->nmarks - 1].bytes += (uint32_t)len;
+		return;
+	}
+	d->marks[d->nmarks].end = pos + len;
+	d->marks[d->nmarks].bytes = (uint32_t)len;
+	d->nmarks++;
+}
+
+/* The link of d's destination wrote up to sent: credit to return, once
+ * a batch is together or everything held is written. */
+static uint32_t written(struct relay_dir *d, uint64_t sent)
+{
+	uint8_t k = 0;
+	uint32_t n;
+
+	while (k < d->nmarks && d->marks[k].end <= sent)
+		d->written += d->marks[k++].bytes;
+	if (k > 0) {
+		memmove(d->marks, d->marks + k,
+			(size_t)(d->nmarks - k) * sizeof(d->marks[0]));
+		d->nmarks -= k;
+	}
+	if (d->written < RELAY_CREDIT_BATCH)
+		return 0;
+	n = d->written;
+	d->held -= n;
+	d->written = 0;
+	return n;
+}
+
+static void give(struct p2p_circuit *c, uint32_t link, uint32_t circ,
+		 uint32_t n)
+{
+	struct p2p_circuit_action *a;
+
+	if (!n)
+		return;
+	a = push(c, P2P_CIRCUIT_SEND_CREDIT, link, circ);
+	a->len = n;
+	c->st.credit_sent++;
+}
+
+int p2p_circuit_on_sent(struct p2p_circuit *c, uint32_t link, uint64_t sent)
+{
+	if (!room(c, c->tab.n))
+		return -ENOBUFS;
+	for (struct relay_circ *r = c->tab.circs; r; r = r->next) {
+		/* Bytes from a leave on b, bytes from b on a. */
+		if (r->b == link && r->dir[0].credited)
+			give(c, r->a, r->ca, written(&r->dir[0], sent));
+		if (r->a == link && r->dir[1].credited)
+			give(c, r->b, r->cb, written(&r->dir[1], sent));
+	}
+	return 0;
+}
+
+int p2p_circuit_on_credit(struct p2p_circuit *c, uint32_t link, uint32_t circ,
+			  uint32_t credit)
+{
+	struct p2p_circuit_action *a;
+
+	if (!room(c, 1))
+		return -ENOBUFS;
+	if (!c->q.is_end(c->q.arg, link, circ)) {
+		/* Credit goes from a relay to an end only: to us as a relay
+		 * it means nothing. */
+		c->st.unknown++;
+		return 0;
+	}
+	a = push(c, P2P_CIRCUIT_END_CREDIT, link, circ);
+	a->len = credit;
+	return 0;
+}
+
+void relay_credit_init(struct relay_credit *cr)
+{
+	cr->avail = RELAY_CREDIT;
+}
+
+size_t relay_credit_take(struct relay_credit *cr, size_t want)
+{
+	size_t n = want < cr->avail ? want : cr->avail;
+
+	cr->avail -= (uint32_t)n;
+	return n;
+}
+
+int relay_credit_give(struct relay_credit *cr, uint32_t n)
+{
+	if (n > RELAY_CREDIT - cr->avail)
+		return -EPROTO;
+	cr->avail += n;
+	return 0;
+}
+
 int p2p_circuit_on_data(struct p2p_circuit *c, uint64_t now, uint32_t link,
 			uint32_t circ, const uint8_t *data, size_t len)
 {
 	struct p2p_circuit_action *a;
 	struct relay_circ *r;
 	struct relay_peer *p;
+	struct relay_dir *d;
 	const char *why;
 	uint32_t o, oc;
 	size_t q;
@@ -510,12 +630,20 @@ int p2p_circuit_on_data(struct p2p_circuit *c, uint64_t now, uint32_t link,
 		c->st.unknown++;
 		return 0;
 	}
+	d = &r->dir[r->a == link && r->ca == circ ? 0 : 1];
 	q = c->q.queued(c->q.arg, o);
-	if (q == SIZE_MAX || q + len > RELAY_WQ_MAX) {
+	if (q == SIZE_MAX || (!d->credited && q + len > RELAY_WQ_MAX)) {
+		c->st.closed_queue += q != SIZE_MAX;
 		circ_del(c, r);
 		push_close(c, link, circ, "relay queue full",
 			   P2P_CIRCUIT_N_QUEUE_FULL);
 		push_close(c, o, oc, "relay queue full", P2P_CIRCUIT_N_NONE);
+		return 0;
+	}
+	if (d->credited && len > RELAY_CREDIT - d->held) {
+		c->st.closed_credit++;
+		cut(c, r, "relay: circuit credit exceeded",
+		    P2P_CIRCUIT_N_CREDIT);
 		return 0;
 	}
 	if ((p = peer_find(c, &r->from)) != NULL)
@@ -530,6 +658,8 @@ int p2p_circuit_on_data(struct p2p_circuit *c, uint64_t now, uint32_t link,
 	if (p)
 		p->bytes += len;
 	c->st.bytes += len;
+	if (d->credited)
+		mark(d, c->q.out_pos(c->q.arg, o), len);
 	a = push(c, P2P_CIRCUIT_FORWARD, o, oc);
 	a->data = data;
 	a->len = len;

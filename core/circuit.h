@@ -48,13 +48,15 @@
 
 #include "proto/addr.h"
 
-#define RELAY_CIRC_MAX 256	/* circuits one node relays */
-#define RELAY_CIRC_PER_LINK 16	/* ... opened on one link (end a); our ends */
-#define RELAY_CIRC_PER_PEER 16	/* ... requested by one peer ID, all links */
-#define RELAY_CIRC_PER_IP 32	/* ... by requesters at one IP */
-#define RELAY_CIRC_PER_NET 64	/* ... by requesters in one /24 or /48 */
-#define RELAY_WQ_MAX (2u << 20) /* a circuit is cut beyond this */
-#define RELAY_ID_TRIES 8	/* fresh circuit IDs tried before -EBUSY */
+#define RELAY_CIRC_MAX 256     /* circuits one node relays */
+#define RELAY_CIRC_PER_LINK 16 /* ... opened on one link (end a); our ends */
+#define RELAY_CIRC_PER_PEER 16 /* ... requested by one peer ID, all links */
+#define RELAY_CIRC_PER_IP 32   /* ... by requesters at one IP */
+#define RELAY_CIRC_PER_NET 64  /* ... by requesters in one /24 or /48 */
+/* A circuit whose source end keeps no credit (an older peer) is cut when
+ * its outgoing link's write queue is over this. */
+#define RELAY_WQ_MAX (2u << 20)
+#define RELAY_ID_TRIES 8 /* fresh circuit IDs tried before -EBUSY */
 /*
  * Time and bytes. RELAY_HS_MS: from RELAY_OPEN to a completed end-to-end
  * handshake (see circuit.c, "handshake seen"); an honest one takes two
@@ -71,10 +73,57 @@
 #define RELAY_PEER_BYTES (4ull << 30)	    /* one requester, all circuits */
 #define RELAY_PEER_WINDOW_MS (3600 * 1000u) /* ... per this window */
 #define RELAY_PEERS_MAX RELAY_CIRC_MAX	    /* requester records kept */
+/*
+ * Per-circuit credit (issue 10). Each end that keeps credit (its HELLO
+ * has P2P_HELLO_RELAY_CREDIT, and so has the relay's) may have at most
+ * RELAY_CREDIT bytes of RELAY_DATA payload on a circuit that the relay
+ * has not yet written out on the circuit's other link; it starts with
+ * all of it when the circuit opens and gets it back in RELAY_CREDIT
+ * messages as the relay's write queue towards the other end drains
+ * (handed to the kernel), in batches of at least RELAY_CREDIT_BATCH.
+ * A busy or stalled circuit thus holds at most RELAY_CREDIT queued at
+ * the relay per direction and waits at its source (whose relayed link's
+ * queue stalls its tunnels) instead of being cut; the relay never stops
+ * reading a link for one circuit, so the others and the overlay on the
+ * same links go on. An end that sends beyond its credit breaks the
+ * protocol: that circuit (only) is closed.
+ *
+ * RELAY_CREDIT is a window per circuit and direction: a relayed stream
+ * gets at most RELAY_CREDIT per round trip between its source and the
+ * relay (1 MiB: 84 Mbit/s at 100 ms, far more on a LAN), however big the
+ * end-to-end stream windows (no longer capped for relayed links,
+ * core/stream.h). It stays under the relay's own per-link queue limits
+ * (LINK_WQ_READ_STOP 2 MiB, LINK_WQ_MAX 4 MiB, daemon/link.h), so one
+ * circuit alone never makes the relay stop reading or cut a link.
+ * RELAY_CREDIT_TOTAL is what all circuits may hold queued at a relay
+ * (512 MiB; the relay's LINK_WQ_TOTAL_MAX cuts the most loaded links
+ * well before that).
+ */
+#define RELAY_CREDIT (1u << 20)
+#define RELAY_CREDIT_BATCH (RELAY_CREDIT / 8) /* smallest credit returned */
+#define RELAY_CREDIT_TOTAL ((uint64_t)RELAY_CIRC_MAX * 2 * RELAY_CREDIT)
+/* Positions remembered per circuit and direction to return credit as
+ * its bytes leave: more are merged into the last (returned later). */
+#define RELAY_CREDIT_MARKS 8
+
 /* Actions one event may queue: a link gone closes every circuit. */
 #define P2P_CIRCUIT_QUEUE_MAX (RELAY_CIRC_MAX + 2)
 
 /* ---- the table: pure bookkeeping ---- */
+
+/* One direction of a circuit at the relay: payload from its source not
+ * yet returned as credit, and where in the outgoing link's byte stream
+ * it ends (returned once the link has written that far). */
+struct relay_dir {
+	bool credited;	  /* the source end keeps credit */
+	uint32_t held;	  /* received, credit not yet returned */
+	uint32_t written; /* of held: written out, not yet returned */
+	uint8_t nmarks;
+	struct {
+		uint64_t end;	/* the outgoing link's position past it */
+		uint32_t bytes; /* payload bytes up to there */
+	} marks[RELAY_CREDIT_MARKS];
+};
 
 struct relay_circ {
 	struct relay_circ *next;
@@ -87,6 +136,7 @@ struct relay_circ {
 	uint64_t bytes;		       /* relayed, both ways */
 	uint8_t runs;		       /* direction changes seen, up to 4 */
 	uint8_t last_dir;	       /* 0 none, 1 from a, 2 from b */
+	struct relay_dir dir[2];       /* [0]: a to b, [1]: b to a */
 };
 
 struct relay_tab {
@@ -134,6 +184,12 @@ struct p2p_circuit_query {
 	/* link's remote (observed) address into *out; false if unknown (all
 	 * unknown addresses then count as one). NULL: always unknown. */
 	bool (*remote)(void *arg, uint32_t link, struct p2p_addr *out);
+	/* link's peer keeps per-circuit credit (its HELLO said so). NULL:
+	 * none does (every circuit is cut at RELAY_WQ_MAX instead). */
+	bool (*credit)(void *arg, uint32_t link);
+	/* Bytes ever queued on link (its position); the caller reports what
+	 * was written with p2p_circuit_on_sent(). Needed with credit. */
+	uint64_t (*out_pos)(void *arg, uint32_t link);
 	void *arg;
 };
 
@@ -152,6 +208,10 @@ enum p2p_circuit_action_type {
 	P2P_CIRCUIT_END_DATA,
 	/* The relay closed our end (link, circ); text[0..len): its reason. */
 	P2P_CIRCUIT_END_CLOSED,
+	/* Send RELAY_CREDIT with circ and credit len on link. */
+	P2P_CIRCUIT_SEND_CREDIT,
+	/* The relay returned credit len to our end (link, circ). */
+	P2P_CIRCUIT_END_CREDIT,
 };
 
 /* Why a SEND_CLOSE, for the caller's counters and logs. */
@@ -163,6 +223,8 @@ enum p2p_circuit_note {
 	P2P_CIRCUIT_N_LIMIT,	  /* a request over a requester limit */
 	P2P_CIRCUIT_N_EXPIRED,	  /* the first close of a circuit past a
 				     deadline or over a budget */
+	P2P_CIRCUIT_N_CREDIT,	  /* the first close of a circuit whose end
+				     sent beyond its credit */
 };
 
 struct p2p_circuit_action {
@@ -184,6 +246,9 @@ struct p2p_circuit_stats {
 	    refused_budget;
 	/* Circuits closed: no handshake in time, idle, over a byte budget. */
 	uint64_t closed_hs, closed_idle, closed_budget;
+	/* Cut: queue over RELAY_WQ_MAX (an end without credit), an end over
+	 * its credit. credit_sent: RELAY_CREDIT messages. */
+	uint64_t closed_queue, closed_credit, credit_sent;
 };
 
 struct p2p_circuit;
@@ -209,6 +274,15 @@ int p2p_circuit_on_data(struct p2p_circuit *c, uint64_t now, uint32_t link,
 /* RELAY_CLOSE received on link for circ, reason[0..len). 0 or -ENOBUFS. */
 int p2p_circuit_on_close(struct p2p_circuit *c, uint32_t link, uint32_t circ,
 			 const char *reason, size_t len)
+    __attribute__((warn_unused_result));
+/* RELAY_CREDIT received on link for circ: for one of our ends, an
+ * END_CREDIT; anything else is counted as unknown. 0 or -ENOBUFS. */
+int p2p_circuit_on_credit(struct p2p_circuit *c, uint32_t link, uint32_t circ,
+			  uint32_t credit) __attribute__((warn_unused_result));
+/* link has written (handed to the kernel) everything up to position sent
+ * (see out_pos): credit goes back to the sources of its circuits' bytes,
+ * SEND_CREDIT each. 0 or -ENOBUFS. */
+int p2p_circuit_on_sent(struct p2p_circuit *c, uint32_t link, uint64_t sent)
     __attribute__((warn_unused_result));
 /* link is gone: every circuit on it ends, the other end is told. 0 or
  * -ENOBUFS. (Our own ends on it are the caller's.) */
@@ -238,5 +312,20 @@ bool p2p_circuit_poll(struct p2p_circuit *c, struct p2p_circuit_action *a);
 
 void p2p_circuit_get_stats(const struct p2p_circuit *c,
 			   struct p2p_circuit_stats *st);
+
+/* ---- our ends' credit ---- */
+
+/* What one of our ends may still send on its circuit (starts full). */
+struct relay_credit {
+	uint32_t avail;
+};
+
+void relay_credit_init(struct relay_credit *cr);
+/* Up to want bytes may go now: how many (spent). */
+size_t relay_credit_take(struct relay_credit *cr, size_t want);
+/* The relay returned n: 0, or -EPROTO when it returns more than we spent
+ * (the end then closes the circuit). */
+int relay_credit_give(struct relay_credit *cr, uint32_t n)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -238,6 +238,35 @@ int p2p_linkfsm_seal(struct p2p_linkfsm *f, const uint8_t *msg, size_t len,
 	return p2p_session_seal(f->sess, msg, len, out, cap, outlen);
 }
 
+int p2p_linkfsm_seal_pass(struct p2p_linkfsm *f, uint32_t circ,
+			  const uint8_t *data, size_t len, uint8_t *out,
+			  size_t cap, size_t *outlen)
+{
+	struct p2p_msg m = {.type = P2P_MSG_RELAY_PASS};
+	uint8_t head[P2P_PASS_MSG];
+	size_t hlen, n;
+	int rc;
+
+	if (len == 0 || len > P2P_PASS_DATA_MAX ||
+	    cap < P2P_FRAME_HDR + P2P_PASS_HDR + len)
+		return -EMSGSIZE;
+	m.u.relay.circ = circ;
+	m.u.relay.len = len;
+	p2p_linkfsm_pass_tail(data, len, m.u.relay.tail);
+	if ((rc = p2p_msg_encode(&m, head, sizeof(head), &hlen)) < 0)
+		return rc;
+	rc = p2p_linkfsm_seal(f, head, hlen, out, P2P_FRAME_HDR + P2P_PASS_HDR,
+			      &n);
+	if (rc < 0)
+		return rc;
+	/* The sealed head's frame header, made the pass frame's. */
+	p2p_frame_put_header(out,
+			     (uint32_t)(P2P_PASS_HDR + len) | P2P_FRAME_PASS);
+	memcpy(out + n, data, len);
+	*outlen = n + len;
+	return 0;
+}
+
 /* Encode and seal into the fsm's own output (state checked by callers). */
 static int send_own(struct p2p_linkfsm *f, const struct p2p_msg *m)
 {
@@ -509,16 +538,76 @@ static void on_msg(struct p2p_linkfsm *f, uint64_t now, const struct p2p_msg *m)
 	push(f, &a);
 }
 
+/* The data's last P2P_PASS_TAIL bytes, zero-padded, as RELAY_PASS binds
+ * them (proto/msg.h). */
+void p2p_linkfsm_pass_tail(const uint8_t *data, size_t len,
+			   uint8_t tail[P2P_PASS_TAIL])
+{
+	size_t n = len < P2P_PASS_TAIL ? len : P2P_PASS_TAIL;
+
+	memset(tail, 0, P2P_PASS_TAIL);
+	memcpy(tail, data + len - n, n);
+}
+
+/*
+ * A pass frame (proto/msg.h, RELAY_PASS): only its head is a record. It
+ * is opened (the hop's AEAD, in sequence: a pass frame dropped, repeated
+ * or reordered fails here as any record would) and must say RELAY_PASS
+ * with the length of the bytes that follow and their tail; those bytes
+ * go to the handler as the message's data, not opened: they are the
+ * circuit's end-to-end records.
+ */
+static void on_pass(struct p2p_linkfsm *f, uint64_t now, uint8_t *body,
+		    size_t len)
+{
+	uint8_t tail[P2P_PASS_TAIL];
+	size_t mlen;
+	int rc;
+
+	if (len <= P2P_PASS_HDR) {
+		finish(f, P2P_LINKFSM_C_BAD_FRAME, "bad frame", -EPROTO, NULL);
+		return;
+	}
+	rc = p2p_session_open(f->sess, body, P2P_PASS_HDR, body, P2P_PASS_HDR,
+			      &mlen);
+	if (rc < 0) {
+		finish(f, P2P_LINKFSM_C_BAD_RECORD, "bad record", rc, NULL);
+		return;
+	}
+	f->last_rx = now;
+	rc = p2p_msg_decode(&f->msg, body, mlen);
+	if (rc == 0 && (f->msg.type != P2P_MSG_RELAY_PASS ||
+			f->msg.u.relay.len != len - P2P_PASS_HDR))
+		rc = -EPROTO;
+	if (rc == 0) {
+		p2p_linkfsm_pass_tail(body + P2P_PASS_HDR, len - P2P_PASS_HDR,
+				      tail);
+		if (memcmp(tail, f->msg.u.relay.tail, P2P_PASS_TAIL) != 0)
+			rc = -EBADMSG;
+	}
+	if (rc < 0) {
+		finish(f, P2P_LINKFSM_C_BAD_MSG, "bad pass frame", rc, NULL);
+		return;
+	}
+	f->msg.u.relay.data = body + P2P_PASS_HDR;
+	on_msg(f, now, &f->msg);
+}
+
 static void on_record(struct p2p_linkfsm *f, uint64_t now, const uint8_t *body,
-		      size_t len)
+		      size_t len, bool pass)
 {
 	/* The framer's buffer is the fsm's own and lives until the next
 	 * feed, and an in-place caller's buffer is given to change: the
 	 * record is opened in place (session.h allows out == body). */
 	uint8_t *buf = (uint8_t *)body;
 	size_t mlen;
-	int rc = p2p_session_open(f->sess, body, len, buf, len, &mlen);
+	int rc;
 
+	if (pass) {
+		on_pass(f, now, buf, len);
+		return;
+	}
+	rc = p2p_session_open(f->sess, body, len, buf, len, &mlen);
 	if (rc < 0) {
 		finish(f, P2P_LINKFSM_C_BAD_RECORD, "bad record", rc, NULL);
 		return;
@@ -529,12 +618,27 @@ static void on_record(struct p2p_linkfsm *f, uint64_t now, const uint8_t *body,
 		push_type(f, P2P_LINKFSM_UNKNOWN);
 		return;
 	}
+	/* RELAY_PASS heads pass frames only: it has no data of its own. */
+	if (rc == 0 && f->msg.type == P2P_MSG_RELAY_PASS)
+		rc = -EPROTO;
 	if (rc < 0) {
 		finish(f, P2P_LINKFSM_C_BAD_MSG, "undecodable message", rc,
 		       NULL);
 		return;
 	}
 	on_msg(f, now, &f->msg);
+}
+
+/* A frame: a handshake frame (never a pass frame) or a record. */
+static void on_frame(struct p2p_linkfsm *f, uint64_t now, const uint8_t *body,
+		     size_t len, bool pass)
+{
+	if (f->state != S_HANDSHAKE)
+		on_record(f, now, body, len, pass);
+	else if (pass)
+		finish(f, P2P_LINKFSM_C_BAD_FRAME, "bad frame", -EPROTO, NULL);
+	else
+		on_hs_frame(f, now, body, len);
 }
 
 size_t p2p_linkfsm_input(struct p2p_linkfsm *f, uint64_t now,
@@ -553,12 +657,8 @@ size_t p2p_linkfsm_input(struct p2p_linkfsm *f, uint64_t now,
 		finish(f, P2P_LINKFSM_C_BAD_FRAME, "bad frame", (int)k, NULL);
 		return len;
 	}
-	if (p2p_framer_frame(f->fr, &body, &blen)) {
-		if (f->state == S_HANDSHAKE)
-			on_hs_frame(f, now, body, blen);
-		else
-			on_record(f, now, body, blen);
-	}
+	if (p2p_framer_frame(f->fr, &body, &blen))
+		on_frame(f, now, body, blen, p2p_framer_pass(f->fr));
 	return (size_t)k;
 }
 
@@ -572,6 +672,7 @@ size_t p2p_linkfsm_input_inplace(struct p2p_linkfsm *f, uint64_t now,
 				 uint8_t *data, size_t len)
 {
 	uint32_t blen;
+	bool pass;
 
 	/* A frame begun by p2p_linkfsm_input: the framer finishes it. */
 	if (p2p_framer_pending(f->fr) > 0)
@@ -584,6 +685,8 @@ size_t p2p_linkfsm_input_inplace(struct p2p_linkfsm *f, uint64_t now,
 	/* The framer's rules (frame.h): length 0 and lengths over the
 	 * largest frame are errors, found as soon as the header is in. */
 	blen = be32(data);
+	pass = blen & P2P_FRAME_PASS;
+	blen &= ~P2P_FRAME_PASS;
 	if (blen == 0 || blen > P2P_FRAME_MAX) {
 		finish(f, P2P_LINKFSM_C_BAD_FRAME, "bad frame",
 		       blen == 0 ? -EPROTO : -EMSGSIZE, NULL);
@@ -591,10 +694,7 @@ size_t p2p_linkfsm_input_inplace(struct p2p_linkfsm *f, uint64_t now,
 	}
 	if (len - P2P_FRAME_HDR < blen)
 		return 0;
-	if (f->state == S_HANDSHAKE)
-		on_hs_frame(f, now, data + P2P_FRAME_HDR, blen);
-	else
-		on_record(f, now, data + P2P_FRAME_HDR, blen);
+	on_frame(f, now, data + P2P_FRAME_HDR, blen, pass);
 	return P2P_FRAME_HDR + (size_t)blen;
 }
 

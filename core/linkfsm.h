@@ -213,6 +213,21 @@ int p2p_linkfsm_seal(struct p2p_linkfsm *f, const uint8_t *msg, size_t len,
 		     uint8_t *out, size_t cap, size_t *outlen)
     __attribute__((warn_unused_result));
 
+/*
+ * A pass frame (proto/msg.h, RELAY_PASS) into out: the frame header with
+ * P2P_FRAME_PASS, the sealed RELAY_PASS head for circuit circ, then the
+ * len (1..P2P_PASS_DATA_MAX) data bytes copied as they are. cap >=
+ * P2P_FRAME_HDR + P2P_PASS_HDR + len. Only for a peer whose HELLO has
+ * P2P_HELLO_RELAY_PASS. 0 or -errno, as p2p_linkfsm_seal.
+ */
+int p2p_linkfsm_seal_pass(struct p2p_linkfsm *f, uint32_t circ,
+			  const uint8_t *data, size_t len, uint8_t *out,
+			  size_t cap, size_t *outlen)
+    __attribute__((warn_unused_result));
+/* The tail RELAY_PASS binds: data's last P2P_PASS_TAIL bytes, padded. */
+void p2p_linkfsm_pass_tail(const uint8_t *data, size_t len,
+			   uint8_t tail[P2P_PASS_TAIL]);
+
 /* Encode and seal m into the fsm's buffer (a WRITE action): for small
  * control messages. 0, -ENOTCONN, -EMSGSIZE (no room), -EINVAL. */
 int p2p_linkfsm_send_msg(struct p2p_linkfsm *f, const struct p2p_msg *m);

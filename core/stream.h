@@ -54,11 +54,14 @@
  * windows (TUN_PEER_MEM per peer) this bounds what peers can pin. */
 #define STREAM_BUDGET_LINK (32u * 1024 * 1024)
 #define STREAM_BUDGET_DAEMON (64u * 1024 * 1024)
-/* A relayed link: the WHOLE windows of its streams together, since the
- * relay cuts a circuit once RELAY_WQ_MAX (2 MiB, core/circuit.h) is
- * queued towards one link, and everything in flight on the relayed link
- * may end up in that queue when the relay's onward path is the slower.
- * Half of it leaves room for framing, the overlay and other circuits. */
+/* A link relayed by a relay that keeps no per-circuit credit (an older
+ * daemon): the WHOLE windows of its streams together, since such a relay
+ * cuts a circuit once RELAY_WQ_MAX (2 MiB, core/circuit.h) is queued
+ * towards one link, and everything in flight on the relayed link may end
+ * up in that queue when the relay's onward path is the slower. Half of
+ * it leaves room for framing, the overlay and other circuits. A relay
+ * that keeps credit (RELAY_CREDIT) holds the sender back instead, and
+ * its relayed links get the budgets of direct ones. */
 #define STREAM_RELAY_WINDOWS (1u * 1024 * 1024)
 
 /* STREAM_RESET codes (u8 on the wire). */

@@ -204,6 +204,21 @@ static void consume(struct bufq *q, size_t n)
 	}
 }
 
+size_t bufq_peek(const struct bufq *q, const uint8_t **p)
+{
+	if (!q->head || q->len == 0)
+		return 0;
+	*p = q->head->data + q->off;
+	return q->head->used - q->off;
+}
+
+void bufq_drop(struct bufq *q, size_t n)
+{
+	if (n > q->len - q->inflight)
+		abort(); /* a caller's bug: more than is there */
+	consume(q, n);
+}
+
 /* The pieces after the first skip bytes of the queue. */
 static int pieces(const struct bufq *q, size_t skip, struct iovec *iov)
 {

@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -84,6 +85,11 @@ void bufq_commit(struct bufq *q, size_t n);
  * queued then). */
 int bufq_append(struct bufq *q, const void *data, size_t len);
 
+/* The queue read in place (a queue that is not flushed through an io):
+ * the first contiguous bytes at *p, how many (0: empty). */
+size_t bufq_peek(const struct bufq *q, const uint8_t **p);
+/* The first n <= bufq_len() bytes are done with: released. */
+void bufq_drop(struct bufq *q, size_t n);
 /*
  * Writes what is queued and not in flight: try_write with all of it
  * (up to BUFQ_IOV_MAX pieces), then write() for the rest. Returns the

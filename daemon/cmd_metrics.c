@@ -146,14 +146,21 @@ static void write_metrics(FILE *f, struct p2pd_node *n)
 	       "Circuit requests refused over a limit.", rs.refused);
 	fprintf(f,
 		"# HELP p2pd_relay_circuits_closed_total Circuits we closed: "
-		"no handshake in time, idle, over a byte budget.\n"
+		"no handshake in time, idle, over a byte budget, queue full "
+		"(an end without credit), an end over its credit.\n"
 		"# TYPE p2pd_relay_circuits_closed_total counter\n"
 		"p2pd_relay_circuits_closed_total{reason=\"handshake\"} %llu\n"
 		"p2pd_relay_circuits_closed_total{reason=\"idle\"} %llu\n"
-		"p2pd_relay_circuits_closed_total{reason=\"budget\"} %llu\n",
+		"p2pd_relay_circuits_closed_total{reason=\"budget\"} %llu\n"
+		"p2pd_relay_circuits_closed_total{reason=\"queue\"} %llu\n"
+		"p2pd_relay_circuits_closed_total{reason=\"credit\"} %llu\n",
 		(unsigned long long)rs.closed_hs,
 		(unsigned long long)rs.closed_idle,
-		(unsigned long long)rs.closed_budget);
+		(unsigned long long)rs.closed_budget,
+		(unsigned long long)rs.closed_queue,
+		(unsigned long long)rs.closed_credit);
+	metric(f, "relay_credit_sent_total", "counter",
+	       "RELAY_CREDIT messages sent to circuit ends.", rs.credit_sent);
 	metric(f, "bad_frames_total", "counter", "Malformed frames.",
 	       s->bad_frames);
 	metric(f, "bad_messages_total", "counter", "Malformed messages.",

@@ -66,6 +66,8 @@ static int wire_messages(struct p2pd_node *n)
 	rc |= node_on_msg(n, P2P_MSG_RELAY_OPEN, 0, relay_on_msg, n);
 	rc |= node_on_msg(n, P2P_MSG_RELAY_DATA, 0, relay_on_msg, n);
 	rc |= node_on_msg(n, P2P_MSG_RELAY_CLOSE, 0, relay_on_msg, n);
+	rc |= node_on_msg(n, P2P_MSG_RELAY_CREDIT, 0, relay_on_msg, n);
+	rc |= node_on_msg(n, P2P_MSG_RELAY_PASS, 0, relay_on_msg, n);
 	return rc;
 }
 

@@ -62,9 +62,11 @@ struct link {
 	uint32_t reset_quiet_ms; /* link_reset_quiet_ms */
 	bool gone_sent;		 /* observers told */
 	bool handle_closed;
-	bool rst;	  /* close with a reset: no TIME_WAIT (link_after) */
-	bool read_paused; /* LINK_WQ_READ_STOP: reading stopped */
-	uint32_t hs_ms;	  /* handshake deadline if not the configured one */
+	bool rst;	   /* close with a reset: no TIME_WAIT (link_after) */
+	bool read_paused;  /* LINK_WQ_READ_STOP: reading stopped */
+	bool relay_credit; /* the peer's HELLO: P2P_HELLO_RELAY_CREDIT */
+	bool relay_pass;   /* ... P2P_HELLO_RELAY_PASS */
+	uint32_t hs_ms;	   /* handshake deadline if not the configured one */
 	struct p2p_peerid expect;
 	struct p2p_peerid peer;	 /* valid once the handshake is done */
 	struct p2p_linkfsm *fsm; /* the protocol; NULL only before start */
@@ -289,6 +291,16 @@ const struct p2p_addr *link_dial_addr(const struct link *l)
 bool link_peer_server(const struct link *l)
 {
 	return l->fsm && p2p_linkfsm_peer_server(l->fsm);
+}
+
+bool link_peer_relay_credit(const struct link *l)
+{
+	return l->relay_credit;
+}
+
+bool link_peer_relay_pass(const struct link *l)
+{
+	return l->relay_pass;
 }
 
 double link_rtt(const struct link *l)
@@ -711,6 +723,28 @@ int link_send_raw(struct link *l, const uint8_t *msg, size_t len)
 	return link_commit(l, out);
 }
 
+int link_send_pass(struct link *l, uint32_t circ, const uint8_t *data,
+		   size_t len)
+{
+	size_t cap = P2P_FRAME_HDR + P2P_PASS_HDR + len, out;
+	uint8_t *p;
+	int rc;
+
+	if (l->state != LINK_UP)
+		return -ENOTCONN;
+	if (l->tr || !l->relay_pass)
+		return -EINVAL; /* a caller's bug: not negotiated */
+	p = link_reserve(l, cap);
+	if (!p)
+		return -ENOBUFS;
+	rc = p2p_linkfsm_seal_pass(l->fsm, circ, data, len, p, cap, &out);
+	if (rc < 0) {
+		bufq_commit(&l->q, 0);
+		return rc;
+	}
+	return link_commit(l, out);
+}
+
 uint8_t *link_data_reserve(struct link *l, size_t cap)
 {
 	const size_t hdr = P2P_FRAME_HDR + P2P_STREAM_DATA_HDR;
@@ -920,6 +954,11 @@ static void on_hello(struct link *l, const struct p2p_linkfsm_action *a)
 	if (node_hello_dial_addr(m->u.hello.addrs, m->u.hello.naddrs,
 				 &l->remote, &l->peer_dial) < 0)
 		memset(&l->peer_dial, 0, sizeof(l->peer_dial));
+	/* Once said, kept: circuits decide on it when they open. */
+	if (m->u.hello.flags & P2P_HELLO_RELAY_CREDIT)
+		l->relay_credit = true;
+	if (m->u.hello.flags & P2P_HELLO_RELAY_PASS)
+		l->relay_pass = true;
 	if (!a->announce)
 		return;
 	l->observed = m->u.hello.observed;

@@ -158,6 +158,10 @@ const struct p2p_addr *link_local(const struct link *l);
 /* Where the peer can be dialled (HELLO), else its remote address. */
 const struct p2p_addr *link_dial_addr(const struct link *l);
 bool link_peer_server(const struct link *l);
+/* The peer keeps per-circuit relay credit (HELLO, core/circuit.h). */
+bool link_peer_relay_credit(const struct link *l);
+/* The peer reads pass frames (HELLO, proto/msg.h RELAY_PASS). */
+bool link_peer_relay_pass(const struct link *l);
 double link_rtt(const struct link *l); /* < 0 until measured */
 size_t link_queued(const struct link *l);
 /* Bytes of the link's stream (records and framing) in and out so far. */
@@ -183,6 +187,11 @@ void link_set_dialback_nonce(struct link *l, uint64_t nonce);
  */
 uint8_t *link_data_reserve(struct link *l, size_t cap);
 int link_data_commit(struct link *l, uint32_t stream, size_t len);
+/* RELAY_DATA as a pass frame (proto/msg.h RELAY_PASS): data[0..len)
+ * (<= P2P_PASS_DATA_MAX) copied into the queue unsealed behind a sealed
+ * head; only to a peer with link_peer_relay_pass(). 0 or -errno. */
+int link_send_pass(struct link *l, uint32_t circ, const uint8_t *data,
+		   size_t len);
 /* Send; 0 or -errno. A failure marks the link dead (gone comes later). */
 int link_send_msg(struct link *l, const struct p2p_msg *m);
 int link_send_raw(struct link *l, const uint8_t *msg, size_t len);

@@ -292,6 +292,7 @@ void ovl_fill_hello(void *arg, const struct link *l, struct p2p_msg *m)
 	struct p2pd_node *n = arg;
 
 	m->u.hello.flags = n->ovl->server ? P2P_HELLO_SERVER : 0;
+	m->u.hello.flags |= P2P_HELLO_RELAY_CREDIT | P2P_HELLO_RELAY_PASS;
 	m->u.hello.observed = *link_remote(l);
 	/* A port mapping first: a peer that sees us come from its IP takes
 	 * it as our address (node_hello_dial_addr) and dials its port. */

@@ -13,8 +13,39 @@
  * A circuit ends with RELAY_CLOSE from either end or from R, and when
  * either underlying link goes away (R tells the other end). R's memory is
  * bounded: RELAY_CIRC_MAX circuits, RELAY_CIRC_PER_LINK opened on one
- * link, and a circuit is cut when its outgoing link's write queue is over
- * RELAY_WQ_MAX (the tunnels' credit normally keeps it far below).
+ * link, and per circuit and direction RELAY_CREDIT bytes queued (issue
+ * 10): an end sends RELAY_DATA only within its credit, and R returns
+ * credit (RELAY_CREDIT) as it hands the bytes to the other link's socket,
+ * so a busy circuit waits at its source instead of filling R, and R never
+ * stops reading a link for one circuit. Where an end does not keep
+ * credit (an older peer: no P2P_HELLO_RELAY_CREDIT in its HELLO), its
+ * circuit is cut instead when the outgoing queue is over RELAY_WQ_MAX.
+ *
+ * Pass frames (issue 10, proto/msg.h RELAY_PASS): what a circuit carries
+ * is already sealed end to end (the relayed link's own records), so on a
+ * hop whose both ends say so in HELLO (P2P_HELLO_RELAY_PASS) RELAY_DATA
+ * goes as a pass frame, whose hop AEAD covers only a small head: the
+ * circuit, the data's length and its last 16 bytes (for a whole record:
+ * its end-to-end tag). A seals each byte once (end to end) and X opens
+ * it once; R opens and seals 42-byte heads only, and copies the data once
+ * into the outgoing queue (it is read in place and not decrypted). Why
+ * this is as safe as sealing twice: the hop's head is sealed in the hop's
+ * nonce sequence, so an on-path attacker cannot drop, repeat, reorder,
+ * resize or redirect (another circuit) a pass frame, nor change its
+ * tail, without the hop's open failing (the hop link dies, as for any bad
+ * record); it can change other data bytes, which the hop does not see,
+ * but those are the ends' AEAD records: X's open fails and the relayed
+ * link dies, which is what the attacker could do anyway by resetting the
+ * TCP connection. It learns nothing new: the data are ciphertext under
+ * keys only A and X hold (an observer of both hops may match the same
+ * ciphertext bytes on either side of R, which sizes and timing already
+ * allowed). A peer that has not said it reads pass frames never gets
+ * one (older framers would take the flag for an oversized length).
+ *
+ * Our end's credit: what the relayed link writes beyond it waits in the
+ * end's own queue (pend), which counts in the relayed link's queue
+ * (end_queued), so its tunnels stop reading as for a full TCP link;
+ * every RELAY_CREDIT from the relay sends more of it.
  *
  * One host must not fill R (issue 9): requests are limited per requester
  * ID, per source IP and per /24 or /48 (the observed address of the
@@ -36,9 +67,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bufq.h"
 #include "core/circuit.h"
 #include "log.h"
 #include "relay.h"
+
+/* What our end keeps beyond its credit: as much as a TCP link may queue
+ * (the tunnels stop reading far below, at TUN_LINK_WQ_HIGH). */
+#define RELAY_END_PEND_MAX LINK_WQ_MAX
 
 /* Our end of a circuit: the transport of a relayed link. */
 struct relay_end {
@@ -48,6 +84,9 @@ struct relay_end {
 	uint32_t circ; /* its ID there */
 	uint32_t link; /* the relayed link */
 	bool closed;   /* the circuit is gone: nothing more to send */
+	bool credited; /* the relay keeps credit for us (its HELLO) */
+	struct relay_credit cr;
+	struct bufq pend; /* written by the link beyond the credit */
 };
 
 struct relays {
@@ -113,6 +152,20 @@ static bool q_links_full(void *arg)
 	return link_count(n) >= n->limits.max_links;
 }
 
+static bool q_credit(void *arg, uint32_t id)
+{
+	struct link *l = link_get(arg, id);
+
+	return l && link_peer_relay_credit(l);
+}
+
+static uint64_t q_out_pos(void *arg, uint32_t id)
+{
+	struct link *l = link_get(arg, id);
+
+	return l ? link_bytes_out(l) : 0;
+}
+
 static bool q_remote(void *arg, uint32_t id, struct p2p_addr *out)
 {
 	struct link *l = link_get(arg, id);
@@ -134,6 +187,8 @@ int relay_module_init(struct p2pd_node *n)
 	    .ends = q_ends,
 	    .links_full = q_links_full,
 	    .remote = q_remote,
+	    .credit = q_credit,
+	    .out_pos = q_out_pos,
 	    .arg = n,
 	};
 
@@ -157,6 +212,7 @@ void relay_free(struct p2pd_node *n)
 	while (n->relay->ends) {
 		struct relay_end *e = n->relay->ends;
 		n->relay->ends = e->next;
+		bufq_free(&e->pend);
 		free(e);
 	}
 	free(n->relay);
@@ -177,6 +233,9 @@ void relay_get_stats(const struct p2pd_node *n, struct relay_stats *st)
 	st->closed_hs = cs.closed_hs;
 	st->closed_idle = cs.closed_idle;
 	st->closed_budget = cs.closed_budget;
+	st->closed_queue = cs.closed_queue;
+	st->closed_credit = cs.closed_credit;
+	st->credit_sent = cs.credit_sent;
 }
 
 static void send_close(struct link *l, uint32_t circ, const char *why,
@@ -214,24 +273,93 @@ static void send_relay(struct p2pd_node *n, uint8_t type, uint32_t id,
 
 /* ---- the transport of a relayed link ---- */
 
+static int relay_data_send(struct link *l, uint32_t circ, const uint8_t *data,
+			   size_t len);
+
+/* What we relay, on to the other link (gone: nothing to send). */
+static void send_forward(struct p2pd_node *n,
+			 const struct p2p_circuit_action *a)
+{
+	struct link *l = link_get(n, a->link);
+
+	if (l)
+		(void)relay_data_send(l, a->circ, a->data, a->len);
+}
+
+/*
+ * RELAY_DATA for circ on l with data[0..len), split into messages; as
+ * pass frames (proto/msg.h RELAY_PASS) when l's peer reads them: the
+ * data are a relayed link's records, sealed end to end already, so the
+ * hop seals only each frame's head (circuit, length, the data's tail)
+ * instead of every byte again. 0 or -errno.
+ */
+static int relay_data_send(struct link *l, uint32_t circ, const uint8_t *data,
+			   size_t len)
+{
+	struct p2p_msg m = {.type = P2P_MSG_RELAY_DATA};
+	bool pass = link_peer_relay_pass(l);
+	size_t max = pass ? P2P_PASS_DATA_MAX : P2P_RELAY_DATA_MAX, k;
+	int rc = 0;
+
+	m.u.relay.circ = circ;
+	for (size_t off = 0; off < len && rc == 0; off += k) {
+		k = len - off < max ? len - off : max;
+		if (pass) {
+			rc = link_send_pass(l, circ, data + off, k);
+			continue;
+		}
+		m.u.relay.data = data + off;
+		m.u.relay.len = k;
+		rc = link_send_msg(l, &m);
+	}
+	return rc;
+}
+
+/* RELAY_DATA on via with data[0..len); 0 or -errno. */
+static int end_send(struct relay_end *e, struct link *via, const uint8_t *data,
+		    size_t len)
+{
+	return relay_data_send(via, e->circ, data, len);
+}
+
+/* Send what waits in pend while the credit lasts; 0 or -errno. */
+static int end_drain(struct relay_end *e, struct link *via)
+{
+	const uint8_t *p;
+	size_t k;
+	int rc;
+
+	while ((k = bufq_peek(&e->pend, &p)) > 0) {
+		k = relay_credit_take(&e->cr, k);
+		if (k == 0)
+			break;
+		if ((rc = end_send(e, via, p, k)) < 0)
+			return rc;
+		bufq_drop(&e->pend, k);
+	}
+	return 0;
+}
+
 static int end_write(void *ctx, const uint8_t *data, size_t len)
 {
 	struct relay_end *e = ctx;
 	struct link *via = e->closed ? NULL : link_get(e->n, e->via);
-	struct p2p_msg m = {.type = P2P_MSG_RELAY_DATA};
-	int rc = 0;
+	size_t now;
+	int rc;
 
 	if (!via)
 		return -ENOTCONN;
-	m.u.relay.circ = e->circ;
-	for (size_t off = 0; off < len && rc == 0; off += m.u.relay.len) {
-		m.u.relay.data = data + off;
-		m.u.relay.len = len - off < P2P_RELAY_DATA_MAX
-				    ? len - off
-				    : P2P_RELAY_DATA_MAX;
-		rc = link_send_msg(via, &m);
-	}
-	return rc;
+	if (!e->credited)
+		return end_send(e, via, data, len);
+	/* In order: nothing overtakes what already waits. */
+	now = bufq_len(&e->pend) ? 0 : relay_credit_take(&e->cr, len);
+	if (now && (rc = end_send(e, via, data, now)) < 0)
+		return rc;
+	if (now == len)
+		return 0;
+	if (bufq_len(&e->pend) + (len - now) > RELAY_END_PEND_MAX)
+		return -ENOBUFS;
+	return bufq_append(&e->pend, data + now, len - now);
 }
 
 static size_t end_queued(void *ctx)
@@ -240,7 +368,7 @@ static size_t end_queued(void *ctx)
 	struct link *via = link_get(e->n, e->via);
 
 	/* No link to the relay: as full as can be (it is going away). */
-	return via ? link_queued(via) : SIZE_MAX;
+	return via ? link_queued(via) + bufq_len(&e->pend) : SIZE_MAX;
 }
 
 static void end_close(void *ctx)
@@ -259,6 +387,7 @@ static void end_close(void *ctx)
 			break;
 		}
 	}
+	bufq_free(&e->pend);
 	free(e);
 }
 
@@ -281,6 +410,9 @@ static struct link *end_open(struct p2pd_node *n, struct link *via,
 	e->n = n;
 	e->via = link_id(via);
 	e->circ = circ;
+	e->credited = link_peer_relay_credit(via);
+	relay_credit_init(&e->cr);
+	bufq_init(&e->pend, link_bufpool(n));
 	e->next = n->relay->ends;
 	n->relay->ends = e;
 	/* The circuit uses via: the overlay must not close it as idle (a
@@ -298,6 +430,14 @@ static struct link *end_open(struct p2pd_node *n, struct link *via,
 	return l;
 }
 
+bool relay_credited(struct p2pd_node *n, const struct link *l)
+{
+	for (struct relay_end *e = n->relay->ends; e; e = e->next)
+		if (e->link == link_id(l))
+			return e->credited;
+	return false;
+}
+
 /* ---- the core's actions ---- */
 
 static void do_close(struct p2pd_node *n, const struct p2p_circuit_action *a)
@@ -313,6 +453,11 @@ static void do_close(struct p2pd_node *n, const struct p2p_circuit_action *a)
 		log_info("relay: a circuit's queue is over %u bytes; closing "
 			 "it",
 			 RELAY_WQ_MAX);
+		break;
+	case P2P_CIRCUIT_N_CREDIT:
+		n->stats.bad_msgs++;
+		log_info("relay: a circuit's end sent beyond its credit; "
+			 "closing it");
 		break;
 	case P2P_CIRCUIT_N_LIMIT:
 		/* A peer can ask for these by the thousand: counted (status
@@ -363,6 +508,41 @@ static void do_end_closed(struct p2pd_node *n,
 		link_fail(end, "relay circuit closed");
 }
 
+/* RELAY_CREDIT for our end: more of what waits goes out. */
+static void do_end_credit(struct p2pd_node *n,
+			  const struct p2p_circuit_action *a)
+{
+	struct relay_end *e = find_end(n, a->link, a->circ);
+	struct link *via = link_get(n, a->link), *end;
+	size_t before;
+
+	if (!e || e->closed || !via || !(end = link_get(n, e->link)))
+		return;
+	if (!e->credited || relay_credit_give(&e->cr, (uint32_t)a->len) < 0) {
+		/* More back than we sent, or credit we never asked for. */
+		n->stats.bad_msgs++;
+		link_fail(end, "relay credit overflow");
+		return;
+	}
+	before = bufq_len(&e->pend);
+	if (end_drain(e, via) < 0)
+		link_fail(end, "relay circuit failed");
+	else if (bufq_len(&e->pend) < before)
+		link_writable(end); /* its tunnels may read again */
+}
+
+static void send_credit(struct p2pd_node *n, const struct p2p_circuit_action *a)
+{
+	struct link *l = link_get(n, a->link);
+	struct p2p_msg m = {.type = P2P_MSG_RELAY_CREDIT};
+
+	if (!l)
+		return;
+	m.u.relay.circ = a->circ;
+	m.u.relay.credit = (uint32_t)a->len;
+	link_send_msg(l, &m);
+}
+
 /* Carry out what the core decided (after every event). */
 static void run(struct p2pd_node *n)
 {
@@ -377,7 +557,7 @@ static void run(struct p2pd_node *n)
 			do_close(n, &a);
 			break;
 		case P2P_CIRCUIT_FORWARD:
-			send_relay(n, P2P_MSG_RELAY_DATA, a.link, &a);
+			send_forward(n, &a);
 			break;
 		case P2P_CIRCUIT_ACCEPT:
 			do_accept(n, &a);
@@ -387,6 +567,12 @@ static void run(struct p2pd_node *n)
 			break;
 		case P2P_CIRCUIT_END_CLOSED:
 			do_end_closed(n, &a);
+			break;
+		case P2P_CIRCUIT_SEND_CREDIT:
+			send_credit(n, &a);
+			break;
+		case P2P_CIRCUIT_END_CREDIT:
+			do_end_credit(n, &a);
 			break;
 		}
 	}
@@ -430,9 +616,14 @@ void relay_on_msg(void *arg, struct link *l, const struct p2p_msg *m)
 					 &m->u.relay.peer, link_peer(l));
 		break;
 	case P2P_MSG_RELAY_DATA:
+	case P2P_MSG_RELAY_PASS: /* the same bytes, in a pass frame */
 		rc = p2p_circuit_on_data(c, node_now(n), link_id(l),
 					 m->u.relay.circ, m->u.relay.data,
 					 m->u.relay.len);
+		break;
+	case P2P_MSG_RELAY_CREDIT:
+		rc = p2p_circuit_on_credit(c, link_id(l), m->u.relay.circ,
+					   m->u.relay.credit);
 		break;
 	default: /* P2P_MSG_RELAY_CLOSE */
 		rc = p2p_circuit_on_close(c, link_id(l), m->u.relay.circ,
@@ -487,7 +678,8 @@ static void on_gone(void *arg, struct link *l, const char *why)
 		run(n);
 }
 
-/* The link to a relay drained: so did every relayed link over it. */
+/* A link drained: the circuits we relay onto it return credit to their
+ * sources, and every relayed link of ours over it drained too. */
 static void on_writable(void *arg, struct link *l)
 {
 	struct p2pd_node *n = arg;
@@ -495,6 +687,9 @@ static void on_writable(void *arg, struct link *l)
 
 	if (link_kind(l) == LINK_RELAY)
 		return;
+	if (p2p_circuit_on_sent(n->relay->core, link_id(l),
+				link_bytes_out(l) - link_queued(l)) == 0)
+		run(n);
 	for (struct relay_end *e = n->relay->ends; e; e = e->next)
 		if (e->via == link_id(l) && !e->closed &&
 		    (end = link_get(n, e->link)))

@@ -22,6 +22,10 @@ void relay_free(struct p2pd_node *n);
 int relay_open(struct p2pd_node *n, struct link *via,
 	       const struct p2p_peerid *peer, struct link **out);
 
+/* l is a relayed link of ours whose relay keeps credit for it (issue
+ * 10): its tunnels' windows need no cap to spare the relay's queue. */
+bool relay_credited(struct p2pd_node *n, const struct link *l);
+
 /* Hub hooks (daemon.c registers them). */
 void relay_on_msg(void *n, struct link *l, const struct p2p_msg *m);
 extern const struct node_link_hooks relay_link_hooks;
@@ -35,6 +39,9 @@ struct relay_stats {
 	uint64_t opened, bytes, unknown;
 	uint64_t refused; /* requests over a limit (circuit.h) */
 	uint64_t closed_hs, closed_idle, closed_budget; /* deadlines, budgets */
+	/* Cut for a full queue (an end without credit), for an end over its
+	 * credit; RELAY_CREDIT messages sent (issue 10). */
+	uint64_t closed_queue, closed_credit, credit_sent;
 };
 void relay_get_stats(const struct p2pd_node *n, struct relay_stats *st);
 

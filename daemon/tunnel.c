@@ -12,9 +12,12 @@
  * the core (auto-tuning, stream.h) with the link's RTT while the budgets
  * allow. The daemon's budget (tunnels.grown) counts every window's growth;
  * a link's is counted afresh from its tunnels when a window may grow
- * (link_budget()): growth over STREAM_BUDGET_LINK, or on a relayed link
- * the whole windows over STREAM_RELAY_WINDOWS, so that a relay never
- * queues enough of our data to cut the circuit (RELAY_WQ_MAX).
+ * (link_budget()): growth over STREAM_BUDGET_LINK, or on a link relayed
+ * by a relay that keeps no per-circuit credit (an older one) the whole
+ * windows over STREAM_RELAY_WINDOWS, so that it never queues enough of
+ * our data to cut the circuit (RELAY_WQ_MAX). A relay that keeps credit
+ * (issue 10, core/circuit.h) holds our sending instead: its links get
+ * the budget of direct ones.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +26,7 @@
 
 #include "log.h"
 #include "nodeutil.h"
+#include "relay.h"
 #include "tunnel_int.h"
 
 static void apply(struct tun *t, int act);
@@ -271,7 +275,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void link_budget(struct p2pd_node *n, const struct link *l,
 			struct stream_budget *b)
 {
-	bool relayed = link_kind(l) == LINK_RELAY;
+	bool relayed = link_kind(l) == LINK_RELAY && !relay_credited(n, l);
 
 	b->used = 0;
 	b->max = relayed ? STREAM_RELAY_WINDOWS : STREAM_BUDGET_LINK;

@@ -1,10 +1,13 @@
 /*
  * The relay circuit core (core/circuit.h) under arbitrary event sequences,
- * as a peer drives it with RELAY_OPEN, RELAY_DATA and RELAY_CLOSE (fields
- * of its choosing), with links going away and time passing. Each input
- * byte triple is one event. Whatever the order, it must not crash, leak,
- * carry more than RELAY_CIRC_MAX circuits, ask for a link that is not up,
- * or leave a deadline in the past once expiry has been run to the end.
+ * as a peer drives it with RELAY_OPEN, RELAY_DATA, RELAY_CLOSE and
+ * RELAY_CREDIT (fields of its choosing), with links going away, writing
+ * out (on_sent, per-circuit credit: links whose ID is not a multiple of 3
+ * keep credit) and time passing. Each input byte triple is one event.
+ * Whatever the order, it must not crash, leak, carry more than
+ * RELAY_CIRC_MAX circuits, ask for a link that is not up, return more
+ * credit than it forwarded or more than RELAY_CREDIT at once, or leave a
+ * deadline in the past once expiry has been run to the end.
  */
 #include <errno.h>
 #include <string.h>
@@ -19,6 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static bool gone[NLINKS + 1];
 static size_t queued[NLINKS + 1];
+static uint64_t pos[NLINKS + 1];     /* bytes ever queued per link */
+static uint64_t forwarded, returned; /* payload bytes, credit */
 static struct {
 	uint32_t link, circ;
 } ends[NENDS];
@@ -68,6 +73,16 @@ static unsigned q_ends(void *arg, uint32_t l)
 	return n;
 }
 
+static bool q_credit(void *arg, uint32_t l)
+{
+	return l % 3 != 0;
+}
+
+static uint64_t q_out_pos(void *arg, uint32_t l)
+{
+	return l <= NLINKS ? pos[l] : 0;
+}
+
 static bool q_links_full(void *arg)
 {
 	return full;
@@ -100,9 +115,20 @@ static void drain(struct p2p_circuit *c)
 		FUZZ_CHECK(a.link >= 1 && a.link <= NLINKS);
 		switch (a.type) {
 		case P2P_CIRCUIT_SEND_OPEN:
-		case P2P_CIRCUIT_FORWARD:
 			/* Only over links the caller said were up. */
 			FUZZ_CHECK(!gone[a.link]);
+			break;
+		case P2P_CIRCUIT_FORWARD:
+			FUZZ_CHECK(!gone[a.link]);
+			FUZZ_CHECK(a.len > 0);
+			pos[a.link] +=
+			    a.len + 10; /* the record's extra bytes */
+			forwarded += a.len;
+			break;
+		case P2P_CIRCUIT_SEND_CREDIT:
+			FUZZ_CHECK(a.len > 0 && a.len <= RELAY_CREDIT);
+			returned += a.len;
+			FUZZ_CHECK(returned <= forwarded);
 			break;
 		case P2P_CIRCUIT_SEND_CLOSE:
 			FUZZ_CHECK(a.text && a.len > 0 && a.len <= 255);
@@ -130,6 +156,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    .ends = q_ends,
 	    .links_full = q_links_full,
 	    .remote = q_remote,
+	    .credit = q_credit,
+	    .out_pos = q_out_pos,
 	};
 	struct p2p_circuit_stats st;
 	struct p2p_circuit *c;
@@ -139,6 +167,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(gone, 0, sizeof(gone));
 	memset(queued, 0, sizeof(queued));
+	memset(pos, 0, sizeof(pos));
+	forwarded = returned = 0;
 	nends = 0;
 	full = false;
 	c = p2p_circuit_new(&q);
@@ -199,7 +229,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			rc = 0;
 			break;
 		default:
-			drain(c);
+			/* The link wrote up to a point behind its position
+			 * (y * 256 bytes behind), a RELAY_CREDIT arrives, or
+			 * the caller drains. */
+			if (x & 0x80)
+				rc = p2p_circuit_on_sent(
+				    c, l,
+				    pos[l] - (pos[l] < (uint64_t)y << 8
+						  ? pos[l]
+						  : (uint64_t)y << 8));
+			else if (x & 0x40)
+				rc = p2p_circuit_on_credit(c, l, circ,
+							   1u + y * 4096u);
+			else
+				drain(c);
 			break;
 		}
 		/* Events are refused only when actions were left undrained. */

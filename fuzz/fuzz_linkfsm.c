@@ -5,8 +5,10 @@
  *   0  a responder: every chunk is raw bytes from the peer
  *   1  a responder established with a genuine initiator: a chunk whose
  *      first byte is even is a message sealed by the initiator (so the
- *      fsm's message rules are reached), odd ones are raw bytes, a tick,
- *      a PING or a close
+ *      fsm's message rules are reached), or with its top bit set a pass
+ *      frame (RELAY_PASS, issue 10) carrying the rest as its data (bit
+ *      0x40: one byte of it changed after sealing); odd ones are raw
+ *      bytes, a tick, a PING or a close
  *   2  a punching initiator after connect: raw bytes (frame 1 and the
  *      role switch)
  * Flag 32 feeds the fsm as daemon/link.c does: p2p_linkfsm_input_inplace
@@ -159,6 +161,15 @@ static void step(struct p2p_linkfsm *f, struct p2p_linkfsm *i, bool *ended,
 
 	if (len == 0)
 		return;
+	if (i && (c[0] & 0x81) == 0x80) {
+		if (p2p_linkfsm_seal_pass(i, c[0], c + 1, len - 1, rec,
+					  sizeof(rec), &n) == 0) {
+			if (c[0] & 0x40)
+				rec[n - 1 - c[0] % (len - 1)] ^= 1;
+			feed_f(f, ended, rec, n);
+		}
+		return;
+	}
 	if (i && (c[0] & 1) == 0) {
 		if (p2p_linkfsm_seal(i, c + 1, len - 1, rec, sizeof(rec), &n) ==
 		    0)

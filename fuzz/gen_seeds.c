@@ -145,6 +145,11 @@ static void msg_seeds(void)
 	m.u.relay.reason = "gone";
 	m.u.relay.len = 4;
 	msg_seed(k++, &m);
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_RELAY_CREDIT;
+	m.u.relay.circ = 1;
+	m.u.relay.credit = 256 * 1024;
+	msg_seed(k++, &m);
 	static const uint8_t simple[] = {
 	    P2P_MSG_PING,	 P2P_MSG_PONG,		P2P_MSG_FIND_NODE,
 	    P2P_MSG_DIALBACK,	 P2P_MSG_DIALBACK_OK,	P2P_MSG_STREAM_ACCEPT,
@@ -294,6 +299,22 @@ static void linkfsm_seeds(void)
 		put_chunk(&s, (uint8_t[]){0x03}, 1); /* a tick */
 		save("fuzz_linkfsm", k, &s);
 	}
+	/* Seed 4 (issue 10): HELLO, a pass frame, a tampered one. */
+	s.n = 0;
+	put(&s, (uint8_t[]){1}, 1);
+	buf[0] = 0;
+	if (p2p_msg_encode(&m[0], buf + 1, sizeof(buf) - 1, &n) < 0)
+		exit(2);
+	put_chunk(&s, buf, n + 1);
+	put_chunk(&s,
+		  (const uint8_t *)"\x80"
+				   "end-to-end record",
+		  18);
+	put_chunk(&s,
+		  (const uint8_t *)"\xc0"
+				   "end-to-end record",
+		  18);
+	save("fuzz_linkfsm", 4, &s);
 }
 
 /* fuzz_lan: a source (family, IP), a clock skew, a beacon of identity 0. */
@@ -338,6 +359,25 @@ static void circuit_seeds(void)
 	s.n = 0;
 	put(&s, silent, sizeof(silent));
 	save("fuzz_circuit", 1, &s);
+	/* Seed 2 (issue 10, credit): links 2 and 4 keep credit; link 2's
+	 * peer opens circuit 0xff to peer 4 and sends 4 KiB records (op 2,
+	 * y 0xff), link 4 writing everything out every 50 records (op 9, x
+	 * 0x83: on sent, link 4, nothing behind), then 300 more without:
+	 * past its credit, the circuit is cut. Last, a RELAY_CREDIT for an
+	 * end that is not ours (op 9, x 0x41). */
+	static const uint8_t open_ff[] = {0x00, 0x01, 0xff};
+	static const uint8_t rec[] = {0x02, 0x01, 0xff};
+	static const uint8_t out[] = {0x09, 0x83, 0x00};
+	static const uint8_t credit[] = {0x09, 0x41, 0x03};
+	s.n = 0;
+	put(&s, open_ff, sizeof(open_ff));
+	for (int k = 0; k < 500; k++) {
+		put(&s, rec, sizeof(rec));
+		if (k < 200 && k % 50 == 49)
+			put(&s, out, sizeof(out));
+	}
+	put(&s, credit, sizeof(credit));
+	save("fuzz_circuit", 2, &s);
 }
 
 /* Gateway answers for fuzz_portmap: a PCP MAP success for its all-zero

@@ -28,6 +28,7 @@ struct p2p_framer {
 	size_t buf_cap;
 	size_t body_len;
 	size_t body_have;
+	bool pass; /* the frame's length word had P2P_FRAME_PASS */
 };
 
 struct p2p_framer *p2p_framer_new(size_t max_body)
@@ -69,6 +70,8 @@ static int start_body(struct p2p_framer *f)
 {
 	uint32_t len = get_be32(f->hdr);
 
+	f->pass = len & P2P_FRAME_PASS;
+	len &= ~P2P_FRAME_PASS;
 	if (len == 0)
 		return fail(f, -EPROTO);
 	if (len > f->max_body)
@@ -124,6 +127,11 @@ ssize_t p2p_framer_feed(struct p2p_framer *f, const uint8_t *data, size_t len)
 	if (f->body_have == f->body_len)
 		f->state = FR_READY;
 	return (ssize_t)used;
+}
+
+bool p2p_framer_pass(const struct p2p_framer *f)
+{
+	return f->pass;
 }
 
 bool p2p_framer_frame(struct p2p_framer *f, const uint8_t **body, size_t *len)

@@ -1,6 +1,13 @@
 /*
  * Framing: every unit on a link is u32 big-endian body length, then body.
  * Length 0 and lengths over the decoder's maximum are errors.
+ *
+ * P2P_FRAME_PASS in the length word (issue 10) marks a relay pass frame:
+ * its body is a sealed RELAY_PASS record (P2P_PASS_HDR bytes) followed by
+ * bytes the hop does not seal (see proto/msg.h, RELAY_PASS); the length
+ * is the rest of the word. Only sent to a peer that said it knows them
+ * (HELLO P2P_HELLO_RELAY_PASS); older framers reject the word as a length
+ * over their maximum.
  */
 #ifndef P2P_PROTO_FRAME_H
 #define P2P_PROTO_FRAME_H
@@ -32,6 +39,9 @@ ssize_t p2p_framer_feed(struct p2p_framer *f, const uint8_t *data, size_t len);
  * feed) and return true; the framer then starts on the next frame.
  */
 bool p2p_framer_frame(struct p2p_framer *f, const uint8_t **body, size_t *len);
+
+/* The frame p2p_framer_frame() handed out had P2P_FRAME_PASS. */
+bool p2p_framer_pass(const struct p2p_framer *f);
 
 /* Bytes of a partial frame currently held (0 between frames). */
 size_t p2p_framer_pending(const struct p2p_framer *f);

@@ -14,6 +14,7 @@
 #define P2P_MSG_MAX 65536 /* largest plaintext message (64 KiB) */
 #define P2P_AEAD_TAG 16	  /* ChaCha20-Poly1305 tag */
 #define P2P_FRAME_MAX (P2P_MSG_MAX + P2P_AEAD_TAG) /* largest frame body */
+#define P2P_FRAME_PASS 0x80000000u /* length word flag: a relay pass frame */
 
 #define P2P_MSG_HDR 2		/* version u8, type u8 */
 #define P2P_MAX_NODES 20	/* contacts in one NODES reply (k) */

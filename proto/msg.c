@@ -17,6 +17,9 @@
  *   RELAY_OPEN     circuit u32, flags u8 (P2P_RELAY_F_*), peer id[32]
  *   RELAY_DATA     circuit u32, data.. (at least one byte)
  *   RELAY_CLOSE    circuit u32, code u8, reason u16 len + bytes
+ *   RELAY_CREDIT   circuit u32, credit u32 (at least 1)
+ *   RELAY_PASS     circuit u32, len u32 (1..P2P_PASS_DATA_MAX), tail[16]
+ *                  (the head of a pass frame; its data follows the record)
  * addr = family u8 (0/4/6), 0/4/16 bytes of IP, port u16 (0 for family 0).
  * Encoding is canonical: a decoded message re-encodes to the same bytes.
  */
@@ -260,6 +263,17 @@ static int enc_relay(struct wbuf *w, const struct p2p_msg *m)
 			return -EINVAL;
 		put(w, m->u.relay.data, m->u.relay.len);
 		return 0;
+	case P2P_MSG_RELAY_CREDIT:
+		if (m->u.relay.credit == 0)
+			return -EINVAL;
+		put_uint(w, m->u.relay.credit, 4);
+		return 0;
+	case P2P_MSG_RELAY_PASS:
+		if (m->u.relay.len == 0 || m->u.relay.len > P2P_PASS_DATA_MAX)
+			return -EINVAL;
+		put_uint(w, m->u.relay.len, 4);
+		put(w, m->u.relay.tail, P2P_PASS_TAIL);
+		return 0;
 	default: /* P2P_MSG_RELAY_CLOSE */
 		put_uint(w, m->u.relay.code, 1);
 		return put_str(w, m->u.relay.reason, m->u.relay.len,
@@ -304,6 +318,8 @@ static int enc_body(struct wbuf *w, const struct p2p_msg *m)
 	case P2P_MSG_RELAY_OPEN:
 	case P2P_MSG_RELAY_DATA:
 	case P2P_MSG_RELAY_CLOSE:
+	case P2P_MSG_RELAY_CREDIT:
+	case P2P_MSG_RELAY_PASS:
 		return enc_relay(w, m);
 	default:
 		return -EINVAL;
@@ -425,6 +441,18 @@ static void dec_relay(struct rbuf *r, struct p2p_msg *m)
 		if (m->u.relay.len == 0)
 			r->bad = true;
 		break;
+	case P2P_MSG_RELAY_CREDIT:
+		m->u.relay.credit = (uint32_t)get_uint(r, 4);
+		if (m->u.relay.credit == 0)
+			r->bad = true;
+		break;
+	case P2P_MSG_RELAY_PASS:
+		m->u.relay.len = (size_t)get_uint(r, 4);
+		if (m->u.relay.len == 0 || m->u.relay.len > P2P_PASS_DATA_MAX)
+			r->bad = true;
+		get_copy(r, m->u.relay.tail, P2P_PASS_TAIL);
+		m->u.relay.data = NULL; /* the frame's, set by the link */
+		break;
 	default: /* P2P_MSG_RELAY_CLOSE */
 		m->u.relay.code = (uint8_t)get_uint(r, 1);
 		m->u.relay.reason =
@@ -476,6 +504,8 @@ static int dec_body(struct rbuf *r, struct p2p_msg *m)
 	case P2P_MSG_RELAY_OPEN:
 	case P2P_MSG_RELAY_DATA:
 	case P2P_MSG_RELAY_CLOSE:
+	case P2P_MSG_RELAY_CREDIT:
+	case P2P_MSG_RELAY_PASS:
 		dec_relay(r, m);
 		return 0;
 	default:
@@ -526,6 +556,8 @@ const char *p2p_msg_type_name(uint8_t type)
 	    [P2P_MSG_RELAY_OPEN] = "relay_open",
 	    [P2P_MSG_RELAY_DATA] = "relay_data",
 	    [P2P_MSG_RELAY_CLOSE] = "relay_close",
+	    [P2P_MSG_RELAY_CREDIT] = "relay_credit",
+	    [P2P_MSG_RELAY_PASS] = "relay_pass",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type] != NULL)

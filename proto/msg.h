@@ -37,6 +37,8 @@ enum p2p_msg_type {
 	P2P_MSG_RELAY_OPEN = 24,    /* circuit, flags, peer */
 	P2P_MSG_RELAY_DATA = 25,    /* circuit, bytes (1..) of the inner link */
 	P2P_MSG_RELAY_CLOSE = 26,   /* circuit, code, reason */
+	P2P_MSG_RELAY_CREDIT = 27,  /* circuit, credit: relay to an end */
+	P2P_MSG_RELAY_PASS = 28, /* circuit, len, tail: a pass frame's head */
 };
 
 /* Relay circuit IDs: the side that opens a circuit on a link picks its ID;
@@ -45,10 +47,39 @@ enum p2p_msg_type {
  * reaches you through me" (from the relay to the target). */
 #define P2P_RELAY_F_INCOMING 0x01
 #define P2P_RELAY_DATA_MAX (P2P_MSG_MAX - P2P_MSG_HDR - 4)
+/* RELAY_CREDIT (issue 10): the relay wrote credit more bytes of the
+ * circuit's RELAY_DATA from this end out on the other link; the end may
+ * send that many more (core/circuit.h, RELAY_CREDIT). Only sent to a peer
+ * whose HELLO has P2P_HELLO_RELAY_CREDIT. credit >= 1. */
+
+/*
+ * RELAY_PASS (issue 10): RELAY_DATA without the hop's AEAD over the data.
+ * A pass frame (P2P_FRAME_PASS, proto/frame.h) is a sealed record holding
+ * only RELAY_PASS (circuit, len, tail: the data's last P2P_PASS_TAIL
+ * bytes, zero-padded when shorter), then the len data bytes as they are:
+ * they are the circuit's own end-to-end records, already sealed by the
+ * ends. The hop's AEAD and nonce sequence cover the header, so framing,
+ * lengths, circuits, order and the data's tail cannot be changed without
+ * the hop failing; a change to other data bytes fails the ends' own
+ * record open, and the relayed link dies (as a reset TCP connection
+ * would). RELAY_PASS in an ordinary record is a protocol error. Used on
+ * a hop only when both its HELLOs have P2P_HELLO_RELAY_PASS.
+ */
+#define P2P_PASS_TAIL 16
+#define P2P_PASS_MSG (P2P_MSG_HDR + 4 + 4 + P2P_PASS_TAIL)
+#define P2P_PASS_HDR (P2P_PASS_MSG + P2P_AEAD_TAG) /* its sealed record */
+#define P2P_PASS_DATA_MAX (P2P_FRAME_MAX - P2P_PASS_HDR)
 
 /* HELLO flags */
 /* sender believes it is dialable (DHT server) */
 #define P2P_HELLO_SERVER 0x01
+/* sender keeps per-circuit relay credit (RELAY_CREDIT, issue 10): as a
+ * relay it returns credit to this peer's circuit ends and holds it to
+ * it; as an end it sends RELAY_DATA only within its credit. Older
+ * daemons ignore the bit (and never set it). */
+#define P2P_HELLO_RELAY_CREDIT 0x02
+/* sender reads pass frames (RELAY_PASS above) */
+#define P2P_HELLO_RELAY_PASS 0x04
 
 struct p2p_contact {
 	struct p2p_peerid id;
@@ -119,7 +150,9 @@ struct p2p_msg {
 			size_t len;		/* DATA: 1..; CLOSE: reason */
 			uint8_t code;		/* CLOSE; OPEN: flags */
 			const char *reason;	/* CLOSE: not NUL terminated */
-		} relay; /* RELAY_OPEN, RELAY_DATA, RELAY_CLOSE */
+			uint32_t credit;	/* CREDIT: 1.. */
+			uint8_t tail[P2P_PASS_TAIL]; /* PASS */
+		} relay; /* RELAY_OPEN, RELAY_DATA, RELAY_CLOSE, RELAY_CREDIT */
 	} u;
 };
 

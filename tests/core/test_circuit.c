@@ -6,6 +6,9 @@
 
 #include "core/circuit.h"
 
+/* Largest record the credit tests forward. */
+#define P2P_RELAY_TEST_MAX (64 * 1024)
+
 /* ---- the table ---- */
 
 Test(circuit_tab, both_ends_find_each_other)
@@ -170,6 +173,21 @@ static bool f_links_full(void *arg)
 	return FULL;
 }
 
+/* Per-circuit credit: CREDIT[l], link l's peer keeps it; POS[l], bytes
+ * ever queued on l (the test moves it as the caller's sends would). */
+static bool CREDIT[NLINKS];
+static uint64_t POS[NLINKS];
+
+static bool f_credit(void *arg, uint32_t l)
+{
+	return CREDIT[l];
+}
+
+static uint64_t f_out_pos(void *arg, uint32_t l)
+{
+	return POS[l];
+}
+
 /* Link l's remote address: REMOTE[l] if set, else 10.(l>>8).(l&255).1,
  * a /24 of its own. */
 static struct p2p_addr REMOTE[NLINKS];
@@ -219,9 +237,13 @@ static void setup(void)
 	    .ends = f_ends,
 	    .links_full = f_links_full,
 	    .remote = f_remote,
+	    .credit = f_credit,
+	    .out_pos = f_out_pos,
 	};
 
 	memset(OUT, 0, sizeof(OUT));
+	memset(CREDIT, 0, sizeof(CREDIT));
+	memset(POS, 0, sizeof(POS));
 	memset(GONE, 0, sizeof(GONE));
 	memset(QUEUED, 0, sizeof(QUEUED));
 	memset(TO, 0, sizeof(TO));
@@ -930,4 +952,177 @@ Test(circuit, a_requester_byte_budget_per_window)
 	cr_assert_eq(open_as(1, ca + 4, 77).type, P2P_CIRCUIT_SEND_OPEN);
 	T = t0 + RELAY_PEER_WINDOW_MS;
 	open_a_x(ca + 6);
+}
+
+/* ---- per-circuit credit (issue 10) ---- */
+
+/* What a caller's send of a forwarded record adds to the link beyond
+ * the payload (frame and message headers, tag): any value will do. */
+#define REC_EXTRA 30
+
+/* data of len from (l, c); expects one FORWARD, moves its link on. */
+static void fwd(uint32_t l, uint32_t c, size_t len)
+{
+	static const uint8_t big[P2P_RELAY_TEST_MAX];
+
+	cr_assert_leq(len, sizeof(big));
+	cr_assert_eq(p2p_circuit_on_data(C, T, l, c, big, len), 0);
+	cr_assert_eq(drain(), 1);
+	cr_assert_eq(Q[0].type, P2P_CIRCUIT_FORWARD);
+	POS[Q[0].link] += len + REC_EXTRA;
+}
+
+/* Credit returned by link l's sent position moving to sent. */
+static uint64_t sent(uint32_t l, uint64_t to, uint32_t src, uint32_t sc)
+{
+	uint64_t n = 0;
+
+	cr_assert_eq(p2p_circuit_on_sent(C, l, to), 0);
+	drain();
+	for (size_t i = 0; i < NQ; i++) {
+		cr_assert_eq(Q[i].type, P2P_CIRCUIT_SEND_CREDIT);
+		cr_assert_eq(Q[i].link, src);
+		cr_assert_eq(Q[i].circ, sc);
+		n += Q[i].len;
+	}
+	return n;
+}
+
+Test(circuit, credit_returns_as_the_bytes_leave)
+{
+	const size_t rec = 64 * 1024;
+	enum { K = RELAY_CREDIT_BATCH / (64 * 1024) }; /* records in a batch */
+	uint64_t ends[K];
+	struct p2p_circuit_stats st;
+	uint32_t cb;
+
+	CREDIT[1] = CREDIT[2] = true;
+	cb = open_a_x(1);
+	POS[2] = 5000; /* the link carried other things before */
+	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+		fwd(1, 1, rec);
+		ends[i] = POS[2];
+	}
+	/* Written up to the middle of the last record, or all but its last
+	 * payload byte: not a batch yet. */
+	cr_assert_eq(sent(2, ends[K - 1] - rec / 2, 1, 1), 0);
+	cr_assert_eq(sent(2, ends[K - 1] - REC_EXTRA - 1, 1, 1), 0);
+	/* Sending on A's own link returns nothing of A's credit. */
+	cr_assert_eq(sent(1, 1u << 30, 1, 1), 0);
+	/* Every payload byte written (the circuit counts from the position
+	 * before the record, the record's extra bytes may still wait): one
+	 * batch back to A, on A's link. */
+	cr_assert_eq(sent(2, ends[K - 1] - REC_EXTRA, 1, 1),
+		     RELAY_CREDIT_BATCH);
+	cr_assert_eq(sent(2, ends[K - 1] + 100, 1, 1), 0, "nothing twice");
+	/* The other direction is accounted on its own. */
+	fwd(2, cb, 1000);
+	cr_assert_eq(sent(1, 0, 2, cb), 0);
+	p2p_circuit_get_stats(C, &st);
+	cr_assert_eq(st.credit_sent, 1);
+	cr_assert_eq(st.closed_credit + st.closed_queue, 0);
+}
+
+Test(circuit, credit_beyond_the_window_cuts_only_that_circuit)
+{
+	const size_t rec = 64 * 1024;
+	struct p2p_circuit_stats st;
+	uint32_t cb1, cb3;
+
+	CREDIT[1] = CREDIT[2] = true;
+	cb1 = open_a_x(1);
+	cb3 = open_a_x(3);
+	/* A credited circuit is never cut for the queue, however long. */
+	QUEUED[2] = 4 * RELAY_WQ_MAX;
+	for (size_t k = 0; k < RELAY_CREDIT / rec; k++)
+		fwd(1, 1, rec);
+	/* All its credit is out: one byte more breaks the protocol. */
+	cr_assert_eq(p2p_circuit_on_data(C, T, 1, 1, (const uint8_t *)"x", 1),
+		     0);
+	cr_assert_eq(drain(), 2);
+	assert_close(&Q[0], 1, 1, "relay: circuit credit exceeded");
+	cr_assert_eq(Q[0].note, P2P_CIRCUIT_N_CREDIT);
+	assert_close(&Q[1], 2, cb1, "relay: circuit credit exceeded");
+	/* The other circuit on the same links goes on. */
+	fwd(1, 3, rec);
+	cr_assert_eq(Q[0].circ, cb3);
+	p2p_circuit_get_stats(C, &st);
+	cr_assert_eq(st.closed_credit, 1);
+	cr_assert_eq(st.circuits, 1);
+}
+
+Test(circuit, credit_comes_back_whole_and_is_spent_again)
+{
+	/* More records than marks: the last mark takes the rest. */
+	const size_t rec = RELAY_CREDIT / (4 * RELAY_CREDIT_MARKS);
+	uint64_t back = 0;
+
+	CREDIT[1] = CREDIT[2] = true;
+	(void)open_a_x(1);
+	for (int round = 0; round < 3; round++) {
+		uint64_t start = POS[2];
+		for (size_t k = 0; k < RELAY_CREDIT / rec; k++)
+			fwd(1, 1, rec);
+		/* Written record by record: every byte comes back once. */
+		for (uint64_t at = start; at <= POS[2]; at += rec / 3)
+			back += sent(2, at, 1, 1);
+		back += sent(2, POS[2], 1, 1);
+		cr_assert_eq(back, (uint64_t)(round + 1) * RELAY_CREDIT,
+			     "round %d: %llu", round, (unsigned long long)back);
+	}
+}
+
+Test(circuit, an_end_without_credit_is_still_cut_at_the_queue_limit)
+{
+	static const uint8_t d[8];
+	uint32_t cb;
+
+	CREDIT[2] = true; /* X keeps credit, A (an older peer) does not */
+	cb = open_a_x(1);
+	QUEUED[1] = QUEUED[2] = RELAY_WQ_MAX;
+	fwd(2, cb, 8); /* X's bytes: within X's credit */
+	cr_assert_eq(p2p_circuit_on_data(C, T, 1, 1, d, 8), 0);
+	cr_assert_eq(drain(), 2);
+	assert_close(&Q[0], 1, 1, "relay queue full");
+	cr_assert_eq(Q[0].note, P2P_CIRCUIT_N_QUEUE_FULL);
+	/* ... and never gets RELAY_CREDIT: only X did. */
+	cr_assert_eq(sent(2, 1u << 30, 1, 1), 0);
+}
+
+Test(circuit, credit_for_our_ends_only)
+{
+	struct p2p_circuit_stats st;
+
+	add_end(1, 4, false);
+	cr_assert_eq(p2p_circuit_on_credit(C, 1, 4, 777), 0);
+	cr_assert_eq(drain(), 1);
+	cr_assert_eq(Q[0].type, P2P_CIRCUIT_END_CREDIT);
+	cr_assert_eq(Q[0].link, 1);
+	cr_assert_eq(Q[0].circ, 4);
+	cr_assert_eq(Q[0].len, 777);
+	/* To a circuit we relay, or none: counted, nothing done. */
+	(void)open_a_x(1);
+	cr_assert_eq(p2p_circuit_on_credit(C, 1, 1, 5), 0);
+	cr_assert_eq(p2p_circuit_on_credit(C, 9, 9, 5), 0);
+	cr_assert_eq(drain(), 0);
+	p2p_circuit_get_stats(C, &st);
+	cr_assert_eq(st.unknown, 2);
+}
+
+Test(circuit_credit, an_end_spends_and_gets_back)
+{
+	struct relay_credit cr;
+
+	relay_credit_init(&cr);
+	cr_assert_eq(relay_credit_take(&cr, 1000), 1000);
+	cr_assert_eq(relay_credit_take(&cr, 2 * RELAY_CREDIT),
+		     RELAY_CREDIT - 1000);
+	cr_assert_eq(relay_credit_take(&cr, 1), 0);
+	cr_assert_eq(relay_credit_give(&cr, 600), 0);
+	cr_assert_eq(relay_credit_take(&cr, 1000), 600);
+	/* Back more than was spent: the relay lies. */
+	cr_assert_eq(relay_credit_give(&cr, RELAY_CREDIT + 1), -EPROTO);
+	cr_assert_eq(relay_credit_give(&cr, RELAY_CREDIT), 0);
+	cr_assert_eq(relay_credit_give(&cr, 1), -EPROTO);
+	cr_assert_eq(relay_credit_take(&cr, SIZE_MAX), RELAY_CREDIT);
 }

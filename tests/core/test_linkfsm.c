@@ -142,6 +142,14 @@ static void on_msg(struct side *s, const struct p2p_msg *m)
 			   ? m->u.stream.len
 			   : sizeof(s->last_data));
 		break;
+	case P2P_MSG_RELAY_PASS:
+		s->last_txid = m->u.relay.circ;
+		s->last_len = m->u.relay.len;
+		memcpy(s->last_data, m->u.relay.data,
+		       m->u.relay.len < sizeof(s->last_data)
+			   ? m->u.relay.len
+			   : sizeof(s->last_data));
+		break;
 	default:
 		break;
 	}
@@ -1106,4 +1114,146 @@ Test(core, linkfsm_inplace_zero_length_fails)
 Test(core, linkfsm_inplace_oversized_fails)
 {
 	bad_length(P2P_FRAME_MAX + 1, -EMSGSIZE);
+}
+
+/* ---- pass frames (issue 10, proto/msg.h RELAY_PASS) ---- */
+
+static const uint8_t PASS_DATA[40] = "end-to-end record bytes, then its tag!!";
+
+/* A's pass frame for circuit 7 with PASS_DATA[0..len) onto A's wire. */
+static size_t put_pass(size_t len)
+{
+	uint8_t fr[P2P_FRAME_HDR + P2P_PASS_HDR + sizeof(PASS_DATA)];
+	size_t n;
+
+	cr_assert_eq(
+	    p2p_linkfsm_seal_pass(A.f, 7, PASS_DATA, len, fr, sizeof(fr), &n),
+	    0);
+	cr_assert_eq(n, P2P_FRAME_HDR + P2P_PASS_HDR + len);
+	memcpy(A.wire + A.wlen, fr, n);
+	A.wlen += n;
+	return n;
+}
+
+static void pass_frames(enum feed_mode mode)
+{
+	size_t n;
+
+	feed_mode = mode;
+	up();
+	n = put_pass(sizeof(PASS_DATA));
+	/* The data travel as they are: only the head is sealed. */
+	cr_assert_eq(memcmp(A.wire + n - sizeof(PASS_DATA), PASS_DATA,
+			    sizeof(PASS_DATA)),
+		     0);
+	put_pass(3); /* shorter than the tail: padded */
+	send_find(&A, 80);
+	drain(&A);
+	pump();
+	cr_assert_eq(B.done, 0, "%s", B.done_why ? B.done_why : "");
+	cr_assert_eq(B.msgs, 3);
+	cr_assert_eq(B.last_type, P2P_MSG_FIND_NODE, "records in sequence");
+	cr_assert_eq(B.last_len, 3);
+	cr_assert_eq(memcmp(B.last_data, PASS_DATA, 3), 0);
+}
+
+Test(core, linkfsm_pass_frames_framer)
+{
+	pass_frames(FEED_FRAMER);
+}
+
+Test(core, linkfsm_pass_frames_in_place)
+{
+	pass_frames(FEED_INPLACE);
+}
+
+Test(core, linkfsm_pass_frames_byte_reads)
+{
+	pass_frames(FEED_INPLACE_BYTES);
+}
+
+/* What the hop authenticates: the tail of the data, the length. */
+Test(core, linkfsm_pass_tail_is_bound)
+{
+	size_t n;
+
+	up();
+	n = put_pass(sizeof(PASS_DATA));
+	A.wire[n - 1] ^= 1; /* the data's last byte: inside the tail */
+	deliver(&A, &B);
+	cr_assert_eq(B.msgs, 0);
+	cr_assert_eq(B.done, 1);
+	cr_assert_eq(B.done_cause, P2P_LINKFSM_C_BAD_MSG);
+	cr_assert_eq(B.done_err, -EBADMSG);
+	cr_assert_str_eq(B.done_why, "bad pass frame");
+}
+
+Test(core, linkfsm_pass_other_bytes_are_the_ends_business)
+{
+	size_t n;
+
+	up();
+	n = put_pass(sizeof(PASS_DATA));
+	/* A byte before the tail: the hop passes it on (the ends' own
+	 * AEAD fails on it and their relayed link dies). */
+	A.wire[n - sizeof(PASS_DATA)] ^= 1;
+	deliver(&A, &B);
+	cr_assert_eq(B.done, 0);
+	cr_assert_eq(B.last_type, P2P_MSG_RELAY_PASS);
+	cr_assert_eq(B.last_txid, 7);
+	cr_assert_eq(B.last_data[0], PASS_DATA[0] ^ 1);
+}
+
+Test(core, linkfsm_pass_length_is_bound)
+{
+	size_t n;
+
+	up();
+	n = put_pass(sizeof(PASS_DATA));
+	/* One byte more in the frame than the head says. */
+	A.wire[3]++;
+	A.wire[n] = 'x';
+	A.wlen = n + 1;
+	deliver(&A, &B);
+	cr_assert_eq(B.msgs, 0);
+	cr_assert_eq(B.done, 1);
+	cr_assert_eq(B.done_cause, P2P_LINKFSM_C_BAD_MSG);
+	cr_assert_eq(B.done_err, -EPROTO);
+}
+
+Test(core, linkfsm_pass_head_alone_is_refused)
+{
+	uint8_t enc[64], rec[64 + P2P_RECORD_OVERHEAD];
+	struct p2p_msg m = {.type = P2P_MSG_RELAY_PASS};
+	size_t len, rlen;
+
+	up();
+	/* RELAY_PASS in an ordinary record: no data to go with it. */
+	m.u.relay.circ = 7;
+	m.u.relay.len = 5;
+	cr_assert_eq(p2p_msg_encode(&m, enc, sizeof(enc), &len), 0);
+	cr_assert_eq(p2p_linkfsm_seal(A.f, enc, len, rec, sizeof(rec), &rlen),
+		     0);
+	memcpy(A.wire, rec, rlen);
+	A.wlen = rlen;
+	deliver(&A, &B);
+	cr_assert_eq(B.msgs, 0);
+	cr_assert_eq(B.done_cause, P2P_LINKFSM_C_BAD_MSG);
+	cr_assert_eq(B.done_err, -EPROTO);
+}
+
+Test(core, linkfsm_pass_frame_in_the_handshake_fails)
+{
+	static const uint8_t fr[8] = {0x80, 0, 0, 4, 1, 2, 3, 4};
+
+	A.f = mk(&IA, (struct p2p_linkfsm_role){.initiator = true,
+						.expect = &IB.id});
+	B.f = mk(&IB, (struct p2p_linkfsm_role){.initiator = false});
+	connect_both();
+	A.wlen = 0; /* frame 1 dropped: a pass frame instead */
+	memcpy(A.wire, fr, sizeof(fr));
+	A.wlen = sizeof(fr);
+	deliver(&A, &B);
+	cr_assert_eq(B.done, 1);
+	cr_assert_eq(B.done_cause, P2P_LINKFSM_C_BAD_FRAME);
 }

@@ -315,6 +315,39 @@ Test(bufq, append_copies_across_chunks_in_order)
 	fake_free(f);
 }
 
+/* Read in place (a relay end's pend queue): pieces in order, any split,
+ * every chunk back once empty. */
+Test(bufq, peek_and_drop_in_pieces)
+{
+	struct bufpool pool = {0};
+	struct bufq q;
+	size_t big = BUFQ_CHUNK * 2 + 999, got = 0;
+	uint8_t *src = malloc(big), *out = malloc(big);
+	const uint8_t *p;
+	size_t k;
+
+	for (size_t i = 0; i < big; i++)
+		src[i] = (uint8_t)(i * 7 + 3);
+	bufq_init(&q, &pool);
+	cr_assert_eq(bufq_peek(&q, &p), 0);
+	cr_assert_eq(bufq_append(&q, src, big), 0);
+	while ((k = bufq_peek(&q, &p)) > 0) {
+		cr_assert_leq(k, BUFQ_CHUNK);
+		if (k > 1000 + got % 777)
+			k = 1000 + got % 777; /* uneven takes */
+		memcpy(out + got, p, k);
+		got += k;
+		bufq_drop(&q, k);
+		cr_assert_eq(bufq_len(&q), big - got);
+	}
+	cr_assert_eq(got, big);
+	cr_assert(memcmp(out, src, big) == 0);
+	cr_assert_eq(pool.live, 0);
+	free(src);
+	free(out);
+	bufpool_drain(&pool);
+}
+
 Test(bufq, pool_reuses_chunks_and_keeps_a_bounded_number)
 {
 	struct bufpool pool = {0};

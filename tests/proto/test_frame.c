@@ -189,3 +189,36 @@ Test(frame, empty_feed)
 	p2p_framer_free(f);
 	p2p_framer_free(NULL);
 }
+
+/* P2P_FRAME_PASS (issue 10): the flag is not part of the length, and is
+ * reported per frame; the length rules hold under it. */
+Test(frame, pass_flag_is_reported_not_counted)
+{
+	struct p2p_framer *f = p2p_framer_new(100);
+	uint8_t buf[2 * P2P_FRAME_HDR + 8];
+	const uint8_t *body;
+	size_t blen;
+
+	p2p_frame_put_header(buf, 3u | P2P_FRAME_PASS);
+	memcpy(buf + 4, "abc", 3);
+	p2p_frame_put_header(buf + 7, 2);
+	memcpy(buf + 11, "de", 2);
+	cr_assert_eq(p2p_framer_feed(f, buf, 13), 7);
+	cr_assert(p2p_framer_frame(f, &body, &blen));
+	cr_assert_eq(blen, 3);
+	cr_assert(p2p_framer_pass(f));
+	cr_assert_eq(p2p_framer_feed(f, buf + 7, 6), 6);
+	cr_assert(p2p_framer_frame(f, &body, &blen));
+	cr_assert_eq(blen, 2);
+	cr_assert_not(p2p_framer_pass(f));
+	p2p_framer_free(f);
+
+	f = p2p_framer_new(100);
+	p2p_frame_put_header(buf, 101u | P2P_FRAME_PASS);
+	cr_assert_eq(p2p_framer_feed(f, buf, 4), -EMSGSIZE);
+	p2p_framer_free(f);
+	f = p2p_framer_new(100);
+	p2p_frame_put_header(buf, P2P_FRAME_PASS);
+	cr_assert_eq(p2p_framer_feed(f, buf, 4), -EPROTO);
+	p2p_framer_free(f);
+}

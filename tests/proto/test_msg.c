@@ -5,7 +5,7 @@
 
 #include "proto/msg.h"
 
-#define NSAMPLES 19
+#define NSAMPLES 20
 
 static const uint8_t payload[] = "routed payload bytes";
 static const uint8_t data[] = "stream data";
@@ -170,6 +170,11 @@ static void sample(int k, struct p2p_msg *m)
 		m->u.relay.code = 1;
 		m->u.relay.reason = "no link to that peer";
 		m->u.relay.len = 20;
+		break;
+	case 18:
+		m->type = P2P_MSG_RELAY_CREDIT;
+		m->u.relay.circ = 4;
+		m->u.relay.credit = 0x00100000u;
 		break;
 	default:
 		m->type = P2P_MSG_GOAWAY; /* empty reason */
@@ -342,7 +347,7 @@ Test(msg, version_and_type)
 	for (int t = 0; t < 256; t++) {
 		buf[1] = (uint8_t)t;
 		bool known = (t >= 1 && t <= 9) || (t >= 16 && t <= 21) ||
-			     (t >= 24 && t <= 26);
+			     (t >= 24 && t <= 28);
 		int rc = p2p_msg_decode(&d, buf, 10);
 
 		if (!known) {
@@ -505,6 +510,42 @@ Test(msg, relay_fields_and_limits)
 	cr_assert_eq(p2p_msg_encode(&m, buf, sizeof(buf), &n), -EMSGSIZE);
 	cr_assert_eq(p2p_msg_decode(&d, buf, 6), -EPROTO);
 	cr_assert_str_eq(p2p_msg_type_name(P2P_MSG_RELAY_DATA), "relay_data");
+
+	/* CREDIT: circuit and a credit of at least one byte. */
+	sample(18, &m);
+	n = encode(&m, buf, sizeof(buf));
+	cr_assert_eq(n, 2 + 4 + 4);
+	cr_assert_eq(p2p_msg_decode(&d, buf, n), 0);
+	cr_assert_eq(d.u.relay.circ, 4);
+	cr_assert_eq(d.u.relay.credit, 0x00100000u);
+	cr_assert_eq(p2p_msg_decode(&d, buf, n - 1), -EPROTO);
+	memset(buf + 6, 0, 4);
+	cr_assert_eq(p2p_msg_decode(&d, buf, n), -EPROTO);
+	m.u.relay.credit = 0;
+	cr_assert_eq(p2p_msg_encode(&m, buf, sizeof(buf), &n), -EINVAL);
+	cr_assert_str_eq(p2p_msg_type_name(P2P_MSG_RELAY_CREDIT),
+			 "relay_credit");
+
+	/* PASS: the head of a pass frame, exactly P2P_PASS_MSG bytes; its
+	 * length 1..P2P_PASS_DATA_MAX; no data of its own. */
+	memset(&m, 0, sizeof(m));
+	m.type = P2P_MSG_RELAY_PASS;
+	m.u.relay.circ = 9;
+	m.u.relay.len = P2P_PASS_DATA_MAX;
+	memset(m.u.relay.tail, 0xab, P2P_PASS_TAIL);
+	n = encode(&m, buf, sizeof(buf));
+	cr_assert_eq(n, P2P_PASS_MSG);
+	cr_assert_eq(p2p_msg_decode(&d, buf, n), 0);
+	cr_assert_eq(d.u.relay.circ, 9);
+	cr_assert_eq(d.u.relay.len, P2P_PASS_DATA_MAX);
+	cr_assert_null(d.u.relay.data);
+	cr_assert_eq(memcmp(d.u.relay.tail, m.u.relay.tail, P2P_PASS_TAIL), 0);
+	cr_assert_eq(p2p_msg_decode(&d, buf, n + 1), -EPROTO);
+	m.u.relay.len++;
+	cr_assert_eq(p2p_msg_encode(&m, buf, sizeof(buf), &n), -EINVAL);
+	m.u.relay.len = 0;
+	cr_assert_eq(p2p_msg_encode(&m, buf, sizeof(buf), &n), -EINVAL);
+	cr_assert_str_eq(p2p_msg_type_name(P2P_MSG_RELAY_PASS), "relay_pass");
 }
 
 Test(msg, whole_message_limit)

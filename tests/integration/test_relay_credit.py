@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Per-circuit relay credit (issue 10): two relayed links through one relay
+a (e-f and e-g, f and g have no listener, so only a can carry them). One
+tunnel's local reader on e stops reading while the other tunnel moves
+64 MiB, checked by hash; overlay and relayed pings over the same links
+answer meanwhile; the stalled tunnel then resumes and its bytes arrive
+complete; a cut no circuit (its metrics and log), and it returned credit.
+
+Then the credit runs out for real: eight tunnels on the e-g link have
+more in flight (8 x 256 KiB windows) than one circuit's RELAY_CREDIT
+(1 MiB), and a is paused (SIGSTOP) for a while, so g's end holds what
+its credit does not cover in its own queue; once a runs again every
+byte of every tunnel arrives, and still nothing is cut.
+"""
+import hashlib
+import os
+import re
+import signal
+import socket
+import threading
+import time
+
+from p2ptest import Cluster, Runner, check, check_eq, wait_for
+
+T = Runner("test_relay_credit")
+MIB = 1 << 20
+BIG = 64 * MIB      # the busy tunnel
+STALLED = 24 * MIB  # the stalled one: more than any window or credit
+PARALLEL = 8        # tunnels at once on one relayed link (phase 2)
+EACH = 8 * MIB
+
+
+class Source:
+    """A TCP service that sends n bytes (1 MiB blocks, each numbered, so
+    that a lost, doubled or reordered block changes the hash) and
+    closes; sent[] holds (length, sha256) once done."""
+
+    def __init__(self, n):
+        self.n = n
+        self.sent = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    @property
+    def target(self):
+        return "127.0.0.1:%d" % self.port
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.send, args=(c,), daemon=True).start()
+
+    def send(self, c):
+        base = bytearray(hashlib.sha256(b"block").digest() * (MIB // 32))
+        h, done = hashlib.sha256(), 0
+        try:
+            while done < self.n:
+                base[:8] = (done // MIB).to_bytes(8, "big")
+                blk = bytes(base[: min(MIB, self.n - done)])
+                c.sendall(blk)
+                h.update(blk)
+                done += len(blk)
+            c.shutdown(socket.SHUT_WR)
+            self.sent.append((done, h.hexdigest()))
+        except OSError as e:
+            self.sent.append((done, "error %s" % e))
+        finally:
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def open_tunnel(d, peer, service, timeout=30):
+    """The raw control protocol: one open line, the ok line, then bytes."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    s.connect(d.sock)
+    s.sendall(b'{"cmd":"open","peer":"%s","service":"%s"}\n' % (peer.encode(), service.encode()))
+    line = b""
+    while not line.endswith(b"\n"):
+        b = s.recv(1)
+        check(b, "control closed before the ok line (%r)" % line)
+        line += b
+    check(b'"ok":true' in line.replace(b" ", b""), "open: %r" % line)
+    return s
+
+
+def read_all(s, h, limit=None):
+    """Reads (hashing) to EOF, or up to limit bytes; returns the count."""
+    n = 0
+    while limit is None or n < limit:
+        d = s.recv(min(MIB, limit - n) if limit is not None else MIB)
+        if not d:
+            break
+        h.update(d)
+        n += len(d)
+    return n
+
+
+def metric(d, name):
+    text = d.req({"cmd": "metrics"})["text"]
+    m = re.search(r"^p2pd_%s (\d+)$" % re.escape(name), text, re.M)
+    check(m is not None, "metric %s in %r", name, text[:300])
+    return int(m.group(1))
+
+
+def ping(d, peer, path):
+    j = d.req({"cmd": "ping", "peer": peer.id}, timeout=10)
+    check_eq(j.get("path"), path, "ping %s -> %s: %r" % (d.name, peer.name, j))
+    return j
+
+
+@T.test
+def a_stalled_circuit_holds_only_itself():
+    with Cluster() as c:
+        a = c.daemon("a").start()
+        # f and g have no listener: e reaches them only through a.
+        f = c.daemon("f", bootstrap=[a], listen=False, config={"listen": []}).start()
+        g = c.daemon("g", bootstrap=[a], listen=False, config={"listen": []}).start()
+        wait_for(lambda: a.id in f.peer_ids() and a.id in g.peer_ids(), 15, what="f, g linked to a")
+        e = c.daemon("e", bootstrap=[a]).start()
+        wait_for(lambda: a.id in e.peer_ids(), 15, what="e linked to a")
+        slow, busy = Source(STALLED), Source(BIG)
+        try:
+            check_eq(f.ctl("expose", "src", slow.target, "--allow-any").returncode, 0, "expose on f")
+            check_eq(g.ctl("expose", "src", busy.target, "--allow-any").returncode, 0, "expose on g")
+            for p in (f, g):
+                j = e.req({"cmd": "connect", "peer": p.id}, timeout=60)
+                check_eq((j.get("path"), j.get("method")), ("relay", "relay"), "e -> %s: %r" % (p.name, j))
+            check_eq(a.req({"cmd": "status"})["relay"]["circuits"], 2, "circuits on a")
+
+            # The stalled tunnel: read 1 MiB, then stop reading.
+            st = open_tunnel(e, f.id, "src")
+            hs = hashlib.sha256()
+            got_s = read_all(st, hs, MIB)
+            check_eq(got_s, MIB, "first MiB of the stalled tunnel")
+
+            # The busy one, while the other stays stalled.
+            sb = open_tunnel(e, g.id, "src", timeout=120)
+            hb, box = hashlib.sha256(), []
+            rd = threading.Thread(target=lambda: box.append(read_all(sb, hb)), daemon=True)
+            t0 = time.monotonic()
+            rd.start()
+            pings = 0
+            while rd.is_alive() and time.monotonic() - t0 < 120:
+                # The overlay link e-a carries both circuits; the relayed
+                # links ride on them.
+                ping(e, a, "direct")
+                ping(e, f, "relay")
+                ping(e, g, "relay")
+                pings += 1
+                rd.join(0.5)
+            rd.join(1)
+            secs = time.monotonic() - t0
+            check(not rd.is_alive(), "the busy tunnel finished (%.1f s)" % secs)
+            check(pings >= 1, "pings during the transfer")
+            check(box and busy.sent, "the busy tunnel ended: %r %r" % (box, busy.sent))
+            check_eq((box[0], hb.hexdigest()), busy.sent[0], "the busy tunnel's bytes")
+            sb.close()
+            check_eq(slow.sent, [], "the stalled source is still held back")
+
+            # The stalled tunnel resumes: every byte, in order.
+            got_s += read_all(st, hs)
+            st.close()
+            wait_for(lambda: slow.sent, 10, what="the stalled source to finish")
+            check_eq((got_s, hs.hexdigest()), slow.sent[0], "the stalled tunnel's bytes")
+
+            # a cut nothing and the credit went round.
+            rs = a.req({"cmd": "status"})["relay"]
+            check_eq((rs["circuits"], rs["opened"]), (2, 2), "a's circuits, none reopened: %r" % rs)
+            text = a.req({"cmd": "metrics"})["text"]
+            for why in ("queue", "credit"):
+                m = re.search(r'^p2pd_relay_circuits_closed_total\{reason="%s"\} (\d+)$' % why, text, re.M)
+                check(m is not None and m.group(1) == "0", "closed for %s: %r" % (why, m and m.group(0)))
+            check(metric(a, "relay_credit_sent_total") > 0, "a returned credit")
+            check("queue is over" not in open(a.log, errors="replace").read(), "no cut in a's log")
+            print("busy tunnel: %d MiB in %.1f s with %d ping rounds" % (BIG // MIB, secs, pings))
+
+            # Phase 2: more in flight than the credit, the relay paused.
+            many = Source(EACH)
+            check_eq(g.ctl("expose", "many", many.target, "--allow-any").returncode, 0, "expose many")
+            socks = [open_tunnel(e, g.id, "many", timeout=120) for _ in range(PARALLEL)]
+            hashes = [hashlib.sha256() for _ in socks]
+            counts = [0] * PARALLEL
+
+            def reader(i):
+                counts[i] = read_all(socks[i], hashes[i])
+
+            threads = [threading.Thread(target=reader, args=(i,), daemon=True) for i in range(PARALLEL)]
+            for t in threads:
+                t.start()
+            time.sleep(0.05)
+            os.kill(a.proc.pid, signal.SIGSTOP)
+            try:
+                time.sleep(1.5)
+            finally:
+                os.kill(a.proc.pid, signal.SIGCONT)
+            for t in threads:
+                t.join(120)
+            check(not any(t.is_alive() for t in threads), "every parallel tunnel finished")
+            got = sorted((counts[i], hashes[i].hexdigest()) for i in range(PARALLEL))
+            check_eq(got, sorted(many.sent), "the parallel tunnels' bytes")
+            check_eq(len(got), PARALLEL, "parallel tunnels")
+            for s_ in socks:
+                s_.close()
+            many.close()
+            rs = a.req({"cmd": "status"})["relay"]
+            check_eq((rs["circuits"], rs["opened"]), (2, 2), "after the pause: %r" % rs)
+            check("queue is over" not in open(a.log, errors="replace").read(), "no cut in a's log")
+            ping(e, g, "relay")
+        finally:
+            slow.close()
+            busy.close()
+
+
+if __name__ == "__main__":
+    T.run()
