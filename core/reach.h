@@ -148,6 +148,17 @@ struct p2p_reach_config {
 	 */
 	bool relay_with_punch;
 	/*
+	 * Issue 8: a peer that must be looked up is asked to punch at once,
+	 * in parallel with the lookup (PUNCH with an empty context while
+	 * LOOKUP runs), so the signalling round trip overlaps the lookup's.
+	 * The lookup still decides: an address found is dialled (the punch
+	 * goes on; whichever link comes first is the answer), none found
+	 * wants PUNCH again with the real context (the glue joins the
+	 * session that runs). What the punch's signalling tells meanwhile
+	 * (punch_unlikely, punch_expect) is kept for then.
+	 */
+	bool punch_early;
+	/*
 	 * With relay_with_punch: a relayed link that comes up less than this
 	 * many ms after the punch began is held back while the punch may
 	 * still win (a direct link up first is the answer); at the end of the

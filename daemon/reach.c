@@ -24,9 +24,11 @@ struct reach {
 int reach_module_init(struct p2pd_node *n)
 {
 	/* Issue 8: relays are asked while the punch runs; a relayed link up
-	 * first waits a little for the punch, then serves (reach.h). */
+	 * first waits a little for the punch, then serves; the punch is
+	 * asked for while the lookup runs (reach.h). */
 	struct p2p_reach_config cfg = {.self = n->ident.id,
 				       .relay_with_punch = true,
+				       .punch_early = true,
 				       .punch_grace_ms =
 					   P2P_REACH_PUNCH_GRACE_MS,
 				       .relay_near = true};

@@ -122,6 +122,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.self = peers[NPEERS];
 	cfg.relay_with_punch = size > 0 && (data[0] & 1);
 	cfg.relay_near = size > 0 && (data[0] & 2);
+	cfg.punch_early = size > 0 && (data[0] & 4);
+	cfg.punch_grace_ms = size > 0 && (data[0] & 8) ? 2000 : 0;
 	memset(waiting, 0, sizeof(waiting));
 	r = p2p_reach_new(&cfg);
 	FUZZ_CHECK(r != NULL);
