@@ -595,6 +595,23 @@ int p2p_reach_punch_unlikely(struct p2p_reach *r, uint64_t now,
 	return 0;
 }
 
+int p2p_reach_dial_hint(struct p2p_reach *r, uint64_t now,
+			const struct p2p_peerid *peer,
+			const struct p2p_addr *addr)
+{
+	struct attempt *a = find(r, peer);
+
+	(void)now;
+	if (!a)
+		return -ENOENT;
+	if (a->state == S_DIAL)
+		return 0; /* the lookup found it first: that dial goes on */
+	if (a->state != S_LOOKUP || a->near_lookup || addr->family == 0)
+		return -EALREADY;
+	dial(a, addr); /* the lookup's answer will find nothing to do */
+	return 0;
+}
+
 int p2p_reach_punch_expect(struct p2p_reach *r, uint64_t now,
 			   const struct p2p_peerid *peer, int64_t sig_rtt_ms)
 {

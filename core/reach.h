@@ -238,6 +238,20 @@ int p2p_reach_punch_unlikely(struct p2p_reach *r, uint64_t now,
 			     const struct p2p_peerid *peer);
 
 /*
+ * Issue 8: the peer answered our punch request "dial me at addr" (it is a
+ * DHT server; nat/punch.h P2P_PUNCH_F_DIALABLE), nothing was primed. While
+ * the lookup runs (punch_early) it is dialled at once, as the lookup
+ * would have had it dialled; a dial that runs already goes on. 0, or
+ * -EALREADY when it is too late for that (the lookup said otherwise and
+ * the punch, or a relay, runs: the glue then reports the punch failed,
+ * so a peer that keeps saying "dial me" where it cannot be dialled ends
+ * on a relay, not in a loop); -ENOENT nothing for peer runs here.
+ */
+int p2p_reach_dial_hint(struct p2p_reach *r, uint64_t now,
+			const struct p2p_peerid *peer,
+			const struct p2p_addr *addr);
+
+/*
  * Our punch towards peer starts now (the peer's REPLY is in), and its
  * signalling took sig_rtt_ms (< 0: unknown). A direct link needs two
  * round trips of the host path from here (SYN, then handshake frames 1

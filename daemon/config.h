@@ -72,6 +72,10 @@ struct p2pd_config {
 	/* Ask the gateway for a mapping of the listen port (PCP, NAT-PMP);
 	 * false: not one packet to the gateway (SPEC section 9). */
 	bool port_mapping;
+	/* A DHT server answers a hole punch request "dial me" (no priming,
+	 * no session; nat/punch.h P2P_PUNCH_F_DIALABLE); false: it punches
+	 * as any node does (a listener some networks cannot reach). */
+	bool dial_me;
 	bool check_only; /* -n: check config and exit */
 	bool show_id;	 /* --show-id: print the state dir's ID, exit */
 };

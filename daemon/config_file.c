@@ -452,6 +452,8 @@ static int apply_key(const struct cfg_ctx *x, const char *key, json_t *v)
 		return key_bool(x, key, v, &c->lan_discovery);
 	if (strcmp(key, "port_mapping") == 0)
 		return key_bool(x, key, v, &c->port_mapping);
+	if (strcmp(key, "dial_me") == 0)
+		return key_bool(x, key, v, &c->dial_me);
 	return ferr(x, "unknown key \"%s\"", key);
 }
 

@@ -68,6 +68,9 @@ bool ovl_table_addr(struct p2pd_node *n, const struct p2p_peerid *peer,
 		    struct p2p_addr *out);
 /* Read access for status and hole punching. */
 const struct p2p_nat *ovl_nat(const struct p2pd_node *n);
+/* Whether peers can dial us (DHT server mode, learned), and the port
+ * mapping our gateway made (family 0: none), dialled before anything. */
+bool ovl_dialable(const struct p2pd_node *n, struct p2p_addr *mapped);
 
 /*
  * The gateway mapped our listen port to ext (NULL: no mapping any more).

@@ -77,6 +77,8 @@ static void event(struct p2p_reach *r, uint64_t now, uint8_t op, uint8_t arg)
 					       (int64_t)(arg >> 2) * 37 - 1);
 		else if (arg & 1)
 			p2p_reach_punch_unlikely(r, now, p);
+		else if (arg & 0x80)
+			p2p_reach_dial_hint(r, now, p, &addr);
 		else
 			p2p_reach_punch_failed(r, now, p, "punch failed");
 		break;

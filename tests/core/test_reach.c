@@ -1461,3 +1461,50 @@ Test(core, early_punch_expect_kept, .init = setup_early)
 	cr_assert_eq(p2p_reach_next_timer(R),
 		     T0 + 60 + 100 + P2P_REACH_GRACE_SLACK_MS);
 }
+
+/* ---- issue 8: the peer says "dial me" ---- */
+
+/* Early, before the lookup answered: dialled at once, the dial's link is
+ * the answer (method dial), the lookup's late answer changes nothing. */
+Test(core, dial_hint_while_looking_up, .init = setup_early)
+{
+	struct p2p_contact c[1] = {{.id = PEER, .addr = ADDR}};
+	struct p2p_reach_link dl = {.id = 71, .kind = P2P_REACH_K_DIRECT};
+
+	early_started();
+	cr_assert_eq(p2p_reach_dial_hint(R, T0 + 60, &PEER, &ADDR), 0);
+	cr_assert(p2p_addr_equal(&one(P2P_REACH_DIAL)->addr, &ADDR));
+	cr_assert_eq(p2p_reach_dial_started(R, T0 + 60, &PEER, 0, 71, NULL), 0);
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 100, 5, true, c, 1, NULL),
+		     -ENOENT);
+	cr_assert_eq(drain(), 0, "no second dial, no punch");
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 200, &PEER, &dl), 0);
+	cr_assert_eq(one(P2P_REACH_DONE)->method, P2P_REACH_M_DIAL);
+}
+
+/* The lookup found the address first: its dial goes on alone. */
+Test(core, dial_hint_after_the_lookup_dialled, .init = setup_early)
+{
+	struct p2p_contact c[1] = {{.id = PEER, .addr = ADDR}};
+
+	early_started();
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 100, 5, true, c, 1, NULL),
+		     0);
+	one(P2P_REACH_DIAL);
+	cr_assert_eq(p2p_reach_dial_hint(R, T0 + 120, &PEER, &ADDR), 0);
+	cr_assert_eq(drain(), 0);
+}
+
+/* The dial failed and the punch asked again: "dial me" once more is too
+ * late (the glue then fails the punch: a relay, not a loop). */
+Test(core, dial_hint_after_a_failed_dial_is_refused, .init = setup_early)
+{
+	early_started();
+	cr_assert_eq(p2p_reach_dial_hint(R, T0 + 60, &PEER, &ADDR), 0);
+	one(P2P_REACH_DIAL);
+	cr_assert_eq(p2p_reach_dial_started(R, T0 + 60, &PEER, 0, 71, NULL), 0);
+	cr_assert_eq(p2p_reach_link_gone(R, T0 + 300, 71, "refused", NULL), 0);
+	drain(); /* PUNCH (and relays alongside) */
+	cr_assert_eq(p2p_reach_dial_hint(R, T0 + 400, &PEER, &ADDR), -EALREADY);
+	cr_assert_eq(p2p_reach_dial_hint(R, T0 + 400, &SELF, &ADDR), -ENOENT);
+}
