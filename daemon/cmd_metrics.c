@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bufq.h"
 #include "cmd_node.h"
 #include "link.h"
 #include "nat/punch_sess.h"
@@ -69,6 +70,32 @@ static void punch_metrics(FILE *f, struct p2pd_node *n)
 	       p->dialable);
 }
 
+/* Issue 10: what the data path holds, against its budgets. */
+static void mem_metrics(FILE *f, struct p2pd_node *n)
+{
+	const struct bufpool *p = link_bufpool(n);
+	struct tunnel_mem m;
+
+	tunnel_mem(n, &m);
+	metric(f, "tunnel_buffered_bytes", "gauge",
+	       "Bytes received for local sockets, not yet taken by them.",
+	       m.buffered);
+	metric(f, "tunnel_windows_bytes", "gauge",
+	       "Receive windows granted to peers on open tunnels.", m.windows);
+	metric(f, "tunnel_window_growth_bytes", "gauge",
+	       "Window growth charged to the daemon's budget.", m.grown);
+	metric(f, "tunnel_window_growth_budget_bytes", "gauge",
+	       "The daemon's budget of window growth.", STREAM_BUDGET_DAEMON);
+	fprintf(f,
+		"# HELP p2pd_buffer_chunks Pooled %u-byte buffer chunks: in "
+		"use by links and tunnels, or kept free for reuse.\n"
+		"# TYPE p2pd_buffer_chunks gauge\n"
+		"p2pd_buffer_chunks{state=\"used\"} %llu\n"
+		"p2pd_buffer_chunks{state=\"free\"} %llu\n",
+		BUFQ_CHUNK, (unsigned long long)p->live,
+		(unsigned long long)p->nfree);
+}
+
 static void write_metrics(FILE *f, struct p2pd_node *n)
 {
 	const struct node_stats *s = &n->stats;
@@ -105,6 +132,7 @@ static void write_metrics(FILE *f, struct p2pd_node *n)
 	       os.routed_dropped);
 	metric(f, "tunnels", "gauge", "Tunnels open or opening.",
 	       tunnel_count(n));
+	mem_metrics(f, n);
 	metric(f, "services", "gauge", "Services offered.", n->nservices);
 	metric(f, "relay_circuits", "gauge", "Circuits we relay now.",
 	       rs.circuits);

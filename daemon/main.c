@@ -24,6 +24,7 @@
 #include "sdnotify.h"
 
 #define STATUS_INTERVAL_MS 5000
+#define MALLOC_CHECK_MS 5000 /* the heap check (on_heap_check) */
 #define MAX_ARGS 256
 
 #ifndef P2PD_SYSCONFDIR
@@ -37,7 +38,7 @@ struct daemon {
 	struct p2pd_node *node;
 	struct ctl_server *ctl;
 	uv_signal_t sig_term, sig_int, sig_hup;
-	uv_timer_t status_timer, watchdog_timer;
+	uv_timer_t status_timer, watchdog_timer, heap_timer;
 	int stopping;
 };
 
@@ -201,6 +202,8 @@ static void start_signal(struct daemon *d, uv_signal_t *h, int signum)
 	uv_signal_start(h, on_signal, signum);
 }
 
+static void on_heap_check(uv_timer_t *t);
+
 static void start_timers(struct daemon *d)
 {
 	uint64_t wd = p2pd_watchdog_usec();
@@ -210,6 +213,10 @@ static void start_timers(struct daemon *d)
 	uv_timer_start(&d->status_timer, on_status, STATUS_INTERVAL_MS,
 		       STATUS_INTERVAL_MS);
 	uv_unref((uv_handle_t *)&d->status_timer);
+	uv_timer_init(&d->loop, &d->heap_timer);
+	uv_timer_start(&d->heap_timer, on_heap_check, MALLOC_CHECK_MS,
+		       MALLOC_CHECK_MS);
+	uv_unref((uv_handle_t *)&d->heap_timer);
 	if (wd == 0)
 		return;
 	uv_timer_init(&d->loop, &d->watchdog_timer);
@@ -356,6 +363,38 @@ static void tune_malloc(void)
 {
 	mallopt(M_TRIM_THRESHOLD, MALLOC_KEEP_BYTES);
 	mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_BYTES);
+}
+
+/*
+ * The top is not all: pooled chunks (bufq.h) freed after a burst, say 16
+ * streams whose reader stopped with their windows full (tens of MiB),
+ * lie between blocks still in use, and glibc gives such pages back only
+ * when asked (RSS stayed 34 MiB up after those streams closed), and even
+ * the top keeps MALLOC_KEEP_BYTES. Every MALLOC_CHECK_MS, when more than
+ * MALLOC_CHECK_FREE lie free in the heap, malloc_trim() returns the free
+ * pages: at most one trim per check, never one per free, so a burst pays
+ * a few page faults per check at most, and a daemon that went quiet is
+ * back near its idle size within one check. Pages once given back still
+ * count as free in mallinfo2(): the check trims again while they stay
+ * free (cheap: nothing resident to drop; an idle daemon with 100 peers
+ * made 6 madvise calls per check), and logs only when RSS went down.
+ */
+#define MALLOC_CHECK_FREE (1 << 20) /* less is not worth a trim */
+
+static void on_heap_check(uv_timer_t *t)
+{
+	struct mallinfo2 mi = mallinfo2();
+	size_t before = 0, after = 0;
+
+	(void)t;
+	if (mi.fordblks <= MALLOC_CHECK_FREE)
+		return;
+	(void)uv_resident_set_memory(&before);
+	malloc_trim(0);
+	(void)uv_resident_set_memory(&after);
+	if (after < before)
+		log_debug("heap: %zu KiB free, RSS %zu -> %zu KiB",
+			  mi.fordblks / 1024, before / 1024, after / 1024);
 }
 
 int main(int argc, char **argv)

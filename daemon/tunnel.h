@@ -79,4 +79,15 @@ extern const size_t tunnel_ncommands;
 /* Tunnels not yet closed. */
 size_t tunnel_count(struct p2pd_node *n);
 
+/* What tunnels hold or may hold in memory (issue 10's budgets), for
+ * metrics: bytes received for local sockets that have not taken them
+ * yet, the receive windows granted (what peers may make us hold), and
+ * the windows' growth charged to STREAM_BUDGET_DAEMON. */
+struct tunnel_mem {
+	uint64_t buffered;
+	uint64_t windows;
+	uint64_t grown;
+};
+void tunnel_mem(struct p2pd_node *n, struct tunnel_mem *m);
+
 #endif

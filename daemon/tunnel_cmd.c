@@ -465,6 +465,17 @@ size_t tunnel_count(struct p2pd_node *n)
 	return n->tun->count;
 }
 
+void tunnel_mem(struct p2pd_node *n, struct tunnel_mem *m)
+{
+	m->buffered = m->windows = 0;
+	m->grown = n->tun->grown.used;
+	for (const struct tun *t = n->tun->list; t; t = t->next) {
+		m->buffered += bufq_len(&t->wq);
+		if (t->s.state == STREAM_OPEN)
+			m->windows += t->s.window;
+	}
+}
+
 const struct ctl_command tunnel_commands[] = {
     {"open", tunnel_cmd_open},	       {"connect", tunnel_cmd_connect},
     {"forward", tunnel_cmd_forward},   {"unforward", tunnel_cmd_unforward},
