@@ -54,8 +54,11 @@ struct attempt {
 	uint32_t link; /* DIAL: the dial; PUNCH, RELAY: the relay asked */
 	struct p2p_addr addr;
 	struct p2p_peerid via;
-	bool relaying;		    /* relays are being asked (or all were) */
-	uint64_t grace_at;	    /* PUNCH: a relayed link waits till then */
+	bool relaying;	   /* relays are being asked (or all were) */
+	uint64_t grace_at; /* PUNCH: a relayed link waits till then */
+	/* punch_early: what the punch's signalling said before S_PUNCH */
+	bool early_unlikely;
+	uint64_t early_grace_at;    /* 0: nothing */
 	struct p2p_reach_link held; /* the relayed link waiting (id 0 none) */
 	char context[P2P_REACH_WHY_MAX]; /* why we punch */
 	char why[P2P_REACH_WHY_MAX];	 /* why we relay */
@@ -311,6 +314,10 @@ static void punch(struct p2p_reach *r, struct attempt *a, uint64_t now,
 	a->state = S_PUNCH;
 	a->deadline = now + P2P_REACH_PUNCH_MS;
 	a->grace_at = now + r->cfg.punch_grace_ms;
+	if (a->early_unlikely)
+		a->grace_at = now;
+	else if (a->early_grace_at && a->early_grace_at < a->grace_at)
+		a->grace_at = a->early_grace_at > now ? a->early_grace_at : now;
 	want(a, P2P_REACH_PUNCH);
 	if (r->cfg.relay_with_punch && !a->relaying) {
 		a->relaying = true;
@@ -369,6 +376,8 @@ static int new_attempt(struct p2p_reach *r, uint64_t now,
 	} else {
 		a->state = S_LOOKUP;
 		want(a, P2P_REACH_LOOKUP);
+		if (r->cfg.punch_early)
+			want(a, P2P_REACH_PUNCH); /* context "": see punch() */
 	}
 	a->next = r->attempts;
 	r->attempts = a;
@@ -574,11 +583,32 @@ int p2p_reach_punch_unlikely(struct p2p_reach *r, uint64_t now,
 {
 	struct attempt *a = find(r, peer);
 
+	if (a && a->state == S_LOOKUP && r->cfg.punch_early) {
+		a->early_unlikely = true; /* for punch() */
+		return 0;
+	}
 	if (!a || a->state != S_PUNCH)
 		return -ENOENT;
 	a->grace_at = now;
 	if (a->held.id)
 		finish(r, a, &a->held, NULL, NULL);
+	return 0;
+}
+
+int p2p_reach_dial_hint(struct p2p_reach *r, uint64_t now,
+			const struct p2p_peerid *peer,
+			const struct p2p_addr *addr)
+{
+	struct attempt *a = find(r, peer);
+
+	(void)now;
+	if (!a)
+		return -ENOENT;
+	if (a->state == S_DIAL)
+		return 0; /* the lookup found it first: that dial goes on */
+	if (a->state != S_LOOKUP || a->near_lookup || addr->family == 0)
+		return -EALREADY;
+	dial(a, addr); /* the lookup's answer will find nothing to do */
 	return 0;
 }
 
@@ -588,12 +618,17 @@ int p2p_reach_punch_expect(struct p2p_reach *r, uint64_t now,
 	struct attempt *a = find(r, peer);
 	uint64_t at;
 
-	if (!a || a->state != S_PUNCH)
+	if (!a || (a->state != S_PUNCH &&
+		   !(a->state == S_LOOKUP && r->cfg.punch_early)))
 		return -ENOENT;
 	if (sig_rtt_ms < 0)
 		return 0; /* nothing learned: the fixed grace stands */
 	at = now + (uint64_t)sig_rtt_ms * P2P_REACH_GRACE_RTTS +
 	     P2P_REACH_GRACE_SLACK_MS;
+	if (a->state == S_LOOKUP) {
+		a->early_grace_at = at; /* for punch() */
+		return 0;
+	}
 	if (at < a->grace_at)
 		a->grace_at = at; /* a held relay answers then (expire) */
 	return 0;

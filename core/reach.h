@@ -148,6 +148,17 @@ struct p2p_reach_config {
 	 */
 	bool relay_with_punch;
 	/*
+	 * Issue 8: a peer that must be looked up is asked to punch at once,
+	 * in parallel with the lookup (PUNCH with an empty context while
+	 * LOOKUP runs), so the signalling round trip overlaps the lookup's.
+	 * The lookup still decides: an address found is dialled (the punch
+	 * goes on; whichever link comes first is the answer), none found
+	 * wants PUNCH again with the real context (the glue joins the
+	 * session that runs). What the punch's signalling tells meanwhile
+	 * (punch_unlikely, punch_expect) is kept for then.
+	 */
+	bool punch_early;
+	/*
 	 * With relay_with_punch: a relayed link that comes up less than this
 	 * many ms after the punch began is held back while the punch may
 	 * still win (a direct link up first is the answer); at the end of the
@@ -225,6 +236,20 @@ int p2p_reach_punch_failed(struct p2p_reach *r, uint64_t now,
  */
 int p2p_reach_punch_unlikely(struct p2p_reach *r, uint64_t now,
 			     const struct p2p_peerid *peer);
+
+/*
+ * Issue 8: the peer answered our punch request "dial me at addr" (it is a
+ * DHT server; nat/punch.h P2P_PUNCH_F_DIALABLE), nothing was primed. While
+ * the lookup runs (punch_early) it is dialled at once, as the lookup
+ * would have had it dialled; a dial that runs already goes on. 0, or
+ * -EALREADY when it is too late for that (the lookup said otherwise and
+ * the punch, or a relay, runs: the glue then reports the punch failed,
+ * so a peer that keeps saying "dial me" where it cannot be dialled ends
+ * on a relay, not in a loop); -ENOENT nothing for peer runs here.
+ */
+int p2p_reach_dial_hint(struct p2p_reach *r, uint64_t now,
+			const struct p2p_peerid *peer,
+			const struct p2p_addr *addr);
 
 /*
  * Our punch towards peer starts now (the peer's REPLY is in), and its

@@ -65,6 +65,9 @@ static void punch_metrics(FILE *f, struct p2pd_node *n)
 	metric(f, "punch_connects_deferred_total", "counter",
 	       "Hole punch connection attempts held back by a budget.",
 	       p->deferred);
+	metric(f, "punch_dial_me_total", "counter",
+	       "Hole punch requests answered \"dial me\" (we are a server).",
+	       p->dialable);
 }
 
 /* Issue 10: what the data path holds, against its budgets. */

@@ -120,6 +120,7 @@ static int set_defaults(struct p2pd_config *c, char *err, size_t errlen)
 	c->limits.ctl_idle_timeout_ms = CTL_IDLE_TIMEOUT_MS;
 	c->port_mapping = true;
 	c->keepalive_adapt = true;
+	c->dial_me = true;
 	strcpy(c->control_group, CTL_GROUP_DEFAULT);
 	c->lan_discovery = true;
 

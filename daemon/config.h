@@ -75,6 +75,10 @@ struct p2pd_config {
 	/* Lower the keepalive when links through our NAT are reset after
 	 * quiet spells (core/keepalive.h); false: limits.keepalive_ms only. */
 	bool keepalive_adapt;
+	/* A DHT server answers a hole punch request "dial me" (no priming,
+	 * no session; nat/punch.h P2P_PUNCH_F_DIALABLE); false: it punches
+	 * as any node does (a listener some networks cannot reach). */
+	bool dial_me;
 	bool check_only; /* -n: check config and exit */
 	bool show_id;	 /* --show-id: print the state dir's ID, exit */
 };

@@ -454,6 +454,8 @@ static int apply_key(const struct cfg_ctx *x, const char *key, json_t *v)
 		return key_bool(x, key, v, &c->port_mapping);
 	if (strcmp(key, "keepalive_adapt") == 0)
 		return key_bool(x, key, v, &c->keepalive_adapt);
+	if (strcmp(key, "dial_me") == 0)
+		return key_bool(x, key, v, &c->dial_me);
 	return ferr(x, "unknown key \"%s\"", key);
 }
 

@@ -114,6 +114,7 @@ static int wire_links(struct p2pd_node *n)
 	node_set_hello(n, ovl_fill_hello, n);
 	rc |= progress_observe(n, tunnel_on_progress, n);
 	punch_on_scheduled(n, on_punch_scheduled, n);
+	punch_on_dial(n, reach_punch_dial, n);
 	return rc;
 }
 
@@ -195,7 +196,7 @@ static int init_services(struct p2pd_node *n, uv_loop_t *loop,
 	if (rc == 0)
 		rc = ovl_init(n, cfg);
 	if (rc == 0)
-		rc = punch_module_init(n);
+		rc = punch_module_init(n, cfg->dial_me);
 	if (rc == 0)
 		rc = relay_module_init(n);
 	if (rc == 0)

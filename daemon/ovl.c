@@ -183,6 +183,12 @@ const struct p2p_nat *ovl_nat(const struct p2pd_node *n)
 	return n->ovl->nat;
 }
 
+bool ovl_dialable(const struct p2pd_node *n, struct p2p_addr *mapped)
+{
+	*mapped = n->ovl->mapped;
+	return n->ovl->server;
+}
+
 const struct p2p_overlay *ovl_overlay(const struct p2pd_node *n)
 {
 	return n->ovl->ov;

@@ -72,6 +72,9 @@ const struct p2p_nat *ovl_nat(const struct p2pd_node *n);
  * limits.keepalive_ms because links through our NAT were reset after
  * quiet spells (core/keepalive.h). */
 uint32_t ovl_keepalive_ms(const struct p2pd_node *n, bool *learned);
+/* Whether peers can dial us (DHT server mode, learned), and the port
+ * mapping our gateway made (family 0: none), dialled before anything. */
+bool ovl_dialable(const struct p2pd_node *n, struct p2p_addr *mapped);
 
 /*
  * The gateway mapped our listen port to ext (NULL: no mapping any more).

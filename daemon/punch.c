@@ -83,13 +83,17 @@ struct punches {
 	char up[P2P_ADDR_TEXT_MAX + 8];
 	punch_scheduled_fn scheduled; /* punch_on_scheduled */
 	void *scheduled_arg;
+	punch_dial_fn dial; /* punch_on_dial */
+	void *dial_arg;
+	bool dial_me; /* config dial_me */
 };
 
-int punch_module_init(struct p2pd_node *n)
+int punch_module_init(struct p2pd_node *n, bool dial_me)
 {
 	n->punch = calloc(1, sizeof(*n->punch));
 	if (!n->punch)
 		return -ENOMEM;
+	n->punch->dial_me = dial_me;
 	n->punch->tab = p2p_psess_new(&n->ident.id);
 	if (!n->punch->tab) {
 		free(n->punch);
@@ -103,6 +107,12 @@ void punch_on_scheduled(struct p2pd_node *n, punch_scheduled_fn fn, void *arg)
 {
 	n->punch->scheduled = fn;
 	n->punch->scheduled_arg = arg;
+}
+
+void punch_on_dial(struct p2pd_node *n, punch_dial_fn fn, void *arg)
+{
+	n->punch->dial = fn;
+	n->punch->dial_arg = arg;
 }
 
 static void id_text(const struct p2p_peerid *peer,
@@ -360,6 +370,29 @@ static uint64_t wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Issue 8: the gateway's port mapping (PCP, NAT-PMP, UPnP) is a way in
+ * that no prediction shows (an endpoint-dependent NAT maps each of our
+ * links elsewhere): offered first among our IPv4 candidates, after the
+ * IPv6 ones (they need no NAT), the last one dropped if need be. */
+static size_t with_mapping(struct p2p_addr *cand, size_t n,
+			   const struct p2p_addr *map)
+{
+	size_t at = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (p2p_addr_equal(&cand[i], map))
+			return n;
+	while (at < n && cand[at].family == 6)
+		at++;
+	if (at == P2P_PUNCH_CAND_MAX)
+		return n;
+	if (n == P2P_PUNCH_CAND_MAX)
+		n--;
+	memmove(&cand[at + 1], &cand[at], (n - at) * sizeof(cand[0]));
+	cand[at] = *map;
+	return n + 1;
+}
+
 /*
  * Our facts for an input about peer. Issue 9: src_link is the far end of
  * an authenticated TCP link we hold to peer (the address we observed it
@@ -372,6 +405,7 @@ static const struct p2p_psess_local *
 facts(struct p2pd_node *n, const struct p2p_peerid *peer, struct facts *f)
 {
 	const struct p2p_nat *nat = ovl_nat(n);
+	struct p2p_addr pmap;
 	struct p2p_punch_local in = {.type = p2p_nat_type(nat),
 				     .listen_port = node_listen_port(n, 4)};
 	struct link *l = link_find_up(n, peer, LINK_KINDS_TCP);
@@ -400,6 +434,9 @@ facts(struct p2pd_node *n, const struct p2p_peerid *peer, struct facts *f)
 		in.mapped.family = 0;
 	f->me.ncand = p2p_punch_predict(&in, f->cand, P2P_PUNCH_CAND_MAX);
 	f->me.cand = f->cand;
+	f->me.dialable = ovl_dialable(n, &pmap) && n->punch->dial_me;
+	if (pmap.family)
+		f->me.ncand = with_mapping(f->cand, f->me.ncand, &pmap);
 	f->me.wall_ms = wall_ms();
 	f->me.pub = f->ext;
 	f->me.npub = in.nexternal;
@@ -515,6 +552,27 @@ static void do_failed(struct p2pd_node *n, const struct p2p_psess_action *a,
 		failed(arg, &a->peer, a->msg);
 }
 
+/* The peer is a server: it answered "dial me" (nat/punch.h). Whoever
+ * waits for the punch now waits for the dial instead. */
+static void do_dial(struct p2pd_node *n, const struct p2p_psess_action *a,
+		    const char *id)
+{
+	struct waiter *w = a->requester ? waiter_find(n, &a->peer) : NULL;
+	struct sigrtt *c = rtt_slot(n, &a->peer, false);
+	char at[P2P_ADDR_TEXT_MAX];
+
+	if (c && c->sent) {
+		c->rtt_ms = (int64_t)(node_now(n) - c->sent);
+		c->sent = 0;
+	}
+	p2p_addr_format(&a->addr, at, sizeof(at));
+	log_info("punch %s: the peer is dialable at %s: dialling it", id, at);
+	if (w)
+		w->failed = NULL;
+	if (a->requester && n->punch->dial)
+		n->punch->dial(n->punch->dial_arg, &a->peer, &a->addr);
+}
+
 /* Carry out every action the table has for us. */
 static void drain(struct p2pd_node *n)
 {
@@ -552,6 +610,9 @@ static void drain(struct p2pd_node *n)
 			break;
 		case P2P_PSESS_FAILED:
 			do_failed(n, &a, id);
+			break;
+		case P2P_PSESS_DIAL:
+			do_dial(n, &a, id);
 			break;
 		}
 	}
@@ -660,7 +721,7 @@ static void on_established(void *arg, struct link *l)
 {
 	struct p2pd_node *n = arg;
 
-	if (link_kind(l) != LINK_RELAY &&
+	if (link_kind(l) != LINK_RELAY && !link_outbound(l) &&
 	    p2p_psess_running(n->punch->tab, link_peer(l)))
 		link_set_kind(l, LINK_DIRECT);
 }
@@ -675,7 +736,12 @@ static void on_up(void *arg, struct link *l, bool first)
 	if (!first || link_kind(l) == LINK_RELAY ||
 	    !p2p_psess_running(n->punch->tab, link_peer(l)))
 		return;
-	link_set_kind(l, LINK_DIRECT);
+	/* Our attempts are direct from their start (link_punch); a plain
+	 * dial of ours (the address a lookup found while an early punch
+	 * ran, core/reach.h) stays a dial, and ends the punch all the same.
+	 * An inbound link is the peer's SYN reaching our listener. */
+	if (!link_outbound(l))
+		link_set_kind(l, LINK_DIRECT);
 	att = att_by_link(n, link_id(l));
 	if (att && p2p_peerid_equal(&att->peer, link_peer(l))) {
 		idx = att->idx;

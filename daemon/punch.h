@@ -33,9 +33,18 @@ typedef void (*punch_scheduled_fn)(void *arg, const struct p2p_peerid *peer,
 				   enum p2p_nat_type peer_nat, bool primer,
 				   size_t ncand, bool v6);
 
-int punch_module_init(struct p2pd_node *n);
+/* Issue 8: the peer answered our REQUEST "dial me" (it is a DHT server):
+ * nothing was primed and the session is over; dial it at `at`. The
+ * punch's failed callback is not called for it. */
+typedef void (*punch_dial_fn)(void *arg, const struct p2p_peerid *peer,
+			      const struct p2p_addr *at);
+
+/* dial_me: config dial_me (answer "dial me" once a DHT server). */
+int punch_module_init(struct p2pd_node *n, bool dial_me);
 /* Who is told of each agreed punch (daemon.c: progress); one. */
 void punch_on_scheduled(struct p2pd_node *n, punch_scheduled_fn fn, void *arg);
+/* Who dials a peer that answered "dial me" (daemon.c: reach); one. */
+void punch_on_dial(struct p2pd_node *n, punch_dial_fn fn, void *arg);
 /* Issue 11: our global IPv6 addresses with our IPv6 listen port, what
  * punches offer first (none when we do not listen on IPv6); at most max.
  * status lists them among nat.external. */

@@ -24,9 +24,11 @@ struct reach {
 int reach_module_init(struct p2pd_node *n)
 {
 	/* Issue 8: relays are asked while the punch runs; a relayed link up
-	 * first waits a little for the punch, then serves (reach.h). */
+	 * first waits a little for the punch, then serves; the punch is
+	 * asked for while the lookup runs (reach.h). */
 	struct p2p_reach_config cfg = {.self = n->ident.id,
 				       .relay_with_punch = true,
+				       .punch_early = true,
 				       .punch_grace_ms =
 					   P2P_REACH_PUNCH_GRACE_MS,
 				       .relay_near = true};
@@ -140,19 +142,38 @@ static void on_punch_failed(void *arg, const struct p2p_peerid *peer,
 	p2p_reach_punch_failed(n->reach->core, node_now(n), peer, msg);
 }
 
+void reach_punch_dial(void *arg, const struct p2p_peerid *peer,
+		      const struct p2p_addr *at)
+{
+	struct p2pd_node *n = arg;
+	char msg[P2P_REACH_TEXT_MAX], a[P2P_ADDR_TEXT_MAX];
+
+	if (p2p_reach_dial_hint(n->reach->core, node_now(n), peer, at) !=
+	    -EALREADY)
+		return;
+	p2p_addr_format(at, a, sizeof(a));
+	snprintf(msg, sizeof(msg),
+		 "no direct link: the peer says it is dialable at %s, but it "
+		 "could not be dialled",
+		 a);
+	p2p_reach_punch_failed(n->reach->core, node_now(n), peer, msg);
+}
+
 void reach_punch_scheduled(void *arg, const struct p2p_peerid *peer,
 			   enum p2p_nat_type peer_nat, bool primer,
 			   size_t ncand, bool v6)
 {
 	struct p2pd_node *n = arg;
 	enum p2p_nat_type own = p2p_nat_type(ovl_nat(n));
+	struct p2p_addr map;
 	bool dialled_back;
 
 	if (primer)
 		return; /* the peer's punch: nobody here waits on a relay */
-	/* We are public and listen on IPv4, the peer's NAT endpoint-
-	 * dependent: it dials us outright (nat/punch_sess.c), likely. */
-	dialled_back = own == P2P_NAT_NONE &&
+	/* We are public (or peers dial us: our REQUEST said DIALABLE) and
+	 * listen on IPv4, the peer's NAT endpoint-dependent: it dials us
+	 * outright (nat/punch_sess.c), likely. */
+	dialled_back = (own == P2P_NAT_NONE || ovl_dialable(n, &map)) &&
 		       peer_nat == P2P_NAT_ENDPOINT_DEPENDENT &&
 		       node_listen_port(n, 4) != 0;
 	/* Otherwise one side that cannot be predicted: the replier primes

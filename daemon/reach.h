@@ -51,6 +51,9 @@ void reach_cancel(struct p2pd_node *n, struct reach_waiter *w);
 /* Hub hooks (daemon.c registers them). */
 /* punch.c, through daemon.c: a punch with peer was agreed (see
  * punch_scheduled_fn). */
+/* punch_on_dial: the peer answered our punch request "dial me". */
+void reach_punch_dial(void *n, const struct p2p_peerid *peer,
+		      const struct p2p_addr *at);
 void reach_punch_scheduled(void *n, const struct p2p_peerid *peer,
 			   enum p2p_nat_type peer_nat, bool primer,
 			   size_t ncand, bool v6);

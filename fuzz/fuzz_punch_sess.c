@@ -87,6 +87,14 @@ static void drain(struct p2p_psess_table *t, uint64_t now, uint8_t rcbits)
 			FUZZ_CHECK(strncmp(a.msg, "no direct link: ", 16) == 0);
 			check_ended(p, &a);
 			break;
+		case P2P_PSESS_DIAL:
+			/* A plausible address, never loopback, the session
+			 * over: nothing of it may stay in flight. */
+			FUZZ_CHECK(a.addr.family == 4 || a.addr.family == 6);
+			FUZZ_CHECK(a.addr.family != 4 || a.addr.ip[0] != 127);
+			FUZZ_CHECK(a.requester);
+			check_ended(p, &a);
+			break;
 		}
 	}
 	FUZZ_CHECK(p2p_psess_count(t) <= P2P_PSESS_MAX);
@@ -115,7 +123,7 @@ static void on_sig(struct p2p_psess_table *t, uint64_t now, int p,
 	    .time_ms = WALL + now + (uint64_t)((int8_t)d[10] * 1000),
 	    .nat = (enum p2p_nat_type)((d[1] >> 2) % 5),
 	    .reason = (enum p2p_punch_reason)((d[1] >> 4) % P2P_PUNCH_R_MAX),
-	    .offset_ms = (uint16_t)(d[2] * 20),
+	    .flags = (uint16_t)(d[2] & 3),
 	    .ncand = d[0] >> 5};
 
 	for (size_t i = 0; i < s.ncand; i++)
@@ -169,6 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		me.nat = (enum p2p_nat_type)((op >> 4) % 5);
 		me.listen4 = (op & 0x80) && (arg & 0x80) ? 0 : 4242;
 		me.listen6 = (arg & 0x40) ? 4242 : 0;
+		me.dialable = (op & 0x40) && (arg & 0x20);
 		switch (op % 10) {
 		case 0:
 			rc = p2p_psess_start(t, now, &peers[p], "fuzz", arg & 3,

@@ -77,6 +77,8 @@ static void event(struct p2p_reach *r, uint64_t now, uint8_t op, uint8_t arg)
 					       (int64_t)(arg >> 2) * 37 - 1);
 		else if (arg & 1)
 			p2p_reach_punch_unlikely(r, now, p);
+		else if (arg & 0x80)
+			p2p_reach_dial_hint(r, now, p, &addr);
 		else
 			p2p_reach_punch_failed(r, now, p, "punch failed");
 		break;
@@ -122,6 +124,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.self = peers[NPEERS];
 	cfg.relay_with_punch = size > 0 && (data[0] & 1);
 	cfg.relay_near = size > 0 && (data[0] & 2);
+	cfg.punch_early = size > 0 && (data[0] & 4);
+	cfg.punch_grace_ms = size > 0 && (data[0] & 8) ? 2000 : 0;
 	memset(waiting, 0, sizeof(waiting));
 	r = p2p_reach_new(&cfg);
 	FUZZ_CHECK(r != NULL);

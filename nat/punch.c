@@ -84,7 +84,7 @@ int p2p_punch_encode(const struct p2p_punch_sig *s,
 	put64(out + 10, s->time_ms);
 	out[18] = (uint8_t)s->nat;
 	out[19] = (uint8_t)s->reason;
-	put16(out + 20, s->offset_ms);
+	put16(out + 20, s->flags);
 	put_addr(out + P2P_PUNCH_SEEN_OFF, &s->seen);
 	out[P2P_PUNCH_NCAND_OFF] = (uint8_t)s->ncand;
 	off = P2P_PUNCH_HDR_LEN;
@@ -162,7 +162,7 @@ int p2p_punch_decode(struct p2p_punch_sig *s, const uint8_t *in, size_t len,
 	s->time_ms = get64(in + 10);
 	s->nat = (enum p2p_nat_type)in[18];
 	s->reason = (enum p2p_punch_reason)in[19];
-	s->offset_ms = get16(in + 20);
+	s->flags = get16(in + 20);
 	if (get_addr(&s->seen, in + P2P_PUNCH_SEEN_OFF, true) < 0)
 		return -EPROTO;
 	s->ncand = ncand;

@@ -21,7 +21,7 @@
  * Wire layout of a payload, version 2, integers big-endian:
  *
  *   u8 version (2) | u8 type | u64 nonce | u64 time_ms | u8 sender nat
- *   type | u8 reason | u16 offset_ms | seen (u8 family 0|4|6, 16 bytes
+ *   type | u8 reason | u16 flags | seen (u8 family 0|4|6, 16 bytes
  *   ip, u16 port) | u8 ncand (<= P2P_PUNCH_CAND_MAX) |
  *   ncand x (u8 family 4|6, 16 bytes ip, u16 port) |
  *   32 bytes Ed25519 public key | 64 bytes signature
@@ -32,9 +32,16 @@
  * receiver refuse a replayed or stale request: P2P_PUNCH_SKEW_MS), and
  * seen, the public address the sender's overlay peers observed for it
  * (family 0: none yet), which the receiver checks the sender's public
- * candidates against when it has no observation of its own. offset_ms
- * was a start offset the two sides agreed on; the schedule no longer
- * waits for one (see the timing comment): it is sent as 0 and ignored.
+ * candidates against when it has no observation of its own. flags was
+ * offset_ms, a start offset version 1 agreed on; version 2 senders before
+ * issue 8's DIALABLE sent it as 0, and unknown bits are ignored, so the
+ * field took flags without a new version:
+ *   P2P_PUNCH_F_DIALABLE (REPLY): the replier is a DHT server (peers have
+ *   dialled its listener): it primes nothing and holds no session; the
+ *   requester dials its candidates as it would dial any server. A
+ *   connect may then ask before its lookup has answered (see core/reach.h
+ *   punch_early) without racing a punch against the dial the lookup
+ *   leads to, and a server spends no punch slot on being reached.
  */
 #ifndef P2P_NAT_PUNCH_H
 #define P2P_NAT_PUNCH_H
@@ -139,6 +146,8 @@ enum p2p_punch_type {
 	P2P_PUNCH_FAIL = 3,    /* nonce, reason */
 };
 
+#define P2P_PUNCH_F_DIALABLE 0x0001 /* REPLY: dial me, I prime nothing */
+
 enum p2p_punch_reason {
 	P2P_PUNCH_R_NONE = 0,
 	P2P_PUNCH_R_BOTH_DEPENDENT, /* no prediction on either side */
@@ -158,7 +167,7 @@ struct p2p_punch_sig {
 	uint64_t time_ms;      /* the sender's wall clock, Unix ms */
 	enum p2p_nat_type nat; /* the sender's NAT type */
 	enum p2p_punch_reason reason;
-	uint16_t offset_ms;   /* unused: sent as 0, ignored */
+	uint16_t flags;	      /* P2P_PUNCH_F_* (unknown bits ignored) */
 	struct p2p_addr seen; /* sender's public address observed by its
 				 overlay peers; family 0 none */
 	size_t ncand;

@@ -58,6 +58,9 @@ struct sess {
 	 * (ABORT) before anything of the new one goes out. */
 	bool abort_first[P2P_PUNCH_CAND_MAX];
 	size_t nabort_first;
+	/* Issue 8: the peer answered DIALABLE: DIAL it here (family 0:
+	 * not so). */
+	struct p2p_addr dial_to;
 };
 
 /* A token bucket as a theoretical arrival time (GCRA): a request at now
@@ -338,6 +341,10 @@ static void queue_send(struct sess *s, enum p2p_punch_type type,
 	if (me->seen.port != 0)
 		s->send.seen = me->seen;
 	s->send.nat = me->nat;
+	/* A REQUEST says it too: an endpoint-dependent replier then dials
+	 * us outright instead of priming (schedule). */
+	if (me->dialable)
+		s->send.flags = P2P_PUNCH_F_DIALABLE;
 	s->send.ncand =
 	    me->ncand > P2P_PUNCH_CAND_MAX ? P2P_PUNCH_CAND_MAX : me->ncand;
 	if (s->send.ncand)
@@ -417,8 +424,8 @@ static bool lan_only(const struct p2p_punch_sig *sig)
 /* Start the schedule towards the peer's (plausible) candidates now: the
  * replier primes, the requester sends (nat/punch.h, the timing comment). */
 static void schedule(struct sess *s, uint64_t now, enum p2p_nat_type peer_nat,
-		     const struct p2p_addr *cand, size_t n, bool primer,
-		     const struct p2p_psess_local *me)
+		     bool peer_dialable, const struct p2p_addr *cand, size_t n,
+		     bool primer, const struct p2p_psess_local *me)
 {
 	size_t nc = 0;
 
@@ -437,19 +444,42 @@ static void schedule(struct sess *s, uint64_t now, enum p2p_nat_type peer_nat,
 	if (me->prime_ttl > 0 && me->prime_ttl <= P2P_NAT_DEPTH_MAX)
 		s->core.prime_ttl = me->prime_ttl;
 	/*
-	 * A public requester (no NAT: it listens at its candidates) and our
-	 * IPv4 NAT endpoint-dependent: its SYNs could never find our
-	 * mapping, but ours reach its listener. So we dial it outright
-	 * instead of priming: full TTL (the link comes up with us as the
-	 * handshake's initiator; it is the requester's punch all the same).
+	 * A public requester (no NAT: it listens at its candidates, or it
+	 * says DIALABLE: a port mapping, a forwarded port) and our IPv4 NAT
+	 * endpoint-dependent: its SYNs could never find our mapping, but
+	 * ours reach its listener. So we dial it outright instead of
+	 * priming: full TTL (the link comes up with us as the handshake's
+	 * initiator; it is the requester's punch all the same).
 	 */
-	if (primer && peer_nat == P2P_NAT_NONE &&
+	if (primer && (peer_nat == P2P_NAT_NONE || peer_dialable) &&
 	    me->nat == P2P_NAT_ENDPOINT_DEPENDENT)
 		s->core.prime_ttl = P2P_PUNCH_FULL_TTL;
 	/* The first SYNs at once: a replier's primes go out before its
 	 * REPLY (sess_poll), or on a fast path the requester's SYN could
 	 * reach our NAT first and be reset. */
 	p2p_punch_tick(&s->core, now);
+}
+
+/*
+ * The peer answered DIALABLE: the session ends with DIAL at the first of
+ * its candidates we can reach (its order: IPv6 first when it has one,
+ * which we take only with a global IPv6 address of our own). false when
+ * none is usable: then its candidates are punched as usual (it listens
+ * there all the same).
+ */
+static bool dial_pick(struct sess *s, uint64_t now, const struct p2p_addr *c,
+		      size_t n, const struct p2p_psess_local *me)
+{
+	for (size_t i = 0; i < n; i++) {
+		if ((c[i].family == 6 && me->listen6 == 0) || own(me, &c[i]))
+			continue;
+		s->dial_to = c[i];
+		s->state = S_ENDED;
+		s->over = true;
+		s->ended_at = now;
+		return true;
+	}
+	return false;
 }
 
 /* ---- inputs ---- */
@@ -510,6 +540,34 @@ static void answer_fail(struct p2p_psess_table *t, const struct p2p_peerid *to,
 	f->reason = why;
 }
 
+/* Issue 8: we are a DHT server: "dial me", with what we would offer in a
+ * REPLY, and no session (nothing primed, no slot, no CONNECT budget
+ * spent). Dropped when the queue is full, as a FAIL is. */
+static void answer_dialable(struct p2p_psess_table *t,
+			    const struct p2p_peerid *to, uint64_t nonce,
+			    const struct p2p_psess_local *me)
+{
+	struct p2p_punch_sig *r;
+
+	if (t->nfail == P2P_PSESS_FAILQ)
+		return;
+	t->failq[t->nfail].peer = *to;
+	r = &t->failq[t->nfail++].sig;
+	memset(r, 0, sizeof(*r));
+	r->type = P2P_PUNCH_REPLY;
+	r->flags = P2P_PUNCH_F_DIALABLE;
+	r->nonce = nonce;
+	r->time_ms = me->wall_ms;
+	r->nat = me->nat;
+	if (me->seen.port != 0)
+		r->seen = me->seen;
+	r->ncand =
+	    me->ncand > P2P_PUNCH_CAND_MAX ? P2P_PUNCH_CAND_MAX : me->ncand;
+	if (r->ncand)
+		memcpy(r->cand, me->cand, r->ncand * sizeof(r->cand[0]));
+	t->stats.dialable++;
+}
+
 /* Fresh, not seen before, within the rate limits (issue 9). NONE: go on;
  * LIMITED: answer so; MAX: drop without an answer (stale or replayed). */
 static enum p2p_punch_reason admit(struct p2p_psess_table *t, uint64_t now,
@@ -558,7 +616,9 @@ static enum p2p_punch_reason refuse_request(struct p2p_psess_table *t,
 {
 	if (me->listen4 == 0 && me->listen6 == 0)
 		return P2P_PUNCH_R_NOT_LISTENING;
+	/* A DIALABLE requester is dialled outright (schedule). */
 	if (!p2p_punch_predictable(sig->nat) &&
+	    !(sig->flags & P2P_PUNCH_F_DIALABLE) &&
 	    !p2p_punch_predictable(me->nat) && !both_v6(me, kept, nkept))
 		return P2P_PUNCH_R_BOTH_DEPENDENT;
 	if (nkept == 0 && !lan_only(sig)) {
@@ -649,6 +709,11 @@ static void on_request(struct p2p_psess_table *t, uint64_t now,
 			return;
 		nkept = plausible_of(t, sig, me, kept);
 		s->nonce = sig->nonce;
+	} else if (me->dialable && me->ncand > 0 && why == P2P_PUNCH_R_NONE) {
+		/* Nothing to predict or prime: the requester dials us. The
+		 * rate limits above still apply (it costs a signature). */
+		answer_dialable(t, src, sig->nonce, me);
+		return;
 	} else {
 		nkept = plausible_of(t, sig, me, kept);
 		if (why == P2P_PUNCH_R_NONE)
@@ -664,7 +729,9 @@ static void on_request(struct p2p_psess_table *t, uint64_t now,
 		s->nonce = sig->nonce;
 	}
 	queue_send(s, P2P_PUNCH_REPLY, me);
-	schedule(s, now, sig->nat, kept, nkept, true, me);
+	s->send.flags = 0; /* we prime: the requester must not just dial */
+	schedule(s, now, sig->nat, sig->flags & P2P_PUNCH_F_DIALABLE, kept,
+		 nkept, true, me);
 }
 
 void p2p_psess_on_sig(struct p2p_psess_table *t, uint64_t now,
@@ -687,9 +754,14 @@ void p2p_psess_on_sig(struct p2p_psess_table *t, uint64_t now,
 		return;
 	if (sig->type == P2P_PUNCH_REPLY) {
 		struct p2p_addr kept[P2P_PUNCH_CAND_MAX];
-		if (s->state == S_SIGNAL)
-			schedule(s, now, sig->nat, kept,
-				 plausible_of(t, sig, me, kept), false, me);
+		size_t nkept;
+		if (s->state != S_SIGNAL)
+			return;
+		nkept = plausible_of(t, sig, me, kept);
+		if (!(sig->flags & P2P_PUNCH_F_DIALABLE) ||
+		    !dial_pick(s, now, kept, nkept, me))
+			schedule(s, now, sig->nat, false, kept, nkept, false,
+				 me);
 	} else if (sig->type == P2P_PUNCH_FAIL) {
 		end(s, now, sig->reason, NULL, 0);
 	}
@@ -1005,8 +1077,12 @@ static bool sess_poll(struct p2p_psess_table *t, struct sess *s,
 		return true;
 	}
 	quiet = s->quiet;
-	if (!quiet)
+	if (!quiet && s->dial_to.family) {
+		a->type = P2P_PSESS_DIAL;
+		a->addr = s->dial_to;
+	} else if (!quiet) {
 		compose_failed(t, s, s->why, s->extra, a);
+	}
 	sess_free(t, s);
 	*freed = true;
 	return !quiet;

@@ -6,8 +6,10 @@
  *
  *   requester: start() -> SEND(REQUEST) -> [SIGNAL] --REPLY--> [RUN]
  *              [SIGNAL] --FAIL / route failed / P2P_PUNCH_SIGNAL_MS--> FAILED
+ *              [SIGNAL] --REPLY DIALABLE--> DIAL (the session is over)
  *   replier:   REQUEST -> SEND(REPLY) -> [RUN], or SEND(FAIL) and no
- *              session (not listening, both endpoint-dependent, busy)
+ *              session (not listening, both endpoint-dependent, busy);
+ *              dialable (a DHT server): SEND(REPLY DIALABLE), no session
  *   [RUN]:     the schedule (struct p2p_punch) emits CONNECT / ABORT per
  *              candidate index; HELLO on a link to the peer -> SUCCESS;
  *              its deadline, a FAIL or a route failure -> FAILED
@@ -137,6 +139,10 @@ struct p2p_psess_local {
 	struct p2p_addr src_link;
 	/* Issue 8: our primes' TTL (p2p_nat_depth), 0 unknown. */
 	int prime_ttl;
+	/* Issue 8: peers have dialled our listener (DHT server mode): a
+	 * REQUEST is answered REPLY with P2P_PUNCH_F_DIALABLE and nothing
+	 * else (no session, no primes): the requester dials us. */
+	bool dialable;
 };
 
 /* Counters (for metrics and tests); they only grow. */
@@ -148,6 +154,7 @@ struct p2p_psess_stats {
 	uint64_t implausible; /* REQUEST refused: nothing left to dial */
 	uint64_t dropped;     /* candidates dropped as implausible */
 	uint64_t connects;    /* CONNECT actions handed out */
+	uint64_t dialable;    /* REQUESTs answered "dial me" (no session) */
 	uint64_t deferred;    /* CONNECTs held back by a budget */
 };
 
@@ -159,6 +166,10 @@ enum p2p_psess_action_type {
 	P2P_PSESS_ABORT,     /* idx: close that attempt (unless it is up) */
 	P2P_PSESS_SUCCESS,   /* idx (P2P_PSESS_NONE: not one of ours) */
 	P2P_PSESS_FAILED,    /* reason, err, msg, log */
+	/* addr: our REQUEST was answered DIALABLE: dial the peer there as
+	 * any server is dialled (the session is over, nothing was primed;
+	 * requester says whether someone waits for it) */
+	P2P_PSESS_DIAL,
 };
 
 struct p2p_psess_action {
@@ -174,7 +185,7 @@ struct p2p_psess_action {
 	bool primer;
 	/* CONNECT, ABORT, SUCCESS */
 	size_t idx;
-	struct p2p_addr addr; /* CONNECT */
+	struct p2p_addr addr; /* CONNECT, DIAL */
 	int ttl;	      /* CONNECT: 0 for the default */
 	/* CONNECT: our REQUEST was answered (we are not the primer): on a
 	 * simultaneous open our handshake stays initiator, the peer's

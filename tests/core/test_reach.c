@@ -34,10 +34,13 @@ static struct p2p_addr v4(int a, int b, int c, int d, uint16_t port)
 
 static bool NEAR; /* relay_near for the handles setup_with makes */
 
+static bool EARLY; /* punch_early for the handles setup_with makes */
+
 static void setup_with(bool relay_with_punch, uint32_t grace)
 {
 	struct p2p_reach_config cfg = {.relay_with_punch = relay_with_punch,
 				       .punch_grace_ms = grace,
+				       .punch_early = EARLY,
 				       .relay_near = NEAR};
 
 	SELF = id(0xf0);
@@ -65,7 +68,17 @@ static void setup(void)
 static void setup_grace(void)
 {
 	NEAR = false;
+	EARLY = false;
 	setup_with(true, P2P_REACH_PUNCH_GRACE_MS);
+}
+
+/* As the daemon: the punch asked for while the lookup runs. */
+static void setup_early(void)
+{
+	NEAR = false;
+	EARLY = true;
+	setup_with(true, P2P_REACH_PUNCH_GRACE_MS);
+	EARLY = false;
 }
 
 static void setup_parallel(void)
@@ -1346,4 +1359,152 @@ Test(core, random_inputs_near_sequential, .init = setup_near_seq,
      .fini = teardown)
 {
 	random_inputs(false);
+}
+
+/* ---- punch_early ---- */
+
+/* A peer to look up: LOOKUP and PUNCH (no context yet) at once. */
+static void early_started(void)
+{
+	get(T0, 1, NULL);
+	cr_assert_eq(drain(), 2);
+	cr_assert_eq(Q[0].type, P2P_REACH_LOOKUP);
+	cr_assert_eq(Q[1].type, P2P_REACH_PUNCH);
+	cr_assert_str_eq(Q[1].text, "");
+	cr_assert_eq(p2p_reach_lookup_started(R, T0, &PEER, 0, 5), 0);
+	cr_assert_eq(p2p_reach_punch_started(R, T0, &PEER, 0, NULL), 0);
+	cr_assert_eq(drain(), 0);
+}
+
+Test(core, early_punch_with_the_lookup, .init = setup_early)
+{
+	struct p2p_contact c[1] = {{.id = PEER}};
+
+	early_started();
+	/* Its failure before the lookup's answer decides nothing. */
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 50, &PEER, PUNCH_MSG),
+		     -ENOENT);
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 100, 5, true, c, 1, NULL),
+		     0);
+	/* Not dialable: PUNCH again with the context (the glue joins the
+	 * session that runs), relays alongside. */
+	cr_assert_eq(drain(), 2);
+	cr_assert_eq(Q[0].type, P2P_REACH_PUNCH);
+	cr_assert_str_eq(
+	    Q[0].text,
+	    "the peer is not dialable (no address it can be dialled at)");
+	cr_assert_eq(Q[1].type, P2P_REACH_RELAYS);
+}
+
+Test(core, early_punch_link_up_while_looking_up, .init = setup_early)
+{
+	struct p2p_reach_link pl = {.id = 70, .kind = P2P_REACH_K_PUNCHED};
+
+	early_started();
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 80, &PEER, &pl), 0);
+	struct p2p_reach_action *a = one(P2P_REACH_DONE);
+	cr_assert_eq(a->method, P2P_REACH_M_PUNCH);
+	cr_assert_eq(a->link.id, 70);
+	cr_assert_eq(p2p_reach_attempts(R), 0);
+}
+
+Test(core, early_punch_lookup_finds_an_address, .init = setup_early)
+{
+	struct p2p_contact c[1] = {{.id = PEER, .addr = ADDR}};
+
+	early_started();
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 100, 5, true, c, 1, NULL),
+		     0);
+	cr_assert(p2p_addr_equal(&one(P2P_REACH_DIAL)->addr, &ADDR));
+}
+
+/* The signalling said "unlikely" before the lookup answered: once
+ * punching, a relayed link is the answer at once. */
+Test(core, early_punch_unlikely_kept, .init = setup_early)
+{
+	struct p2p_contact c[1] = {{.id = PEER}};
+	struct p2p_reach_link rl = {.id = 60, .kind = P2P_REACH_K_RELAYED};
+
+	early_started();
+	cr_assert_eq(p2p_reach_punch_unlikely(R, T0 + 60, &PEER), 0);
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 100, 5, true, c, 1, NULL),
+		     0);
+	drain();
+	cr_assert_eq(p2p_reach_punch_started(R, T0 + 100, &PEER, 0, NULL), 0);
+	cr_assert_eq(p2p_reach_relays(R, T0 + 100, &PEER, CAND, 6), 0);
+	one(P2P_REACH_RELAY);
+	cr_assert_eq(p2p_reach_relay_started(R, T0 + 100, &PEER, 0, 60), 0);
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 300, &PEER, &rl), 0);
+	cr_assert_eq(one(P2P_REACH_DONE)->method, P2P_REACH_M_RELAY);
+}
+
+/* The REPLY's round trip measured before the lookup answered: the
+ * shortened grace holds from then. */
+Test(core, early_punch_expect_kept, .init = setup_early)
+{
+	struct p2p_contact c[1] = {{.id = PEER}};
+
+	early_started();
+	cr_assert_eq(p2p_reach_punch_expect(R, T0 + 60, &PEER, 50), 0);
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 100, 5, true, c, 1, NULL),
+		     0);
+	drain();
+	cr_assert_eq(p2p_reach_punch_started(R, T0 + 100, &PEER, 0, NULL), 0);
+	/* The attempt's next deadline is the grace: REPLY + 2 x 50 ms +
+	 * slack, not punch start + the fixed grace. */
+	cr_assert_eq(p2p_reach_relays(R, T0 + 100, &PEER, CAND, 6), 0);
+	one(P2P_REACH_RELAY);
+	struct p2p_reach_link rl = {.id = 60, .kind = P2P_REACH_K_RELAYED};
+	cr_assert_eq(p2p_reach_relay_started(R, T0 + 100, &PEER, 0, 60), 0);
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 120, &PEER, &rl), 0);
+	cr_assert_eq(drain(), 0, "held while the punch may win");
+	cr_assert_eq(p2p_reach_next_timer(R),
+		     T0 + 60 + 100 + P2P_REACH_GRACE_SLACK_MS);
+}
+
+/* ---- issue 8: the peer says "dial me" ---- */
+
+/* Early, before the lookup answered: dialled at once, the dial's link is
+ * the answer (method dial), the lookup's late answer changes nothing. */
+Test(core, dial_hint_while_looking_up, .init = setup_early)
+{
+	struct p2p_contact c[1] = {{.id = PEER, .addr = ADDR}};
+	struct p2p_reach_link dl = {.id = 71, .kind = P2P_REACH_K_DIRECT};
+
+	early_started();
+	cr_assert_eq(p2p_reach_dial_hint(R, T0 + 60, &PEER, &ADDR), 0);
+	cr_assert(p2p_addr_equal(&one(P2P_REACH_DIAL)->addr, &ADDR));
+	cr_assert_eq(p2p_reach_dial_started(R, T0 + 60, &PEER, 0, 71, NULL), 0);
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 100, 5, true, c, 1, NULL),
+		     -ENOENT);
+	cr_assert_eq(drain(), 0, "no second dial, no punch");
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 200, &PEER, &dl), 0);
+	cr_assert_eq(one(P2P_REACH_DONE)->method, P2P_REACH_M_DIAL);
+}
+
+/* The lookup found the address first: its dial goes on alone. */
+Test(core, dial_hint_after_the_lookup_dialled, .init = setup_early)
+{
+	struct p2p_contact c[1] = {{.id = PEER, .addr = ADDR}};
+
+	early_started();
+	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 100, 5, true, c, 1, NULL),
+		     0);
+	one(P2P_REACH_DIAL);
+	cr_assert_eq(p2p_reach_dial_hint(R, T0 + 120, &PEER, &ADDR), 0);
+	cr_assert_eq(drain(), 0);
+}
+
+/* The dial failed and the punch asked again: "dial me" once more is too
+ * late (the glue then fails the punch: a relay, not a loop). */
+Test(core, dial_hint_after_a_failed_dial_is_refused, .init = setup_early)
+{
+	early_started();
+	cr_assert_eq(p2p_reach_dial_hint(R, T0 + 60, &PEER, &ADDR), 0);
+	one(P2P_REACH_DIAL);
+	cr_assert_eq(p2p_reach_dial_started(R, T0 + 60, &PEER, 0, 71, NULL), 0);
+	cr_assert_eq(p2p_reach_link_gone(R, T0 + 300, 71, "refused", NULL), 0);
+	drain(); /* PUNCH (and relays alongside) */
+	cr_assert_eq(p2p_reach_dial_hint(R, T0 + 400, &PEER, &ADDR), -EALREADY);
+	cr_assert_eq(p2p_reach_dial_hint(R, T0 + 400, &SELF, &ADDR), -ENOENT);
 }

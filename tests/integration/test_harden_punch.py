@@ -16,6 +16,12 @@ the daemon and counts the daemon's answers (REPLY, or FAIL by reason).
 - A replayed request (the same signed bytes in a new routed message) gets
   no answer, and `p2pctl metrics` counts it as replayed.
 
+- A daemon peers can dial (a DHT server, as every daemon on loopback is)
+  answers "dial me" and holds no session at all: the forged request
+  connects nowhere and its answer says so (issue 8). The other tests run
+  the daemon under attack with dial_me false, so that it punches as a
+  NATed node does: the limits guard that node.
+
 Limits from nat/punch_sess.h.
 """
 import re
@@ -36,6 +42,7 @@ P2P_NAT_ENDPOINT_DEPENDENT = 4  # nat/nat.h
 # P2P_PUNCH_RETRY_MS or P2P_PUNCH_PRIME_HOLD_MS (1.5 s): connections, if
 # any, come within this.
 WATCH_S = 4.0
+PUNCHER = {"dial_me": False}  # a node that punches (see above)
 
 
 class Listeners:
@@ -115,7 +122,7 @@ def connects(daemon):
 @T.test
 def forged_loopback_request_connects_nowhere():
     with Cluster() as c:
-        a = c.daemon("a").start()
+        a = c.daemon("a", config=PUNCHER).start()
         lis = Listeners()
         try:
             # The counter counts: one connection of our own.
@@ -139,9 +146,30 @@ def forged_loopback_request_connects_nowhere():
 
 
 @T.test
-def flood_from_one_identity_is_held_to_its_bucket():
+def dialable_daemon_says_dial_me_and_connects_nowhere():
     with Cluster() as c:
         a = c.daemon("a").start()
+        lis = Listeners()
+        try:
+            r = flood(a, "--count", "1", "--target", lis.target)
+            time.sleep(WATCH_S)
+            check_eq(r["reply"], 1, "REPLY (dial me) answers")
+            check_eq(r["implausible"], 0, "FAIL implausible answers")
+            check_eq(lis.accepted, 0, "connections to the forged candidates")
+            check_eq(connects(a), 0, "punch connection attempts")
+            text = a.req({"cmd": "metrics"})["text"]
+            m = re.search(r"^p2pd_punch_dial_me_total (\d+)$", text, re.M)
+            check(m is not None and int(m.group(1)) == 1,
+                  "metrics count the dial-me answer: %r", m and m.group(0))
+        finally:
+            lis.close()
+        check(a.alive(), "a survived")
+
+
+@T.test
+def flood_from_one_identity_is_held_to_its_bucket():
+    with Cluster() as c:
+        a = c.daemon("a", config=PUNCHER).start()
         lis = Listeners()
         try:
             r = flood(a, "--count", "40", "--target", lis.target)
@@ -161,7 +189,7 @@ def flood_from_one_identity_is_held_to_its_bucket():
 @T.test
 def identities_on_one_ip_share_its_bucket():
     with Cluster() as c:
-        a = c.daemon("a").start()
+        a = c.daemon("a", config=PUNCHER).start()
         r = flood(a, "--ids", "16", "--count", "16")
         past = r["reply"] + r["implausible"] + r["busy"]
         check(past <= P2P_PSESS_IP_BURST + 1, "%d of 16 identities passed the limits", past)
@@ -175,7 +203,7 @@ def one_host_holds_few_session_slots():
     requester offering LAN addresses of another network: we would wait for
     its SYNs for 8 s). Before the fix 8 of them held every slot."""
     with Cluster() as c:
-        a = c.daemon("a").start()
+        a = c.daemon("a", config=PUNCHER).start()
         r = flood(a, "--ids", "6", "--count", "6", "--nat", P2P_NAT_ENDPOINT_DEPENDENT,
                   "--target", "10.9.9.9:4000")
         check_eq(r["reply"], P2P_PSESS_PER_NET, "sessions granted to one host")
@@ -186,7 +214,7 @@ def one_host_holds_few_session_slots():
 @T.test
 def replayed_request_is_refused():
     with Cluster() as c:
-        a = c.daemon("a").start()
+        a = c.daemon("a", config=PUNCHER).start()
         r = flood(a, "--count", "1", "--replay", "3", "--nat", P2P_NAT_ENDPOINT_DEPENDENT,
                   "--target", "10.9.9.9:4000")
         # The first is answered (a session that waits for our SYNs); its

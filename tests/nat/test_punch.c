@@ -156,7 +156,7 @@ static struct p2p_punch_sig request(void)
 				  .nonce = 0x0102030405060708ull,
 				  .time_ms = 1764640000123ull,
 				  .nat = P2P_NAT_ENDPOINT_INDEPENDENT,
-				  .offset_ms = 300,
+				  .flags = P2P_PUNCH_F_DIALABLE,
 				  .ncand = 2};
 	s.cand[0] = v4(198, 19, 1, 2, 20626);
 	s.seen = v4(198, 19, 1, 2, 20626);
@@ -189,7 +189,7 @@ Test(codec, roundtrip)
 	cr_assert_eq(d.time_ms, s.time_ms);
 	cr_assert(p2p_addr_equal(&d.seen, &s.seen));
 	cr_assert_eq(d.nat, P2P_NAT_ENDPOINT_INDEPENDENT);
-	cr_assert_eq(d.offset_ms, 300);
+	cr_assert_eq(d.flags, P2P_PUNCH_F_DIALABLE);
 	cr_assert_eq(d.ncand, 2);
 	cr_assert(p2p_addr_equal(&d.cand[0], &s.cand[0]));
 	cr_assert(p2p_addr_equal(&d.cand[1], &s.cand[1]));

@@ -152,7 +152,7 @@ Test(psess, request_reply_schedule_connect_success)
 	cr_assert_eq(a->sig.type, P2P_PUNCH_REQUEST);
 	cr_assert_eq(a->sig.nonce, 77);
 	cr_assert_eq(a->sig.nat, P2P_NAT_PORT_PRESERVING);
-	cr_assert_eq(a->sig.offset_ms, 0);
+	cr_assert_eq(a->sig.flags, 0);
 	cr_assert_eq(a->sig.ncand, 2);
 	cr_assert(p2p_addr_equal(&a->sig.cand[1], &my_cand[1]));
 	cr_assert_eq(p2p_psess_next_timer(t), 1000 + P2P_PUNCH_SIGNAL_MS);
@@ -311,7 +311,7 @@ Test(psess, replier_primes_then_answers_at_once)
 	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_NONE);
 	const struct p2p_psess_action *a;
 
-	q.offset_ms = 50; /* an old peer's start offset: ignored */
+	q.flags = 0x8000; /* a flag we do not know: ignored */
 	add_cand(&q, v4(203, 0, 113, 5, 5000));
 	p2p_psess_on_sig(t, 2000, &lo, &q, &me);
 	/* The prime leaves before the REPLY does: the requester connects
@@ -326,7 +326,7 @@ Test(psess, replier_primes_then_answers_at_once)
 	a = &acts[2];
 	cr_assert_eq(a->sig.type, P2P_PUNCH_REPLY);
 	cr_assert_eq(a->sig.nonce, 9);
-	cr_assert_eq(a->sig.offset_ms, 0);
+	cr_assert_eq(a->sig.flags, 0);
 	cr_assert_eq(a->sig.ncand, 2);
 	cr_assert(p2p_psess_running(t, &lo));
 	cr_assert_eq(p2p_psess_next_timer(t), 2000 + P2P_PUNCH_PRIME_HOLD_MS);
@@ -1406,4 +1406,134 @@ Test(psess, plausible_unseen_v6_bounded_to_one_slash64)
 	/* Seen over IPv6: the observation decides, not the bound. */
 	seen = in[0];
 	cr_assert_eq(p2p_psess_plausible(in, 5, &seen, NULL, 0, out), 2);
+}
+
+/* ---- issue 8: "dial me" ---- */
+
+Test(psess, dialable_replier_answers_dial_me_and_holds_nothing)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q = sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_NONE);
+
+	me.nat = P2P_NAT_NONE;
+	me.dialable = true;
+	add_cand(&q, v4(203, 0, 113, 5, 5000));
+	p2p_psess_on_sig(t, 2000, &lo, &q, &me);
+	cr_assert_eq(drain(t, 2000), 1, "one REPLY, no prime, no schedule");
+	cr_assert_eq(acts[0].type, P2P_PSESS_SEND);
+	cr_assert_eq(acts[0].sig.type, P2P_PUNCH_REPLY);
+	cr_assert_eq(acts[0].sig.flags, P2P_PUNCH_F_DIALABLE);
+	cr_assert_eq(acts[0].sig.nonce, 9);
+	cr_assert_eq(acts[0].sig.ncand, 2);
+	cr_assert(p2p_addr_equal(&acts[0].sig.cand[0], &my_cand[0]));
+	cr_assert_not(p2p_psess_running(t, &lo));
+	cr_assert_eq(p2p_psess_count(t), 0, "no session slot spent");
+	cr_assert_eq(p2p_psess_stats(t)->dialable, 1);
+	cr_assert_eq(p2p_psess_stats(t)->connects, 0);
+	/* The rate limits still hold: the same source, over its bucket. */
+	for (uint64_t i = 0; i < P2P_PSESS_ID_BURST; i++) {
+		q.nonce = 100 + i;
+		p2p_psess_on_sig(t, 2000, &lo, &q, &me);
+		drain(t, 2000);
+	}
+	cr_assert_eq(acts[0].sig.type, P2P_PUNCH_FAIL);
+	cr_assert_eq(acts[0].sig.reason, P2P_PUNCH_R_LIMITED);
+	p2p_psess_free(t);
+}
+
+Test(psess, requester_dials_a_peer_that_says_dial_me)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+	struct p2p_punch_sig r = sig(P2P_PUNCH_REPLY, 77, P2P_NAT_NONE);
+	struct p2p_addr srv6 = v6(0x2001, 0xdb8, 0x77, 4242);
+	struct p2p_addr srv4 = v4(203, 0, 113, 7, 4242);
+
+	cr_assert_eq(p2p_psess_start(t, 1000, &hi, "ctx", 77, &me), 0);
+	drain(t, 1000);
+	r.flags = P2P_PUNCH_F_DIALABLE;
+	r.seen = srv4;
+	add_cand(&r, srv6); /* we have no IPv6: not this one */
+	add_cand(&r, srv4);
+	p2p_psess_on_sig(t, 1100, &hi, &r, &me);
+	cr_assert_eq(drain(t, 1100), 1, "DIAL, nothing else");
+	cr_assert_eq(acts[0].type, P2P_PSESS_DIAL);
+	cr_assert(acts[0].requester);
+	cr_assert(p2p_addr_equal(&acts[0].addr, &srv4));
+	cr_assert_eq(p2p_psess_count(t), 0);
+	cr_assert_eq(p2p_psess_stats(t)->connects, 0);
+	p2p_psess_free(t);
+
+	/* With a global IPv6 address of ours, its IPv6 candidate first. */
+	t = p2p_psess_new(&lo);
+	me.listen6 = 4242;
+	cr_assert_eq(p2p_psess_start(t, 1000, &hi, "ctx", 77, &me), 0);
+	drain(t, 1000);
+	p2p_psess_on_sig(t, 1100, &hi, &r, &me);
+	drain(t, 1100);
+	cr_assert(p2p_addr_equal(&first(P2P_PSESS_DIAL)->addr, &srv6));
+	p2p_psess_free(t);
+
+	/* Without the flag the same REPLY is punched, as before. */
+	t = p2p_psess_new(&lo);
+	r.flags = 0;
+	cr_assert_eq(p2p_psess_start(t, 1000, &hi, "ctx", 77, &me), 0);
+	drain(t, 1000);
+	p2p_psess_on_sig(t, 1100, &hi, &r, &me);
+	drain(t, 1100);
+	cr_assert_eq(count(P2P_PSESS_DIAL), 0);
+	cr_assert_geq(count(P2P_PSESS_CONNECT), 1);
+	p2p_psess_free(t);
+}
+
+Test(psess, dial_me_with_nothing_we_can_dial_is_punched)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+	struct p2p_punch_sig r = sig(P2P_PUNCH_REPLY, 77, P2P_NAT_NONE);
+
+	cr_assert_eq(p2p_psess_start(t, 1000, &hi, "ctx", 77, &me), 0);
+	drain(t, 1000);
+	r.flags = P2P_PUNCH_F_DIALABLE;
+	add_cand(&r, v6(0x2001, 0xdb8, 0x77, 4242)); /* no IPv6 here */
+	p2p_psess_on_sig(t, 1100, &hi, &r, &me);
+	drain(t, 1100);
+	cr_assert_eq(count(P2P_PSESS_DIAL), 0);
+	cr_assert(p2p_psess_running(t, &hi) || count(P2P_PSESS_FAILED) == 1);
+	p2p_psess_free(t);
+}
+
+Test(psess, dialable_requester_is_dialled_by_a_dependent_replier)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q =
+	    sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_ENDPOINT_DEPENDENT);
+
+	/* Both endpoint-dependent: refused without the flag ... */
+	me.nat = P2P_NAT_ENDPOINT_DEPENDENT;
+	add_cand(&q, v4(203, 0, 113, 5, 4242));
+	expect_refusal(t, &lo, &q, &me, P2P_PUNCH_R_BOTH_DEPENDENT);
+	/* ... dialled outright with it (a port mapping of its own). */
+	q.nonce = 10;
+	q.flags = P2P_PUNCH_F_DIALABLE;
+	p2p_psess_on_sig(t, 2000, &lo, &q, &me);
+	drain(t, 2000);
+	cr_assert_eq(first(P2P_PSESS_CONNECT)->ttl, 0, "a plain SYN");
+	cr_assert_eq(first(P2P_PSESS_CONNECT)->addr.port, 4242);
+	cr_assert_eq(first(P2P_PSESS_SEND)->sig.flags, 0, "we prime");
+	p2p_psess_free(t);
+}
+
+Test(psess, dialable_requester_says_so)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&lo);
+
+	me.dialable = true;
+	cr_assert_eq(p2p_psess_start(t, 1000, &hi, "ctx", 77, &me), 0);
+	drain(t, 1000);
+	cr_assert_eq(first(P2P_PSESS_SEND)->sig.flags, P2P_PUNCH_F_DIALABLE);
+	p2p_psess_free(t);
 }

@@ -23,6 +23,7 @@
 #define PF_WAIT_MS 3000	  /* answers after the last request */
 #define PF_ROUTE_HOPS 8	  /* hops left on what we route */
 #define PF_PAUSE_EVERY 16 /* requests between short pumps */
+#define V1_OFFSET_MS 300  /* what v1 daemons sent as their start offset */
 
 static struct {
 	unsigned reply, fail[P2P_PUNCH_R_MAX], bad;
@@ -102,8 +103,8 @@ static int request_v1(struct pl_link *l, const struct p2p_punch_sig *s,
 	for (int i = 0; i < 8; i++)
 		out[2 + i] = (uint8_t)(s->nonce >> (56 - 8 * i));
 	out[10] = (uint8_t)s->nat;
-	out[12] = (uint8_t)(s->offset_ms >> 8);
-	out[13] = (uint8_t)s->offset_ms;
+	out[12] = V1_OFFSET_MS >> 8; /* v1 daemons agreed on a start offset */
+	out[13] = V1_OFFSET_MS & 0xff;
 	out[14] = (uint8_t)s->ncand;
 	for (size_t i = 0; i < s->ncand; i++, off += P2P_PUNCH_CAND_LEN) {
 		out[off] = s->cand[i].family;
@@ -134,8 +135,6 @@ static int request(struct pl_link *l, const struct p2p_addr *target,
 	struct p2p_punch_sig s = {.type = P2P_PUNCH_REQUEST,
 				  .time_ms = wall_ms(),
 				  .nat = nat,
-				  .offset_ms =
-				      300, /* v1 daemons: their offset */
 				  .seen = *seen,
 				  .ncand = P2P_PUNCH_CAND_MAX};
 
