@@ -204,9 +204,15 @@ static void deliver(struct p2p_overlay *o, const struct p2p_peerid *src,
 }
 
 /*
- * Send a message of ours on its first hop. A server sends only to a nearer
- * peer (else it is itself the nearest node it knows of); a client takes
- * the nearest link it has. *via: the first hop.
+ * Send a message of ours on its first hop: to the nearest link we hold,
+ * even when it is no nearer than we are. A client always does (it links
+ * only to its own neighbourhood). A server that is itself the nearest
+ * node it knows of may still not hold the destination's link: a client
+ * links to several servers near its ID, and the one it dropped (or that
+ * dropped it: `disconnect`) is often the nearest. Its nearest server
+ * link then delivers when it holds one to dst, else answers ROUTE_FAIL
+ * (it may not pass on what comes no nearer), one round trip later than
+ * failing here would. *via: the first hop.
  */
 static int originate(struct p2p_overlay *o, uint64_t now,
 		     const struct p2p_peerid *dst, uint8_t app,
@@ -219,9 +225,6 @@ static int originate(struct p2p_overlay *o, uint64_t now,
 	seen_check_add(o, msgid, NULL, &e);
 	if (l == NULL)
 		return -EHOSTUNREACH;
-	if (o->server && !ov_id_eq(&l->id, dst) &&
-	    ov_cmp_dist(dst, &l->id, &o->cfg.self) >= 0)
-		return -ENETUNREACH; /* we are the nearest node we know */
 	*via = l->id;
 	if (e != NULL)
 		e->next = id_tag(&l->id);
@@ -367,12 +370,6 @@ int ov_route_origin(struct p2p_overlay *o, uint64_t now,
 		return -EHOSTUNREACH;
 	o->st.routed_sent++;
 	rc = originate(o, now, dst, app, payload, len, id, &via);
-	if (rc == -ENETUNREACH) {
-		o->st.routed_dropped++;
-		sent_add(o, id, dst, NULL);
-		sent_failed(o, id, NULL);
-		return 0;
-	}
 	if (rc == 0)
 		sent_add(o, id, dst, &via);
 	return rc;

@@ -449,11 +449,16 @@ Test(route, route_fail_goes_back_the_way_it_came)
 	h_node_fini(&s.h);
 }
 
-Test(route, server_origin_with_no_nearer_link_fails_at_once)
+/* A server that is the nearest node it knows of still asks its nearest
+ * server link (which may hold dst's link: a client links to several
+ * servers near its ID); that hop's ROUTE_FAIL is the answer otherwise. */
+Test(route, server_origin_with_no_nearer_link_asks_its_nearest)
 {
 	struct scene s;
 	const struct h_act *x;
-	uint64_t msgid = 0;
+	uint64_t msgid = 0, failid = 77;
+	uint8_t body[8];
+	struct p2p_msg f;
 
 	scene_init(&s, true);
 	link(&s, &s.far, 1);
@@ -462,7 +467,18 @@ Test(route, server_origin_with_no_nearer_link_fails_at_once)
 				       (const uint8_t *)"a", 1, &msgid),
 		     0);
 	h_drain(&s.h);
-	cr_assert_eq(h_count(&s.h, P2P_OV_SEND, 0), 0);
+	x = h_find(&s.h, P2P_OV_SEND, P2P_MSG_ROUTED, 0);
+	cr_assert_not_null(x, "the first hop may be no nearer");
+	cr_assert(p2p_peerid_equal(&x->a.peer, &s.far));
+	cr_assert_null(h_find(&s.h, P2P_OV_ROUTE_FAILED, 0, 0));
+	/* far holds no link to dst either: its failure surfaces here. */
+	for (int i = 0; i < 8; i++)
+		body[i] = (uint8_t)(msgid >> (56 - 8 * i));
+	f = routed(&s.far, &s.self, failid, P2P_ROUTE_HOPS,
+		   P2P_APP_ROUTE_FAIL, body, sizeof(body));
+	h_clear(&s.h);
+	cr_assert_eq(p2p_overlay_recv(s.h.o, 20, &s.far, &f), 0);
+	h_drain(&s.h);
 	x = h_find(&s.h, P2P_OV_ROUTE_FAILED, 0, 0);
 	cr_assert_not_null(x);
 	cr_assert_eq(x->a.id, msgid);
