@@ -1,7 +1,8 @@
 """Tunnel throughput across emulated paths (issue 10): two p2pd in NAT lab
 namespaces (tools/natlab), a path with delay and loss between them
 (pathemu: no netem on this kernel), and in the same lab, the same sender
-and sink over raw TCP and through socat for comparison. Root only.
+and sink over raw TCP, through socat and through ssh -L for comparison.
+Root only.
 
 Used by tools/bench/bench-paths (the figures) and by
 tests/natlab/test_throughput.py (a short run that checks the bytes, not the
@@ -11,11 +12,14 @@ the lab goes down.
 Topology of one path: public hosts "a" (the sink's side: its p2pd exposes
 the sink) with the path's one-way delay and loss on its link, and "b" (the
 sender's side: its p2pd forwards a local port to a's service), so the
-round trip between them is 2 x delay. relayed(): "r" relays between a and
+round trip between them is 2 x delay. ssh -L: sshd on a, ssh on b
+forwarding a local port of b to a's sink, as the tunnel does. relayed(): "r" relays between a and
 "f", daemons without listeners, so a's link to f is a relay circuit.
 """
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +35,12 @@ MIB = 1024 * 1024
 PORT = 4242  # p2pd's listen port in every namespace
 SINK_PORT = 5001
 SOCAT_PORT = 5002
+# ssh -L: sshd's port on a and ssh's forwarded port on b. Fixed: each lab's
+# namespaces are new, so nothing else listens there.
+SSHD_PORT = 5022
+SSH_PORT = 5003
+SSHD = "/usr/sbin/sshd"  # absolute: sshd re-executes itself per connection
+LISTEN_SECS = 15  # for sshd and ssh -L to listen: key exchange and auth take well under 1 s
 
 # The sink: counts (and with "1", hashes) what each connection sends and
 # answers "bytes seconds sha256" at EOF; seconds from first byte to EOF.
@@ -124,6 +134,62 @@ def wait_for(pred, timeout, what):
             return r
         time.sleep(0.1)
     raise RuntimeError("timed out waiting for " + what)
+
+
+def have_ssh():
+    """openssh-server and the client: the ssh -L column needs both."""
+    return os.path.exists(SSHD) and all(shutil.which(x) for x in ("ssh", "ssh-keygen"))
+
+
+def descendants(root):
+    """root and every process below it (sshd forks a child per connection,
+    which forks its privilege-separated child), from /proc's parent PIDs."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def kill_pids(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def tail(path, n=10):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:]).strip()
+    except OSError:
+        return ""
+
+
+def wait_listen(node, port, proc, what, log):
+    """Until something listens on TCP port in node's namespace (ss: no
+    connection made, so nothing is forwarded to the sink); a clear error if
+    proc exits first or nothing listens within LISTEN_SECS."""
+    end = time.monotonic() + LISTEN_SECS
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError("%s exited (%d): %s" % (what, proc.returncode, tail(log)))
+        if node.run("ss", "-Hltn", "sport = :%d" % port, check=False).stdout.strip():
+            return
+        time.sleep(0.1)
+    raise RuntimeError("%s did not listen on port %d within %d s: %s"
+                       % (what, port, LISTEN_SECS, tail(log)))
 
 
 class LabP2pd:
@@ -254,6 +320,54 @@ class Path:
         finally:
             p.kill()
             p.wait()
+
+    def ssh(self, secs=0.0, nbytes=0):
+        """Through ssh -L (None without openssh): sshd on a with a host key,
+        a user key and a config of its own in a temp dir, listening on a's
+        address only; ssh -N -L on b forwarding b's 127.0.0.1:SSH_PORT to
+        the sink; the same sender as raw(). The ssh client, sshd and its
+        per-connection children are killed by PID when done (and by the
+        lab's down(), also on INT/TERM: they run in its namespaces). A
+        setup failure is returned as {"error": why}, counted as broken."""
+        if not have_ssh():
+            return None
+        d = tempfile.mkdtemp(prefix="ssh-", dir=self.tmp)
+        for k in ("host", "user"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                            os.path.join(d, k)], check=True, stdin=subprocess.DEVNULL)
+        shutil.copy(os.path.join(d, "user.pub"), os.path.join(d, "authorized_keys"))
+        cfg = os.path.join(d, "sshd_config")
+        with open(cfg, "w") as f:
+            f.write("Port %d\nListenAddress %s\nHostKey %s/host\nPidFile %s/pid\n"
+                    "AuthorizedKeysFile %s/authorized_keys\nStrictModes no\nUsePAM no\n"
+                    "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                    "PermitRootLogin prohibit-password\nAllowTcpForwarding yes\n"
+                    "PrintMotd no\nUseDNS no\n" % (SSHD_PORT, self.a.ip, d, d, d))
+        os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation directory
+        slog, clog = os.path.join(d, "sshd.log"), os.path.join(d, "ssh.log")
+        with open(slog, "w") as f:
+            sshd = self.lab.popen(self.a, [SSHD, "-D", "-e", "-f", cfg], stdout=f, stderr=f)
+        cli = None
+        try:
+            wait_listen(self.a, SSHD_PORT, sshd, "sshd", slog)
+            with open(clog, "w") as f:
+                cli = self.lab.popen(self.b, [
+                    "ssh", "-F", "/dev/null", "-N", "-i", os.path.join(d, "user"),
+                    "-p", SSHD_PORT, "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                    "-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=ERROR",
+                    "-L", "127.0.0.1:%d:127.0.0.1:%d" % (SSH_PORT, SINK_PORT),
+                    "root@%s" % self.a.ip], stdout=f, stderr=f)
+            wait_listen(self.b, SSH_PORT, cli, "ssh -L", clog)
+            return send(self.lab, self.b, "127.0.0.1", SSH_PORT, secs, nbytes, self.hashing)
+        except RuntimeError as e:
+            return {"sent": 0, "intact": False, "error": str(e)}
+        finally:
+            if cli is not None:
+                kill_pids([cli.pid])
+                cli.wait()
+            kill_pids(descendants(sshd.pid))  # the listener and its children
+            sshd.wait()
 
     def tunnel(self, p2pd, name, secs=0.0, nbytes=0):
         """Through a forward of b's p2pd to a's (binary p2pd). Returns the
