@@ -474,8 +474,8 @@ Test(route, server_origin_with_no_nearer_link_asks_its_nearest)
 	/* far holds no link to dst either: its failure surfaces here. */
 	for (int i = 0; i < 8; i++)
 		body[i] = (uint8_t)(msgid >> (56 - 8 * i));
-	f = routed(&s.far, &s.self, failid, P2P_ROUTE_HOPS,
-		   P2P_APP_ROUTE_FAIL, body, sizeof(body));
+	f = routed(&s.far, &s.self, failid, P2P_ROUTE_HOPS, P2P_APP_ROUTE_FAIL,
+		   body, sizeof(body));
 	h_clear(&s.h);
 	cr_assert_eq(p2p_overlay_recv(s.h.o, 20, &s.far, &f), 0);
 	h_drain(&s.h);
