@@ -160,11 +160,14 @@ def test_mapped_host_reaches_a_dependent_peer_direct(w):
     check(res.get("ok") is True, "connect h-map -> h-rnd: %r", res)
     print("  connect h-map -> h-rnd: %s/%s in %s ms" % (res["path"], res["method"], res.get("ms")),
           flush=True)
-    check_eq(res["path"], "direct", "path from a mapped host to an endpoint-dependent one")
-    peers = rnd.req({"cmd": "peers"})["peers"]
-    mine = [p for p in peers if p["id"] == m.id and p["link"] == "direct"]
-    check(any(p["addr"] == "%s:%d" % (r.public_ip, PORT) for p in mine),
-          "h-rnd's direct link goes to h-map's mapping: %r", peers)
+    # Direct at once, or relayed first (the relay's grace ran out) and
+    # upgraded when the dial-back lands; before, relayed for good (one CI
+    # run here answered relay after the 2 s grace).
+    def direct_to_mapping():
+        return [p for p in rnd.req({"cmd": "peers"})["peers"]
+                if p["id"] == m.id and p["link"] == "direct" and
+                p["addr"] == "%s:%d" % (r.public_ip, PORT)]
+    wait_for(direct_to_mapping, 15, what="h-rnd's direct link to h-map's mapping")
 
 
 def test_renewal(w):
