@@ -331,25 +331,32 @@ static void set_context(struct sess *s, const char *context)
 	snprintf(s->context, sizeof(s->context), "%s", context ? context : "");
 }
 
+/* A REQUEST or REPLY offering our candidates, into *o (zeroed first). */
+static void offer(struct p2p_punch_sig *o, enum p2p_punch_type type,
+		  uint64_t nonce, const struct p2p_psess_local *me)
+{
+	memset(o, 0, sizeof(*o));
+	o->type = type;
+	o->nonce = nonce;
+	o->time_ms = me->wall_ms;
+	if (me->seen.port != 0)
+		o->seen = me->seen;
+	o->nat = me->nat;
+	o->ncand =
+	    me->ncand > P2P_PUNCH_CAND_MAX ? P2P_PUNCH_CAND_MAX : me->ncand;
+	if (o->ncand)
+		memcpy(o->cand, me->cand, o->ncand * sizeof(o->cand[0]));
+}
+
 static void queue_send(struct sess *s, enum p2p_punch_type type,
 		       const struct p2p_psess_local *me)
 {
-	memset(&s->send, 0, sizeof(s->send));
-	s->send.type = type;
-	s->send.nonce = s->nonce;
-	s->send.time_ms = me->wall_ms;
-	if (me->seen.port != 0)
-		s->send.seen = me->seen;
-	s->send.nat = me->nat;
-	/* A REQUEST says it too: an endpoint-dependent replier then dials
-	 * us outright instead of priming (schedule). */
-	if (me->dialable)
+	offer(&s->send, type, s->nonce, me);
+	/* A REQUEST says we are dialable: an endpoint-dependent replier then
+	 * dials us outright instead of priming (schedule). A session's
+	 * REPLY never does: we prime, the requester must not just dial. */
+	if (me->dialable && type == P2P_PUNCH_REQUEST)
 		s->send.flags = P2P_PUNCH_F_DIALABLE;
-	s->send.ncand =
-	    me->ncand > P2P_PUNCH_CAND_MAX ? P2P_PUNCH_CAND_MAX : me->ncand;
-	if (s->send.ncand)
-		memcpy(s->send.cand, me->cand,
-		       s->send.ncand * sizeof(s->send.cand[0]));
 	s->send_pending = true;
 }
 
@@ -520,18 +527,27 @@ int p2p_psess_start(struct p2p_psess_table *t, uint64_t now,
 	return 0;
 }
 
-/* A refusal without a session; dropped when the queue is full (the
- * requester then gives up after P2P_PUNCH_SIGNAL_MS). */
+/* A slot for an answer without a session, to to; NULL when the queue is
+ * full (the answer is dropped: the requester then gives up after
+ * P2P_PUNCH_SIGNAL_MS). */
+static struct p2p_punch_sig *answer_slot(struct p2p_psess_table *t,
+					 const struct p2p_peerid *to)
+{
+	if (t->nfail == P2P_PSESS_FAILQ)
+		return NULL;
+	t->failq[t->nfail].peer = *to;
+	return &t->failq[t->nfail++].sig;
+}
+
+/* A refusal without a session. */
 static void answer_fail(struct p2p_psess_table *t, const struct p2p_peerid *to,
 			uint64_t nonce, const struct p2p_psess_local *me,
 			enum p2p_punch_reason why)
 {
-	struct p2p_punch_sig *f;
+	struct p2p_punch_sig *f = answer_slot(t, to);
 
-	if (t->nfail == P2P_PSESS_FAILQ)
+	if (!f)
 		return;
-	t->failq[t->nfail].peer = *to;
-	f = &t->failq[t->nfail++].sig;
 	memset(f, 0, sizeof(*f));
 	f->type = P2P_PUNCH_FAIL;
 	f->nonce = nonce;
@@ -542,29 +558,17 @@ static void answer_fail(struct p2p_psess_table *t, const struct p2p_peerid *to,
 
 /* Issue 8: we are a DHT server: "dial me", with what we would offer in a
  * REPLY, and no session (nothing primed, no slot, no CONNECT budget
- * spent). Dropped when the queue is full, as a FAIL is. */
+ * spent). */
 static void answer_dialable(struct p2p_psess_table *t,
 			    const struct p2p_peerid *to, uint64_t nonce,
 			    const struct p2p_psess_local *me)
 {
-	struct p2p_punch_sig *r;
+	struct p2p_punch_sig *r = answer_slot(t, to);
 
-	if (t->nfail == P2P_PSESS_FAILQ)
+	if (!r)
 		return;
-	t->failq[t->nfail].peer = *to;
-	r = &t->failq[t->nfail++].sig;
-	memset(r, 0, sizeof(*r));
-	r->type = P2P_PUNCH_REPLY;
+	offer(r, P2P_PUNCH_REPLY, nonce, me);
 	r->flags = P2P_PUNCH_F_DIALABLE;
-	r->nonce = nonce;
-	r->time_ms = me->wall_ms;
-	r->nat = me->nat;
-	if (me->seen.port != 0)
-		r->seen = me->seen;
-	r->ncand =
-	    me->ncand > P2P_PUNCH_CAND_MAX ? P2P_PUNCH_CAND_MAX : me->ncand;
-	if (r->ncand)
-		memcpy(r->cand, me->cand, r->ncand * sizeof(r->cand[0]));
 	t->stats.dialable++;
 }
 
@@ -729,7 +733,6 @@ static void on_request(struct p2p_psess_table *t, uint64_t now,
 		s->nonce = sig->nonce;
 	}
 	queue_send(s, P2P_PUNCH_REPLY, me);
-	s->send.flags = 0; /* we prime: the requester must not just dial */
 	schedule(s, now, sig->nat, sig->flags & P2P_PUNCH_F_DIALABLE, kept,
 		 nkept, true, me);
 }
