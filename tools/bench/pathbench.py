@@ -15,6 +15,15 @@ sender's side: its p2pd forwards a local port to a's service), so the
 round trip between them is 2 x delay. ssh -L: sshd on a, ssh on b
 forwarding a local port of b to a's sink, as the tunnel does. relayed(): "r" relays between a and
 "f", daemons without listeners, so a's link to f is a relay circuit.
+
+CPU: every transfer through a forwarding process also gets "cpu", the CPU
+seconds per GiB (at the sink) that those processes spent between a sample
+just before the sender starts and one just after it is done, so that the
+idle wakeups of the setup and of the delayed path outside the transfer do
+not count: both p2pd daemons (three when relayed), ssh plus sshd and its
+per-connection children, socat and its forked child. "cpu_parts" splits it
+per process group. The namespaces share the PID namespace, so /proc sees
+them all.
 """
 import json
 import os
@@ -32,6 +41,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "natlab"))
 import natlab  # noqa: E402
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 PORT = 4242  # p2pd's listen port in every namespace
 SINK_PORT = 5001
 SOCAT_PORT = 5002
@@ -41,6 +51,10 @@ SSHD_PORT = 5022
 SSH_PORT = 5003
 SSHD = "/usr/sbin/sshd"  # absolute: sshd re-executes itself per connection
 LISTEN_SECS = 15  # for sshd and ssh -L to listen: key exchange and auth take well under 1 s
+# For socat's per-connection child to exit and be reaped once the sender is
+# done (it exits as soon as both directions saw EOF, socat's parent reaps it
+# at once); its CPU is then in the parent's cutime/cstime.
+REAP_SECS = 5
 
 # The sink: counts (and with "1", hashes) what each connection sends and
 # answers "bytes seconds sha256" at EOF; seconds from first byte to EOF.
@@ -159,6 +173,46 @@ def descendants(root):
         out.append(p)
         todo.extend(kids.get(p, []))
     return out
+
+
+def cpu_secs(pids):
+    """utime + stime of the live pids, plus cutime + cstime (the children
+    each has reaped: socat's per-connection child), in seconds."""
+    t = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                st = f.read().rsplit(")", 1)[1].split()
+            t += sum(int(x) for x in st[11:15])  # utime stime cutime cstime
+        except (OSError, IndexError, ValueError):
+            pass
+    return t / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_sample(groups):
+    """{name: CPU seconds so far} for groups {name: function giving pids}."""
+    return {k: cpu_secs(f()) for k, f in groups.items()}
+
+
+def add_cpu(res, c0, c1):
+    """res (a sender's result) gains cpu, the CPU seconds per GiB the sink
+    counted of all groups between samples c0 and c1, and cpu_parts, each
+    group's; None when nothing arrived."""
+    gib = res.get("recv", 0) / GIB
+    if not gib:
+        res["cpu"] = None
+        return res
+    res["cpu_parts"] = {k: (c1[k] - c0[k]) / gib for k in c0}
+    res["cpu"] = sum(res["cpu_parts"].values())
+    return res
+
+
+def wait_reaped(root, timeout=REAP_SECS):
+    """Until root has no child left (its children's CPU is then in root's
+    cutime/cstime); quietly gives up after timeout."""
+    end = time.monotonic() + timeout
+    while len(descendants(root)) > 1 and time.monotonic() < end:
+        time.sleep(0.05)
 
 
 def kill_pids(pids):
@@ -307,7 +361,9 @@ class Path:
         return send(self.lab, self.b, self.a.ip, SINK_PORT, secs, nbytes, self.hashing)
 
     def socat(self, secs=0.0, nbytes=0):
-        """Through socat on a (plaintext relay into the sink): None without socat."""
+        """Through socat on a (plaintext relay into the sink): None without
+        socat. cpu: socat's listener and its forked child (reaped, in the
+        listener's cutime, by the second sample)."""
         exe = natlab.shutil.which("socat")
         if not exe:
             return None
@@ -315,8 +371,12 @@ class Path:
                                     "TCP:127.0.0.1:%d" % SINK_PORT],
                            stderr=subprocess.DEVNULL)
         time.sleep(0.3)
+        groups = {"socat": lambda: descendants(p.pid)}
         try:
-            return send(self.lab, self.b, self.a.ip, SOCAT_PORT, secs, nbytes, self.hashing)
+            c0 = cpu_sample(groups)
+            res = send(self.lab, self.b, self.a.ip, SOCAT_PORT, secs, nbytes, self.hashing)
+            wait_reaped(p.pid)
+            return add_cpu(res, c0, cpu_sample(groups))
         finally:
             p.kill()
             p.wait()
@@ -328,7 +388,9 @@ class Path:
         the sink; the same sender as raw(). The ssh client, sshd and its
         per-connection children are killed by PID when done (and by the
         lab's down(), also on INT/TERM: they run in its namespaces). A
-        setup failure is returned as {"error": why}, counted as broken."""
+        setup failure is returned as {"error": why}, counted as broken.
+        cpu: ssh, and sshd with its per-connection children (the session
+        is still up at the second sample)."""
         if not have_ssh():
             return None
         d = tempfile.mkdtemp(prefix="ssh-", dir=self.tmp)
@@ -359,7 +421,10 @@ class Path:
                     "-L", "127.0.0.1:%d:127.0.0.1:%d" % (SSH_PORT, SINK_PORT),
                     "root@%s" % self.a.ip], stdout=f, stderr=f)
             wait_listen(self.b, SSH_PORT, cli, "ssh -L", clog)
-            return send(self.lab, self.b, "127.0.0.1", SSH_PORT, secs, nbytes, self.hashing)
+            groups = {"ssh": lambda: descendants(cli.pid), "sshd": lambda: descendants(sshd.pid)}
+            c0 = cpu_sample(groups)
+            res = send(self.lab, self.b, "127.0.0.1", SSH_PORT, secs, nbytes, self.hashing)
+            return add_cpu(res, c0, cpu_sample(groups))
         except RuntimeError as e:
             return {"sent": 0, "intact": False, "error": str(e)}
         finally:
@@ -372,7 +437,9 @@ class Path:
     def tunnel(self, p2pd, name, secs=0.0, nbytes=0):
         """Through a forward of b's p2pd to a's (binary p2pd). Returns the
         sender's result plus window (a's receive window at the end, when
-        the daemon reports it) and writes (a's p2pd write calls per MiB)."""
+        the daemon reports it), writes (a's p2pd write calls per MiB) and
+        cpu (both daemons; the window polls below are in it, a few cheap
+        control requests a second)."""
         da = LabP2pd(self.lab, self.a, p2pd, self.tmp, name + "-a")
         db = LabP2pd(self.lab, self.b, p2pd, self.tmp, name + "-b", boot=[da])
         try:
@@ -390,6 +457,8 @@ class Path:
             w0 = da.writes()
             res = {}
             windows = []
+            groups = {"sink's p2pd": lambda: [da.proc.pid], "sender's p2pd": lambda: [db.proc.pid]}
+            c0 = cpu_sample(groups)
 
             def watch():
                 for t in da.req({"cmd": "tunnels"}).get("tunnels", []):
@@ -403,6 +472,7 @@ class Path:
                 watch()
                 time.sleep(0.25)
             out, _ = p.communicate(timeout=max(1, end - time.monotonic()))
+            c1 = cpu_sample(groups)
             try:
                 res = json.loads(out.strip().splitlines()[-1])
             except (ValueError, IndexError):
@@ -410,6 +480,7 @@ class Path:
             res.setdefault("intact", False)
             if res.get("secs"):
                 res["mbit"] = res["recv"] * 8 / res["secs"] / 1e6
+            add_cpu(res, c0, c1)
             res["writes_per_mib"] = (da.writes() - w0) / max(res.get("recv", 0) / MIB, 1e-9)
             res["window"] = max(windows) if windows else None
             res["alive"] = da.proc.poll() is None and db.proc.poll() is None
@@ -425,8 +496,9 @@ def relayed(p2pd, rtt_ms, nbytes, pathemu=None):
     punching has no port to work with, and a's link to f goes through the
     relay r, the one daemon they both link to).
     Returns the sender's result with the largest window f granted, the
-    link kinds f's tunnels showed, the relay's circuits at the end, and
-    raw: the same bytes over raw TCP from a to f's sink."""
+    link kinds f's tunnels showed, the relay's circuits at the end, cpu
+    (the three daemons, relay included) and raw: the same bytes over raw
+    TCP from a to f's sink."""
     lab = natlab.Lab(pathemu=pathemu)
     tmp = tempfile.mkdtemp(prefix="p2pbench-")
     try:
@@ -454,6 +526,9 @@ def relayed(p2pd, rtt_ms, nbytes, pathemu=None):
         fw = da.req({"cmd": "forward", "listen": "127.0.0.1:0", "peer": df.id,
                      "service": "sink"})
         fport = int(fw["listen"].rsplit(":", 1)[1])
+        groups = {"sender's p2pd": lambda: [da.proc.pid], "relay": lambda: [dr.proc.pid],
+                  "sink's p2pd": lambda: [df.proc.pid]}
+        c0 = cpu_sample(groups)
         p = lab.popen(a, [sys.executable, "-c", SEND, "127.0.0.1", fport, 0, nbytes, "1"],
                       stdout=subprocess.PIPE, text=True)
         windows, kinds = [], set()
@@ -465,6 +540,7 @@ def relayed(p2pd, rtt_ms, nbytes, pathemu=None):
                 kinds.add(t.get("link"))
             time.sleep(0.1)
         out, _ = p.communicate(timeout=max(1, end - time.monotonic()))
+        c1 = cpu_sample(groups)
         try:
             res = json.loads(out.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -472,6 +548,7 @@ def relayed(p2pd, rtt_ms, nbytes, pathemu=None):
         res.setdefault("intact", False)
         if res.get("secs"):
             res["mbit"] = res["recv"] * 8 / res["secs"] / 1e6
+        add_cpu(res, c0, c1)
         res["window"] = max(windows) if windows else None
         res["links"] = sorted(k for k in kinds if k)
         res["circuits"] = dr.req({"cmd": "status"})["relay"]["circuits"]
