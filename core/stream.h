@@ -9,13 +9,12 @@
  * Flow control is credit based, per stream and per direction. Each side
  * grants the other a window at OPEN/ACCEPT (STREAM_WINDOW, or less under
  * the base budget below; a sender takes whatever it is granted, as every
- * version has done); the sender spends
- * credit as it sends DATA and stops reading its local socket at zero; the
- * receiver returns credit (STREAM_WINDOW messages) only for bytes its
- * local socket has taken, so a stalled reader holds at most its window
- * in the receiving daemon and stalls only its own stream. Credit goes
- * back in batches of a quarter of the window (one message per quarter,
- * not one per record).
+ * version has done); the sender spends credit as it sends DATA and stops
+ * reading its local socket at zero; the receiver returns credit
+ * (STREAM_WINDOW messages) only for bytes its local socket has taken, so
+ * a stalled reader holds at most its window in the receiving daemon and
+ * stalls only its own stream. Credit goes back in batches of a quarter
+ * of the window (one message per quarter, not one per record).
  *
  * Window auto-tuning (as quic-go and go-yamux do it): a fixed window caps
  * a stream at one window per round trip (256 KiB at 50 ms: 42 Mbit/s).
@@ -77,11 +76,11 @@
 /* Base windows of the streams peers open, all peers together (see
  * above): 64 full windows, a busy peer's TUN_MAX_PER_PEER. */
 #define STREAM_BUDGET_BASE (16u * 1024 * 1024)
-/* The smallest window a stream announces: a stream still moves a few
- * records per round trip, grows from there, and it is no less than the
- * bytes a control client may send behind its "open" line (under
- * CTL_LINE_MAX), which an opener sends at once and aborts on when the
- * window is smaller (every version does). */
+/* The smallest window a stream announces: the stream still moves 64 KiB
+ * a round trip (5 Mbit/s at 100 ms) and grows from there, and it is no
+ * less than the bytes a control client may send behind its "open" line
+ * (under CTL_LINE_MAX), which an opener sends at once and aborts on when
+ * the window is smaller (every version does). */
 #define STREAM_WINDOW_FLOOR (64u * 1024)
 /* A link relayed by a relay that keeps no per-circuit credit (an older
  * daemon): the WHOLE windows of its streams together, since such a relay
