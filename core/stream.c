@@ -6,13 +6,52 @@
 
 #include "core/stream.h"
 
-void stream_init(struct stream *s, uint32_t id)
+void stream_init_window(struct stream *s, uint32_t id, uint32_t window)
 {
+	if (window < STREAM_WINDOW_FLOOR)
+		window = STREAM_WINDOW_FLOOR;
+	if (window > STREAM_WINDOW)
+		window = STREAM_WINDOW;
 	memset(s, 0, sizeof(*s));
 	s->id = id;
 	s->state = STREAM_OPENING;
-	s->recv_avail = STREAM_WINDOW;
-	s->window = STREAM_WINDOW;
+	s->recv_avail = window;
+	s->window = window;
+	s->base = window;
+}
+
+void stream_init(struct stream *s, uint32_t id)
+{
+	stream_init_window(s, id, STREAM_WINDOW);
+}
+
+uint32_t stream_base_window(struct stream_budget *b)
+{
+	uint64_t w = STREAM_WINDOW;
+
+	if (!b)
+		return STREAM_WINDOW;
+	if (b->used + w > b->max)
+		w = b->used < b->max ? b->max - b->used : 0;
+	if (w < STREAM_WINDOW_FLOOR)
+		w = STREAM_WINDOW_FLOOR;
+	b->used += w;
+	return (uint32_t)w;
+}
+
+/* b->used less v, never below 0 (a glue's slip must not wrap it). */
+static void give_back(struct stream_budget *b, uint64_t v)
+{
+	if (b)
+		b->used -= v < b->used ? v : b->used;
+}
+
+void stream_release(struct stream *s, struct stream_budget *base,
+		    struct stream_budget *grown)
+{
+	give_back(base, s->base);
+	give_back(grown, s->window - s->base);
+	s->window = s->base = 0;
 }
 
 uint32_t stream_id_make(uint32_t counter, bool we_dialled)

@@ -7,13 +7,14 @@
  * glue never needs a "start/stop reading" action of its own.
  *
  * Flow control is credit based, per stream and per direction. Each side
- * grants the other STREAM_WINDOW bytes at OPEN/ACCEPT; the sender spends
- * credit as it sends DATA and stops reading its local socket at zero; the
- * receiver returns credit (STREAM_WINDOW messages) only for bytes its
- * local socket has taken, so a stalled reader holds at most its window
- * in the receiving daemon and stalls only its own stream. Credit goes
- * back in batches of a quarter of the window (one message per quarter,
- * not one per record).
+ * grants the other a window at OPEN/ACCEPT (STREAM_WINDOW, or less under
+ * the base budget below; a sender takes whatever it is granted, as every
+ * version has done); the sender spends credit as it sends DATA and stops
+ * reading its local socket at zero; the receiver returns credit
+ * (STREAM_WINDOW messages) only for bytes its local socket has taken, so
+ * a stalled reader holds at most its window in the receiving daemon and
+ * stalls only its own stream. Credit goes back in batches of a quarter
+ * of the window (one message per quarter, not one per record).
  *
  * Window auto-tuning (as quic-go and go-yamux do it): a fixed window caps
  * a stream at one window per round trip (256 KiB at 50 ms: 42 Mbit/s).
@@ -26,6 +27,24 @@
  * charged to the link's and the daemon's struct stream_budget (the glue
  * decides what they count, and gives the growth back when the stream
  * goes). A slow reader never grows its window. Windows never shrink.
+ *
+ * Base windows (issue 10): the window a stream announces at its open is
+ * what its peer can make us hold before anything reads, and the streams
+ * peers open to our services are as many as peers choose (up to TUN_MAX -
+ * TUN_LOCAL_RESERVE = 768, daemon/tunnel.h). So their base windows come
+ * out of one daemon-wide budget, STREAM_BUDGET_BASE (stream_base_window):
+ * STREAM_WINDOW while it has room, then what room is left, then
+ * STREAM_WINDOW_FLOOR. A stream opened small grows like any other when
+ * it proves fast, its growth above its base charged to the growth
+ * budgets. Streams we open get STREAM_WINDOW without a charge: our own
+ * clients choose how many (at most TUN_MAX), and a peer opening many must
+ * not shrink the windows of our own tunnels. What streams peers open can
+ * pin is then at most
+ *   STREAM_BUDGET_BASE + STREAM_WINDOW_FLOOR x (768 - 64)
+ *     + STREAM_BUDGET_DAEMON = 16 + 44 + 64 = 124 MiB
+ * (64 = STREAM_BUDGET_BASE / STREAM_WINDOW streams take the budget whole,
+ * every other one its floor; growth is the daemon's budget), where a
+ * STREAM_WINDOW each made it 768 x 256 KiB + 64 MiB = 256 MiB.
  *
  * Closing: EOF on the local socket sends FIN (one direction); a FIN from
  * the peer half-closes the local socket once every byte before it is
@@ -43,17 +62,26 @@
 #define STREAM_CHUNK (60u * 1024)   /* data bytes in one STREAM_DATA */
 /* Credit goes back once window / STREAM_CREDIT_DIV is consumed. */
 #define STREAM_CREDIT_DIV 4
-#define STREAM_CREDIT_BATCH (STREAM_WINDOW / STREAM_CREDIT_DIV) /* smallest */
+#define STREAM_CREDIT_BATCH (STREAM_WINDOW / STREAM_CREDIT_DIV) /* at open */
 #define STREAM_CREDIT_MAX (64u * 1024 * 1024) /* more is a peer error */
 /* Auto-tuning (see above). STREAM_WINDOW_MAX stays well under
  * STREAM_CREDIT_MAX, which older peers enforce on the credit they hold. */
 #define STREAM_WINDOW_MAX (16u * 1024 * 1024)
 #define STREAM_GROW_RTTS 2 /* grow while an epoch is under this share */
-/* Budgets of window growth (bytes above STREAM_WINDOW) the daemon's glue
- * charges: all streams of one link, all streams of the daemon. With base
- * windows (TUN_PEER_MEM per peer) this bounds what peers can pin. */
+/* Budgets of window growth (bytes above a stream's base window) the
+ * daemon's glue charges: all streams of one link, all streams of the
+ * daemon. With STREAM_BUDGET_BASE below this bounds what peers can pin. */
 #define STREAM_BUDGET_LINK (32u * 1024 * 1024)
 #define STREAM_BUDGET_DAEMON (64u * 1024 * 1024)
+/* Base windows of the streams peers open, all peers together (see
+ * above): 64 full windows, a busy peer's TUN_MAX_PER_PEER. */
+#define STREAM_BUDGET_BASE (16u * 1024 * 1024)
+/* The smallest window a stream announces: the stream still moves 64 KiB
+ * a round trip (5 Mbit/s at 100 ms) and grows from there, and it is no
+ * less than the bytes a control client may send behind its "open" line
+ * (under CTL_LINE_MAX), which an opener sends at once and aborts on when
+ * the window is smaller (every version does). */
+#define STREAM_WINDOW_FLOOR (64u * 1024)
 /* A link relayed by a relay that keeps no per-circuit credit (an older
  * daemon): the WHOLE windows of its streams together, since such a relay
  * cuts a circuit once RELAY_WQ_MAX (2 MiB, core/circuit.h) is queued
@@ -114,6 +142,7 @@ struct stream {
 	uint64_t consumed;    /* taken locally, credit not yet returned */
 	uint32_t credit_out;  /* SEND_WINDOW: the credit to send */
 	uint32_t window;      /* the receive window we grant, grown so far */
+	uint32_t base;	      /* ... granted at the open (growth: the rest) */
 	uint64_t epoch_us;    /* auto-tuning epoch start (0: none yet) */
 	uint64_t epoch_bytes; /* consumed since then */
 	uint8_t reset_code;   /* SEND_RESET: the code to send */
@@ -127,6 +156,19 @@ struct stream {
 
 /* A new stream in STREAM_OPENING that grants the peer STREAM_WINDOW. */
 void stream_init(struct stream *s, uint32_t id);
+/* ... that grants window, kept within [STREAM_WINDOW_FLOOR, STREAM_WINDOW]
+ * (from stream_base_window()). */
+void stream_init_window(struct stream *s, uint32_t id, uint32_t window);
+
+/* The window a new stream grants under the base budget b (see above;
+ * NULL: no limit): STREAM_WINDOW while b has room for it, the room left
+ * when less, never under STREAM_WINDOW_FLOOR. Charged to b. */
+uint32_t stream_base_window(struct stream_budget *b);
+/* The stream is going: its base window back to base (NULL: it was not
+ * charged there) and its growth to grown (NULL: not counted). Once: the
+ * window is forgotten (0) after. */
+void stream_release(struct stream *s, struct stream_budget *base,
+		    struct stream_budget *grown);
 
 /*
  * Stream IDs: the side that dialled the link opens odd IDs, the other side

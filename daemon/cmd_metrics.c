@@ -86,6 +86,18 @@ static void mem_metrics(FILE *f, struct p2pd_node *n)
 	       "Window growth charged to the daemon's budget.", m.grown);
 	metric(f, "tunnel_window_growth_budget_bytes", "gauge",
 	       "The daemon's budget of window growth.", STREAM_BUDGET_DAEMON);
+	metric(f, "tunnel_window_base_bytes", "gauge",
+	       "Base windows of tunnels peers opened, charged to the daemon's "
+	       "base budget.",
+	       m.base);
+	metric(f, "tunnel_window_base_budget_bytes", "gauge",
+	       "The daemon's budget of base windows for tunnels peers open "
+	       "(beyond it they open with a smaller window).",
+	       STREAM_BUDGET_BASE);
+	metric(f, "tunnels_small_window", "gauge",
+	       "Tunnels peers opened with less than a full window, the base "
+	       "budget being spent.",
+	       m.base_small);
 	fprintf(f,
 		"# HELP p2pd_buffer_chunks Pooled %u-byte buffer chunks: in "
 		"use by links and tunnels, or kept free for reuse.\n"

@@ -8,9 +8,11 @@
  *
  * Memory rule (libuv): a tunnel with a local handle is freed in that
  * handle's close callback; pending local writes hold at most the window we
- * granted, so a tunnel holds at most its window: STREAM_WINDOW, grown by
- * the core (auto-tuning, stream.h) with the link's RTT while the budgets
- * allow. The daemon's budget (tunnels.grown) counts every window's growth;
+ * granted, so a tunnel holds at most its window: STREAM_WINDOW for one we
+ * open, what the daemon's base budget (tunnels.base, stream_base_window())
+ * gave one a peer opened, grown by the core (auto-tuning, stream.h) with
+ * the link's RTT while the budgets allow. Both go back when the tunnel is
+ * unlisted. The daemon's budget (tunnels.grown) counts every window's growth;
  * a link's is counted afresh from its tunnels when a window may grow
  * (link_budget()): growth over STREAM_BUDGET_LINK, or on a link relayed
  * by a relay that keeps no per-circuit credit (an older one) the whole
@@ -29,6 +31,19 @@
 #include "relay.h"
 #include "tunnel_int.h"
 
+/* An opener sends the bytes a control client wrote behind its "open" line
+ * (less than CTL_LINE_MAX) at once and aborts if the window is smaller. */
+_Static_assert(STREAM_WINDOW_FLOOR >= CTL_LINE_MAX,
+	       "a floor window must take what follows an open line");
+/* The bound core/stream.h and README.md state for what peers can pin. */
+_Static_assert((uint64_t)STREAM_BUDGET_BASE +
+		       (uint64_t)STREAM_WINDOW_FLOOR *
+			   (TUN_MAX - TUN_LOCAL_RESERVE -
+			    STREAM_BUDGET_BASE / STREAM_WINDOW) +
+		       STREAM_BUDGET_DAEMON ==
+		   124u << 20,
+	       "update the bound in core/stream.h and README.md");
+
 static void apply(struct tun *t, int act);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
@@ -38,6 +53,7 @@ int tunnel_module_init(struct p2pd_node *n)
 	if (!n->tun)
 		return -ENOMEM;
 	n->tun->grown.max = STREAM_BUDGET_DAEMON;
+	n->tun->base.max = STREAM_BUDGET_BASE;
 	return 0;
 }
 
@@ -71,11 +87,10 @@ static void unlist(struct tun *t)
 {
 	struct p2pd_node *n = t->n;
 
-	/* The window's growth goes back to the daemon's budget. */
-	if (t->s.window > STREAM_WINDOW) {
-		n->tun->grown.used -= t->s.window - STREAM_WINDOW;
-		t->s.window = STREAM_WINDOW;
-	}
+	/* The window's growth goes back to the daemon's budget, and the base
+	 * window of a stream a peer opened to the base budget. */
+	stream_release(&t->s, t->kind == TUN_TARGET ? &n->tun->base : NULL,
+		       &n->tun->grown);
 
 	for (struct tun **pp = &n->tun->list; *pp; pp = &(*pp)->next) {
 		if (*pp == t) {
@@ -280,9 +295,9 @@ static void link_budget(struct p2pd_node *n, const struct link *l,
 	b->used = 0;
 	b->max = relayed ? STREAM_RELAY_WINDOWS : STREAM_BUDGET_LINK;
 	for (struct tun *t = n->tun->list; t; t = t->next)
-		if (t->link == link_id(l) && t->s.window >= STREAM_WINDOW)
+		if (t->link == link_id(l))
 			b->used +=
-			    relayed ? t->s.window : t->s.window - STREAM_WINDOW;
+			    relayed ? t->s.window : t->s.window - t->s.base;
 }
 
 /* len bytes went into the local socket: credit, maybe a bigger window. */
@@ -481,7 +496,7 @@ void tun_start_open(struct p2pd_node *n, struct tun *t, struct link *l)
 	link_hold(l);
 	t->deadline = node_now(n) + TUN_OPEN_TIMEOUT_MS;
 	m.u.stream_open.stream = t->s.id;
-	m.u.stream_open.window = STREAM_WINDOW;
+	m.u.stream_open.window = t->s.window;
 	m.u.stream_open.service = t->service;
 	m.u.stream_open.service_len = strlen(t->service);
 	/* A failed send fails the link; its gone event closes this tunnel. */

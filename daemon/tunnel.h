@@ -32,12 +32,14 @@
 #define TUN_REFUSED_LOG_MS 1000 /* one line about refused opens per this */
 /*
  * Tunnels peers open to our services (issue 9): each peer ID has a memory
- * budget, TUN_PEER_MEM, which is what its streams can pin (STREAM_WINDOW
- * each, see stream.h; windows that grow are charged to the link's and
- * the daemon's growth budgets on top, STREAM_BUDGET_LINK and
+ * budget, TUN_PEER_MEM, which is what its streams can pin at most
+ * (STREAM_WINDOW each, see stream.h; windows that grow are charged to the
+ * link's and the daemon's growth budgets on top, STREAM_BUDGET_LINK and
  * STREAM_BUDGET_DAEMON), hence at most TUN_MAX_PER_PEER of them; and peers
  * together leave TUN_LOCAL_RESERVE tunnels to our own clients (open,
- * forward, connect).
+ * forward, connect). All peers' streams together take their base windows
+ * from STREAM_BUDGET_BASE, down to STREAM_WINDOW_FLOOR when it is spent
+ * (stream.h), which bounds what peers can pin daemon-wide.
  */
 #define TUN_PEER_MEM (16u << 20)
 #define TUN_MAX_PER_PEER (TUN_PEER_MEM / STREAM_WINDOW) /* 64 */
@@ -81,12 +83,16 @@ size_t tunnel_count(struct p2pd_node *n);
 
 /* What tunnels hold or may hold in memory (issue 10's budgets), for
  * metrics: bytes received for local sockets that have not taken them
- * yet, the receive windows granted (what peers may make us hold), and
- * the windows' growth charged to STREAM_BUDGET_DAEMON. */
+ * yet, the receive windows granted (what peers may make us hold), the
+ * windows' growth charged to STREAM_BUDGET_DAEMON, the base windows of
+ * streams peers opened charged to STREAM_BUDGET_BASE, and how many of
+ * those got less than STREAM_WINDOW because it was spent. */
 struct tunnel_mem {
 	uint64_t buffered;
 	uint64_t windows;
 	uint64_t grown;
+	uint64_t base;
+	uint64_t base_small;
 };
 void tunnel_mem(struct p2pd_node *n, struct tunnel_mem *m);
 

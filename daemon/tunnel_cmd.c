@@ -467,12 +467,15 @@ size_t tunnel_count(struct p2pd_node *n)
 
 void tunnel_mem(struct p2pd_node *n, struct tunnel_mem *m)
 {
-	m->buffered = m->windows = 0;
+	m->buffered = m->windows = m->base_small = 0;
 	m->grown = n->tun->grown.used;
+	m->base = n->tun->base.used;
 	for (const struct tun *t = n->tun->list; t; t = t->next) {
 		m->buffered += bufq_len(&t->wq);
 		if (t->s.state == STREAM_OPEN)
 			m->windows += t->s.window;
+		if (t->kind == TUN_TARGET && t->s.base < STREAM_WINDOW)
+			m->base_small++;
 	}
 }
 

@@ -22,6 +22,7 @@ struct tunnels {
 	uint64_t refused_log; /* rate limit of refusal log lines */
 	uint64_t peer_log[TUN_PEER_LOG_SLOTS]; /* by hash of the peer ID */
 	struct stream_budget grown; /* windows' growth, STREAM_BUDGET_DAEMON */
+	struct stream_budget base;  /* TUN_TARGET base windows, ..._BASE */
 	uint8_t rbuf[STREAM_CHUNK];
 };
 

@@ -54,7 +54,8 @@ static void on_target_connect(uv_connect_t *req, int status)
 	}
 	uv_tcp_nodelay(&t->tcp, 1);
 	m.u.stream_open.stream = t->s.id;
-	m.u.stream_open.window = STREAM_WINDOW;
+	/* What stream_base_window() gave it at the open (no data yet). */
+	m.u.stream_open.window = t->s.window;
 	tun_send_msg(t, &m);
 	tun_opened(t, t->peer_window, NULL, 0);
 }
@@ -234,7 +235,8 @@ void tun_on_open_msg(struct p2pd_node *n, struct link *l,
 		tun_send_reset_id(l, id, STREAM_RST_BUSY, "too many tunnels");
 		return;
 	}
-	stream_init(&t->s, id);
+	/* Its window comes out of the daemon's base budget (stream.h). */
+	stream_init_window(&t->s, id, stream_base_window(&n->tun->base));
 	t->link = link_id(l);
 	link_hold(l);
 	t->peer = *link_peer(l);

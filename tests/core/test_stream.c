@@ -408,3 +408,119 @@ Test(stream, relayed_link_windows_stay_under_the_relay_queue)
 		round_trip(&t, &now, 100 * MS, 100, &relayed, NULL);
 	cr_assert_eq(t.window, STREAM_WINDOW);
 }
+
+/* ---- base windows (issue 10): what peers' streams announce ---- */
+
+Test(stream, base_windows_are_full_while_the_budget_has_room_then_floor)
+{
+	struct stream_budget b = {.max = STREAM_BUDGET_BASE};
+	uint32_t full = STREAM_BUDGET_BASE / STREAM_WINDOW;
+
+	for (uint32_t i = 0; i < full; i++)
+		cr_assert_eq(stream_base_window(&b), STREAM_WINDOW, "#%u", i);
+	cr_assert_eq(b.used, STREAM_BUDGET_BASE);
+	/* Spent: every further stream gets the floor, still charged. */
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(stream_base_window(&b), STREAM_WINDOW_FLOOR);
+	cr_assert_eq(b.used, STREAM_BUDGET_BASE + 3 * STREAM_WINDOW_FLOOR);
+	/* No budget (streams we open): always a full window. */
+	cr_assert_eq(stream_base_window(NULL), STREAM_WINDOW);
+}
+
+Test(stream, base_window_takes_the_room_left_but_not_under_the_floor)
+{
+	struct stream_budget b = {.max = STREAM_WINDOW + 100000};
+	struct stream_budget c = {.max = STREAM_WINDOW + 1000};
+
+	cr_assert_eq(stream_base_window(&b), STREAM_WINDOW);
+	cr_assert_eq(stream_base_window(&b), 100000, "what room is left");
+	cr_assert_eq(b.used, b.max);
+	cr_assert_eq(stream_base_window(&b), STREAM_WINDOW_FLOOR);
+	/* Room under the floor: the floor. */
+	cr_assert_eq(stream_base_window(&c), STREAM_WINDOW);
+	cr_assert_eq(stream_base_window(&c), STREAM_WINDOW_FLOOR);
+}
+
+Test(stream, base_windows_of_all_peer_streams_stay_within_the_stated_bound)
+{
+	/* 768 streams (TUN_MAX - TUN_LOCAL_RESERVE), some closing and
+	 * others opening in between: the live base windows never add up to
+	 * more than STREAM_BUDGET_BASE + FLOOR x (768 - 64), the figure
+	 * core/stream.h states (60 MiB; 192 MiB at 256 KiB each). */
+	enum { N = 768 };
+	static struct stream s[N];
+	struct stream_budget b = {.max = STREAM_BUDGET_BASE};
+	uint64_t bound =
+	    STREAM_BUDGET_BASE + (uint64_t)STREAM_WINDOW_FLOOR *
+				     (N - STREAM_BUDGET_BASE / STREAM_WINDOW);
+	uint64_t sum = 0;
+
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < N; i++)
+			stream_init_window(&s[i], (uint32_t)i,
+					   stream_base_window(&b));
+		sum = 0;
+		for (int i = 0; i < N; i++)
+			sum += s[i].window;
+		cr_assert_eq(sum, b.used, "the budget counts them all");
+		cr_assert_leq(sum, bound, "%llu over %llu",
+			      (unsigned long long)sum,
+			      (unsigned long long)bound);
+		/* Every other one closes (odd ones early, others late). */
+		for (int i = round % 2; i < N; i += 2)
+			stream_release(&s[i], &b, NULL);
+		for (int i = 1 - round % 2; i < N; i += 2)
+			stream_release(&s[i], &b, NULL);
+		cr_assert_eq(b.used, 0, "all of it came back");
+	}
+	cr_assert_eq(sum, bound, "the bound is reached, not loose");
+}
+
+Test(stream, init_window_keeps_within_floor_and_full)
+{
+	struct stream s;
+
+	stream_init_window(&s, 3, 1);
+	cr_assert_eq(s.window, STREAM_WINDOW_FLOOR);
+	cr_assert_eq(s.recv_avail, STREAM_WINDOW_FLOOR);
+	stream_init_window(&s, 3, 10 * STREAM_WINDOW);
+	cr_assert_eq(s.window, STREAM_WINDOW);
+	stream_init(&s, 3);
+	cr_assert_eq(s.window, STREAM_WINDOW);
+	cr_assert_eq(s.base, STREAM_WINDOW);
+}
+
+Test(stream, floor_window_holds_the_peer_to_it_and_grows_when_fast)
+{
+	struct stream s;
+	struct stream_budget base = {.used = STREAM_BUDGET_BASE,
+				     .max = STREAM_BUDGET_BASE};
+	struct stream_budget daemon = {.max = STREAM_BUDGET_DAEMON};
+	uint64_t now = 1000 * MS;
+	uint32_t w = stream_base_window(&base);
+
+	stream_init_window(&s, 9, w);
+	cr_assert_eq(stream_on_open(&s, STREAM_WINDOW), 0);
+	cr_assert_eq(s.window, STREAM_WINDOW_FLOOR);
+	/* A stalled reader: the peer may send the floor and not a byte
+	 * more. */
+	cr_assert_eq(stream_on_data(&s, STREAM_WINDOW_FLOOR), 0);
+	cr_assert_eq(stream_on_data(&s, 1),
+		     STREAM_ACT_SEND_RESET | STREAM_ACT_ABORT);
+	cr_assert_eq(s.reset_code, STREAM_RST_PROTOCOL);
+
+	/* A fast reader at 100 ms RTT: it grows past a full window, the
+	 * growth above its base charged to the growth budget. */
+	stream_init_window(&s, 11, w);
+	cr_assert_eq(stream_on_open(&s, STREAM_WINDOW), 0);
+	for (int i = 0; i < 6; i++)
+		round_trip(&s, &now, 100 * MS, 100, NULL, &daemon);
+	cr_assert_gt(s.window, STREAM_WINDOW, "window %u", s.window);
+	cr_assert_eq(daemon.used, s.window - STREAM_WINDOW_FLOOR);
+	/* Gone: its base and its growth both come back, once. */
+	stream_release(&s, &base, &daemon);
+	cr_assert_eq(base.used, STREAM_BUDGET_BASE);
+	cr_assert_eq(daemon.used, 0);
+	stream_release(&s, &base, &daemon);
+	cr_assert_eq(base.used, STREAM_BUDGET_BASE);
+}
