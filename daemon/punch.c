@@ -174,7 +174,7 @@ static void att_drop(struct p2pd_node *n, const struct p2p_peerid *peer,
 	l = link_get(n, a->link);
 	a->link = 0;
 	if (close && l && !link_established(l))
-		link_fail(l, "punch attempt closed");
+		link_abort(l, "punch attempt closed");
 }
 
 static struct waiter *waiter_find(struct p2pd_node *n,
@@ -514,6 +514,70 @@ static void do_scheduled(struct p2pd_node *n, const struct p2p_psess_action *a,
 	}
 }
 
+/*
+ * The link of ours on the four-tuple (our listen port, addr) that a
+ * connect() from the listen port found in use, if it is one we may take
+ * for the attempt: a connection to addr that no other peer's handshake
+ * has claimed (our own earlier attempt, still connecting; the peer's SYN
+ * that reached our listener from that very candidate: the punched
+ * connection itself, in its handshake).
+ */
+static struct link *holder(struct p2pd_node *n, const struct p2p_addr *addr,
+			   const struct p2p_peerid *peer)
+{
+	uint16_t port = node_listen_port(n, addr->family);
+
+	for (struct link *l = link_first(n); l; l = link_next_of(l)) {
+		const struct p2p_peerid *who =
+		    link_hello_rx(l) ? link_peer(l) : link_expect(l);
+		if (link_kind(l) == LINK_RELAY ||
+		    !p2p_addr_equal(link_remote(l), addr) ||
+		    (link_local(l)->port != port &&
+		     !(link_outbound(l) && link_local(l)->port == 0)))
+			continue;
+		if (!who || p2p_peerid_equal(who, peer))
+			return l;
+	}
+	return NULL;
+}
+
+/* connect() to a->addr found the four-tuple in use (EADDRNOTAVAIL): a
+ * connection of ours to that candidate is the attempt, else the kernel
+ * holds it (TIME_WAIT, a SYN at our listener not yet accepted): wait
+ * for the attempt's hold instead of connecting again every
+ * P2P_PUNCH_RETRY_MS. */
+static void connect_held(struct p2pd_node *n, const struct p2p_psess_action *a,
+			 const char *id, const char *at)
+{
+	struct link *l = holder(n, &a->addr, &a->peer);
+	struct p2p_psess_table *t = n->punch->tab;
+
+	if (l && link_hello_rx(l)) {
+		log_info("punch %s: %s is a link to the peer already", id, at);
+		snprintf(n->punch->up, sizeof(n->punch->up), "%s %s",
+			 link_outbound(l) ? "to" : "from", at);
+		att_add(n, &a->peer, a->idx, link_id(l));
+		p2p_psess_link_hello(t, node_now(n), &a->peer, a->idx);
+		return;
+	}
+	if (l) {
+		log_info("punch %s: %s: taking the %s connection on that "
+			 "four-tuple as the attempt",
+			 id, at,
+			 link_outbound(l) ? "earlier outbound" : "peer's inbound");
+		att_add(n, &a->peer, a->idx, link_id(l));
+		if (link_local(l)->port != 0)
+			p2p_psess_attempt_connected(t, node_now(n), &a->peer,
+						    a->idx);
+		return;
+	}
+	log_info("punch %s: connect %s: four-tuple in use by a socket "
+		 "that is no link (TIME_WAIT, or a SYN at our listener): "
+		 "next try after the attempt's hold",
+		 id, at);
+	p2p_psess_attempt_held(t, node_now(n), &a->peer, a->idx);
+}
+
 static void do_connect(struct p2pd_node *n, const struct p2p_psess_action *a,
 		       const char *id)
 {
@@ -524,6 +588,10 @@ static void do_connect(struct p2pd_node *n, const struct p2p_psess_action *a,
 
 	if (!l) {
 		p2p_addr_format(&a->addr, at, sizeof(at));
+		if (err == UV_EADDRNOTAVAIL || err == UV_EADDRINUSE) {
+			connect_held(n, a, id, at);
+			return;
+		}
 		log_debug("punch %s: connect %s: %s", id, at, uv_strerror(err));
 		p2p_psess_attempt_failed(n->punch->tab, node_now(n), &a->peer,
 					 a->idx, false);
