@@ -564,7 +564,8 @@ static void connect_held(struct p2pd_node *n, const struct p2p_psess_action *a,
 		log_info("punch %s: %s: taking the %s connection on that "
 			 "four-tuple as the attempt",
 			 id, at,
-			 link_outbound(l) ? "earlier outbound" : "peer's inbound");
+			 link_outbound(l) ? "earlier outbound"
+					  : "peer's inbound");
 		att_add(n, &a->peer, a->idx, link_id(l));
 		if (link_local(l)->port != 0)
 			p2p_psess_attempt_connected(t, node_now(n), &a->peer,
@@ -617,7 +618,7 @@ static void do_failed(struct p2pd_node *n, const struct p2p_psess_action *a,
 		return;
 	}
 	if (failed)
-		failed(arg, &a->peer, a->msg);
+		failed(arg, &a->peer, a->reason, a->msg);
 }
 
 /* The peer is a server: it answered "dial me" (nat/punch.h). Whoever

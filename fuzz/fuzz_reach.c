@@ -80,7 +80,11 @@ static void event(struct p2p_reach *r, uint64_t now, uint8_t op, uint8_t arg)
 		else if (arg & 0x80)
 			p2p_reach_dial_hint(r, now, p, &addr);
 		else
-			p2p_reach_punch_failed(r, now, p, "punch failed");
+			p2p_reach_punch_failed(
+			    r, now, p,
+			    (enum p2p_punch_reason)((arg >> 3) %
+						    P2P_PUNCH_R_MAX),
+			    "punch failed");
 		break;
 	case 7:
 		p2p_reach_relays(r, now, p, peers, arg % (NPEERS + 2));

@@ -377,8 +377,7 @@ void p2p_punch_conn_failed(struct p2p_punch *p, uint64_t now, size_t idx,
 void p2p_punch_held(struct p2p_punch *p, uint64_t now, size_t idx)
 {
 	(void)now;
-	if (p->done || idx >= p->n ||
-	    p->c[idx].state != P2P_PUNCH_C_CONNECTING)
+	if (p->done || idx >= p->n || p->c[idx].state != P2P_PUNCH_C_CONNECTING)
 		return;
 	p->held++; /* its deadline (tick) stands: the next try comes then */
 }

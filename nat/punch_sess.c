@@ -947,8 +947,8 @@ static void compose_failed(const struct p2p_psess_table *t,
 	double secs = (double)(s->ended_at - s->t0) / 1000.0;
 
 	if (s->core.held > 0)
-		snprintf(held, sizeof(held),
-			 ", %u blocked (address in use)", s->core.held);
+		snprintf(held, sizeof(held), ", %u blocked (address in use)",
+			 s->core.held);
 	if (why == P2P_PUNCH_R_TIMEOUT)
 		snprintf(types, sizeof(types),
 			 " (this side %s, the peer %s; %u attempts, %u reset, "
