@@ -530,10 +530,15 @@ static struct link *holder(struct p2pd_node *n, const struct p2p_addr *addr,
 	for (struct link *l = link_first(n); l; l = link_next_of(l)) {
 		const struct p2p_peerid *who =
 		    link_hello_rx(l) ? link_peer(l) : link_expect(l);
+		/* A connecting link has no local address yet: only a punch
+		 * attempt of ours (direct from its start) left from the
+		 * listen port; a plain dial is someone else's. */
+		bool connecting = link_outbound(l) &&
+				  link_local(l)->port == 0 &&
+				  link_kind(l) == LINK_DIRECT;
 		if (link_kind(l) == LINK_RELAY ||
 		    !p2p_addr_equal(link_remote(l), addr) ||
-		    (link_local(l)->port != port &&
-		     !(link_outbound(l) && link_local(l)->port == 0)))
+		    (link_local(l)->port != port && !connecting))
 			continue;
 		if (!who || p2p_peerid_equal(who, peer))
 			return l;
