@@ -144,6 +144,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(p2p_reach_attempts(r) <= NPEERS);
 		FUZZ_CHECK(p2p_reach_attempts(r) == 0 ||
 			   p2p_reach_next_timer(r) != UINT64_MAX);
+		/* One upgrade per peer at most, each with a deadline or a
+		 * PUNCH still to poll or answer. */
+		FUZZ_CHECK(p2p_reach_upgrades(r) <= NPEERS);
+		FUZZ_CHECK(p2p_reach_stats(r)->upgrade_retries <=
+			   (uint64_t)size * P2P_REACH_UPGRADE_TRIES);
 	}
 	drain(r, ~0u);
 	p2p_reach_free(r);
