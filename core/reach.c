@@ -330,6 +330,7 @@ static void upg_expire(struct p2p_reach *r, uint64_t now)
 				continue;
 			}
 			u->at = 0;
+			u->until = now + P2P_REACH_PUNCH_MS; /* bounded wait */
 			u->tries++;
 			u->req = true;
 			r->stats.upgrade_retries++;
@@ -1085,8 +1086,9 @@ static bool poll_request(struct p2p_reach *r, struct p2p_reach_action *out)
 		}
 	}
 	for (struct upgrade *u = r->upgrades; u; u = u->next) {
-		if (!u->req)
-			continue;
+		if (!u->req || find(r, &u->peer))
+			continue; /* an attempt for the peer punches: see expire
+				   */
 		u->req = false;
 		u->wait = true;
 		out->type = P2P_REACH_PUNCH;

@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -546,6 +547,35 @@ static struct link *holder(struct p2pd_node *n, const struct p2p_addr *addr,
 	return NULL;
 }
 
+/* What holds (our listen port, addr) when no link does, for the log:
+ * the kernel's word for it (nat.h p2p_nat_sock_tuple_state). */
+static const char *holder_text(struct p2pd_node *n, const struct p2p_addr *addr)
+{
+	static char text[96];
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int st = -EINVAL;
+
+	if (node_addr_to_sockaddr(addr, &ss, &len) == 0)
+		st = p2p_nat_sock_tuple_state(node_listen_port(n, addr->family),
+					      (struct sockaddr *)&ss);
+	if (st == TCP_SYN_RECV)
+		return "the peer's SYN at our listener, not yet accepted";
+	if (st == TCP_TIME_WAIT || st == TCP_FIN_WAIT1 || st == TCP_FIN_WAIT2 ||
+	    st == TCP_CLOSING || st == TCP_LAST_ACK || st == TCP_CLOSE_WAIT)
+		snprintf(text, sizeof(text),
+			 "an earlier connection in %s (up to a minute)",
+			 p2p_nat_tcp_state_name(st));
+	else if (st >= 0)
+		snprintf(text, sizeof(text), "a socket that is no link (%s)",
+			 p2p_nat_tcp_state_name(st));
+	else
+		snprintf(text, sizeof(text),
+			 "a socket gone meanwhile or unseen (%s)",
+			 p2p_strerror(st));
+	return text;
+}
+
 /* connect() to a->addr found the four-tuple in use (EADDRNOTAVAIL): a
  * connection of ours to that candidate is the attempt, else the kernel
  * holds it (TIME_WAIT, a SYN at our listener not yet accepted): wait
@@ -577,10 +607,9 @@ static void connect_held(struct p2pd_node *n, const struct p2p_psess_action *a,
 						    a->idx);
 		return;
 	}
-	log_info("punch %s: connect %s: four-tuple in use by a socket "
-		 "that is no link (TIME_WAIT, or a SYN at our listener): "
-		 "next try after the attempt's hold",
-		 id, at);
+	log_info("punch %s: connect %s: four-tuple in use by %s: next try "
+		 "after the attempt's hold",
+		 id, at, holder_text(n, &a->addr));
 	p2p_psess_attempt_held(t, node_now(n), &a->peer, a->idx);
 }
 

@@ -315,6 +315,9 @@ def test_held_four_tuple_then_upgrade(w):
         # Each prime waits out its hold (1.5 s) over the 8 s schedule: at
         # most 6 a punch, two punches by now; the old loop made ~50.
         check(1 <= held <= 14, "%s: %d connects found the four-tuple in use" % (y, held))
+        # The log names the holder as the kernel sees it (sock_diag).
+        check("four-tuple in use by a socket that is no link (SYN_SENT)" in b.log_text(),
+              "%s's log does not name the holder" % y)
         check((metric(a, "p2pd_punch_upgrade_retries_total") or 0) >= 1,
               "upgrade retries in %s's metrics" % x)
     finally:
