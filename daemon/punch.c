@@ -72,9 +72,19 @@ struct waiter {
 	void *arg;
 };
 
+/* An attempt we closed: its socket goes at the end of this loop turn
+ * (link_after), so a connect() to the same candidate in the same turn
+ * (a restarted schedule) finds the four-tuple still in use. */
+struct closed {
+	struct p2p_addr addr;
+	uint64_t at; /* node_now() when closed */
+};
+
 struct punches {
 	struct p2p_psess_table *tab;
 	struct attempt att[P2P_PSESS_MAX * P2P_PUNCH_CAND_MAX];
+	struct closed closed[P2P_PUNCH_CAND_MAX]; /* the newest, in turn */
+	size_t nclosed;
 	struct waiter w[P2P_PSESS_MAX];
 	struct sigrtt rtt[PUNCH_RTT_CACHE];
 	/* punch_start: the failure of the REQUEST it just queued. */
@@ -174,8 +184,24 @@ static void att_drop(struct p2pd_node *n, const struct p2p_peerid *peer,
 		return;
 	l = link_get(n, a->link);
 	a->link = 0;
-	if (close && l && !link_established(l))
+	if (close && l && !link_established(l)) {
+		struct closed *c =
+		    &n->punch->closed[n->punch->nclosed++ % P2P_PUNCH_CAND_MAX];
+		c->addr = *link_remote(l);
+		c->at = node_now(n);
 		link_abort(l, "punch attempt closed");
+	}
+}
+
+/* Whether we closed an attempt to addr in this loop turn (its socket
+ * still holds the four-tuple until the turn ends). */
+static bool just_closed(struct p2pd_node *n, const struct p2p_addr *addr)
+{
+	for (size_t i = 0; i < P2P_PUNCH_CAND_MAX; i++)
+		if (n->punch->closed[i].at == node_now(n) &&
+		    p2p_addr_equal(&n->punch->closed[i].addr, addr))
+			return true;
+	return false;
 }
 
 static struct waiter *waiter_find(struct p2pd_node *n,
@@ -605,6 +631,16 @@ static void connect_held(struct p2pd_node *n, const struct p2p_psess_action *a,
 		if (link_local(l)->port != 0)
 			p2p_psess_attempt_connected(t, node_now(n), &a->peer,
 						    a->idx);
+		return;
+	}
+	if (just_closed(n, &a->addr)) {
+		/* Our own attempt, closed a moment ago (a restart): free
+		 * once this turn ends, so the usual short retry. */
+		log_debug("punch %s: connect %s: our closed attempt's socket "
+			  "goes at the end of this turn",
+			  id, at);
+		p2p_psess_attempt_failed(t, node_now(n), &a->peer, a->idx,
+					 false);
 		return;
 	}
 	log_info("punch %s: connect %s: four-tuple in use by %s: next try "
