@@ -9,6 +9,10 @@
  * order, each asked over our link to it or dialled first (RELAY_DIAL),
  * then the nodes we hold links to; a->near keeps the former.
  *
+ * A relayed link that answers while the punch runs leaves an upgrade
+ * behind (struct upgrade): the punch's failure asks for another one
+ * later, a bounded number of times (reach.h, P2P_REACH_UPGRADE_TRIES).
+ *
  * A link to the peer coming up ends the attempt in any state. Requests
  * (LOOKUP, DIAL, PUNCH, RELAYS, RELAY) are bits in a->req until polled,
  * then in a->wait until answered; completions wait in each waiter, queued
@@ -58,6 +62,8 @@ struct attempt {
 	uint64_t grace_at; /* PUNCH: a relayed link waits till then */
 	/* punch_early: what the punch's signalling said before S_PUNCH */
 	bool early_unlikely;
+	bool unlikely;	 /* the punch can hardly work: no upgrade retry */
+	bool no_upgrade; /* the peer said "dial me" and was not dialled */
 	uint64_t early_grace_at;    /* 0: nothing */
 	struct p2p_reach_link held; /* the relayed link waiting (id 0 none) */
 	char context[P2P_REACH_WHY_MAX]; /* why we punch */
@@ -74,9 +80,23 @@ struct attempt {
 	struct waiter *wh, *wt;	  /* waiters, first come first */
 };
 
+/* A relayed pair whose punch may still make it direct (reach.h). */
+struct upgrade {
+	struct upgrade *next;
+	struct p2p_peerid peer;
+	uint32_t relay; /* the relayed link that answered */
+	unsigned tries; /* punches asked again so far */
+	uint64_t at;	/* the next punch is asked then (0: none due) */
+	uint64_t until; /* a punch's verdict is awaited till then (0: none) */
+	bool req, wait; /* PUNCH to poll; polled, not yet answered */
+};
+
 struct p2p_reach {
 	struct p2p_reach_config cfg;
 	struct attempt *attempts;
+	struct upgrade *upgrades;
+	size_t nupgrades;
+	struct p2p_reach_stats stats;
 	struct waiter *rh, *rt; /* results ready, oldest first */
 	size_t nattempts, nwaiters;
 	bool stopping;
@@ -91,6 +111,17 @@ struct p2p_reach *p2p_reach_new(const struct p2p_reach_config *cfg)
 	return r;
 }
 
+static void upgrades_free(struct p2p_reach *r)
+{
+	struct upgrade *u;
+
+	while ((u = r->upgrades) != NULL) {
+		r->upgrades = u->next;
+		free(u);
+	}
+	r->nupgrades = 0;
+}
+
 void p2p_reach_free(struct p2p_reach *r)
 {
 	struct attempt *a;
@@ -98,6 +129,7 @@ void p2p_reach_free(struct p2p_reach *r)
 
 	if (!r)
 		return;
+	upgrades_free(r);
 	while ((a = r->attempts) != NULL) {
 		r->attempts = a->next;
 		while ((w = a->wh) != NULL) {
@@ -202,6 +234,108 @@ static void finish(struct p2p_reach *r, struct attempt *a,
 static void want(struct attempt *a, enum p2p_reach_action_type t)
 {
 	a->req |= REQ(t);
+}
+
+/* ---- upgrades ---- */
+
+static struct upgrade *upg_find(struct p2p_reach *r,
+				const struct p2p_peerid *peer)
+{
+	for (struct upgrade *u = r->upgrades; u; u = u->next)
+		if (p2p_peerid_equal(&u->peer, peer))
+			return u;
+	return NULL;
+}
+
+static void upg_forget(struct p2p_reach *r, struct upgrade *u)
+{
+	for (struct upgrade **pp = &r->upgrades; *pp; pp = &(*pp)->next) {
+		if (*pp == u) {
+			*pp = u->next;
+			r->nupgrades--;
+			free(u);
+			return;
+		}
+	}
+}
+
+/* A fresh punch may get past this failure: the path lost something, or
+ * the peer was busy. Its refusals would only be said again. */
+static bool retryable(enum p2p_punch_reason why)
+{
+	switch (why) {
+	case P2P_PUNCH_R_NONE:
+	case P2P_PUNCH_R_TIMEOUT:
+	case P2P_PUNCH_R_NO_ANSWER:
+	case P2P_PUNCH_R_BUSY:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* The relayed link l answers a's waiters while a's punch runs: watch
+ * for its verdict (nothing when the punch can hardly work). */
+static struct upgrade *upg_watch(struct p2p_reach *r, struct attempt *a,
+				 const struct p2p_reach_link *l, uint64_t now)
+{
+	struct upgrade *u;
+
+	if (l->kind != P2P_REACH_K_RELAYED || a->state != S_PUNCH ||
+	    a->unlikely || a->no_upgrade)
+		return NULL;
+	u = upg_find(r, &a->peer);
+	if (!u) {
+		if (r->nupgrades >= P2P_REACH_UPGRADES_MAX ||
+		    !(u = calloc(1, sizeof(*u))))
+			return NULL; /* it stays relayed, as it did before */
+		u->peer = a->peer;
+		u->next = r->upgrades;
+		r->upgrades = u;
+		r->nupgrades++;
+	}
+	u->relay = l->id;
+	u->at = 0;
+	u->until = now + P2P_REACH_PUNCH_MS;
+	return u;
+}
+
+/* The punch u watched failed (why): once more after the backoff, or
+ * never. */
+static void upg_failed(struct p2p_reach *r, struct upgrade *u, uint64_t now,
+		       enum p2p_punch_reason why)
+{
+	if (!retryable(why) || u->tries >= P2P_REACH_UPGRADE_TRIES) {
+		upg_forget(r, u);
+		return;
+	}
+	u->until = 0;
+	u->at = now + ((uint64_t)P2P_REACH_UPGRADE_BACKOFF_MS << u->tries);
+}
+
+/* Time for u's next punch, or to stop waiting for a verdict. */
+static void upg_expire(struct p2p_reach *r, uint64_t now)
+{
+	struct upgrade *u, *next;
+
+	for (u = r->upgrades; u; u = next) {
+		next = u->next;
+		if (u->until && now >= u->until) {
+			upg_forget(r, u); /* no verdict came: nothing to do */
+		} else if (u->at && now >= u->at) {
+			/* Someone asked for the peer meanwhile: that attempt
+			 * punches, whatever it finds. */
+			if (find(r, &u->peer)) {
+				upg_forget(r, u);
+				continue;
+			}
+			u->at = 0;
+			u->until = now + P2P_REACH_PUNCH_MS; /* bounded wait */
+			u->tries++;
+			u->req = true;
+			r->stats.upgrade_retries++;
+		}
+	}
 }
 
 /* An answer of type t for peer is expected: the attempt, else NULL. */
@@ -314,6 +448,7 @@ static void punch(struct p2p_reach *r, struct attempt *a, uint64_t now,
 	a->state = S_PUNCH;
 	a->deadline = now + P2P_REACH_PUNCH_MS;
 	a->grace_at = now + r->cfg.punch_grace_ms;
+	a->unlikely = a->early_unlikely;
 	if (a->early_unlikely)
 		a->grace_at = now;
 	else if (a->early_grace_at && a->early_grace_at < a->grace_at)
@@ -545,8 +680,17 @@ int p2p_reach_punch_started(struct p2p_reach *r, uint64_t now,
 {
 	char msg[P2P_REACH_TEXT_MAX];
 	int err;
+	struct upgrade *u = upg_find(r, peer);
 	struct attempt *a = answering(r, peer, P2P_REACH_PUNCH, &err);
 
+	if (!a && u && u->wait) {
+		u->wait = false;
+		if (rc < 0)
+			upg_forget(r, u); /* cannot punch now: stays relayed */
+		else
+			u->until = now + P2P_REACH_PUNCH_MS;
+		return 0;
+	}
 	if (!a)
 		return err;
 	if (rc >= 0 || a->state != S_PUNCH)
@@ -563,14 +707,26 @@ int p2p_reach_punch_started(struct p2p_reach *r, uint64_t now,
 }
 
 int p2p_reach_punch_failed(struct p2p_reach *r, uint64_t now,
-			   const struct p2p_peerid *peer, const char *msg)
+			   const struct p2p_peerid *peer,
+			   enum p2p_punch_reason why, const char *msg)
 {
 	struct attempt *a = find(r, peer);
+	struct upgrade *u;
 
-	if (!a || a->state != S_PUNCH)
-		return -ENOENT;
+	if (!a || a->state != S_PUNCH) {
+		/* The punch of a relayed pair (reach.h: upgrades). */
+		u = upg_find(r, peer);
+		if (!u || !u->until)
+			return -ENOENT;
+		upg_failed(r, u, now, why);
+		return 0;
+	}
 	if (a->held.id) {
-		/* The relay asked alongside is up already: it is the answer. */
+		/* The relay asked alongside is up already: it is the answer,
+		 * and a punch that failed may be asked again. */
+		u = upg_watch(r, a, &a->held, now);
+		if (u)
+			upg_failed(r, u, now, why);
 		finish(r, a, &a->held, NULL, NULL);
 		return 0;
 	}
@@ -582,13 +738,19 @@ int p2p_reach_punch_unlikely(struct p2p_reach *r, uint64_t now,
 			     const struct p2p_peerid *peer)
 {
 	struct attempt *a = find(r, peer);
+	struct upgrade *u = a ? NULL : upg_find(r, peer);
 
 	if (a && a->state == S_LOOKUP && r->cfg.punch_early) {
 		a->early_unlikely = true; /* for punch() */
 		return 0;
 	}
+	if (u) {
+		upg_forget(r, u); /* an upgrade's punch: not worth another */
+		return 0;
+	}
 	if (!a || a->state != S_PUNCH)
 		return -ENOENT;
+	a->unlikely = true;
 	a->grace_at = now;
 	if (a->held.id)
 		finish(r, a, &a->held, NULL, NULL);
@@ -600,14 +762,19 @@ int p2p_reach_dial_hint(struct p2p_reach *r, uint64_t now,
 			const struct p2p_addr *addr)
 {
 	struct attempt *a = find(r, peer);
+	struct upgrade *u = a ? NULL : upg_find(r, peer);
 
 	(void)now;
+	if (u)
+		upg_forget(r, u); /* a server: no punch to ask again */
 	if (!a)
 		return -ENOENT;
 	if (a->state == S_DIAL)
 		return 0; /* the lookup found it first: that dial goes on */
-	if (a->state != S_LOOKUP || a->near_lookup || addr->family == 0)
+	if (a->state != S_LOOKUP || a->near_lookup || addr->family == 0) {
+		a->no_upgrade = true;
 		return -EALREADY;
+	}
 	dial(a, addr); /* the lookup's answer will find nothing to do */
 	return 0;
 }
@@ -763,7 +930,12 @@ int p2p_reach_link_up(struct p2p_reach *r, uint64_t now,
 {
 	bool dialled = l && relay_dialled(r, l->id, l);
 	struct attempt *a = find(r, peer);
+	struct upgrade *u = upg_find(r, peer);
 
+	if (u && l->kind != P2P_REACH_K_RELAYED) {
+		r->stats.upgrades++; /* direct at last */
+		upg_forget(r, u);
+	}
 	if (!a)
 		return dialled ? 0 : -ENOENT;
 	if (l->kind == P2P_REACH_K_RELAYED && a->state == S_PUNCH &&
@@ -771,6 +943,7 @@ int p2p_reach_link_up(struct p2p_reach *r, uint64_t now,
 		a->held = *l; /* the punch may still win */
 		return 0;
 	}
+	upg_watch(r, a, l, now); /* the punch goes on: its verdict counts */
 	finish(r, a, l, NULL, NULL);
 	return 0;
 }
@@ -783,6 +956,13 @@ int p2p_reach_link_gone(struct p2p_reach *r, uint64_t now, uint32_t link_id,
 
 	if (link_id == 0)
 		return -ENOENT;
+	/* A relayed pair's link went: nothing left to upgrade. */
+	for (struct upgrade *u = r->upgrades; u; u = u->next) {
+		if (u->relay == link_id) {
+			upg_forget(r, u);
+			break;
+		}
+	}
 	/* A relay candidate's dial: up is then a link to the candidate. */
 	if (relay_dialled(r, link_id, up && up->id != link_id ? up : NULL))
 		return 0;
@@ -825,11 +1005,13 @@ void p2p_reach_expire(struct p2p_reach *r, uint64_t now)
 
 	for (a = r->attempts; a; a = next) {
 		next = a->next;
-		if (a->held.id && now >= a->grace_at)
+		if (a->held.id && now >= a->grace_at) {
+			upg_watch(r, a, &a->held, now);
 			finish(r, a, &a->held, NULL, NULL);
-		else if (now >= a->deadline)
+		} else if (now >= a->deadline)
 			finish(r, a, NULL, "timeout", expired_text(a->state));
 	}
+	upg_expire(r, now);
 }
 
 uint64_t p2p_reach_next_timer(const struct p2p_reach *r)
@@ -842,12 +1024,19 @@ uint64_t p2p_reach_next_timer(const struct p2p_reach *r)
 		if (a->held.id && a->grace_at < t)
 			t = a->grace_at;
 	}
+	for (const struct upgrade *u = r->upgrades; u; u = u->next) {
+		if (u->at && u->at < t)
+			t = u->at;
+		if (u->until && u->until < t)
+			t = u->until;
+	}
 	return t;
 }
 
 void p2p_reach_stop(struct p2p_reach *r)
 {
 	r->stopping = true;
+	upgrades_free(r);
 	while (r->attempts)
 		finish(r, r->attempts, NULL, "internal",
 		       "daemon shutting down");
@@ -896,6 +1085,20 @@ static bool poll_request(struct p2p_reach *r, struct p2p_reach_action *out)
 			return true;
 		}
 	}
+	for (struct upgrade *u = r->upgrades; u; u = u->next) {
+		if (!u->req || find(r, &u->peer))
+			continue; /* an attempt for the peer punches: see expire
+				   */
+		u->req = false;
+		u->wait = true;
+		out->type = P2P_REACH_PUNCH;
+		out->peer = u->peer;
+		out->upgrade = true;
+		snprintf(out->text, sizeof(out->text),
+			 "the link is relayed (upgrade, punch %u of %u more)",
+			 u->tries, P2P_REACH_UPGRADE_TRIES);
+		return true;
+	}
 	return false;
 }
 
@@ -913,6 +1116,16 @@ size_t p2p_reach_attempts(const struct p2p_reach *r)
 size_t p2p_reach_waiters(const struct p2p_reach *r)
 {
 	return r->nwaiters;
+}
+
+const struct p2p_reach_stats *p2p_reach_stats(const struct p2p_reach *r)
+{
+	return &r->stats;
+}
+
+size_t p2p_reach_upgrades(const struct p2p_reach *r)
+{
+	return r->nupgrades;
 }
 
 const char *p2p_reach_method_name(enum p2p_reach_method m)

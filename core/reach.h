@@ -68,6 +68,22 @@
 #define P2P_REACH_PUNCH_GRACE_MS 2000 /* a relay waits for a punch */
 #define P2P_REACH_GRACE_RTTS 2	      /* ... its REPLY + this x sig rtt */
 #define P2P_REACH_GRACE_SLACK_MS 150  /* ... + this (jitter, scheduling) */
+/*
+ * Upgrades (retry8). A relayed link that answered while the punch still
+ * ran (the grace was over) is the pair's path until that punch makes a
+ * direct link. When the punch then fails outright (its schedule ran out,
+ * no answer, no route: not a refusal that a new request would get too),
+ * the core asks for one more punch after P2P_REACH_UPGRADE_BACKOFF_MS
+ * (fresh candidates and nonce: a new request), doubling the wait, at
+ * most P2P_REACH_UPGRADE_TRIES times per relayed link. Never for a pair
+ * the punch's signalling called unlikely (an endpoint-dependent side),
+ * whose peer said "dial me" and could not be dialled, or whose relayed
+ * link has gone. A loss on the path or a busy NAT costs one punch, not
+ * the direct link for as long as the relayed one lives.
+ */
+#define P2P_REACH_UPGRADE_TRIES 2	  /* punches asked again */
+#define P2P_REACH_UPGRADE_BACKOFF_MS 3000 /* before the first; x2 each */
+#define P2P_REACH_UPGRADES_MAX 256	  /* relayed pairs watched at once */
 #define P2P_REACH_WHY_MAX 200
 #define P2P_REACH_TEXT_MAX 320 /* a punch context, a failure message */
 
@@ -100,7 +116,9 @@ enum p2p_reach_action_type {
 	 * p2p_reach_dial_started, then link_up or link_gone. */
 	P2P_REACH_DIAL,
 	/* peer, text (the context: why we punch): start hole punching;
-	 * answer p2p_reach_punch_started, then link_up or punch_failed. */
+	 * answer p2p_reach_punch_started, then link_up or punch_failed.
+	 * Also an upgrade's retry (upgrade true): nobody waits on it; its
+	 * end comes back the same way. */
 	P2P_REACH_PUNCH,
 	/* peer: which nodes could relay? Answer p2p_reach_relays with the IDs
 	 * of the nodes we hold direct (not relayed) links to. With
@@ -130,6 +148,7 @@ struct p2p_reach_action {
 	struct p2p_reach_link link;   /* DONE: id 0 on failure */
 	enum p2p_reach_method method; /* DONE */
 	bool dialled;	  /* DONE: an attempt ran for it (not at once) */
+	bool upgrade;	  /* PUNCH: a retry to upgrade a relayed link */
 	const char *code; /* DONE: NULL on success; a static string */
 	char text[P2P_REACH_TEXT_MAX]; /* PUNCH: context; DONE: message */
 };
@@ -224,9 +243,15 @@ int p2p_reach_dial_started(struct p2p_reach *r, uint64_t now,
 int p2p_reach_punch_started(struct p2p_reach *r, uint64_t now,
 			    const struct p2p_peerid *peer, int rc,
 			    const char *errtext);
-/* Punching towards peer gave up; msg says why (the user's text). */
+/* Punching towards peer gave up; why is the reason (P2P_PUNCH_R_NONE:
+ * a local cause, a route that failed), msg says why (the user's text).
+ * For a relayed link that answered while the punch ran, an upgrade retry
+ * may follow (see P2P_REACH_UPGRADE_TRIES): the peer's refusals
+ * (both endpoint-dependent, not listening, limited, implausible) get
+ * none. -ENOENT: neither an attempt nor an upgrade waited for it. */
 int p2p_reach_punch_failed(struct p2p_reach *r, uint64_t now,
-			   const struct p2p_peerid *peer, const char *msg);
+			   const struct p2p_peerid *peer,
+			   enum p2p_punch_reason why, const char *msg);
 /*
  * The punch towards peer runs but can hardly work (our NAT or the peer's
  * is endpoint-dependent, as the punch's signalling told): a relayed link
@@ -309,6 +334,15 @@ bool p2p_reach_poll(struct p2p_reach *r, struct p2p_reach_action *a);
 /* Attempts and waiters held now (for tests and the simulator). */
 size_t p2p_reach_attempts(const struct p2p_reach *r);
 size_t p2p_reach_waiters(const struct p2p_reach *r);
+
+/* Counters (metrics); they only grow. */
+struct p2p_reach_stats {
+	uint64_t upgrade_retries; /* PUNCH asked again for a relayed pair */
+	uint64_t upgrades;	  /* relayed pairs that got a direct link */
+};
+const struct p2p_reach_stats *p2p_reach_stats(const struct p2p_reach *r);
+/* Relayed pairs watched for an upgrade now (for tests). */
+size_t p2p_reach_upgrades(const struct p2p_reach *r);
 
 /* "existing", "dial", "punch", "relay" ("" for NONE). */
 const char *p2p_reach_method_name(enum p2p_reach_method m);

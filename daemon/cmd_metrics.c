@@ -14,6 +14,7 @@
 #include "nat/punch_sess.h"
 #include "ovl.h"
 #include "punch.h"
+#include "reach.h"
 #include "relay.h"
 #include "tunnel.h"
 
@@ -68,6 +69,13 @@ static void punch_metrics(FILE *f, struct p2pd_node *n)
 	metric(f, "punch_dial_me_total", "counter",
 	       "Hole punch requests answered \"dial me\" (we are a server).",
 	       p->dialable);
+	metric(f, "punch_upgrade_retries_total", "counter",
+	       "Hole punches asked again for a relayed pair after its punch "
+	       "failed.",
+	       reach_stats(n)->upgrade_retries);
+	metric(f, "punch_upgrades_total", "counter",
+	       "Relayed pairs that got a direct link later.",
+	       reach_stats(n)->upgrades);
 }
 
 /* Issue 10: what the data path holds, against its budgets. */

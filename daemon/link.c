@@ -394,6 +394,14 @@ void link_fail(struct link *l, const char *why)
 {
 	if (l->state == LINK_DEAD)
 		return;
+	/* A punch attempt that dies before its session is up (given up,
+	 * handshake failed) holds the listen-port four-tuple to the peer's
+	 * candidate: closed with a FIN it would stay in FIN_WAIT or
+	 * TIME_WAIT for up to a minute, and every later prime or SYN to
+	 * that candidate would fail with "address not available". Nothing
+	 * on it is worth a FIN yet. */
+	if (l->punch_attempt && l->state < LINK_UP)
+		l->rst = true;
 	if (!l->why)
 		l->why = why;
 	l->state = LINK_DEAD;

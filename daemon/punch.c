@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,9 +72,19 @@ struct waiter {
 	void *arg;
 };
 
+/* An attempt we closed: its socket goes at the end of this loop turn
+ * (link_after), so a connect() to the same candidate in the same turn
+ * (a restarted schedule) finds the four-tuple still in use. */
+struct closed {
+	struct p2p_addr addr;
+	uint64_t at; /* node_now() when closed */
+};
+
 struct punches {
 	struct p2p_psess_table *tab;
 	struct attempt att[P2P_PSESS_MAX * P2P_PUNCH_CAND_MAX];
+	struct closed closed[P2P_PUNCH_CAND_MAX]; /* the newest, in turn */
+	size_t nclosed;
 	struct waiter w[P2P_PSESS_MAX];
 	struct sigrtt rtt[PUNCH_RTT_CACHE];
 	/* punch_start: the failure of the REQUEST it just queued. */
@@ -173,8 +184,24 @@ static void att_drop(struct p2pd_node *n, const struct p2p_peerid *peer,
 		return;
 	l = link_get(n, a->link);
 	a->link = 0;
-	if (close && l && !link_established(l))
-		link_fail(l, "punch attempt closed");
+	if (close && l && !link_established(l)) {
+		struct closed *c =
+		    &n->punch->closed[n->punch->nclosed++ % P2P_PUNCH_CAND_MAX];
+		c->addr = *link_remote(l);
+		c->at = node_now(n);
+		link_abort(l, "punch attempt closed");
+	}
+}
+
+/* Whether we closed an attempt to addr in this loop turn (its socket
+ * still holds the four-tuple until the turn ends). */
+static bool just_closed(struct p2pd_node *n, const struct p2p_addr *addr)
+{
+	for (size_t i = 0; i < P2P_PUNCH_CAND_MAX; i++)
+		if (n->punch->closed[i].at == node_now(n) &&
+		    p2p_addr_equal(&n->punch->closed[i].addr, addr))
+			return true;
+	return false;
 }
 
 static struct waiter *waiter_find(struct p2pd_node *n,
@@ -514,6 +541,114 @@ static void do_scheduled(struct p2pd_node *n, const struct p2p_psess_action *a,
 	}
 }
 
+/*
+ * The link of ours on the four-tuple (our listen port, addr) that a
+ * connect() from the listen port found in use, if it is one we may take
+ * for the attempt: a connection to addr that no other peer's handshake
+ * has claimed (our own earlier attempt, still connecting; the peer's SYN
+ * that reached our listener from that very candidate: the punched
+ * connection itself, in its handshake).
+ */
+static struct link *holder(struct p2pd_node *n, const struct p2p_addr *addr,
+			   const struct p2p_peerid *peer)
+{
+	uint16_t port = node_listen_port(n, addr->family);
+
+	for (struct link *l = link_first(n); l; l = link_next_of(l)) {
+		const struct p2p_peerid *who =
+		    link_hello_rx(l) ? link_peer(l) : link_expect(l);
+		/* A connecting link has no local address yet: only a punch
+		 * attempt of ours (direct from its start) left from the
+		 * listen port; a plain dial is someone else's. */
+		bool connecting = link_outbound(l) &&
+				  link_local(l)->port == 0 &&
+				  link_kind(l) == LINK_DIRECT;
+		if (link_kind(l) == LINK_RELAY ||
+		    !p2p_addr_equal(link_remote(l), addr) ||
+		    (link_local(l)->port != port && !connecting))
+			continue;
+		if (!who || p2p_peerid_equal(who, peer))
+			return l;
+	}
+	return NULL;
+}
+
+/* What holds (our listen port, addr) when no link does, for the log:
+ * the kernel's word for it (nat.h p2p_nat_sock_tuple_state). */
+static const char *holder_text(struct p2pd_node *n, const struct p2p_addr *addr)
+{
+	static char text[96];
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int st = -EINVAL;
+
+	if (node_addr_to_sockaddr(addr, &ss, &len) == 0)
+		st = p2p_nat_sock_tuple_state(node_listen_port(n, addr->family),
+					      (struct sockaddr *)&ss);
+	if (st == TCP_SYN_RECV)
+		return "the peer's SYN at our listener, not yet accepted";
+	if (st == TCP_TIME_WAIT || st == TCP_FIN_WAIT1 || st == TCP_FIN_WAIT2 ||
+	    st == TCP_CLOSING || st == TCP_LAST_ACK || st == TCP_CLOSE_WAIT)
+		snprintf(text, sizeof(text),
+			 "an earlier connection in %s (up to a minute)",
+			 p2p_nat_tcp_state_name(st));
+	else if (st >= 0)
+		snprintf(text, sizeof(text), "a socket that is no link (%s)",
+			 p2p_nat_tcp_state_name(st));
+	else
+		snprintf(text, sizeof(text),
+			 "a socket gone meanwhile or unseen (%s)",
+			 p2p_strerror(st));
+	return text;
+}
+
+/* connect() to a->addr found the four-tuple in use (EADDRNOTAVAIL): a
+ * connection of ours to that candidate is the attempt, else the kernel
+ * holds it (TIME_WAIT, a SYN at our listener not yet accepted): wait
+ * for the attempt's hold instead of connecting again every
+ * P2P_PUNCH_RETRY_MS. */
+static void connect_held(struct p2pd_node *n, const struct p2p_psess_action *a,
+			 const char *id, const char *at)
+{
+	struct link *l = holder(n, &a->addr, &a->peer);
+	struct p2p_psess_table *t = n->punch->tab;
+
+	if (l && link_hello_rx(l)) {
+		log_info("punch %s: %s is a link to the peer already", id, at);
+		snprintf(n->punch->up, sizeof(n->punch->up), "%s %s",
+			 link_outbound(l) ? "to" : "from", at);
+		att_add(n, &a->peer, a->idx, link_id(l));
+		p2p_psess_link_hello(t, node_now(n), &a->peer, a->idx);
+		return;
+	}
+	if (l) {
+		log_info("punch %s: %s: taking the %s connection on that "
+			 "four-tuple as the attempt",
+			 id, at,
+			 link_outbound(l) ? "earlier outbound"
+					  : "peer's inbound");
+		att_add(n, &a->peer, a->idx, link_id(l));
+		if (link_local(l)->port != 0)
+			p2p_psess_attempt_connected(t, node_now(n), &a->peer,
+						    a->idx);
+		return;
+	}
+	if (just_closed(n, &a->addr)) {
+		/* Our own attempt, closed a moment ago (a restart): free
+		 * once this turn ends, so the usual short retry. */
+		log_debug("punch %s: connect %s: our closed attempt's socket "
+			  "goes at the end of this turn",
+			  id, at);
+		p2p_psess_attempt_failed(t, node_now(n), &a->peer, a->idx,
+					 false);
+		return;
+	}
+	log_info("punch %s: connect %s: four-tuple in use by %s: next try "
+		 "after the attempt's hold",
+		 id, at, holder_text(n, &a->addr));
+	p2p_psess_attempt_held(t, node_now(n), &a->peer, a->idx);
+}
+
 static void do_connect(struct p2pd_node *n, const struct p2p_psess_action *a,
 		       const char *id)
 {
@@ -524,6 +659,10 @@ static void do_connect(struct p2pd_node *n, const struct p2p_psess_action *a,
 
 	if (!l) {
 		p2p_addr_format(&a->addr, at, sizeof(at));
+		if (err == UV_EADDRNOTAVAIL || err == UV_EADDRINUSE) {
+			connect_held(n, a, id, at);
+			return;
+		}
 		log_debug("punch %s: connect %s: %s", id, at, uv_strerror(err));
 		p2p_psess_attempt_failed(n->punch->tab, node_now(n), &a->peer,
 					 a->idx, false);
@@ -549,7 +688,7 @@ static void do_failed(struct p2pd_node *n, const struct p2p_psess_action *a,
 		return;
 	}
 	if (failed)
-		failed(arg, &a->peer, a->msg);
+		failed(arg, &a->peer, a->reason, a->msg);
 }
 
 /* The peer is a server: it answered "dial me" (nat/punch.h). Whoever

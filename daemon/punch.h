@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "nat/nat.h"
+#include "nat/punch.h"
 #include "node.h"
 #include "proto/peerid.h"
 
@@ -18,10 +19,11 @@
 #define PUNCH_GLOBAL6_MAX 4 /* our global IPv6 addresses offered */
 #define PUNCH_RTT_CACHE 32  /* peers whose signalling rtt we remember */
 
-/* A punch we asked for failed: msg says why, for the user. Success is
- * seen by everyone as the peer's link coming up. */
+/* A punch we asked for failed: why (the peer's reason, or
+ * P2P_PUNCH_R_NONE for a local cause), msg says why, for the user.
+ * Success is seen by everyone as the peer's link coming up. */
 typedef void (*punch_failed_fn)(void *arg, const struct p2p_peerid *peer,
-				const char *msg);
+				enum p2p_punch_reason why, const char *msg);
 
 /* A punch with peer is agreed and starts now: peer_nat is the NAT type
  * the peer gave in its REQUEST or REPLY; primer: we answered it and prime,

@@ -135,11 +135,11 @@ static void on_lookup(void *arg, const struct p2p_ov_action *a)
 }
 
 static void on_punch_failed(void *arg, const struct p2p_peerid *peer,
-			    const char *msg)
+			    enum p2p_punch_reason why, const char *msg)
 {
 	struct p2pd_node *n = arg;
 
-	p2p_reach_punch_failed(n->reach->core, node_now(n), peer, msg);
+	p2p_reach_punch_failed(n->reach->core, node_now(n), peer, why, msg);
 }
 
 void reach_punch_dial(void *arg, const struct p2p_peerid *peer,
@@ -156,7 +156,8 @@ void reach_punch_dial(void *arg, const struct p2p_peerid *peer,
 		 "no direct link: the peer says it is dialable at %s, but it "
 		 "could not be dialled",
 		 a);
-	p2p_reach_punch_failed(n->reach->core, node_now(n), peer, msg);
+	p2p_reach_punch_failed(n->reach->core, node_now(n), peer,
+			       P2P_PUNCH_R_NONE, msg);
 }
 
 void reach_punch_scheduled(void *arg, const struct p2p_peerid *peer,
@@ -294,7 +295,9 @@ static void carry_out(struct p2pd_node *n, const struct p2p_reach_action *a)
 	uint64_t id = 0;
 	int rc;
 
-	progress_reach_step(n, a);
+	/* An upgrade's punch has no waiter to tell (the pair is relayed). */
+	if (!a->upgrade)
+		progress_reach_step(n, a);
 	switch (a->type) {
 	case P2P_REACH_LOOKUP:
 		rc = ovl_lookup(n, &a->peer, on_lookup, n, &id);
@@ -304,6 +307,11 @@ static void carry_out(struct p2pd_node *n, const struct p2p_reach_action *a)
 		dial(n, a);
 		break;
 	case P2P_REACH_PUNCH:
+		if (a->upgrade) {
+			char who[P2P_ID_TEXT_LEN + 1];
+			p2p_peerid_to_text(&a->peer, who);
+			log_info("reach %s: punching again: %s", who, a->text);
+		}
 		rc = punch_start(n, &a->peer, a->text, on_punch_failed, n);
 		p2p_reach_punch_started(r, node_now(n), &a->peer, rc, NULL);
 		break;
@@ -410,6 +418,11 @@ void reach_expire(void *arg, uint64_t now)
 	struct p2pd_node *n = arg;
 
 	p2p_reach_expire(n->reach->core, now);
+}
+
+const struct p2p_reach_stats *reach_stats(struct p2pd_node *n)
+{
+	return p2p_reach_stats(n->reach->core);
 }
 
 void reach_stop(struct p2pd_node *n)

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/reach.h"
 #include "link.h"
 #include "nat/nat.h"
 #include "node.h"
@@ -40,6 +41,8 @@ struct reach_waiter {
 int reach_module_init(struct p2pd_node *n);
 /* Shutdown: every waiter is told ("internal", "daemon shutting down"). */
 void reach_stop(struct p2pd_node *n);
+/* The core's counters (metrics: upgrade retries). */
+const struct p2p_reach_stats *reach_stats(struct p2pd_node *n);
 void reach_free(struct p2pd_node *n);
 
 /* Start getting a link to peer for w (w->done set by the caller). */

@@ -203,8 +203,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				break;
 			}
 			inflight[p][idx] = false;
-			p2p_psess_attempt_failed(t, now, &peers[p], idx,
-						 arg & 8);
+			if (arg & 4) /* connect(): four-tuple in use */
+				p2p_psess_attempt_held(t, now, &peers[p], idx);
+			else
+				p2p_psess_attempt_failed(t, now, &peers[p], idx,
+							 arg & 8);
 			break;
 		}
 		case 5: {

@@ -80,7 +80,11 @@ static void event(struct p2p_reach *r, uint64_t now, uint8_t op, uint8_t arg)
 		else if (arg & 0x80)
 			p2p_reach_dial_hint(r, now, p, &addr);
 		else
-			p2p_reach_punch_failed(r, now, p, "punch failed");
+			p2p_reach_punch_failed(
+			    r, now, p,
+			    (enum p2p_punch_reason)((arg >> 3) %
+						    P2P_PUNCH_R_MAX),
+			    "punch failed");
 		break;
 	case 7:
 		p2p_reach_relays(r, now, p, peers, arg % (NPEERS + 2));
@@ -140,6 +144,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(p2p_reach_attempts(r) <= NPEERS);
 		FUZZ_CHECK(p2p_reach_attempts(r) == 0 ||
 			   p2p_reach_next_timer(r) != UINT64_MAX);
+		/* One upgrade per peer at most, each with a deadline or a
+		 * PUNCH still to poll or answer. */
+		FUZZ_CHECK(p2p_reach_upgrades(r) <= NPEERS);
+		FUZZ_CHECK(p2p_reach_stats(r)->upgrade_retries <=
+			   (uint64_t)size * P2P_REACH_UPGRADE_TRIES);
 	}
 	drain(r, ~0u);
 	p2p_reach_free(r);

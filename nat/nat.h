@@ -121,6 +121,19 @@ int p2p_nat_sock_port_free(const struct sockaddr *local, socklen_t len);
 bool p2p_nat_sock_retry_unbound(int err);
 
 /*
+ * Who holds a four-tuple that connect() found in use (EADDRNOTAVAIL):
+ * the TCP state (TCP_SYN_SENT, TCP_SYN_RECV for a SYN our listener
+ * answered, TCP_TIME_WAIT, ... as in <netinet/tcp.h>) of this network
+ * namespace's socket from local port lport to remote (IP and port), read
+ * with a sock_diag dump (NETLINK_SOCK_DIAG: no privilege needed). -ENOENT
+ * when no socket has it, else -errno. Blocking, one dump: for the rare
+ * connect that fails so, never on a hot path.
+ */
+int p2p_nat_sock_tuple_state(uint16_t lport, const struct sockaddr *remote);
+/* "SYN_SENT", "TIME_WAIT", ... ("?" for what it does not know). */
+const char *p2p_nat_tcp_state_name(int state);
+
+/*
  * The IP TTL (IPv4) or unicast hop limit (IPv6) of fd's packets; -1 puts
  * the system default back. family is 4 or 6. 0 or -errno.
  */

@@ -374,6 +374,14 @@ void p2p_punch_conn_failed(struct p2p_punch *p, uint64_t now, size_t idx,
 	p->c[idx].at = now + P2P_PUNCH_RETRY_MS;
 }
 
+void p2p_punch_held(struct p2p_punch *p, uint64_t now, size_t idx)
+{
+	(void)now;
+	if (p->done || idx >= p->n || p->c[idx].state != P2P_PUNCH_C_CONNECTING)
+		return;
+	p->held++; /* its deadline (tick) stands: the next try comes then */
+}
+
 void p2p_punch_verified(struct p2p_punch *p, uint64_t now, size_t idx)
 {
 	if (p->done)

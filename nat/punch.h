@@ -282,6 +282,7 @@ struct p2p_punch {
 	int prime_ttl;
 	bool done;
 	unsigned attempts, refused, timeouts; /* for the log line */
+	unsigned held; /* connects the kernel refused: four-tuple in use */
 	struct p2p_punch_action q[P2P_PUNCH_QUEUE];
 	size_t qhead, qlen;
 };
@@ -300,6 +301,16 @@ void p2p_punch_connected(struct p2p_punch *p, uint64_t now, size_t idx);
 /* The attempt idx failed (refused, reset, handshake failed): again later. */
 void p2p_punch_conn_failed(struct p2p_punch *p, uint64_t now, size_t idx,
 			   bool refused);
+/*
+ * The attempt idx could not even start: connect() from the listen port
+ * said the four-tuple is in use (EADDRNOTAVAIL: a socket of ours to that
+ * candidate lives on, a TIME_WAIT, or the peer's SYN that reached our
+ * listener and waits for its ACK). Connecting again after
+ * P2P_PUNCH_RETRY_MS would fail the same way for as long as the holder
+ * lives, so the attempt counts as under way until its hold (or attempt)
+ * time is over: the next try comes then, like after an unanswered SYN.
+ */
+void p2p_punch_held(struct p2p_punch *p, uint64_t now, size_t idx);
 /* An authenticated link to the peer is up: through attempt idx, or
  * SIZE_MAX when the peer's SYN reached our listener. */
 void p2p_punch_verified(struct p2p_punch *p, uint64_t now, size_t idx);

@@ -842,6 +842,19 @@ void p2p_psess_attempt_failed(struct p2p_psess_table *t, uint64_t now,
 		p2p_punch_conn_failed(&s->core, now, idx, refused);
 }
 
+void p2p_psess_attempt_held(struct p2p_psess_table *t, uint64_t now,
+			    const struct p2p_peerid *peer, size_t idx)
+{
+	struct sess *s = t->stopped ? NULL : find(t, peer);
+
+	clock_at(t, now);
+	if (s && idx < P2P_PUNCH_CAND_MAX)
+		s->live[idx] = false; /* no socket: not in flight */
+	s = running(t, peer);
+	if (s)
+		p2p_punch_held(&s->core, now, idx);
+}
+
 void p2p_psess_link_hello(struct p2p_psess_table *t, uint64_t now,
 			  const struct p2p_peerid *peer, size_t idx)
 {
@@ -929,17 +942,20 @@ static void compose_failed(const struct p2p_psess_table *t,
 			   const struct sess *s, enum p2p_punch_reason why,
 			   const char *extra, struct p2p_psess_action *a)
 {
-	char types[128] = "";
+	char types[160] = "", held[48] = "";
 	const char *what = extra ? extra : p2p_punch_reason_text(why);
 	double secs = (double)(s->ended_at - s->t0) / 1000.0;
 
+	if (s->core.held > 0)
+		snprintf(held, sizeof(held), ", %u blocked (address in use)",
+			 s->core.held);
 	if (why == P2P_PUNCH_R_TIMEOUT)
 		snprintf(types, sizeof(types),
 			 " (this side %s, the peer %s; %u attempts, %u reset, "
-			 "%u unanswered)",
+			 "%u unanswered%s)",
 			 p2p_nat_type_name(t->nat),
 			 p2p_nat_type_name(s->peer_nat), s->core.attempts,
-			 s->core.refused, s->core.timeouts);
+			 s->core.refused, s->core.timeouts, held);
 	snprintf(a->msg, sizeof(a->msg),
 		 "no direct link: %s; hole punching failed after %.1f s: %s%s",
 		 s->context[0] ? s->context : "the peer is not dialable", secs,

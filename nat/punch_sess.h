@@ -200,7 +200,8 @@ struct p2p_psess_action {
 	int err; /* our REQUEST could not be routed: the route's error */
 	/* "no direct link: CONTEXT; hole punching failed after X.Y s:
 	 * REASON (this side T, the peer U; N attempts, R reset, T
-	 * unanswered)", the counts only for a schedule that ran out ("this
+	 * unanswered[, H blocked])", the counts only for a schedule that
+	 * ran out (H: connects refused with the four-tuple in use; "this
 	 * side": our NAT type in the latest local facts an input carried). */
 	char msg[P2P_PSESS_MSG_MAX];
 	/* The same without the context: "failed after X.Y s: REASON ..." */
@@ -257,6 +258,10 @@ void p2p_psess_attempt_connected(struct p2p_psess_table *t, uint64_t now,
 void p2p_psess_attempt_failed(struct p2p_psess_table *t, uint64_t now,
 			      const struct p2p_peerid *peer, size_t idx,
 			      bool refused);
+/* Attempt idx could not start: the four-tuple is in use (nat/punch.h
+ * p2p_punch_held): tried again when its hold is over, not in a loop. */
+void p2p_psess_attempt_held(struct p2p_psess_table *t, uint64_t now,
+			    const struct p2p_peerid *peer, size_t idx);
 /* An authenticated link to peer said HELLO: through attempt idx, or
  * P2P_PSESS_NONE (the peer's SYN reached our listener, or the link came
  * another way). The session succeeds whatever its state. */

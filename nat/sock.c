@@ -5,7 +5,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/errqueue.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -76,6 +80,103 @@ int p2p_nat_sock_port_free(const struct sockaddr *local, socklen_t len)
 bool p2p_nat_sock_retry_unbound(int err)
 {
 	return err == -EADDRINUSE || err == -EADDRNOTAVAIL;
+}
+
+/* ---- who holds a four-tuple (nat.h) ---- */
+
+/* A sock_diag reply buffer: many answers fit in one read. */
+#define SOCK_DIAG_BUF 16384
+
+/* Whether m is the socket lport -> remote (v4: 4 bytes, v6: 16). */
+static bool diag_match(const struct inet_diag_msg *m, uint16_t lport,
+		       const struct sockaddr *remote)
+{
+	if (remote->sa_family == AF_INET) {
+		const struct sockaddr_in *r =
+		    (const struct sockaddr_in *)remote;
+		return m->id.idiag_sport == htons(lport) &&
+		       m->id.idiag_dport == r->sin_port &&
+		       !memcmp(m->id.idiag_dst, &r->sin_addr, 4);
+	}
+	const struct sockaddr_in6 *r6 = (const struct sockaddr_in6 *)remote;
+	return m->id.idiag_sport == htons(lport) &&
+	       m->id.idiag_dport == r6->sin6_port &&
+	       !memcmp(m->id.idiag_dst, &r6->sin6_addr, 16);
+}
+
+/* Read the dump's answers: the matching socket's state, -ENOENT at the
+ * end without one, or -errno. */
+static int diag_read(int fd, uint16_t lport, const struct sockaddr *remote)
+{
+	uint8_t buf[SOCK_DIAG_BUF] __attribute__((aligned(8)));
+	int found = -ENOENT;
+
+	for (;;) {
+		ssize_t k = recv(fd, buf, sizeof(buf), 0);
+		if (k < 0)
+			return -errno;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)buf;
+		     NLMSG_OK(h, (size_t)k); h = NLMSG_NEXT(h, k)) {
+			const struct inet_diag_msg *m = NLMSG_DATA(h);
+			if (h->nlmsg_type == NLMSG_DONE)
+				return found;
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				const struct nlmsgerr *e = NLMSG_DATA(h);
+				return e->error < 0 ? e->error : -EIO;
+			}
+			if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(*m)) &&
+			    found == -ENOENT && diag_match(m, lport, remote))
+				found = m->idiag_state;
+		}
+	}
+}
+
+int p2p_nat_sock_tuple_state(uint16_t lport, const struct sockaddr *remote)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct inet_diag_req_v2 r;
+	} req = {.nlh = {.nlmsg_len = sizeof(req),
+			 .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+			 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
+		 .r = {.sdiag_protocol = IPPROTO_TCP, .idiag_states = ~0u}};
+	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+	int fd, rc;
+
+	if (!remote ||
+	    (remote->sa_family != AF_INET && remote->sa_family != AF_INET6))
+		return -EAFNOSUPPORT;
+	req.r.sdiag_family = (uint8_t)remote->sa_family;
+	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		return -errno;
+	if (sendto(fd, &req, sizeof(req), 0, (struct sockaddr *)&kernel,
+		   sizeof(kernel)) < 0)
+		rc = -errno;
+	else
+		rc = diag_read(fd, lport, remote);
+	close(fd);
+	return rc;
+}
+
+const char *p2p_nat_tcp_state_name(int state)
+{
+	static const char *const names[] = {[TCP_ESTABLISHED] = "ESTABLISHED",
+					    [TCP_SYN_SENT] = "SYN_SENT",
+					    [TCP_SYN_RECV] = "SYN_RECV",
+					    [TCP_FIN_WAIT1] = "FIN_WAIT1",
+					    [TCP_FIN_WAIT2] = "FIN_WAIT2",
+					    [TCP_TIME_WAIT] = "TIME_WAIT",
+					    [TCP_CLOSE] = "CLOSE",
+					    [TCP_CLOSE_WAIT] = "CLOSE_WAIT",
+					    [TCP_LAST_ACK] = "LAST_ACK",
+					    [TCP_LISTEN] = "LISTEN",
+					    [TCP_CLOSING] = "CLOSING"};
+
+	if (state <= 0 || (size_t)state >= sizeof(names) / sizeof(names[0]) ||
+	    !names[state])
+		return "?";
+	return names[state];
 }
 
 int p2p_nat_sock_ttl(int fd, int family, int ttl)

@@ -429,7 +429,9 @@ Test(core, punch_failed_elsewhere_is_ignored)
 {
 	dialling();
 	/* Not punching: a punch failure for the peer is not ours. */
-	cr_assert_eq(p2p_reach_punch_failed(R, T0, &PEER, "x"), -ENOENT);
+	cr_assert_eq(
+	    p2p_reach_punch_failed(R, T0, &PEER, P2P_PUNCH_R_TIMEOUT, "x"),
+	    -ENOENT);
 	cr_assert_eq(drain(), 0);
 }
 
@@ -439,7 +441,9 @@ Test(core, late_punch_start_failure_after_the_punch_failed)
 	cr_assert_eq(p2p_reach_link_gone(R, T0, 7, "refused", NULL), 0);
 	one(P2P_REACH_PUNCH);
 	/* The punch failed before its start was answered ... */
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 1, &PEER, "first"), 0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 1, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, "first"),
+		     0);
 	one(P2P_REACH_RELAYS);
 	/* ... so a late start failure changes nothing. */
 	cr_assert_eq(
@@ -487,7 +491,9 @@ Test(core, relays_nearest_first_then_exhausted)
 
 	candidates();
 	punching(T0);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+		     0);
 	for (int i = 0; i < 6; i++) {
 		expect_relay_via(T0 + 9000, order[i]);
 		if (i % 2) { /* refused at once */
@@ -517,7 +523,9 @@ Test(core, relay_tries_are_capped)
 	for (int i = 0; i < 12; i++)
 		many[i] = id((uint8_t)(i + 1));
 	punching(T0);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+		     0);
 	for (int i = 0; i < P2P_REACH_RELAY_TRIES; i++) {
 		one(P2P_REACH_RELAYS);
 		cr_assert_eq(p2p_reach_relays(R, T0 + 9000, &PEER, many, 12),
@@ -538,7 +546,9 @@ Test(core, relay_success_says_relay)
 
 	candidates();
 	punching(T0);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+		     0);
 	expect_relay_via(T0 + 9000, 0x01);
 	cr_assert_eq(p2p_reach_relay_started(R, T0 + 9000, &PEER, 0, 200), 0);
 	cr_assert_eq(p2p_reach_link_up(R, T0 + 9050, &PEER, &l), 0);
@@ -585,7 +595,9 @@ Test(core, deadline_relay_rearmed_once)
 {
 	candidates();
 	punching(T0);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+		     0);
 	expect_relay_via(T0 + 9000, 0x01);
 	cr_assert_eq(p2p_reach_relay_started(R, T0 + 9000, &PEER, 0, 50), 0);
 	/* The next relay keeps the deadline relaying started with. */
@@ -773,9 +785,10 @@ Test(core, answering_from_inside_the_poll_loop)
 			cr_assert_eq(
 			    p2p_reach_punch_started(R, T0, &a.peer, 0, NULL),
 			    0);
-			cr_assert_eq(
-			    p2p_reach_punch_failed(R, T0, &a.peer, PUNCH_MSG),
-			    0);
+			cr_assert_eq(p2p_reach_punch_failed(R, T0, &a.peer,
+							    P2P_PUNCH_R_TIMEOUT,
+							    PUNCH_MSG),
+				     0);
 			break;
 		case P2P_REACH_RELAYS:
 			cr_assert_eq(p2p_reach_relays(R, T0, &a.peer, CAND, 6),
@@ -837,7 +850,9 @@ Test(core, parallel_waits_for_the_punch_when_relays_fail,
 	cr_assert_eq(p2p_reach_relays(R, T0, &PEER, NULL, 0), 0);
 	cr_assert_eq(drain(), 0); /* no relay, but the punch still runs */
 	cr_assert_eq(p2p_reach_attempts(R), 1);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+		     0);
 	failed(one(P2P_REACH_DONE), 1, "peer_unreachable",
 	       PUNCH_MSG "; no relay reached the peer (0 asked)");
 }
@@ -862,7 +877,9 @@ Test(core, parallel_relays_go_on_after_the_punch_fails, .init = setup_parallel,
 	struct p2p_reach_link rl = {.id = 61, .kind = P2P_REACH_K_RELAYED};
 
 	relay_asked_while_punching(61);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+		     0);
 	cr_assert_eq(drain(), 0); /* the relay asked is still on its way */
 	cr_assert_eq(p2p_reach_next_timer(R), T0 + 9000 + P2P_REACH_TIMEOUT_MS);
 	cr_assert_eq(p2p_reach_link_up(R, T0 + 9001, &PEER, &rl), 0);
@@ -907,7 +924,9 @@ Test(core, grace_punch_failed_answers_the_held_relay_at_once,
      .init = setup_grace)
 {
 	held_relay();
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 100, &PEER, PUNCH_MSG), 0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 100, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+		     0);
 	cr_assert_eq(one(P2P_REACH_DONE)->link.id, 60);
 }
 
@@ -996,6 +1015,222 @@ Test(core, grace_relay_after_it_answers_at_once, .init = setup_grace)
 	cr_assert_eq(one(P2P_REACH_DONE)->method, P2P_REACH_M_RELAY);
 }
 
+/* ---- upgrades: a relayed pair's punch asked again ---- */
+
+#define GRACE_END (T0 + P2P_REACH_PUNCH_GRACE_MS)
+
+/* The held relay answered at the end of the grace; the punch runs on. */
+static void relayed_while_punching(void)
+{
+	held_relay();
+	p2p_reach_expire(R, GRACE_END);
+	cr_assert_eq(one(P2P_REACH_DONE)->link.id, 60);
+	cr_assert_eq(p2p_reach_attempts(R), 0);
+	cr_assert_eq(p2p_reach_upgrades(R), 1);
+}
+
+/* The punch of the relayed pair failed at t: the next one is asked
+ * after the backoff for retry n (0-based), not before. */
+static void punch_again_after(uint64_t t, unsigned n)
+{
+	uint64_t at = t + ((uint64_t)P2P_REACH_UPGRADE_BACKOFF_MS << n);
+
+	cr_assert_eq(
+	    p2p_reach_punch_failed(R, t, &PEER, P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+	    0);
+	cr_assert_eq(drain(), 0);
+	cr_assert_eq(p2p_reach_next_timer(R), at);
+	p2p_reach_expire(R, at - 1);
+	cr_assert_eq(drain(), 0);
+	p2p_reach_expire(R, at);
+	struct p2p_reach_action *a = one(P2P_REACH_PUNCH);
+	cr_assert(a->upgrade);
+	cr_assert(p2p_peerid_equal(&a->peer, &PEER));
+	cr_assert(strstr(a->text, "relayed"), "%s", a->text);
+	cr_assert_eq(p2p_reach_stats(R)->upgrade_retries, n + 1);
+	cr_assert_eq(p2p_reach_punch_started(R, at, &PEER, 0, NULL), 0);
+	cr_assert_eq(drain(), 0);
+}
+
+Test(core, upgrade_punch_failed_is_asked_again_bounded, .init = setup_grace)
+{
+	uint64_t t = GRACE_END + 6000;
+
+	relayed_while_punching();
+	for (unsigned n = 0; n < P2P_REACH_UPGRADE_TRIES; n++) {
+		punch_again_after(t, n);
+		t += ((uint64_t)P2P_REACH_UPGRADE_BACKOFF_MS << n) + 9000;
+	}
+	/* The last one failed too: no more. */
+	cr_assert_eq(
+	    p2p_reach_punch_failed(R, t, &PEER, P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+	    0);
+	cr_assert_eq(p2p_reach_upgrades(R), 0);
+	cr_assert_eq(p2p_reach_next_timer(R), UINT64_MAX);
+	p2p_reach_expire(R, t + 100000);
+	cr_assert_eq(drain(), 0);
+	cr_assert_eq(p2p_reach_stats(R)->upgrade_retries,
+		     P2P_REACH_UPGRADE_TRIES);
+	cr_assert_eq(p2p_reach_stats(R)->upgrades, 0);
+}
+
+Test(core, upgrade_direct_link_ends_it, .init = setup_grace)
+{
+	struct p2p_reach_link pl = {.id = 70, .kind = P2P_REACH_K_PUNCHED};
+
+	relayed_while_punching();
+	punch_again_after(GRACE_END + 6000, 0);
+	cr_assert_eq(p2p_reach_link_up(R, GRACE_END + 9500, &PEER, &pl),
+		     -ENOENT); /* no attempt: nobody waits */
+	cr_assert_eq(p2p_reach_upgrades(R), 0);
+	cr_assert_eq(p2p_reach_stats(R)->upgrades, 1);
+	cr_assert_eq(p2p_reach_next_timer(R), UINT64_MAX);
+	cr_assert_eq(p2p_reach_punch_failed(R, GRACE_END + 9600, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+		     -ENOENT);
+}
+
+/* The punch failed inside the grace: the held relay answers at once and
+ * the punch is asked again later all the same. */
+Test(core, upgrade_after_a_punch_failed_in_the_grace, .init = setup_grace)
+{
+	held_relay();
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 100, &PEER,
+					    P2P_PUNCH_R_NO_ANSWER, PUNCH_MSG),
+		     0);
+	cr_assert_eq(one(P2P_REACH_DONE)->link.id, 60);
+	cr_assert_eq(p2p_reach_next_timer(R),
+		     T0 + 100 + P2P_REACH_UPGRADE_BACKOFF_MS);
+	p2p_reach_expire(R, T0 + 100 + P2P_REACH_UPGRADE_BACKOFF_MS);
+	cr_assert(one(P2P_REACH_PUNCH)->upgrade);
+}
+
+/* What a new request would only hear again gets no retry. */
+Test(core, upgrade_not_after_a_refusal, .init = setup_grace)
+{
+	const enum p2p_punch_reason no[] = {
+	    P2P_PUNCH_R_BOTH_DEPENDENT, P2P_PUNCH_R_NOT_LISTENING,
+	    P2P_PUNCH_R_LIMITED, P2P_PUNCH_R_IMPLAUSIBLE};
+
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+		setup_grace();
+		relayed_while_punching();
+		cr_assert_eq(p2p_reach_punch_failed(R, GRACE_END + 100, &PEER,
+						    no[i], PUNCH_MSG),
+			     0);
+		cr_assert_eq(p2p_reach_upgrades(R), 0, "reason %d", no[i]);
+		cr_assert_eq(p2p_reach_next_timer(R), UINT64_MAX);
+	}
+}
+
+/* An endpoint-dependent side (the signalling said so): never. */
+Test(core, upgrade_never_for_an_unlikely_punch, .init = setup_grace)
+{
+	struct p2p_reach_link rl = {.id = 60, .kind = P2P_REACH_K_RELAYED};
+
+	relay_asked_while_punching(60);
+	cr_assert_eq(p2p_reach_punch_unlikely(R, T0 + 20, &PEER), 0);
+	cr_assert_eq(p2p_reach_link_up(R, T0 + 40, &PEER, &rl), 0);
+	cr_assert_eq(one(P2P_REACH_DONE)->link.id, 60);
+	cr_assert_eq(p2p_reach_upgrades(R), 0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+		     -ENOENT);
+	cr_assert_eq(p2p_reach_next_timer(R), UINT64_MAX);
+
+	/* Held first, then called unlikely: the same. */
+	setup_grace();
+	held_relay();
+	cr_assert_eq(p2p_reach_punch_unlikely(R, T0 + 100, &PEER), 0);
+	cr_assert_eq(one(P2P_REACH_DONE)->link.id, 60);
+	cr_assert_eq(p2p_reach_upgrades(R), 0);
+
+	/* An upgrade's own punch found unlikely: no further one. */
+	setup_grace();
+	relayed_while_punching();
+	punch_again_after(GRACE_END + 6000, 0);
+	cr_assert_eq(p2p_reach_punch_unlikely(R, GRACE_END + 9100, &PEER), 0);
+	cr_assert_eq(p2p_reach_upgrades(R), 0);
+}
+
+/* The peer said "dial me" and could not be dialled: never. */
+Test(core, upgrade_never_after_dial_me_failed, .init = setup_grace)
+{
+	struct p2p_addr at = v4(198, 51, 100, 7, 4242);
+
+	held_relay();
+	cr_assert_eq(p2p_reach_dial_hint(R, T0 + 100, &PEER, &at), -EALREADY);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 100, &PEER,
+					    P2P_PUNCH_R_NONE, "dial me failed"),
+		     0);
+	cr_assert_eq(one(P2P_REACH_DONE)->link.id, 60);
+	cr_assert_eq(p2p_reach_upgrades(R), 0);
+	cr_assert_eq(p2p_reach_next_timer(R), UINT64_MAX);
+}
+
+/* The relayed link went: nothing left to upgrade. */
+Test(core, upgrade_stops_when_the_relayed_link_goes, .init = setup_grace)
+{
+	relayed_while_punching();
+	cr_assert_eq(p2p_reach_punch_failed(R, GRACE_END + 6000, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+		     0);
+	cr_assert_eq(
+	    p2p_reach_link_gone(R, GRACE_END + 6100, 60, "closed", NULL),
+	    -ENOENT);
+	cr_assert_eq(p2p_reach_upgrades(R), 0);
+	p2p_reach_expire(R, GRACE_END + 6000 + P2P_REACH_UPGRADE_BACKOFF_MS);
+	cr_assert_eq(drain(), 0);
+}
+
+/* The retry could not start, or nobody tells its end: forgotten. */
+Test(core, upgrade_forgotten_when_it_cannot_start_or_never_ends,
+     .init = setup_grace)
+{
+	relayed_while_punching();
+	punch_again_after(GRACE_END + 6000, 0);
+	cr_assert_eq(p2p_reach_upgrades(R), 1);
+	/* A second answer to the same PUNCH is not expected. */
+	cr_assert_eq(
+	    p2p_reach_punch_started(R, GRACE_END + 9000, &PEER, -EBUSY, NULL),
+	    -ENOENT);
+
+	setup_grace();
+	relayed_while_punching();
+	cr_assert_eq(p2p_reach_punch_failed(R, GRACE_END + 10, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+		     0);
+	p2p_reach_expire(R, GRACE_END + 10 + P2P_REACH_UPGRADE_BACKOFF_MS);
+	one(P2P_REACH_PUNCH);
+	cr_assert_eq(
+	    p2p_reach_punch_started(R, GRACE_END + 3010, &PEER, -EBUSY, NULL),
+	    0);
+	cr_assert_eq(p2p_reach_upgrades(R), 0);
+
+	/* No verdict at all: given up after P2P_REACH_PUNCH_MS. */
+	setup_grace();
+	relayed_while_punching();
+	cr_assert_eq(p2p_reach_next_timer(R), GRACE_END + P2P_REACH_PUNCH_MS);
+	p2p_reach_expire(R, GRACE_END + P2P_REACH_PUNCH_MS);
+	cr_assert_eq(p2p_reach_upgrades(R), 0);
+	cr_assert_eq(p2p_reach_next_timer(R), UINT64_MAX);
+}
+
+/* Someone asks for the peer while a retry is due (its relayed link
+ * closed and a new attempt runs): that attempt punches, not the retry. */
+Test(core, upgrade_yields_to_an_attempt, .init = setup_grace)
+{
+	relayed_while_punching();
+	cr_assert_eq(p2p_reach_punch_failed(R, GRACE_END + 10, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+		     0);
+	get(GRACE_END + 20, 9, &ADDR);
+	one(P2P_REACH_DIAL);
+	p2p_reach_expire(R, GRACE_END + 10 + P2P_REACH_UPGRADE_BACKOFF_MS);
+	cr_assert_eq(drain(), 0);
+	cr_assert_eq(p2p_reach_upgrades(R), 0);
+}
+
 /* ---- relays on purpose: the target's neighbours first ---- */
 
 /*
@@ -1040,8 +1275,10 @@ static void near_relaying(bool parallel, size_t nlinked)
 		one(P2P_REACH_PUNCH);
 		cr_assert_eq(
 		    p2p_reach_punch_started(R, T0 + 100, &PEER, 0, NULL), 0);
-		cr_assert_eq(
-		    p2p_reach_punch_failed(R, T0 + 200, &PEER, PUNCH_MSG), 0);
+		cr_assert_eq(p2p_reach_punch_failed(R, T0 + 200, &PEER,
+						    P2P_PUNCH_R_TIMEOUT,
+						    PUNCH_MSG),
+			     0);
 		one(P2P_REACH_RELAYS);
 	}
 }
@@ -1145,7 +1382,9 @@ Test(core, near_refusal_moves_to_the_next, .init = setup_near, .fini = teardown)
 	one(P2P_REACH_RELAYS);
 	cr_assert_eq(p2p_reach_relays(R, T0 + 999, &PEER, LINKED, NLINKED), 0);
 	cr_assert_eq(drain(), 0);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+		     0);
 	failed(one(P2P_REACH_DONE), 1, "peer_unreachable",
 	       PUNCH_MSG "; no relay reached the peer (5 asked)");
 }
@@ -1172,7 +1411,9 @@ Test(core, near_lookup_is_run_when_the_attempt_had_none, .init = setup_near_seq,
 	/* The table had its address: no lookup; the dial and the punch
 	 * fail. */
 	punching(T0);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+		     0);
 	struct p2p_reach_action *a = one(P2P_REACH_LOOKUP);
 	cr_assert(p2p_peerid_equal(&a->peer, &PEER));
 	cr_assert_eq(p2p_reach_lookup_started(R, T0 + 9000, &PEER, 0, 33), 0);
@@ -1188,7 +1429,9 @@ Test(core, near_lookup_that_cannot_start_uses_our_links, .init = setup_near_seq,
 {
 	neighbours(2);
 	punching(T0);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER, PUNCH_MSG), 0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+		     0);
 	one(P2P_REACH_LOOKUP);
 	cr_assert_eq(p2p_reach_lookup_started(R, T0 + 9000, &PEER, -EBUSY, 0),
 		     0);
@@ -1206,7 +1449,9 @@ Test(core, without_relay_near_links_only)
 		     0);
 	one(P2P_REACH_PUNCH);
 	cr_assert_eq(p2p_reach_punch_started(R, T0 + 100, &PEER, 0, NULL), 0);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 200, &PEER, PUNCH_MSG), 0);
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 200, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+		     0);
 	one(P2P_REACH_RELAYS);
 	next_relay(T0 + 200, P2P_REACH_RELAY, 0x01);
 }
@@ -1276,7 +1521,8 @@ static void random_inputs(bool parallel)
 			    R, now, p, rnd(2) ? 0 : -EADDRNOTAVAIL, NULL);
 			break;
 		case 7:
-			p2p_reach_punch_failed(R, now, p, "punch failed");
+			p2p_reach_punch_failed(R, now, p, P2P_PUNCH_R_TIMEOUT,
+					       "punch failed");
 			break;
 		case 8:
 			p2p_reach_relays(R, now, p, peers, rnd(NPEERS + 2));
@@ -1382,7 +1628,8 @@ Test(core, early_punch_with_the_lookup, .init = setup_early)
 
 	early_started();
 	/* Its failure before the lookup's answer decides nothing. */
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 50, &PEER, PUNCH_MSG),
+	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 50, &PEER,
+					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
 		     -ENOENT);
 	cr_assert_eq(p2p_reach_lookup_done(R, T0 + 100, 5, true, c, 1, NULL),
 		     0);

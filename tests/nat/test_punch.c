@@ -712,3 +712,31 @@ Test(schedule, v4_alone_starts_at_once_and_the_first_link_wins)
 	cr_assert_eq(aborts, 1);
 	cr_assert_eq(wins, 1);
 }
+
+Test(sched, held_four_tuple_waits_for_the_hold_not_the_retry)
+{
+	struct p2p_punch_action a[8];
+
+	two_as(0, true);
+	p2p_punch_tick(&P, 0);
+	cr_assert_eq(drain(a, 8), 2);
+	/* connect() found the four-tuple of candidate 0 in use: a retry
+	 * after P2P_PUNCH_RETRY_MS would meet the same holder. */
+	p2p_punch_held(&P, 0, 0);
+	cr_assert_eq(P.held, 1);
+	cr_assert_eq(P.c[0].state, P2P_PUNCH_C_CONNECTING);
+	cr_assert_eq(p2p_punch_next_timer(&P), P2P_PUNCH_PRIME_HOLD_MS);
+	p2p_punch_tick(&P, P2P_PUNCH_RETRY_MS);
+	cr_assert_eq(drain(a, 8), 0);
+	/* The hold over: tried again like an unanswered prime. */
+	p2p_punch_tick(&P, P2P_PUNCH_PRIME_HOLD_MS);
+	cr_assert_eq(drain(a, 8), 2);
+	cr_assert_eq(a[0].type, P2P_PUNCH_ABORT);
+	p2p_punch_tick(&P, P2P_PUNCH_PRIME_HOLD_MS + P2P_PUNCH_RETRY_MS);
+	cr_assert_eq(drain(a, 8), 2);
+	cr_assert_eq(a[0].type, P2P_PUNCH_CONNECT);
+	cr_assert_eq(a[0].idx, 0);
+	/* Only an attempt under way can be held. */
+	p2p_punch_held(&P, 0, 5);
+	cr_assert_eq(P.held, 1);
+}

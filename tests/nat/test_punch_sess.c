@@ -629,6 +629,39 @@ Test(psess, schedule_timeout_message_with_counts)
 	p2p_psess_free(t);
 }
 
+Test(psess, held_connects_are_counted_in_the_message)
+{
+	struct p2p_psess_local me = facts();
+	struct p2p_psess_table *t = p2p_psess_new(&hi);
+	struct p2p_punch_sig q =
+	    sig(P2P_PUNCH_REQUEST, 9, P2P_NAT_ENDPOINT_INDEPENDENT);
+	const struct p2p_psess_action *a;
+	uint64_t now = 0;
+	unsigned held = 0;
+
+	add_cand(&q, v4(203, 0, 113, 5, 5000));
+	p2p_psess_on_sig(t, 0, &lo, &q, &me);
+	drain(t, 0);
+	/* Every prime finds the four-tuple in use: no retry every
+	 * P2P_PUNCH_RETRY_MS, one per hold. */
+	do {
+		for (size_t i = 0; i < nacts; i++) {
+			if (acts[i].type != P2P_PSESS_CONNECT)
+				continue;
+			held++;
+			p2p_psess_attempt_held(t, now, &lo, acts[i].idx);
+			cr_assert_eq(p2p_psess_inflight(t), 0);
+		}
+		now = p2p_psess_next_timer(t);
+		p2p_psess_tick(t, now);
+		drain(t, now);
+	} while (!count(P2P_PSESS_FAILED));
+	cr_assert_leq(held, P2P_PUNCH_TOTAL_MS / P2P_PUNCH_PRIME_HOLD_MS + 1);
+	a = first(P2P_PSESS_FAILED);
+	cr_assert(strstr(a->msg, "blocked (address in use)"), "%s", a->msg);
+	p2p_psess_free(t);
+}
+
 Test(psess, success_through_our_listener_aborts_every_attempt)
 {
 	struct p2p_psess_local me = facts();

@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <netinet/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <string.h>
@@ -179,4 +180,37 @@ Test(nat_sock, prime_ttl_and_min_ttl)
 	cr_expect_eq(p2p_nat_sock_min_ttl(fd, 5, 2), -EAFNOSUPPORT);
 	cr_expect_eq(p2p_nat_sock_ttl(fd, 4, 300), -EINVAL);
 	close(fd);
+}
+
+/* retry8: what holds a four-tuple that connect() found in use. */
+Test(nat_sock, tuple_state_names_the_holder)
+{
+	int srv = listener(true, 0), fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in s = lo(port_of(srv));
+	int acc, st = -ENOENT;
+	uint16_t cport;
+
+	cr_assert_eq(connect_wait(fd, port_of(srv)), 0);
+	cport = port_of(fd);
+	acc = accept(srv, NULL, NULL);
+	cr_assert_geq(acc, 0);
+	st = p2p_nat_sock_tuple_state(cport, (struct sockaddr *)&s);
+	cr_expect_eq(st, TCP_ESTABLISHED, "%d", st);
+	/* Whoever closes first keeps the four-tuple in TIME_WAIT. */
+	close(fd);
+	close(acc);
+	for (int i = 0; i < 200 && st != TCP_TIME_WAIT; i++) {
+		usleep(5000);
+		st = p2p_nat_sock_tuple_state(cport, (struct sockaddr *)&s);
+	}
+	cr_expect_eq(st, TCP_TIME_WAIT, "%d (%s)", st,
+		     p2p_nat_tcp_state_name(st));
+	cr_expect_str_eq(p2p_nat_tcp_state_name(st), "TIME_WAIT");
+	/* Another remote port: nobody. */
+	s.sin_port = htons((uint16_t)(ntohs(s.sin_port) ^ 1));
+	cr_expect_eq(p2p_nat_sock_tuple_state(cport, (struct sockaddr *)&s),
+		     -ENOENT);
+	cr_expect_str_eq(p2p_nat_tcp_state_name(99), "?");
+	cr_expect_eq(p2p_nat_sock_tuple_state(cport, NULL), -EAFNOSUPPORT);
+	close(srv);
 }

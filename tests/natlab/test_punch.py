@@ -61,7 +61,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "natlab"))
 import natlab  # noqa: E402
 import p2ptest  # noqa: E402
 from p2ptest import Cluster, check, check_eq, wait_for  # noqa: E402
-from test_natlab import LabDaemon, World, nat_type, run_lab  # noqa: E402
+from test_natlab import PORT, LabDaemon, World, nat_type, run_lab  # noqa: E402
 
 ECHO_PORT = 7777
 ECHO = r"""
@@ -252,6 +252,91 @@ def test_double_nat(w):
     punched(w, "h-dbl", "h-pp2", router_ip)
 
 
+# A socket in the replier's namespace that holds the four-tuple (listen
+# port, the requester's candidate) in SYN_SENT, as a stale attempt of ours
+# would: its SYN gets TTL 1 and dies at its own router (no conntrack entry
+# is made for it), and IP_MINTTL 2 keeps the "time exceeded" that comes
+# back (quoting TTL 1) from killing it, as for a prime (nat/punch.h).
+HOLDER = r"""
+import socket, sys, time
+IP_MINTTL = 21
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 1)
+s.setsockopt(socket.IPPROTO_IP, IP_MINTTL, 2)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.setblocking(False)
+try:
+    s.connect((sys.argv[2], int(sys.argv[3])))
+except BlockingIOError:
+    pass
+time.sleep(300)
+"""
+HELD = "four-tuple in use"
+UPGRADE_BOUND_S = 45  # 8 s punch, 3 s, 8 s punch, 6 s, 8 s punch, slack
+
+
+def metric(d, name):
+    text = d.req({"cmd": "metrics"})["text"]
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    return None
+
+
+def test_held_four_tuple_then_upgrade(w):
+    """retry8: the replier's only way to the requester's candidate is held
+    by a socket that is no link. Its primes wait out each hold instead of
+    retrying connect() every 150 ms (43 tries in 8 s in one CI run); the
+    pair is relayed, the requester asks for its punch again after the
+    punch failed (an upgrade retry), and once the holder is gone a retry
+    makes the link direct."""
+    x, y = "h-pp2", "h-ei2"
+    a, b = w.d[x], w.d[y]
+    check(peer_entry(a, b.id) is None, "%s already linked to %s" % (x, y))
+    circ0, _ = relay_status(w)
+    cand = w.routers[x].external_ip
+    holder = w.lab.popen(w.lab.nodes[y], ["python3", "-c", HOLDER, natlab_port(),
+                                          cand, natlab_port()])
+    try:
+        time.sleep(0.5)
+        check(holder.poll() is None, "the holder exited (%s)" % holder.returncode)
+        held0 = b.log_text().count(HELD)
+        r, j, took = connect(a, b)
+        print("  connect %s -> %s: exit %d %s (%.2fs)" % (x, y, r.returncode,
+                                                         r.stdout.strip(), took))
+        check_eq(r.returncode, 0, "connect %s -> %s exit (stderr %r)" % (x, y, r.stderr))
+        check_eq(j.get("path"), "relay", "connect %s -> %s path" % (x, y))
+        # The first punch fails; its retry is asked (the holder stays).
+        wait_for(lambda: "punching again" in a.log_text(), FAIL_BOUND_S,
+                 what="%s to punch again" % x)
+        held = b.log_text().count(HELD) - held0
+        # Each prime waits out its hold (1.5 s) over the 8 s schedule: at
+        # most 6 a punch, two punches by now; the old loop made ~50.
+        check(1 <= held <= 14, "%s: %d connects found the four-tuple in use" % (y, held))
+        # The log names the holder as the kernel sees it (sock_diag).
+        check("four-tuple in use by a socket that is no link (SYN_SENT)" in b.log_text(),
+              "%s's log does not name the holder" % y)
+        check((metric(a, "p2pd_punch_upgrade_retries_total") or 0) >= 1,
+              "upgrade retries in %s's metrics" % x)
+    finally:
+        holder.kill()
+        holder.wait()
+    # A retry now finds the way free: the pair goes direct.
+    wait_for(lambda: (peer_entry(a, b.id) or {}).get("link") == "direct", UPGRADE_BOUND_S,
+             what="%s's link to %s to be upgraded to direct" % (x, y))
+    check((metric(a, "p2pd_punch_upgrades_total") or 0) >= 1, "upgrades in %s's metrics" % x)
+    # The relayed link nobody uses goes (the later relay tests count circuits).
+    wait_for(lambda: relay_status(w)[0] == circ0, 15, what="the relayed circuit to close")
+    FIGURES.append("%s -> %s with a held four-tuple: relayed in %.0f ms, %d held connects, "
+                   "direct after an upgrade retry" % (x, y, took * 1000, held))
+
+
+def natlab_port():
+    return str(PORT)
+
+
 def relay_status(w):
     """Circuits and forwarded bytes summed over the three servers."""
     circ = nbytes = 0
@@ -338,8 +423,8 @@ def test_relay_teardown(w):
 
 
 TESTS = [test_pp_pp, test_pp_ei, test_ei_ei, test_same_nat_lan, test_drop_filtering,
-         test_double_nat, test_random_pp_relayed, test_random_random_relayed,
-         test_relay_teardown]
+         test_double_nat, test_held_four_tuple_then_upgrade, test_random_pp_relayed,
+         test_random_random_relayed, test_relay_teardown]
 
 
 def main():

@@ -375,8 +375,12 @@ static void on_in(struct sim *s, const struct sim_in *in)
 	else if (in->type == IN_GONE)
 		p2p_reach_link_gone(c, s->now, in->link, in->text, NULL);
 	else
-		p2p_reach_punch_failed(c, s->now, &s->nodes[in->peer].id,
-				       in->text);
+		p2p_reach_punch_failed(
+		    c, s->now, &s->nodes[in->peer].id,
+		    strstr(in->text, "both sides")  ? P2P_PUNCH_R_BOTH_DEPENDENT
+		    : strstr(in->text, "no answer") ? P2P_PUNCH_R_NO_ANSWER
+						    : P2P_PUNCH_R_TIMEOUT,
+		    in->text);
 	drain(s, in->node);
 }
 
