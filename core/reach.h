@@ -69,7 +69,7 @@
 #define P2P_REACH_GRACE_RTTS 2	      /* ... its REPLY + this x sig rtt */
 #define P2P_REACH_GRACE_SLACK_MS 150  /* ... + this (jitter, scheduling) */
 /*
- * Upgrades (retry8). A relayed link that answered while the punch still
+ * Upgrades. A relayed link that answered while the punch still
  * ran (the grace was over) is the pair's path until that punch makes a
  * direct link. When the punch then fails outright (its schedule ran out,
  * no answer, no route: not a refusal that a new request would get too),

@@ -182,7 +182,7 @@ Test(nat_sock, prime_ttl_and_min_ttl)
 	close(fd);
 }
 
-/* retry8: what holds a four-tuple that connect() found in use. */
+/* What holds a four-tuple that connect() found in use. */
 Test(nat_sock, tuple_state_names_the_holder)
 {
 	int srv = listener(true, 0), fd = socket(AF_INET, SOCK_STREAM, 0);

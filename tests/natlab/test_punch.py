@@ -286,7 +286,7 @@ def metric(d, name):
 
 
 def test_held_four_tuple_then_upgrade(w):
-    """retry8: the replier's only way to the requester's candidate is held
+    """The replier's only way to the requester's candidate is held
     by a socket that is no link. Its primes wait out each hold instead of
     retrying connect() every 150 ms (43 tries in 8 s in one CI run); the
     pair is relayed, the requester asks for its punch again after the
