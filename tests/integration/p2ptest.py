@@ -259,6 +259,27 @@ def p2pload(*args, timeout=60):
                           text=True, timeout=timeout)
 
 
+def header_define(path, name):
+    """A constant of the tree's headers, e.g. (256u * 1024) -> 262144."""
+    with open(os.path.join(HERE, "..", "..", path)) as f:
+        for line in f:
+            parts = line.split(None, 2)
+            if parts[:2] == ["#define", name]:
+                expr = parts[2].split("/*")[0].replace("u", "")
+                return int(eval(expr, {"__builtins__": {}}))
+    raise AssertionError("%s not in %s" % (name, path))
+
+
+def metrics(d):
+    """The daemon's Prometheus text as {name{labels}: value}."""
+    out = {}
+    for line in d.req({"cmd": "metrics"})["text"].splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
 def check(cond, msg, *fmt):
     if not cond:
         raise AssertionError(msg % fmt if fmt else msg)

@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from p2ptest import Cluster, Runner, check, check_eq, wait_for
+from p2ptest import Cluster, Runner, check, check_eq, header_define, metrics, wait_for
 import p2ptest
 
 T = Runner("test_tunnel")
@@ -536,27 +536,6 @@ def rss_bounded_while_reader_stalls():
         finally:
             release.set()
             svc.close()
-
-
-def metrics(d):
-    """The daemon's Prometheus text as {name{labels}: value}."""
-    out = {}
-    for line in d.req({"cmd": "metrics"})["text"].splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            out[k] = float(v)
-    return out
-
-
-def header_define(path, name):
-    """A constant of the tree's headers, e.g. (256u * 1024) -> 262144."""
-    with open(os.path.join(p2ptest.HERE, "..", "..", path)) as f:
-        for line in f:
-            parts = line.split(None, 2)
-            if parts[:2] == ["#define", name]:
-                expr = parts[2].split("/*")[0].replace("u", "")
-                return int(eval(expr, {"__builtins__": {}}))
-    raise AssertionError("%s not in %s" % (name, path))
 
 
 def sanitized(binary):
