@@ -485,15 +485,21 @@ static void expect_relay_via(uint64_t now, uint8_t b)
 
 #define PUNCH_MSG "no direct link: x; hole punching failed after 8.0 s: y"
 
+/* The punch towards PEER ran out of schedule at t; the core expected it. */
+static void punch_timed_out(uint64_t t)
+{
+	cr_assert_eq(
+	    p2p_reach_punch_failed(R, t, &PEER, P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
+	    0);
+}
+
 Test(core, relays_nearest_first_then_exhausted)
 {
 	const uint8_t order[6] = {0x01, 0x02, 0x10, 0x20, 0x40, 0x80};
 
 	candidates();
 	punching(T0);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
-					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
-		     0);
+	punch_timed_out(T0 + 9000);
 	for (int i = 0; i < 6; i++) {
 		expect_relay_via(T0 + 9000, order[i]);
 		if (i % 2) { /* refused at once */
@@ -523,9 +529,7 @@ Test(core, relay_tries_are_capped)
 	for (int i = 0; i < 12; i++)
 		many[i] = id((uint8_t)(i + 1));
 	punching(T0);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
-					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
-		     0);
+	punch_timed_out(T0 + 9000);
 	for (int i = 0; i < P2P_REACH_RELAY_TRIES; i++) {
 		one(P2P_REACH_RELAYS);
 		cr_assert_eq(p2p_reach_relays(R, T0 + 9000, &PEER, many, 12),
@@ -546,9 +550,7 @@ Test(core, relay_success_says_relay)
 
 	candidates();
 	punching(T0);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
-					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
-		     0);
+	punch_timed_out(T0 + 9000);
 	expect_relay_via(T0 + 9000, 0x01);
 	cr_assert_eq(p2p_reach_relay_started(R, T0 + 9000, &PEER, 0, 200), 0);
 	cr_assert_eq(p2p_reach_link_up(R, T0 + 9050, &PEER, &l), 0);
@@ -595,9 +597,7 @@ Test(core, deadline_relay_rearmed_once)
 {
 	candidates();
 	punching(T0);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
-					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
-		     0);
+	punch_timed_out(T0 + 9000);
 	expect_relay_via(T0 + 9000, 0x01);
 	cr_assert_eq(p2p_reach_relay_started(R, T0 + 9000, &PEER, 0, 50), 0);
 	/* The next relay keeps the deadline relaying started with. */
@@ -850,9 +850,7 @@ Test(core, parallel_waits_for_the_punch_when_relays_fail,
 	cr_assert_eq(p2p_reach_relays(R, T0, &PEER, NULL, 0), 0);
 	cr_assert_eq(drain(), 0); /* no relay, but the punch still runs */
 	cr_assert_eq(p2p_reach_attempts(R), 1);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
-					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
-		     0);
+	punch_timed_out(T0 + 9000);
 	failed(one(P2P_REACH_DONE), 1, "peer_unreachable",
 	       PUNCH_MSG "; no relay reached the peer (0 asked)");
 }
@@ -877,9 +875,7 @@ Test(core, parallel_relays_go_on_after_the_punch_fails, .init = setup_parallel,
 	struct p2p_reach_link rl = {.id = 61, .kind = P2P_REACH_K_RELAYED};
 
 	relay_asked_while_punching(61);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
-					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
-		     0);
+	punch_timed_out(T0 + 9000);
 	cr_assert_eq(drain(), 0); /* the relay asked is still on its way */
 	cr_assert_eq(p2p_reach_next_timer(R), T0 + 9000 + P2P_REACH_TIMEOUT_MS);
 	cr_assert_eq(p2p_reach_link_up(R, T0 + 9001, &PEER, &rl), 0);
@@ -924,9 +920,7 @@ Test(core, grace_punch_failed_answers_the_held_relay_at_once,
      .init = setup_grace)
 {
 	held_relay();
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 100, &PEER,
-					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
-		     0);
+	punch_timed_out(T0 + 100);
 	cr_assert_eq(one(P2P_REACH_DONE)->link.id, 60);
 }
 
@@ -1035,9 +1029,7 @@ static void punch_again_after(uint64_t t, unsigned n)
 {
 	uint64_t at = t + ((uint64_t)P2P_REACH_UPGRADE_BACKOFF_MS << n);
 
-	cr_assert_eq(
-	    p2p_reach_punch_failed(R, t, &PEER, P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
-	    0);
+	punch_timed_out(t);
 	cr_assert_eq(drain(), 0);
 	cr_assert_eq(p2p_reach_next_timer(R), at);
 	p2p_reach_expire(R, at - 1);
@@ -1062,9 +1054,7 @@ Test(core, upgrade_punch_failed_is_asked_again_bounded, .init = setup_grace)
 		t += ((uint64_t)P2P_REACH_UPGRADE_BACKOFF_MS << n) + 9000;
 	}
 	/* The last one failed too: no more. */
-	cr_assert_eq(
-	    p2p_reach_punch_failed(R, t, &PEER, P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
-	    0);
+	punch_timed_out(t);
 	cr_assert_eq(p2p_reach_upgrades(R), 0);
 	cr_assert_eq(p2p_reach_next_timer(R), UINT64_MAX);
 	p2p_reach_expire(R, t + 100000);
@@ -1172,9 +1162,7 @@ Test(core, upgrade_never_after_dial_me_failed, .init = setup_grace)
 Test(core, upgrade_stops_when_the_relayed_link_goes, .init = setup_grace)
 {
 	relayed_while_punching();
-	cr_assert_eq(p2p_reach_punch_failed(R, GRACE_END + 6000, &PEER,
-					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
-		     0);
+	punch_timed_out(GRACE_END + 6000);
 	cr_assert_eq(
 	    p2p_reach_link_gone(R, GRACE_END + 6100, 60, "closed", NULL),
 	    -ENOENT);
@@ -1197,9 +1185,7 @@ Test(core, upgrade_forgotten_when_it_cannot_start_or_never_ends,
 
 	setup_grace();
 	relayed_while_punching();
-	cr_assert_eq(p2p_reach_punch_failed(R, GRACE_END + 10, &PEER,
-					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
-		     0);
+	punch_timed_out(GRACE_END + 10);
 	p2p_reach_expire(R, GRACE_END + 10 + P2P_REACH_UPGRADE_BACKOFF_MS);
 	one(P2P_REACH_PUNCH);
 	cr_assert_eq(
@@ -1221,9 +1207,7 @@ Test(core, upgrade_forgotten_when_it_cannot_start_or_never_ends,
 Test(core, upgrade_yields_to_an_attempt, .init = setup_grace)
 {
 	relayed_while_punching();
-	cr_assert_eq(p2p_reach_punch_failed(R, GRACE_END + 10, &PEER,
-					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
-		     0);
+	punch_timed_out(GRACE_END + 10);
 	get(GRACE_END + 20, 9, &ADDR);
 	one(P2P_REACH_DIAL);
 	p2p_reach_expire(R, GRACE_END + 10 + P2P_REACH_UPGRADE_BACKOFF_MS);
@@ -1382,9 +1366,7 @@ Test(core, near_refusal_moves_to_the_next, .init = setup_near, .fini = teardown)
 	one(P2P_REACH_RELAYS);
 	cr_assert_eq(p2p_reach_relays(R, T0 + 999, &PEER, LINKED, NLINKED), 0);
 	cr_assert_eq(drain(), 0);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
-					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
-		     0);
+	punch_timed_out(T0 + 9000);
 	failed(one(P2P_REACH_DONE), 1, "peer_unreachable",
 	       PUNCH_MSG "; no relay reached the peer (5 asked)");
 }
@@ -1411,9 +1393,7 @@ Test(core, near_lookup_is_run_when_the_attempt_had_none, .init = setup_near_seq,
 	/* The table had its address: no lookup; the dial and the punch
 	 * fail. */
 	punching(T0);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
-					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
-		     0);
+	punch_timed_out(T0 + 9000);
 	struct p2p_reach_action *a = one(P2P_REACH_LOOKUP);
 	cr_assert(p2p_peerid_equal(&a->peer, &PEER));
 	cr_assert_eq(p2p_reach_lookup_started(R, T0 + 9000, &PEER, 0, 33), 0);
@@ -1429,9 +1409,7 @@ Test(core, near_lookup_that_cannot_start_uses_our_links, .init = setup_near_seq,
 {
 	neighbours(2);
 	punching(T0);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 9000, &PEER,
-					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
-		     0);
+	punch_timed_out(T0 + 9000);
 	one(P2P_REACH_LOOKUP);
 	cr_assert_eq(p2p_reach_lookup_started(R, T0 + 9000, &PEER, -EBUSY, 0),
 		     0);
@@ -1449,9 +1427,7 @@ Test(core, without_relay_near_links_only)
 		     0);
 	one(P2P_REACH_PUNCH);
 	cr_assert_eq(p2p_reach_punch_started(R, T0 + 100, &PEER, 0, NULL), 0);
-	cr_assert_eq(p2p_reach_punch_failed(R, T0 + 200, &PEER,
-					    P2P_PUNCH_R_TIMEOUT, PUNCH_MSG),
-		     0);
+	punch_timed_out(T0 + 200);
 	one(P2P_REACH_RELAYS);
 	next_relay(T0 + 200, P2P_REACH_RELAY, 0x01);
 }
