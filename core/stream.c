@@ -147,14 +147,15 @@ static uint64_t room(const struct stream_budget *b)
  */
 static uint32_t grow(struct stream *s, const struct stream_env *env)
 {
-	uint64_t elapsed, add;
+	uint64_t elapsed, add, rtt;
 
 	if (!env || env->rtt_us == 0 || s->window >= STREAM_WINDOW_MAX)
 		return 0;
+	rtt = env->rtt_us > STREAM_RTT_FLOOR_US ? env->rtt_us
+						: STREAM_RTT_FLOOR_US;
 	elapsed = env->now_us - s->epoch_us;
 	/* elapsed / rtt < GROW_RTTS * bytes / window, without division. */
-	if (elapsed * s->window >=
-	    STREAM_GROW_RTTS * env->rtt_us * s->epoch_bytes)
+	if (elapsed * s->window >= STREAM_GROW_RTTS * rtt * s->epoch_bytes)
 		return 0;
 	add = s->window;
 	if (add > STREAM_WINDOW_MAX - s->window)

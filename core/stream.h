@@ -28,6 +28,17 @@
  * decides what they count, and gives the growth back when the stream
  * goes). A slow reader never grows its window. Windows never shrink.
  *
+ * The RTT growth uses is at least STREAM_RTT_FLOOR_US (1 ms). Credit
+ * goes round a loop of processes (the receiving daemon, maybe a relay,
+ * the sender; their sockets' readers), and on a busy host each of them
+ * waits for a CPU before it moves the bytes on: on loopback that wait,
+ * not the wire's 50-400 us, decides how much must be in flight. Without
+ * the floor a loopback stream's window depended on the link's last ping:
+ * a direct tunnel went from about 880 to about 550 MB/s halfway through
+ * a bench run, and a relayed one was held at 256 KiB (tools/bench/bench,
+ * README). A stream at R bytes/s then settles between 2 and 4 x R x 1 ms
+ * (2 MiB at 600 MB/s); a reader slower than that does not grow it.
+ *
  * Base windows (issue 10): the window a stream announces at its open is
  * what its peer can make us hold before anything reads, and the streams
  * peers open to our services are as many as peers choose (up to TUN_MAX -
@@ -68,6 +79,11 @@
  * STREAM_CREDIT_MAX, which older peers enforce on the credit they hold. */
 #define STREAM_WINDOW_MAX (16u * 1024 * 1024)
 #define STREAM_GROW_RTTS 2 /* grow while an epoch is under this share */
+/* The least RTT growth assumes (see above): on a busy host the processes
+ * on a credit loop wait for a CPU about this long, however short the
+ * wire. */
+#define STREAM_RTT_FLOOR_US 1000
+
 /* Budgets of window growth (bytes above a stream's base window) the
  * daemon's glue charges: all streams of one link, all streams of the
  * daemon. With STREAM_BUDGET_BASE below this bounds what peers can pin. */

@@ -297,15 +297,40 @@ Test(stream, window_stays_for_a_slow_reader)
 	cr_assert_eq(s.window, STREAM_WINDOW);
 }
 
-Test(stream, no_growth_on_a_fast_path_or_without_rtt)
+Test(stream, fast_path_window_covers_the_rtt_floor)
+{
+	struct stream s = open_stream();
+	uint64_t now = 1000 * MS;
+	/* What a reader taking 60 KiB every 100 us (614 MB/s) takes in
+	 * STREAM_RTT_FLOOR_US. */
+	uint64_t floor_bytes =
+	    (uint64_t)STREAM_CHUNK * STREAM_RTT_FLOOR_US / 100;
+	uint32_t settled;
+
+	/* Loopback-like: 50 us RTT. Measured, the reader would set the pace
+	 * at 256 KiB (BDP 30 KB); but the credit loop also waits for the
+	 * processes on it to be scheduled, so the window grows until it
+	 * covers the floor (2 floors' share, doubling steps), and stops. */
+	for (int i = 0; i < 20; i++)
+		round_trip(&s, &now, 50, 100, NULL, NULL);
+	cr_assert_gt(s.window, STREAM_WINDOW, "window %u", s.window);
+	cr_assert_geq(s.window, 2 * floor_bytes, "window %u", s.window);
+	cr_assert_leq(s.window, 4 * floor_bytes, "window %u", s.window);
+	settled = s.window;
+	for (int i = 0; i < 10; i++)
+		round_trip(&s, &now, 50, 100, NULL, NULL);
+	cr_assert_eq(s.window, settled, "and no further");
+}
+
+Test(stream, no_growth_on_a_fast_path_for_a_slow_reader_or_without_rtt)
 {
 	struct stream s = open_stream();
 	uint64_t now = 1000 * MS;
 
-	/* Loopback-like: 50 us RTT, 60 KiB every 100 us: the reader, not
-	 * the window, sets the pace (BDP 30 KB). */
+	/* 50 us RTT, a reader taking 60 KiB every 10 ms (6 MB/s): half a
+	 * window takes 20 ms, over the floor too. */
 	for (int i = 0; i < 10; i++)
-		round_trip(&s, &now, 50, 100, NULL, NULL);
+		round_trip(&s, &now, 50, 10 * MS, NULL, NULL);
 	cr_assert_eq(s.window, STREAM_WINDOW);
 	/* No RTT measured yet: no growth however fast. */
 	s = open_stream();
