@@ -34,7 +34,7 @@
  * waits for a CPU before it moves the bytes on: on loopback that wait,
  * not the wire's 50-400 us, decides how much must be in flight. Without
  * the floor a loopback stream's window depended on the link's last ping:
- * a direct tunnel went from about 880 to about 550 MB/s halfway through
+ * a direct tunnel went from about 880 to about 550 MiB/s halfway through
  * a bench run, and a relayed one was held at 256 KiB (tools/bench/bench,
  * README). A stream at R bytes/s then settles between 2 and 4 x R x 1 ms
  * (2 MiB at 600 MB/s); a reader slower than that does not grow it.
