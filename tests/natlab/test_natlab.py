@@ -31,7 +31,9 @@ overlay defines it (see lookup_of_a_client).
 """
 import faulthandler
 import os
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 
@@ -339,6 +341,13 @@ def run_lab(prefix, build, tests, stopped=(), tail=15, figures=(), ipv6=False):
             if failed:
                 for d in c.daemons:  # Cluster prints tails only on an exception
                     print("--- %s log tail:\n%s" % (d.name, d.log_tail(tail)))
+                # P2PTEST_KEEP=1: the whole logs outlive the run (the
+                # tails above rarely reach back to what led to a flake).
+                if os.environ.get("P2PTEST_KEEP"):
+                    keep = tempfile.mkdtemp(prefix=prefix + "logs-", dir="/tmp")
+                    for d in c.daemons:
+                        shutil.copy(d.log, os.path.join(keep, d.name + ".log"))
+                    print("daemon logs kept in %s" % keep)
     finally:
         lab.down()
     for f in figures:
