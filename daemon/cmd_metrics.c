@@ -69,6 +69,10 @@ static void punch_metrics(FILE *f, struct p2pd_node *n)
 	metric(f, "punch_dial_me_total", "counter",
 	       "Hole punch requests answered \"dial me\" (we are a server).",
 	       p->dialable);
+	metric(f, "punch_stale_syns_dropped_total", "counter",
+	       "SYNs of punch peers at our listener, unanswered, dropped to "
+	       "free a prime's four-tuple.",
+	       punch_stale_syns(n));
 	metric(f, "punch_upgrade_retries_total", "counter",
 	       "Hole punches asked again for a relayed pair after its punch "
 	       "failed.",

@@ -96,7 +96,8 @@ struct punches {
 	void *scheduled_arg;
 	punch_dial_fn dial; /* punch_on_dial */
 	void *dial_arg;
-	bool dial_me; /* config dial_me */
+	bool dial_me;	     /* config dial_me */
+	uint64_t stale_syns; /* SYNs at our listener dropped (connect_held) */
 };
 
 int punch_module_init(struct p2pd_node *n, bool dial_me)
@@ -602,6 +603,27 @@ static const char *holder_text(struct p2pd_node *n, const struct p2p_addr *addr)
 	return text;
 }
 
+/*
+ * A SYN of the peer's at our listener, from the candidate, whose SYN-ACK
+ * went unanswered at least once, holds the four-tuple that our primes
+ * need (nat.h p2p_nat_sock_drop_stale_syn says how it comes about; a
+ * natlab-paths run saw one hold it for over 20 s, a whole punch and its
+ * upgrade retries). Aborted, it frees the four-tuple: our prime goes out,
+ * our NAT maps it, and the peer's next SYN gets in. 0 when dropped; else
+ * -errno (always under the systemd unit, which grants neither
+ * CAP_NET_ADMIN nor AF_NETLINK: there the SYN is waited out).
+ */
+static int drop_stale_syn(struct p2pd_node *n, const struct p2p_addr *addr)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (node_addr_to_sockaddr(addr, &ss, &len) < 0)
+		return -EINVAL;
+	return p2p_nat_sock_drop_stale_syn(node_listen_port(n, addr->family),
+					   (struct sockaddr *)&ss);
+}
+
 /* connect() to a->addr found the four-tuple in use (EADDRNOTAVAIL): a
  * connection of ours to that candidate is the attempt, else the kernel
  * holds it (TIME_WAIT, a SYN at our listener not yet accepted): wait
@@ -657,6 +679,20 @@ static void do_connect(struct p2pd_node *n, const struct p2p_psess_action *a,
 	struct link *l =
 	    link_punch(n, &a->addr, &a->peer, a->ttl, a->lead, &err);
 
+	/* No link of ours holds the four-tuple (connect_held), but a SYN
+	 * of the peer's that nobody answers may: dropped, it frees the
+	 * four-tuple for this very prime (its TTL, its turn). */
+	if (!l && (err == UV_EADDRNOTAVAIL || err == UV_EADDRINUSE) &&
+	    !holder(n, &a->addr, &a->peer) &&
+	    drop_stale_syn(n, &a->addr) == 0) {
+		p2p_addr_format(&a->addr, at, sizeof(at));
+		log_info("punch %s: connect %s: dropped the peer's SYN at our "
+			 "listener, unanswered for a second or more: "
+			 "connecting again",
+			 id, at);
+		n->punch->stale_syns++;
+		l = link_punch(n, &a->addr, &a->peer, a->ttl, a->lead, &err);
+	}
 	if (!l) {
 		p2p_addr_format(&a->addr, at, sizeof(at));
 		if (err == UV_EADDRNOTAVAIL || err == UV_EADDRINUSE) {
@@ -920,6 +956,11 @@ const struct node_link_hooks punch_link_hooks = {
 };
 
 /* ---- time ---- */
+
+uint64_t punch_stale_syns(struct p2pd_node *n)
+{
+	return n->punch->stale_syns;
+}
 
 const struct p2p_psess_stats *punch_stats(struct p2pd_node *n)
 {

@@ -70,6 +70,9 @@ int64_t punch_sig_rtt(struct p2pd_node *n, const struct p2p_peerid *peer);
 /* The signalling counters (issue 9: refusals, attempts held back). */
 struct p2p_psess_stats;
 const struct p2p_psess_stats *punch_stats(struct p2pd_node *n);
+/* SYNs of punch peers at our listener dropped so that a prime could go
+ * out (they held its four-tuple, their SYN-ACKs unanswered). */
+uint64_t punch_stale_syns(struct p2pd_node *n);
 
 /* Hub hooks (daemon.c registers them). */
 void punch_on_app(void *n, const struct p2p_ov_action *a);

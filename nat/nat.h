@@ -132,6 +132,22 @@ bool p2p_nat_sock_retry_unbound(int err);
 int p2p_nat_sock_tuple_state(uint16_t lport, const struct sockaddr *remote);
 /* "SYN_SENT", "TIME_WAIT", ... ("?" for what it does not know). */
 const char *p2p_nat_tcp_state_name(int state);
+/*
+ * A SYN from remote that our listener on lport answered and that is
+ * still not acknowledged after its SYN-ACK went out again (TCP_SYN_RECV,
+ * retransmitted at least once: a second or more): abort it (sock_diag
+ * SOCK_DESTROY, which needs CAP_NET_ADMIN), so that the four-tuple is
+ * free for a connect of ours. Why: a punch attempt that gives up just
+ * as the peer's SYN is on its way leaves that SYN at our listener, and
+ * its SYN-ACKs need not get through: our NAT saw the attempt's reset and
+ * may pass no SYN-ACK of a connection it no longer knows. Such a request
+ * holds the four-tuple for a minute of retransmits (a CI run of
+ * natlab-paths saw one hold it for over 20 s), in which our primes
+ * cannot go out and the peer's SYNs find no mapping. 0 when aborted; -EBUSY
+ * when not yet retransmitted, -ENOENT when there is no such SYN, else -errno
+ * (-EPERM: no privilege). Blocking, as p2p_nat_sock_tuple_state.
+ */
+int p2p_nat_sock_drop_stale_syn(uint16_t lport, const struct sockaddr *remote);
 
 /*
  * The IP TTL (IPv4) or unicast hop limit (IPv6) of fd's packets; -1 puts

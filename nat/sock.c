@@ -104,9 +104,10 @@ static bool diag_match(const struct inet_diag_msg *m, uint16_t lport,
 	       !memcmp(m->id.idiag_dst, &r6->sin6_addr, 16);
 }
 
-/* Read the dump's answers: the matching socket's state, -ENOENT at the
- * end without one, or -errno. */
-static int diag_read(int fd, uint16_t lport, const struct sockaddr *remote)
+/* Read the dump's answers: the matching socket's state (its message in
+ * *out when out), -ENOENT at the end without one, or -errno. */
+static int diag_read(int fd, uint16_t lport, const struct sockaddr *remote,
+		     struct inet_diag_msg *out)
 {
 	uint8_t buf[SOCK_DIAG_BUF] __attribute__((aligned(8)));
 	int found = -ENOENT;
@@ -125,20 +126,42 @@ static int diag_read(int fd, uint16_t lport, const struct sockaddr *remote)
 				return e->error < 0 ? e->error : -EIO;
 			}
 			if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(*m)) &&
-			    found == -ENOENT && diag_match(m, lport, remote))
+			    found == -ENOENT && diag_match(m, lport, remote)) {
 				found = m->idiag_state;
+				if (out)
+					*out = *m;
+			}
 		}
 	}
 }
 
-int p2p_nat_sock_tuple_state(uint16_t lport, const struct sockaddr *remote)
+/* The kernel's answer to a request with NLM_F_ACK: an NLMSG_ERROR whose
+ * error is 0 (done) or -errno (EPERM without CAP_NET_ADMIN). */
+static int diag_ack(int fd)
+{
+	uint8_t buf[1024] __attribute__((aligned(8)));
+	ssize_t k = recv(fd, buf, sizeof(buf), 0);
+	const struct nlmsghdr *h = (const struct nlmsghdr *)buf;
+
+	if (k < 0)
+		return -errno;
+	if (!NLMSG_OK(h, (size_t)k) || h->nlmsg_type != NLMSG_ERROR ||
+	    h->nlmsg_len < NLMSG_LENGTH(sizeof(struct nlmsgerr)))
+		return -EIO;
+	return ((const struct nlmsgerr *)NLMSG_DATA(h))->error;
+}
+
+/* One sock_diag request of type (a dump, or SOCK_DESTROY of one socket)
+ * on a fresh socket: the dump's match as diag_read, or the kernel's
+ * answer to the destroy (0 or -errno). */
+static int diag_ask(uint16_t type, const struct sockaddr *remote,
+		    const struct inet_diag_sockid *id, uint16_t lport,
+		    struct inet_diag_msg *out)
 {
 	struct {
 		struct nlmsghdr nlh;
 		struct inet_diag_req_v2 r;
-	} req = {.nlh = {.nlmsg_len = sizeof(req),
-			 .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-			 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
+	} req = {.nlh = {.nlmsg_len = sizeof(req), .nlmsg_type = type},
 		 .r = {.sdiag_protocol = IPPROTO_TCP, .idiag_states = ~0u}};
 	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
 	int fd, rc;
@@ -147,16 +170,41 @@ int p2p_nat_sock_tuple_state(uint16_t lport, const struct sockaddr *remote)
 	    (remote->sa_family != AF_INET && remote->sa_family != AF_INET6))
 		return -EAFNOSUPPORT;
 	req.r.sdiag_family = (uint8_t)remote->sa_family;
+	req.nlh.nlmsg_flags =
+	    NLM_F_REQUEST | (type == SOCK_DESTROY ? NLM_F_ACK : NLM_F_DUMP);
+	if (id)
+		req.r.id = *id;
 	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	if (fd < 0)
 		return -errno;
 	if (sendto(fd, &req, sizeof(req), 0, (struct sockaddr *)&kernel,
 		   sizeof(kernel)) < 0)
 		rc = -errno;
+	else if (type == SOCK_DESTROY)
+		rc = diag_ack(fd);
 	else
-		rc = diag_read(fd, lport, remote);
+		rc = diag_read(fd, lport, remote, out);
 	close(fd);
 	return rc;
+}
+
+int p2p_nat_sock_tuple_state(uint16_t lport, const struct sockaddr *remote)
+{
+	return diag_ask(SOCK_DIAG_BY_FAMILY, remote, NULL, lport, NULL);
+}
+
+int p2p_nat_sock_drop_stale_syn(uint16_t lport, const struct sockaddr *remote)
+{
+	struct inet_diag_msg m;
+	int st = diag_ask(SOCK_DIAG_BY_FAMILY, remote, NULL, lport, &m);
+
+	if (st < 0)
+		return st;
+	if (st != TCP_SYN_RECV)
+		return -ENOENT;
+	if (m.idiag_retrans == 0)
+		return -EBUSY; /* its SYN-ACK may still be answered */
+	return diag_ask(SOCK_DESTROY, remote, &m.id, lport, NULL);
 }
 
 const char *p2p_nat_tcp_state_name(int state)

@@ -2,6 +2,8 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <netinet/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -212,5 +214,72 @@ Test(nat_sock, tuple_state_names_the_holder)
 		     -ENOENT);
 	cr_expect_str_eq(p2p_nat_tcp_state_name(99), "?");
 	cr_expect_eq(p2p_nat_sock_tuple_state(cport, NULL), -EAFNOSUPPORT);
+	close(srv);
+}
+
+/*
+ * A SYN our listener answered and whose SYN-ACK nobody answers, as one
+ * that came in while a punch attempt gave up and whose SYN-ACKs die at
+ * our NAT. In a network namespace of its own (lo, and a veth pair whose
+ * far end answers nothing: 10.9.0.1 here, 192.0.2.0/24 out there), a
+ * socket bound to 192.0.2.1 (not ours: IP_TRANSPARENT) sends a SYN to
+ * the listener at 10.9.0.1 and is closed (which sends nothing from
+ * SYN_SENT). The request holds (listener port, 192.0.2.1:40999) and
+ * retransmits its SYN-ACK into the void; drop_stale_syn leaves it until
+ * the first retransmit, then aborts it. Needs root (a namespace,
+ * IP_TRANSPARENT, SOCK_DESTROY); CI runs it as root.
+ */
+Test(nat_sock, stale_syn_at_the_listener_is_dropped, .timeout = 20)
+{
+	struct sockaddr_in from = {.sin_family = AF_INET,
+				   .sin_port = htons(40999)};
+	struct sockaddr_in to = {.sin_family = AF_INET};
+	int srv, c, one = 1, rc, st, tries = 0;
+	uint16_t port;
+
+	if (geteuid() != 0 && !getenv("CI"))
+		cr_skip_test("needs root (a network namespace of its own)");
+	cr_assert_eq(unshare(CLONE_NEWNET), 0, "unshare: %s", strerror(errno));
+	cr_assert_eq(system("ip link set lo up && "
+			    "ip link add v0 type veth peer name v1 && "
+			    "ip link set v0 up && ip link set v1 up && "
+			    "ip addr add 10.9.0.1/24 dev v0 && "
+			    "ip route add 192.0.2.0/24 dev v0"),
+		     0);
+	inet_pton(AF_INET, "10.9.0.1", &to.sin_addr);
+	inet_pton(AF_INET, "192.0.2.1", &from.sin_addr);
+	srv = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(srv, (struct sockaddr *)&to, sizeof(to)), 0);
+	cr_assert_eq(listen(srv, 8), 0);
+	port = port_of(srv);
+	to.sin_port = htons(port);
+	c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	cr_assert_eq(setsockopt(c, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)),
+		     0);
+	cr_assert_eq(bind(c, (struct sockaddr *)&from, sizeof(from)), 0);
+	cr_assert(connect(c, (struct sockaddr *)&to, sizeof(to)) < 0 &&
+		  errno == EINPROGRESS);
+	usleep(100 * 1000);
+	close(c);
+	st = p2p_nat_sock_tuple_state(port, (struct sockaddr *)&from);
+	cr_assert_eq(st, TCP_SYN_RECV, "%d (%s)", st,
+		     p2p_nat_tcp_state_name(st));
+	/* Its SYN-ACK has not gone out again yet: it may still be
+	 * answered, so it stays. */
+	cr_assert_eq(
+	    p2p_nat_sock_drop_stale_syn(port, (struct sockaddr *)&from),
+	    -EBUSY);
+	/* The first retransmit comes after about a second. */
+	do {
+		usleep(50 * 1000);
+		rc =
+		    p2p_nat_sock_drop_stale_syn(port, (struct sockaddr *)&from);
+	} while (rc == -EBUSY && ++tries < 100);
+	cr_assert_eq(rc, 0, "%d (%s)", rc, strerror(-rc));
+	cr_assert_eq(p2p_nat_sock_tuple_state(port, (struct sockaddr *)&from),
+		     -ENOENT);
+	cr_assert_eq(
+	    p2p_nat_sock_drop_stale_syn(port, (struct sockaddr *)&from),
+	    -ENOENT);
 	close(srv);
 }

@@ -333,6 +333,67 @@ def test_held_four_tuple_then_upgrade(w):
                    "direct after an upgrade retry" % (x, y, took * 1000, held))
 
 
+# A SYN at the daemon's listener that seems to come from the peer's
+# candidate (argv 1:2; a socket bound there with IP_TRANSPARENT, to the
+# daemon's own address argv 3:4): its SYN-ACK goes out towards the
+# candidate and nobody answers it. The socket is closed at once, which
+# sends nothing from SYN_SENT, so only the listener's half is left.
+STALE_SYN = r"""
+import socket, sys, time
+IP_TRANSPARENT = 19
+s = socket.socket()
+s.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # the daemon's port
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.setblocking(False)
+try:
+    s.connect((sys.argv[3], int(sys.argv[4])))
+except BlockingIOError:
+    pass
+time.sleep(0.2)
+s.close()
+"""
+STALE = "dropped the peer's SYN at our listener"
+
+
+def test_stale_syn_at_the_listener_is_dropped(w):
+    """The replier's listener holds a SYN from the requester's candidate
+    whose SYN-ACK nobody answers (as one that came in just as an attempt
+    gave up, its SYN-ACKs dying at our NAT): the four-tuple its primes
+    need. Waiting it out would take a minute of SYN-ACK retransmits, the
+    whole punch and its retries; the replier drops it instead and the
+    punch goes direct as usual."""
+    x, y = "h-pp1", "h-ei2"
+    a, b = w.d[x], w.d[y]
+    check(peer_entry(a, b.id) is None, "%s already linked to %s" % (x, y))
+    cand = w.routers[x].external_ip
+    stale0 = b.log_text().count(STALE)
+    maker = w.lab.popen(w.lab.nodes[y], ["python3", "-c", STALE_SYN, cand, natlab_port(),
+                                         w.lab.nodes[y].ip, natlab_port()])
+    check_eq(maker.wait(10), 0, "the stale SYN's maker")
+    # Its SYN-ACK goes out again after a second: stale from then on.
+    time.sleep(1.5)
+    r, j, took = connect(a, b)
+    print("  connect %s -> %s: exit %d %s (%.2fs)" % (x, y, r.returncode, r.stdout.strip(), took))
+    check_eq(r.returncode, 0, "connect %s -> %s exit (stderr %r)" % (x, y, r.stderr))
+    # The relay may answer first (the dropped SYN cost the first prime
+    # its turn); the punch makes the link direct then, well before the
+    # stale SYN would have gone by itself (a minute): without the drop
+    # every prime of the punch and of its two retries finds the
+    # four-tuple in use.
+    t0 = time.monotonic()
+    wait_for(lambda: (peer_entry(a, b.id) or {}).get("link") == "direct", UPGRADE_BOUND_S,
+             what="%s's link to %s to be direct" % (x, y))
+    direct = took + time.monotonic() - t0
+    check(b.log_text().count(STALE) > stale0, "%s's log says nothing of the stale SYN" % y)
+    check((metric(b, "p2pd_punch_stale_syns_dropped_total") or 0) >= 1,
+          "stale SYNs dropped in %s's metrics" % y)
+    FIGURES.append("%s -> %s with a stale SYN at %s's listener: %s/%s in %.0f ms, "
+                   "direct after %.1f s" % (x, y, y, j.get("path"), j.get("method"),
+                                            took * 1000, direct))
+
+
 def natlab_port():
     return str(PORT)
 
@@ -423,7 +484,8 @@ def test_relay_teardown(w):
 
 
 TESTS = [test_pp_pp, test_pp_ei, test_ei_ei, test_same_nat_lan, test_drop_filtering,
-         test_double_nat, test_held_four_tuple_then_upgrade, test_random_pp_relayed,
+         test_double_nat, test_held_four_tuple_then_upgrade,
+         test_stale_syn_at_the_listener_is_dropped, test_random_pp_relayed,
          test_random_random_relayed, test_relay_teardown]
 
 
