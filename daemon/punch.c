@@ -97,7 +97,7 @@ struct punches {
 	punch_dial_fn dial; /* punch_on_dial */
 	void *dial_arg;
 	bool dial_me;	     /* config dial_me */
-	uint64_t stale_syns; /* SYNs at our listener dropped (connect_held) */
+	uint64_t stale_syns; /* SYNs at our listener dropped (do_connect) */
 };
 
 int punch_module_init(struct p2pd_node *n, bool dial_me)
