@@ -591,12 +591,15 @@ void relay_credit_init(struct relay_credit *cr)
 	cr->avail = RELAY_CREDIT;
 }
 
-size_t relay_credit_take(struct relay_credit *cr, size_t want)
-{
-	size_t n = want < cr->avail ? want : cr->avail;
+_Static_assert(P2P_FRAME_HDR + P2P_FRAME_MAX <= RELAY_CREDIT,
+	       "a relayed link's frame fits in a circuit's credit");
 
-	cr->avail -= (uint32_t)n;
-	return n;
+bool relay_credit_take(struct relay_credit *cr, size_t want)
+{
+	if (want > cr->avail)
+		return false;
+	cr->avail -= (uint32_t)want;
+	return true;
 }
 
 int relay_credit_give(struct relay_credit *cr, uint32_t n)

@@ -321,8 +321,11 @@ struct relay_credit {
 };
 
 void relay_credit_init(struct relay_credit *cr);
-/* Up to want bytes may go now: how many (spent). */
-size_t relay_credit_take(struct relay_credit *cr, size_t want);
+/* want bytes, one whole frame of the relayed link, may go now: true
+ * (spent), or false and nothing spent. Whole frames only, so that each
+ * pass frame carries one record, which the far end opens where it lies
+ * (daemon/link.c, link_input); a frame always fits in the credit. */
+bool relay_credit_take(struct relay_credit *cr, size_t want);
 /* The relay returned n: 0, or -EPROTO when it returns more than we spent
  * (the end then closes the circuit). */
 int relay_credit_give(struct relay_credit *cr, uint32_t n)

@@ -668,6 +668,11 @@ static uint32_t be32(const uint8_t *p)
 	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
+bool p2p_linkfsm_partial(const struct p2p_linkfsm *f)
+{
+	return p2p_framer_pending(f->fr) > 0;
+}
+
 size_t p2p_linkfsm_input_inplace(struct p2p_linkfsm *f, uint64_t now,
 				 uint8_t *data, size_t len)
 {

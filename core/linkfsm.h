@@ -186,6 +186,9 @@ size_t p2p_linkfsm_input(struct p2p_linkfsm *f, uint64_t now,
  */
 size_t p2p_linkfsm_input_inplace(struct p2p_linkfsm *f, uint64_t now,
 				 uint8_t *data, size_t len);
+/* A frame begun with p2p_linkfsm_input() waits for its rest: the next
+ * input's message, if any, points into the framer's copy. */
+bool p2p_linkfsm_partial(const struct p2p_linkfsm *f);
 
 /* Deadlines: call at or after p2p_linkfsm_next_timer() (UINT64_MAX:
  * none). */

@@ -84,7 +84,8 @@ struct link {
 	 * at rb[rb_off .. rb_off + rb_len)); none on an idle link. */
 	uint8_t *rb;
 	size_t rb_off, rb_len;
-	bool rb_held; /* counted in links.rb_held */
+	bool rb_held;  /* counted in links.rb_held */
+	bool in_place; /* messages point into rb until the read is done */
 	unsigned users;
 	const char *why; /* static reason for the close */
 	const struct link_transport *tr;
@@ -321,6 +322,11 @@ uint64_t link_bytes_out(const struct link *l)
 uint64_t link_born(const struct link *l)
 {
 	return l->born;
+}
+
+bool link_input_held(const struct link *l)
+{
+	return l->in_place;
 }
 
 size_t link_queued(const struct link *l)
@@ -1138,14 +1144,17 @@ static void rb_release(struct link *l)
 static void feed_inplace(struct link *l)
 {
 	while (l->rb_len > 0 && usable(l)) {
-		size_t k = p2p_linkfsm_input_inplace(
-		    l->fsm, now_us(), l->rb + l->rb_off, l->rb_len);
+		size_t k;
+		l->in_place = !p2p_linkfsm_partial(l->fsm);
+		k = p2p_linkfsm_input_inplace(l->fsm, now_us(),
+					      l->rb + l->rb_off, l->rb_len);
 		link_run(l);
 		if (k == 0)
 			break;
 		l->rb_off += k;
 		l->rb_len -= k;
 	}
+	l->in_place = false;
 	if (!usable(l))
 		l->rb_len = 0; /* nothing more is read */
 }
@@ -1189,6 +1198,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	l->n->stats.bytes_in += (size_t)nread;
 	l->rb_len += (size_t)nread;
 	feed_inplace(l);
+	node_emit_read_done(l->n, l);
 	rb_release(l);
 	if (bufq_len(&l->q) > LINK_WQ_READ_STOP && usable(l) && !l->tr) {
 		uv_read_stop(s); /* harden9: on_write reads again */
@@ -1197,16 +1207,38 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 }
 
 /*
- * Bytes from a transport (RELAY_DATA for a relayed link). They point into
- * the via link's frame buffer, where its record was opened; that buffer
- * is the via link's fsm's alone and stays put until its next input, and
- * this link's fsm copies what it takes into its own: no copy here.
+ * Bytes from a transport (RELAY_DATA for a relayed link), which point
+ * where the via link opened its record. In the via link's read chunk
+ * (link_input_held(via)) they are ours until its read is done, and the
+ * whole frames among them (a pass frame carries one) are opened where
+ * they lie, as a TCP link's are; the start of a frame, or bytes in the
+ * via fsm's frame buffer (which stays put until its next input), go to
+ * this link's framer, which copies them.
  */
-void link_input(struct link *l, const uint8_t *data, size_t len)
+void link_input(struct link *l, const struct link *via, const uint8_t *data,
+		size_t len)
 {
+	uint8_t *p = (uint8_t *)data; /* via's read chunk, when held */
+	size_t k = 0;
+
 	if (len > P2P_MSG_MAX)
 		return; /* the codec never gives more */
-	link_feed(l, data, len);
+	if (!via || !link_input_held(via)) {
+		link_feed(l, data, len);
+		return;
+	}
+	l->bytes_in += len;
+	l->n->stats.bytes_in += len;
+	while (len > 0 && usable(l)) {
+		l->in_place = !p2p_linkfsm_partial(l->fsm);
+		k = p2p_linkfsm_input_inplace(l->fsm, now_us(), p, len);
+		if (k == 0) /* the start of a frame: the framer's */
+			k = p2p_linkfsm_input(l->fsm, now_us(), p, len);
+		link_run(l);
+		p += k;
+		len -= k;
+	}
+	l->in_place = false;
 }
 
 struct link *link_open_on(struct p2pd_node *n, const struct link_transport *tr,

@@ -107,8 +107,9 @@ struct link *link_open_on(struct p2pd_node *n, const struct link_transport *tr,
 			  const struct p2p_peerid *peer,
 			  const struct p2p_addr *remote,
 			  const struct p2p_addr *local);
-/* Bytes from the transport of l. */
-void link_input(struct link *l, const uint8_t *data, size_t len);
+/* Bytes from the transport of l, read on via (NULL: unknown). */
+void link_input(struct link *l, const struct link *via, const uint8_t *data,
+		size_t len);
 /* A listener has a connection. */
 int link_accept(struct p2pd_node *n, uv_stream_t *server);
 
@@ -164,6 +165,10 @@ bool link_peer_relay_credit(const struct link *l);
 bool link_peer_relay_pass(const struct link *l);
 double link_rtt(const struct link *l); /* < 0 until measured */
 size_t link_queued(const struct link *l);
+/* The message being dispatched points into l's read chunk, where it stays
+ * until the read's end (the read_done hook, node.h); otherwise it is gone
+ * when the handler returns. */
+bool link_input_held(const struct link *l);
 /* Bytes of the link's stream (records and framing) in and out so far. */
 uint64_t link_bytes_in(const struct link *l);
 uint64_t link_bytes_out(const struct link *l);

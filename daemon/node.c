@@ -155,6 +155,11 @@ void node_emit_writable(struct p2pd_node *n, struct link *l)
 	EMIT(n, writable, l);
 }
 
+void node_emit_read_done(struct p2pd_node *n, struct link *l)
+{
+	EMIT(n, read_done, l);
+}
+
 void node_fill_hello(struct p2pd_node *n, const struct link *l,
 		     struct p2p_msg *m)
 {

@@ -100,6 +100,9 @@ struct node_link_hooks {
 	void (*up)(void *arg, struct link *l, bool first); /* HELLO in */
 	void (*gone)(void *arg, struct link *l, const char *why);
 	void (*writable)(void *arg, struct link *l); /* its queue shrank */
+	/* A read of l's is done: what its messages pointed to in l's read
+	 * chunk (link_input_held) is about to go. */
+	void (*read_done)(void *arg, struct link *l);
 };
 
 /* What we say in HELLO (the overlay fills it). */
@@ -214,6 +217,7 @@ void node_emit_established(struct p2pd_node *n, struct link *l);
 void node_emit_up(struct p2pd_node *n, struct link *l, bool first);
 void node_emit_gone(struct p2pd_node *n, struct link *l, const char *why);
 void node_emit_writable(struct p2pd_node *n, struct link *l);
+void node_emit_read_done(struct p2pd_node *n, struct link *l);
 void node_fill_hello(struct p2pd_node *n, const struct link *l,
 		     struct p2p_msg *m);
 

@@ -322,7 +322,22 @@ static int end_send(struct relay_end *e, struct link *via, const uint8_t *data,
 	return relay_data_send(via, e->circ, data, len);
 }
 
-/* Send what waits in pend while the credit lasts; 0 or -errno. */
+/* The length of the frame at p (k bytes there), header included: what
+ * end_write queued is whole frames, each in one piece of pend. */
+static size_t frame_len(const uint8_t *p, size_t k)
+{
+	uint32_t b;
+
+	if (k < P2P_FRAME_HDR)
+		return k;
+	b = ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+	     p[3]) &
+	    ~P2P_FRAME_PASS;
+	return b <= k - P2P_FRAME_HDR ? P2P_FRAME_HDR + b : k;
+}
+
+/* Send what waits in pend, a frame at a time, while the credit lasts;
+ * 0 or -errno. */
 static int end_drain(struct relay_end *e, struct link *via)
 {
 	const uint8_t *p;
@@ -330,8 +345,8 @@ static int end_drain(struct relay_end *e, struct link *via)
 	int rc;
 
 	while ((k = bufq_peek(&e->pend, &p)) > 0) {
-		k = relay_credit_take(&e->cr, k);
-		if (k == 0)
+		k = frame_len(p, k);
+		if (!relay_credit_take(&e->cr, k))
 			break;
 		if ((rc = end_send(e, via, p, k)) < 0)
 			return rc;
@@ -344,22 +359,22 @@ static int end_write(void *ctx, const uint8_t *data, size_t len)
 {
 	struct relay_end *e = ctx;
 	struct link *via = e->closed ? NULL : link_get(e->n, e->via);
-	size_t now;
-	int rc;
+	uint8_t *p;
 
 	if (!via)
 		return -ENOTCONN;
 	if (!e->credited)
 		return end_send(e, via, data, len);
-	/* In order: nothing overtakes what already waits. */
-	now = bufq_len(&e->pend) ? 0 : relay_credit_take(&e->cr, len);
-	if (now && (rc = end_send(e, via, data, now)) < 0)
-		return rc;
-	if (now == len)
-		return 0;
-	if (bufq_len(&e->pend) + (len - now) > RELAY_END_PEND_MAX)
+	/* In order: nothing overtakes what already waits. A frame goes
+	 * whole, now or later, and waits in one piece (end_drain). */
+	if (bufq_len(&e->pend) == 0 && relay_credit_take(&e->cr, len))
+		return end_send(e, via, data, len);
+	if (bufq_len(&e->pend) + len > RELAY_END_PEND_MAX ||
+	    !(p = bufq_reserve(&e->pend, len)))
 		return -ENOBUFS;
-	return bufq_append(&e->pend, data + now, len - now);
+	memcpy(p, data, len);
+	bufq_commit(&e->pend, len);
+	return 0;
 }
 
 static size_t end_queued(void *ctx)
@@ -489,7 +504,7 @@ static void do_end_data(struct p2pd_node *n, const struct p2p_circuit_action *a)
 	struct link *end;
 
 	if (e && !e->closed && (end = link_get(n, e->link)))
-		link_input(end, a->data, a->len);
+		link_input(end, link_get(n, a->link), a->data, a->len);
 }
 
 static void do_end_closed(struct p2pd_node *n,

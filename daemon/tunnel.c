@@ -45,6 +45,7 @@ _Static_assert((uint64_t)STREAM_BUDGET_BASE +
 	       "update the bound in core/stream.h and README.md");
 
 static void apply(struct tun *t, int act);
+static void pend_unlist(struct tun *t);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 int tunnel_module_init(struct p2pd_node *n)
@@ -145,6 +146,8 @@ void tun_close(struct tun *t, bool abort)
 	if (t->closing)
 		return;
 	t->closing = true;
+	/* Only an abort finds data pending: dropped, as a reset does. */
+	pend_unlist(t);
 	set_blocked(t, false);
 	reach_cancel(n, &t->w);
 	if (t->req) {
@@ -380,37 +383,112 @@ static void on_local_shutdown(uv_shutdown_t *req, int status)
 }
 
 /*
- * STREAM_DATA for the local socket: written straight from the link's
- * read chunk, where the record was opened, when nothing waits before it
- * and the socket takes it; only what it does not take is copied (into
- * the tunnel's queue). The credit for what went goes out after.
+ * Bytes for the local socket: written at once when nothing waits before
+ * them and the socket takes them; only what it does not take is copied
+ * (into the tunnel's queue). The credit for what went goes out after.
  */
-static void local_write(struct tun *t, const uint8_t *data, size_t len)
+static void local_writev(struct tun *t, const uv_buf_t *b, unsigned n)
 {
-	size_t done = 0;
+	size_t done = 0, skip;
+	int k = 0;
 
 	if (bufq_len(&t->wq) == 0) {
-		uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-		int k = uv_try_write(t->h, &b, 1);
+		k = uv_try_write(t->h, b, n);
 		if (k < 0 && k != UV_EAGAIN) {
 			apply(t, stream_on_local_error(&t->s));
 			return;
 		}
 		done = k > 0 ? (size_t)k : 0;
 	}
-	if (done < len) {
-		ssize_t k = bufq_append(&t->wq, data + done, len - done);
-		/* Written behind a write in flight, or tried once more. */
-		if (k == 0)
-			k = bufq_flush(&t->wq, &local_io, t);
-		if (k < 0) {
+	skip = done;
+	for (unsigned i = 0; i < n; i++) {
+		ssize_t q;
+		if (skip >= b[i].len) {
+			skip -= b[i].len;
+			continue;
+		}
+		q = bufq_append(&t->wq, (const uint8_t *)b[i].base + skip,
+				b[i].len - skip);
+		skip = 0;
+		if (q < 0) {
 			apply(t, stream_on_local_error(&t->s));
 			return;
 		}
-		done += (size_t)k;
+	}
+	if (bufq_len(&t->wq) > 0) {
+		/* Written behind a write in flight, or tried once more. */
+		ssize_t q = bufq_flush(&t->wq, &local_io, t);
+		if (q < 0) {
+			apply(t, stream_on_local_error(&t->s));
+			return;
+		}
+		done += (size_t)q;
 	}
 	if (done > 0)
 		local_written(t, done);
+}
+
+static void pend_unlist(struct tun *t)
+{
+	struct tun **pp = &t->n->tun->pend;
+
+	while (*pp && *pp != t)
+		pp = &(*pp)->pend_next;
+	if (*pp)
+		*pp = t->pend_next;
+	t->pend_next = NULL;
+	t->npend = 0;
+}
+
+/* What waits in a link's read chunk goes out (or into the queue) now. */
+static void pend_flush(struct tun *t)
+{
+	uv_buf_t b[TUN_PEND_MAX];
+	unsigned n = t->npend;
+
+	if (n == 0)
+		return;
+	memcpy(b, t->pend, n * sizeof(b[0]));
+	pend_unlist(t);
+	local_writev(t, b, n);
+}
+
+/*
+ * STREAM_DATA for the local socket. A record opened in place in its
+ * link's read chunk stays there until the read is done (read_done), so
+ * the records one read brings a tunnel go to its socket in one writev
+ * then: one wakeup of the local reader per read instead of one per
+ * record, the wakeups that preempt the daemons on a busy host. Other
+ * data (a relayed link's, copied out of its frame) are written at once,
+ * after whatever waits.
+ */
+static void local_write(struct tun *t, const uint8_t *data, size_t len)
+{
+	struct link *l = tun_link(t);
+	uv_buf_t one = uv_buf_init((char *)data, (unsigned)len);
+
+	if (l && link_input_held(l) && bufq_len(&t->wq) == 0) {
+		if (t->npend == TUN_PEND_MAX)
+			pend_flush(t);
+		if (t->npend == 0) {
+			t->pend_next = t->n->tun->pend;
+			t->n->tun->pend = t;
+		}
+		t->pend[t->npend++] = one;
+		return;
+	}
+	pend_flush(t);
+	local_writev(t, &one, 1);
+}
+
+/* A link's read is done: every tunnel's records in it go out. */
+static void on_read_done(void *arg, struct link *l)
+{
+	struct p2pd_node *n = arg;
+
+	(void)l;
+	while (n->tun->pend)
+		pend_flush(n->tun->pend);
 }
 
 /*
@@ -603,6 +681,9 @@ void tunnel_on_msg(void *arg, struct link *l, const struct p2p_msg *m)
 			 : m->u.stream.stream);
 	if (!t)
 		return; /* closed here already: late messages are normal */
+	/* Whatever comes after data waits for it (a FIN's shutdown). */
+	if (m->type != P2P_MSG_STREAM_DATA)
+		pend_flush(t);
 	switch (m->type) {
 	case P2P_MSG_STREAM_ACCEPT:
 		on_accept_msg(n, t, m);
@@ -662,6 +743,7 @@ static void on_gone(void *arg, struct link *l, const char *why)
 		next = t->next;
 		if (t->link != link_id(l))
 			continue;
+		pend_flush(t); /* what came before the link went */
 		t->link = 0;
 		if (t->s.state == STREAM_OPENING && t->kind != TUN_TARGET)
 			tun_fail_open(t, "peer_unreachable",
@@ -674,6 +756,7 @@ static void on_gone(void *arg, struct link *l, const char *why)
 const struct node_link_hooks tunnel_link_hooks = {
     .gone = on_gone,
     .writable = on_writable,
+    .read_done = on_read_done,
 };
 
 uint64_t tunnel_next(void *arg)

@@ -12,6 +12,10 @@ struct tun;
 struct fwd;
 struct connect_req;
 
+/* Records of one link read a tunnel writes to its local socket in one
+ * writev (a 256 KiB read chunk holds 4 full records; more when small). */
+#define TUN_PEND_MAX 16
+
 struct tunnels {
 	struct tun *list; /* every tunnel not yet closed */
 	size_t count;
@@ -19,6 +23,7 @@ struct tunnels {
 	struct connect_req *connects; /* connect requests waiting for reach */
 	uint32_t next_id;
 	unsigned blocked;     /* tunnels waiting for a link's queue to drain */
+	struct tun *pend;     /* tunnels with npend > 0 */
 	uint64_t refused_log; /* rate limit of refusal log lines */
 	uint64_t peer_log[TUN_PEER_LOG_SLOTS]; /* by hash of the peer ID */
 	struct stream_budget grown; /* windows' growth, STREAM_BUDGET_DAEMON */
@@ -63,6 +68,11 @@ struct tun {
 	 * one uv_write at a time. */
 	struct bufq wq;
 	uv_write_t wreq;
+	/* STREAM_DATA still in its link's read chunk, for one writev when
+	 * the read is done (tunnel.c, local_write); on tunnels.pend. */
+	uv_buf_t pend[TUN_PEND_MAX];
+	unsigned npend;
+	struct tun *pend_next;
 	bool reserved;	   /* on_alloc set a record aside on the link */
 	uint64_t deadline; /* OPENING: give up then */
 	uint32_t peer_window;
