@@ -188,6 +188,9 @@ static void write_metrics(FILE *f, struct p2pd_node *n)
 		(unsigned long long)rs.closed_credit);
 	metric(f, "relay_credit_sent_total", "counter",
 	       "RELAY_CREDIT messages sent to circuit ends.", rs.credit_sent);
+	metric(f, "relay_frames_cut_total", "counter",
+	       "Relayed links' frames that came cut across pass frames.",
+	       s->relay_frames_cut);
 	metric(f, "bad_frames_total", "counter", "Malformed frames.",
 	       s->bad_frames);
 	metric(f, "bad_messages_total", "counter", "Malformed messages.",

@@ -1232,8 +1232,10 @@ void link_input(struct link *l, const struct link *via, const uint8_t *data,
 	while (len > 0 && usable(l)) {
 		l->in_place = !p2p_linkfsm_partial(l->fsm);
 		k = p2p_linkfsm_input_inplace(l->fsm, now_us(), p, len);
-		if (k == 0) /* the start of a frame: the framer's */
+		if (k == 0) { /* the start of a frame: the framer's */
 			k = p2p_linkfsm_input(l->fsm, now_us(), p, len);
+			l->n->stats.relay_frames_cut++;
+		}
 		link_run(l);
 		p += k;
 		len -= k;

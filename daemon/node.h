@@ -113,6 +113,9 @@ struct node_stats {
 	uint64_t bad_frames, bad_msgs, unknown_msgs, hs_failed;
 	uint64_t links_refused;
 	uint64_t bytes_in, bytes_out; /* every link's stream (link.c) */
+	/* Relayed frames that came cut across pass frames: copied by the
+	 * framer instead of opened in place (link.c, link_input). */
+	uint64_t relay_frames_cut;
 };
 
 struct p2pd_node {

@@ -10,7 +10,8 @@ Then the credit runs out for real: eight tunnels on the e-g link have
 more in flight (8 x 256 KiB windows) than one circuit's RELAY_CREDIT
 (1 MiB), and a is paused (SIGSTOP) for a while, so g's end holds what
 its credit does not cover in its own queue; once a runs again every
-byte of every tunnel arrives, and still nothing is cut.
+byte of every tunnel arrives, and still nothing is cut; and g's end sent
+each held frame whole, so e never had to put one together.
 """
 import hashlib
 import os
@@ -208,6 +209,10 @@ def a_stalled_circuit_holds_only_itself():
             got = sorted((counts[i], hashes[i].hexdigest()) for i in range(PARALLEL))
             check_eq(got, sorted(many.sent), "the parallel tunnels' bytes")
             check_eq(len(got), PARALLEL, "parallel tunnels")
+            # g's end held frames back for credit and sent them later,
+            # still one whole frame per pass frame: e opened every one
+            # where it lay, none went through its framer.
+            check_eq(metric(e, "relay_frames_cut_total"), 0, "relayed frames cut at e")
             for s_ in socks:
                 s_.close()
             many.close()
