@@ -13,8 +13,9 @@ struct fwd;
 struct connect_req;
 
 /* Records of one link read a tunnel writes to its local socket in one
- * writev (a 256 KiB read chunk holds 4 full records; more when small). */
-#define TUN_PEND_MAX 16
+ * writev (a 256 KiB read chunk holds 4 full records; more small ones go
+ * in more writes). 16 bytes each in every tunnel. */
+#define TUN_PEND_MAX 8
 
 struct tunnels {
 	struct tun *list; /* every tunnel not yet closed */
