@@ -681,7 +681,12 @@ void tunnel_on_msg(void *arg, struct link *l, const struct p2p_msg *m)
 			 : m->u.stream.stream);
 	if (!t)
 		return; /* closed here already: late messages are normal */
-	/* Whatever comes after data waits for it (a FIN's shutdown). */
+	/*
+	 * What comes after data is carried out after it. A FIN's shutdown
+	 * also waits in the stream core until every byte is written, so
+	 * either keeps EOF behind the data (test_tunnel's
+	 * data_then_eof_to_a_full_socket_arrive_whole).
+	 */
 	if (m->type != P2P_MSG_STREAM_DATA)
 		pend_flush(t);
 	switch (m->type) {
