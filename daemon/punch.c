@@ -625,14 +625,13 @@ static int drop_stale_syn(struct p2pd_node *n, const struct p2p_addr *addr)
 }
 
 /* connect() to a->addr found the four-tuple in use (EADDRNOTAVAIL): a
- * connection of ours to that candidate is the attempt, else the kernel
- * holds it (TIME_WAIT, a SYN at our listener not yet accepted): wait
- * for the attempt's hold instead of connecting again every
- * P2P_PUNCH_RETRY_MS. */
+ * connection of ours to that candidate (l, holder()'s answer) is the
+ * attempt, else the kernel holds it (TIME_WAIT, a SYN at our listener not
+ * yet accepted): wait for the attempt's hold instead of connecting again
+ * every P2P_PUNCH_RETRY_MS. */
 static void connect_held(struct p2pd_node *n, const struct p2p_psess_action *a,
-			 const char *id, const char *at)
+			 const char *id, const char *at, struct link *l)
 {
-	struct link *l = holder(n, &a->addr, &a->peer);
 	struct p2p_psess_table *t = n->punch->tab;
 
 	if (l && link_hello_rx(l)) {
@@ -676,15 +675,18 @@ static void do_connect(struct p2pd_node *n, const struct p2p_psess_action *a,
 {
 	char at[P2P_ADDR_TEXT_MAX];
 	int err;
+	struct link *held = NULL;
 	struct link *l =
 	    link_punch(n, &a->addr, &a->peer, a->ttl, a->lead, &err);
+	bool in_use = !l && (err == UV_EADDRNOTAVAIL || err == UV_EADDRINUSE);
 
 	/* No link of ours holds the four-tuple (connect_held), but a SYN
 	 * of the peer's that nobody answers may: dropped, it frees the
-	 * four-tuple for this very prime (its TTL, its turn). */
-	if (!l && (err == UV_EADDRNOTAVAIL || err == UV_EADDRINUSE) &&
-	    !holder(n, &a->addr, &a->peer) &&
-	    drop_stale_syn(n, &a->addr) == 0) {
+	 * four-tuple for this very prime (its TTL, its turn). A failed
+	 * connect makes no link, so held stays the answer after it. */
+	if (in_use)
+		held = holder(n, &a->addr, &a->peer);
+	if (in_use && !held && drop_stale_syn(n, &a->addr) == 0) {
 		p2p_addr_format(&a->addr, at, sizeof(at));
 		log_info("punch %s: connect %s: dropped the peer's SYN at our "
 			 "listener, unanswered for a second or more: "
@@ -696,7 +698,7 @@ static void do_connect(struct p2pd_node *n, const struct p2p_psess_action *a,
 	if (!l) {
 		p2p_addr_format(&a->addr, at, sizeof(at));
 		if (err == UV_EADDRNOTAVAIL || err == UV_EADDRINUSE) {
-			connect_held(n, a, id, at);
+			connect_held(n, a, id, at, held);
 			return;
 		}
 		log_debug("punch %s: connect %s: %s", id, at, uv_strerror(err));
