@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The README's front door, tools/demo, run whole as a user runs it: the
-loopback tour, then tools/natlab/punch-demo's NAT lab. It once failed for
-days unnoticed (carol, with two servers, could not learn that her NAT is
+loopback tour, then tools/natlab/punch-demo's NAT lab. It failed unnoticed
+from 10bdbf0 on (carol, with two servers, could not learn that her NAT is
 endpoint-dependent once that took three networks), so CI runs it.
 
     test_demo.py P2PD P2PCTL P2PLOAD    (root; the build of P2PD is used)
