@@ -87,9 +87,8 @@ def echo(c):
     c.shutdown(socket.SHUT_WR)
 
 
-def digest_at_eof(c):
-    """Reads to EOF, then answers 'LEN SHA256' and closes: it can only
-    answer once the client's EOF has travelled through the tunnel."""
+def read_digest(c):
+    """Reads to EOF: (byte count, SHA-256 hex digest)."""
     h, n = hashlib.sha256(), 0
     while True:
         d = c.recv(65536)
@@ -97,7 +96,13 @@ def digest_at_eof(c):
             break
         h.update(d)
         n += len(d)
-    c.sendall(("%d %s\n" % (n, h.hexdigest())).encode())
+    return n, h.hexdigest()
+
+
+def digest_at_eof(c):
+    """Reads to EOF, then answers 'LEN SHA256' and closes: it can only
+    answer once the client's EOF has travelled through the tunnel."""
+    c.sendall(("%d %s\n" % read_digest(c)).encode())
     c.shutdown(socket.SHUT_WR)
 
 
@@ -240,14 +245,7 @@ def data_then_eof_to_a_full_socket_arrive_whole():
 
         def late_digest(conn):
             time.sleep(1.0)
-            h, n = hashlib.sha256(), 0
-            while True:
-                d = conn.recv(65536)
-                if not d:
-                    break
-                h.update(d)
-                n += len(d)
-            got[conn.getpeername()[1]] = (n, h.hexdigest())
+            got[conn.getpeername()[1]] = read_digest(conn)
         svc = Service(late_digest)
         svc.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         try:
