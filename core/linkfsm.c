@@ -809,6 +809,11 @@ double p2p_linkfsm_rtt(const struct p2p_linkfsm *f)
 	return f->rtt_ms;
 }
 
+int p2p_linkfsm_suite(const struct p2p_linkfsm *f)
+{
+	return p2p_session_suite(f->sess);
+}
+
 #ifdef UV_VERSION_MAJOR
 #error "core/ must not include libuv"
 #endif

@@ -247,6 +247,8 @@ bool p2p_linkfsm_peer_server(const struct p2p_linkfsm *f);
 /* The authenticated peer once established, else NULL. */
 const struct p2p_peerid *p2p_linkfsm_peer(const struct p2p_linkfsm *f);
 double p2p_linkfsm_rtt(const struct p2p_linkfsm *f); /* < 0 until measured */
+/* The record AEAD picked at the handshake (P2P_SUITE_*), 0 before. */
+int p2p_linkfsm_suite(const struct p2p_linkfsm *f);
 /* How long (ms) the link had been quiet when the packet that a reset at
  * now answers went out: from the last packet heard to our latest PING
  * after it, or to now; 0 before it is up (core/keepalive.h). */

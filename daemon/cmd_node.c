@@ -513,13 +513,14 @@ static json_t *peer_json(struct p2pd_node *n, struct link *l)
 	const struct p2p_peerid *via;
 	const char *name;
 	json_t *p = json_pack(
-	    "{s:o, s:o, s:s, s:s, s:o, s:I, s:I, s:I}", "id",
+	    "{s:o, s:o, s:s, s:s, s:o, s:I, s:I, s:I, s:s}", "id",
 	    id_json(link_peer(l)), "addr", addr_json(link_remote(l)), "dir",
 	    link_outbound(l) ? "out" : "in", "link", link_kinds[link_kind(l)],
 	    "rtt_ms", link_rtt(l) < 0 ? json_null() : json_real(link_rtt(l)),
 	    "bytes_in", (json_int_t)link_bytes_in(l), "bytes_out",
 	    (json_int_t)link_bytes_out(l), "age_s",
-	    (json_int_t)((node_now(n) - link_born(l)) / 1000));
+	    (json_int_t)((node_now(n) - link_born(l)) / 1000), "cipher",
+	    link_cipher(l));
 
 	name = names_of(n->names, link_peer(l));
 	if (name)

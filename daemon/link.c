@@ -309,6 +309,11 @@ double link_rtt(const struct link *l)
 	return l->fsm ? p2p_linkfsm_rtt(l->fsm) : -1;
 }
 
+const char *link_cipher(const struct link *l)
+{
+	return p2p_suite_name(l->fsm ? p2p_linkfsm_suite(l->fsm) : 0);
+}
+
 uint64_t link_bytes_in(const struct link *l)
 {
 	return l->bytes_in;

@@ -164,6 +164,9 @@ bool link_peer_relay_credit(const struct link *l);
 /* The peer reads pass frames (HELLO, proto/msg.h RELAY_PASS). */
 bool link_peer_relay_pass(const struct link *l);
 double link_rtt(const struct link *l); /* < 0 until measured */
+/* The record AEAD's name ("aes256-gcm", "chacha20-poly1305"), "none"
+ * before the handshake is done. */
+const char *link_cipher(const struct link *l);
 size_t link_queued(const struct link *l);
 /* The message being dispatched points into l's read chunk, where it stays
  * until the read's end (the read_done hook, node.h); otherwise it is gone

@@ -264,7 +264,15 @@ def peers_tunnels_metrics():
         peers = {p["id"]: p for p in e.req({"cmd": "peers"})["peers"]}
         check_eq(peers[f.id].get("via"), a.id, "via of the relayed link")
         check("via" not in peers[a.id], "via on a TCP link")
+        # libsodium's hardware AES-GCM wants AES-NI and PCLMULQDQ; every
+        # daemon here runs on this host, so every link picks the same
+        flags = set()
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+        cipher = "aes256-gcm" if {"aes", "pclmulqdq"} <= flags else "chacha20-poly1305"
         for p in peers.values():
+            check_eq(p.get("cipher"), cipher, "cipher of %r" % p)
             check(p["bytes_in"] > 0 and p["bytes_out"] > 0, "bytes of %r", p)
             check(isinstance(p["age_s"], int) and 0 <= p["age_s"] < 60, "age_s of %r", p)
         rows = {l.split()[0]: l.split() for l in e.ctl("peers").stdout.splitlines()}
