@@ -5,15 +5,27 @@
  * leaves through a new mapping the far end does not know, which it
  * resets. So a direct link of ours, through our NAT, reset by the peer
  * without a GOAWAY after q ms of quiet says: this NAT's timeout is at
- * most q. Once P2P_KA_EVIDENCE distinct peers said so within
- * P2P_KA_WINDOW_MS (one peer that crashed, restarted, closes links
- * rudely or lies is not a NAT), the keepalive becomes half the shortest
- * such quiet, never below P2P_KA_FLOOR_MS; the evidence is then spent,
- * so it halves again only when links keep being reset at the new
- * keepalive, and it never goes back up (NAT timeouts do not grow).
+ * most q.
  *
- * The caller feeds p2p_ka_reset() with what it saw and applies
- * p2p_ka_current() to its links when p2p_ka_reset() returns true.
+ * Each such peer's links then ping every q/2 (its shortest, never below
+ * P2P_KA_FLOOR_MS): below the NAT's timeout whatever the phase of the
+ * peer's own PINGs. One peer's word is enough for its own links, since it
+ * can only make us ping that peer faster; it halves again if its links
+ * are still reset. Before, only the node's keepalive moved, and a NAT
+ * whose timeout sat just under it (8 s against 8.5) reset the same peer's
+ * link every keepalive until a second peer's link went quiet long enough
+ * to agree: a minute and more in natlab-keepalive.
+ *
+ * The node's keepalive, for every link and for peers not yet heard of,
+ * becomes what P2P_KA_EVIDENCE distinct peers reset within
+ * P2P_KA_WINDOW_MS agree on: the EVIDENCE-th shortest of their own (one
+ * peer that crashed, restarted, closes links rudely or lies is not a
+ * NAT). It never goes back up (NAT timeouts do not grow).
+ *
+ * The caller feeds p2p_ka_reset() with what it saw, applies
+ * p2p_ka_current() to its links when p2p_ka_reset() returns true, and
+ * gives each link p2p_ka_for() its peer when it comes up (and again after
+ * such a change).
  */
 #ifndef P2P_CORE_KEEPALIVE_H
 #define P2P_CORE_KEEPALIVE_H
@@ -35,13 +47,15 @@
 #define P2P_KA_WINDOW_MS 180000 /* how long a reset counts as evidence */
 #define P2P_KA_SLOTS 8		/* peers remembered (the latest reset each) */
 
+struct p2p_ka_peer {
+	struct p2p_peerid peer;
+	uint64_t at; /* its latest reset; 0: a free slot */
+	uint32_t ms; /* its links' keepalive: half its shortest quiet */
+};
+
 struct p2p_ka {
 	uint32_t conf_ms, cur_ms;
-	struct {
-		struct p2p_peerid peer;
-		uint64_t at; /* 0: free */
-		uint32_t quiet_ms;
-	} ev[P2P_KA_SLOTS];
+	struct p2p_ka_peer peer[P2P_KA_SLOTS]; /* the latest peers reset */
 };
 
 /* Start from the configured keepalive. */
@@ -57,6 +71,9 @@ bool p2p_ka_reset(struct p2p_ka *k, uint64_t now, const struct p2p_peerid *peer,
 		  uint32_t quiet_ms);
 
 uint32_t p2p_ka_current(const struct p2p_ka *k);
+/* The keepalive for links to peer: p2p_ka_current(), or less when this
+ * peer's own links were reset. */
+uint32_t p2p_ka_for(const struct p2p_ka *k, const struct p2p_peerid *peer);
 /* true once lowered below the configured keepalive. */
 bool p2p_ka_learned(const struct p2p_ka *k);
 

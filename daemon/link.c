@@ -147,6 +147,12 @@ void link_set_keepalive(struct p2pd_node *n, uint32_t keepalive_ms)
 			p2p_linkfsm_set_keepalive(l->fsm, keepalive_ms);
 }
 
+void link_set_keepalive_of(struct link *l, uint32_t keepalive_ms)
+{
+	if (l->fsm)
+		p2p_linkfsm_set_keepalive(l->fsm, keepalive_ms);
+}
+
 uint32_t link_id(const struct link *l)
 {
 	return l->id;

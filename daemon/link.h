@@ -120,6 +120,8 @@ uint32_t link_id(const struct link *l);
 uint32_t link_reset_quiet_ms(const struct link *l);
 /* Every link's keepalive from now on (core/keepalive.h), and new ones'. */
 void link_set_keepalive(struct p2pd_node *n, uint32_t keepalive_ms);
+/* One link's keepalive (core/keepalive.h, p2p_ka_for). */
+void link_set_keepalive_of(struct link *l, uint32_t keepalive_ms);
 /* A link_dial/link_punch error as text: -EMFILE (over limits.max_links)
  * is "too many links", not "too many open files". (harden9) */
 const char *link_strerror(int err);

@@ -682,6 +682,9 @@ static void on_up(void *arg, struct link *l, bool first)
 			note_verified(n, l);
 		if (!relayed && resolve_duplicate(n, l))
 			return;
+		if (o->ka_on) /* faster where this peer's links were reset */
+			link_set_keepalive_of(l,
+					      p2p_ka_for(&o->ka, link_peer(l)));
 		link_ping(l); /* an rtt for `peers` from the start */
 	}
 	if (relayed)
@@ -715,20 +718,32 @@ static void ka_learn(struct p2pd_node *n, struct link *l)
 	struct ovl *o = n->ovl;
 	enum p2p_nat_type t = p2p_nat_type(o->nat);
 	uint32_t quiet = link_reset_quiet_ms(l);
+	char id[P2P_ID_TEXT_LEN + 1];
 
 	if (!quiet || link_kind(l) == LINK_RELAY || t == P2P_NAT_NONE ||
 	    t == P2P_NAT_UNKNOWN || p2p_addr_is_private(link_remote(l)))
 		return;
-	log_debug("keepalive: link reset by the peer after %.1f s of quiet",
-		  quiet / 1000.0);
+	p2p_peerid_to_text(link_peer(l), id);
+	log_debug(
+	    "keepalive: link reset by the peer after %.1f s of quiet (%s)",
+	    quiet / 1000.0, id);
 	if (!o->ka_on)
 		return;
-	if (!p2p_ka_reset(&o->ka, node_now(n), link_peer(l), quiet))
+	if (!p2p_ka_reset(&o->ka, node_now(n), link_peer(l), quiet)) {
+		/* Not for the node yet, but for this peer's next links. */
+		log_debug(
+		    "keepalive: every %.1f s to this peer from its next link",
+		    p2p_ka_for(&o->ka, link_peer(l)) / 1000.0);
 		return;
+	}
 	log_info("keepalive: every %.1f s now (links were reset after %.1f s "
 		 "of quiet: a NAT forgets idle mappings sooner than we pinged)",
 		 p2p_ka_current(&o->ka) / 1000.0, quiet / 1000.0);
 	link_set_keepalive(n, p2p_ka_current(&o->ka));
+	for (struct link *x = link_first(n); x; x = link_next_of(x))
+		if (link_is_up(x))
+			link_set_keepalive_of(x,
+					      p2p_ka_for(&o->ka, link_peer(x)));
 }
 
 static void on_gone(void *arg, struct link *l, const char *why)

@@ -25,8 +25,11 @@ Test(keepalive, two_peers_reset_after_quiet_halve_it)
 	cr_assert_eq(p2p_ka_current(&k), 12000,
 		     "half the quiet both peers agree on (the longer)");
 	cr_assert(p2p_ka_learned(&k));
-	/* Links still reset at the new keepalive: halved again. */
-	cr_assert_not(p2p_ka_reset(&k, 15000, &a, 11900));
+	/* Links still reset at the new keepalive: a's own is halved, and
+	 * with b's 20 s the two agree on 10 s for the node. */
+	cr_assert(p2p_ka_reset(&k, 15000, &a, 11900));
+	cr_assert_eq(p2p_ka_for(&k, &a), 5950);
+	cr_assert_eq(p2p_ka_current(&k), 10000, "the longer of the two: b's");
 	cr_assert(p2p_ka_reset(&k, 15100, &b, 12000));
 	cr_assert_eq(p2p_ka_current(&k), 6000);
 	cr_assert_not(p2p_ka_reset(&k, 21000, &a, 6000));
@@ -62,12 +65,14 @@ Test(keepalive, one_lying_peer_cannot_pull_it_to_the_floor)
 	 * keepalive follows the honest quiet, not the liar's. */
 	cr_assert(p2p_ka_reset(&k, 2000, &b, 24000));
 	cr_assert_eq(p2p_ka_current(&k), 12000);
-	/* The liar again and again, with the honest peer's old word spent:
-	 * nothing more. */
+	/* The liar again and again: its own links ping at the floor, the
+	 * node's stay with the honest peer's word. */
 	for (int i = 0; i < 10; i++)
 		cr_assert_not(p2p_ka_reset(&k, 3000 + i * 1000, &liar,
 					   P2P_KA_MIN_QUIET_MS));
 	cr_assert_eq(p2p_ka_current(&k), 12000);
+	cr_assert_eq(p2p_ka_for(&k, &liar), P2P_KA_FLOOR_MS);
+	cr_assert_eq(p2p_ka_for(&k, &c), 12000);
 	/* Two peers that agree on a short quiet do lower it. */
 	cr_assert(p2p_ka_reset(&k, 20000, &c, P2P_KA_MIN_QUIET_MS));
 	cr_assert_eq(p2p_ka_current(&k), P2P_KA_FLOOR_MS);
@@ -114,4 +119,66 @@ Test(keepalive, many_peers_fit_the_slots)
 	cr_assert_not(p2p_ka_reset(&k, 2000, &x, 9000));
 	cr_assert(p2p_ka_reset(&k, 2001, &y, 8000));
 	cr_assert_eq(p2p_ka_current(&k), 4500);
+}
+
+Test(keepalive, one_peer_reset_speeds_up_only_that_peers_links)
+{
+	struct p2p_ka k;
+	struct p2p_peerid a = peer(1), b = peer(2);
+
+	p2p_ka_init(&k, 25000);
+	cr_assert_eq(p2p_ka_for(&k, &a), 25000, "no reset: the node's");
+	cr_assert_not(p2p_ka_reset(&k, 1000, &a, 17000));
+	cr_assert_eq(p2p_ka_for(&k, &a), 8500, "half a's own quiet");
+	cr_assert_eq(p2p_ka_for(&k, &b), 25000, "b's links: unchanged");
+	cr_assert_eq(p2p_ka_current(&k), 25000);
+	cr_assert_not(p2p_ka_learned(&k), "one peer: not the node's");
+	/* Reset again at its new keepalive: halved again, one peer alone. */
+	cr_assert_not(p2p_ka_reset(&k, 11000, &a, 8500));
+	cr_assert_eq(p2p_ka_for(&k, &a), 4250);
+	/* A later reset after a longer quiet (a restart) does not raise it. */
+	cr_assert_not(p2p_ka_reset(&k, 40000, &a, 20000));
+	cr_assert_eq(p2p_ka_for(&k, &a), 4250);
+	cr_assert_not(p2p_ka_reset(&k, 45000, &a, 5000));
+	cr_assert_eq(p2p_ka_for(&k, &a), P2P_KA_FLOOR_MS,
+		     "never below the floor");
+	/* Below the quiet that says anything: ignored for the peer too. */
+	cr_assert_not(p2p_ka_reset(&k, 46000, &b, P2P_KA_MIN_QUIET_MS - 1));
+	cr_assert_eq(p2p_ka_for(&k, &b), 25000);
+}
+
+Test(keepalive, peer_keepalives_outlive_the_nodes_lowering)
+{
+	struct p2p_ka k;
+	struct p2p_peerid a = peer(1), b = peer(2), c = peer(3);
+
+	p2p_ka_init(&k, 25000);
+	cr_assert_not(p2p_ka_reset(&k, 1000, &a, 9000));
+	cr_assert(p2p_ka_reset(&k, 2000, &b, 20000));
+	cr_assert_eq(p2p_ka_current(&k), 10000, "the second shortest: 20 s");
+	cr_assert_eq(p2p_ka_for(&k, &a), 4500, "a's own, below the node's");
+	cr_assert_eq(p2p_ka_for(&k, &b), 10000, "b's own is 10 s too");
+	cr_assert_eq(p2p_ka_for(&k, &c), 10000, "the node's");
+}
+
+Test(keepalive, peer_keepalives_keep_the_latest_peers)
+{
+	struct p2p_ka k;
+	struct p2p_peerid p = peer(10);
+
+	p2p_ka_init(&k, 25000);
+	cr_assert_not(p2p_ka_reset(&k, 1000, &p, 9000));
+	cr_assert_eq(p2p_ka_for(&k, &p), 4500);
+	/* P2P_KA_SLOTS more peers (the node goes to 12 s on the way). */
+	for (int i = 1; i <= P2P_KA_SLOTS; i++) {
+		p = peer(10 + i);
+		(void)p2p_ka_reset(&k, 1000 + (uint64_t)i, &p,
+				   i == P2P_KA_SLOTS ? 10000 : 24000);
+	}
+	cr_assert_eq(p2p_ka_current(&k), 12000);
+	p = peer(10);
+	cr_assert_eq(p2p_ka_for(&k, &p), 12000,
+		     "the oldest peer's own was forgotten: the node's");
+	p = peer(10 + P2P_KA_SLOTS);
+	cr_assert_eq(p2p_ka_for(&k, &p), 5000, "the latest is kept");
 }
