@@ -72,26 +72,26 @@ bool p2p_ka_reset(struct p2p_ka *k, uint64_t now, const struct p2p_peerid *peer,
 {
 	int i;
 	size_t slot;
-	uint32_t want;
+	uint32_t own, node;
 
 	if (quiet_ms < P2P_KA_MIN_QUIET_MS)
 		return false;
 	/* Half what killed the mapping: below the NAT's timeout whatever
 	 * the phase of the peer's own PINGs. */
-	want = quiet_ms / 2 < P2P_KA_FLOOR_MS ? P2P_KA_FLOOR_MS : quiet_ms / 2;
+	own = quiet_ms / 2 < P2P_KA_FLOOR_MS ? P2P_KA_FLOOR_MS : quiet_ms / 2;
 	i = find(k, peer);
 	slot = i >= 0 ? (size_t)i : oldest(k);
 	/* A later reset after a longer quiet (a restart) does not raise
 	 * what an earlier one showed. */
-	if (i >= 0 && k->peer[slot].ms < want)
-		want = k->peer[slot].ms;
+	if (i >= 0 && k->peer[slot].ms < own)
+		own = k->peer[slot].ms;
 	k->peer[slot].peer = *peer;
 	k->peer[slot].at = now ? now : 1; /* 0 marks a free slot */
-	k->peer[slot].ms = want;
-	want = agreed(k, now);
-	if (!want || want >= k->cur_ms)
+	k->peer[slot].ms = own;
+	node = agreed(k, now);
+	if (!node || node >= k->cur_ms)
 		return false;
-	k->cur_ms = want;
+	k->cur_ms = node;
 	return true;
 }
 

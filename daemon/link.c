@@ -139,18 +139,17 @@ uint32_t link_reset_quiet_ms(const struct link *l)
 	return l->reset_quiet_ms;
 }
 
-void link_set_keepalive(struct p2pd_node *n, uint32_t keepalive_ms)
-{
-	n->limits.keepalive_ms = keepalive_ms;
-	for (struct link *l = n->links->list; l; l = l->next)
-		if (l->fsm)
-			p2p_linkfsm_set_keepalive(l->fsm, keepalive_ms);
-}
-
 void link_set_keepalive_of(struct link *l, uint32_t keepalive_ms)
 {
 	if (l->fsm)
 		p2p_linkfsm_set_keepalive(l->fsm, keepalive_ms);
+}
+
+void link_set_keepalive(struct p2pd_node *n, uint32_t keepalive_ms)
+{
+	n->limits.keepalive_ms = keepalive_ms;
+	for (struct link *l = n->links->list; l; l = l->next)
+		link_set_keepalive_of(l, keepalive_ms);
 }
 
 uint32_t link_id(const struct link *l)
