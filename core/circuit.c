@@ -602,6 +602,11 @@ bool relay_credit_take(struct relay_credit *cr, size_t want)
 	return true;
 }
 
+bool relay_credit_can(const struct relay_credit *cr, size_t want)
+{
+	return want <= cr->avail;
+}
+
 int relay_credit_give(struct relay_credit *cr, uint32_t n)
 {
 	if (n > RELAY_CREDIT - cr->avail)

@@ -326,6 +326,8 @@ void relay_credit_init(struct relay_credit *cr);
  * pass frame carries one record, which the far end opens where it lies
  * (daemon/link.c, link_input); a frame always fits in the credit. */
 bool relay_credit_take(struct relay_credit *cr, size_t want);
+/* Whether want bytes may go now (nothing spent). */
+bool relay_credit_can(const struct relay_credit *cr, size_t want);
 /* The relay returned n: 0, or -EPROTO when it returns more than we spent
  * (the end then closes the circuit). */
 int relay_credit_give(struct relay_credit *cr, uint32_t n)

@@ -242,17 +242,27 @@ int p2p_linkfsm_seal_pass(struct p2p_linkfsm *f, uint32_t circ,
 			  const uint8_t *data, size_t len, uint8_t *out,
 			  size_t cap, size_t *outlen)
 {
+	if (len == 0 || len > P2P_PASS_DATA_MAX ||
+	    cap < P2P_FRAME_HDR + P2P_PASS_HDR + len)
+		return -EMSGSIZE;
+	memcpy(out + P2P_FRAME_HDR + P2P_PASS_HDR, data, len);
+	return p2p_linkfsm_seal_pass_head(f, circ, out, len, outlen);
+}
+
+int p2p_linkfsm_seal_pass_head(struct p2p_linkfsm *f, uint32_t circ,
+			       uint8_t *out, size_t len, size_t *outlen)
+{
 	struct p2p_msg m = {.type = P2P_MSG_RELAY_PASS};
 	uint8_t head[P2P_PASS_MSG];
 	size_t hlen, n;
 	int rc;
 
-	if (len == 0 || len > P2P_PASS_DATA_MAX ||
-	    cap < P2P_FRAME_HDR + P2P_PASS_HDR + len)
+	if (len == 0 || len > P2P_PASS_DATA_MAX)
 		return -EMSGSIZE;
 	m.u.relay.circ = circ;
 	m.u.relay.len = len;
-	p2p_linkfsm_pass_tail(data, len, m.u.relay.tail);
+	p2p_linkfsm_pass_tail(out + P2P_FRAME_HDR + P2P_PASS_HDR, len,
+			      m.u.relay.tail);
 	if ((rc = p2p_msg_encode(&m, head, sizeof(head), &hlen)) < 0)
 		return rc;
 	rc = p2p_linkfsm_seal(f, head, hlen, out, P2P_FRAME_HDR + P2P_PASS_HDR,
@@ -262,7 +272,6 @@ int p2p_linkfsm_seal_pass(struct p2p_linkfsm *f, uint32_t circ,
 	/* The sealed head's frame header, made the pass frame's. */
 	p2p_frame_put_header(out,
 			     (uint32_t)(P2P_PASS_HDR + len) | P2P_FRAME_PASS);
-	memcpy(out + n, data, len);
 	*outlen = n + len;
 	return 0;
 }

@@ -227,6 +227,12 @@ int p2p_linkfsm_seal_pass(struct p2p_linkfsm *f, uint32_t circ,
 			  const uint8_t *data, size_t len, uint8_t *out,
 			  size_t cap, size_t *outlen)
     __attribute__((warn_unused_result));
+/* The same with the data already in place, at out + P2P_FRAME_HDR +
+ * P2P_PASS_HDR (a record sealed straight into the queue it leaves from):
+ * only the head is written. */
+int p2p_linkfsm_seal_pass_head(struct p2p_linkfsm *f, uint32_t circ,
+			       uint8_t *out, size_t len, size_t *outlen)
+    __attribute__((warn_unused_result));
 /* The tail RELAY_PASS binds: data's last P2P_PASS_TAIL bytes, padded. */
 void p2p_linkfsm_pass_tail(const uint8_t *data, size_t len,
 			   uint8_t tail[P2P_PASS_TAIL]);

@@ -104,7 +104,11 @@ struct links {
 	unsigned rb_held;    /* links keeping a read chunk between reads */
 	uint8_t *data_rec;   /* the record link_data_reserve set aside */
 	size_t data_cap;
-	/* A relayed link's record, sealed here and copied by its transport. */
+	/* The relayed link whose record its transport placed (reserve):
+	 * its commit goes back there. NULL: the record is in scratch. */
+	struct link *placed;
+	/* A relayed link's record, sealed here and copied by its transport
+	 * when it has no place for it. */
 	uint8_t scratch[P2P_FRAME_HDR + P2P_FRAME_MAX];
 };
 
@@ -670,17 +674,25 @@ static size_t wq_total(struct p2pd_node *n)
 }
 
 /* Room for a record of up to cap bytes: in the queue, or for a relayed
- * link in the scratch buffer its transport copies from. */
+ * link where its transport places it (say in the queue of the link to
+ * the relay, behind a pass frame's head), else in the scratch buffer its
+ * transport copies from. One link_commit or link_unreserve follows. */
 static uint8_t *link_reserve(struct link *l, size_t cap)
 {
 	uint8_t *p;
 
 	if (l->state == LINK_DEAD)
 		return NULL;
-	if (l->tr)
+	if (l->tr) {
+		l->n->links->placed = NULL;
+		if (l->tr->reserve && (p = l->tr->reserve(l->tr_ctx, cap))) {
+			l->n->links->placed = l;
+			return p;
+		}
 		return cap <= sizeof(l->n->links->scratch)
 			   ? l->n->links->scratch
 			   : NULL;
+	}
 	if (bufq_len(&l->q) + cap > LINK_WQ_MAX ||
 	    (bufq_len(&l->q) > LINK_WQ_SHARE &&
 	     wq_total(l->n) > LINK_WQ_TOTAL_MAX)) {
@@ -695,15 +707,37 @@ static uint8_t *link_reserve(struct link *l, size_t cap)
 	return p;
 }
 
+/* Whether the last link_reserve on l went where its transport placed it
+ * (and no longer: this gives it back to the caller). */
+static bool take_placed(struct link *l)
+{
+	if (!l->tr || l->n->links->placed != l)
+		return false;
+	l->n->links->placed = NULL;
+	return true;
+}
+
+/* The room the last link_reserve set aside goes unused. */
+static void link_unreserve(struct link *l)
+{
+	if (take_placed(l))
+		(void)l->tr->commit(l->tr_ctx, 0);
+	else if (!l->tr)
+		bufq_commit(&l->q, 0);
+}
+
 /* len bytes at the last link_reserve are a record (or frame): queued. */
 static int link_commit(struct link *l, size_t len)
 {
+	bool placed = take_placed(l);
 	int rc;
 
 	l->bytes_out += len;
 	l->n->stats.bytes_out += len;
 	if (l->tr) {
-		rc = l->tr->write(l->tr_ctx, l->n->links->scratch, len);
+		rc = placed
+			 ? l->tr->commit(l->tr_ctx, len)
+			 : l->tr->write(l->tr_ctx, l->n->links->scratch, len);
 		if (rc < 0)
 			link_fail(l, "relay circuit failed");
 		return rc;
@@ -741,7 +775,7 @@ int link_send_raw(struct link *l, const uint8_t *msg, size_t len)
 	/* Sealed straight into the queue: no copy. */
 	rc = p2p_linkfsm_seal(l->fsm, msg, len, p, cap, &out);
 	if (rc < 0) {
-		bufq_commit(&l->q, 0);
+		link_unreserve(l);
 		return rc;
 	}
 	return link_commit(l, out);
@@ -763,7 +797,38 @@ int link_send_pass(struct link *l, uint32_t circ, const uint8_t *data,
 		return -ENOBUFS;
 	rc = p2p_linkfsm_seal_pass(l->fsm, circ, data, len, p, cap, &out);
 	if (rc < 0) {
-		bufq_commit(&l->q, 0);
+		link_unreserve(l);
+		return rc;
+	}
+	return link_commit(l, out);
+}
+
+uint8_t *link_pass_reserve(struct link *l, size_t len)
+{
+	const size_t hdr = P2P_FRAME_HDR + P2P_PASS_HDR;
+	uint8_t *p;
+
+	if (l->state != LINK_UP || l->tr || !l->relay_pass || len == 0 ||
+	    len > P2P_PASS_DATA_MAX)
+		return NULL;
+	p = link_reserve(l, hdr + len);
+	return p ? p + hdr : NULL;
+}
+
+int link_pass_commit(struct link *l, uint32_t circ, uint8_t *data, size_t len)
+{
+	uint8_t *p = data - P2P_FRAME_HDR - P2P_PASS_HDR;
+	size_t out;
+	int rc;
+
+	if (len == 0 || l->state != LINK_UP) {
+		link_unreserve(l);
+		return len == 0 ? 0 : -ENOTCONN;
+	}
+	rc = p2p_linkfsm_seal_pass_head(l->fsm, circ, p, len, &out);
+	if (rc < 0) {
+		link_unreserve(l);
+		link_fail(l, "cannot seal");
 		return rc;
 	}
 	return link_commit(l, out);
@@ -792,8 +857,7 @@ int link_data_commit(struct link *l, uint32_t stream, size_t len)
 	if (!p)
 		return -EINVAL;
 	if (len == 0 || l->state != LINK_UP) {
-		if (!l->tr)
-			bufq_commit(&l->q, 0); /* the room goes unused */
+		link_unreserve(l); /* the room goes unused */
 		return len == 0 ? 0 : -ENOTCONN;
 	}
 	msg = p + P2P_FRAME_HDR;
@@ -803,8 +867,7 @@ int link_data_commit(struct link *l, uint32_t stream, size_t len)
 	rc = p2p_linkfsm_seal(l->fsm, msg, P2P_STREAM_DATA_HDR + len, p,
 			      l->n->links->data_cap, &out);
 	if (rc < 0) {
-		if (!l->tr)
-			bufq_commit(&l->q, 0);
+		link_unreserve(l);
 		link_fail(l, "cannot seal");
 		return rc;
 	}

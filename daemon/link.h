@@ -70,6 +70,13 @@ struct link_transport {
 	size_t (*queued)(void *ctx);
 	/* The link is gone: release ctx (called once, after gone). */
 	void (*close)(void *ctx);
+	/* Optional: room for a whole frame of up to cap bytes where it
+	 * will go out (no copy), or NULL: then write() copies it from a
+	 * scratch buffer. commit(ctx, n <= cap) follows, n 0 when the room
+	 * goes unused; < 0 fails the link. Nothing else is written on the
+	 * link in between. */
+	uint8_t *(*reserve)(void *ctx, size_t cap);
+	int (*commit)(void *ctx, size_t len);
 };
 
 struct link;
@@ -202,6 +209,13 @@ int link_data_commit(struct link *l, uint32_t stream, size_t len);
  * head; only to a peer with link_peer_relay_pass(). 0 or -errno. */
 int link_send_pass(struct link *l, uint32_t circ, const uint8_t *data,
 		   size_t len);
+/* The same with the data written in place: link_pass_reserve gives room
+ * for len (<= P2P_PASS_DATA_MAX) data bytes behind a pass frame's head,
+ * or NULL (not negotiated, l not up, its queue full: l failed); then
+ * link_pass_commit with that pointer and n <= len seals the head (n 0:
+ * the room goes unused). Nothing else may be sent on l in between. */
+uint8_t *link_pass_reserve(struct link *l, size_t len);
+int link_pass_commit(struct link *l, uint32_t circ, uint8_t *data, size_t len);
 /* Send; 0 or -errno. A failure marks the link dead (gone comes later). */
 int link_send_msg(struct link *l, const struct p2p_msg *m);
 int link_send_raw(struct link *l, const uint8_t *msg, size_t len);

@@ -87,6 +87,7 @@ struct relay_end {
 	bool credited; /* the relay keeps credit for us (its HELLO) */
 	struct relay_credit cr;
 	struct bufq pend; /* written by the link beyond the credit */
+	uint8_t *placed;  /* end_reserve's room in via's queue, or NULL */
 };
 
 struct relays {
@@ -377,6 +378,46 @@ static int end_write(void *ctx, const uint8_t *data, size_t len)
 	return 0;
 }
 
+/*
+ * The relayed link's next record goes straight behind a pass frame's
+ * head in the queue of the link to the relay, sealed there in place, when
+ * it can go now (pass frames negotiated, nothing waiting in pend, credit
+ * for all of cap): no scratch buffer and no copy. Else NULL, and
+ * end_write gets it from the scratch buffer.
+ */
+static uint8_t *end_reserve(void *ctx, size_t cap)
+{
+	struct relay_end *e = ctx;
+	struct link *via = e->closed ? NULL : link_get(e->n, e->via);
+
+	e->placed = NULL;
+	if (!via || !link_peer_relay_pass(via))
+		return NULL;
+	if (e->credited &&
+	    (bufq_len(&e->pend) > 0 || !relay_credit_can(&e->cr, cap)))
+		return NULL;
+	e->placed = link_pass_reserve(via, cap);
+	return e->placed;
+}
+
+static int end_commit(void *ctx, size_t len)
+{
+	struct relay_end *e = ctx;
+	struct link *via = e->closed ? NULL : link_get(e->n, e->via);
+	uint8_t *p = e->placed;
+
+	e->placed = NULL;
+	if (!via || !p)
+		return len == 0 ? 0 : -ENOTCONN;
+	/* end_reserve saw credit for cap >= len and nothing was spent
+	 * since: a failure here is a bug, and the relayed link fails. */
+	if (len > 0 && e->credited && !relay_credit_take(&e->cr, len)) {
+		(void)link_pass_commit(via, e->circ, p, 0);
+		return -EPROTO;
+	}
+	return link_pass_commit(via, e->circ, p, len) < 0 ? -EIO : 0;
+}
+
 static size_t end_queued(void *ctx)
 {
 	struct relay_end *e = ctx;
@@ -410,6 +451,8 @@ static const struct link_transport end_ops = {
     .write = end_write,
     .queued = end_queued,
     .close = end_close,
+    .reserve = end_reserve,
+    .commit = end_commit,
 };
 
 /* A new end on via, circuit circ, and its link. */

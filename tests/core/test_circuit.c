@@ -1120,6 +1120,10 @@ Test(circuit_credit, an_end_spends_and_gets_back)
 	cr_assert(relay_credit_take(&cr, RELAY_CREDIT - 1000));
 	cr_assert_not(relay_credit_take(&cr, 1));
 	cr_assert_eq(relay_credit_give(&cr, 600), 0);
+	/* Asking spends nothing. */
+	cr_assert_not(relay_credit_can(&cr, 601));
+	cr_assert(relay_credit_can(&cr, 600));
+	cr_assert(relay_credit_can(&cr, 600));
 	cr_assert_not(relay_credit_take(&cr, 1000));
 	cr_assert(relay_credit_take(&cr, 600));
 	cr_assert_not(relay_credit_take(&cr, 1));

@@ -1172,6 +1172,38 @@ Test(core, linkfsm_pass_frames_byte_reads)
 	pass_frames(FEED_INPLACE_BYTES);
 }
 
+/* The data already in the queue (a record sealed there): only the head
+ * is written, and the far end reads it as a copied pass frame. */
+Test(core, linkfsm_pass_head_in_place)
+{
+	uint8_t fr[P2P_FRAME_HDR + P2P_PASS_HDR + sizeof(PASS_DATA)];
+	uint8_t *data = fr + P2P_FRAME_HDR + P2P_PASS_HDR;
+	size_t n;
+
+	feed_mode = FEED_INPLACE;
+	up();
+	memset(fr, 0xee, sizeof(fr));
+	memcpy(data, PASS_DATA, sizeof(PASS_DATA));
+	cr_assert_eq(
+	    p2p_linkfsm_seal_pass_head(A.f, 9, fr, sizeof(PASS_DATA), &n), 0);
+	cr_assert_eq(n, sizeof(fr));
+	cr_assert_eq(memcmp(data, PASS_DATA, sizeof(PASS_DATA)), 0,
+		     "the data stay as they were");
+	cr_assert_eq(p2p_linkfsm_seal_pass_head(A.f, 9, fr, 0, &n), -EMSGSIZE);
+	cr_assert_eq(
+	    p2p_linkfsm_seal_pass_head(A.f, 9, fr, P2P_PASS_DATA_MAX + 1, &n),
+	    -EMSGSIZE);
+	memcpy(A.wire + A.wlen, fr, sizeof(fr));
+	A.wlen += sizeof(fr);
+	pump();
+	cr_assert_eq(B.done, 0, "%s", B.done_why ? B.done_why : "");
+	cr_assert_eq(B.msgs, 1);
+	cr_assert_eq(B.last_type, P2P_MSG_RELAY_PASS);
+	cr_assert_eq(B.last_txid, 9);
+	cr_assert_eq(B.last_len, sizeof(PASS_DATA));
+	cr_assert_eq(memcmp(B.last_data, PASS_DATA, sizeof(PASS_DATA)), 0);
+}
+
 /* What the hop authenticates: the tail of the data, the length. */
 Test(core, linkfsm_pass_tail_is_bound)
 {
