@@ -191,6 +191,12 @@ static void write_metrics(FILE *f, struct p2pd_node *n)
 	metric(f, "relay_frames_cut_total", "counter",
 	       "Relayed links' frames that came cut across pass frames.",
 	       s->relay_frames_cut);
+	metric(f, "relay_records_placed_total", "counter",
+	       "Relayed links' records sealed in place behind a pass frame.",
+	       s->relay_records_placed);
+	metric(f, "relay_records_copied_total", "counter",
+	       "Relayed links' records copied from a scratch buffer.",
+	       s->relay_records_copied);
 	metric(f, "bad_frames_total", "counter", "Malformed frames.",
 	       s->bad_frames);
 	metric(f, "bad_messages_total", "counter", "Malformed messages.",

@@ -116,6 +116,10 @@ struct node_stats {
 	/* Relayed frames that came cut across pass frames: copied by the
 	 * framer instead of opened in place (link.c, link_input). */
 	uint64_t relay_frames_cut;
+	/* Records of relayed links this node sealed straight behind a pass
+	 * frame's head (placed) or through the scratch buffer, copied once
+	 * (relay.c, end_commit and end_write). */
+	uint64_t relay_records_placed, relay_records_copied;
 };
 
 struct p2pd_node {

@@ -364,6 +364,7 @@ static int end_write(void *ctx, const uint8_t *data, size_t len)
 
 	if (!via)
 		return -ENOTCONN;
+	e->n->stats.relay_records_copied++;
 	if (!e->credited)
 		return end_send(e, via, data, len);
 	/* In order: nothing overtakes what already waits. A frame goes
@@ -415,7 +416,11 @@ static int end_commit(void *ctx, size_t len)
 		(void)link_pass_commit(via, e->circ, p, 0);
 		return -EPROTO;
 	}
-	return link_pass_commit(via, e->circ, p, len) < 0 ? -EIO : 0;
+	if (link_pass_commit(via, e->circ, p, len) < 0)
+		return -EIO;
+	if (len > 0)
+		e->n->stats.relay_records_placed++;
+	return 0;
 }
 
 static size_t end_queued(void *ctx)

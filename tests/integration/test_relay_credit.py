@@ -183,6 +183,12 @@ def a_stalled_circuit_holds_only_itself():
             check(metric(a, "relay_credit_sent_total") > 0, "a returned credit")
             check("queue is over" not in open(a.log, errors="replace").read(), "no cut in a's log")
             print("busy tunnel: %d MiB in %.1f s with %d ping rounds" % (BIG // MIB, secs, pings))
+            # g sealed most of the busy tunnel's records straight behind
+            # a pass frame's head (credit at hand, nothing waiting), not
+            # through the scratch buffer and a copy.
+            placed1, copied1 = metric(g, "relay_records_placed_total"), metric(g, "relay_records_copied_total")
+            print("g's relayed records: %d placed, %d copied" % (placed1, copied1))
+            check(placed1 > copied1, "g placed most records: %d placed, %d copied" % (placed1, copied1))
 
             # Phase 2: more in flight than the credit, the relay paused.
             many = Source(EACH)
@@ -213,6 +219,10 @@ def a_stalled_circuit_holds_only_itself():
             # still one whole frame per pass frame: e opened every one
             # where it lay, none went through its framer.
             check_eq(metric(e, "relay_frames_cut_total"), 0, "relayed frames cut at e")
+            # What waited for credit went the scratch way, copied once.
+            placed2, copied2 = metric(g, "relay_records_placed_total"), metric(g, "relay_records_copied_total")
+            print("g's relayed records after the pause: %d placed, %d copied" % (placed2, copied2))
+            check(copied2 > copied1 and placed2 > placed1, "g both held records back and placed others")
             for s_ in socks:
                 s_.close()
             many.close()
