@@ -784,23 +784,18 @@ int link_send_raw(struct link *l, const uint8_t *msg, size_t len)
 int link_send_pass(struct link *l, uint32_t circ, const uint8_t *data,
 		   size_t len)
 {
-	size_t cap = P2P_FRAME_HDR + P2P_PASS_HDR + len, out;
 	uint8_t *p;
-	int rc;
 
 	if (l->state != LINK_UP)
 		return -ENOTCONN;
 	if (l->tr || !l->relay_pass)
 		return -EINVAL; /* a caller's bug: not negotiated */
-	p = link_reserve(l, cap);
-	if (!p)
+	if (len == 0 || len > P2P_PASS_DATA_MAX)
+		return -EMSGSIZE;
+	if (!(p = link_pass_reserve(l, len)))
 		return -ENOBUFS;
-	rc = p2p_linkfsm_seal_pass(l->fsm, circ, data, len, p, cap, &out);
-	if (rc < 0) {
-		link_unreserve(l);
-		return rc;
-	}
-	return link_commit(l, out);
+	memcpy(p, data, len); /* the one copy of the scratch path */
+	return link_pass_commit(l, circ, p, len);
 }
 
 uint8_t *link_pass_reserve(struct link *l, size_t len)
@@ -825,10 +820,10 @@ int link_pass_commit(struct link *l, uint32_t circ, uint8_t *data, size_t len)
 		link_unreserve(l);
 		return len == 0 ? 0 : -ENOTCONN;
 	}
+	/* A failure is the caller's: the relayed link fails, not l. */
 	rc = p2p_linkfsm_seal_pass_head(l->fsm, circ, p, len, &out);
 	if (rc < 0) {
 		link_unreserve(l);
-		link_fail(l, "cannot seal");
 		return rc;
 	}
 	return link_commit(l, out);

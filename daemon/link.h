@@ -213,7 +213,9 @@ int link_send_pass(struct link *l, uint32_t circ, const uint8_t *data,
  * for len (<= P2P_PASS_DATA_MAX) data bytes behind a pass frame's head,
  * or NULL (not negotiated, l not up, its queue full: l failed); then
  * link_pass_commit with that pointer and n <= len seals the head (n 0:
- * the room goes unused). Nothing else may be sent on l in between. */
+ * the room goes unused); 0 or -errno, and a head that cannot be sealed
+ * leaves l up, as link_send_pass does. Nothing else may be sent on l in
+ * between. */
 uint8_t *link_pass_reserve(struct link *l, size_t len);
 int link_pass_commit(struct link *l, uint32_t circ, uint8_t *data, size_t len);
 /* Send; 0 or -errno. A failure marks the link dead (gone comes later). */
