@@ -160,6 +160,10 @@ static void write_metrics(FILE *f, struct p2pd_node *n)
 	       os.routed_dropped);
 	metric(f, "tunnels", "gauge", "Tunnels open or opening.",
 	       tunnel_count(n));
+	metric(f, "tunnels_blocked", "gauge",
+	       "Tunnels not reading their local socket: the link's queue is "
+	       "full, or a relayed link's circuit is out of credit.",
+	       tunnel_blocked(n));
 	mem_metrics(f, n);
 	metric(f, "services", "gauge", "Services offered.", n->nservices);
 	metric(f, "relay_circuits", "gauge", "Circuits we relay now.",

@@ -76,6 +76,12 @@
  * (the tunnels stop reading far below, at TUN_LINK_WQ_HIGH). */
 #define RELAY_END_PEND_MAX LINK_WQ_MAX
 
+/* The largest record a relayed link writes (a whole frame). While our
+ * end's credit covers less than this, or something waits in pend, its
+ * tunnels do not read (end_queued): what they read would only wait in
+ * pend, copied, instead of going out in place (end_reserve). */
+#define RELAY_END_RECORD_MAX (P2P_FRAME_HDR + P2P_FRAME_MAX)
+
 /* Our end of a circuit: the transport of a relayed link. */
 struct relay_end {
 	struct relay_end *next;
@@ -423,13 +429,26 @@ static int end_commit(void *ctx, size_t len)
 	return 0;
 }
 
+/* Whether our end has to hold a record back now: credit for less than
+ * the largest one, or others already wait. */
+static bool end_short(const struct relay_end *e)
+{
+	return e->credited && (bufq_len(&e->pend) > 0 ||
+			       !relay_credit_can(&e->cr, RELAY_END_RECORD_MAX));
+}
+
 static size_t end_queued(void *ctx)
 {
 	struct relay_end *e = ctx;
 	struct link *via = link_get(e->n, e->via);
 
-	/* No link to the relay: as full as can be (it is going away). */
-	return via ? link_queued(via) + bufq_len(&e->pend) : SIZE_MAX;
+	/* No link to the relay: as full as can be (it is going away). So
+	 * is an end short of credit for a record: its tunnels wait for the
+	 * credit (do_end_credit wakes them) with their bytes in their own
+	 * sockets, not in pend. */
+	if (!via || end_short(e))
+		return SIZE_MAX;
+	return link_queued(via) + bufq_len(&e->pend);
 }
 
 static void end_close(void *ctx)
@@ -577,7 +596,6 @@ static void do_end_credit(struct p2pd_node *n,
 {
 	struct relay_end *e = find_end(n, a->link, a->circ);
 	struct link *via = link_get(n, a->link), *end;
-	size_t before;
 
 	if (!e || e->closed || !via || !(end = link_get(n, e->link)))
 		return;
@@ -587,10 +605,9 @@ static void do_end_credit(struct p2pd_node *n,
 		link_fail(end, "relay credit overflow");
 		return;
 	}
-	before = bufq_len(&e->pend);
 	if (end_drain(e, via) < 0)
 		link_fail(end, "relay circuit failed");
-	else if (bufq_len(&e->pend) < before)
+	else if (!end_short(e))
 		link_writable(end); /* its tunnels may read again */
 }
 

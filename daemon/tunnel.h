@@ -80,6 +80,9 @@ extern const struct ctl_command tunnel_commands[];
 extern const size_t tunnel_ncommands;
 /* Tunnels not yet closed. */
 size_t tunnel_count(struct p2pd_node *n);
+/* Tunnels that stopped reading their local socket: their link's queue is
+ * full, or a relayed link's circuit is out of credit (relay.c). */
+size_t tunnel_blocked(struct p2pd_node *n);
 
 /* What tunnels hold or may hold in memory (issue 10's budgets), for
  * metrics: bytes received for local sockets that have not taken them

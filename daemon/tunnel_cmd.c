@@ -465,6 +465,11 @@ size_t tunnel_count(struct p2pd_node *n)
 	return n->tun->count;
 }
 
+size_t tunnel_blocked(struct p2pd_node *n)
+{
+	return n->tun->blocked;
+}
+
 void tunnel_mem(struct p2pd_node *n, struct tunnel_mem *m)
 {
 	m->buffered = m->windows = m->base_small = 0;
