@@ -63,6 +63,7 @@ struct link {
 	bool gone_sent;		 /* observers told */
 	bool handle_closed;
 	bool rst;	   /* close with a reset: no TIME_WAIT (link_after) */
+	bool goaway_rx;	   /* the peer closed it: GOAWAY */
 	bool read_paused;  /* LINK_WQ_READ_STOP: reading stopped */
 	bool relay_credit; /* the peer's HELLO: P2P_HELLO_RELAY_CREDIT */
 	bool relay_pass;   /* ... P2P_HELLO_RELAY_PASS */
@@ -216,6 +217,11 @@ bool link_established(const struct link *l)
 bool link_hello_rx(const struct link *l)
 {
 	return l->fsm && p2p_linkfsm_hello_rx(l->fsm);
+}
+
+bool link_goaway_rx(const struct link *l)
+{
+	return l->goaway_rx;
 }
 
 const struct p2p_addr *link_observed(const struct link *l)
@@ -1071,6 +1077,7 @@ static void on_done(struct link *l, const struct p2p_linkfsm_action *a)
 		log_debug("peer %s: goaway: %.*s", id,
 			  (int)a->msg->u.goaway.len, a->msg->u.goaway.reason);
 		l->rst = true; /* see link_close */
+		l->goaway_rx = true;
 		link_fail(l, a->why);
 		return;
 	case P2P_LINKFSM_C_BAD_FRAME:

@@ -155,6 +155,7 @@ bool link_dialling(struct p2pd_node *n, const struct p2p_peerid *id);
 bool link_is_up(const struct link *l);	     /* HELLO received, usable */
 bool link_established(const struct link *l); /* handshake done, usable */
 bool link_hello_rx(const struct link *l);    /* HELLO seen (even once gone) */
+bool link_goaway_rx(const struct link *l);   /* the peer closed it: GOAWAY */
 /* The address the peer says it sees us at (its HELLO). */
 const struct p2p_addr *link_observed(const struct link *l);
 bool link_outbound(const struct link *l);

@@ -785,6 +785,9 @@ static void on_gone(void *arg, struct link *l, const char *why)
 			    other ? rec(n, link_id(other), true) : NULL;
 			if (ro)
 				ro->up = true; /* the overlay keeps its link */
+			else if (link_goaway_rx(l)) /* not redialled at once */
+				p2p_overlay_link_closed(o->ov, now,
+							link_peer(l));
 			else
 				p2p_overlay_link_down(o->ov, now, link_peer(l));
 		} else if (r->boot && !link_hello_rx(l)) {

@@ -243,9 +243,18 @@ void p2p_overlay_link_up(struct p2p_overlay *o, uint64_t now,
 }
 
 /* A link we wanted is gone or could not be made: a failure of the entry. */
+/* Why a link went: it never came up, it went down, or the peer closed
+ * it (GOAWAY). */
+enum gone { GONE_FAILED, GONE_DOWN, GONE_CLOSED };
+
 static void link_gone(struct p2p_overlay *o, uint64_t now,
-		      const struct p2p_peerid *peer, bool failed)
+		      const struct p2p_peerid *peer, enum gone why)
 {
+	static const char *const what[][2] = {
+	    [GONE_FAILED] = {"no ", "made"},
+	    [GONE_DOWN] = {"lost ", "we keep"},
+	    [GONE_CLOSED] = {"", "closed by the peer"},
+	};
 	struct ov_link *l = ov_link_find(o, peer);
 
 	if (l == NULL)
@@ -254,12 +263,12 @@ static void link_gone(struct p2p_overlay *o, uint64_t now,
 		o->links_up--;
 	if (l->flags & OV_L_MAINT && l->state == OV_LINK_DIALING)
 		o->maint_dials--;
-	if (failed || (l->flags & OV_L_WANT)) {
+	if (why != GONE_DOWN || (l->flags & OV_L_WANT)) {
 		char t[P2P_ID_TEXT_LEN + 1];
 
 		p2p_peerid_to_text(peer, t);
-		ov_log(o, 7, "overlay: %s link to %s %s",
-		       failed ? "no" : "lost", t, failed ? "made" : "we keep");
+		ov_log(o, 7, "overlay: %slink to %s %s", what[why][0], t,
+		       what[why][1]);
 		ov_table_fail(o, now, peer);
 	}
 	if (l->flags & OV_L_WANT) {
@@ -278,7 +287,14 @@ void p2p_overlay_link_down(struct p2p_overlay *o, uint64_t now,
 			   const struct p2p_peerid *peer)
 {
 	begin(o);
-	link_gone(o, now, peer, false);
+	link_gone(o, now, peer, GONE_DOWN);
+}
+
+void p2p_overlay_link_closed(struct p2p_overlay *o, uint64_t now,
+			     const struct p2p_peerid *peer)
+{
+	begin(o);
+	link_gone(o, now, peer, GONE_CLOSED);
 }
 
 void p2p_overlay_dial_failed(struct p2p_overlay *o, uint64_t now,
@@ -290,7 +306,7 @@ void p2p_overlay_dial_failed(struct p2p_overlay *o, uint64_t now,
 	l = ov_link_find(o, peer);
 	if (l != NULL && l->state == OV_LINK_UP)
 		return; /* a stale report: the link is up */
-	link_gone(o, now, peer, true);
+	link_gone(o, now, peer, GONE_FAILED);
 }
 
 /* P2P_FIND_RATE a second after a burst of P2P_FIND_BURST, in

@@ -136,6 +136,13 @@ void p2p_overlay_link_up(struct p2p_overlay *o, uint64_t now,
 			 bool outbound);
 void p2p_overlay_link_down(struct p2p_overlay *o, uint64_t now,
 			   const struct p2p_peerid *peer);
+/* The peer closed its link to us on purpose (GOAWAY: a disconnect, a
+ * shutdown): as link_down, and its entry is not dialled again before
+ * the back-off of a failure, even if the link was too young to be one
+ * we keep. A daemon would otherwise undo its peer's disconnect at its
+ * next maintenance. */
+void p2p_overlay_link_closed(struct p2p_overlay *o, uint64_t now,
+			     const struct p2p_peerid *peer);
 /* A DIAL action failed (refused, timed out, wrong ID). */
 void p2p_overlay_dial_failed(struct p2p_overlay *o, uint64_t now,
 			     const struct p2p_peerid *peer);

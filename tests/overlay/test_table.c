@@ -339,3 +339,62 @@ Test(table, many_subnets_sharing_a_bin_are_all_admitted)
 	cr_assert_eq(table_size(&h), n);
 	h_node_fini(&h);
 }
+
+#define REDIAL_MIN_MS 2000 /* overlay/internal.h: OV_REDIAL_MIN_S */
+
+/* The first DIAL to peer after time from: its time, or UINT64_MAX when
+ * none comes within a minute. */
+static uint64_t first_dial_after(struct h_node *h, uint64_t from,
+				 const struct p2p_peerid *peer)
+{
+	uint64_t now = from;
+
+	h_clear(h);
+	while (now < from + 60000) {
+		now = p2p_overlay_next_timer(h->o);
+		if (now == UINT64_MAX)
+			break;
+		p2p_overlay_tick(h->o, now);
+		h_drain(h);
+		for (size_t i = 0; i < h->log.n; i++)
+			if (h->log.v[i].a.type == P2P_OV_DIAL &&
+			    p2p_peerid_equal(&h->log.v[i].a.peer, peer))
+				return now;
+		h_clear(h);
+	}
+	return UINT64_MAX;
+}
+
+/*
+ * A link too young to be one we keep (no maintenance since it came up)
+ * that goes down is redialled at the next maintenance; one the peer
+ * closed (GOAWAY: a `p2pctl disconnect` there) waits out a failure's
+ * back-off, so a daemon does not undo its peer's disconnect at once.
+ */
+Test(table, link_closed_by_peer_is_not_redialled_at_once)
+{
+	struct p2p_peerid self = zero_id();
+	struct p2p_peerid peer = h_id_in_bucket(&self, 3, 7);
+	struct p2p_addr a = h_addr4(30, 1, 2, 3, 4242);
+	struct h_node h;
+	uint64_t at;
+
+	h_node_init(&h, &self, true, 3);
+	h_link_server(&h, 1000, &peer, &a);
+	p2p_overlay_link_down(h.o, 1010, &peer);
+	at = first_dial_after(&h, 1010, &peer);
+	cr_assert_lt(at, 1010 + REDIAL_MIN_MS,
+		     "a young link lost at 1010 ms redialled at %llu",
+		     (unsigned long long)at);
+	h_node_fini(&h);
+
+	h_node_init(&h, &self, true, 3);
+	h_link_server(&h, 1000, &peer, &a);
+	p2p_overlay_link_closed(h.o, 1010, &peer);
+	at = first_dial_after(&h, 1010, &peer);
+	cr_assert_neq(at, UINT64_MAX, "never redialled");
+	cr_assert_geq(at, 1010 + REDIAL_MIN_MS - 1000,
+		      "redialled at %llu ms, the peer closed it at 1010",
+		      (unsigned long long)at);
+	h_node_fini(&h);
+}
