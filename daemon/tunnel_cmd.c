@@ -415,6 +415,18 @@ static const char *tun_state(const struct tun *t)
 	return t->link ? "opening" : "connecting";
 }
 
+/* What an open tunnel's sending side waits for, or NULL: its link's
+ * queue to drain (a relayed link's: its circuit's credit too), or the
+ * peer's window (the reader at the far end is behind). */
+static const char *tun_waiting(const struct tun *t)
+{
+	if (t->closing || t->s.state != STREAM_OPEN || t->s.fin_sent)
+		return NULL;
+	if (t->counted_blocked)
+		return "link";
+	return t->s.send_credit == 0 ? "window" : NULL;
+}
+
 static json_t *tun_json(struct p2pd_node *n, const struct tun *t)
 {
 	static const char *const kinds[] = {
@@ -443,6 +455,8 @@ static json_t *tun_json(struct p2pd_node *n, const struct tun *t)
 		      "state", tun_state(t), "by", via[t->kind]);
 	if (name)
 		json_object_set_new(o, "name", json_string(name));
+	if (tun_waiting(t))
+		json_object_set_new(o, "waiting", json_string(tun_waiting(t)));
 	/* Our receive window (auto-tuned), once the stream has one. */
 	if (t->s.window)
 		json_object_set_new(o, "window",

@@ -174,6 +174,11 @@ def a_stalled_circuit_holds_only_itself():
             check_eq((box[0], hb.hexdigest()), busy.sent[0], "the busy tunnel's bytes")
             sb.close()
             check_eq(slow.sent, [], "the stalled source is still held back")
+            # f's tunnel waits for e's reader, and says so.
+            wait_for(lambda: [x.get("waiting") for x in f.req({"cmd": "tunnels"})["tunnels"]] == ["window"],
+                     10, what="f's stalled tunnel to wait for the peer's window")
+            r = f.ctl("tunnels")
+            check("open (peer's window)" in r.stdout, "p2pctl tunnels on f: %r" % r.stdout)
 
             # The stalled tunnel resumes: every byte, in order.
             got_s += read_all(st, hs)
@@ -224,6 +229,10 @@ def a_stalled_circuit_holds_only_itself():
                 # g's credit runs out: its tunnels wait in their sockets.
                 wait_for(lambda: metric(g, "tunnels_blocked") > 0, 1.5,
                          what="g's tunnels to stop reading for credit")
+                waits = [x.get("waiting") for x in g.req({"cmd": "tunnels"})["tunnels"]]
+                check("link" in waits, "g's tunnels say what they wait for: %r" % waits)
+                r = g.ctl("tunnels")
+                check("open (link full)" in r.stdout, "p2pctl tunnels on g: %r" % r.stdout)
                 time.sleep(1)
             finally:
                 os.kill(a.proc.pid, signal.SIGCONT)

@@ -211,7 +211,8 @@ void print_tunnels(json_t *r)
 		return;
 	json_array_foreach(json_object_get(r, "tunnels"), i, p)
 	{
-		char in[CELL_MAX], out[CELL_MAX], a[CELL_MAX];
+		char in[CELL_MAX], out[CELL_MAX], a[CELL_MAX], st[CELL_MAX];
+		const char *w = str(p, "waiting");
 		const char *row[8] = {
 		    peer_of(p, "peer"),
 		    str(p, "service"),
@@ -220,7 +221,18 @@ void print_tunnels(json_t *r)
 		    bytes(json_object_get(p, "bytes_in"), in, sizeof(in)),
 		    bytes(json_object_get(p, "bytes_out"), out, sizeof(out)),
 		    age(json_object_get(p, "age_s"), a, sizeof(a)),
-		    str(p, "state")};
+		    st};
+
+		/* Why its bytes do not move: its link is full, or the
+		 * peer's reader is behind (its window is spent). */
+		if (!strcmp(w, "link"))
+			snprintf(st, sizeof(st), "%s (link full)",
+				 str(p, "state"));
+		else if (!strcmp(w, "window"))
+			snprintf(st, sizeof(st), "%s (peer's window)",
+				 str(p, "state"));
+		else
+			snprintf(st, sizeof(st), "%s", str(p, "state"));
 		table_add(&t, row);
 	}
 	table_print(&t, stdout);
