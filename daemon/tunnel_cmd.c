@@ -442,6 +442,7 @@ static json_t *tun_json(struct p2pd_node *n, const struct tun *t)
 	struct link *l = tun_link(t);
 	char id[P2P_ID_TEXT_LEN + 1];
 	const char *name = names_of(n->names, &t->peer);
+	const char *waiting = tun_waiting(t);
 	json_t *o;
 
 	p2p_peerid_to_text(&t->peer, id);
@@ -455,8 +456,8 @@ static json_t *tun_json(struct p2pd_node *n, const struct tun *t)
 		      "state", tun_state(t), "by", via[t->kind]);
 	if (name)
 		json_object_set_new(o, "name", json_string(name));
-	if (tun_waiting(t))
-		json_object_set_new(o, "waiting", json_string(tun_waiting(t)));
+	if (waiting)
+		json_object_set_new(o, "waiting", json_string(waiting));
 	/* Our receive window (auto-tuned), once the stream has one. */
 	if (t->s.window)
 		json_object_set_new(o, "window",

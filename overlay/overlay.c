@@ -242,11 +242,12 @@ void p2p_overlay_link_up(struct p2p_overlay *o, uint64_t now,
 	ov_lookup_link_up(o, now, peer);
 }
 
-/* A link we wanted is gone or could not be made: a failure of the entry. */
 /* Why a link went: it never came up, it went down, or the peer closed
  * it (GOAWAY). */
 enum gone { GONE_FAILED, GONE_DOWN, GONE_CLOSED };
 
+/* A link is gone or could not be made: a failure of the entry when we
+ * wanted the link, could not make it, or the peer closed it. */
 static void link_gone(struct p2p_overlay *o, uint64_t now,
 		      const struct p2p_peerid *peer, enum gone why)
 {

@@ -225,14 +225,10 @@ void print_tunnels(json_t *r)
 
 		/* Why its bytes do not move: its link is full, or the
 		 * peer's reader is behind (its window is spent). */
-		if (!strcmp(w, "link"))
-			snprintf(st, sizeof(st), "%s (link full)",
-				 str(p, "state"));
-		else if (!strcmp(w, "window"))
-			snprintf(st, sizeof(st), "%s (peer's window)",
-				 str(p, "state"));
-		else
-			snprintf(st, sizeof(st), "%s", str(p, "state"));
+		snprintf(st, sizeof(st), "%s%s", str(p, "state"),
+			 !strcmp(w, "link")	? " (link full)"
+			 : !strcmp(w, "window") ? " (peer's window)"
+						: "");
 		table_add(&t, row);
 	}
 	table_print(&t, stdout);
