@@ -584,10 +584,23 @@ static void do_end_closed(struct p2pd_node *n,
 		return;
 	e->closed = true; /* nothing to tell the relay */
 	end = link_get(n, e->link);
-	if (end && !link_hello_rx(end))
+	if (!end)
+		return;
+	if (!link_hello_rx(end)) {
 		log_info("relay: circuit refused: %.*s", (int)a->len, a->text);
-	if (end)
-		link_fail(end, "relay circuit closed");
+	} else {
+		/* An established relayed link cut by R (its byte budget, the
+		 * other end's link gone, ...): its tunnels are reset, and
+		 * this line is where the user finds out why. */
+		static const char none[] = "no reason given";
+		char id[P2P_ID_TEXT_LEN + 1];
+		p2p_peerid_to_text(link_peer(end), id);
+		log_info("relayed link to %s: the relay closed its circuit: "
+			 "%.*s",
+			 id, a->len ? (int)a->len : (int)strlen(none),
+			 a->len ? a->text : none);
+	}
+	link_fail(end, "relay circuit closed");
 }
 
 /* RELAY_CREDIT for our end: more of what waits goes out. */

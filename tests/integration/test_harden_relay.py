@@ -6,7 +6,9 @@
   RELAY_CIRC_PER_IP, the rest are refused with the limit named, an honest
   peer still gets a relayed link through the same relay, and the silent
   circuits are closed RELAY_HS_MS after their open (the relay's count goes
-  back down) while the honest one, which carried a handshake, stays.
+  back down) while the honest one, which carried a handshake, stays;
+  when the honest link's far end dies, the relay closes its circuit and
+  the near end logs the relay's reason.
 - Identities of their own IPs get RELAY_CIRC_PER_PEER each.
 - A peer with an authenticated link sends random and truncated relay
   messages and routed NAT (punch) payloads: the daemon stays up, answers
@@ -18,6 +20,7 @@ different /24 keeps the per-subnet caps from touching them.
 """
 import json
 import re
+import signal
 import subprocess
 import time
 
@@ -96,6 +99,12 @@ def one_host_gets_its_share_and_silent_circuits_go():
         check_eq(relay_status(a)["closed_handshake"], accepted, "closed for no handshake")
         j = e.req({"cmd": "ping", "peer": f.id}, timeout=30)
         check_eq(j.get("path"), "relay", "ping over the relayed link after the deadline: %r" % j)
+        # f dies without a word (no GOAWAY over the relayed link): only the
+        # relay can tell e, and e's log says what it was told.
+        f.stop(signal.SIGKILL)
+        wait_for(lambda: f.id not in e.peer_ids(), 15, what="e's relayed link to f gone")
+        line = "relayed link to %s: the relay closed its circuit: the other end's link is gone" % f.id
+        wait_for(lambda: line in e.log_tail(200), 5, what="e logs why: %r" % line)
 
 
 @T.test
