@@ -90,15 +90,14 @@ void relay_tab_clear(struct relay_tab *t)
 /* ---- the decisions ---- */
 
 /*
- * A requester's record: its circuits now and its bytes in the current
- * window. Kept while it has circuits; one without any may be replaced
- * when the table is full (so a requester's budget can be forgotten only
- * once RELAY_PEERS_MAX others have asked since: at most RELAY_CIRC_MAX of
- * them hold circuits at a time).
+ * A requester's record: its circuits now and its budget's bucket. Kept while it
+ * has circuits; one without any may be replaced when the table is full (so a
+ * requester's budget can be forgotten only once RELAY_PEERS_MAX others have
+ * asked since: at most RELAY_CIRC_MAX of them hold circuits at a time).
  */
 struct relay_peer {
 	struct p2p_peerid id;
-	uint64_t since, bytes; /* window start (ms), bytes in it */
+	uint64_t since, bytes; /* the bucket (bytes), drained to (ms) */
 	unsigned circs;
 	bool used;
 };
@@ -194,13 +193,23 @@ static struct relay_peer *peer_find(struct p2p_circuit *c,
 	return NULL;
 }
 
-/* A new byte window for p once the last is over. */
+/* A budget's bucket *level, drained to *at, drained to now (a clock
+ * that went back drains nothing). */
+static void drain_to(uint64_t *level, uint64_t *at, uint64_t now)
+{
+	uint64_t dt;
+
+	if (now <= *at)
+		return;
+	dt = now - *at;
+	*level =
+	    dt > *level / RELAY_PACE_BPMS ? 0 : *level - dt * RELAY_PACE_BPMS;
+	*at = now;
+}
+
 static void peer_roll(struct relay_peer *p, uint64_t now)
 {
-	if (now >= p->since && now - p->since >= RELAY_PEER_WINDOW_MS) {
-		p->since = now;
-		p->bytes = 0;
-	}
+	drain_to(&p->bytes, &p->since, now);
 }
 
 /* id's record, made (in a free slot or over the oldest without circuits)
@@ -412,7 +421,7 @@ static void serve_open(struct p2p_circuit *c, uint64_t now, uint32_t a,
 	r = c->tab.circs; /* relay_tab_add puts it first */
 	r->from = *from;
 	r->addr = addr;
-	r->born = r->last_a = r->last_b = now;
+	r->born = r->last_a = r->last_b = r->bytes_at = now;
 	/* Credit for the bytes each end sends: only to an end that keeps it
 	 * (and knows our RELAY_CREDIT messages); the other is cut at
 	 * RELAY_WQ_MAX as before. */
@@ -520,12 +529,10 @@ static void mark(struct relay_dir *d, uint64_t pos, size_t len)
 	d->nmarks++;
 }
 
-/* The link of d's destination wrote up to sent: credit to return, once
- * a batch is together or everything held is written. */
-static uint32_t written(struct relay_dir *d, uint64_t sent)
+/* The link of d's destination wrote up to sent. */
+static void written(struct relay_dir *d, uint64_t sent)
 {
 	uint8_t k = 0;
-	uint32_t n;
 
 	while (k < d->nmarks && d->marks[k].end <= sent)
 		d->written += d->marks[k++].bytes;
@@ -534,12 +541,47 @@ static uint32_t written(struct relay_dir *d, uint64_t sent)
 			(size_t)(d->nmarks - k) * sizeof(d->marks[0]));
 		d->nmarks -= k;
 	}
-	if (d->written < RELAY_CREDIT_BATCH)
-		return 0;
-	n = d->written;
+}
+
+/* Credit d may return: what is written, once a batch is together. */
+static bool due(const struct relay_dir *d)
+{
+	return d->credited && d->written >= RELAY_CREDIT_BATCH;
+}
+
+static uint32_t take(struct relay_dir *d)
+{
+	uint32_t n = d->written;
+
 	d->held -= n;
 	d->written = 0;
 	return n;
+}
+
+/*
+ * Whether a byte budget of r holds its credit back at now: its bucket or
+ * its requester's is full. If so, *until is when both are below full.
+ */
+static bool paced(struct p2p_circuit *c, struct relay_circ *r, uint64_t now,
+		  uint64_t *until)
+{
+	struct relay_peer *p = peer_find(c, &r->from);
+	uint64_t t = 0, u;
+
+	drain_to(&r->bytes, &r->bytes_at, now);
+	if (r->bytes >= RELAY_CIRC_BYTES)
+		t = now + (r->bytes - RELAY_CIRC_BYTES) / RELAY_PACE_BPMS + 1;
+	if (p) {
+		peer_roll(p, now);
+		u = p->bytes >= RELAY_PEER_BYTES
+			? now +
+			      (p->bytes - RELAY_PEER_BYTES) / RELAY_PACE_BPMS +
+			      1
+			: 0;
+		t = u > t ? u : t;
+	}
+	*until = t;
+	return t != 0;
 }
 
 static void give(struct p2p_circuit *c, uint32_t link, uint32_t circ,
@@ -554,16 +596,35 @@ static void give(struct p2p_circuit *c, uint32_t link, uint32_t circ,
 	c->st.credit_sent++;
 }
 
-int p2p_circuit_on_sent(struct p2p_circuit *c, uint32_t link, uint64_t sent)
+/* Direction d of r has credit due: it goes back to its source (l, lc)
+ * unless a budget holds it (then p2p_circuit_expire() returns it). */
+static void release(struct p2p_circuit *c, struct relay_circ *r,
+		    struct relay_dir *d, uint32_t l, uint32_t lc, uint64_t now)
+{
+	if (!due(d) || r->pace_until)
+		return;
+	if (paced(c, r, now, &r->pace_until)) {
+		c->st.paced++;
+		return;
+	}
+	give(c, l, lc, take(d));
+}
+
+int p2p_circuit_on_sent(struct p2p_circuit *c, uint64_t now, uint32_t link,
+			uint64_t sent)
 {
 	if (!room(c, c->tab.n))
 		return -ENOBUFS;
 	for (struct relay_circ *r = c->tab.circs; r; r = r->next) {
 		/* Bytes from a leave on b, bytes from b on a. */
-		if (r->b == link && r->dir[0].credited)
-			give(c, r->a, r->ca, written(&r->dir[0], sent));
-		if (r->a == link && r->dir[1].credited)
-			give(c, r->b, r->cb, written(&r->dir[1], sent));
+		if (r->b == link && r->dir[0].credited) {
+			written(&r->dir[0], sent);
+			release(c, r, &r->dir[0], r->a, r->ca, now);
+		}
+		if (r->a == link && r->dir[1].credited) {
+			written(&r->dir[1], sent);
+			release(c, r, &r->dir[1], r->b, r->cb, now);
+		}
 	}
 	return 0;
 }
@@ -656,7 +717,10 @@ int p2p_circuit_on_data(struct p2p_circuit *c, uint64_t now, uint32_t link,
 	}
 	if ((p = peer_find(c, &r->from)) != NULL)
 		peer_roll(p, now);
-	if ((why = over_budget(r, p, len)) != NULL) {
+	drain_to(&r->bytes, &r->bytes_at, now);
+	/* A source with credit is paced by it (release); one without is
+	 * cut at the budget. */
+	if (!d->credited && (why = over_budget(r, p, len)) != NULL) {
 		c->st.closed_budget++;
 		cut(c, r, why, P2P_CIRCUIT_N_EXPIRED);
 		return 0;
@@ -726,18 +790,37 @@ uint64_t p2p_circuit_next(const struct p2p_circuit *c)
 {
 	uint64_t next = UINT64_MAX;
 
-	for (const struct relay_circ *r = c->tab.circs; r; r = r->next)
+	for (const struct relay_circ *r = c->tab.circs; r; r = r->next) {
 		if (deadline(r) < next)
 			next = deadline(r);
+		if (r->pace_until && r->pace_until < next)
+			next = r->pace_until;
+	}
 	return next;
+}
+
+/* r's credit held back until now: it goes back to both sources, unless
+ * the requester's budget, drained by its other circuits too, still holds
+ * it. */
+static void unpace(struct p2p_circuit *c, struct relay_circ *r, uint64_t now)
+{
+	r->pace_until = 0;
+	if (paced(c, r, now, &r->pace_until))
+		return;
+	if (due(&r->dir[0]))
+		give(c, r->a, r->ca, take(&r->dir[0]));
+	if (due(&r->dir[1]))
+		give(c, r->b, r->cb, take(&r->dir[1]));
 }
 
 void p2p_circuit_expire(struct p2p_circuit *c, uint64_t now)
 {
 	struct relay_circ *r = c->tab.circs, *next;
 
-	for (; r && room(c, 2); r = next) {
+	for (; r && room(c, 4); r = next) {
 		next = r->next;
+		if (r->pace_until && r->pace_until <= now)
+			unpace(c, r, now);
 		if (deadline(r) > now)
 			continue;
 		if (!handshaken(r)) {

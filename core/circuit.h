@@ -34,8 +34,8 @@
  * the per-link and total limits; each refusal names the limit in the
  * RELAY_CLOSE reason. A circuit must carry a completed end-to-end
  * handshake within RELAY_HS_MS, keep both directions in use (RELAY_IDLE_MS)
- * and stay within RELAY_CIRC_BYTES; a requester within RELAY_PEER_BYTES
- * per RELAY_PEER_WINDOW_MS over all its circuits.
+ * and stay within its byte budget, and a requester within its own over
+ * all its circuits (below: paced, not cut, where the ends keep credit).
  */
 #ifndef P2P_CORE_CIRCUIT_H
 #define P2P_CORE_CIRCUIT_H
@@ -69,10 +69,24 @@
  */
 #define RELAY_HS_MS 5000
 #define RELAY_IDLE_MS 120000
-#define RELAY_CIRC_BYTES (1ull << 30)	    /* both ways, one circuit */
-#define RELAY_PEER_BYTES (4ull << 30)	    /* one requester, all circuits */
-#define RELAY_PEER_WINDOW_MS (3600 * 1000u) /* ... per this window */
-#define RELAY_PEERS_MAX RELAY_CIRC_MAX	    /* requester records kept */
+/*
+ * Byte budgets: a bucket per circuit (RELAY_CIRC_BYTES, both ways) and
+ * one per requester over all its circuits (RELAY_PEER_BYTES). Relayed
+ * bytes fill both; both drain at RELAY_PACE_BPMS, RELAY_PEER_BYTES per
+ * RELAY_PEER_WINDOW_MS (4 GiB an hour: 1.19 MB/s, 9.5 Mbit/s). While
+ * either is full, a direction whose source keeps credit gets none back
+ * (RELAY_CREDIT below), so its circuit goes on at the drain rate: a long
+ * relayed transfer slows down past the budget instead of being reset.
+ * The bytes past a full bucket are bounded by the credit the ends hold.
+ * A source without credit cannot be slowed: its circuit is cut. A
+ * requester whose own bucket is full gets no new circuit (each would
+ * bring fresh credit, bytes past the budget).
+ */
+#define RELAY_CIRC_BYTES (1ull << 30)	    /* burst, one circuit */
+#define RELAY_PEER_BYTES (4ull << 30)	    /* burst, one requester */
+#define RELAY_PEER_WINDOW_MS (3600 * 1000u) /* refills RELAY_PEER_BYTES */
+#define RELAY_PACE_BPMS (RELAY_PEER_BYTES / RELAY_PEER_WINDOW_MS) /* B/ms */
+#define RELAY_PEERS_MAX RELAY_CIRC_MAX /* requester records kept */
 /*
  * Per-circuit credit (issue 10). Each end that keeps credit (its HELLO
  * has P2P_HELLO_RELAY_CREDIT, and so has the relay's) may have at most
@@ -133,7 +147,8 @@ struct relay_circ {
 	struct p2p_peerid from;	       /* the requester */
 	struct p2p_addr addr;	       /* its link's remote address */
 	uint64_t born, last_a, last_b; /* ms: opened, last data from a, b */
-	uint64_t bytes;		       /* relayed, both ways */
+	uint64_t bytes, bytes_at;      /* the budget's bucket, drained to */
+	uint64_t pace_until;	       /* ms: credit held back; 0: none */
 	uint8_t runs;		       /* direction changes seen, up to 4 */
 	uint8_t last_dir;	       /* 0 none, 1 from a, 2 from b */
 	struct relay_dir dir[2];       /* [0]: a to b, [1]: b to a */
@@ -244,8 +259,9 @@ struct p2p_circuit_stats {
 	 * in total, over the requester's byte budget. */
 	uint64_t refused_peer, refused_ip, refused_net, refused_busy,
 	    refused_budget;
-	/* Circuits closed: no handshake in time, idle, over a byte budget. */
-	uint64_t closed_hs, closed_idle, closed_budget;
+	/* Circuits closed: no handshake in time, idle, over a byte budget
+	 * (an end without credit). paced: credit held back for a budget. */
+	uint64_t closed_hs, closed_idle, closed_budget, paced;
 	/* Cut: queue over RELAY_WQ_MAX (an end without credit), an end over
 	 * its credit. credit_sent: RELAY_CREDIT messages. */
 	uint64_t closed_queue, closed_credit, credit_sent;
@@ -280,10 +296,11 @@ int p2p_circuit_on_close(struct p2p_circuit *c, uint32_t link, uint32_t circ,
 int p2p_circuit_on_credit(struct p2p_circuit *c, uint32_t link, uint32_t circ,
 			  uint32_t credit) __attribute__((warn_unused_result));
 /* link has written (handed to the kernel) everything up to position sent
- * (see out_pos): credit goes back to the sources of its circuits' bytes,
- * SEND_CREDIT each. 0 or -ENOBUFS. */
-int p2p_circuit_on_sent(struct p2p_circuit *c, uint32_t link, uint64_t sent)
-    __attribute__((warn_unused_result));
+ * (see out_pos) at now: credit goes back to the sources of its circuits'
+ * bytes, SEND_CREDIT each, unless a byte budget holds it back until
+ * p2p_circuit_next(). 0 or -ENOBUFS. */
+int p2p_circuit_on_sent(struct p2p_circuit *c, uint64_t now, uint32_t link,
+			uint64_t sent) __attribute__((warn_unused_result));
 /* link is gone: every circuit on it ends, the other end is told. 0 or
  * -ENOBUFS. (Our own ends on it are the caller's.) */
 int p2p_circuit_link_gone(struct p2p_circuit *c, uint32_t link)
@@ -297,11 +314,13 @@ int p2p_circuit_link_gone(struct p2p_circuit *c, uint32_t link)
 int p2p_circuit_pick(struct p2p_circuit *c, uint32_t via, uint32_t *circ)
     __attribute__((warn_unused_result));
 
-/* The earliest deadline of a circuit we relay (ms); UINT64_MAX: none. */
+/* The earliest deadline of a circuit we relay (ms), or when credit held
+ * back for a budget may go; UINT64_MAX: none. */
 uint64_t p2p_circuit_next(const struct p2p_circuit *c);
 /*
  * Close every circuit past a deadline at now: both ends get a RELAY_CLOSE
- * with the reason. Stops while the queue has no room for two closes (the
+ * with the reason; return the credit held back for a budget that has
+ * drained since. Stops while the queue has no room for four actions (the
  * caller drains, p2p_circuit_next() is then still <= now, and it calls
  * again).
  */

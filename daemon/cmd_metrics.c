@@ -192,6 +192,10 @@ static void write_metrics(FILE *f, struct p2pd_node *n)
 		(unsigned long long)rs.closed_credit);
 	metric(f, "relay_credit_sent_total", "counter",
 	       "RELAY_CREDIT messages sent to circuit ends.", rs.credit_sent);
+	metric(f, "relay_paced_total", "counter",
+	       "Times a circuit's credit was held back for a full byte budget "
+	       "(the circuit slows to the budget's rate).",
+	       rs.paced);
 	metric(f, "relay_frames_cut_total", "counter",
 	       "Relayed links' frames that came cut across pass frames.",
 	       s->relay_frames_cut);

@@ -479,15 +479,16 @@ static void cmd_status(void *ctx, struct ctl_req *req, json_t *args)
 	    "unknown_circuit", (json_int_t)rs.unknown);
 	json_t *relay = o ? json_object_get(o, "relay") : NULL;
 	/* Issue 9: requests refused over a limit, circuits closed at a
-	 * deadline or over a budget. */
+	 * deadline or over a budget; paced: credit held for a budget. */
 	if (relay)
 		json_object_update_new(
 		    relay,
-		    json_pack("{s:I, s:I, s:I, s:I}", "refused",
+		    json_pack("{s:I, s:I, s:I, s:I, s:I}", "refused",
 			      (json_int_t)rs.refused, "closed_handshake",
 			      (json_int_t)rs.closed_hs, "closed_idle",
 			      (json_int_t)rs.closed_idle, "closed_budget",
-			      (json_int_t)rs.closed_budget));
+			      (json_int_t)rs.closed_budget, "paced",
+			      (json_int_t)rs.paced));
 	if (o)
 		json_object_set_new(json_object_get(o, "nat"), "mapping",
 				    mapping_json(n));

@@ -240,6 +240,7 @@ void relay_get_stats(const struct p2pd_node *n, struct relay_stats *st)
 	st->closed_hs = cs.closed_hs;
 	st->closed_idle = cs.closed_idle;
 	st->closed_budget = cs.closed_budget;
+	st->paced = cs.paced;
 	st->closed_queue = cs.closed_queue;
 	st->closed_credit = cs.closed_credit;
 	st->credit_sent = cs.credit_sent;
@@ -780,7 +781,7 @@ static void on_writable(void *arg, struct link *l)
 
 	if (link_kind(l) == LINK_RELAY)
 		return;
-	if (p2p_circuit_on_sent(n->relay->core, link_id(l),
+	if (p2p_circuit_on_sent(n->relay->core, node_now(n), link_id(l),
 				link_bytes_out(l) - link_queued(l)) == 0)
 		run(n);
 	for (struct relay_end *e = n->relay->ends; e; e = e->next)

@@ -39,6 +39,7 @@ struct relay_stats {
 	uint64_t opened, bytes, unknown;
 	uint64_t refused; /* requests over a limit (circuit.h) */
 	uint64_t closed_hs, closed_idle, closed_budget; /* deadlines, budgets */
+	uint64_t paced; /* credit held back for a full byte budget */
 	/* Cut for a full queue (an end without credit), for an end over its
 	 * credit; RELAY_CREDIT messages sent (issue 10). */
 	uint64_t closed_queue, closed_credit, credit_sent;

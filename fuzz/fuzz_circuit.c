@@ -234,7 +234,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			 * the caller drains. */
 			if (x & 0x80)
 				rc = p2p_circuit_on_sent(
-				    c, l,
+				    c, now, l,
 				    pos[l] - (pos[l] < (uint64_t)y << 8
 						  ? pos[l]
 						  : (uint64_t)y << 8));

@@ -943,15 +943,19 @@ Test(circuit, a_requester_byte_budget_per_window)
 		     "relay: byte budget spent for the requester");
 	assert_close(&Q[1], 2, cb,
 		     "relay: byte budget spent for the requester");
-	/* New circuits are refused until the window ends; others' are not. */
+	/* New circuits are refused while A's bucket is full; others' are
+	 * not. */
 	cr_assert_eq(p2p_circuit_on_open(C, T, 1, ca + 2, false, &X, &A), 0);
 	cr_assert_eq(drain(), 1);
 	assert_close(&Q[0], 1, ca + 2,
 		     "relay busy: byte budget spent for your peer ID");
 	cr_assert_eq(Q[0].note, P2P_CIRCUIT_N_LIMIT);
 	cr_assert_eq(open_as(1, ca + 4, 77).type, P2P_CIRCUIT_SEND_OPEN);
-	T = t0 + RELAY_PEER_WINDOW_MS;
+	/* The bucket drains at RELAY_PACE_BPMS: a millisecond later it is
+	 * below full, and a full window empties it. */
+	T++;
 	open_a_x(ca + 6);
+	(void)t0;
 }
 
 /* ---- per-circuit credit (issue 10) ---- */
@@ -977,7 +981,7 @@ static uint64_t sent(uint32_t l, uint64_t to, uint32_t src, uint32_t sc)
 {
 	uint64_t n = 0;
 
-	cr_assert_eq(p2p_circuit_on_sent(C, l, to), 0);
+	cr_assert_eq(p2p_circuit_on_sent(C, T, l, to), 0);
 	drain();
 	for (size_t i = 0; i < NQ; i++) {
 		cr_assert_eq(Q[i].type, P2P_CIRCUIT_SEND_CREDIT);
@@ -1133,4 +1137,159 @@ Test(circuit_credit, an_end_spends_and_gets_back)
 	cr_assert_eq(relay_credit_give(&cr, 1), -EPROTO);
 	cr_assert_not(relay_credit_take(&cr, RELAY_CREDIT + 1));
 	cr_assert(relay_credit_take(&cr, RELAY_CREDIT));
+}
+
+/* ---- byte budgets with credit: paced, not cut ---- */
+
+/* A spends all the credit it has on circuit ca (*avail) in records;
+ * what the relay returns once they are written on X's link is what it
+ * has next. */
+static uint64_t credit_round_on(uint32_t ca, uint64_t *avail)
+{
+	const size_t rec = 64 * 1024;
+
+	for (uint64_t left = *avail; left > 0;) {
+		size_t n = left < rec ? (size_t)left : rec;
+		fwd(1, ca, n);
+		left -= n;
+	}
+	*avail = sent(2, POS[2], 1, ca);
+	return *avail;
+}
+
+static uint64_t credit_round(uint64_t *avail)
+{
+	return credit_round_on(1, avail);
+}
+
+/* Credit held back for a budget, returned by expire at T to link l. */
+static uint64_t expired_credit(uint32_t l)
+{
+	uint64_t n = 0;
+
+	p2p_circuit_expire(C, T);
+	drain();
+	for (size_t i = 0; i < NQ; i++) {
+		cr_assert_eq(Q[i].type, P2P_CIRCUIT_SEND_CREDIT);
+		cr_assert_eq(Q[i].link, l);
+		n += Q[i].len;
+	}
+	return n;
+}
+
+Test(circuit, a_credited_circuit_past_its_budget_is_paced_not_cut)
+{
+	struct p2p_circuit_stats st;
+	uint64_t rounds = 0, avail, next, pace;
+	uint32_t cb;
+
+	CREDIT[1] = CREDIT[2] = true;
+	cb = handshaken(1);
+	avail = RELAY_CREDIT - 20; /* A's handshake took 20 */
+	/* A spends its credit and gets it back, round after round, until the
+	 * circuit's bucket is full: the round that fills it gets none. */
+	while (credit_round(&avail) != 0)
+		cr_assert_leq(++rounds, RELAY_CIRC_BYTES / RELAY_CREDIT,
+			      "never paced");
+	p2p_circuit_get_stats(C, &st);
+	cr_assert_geq(st.bytes, RELAY_CIRC_BYTES);
+	cr_assert_lt(st.bytes - RELAY_CREDIT, RELAY_CIRC_BYTES,
+		     "paced one round late: %llu rounds",
+		     (unsigned long long)rounds);
+	cr_assert_eq(st.paced, 1);
+	cr_assert_eq(st.closed_budget, 0);
+	cr_assert_eq(st.circuits, 1, "not cut");
+	/* The credit comes back once the bucket has drained below full. */
+	next = p2p_circuit_next(C);
+	cr_assert_gt(next, T);
+	cr_assert_lt(next, T + RELAY_IDLE_MS, "before any idle deadline");
+	T = next - 1;
+	cr_assert_eq(expired_credit(1), 0, "not a millisecond early");
+	T = next;
+	cr_assert_eq(avail = expired_credit(1), RELAY_CREDIT);
+	/* From now on, a credit's worth per the time the bucket takes to
+	 * drain that much: the circuit runs at the budget's rate. */
+	pace = RELAY_CREDIT / RELAY_PACE_BPMS;
+	for (int i = 0; i < 3; i++) {
+		uint64_t t0 = T;
+		cr_assert_eq(credit_round(&avail), 0);
+		next = p2p_circuit_next(C);
+		cr_assert(next + 2 >= t0 + pace && next <= t0 + pace + 2,
+			  "round %d: %llu ms, not about %llu", i,
+			  (unsigned long long)(next - t0),
+			  (unsigned long long)pace);
+		T = next;
+		cr_assert_eq(avail = expired_credit(1), RELAY_CREDIT);
+	}
+	p2p_circuit_get_stats(C, &st);
+	cr_assert_eq(st.paced, 4);
+	cr_assert_eq(st.circuits, 1);
+	/* The other direction fills the same bucket and waits with it. */
+	for (size_t k = 0; k < RELAY_CREDIT_BATCH / (64 * 1024); k++)
+		fwd(2, cb, 64 * 1024);
+	cr_assert_eq(sent(1, POS[1], 2, cb), 0);
+	T = p2p_circuit_next(C);
+	cr_assert_eq(expired_credit(2), RELAY_CREDIT_BATCH + 20);
+}
+
+Test(circuit, a_requester_past_its_budget_is_paced_on_every_circuit)
+{
+	/* Circuits within their own budget, until A's is nearly full. */
+	uint64_t per = RELAY_CIRC_BYTES - RELAY_CREDIT, sum = 0, avail;
+	unsigned k, n = (unsigned)(RELAY_PEER_BYTES / per);
+	uint32_t ca;
+	struct p2p_circuit_stats st;
+
+	CREDIT[1] = CREDIT[2] = true;
+	for (k = 0, ca = 1; k < n; k++, ca += 2) {
+		(void)handshaken(ca);
+		avail = RELAY_CREDIT - 20;
+		sum += 40;
+		while (sum + avail <= (uint64_t)(k + 1) * per) {
+			sum += avail;
+			cr_assert_neq(credit_round_on(ca, &avail), 0,
+				      "circuit %u paced at %llu", k,
+				      (unsigned long long)sum);
+		}
+	}
+	cr_assert_lt(sum, RELAY_PEER_BYTES);
+	/* One more circuit, far from its own budget: A's fills, and the
+	 * circuit is paced for A's. */
+	(void)handshaken(ca);
+	avail = RELAY_CREDIT - 20;
+	sum += 40;
+	while (credit_round_on(ca, &avail) != 0)
+		cr_assert_lt(sum += RELAY_CREDIT,
+			     RELAY_PEER_BYTES + RELAY_CREDIT);
+	p2p_circuit_get_stats(C, &st);
+	cr_assert_eq(st.paced, 1);
+	cr_assert_geq(st.bytes, RELAY_PEER_BYTES);
+	cr_assert_eq(st.circuits, n + 1);
+	/* An older circuit of A's is held too, though its own bucket has
+	 * room. */
+	avail = RELAY_CREDIT;
+	cr_assert_eq(credit_round_on(1, &avail), 0);
+	p2p_circuit_get_stats(C, &st);
+	cr_assert_eq(st.paced, 2);
+	/* Once A's bucket is below full, both get their credit back, at
+	 * once: the first hold's deadline passes while circuit 1's bytes
+	 * still fill the bucket, and is put off. */
+	uint64_t t0 = T, back = 0;
+	unsigned gives = 0;
+	for (int i = 0; i < 4 && gives < 2; i++) {
+		T = p2p_circuit_next(C);
+		cr_assert_gt(T, t0);
+		p2p_circuit_expire(C, T);
+		drain();
+		cr_assert(NQ == 0 || NQ == 2, "%zu credits at once", NQ);
+		for (size_t j = 0; j < NQ; j++) {
+			cr_assert_eq(Q[j].type, P2P_CIRCUIT_SEND_CREDIT);
+			back += Q[j].len;
+			gives++;
+		}
+	}
+	cr_assert_eq(gives, 2);
+	cr_assert_eq(back, 2 * RELAY_CREDIT);
+	cr_assert_geq(T - t0, RELAY_CREDIT / RELAY_PACE_BPMS, "held %llu ms",
+		      (unsigned long long)(T - t0));
 }

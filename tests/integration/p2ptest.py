@@ -199,6 +199,17 @@ class Cluster:
         self.daemons.append(d)
         return d
 
+    def relayed_pair(self):
+        """A relay a, f with no listener linked only to a, then e linked
+        to a: e's link to f can only be relayed by a. f joins first, so
+        that its join does not find (and dial) e. Returns (a, f, e)."""
+        a = self.daemon("a").start()
+        f = self.daemon("f", bootstrap=[a], listen=False, config={"listen": []}).start()
+        wait_for(lambda: a.id in f.peer_ids(), 15, what="f linked to a")
+        e = self.daemon("e", bootstrap=[a]).start()
+        wait_for(lambda: a.id in e.peer_ids(), 15, what="e linked to a")
+        return a, f, e
+
     def popen(self, argv, **kw):
         p = subprocess.Popen(argv, **kw)
         self.procs.append(p)

@@ -48,13 +48,7 @@ def metric(d, name):
 @T.test
 def one_host_gets_its_share_and_silent_circuits_go():
     with Cluster() as c:
-        a = c.daemon("a").start()
-        # f has no listener: e's link to f can only be relayed by a. f
-        # joins first, so that its join does not find (and dial) e.
-        f = c.daemon("f", bootstrap=[a], listen=False, config={"listen": []}).start()
-        wait_for(lambda: a.id in f.peer_ids(), 15, what="f linked to a")
-        e = c.daemon("e", bootstrap=[a]).start()
-        wait_for(lambda: a.id in e.peer_ids(), 15, what="e linked to a")
+        a, f, e = c.relayed_pair()
         check(f.id not in e.peer_ids(), "e already linked to f")
         hold_ms = RELAY_HS_MS + 4000
         p = subprocess.Popen([p2ptest.P2PLOAD, "relaycapture", a.addr, "--from", ATTACKER,

@@ -17,6 +17,9 @@ to put one together. Throughout, g
 seals its records in place behind the pass frames' heads: a record is
 copied only when it has to wait for credit, which the tunnels' data
 never do.
+
+Last, a transfer past a circuit's byte budget (1 GiB) slows to the
+budget's rate instead of being cut.
 """
 import hashlib
 import os
@@ -263,6 +266,55 @@ def a_stalled_circuit_holds_only_itself():
         finally:
             slow.close()
             busy.close()
+
+
+RELAY_CIRC_BYTES = 1 << 30  # core/circuit.h: a circuit's byte budget
+RELAY_PACE_BPMS = (4 << 30) // 3600000  # ... drained per ms
+PAST = 16 * MIB  # sent past the budget
+
+
+@T.test
+def a_transfer_past_the_circuit_budget_slows_and_arrives_whole():
+    """One relayed tunnel carries 1 GiB + 16 MiB: the circuit's byte budget
+    is spent after 1 GiB, and the relay, which used to cut the circuit
+    there (the tunnel reset, the rest lost), now holds back the credit
+    and lets the rest through at the budget's rate; every byte arrives."""
+    with Cluster() as c:
+        a, f, e = c.relayed_pair()
+        src = Source(RELAY_CIRC_BYTES + PAST)
+        try:
+            check_eq(f.ctl("expose", "big", src.target, "--allow-any").returncode, 0, "expose on f")
+            j = e.req({"cmd": "connect", "peer": f.id}, timeout=60)
+            check_eq((j.get("path"), j.get("method")), ("relay", "relay"), "e -> f: %r" % j)
+            s_ = open_tunnel(e, f.id, "big", timeout=120)
+            h = hashlib.sha256()
+            t0 = time.monotonic()
+            got = read_all(s_, h, RELAY_CIRC_BYTES)
+            t1 = time.monotonic()
+            got += read_all(s_, h)
+            t2 = time.monotonic()
+            s_.close()
+            wait_for(lambda: src.sent, 10, what="the source to finish")
+            check_eq((got, h.hexdigest()), src.sent[0], "the tunnel's bytes")
+            rs = a.req({"cmd": "status"})["relay"]
+            print("1 GiB in %.1f s, then %d MiB in %.1f s; relay: %r" %
+                  (t1 - t0, PAST // MIB, t2 - t1, rs))
+            check_eq((rs["opened"], rs["closed_budget"]), (1, 0), "one circuit, not cut: %r" % rs)
+            check(rs["paced"] >= 1, "the relay held credit back: %r" % rs)
+            check(metric(a, "relay_paced_total") == rs["paced"], "metrics relay_paced_total")
+            # The bucket drains from the start, so the relay can have
+            # carried no more than RELAY_CIRC_BYTES, what drained while the
+            # whole transfer ran, and the credit both ends held when it
+            # filled (1 MiB each way) and got back per release: bytes past
+            # that took time. PAST is well over what drains in the first
+            # gigabyte's time (4-8 MB here), or the floor would say little.
+            floor = (rs["bytes"] - RELAY_CIRC_BYTES - 3 * MIB) / RELAY_PACE_BPMS / 1000
+            check(t2 - t0 >= floor, "%d bytes relayed in %.1f s, under %.1f s: not paced" %
+                  (rs["bytes"], t2 - t0, floor))
+            check("closed its circuit" not in e.log_tail(400), "e's relayed link was not cut")
+            ping(e, f, "relay")
+        finally:
+            src.close()
 
 
 if __name__ == "__main__":

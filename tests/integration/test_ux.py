@@ -251,12 +251,7 @@ def peers_tunnels_metrics():
     """peers: bytes, age and the relay of a relayed link; tunnels: both
     ends of one over that link; metrics: Prometheus text."""
     with Cluster() as c:
-        a = c.daemon("a").start()
-        # f first (as in test_tunnel): it knows only a, and e cannot dial it
-        f = c.daemon("f", bootstrap=[a], listen=False, config={"listen": []}).start()
-        wait_for(lambda: a.id in f.peer_ids(), 15, what="f linked to a")
-        e = c.daemon("e", bootstrap=[a]).start()
-        wait_for(lambda: a.id in e.peer_ids(), 15, what="e linked to a")
+        a, f, e = c.relayed_pair()
         check_eq(e.ctl("name", "add", "relay-a", a.id).returncode, 0, "name add")
         # f has no listener: e's link to f is relayed by a
         j = e.req({"cmd": "connect", "peer": f.id}, timeout=60)
