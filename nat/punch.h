@@ -113,12 +113,26 @@
  * a home router behind a carrier NAT some hops away), every prime gets
  * that TTL instead (prime_ttl).
  */
+/*
+ * How long a socket is kept before it starts over. A socket's SYN that
+ * has crossed a NAT (a Linux router: conntrack) fixes the sequence numbers
+ * that NAT lets through on that four-tuple; once both sides' SYNs have
+ * met there (SYN_SENT2), only the packets of those two sockets pass, for
+ * as long as either keeps sending (120 s each time). So a socket must not
+ * be replaced while the other side's kernel may still answer it: when the
+ * first SYN of either side is lost, the other's retransmission comes one
+ * RTO (1 s) later plus a host round trip, and a socket started over in
+ * the meantime answers it with a new sequence number that the NAT drops;
+ * every later attempt of the schedule was then lost too (natlab-paths,
+ * 150 ms + 120 ms each way with 2% loss: the slow pair failed 1 run in
+ * 12). 2.5 s covers the RTO and host round trips up to 1.5 s.
+ */
 #define P2P_PUNCH_PRIME_TTL 2	     /* first prime; then +1, +0, +1, ... */
 #define P2P_PUNCH_PRIME_TTL_MAX 3    /* a second NAT in front of us */
 #define P2P_PUNCH_FULL_TTL (-1)	     /* prime_ttl: the system's TTL */
-#define P2P_PUNCH_PRIME_HOLD_MS 1500 /* a prime waits (1 retransmission) */
+#define P2P_PUNCH_PRIME_HOLD_MS 2500 /* a prime waits (its retransmission) */
 #define P2P_PUNCH_RETRY_MS 150	     /* a refused connect is tried again */
-#define P2P_PUNCH_ATTEMPT_MS 1000    /* an unanswered SYN: start over */
+#define P2P_PUNCH_ATTEMPT_MS 2500    /* an unanswered SYN: start over */
 #define P2P_PUNCH_TOTAL_MS 8000	     /* the whole schedule, from its start */
 #define P2P_PUNCH_SIGNAL_MS 5000     /* REQUEST without REPLY: give up */
 /*
