@@ -558,6 +558,13 @@ static uint32_t take(struct relay_dir *d)
 	return n;
 }
 
+/* When a bucket at level, full at cap, is below full again (drained at
+ * now); 0 if it is now. */
+static uint64_t full_until(uint64_t level, uint64_t cap, uint64_t now)
+{
+	return level >= cap ? now + (level - cap) / RELAY_PACE_BPMS + 1 : 0;
+}
+
 /*
  * Whether a byte budget of r holds its credit back at now: its bucket or
  * its requester's is full. If so, *until is when both are below full.
@@ -566,22 +573,16 @@ static bool paced(struct p2p_circuit *c, struct relay_circ *r, uint64_t now,
 		  uint64_t *until)
 {
 	struct relay_peer *p = peer_find(c, &r->from);
-	uint64_t t = 0, u;
+	uint64_t t, u = 0;
 
 	drain_to(&r->bytes, &r->bytes_at, now);
-	if (r->bytes >= RELAY_CIRC_BYTES)
-		t = now + (r->bytes - RELAY_CIRC_BYTES) / RELAY_PACE_BPMS + 1;
+	t = full_until(r->bytes, RELAY_CIRC_BYTES, now);
 	if (p) {
 		peer_roll(p, now);
-		u = p->bytes >= RELAY_PEER_BYTES
-			? now +
-			      (p->bytes - RELAY_PEER_BYTES) / RELAY_PACE_BPMS +
-			      1
-			: 0;
-		t = u > t ? u : t;
+		u = full_until(p->bytes, RELAY_PEER_BYTES, now);
 	}
-	*until = t;
-	return t != 0;
+	*until = u > t ? u : t;
+	return *until != 0;
 }
 
 static void give(struct p2p_circuit *c, uint32_t link, uint32_t circ,

@@ -8,6 +8,7 @@ Usage: test_x.py P2PD P2PCTL P2PLOAD  (or env P2PD, P2PCTL, P2PLOAD)
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -271,12 +272,13 @@ def p2pload(*args, timeout=60):
 
 
 def header_define(path, name):
-    """A constant of the tree's headers, e.g. (256u * 1024) -> 262144."""
+    """A constant of the tree's headers, e.g. (256u * 1024) -> 262144,
+    (1ull << 30) -> 1073741824."""
     with open(os.path.join(HERE, "..", "..", path)) as f:
         for line in f:
             parts = line.split(None, 2)
             if parts[:2] == ["#define", name]:
-                expr = parts[2].split("/*")[0].replace("u", "")
+                expr = re.sub(r"(\d)[uUlL]+\b", r"\1", parts[2].split("/*")[0])
                 return int(eval(expr, {"__builtins__": {}}))
     raise AssertionError("%s not in %s" % (name, path))
 

@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 
-from p2ptest import Cluster, Runner, check, check_eq, wait_for
+from p2ptest import Cluster, Runner, check, check_eq, header_define, wait_for
 
 T = Runner("test_relay_credit")
 MIB = 1 << 20
@@ -268,8 +268,10 @@ def a_stalled_circuit_holds_only_itself():
             busy.close()
 
 
-RELAY_CIRC_BYTES = 1 << 30  # core/circuit.h: a circuit's byte budget
-RELAY_PACE_BPMS = (4 << 30) // 3600000  # ... drained per ms
+# A circuit's byte budget, and what its bucket drains per ms.
+RELAY_CIRC_BYTES = header_define("core/circuit.h", "RELAY_CIRC_BYTES")
+RELAY_PACE_BPMS = (header_define("core/circuit.h", "RELAY_PEER_BYTES")
+                   // header_define("core/circuit.h", "RELAY_PEER_WINDOW_MS"))
 PAST = 16 * MIB  # sent past the budget
 
 
