@@ -30,6 +30,7 @@
 #include "nat/nat.h"
 #include "nodeutil.h"
 #include "proto/session.h"
+#include "tcpopt.h"
 
 enum link_state {
 	LINK_CONNECTING, /* outbound TCP connect in progress */
@@ -1460,9 +1461,11 @@ static struct link *dial_once(struct p2pd_node *n, const struct p2p_addr *addr,
 	l->conn.data = l;
 	if (rc == 0)
 		rc = link_start(l, &role);
-	if (rc == 0)
+	if (rc == 0) {
+		tcpopt_before_connect(&l->tcp, (const struct sockaddr *)ss);
 		rc = uv_tcp_connect(&l->conn, &l->tcp,
 				    (const struct sockaddr *)ss, on_connect);
+	}
 	/* The SYN is out: what follows (retransmissions, the SYN-ACK of a
 	 * simultaneous open) goes with the normal TTL. */
 	if (rc == 0 && fd >= 0 && ttl > 0)

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "nat/nat.h"
 #include "nodeutil.h"
+#include "tcpopt.h"
 
 static void on_connection(uv_stream_t *s, int status)
 {
@@ -120,8 +121,10 @@ int listen_start(struct p2pd_node *n, const struct p2p_addr *a, char *err,
 	if (rc == 0)
 		rc = uv_tcp_bind(&li->tcp, (const struct sockaddr *)&ss,
 				 a->family == 6 ? UV_TCP_IPV6ONLY : 0);
-	if (rc == 0)
+	if (rc == 0) {
+		tcpopt_before_listen(&li->tcp);
 		rc = uv_listen((uv_stream_t *)&li->tcp, 128, on_connection);
+	}
 	if (rc == 0)
 		rc = uv_tcp_getsockname(&li->tcp, (struct sockaddr *)&ss, &len);
 	if (rc < 0) {

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "args.h"
 #include "nodeutil.h"
+#include "tcpopt.h"
 #include "tunnel_int.h"
 
 static int arg_service(struct ctl_req *req, json_t *args, char *out,
@@ -271,8 +272,10 @@ static int fwd_listen(struct p2pd_node *n, struct fwd *f,
 		return -EINVAL;
 	rc = uv_tcp_bind(&f->tcp, (struct sockaddr *)&ss,
 			 a->family == 6 ? UV_TCP_IPV6ONLY : 0);
-	if (rc == 0)
+	if (rc == 0) {
+		tcpopt_before_listen(&f->tcp);
 		rc = uv_listen((uv_stream_t *)&f->tcp, 128, on_fwd_connection);
+	}
 	if (rc == 0)
 		rc = uv_tcp_getsockname(&f->tcp, (struct sockaddr *)&ss, &len);
 	if (rc == 0)

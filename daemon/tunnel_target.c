@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "nodeutil.h"
+#include "tcpopt.h"
 #include "tunnel_int.h"
 
 /* One log line per peer per TUN_PEER_LOG_MS (a peer opening tunnels in a
@@ -118,6 +119,7 @@ static bool peer_has_room(struct p2pd_node *n, const struct p2p_peerid *peer)
 static int connect_target(struct tun *t, const struct sockaddr *sa)
 {
 	t->conn.data = t;
+	tcpopt_before_connect(&t->tcp, sa);
 	return uv_tcp_connect(&t->conn, &t->tcp, sa, on_target_connect);
 }
 
