@@ -481,6 +481,57 @@ def forward_concurrent_clients():
             svc.close()
 
 
+# Names ss prints for the congestion control of a socket.
+CC_NAMES = {"cubic", "reno", "bbr", "bbr2", "bbr3", "dctcp", "htcp", "vegas", "westwood", "bic",
+            "illinois", "hybla", "scalable", "yeah", "lp", "veno", "highspeed", "cdg", "nv"}
+
+
+def tcp_cc_of(pids):
+    """{(local, peer): congestion control} of the established TCP
+    sockets the processes pids hold, from ss -tinp."""
+    out = subprocess.run(["ss", "-tinpH", "state", "established"], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    socks, key = {}, None
+    for line in out:
+        if not line.startswith((" ", "\t")):
+            f = line.split()
+            key = (f[2], f[3]) if any("pid=%d," % p in line for p in pids) else None
+        elif key:
+            names = [w for w in line.split() if w in CC_NAMES]
+            socks[key] = names[0] if names else "?"
+    return socks
+
+
+@T.test
+def in_host_hops_do_not_pace():
+    """The link (dialled to 127.0.0.1 and accepted by a listener on it),
+    the forward's accepted socket and the service connection are all in
+    this host: cubic or reno whatever the host's default (daemon/tcpopt.h).
+    On a host whose default is already one of them this holds either way;
+    on one set to BBR (the CI VM) it fails unless the daemon set it."""
+    with Cluster() as c:
+        a, b = pair(c)
+        svc = Service(echo)
+        try:
+            check_eq(a.ctl("expose", "echo", svc.target, "--allow-any").returncode, 0, "expose")
+            r = b.req({"cmd": "forward", "listen": "0", "peer": a.id, "service": "echo"})
+            host, port = r["listen"].rsplit(":", 1)
+            s = socket.create_connection((host, int(port)), timeout=10)
+            s.sendall(b"abc")
+            check_eq(recv_exact(s, 3), b"abc", "forwarded echo")
+            socks = tcp_cc_of([a.proc.pid, b.proc.pid])
+            s.close()
+            with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+                default = f.read().strip()
+            # a: the link and the service connection; b: the link and the
+            # forward's accepted socket (the ends of one link are two).
+            check(len(socks) >= 4, "p2pd's sockets seen by ss: %r", socks)
+            bad = {k: v for k, v in socks.items() if v not in ("cubic", "reno")}
+            check_eq(bad, {}, "in-host sockets with another congestion control (host default %s)" % default)
+        finally:
+            svc.close()
+
+
 @T.test
 def stalled_reader_does_not_stall_other_tunnel():
     """Tunnel 1 pulls from a service that sends without end, and nobody
