@@ -154,6 +154,18 @@ def recv_exact(s, n):
     return bytes(buf)
 
 
+def forwarded_echo(a, b, svc):
+    """a exposes svc as "echo", b forwards a port to it; a connection
+    through the forward that has echoed 3 bytes, and the forward's port."""
+    check_eq(a.ctl("expose", "echo", svc.target, "--allow-any").returncode, 0, "expose")
+    r = b.req({"cmd": "forward", "listen": "0", "peer": a.id, "service": "echo"})
+    host, port = r["listen"].rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=10)
+    s.sendall(b"abc")
+    check_eq(recv_exact(s, 3), b"abc", "forwarded echo")
+    return s, (host, int(port))
+
+
 def rss_kib(d):
     with open("/proc/%d/status" % d.proc.pid) as f:
         for line in f:
@@ -513,12 +525,7 @@ def in_host_hops_do_not_pace():
         a, b = pair(c)
         svc = Service(echo)
         try:
-            check_eq(a.ctl("expose", "echo", svc.target, "--allow-any").returncode, 0, "expose")
-            r = b.req({"cmd": "forward", "listen": "0", "peer": a.id, "service": "echo"})
-            host, port = r["listen"].rsplit(":", 1)
-            s = socket.create_connection((host, int(port)), timeout=10)
-            s.sendall(b"abc")
-            check_eq(recv_exact(s, 3), b"abc", "forwarded echo")
+            s, _ = forwarded_echo(a, b, svc)
             socks = tcp_cc_of([a.proc.pid, b.proc.pid])
             s.close()
             with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
@@ -808,12 +815,7 @@ def sigterm_closes_tunnels_and_forwards():
         a, b = pair(c)
         svc = Service(echo)
         try:
-            check_eq(a.ctl("expose", "echo", svc.target, "--allow-any").returncode, 0, "expose")
-            r = b.req({"cmd": "forward", "listen": "0", "peer": a.id, "service": "echo"})
-            host, port = r["listen"].rsplit(":", 1)
-            s1 = socket.create_connection((host, int(port)), timeout=10)
-            s1.sendall(b"abc")
-            check_eq(recv_exact(s1, 3), b"abc", "forwarded echo")
+            s1, (host, port) = forwarded_echo(a, b, svc)
             s2 = open_tunnel(b, a.id, "echo")
             s2.sendall(b"xyz")
             check_eq(recv_exact(s2, 3), b"xyz", "opened echo")
