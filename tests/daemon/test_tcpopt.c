@@ -16,23 +16,20 @@
 
 #include "daemon/tcpopt.h"
 
-static struct sockaddr_storage v4(const char *ip)
+/* The address ip (IPv4 or IPv6 text), port 0. */
+static struct sockaddr_storage ip_addr(const char *ip)
 {
 	struct sockaddr_storage ss = {0};
-	struct sockaddr_in *s = (struct sockaddr_in *)&ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 
-	s->sin_family = AF_INET;
-	cr_assert_eq(inet_pton(AF_INET, ip, &s->sin_addr), 1);
-	return ss;
-}
-
-static struct sockaddr_storage v6(const char *ip)
-{
-	struct sockaddr_storage ss = {0};
-	struct sockaddr_in6 *s = (struct sockaddr_in6 *)&ss;
-
-	s->sin6_family = AF_INET6;
-	cr_assert_eq(inet_pton(AF_INET6, ip, &s->sin6_addr), 1);
+	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+	} else {
+		cr_assert_eq(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1, "%s",
+			     ip);
+		s6->sin6_family = AF_INET6;
+	}
 	return ss;
 }
 
@@ -45,18 +42,18 @@ Test(tcpopt, loopback_is_127_slash_8_and_colon_colon_1_only)
 {
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
 
-	cr_assert(loop_ip(v4("127.0.0.1")));
-	cr_assert(loop_ip(v4("127.255.3.4")));
-	cr_assert_not(loop_ip(v4("126.255.255.255")));
-	cr_assert_not(loop_ip(v4("128.0.0.1")));
-	cr_assert_not(loop_ip(v4("10.0.0.1")));
-	cr_assert_not(loop_ip(v4("0.0.0.0")));
-	cr_assert(loop_ip(v6("::1")));
-	cr_assert(loop_ip(v6("::ffff:127.0.0.1")));
-	cr_assert_not(loop_ip(v6("::ffff:10.0.0.1")));
-	cr_assert_not(loop_ip(v6("::")));
-	cr_assert_not(loop_ip(v6("::2")));
-	cr_assert_not(loop_ip(v6("fe80::1")));
+	cr_assert(loop_ip(ip_addr("127.0.0.1")));
+	cr_assert(loop_ip(ip_addr("127.255.3.4")));
+	cr_assert_not(loop_ip(ip_addr("126.255.255.255")));
+	cr_assert_not(loop_ip(ip_addr("128.0.0.1")));
+	cr_assert_not(loop_ip(ip_addr("10.0.0.1")));
+	cr_assert_not(loop_ip(ip_addr("0.0.0.0")));
+	cr_assert(loop_ip(ip_addr("::1")));
+	cr_assert(loop_ip(ip_addr("::ffff:127.0.0.1")));
+	cr_assert_not(loop_ip(ip_addr("::ffff:10.0.0.1")));
+	cr_assert_not(loop_ip(ip_addr("::")));
+	cr_assert_not(loop_ip(ip_addr("::2")));
+	cr_assert_not(loop_ip(ip_addr("fe80::1")));
 	cr_assert_not(tcpopt_is_loopback((struct sockaddr *)&un));
 }
 
@@ -74,7 +71,7 @@ static void assert_no_pacing_cc(int fd)
 /* A plain listener on 127.0.0.1: its port in *port. */
 static int plain_listener(uint16_t *port)
 {
-	struct sockaddr_storage ss = v4("127.0.0.1");
+	struct sockaddr_storage ss = ip_addr("127.0.0.1");
 	socklen_t len = sizeof(struct sockaddr_in);
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
@@ -99,7 +96,7 @@ Test(tcpopt, a_dial_to_loopback_gets_its_socket_and_cc_before_connecting)
 	uv_os_fd_t fd;
 	uint16_t port;
 	int lfd = plain_listener(&port), done = 0;
-	struct sockaddr_storage dst = v4("127.0.0.1");
+	struct sockaddr_storage dst = ip_addr("127.0.0.1");
 
 	((struct sockaddr_in *)&dst)->sin_port = htons(port);
 	cr_assert_eq(uv_loop_init(&loop), 0);
@@ -125,7 +122,7 @@ Test(tcpopt, a_dial_elsewhere_is_left_alone)
 	uv_loop_t loop;
 	uv_tcp_t tcp;
 	uv_os_fd_t fd;
-	struct sockaddr_storage dst = v4("192.0.2.1");
+	struct sockaddr_storage dst = ip_addr("192.0.2.1");
 
 	cr_assert_eq(uv_loop_init(&loop), 0);
 	cr_assert_eq(uv_tcp_init(&loop, &tcp), 0);
@@ -141,7 +138,7 @@ Test(tcpopt, sockets_accepted_by_a_loopback_listener_inherit_the_cc)
 	uv_loop_t loop;
 	uv_tcp_t ls;
 	uv_os_fd_t lfd;
-	struct sockaddr_storage ss = v4("127.0.0.1");
+	struct sockaddr_storage ss = ip_addr("127.0.0.1");
 	socklen_t len = sizeof(struct sockaddr_in);
 	int c, a;
 
