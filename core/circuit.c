@@ -7,12 +7,80 @@
 
 /* ---- the table ---- */
 
+#define SLOT_MASK (RELAY_TAB_SLOTS - 1)
+
+_Static_assert((RELAY_TAB_SLOTS & SLOT_MASK) == 0 &&
+		   RELAY_TAB_SLOTS >= 4 * RELAY_CIRC_MAX,
+	       "the index is a power of two, at most half full");
+
+/* Where (l, c) starts probing: a multiplicative hash of both. */
+static size_t home(uint32_t l, uint32_t c)
+{
+	uint64_t k = ((uint64_t)l << 32 | c) * 0x9e3779b97f4a7c15ull;
+
+	return (size_t)(k >> 40) & SLOT_MASK;
+}
+
+static void end_of(const struct relay_circ *r, uint8_t end, uint32_t *l,
+		   uint32_t *c)
+{
+	*l = end ? r->b : r->a;
+	*c = end ? r->cb : r->ca;
+}
+
+/* The slot holding (l, c), or RELAY_TAB_SLOTS. */
+static size_t slot_find(const struct relay_tab *t, uint32_t l, uint32_t c)
+{
+	for (size_t i = home(l, c), k = 0; k < RELAY_TAB_SLOTS;
+	     i = (i + 1) & SLOT_MASK, k++) {
+		uint32_t sl, sc;
+		if (!t->slot[i].r)
+			break;
+		end_of(t->slot[i].r, t->slot[i].end, &sl, &sc);
+		if (sl == l && sc == c)
+			return i;
+	}
+	return RELAY_TAB_SLOTS;
+}
+
+static void slot_put(struct relay_tab *t, struct relay_circ *r, uint8_t end)
+{
+	uint32_t l, c;
+	size_t i;
+
+	end_of(r, end, &l, &c);
+	for (i = home(l, c); t->slot[i].r; i = (i + 1) & SLOT_MASK)
+		; /* never full: at most half */
+	t->slot[i].r = r;
+	t->slot[i].end = end;
+}
+
+/* Take (l, c) out; the run behind it moves up so that no probe stops
+ * short of its key (backward-shift deletion: no tombstones). */
+static void slot_del(struct relay_tab *t, uint32_t l, uint32_t c)
+{
+	size_t i = slot_find(t, l, c), j;
+
+	if (i == RELAY_TAB_SLOTS)
+		return;
+	for (j = (i + 1) & SLOT_MASK; t->slot[j].r; j = (j + 1) & SLOT_MASK) {
+		uint32_t jl, jc;
+		size_t h;
+		end_of(t->slot[j].r, t->slot[j].end, &jl, &jc);
+		h = home(jl, jc);
+		/* j's entry may fill the hole at i unless its home lies
+		 * cyclically in (i, j]. */
+		if (((j - h) & SLOT_MASK) >= ((j - i) & SLOT_MASK)) {
+			t->slot[i] = t->slot[j];
+			i = j;
+		}
+	}
+	t->slot[i].r = NULL;
+}
+
 bool relay_tab_used(const struct relay_tab *t, uint32_t l, uint32_t c)
 {
-	for (const struct relay_circ *r = t->circs; r; r = r->next)
-		if ((r->a == l && r->ca == c) || (r->b == l && r->cb == c))
-			return true;
-	return false;
+	return slot_find(t, l, c) != RELAY_TAB_SLOTS;
 }
 
 int relay_tab_add(struct relay_tab *t, uint32_t a, uint32_t ca, uint32_t b,
@@ -40,25 +108,22 @@ int relay_tab_add(struct relay_tab *t, uint32_t a, uint32_t ca, uint32_t b,
 	r->next = t->circs;
 	t->circs = r;
 	t->n++;
+	slot_put(t, r, 0);
+	slot_put(t, r, 1);
 	return 0;
 }
 
 struct relay_circ *relay_tab_find(const struct relay_tab *t, uint32_t l,
 				  uint32_t c, uint32_t *other, uint32_t *oc)
 {
-	for (struct relay_circ *r = t->circs; r; r = r->next) {
-		if (r->a == l && r->ca == c) {
-			*other = r->b;
-			*oc = r->cb;
-			return r;
-		}
-		if (r->b == l && r->cb == c) {
-			*other = r->a;
-			*oc = r->ca;
-			return r;
-		}
-	}
-	return NULL;
+	size_t i = slot_find(t, l, c);
+	struct relay_circ *r;
+
+	if (i == RELAY_TAB_SLOTS)
+		return NULL;
+	r = t->slot[i].r;
+	end_of(r, !t->slot[i].end, other, oc);
+	return r;
 }
 
 struct relay_circ *relay_tab_on(const struct relay_tab *t, uint32_t l)
@@ -75,6 +140,8 @@ void relay_tab_del(struct relay_tab *t, struct relay_circ *r)
 		if (*pp == r) {
 			*pp = r->next;
 			t->n--;
+			slot_del(t, r->a, r->ca);
+			slot_del(t, r->b, r->cb);
 			free(r);
 			return;
 		}
@@ -105,6 +172,10 @@ struct relay_peer {
 struct p2p_circuit {
 	struct p2p_circuit_query q;
 	struct relay_tab tab;
+	struct relay_circ *marked; /* circuits with marks (relay_circ) */
+	/* p2p_circuit_next(), kept: exact while next_ok (see moved()). */
+	uint64_t next_at;
+	bool next_ok;
 	uint32_t next_id;
 	struct p2p_circuit_stats st; /* circuits: tab.n */
 	struct relay_peer peers[RELAY_PEERS_MAX];
@@ -241,6 +312,64 @@ static struct relay_peer *peer_get(struct p2p_circuit *c,
 	return old;
 }
 
+/*
+ * Handshake seen. The relay cannot read what a circuit carries (frames of
+ * the ends' handshake, then AEAD records), but it sees who sends and in
+ * what order. The relayed link's handshake is three frames: frame 1 from
+ * the initiator (end a, which sends it with RELAY_OPEN), frame 2 from the
+ * responder (end b), frame 3 from a; b has nothing to say between frame 2
+ * and frame 3, and once frame 3 arrives it sends its HELLO. So a completed
+ * handshake shows here as data in four runs of alternating direction,
+ * a b a b, however the ends' writes are split or joined. Fewer runs
+ * within RELAY_HS_MS (one end silent, a frame 1 never answered, a frame 2
+ * never confirmed) means the ends never made a link, and the slot is
+ * freed. Two ends that collude can fake the runs; they then hold a
+ * circuit that the per-requester limits, the idle deadline and the byte
+ * budgets still bound.
+ */
+#define HS_RUNS 4
+
+static bool handshaken(const struct relay_circ *r)
+{
+	return r->runs >= HS_RUNS;
+}
+
+/* When r must have done better: its handshake, or its next use. */
+static uint64_t deadline(const struct relay_circ *r)
+{
+	if (!handshaken(r))
+		return r->born + RELAY_HS_MS;
+	return (r->last_a < r->last_b ? r->last_a : r->last_b) + RELAY_IDLE_MS;
+}
+
+/* r's own next time: its deadline, or its credit's release if earlier. */
+static uint64_t circ_next(const struct relay_circ *r)
+{
+	uint64_t t = deadline(r);
+
+	return r->pace_until && r->pace_until < t ? r->pace_until : t;
+}
+
+/*
+ * A circuit's own next time went from was to is (UINT64_MAX: it was not,
+ * or is no longer, in the table). The hub asks for the earliest after
+ * every event, and a walk over every circuit each time is what a relay
+ * holding many would spend most on; the earliest is kept instead, exact:
+ * an earlier time replaces it, and only the circuit that held it (or
+ * tied) moving later makes the next p2p_circuit_next() walk again. Busy
+ * circuits move later all the time but hold the earliest only when
+ * every other circuit is busier.
+ */
+static void moved(struct p2p_circuit *c, uint64_t was, uint64_t is)
+{
+	if (!c->next_ok || was == is)
+		return;
+	if (is < c->next_at)
+		c->next_at = is;
+	else if (was == c->next_at)
+		c->next_ok = false;
+}
+
 /* The circuit is gone (both ends are told by the caller). */
 static void circ_del(struct p2p_circuit *c, struct relay_circ *r)
 {
@@ -248,6 +377,14 @@ static void circ_del(struct p2p_circuit *c, struct relay_circ *r)
 
 	if (p && p->circs)
 		p->circs--;
+	moved(c, circ_next(r), UINT64_MAX);
+	if (r->marked)
+		for (struct relay_circ **pp = &c->marked; *pp;
+		     pp = &(*pp)->mnext)
+			if (*pp == r) {
+				*pp = r->mnext;
+				break;
+			}
 	relay_tab_del(&c->tab, r);
 }
 
@@ -422,6 +559,7 @@ static void serve_open(struct p2p_circuit *c, uint64_t now, uint32_t a,
 	r->from = *from;
 	r->addr = addr;
 	r->born = r->last_a = r->last_b = r->bytes_at = now;
+	moved(c, UINT64_MAX, circ_next(r));
 	/* Credit for the bytes each end sends: only to an end that keeps it
 	 * (and knows our RELAY_CREDIT messages); the other is cut at
 	 * RELAY_WQ_MAX as before. */
@@ -450,30 +588,10 @@ int p2p_circuit_on_open(struct p2p_circuit *c, uint64_t now, uint32_t link,
 	return 0;
 }
 
-/*
- * Handshake seen. The relay cannot read what a circuit carries (frames of
- * the ends' handshake, then AEAD records), but it sees who sends and in
- * what order. The relayed link's handshake is three frames: frame 1 from
- * the initiator (end a, which sends it with RELAY_OPEN), frame 2 from the
- * responder (end b), frame 3 from a; b has nothing to say between frame 2
- * and frame 3, and once frame 3 arrives it sends its HELLO. So a completed
- * handshake shows here as data in four runs of alternating direction,
- * a b a b, however the ends' writes are split or joined. Fewer runs
- * within RELAY_HS_MS (one end silent, a frame 1 never answered, a frame 2
- * never confirmed) means the ends never made a link, and the slot is
- * freed. Two ends that collude can fake the runs; they then hold a
- * circuit that the per-requester limits, the idle deadline and the byte
- * budgets still bound.
- */
-#define HS_RUNS 4
-
-static bool handshaken(const struct relay_circ *r)
+static void saw_data(struct p2p_circuit *c, struct relay_circ *r, uint64_t now,
+		     bool from_a)
 {
-	return r->runs >= HS_RUNS;
-}
-
-static void saw_data(struct relay_circ *r, uint64_t now, bool from_a)
-{
+	uint64_t was = circ_next(r);
 	uint8_t dir = from_a ? 1 : 2;
 
 	if (from_a)
@@ -483,6 +601,7 @@ static void saw_data(struct relay_circ *r, uint64_t now, bool from_a)
 	if (dir != r->last_dir && r->runs < HS_RUNS)
 		r->runs++;
 	r->last_dir = dir;
+	moved(c, was, circ_next(r));
 }
 
 /* Close both ends of r with why (the caller made room for two). */
@@ -602,9 +721,14 @@ static void give(struct p2p_circuit *c, uint32_t link, uint32_t circ,
 static void release(struct p2p_circuit *c, struct relay_circ *r,
 		    struct relay_dir *d, uint32_t l, uint32_t lc, uint64_t now)
 {
+	uint64_t was = circ_next(r);
+	bool held;
+
 	if (!due(d) || r->pace_until)
 		return;
-	if (paced(c, r, now, &r->pace_until)) {
+	held = paced(c, r, now, &r->pace_until);
+	moved(c, was, circ_next(r));
+	if (held) {
 		c->st.paced++;
 		return;
 	}
@@ -614,9 +738,14 @@ static void release(struct p2p_circuit *c, struct relay_circ *r,
 int p2p_circuit_on_sent(struct p2p_circuit *c, uint64_t now, uint32_t link,
 			uint64_t sent)
 {
+	struct relay_circ **pp = &c->marked, *r;
+
 	if (!room(c, c->tab.n))
 		return -ENOBUFS;
-	for (struct relay_circ *r = c->tab.circs; r; r = r->next) {
+	/* Only circuits with marks: without one, a direction has nothing
+	 * written to count, and what it had due went back or waits for
+	 * its budget (p2p_circuit_expire). */
+	while ((r = *pp) != NULL) {
 		/* Bytes from a leave on b, bytes from b on a. */
 		if (r->b == link && r->dir[0].credited) {
 			written(&r->dir[0], sent);
@@ -626,6 +755,12 @@ int p2p_circuit_on_sent(struct p2p_circuit *c, uint64_t now, uint32_t link,
 			written(&r->dir[1], sent);
 			release(c, r, &r->dir[1], r->b, r->cb, now);
 		}
+		if (r->dir[0].nmarks || r->dir[1].nmarks) {
+			pp = &r->mnext;
+			continue;
+		}
+		*pp = r->mnext;
+		r->marked = false;
 	}
 	return 0;
 }
@@ -726,13 +861,19 @@ int p2p_circuit_on_data(struct p2p_circuit *c, uint64_t now, uint32_t link,
 		cut(c, r, why, P2P_CIRCUIT_N_EXPIRED);
 		return 0;
 	}
-	saw_data(r, now, r->a == link && r->ca == circ);
+	saw_data(c, r, now, r->a == link && r->ca == circ);
 	r->bytes += len;
 	if (p)
 		p->bytes += len;
 	c->st.bytes += len;
-	if (d->credited)
+	if (d->credited) {
 		mark(d, c->q.out_pos(c->q.arg, o), len);
+		if (!r->marked) {
+			r->marked = true;
+			r->mnext = c->marked;
+			c->marked = r;
+		}
+	}
 	a = push(c, P2P_CIRCUIT_FORWARD, o, oc);
 	a->data = data;
 	a->len = len;
@@ -779,25 +920,16 @@ int p2p_circuit_link_gone(struct p2p_circuit *c, uint32_t link)
 	return 0;
 }
 
-/* When r must have done better: its handshake, or its next use. */
-static uint64_t deadline(const struct relay_circ *r)
+uint64_t p2p_circuit_next(struct p2p_circuit *c)
 {
-	if (!handshaken(r))
-		return r->born + RELAY_HS_MS;
-	return (r->last_a < r->last_b ? r->last_a : r->last_b) + RELAY_IDLE_MS;
-}
-
-uint64_t p2p_circuit_next(const struct p2p_circuit *c)
-{
-	uint64_t next = UINT64_MAX;
-
-	for (const struct relay_circ *r = c->tab.circs; r; r = r->next) {
-		if (deadline(r) < next)
-			next = deadline(r);
-		if (r->pace_until && r->pace_until < next)
-			next = r->pace_until;
+	if (!c->next_ok) {
+		c->next_at = UINT64_MAX;
+		for (const struct relay_circ *r = c->tab.circs; r; r = r->next)
+			if (circ_next(r) < c->next_at)
+				c->next_at = circ_next(r);
+		c->next_ok = true;
 	}
-	return next;
+	return c->next_at;
 }
 
 /* r's credit held back until now: it goes back to both sources, unless
@@ -805,8 +937,13 @@ uint64_t p2p_circuit_next(const struct p2p_circuit *c)
  * it. */
 static void unpace(struct p2p_circuit *c, struct relay_circ *r, uint64_t now)
 {
+	uint64_t was = circ_next(r);
+	bool held;
+
 	r->pace_until = 0;
-	if (paced(c, r, now, &r->pace_until))
+	held = paced(c, r, now, &r->pace_until);
+	moved(c, was, circ_next(r));
+	if (held)
 		return;
 	if (due(&r->dir[0]))
 		give(c, r->a, r->ca, take(&r->dir[0]));

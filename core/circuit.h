@@ -152,11 +152,27 @@ struct relay_circ {
 	uint8_t runs;		       /* direction changes seen, up to 4 */
 	uint8_t last_dir;	       /* 0 none, 1 from a, 2 from b */
 	struct relay_dir dir[2];       /* [0]: a to b, [1]: b to a */
+	/* The decisions' list of circuits with credit to return (a mark in
+	 * either direction): what p2p_circuit_on_sent() walks. */
+	struct relay_circ *mnext;
+	bool marked;
 };
+
+/* The index (issue 10): each circuit under both its ends, (link, ID),
+ * so that a relayed frame finds its circuit in a probe or two rather than
+ * in a walk over every circuit the relay carries. Open addressing with
+ * linear probing, at most half full; zeroed is empty. IDs are picked by
+ * peers, so a probe run is bounded only by the table's size: no worse
+ * than the walk it replaces. */
+#define RELAY_TAB_SLOTS (4 * RELAY_CIRC_MAX) /* a power of two */
 
 struct relay_tab {
 	struct relay_circ *circs;
 	unsigned n;
+	struct {
+		struct relay_circ *r; /* NULL: free */
+		uint8_t end;	      /* 0: (a, ca), 1: (b, cb) */
+	} slot[RELAY_TAB_SLOTS];
 };
 
 /* Is circuit ID c in use on link l (either end)? */
@@ -315,8 +331,10 @@ int p2p_circuit_pick(struct p2p_circuit *c, uint32_t via, uint32_t *circ)
     __attribute__((warn_unused_result));
 
 /* The earliest deadline of a circuit we relay (ms), or when credit held
- * back for a budget may go; UINT64_MAX: none. */
-uint64_t p2p_circuit_next(const struct p2p_circuit *c);
+ * back for a budget may go; UINT64_MAX: none. Kept as circuits change,
+ * so a call costs a walk over the circuits only after the one holding
+ * the earliest moved later or went (the hub asks after every event). */
+uint64_t p2p_circuit_next(struct p2p_circuit *c);
 /*
  * Close every circuit past a deadline at now: both ends get a RELAY_CLOSE
  * with the reason; return the credit held back for a budget that has

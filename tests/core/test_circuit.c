@@ -106,6 +106,54 @@ Test(circuit_tab, on_finds_every_circuit_of_a_link)
 	relay_tab_clear(&t);
 }
 
+/* The index under churn: circuits added and deleted in a scrambled
+ * order, the index at its fullest (two ends of RELAY_CIRC_MAX circuits), and
+ * every end found (with its other end) or not, as a list of what is in says. */
+Test(circuit_tab, every_end_is_found_through_adds_and_deletes)
+{
+	enum { N = RELAY_CIRC_MAX };
+	struct relay_tab t = {0};
+	struct relay_circ *r;
+	bool in[N] = {false};
+	uint32_t rng = 12345, o, oc;
+
+	for (int step = 0; step < 20 * N; step++) {
+		unsigned i;
+		rng = rng * 1103515245u + 12345u;
+		i = (rng >> 8) % N;
+		/* Circuit i: (i % 31 + 1, i) to (100 + i % 3, 1000 + i); at
+		 * most 9 on one link a (RELAY_CIRC_PER_LINK). */
+		if (!in[i]) {
+			cr_assert_eq(relay_tab_add(&t, i % 31 + 1, i,
+						   100 + i % 3, 1000 + i),
+				     0, "add %u", i);
+			in[i] = true;
+		} else {
+			r = relay_tab_find(&t, i % 31 + 1, i, &o, &oc);
+			cr_assert_not_null(r, "circuit %u", i);
+			relay_tab_del(&t, r);
+			in[i] = false;
+		}
+		for (unsigned k = 0; k < N; k++) {
+			r = relay_tab_find(&t, k % 31 + 1, k, &o, &oc);
+			cr_assert_eq(r != NULL, in[k], "a of %u at step %d", k,
+				     step);
+			if (r)
+				cr_assert(o == 100 + k % 3 && oc == 1000 + k);
+			r = relay_tab_find(&t, 100 + k % 3, 1000 + k, &o, &oc);
+			cr_assert_eq(r != NULL, in[k], "b of %u at step %d", k,
+				     step);
+			if (r)
+				cr_assert(o == k % 31 + 1 && oc == k);
+			cr_assert_eq(relay_tab_used(&t, k % 31 + 1, k), in[k]);
+		}
+	}
+	relay_tab_clear(&t);
+	cr_assert_eq(t.n, 0);
+	for (unsigned k = 0; k < RELAY_TAB_SLOTS; k++)
+		cr_assert_null(t.slot[k].r, "slot %u left after clear", k);
+}
+
 /* ---- the decisions, over a fake link table ---- */
 
 #define NLINKS 512
@@ -825,6 +873,58 @@ Test(circuit, a_handshake_is_four_runs_however_split)
 	cr_assert_eq(circuits(), 1);
 }
 
+/* The earliest deadline among many circuits, as they move, close and
+ * expire: p2p_circuit_next() keeps it rather than walking every circuit
+ * on each call, and must still say exactly when. */
+Test(circuit, next_is_the_earliest_of_many_as_they_change)
+{
+	uint64_t t0 = T;
+	uint32_t cb[4];
+
+	for (unsigned k = 0; k < 4; k++) {
+		T = t0 + 10 * k;
+		cb[k] = open_a_x(2 * k + 1);
+	}
+	cr_assert_eq(p2p_circuit_next(C), t0 + RELAY_HS_MS);
+	/* The earliest completes its handshake: its deadline moves on to
+	 * the idle one, and the next circuit's is the earliest. */
+	T = t0 + 40;
+	data(1, 1, 10);
+	data(2, cb[0], 10);
+	data(1, 1, 10);
+	data(2, cb[0], 10);
+	drain();
+	cr_assert_eq(p2p_circuit_next(C), t0 + 10 + RELAY_HS_MS);
+	/* Data on a later one changes nothing. */
+	data(1, 7, 10);
+	drain();
+	cr_assert_eq(p2p_circuit_next(C), t0 + 10 + RELAY_HS_MS);
+	/* The earliest closes: the one after it. */
+	cr_assert_eq(p2p_circuit_on_close(C, 1, 3, "bye", 3), 0);
+	drain();
+	cr_assert_eq(p2p_circuit_next(C), t0 + 20 + RELAY_HS_MS);
+	/* A new circuit is later than that. */
+	T = t0 + 50;
+	(void)open_a_x(9);
+	cr_assert_eq(p2p_circuit_next(C), t0 + 20 + RELAY_HS_MS);
+	/* The earliest expires: the next. */
+	T = t0 + 20 + RELAY_HS_MS;
+	p2p_circuit_expire(C, T);
+	cr_assert_eq(drain(), 2);
+	cr_assert_eq(Q[1].circ, cb[2]);
+	cr_assert_eq(p2p_circuit_next(C), t0 + 30 + RELAY_HS_MS);
+	/* Only the handshaken circuit left: its idle deadline. */
+	T = t0 + 50 + RELAY_HS_MS;
+	p2p_circuit_expire(C, T);
+	cr_assert_eq(drain(), 4);
+	cr_assert_eq(circuits(), 1);
+	cr_assert_eq(p2p_circuit_next(C), t0 + 40 + RELAY_IDLE_MS);
+	/* A new circuit's handshake deadline comes before that. */
+	T += 1000;
+	(void)open_a_x(11);
+	cr_assert_eq(p2p_circuit_next(C), T + RELAY_HS_MS);
+}
+
 /* A circuit through its handshake; returns its ID on link 2. */
 static uint32_t handshaken(uint32_t ca)
 {
@@ -1025,6 +1125,41 @@ Test(circuit, credit_returns_as_the_bytes_leave)
 	p2p_circuit_get_stats(C, &st);
 	cr_assert_eq(st.credit_sent, 1);
 	cr_assert_eq(st.closed_credit + st.closed_queue, 0);
+}
+
+/* Credit goes back on every circuit with bytes out (the ones the core
+ * keeps a list of), after one of them closed, and again on a circuit
+ * that had none out for a while. */
+Test(circuit, credit_returns_on_each_busy_circuit_after_one_closes)
+{
+	const size_t rec = 64 * 1024;
+	enum { K = RELAY_CREDIT_BATCH / (64 * 1024) };
+	uint64_t got[8] = {0};
+
+	CREDIT[1] = CREDIT[2] = true;
+	for (uint32_t ca = 1; ca <= 5; ca += 2) {
+		(void)open_a_x(ca);
+		for (size_t k = 0; k < K; k++)
+			fwd(1, ca, rec);
+	}
+	cr_assert_eq(p2p_circuit_on_close(C, 1, 3, "bye", 3), 0);
+	drain();
+	cr_assert_eq(p2p_circuit_on_sent(C, T, 2, POS[2]), 0);
+	drain();
+	for (size_t i = 0; i < NQ; i++) {
+		cr_assert_eq(Q[i].type, P2P_CIRCUIT_SEND_CREDIT);
+		cr_assert_eq(Q[i].link, 1);
+		cr_assert_lt(Q[i].circ, 8);
+		got[Q[i].circ] += Q[i].len;
+	}
+	cr_assert_eq(got[1], RELAY_CREDIT_BATCH);
+	cr_assert_eq(got[3], 0, "a closed circuit gets nothing");
+	cr_assert_eq(got[5], RELAY_CREDIT_BATCH);
+	/* Nothing out now; then circuit 5 sends again. */
+	cr_assert_eq(sent(2, POS[2] + 1, 1, 5), 0);
+	for (size_t k = 0; k < K; k++)
+		fwd(1, 5, rec);
+	cr_assert_eq(sent(2, POS[2], 1, 5), RELAY_CREDIT_BATCH);
 }
 
 Test(circuit, credit_beyond_the_window_cuts_only_that_circuit)
