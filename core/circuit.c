@@ -370,10 +370,20 @@ static void moved(struct p2p_circuit *c, uint64_t was, uint64_t is)
 		c->next_ok = false;
 }
 
+_Static_assert(RELAY_PEERS_MAX < UINT16_MAX, "relay_circ.peer holds one");
+
+/* r's requester record, without a search: a record with circuits is
+ * never replaced (peer_get), so the index r took stays its own. */
+static struct relay_peer *circ_peer(struct p2p_circuit *c,
+				    const struct relay_circ *r)
+{
+	return r->peer ? &c->peers[r->peer - 1] : NULL;
+}
+
 /* The circuit is gone (both ends are told by the caller). */
 static void circ_del(struct p2p_circuit *c, struct relay_circ *r)
 {
-	struct relay_peer *p = peer_find(c, &r->from);
+	struct relay_peer *p = circ_peer(c, r);
 
 	if (p && p->circs)
 		p->circs--;
@@ -566,6 +576,7 @@ static void serve_open(struct p2p_circuit *c, uint64_t now, uint32_t a,
 	r->dir[0].credited = credited(c, a);
 	r->dir[1].credited = credited(c, b);
 	p->circs++;
+	r->peer = (uint16_t)(p - c->peers + 1);
 	c->st.opened++;
 	act = push(c, P2P_CIRCUIT_SEND_OPEN, b, cb);
 	act->peer = *from;
@@ -691,7 +702,7 @@ static uint64_t full_until(uint64_t level, uint64_t cap, uint64_t now)
 static bool paced(struct p2p_circuit *c, struct relay_circ *r, uint64_t now,
 		  uint64_t *until)
 {
-	struct relay_peer *p = peer_find(c, &r->from);
+	struct relay_peer *p = circ_peer(c, r);
 	uint64_t t, u = 0;
 
 	drain_to(&r->bytes, &r->bytes_at, now);
@@ -851,7 +862,7 @@ int p2p_circuit_on_data(struct p2p_circuit *c, uint64_t now, uint32_t link,
 		    P2P_CIRCUIT_N_CREDIT);
 		return 0;
 	}
-	if ((p = peer_find(c, &r->from)) != NULL)
+	if ((p = circ_peer(c, r)) != NULL)
 		peer_roll(p, now);
 	drain_to(&r->bytes, &r->bytes_at, now);
 	/* A source with credit is paced by it (release); one without is

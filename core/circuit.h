@@ -144,7 +144,8 @@ struct relay_circ {
 	uint32_t a, b;	 /* a: the requester's link, b: the target's */
 	uint32_t ca, cb; /* the circuit's ID on a and on b */
 	/* What the decisions keep (zero when only the table is used). */
-	struct p2p_peerid from;	       /* the requester */
+	struct p2p_peerid from; /* the requester */
+	uint16_t peer; /* its record's index + 1 (kept while it has circuits) */
 	struct p2p_addr addr;	       /* its link's remote address */
 	uint64_t born, last_a, last_b; /* ms: opened, last data from a, b */
 	uint64_t bytes, bytes_at;      /* the budget's bucket, drained to */

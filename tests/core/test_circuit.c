@@ -925,6 +925,33 @@ Test(circuit, next_is_the_earliest_of_many_as_they_change)
 	cr_assert_eq(p2p_circuit_next(C), T + RELAY_HS_MS);
 }
 
+/* A requester's record stays while it has circuits and is free for
+ * others once they closed: after B opened and closed one, RELAY_CIRC_MAX
+ * requesters (as many as there are records) each get a circuit. */
+Test(circuit, a_requester_record_is_freed_when_its_circuits_close)
+{
+	struct p2p_peerid b = pid(0x33);
+	struct p2p_circuit_stats st;
+
+	cr_assert_eq(p2p_circuit_on_open(C, T, 3, 1, false, &X, &b), 0);
+	cr_assert_eq(drain(), 1);
+	cr_assert_eq(Q[0].type, P2P_CIRCUIT_SEND_OPEN);
+	cr_assert_eq(p2p_circuit_on_close(C, 3, 1, "bye", 3), 0);
+	drain();
+	for (uint32_t k = 0; k < RELAY_CIRC_MAX; k++) {
+		struct p2p_peerid from = pid((uint8_t)k);
+		from.b[1] = 1; /* none of them is B, A or X */
+		T++;
+		cr_assert_eq(
+		    p2p_circuit_on_open(C, T, 10 + k, 1, false, &X, &from), 0);
+		cr_assert_eq(drain(), 1);
+		cr_assert_eq(Q[0].type, P2P_CIRCUIT_SEND_OPEN,
+			     "requester %u refused", k);
+	}
+	p2p_circuit_get_stats(C, &st);
+	cr_assert_eq(st.circuits, RELAY_CIRC_MAX);
+}
+
 /* A circuit through its handshake; returns its ID on link 2. */
 static uint32_t handshaken(uint32_t ca)
 {
