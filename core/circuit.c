@@ -732,11 +732,12 @@ static void give(struct p2p_circuit *c, uint32_t link, uint32_t circ,
 static void release(struct p2p_circuit *c, struct relay_circ *r,
 		    struct relay_dir *d, uint32_t l, uint32_t lc, uint64_t now)
 {
-	uint64_t was = circ_next(r);
+	uint64_t was;
 	bool held;
 
 	if (!due(d) || r->pace_until)
 		return;
+	was = circ_next(r);
 	held = paced(c, r, now, &r->pace_until);
 	moved(c, was, circ_next(r));
 	if (held) {
