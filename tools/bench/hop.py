@@ -11,6 +11,7 @@ than this on the same host (it still has the extra TCP hop). Its sockets
 are on cubic, as p2pd's in-host sockets are (daemon/tcpopt.h), so that
 pacing timers do not count against it. Runs until killed.
 """
+import fcntl
 import os
 import socket
 import sys
@@ -30,7 +31,6 @@ def pump(src, dst):
     r, w = os.pipe()
     try:
         try:
-            import fcntl
             fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE)
         except (OSError, AttributeError):
             pass
