@@ -3,11 +3,13 @@
  * as a peer drives it with RELAY_OPEN, RELAY_DATA, RELAY_CLOSE and
  * RELAY_CREDIT (fields of its choosing), with links going away, writing
  * out (on_sent, per-circuit credit: links whose ID is not a multiple of 3
- * keep credit) and time passing. Each input byte triple is one event.
- * Whatever the order, it must not crash, leak, carry more than
- * RELAY_CIRC_MAX circuits, ask for a link that is not up, return more
- * credit than it forwarded or more than RELAY_CREDIT at once, or leave a
- * deadline in the past once expiry has been run to the end.
+ * keep credit) and time passing. Each input byte triple is one event;
+ * one of them is a burst of up to 1.1 GiB on one circuit (burst() below),
+ * so the byte budgets are reached too. Whatever the order, it must not crash,
+ * leak, carry more than RELAY_CIRC_MAX circuits, ask for a link that is not up,
+ * return more credit than it forwarded or more than RELAY_CREDIT at once, let a
+ * burst through past the circuit's budget by more than the credit, or
+ * leave a deadline in the past once expiry has been run to the end.
  */
 #include <errno.h>
 #include <string.h>
@@ -24,6 +26,7 @@ static bool gone[NLINKS + 1];
 static size_t queued[NLINKS + 1];
 static uint64_t pos[NLINKS + 1];     /* bytes ever queued per link */
 static uint64_t forwarded, returned; /* payload bytes, credit */
+static uint32_t last_to;	     /* the link of the last FORWARD */
 static struct {
 	uint32_t link, circ;
 } ends[NENDS];
@@ -124,6 +127,7 @@ static void drain(struct p2p_circuit *c)
 			pos[a.link] +=
 			    a.len + 10; /* the record's extra bytes */
 			forwarded += a.len;
+			last_to = a.link;
 			break;
 		case P2P_CIRCUIT_SEND_CREDIT:
 			FUZZ_CHECK(a.len > 0 && a.len <= RELAY_CREDIT);
@@ -143,6 +147,38 @@ static void drain(struct p2p_circuit *c)
 			break;
 		}
 	}
+}
+
+/*
+ * A transfer at full speed on (l, circ) in quarter-credit frames (as
+ * big as the core lets a source send at once, 4x fewer calls than pass
+ * frames), the link each frame went to writing it out at once as a fast
+ * link would: 1024 to 4608 frames (256 MiB to past RELAY_CIRC_BYTES).
+ * It stops where the circuit stops forwarding (closed, unknown, or
+ * paced and then cut for going past its credit). No time passes, so no
+ * budget refills: what went through is at most the circuit's budget
+ * plus the credit its source held, and a frame the budget check let in.
+ */
+#define BURST_FRAME (RELAY_CREDIT / 4)
+
+static void burst(struct p2p_circuit *c, uint64_t now, uint32_t l,
+		  uint32_t circ, unsigned frames)
+{
+	static const uint8_t big[BURST_FRAME];
+	uint64_t start = forwarded, was;
+
+	drain(c);
+	for (unsigned k = 0; k < frames; k++) {
+		was = forwarded;
+		(void)p2p_circuit_on_data(c, now, l, circ, big, sizeof(big));
+		drain(c);
+		if (forwarded == was)
+			break;
+		if (p2p_circuit_on_sent(c, now, last_to, pos[last_to]) == 0)
+			drain(c);
+	}
+	FUZZ_CHECK(forwarded - start <=
+		   RELAY_CIRC_BYTES + RELAY_CREDIT + sizeof(big));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -169,6 +205,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(queued, 0, sizeof(queued));
 	memset(pos, 0, sizeof(pos));
 	forwarded = returned = 0;
+	last_to = 0;
 	nends = 0;
 	full = false;
 	c = p2p_circuit_new(&q);
@@ -219,7 +256,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_CHECK(p2p_circuit_next(c) > now);
 			break;
 		case 7:
-			now += (uint64_t)y * 60000u;
+			if (x & 0x80)
+				burst(c, now, l, circ,
+				      512u * (2u + (x >> 4 & 7u)));
+			else
+				now += (uint64_t)y * 60000u;
 			break;
 		case 8:
 			queued[l] = (size_t)y << 14;

@@ -378,6 +378,16 @@ static void circuit_seeds(void)
 	}
 	put(&s, credit, sizeof(credit));
 	save("fuzz_circuit", 2, &s);
+	/* Seed 3 (budgets): link 2's peer (credit) opens circuit 0xfff and
+	 * link 3's (none, our outbound link: even IDs) circuit 0xf0c, both
+	 * to peer 4, and each sends 1.1 GiB at once (op 7, x 0xf_: a burst
+	 * of 4608 frames): the first is paced, then cut past its credit,
+	 * the second closed over its budget. */
+	static const uint8_t budgets[] = {0x00, 0xf1, 0xff, 0x07, 0xf1, 0xff,
+					  0x00, 0xf2, 0x0c, 0x07, 0xf2, 0x0c};
+	s.n = 0;
+	put(&s, budgets, sizeof(budgets));
+	save("fuzz_circuit", 3, &s);
 }
 
 /* Gateway answers for fuzz_portmap: a PCP MAP success for its all-zero
