@@ -175,18 +175,27 @@ def descendants(root):
     return out
 
 
+def stat_ticks(pid):
+    """utime, stime, cutime, cstime of pid in clock ticks from
+    /proc/PID/stat; None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read().rsplit(")", 1)[1].split()
+        return [int(x) for x in st[11:15]]
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def cpu_secs(pids):
     """utime + stime of the live pids, plus cutime + cstime (the children
     each has reaped: socat's per-connection child), in seconds."""
-    t = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                st = f.read().rsplit(")", 1)[1].split()
-            t += sum(int(x) for x in st[11:15])  # utime stime cutime cstime
-        except (OSError, IndexError, ValueError):
-            pass
-    return t / os.sysconf("SC_CLK_TCK")
+    return sum(sum(stat_ticks(pid) or ()) for pid in pids) / os.sysconf("SC_CLK_TCK")
+
+
+def user_sys(pid):
+    """(user, sys) CPU seconds of pid so far; (0, 0) once it is gone."""
+    t = stat_ticks(pid) or (0, 0)
+    return (t[0] / os.sysconf("SC_CLK_TCK"), t[1] / os.sysconf("SC_CLK_TCK"))
 
 
 def cpu_sample(groups):
