@@ -328,12 +328,19 @@ def start_sink(lab, node, hashing):
     return p
 
 
-def send(lab, node, host, port, secs=0.0, nbytes=0, hashing=False, timeout=300):
+def send(lab, node, host, port, secs=0.0, nbytes=0, hashing=False, timeout=300,
+         watch=None, every=0.25):
     """The sender in node's namespace towards host:port: its JSON result,
-    with mbit (the sink's throughput) when the sink answered."""
+    with mbit (the sink's throughput) when the sink answered. watch, when
+    given, is called every `every` seconds while the sender runs (a poll
+    of the daemons the bytes go through)."""
     p = lab.popen(node, [sys.executable, "-c", SEND, host, port, secs, nbytes,
                          "1" if hashing else "0"], stdout=subprocess.PIPE, text=True)
-    out, _ = p.communicate(timeout=timeout)
+    end = time.monotonic() + timeout
+    while watch and p.poll() is None and time.monotonic() < end:
+        watch()
+        time.sleep(every)
+    out, _ = p.communicate(timeout=max(1, end - time.monotonic()))
     try:
         r = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -464,7 +471,6 @@ class Path:
                 raise RuntimeError("forward: %r" % fw)
             fport = int(fw["listen"].rsplit(":", 1)[1])
             w0 = da.writes()
-            res = {}
             windows = []
             groups = {"sink's p2pd": lambda: [da.proc.pid], "sender's p2pd": lambda: [db.proc.pid]}
             c0 = cpu_sample(groups)
@@ -473,23 +479,9 @@ class Path:
                 for t in da.req({"cmd": "tunnels"}).get("tunnels", []):
                     if "window" in t:
                         windows.append(t["window"])
-            p = self.lab.popen(self.b, [sys.executable, "-c", SEND, "127.0.0.1", fport, secs,
-                                        nbytes, "1" if self.hashing else "0"],
-                               stdout=subprocess.PIPE, text=True)
-            end = time.monotonic() + 300
-            while p.poll() is None and time.monotonic() < end:
-                watch()
-                time.sleep(0.25)
-            out, _ = p.communicate(timeout=max(1, end - time.monotonic()))
-            c1 = cpu_sample(groups)
-            try:
-                res = json.loads(out.strip().splitlines()[-1])
-            except (ValueError, IndexError):
-                res = {"sent": 0}
-            res.setdefault("intact", False)
-            if res.get("secs"):
-                res["mbit"] = res["recv"] * 8 / res["secs"] / 1e6
-            add_cpu(res, c0, c1)
+            res = send(self.lab, self.b, "127.0.0.1", fport, secs, nbytes, self.hashing,
+                       watch=watch)
+            add_cpu(res, c0, cpu_sample(groups))
             res["writes_per_mib"] = (da.writes() - w0) / max(res.get("recv", 0) / MIB, 1e-9)
             res["window"] = max(windows) if windows else None
             res["alive"] = da.proc.poll() is None and db.proc.poll() is None
@@ -538,26 +530,15 @@ def relayed(p2pd, rtt_ms, nbytes, pathemu=None):
         groups = {"sender's p2pd": lambda: [da.proc.pid], "relay": lambda: [dr.proc.pid],
                   "sink's p2pd": lambda: [df.proc.pid]}
         c0 = cpu_sample(groups)
-        p = lab.popen(a, [sys.executable, "-c", SEND, "127.0.0.1", fport, 0, nbytes, "1"],
-                      stdout=subprocess.PIPE, text=True)
         windows, kinds = [], set()
-        end = time.monotonic() + 300
-        while p.poll() is None and time.monotonic() < end:
+
+        def watch():
             for t in df.req({"cmd": "tunnels"}).get("tunnels", []):
                 if "window" in t:
                     windows.append(t["window"])
                 kinds.add(t.get("link"))
-            time.sleep(0.1)
-        out, _ = p.communicate(timeout=max(1, end - time.monotonic()))
-        c1 = cpu_sample(groups)
-        try:
-            res = json.loads(out.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            res = {"sent": 0}
-        res.setdefault("intact", False)
-        if res.get("secs"):
-            res["mbit"] = res["recv"] * 8 / res["secs"] / 1e6
-        add_cpu(res, c0, c1)
+        res = send(lab, a, "127.0.0.1", fport, nbytes=nbytes, hashing=True, watch=watch, every=0.1)
+        add_cpu(res, c0, cpu_sample(groups))
         res["window"] = max(windows) if windows else None
         res["links"] = sorted(k for k in kinds if k)
         res["circuits"] = dr.req({"cmd": "status"})["relay"]["circuits"]
